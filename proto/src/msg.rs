@@ -1,0 +1,207 @@
+//! Every message of the protocol. Field order here is the order on the wire (see
+//! `PROTOCOL.md`); new enum variants are only ever appended, so old peers keep decoding the ones
+//! they know.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, RejectReason};
+use crate::types::{DriverId, Fix, Seq};
+
+/// The first frame a client sends on the first bidirectional stream it opens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version the client speaks ([`crate::PROTOCOL_VERSION`]).
+    pub version: u16,
+    /// Bearer token minted by `milepost token`.
+    pub token: String,
+    /// The identity the client claims: the driver id for a driver, the depot for a dispatcher.
+    /// It must equal the token's subject; a driver token cannot speak for another driver.
+    pub subject: String,
+    /// Device and app information, for logs and support.
+    pub device: DeviceInfo,
+}
+
+/// What the phone says about itself. Free text, bounded by the frame size.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// A stable device identifier (install id), not a hardware id.
+    pub device_id: String,
+    /// App name and version, e.g. `milepost-driver/3.2.1`.
+    pub app: String,
+    /// Operating system and version, e.g. `Android 14`.
+    pub os: String,
+}
+
+/// The server's answer to a valid [`Hello`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The server's clock, UTC ms: lets the phone detect a skewed clock.
+    pub server_time_ms: i64,
+    /// Limits the server enforces on this connection.
+    pub limits: Limits,
+    /// For a driver: every seq up to and including this one is durable (0 = none yet). The phone
+    /// resends what it holds above it.
+    pub watermark: Seq,
+}
+
+/// Limits announced in [`Welcome`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame payload accepted, bytes.
+    pub max_frame: u32,
+    /// Most fixes in one [`FixBatch`].
+    pub max_batch: u32,
+    /// Most fixes per second per driver, sustained.
+    pub max_fixes_per_s: u32,
+}
+
+/// A run of fixes with consecutive sequence numbers, `first_seq`, `first_seq + 1`, ...
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FixBatch {
+    /// Sequence number of `fixes[0]`.
+    pub first_seq: Seq,
+    /// The fixes, oldest seq first. Must not be empty.
+    pub fixes: Vec<Fix>,
+}
+
+/// The server's answer to one [`FixBatch`] or one live-fix datagram: every seq in
+/// `first_seq .. first_seq + count` is settled (durable, or rejected for good) and may be
+/// dropped by the phone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// First seq the ack covers.
+    pub first_seq: Seq,
+    /// How many consecutive seqs the ack covers.
+    pub count: u32,
+    /// How many of them had been stored before (resends): acked again, stored once.
+    pub duplicates: u32,
+    /// The fixes that were refused, with the reason. They must not be resent.
+    pub rejected: Vec<Rejection>,
+    /// Every seq up to and including this one is settled for this driver.
+    pub watermark: Seq,
+}
+
+/// One refused fix in an [`Ack`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The refused fix's seq.
+    pub seq: Seq,
+    /// Why it was refused.
+    pub reason: RejectReason,
+}
+
+/// A typed refusal. After a connection-level error the server closes the connection with the
+/// same code as the QUIC application close code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable detail, for logs; never parse it.
+    pub message: String,
+}
+
+/// A dispatcher's question about the live fleet of its depot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    /// Chosen by the client, echoed in the [`QueryResult`].
+    pub id: u32,
+    /// What to look for.
+    pub kind: QueryKind,
+}
+
+/// The spatial questions a dispatcher can ask. Coordinates in 1e-7 degree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum QueryKind {
+    /// Drivers inside a latitude/longitude box (inclusive).
+    Within {
+        /// Southern edge.
+        min_lat_e7: i32,
+        /// Western edge.
+        min_lon_e7: i32,
+        /// Northern edge.
+        max_lat_e7: i32,
+        /// Eastern edge.
+        max_lon_e7: i32,
+    },
+    /// Drivers within `radius_m` metres (great-circle) of a point, nearest first.
+    Nearby {
+        /// Centre latitude.
+        lat_e7: i32,
+        /// Centre longitude.
+        lon_e7: i32,
+        /// Radius in metres.
+        radius_m: f32,
+    },
+    /// The `k` drivers nearest to a point, nearest first.
+    Nearest {
+        /// Centre latitude.
+        lat_e7: i32,
+        /// Centre longitude.
+        lon_e7: i32,
+        /// How many.
+        k: u32,
+    },
+}
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    /// The query's id.
+    pub id: u32,
+    /// Matching drivers (nearest first for `Nearby` and `Nearest`; at most the server's result
+    /// limit).
+    pub drivers: Vec<DriverPosition>,
+    /// True if more drivers matched than were returned.
+    pub truncated: bool,
+}
+
+/// A driver's live position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriverPosition {
+    /// Which driver.
+    pub driver: DriverId,
+    /// The seq of the fix.
+    pub seq: Seq,
+    /// The newest fix (by measurement time).
+    pub fix: Fix,
+    /// Distance in metres from the query point (0 for `Within`).
+    pub distance_m: f32,
+}
+
+/// Frames a client sends on a bidirectional stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// Opens the session (first frame of the first stream only).
+    Hello(Hello),
+    /// Fixes to store.
+    FixBatch(FixBatch),
+    /// A dispatcher query.
+    Query(Query),
+}
+
+/// Frames the server sends on a bidirectional stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// Session accepted.
+    Welcome(Welcome),
+    /// Fixes settled.
+    Ack(Ack),
+    /// A refusal.
+    Error(ErrorFrame),
+    /// Answer to a query.
+    QueryResult(QueryResult),
+}
+
+/// Unreliable QUIC datagrams a client sends: the newest fix, so that it never waits behind a
+/// backlog upload. Acked like a batch of one on the *ack stream*, a unidirectional stream the
+/// server opens; a phone that gets no ack resends the fix in a [`FixBatch`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientDatagram {
+    /// The newest fix.
+    LiveFix {
+        /// Its seq.
+        seq: Seq,
+        /// The fix.
+        fix: Fix,
+    },
+}

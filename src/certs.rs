@@ -1,0 +1,157 @@
+//! TLS material. In production the operator gives a certificate chain and key; on a developer's
+//! machine the gateway makes a development CA and a server certificate for `localhost`,
+//! `127.0.0.1` and `::1` on first run, in `DATA_DIR/certs/`. Clients trust `ca.pem`; the CA key
+//! stays on the server's disk and is never committed (see `certs/README.md`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A certificate problem.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{path}: {msg}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Certificate generation failed.
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The server's certificate chain and key, plus where the trust anchor for clients is.
+pub struct ServerIdentity {
+    /// Certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The CA certificate clients should trust, when it is a development CA.
+    pub dev_ca: Option<PathBuf>,
+}
+
+/// Loads the given PEM chain and key.
+pub fn load(cert: &Path, key: &Path) -> Result<ServerIdentity, CertError> {
+    let chain = load_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| CertError::Pem {
+        path: key.to_owned(),
+        msg: e.to_string(),
+    })?;
+    Ok(ServerIdentity {
+        chain,
+        key,
+        dev_ca: None,
+    })
+}
+
+/// Reads every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| CertError::Pem {
+            path: path.to_owned(),
+            msg: e.to_string(),
+        })?
+        .collect();
+    let certs = certs.map_err(|e| CertError::Pem {
+        path: path.to_owned(),
+        msg: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(CertError::Pem {
+            path: path.to_owned(),
+            msg: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Loads the development identity from `dir`, creating the CA and server certificate there on
+/// first use.
+pub fn load_or_create_dev(dir: &Path) -> Result<ServerIdentity, CertError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CertError::Io { path, source }
+    };
+    let ca_pem = dir.join("ca.pem");
+    let cert_pem = dir.join("server.pem");
+    let key_pem = dir.join("server.key");
+    if !cert_pem.exists() || !key_pem.exists() || !ca_pem.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Milepost development CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca_params.self_signed(&ca_key)?;
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "milepost dev server");
+        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        crate::auth::write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())
+            .map_err(io(&dir.join("ca.key")))?;
+        crate::auth::write_private(&key_pem, key.serialize_pem().as_bytes())
+            .map_err(io(&key_pem))?;
+        std::fs::write(&cert_pem, cert.pem()).map_err(io(&cert_pem))?;
+        std::fs::write(&ca_pem, ca.pem()).map_err(io(&ca_pem))?;
+    }
+    let mut id = load(&cert_pem, &key_pem)?;
+    id.dev_ca = Some(ca_pem);
+    Ok(id)
+}
+
+/// The rustls crypto provider used everywhere (ring).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS 1.3 server configuration with the Milepost ALPN.
+pub fn server_tls(id: ServerIdentity) -> Result<rustls::ServerConfig, CertError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(id.chain, id.key)?;
+    cfg.alpn_protocols = vec![milepost_proto::ALPN.to_vec()];
+    Ok(cfg)
+}
+
+/// A TLS 1.3 client configuration trusting the certificates in `ca_pem`.
+pub fn client_tls(ca_pem: &Path) -> Result<rustls::ClientConfig, CertError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(ca_pem)? {
+        roots.add(cert)?;
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![milepost_proto::ALPN.to_vec()];
+    Ok(cfg)
+}

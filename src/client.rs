@@ -1,0 +1,245 @@
+//! The QUIC client side of the protocol, used by `milepost drive`, `query`, the load tools and
+//! the end-to-end tests: connect with the server's trust anchor, say Hello, then send batches,
+//! live-fix datagrams and queries.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use milepost_proto::{
+    Ack, ClientDatagram, ClientMsg, DeviceInfo, ErrorCode, ErrorFrame, Fix, FixBatch, Hello, Query,
+    QueryKind, QueryResult, Seq, ServerMsg, Welcome, MAX_FRAME_HARD, PROTOCOL_VERSION,
+};
+
+use crate::wire::{close_code, read_msg, write_msg, WireError};
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS trust anchor problem.
+    #[error(transparent)]
+    Cert(#[from] crate::certs::CertError),
+    /// Could not start connecting.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was closed.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The server refused a request with a typed error.
+    #[error("refused: {} ({})", .0.code, .0.message)]
+    Refused(ErrorFrame),
+    /// A frame could not be read or written.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The server sent something that does not belong here.
+    #[error("unexpected message: {0}")]
+    Unexpected(String),
+    /// A local socket problem.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// A datagram could not be sent.
+    #[error("datagram: {0}")]
+    Datagram(#[from] quinn::SendDatagramError),
+}
+
+impl ClientError {
+    /// The protocol error code behind this failure, if the server gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused(f) => Some(f.code),
+            ClientError::Connection(e) => close_code(e),
+            ClientError::Wire(WireError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                close_code(e)
+            }
+            ClientError::Wire(WireError::Write(quinn::WriteError::ConnectionLost(e))) => {
+                close_code(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A client endpoint: one UDP socket that many connections (simulated drivers) can share.
+#[derive(Clone)]
+pub struct ClientEndpoint {
+    endpoint: quinn::Endpoint,
+}
+
+impl ClientEndpoint {
+    /// Binds a client endpoint on `bind` (e.g. `127.0.0.1:0`) trusting the CA in `ca_pem`.
+    pub fn new(bind: SocketAddr, ca_pem: &Path) -> Result<ClientEndpoint, ClientError> {
+        let tls = crate::certs::client_tls(ca_pem)?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .keep_alive_interval(Some(Duration::from_secs(15)))
+            .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(2));
+        cfg.transport_config(Arc::new(transport));
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(cfg);
+        Ok(ClientEndpoint { endpoint })
+    }
+
+    /// Connects to `server`, checking its certificate for `server_name`.
+    pub async fn connect(
+        &self,
+        server: SocketAddr,
+        server_name: &str,
+    ) -> Result<quinn::Connection, ClientError> {
+        Ok(self.endpoint.connect(server, server_name)?.await?)
+    }
+
+    /// Moves the endpoint to a new local socket (a phone switching networks): connections
+    /// migrate.
+    pub fn rebind(&self, bind: SocketAddr) -> Result<(), ClientError> {
+        let socket = std::net::UdpSocket::bind(bind)?;
+        self.endpoint.rebind(socket)?;
+        Ok(())
+    }
+
+    /// Waits until every connection of this endpoint is closed and its close is sent.
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+
+    /// The underlying quinn endpoint.
+    pub fn quinn(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+}
+
+/// An authenticated session on the first bidirectional stream.
+pub struct Session {
+    /// The connection.
+    pub conn: quinn::Connection,
+    /// What the server said in its Welcome.
+    pub welcome: Welcome,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl Session {
+    /// Opens the session stream and says Hello with `token` claiming `subject`.
+    pub async fn open(
+        conn: quinn::Connection,
+        token: &str,
+        subject: &str,
+        device: DeviceInfo,
+    ) -> Result<Session, ClientError> {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = ClientMsg::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+            subject: subject.to_owned(),
+            device,
+        });
+        write_msg(&mut send, &hello).await?;
+        let reply = read_msg::<ServerMsg>(&mut recv, MAX_FRAME_HARD).await;
+        match reply {
+            Ok(Some(ServerMsg::Welcome(welcome))) => Ok(Session {
+                conn,
+                welcome,
+                send,
+                recv,
+            }),
+            Ok(Some(ServerMsg::Error(e))) => Err(ClientError::Refused(e)),
+            Ok(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
+            Err(e) => {
+                // The server may have closed before we read its error frame: report its code.
+                match conn.close_reason() {
+                    Some(reason) => Err(ClientError::Connection(reason)),
+                    None => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Sends a batch without waiting for its ack (pipelining); read acks with [`Session::recv`].
+    pub async fn send_batch(&mut self, first_seq: Seq, fixes: Vec<Fix>) -> Result<(), ClientError> {
+        write_msg(
+            &mut self.send,
+            &ClientMsg::FixBatch(FixBatch { first_seq, fixes }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the next answer on the session stream.
+    pub async fn recv(&mut self) -> Result<ServerMsg, ClientError> {
+        match read_msg::<ServerMsg>(&mut self.recv, MAX_FRAME_HARD).await {
+            Ok(Some(msg)) => Ok(msg),
+            Ok(None) => Err(ClientError::Unexpected("session stream finished".into())),
+            Err(e) => match self.conn.close_reason() {
+                Some(reason) => Err(ClientError::Connection(reason)),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    /// Sends a batch and waits for its ack.
+    pub async fn batch(&mut self, first_seq: Seq, fixes: Vec<Fix>) -> Result<Ack, ClientError> {
+        self.send_batch(first_seq, fixes).await?;
+        match self.recv().await? {
+            ServerMsg::Ack(ack) => Ok(ack),
+            ServerMsg::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks a dispatcher query and waits for the answer.
+    pub async fn query(&mut self, id: u32, kind: QueryKind) -> Result<QueryResult, ClientError> {
+        write_msg(&mut self.send, &ClientMsg::Query(Query { id, kind })).await?;
+        match self.recv().await? {
+            ServerMsg::QueryResult(r) => Ok(r),
+            ServerMsg::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends the newest fix as a datagram; its ack comes on the ack stream
+    /// ([`Session::accept_ack_stream`]).
+    pub fn send_live(&self, seq: Seq, fix: Fix) -> Result<(), ClientError> {
+        let bytes = milepost_proto::encode(&ClientDatagram::LiveFix { seq, fix })
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        self.conn.send_datagram(bytes.into())?;
+        Ok(())
+    }
+
+    /// Waits for the server-opened stream that carries live-fix acks.
+    pub async fn accept_ack_stream(&self) -> Result<AckStream, ClientError> {
+        Ok(AckStream {
+            recv: self.conn.accept_uni().await?,
+        })
+    }
+
+    /// Finishes the session stream and closes the connection normally.
+    pub fn close(mut self) {
+        let _ = self.send.finish();
+        self.conn.close(quinn::VarInt::from_u32(0), b"bye");
+    }
+}
+
+/// The server-opened stream of live-fix acks.
+pub struct AckStream {
+    recv: quinn::RecvStream,
+}
+
+impl AckStream {
+    /// Wraps a unidirectional stream accepted from the server.
+    pub fn from_recv(recv: quinn::RecvStream) -> AckStream {
+        AckStream { recv }
+    }
+
+    /// The next live-fix ack, or `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<Ack>, ClientError> {
+        match read_msg::<ServerMsg>(&mut self.recv, MAX_FRAME_HARD).await? {
+            Some(ServerMsg::Ack(a)) => Ok(Some(a)),
+            Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuration: every knob with a safe default. Sources, later ones winning: the built-in
+//! defaults, a TOML file (`serve --config milepost.toml`), environment variables
+//! (`MILEPOST_LISTEN`, `MILEPOST_DATA_DIR`, `MILEPOST_SECRET`), then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole gateway configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// UDP address the QUIC endpoint binds. Loopback by default: expose it on purpose.
+    pub listen: SocketAddr,
+    /// Where the log, the token secret and the development certificates live.
+    pub data_dir: PathBuf,
+    /// PEM certificate chain for production; when absent a development CA and certificate are
+    /// created in `data_dir/certs`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
+    /// Token signing secret (at least 32 characters). When absent, a random secret is created
+    /// in `data_dir/secret.key`.
+    pub secret: Option<String>,
+    /// Connection and message limits.
+    pub limits: LimitsConfig,
+    /// Fix validation rules.
+    pub validation: ValidationConfig,
+    /// Ingest log settings.
+    pub log: LogConfig,
+}
+
+/// Limits on connections and messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest frame payload accepted, bytes (hard cap 1 MiB).
+    pub max_frame: u32,
+    /// Most fixes in one batch.
+    pub max_batch: u32,
+    /// Bidirectional streams a client may have open at once (quinn allocates state for each
+    /// stream a peer may open, so this is also a memory bound).
+    pub max_streams: u32,
+    /// Fixes per second per driver, announced to clients.
+    pub max_fixes_per_s: u32,
+    /// Seconds a client has to complete the TLS handshake and send its Hello.
+    pub handshake_timeout_s: u64,
+    /// Seconds of silence after which a connection is dropped (phones send keep-alives).
+    pub idle_timeout_s: u64,
+    /// Most concurrent connections to the gateway.
+    pub max_connections: u32,
+    /// How far above a driver's watermark a seq may be (bounds dedupe state per driver).
+    pub seq_window: u64,
+    /// Most drivers returned by one query.
+    pub max_query_results: u32,
+}
+
+/// Fix validation rules (see `proto/PROTOCOL.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Fixes whose accuracy radius exceeds this many metres are refused.
+    pub max_accuracy_m: f32,
+    /// Fixes more than this many ms ahead of the server clock are refused.
+    pub max_future_ms: i64,
+    /// Fixes older than this many ms are refused (backlog bound).
+    pub max_age_ms: i64,
+    /// Implied speed between neighbouring fixes above this is a jump.
+    pub max_speed_mps: f32,
+    /// Refuse mock-location fixes (otherwise they are stored, flagged).
+    pub reject_mock: bool,
+}
+
+/// Ingest log settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A segment file is closed and a new one started past this many bytes.
+    pub segment_bytes: u64,
+    /// Most bytes written by one group commit.
+    pub group_commit_bytes: usize,
+    /// fsync before acking. Turning this off breaks the durability promise: tests only.
+    pub fsync: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            data_dir: PathBuf::from("milepost-data"),
+            cert: None,
+            key: None,
+            secret: None,
+            limits: LimitsConfig::default(),
+            validation: ValidationConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_frame: milepost_proto::DEFAULT_MAX_FRAME,
+            max_batch: milepost_proto::DEFAULT_MAX_BATCH,
+            max_streams: 4,
+            max_fixes_per_s: 20,
+            handshake_timeout_s: 10,
+            idle_timeout_s: 60,
+            max_connections: 100_000,
+            seq_window: 1 << 20,
+            max_query_results: 1000,
+        }
+    }
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            max_accuracy_m: 500.0,
+            max_future_ms: 60_000,
+            max_age_ms: 7 * 24 * 3600 * 1000,
+            max_speed_mps: 80.0,
+            reject_mock: false,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 << 20,
+            group_commit_bytes: 1 << 20,
+            fsync: true,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid config value: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file on top of the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks the values that would make the gateway misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.max_frame == 0 || l.max_frame as usize > milepost_proto::MAX_FRAME_HARD {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_frame must be 1..={}",
+                milepost_proto::MAX_FRAME_HARD
+            )));
+        }
+        if l.max_batch == 0 || l.max_streams == 0 || l.seq_window == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_batch, max_streams and seq_window must be positive".into(),
+            ));
+        }
+        if let Some(s) = &self.secret {
+            if s.len() < 32 {
+                return Err(ConfigError::Invalid(
+                    "secret must be at least 32 characters".into(),
+                ));
+            }
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "cert and key must be given together".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The example configuration file: every knob at its default, as TOML.
+    pub fn example_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_round_trips() {
+        let text = Config::example_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::default());
+        back.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("lissen = \"1.2.3.4:5\"").is_err());
+        let partial: Config = toml::from_str("[limits]\nmax_batch = 7\n").unwrap();
+        assert_eq!(partial.limits.max_batch, 7);
+        assert_eq!(partial.limits.max_frame, LimitsConfig::default().max_frame);
+    }
+}

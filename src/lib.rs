@@ -1,0 +1,32 @@
+//! Milepost, the last-mile delivery tracking gateway.
+//!
+//! Driver phones stream GPS fixes over QUIC; the gateway authenticates each device, validates
+//! every fix, appends it to a durable log (group-commit fsync) before acking it, keeps every
+//! driver's live position in an R-tree, and answers dispatchers' spatial queries. The wire format
+//! lives in the `milepost-proto` crate.
+//!
+//! # Layout
+//! - [`config`]: every knob with a safe default; TOML file, environment and flag overrides.
+//! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry.
+//! - [`certs`]: the development CA and server certificate made on first run.
+//! - [`store`]: the ingest log (CRC-framed records, segments, group commit, torn-tail
+//!   recovery) and the per-driver dedupe state rebuilt from it.
+//! - [`fleet`]: the sans-IO core: fix validation, live positions and the R-tree, routes, stop
+//!   progress and ETA. Never awaits, never reads the clock.
+//! - [`server`]: the tokio/quinn shell: endpoint, per-connection sessions, dispatcher queries.
+//! - [`client`]: the QUIC client used by `drive`, `query` and the load tools.
+//! - [`replay`]: recorded trace readers (GPX, CSV, GeoJSON).
+//! - [`tools`]: offline tools (ETA evaluation, GTFS conversion).
+//! - [`wire`]: reading and writing protocol frames on quinn streams.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod certs;
+pub mod client;
+pub mod config;
+pub mod fleet;
+pub mod replay;
+pub mod server;
+pub mod store;
+pub mod tools;
+pub mod wire;

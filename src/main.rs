@@ -1,0 +1,413 @@
+//! The `milepost` command: the gateway (`serve`) and its clients and tools in one binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use milepost::auth::{Claims, Role, TokenKey};
+use milepost::client::{ClientEndpoint, Session};
+use milepost::config::Config;
+use milepost::server::Gateway;
+use milepost_proto::{deg_to_e7, DeviceInfo, QueryKind};
+
+/// Milepost: last-mile delivery tracking gateway.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (creates dev certificates and a data directory on first run).
+    Serve(ServeArgs),
+    /// Mint a signed token for a driver, dispatcher or recipient.
+    Token(TokenArgs),
+    /// Replay one recorded trace (GPX, CSV, GeoJSON) as one driver.
+    Drive(DriveArgs),
+    /// Ask the live fleet of a depot: nearby, within, nearest.
+    Query(QueryArgs),
+    /// Print an example configuration file with every knob at its default.
+    ConfigExample,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "MILEPOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address to listen on (default 127.0.0.1:4433).
+    #[arg(long, env = "MILEPOST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (default ./milepost-data).
+    #[arg(long, env = "MILEPOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Token signing secret (default: generated in the data directory).
+    #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// What the token may do.
+    #[arg(long, value_enum)]
+    role: Role,
+    /// Driver id, depot or tracking number.
+    #[arg(long)]
+    subject: String,
+    /// Depot the holder belongs to (defaults to the subject for a dispatcher, else "default").
+    #[arg(long)]
+    depot: Option<String>,
+    /// Lifetime, e.g. 12h, 30m, 7d.
+    #[arg(long, default_value = "12h")]
+    ttl: humantime::Duration,
+    /// Data directory holding the secret (default ./milepost-data).
+    #[arg(long, env = "MILEPOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Secret, instead of the data directory's.
+    #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    /// Gateway address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    server: SocketAddr,
+    /// Name on the gateway's certificate.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// CA certificate to trust (default: the dev CA in ./milepost-data/certs/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Token (from `milepost token`).
+    #[arg(long, env = "MILEPOST_TOKEN")]
+    token: String,
+}
+
+#[derive(Args)]
+struct DriveArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// Recorded trace: .gpx, .csv, .csv.gz, .geojson.
+    #[arg(long)]
+    trace: PathBuf,
+    /// Which trace in the file, when it holds several (by id; default the first).
+    #[arg(long)]
+    trace_id: Option<String>,
+    /// Replay speed (1 = as recorded).
+    #[arg(long, default_value_t = 1.0)]
+    speedup: f64,
+    /// Fixes per batch upload.
+    #[arg(long, default_value_t = 5)]
+    batch: usize,
+    /// Do not send live datagrams (batches only).
+    #[arg(long)]
+    no_live: bool,
+    /// Stop after N fixes.
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Keep reconnecting this long after losing the gateway.
+    #[arg(long, default_value = "60s")]
+    reconnect_for: humantime::Duration,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    #[command(subcommand)]
+    what: QueryWhat,
+}
+
+#[derive(Subcommand)]
+enum QueryWhat {
+    /// Drivers within RADIUS metres of LAT,LON.
+    Nearby {
+        /// Latitude, degrees.
+        #[arg(allow_hyphen_values = true)]
+        lat: f64,
+        /// Longitude, degrees.
+        #[arg(allow_hyphen_values = true)]
+        lon: f64,
+        /// Radius, metres.
+        radius_m: f32,
+    },
+    /// Drivers inside a box.
+    Within {
+        /// South edge.
+        #[arg(allow_hyphen_values = true)]
+        min_lat: f64,
+        /// West edge.
+        #[arg(allow_hyphen_values = true)]
+        min_lon: f64,
+        /// North edge.
+        #[arg(allow_hyphen_values = true)]
+        max_lat: f64,
+        /// East edge.
+        #[arg(allow_hyphen_values = true)]
+        max_lon: f64,
+    },
+    /// The K drivers nearest to LAT,LON.
+    Nearest {
+        /// Latitude, degrees.
+        #[arg(allow_hyphen_values = true)]
+        lat: f64,
+        /// Longitude, degrees.
+        #[arg(allow_hyphen_values = true)]
+        lon: f64,
+        /// How many.
+        #[arg(default_value_t = 10)]
+        k: u32,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "milepost=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Serve(a) => serve(a).await,
+        Cmd::Token(a) => token(a),
+        Cmd::Drive(a) => drive(a).await,
+        Cmd::Query(a) => query(a).await,
+        Cmd::ConfigExample => {
+            print!("{}", Config::example_toml());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(s) = a.secret {
+        cfg.secret = Some(s);
+    }
+    let gw = Gateway::start(cfg.clone())
+        .await
+        .context("starting the gateway")?;
+    tracing::info!(addr = %gw.local_addr, data_dir = %cfg.data_dir.display(), "milepost gateway listening (QUIC, ALPN milepost/1)");
+    if let Some(ca) = &gw.dev_ca {
+        tracing::info!(ca = %ca.display(), "development CA: clients trust this file (see certs/README.md)");
+    }
+    gw.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn token(a: TokenArgs) -> Result<()> {
+    let key = match a.secret {
+        Some(s) => TokenKey::new(s.as_bytes()),
+        None => {
+            let dir = a.data_dir.unwrap_or_else(|| Config::default().data_dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            TokenKey::load_or_create(&dir.join("secret.key")).context("token secret")?
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let ttl = Duration::from(a.ttl).as_secs() as i64;
+    let depot = a.depot.unwrap_or_else(|| match a.role {
+        Role::Dispatcher => a.subject.clone(),
+        _ => "default".into(),
+    });
+    let claims = Claims {
+        role: a.role,
+        sub: a.subject,
+        depot,
+        exp: now + ttl,
+        iat: now,
+    };
+    println!("{}", key.mint(&claims));
+    Ok(())
+}
+
+fn endpoint(c: &ConnectArgs) -> Result<ClientEndpoint> {
+    let ca =
+        c.ca.clone()
+            .unwrap_or_else(|| Config::default().data_dir.join("certs/ca.pem"));
+    if !ca.exists() {
+        bail!(
+            "CA certificate {} not found: pass --ca (the gateway prints where its dev CA is)",
+            ca.display()
+        );
+    }
+    let bind: SocketAddr = if c.server.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .context("bind address")?;
+    Ok(ClientEndpoint::new(bind, &ca)?)
+}
+
+/// The token's subject, read without checking the signature (the server checks it).
+fn token_subject(token: &str) -> Result<String> {
+    use base64::Engine;
+    let payload = token
+        .strip_prefix("mp1.")
+        .and_then(|r| r.split('.').next())
+        .context("not a milepost token")?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .context("token payload")?;
+    let claims: Claims = serde_json::from_slice(&json).context("token claims")?;
+    Ok(claims.sub)
+}
+
+async fn drive(a: DriveArgs) -> Result<()> {
+    let traces = milepost::replay::trace::read_traces(&a.trace, None)
+        .with_context(|| format!("reading {}", a.trace.display()))?;
+    let trace = match &a.trace_id {
+        Some(id) => traces
+            .iter()
+            .find(|t| &t.id == id)
+            .with_context(|| format!("no trace {id} in the file"))?,
+        None => traces.first().context("the file holds no trace")?,
+    };
+    let ep = endpoint(&a.conn)?;
+    let opts = milepost::replay::drive::DriveOptions {
+        server: a.conn.server,
+        server_name: a.conn.server_name.clone(),
+        token: a.conn.token.clone(),
+        driver: token_subject(&a.conn.token)?,
+        speedup: a.speedup,
+        batch: a.batch.max(1),
+        live: !a.no_live,
+        reconnect_for: a.reconnect_for.into(),
+        limit: a.limit,
+    };
+    eprintln!(
+        "driving {} ({} points) as {} at {}x",
+        trace.id,
+        trace.points.len(),
+        opts.driver,
+        a.speedup
+    );
+    let r = milepost::replay::drive::drive(&ep, trace, &opts).await?;
+    println!(
+        "fixes {}  acked {}  rejected {}  duplicates {}  reconnects {}  seqs {}..{}",
+        r.fixes,
+        r.acked,
+        r.rejected,
+        r.duplicates,
+        r.reconnects,
+        r.first_seq,
+        r.first_seq + r.fixes.saturating_sub(1)
+    );
+    ep.quinn().wait_idle().await;
+    Ok(())
+}
+
+async fn query(a: QueryArgs) -> Result<()> {
+    let ep = endpoint(&a.conn)?;
+    let conn = ep.connect(a.conn.server, &a.conn.server_name).await?;
+    let subject = token_subject(&a.conn.token)?;
+    let mut s = Session::open(conn, &a.conn.token, &subject, DeviceInfo::default()).await?;
+    let kind = match a.what {
+        QueryWhat::Nearby { lat, lon, radius_m } => QueryKind::Nearby {
+            lat_e7: deg_to_e7(lat),
+            lon_e7: deg_to_e7(lon),
+            radius_m,
+        },
+        QueryWhat::Within {
+            min_lat,
+            min_lon,
+            max_lat,
+            max_lon,
+        } => QueryKind::Within {
+            min_lat_e7: deg_to_e7(min_lat),
+            min_lon_e7: deg_to_e7(min_lon),
+            max_lat_e7: deg_to_e7(max_lat),
+            max_lon_e7: deg_to_e7(max_lon),
+        },
+        QueryWhat::Nearest { lat, lon, k } => QueryKind::Nearest {
+            lat_e7: deg_to_e7(lat),
+            lon_e7: deg_to_e7(lon),
+            k,
+        },
+    };
+    let r = s.query(1, kind).await?;
+    println!(
+        "{:<16} {:>8} {:>11} {:>12} {:>9} {:>24}",
+        "driver", "seq", "lat", "lon", "dist_m", "fix time (UTC)"
+    );
+    for d in &r.drivers {
+        let t = chrono::DateTime::from_timestamp_millis(d.fix.t_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        println!(
+            "{:<16} {:>8} {:>11.6} {:>12.6} {:>9.1} {:>24}",
+            d.driver,
+            d.seq,
+            d.fix.lat(),
+            d.fix.lon(),
+            d.distance_m,
+            t
+        );
+    }
+    println!(
+        "{} driver(s){}",
+        r.drivers.len(),
+        if r.truncated { " (truncated)" } else { "" }
+    );
+    s.close();
+    ep.quinn().wait_idle().await;
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! One QUIC connection, from Hello to close.
+//!
+//! The first bidirectional stream carries the Hello; after the Welcome every bidirectional
+//! stream (the first and any the client opens later) carries request frames (batches, queries)
+//! answered in order. Each stream has a reader that admits requests and a writer that awaits
+//! their durability and writes the answers, joined by a bounded queue: a phone can pipeline
+//! batches, and a slow disk pushes back through that queue and then QUIC flow control. Live
+//! fixes arrive as datagrams and are acked on a server-opened unidirectional stream.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use milepost_proto::{
+    Ack, ClientDatagram, ClientMsg, DriverId, ErrorCode, ErrorFrame, Fix, Hello, Limits, Query,
+    QueryKind, QueryResult, Seq, ServerMsg, Welcome, PROTOCOL_VERSION,
+};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
+
+use crate::auth::{Claims, Role};
+use crate::server::ingest::{admit, Admitted};
+use crate::server::Shared;
+use crate::wire::{read_msg, write_msg, WireError};
+
+/// Requests in flight per stream before the reader stops reading.
+const PIPELINE_DEPTH: usize = 64;
+
+/// Who is on the other end, once authenticated.
+struct Peer {
+    claims: Claims,
+    driver: DriverId,
+    conn: quinn::Connection,
+    /// The server-opened stream carrying acks of live-fix datagrams, opened on first use.
+    ack_stream: AsyncMutex<Option<quinn::SendStream>>,
+}
+
+/// An answer waiting its turn on a stream.
+enum Pending {
+    /// A batch waiting to be durable.
+    Batch(Admitted),
+    /// An answer ready now.
+    Ready(ServerMsg),
+}
+
+/// Runs one connection to completion.
+pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout(handshake, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "handshake timed out");
+            return;
+        }
+    };
+    let hello = tokio::time::timeout(handshake, accept_hello(&conn, &shared)).await;
+    let (peer, first) = match hello {
+        Ok(Ok(v)) => v,
+        Ok(Err(code)) => {
+            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+            close(&conn, code);
+            return;
+        }
+        Err(_) => {
+            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+            close(&conn, ErrorCode::HelloTimeout);
+            return;
+        }
+    };
+    tracing::debug!(%remote, role = ?peer.claims.role, subject = %peer.claims.sub, "session open");
+    let peer = Arc::new(peer);
+    let mut streams = tokio::task::JoinSet::new();
+    streams.spawn(serve_stream(first.0, first.1, peer.clone(), shared.clone()));
+    loop {
+        tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    streams.spawn(serve_stream(send, recv, peer.clone(), shared.clone()));
+                }
+                Err(_) => break,
+            },
+            dg = conn.read_datagram() => match dg {
+                Ok(bytes) => on_datagram(&bytes, &peer, &shared),
+                Err(_) => break,
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            _ = stop.changed() => {
+                close(&conn, ErrorCode::ShuttingDown);
+                break;
+            }
+        }
+    }
+    streams.shutdown().await;
+}
+
+/// Closes the connection with a protocol error code.
+fn close(conn: &quinn::Connection, code: ErrorCode) {
+    conn.close(
+        quinn::VarInt::from_u32(code.as_u32()),
+        code.to_string().as_bytes(),
+    );
+}
+
+/// Waits for the first stream and its Hello; answers Welcome or a typed error.
+async fn accept_hello(
+    conn: &quinn::Connection,
+    shared: &Shared,
+) -> Result<(Peer, (quinn::SendStream, quinn::RecvStream)), ErrorCode> {
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| ErrorCode::NoError)?;
+    let max = shared.cfg.limits.max_frame as usize;
+    let msg = read_msg::<ClientMsg>(&mut recv, max)
+        .await
+        .map_err(|e| e.code())?;
+    let Some(ClientMsg::Hello(hello)) = msg else {
+        return Err(ErrorCode::ProtocolViolation);
+    };
+    match check_hello(&hello, shared) {
+        Ok(claims) => {
+            let driver = DriverId(claims.sub.clone());
+            let watermark = match claims.role {
+                Role::Driver => shared.ledger.watermark(&driver),
+                _ => Seq(0),
+            };
+            let welcome = ServerMsg::Welcome(Welcome {
+                server_time_ms: shared.now_ms(),
+                limits: Limits {
+                    max_frame: shared.cfg.limits.max_frame,
+                    max_batch: shared.cfg.limits.max_batch,
+                    max_fixes_per_s: shared.cfg.limits.max_fixes_per_s,
+                },
+                watermark,
+            });
+            write_msg(&mut send, &welcome)
+                .await
+                .map_err(|_| ErrorCode::NoError)?;
+            let peer = Peer {
+                claims,
+                driver,
+                conn: conn.clone(),
+                ack_stream: AsyncMutex::new(None),
+            };
+            Ok((peer, (send, recv)))
+        }
+        Err(code) => {
+            // Tell the client why in a frame too, then give it a moment to read it.
+            let err = ServerMsg::Error(ErrorFrame {
+                code,
+                message: code.to_string(),
+            });
+            if write_msg(&mut send, &err).await.is_ok() && send.finish().is_ok() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+            }
+            Err(code)
+        }
+    }
+}
+
+/// Checks version, token and claimed subject.
+fn check_hello(hello: &Hello, shared: &Shared) -> Result<Claims, ErrorCode> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(ErrorCode::UnsupportedVersion);
+    }
+    let claims = shared
+        .keys
+        .verify(&hello.token, shared.now_ms().div_euclid(1000))
+        .map_err(|e| e.code())?;
+    // Recipients follow parcels through the feed, which this protocol version does not carry.
+    if claims.role == Role::Recipient {
+        return Err(ErrorCode::WrongRole);
+    }
+    if hello.subject != claims.sub {
+        return Err(ErrorCode::OutOfScope);
+    }
+    Ok(claims)
+}
+
+/// Serves one bidirectional stream: a reader admitting requests, a writer answering them in
+/// order.
+async fn serve_stream(
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    peer: Arc<Peer>,
+    shared: Arc<Shared>,
+) {
+    let (tx, rx) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
+    let writer = tokio::spawn(answer_stream(send, rx, peer.clone(), shared.clone()));
+    let max = shared.cfg.limits.max_frame as usize;
+    loop {
+        let msg = match read_msg::<ClientMsg>(&mut recv, max).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(WireError::Read(_)) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad frame");
+                shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                close(&peer.conn, e.code());
+                break;
+            }
+        };
+        let pending = match msg {
+            ClientMsg::Hello(_) => {
+                close(&peer.conn, ErrorCode::ProtocolViolation);
+                break;
+            }
+            ClientMsg::FixBatch(batch) => on_batch(&peer, &shared, batch.first_seq, &batch.fixes),
+            ClientMsg::Query(q) => Pending::Ready(on_query(&peer, &shared, q)),
+        };
+        if tx.send(pending).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Admits a batch, or answers with a request-level error.
+fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pending {
+    if peer.claims.role != Role::Driver {
+        return error(ErrorCode::WrongRole);
+    }
+    if fixes.is_empty() || fixes.len() > shared.cfg.limits.max_batch as usize {
+        return error(ErrorCode::BadBatchSize);
+    }
+    let now = shared.now_ms();
+    match admit(
+        &shared.cfg,
+        &shared.ledger,
+        &peer.driver,
+        &peer.claims.depot,
+        first_seq,
+        fixes,
+        now,
+    ) {
+        Ok(a) => Pending::Batch(a),
+        Err(code) => error(code),
+    }
+}
+
+fn error(code: ErrorCode) -> Pending {
+    Pending::Ready(ServerMsg::Error(ErrorFrame {
+        code,
+        message: code.to_string(),
+    }))
+}
+
+/// Writes the answers of one stream in request order.
+async fn answer_stream(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Pending>,
+    peer: Arc<Peer>,
+    shared: Arc<Shared>,
+) {
+    while let Some(p) = rx.recv().await {
+        let msg = match p {
+            Pending::Ready(msg) => msg,
+            Pending::Batch(a) => match settle(a, &peer, &shared).await {
+                Ok(ack) => ServerMsg::Ack(ack),
+                Err(code) => {
+                    let _ = write_msg(
+                        &mut send,
+                        &ServerMsg::Error(ErrorFrame {
+                            code,
+                            message: "fixes not stored: keep them and retry later".into(),
+                        }),
+                    )
+                    .await;
+                    close(&peer.conn, code);
+                    return;
+                }
+            },
+        };
+        if write_msg(&mut send, &msg).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// Makes an admitted batch durable, applies it, and returns its ack.
+async fn settle(a: Admitted, peer: &Peer, shared: &Shared) -> Result<Ack, ErrorCode> {
+    let durable = match &a.record {
+        Some(rec) => shared.log.append(rec.clone()).await,
+        // All duplicates: the originals may still be in flight; ack once they are durable.
+        None => shared.log.barrier().await,
+    };
+    if durable.is_err() {
+        return Err(ErrorCode::StorageFailure);
+    }
+    shared.apply_fixes(&peer.driver, &peer.claims.depot, &a.accepted);
+    let s = &shared.stats;
+    s.fixes_accepted
+        .fetch_add(a.accepted.len() as u64, Ordering::Relaxed);
+    s.fixes_rejected
+        .fetch_add(a.ack.rejected.len() as u64, Ordering::Relaxed);
+    s.fixes_duplicate
+        .fetch_add(a.ack.duplicates as u64, Ordering::Relaxed);
+    Ok(a.ack)
+}
+
+/// A live-fix datagram: admitted now, acked on the ack stream once durable.
+fn on_datagram(bytes: &[u8], peer: &Arc<Peer>, shared: &Arc<Shared>) {
+    let Ok(ClientDatagram::LiveFix { seq, fix }) = milepost_proto::decode::<ClientDatagram>(bytes)
+    else {
+        shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        close(&peer.conn, ErrorCode::ProtocolViolation);
+        return;
+    };
+    if peer.claims.role != Role::Driver {
+        return;
+    }
+    let now = shared.now_ms();
+    let Ok(admitted) = admit(
+        &shared.cfg,
+        &shared.ledger,
+        &peer.driver,
+        &peer.claims.depot,
+        seq,
+        &[fix],
+        now,
+    ) else {
+        // Out of window: the phone will resend it in a batch and get the error there.
+        return;
+    };
+    let (peer, shared) = (peer.clone(), shared.clone());
+    tokio::spawn(async move {
+        let msg = match settle(admitted, &peer, &shared).await {
+            Ok(ack) => ServerMsg::Ack(ack),
+            Err(code) => {
+                close(&peer.conn, code);
+                return;
+            }
+        };
+        let mut guard = peer.ack_stream.lock().await;
+        if guard.is_none() {
+            match peer.conn.open_uni().await {
+                Ok(s) => *guard = Some(s),
+                Err(_) => return,
+            }
+        }
+        if let Some(stream) = guard.as_mut() {
+            if write_msg(stream, &msg).await.is_err() {
+                *guard = None;
+            }
+        }
+    });
+}
+
+/// Answers a dispatcher's query, scoped to its depot.
+fn on_query(peer: &Peer, shared: &Shared, q: Query) -> ServerMsg {
+    if peer.claims.role != Role::Dispatcher {
+        return ServerMsg::Error(ErrorFrame {
+            code: ErrorCode::WrongRole,
+            message: "queries need a dispatcher token".into(),
+        });
+    }
+    let depot = &peer.claims.depot;
+    let limit = shared.cfg.limits.max_query_results as usize;
+    let deg = |e7: i32| e7 as f64 * 1e-7;
+    let bad = |what: &str| {
+        ServerMsg::Error(ErrorFrame {
+            code: ErrorCode::BadQuery,
+            message: what.into(),
+        })
+    };
+    let valid = |lat: i32, lon: i32| lat.abs() <= 900_000_000 && lon.abs() <= 1_800_000_000;
+    let pos = shared.positions.lock().unwrap_or_else(|p| p.into_inner());
+    let answer = match q.kind {
+        QueryKind::Within {
+            min_lat_e7,
+            min_lon_e7,
+            max_lat_e7,
+            max_lon_e7,
+        } => {
+            if !valid(min_lat_e7, min_lon_e7)
+                || !valid(max_lat_e7, max_lon_e7)
+                || min_lat_e7 > max_lat_e7
+                || min_lon_e7 > max_lon_e7
+            {
+                return bad("box corners out of range or inverted");
+            }
+            pos.within(
+                depot,
+                (deg(min_lat_e7), deg(min_lon_e7)),
+                (deg(max_lat_e7), deg(max_lon_e7)),
+                limit,
+            )
+        }
+        QueryKind::Nearby {
+            lat_e7,
+            lon_e7,
+            radius_m,
+        } => {
+            if !valid(lat_e7, lon_e7) || !(radius_m > 0.0 && radius_m <= 1.0e6) {
+                return bad("centre out of range or radius not in (0, 1000 km]");
+            }
+            pos.nearby(depot, deg(lat_e7), deg(lon_e7), radius_m as f64, limit)
+        }
+        QueryKind::Nearest { lat_e7, lon_e7, k } => {
+            if !valid(lat_e7, lon_e7) || k == 0 {
+                return bad("centre out of range or k = 0");
+            }
+            pos.nearest(depot, deg(lat_e7), deg(lon_e7), (k as usize).min(limit))
+        }
+    };
+    ServerMsg::QueryResult(QueryResult {
+        id: q.id,
+        drivers: answer.drivers,
+        truncated: answer.truncated,
+    })
+}

@@ -1,0 +1,50 @@
+//! The records of the ingest log. A record's payload is its [`milepost_proto::codec`]
+//! encoding; the framing around it (length, CRC) is in [`crate::store::log`]. Variants are only
+//! ever appended, so old logs stay readable.
+
+use milepost_proto::{DriverId, Fix, RejectReason, Seq};
+use serde::{Deserialize, Serialize};
+
+/// One entry of the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LogRecord {
+    /// The settled fixes of one admitted batch (or live-fix datagram) of one driver.
+    Batch {
+        /// The driver.
+        driver: DriverId,
+        /// The driver's depot, from its token.
+        depot: String,
+        /// Server time the batch was admitted, UTC ms.
+        received_ms: i64,
+        /// What became of each new seq. Duplicates are not logged again.
+        entries: Vec<BatchEntry>,
+    },
+}
+
+/// One seq of a [`LogRecord::Batch`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BatchEntry {
+    /// A stored fix.
+    Accepted {
+        /// Its seq.
+        seq: Seq,
+        /// The fix.
+        fix: Fix,
+    },
+    /// A refused fix: logged so that the dedupe state, a fold of the log, settles it too.
+    Rejected {
+        /// Its seq.
+        seq: Seq,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+impl BatchEntry {
+    /// The entry's seq.
+    pub fn seq(&self) -> Seq {
+        match self {
+            BatchEntry::Accepted { seq, .. } | BatchEntry::Rejected { seq, .. } => *seq,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! End-to-end tests: an in-process gateway on 127.0.0.1:0, real QUIC and TLS on loopback, the
+//! real client.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{fix, now_ms, start, start_in};
+use milepost::auth::Role;
+use milepost::client::ClientError;
+use milepost_proto::{deg_to_e7, ErrorCode, Fix, QueryKind, RejectReason, Rejection, Seq};
+
+fn nearest(k: u32) -> QueryKind {
+    QueryKind::Nearest {
+        lat_e7: deg_to_e7(38.9),
+        lon_e7: deg_to_e7(-77.03),
+        k,
+    }
+}
+
+#[tokio::test]
+async fn fixes_are_acked_and_queryable() {
+    let t = start().await;
+    let mut d = t.driver("D1", "north").await;
+    assert_eq!(d.welcome.watermark, Seq(0));
+    let ack = d
+        .batch(Seq(1), vec![fix(3_000, 0), fix(2_000, 1), fix(1_000, 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (ack.first_seq, ack.count, ack.duplicates, ack.watermark),
+        (Seq(1), 3, 0, Seq(3))
+    );
+    assert!(ack.rejected.is_empty());
+
+    let mut q = t.dispatcher("north").await;
+    let r = q.query(7, nearest(5)).await.unwrap();
+    assert_eq!(r.id, 7);
+    assert_eq!(r.drivers.len(), 1);
+    assert_eq!(
+        (r.drivers[0].driver.0.as_str(), r.drivers[0].seq),
+        ("D1", Seq(3))
+    );
+    let r = q
+        .query(
+            8,
+            QueryKind::Nearby {
+                lat_e7: deg_to_e7(38.9002),
+                lon_e7: deg_to_e7(-77.03),
+                radius_m: 50.0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.drivers.len(), 1);
+    assert!(r.drivers[0].distance_m < 1.0);
+    let r = q
+        .query(
+            9,
+            QueryKind::Within {
+                min_lat_e7: deg_to_e7(38.95),
+                min_lon_e7: deg_to_e7(-77.1),
+                max_lat_e7: deg_to_e7(39.0),
+                max_lon_e7: deg_to_e7(-77.0),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.drivers.is_empty());
+    // Another depot's dispatcher sees nothing.
+    let mut other = t.dispatcher("south").await;
+    assert!(other.query(1, nearest(5)).await.unwrap().drivers.is_empty());
+    // A query with an inverted box is a typed error, and the stream stays usable.
+    let err = q
+        .query(
+            10,
+            QueryKind::Within {
+                min_lat_e7: 10,
+                min_lon_e7: 10,
+                max_lat_e7: 0,
+                max_lon_e7: 0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadQuery));
+    assert_eq!(q.query(11, nearest(1)).await.unwrap().drivers.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_fixes_are_rejected_with_reasons() {
+    let t = start().await;
+    let mut d = t.driver("D1", "north").await;
+    let mut null_island = fix(5_000, 0);
+    null_island.lat_e7 = 0;
+    null_island.lon_e7 = 0;
+    let mut bad_acc = fix(4_000, 0);
+    bad_acc.accuracy_m = -1.0;
+    let future = Fix::from_degrees(now_ms() + 3_600_000, 38.9, -77.03, 5.0);
+    let teleport = Fix::from_degrees(now_ms() - 2_000, 48.85, 2.35, 5.0);
+    let good = fix(1_000, 0);
+    let ack = d
+        .batch(
+            Seq(1),
+            vec![fix(6_000, 0), null_island, bad_acc, future, teleport, good],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.rejected,
+        vec![
+            Rejection {
+                seq: Seq(2),
+                reason: RejectReason::NullIsland
+            },
+            Rejection {
+                seq: Seq(3),
+                reason: RejectReason::AccuracyInvalid
+            },
+            Rejection {
+                seq: Seq(4),
+                reason: RejectReason::FutureTimestamp
+            },
+            Rejection {
+                seq: Seq(5),
+                reason: RejectReason::ImplausibleJump
+            },
+        ]
+    );
+    assert_eq!(ack.watermark, Seq(6));
+    let s = &t.gw.shared().stats;
+    assert_eq!(s.fixes_accepted.load(Ordering::Relaxed), 2);
+    assert_eq!(s.fixes_rejected.load(Ordering::Relaxed), 4);
+    // The session is still usable after rejections.
+    assert_eq!(
+        d.batch(Seq(7), vec![fix(500, 0)]).await.unwrap().rejected,
+        vec![]
+    );
+    // Batch-level refusals keep the stream open too.
+    let err = d.batch(Seq(8), vec![]).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadBatchSize));
+    let err = d
+        .batch(Seq(u64::MAX - 1), vec![fix(100, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::SeqOutOfWindow));
+    assert_eq!(d.batch(Seq(8), vec![fix(100, 0)]).await.unwrap().count, 1);
+}
+
+#[tokio::test]
+async fn tokens_and_roles_are_enforced() {
+    let t = start().await;
+    // A driver token cannot speak for another driver.
+    let err = t
+        .session_as(Role::Driver, "D1", "D2", "north")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::OutOfScope), "{err}");
+    // Forged token.
+    let ep = t.endpoint();
+    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
+    let forged = milepost::auth::TokenKey::new(b"not the server secret, not at all").mint(
+        &milepost::auth::Claims {
+            role: Role::Driver,
+            sub: "D1".into(),
+            depot: "north".into(),
+            exp: now_ms() / 1000 + 60,
+            iat: 0,
+        },
+    );
+    let err = milepost::client::Session::open(conn, &forged, "D1", Default::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::TokenInvalid), "{err}");
+    // Expired token.
+    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
+    let expired =
+        milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&milepost::auth::Claims {
+            role: Role::Driver,
+            sub: "D1".into(),
+            depot: "north".into(),
+            exp: now_ms() / 1000 - 1,
+            iat: 0,
+        });
+    let err = milepost::client::Session::open(conn, &expired, "D1", Default::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::TokenExpired), "{err}");
+    // A dispatcher cannot send fixes, a driver cannot query.
+    let mut disp = t.dispatcher("north").await;
+    assert_eq!(
+        disp.batch(Seq(1), vec![fix(0, 0)])
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::WrongRole)
+    );
+    let mut drv = t.driver("D1", "north").await;
+    assert_eq!(
+        drv.query(1, nearest(1)).await.unwrap_err().code(),
+        Some(ErrorCode::WrongRole)
+    );
+    let err = t
+        .session_as(Role::Recipient, "T1", "T1", "north")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::WrongRole), "{err}");
+}
+
+#[tokio::test]
+async fn resend_after_reconnect_is_stored_once() {
+    let t = start().await;
+    let fixes: Vec<Fix> = (0..5).map(|i| fix(10_000 - i as i64 * 1_000, i)).collect();
+    let mut d = t.driver("D1", "north").await;
+    d.batch(Seq(1), fixes.clone()).await.unwrap();
+    d.close();
+    let mut d = t.driver("D1", "north").await;
+    assert_eq!(d.welcome.watermark, Seq(5));
+    let ack = d.batch(Seq(1), fixes.clone()).await.unwrap();
+    assert_eq!((ack.duplicates, ack.count), (5, 5));
+    let ack = d
+        .batch(Seq(4), vec![fixes[3], fixes[4], fix(500, 9)])
+        .await
+        .unwrap();
+    assert_eq!((ack.duplicates, ack.watermark), (2, Seq(6)));
+    assert_eq!(
+        t.gw.shared().stats.fixes_accepted.load(Ordering::Relaxed),
+        6
+    );
+}
+
+#[tokio::test]
+async fn late_fix_does_not_move_the_live_position() {
+    let t = start().await;
+    let mut d = t.driver("D1", "north").await;
+    d.batch(Seq(1), vec![fix(1_000, 0)]).await.unwrap();
+    // Backlog from a minute ago, somewhere else: stored, but the live position stays.
+    let ack = d.batch(Seq(2), vec![fix(60_000, 30)]).await.unwrap();
+    assert!(ack.rejected.is_empty());
+    let mut q = t.dispatcher("north").await;
+    let r = q.query(1, nearest(1)).await.unwrap();
+    assert_eq!(r.drivers[0].seq, Seq(1));
+}
+
+#[tokio::test]
+async fn live_datagrams_are_acked_on_the_ack_stream() {
+    let t = start().await;
+    let d = t.driver("D1", "north").await;
+    d.send_live(Seq(1), fix(100, 0)).unwrap();
+    let mut acks = tokio::time::timeout(Duration::from_secs(5), d.accept_ack_stream())
+        .await
+        .unwrap()
+        .unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(5), acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ack.first_seq, ack.count, ack.watermark),
+        (Seq(1), 1, Seq(1))
+    );
+    // A live fix that overtakes the backlog: settled above the watermark, backlog fills the gap.
+    d.send_live(Seq(5), fix(50, 1)).unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(5), acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((ack.first_seq, ack.watermark), (Seq(5), Seq(1)));
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let t = start().await;
+    let mut d = t.driver("D1", "north").await;
+    d.batch(Seq(1), vec![fix(3_000, 0), fix(2_000, 1)])
+        .await
+        .unwrap();
+    d.close();
+    let common::TestGateway { gw, dir, .. } = t;
+    gw.shutdown().await;
+    let t = start_in(dir).await;
+    assert_eq!(t.gw.recovery.records, 1);
+    let mut d = t.driver("D1", "north").await;
+    assert_eq!(d.welcome.watermark, Seq(2));
+    assert_eq!(
+        d.batch(Seq(2), vec![fix(2_000, 1)])
+            .await
+            .unwrap()
+            .duplicates,
+        1
+    );
+    let mut q = t.dispatcher("north").await;
+    assert_eq!(q.query(1, nearest(1)).await.unwrap().drivers[0].seq, Seq(2));
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_frames_close_the_connection_with_a_code() {
+    let t = start().await;
+    for (bytes, want) in [
+        (
+            vec![3u8, 0, 0, 0, 0xff, 0xff, 0xff],
+            ErrorCode::ProtocolViolation,
+        ),
+        (vec![0xff, 0xff, 0xff, 0x7f], ErrorCode::FrameTooLarge),
+    ] {
+        let d = t.driver("D1", "north").await;
+        let (mut send, _recv) = d.conn.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(5), d.conn.closed())
+            .await
+            .unwrap();
+        assert_eq!(milepost::wire::close_code(&reason), Some(want));
+    }
+    // The gateway still serves.
+    let mut d = t.driver("D2", "north").await;
+    assert_eq!(d.batch(Seq(1), vec![fix(0, 0)]).await.unwrap().count, 1);
+    let _: Option<ClientError> = None;
+}
