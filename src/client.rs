@@ -69,7 +69,10 @@ pub struct ClientEndpoint {
 impl ClientEndpoint {
     /// Binds a client endpoint on `bind` (e.g. `127.0.0.1:0`) trusting the CA in `ca_pem`.
     pub fn new(bind: SocketAddr, ca_pem: &Path) -> Result<ClientEndpoint, ClientError> {
-        let tls = crate::certs::client_tls(ca_pem)?;
+        let mut tls = crate::certs::client_tls(ca_pem)?;
+        // Resume TLS sessions (cheap reconnects) and allow 0-RTT, which `connect_0rtt` uses.
+        tls.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
+        tls.enable_early_data = true;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| ClientError::Unexpected(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
@@ -91,6 +94,22 @@ impl ClientEndpoint {
         server_name: &str,
     ) -> Result<quinn::Connection, ClientError> {
         Ok(self.endpoint.connect(server, server_name)?.await?)
+    }
+
+    /// Connects, sending 0-RTT data at once when a resumable session with this gateway is
+    /// known. Returns the connection and whether 0-RTT was attempted; the future resolves to
+    /// whether the gateway accepted it (if not, streams opened before the handshake completed
+    /// fail and must be opened again: see [`Session::open_0rtt`]).
+    pub async fn connect_0rtt(
+        &self,
+        server: SocketAddr,
+        server_name: &str,
+    ) -> Result<(quinn::Connection, Option<quinn::ZeroRttAccepted>), ClientError> {
+        let connecting = self.endpoint.connect(server, server_name)?;
+        match connecting.into_0rtt() {
+            Ok((conn, accepted)) => Ok((conn, Some(accepted))),
+            Err(connecting) => Ok((connecting.await?, None)),
+        }
     }
 
     /// Moves the endpoint to a new local socket (a phone switching networks): connections
@@ -155,6 +174,31 @@ impl Session {
                     None => Err(e.into()),
                 }
             }
+        }
+    }
+
+    /// Opens the session on a connection from [`ClientEndpoint::connect_0rtt`]: the Hello (and
+    /// whatever fix batches follow) go as 0-RTT data; if the gateway refused 0-RTT, the Hello is
+    /// sent again once the handshake is done. Only fix batches may be sent before the Welcome:
+    /// the gateway holds anything else until the handshake completes.
+    pub async fn open_0rtt(
+        conn: quinn::Connection,
+        zero_rtt: Option<quinn::ZeroRttAccepted>,
+        token: &str,
+        subject: &str,
+        device: DeviceInfo,
+    ) -> Result<Session, ClientError> {
+        let first = Session::open(conn.clone(), token, subject, device.clone()).await;
+        match (first, zero_rtt) {
+            (Ok(s), _) => Ok(s),
+            (Err(e), Some(accepted)) => {
+                if accepted.await {
+                    Err(e)
+                } else {
+                    Session::open(conn, token, subject, device).await
+                }
+            }
+            (Err(e), None) => Err(e),
         }
     }
 

@@ -20,6 +20,11 @@ pub struct Config {
     pub cert: Option<PathBuf>,
     /// PEM private key matching `cert`.
     pub key: Option<PathBuf>,
+    /// TCP address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`). Loopback
+    /// by default: exposing it publicly is a deliberate choice.
+    pub admin_listen: SocketAddr,
+    /// Serve the admin listener at all.
+    pub admin: bool,
     /// Token signing secret (at least 32 characters). When absent, a random secret is created
     /// in `data_dir/secret.key`.
     pub secret: Option<String>,
@@ -29,6 +34,8 @@ pub struct Config {
     pub validation: ValidationConfig,
     /// Ingest log settings.
     pub log: LogConfig,
+    /// The fleet core: arrival detection, ETA, alerts.
+    pub core: crate::fleet::engine::CoreConfig,
 }
 
 /// Limits on connections and messages.
@@ -42,8 +49,18 @@ pub struct LimitsConfig {
     /// Bidirectional streams a client may have open at once (quinn allocates state for each
     /// stream a peer may open, so this is also a memory bound).
     pub max_streams: u32,
-    /// Fixes per second per driver, announced to clients.
+    /// Fixes per second per driver, sustained (token bucket refill rate).
     pub max_fixes_per_s: u32,
+    /// Token bucket size per driver: how many fixes a driver may send at once (a backlog upload
+    /// after an offline period) before the sustained rate applies.
+    pub burst_fixes: u32,
+    /// Concurrent connections per token subject (a reconnecting phone may overlap its old,
+    /// not yet timed-out connection).
+    pub max_connections_per_subject: u32,
+    /// Above this many new handshakes per second, unvalidated clients must first complete a
+    /// QUIC stateless retry (proving their address) before the gateway spends a handshake on
+    /// them. 0 = always retry.
+    pub retry_above_handshakes_per_s: u32,
     /// Seconds a client has to complete the TLS handshake and send its Hello.
     pub handshake_timeout_s: u64,
     /// Seconds of silence after which a connection is dropped (phones send keep-alives).
@@ -82,6 +99,16 @@ pub struct LogConfig {
     pub group_commit_bytes: usize,
     /// fsync before acking. Turning this off breaks the durability promise: tests only.
     pub fsync: bool,
+    /// Take a snapshot after this many log records...
+    pub snapshot_every_records: u64,
+    /// ... or this many seconds, whichever comes first (and at shutdown).
+    pub snapshot_every_s: u64,
+    /// Log segments older than this many seconds are deleted once a snapshot covers them.
+    pub retention_s: u64,
+    /// The log never grows past this many bytes: beyond it, fixes are refused with `DiskFull`
+    /// (phones keep them) until retention frees space. Running out of real disk space is
+    /// handled the same way.
+    pub max_disk_bytes: u64,
 }
 
 impl Default for Config {
@@ -91,10 +118,13 @@ impl Default for Config {
             data_dir: PathBuf::from("milepost-data"),
             cert: None,
             key: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            admin: true,
             secret: None,
             limits: LimitsConfig::default(),
             validation: ValidationConfig::default(),
             log: LogConfig::default(),
+            core: crate::fleet::engine::CoreConfig::default(),
         }
     }
 }
@@ -106,6 +136,9 @@ impl Default for LimitsConfig {
             max_batch: milepost_proto::DEFAULT_MAX_BATCH,
             max_streams: 4,
             max_fixes_per_s: 20,
+            burst_fixes: 20_000,
+            max_connections_per_subject: 4,
+            retry_above_handshakes_per_s: 1_000,
             handshake_timeout_s: 10,
             idle_timeout_s: 60,
             max_connections: 100_000,
@@ -133,6 +166,10 @@ impl Default for LogConfig {
             segment_bytes: 64 << 20,
             group_commit_bytes: 1 << 20,
             fsync: true,
+            snapshot_every_records: 1_000_000,
+            snapshot_every_s: 300,
+            retention_s: 7 * 24 * 3600,
+            max_disk_bytes: 64 << 30,
         }
     }
 }

@@ -13,6 +13,7 @@
 //!   recovery) and the per-driver dedupe state rebuilt from it.
 //! - [`fleet`]: the sans-IO core: fix validation, live positions and the R-tree, routes, stop
 //!   progress and ETA. Never awaits, never reads the clock.
+//! - [`metrics`]: counters and latency histograms in the Prometheus text format.
 //! - [`server`]: the tokio/quinn shell: endpoint, per-connection sessions, dispatcher queries.
 //! - [`client`]: the QUIC client used by `drive`, `query` and the load tools.
 //! - [`replay`]: recorded trace readers (GPX, CSV, GeoJSON).
@@ -25,6 +26,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod fleet;
+pub mod metrics;
 pub mod replay;
 pub mod server;
 pub mod store;

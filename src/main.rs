@@ -30,6 +30,10 @@ enum Cmd {
     Drive(DriveArgs),
     /// Ask the live fleet of a depot: nearby, within, nearest.
     Query(QueryArgs),
+    /// Replay recorded traces as many simulated drivers (load generator).
+    Replay(milepost::replay::load::ReplayArgs),
+    /// Revoke a token, or every token of a subject (takes effect within a second, no restart).
+    Revoke(RevokeArgs),
     /// Print an example configuration file with every knob at its default.
     ConfigExample,
 }
@@ -45,6 +49,10 @@ struct ServeArgs {
     /// Data directory (default ./milepost-data).
     #[arg(long, env = "MILEPOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// TCP address of the admin HTTP listener: /metrics, /healthz, /readyz
+    /// (default 127.0.0.1:9464).
+    #[arg(long, env = "MILEPOST_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Token signing secret (default: generated in the data directory).
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
@@ -70,6 +78,22 @@ struct TokenArgs {
     /// Secret, instead of the data directory's.
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
+}
+
+#[derive(Args)]
+struct RevokeArgs {
+    /// Revoke this one token.
+    #[arg(long, conflicts_with = "subject")]
+    token: Option<String>,
+    /// Revoke every token of this subject (with --role).
+    #[arg(long, requires = "role")]
+    subject: Option<String>,
+    /// The subject's role.
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+    /// Data directory of the gateway (default ./milepost-data).
+    #[arg(long, env = "MILEPOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -197,6 +221,8 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Token(a) => token(a),
         Cmd::Drive(a) => drive(a).await,
         Cmd::Query(a) => query(a).await,
+        Cmd::Replay(a) => milepost::replay::load::run(a).await,
+        Cmd::Revoke(a) => revoke(a),
         Cmd::ConfigExample => {
             print!("{}", Config::example_toml());
             Ok(())
@@ -218,36 +244,44 @@ async fn serve(a: ServeArgs) -> Result<()> {
     if let Some(s) = a.secret {
         cfg.secret = Some(s);
     }
+    if let Some(l) = a.admin_listen {
+        cfg.admin_listen = l;
+    }
+    // Listen for signals before anything else, so a SIGTERM during recovery is not lost.
+    let stop = shutdown_signal()?;
     let gw = Gateway::start(cfg.clone())
         .await
         .context("starting the gateway")?;
     tracing::info!(addr = %gw.local_addr, data_dir = %cfg.data_dir.display(), "milepost gateway listening (QUIC, ALPN milepost/1)");
+    if let Some(admin) = gw.admin_addr {
+        tracing::info!(admin = %admin, "admin listener: /metrics /healthz /readyz");
+    }
     if let Some(ca) = &gw.dev_ca {
         tracing::info!(ca = %ca.display(), "development CA: clients trust this file (see certs/README.md)");
     }
-    gw.run_until(shutdown_signal()).await;
+    gw.run_until(stop).await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// A future that resolves on SIGINT or SIGTERM; the handlers are installed when this returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -274,6 +308,25 @@ fn token(a: TokenArgs) -> Result<()> {
         iat: now,
     };
     println!("{}", key.mint(&claims));
+    Ok(())
+}
+
+fn revoke(a: RevokeArgs) -> Result<()> {
+    use std::io::Write;
+    let entry = match (&a.token, &a.subject, a.role) {
+        (Some(t), _, _) => milepost::server::guard::fingerprint(t),
+        (None, Some(s), Some(r)) => format!("{r:?}:{s}").to_lowercase(),
+        _ => bail!("give --token, or --subject with --role"),
+    };
+    let dir = a.data_dir.unwrap_or_else(|| Config::default().data_dir);
+    let path = dir.join("revoked.txt");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{entry}  # revoked {}", chrono::Utc::now().to_rfc3339())?;
+    println!("revoked {entry} (in {})", path.display());
     Ok(())
 }
 

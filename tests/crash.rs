@@ -18,10 +18,16 @@ use milepost_proto::{Seq, ServerMsg};
 
 /// Starts `milepost serve` on 127.0.0.1:0 and reads its bound address from its log.
 fn spawn_gateway(dir: &Path) -> (Child, SocketAddr) {
+    // Frequent snapshots, so that recovery after the kill is "newest snapshot + log tail".
+    let config = dir.join("milepost.toml");
+    std::fs::write(&config, "[log]\nsnapshot_every_records = 37\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_milepost"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(dir)
         .env("MILEPOST_SECRET", common::SECRET)
+        .env("MILEPOST_ADMIN_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "milepost=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -98,6 +104,8 @@ async fn kill_9_mid_stream_loses_no_acked_fix_and_stores_none_twice() {
         }
     }
     let sent_upto = sent_batches * batch;
+    let snapshots = milepost::store::snapshot::list(&dir.path().join("snapshots")).unwrap();
+    assert!(!snapshots.is_empty(), "snapshots were taken before the kill");
     assert!(
         sent_upto > acked.len() as u64,
         "the kill happened with fixes in flight"
@@ -137,10 +145,11 @@ async fn kill_9_mid_stream_loses_no_acked_fix_and_stores_none_twice() {
     let mut count: HashMap<u64, u32> = HashMap::new();
     LogReader::new(&dir.path().join("log"))
         .replay(|_, rec| {
-            let LogRecord::Batch { entries, .. } = rec;
-            for e in entries {
-                if let BatchEntry::Accepted { seq, .. } = e {
-                    *count.entry(seq.0).or_default() += 1;
+            if let LogRecord::Batch { entries, .. } = rec {
+                for e in entries {
+                    if let BatchEntry::Accepted { seq, .. } = e {
+                        *count.entry(seq.0).or_default() += 1;
+                    }
                 }
             }
         })

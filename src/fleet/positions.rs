@@ -50,6 +50,7 @@ struct Slot {
 
 /// One depot's R-tree and its projection.
 struct DepotTree {
+    name: String,
     proj: LocalProjection,
     tree: RTree<TreePoint>,
     /// Largest |latitude| seen: bounds the projection's distortion (never decreases).
@@ -104,6 +105,13 @@ impl Positions {
         slot.seq = seq;
         slot.fix = *fix;
         UpdateOutcome::Moved
+    }
+
+    /// Every driver's live position: (driver, depot, seq, fix).
+    pub fn entries(&self) -> impl Iterator<Item = (&DriverId, &str, Seq, &Fix)> {
+        self.slots
+            .iter()
+            .map(|s| (&s.driver, self.depots[s.depot as usize].name.as_str(), s.seq, &s.fix))
     }
 
     /// The live position of one driver.
@@ -210,6 +218,7 @@ impl Positions {
             None => {
                 let id = self.depots.len() as u32;
                 self.depots.push(DepotTree {
+                    name: depot.to_owned(),
                     proj: LocalProjection::new(fix.lat()),
                     tree: RTree::new(),
                     max_abs_lat: fix.lat().abs(),

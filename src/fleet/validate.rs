@@ -21,8 +21,8 @@ pub fn check_fix(fix: &Fix, now_ms: i64, rules: &ValidationConfig) -> Result<(),
     if fix.lat_e7 == 0 && fix.lon_e7 == 0 {
         return Err(RejectReason::NullIsland);
     }
-    // `!(x > 0)` also catches NaN.
-    if !(fix.accuracy_m > 0.0) {
+    // NaN is neither above nor below zero: refuse it here too.
+    if fix.accuracy_m.is_nan() || fix.accuracy_m <= 0.0 {
         return Err(RejectReason::AccuracyInvalid);
     }
     if fix.accuracy_m > rules.max_accuracy_m {
@@ -89,7 +89,8 @@ mod tests {
     #[test]
     fn table_of_refusals() {
         let rules = ValidationConfig::default();
-        let cases: Vec<(Box<dyn Fn(&mut Fix)>, RejectReason)> = vec![
+        type Mutation = Box<dyn Fn(&mut Fix)>;
+        let cases: Vec<(Mutation, RejectReason)> = vec![
             (
                 Box::new(|f| f.lat_e7 = 900_000_001),
                 RejectReason::LatitudeOutOfRange,

@@ -1,7 +1,16 @@
 //! Recorded GPS traces and their replay.
 //!
 //! - [`drive`]: one simulated driver replaying a trace against a gateway.
+//! - [`load`]: the load generator's command line (`milepost replay`).
+//! - [`sim`]: the load generator's engine: thousands of simulated drivers, honest latency
+//!   figures ([`sim::replay`]).
+//! - [`metrics`]: what the load generator measures and its report.
+//! - [`playback`]: a trace played back and forth as an endless route.
 //! - [`trace`]: readers for GPX, CSV (with presets) and GeoJSON traces.
 
 pub mod drive;
+pub mod load;
+pub mod metrics;
+pub mod playback;
+pub mod sim;
 pub mod trace;

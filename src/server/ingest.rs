@@ -20,6 +20,8 @@ pub struct Admitted {
     pub ack: Ack,
     /// The accepted fixes, to apply to live state once durable.
     pub accepted: Vec<(Seq, Fix)>,
+    /// When the batch was admitted (for the ack latency histogram).
+    pub admitted_at: std::time::Instant,
 }
 
 /// Admits `fixes` with seqs `first_seq..` for `driver`. Refuses the whole batch (nothing
@@ -39,7 +41,11 @@ pub fn admit(
         .checked_add(n.saturating_sub(1))
         .ok_or(ErrorCode::SeqOutOfWindow)?;
     let window = cfg.limits.seq_window;
+    let limits = &cfg.limits;
     ledger.with(driver, |l| {
+        if !l.bucket.take(fixes.len() as u32, now_ms, limits.max_fixes_per_s, limits.burst_fixes) {
+            return Err(ErrorCode::RateLimited);
+        }
         if l.state(first_seq, window) == SeqState::OutOfWindow
             || l.state(Seq(last), window) == SeqState::OutOfWindow
         {
@@ -92,6 +98,7 @@ pub fn admit(
                 watermark: Seq(l.watermark),
             },
             accepted,
+            admitted_at: std::time::Instant::now(),
         })
     })
 }

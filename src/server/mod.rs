@@ -2,16 +2,24 @@
 //! log, accepts connections and runs one [`session`] per connection. It moves bytes and time in
 //! and out; the decisions are made by [`ingest`], [`crate::store`] and [`crate::fleet`].
 //!
+//! - [`admin`]: the admin HTTP listener: Prometheus metrics, health and readiness.
+//! - [`applier`]: folds durable records into the fleet state in log order; snapshots.
+//! - [`guard`]: connection limits per subject, the token deny list, handshake-rate retry.
 //! - [`ingest`]: admission of fixes (dedupe, validation, the log record and the ack).
+//! - [`keys`]: persistent TLS ticket and QUIC stateless-reset keys (cheap reconnect storms).
 //! - [`session`]: one connection: Hello, streams of batches and queries, live-fix datagrams.
 
+pub mod admin;
+pub mod applier;
+pub mod guard;
 pub mod ingest;
+pub mod keys;
 pub mod session;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -19,9 +27,9 @@ use tokio::task::JoinSet;
 
 use crate::auth::TokenKey;
 use crate::config::Config;
-use crate::fleet::positions::Positions;
+use crate::fleet::state::FleetState;
 use crate::store::log::RecoveryStats;
-use crate::store::{BatchEntry, Ledger, LogReader, LogRecord, LogWriter, WriterHandle};
+use crate::store::{Ledger, LogReader, LogWriter, WriterHandle};
 
 /// A failure to start the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,18 @@ pub struct Stats {
     pub fixes_duplicate: AtomicU64,
     /// Connections closed for a protocol violation or auth failure.
     pub refusals: AtomicU64,
+    /// Batches refused by the per-driver rate limit.
+    pub rate_limited: AtomicU64,
+    /// Handshakes answered with a stateless retry.
+    pub retries: AtomicU64,
+    /// Connections closed because their token was revoked.
+    pub revoked: AtomicU64,
+    /// Fixes refused, by reason (index = `RejectReason as usize`).
+    pub rejected_by_reason: [AtomicU64; milepost_proto::RejectReason::ALL.len()],
+    /// Time from a batch's admission to its durability (the server's share of ack latency).
+    pub ack_latency: crate::metrics::Histogram,
+    /// Duration of each log fsync.
+    pub fsync_latency: Arc<crate::metrics::Histogram>,
 }
 
 /// The clock the shell reads: UTC milliseconds. Injected so tests can move time.
@@ -79,17 +99,30 @@ pub struct Shared {
     pub cfg: Config,
     /// Token key.
     pub keys: TokenKey,
-    /// Dedupe state.
+    /// Admission dedupe state: runs ahead of the durable ledger in `state` by the batches in
+    /// flight.
     pub ledger: Ledger,
-    /// Live positions. A std mutex: held only for short synchronous updates and queries,
-    /// never across an await.
-    pub positions: Mutex<Positions>,
+    /// The fold of the log: durable ledger, live positions, fleet core. Its mutexes are std
+    /// mutexes held only for short synchronous work, never across an await.
+    pub state: Arc<FleetState>,
+    /// How far the applier has got, its command results and its update stream.
+    pub applied: applier::ApplierLink,
+    /// Applier counters.
+    pub applier_stats: Arc<applier::ApplierStats>,
     /// The log writer.
     pub log: WriterHandle,
     /// Counters.
     pub stats: Stats,
     /// Server clock.
     pub clock: Clock,
+    /// Live connections per subject.
+    pub registry: guard::Registry,
+    /// Revoked tokens.
+    pub deny: guard::DenyList,
+    /// Handshakes per second.
+    pub handshakes: guard::HandshakeMeter,
+    /// The TLS ticket key (counts resumed sessions).
+    pub tickets: Arc<keys::TicketKey>,
 }
 
 impl Shared {
@@ -97,28 +130,14 @@ impl Shared {
     pub fn now_ms(&self) -> i64 {
         (self.clock)()
     }
-
-    /// Applies durable accepted fixes to the live positions.
-    pub fn apply_fixes(
-        &self,
-        driver: &milepost_proto::DriverId,
-        depot: &str,
-        fixes: &[(milepost_proto::Seq, milepost_proto::Fix)],
-    ) {
-        if fixes.is_empty() {
-            return;
-        }
-        let mut pos = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        for (seq, fix) in fixes {
-            pos.update(driver, depot, *seq, fix);
-        }
-    }
 }
 
 /// A running gateway.
 pub struct Gateway {
     /// The address the endpoint is bound to.
     pub local_addr: SocketAddr,
+    /// The admin HTTP listener's address, when it runs.
+    pub admin_addr: Option<SocketAddr>,
     /// The development CA clients should trust, when one was made.
     pub dev_ca: Option<PathBuf>,
     /// What recovery found.
@@ -128,6 +147,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
     writer: Option<LogWriter>,
+    applier: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -139,6 +159,11 @@ impl Gateway {
     /// Like [`Gateway::start`] with an injected clock.
     pub async fn start_with_clock(cfg: Config, clock: Clock) -> Result<Gateway, ServerError> {
         cfg.validate()?;
+        // Health first: /healthz answers (and /readyz says "recovering") during recovery.
+        let admin = match cfg.admin {
+            true => Some(admin::AdminServer::start(cfg.admin_listen).await.map_err(io_err(format!("admin listener {}", cfg.admin_listen)))?),
+            false => None,
+        };
         let data = cfg.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(io_err(format!("create {}", data.display())))?;
         let keys = match &cfg.secret {
@@ -153,53 +178,68 @@ impl Gateway {
         let dev_ca = id.dev_ca.clone();
 
         let log_dir = data.join("log");
+        let snapshot_dir = data.join("snapshots");
         std::fs::create_dir_all(&log_dir).map_err(io_err("create log dir"))?;
-        let ledger = Ledger::new();
-        let mut positions = Positions::new();
-        let started = std::time::Instant::now();
-        let mut next_lsn = 0;
-        let recovery = LogReader::new(&log_dir).replay(|lsn, rec| {
-            next_lsn = lsn + 1;
-            ledger.apply(&rec);
-            let LogRecord::Batch {
-                driver,
-                depot,
-                entries,
-                ..
-            } = &rec;
-            for e in entries {
-                if let BatchEntry::Accepted { seq, fix } = e {
-                    positions.update(driver, depot, *seq, fix);
-                }
-            }
-        })?;
-        tracing::info!(
-            records = recovery.records,
-            segments = recovery.segments,
-            drivers = ledger.len(),
-            torn_bytes = recovery.torn_bytes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "recovered from the log"
-        );
-        let writer = LogWriter::start(&log_dir, &cfg.log, next_lsn, None)?;
+        // Recovery is blocking disk and CPU work: keep it off the async workers.
+        let (state, recovery) = {
+            let (log_dir, snapshot_dir, core_cfg) = (log_dir.clone(), snapshot_dir.clone(), cfg.core.clone());
+            tokio::task::spawn_blocking(move || recover(&log_dir, &snapshot_dir, core_cfg))
+                .await
+                .map_err(|e| io_err("recovery task")(std::io::Error::other(e.to_string())))??
+        };
+        let state = Arc::new(state);
+        let stats = Stats::default();
+        let (commit_tx, commits) = std::sync::mpsc::sync_channel(1024);
+        let writer = LogWriter::start(&log_dir, &cfg.log, recovery.next_lsn, Some(commit_tx), stats.fsync_latency.clone())?;
+        let applier_stats = Arc::new(applier::ApplierStats::default());
+        let (applied, applier_join) = applier::spawn(applier::ApplierParts {
+            state: state.clone(),
+            commits,
+            next_lsn: recovery.next_lsn,
+            cfg: cfg.log.clone(),
+            snapshot_dir,
+            log_dir: log_dir.clone(),
+            writer: writer.handle(),
+            clock: clock.clone(),
+            stats: applier_stats.clone(),
+        })
+        .map_err(io_err("applier thread"))?;
 
-        let tls = crate::certs::server_tls(id)?;
-        let endpoint = quinn::Endpoint::server(server_config(&cfg, tls)?, cfg.listen)
-            .map_err(io_err(format!("bind {}", cfg.listen)))?;
+        let mut tls = crate::certs::server_tls(id)?;
+        let ticket_key = keys::load_or_create_key(&data.join("ticket.key")).map_err(io_err("ticket key"))?;
+        let tickets = keys::TicketKey::new(&ticket_key, 24 * 3600);
+        tls.ticketer = tickets.clone();
+        let reset_key = keys::load_or_create_key(&data.join("reset.key")).map_err(io_err("reset key"))?;
+        let endpoint_cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_key)));
+        let socket = std::net::UdpSocket::bind(cfg.listen).map_err(io_err(format!("bind {}", cfg.listen)))?;
+        let endpoint = quinn::Endpoint::new(endpoint_cfg, Some(server_config(&cfg, tls)?), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(io_err(format!("endpoint on {}", cfg.listen)))?;
         let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
         let shared = Arc::new(Shared {
             cfg,
             keys,
-            ledger,
-            positions: Mutex::new(positions),
+            ledger: Ledger::import(state.ledger.export()),
+            state,
+            applied,
+            applier_stats,
             log: writer.handle(),
-            stats: Stats::default(),
+            stats,
             clock,
+            registry: guard::Registry::default(),
+            deny: guard::DenyList::new(&data.join("revoked.txt")),
+            handshakes: guard::HandshakeMeter::default(),
+            tickets,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), shutdown_rx));
+        let admin_addr = admin.as_ref().map(|a| a.local_addr);
+        if let Some(a) = admin {
+            a.ready(shared.clone(), shutdown_rx.clone());
+        }
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), shutdown_rx.clone()));
+        tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx));
         Ok(Gateway {
             local_addr,
+            admin_addr,
             dev_ca,
             recovery,
             shared,
@@ -207,6 +247,7 @@ impl Gateway {
             shutdown,
             accept,
             writer: Some(writer),
+            applier: Some(applier_join),
         })
     }
 
@@ -228,9 +269,19 @@ impl Gateway {
             b"shutting down",
         );
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.accept).await;
-        if let Some(w) = self.writer.take() {
-            let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
-        }
+        // Stopping the writer closes the applier's queue; the applier then writes a final
+        // snapshot and exits.
+        let writer = self.writer.take();
+        let applier = self.applier.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(w) = writer {
+                w.shutdown();
+            }
+            if let Some(a) = applier {
+                let _ = a.join();
+            }
+        })
+        .await;
         self.endpoint.wait_idle().await;
     }
 
@@ -240,6 +291,27 @@ impl Gateway {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
+}
+
+/// Rebuilds the fleet state: the newest good snapshot, then the log from where it ends.
+fn recover(log_dir: &std::path::Path, snapshot_dir: &std::path::Path, core: crate::fleet::engine::CoreConfig) -> Result<(FleetState, RecoveryStats), ServerError> {
+    let started = std::time::Instant::now();
+    let (state, from) = match crate::store::snapshot::newest(snapshot_dir)? {
+        Some(snap) => {
+            let from = snap.lsn_next;
+            (FleetState::restore(core, snap), from)
+        }
+        None => (FleetState::new(core), 0),
+    };
+    let mut out = Vec::new();
+    let stats = LogReader::new(log_dir).replay_from(from, |_, rec| {
+        out.clear();
+        state.apply(&rec, &mut out);
+    })?;
+    tracing::info!(snapshot_lsn = from, records = stats.records, segments = stats.segments,
+        drivers = state.ledger.len(), torn_bytes = stats.torn_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64, "recovered");
+    Ok((state, stats))
 }
 
 /// The quinn server configuration: TLS, stream limits (quinn allocates state for every stream
@@ -280,6 +352,24 @@ fn server_config(
     Ok(server)
 }
 
+/// Re-reads the token deny list every second and closes the live sessions it now denies.
+async fn watch_deny_list(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Some(deny) = shared.deny.reload() {
+            let n = shared.registry.close_denied(&deny);
+            shared.stats.revoked.fetch_add(n as u64, Ordering::Relaxed);
+            if n > 0 {
+                tracing::info!(closed = n, "closed sessions of revoked tokens");
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
@@ -293,6 +383,18 @@ async fn accept_loop(
                 if sessions.len() >= shared.cfg.limits.max_connections as usize {
                     incoming.refuse();
                     continue;
+                }
+                let now_s = shared.now_ms().max(0) as u64 / 1000;
+                let rate = shared.handshakes.tick(now_s);
+                if !incoming.remote_address_validated()
+                    && rate > shared.cfg.limits.retry_above_handshakes_per_s
+                {
+                    // Make the client prove its address before we spend a handshake on it.
+                    if incoming.may_retry() {
+                        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        let _ = incoming.retry();
+                        continue;
+                    }
                 }
                 shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                 sessions.spawn(session::run(incoming, shared.clone(), stop.clone()));

@@ -18,8 +18,10 @@ use milepost_proto::{
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 
 use crate::auth::{Claims, Role};
+use crate::server::guard::Registration;
 use crate::server::ingest::{admit, Admitted};
 use crate::server::Shared;
+use crate::store::{LogError, LogRecord};
 use crate::wire::{read_msg, write_msg, WireError};
 
 /// Requests in flight per stream before the reader stops reading.
@@ -32,6 +34,9 @@ struct Peer {
     conn: quinn::Connection,
     /// The server-opened stream carrying acks of live-fix datagrams, opened on first use.
     ack_stream: AsyncMutex<Option<quinn::SendStream>>,
+    /// True once the TLS handshake is complete: until then the peer may be speaking 0-RTT
+    /// data, which an attacker can replay, so only idempotent fix batches are served.
+    confirmed: watch::Receiver<bool>,
 }
 
 /// An answer waiting its turn on a stream.
@@ -43,22 +48,57 @@ enum Pending {
 }
 
 /// Runs one connection to completion.
-pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
     let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout(handshake, incoming).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
             tracing::debug!(%remote, error = %e, "handshake failed");
             return;
         }
-        Err(_) => {
-            tracing::debug!(%remote, "handshake timed out");
-            return;
-        }
     };
-    let hello = tokio::time::timeout(handshake, accept_hello(&conn, &shared)).await;
-    let (peer, first) = match hello {
+    // Accept 0-RTT (and answer in 0.5-RTT) so a resuming phone's first fix batch costs no round
+    // trip; `confirmed` flips once the handshake completes, and everything that is not an
+    // idempotent fix batch waits for it (see `serve_stream`).
+    let (conn, zero_rtt) = match connecting.into_0rtt() {
+        Ok(v) => v,
+        Err(connecting) => match tokio::time::timeout(handshake, connecting).await {
+            Ok(Ok(conn)) => {
+                let (tx, rx) = watch::channel(true);
+                drop(tx);
+                return run_session(conn, rx, shared, stop).await;
+            }
+            _ => {
+                tracing::debug!(%remote, "handshake failed or timed out");
+                return;
+            }
+        },
+    };
+    let (confirmed_tx, confirmed) = watch::channel(false);
+    let c2 = conn.clone();
+    tokio::spawn(async move {
+        match tokio::time::timeout(handshake, zero_rtt).await {
+            Ok(_) => {
+                let _ = confirmed_tx.send(true);
+            }
+            Err(_) => c2.close(quinn::VarInt::from_u32(ErrorCode::HelloTimeout.as_u32()), b"handshake timeout"),
+        }
+    });
+    run_session(conn, confirmed, shared, stop).await
+}
+
+/// Runs an accepted connection: Hello, then its streams and datagrams.
+async fn run_session(
+    conn: quinn::Connection,
+    confirmed: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
+    let remote = conn.remote_address();
+    let hello = tokio::time::timeout(handshake, accept_hello(&conn, &shared, confirmed)).await;
+    let (peer, first, _registration) = match hello {
         Ok(Ok(v)) => v,
         Ok(Err(code)) => {
             shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
@@ -106,10 +146,11 @@ fn close(conn: &quinn::Connection, code: ErrorCode) {
 }
 
 /// Waits for the first stream and its Hello; answers Welcome or a typed error.
-async fn accept_hello(
+async fn accept_hello<'a>(
     conn: &quinn::Connection,
-    shared: &Shared,
-) -> Result<(Peer, (quinn::SendStream, quinn::RecvStream)), ErrorCode> {
+    shared: &'a Shared,
+    confirmed: watch::Receiver<bool>,
+) -> Result<(Peer, (quinn::SendStream, quinn::RecvStream), Registration<'a>), ErrorCode> {
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| ErrorCode::NoError)?;
     let max = shared.cfg.limits.max_frame as usize;
     let msg = read_msg::<ClientMsg>(&mut recv, max)
@@ -118,8 +159,13 @@ async fn accept_hello(
     let Some(ClientMsg::Hello(hello)) = msg else {
         return Err(ErrorCode::ProtocolViolation);
     };
-    match check_hello(&hello, shared) {
-        Ok(claims) => {
+    let limit = shared.cfg.limits.max_connections_per_subject;
+    let admitted = check_hello(&hello, shared).and_then(|claims| {
+        let reg = shared.registry.register(&claims, &hello.token, conn, limit)?;
+        Ok((claims, reg))
+    });
+    match admitted {
+        Ok((claims, registration)) => {
             let driver = DriverId(claims.sub.clone());
             let watermark = match claims.role {
                 Role::Driver => shared.ledger.watermark(&driver),
@@ -142,8 +188,9 @@ async fn accept_hello(
                 driver,
                 conn: conn.clone(),
                 ack_stream: AsyncMutex::new(None),
+                confirmed,
             };
-            Ok((peer, (send, recv)))
+            Ok((peer, (send, recv), registration))
         }
         Err(code) => {
             // Tell the client why in a frame too, then give it a moment to read it.
@@ -171,6 +218,9 @@ fn check_hello(hello: &Hello, shared: &Shared) -> Result<Claims, ErrorCode> {
     // Recipients follow parcels through the feed, which this protocol version does not carry.
     if claims.role == Role::Recipient {
         return Err(ErrorCode::WrongRole);
+    }
+    if shared.deny.denies(&claims, &hello.token) {
+        return Err(ErrorCode::TokenRevoked);
     }
     if hello.subject != claims.sub {
         return Err(ErrorCode::OutOfScope);
@@ -207,7 +257,12 @@ async fn serve_stream(
                 break;
             }
             ClientMsg::FixBatch(batch) => on_batch(&peer, &shared, batch.first_seq, &batch.fixes),
-            ClientMsg::Query(q) => Pending::Ready(on_query(&peer, &shared, q)),
+            ClientMsg::Query(q) => {
+                if !handshake_confirmed(&peer).await {
+                    break;
+                }
+                Pending::Ready(on_query(&peer, &shared, q))
+            }
         };
         if tx.send(pending).await.is_err() {
             break;
@@ -215,6 +270,14 @@ async fn serve_stream(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Waits until the handshake is complete (no 0-RTT replay possible from here on). False if the
+/// connection died first.
+async fn handshake_confirmed(peer: &Peer) -> bool {
+    let mut c = peer.confirmed.clone();
+    let waited = c.wait_for(|done| *done).await.map(|_| ());
+    waited.is_ok()
 }
 
 /// Admits a batch, or answers with a request-level error.
@@ -236,7 +299,12 @@ fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pend
         now,
     ) {
         Ok(a) => Pending::Batch(a),
-        Err(code) => error(code),
+        Err(code) => {
+            if code == ErrorCode::RateLimited {
+                shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            error(code)
+        }
     }
 }
 
@@ -259,6 +327,10 @@ async fn answer_stream(
             Pending::Ready(msg) => msg,
             Pending::Batch(a) => match settle(a, &peer, &shared).await {
                 Ok(ack) => ServerMsg::Ack(ack),
+                Err(code @ ErrorCode::DiskFull) => ServerMsg::Error(ErrorFrame {
+                    code,
+                    message: "disk full: fixes not stored; keep them and retry later".into(),
+                }),
                 Err(code) => {
                     let _ = write_msg(
                         &mut send,
@@ -280,22 +352,42 @@ async fn answer_stream(
     let _ = send.finish();
 }
 
-/// Makes an admitted batch durable, applies it, and returns its ack.
+/// Makes an admitted batch durable, waits until the applier has folded it into the fleet
+/// state (so a query after the ack sees it), and returns its ack.
 async fn settle(a: Admitted, peer: &Peer, shared: &Shared) -> Result<Ack, ErrorCode> {
     let durable = match &a.record {
+        // `applied(lsn)` waits for this record to be applied.
         Some(rec) => shared.log.append(rec.clone()).await,
-        // All duplicates: the originals may still be in flight; ack once they are durable.
-        None => shared.log.barrier().await,
+        // All duplicates: the originals may still be in flight; ack once everything before
+        // this point is durable and applied (`barrier` returns the next record number).
+        None => shared.log.barrier().await.map(|next| next.wrapping_sub(1)),
     };
-    if durable.is_err() {
-        return Err(ErrorCode::StorageFailure);
+    match durable {
+        Ok(u64::MAX) => {} // a barrier on an empty log: nothing to wait for
+        Ok(lsn) => shared.applied.applied(lsn).await,
+        Err(LogError::DiskFull) => {
+            // Nothing of the batch is on disk: unsettle its seqs so the phone's retry is
+            // stored, not mistaken for a resend.
+            if let Some(LogRecord::Batch { entries, .. }) = a.record.as_deref() {
+                shared.ledger.with(&peer.driver, |l| {
+                    for e in entries.iter().rev() {
+                        l.unsettle(e.seq());
+                    }
+                });
+            }
+            return Err(ErrorCode::DiskFull);
+        }
+        Err(_) => return Err(ErrorCode::StorageFailure),
     }
-    shared.apply_fixes(&peer.driver, &peer.claims.depot, &a.accepted);
+    shared.stats.ack_latency.observe(a.admitted_at.elapsed());
     let s = &shared.stats;
     s.fixes_accepted
         .fetch_add(a.accepted.len() as u64, Ordering::Relaxed);
     s.fixes_rejected
         .fetch_add(a.ack.rejected.len() as u64, Ordering::Relaxed);
+    for r in &a.ack.rejected {
+        s.rejected_by_reason[r.reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
     s.fixes_duplicate
         .fetch_add(a.ack.duplicates as u64, Ordering::Relaxed);
     Ok(a.ack)
@@ -367,7 +459,7 @@ fn on_query(peer: &Peer, shared: &Shared, q: Query) -> ServerMsg {
         })
     };
     let valid = |lat: i32, lon: i32| lat.abs() <= 900_000_000 && lon.abs() <= 1_800_000_000;
-    let pos = shared.positions.lock().unwrap_or_else(|p| p.into_inner());
+    let pos = crate::fleet::state::lock(&shared.state.positions);
     let answer = match q.kind {
         QueryKind::Within {
             min_lat_e7,
@@ -394,7 +486,8 @@ fn on_query(peer: &Peer, shared: &Shared, q: Query) -> ServerMsg {
             lon_e7,
             radius_m,
         } => {
-            if !valid(lat_e7, lon_e7) || !(radius_m > 0.0 && radius_m <= 1.0e6) {
+            let radius_ok = radius_m > 0.0 && radius_m <= 1.0e6; // false for NaN
+            if !valid(lat_e7, lon_e7) || !radius_ok {
                 return bad("centre out of range or radius not in (0, 1000 km]");
             }
             pos.nearby(depot, deg(lat_e7), deg(lon_e7), radius_m as f64, limit)

@@ -34,6 +34,32 @@ pub struct DriverLedger {
     pub newest: Option<Fix>,
     /// The most recently accepted fix, in arrival order.
     pub last: Option<Fix>,
+    /// Rate limit state.
+    pub bucket: TokenBucket,
+}
+
+/// A token bucket, sans-IO: the caller passes `now_ms`.
+#[derive(Clone, Debug, Default)]
+pub struct TokenBucket {
+    /// Tokens spent beyond the refill so far (0 = full bucket).
+    debt: f64,
+    /// When `debt` was last brought up to date.
+    at_ms: i64,
+}
+
+impl TokenBucket {
+    /// Takes `n` tokens from a bucket of `burst` refilled at `rate_per_s`; false (and nothing
+    /// taken) when there are not enough.
+    pub fn take(&mut self, n: u32, now_ms: i64, rate_per_s: u32, burst: u32) -> bool {
+        let elapsed_s = (now_ms - self.at_ms).max(0) as f64 / 1000.0;
+        self.debt = (self.debt - elapsed_s * rate_per_s as f64).max(0.0);
+        self.at_ms = now_ms;
+        if self.debt + n as f64 > burst as f64 {
+            return false;
+        }
+        self.debt += n as f64;
+        true
+    }
 }
 
 impl DriverLedger {
@@ -60,6 +86,20 @@ impl DriverLedger {
         } else if s > self.watermark {
             self.above.insert(s);
         }
+    }
+
+    /// Withdraws a settlement that never reached the disk (the log refused the batch). Call it
+    /// for a batch's seqs highest first, which keeps it cheap.
+    pub fn unsettle(&mut self, seq: Seq) {
+        let s = seq.0;
+        if self.above.remove(&s) || s == 0 || s > self.watermark {
+            return;
+        }
+        // Seqs between `s` and the watermark stay settled: they move above the new watermark.
+        for x in s + 1..=self.watermark {
+            self.above.insert(x);
+        }
+        self.watermark = s - 1;
     }
 
     /// Records an accepted fix for later jump checks.
@@ -114,27 +154,83 @@ impl Ledger {
         self.drivers.is_empty()
     }
 
-    /// Folds one log record in (recovery).
+    /// Folds one log record in (recovery, and the applier's durable copy).
     pub fn apply(&self, record: &LogRecord) {
-        match record {
-            LogRecord::Batch {
-                driver, entries, ..
-            } => self.with(driver, |l| {
+        if let LogRecord::Batch { driver, entries, .. } = record {
+            self.with(driver, |l| {
                 for e in entries {
                     l.settle(e.seq());
                     if let BatchEntry::Accepted { fix, .. } = e {
                         l.accepted(fix);
                     }
                 }
-            }),
+            })
         }
     }
+
+    /// Every driver's durable state, for a snapshot.
+    pub fn export(&self) -> Vec<LedgerEntry> {
+        self.drivers
+            .iter()
+            .map(|e| LedgerEntry {
+                driver: e.key().clone(),
+                watermark: e.watermark,
+                above: e.above.iter().copied().collect(),
+                newest: e.newest,
+                last: e.last,
+            })
+            .collect()
+    }
+
+    /// Rebuilds a ledger from a snapshot.
+    pub fn import(entries: Vec<LedgerEntry>) -> Ledger {
+        let ledger = Ledger::new();
+        for e in entries {
+            ledger.drivers.insert(
+                e.driver,
+                DriverLedger {
+                    watermark: e.watermark,
+                    above: e.above.into_iter().collect(),
+                    newest: e.newest,
+                    last: e.last,
+                    bucket: TokenBucket::default(),
+                },
+            );
+        }
+        ledger
+    }
 }
+
+/// One driver's ledger as stored in a snapshot.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerEntry {
+    /// The driver.
+    pub driver: DriverId,
+    /// Every seq up to this is settled.
+    pub watermark: u64,
+    /// Settled seqs above the watermark.
+    pub above: Vec<u64>,
+    /// Newest accepted fix by time.
+    pub newest: Option<Fix>,
+    /// Last accepted fix by arrival.
+    pub last: Option<Fix>,
+}
+
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::default();
+        assert!(b.take(10, 0, 2, 10));
+        assert!(!b.take(1, 0, 2, 10));
+        assert!(!b.take(2, 500, 2, 10));
+        assert!(b.take(2, 1_000, 2, 10));
+        assert!(b.take(10, 100_000, 2, 10));
+    }
 
     #[test]
     fn watermark_closes_gaps() {

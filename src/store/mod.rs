@@ -3,6 +3,7 @@
 //! - [`record`]: what the log holds ([`LogRecord`]).
 //! - [`log`]: the on-disk format (segments of CRC-framed records), reading and torn-tail
 //!   recovery.
+//! - [`snapshot`]: snapshots of the fleet state, so recovery replays only the log tail.
 //! - [`writer`]: the group-commit writer thread that makes appends durable before they are
 //!   acked.
 //! - [`ledger`]: per-driver dedupe state (settled seqs and the watermark), rebuilt from the log.
@@ -10,6 +11,7 @@
 pub mod ledger;
 pub mod log;
 pub mod record;
+pub mod snapshot;
 pub mod writer;
 
 pub use ledger::{Ledger, SeqState};

@@ -2,6 +2,7 @@
 //! encoding; the framing around it (length, CRC) is in [`crate::store::log`]. Variants are only
 //! ever appended, so old logs stay readable.
 
+use milepost_proto::route::{Outcome, Route, RouteId, StopId, TrackingNumber};
 use milepost_proto::{DriverId, Fix, RejectReason, Seq};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,45 @@ pub enum LogRecord {
         received_ms: i64,
         /// What became of each new seq. Duplicates are not logged again.
         entries: Vec<BatchEntry>,
+    },
+    /// A dispatcher assigned (or replaced) a route.
+    RouteAssigned {
+        /// The route as assigned.
+        route: Route,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
+    /// A dispatcher re-sequenced a route's remaining stops.
+    RouteResequenced {
+        /// The route.
+        route_id: RouteId,
+        /// The new order of its stops.
+        order: Vec<StopId>,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
+    /// A driver reported a delivery outcome (logged before it is checked, so failed attempts,
+    /// e.g. a wrong one-time code, are on record too).
+    OutcomeReported {
+        /// The driver.
+        driver: DriverId,
+        /// The stop.
+        stop: StopId,
+        /// One parcel of the stop, or all of its open parcels.
+        tracking: Option<TrackingNumber>,
+        /// What happened.
+        outcome: Outcome,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
+    /// A recipient left delivery instructions.
+    InstructionsSet {
+        /// The parcel.
+        tracking: TrackingNumber,
+        /// The instructions.
+        text: String,
+        /// Server time, UTC ms.
+        at_ms: i64,
     },
 }
 

@@ -12,13 +12,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::LogConfig;
+use crate::metrics::Histogram;
 use crate::store::log::{frame_record, segment_name, LogError};
 use crate::store::LogRecord;
 
@@ -53,6 +54,7 @@ enum Request {
 pub struct WriterHandle {
     tx: mpsc::Sender<Request>,
     failed: Arc<AtomicBool>,
+    disk_bytes: Arc<AtomicU64>,
 }
 
 /// The writer thread and a handle to it.
@@ -69,9 +71,15 @@ impl LogWriter {
         cfg: &LogConfig,
         next_lsn: u64,
         sink: Option<CommitSink>,
+        fsync_latency: Arc<Histogram>,
     ) -> Result<LogWriter, LogError> {
         std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
         let seg = Segment::create(dir, next_lsn)?;
+        let mut bytes = 0;
+        for (_, p) in crate::store::log::list_segments(dir)? {
+            bytes += std::fs::metadata(&p).map_err(LogError::io(&p))?.len();
+        }
+        let disk_bytes = Arc::new(AtomicU64::new(bytes));
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let failed = Arc::new(AtomicBool::new(false));
         let mut thread = WriterThread {
@@ -82,13 +90,15 @@ impl LogWriter {
             rx,
             sink,
             failed: failed.clone(),
+            fsync_latency,
+            disk_bytes: disk_bytes.clone(),
         };
         let join = std::thread::Builder::new()
             .name("milepost-log".into())
             .spawn(move || thread.run())
             .map_err(LogError::io(dir))?;
         Ok(LogWriter {
-            handle: WriterHandle { tx, failed },
+            handle: WriterHandle { tx, failed, disk_bytes },
             join: Some(join),
         })
     }
@@ -139,6 +149,16 @@ impl WriterHandle {
         rx.await.map_err(|_| LogError::Closed)?
     }
 
+    /// Bytes in the log's segments.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records that retention deleted `bytes` of segments.
+    pub fn released(&self, bytes: u64) {
+        self.disk_bytes.fetch_sub(bytes.min(self.disk_bytes()), Ordering::Relaxed);
+    }
+
     /// True once the writer has failed; nothing more will be acked.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
@@ -184,6 +204,9 @@ struct WriterThread {
     rx: mpsc::Receiver<Request>,
     sink: Option<CommitSink>,
     failed: Arc<AtomicBool>,
+    fsync_latency: Arc<Histogram>,
+    /// Bytes in all segments (retention subtracts what it deletes).
+    disk_bytes: Arc<AtomicU64>,
 }
 
 type Waiter = (oneshot::Sender<Result<u64, LogError>>, u64);
@@ -198,6 +221,7 @@ impl WriterThread {
             let Some(first) = self.rx.blocking_recv() else {
                 break;
             };
+            let group_start_lsn = self.next_lsn;
             shutdown |= self.take(first, &mut buf, &mut waiters, &mut committed);
             while buf.len() < self.cfg.group_commit_bytes && !shutdown {
                 match self.rx.try_recv() {
@@ -205,14 +229,29 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.commit(&buf) {
-                tracing::error!(error = %e, "log write failed: refusing all further fixes");
-                self.failed.store(true, Ordering::Relaxed);
-                for (done, _) in waiters.drain(..) {
-                    let _ = done.send(Err(LogError::Closed));
+            match self.commit(&buf) {
+                Ok(()) => {}
+                Err(LogError::DiskFull) => {
+                    // Nothing of the group is on disk: refuse it, give its record numbers
+                    // back, and keep serving (space may come back; acked data is untouched).
+                    tracing::warn!(bytes = buf.len(), "log full: refusing a group of appends");
+                    self.next_lsn = group_start_lsn;
+                    for (done, _) in waiters.drain(..) {
+                        let _ = done.send(Err(LogError::DiskFull));
+                    }
+                    committed.clear();
+                    buf.clear();
+                    continue;
                 }
-                self.fail_forever();
-                return;
+                Err(e) => {
+                    tracing::error!(error = %e, "log write failed: refusing all further fixes");
+                    self.failed.store(true, Ordering::Relaxed);
+                    for (done, _) in waiters.drain(..) {
+                        let _ = done.send(Err(LogError::Closed));
+                    }
+                    self.fail_forever();
+                    return;
+                }
             }
             buf.clear();
             for (done, lsn) in waiters.drain(..) {
@@ -268,9 +307,24 @@ impl WriterThread {
             return Ok(());
         }
         let path = &self.seg.path;
-        self.seg.file.write_all(buf).map_err(LogError::io(path))?;
+        let size = self.disk_bytes.load(Ordering::Relaxed);
+        if size + buf.len() as u64 > self.cfg.max_disk_bytes {
+            return Err(LogError::DiskFull);
+        }
+        if let Err(e) = self.seg.file.write_all(buf) {
+            // ENOSPC: cut whatever part of the group reached the file, so the segment ends on
+            // a whole record, and refuse the group. Other errors poison the writer.
+            if e.raw_os_error() == Some(28) {
+                self.seg.file.set_len(self.seg.len).map_err(LogError::io(path))?;
+                return Err(LogError::DiskFull);
+            }
+            return Err(LogError::Io { path: path.clone(), source: e });
+        }
+        self.disk_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         if self.cfg.fsync {
+            let t = std::time::Instant::now();
             self.seg.file.sync_data().map_err(LogError::io(path))?;
+            self.fsync_latency.observe(t.elapsed());
         }
         self.seg.len += buf.len() as u64;
         Ok(())

@@ -1,1 +1,8 @@
 //! Offline tools run from the CLI.
+//!
+//! - [`gtfs`]: GTFS + recorded GTFS-realtime to Milepost route files and traces.
+//! - [`eval_eta`]: replays recorded trips through the fleet core and scores its ETAs against
+//!   observed arrivals, next to the timetable.
+
+pub mod eval_eta;
+pub mod gtfs;

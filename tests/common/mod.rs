@@ -30,6 +30,7 @@ pub fn config(dir: &std::path::Path) -> Config {
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.data_dir = dir.to_owned();
     cfg.secret = Some(SECRET.into());
+    cfg.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg
 }
 

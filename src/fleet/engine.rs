@@ -1,0 +1,417 @@
+//! [`FleetCore`]: the routes of the fleet, fed with fixes, reports and ticks, returning the
+//! updates each audience must hear. Sans-IO: the caller passes every time (`fix.t_ms`,
+//! `now_ms`) and moves the returned [`Update`]s to the feed.
+//!
+//! The core indexes routes by id, driver and tracking number; everything per route lives in
+//! [`RouteRun`]. A fix costs two hash lookups plus the route's per-fix step (a window of the
+//! polyline, the stops near the fix, and the ETAs of the next few stops).
+
+use std::collections::HashMap;
+
+use milepost_proto::route::{
+    DepotId, DriverEvent, Outcome, ParcelStatus, Route, RouteId, StopId, TrackingNumber, Update,
+};
+use milepost_proto::{DriverId, Fix};
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::eta::EtaConfig;
+use crate::fleet::outcome::{OutcomeError, OutcomeTarget};
+use crate::fleet::route::{validate, RouteError};
+use crate::fleet::run::RouteRun;
+use crate::fleet::view::RouteView;
+
+/// Every knob of the core, with defaults for delivery vans in a city (1 Hz fixes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoreConfig {
+    /// Geofence enter radius of stops that do not set one, metres.
+    pub default_radius_m: f64,
+    /// Exit radius = enter radius x this (hysteresis against jitter at the fence edge).
+    pub exit_factor: f64,
+    /// Time the driver must stay at a stop before an arrival is declared, ms.
+    pub dwell_ms: i64,
+    /// Weight of the fix accuracy in the inside test (1 = `distance + accuracy <= radius`).
+    pub accuracy_factor: f64,
+    /// Fixes less accurate than this never count for arrivals, metres.
+    pub max_arrival_accuracy_m: f64,
+    /// The route starts when the driver is first seen this far from its start point, metres.
+    pub depot_radius_m: f64,
+    /// Per fix, the polyline is searched from this far behind the previous position, metres.
+    pub window_back_m: f64,
+    /// ... to this far ahead (or max speed x time since the last fix, if more), metres.
+    pub window_ahead_m: f64,
+    /// Further than this (plus accuracy) from the windowed match, the whole route is searched.
+    pub relocate_m: f64,
+    /// A backwards move along the route up to this is noise; more is a real turn-back, metres.
+    pub backtrack_m: f64,
+    /// Distance from the planned path that counts as off route (plus accuracy), metres.
+    pub off_route_m: f64,
+    /// On straight legs (no planned path) a further share of the leg's length is allowed.
+    pub straight_leg_allowance: f64,
+    /// `StopsAway` is only sent for N up to this.
+    pub stops_away_horizon: u32,
+    /// `EtaChanged` is sent when the ETA moved more than this, seconds...
+    pub eta_threshold_s: f64,
+    /// ... or more than this share of the time to go, if larger.
+    pub eta_threshold_rel: f64,
+    /// ETAs of this many stops ahead are re-checked every `eta_near_interval_ms`...
+    pub eta_near_stops: usize,
+    /// ... (and on the first fix after a stop event), ms.
+    pub eta_near_interval_ms: i64,
+    /// ... and of all stops at most this often, ms.
+    pub eta_far_interval_ms: i64,
+    /// `ArrivingSoon` when the ETA is this close, seconds...
+    pub arriving_soon_s: f64,
+    /// ... or the stop this close along the route, metres.
+    pub arriving_soon_m: f64,
+    /// `Delayed` is re-armed once the ETA is back this far inside the window, ms.
+    pub delayed_rearm_ms: i64,
+    /// `RunningLate` when the next stop's ETA is this many minutes past its planned arrival
+    /// (or window end)...
+    pub late_threshold_min: u32,
+    /// ... and again each time it grows by this many minutes.
+    pub late_step_min: u32,
+    /// `DriverStalled` when no fix came for this long on an active route, ms.
+    pub stall_no_fix_ms: i64,
+    /// `DriverStalled` when the driver did not move for this long away from a stop, ms.
+    pub stall_no_move_ms: i64,
+    /// Moving less than this is not movement (GPS jitter), metres.
+    pub move_m: f64,
+    /// The ETA model.
+    pub eta: EtaConfig,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            default_radius_m: 40.0,
+            exit_factor: 1.5,
+            dwell_ms: 20_000,
+            accuracy_factor: 1.0,
+            max_arrival_accuracy_m: 100.0,
+            depot_radius_m: 150.0,
+            window_back_m: 50.0,
+            window_ahead_m: 150.0,
+            relocate_m: 60.0,
+            backtrack_m: 100.0,
+            off_route_m: 150.0,
+            straight_leg_allowance: 0.35,
+            stops_away_horizon: 10,
+            eta_threshold_s: 120.0,
+            eta_threshold_rel: 0.1,
+            eta_near_stops: 10,
+            eta_near_interval_ms: 5_000,
+            eta_far_interval_ms: 30_000,
+            arriving_soon_s: 300.0,
+            arriving_soon_m: 500.0,
+            delayed_rearm_ms: 300_000,
+            late_threshold_min: 10,
+            late_step_min: 5,
+            stall_no_fix_ms: 300_000,
+            stall_no_move_ms: 600_000,
+            move_m: 30.0,
+            eta: EtaConfig::default(),
+        }
+    }
+}
+
+/// The fleet core.
+#[derive(Debug, Default)]
+pub struct FleetCore {
+    cfg: CoreConfig,
+    routes: HashMap<RouteId, RouteRun>,
+    by_driver: HashMap<DriverId, RouteId>,
+    by_tracking: HashMap<TrackingNumber, RouteId>,
+}
+
+/// The serializing side of [`CoreSnapshot`]: borrows the routes, clones nothing.
+#[derive(Debug, Serialize)]
+pub struct CoreSnapshotRef<'a> {
+    /// Every route, finished or not.
+    pub routes: Vec<&'a RouteRun>,
+}
+
+/// Everything needed to rebuild a [`FleetCore`] (serde; geometry is rebuilt on restore).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CoreSnapshot {
+    /// Every route, finished or not.
+    pub routes: Vec<RouteRun>,
+}
+
+impl FleetCore {
+    /// An empty core.
+    pub fn new(cfg: CoreConfig) -> FleetCore {
+        FleetCore {
+            cfg,
+            ..FleetCore::default()
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// Assigns a route to its driver, or replaces the route with the same id (keeping the
+    /// outcomes of parcels still on it, the start and what was learned).
+    ///
+    /// # Errors
+    /// Validation errors; [`RouteError::DriverBusy`] if the driver has another unfinished route;
+    /// [`RouteError::TrackingOnOtherRoute`] if a parcel is on another unfinished route.
+    pub fn assign_route(&mut self, route: Route, now_ms: i64) -> Result<Vec<Update>, RouteError> {
+        validate(&route)?;
+        if let Some(other) = self.by_driver.get(&route.driver) {
+            if *other != route.id
+                && self
+                    .routes
+                    .get(other)
+                    .is_some_and(|r| r.finished_ms.is_none())
+            {
+                return Err(RouteError::DriverBusy(route.driver.clone(), other.clone()));
+            }
+        }
+        for p in route.stops.iter().flat_map(|s| &s.parcels) {
+            if let Some(other) = self.by_tracking.get(&p.tracking) {
+                if *other != route.id
+                    && self
+                        .routes
+                        .get(other)
+                        .is_some_and(|r| r.finished_ms.is_none())
+                {
+                    return Err(RouteError::TrackingOnOtherRoute(
+                        p.tracking.clone(),
+                        other.clone(),
+                    ));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut run = RouteRun::new(&self.cfg, route);
+        if let Some(old) = self.routes.remove(&run.plan.id) {
+            for p in old.plan.stops.iter().flat_map(|s| &s.parcels) {
+                self.by_tracking.remove(&p.tracking);
+            }
+            if old.plan.driver != run.plan.driver {
+                self.by_driver.remove(&old.plan.driver);
+            }
+            run.carry_over(old);
+            run.rebuild(&self.cfg);
+            let t = run.last_fix_t_ms.unwrap_or(now_ms).max(now_ms);
+            run.refresh_stops_away(&self.cfg, t, &mut out);
+        }
+        for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
+            self.by_tracking
+                .insert(p.tracking.clone(), run.plan.id.clone());
+        }
+        self.by_driver
+            .insert(run.plan.driver.clone(), run.plan.id.clone());
+        out.insert(0, run.driver_update(DriverEvent::RouteAssigned));
+        self.routes.insert(run.plan.id.clone(), run);
+        Ok(out)
+    }
+
+    /// Removes a route (cancelled); returns its plan.
+    pub fn remove_route(&mut self, id: &RouteId) -> Option<Route> {
+        let run = self.routes.remove(id)?;
+        for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
+            if self.by_tracking.get(&p.tracking) == Some(id) {
+                self.by_tracking.remove(&p.tracking);
+            }
+        }
+        if self.by_driver.get(&run.plan.driver) == Some(id) {
+            self.by_driver.remove(&run.plan.driver);
+        }
+        Some(run.plan)
+    }
+
+    /// Gives route `id` a new stop order (the same stops, each once).
+    ///
+    /// # Errors
+    /// [`RouteError::UnknownRoute`], [`RouteError::BadSequence`].
+    pub fn resequence(
+        &mut self,
+        id: &RouteId,
+        order: &[StopId],
+        now_ms: i64,
+    ) -> Result<Vec<Update>, RouteError> {
+        let run = self
+            .routes
+            .get_mut(id)
+            .ok_or_else(|| RouteError::UnknownRoute(id.clone()))?;
+        let n = run.plan.stops.len();
+        let mut seen = vec![false; n];
+        let mut idx = Vec::with_capacity(n);
+        for s in order {
+            match run.plan.stops.iter().position(|p| &p.id == s) {
+                Some(i) if !seen[i] => {
+                    seen[i] = true;
+                    idx.push(i);
+                }
+                _ => return Err(RouteError::BadSequence(id.clone())),
+            }
+        }
+        if idx.len() != n {
+            return Err(RouteError::BadSequence(id.clone()));
+        }
+        let mut out = Vec::new();
+        run.resequence(&self.cfg, idx, now_ms, &mut out);
+        Ok(out)
+    }
+
+    /// Starts a route explicitly (otherwise it starts when its driver leaves the start point).
+    ///
+    /// # Errors
+    /// [`RouteError::UnknownRoute`].
+    pub fn start_route(&mut self, id: &RouteId, now_ms: i64) -> Result<Vec<Update>, RouteError> {
+        let run = self
+            .routes
+            .get_mut(id)
+            .ok_or_else(|| RouteError::UnknownRoute(id.clone()))?;
+        let mut out = Vec::new();
+        run.start(&self.cfg, now_ms, &mut out);
+        Ok(out)
+    }
+
+    /// Feeds one (validated) fix of `driver`; updates are pushed to `out`. Fixes of drivers
+    /// without a route, and fixes older than the driver's newest, change nothing.
+    pub fn on_fix(&mut self, driver: &DriverId, fix: &Fix, out: &mut Vec<Update>) {
+        let Some(id) = self.by_driver.get(driver) else {
+            return;
+        };
+        if let Some(run) = self.routes.get_mut(id) {
+            run.on_fix(&self.cfg, fix, out);
+        }
+    }
+
+    /// A delivery outcome reported by `driver` at `now_ms`.
+    ///
+    /// # Errors
+    /// See [`OutcomeError`]; nothing changes on error.
+    pub fn report_outcome(
+        &mut self,
+        driver: &DriverId,
+        target: &OutcomeTarget,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<Vec<Update>, OutcomeError> {
+        let id = self
+            .by_driver
+            .get(driver)
+            .ok_or_else(|| OutcomeError::NoRoute(driver.clone()))?;
+        let run = self
+            .routes
+            .get_mut(id)
+            .ok_or_else(|| OutcomeError::NoRoute(driver.clone()))?;
+        let mut out = Vec::new();
+        run.report(&self.cfg, target, outcome, now_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// Delivery instructions from a parcel's recipient; returns the update for the driver.
+    ///
+    /// # Errors
+    /// [`OutcomeError::UnknownParcel`]; [`OutcomeError::AlreadyReported`] once it has an outcome.
+    pub fn set_instructions(
+        &mut self,
+        tracking: &TrackingNumber,
+        text: &str,
+    ) -> Result<Update, OutcomeError> {
+        let unknown = || OutcomeError::UnknownParcel(tracking.clone());
+        let id = self.by_tracking.get(tracking).ok_or_else(unknown)?;
+        let run = self.routes.get_mut(id).ok_or_else(unknown)?;
+        let k = run
+            .parcels
+            .iter()
+            .position(|p| &p.tracking == tracking)
+            .ok_or_else(unknown)?;
+        if crate::fleet::run::is_final(run.parcels[k].state) {
+            return Err(OutcomeError::AlreadyReported(tracking.clone()));
+        }
+        run.parcels[k].instructions = Some(text.to_owned());
+        let stop = run.plan.stops[run.parcels[k].stop].id.clone();
+        Ok(run.driver_update(DriverEvent::Instructions {
+            stop,
+            tracking: tracking.clone(),
+            text: text.to_owned(),
+        }))
+    }
+
+    /// Time-driven checks (stalled drivers); call every few seconds.
+    pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Update>) {
+        for run in self.routes.values_mut() {
+            run.tick(&self.cfg, now_ms, out);
+        }
+    }
+
+    /// The dispatcher's view of a route, ETAs computed from the newest fix.
+    pub fn route_view(&self, id: &RouteId) -> Option<RouteView> {
+        self.routes.get(id).map(|r| RouteView::of(&self.cfg, r))
+    }
+
+    /// A recipient's current view of a parcel.
+    pub fn parcel_status(&self, tracking: &TrackingNumber) -> Option<ParcelStatus> {
+        let run = self.routes.get(self.by_tracking.get(tracking)?)?;
+        crate::fleet::view::parcel_status(&self.cfg, run, tracking)
+    }
+
+    /// Ids of the routes of a depot, sorted.
+    pub fn routes_of_depot(&self, depot: &DepotId) -> Vec<RouteId> {
+        let mut v: Vec<RouteId> = self
+            .routes
+            .values()
+            .filter(|r| &r.plan.depot == depot)
+            .map(|r| r.plan.id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The route a driver currently drives (or last drove).
+    pub fn route_of_driver(&self, driver: &DriverId) -> Option<&RouteId> {
+        self.by_driver.get(driver)
+    }
+
+    /// The instructions the driver should see for a parcel: the recipient's if set, else the
+    /// plan's for its stop.
+    pub fn instructions(&self, tracking: &TrackingNumber) -> Option<&str> {
+        let run = self.routes.get(self.by_tracking.get(tracking)?)?;
+        let p = run.parcels.iter().find(|p| &p.tracking == tracking)?;
+        Some(
+            p.instructions
+                .as_deref()
+                .unwrap_or(&run.plan.stops[p.stop].instructions),
+        )
+    }
+
+    /// A borrowed snapshot of every route, to serialize (serde: JSON or bincode) and later
+    /// read back as a [`CoreSnapshot`] for [`FleetCore::restore`].
+    pub fn snapshot(&self) -> CoreSnapshotRef<'_> {
+        CoreSnapshotRef {
+            routes: self.routes.values().collect(),
+        }
+    }
+
+    /// Rebuilds a core from a snapshot.
+    pub fn restore(cfg: CoreConfig, snap: CoreSnapshot) -> FleetCore {
+        let mut core = FleetCore::new(cfg);
+        for mut run in snap.routes {
+            run.rebuild(&core.cfg);
+            for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
+                core.by_tracking
+                    .insert(p.tracking.clone(), run.plan.id.clone());
+            }
+            let unfinished = run.finished_ms.is_none();
+            let driver_free = !core.by_driver.contains_key(&run.plan.driver);
+            if unfinished || driver_free {
+                core.by_driver
+                    .insert(run.plan.driver.clone(), run.plan.id.clone());
+            }
+            core.routes.insert(run.plan.id.clone(), run);
+        }
+        core
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

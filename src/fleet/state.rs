@@ -1,0 +1,145 @@
+//! The fold of the log: everything derived from durable records, in log order. Recovery
+//! (snapshot + log tail) and the live applier use this same function, so the state after a
+//! restart is exactly the state before it.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use milepost_proto::route::Update;
+
+use crate::fleet::engine::{CoreConfig, FleetCore};
+use crate::fleet::outcome::OutcomeTarget;
+use crate::fleet::positions::Positions;
+use crate::store::snapshot::{PositionEntry, Snapshot, SnapshotRef};
+use crate::store::{BatchEntry, Ledger, LogRecord};
+
+/// The answer to a command record (route assignment, outcome...): what the issuer is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandResult {
+    /// Applied.
+    Applied,
+    /// Refused by the core, with the reason (the record stays in the log as an attempt).
+    Refused(String),
+}
+
+/// Durable state: dedupe ledger, live positions, and the fleet core.
+pub struct FleetState {
+    /// Durable dedupe state (the admission ledger runs ahead of it by the batches in flight).
+    pub ledger: Ledger,
+    /// Live positions, shared with query handlers.
+    pub positions: Arc<Mutex<Positions>>,
+    /// Routes, progress and ETAs, shared with command and status handlers.
+    pub core: Arc<Mutex<FleetCore>>,
+}
+
+/// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
+/// not make it unusable).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FleetState {
+    /// Empty state.
+    pub fn new(cfg: CoreConfig) -> FleetState {
+        FleetState {
+            ledger: Ledger::new(),
+            positions: Arc::new(Mutex::new(Positions::new())),
+            core: Arc::new(Mutex::new(FleetCore::new(cfg))),
+        }
+    }
+
+    /// State rebuilt from a snapshot.
+    pub fn restore(cfg: CoreConfig, snap: Snapshot) -> FleetState {
+        let mut positions = Positions::new();
+        for p in &snap.positions {
+            positions.update(&p.driver, &p.depot, p.seq, &p.fix);
+        }
+        FleetState {
+            ledger: Ledger::import(snap.ledger),
+            positions: Arc::new(Mutex::new(positions)),
+            core: Arc::new(Mutex::new(FleetCore::restore(cfg, snap.core))),
+        }
+    }
+
+    /// Folds one record in; updates go to `out`. Returns the result of a command record.
+    pub fn apply(&self, rec: &LogRecord, out: &mut Vec<Update>) -> Option<CommandResult> {
+        let refused = |e: &dyn std::fmt::Display| Some(CommandResult::Refused(e.to_string()));
+        match rec {
+            LogRecord::Batch { driver, depot, entries, .. } => {
+                self.ledger.apply(rec);
+                let mut pos = lock(&self.positions);
+                let mut core = lock(&self.core);
+                for e in entries {
+                    if let BatchEntry::Accepted { seq, fix } = e {
+                        pos.update(driver, depot, *seq, fix);
+                        core.on_fix(driver, fix, out);
+                    }
+                }
+                None
+            }
+            LogRecord::RouteAssigned { route, at_ms } => {
+                match lock(&self.core).assign_route(route.clone(), *at_ms) {
+                    Ok(u) => {
+                        out.extend(u);
+                        Some(CommandResult::Applied)
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            LogRecord::RouteResequenced { route_id, order, at_ms } => {
+                match lock(&self.core).resequence(route_id, order, *at_ms) {
+                    Ok(u) => {
+                        out.extend(u);
+                        Some(CommandResult::Applied)
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            LogRecord::OutcomeReported { driver, stop, tracking, outcome, at_ms } => {
+                let target = match tracking {
+                    Some(t) => OutcomeTarget::Parcel(t.clone()),
+                    None => OutcomeTarget::Stop(stop.clone()),
+                };
+                match lock(&self.core).report_outcome(driver, &target, outcome, *at_ms) {
+                    Ok(u) => {
+                        out.extend(u);
+                        Some(CommandResult::Applied)
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            LogRecord::InstructionsSet { tracking, text, .. } => {
+                match lock(&self.core).set_instructions(tracking, text) {
+                    Ok(u) => {
+                        out.push(u);
+                        Some(CommandResult::Applied)
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+        }
+    }
+
+    /// Writes a snapshot of the state after records `..lsn_next` into `dir`.
+    pub fn snapshot(
+        &self,
+        dir: &std::path::Path,
+        lsn_next: u64,
+        now_ms: i64,
+    ) -> Result<(std::path::PathBuf, u64), crate::store::LogError> {
+        let positions: Vec<PositionEntry> = lock(&self.positions)
+            .entries()
+            .map(|(driver, depot, seq, fix)| PositionEntry {
+                driver: driver.clone(),
+                depot: depot.to_owned(),
+                seq,
+                fix: *fix,
+            })
+            .collect();
+        let ledger = self.ledger.export();
+        let core = lock(&self.core);
+        crate::store::snapshot::write(
+            dir,
+            &SnapshotRef { lsn_next, taken_ms: now_ms, ledger, positions, core: core.snapshot() },
+        )
+    }
+}

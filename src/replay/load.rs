@@ -1,0 +1,234 @@
+//! The load generator's command line (`milepost replay`): reads recorded traces, builds a
+//! [`ReplayConfig`], runs [`replay`](crate::replay::sim::replay) and prints the report (a table
+//! on stdout, optionally JSON to a file). The engine and the report live in
+//! [`crate::replay::sim`] and [`crate::replay::metrics`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::auth::TokenKey;
+use crate::replay::playback::split_at_gaps;
+use crate::replay::sim::{replay, Pace, ReplayConfig};
+use crate::replay::trace::{read_traces_with, ReadOptions, TraceFormat};
+
+/// Arguments of `milepost replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Recorded trace file (.gpx, .csv, .csv.gz, .txt.gz, .geojson); repeat for several.
+    #[arg(long = "trace", required = true)]
+    traces: Vec<PathBuf>,
+    /// Format of the trace files: gpx, geojson, geolife, gtfs-rt or csv:lat=..,lon=..,time=..
+    /// (default: from the extension and CSV header).
+    #[arg(long)]
+    format: Option<String>,
+    /// Fail on an untimed or invalid point instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Split traces where consecutive points are further apart than this (recordings that
+    /// span days become trips).
+    #[arg(long, default_value = "5m")]
+    split_gap: humantime::Duration,
+    /// Gateway address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    server: SocketAddr,
+    /// Name on the gateway's certificate.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// CA certificate to trust (default: DATA_DIR/certs/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The gateway's data directory: its secret.key signs the drivers' tokens.
+    #[arg(long, env = "MILEPOST_DATA_DIR", default_value = "milepost-data")]
+    data_dir: PathBuf,
+    /// The gateway's token secret, instead of DATA_DIR/secret.key.
+    #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Simulated drivers, each its own QUIC connection and token.
+    #[arg(long, default_value_t = 100)]
+    drivers: u32,
+    /// Number of the first driver (ids are PREFIX00001, PREFIX00002...).
+    #[arg(long, default_value_t = 1)]
+    first_driver: u32,
+    /// Prefix of the driver ids.
+    #[arg(long, default_value = "sim-")]
+    driver_prefix: String,
+    /// Depot of every simulated driver.
+    #[arg(long, default_value = "sim")]
+    depot: String,
+    /// Fixed fixes per second per driver (positions interpolated along the trace) instead of
+    /// one fix per recorded point.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Replay speed (1 = as recorded).
+    #[arg(long, default_value_t = 1.0)]
+    speedup: f64,
+    /// How long every driver sends after the ramp.
+    #[arg(long, default_value = "60s")]
+    duration: humantime::Duration,
+    /// Spread the drivers' starts over this time (default: 1 s per 1000 drivers, at least 1 s).
+    #[arg(long)]
+    ramp: Option<humantime::Duration>,
+    /// Warm-up after the ramp before the measurement window (at most a quarter of the run).
+    #[arg(long, default_value = "5s")]
+    warmup: humantime::Duration,
+    /// Move drivers sharing a trace by a random offset up to this many metres.
+    #[arg(long, default_value_t = 200.0)]
+    spread_m: f64,
+    /// Upload after this many new fixes.
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Also upload at this interval when fixes are waiting (e.g. 10s).
+    #[arg(long)]
+    batch_interval: Option<humantime::Duration>,
+    /// Do not send the newest fix as a live datagram: batches only.
+    #[arg(long)]
+    no_live: bool,
+    /// Resend a live fix in a batch when not acked within this time.
+    #[arg(long, default_value = "3s")]
+    live_timeout: humantime::Duration,
+    /// Chance that a driver goes offline once during its run (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    offline_prob: f64,
+    /// Length of an offline period, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    offline_secs: f64,
+    /// Chance that a driver switches networks once during its run (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    migrate_prob: f64,
+    /// Connections sharing one UDP socket.
+    #[arg(long, default_value_t = 1000)]
+    per_endpoint: u32,
+    /// Local IP for the client sockets (default: unspecified, of the server's family).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// A driver that cannot reach the gateway this long gives up.
+    #[arg(long, default_value = "60s")]
+    reconnect_for: humantime::Duration,
+    /// After the run, how long drivers wait for their last acks.
+    #[arg(long, default_value = "10s")]
+    drain: humantime::Duration,
+    /// Seed for the random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The gateway's process id: measure its CPU per fix and memory per driver from /proc.
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs the load generator.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let format = args
+        .format
+        .as_deref()
+        .map(str::parse::<TraceFormat>)
+        .transpose()
+        .context("--format")?;
+    let opts = if args.strict {
+        ReadOptions::strict()
+    } else {
+        ReadOptions::lenient()
+    };
+    let mut traces = Vec::new();
+    for path in &args.traces {
+        let t = read_traces_with(path, format.clone(), &opts)
+            .with_context(|| format!("reading {}", path.display()))?;
+        traces.extend(t);
+    }
+    let gap_ms = Duration::from(args.split_gap).as_millis() as i64;
+    let traces = split_at_gaps(traces, gap_ms.max(1), 10);
+    if traces.is_empty() {
+        bail!("no trace of at least 10 points after splitting at {} gaps", args.split_gap);
+    }
+    let points: usize = traces.iter().map(|t| t.len()).sum();
+
+    let key = match &args.secret {
+        Some(s) => TokenKey::new(s.as_bytes()),
+        None => {
+            // Read, never create: a fresh secret would not match the gateway's.
+            let path = args.data_dir.join("secret.key");
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading the token secret {} (pass --data-dir of the gateway, or --secret)",
+                    path.display()
+                )
+            })?;
+            if bytes.len() < 32 {
+                bail!("{} holds fewer than 32 bytes", path.display());
+            }
+            TokenKey::new(&bytes)
+        }
+    };
+    let ca = args
+        .ca
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("certs/ca.pem"));
+    if !ca.exists() {
+        bail!("CA certificate {} not found: pass --ca", ca.display());
+    }
+
+    let mut cfg = ReplayConfig::new(args.server, ca, key);
+    cfg.server_name = args.server_name;
+    cfg.drivers = args.drivers;
+    cfg.first_driver = args.first_driver;
+    cfg.driver_prefix = args.driver_prefix;
+    cfg.depot = args.depot;
+    cfg.pace = match args.rate {
+        Some(per_s) => Pace::Rate {
+            per_s,
+            speedup: args.speedup,
+        },
+        None => Pace::Recorded {
+            speedup: args.speedup,
+        },
+    };
+    cfg.duration = args.duration.into();
+    cfg.ramp = match args.ramp {
+        Some(r) => r.into(),
+        None => Duration::from_millis((args.drivers as u64).max(1000)),
+    };
+    cfg.warmup = args.warmup.into();
+    cfg.spread_m = args.spread_m;
+    cfg.batch = args.batch;
+    cfg.batch_interval = args.batch_interval.map(Into::into);
+    cfg.live = !args.no_live;
+    cfg.live_timeout = args.live_timeout.into();
+    cfg.offline_prob = args.offline_prob;
+    cfg.offline = Duration::try_from_secs_f64(args.offline_secs).context("--offline-secs")?;
+    cfg.migrate_prob = args.migrate_prob;
+    cfg.per_endpoint = args.per_endpoint;
+    if let Some(b) = args.bind {
+        cfg.bind = b;
+    }
+    cfg.reconnect_for = args.reconnect_for.into();
+    cfg.drain = args.drain.into();
+    cfg.seed = args.seed;
+    cfg.progress = !args.quiet;
+    cfg.gateway_pid = args.gateway_pid;
+
+    eprintln!(
+        "replaying {} traces ({} points) as {} drivers against {} for {} after a {:?} ramp",
+        traces.len(),
+        points,
+        cfg.drivers,
+        cfg.server,
+        args.duration,
+        cfg.ramp
+    );
+    let report = replay(cfg, traces).await?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The applier: one OS thread that folds durable records into the fleet state in log order
+//! (dedupe ledger, live positions, routes, stop progress, ETAs), publishes the updates the core
+//! emits, ticks the core once a second (stall detection), takes snapshots and applies
+//! retention. Sessions wait for it to have applied their record before they ack, so what a phone
+//! was acked is what a dispatcher's next query sees.
+//!
+//! A std thread and not a tokio task: applying is synchronous CPU work, and a snapshot blocks on
+//! fsync. Its input is the log writer's bounded commit queue: if the applier falls behind, the
+//! writer waits, and so do the sessions: backpressure all the way to QUIC flow control.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use milepost_proto::route::Update;
+use tokio::sync::{broadcast, watch};
+
+use crate::config::LogConfig;
+use crate::fleet::state::{lock, CommandResult, FleetState};
+use crate::server::Clock;
+use crate::store::{Committed, WriterHandle};
+
+/// What the applier shares with the sessions.
+#[derive(Clone)]
+pub struct ApplierLink {
+    /// Every record below this number has been applied.
+    pub applied: watch::Receiver<u64>,
+    /// Results of command records, by record number, until the issuing session takes them.
+    pub results: Arc<Mutex<HashMap<u64, CommandResult>>>,
+    /// The updates the core emits, in log order.
+    pub updates: broadcast::Sender<Arc<Update>>,
+}
+
+impl ApplierLink {
+    /// Waits until the record numbered `lsn` (and everything before it) is applied.
+    pub async fn applied(&self, lsn: u64) {
+        let mut rx = self.applied.clone();
+        let _ = rx.wait_for(|&n| n > lsn).await;
+    }
+
+    /// Takes the result of a command record once it is applied.
+    pub async fn result(&self, lsn: u64) -> Option<CommandResult> {
+        self.applied(lsn).await;
+        lock(&self.results).remove(&lsn)
+    }
+}
+
+/// Everything the applier thread needs.
+pub struct ApplierParts {
+    /// The state it folds into.
+    pub state: Arc<FleetState>,
+    /// Committed records from the log writer.
+    pub commits: Receiver<Vec<Committed>>,
+    /// First record number it will see.
+    pub next_lsn: u64,
+    /// Snapshot and retention settings.
+    pub cfg: LogConfig,
+    /// Where snapshots go.
+    pub snapshot_dir: PathBuf,
+    /// The log directory (retention deletes old segments).
+    pub log_dir: PathBuf,
+    /// The writer, told how much retention freed.
+    pub writer: WriterHandle,
+    /// The clock.
+    pub clock: Clock,
+    /// Counters.
+    pub stats: Arc<ApplierStats>,
+}
+
+/// Applier counters.
+#[derive(Debug, Default)]
+pub struct ApplierStats {
+    /// Updates the core emitted.
+    pub updates: std::sync::atomic::AtomicU64,
+    /// Snapshots written.
+    pub snapshots: std::sync::atomic::AtomicU64,
+    /// Log segments deleted by retention.
+    pub segments_deleted: std::sync::atomic::AtomicU64,
+    /// Records applied.
+    pub records: std::sync::atomic::AtomicU64,
+}
+
+/// Starts the applier thread. It stops (after a final snapshot) when the writer closes the
+/// commit queue.
+pub fn spawn(parts: ApplierParts) -> std::io::Result<(ApplierLink, JoinHandle<()>)> {
+    let (applied_tx, applied) = watch::channel(parts.next_lsn);
+    let (updates, _) = broadcast::channel(65_536);
+    let link = ApplierLink {
+        applied,
+        results: Arc::new(Mutex::new(HashMap::new())),
+        updates: updates.clone(),
+    };
+    let results = link.results.clone();
+    let join = std::thread::Builder::new()
+        .name("milepost-apply".into())
+        .spawn(move || run(parts, applied_tx, results, updates))?;
+    Ok((link, join))
+}
+
+fn run(
+    p: ApplierParts,
+    applied_tx: watch::Sender<u64>,
+    results: Arc<Mutex<HashMap<u64, CommandResult>>>,
+    updates: broadcast::Sender<Arc<Update>>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut next = p.next_lsn;
+    let mut out = Vec::new();
+    let mut since_snapshot = 0u64;
+    let mut last_snapshot = Instant::now();
+    let mut last_tick = Instant::now();
+    let publish = |out: &mut Vec<Update>| {
+        p.stats.updates.fetch_add(out.len() as u64, Relaxed);
+        for u in out.drain(..) {
+            let _ = updates.send(Arc::new(u));
+        }
+    };
+    loop {
+        match p.commits.recv_timeout(Duration::from_secs(1)) {
+            Ok(group) => {
+                for c in &group {
+                    if let Some(r) = p.state.apply(&c.record, &mut out) {
+                        lock(&results).insert(c.lsn, r);
+                    }
+                    publish(&mut out);
+                    next = c.lsn + 1;
+                }
+                since_snapshot += group.len() as u64;
+                p.stats.records.fetch_add(group.len() as u64, Relaxed);
+                let _ = applied_tx.send(next);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            lock(&p.state.core).tick((p.clock)(), &mut out);
+            publish(&mut out);
+        }
+        let due = since_snapshot >= p.cfg.snapshot_every_records
+            || (since_snapshot > 0
+                && last_snapshot.elapsed() >= Duration::from_secs(p.cfg.snapshot_every_s));
+        if due {
+            snapshot_and_retain(&p, next);
+            since_snapshot = 0;
+            last_snapshot = Instant::now();
+        }
+    }
+    if since_snapshot > 0 {
+        snapshot_and_retain(&p, next);
+    }
+}
+
+/// Takes a snapshot at `next` and deletes the segments it makes unnecessary that are older than
+/// the retention period.
+fn snapshot_and_retain(p: &ApplierParts, next: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let started = Instant::now();
+    match p.state.snapshot(&p.snapshot_dir, next, (p.clock)()) {
+        Ok((path, bytes)) => {
+            p.stats.snapshots.fetch_add(1, Relaxed);
+            tracing::info!(path = %path.display(), bytes, lsn_next = next,
+                elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "snapshot failed; the log is kept whole");
+            return;
+        }
+    }
+    let Ok(segs) = crate::store::log::list_segments(&p.log_dir) else {
+        return;
+    };
+    // Only what the *oldest* kept snapshot covers may go: recovery falls back to it when the
+    // newest is damaged.
+    let covered = crate::store::snapshot::list(&p.snapshot_dir)
+        .ok()
+        .and_then(|v| v.first().map(|s| s.0))
+        .unwrap_or(0)
+        .min(next);
+    let horizon = std::time::SystemTime::now() - Duration::from_secs(p.cfg.retention_s);
+    for w in segs.windows(2) {
+        let ((_, path), (next_first, _)) = (&w[0], &w[1]);
+        if *next_first > covered {
+            break; // not wholly covered by a snapshot
+        }
+        let Ok(meta) = std::fs::metadata(path) else { continue };
+        if meta.modified().is_ok_and(|m| m < horizon) && std::fs::remove_file(path).is_ok() {
+            p.writer.released(meta.len());
+            p.stats.segments_deleted.fetch_add(1, Relaxed);
+            tracing::info!(segment = %path.display(), "retention: deleted a log segment");
+        }
+    }
+}

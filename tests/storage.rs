@@ -1,0 +1,95 @@
+//! Storage under pressure: a bounded log refuses fixes with `DiskFull` (and the phone's retry is
+//! stored, not taken for a resend), and retention deletes old segments once snapshots cover
+//! them, with recovery still exact.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fix, TestGateway};
+use milepost::config::Config;
+use milepost::server::Gateway;
+use milepost_proto::{deg_to_e7, ErrorCode, QueryKind, Seq};
+
+async fn start_in(dir: tempfile::TempDir, edit: impl Fn(&mut Config)) -> TestGateway {
+    let mut cfg = common::config(dir.path());
+    edit(&mut cfg);
+    let gw = Gateway::start(cfg).await.unwrap();
+    let ca = gw.dev_ca.clone().unwrap();
+    TestGateway { gw, dir, ca }
+}
+
+#[tokio::test]
+async fn a_full_log_refuses_fixes_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = start_in(dir, |c| c.log.max_disk_bytes = 1_500).await;
+    let mut d = t.driver("D1", "north").await;
+    let mut next = 1u64;
+    let mut acked = 0;
+    let refused_at = loop {
+        let fixes = (0..5).map(|i| fix(60_000 - (next as i64 + i) * 100, 0)).collect();
+        match d.batch(Seq(next), fixes).await {
+            Ok(ack) => {
+                acked = ack.watermark.0;
+                next += 5;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::DiskFull), "{e}");
+                break next;
+            }
+        }
+        assert!(next < 1_000, "the bound never bit");
+    };
+    assert!(acked > 0);
+    // The refused batch was not settled: retrying it is refused again, not acked as a resend.
+    let retry = d.batch(Seq(refused_at), vec![fix(100, 0)]).await.unwrap_err();
+    assert_eq!(retry.code(), Some(ErrorCode::DiskFull));
+    // After a restart with room to spare, the retry is stored and everything acked is there.
+    d.close();
+    let TestGateway { gw, dir, .. } = t;
+    gw.shutdown().await;
+    let t = start_in(dir, |_| {}).await;
+    let mut d = t.driver("D1", "north").await;
+    assert_eq!(d.welcome.watermark, Seq(acked));
+    let ack = d.batch(Seq(refused_at), vec![fix(100, 0)]).await.unwrap();
+    assert_eq!((ack.duplicates, ack.watermark), (0, Seq(refused_at)));
+}
+
+#[tokio::test]
+async fn retention_deletes_covered_segments_and_recovery_stays_exact() {
+    let small = |c: &mut Config| {
+        c.log.segment_bytes = 300;
+        c.log.snapshot_every_records = 4;
+        c.log.retention_s = 0;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = start_in(dir, small).await;
+    let mut d = t.driver("D1", "north").await;
+    for i in 0..40u64 {
+        d.batch(Seq(i + 1), vec![fix(100_000 - i as i64 * 1_000, (i % 3) as i32)]).await.unwrap();
+    }
+    let log_dir = t.dir.path().join("log");
+    // Give the applier a moment to snapshot and prune.
+    let mut segments = usize::MAX;
+    for _ in 0..50 {
+        segments = milepost::store::log::list_segments(&log_dir).unwrap().len();
+        if segments < 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(segments < 10, "old segments were deleted ({segments} left)");
+    d.close();
+    let TestGateway { gw, dir, .. } = t;
+    gw.shutdown().await;
+    let t = start_in(dir, small).await;
+    let mut d = t.driver("D1", "north").await;
+    assert_eq!(d.welcome.watermark, Seq(40));
+    assert_eq!(d.batch(Seq(40), vec![fix(1, 0)]).await.unwrap().duplicates, 1);
+    let mut q = t.dispatcher("north").await;
+    let r = q
+        .query(1, QueryKind::Nearest { lat_e7: deg_to_e7(38.9), lon_e7: deg_to_e7(-77.03), k: 1 })
+        .await
+        .unwrap();
+    assert_eq!(r.drivers[0].seq, Seq(40));
+}
