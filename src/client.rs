@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milepost_proto::{
-    Ack, ClientDatagram, ClientMsg, DeviceInfo, ErrorCode, ErrorFrame, Fix, FixBatch, Hello, Query,
+    Ack, ClientDatagram, ClientMsg, Command, CommandKind, DeviceInfo, ErrorCode, ErrorFrame, Fix, FixBatch, Hello, Query,
     QueryKind, QueryResult, Seq, ServerMsg, Welcome, MAX_FRAME_HARD, PROTOCOL_VERSION,
 };
 
@@ -244,6 +244,17 @@ impl Session {
         }
     }
 
+    /// Runs a command and waits for its answer (`Done` or `ParcelStatus`); a refusal is
+    /// [`ClientError::Refused`].
+    pub async fn command(&mut self, id: u32, kind: CommandKind) -> Result<ServerMsg, ClientError> {
+        write_msg(&mut self.send, &ClientMsg::Command(Command { id, kind })).await?;
+        match self.recv().await? {
+            m @ (ServerMsg::Done { .. } | ServerMsg::ParcelStatus { .. }) => Ok(m),
+            ServerMsg::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Sends the newest fix as a datagram; its ack comes on the ack stream
     /// ([`Session::accept_ack_stream`]).
     pub fn send_live(&self, seq: Seq, fix: Fix) -> Result<(), ClientError> {
@@ -267,7 +278,8 @@ impl Session {
     }
 }
 
-/// The server-opened stream of live-fix acks.
+/// The server-opened push stream: acks of live-fix datagrams and, for drivers, pushes (route
+/// assigned or re-sequenced, recipient instructions).
 pub struct AckStream {
     recv: quinn::RecvStream,
 }
@@ -278,12 +290,24 @@ impl AckStream {
         AckStream { recv }
     }
 
-    /// The next live-fix ack, or `None` when the stream ends.
-    pub async fn next(&mut self) -> Result<Option<Ack>, ClientError> {
+    /// The next message on the push stream (a live-fix `Ack` or a driver `Push`), or `None`
+    /// when the stream ends.
+    pub async fn next_msg(&mut self) -> Result<Option<ServerMsg>, ClientError> {
         match read_msg::<ServerMsg>(&mut self.recv, MAX_FRAME_HARD).await? {
-            Some(ServerMsg::Ack(a)) => Ok(Some(a)),
+            Some(m @ (ServerMsg::Ack(_) | ServerMsg::Push(_))) => Ok(Some(m)),
             Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
             None => Ok(None),
+        }
+    }
+
+    /// The next live-fix ack (skipping driver pushes), or `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<Ack>, ClientError> {
+        loop {
+            match self.next_msg().await? {
+                Some(ServerMsg::Ack(a)) => return Ok(Some(a)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
         }
     }
 }

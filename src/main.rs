@@ -32,6 +32,13 @@ enum Cmd {
     Query(QueryArgs),
     /// Replay recorded traces as many simulated drivers (load generator).
     Replay(milepost::replay::load::ReplayArgs),
+    /// Routes: check route files, load them into a gateway.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Convert GTFS + recorded GTFS-realtime pings to route JSON files and traces.
+    GtfsToRoute(milepost::tools::gtfs::GtfsArgs),
+    /// Score the ETA model against observed arrivals (replays GTFS-realtime traces).
+    EvalEta(milepost::tools::eval_eta::EvalEtaArgs),
     /// Revoke a token, or every token of a subject (takes effect within a second, no restart).
     Revoke(RevokeArgs),
     /// Print an example configuration file with every knob at its default.
@@ -78,6 +85,24 @@ struct TokenArgs {
     /// Secret, instead of the data directory's.
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RouteCmd {
+    /// Validate route files offline (format in docs/ROUTES.md).
+    Check {
+        /// Route JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Assign (or replace) routes on a gateway, as a dispatcher of their depot.
+    Load {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Route JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +248,9 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Query(a) => query(a).await,
         Cmd::Replay(a) => milepost::replay::load::run(a).await,
         Cmd::Revoke(a) => revoke(a),
+        Cmd::Route(c) => route(c).await,
+        Cmd::GtfsToRoute(a) => milepost::tools::gtfs::run(a),
+        Cmd::EvalEta(a) => milepost::tools::eval_eta::run(a),
         Cmd::ConfigExample => {
             print!("{}", Config::example_toml());
             Ok(())
@@ -309,6 +337,46 @@ fn token(a: TokenArgs) -> Result<()> {
     };
     println!("{}", key.mint(&claims));
     Ok(())
+}
+
+fn read_routes(files: &[PathBuf]) -> Result<Vec<milepost_proto::route::Route>> {
+    use milepost::fleet::route::RouteJson;
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            milepost_proto::route::Route::from_json(&text).with_context(|| format!("{}", f.display()))
+        })
+        .collect()
+}
+
+async fn route(c: RouteCmd) -> Result<()> {
+    match c {
+        RouteCmd::Check { files } => {
+            for (f, r) in files.iter().zip(read_routes(&files)?) {
+                let parcels: usize = r.stops.iter().map(|s| s.parcels.len()).sum();
+                println!("{}: ok (route {}, driver {}, {} stops, {} parcels)", f.display(), r.id, r.driver, r.stops.len(), parcels);
+            }
+            Ok(())
+        }
+        RouteCmd::Load { conn, files } => {
+            let routes = read_routes(&files)?;
+            let ep = endpoint(&conn)?;
+            let qc = ep.connect(conn.server, &conn.server_name).await?;
+            let subject = token_subject(&conn.token)?;
+            let mut s = Session::open(qc, &conn.token, &subject, DeviceInfo::default()).await?;
+            for (i, r) in routes.into_iter().enumerate() {
+                let id = r.id.clone();
+                s.command(i as u32, milepost_proto::CommandKind::AssignRoute(r))
+                    .await
+                    .with_context(|| format!("assigning route {id}"))?;
+                println!("route {id} assigned");
+            }
+            s.close();
+            ep.quinn().wait_idle().await;
+            Ok(())
+        }
+    }
 }
 
 fn revoke(a: RevokeArgs) -> Result<()> {

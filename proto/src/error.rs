@@ -65,11 +65,21 @@ pub enum ErrorCode {
     /// The server's disk is full: fixes are not accepted; keep them and retry later.
     #[error("disk full")]
     DiskFull = 18,
+    /// A route is invalid or conflicts with another (duplicate stop, driver busy...).
+    #[error("route refused")]
+    RouteRefused = 19,
+    /// An outcome or instructions were refused (wrong one-time code, unknown stop, already
+    /// reported...).
+    #[error("outcome refused")]
+    OutcomeRefused = 20,
+    /// The route or parcel is not known.
+    #[error("not found")]
+    NotFound = 21,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::NoError,
         ErrorCode::ProtocolViolation,
         ErrorCode::UnsupportedVersion,
@@ -89,6 +99,9 @@ impl ErrorCode {
         ErrorCode::TokenRevoked,
         ErrorCode::TooManyConnections,
         ErrorCode::DiskFull,
+        ErrorCode::RouteRefused,
+        ErrorCode::OutcomeRefused,
+        ErrorCode::NotFound,
     ];
 
     /// The code as a QUIC application close code.

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, RejectReason};
+use crate::route::{DriverUpdate, Outcome, ParcelStatus, Route, RouteId, StopId, TrackingNumber};
 use crate::types::{DriverId, Fix, Seq};
 
 /// The first frame a client sends on the first bidirectional stream it opens.
@@ -177,6 +178,55 @@ pub enum ClientMsg {
     FixBatch(FixBatch),
     /// A dispatcher query.
     Query(Query),
+    /// A command or a status request (routes, outcomes, instructions), answered by
+    /// [`ServerMsg::Done`], [`ServerMsg::ParcelStatus`] or [`ServerMsg::Error`].
+    Command(Command),
+}
+
+/// A command, with an id chosen by the client and echoed in the answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Echoed in the answer.
+    pub id: u32,
+    /// What to do.
+    pub kind: CommandKind,
+}
+
+/// The commands. Each is logged before it takes effect, so it survives a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommandKind {
+    /// Dispatcher of the route's depot: assign a route to its driver, or replace the route with
+    /// the same id.
+    AssignRoute(Route),
+    /// Dispatcher of the route's depot: a new order for the route's stops.
+    Resequence {
+        /// The route.
+        route_id: RouteId,
+        /// Every stop of the route, in the new order.
+        order: Vec<StopId>,
+    },
+    /// Driver: the outcome at a stop, for one parcel or (tracking `None`) every open parcel of
+    /// the stop.
+    ReportOutcome {
+        /// The stop.
+        stop: StopId,
+        /// One parcel, or all open parcels of the stop.
+        tracking: Option<TrackingNumber>,
+        /// Delivered with proof, or failed with a reason.
+        outcome: Outcome,
+    },
+    /// Recipient of the parcel: delivery instructions for the driver.
+    SetInstructions {
+        /// The parcel (must be the token's subject).
+        tracking: TrackingNumber,
+        /// Free text, e.g. "leave at the door".
+        text: String,
+    },
+    /// Recipient of the parcel, or dispatcher of its depot: the parcel's current status.
+    ParcelStatus {
+        /// The parcel.
+        tracking: TrackingNumber,
+    },
 }
 
 /// Frames the server sends on a bidirectional stream.
@@ -190,6 +240,21 @@ pub enum ServerMsg {
     Error(ErrorFrame),
     /// Answer to a query.
     QueryResult(QueryResult),
+    /// A command was applied.
+    Done {
+        /// The command's id.
+        id: u32,
+    },
+    /// Answer to [`CommandKind::ParcelStatus`].
+    ParcelStatus {
+        /// The command's id.
+        id: u32,
+        /// The status.
+        status: ParcelStatus,
+    },
+    /// Pushed to a driver on the server-opened push stream: a route was assigned or
+    /// re-sequenced, or a recipient left instructions.
+    Push(DriverUpdate),
 }
 
 /// Unreliable QUIC datagrams a client sends: the newest fix, so that it never waits behind a

@@ -126,27 +126,30 @@ fn non_shortest_varints_are_accepted_as_documented() {
 
 #[test]
 fn unknown_enum_indexes_are_errors() {
-    rejects::<ClientMsg>("ClientMsg 3", "03");
+    // Indexes far above any variant (enums only grow by appending, PROTOCOL.md 11), so these
+    // seeds stay unknown when variants are added.
+    rejects::<ClientMsg>("ClientMsg 200", "c8");
     rejects::<ClientMsg>("ClientMsg 256", "fb 00 01");
-    rejects::<ServerMsg>("ServerMsg 4", "04");
-    rejects::<ClientDatagram>("ClientDatagram 1", &format!("01 01 {FIX_A}"));
-    // QueryKind 3.
-    rejects::<ClientMsg>("QueryKind 3", "02 01 03 00 00 05");
-    // Activity 6 in a fix: Fix A with `activity` Some(6).
+    rejects::<ClientMsg>("ClientMsg u32::MAX", "fc ff ff ff ff");
+    rejects::<ServerMsg>("ServerMsg 200", "c8");
+    rejects::<ClientDatagram>("ClientDatagram 200", &format!("c8 01 {FIX_A}"));
+    // QueryKind 200.
+    rejects::<ClientMsg>("QueryKind 200", "02 01 c8 00 00 05");
+    // Activity 200 in a fix: Fix A with `activity` Some(200).
     let mut f = hex(FIX_A);
     let n = f.len();
     f[n - 2] = 1;
-    f.insert(n - 1, 6);
-    assert!(decode::<Fix>(&f).is_err(), "activity 6");
+    f.insert(n - 1, 200);
+    assert!(decode::<Fix>(&f).is_err(), "activity 200");
     f[n - 1] = 5;
     assert!(decode::<Fix>(&f).is_ok(), "activity 5 (InVehicle)");
-    // RejectReason 11 in an Ack.
-    rejects::<ServerMsg>("RejectReason 11", "01 01 01 00 01 01 0b 01");
-    // ErrorCode 19 (one past DiskFull) in an Error frame.
-    rejects::<ServerMsg>("ErrorCode 19", "02 13 00");
-    // Outcome 2, FailureReason 6.
-    rejects::<Outcome>("Outcome 2", "02");
-    rejects::<Outcome>("FailureReason 6", "01 06 00");
+    // RejectReason 200 in an Ack.
+    rejects::<ServerMsg>("RejectReason 200", "01 01 01 00 01 01 c8 01");
+    // ErrorCode 200 in an Error frame: strict decoders refuse unknown codes (PROTOCOL.md 5.2 vs 11).
+    rejects::<ServerMsg>("ErrorCode 200", "02 c8 00");
+    // Outcome 200, FailureReason 200.
+    rejects::<Outcome>("Outcome 200", "c8");
+    rejects::<Outcome>("FailureReason 200", "01 c8 00");
 }
 
 #[test]

@@ -300,14 +300,15 @@ impl EtaNow {
             }
             _ => by_distance,
         } + rem.wait_s.max(0.0);
-        let eta_ms = t_ms + (to_go_s * 1000.0) as i64;
+        // `as` saturates a float; the sums saturate too: no input can overflow here.
+        let eta_ms = t_ms.saturating_add((to_go_s * 1000.0) as i64);
         let half = cfg.window_min_s / 2.0;
         let early = ((half + 0.5 * cfg.window_rel * to_go_s) * 1000.0) as i64;
         let late = ((half + cfg.window_rel * to_go_s) * 1000.0) as i64;
         EtaWindow {
             eta_ms,
-            earliest_ms: (eta_ms - early).max(t_ms),
-            latest_ms: eta_ms + late,
+            earliest_ms: eta_ms.saturating_sub(early).max(t_ms),
+            latest_ms: eta_ms.saturating_add(late),
         }
     }
 }

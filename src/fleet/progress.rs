@@ -112,7 +112,7 @@ impl StopProgress {
                     }
                     None => return FenceEvent::None,
                 };
-                if t_ms - since >= fence.dwell_ms {
+                if t_ms.saturating_sub(since) >= fence.dwell_ms {
                     self.phase = StopPhase::Arrived;
                     self.arrived_ms = Some(since);
                     self.departed_ms = None;

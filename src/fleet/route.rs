@@ -1,6 +1,6 @@
 //! Route plans as the gateway accepts them: validation with typed errors, and JSON loading.
 //!
-//! The wire types ([`Route`], [`Stop`] ...) live in `milepost-proto`; this module decides which
+//! The wire types (`Route`, `Stop` ...) live in `milepost-proto`; this module decides which
 //! of them the core will take. Everything the core later assumes without checking (finite
 //! coordinates, unique ids, a positive geofence, windows that end after they start) is checked
 //! here once, so a bad route file is refused with a message naming the offending stop instead of
@@ -42,6 +42,9 @@ pub enum RouteError {
         /// Longitude given.
         lon: f64,
     },
+    /// A time is outside years 1970..=9999.
+    #[error("{0}: time out of range")]
+    BadTime(String),
     /// A geofence radius is not a positive finite number.
     #[error("stop {0}: geofence radius must be > 0")]
     BadRadius(StopId),
@@ -105,6 +108,7 @@ pub fn validate(route: &Route) -> Result<(), RouteError> {
     if let Some(p) = route.start {
         check_point("route start", p.lat, p.lon)?;
     }
+    check_time("route planned start", route.planned_start_ms)?;
     let mut stop_ids = HashSet::with_capacity(route.stops.len());
     let mut trackings = HashSet::new();
     for stop in &route.stops {
@@ -117,7 +121,12 @@ pub fn validate(route: &Route) -> Result<(), RouteError> {
                 return Err(RouteError::BadRadius(stop.id.clone()));
             }
         }
+        if let Some(t) = stop.planned_arrival_ms {
+            check_time(&format!("stop {} planned arrival", stop.id), t)?;
+        }
         if let Some(w) = stop.window {
+            check_time(&format!("stop {} window", stop.id), w.start_ms)?;
+            check_time(&format!("stop {} window", stop.id), w.end_ms)?;
             if w.end_ms < w.start_ms {
                 return Err(RouteError::BadWindow(stop.id.clone()));
             }
@@ -142,6 +151,19 @@ pub fn validate(route: &Route) -> Result<(), RouteError> {
         }
     }
     Ok(())
+}
+
+/// Latest accepted time: 9999-12-31T23:59:59.999Z. Bounding times keeps every sum of a time
+/// and a duration in the core far from overflow.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Checks that a time lies in years 1970..=9999.
+fn check_time(what: &str, t_ms: i64) -> Result<(), RouteError> {
+    if (0..=MAX_TIME_MS).contains(&t_ms) {
+        Ok(())
+    } else {
+        Err(RouteError::BadTime(what.to_owned()))
+    }
 }
 
 /// Checks that (lat, lon) is a finite point on Earth.
@@ -231,6 +253,10 @@ mod tests {
             validate(&r),
             Err(RouteError::BadCoordinates { .. })
         ));
+
+        let mut r = base();
+        r.stops[0].planned_arrival_ms = Some(-1);
+        assert!(matches!(validate(&r), Err(RouteError::BadTime(_))));
 
         assert!(matches!(Route::from_json("{"), Err(RouteError::Json(_))));
     }

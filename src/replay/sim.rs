@@ -300,7 +300,7 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
     let bind = SocketAddr::new(cfg.bind, 0);
     let mut shared_eps = Vec::new();
     for _ in 0..shared_count.div_ceil(per_ep) {
-        shared_eps.push(ClientEndpoint::new(bind, &cfg.ca)?);
+        shared_eps.push(endpoint(bind, &cfg.ca)?);
     }
     let mut specs = Vec::with_capacity(n as usize);
     let mut shared_i = 0u64;
@@ -342,7 +342,7 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
         let migrate_at = migrating[i as usize]
             .then(|| between(&mut r, start_us + span / 5, end_us.saturating_sub(span / 5)));
         let ep = if migrating[i as usize] {
-            ClientEndpoint::new(bind, &cfg.ca)?
+            endpoint(bind, &cfg.ca)?
         } else {
             let ep = shared_eps[(shared_i / per_ep) as usize].clone();
             shared_i += 1;
@@ -409,6 +409,30 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
     })
     .await;
     Ok(report(&run, probes, gw_before))
+}
+
+/// Socket buffer size asked for the client sockets (the kernel caps it at
+/// `net.core.rmem_max`/`wmem_max`).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// A UDP socket with large buffers: a thousand connections share one, and the default buffer
+/// (about 200 KiB) overflows when the process is busy for a few milliseconds, which would show
+/// up as lost live fixes and loss-recovery delays that are the load generator's, not the
+/// gateway's.
+fn big_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let sock = std::net::UdpSocket::bind(bind)?;
+    let state = quinn::udp::UdpSocketState::new((&sock).into())?;
+    // Best effort: a smaller buffer still works.
+    let _ = state.set_recv_buffer_size((&sock).into(), SOCKET_BUFFER);
+    let _ = state.set_send_buffer_size((&sock).into(), SOCKET_BUFFER);
+    Ok(sock)
+}
+
+/// A client endpoint trusting `ca`, moved onto a [`big_socket`].
+fn endpoint(bind: SocketAddr, ca: &std::path::Path) -> Result<ClientEndpoint, ClientError> {
+    let ep = ClientEndpoint::new(bind, ca)?;
+    ep.quinn().rebind(big_socket(bind)?)?;
+    Ok(ep)
 }
 
 fn check(cfg: &ReplayConfig) -> Result<(), ReplayError> {
@@ -992,7 +1016,9 @@ impl Driver {
         }
         if let Some(at) = self.s.migrate_at.filter(|at| now >= *at) {
             self.s.migrate_at = None;
-            match self.s.ep.rebind(SocketAddr::new(cfg.bind, 0)) {
+            let moved = big_socket(SocketAddr::new(cfg.bind, 0))
+                .and_then(|sock| self.s.ep.quinn().rebind(sock));
+            match moved {
                 Ok(()) => Counters::add(&run.c.migrations, 1),
                 Err(e) => {
                     tracing::warn!(driver = %self.s.id, error = %e, at, "rebind failed");

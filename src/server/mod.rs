@@ -4,6 +4,7 @@
 //!
 //! - [`admin`]: the admin HTTP listener: Prometheus metrics, health and readiness.
 //! - [`applier`]: folds durable records into the fleet state in log order; snapshots.
+//! - [`commands`]: routes, outcomes, instructions and parcel status over QUIC; driver pushes.
 //! - [`guard`]: connection limits per subject, the token deny list, handshake-rate retry.
 //! - [`ingest`]: admission of fixes (dedupe, validation, the log record and the ack).
 //! - [`keys`]: persistent TLS ticket and QUIC stateless-reset keys (cheap reconnect storms).
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod applier;
+pub mod commands;
 pub mod guard;
 pub mod ingest;
 pub mod keys;
@@ -123,6 +125,8 @@ pub struct Shared {
     pub handshakes: guard::HandshakeMeter,
     /// The TLS ticket key (counts resumed sessions).
     pub tickets: Arc<keys::TicketKey>,
+    /// Push queues of connected drivers (newest connection wins).
+    pub pushes: dashmap::DashMap<milepost_proto::DriverId, tokio::sync::mpsc::Sender<milepost_proto::ServerMsg>>,
 }
 
 impl Shared {
@@ -229,6 +233,7 @@ impl Gateway {
             deny: guard::DenyList::new(&data.join("revoked.txt")),
             handshakes: guard::HandshakeMeter::default(),
             tickets,
+            pushes: Default::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let admin_addr = admin.as_ref().map(|a| a.local_addr);
@@ -236,7 +241,8 @@ impl Gateway {
             a.ready(shared.clone(), shutdown_rx.clone());
         }
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), shutdown_rx.clone()));
-        tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx));
+        tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx.clone()));
+        tokio::spawn(commands::push_hub(shared.clone(), shutdown_rx));
         Ok(Gateway {
             local_addr,
             admin_addr,

@@ -43,6 +43,8 @@ struct Peer {
 enum Pending {
     /// A batch waiting to be durable.
     Batch(Admitted),
+    /// A command to run (logged, then applied) when its turn comes.
+    Command(milepost_proto::Command),
     /// An answer ready now.
     Ready(ServerMsg),
 }
@@ -115,6 +117,19 @@ async fn run_session(
     let peer = Arc::new(peer);
     let mut streams = tokio::task::JoinSet::new();
     streams.spawn(serve_stream(first.0, first.1, peer.clone(), shared.clone()));
+    let pushes = (peer.claims.role == Role::Driver).then(|| {
+        let (tx, mut rx) = mpsc::channel::<ServerMsg>(64);
+        shared.pushes.insert(peer.driver.clone(), tx.clone());
+        let p = peer.clone();
+        streams.spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                if !send_push(&p, &msg).await {
+                    break;
+                }
+            }
+        });
+        tx
+    });
     loop {
         tokio::select! {
             bi = conn.accept_bi() => match bi {
@@ -134,7 +149,31 @@ async fn run_session(
             }
         }
     }
+    if let Some(tx) = pushes {
+        // Only if no newer connection of this driver replaced our queue.
+        shared.pushes.remove_if(&peer.driver, |_, cur| cur.same_channel(&tx));
+    }
     streams.shutdown().await;
+}
+
+/// Writes a message on the server-opened push stream (live-fix acks and driver pushes),
+/// opening it on first use. False if the connection is gone.
+async fn send_push(peer: &Peer, msg: &ServerMsg) -> bool {
+    let mut guard = peer.ack_stream.lock().await;
+    if guard.is_none() {
+        match peer.conn.open_uni().await {
+            Ok(s) => *guard = Some(s),
+            Err(_) => return false,
+        }
+    }
+    let ok = match guard.as_mut() {
+        Some(stream) => write_msg(stream, msg).await.is_ok(),
+        None => false,
+    };
+    if !ok {
+        *guard = None;
+    }
+    ok
 }
 
 /// Closes the connection with a protocol error code.
@@ -215,10 +254,6 @@ fn check_hello(hello: &Hello, shared: &Shared) -> Result<Claims, ErrorCode> {
         .keys
         .verify(&hello.token, shared.now_ms().div_euclid(1000))
         .map_err(|e| e.code())?;
-    // Recipients follow parcels through the feed, which this protocol version does not carry.
-    if claims.role == Role::Recipient {
-        return Err(ErrorCode::WrongRole);
-    }
     if shared.deny.denies(&claims, &hello.token) {
         return Err(ErrorCode::TokenRevoked);
     }
@@ -257,6 +292,13 @@ async fn serve_stream(
                 break;
             }
             ClientMsg::FixBatch(batch) => on_batch(&peer, &shared, batch.first_seq, &batch.fixes),
+            ClientMsg::Command(c) => {
+                // Commands are not idempotent: never from replayable 0-RTT data.
+                if !handshake_confirmed(&peer).await {
+                    break;
+                }
+                Pending::Command(c)
+            }
             ClientMsg::Query(q) => {
                 if !handshake_confirmed(&peer).await {
                     break;
@@ -325,6 +367,7 @@ async fn answer_stream(
     while let Some(p) = rx.recv().await {
         let msg = match p {
             Pending::Ready(msg) => msg,
+            Pending::Command(c) => crate::server::commands::handle(&peer.claims, &shared, c).await,
             Pending::Batch(a) => match settle(a, &peer, &shared).await {
                 Ok(ack) => ServerMsg::Ack(ack),
                 Err(code @ ErrorCode::DiskFull) => ServerMsg::Error(ErrorFrame {
@@ -426,18 +469,7 @@ fn on_datagram(bytes: &[u8], peer: &Arc<Peer>, shared: &Arc<Shared>) {
                 return;
             }
         };
-        let mut guard = peer.ack_stream.lock().await;
-        if guard.is_none() {
-            match peer.conn.open_uni().await {
-                Ok(s) => *guard = Some(s),
-                Err(_) => return,
-            }
-        }
-        if let Some(stream) = guard.as_mut() {
-            if write_msg(stream, &msg).await.is_err() {
-                *guard = None;
-            }
-        }
+        send_push(&peer, &msg).await;
     });
 }
 

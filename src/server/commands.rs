@@ -1,0 +1,140 @@
+//! Commands over QUIC: dispatchers assign and re-sequence routes, drivers report outcomes,
+//! recipients leave instructions, and recipients or dispatchers ask a parcel's status.
+//!
+//! Every command is checked against the token (role and scope) and statically (a route is
+//! validated before it is logged), then appended to the log, and answered only once the applier
+//! has folded it into the fleet state: the answer says what the core made of it (a wrong
+//! one-time code is refused there, and the attempt stays on record in the log).
+
+use std::sync::Arc;
+
+use milepost_proto::route::{Update, DriverUpdate};
+use milepost_proto::{Command, CommandKind, DriverId, ErrorCode, ErrorFrame, ServerMsg};
+
+use crate::auth::{Claims, Role};
+use crate::fleet::state::{lock, CommandResult};
+use crate::server::Shared;
+use crate::store::{LogError, LogRecord};
+
+/// Longest delivery instructions accepted, bytes.
+const MAX_INSTRUCTIONS: usize = 1_000;
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
+    ServerMsg::Error(ErrorFrame { code, message: message.into() })
+}
+
+/// Runs one command for the holder of `claims`.
+pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg {
+    let id = cmd.id;
+    let at_ms = shared.now_ms();
+    let role = |r: Role, what: &str| {
+        if claims.role == r {
+            Ok(())
+        } else {
+            Err(refuse(ErrorCode::WrongRole, format!("{what} needs a {r:?} token").to_lowercase()))
+        }
+    };
+    let (record, refusal_code) = match cmd.kind {
+        CommandKind::AssignRoute(route) => {
+            if let Err(e) = role(Role::Dispatcher, "assigning a route") {
+                return e;
+            }
+            if route.depot.0 != claims.depot {
+                return refuse(ErrorCode::OutOfScope, "the route belongs to another depot");
+            }
+            if let Err(e) = crate::fleet::route::validate(&route) {
+                return refuse(ErrorCode::RouteRefused, e.to_string());
+            }
+            (LogRecord::RouteAssigned { route, at_ms }, ErrorCode::RouteRefused)
+        }
+        CommandKind::Resequence { route_id, order } => {
+            if let Err(e) = role(Role::Dispatcher, "re-sequencing a route") {
+                return e;
+            }
+            let depot = lock(&shared.state.core).route_view(&route_id).map(|v| v.depot.0);
+            match depot {
+                None => return refuse(ErrorCode::NotFound, format!("no route {route_id}")),
+                Some(d) if d != claims.depot => {
+                    return refuse(ErrorCode::OutOfScope, "the route belongs to another depot")
+                }
+                Some(_) => {}
+            }
+            (LogRecord::RouteResequenced { route_id, order, at_ms }, ErrorCode::RouteRefused)
+        }
+        CommandKind::ReportOutcome { stop, tracking, outcome } => {
+            if let Err(e) = role(Role::Driver, "reporting an outcome") {
+                return e;
+            }
+            let driver = DriverId(claims.sub.clone());
+            (LogRecord::OutcomeReported { driver, stop, tracking, outcome, at_ms }, ErrorCode::OutcomeRefused)
+        }
+        CommandKind::SetInstructions { tracking, text } => {
+            if let Err(e) = role(Role::Recipient, "leaving instructions") {
+                return e;
+            }
+            if tracking.0 != claims.sub {
+                return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel");
+            }
+            if text.len() > MAX_INSTRUCTIONS {
+                return refuse(ErrorCode::OutcomeRefused, format!("instructions over {MAX_INSTRUCTIONS} bytes"));
+            }
+            (LogRecord::InstructionsSet { tracking, text, at_ms }, ErrorCode::OutcomeRefused)
+        }
+        CommandKind::ParcelStatus { tracking } => {
+            let core = lock(&shared.state.core);
+            let Some(status) = core.parcel_status(&tracking) else {
+                return refuse(ErrorCode::NotFound, format!("no parcel {tracking}"));
+            };
+            let allowed = match claims.role {
+                Role::Recipient => claims.sub == tracking.0,
+                Role::Dispatcher => core
+                    .route_view(&status.route_id)
+                    .is_some_and(|v| v.depot.0 == claims.depot),
+                Role::Driver => false,
+            };
+            if !allowed {
+                return refuse(ErrorCode::OutOfScope, "not your parcel");
+            }
+            return ServerMsg::ParcelStatus { id, status };
+        }
+    };
+    let lsn = match shared.log.append(Arc::new(record)).await {
+        Ok(lsn) => lsn,
+        Err(LogError::DiskFull) => return refuse(ErrorCode::DiskFull, "disk full: retry later"),
+        Err(_) => return refuse(ErrorCode::StorageFailure, "not stored"),
+    };
+    match shared.applied.result(lsn).await {
+        Some(CommandResult::Refused(why)) => refuse(refusal_code, why),
+        Some(CommandResult::Applied) | None => ServerMsg::Done { id },
+    }
+}
+
+/// Routes driver updates from the applier to the driver's live session, if any. Best effort:
+/// a driver that is offline learns its route from `ParcelStatus`/the next assignment, and a
+/// full queue drops the push rather than slow the applier.
+pub async fn push_hub(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut rx = shared.applied.updates.subscribe();
+    loop {
+        let update = tokio::select! {
+            u = rx.recv() => u,
+            _ = stop.changed() => return,
+        };
+        match update {
+            Ok(u) => {
+                if let Update::Driver(d) = &*u {
+                    push(&shared, d);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "driver push hub lagged");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn push(shared: &Shared, d: &DriverUpdate) {
+    if let Some(tx) = shared.pushes.get(&d.driver) {
+        let _ = tx.try_send(ServerMsg::Push(d.clone()));
+    }
+}

@@ -1,0 +1,173 @@
+//! The fleet core over QUIC: a dispatcher assigns a route, the driver's app is told, the driver
+//! drives it (fixes), a recipient follows the parcel (stops away, ETA), leaves instructions that
+//! reach the driver, the driver delivers with a one-time code, and all of it survives a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{now_ms, TestGateway};
+use milepost::auth::Role;
+use milepost::client::ClientError;
+use milepost::fleet::route::RouteJson;
+use milepost_proto::route::{
+    DriverEvent, Outcome, ParcelState, ParcelStatus, Proof, Route, RouteId, StopId, TrackingNumber,
+};
+use milepost_proto::{CommandKind, ErrorCode, Fix, Seq, ServerMsg};
+
+/// The documented example route, given to driver D1 of depot "north", planned to start now.
+fn route() -> Route {
+    let mut r = Route::from_json(include_str!("../examples/route.json")).unwrap();
+    let shift = now_ms() - 600_000 - r.planned_start_ms;
+    r.depot = "north".into();
+    r.driver = "D1".into();
+    r.planned_start_ms += shift;
+    for s in &mut r.stops {
+        if let Some(w) = &mut s.window {
+            w.start_ms += shift;
+            w.end_ms += shift;
+        }
+        if let Some(p) = &mut s.planned_arrival_ms {
+            *p += shift;
+        }
+    }
+    r
+}
+
+/// Fixes every 5 s at ~8 m/s along `points`, then `dwell_s` seconds standing at the last one.
+fn drive_to(points: &[(f64, f64)], t0: &mut i64, dwell_s: i64) -> Vec<Fix> {
+    let mut out = Vec::new();
+    for w in points.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
+        let steps = (d / 40.0).ceil().max(1.0) as usize;
+        for i in 1..=steps {
+            let f = i as f64 / steps as f64;
+            *t0 += 5_000;
+            out.push(Fix::from_degrees(*t0, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f, 5.0));
+        }
+    }
+    let last = *points.last().unwrap();
+    for _ in 0..dwell_s / 5 {
+        *t0 += 5_000;
+        out.push(Fix::from_degrees(*t0, last.0, last.1, 5.0));
+    }
+    out
+}
+
+async fn status(s: &mut milepost::client::Session, tracking: &str) -> ParcelStatus {
+    match s.command(9, CommandKind::ParcelStatus { tracking: tracking.into() }).await.unwrap() {
+        ServerMsg::ParcelStatus { status, .. } => status,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn code(r: Result<ServerMsg, ClientError>) -> Option<ErrorCode> {
+    r.err().and_then(|e| e.code())
+}
+
+#[tokio::test]
+async fn assign_drive_follow_instruct_deliver_restart() {
+    let t = common::start().await;
+    let mut driver = t.driver("D1", "north").await;
+    let mut dispatch = t.dispatcher("north").await;
+
+    // Refusals first: wrong role, wrong depot, invalid route.
+    assert_eq!(code(driver.command(1, CommandKind::AssignRoute(route())).await), Some(ErrorCode::WrongRole));
+    let mut other = t.dispatcher("south").await;
+    assert_eq!(code(other.command(1, CommandKind::AssignRoute(route())).await), Some(ErrorCode::OutOfScope));
+    let mut bad = route();
+    bad.stops[1].id = bad.stops[0].id.clone();
+    assert_eq!(code(dispatch.command(1, CommandKind::AssignRoute(bad)).await), Some(ErrorCode::RouteRefused));
+
+    // Assign: the driver's app is told on its push stream.
+    assert_eq!(dispatch.command(2, CommandKind::AssignRoute(route())).await.unwrap(), ServerMsg::Done { id: 2 });
+    let mut push = tokio::time::timeout(Duration::from_secs(5), driver.accept_ack_stream()).await.unwrap().unwrap();
+    let first_push = tokio::time::timeout(Duration::from_secs(5), push.next_msg()).await.unwrap().unwrap();
+    assert!(matches!(first_push, Some(ServerMsg::Push(p)) if p.kind == DriverEvent::RouteAssigned));
+
+    // A recipient follows parcel MP100000003 (stop S2): one stop (S1) before it.
+    let rec_ep = t.endpoint();
+    let conn = rec_ep.connect(t.gw.local_addr, "localhost").await.unwrap();
+    let rtok = common::token(Role::Recipient, "MP100000003", "north");
+    let mut recipient = milepost::client::Session::open(conn, &rtok, "MP100000003", Default::default()).await.unwrap();
+    let s = status(&mut recipient, "MP100000003").await;
+    assert_eq!(s.stop, StopId::from("S2"));
+    assert_eq!(s.state, ParcelState::Planned, "not out for delivery before the driver leaves");
+    // It may not look at another parcel.
+    let err = recipient.command(3, CommandKind::ParcelStatus { tracking: "MP100000001".into() }).await;
+    assert_eq!(code(err), Some(ErrorCode::OutOfScope));
+
+    // The recipient leaves instructions; the driver's app receives them.
+    let done = recipient
+        .command(4, CommandKind::SetInstructions { tracking: "MP100000003".into(), text: "call on arrival".into() })
+        .await
+        .unwrap();
+    assert_eq!(done, ServerMsg::Done { id: 4 });
+    let pushed = tokio::time::timeout(Duration::from_secs(5), push.next_msg()).await.unwrap().unwrap();
+    assert!(
+        matches!(&pushed, Some(ServerMsg::Push(p)) if matches!(&p.kind, DriverEvent::Instructions { text, .. } if text == "call on arrival")),
+        "{pushed:?}"
+    );
+
+    // Drive from the start to S1 and stay there long enough to count as arrived.
+    let r = route();
+    let start = r.start.unwrap();
+    let mut t0 = now_ms() - 1_800_000;
+    let fixes = drive_to(&[(start.lat, start.lon), (r.stops[0].lat, r.stops[0].lon)], &mut t0, 60);
+    let mut seq = 1;
+    for chunk in fixes.chunks(10) {
+        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        seq += chunk.len() as u64;
+    }
+    let s = status(&mut recipient, "MP100000003").await;
+    assert!(matches!(s.state, ParcelState::OutForDelivery | ParcelState::ArrivingSoon), "{s:?}");
+    assert_eq!(s.stops_away, Some(1));
+    // Deliver S1 (no code needed); S2's parcel is then next.
+    let delivered = Outcome::Delivered { proof: Proof { photo_sha256: Some("ab".repeat(32)), ..Proof::default() } };
+    let done = driver
+        .command(5, CommandKind::ReportOutcome { stop: "S1".into(), tracking: None, outcome: delivered })
+        .await
+        .unwrap();
+    assert_eq!(done, ServerMsg::Done { id: 5 });
+    let s = status(&mut recipient, "MP100000003").await;
+    assert_eq!(s.stops_away, Some(0));
+    assert!(s.eta_ms.is_some(), "an ETA for the next stop");
+
+    // Drive to S2; a wrong one-time code is refused, the right one delivers.
+    let fixes = drive_to(&[(r.stops[0].lat, r.stops[0].lon), (r.stops[1].lat, r.stops[1].lon)], &mut t0, 60);
+    for chunk in fixes.chunks(10) {
+        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        seq += chunk.len() as u64;
+    }
+    let with_code = |otp: &str| Outcome::Delivered { proof: Proof { otp: Some(otp.into()), ..Proof::default() } };
+    let wrong = driver
+        .command(6, CommandKind::ReportOutcome { stop: "S2".into(), tracking: None, outcome: with_code("0000") })
+        .await;
+    assert_eq!(code(wrong), Some(ErrorCode::OutcomeRefused));
+    let right = driver
+        .command(7, CommandKind::ReportOutcome { stop: "S2".into(), tracking: None, outcome: with_code("4821") })
+        .await
+        .unwrap();
+    assert_eq!(right, ServerMsg::Done { id: 7 });
+    assert_eq!(status(&mut recipient, "MP100000003").await.state, ParcelState::Delivered);
+
+    // The dispatcher sees the parcel too, and re-sequencing an unknown route is NotFound.
+    assert_eq!(status(&mut dispatch, "MP100000004").await.stops_away, Some(0));
+    let err = dispatch
+        .command(8, CommandKind::Resequence { route_id: RouteId::from("nope"), order: vec![] })
+        .await;
+    assert_eq!(code(err), Some(ErrorCode::NotFound));
+
+    // Everything survives a restart (routes and outcomes are in the log and the snapshot).
+    driver.close();
+    recipient.close();
+    dispatch.close();
+    let TestGateway { gw, dir, .. } = t;
+    gw.shutdown().await;
+    let t = common::start_in(dir).await;
+    let mut dispatch = t.dispatcher("north").await;
+    assert_eq!(status(&mut dispatch, "MP100000003").await.state, ParcelState::Delivered);
+    assert_eq!(status(&mut dispatch, "MP100000001").await.state, ParcelState::Delivered);
+    let _ = TrackingNumber::from("unused");
+}
