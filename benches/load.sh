@@ -77,10 +77,16 @@ row() {
         (if .window.gateway then ((.window.gateway.cores * 100 | round) / 100) else "-" end),
         (if .window.gateway then (.window.gateway.rss_per_driver_bytes / 1024 | r1) else "-" end),
         (.window.wire_bytes_per_fix | round), (.window.client_cpu_us_per_fix | r1),
+        ((.window.other_cores * 100 | round) / 100),
         "\(.conn_lost)/\(.drivers_failed)/\(.unsettled)" ] | @tsv' "$2"
 }
 
-HEADER=$'drivers\tconnected\tfixes/s\tp50_ms\tp99_ms\tp99.9_ms\tgw_us/fix\tgw_cores\tgw_KiB/drv\twire_B/fix\tclient_us/fix\tlost/failed/unsettled'
+# UDP datagrams the kernel dropped for want of socket buffer space, machine-wide.
+udp_drops() {
+    awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp
+}
+
+HEADER=$'drivers\tconnected\tfixes/s\tp50_ms\tp99_ms\tp99.9_ms\tgw_us/fix\tgw_cores\tgw_KiB/drv\twire_B/fix\tclient_us/fix\tother_cores\tlost/failed/unsettled\tudp_drops'
 ROWS=()
 echo "load bench: steps [$STEPS], ${DURATION}s at ${RATE} fix/s per driver, trace $TRACE" >&2
 for N in $STEPS; do
@@ -103,6 +109,7 @@ for N in $STEPS; do
     RAMP=$(( N * RAMP_PER_1K / 1000 ))
     (( RAMP < 2 )) && RAMP=2
     echo "== $N drivers (ramp ${RAMP}s, run ${DURATION}s)" >&2
+    DROPS0=$(udp_drops)
     # shellcheck disable=SC2086 # REPLAY_ARGS is a list of flags
     if timeout $(( RAMP + DURATION + 90 )) taskset -c "$CLIENT_CORE" "$BIN" replay \
         --trace "$TRACE" --format "$FORMAT" --server "127.0.0.1:$PORT" --data-dir "$DATA" \
@@ -110,7 +117,7 @@ for N in $STEPS; do
         --gateway-pid "$GW_PID" --json "$OUT/step-$N.json" $REPLAY_ARGS \
         >"$OUT/replay-$N.txt" 2>"$OUT/replay-$N.log"; then
         cat "$OUT/replay-$N.txt" >&2
-        ROWS+=("$(row "$N" "$OUT/step-$N.json")")
+        ROWS+=("$(row "$N" "$OUT/step-$N.json")	$(( $(udp_drops) - DROPS0 ))")
     else
         echo "step $N failed: see $OUT/replay-$N.log" >&2
         tail -3 "$OUT/replay-$N.log" >&2 || true

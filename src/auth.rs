@@ -101,6 +101,11 @@ impl TokenKey {
         }
     }
 
+    /// The secret bytes (also the default webhook signing secret).
+    pub fn secret(&self) -> &[u8] {
+        &self.key
+    }
+
     /// Signs claims into a token string.
     pub fn mint(&self, claims: &Claims) -> String {
         // Serialising a plain struct of strings and integers cannot fail.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milepost_proto::{
-    Ack, ClientDatagram, ClientMsg, Command, CommandKind, DeviceInfo, ErrorCode, ErrorFrame, Fix, FixBatch, Hello, Query,
+    Ack, ClientDatagram, ClientMsg, Command, CommandKind, FeedTarget, Subscribe, DeviceInfo, ErrorCode, ErrorFrame, Fix, FixBatch, Hello, Query,
     QueryKind, QueryResult, Seq, ServerMsg, Welcome, MAX_FRAME_HARD, PROTOCOL_VERSION,
 };
 
@@ -255,6 +255,14 @@ impl Session {
         }
     }
 
+    /// Opens a feed subscription on a new stream. `after`: the last offset processed, to
+    /// resume; `None` to start from a snapshot.
+    pub async fn subscribe(&self, target: FeedTarget, after: Option<u64>) -> Result<FeedStream, ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        write_msg(&mut send, &ClientMsg::Subscribe(Subscribe { target, after })).await?;
+        Ok(FeedStream { _send: send, recv })
+    }
+
     /// Sends the newest fix as a datagram; its ack comes on the ack stream
     /// ([`Session::accept_ack_stream`]).
     pub fn send_live(&self, seq: Seq, fix: Fix) -> Result<(), ClientError> {
@@ -275,6 +283,25 @@ impl Session {
     pub fn close(mut self) {
         let _ = self.send.finish();
         self.conn.close(quinn::VarInt::from_u32(0), b"bye");
+    }
+}
+
+/// A feed subscription's stream.
+pub struct FeedStream {
+    /// Kept open: finishing it tells the gateway the subscriber left.
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl FeedStream {
+    /// The next feed message (`FeedSnapshot`, `FeedEvent`, `FeedPosition`, `FeedResync`), or
+    /// the refusal as [`ClientError::Refused`].
+    pub async fn next(&mut self) -> Result<ServerMsg, ClientError> {
+        match read_msg::<ServerMsg>(&mut self.recv, MAX_FRAME_HARD).await? {
+            Some(ServerMsg::Error(e)) => Err(ClientError::Refused(e)),
+            Some(m) => Ok(m),
+            None => Err(ClientError::Unexpected("feed ended".into())),
+        }
     }
 }
 

@@ -36,6 +36,44 @@ pub struct Config {
     pub log: LogConfig,
     /// The fleet core: arrival detection, ETA, alerts.
     pub core: crate::fleet::engine::CoreConfig,
+    /// Feeds to recipients and dispatchers, and webhooks.
+    pub feed: FeedConfig,
+}
+
+/// Feed settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Route events kept per depot for resuming dispatchers (older: resync from a snapshot).
+    pub depot_events_kept: usize,
+    /// Milestones kept for webhook delivery while a notifier is down.
+    pub milestones_kept: usize,
+    /// A recipient sees the driver's position once at most this many stops are before theirs
+    /// (0 = only when their stop is next)...
+    pub position_stops: u32,
+    /// ... or once the ETA is at most this many minutes away.
+    pub position_minutes: u32,
+    /// Dispatcher position updates are coalesced to at most one flush per this many ms.
+    pub position_flush_ms: u64,
+    /// Webhook endpoints receiving parcel milestones as signed JSON.
+    pub webhooks: Vec<String>,
+    /// Secret for the webhook signature (HMAC-SHA256 in `X-Milepost-Signature`); defaults to
+    /// the token secret.
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            depot_events_kept: 10_000,
+            milestones_kept: 100_000,
+            position_stops: 0,
+            position_minutes: 10,
+            position_flush_ms: 250,
+            webhooks: Vec::new(),
+            webhook_secret: None,
+        }
+    }
 }
 
 /// Limits on connections and messages.
@@ -125,6 +163,7 @@ impl Default for Config {
             validation: ValidationConfig::default(),
             log: LogConfig::default(),
             core: crate::fleet::engine::CoreConfig::default(),
+            feed: FeedConfig::default(),
         }
     }
 }

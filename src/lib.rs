@@ -11,6 +11,7 @@
 //! - [`certs`]: the development CA and server certificate made on first run.
 //! - [`store`]: the ingest log (CRC-framed records, segments, group commit, torn-tail
 //!   recovery) and the per-driver dedupe state rebuilt from it.
+//! - [`feed`]: per-audience event feeds with offsets, the subscription hub, webhooks.
 //! - [`fleet`]: the sans-IO core: fix validation, live positions and the R-tree, routes, stop
 //!   progress and ETA. Never awaits, never reads the clock.
 //! - [`metrics`]: counters and latency histograms in the Prometheus text format.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod certs;
 pub mod client;
 pub mod config;
+pub mod feed;
 pub mod fleet;
 pub mod metrics;
 pub mod replay;

@@ -32,6 +32,9 @@ enum Cmd {
     Query(QueryArgs),
     /// Replay recorded traces as many simulated drivers (load generator).
     Replay(milepost::replay::load::ReplayArgs),
+    /// Follow a feed in the terminal: a parcel's status (recipient token) or a depot's live
+    /// fleet (dispatcher token).
+    Watch(WatchArgs),
     /// Routes: check route files, load them into a gateway.
     #[command(subcommand)]
     Route(RouteCmd),
@@ -85,6 +88,15 @@ struct TokenArgs {
     /// Secret, instead of the data directory's.
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// Whose feed: a recipient's parcel or a dispatcher's depot (default: the token's role).
+    #[arg(long, value_enum)]
+    role: Option<Role>,
 }
 
 #[derive(Subcommand)]
@@ -249,6 +261,16 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Replay(a) => milepost::replay::load::run(a).await,
         Cmd::Revoke(a) => revoke(a),
         Cmd::Route(c) => route(c).await,
+        Cmd::Watch(a) => {
+            let ep = endpoint(&a.conn)?;
+            let subject = token_subject(&a.conn.token)?;
+            let recipient = match a.role {
+                Some(r) => r == Role::Recipient,
+                None => token_role(&a.conn.token)? == Role::Recipient,
+            };
+            milepost::tools::watch::watch(&ep, a.conn.server, &a.conn.server_name, &a.conn.token, &subject, recipient).await?;
+            Ok(())
+        }
         Cmd::GtfsToRoute(a) => milepost::tools::gtfs::run(a),
         Cmd::EvalEta(a) => milepost::tools::eval_eta::run(a),
         Cmd::ConfigExample => {
@@ -418,8 +440,17 @@ fn endpoint(c: &ConnectArgs) -> Result<ClientEndpoint> {
     Ok(ClientEndpoint::new(bind, &ca)?)
 }
 
+/// The token's role, read without checking the signature (the server checks it).
+fn token_role(token: &str) -> Result<Role> {
+    Ok(token_claims(token)?.role)
+}
+
 /// The token's subject, read without checking the signature (the server checks it).
 fn token_subject(token: &str) -> Result<String> {
+    Ok(token_claims(token)?.sub)
+}
+
+fn token_claims(token: &str) -> Result<Claims> {
     use base64::Engine;
     let payload = token
         .strip_prefix("mp1.")
@@ -429,7 +460,7 @@ fn token_subject(token: &str) -> Result<String> {
         .decode(payload)
         .context("token payload")?;
     let claims: Claims = serde_json::from_slice(&json).context("token claims")?;
-    Ok(claims.sub)
+    Ok(claims)
 }
 
 async fn drive(a: DriveArgs) -> Result<()> {

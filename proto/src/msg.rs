@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, RejectReason};
-use crate::route::{DriverUpdate, Outcome, ParcelStatus, Route, RouteId, StopId, TrackingNumber};
+use crate::route::{
+    DriverUpdate, Outcome, ParcelStatus, Route, RouteId, StopId, TrackingNumber, Update,
+};
 use crate::types::{DriverId, Fix, Seq};
 
 /// The first frame a client sends on the first bidirectional stream it opens.
@@ -181,6 +183,52 @@ pub enum ClientMsg {
     /// A command or a status request (routes, outcomes, instructions), answered by
     /// [`ServerMsg::Done`], [`ServerMsg::ParcelStatus`] or [`ServerMsg::Error`].
     Command(Command),
+    /// Follow a feed. Only as the first frame of a new bidirectional stream, which from then on
+    /// carries the feed (server to client) and nothing else.
+    Subscribe(Subscribe),
+}
+
+/// A subscription request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// What to follow.
+    pub target: FeedTarget,
+    /// Resume after this offset (the last `FeedEvent.offset` the client processed); `None` for
+    /// a fresh start (a snapshot, then live events).
+    pub after: Option<u64>,
+}
+
+/// What a subscription follows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FeedTarget {
+    /// One parcel: its milestones, status, and the driver's position when the privacy rule
+    /// allows (recipient of that parcel, or a dispatcher of its depot).
+    Parcel(TrackingNumber),
+    /// The dispatcher's whole depot: route events and every driver's position.
+    Depot,
+    /// The dispatcher's depot, positions limited to a box (events are not filtered).
+    Area {
+        /// Southern edge.
+        min_lat_e7: i32,
+        /// Western edge.
+        min_lon_e7: i32,
+        /// Northern edge.
+        max_lat_e7: i32,
+        /// Eastern edge.
+        max_lon_e7: i32,
+    },
+}
+
+/// The current state a new (or resyncing) subscriber starts from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedSnapshot {
+    /// The offset of the last event the snapshot includes (0 = none); events follow from the
+    /// next one.
+    pub offset: u64,
+    /// For a parcel feed: its status.
+    pub parcel: Option<ParcelStatus>,
+    /// Live positions the subscriber may see.
+    pub positions: Vec<DriverPosition>,
 }
 
 /// A command, with an id chosen by the client and echoed in the answer.
@@ -255,6 +303,21 @@ pub enum ServerMsg {
     /// Pushed to a driver on the server-opened push stream: a route was assigned or
     /// re-sequenced, or a recipient left instructions.
     Push(DriverUpdate),
+    /// Feed: the state to start from (first frame of a feed, and after a resync).
+    FeedSnapshot(FeedSnapshot),
+    /// Feed: one milestone or route event, in order, never lost; `offset` increases by one per
+    /// event of this feed.
+    FeedEvent {
+        /// The event's offset in its feed.
+        offset: u64,
+        /// The event.
+        update: Update,
+    },
+    /// Feed: a driver's newest position (coalesced: intermediate positions may be skipped).
+    FeedPosition(DriverPosition),
+    /// Feed: the subscriber fell further behind than the server keeps events for; a fresh
+    /// `FeedSnapshot` follows.
+    FeedResync,
 }
 
 /// Unreliable QUIC datagrams a client sends: the newest fix, so that it never waits behind a

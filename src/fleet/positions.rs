@@ -114,6 +114,24 @@ impl Positions {
             .map(|s| (&s.driver, self.depots[s.depot as usize].name.as_str(), s.seq, &s.fix))
     }
 
+    /// Every live position of a depot's drivers.
+    pub fn of_depot(&self, depot: &str) -> Vec<DriverPosition> {
+        let Some(&id) = self.depot_ids.get(depot) else {
+            return Vec::new();
+        };
+        (0..self.slots.len() as u32)
+            .filter(|&s| self.slots[s as usize].depot == id)
+            .map(|s| self.position(s, 0.0))
+            .collect()
+    }
+
+    /// A driver's live position with its depot.
+    pub fn position_of(&self, driver: &DriverId) -> Option<(&str, DriverPosition)> {
+        let slot = *self.by_driver.get(driver)?;
+        let depot = self.depots[self.slots[slot as usize].depot as usize].name.as_str();
+        Some((depot, self.position(slot, 0.0)))
+    }
+
     /// The live position of one driver.
     pub fn get(&self, driver: &DriverId) -> Option<(Seq, Fix)> {
         let slot = &self.slots[*self.by_driver.get(driver)? as usize];

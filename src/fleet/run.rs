@@ -13,6 +13,8 @@
 //!   `passed`: it stays pending and keeps counting as a stop away until an outcome comes, but no
 //!   longer blocks the ETA of the stops after it;
 //! - a fix older than the newest processed one is ignored (it is history, not news).
+//!
+//! The per-fix pipeline itself is in `run_step.rs` (child module `step`).
 
 use milepost_proto::route::{
     DispatchEvent, DispatchUpdate, DriverEvent, DriverUpdate, ParcelEvent, ParcelState,

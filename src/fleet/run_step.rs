@@ -15,7 +15,13 @@ use crate::fleet::progress::{FenceEvent, StopPhase};
 
 impl RouteRun {
     /// The per-fix step.
-    pub(super) fn step(&mut self, cfg: &CoreConfig, geom: &RouteGeom, fix: &Fix, out: &mut Vec<Update>) {
+    pub(super) fn step(
+        &mut self,
+        cfg: &CoreConfig,
+        geom: &RouteGeom,
+        fix: &Fix,
+        out: &mut Vec<Update>,
+    ) {
         let t = fix.t_ms;
         let xy = geom.project(fix.lat(), fix.lon());
         let acc = f64::from(fix.accuracy_m).clamp(1.0, 1_000.0);

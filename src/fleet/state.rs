@@ -4,11 +4,15 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use milepost_proto::route::Update;
+use milepost_proto::route::{DepotId, Update};
+use milepost_proto::DriverId;
+
+use crate::config::FeedConfig;
+use crate::feed::{FeedKey, FeedStore};
 
 use crate::fleet::engine::{CoreConfig, FleetCore};
 use crate::fleet::outcome::OutcomeTarget;
-use crate::fleet::positions::Positions;
+use crate::fleet::positions::{Positions, UpdateOutcome};
 use crate::store::snapshot::{PositionEntry, Snapshot, SnapshotRef};
 use crate::store::{BatchEntry, Ledger, LogRecord};
 
@@ -29,7 +33,13 @@ pub struct FleetState {
     pub positions: Arc<Mutex<Positions>>,
     /// Routes, progress and ETAs, shared with command and status handlers.
     pub core: Arc<Mutex<FleetCore>>,
+    /// Every feed's events, shared with subscriptions.
+    pub feed: Arc<Mutex<FeedStore>>,
 }
+
+/// What an applied record changed, for waking subscribers: a feed key and, for positions, the
+/// driver that moved.
+pub type Touched = Vec<(FeedKey, Option<DriverId>)>;
 
 /// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
 /// not make it unusable).
@@ -39,11 +49,12 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl FleetState {
     /// Empty state.
-    pub fn new(cfg: CoreConfig) -> FleetState {
+    pub fn new(cfg: CoreConfig, feed: &FeedConfig) -> FleetState {
         FleetState {
             ledger: Ledger::new(),
             positions: Arc::new(Mutex::new(Positions::new())),
             core: Arc::new(Mutex::new(FleetCore::new(cfg))),
+            feed: Arc::new(Mutex::new(FeedStore::new(feed.depot_events_kept, feed.milestones_kept))),
         }
     }
 
@@ -57,22 +68,49 @@ impl FleetState {
             ledger: Ledger::import(snap.ledger),
             positions: Arc::new(Mutex::new(positions)),
             core: Arc::new(Mutex::new(FleetCore::restore(cfg, snap.core))),
+            feed: Arc::new(Mutex::new(snap.feed)),
         }
     }
 
-    /// Folds one record in; updates go to `out`. Returns the result of a command record.
-    pub fn apply(&self, rec: &LogRecord, out: &mut Vec<Update>) -> Option<CommandResult> {
+    /// Folds one record in: updates go to `out` (and into the feeds), what changed to
+    /// `touched`. Returns the result of a command record.
+    pub fn apply(
+        &self,
+        rec: &LogRecord,
+        out: &mut Vec<Update>,
+        touched: &mut Touched,
+    ) -> Option<CommandResult> {
+        let start = out.len();
+        let result = self.fold(rec, out, touched);
+        let mut feed = lock(&self.feed);
+        if let LogRecord::RouteAssigned { route, .. } = rec {
+            feed.route_assigned(&route.id, &route.depot);
+        }
+        let mut keys = Vec::new();
+        for u in &out[start..] {
+            feed.record(u, &mut keys);
+        }
+        touched.extend(keys.into_iter().map(|k| (k, None)));
+        result
+    }
+
+    fn fold(&self, rec: &LogRecord, out: &mut Vec<Update>, touched: &mut Touched) -> Option<CommandResult> {
         let refused = |e: &dyn std::fmt::Display| Some(CommandResult::Refused(e.to_string()));
         match rec {
             LogRecord::Batch { driver, depot, entries, .. } => {
                 self.ledger.apply(rec);
                 let mut pos = lock(&self.positions);
                 let mut core = lock(&self.core);
+                let mut moved = false;
                 for e in entries {
                     if let BatchEntry::Accepted { seq, fix } = e {
-                        pos.update(driver, depot, *seq, fix);
+                        moved |= pos.update(driver, depot, *seq, fix) != UpdateOutcome::Stale;
                         core.on_fix(driver, fix, out);
                     }
+                }
+                if moved {
+                    touched.push((FeedKey::Driver(driver.clone()), None));
+                    touched.push((FeedKey::DepotPositions(DepotId(depot.clone())), Some(driver.clone())));
                 }
                 None
             }
@@ -137,9 +175,17 @@ impl FleetState {
             .collect();
         let ledger = self.ledger.export();
         let core = lock(&self.core);
+        let feed = lock(&self.feed);
         crate::store::snapshot::write(
             dir,
-            &SnapshotRef { lsn_next, taken_ms: now_ms, ledger, positions, core: core.snapshot() },
+            &SnapshotRef {
+                lsn_next,
+                taken_ms: now_ms,
+                ledger,
+                positions,
+                core: core.snapshot(),
+                feed: &feed,
+            },
         )
     }
 }

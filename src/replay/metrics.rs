@@ -292,6 +292,21 @@ pub fn proc_sample(pid: &str) -> Option<ProcSample> {
     })
 }
 
+/// CPU time the whole machine spent busy (user, nice, system, irq, softirq, steal) from
+/// `/proc/stat`, microseconds: with the gateway's and the load generator's own share taken out,
+/// it shows whether something else competed for the cores during a measurement.
+pub fn machine_busy_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?;
+    Some(busy * 1_000_000 / USER_HZ)
+}
+
 /// The gateway's resource use over the measurement window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct GatewayUsage {
@@ -333,6 +348,9 @@ pub struct WindowReport {
     pub client_cpu_us_per_fix: f64,
     /// The gateway's CPU and memory, when its process id was given.
     pub gateway: Option<GatewayUsage>,
+    /// Cores used by every other process on the machine during the window (builds, tests...
+    /// of other people): a measurement with a large value here was disturbed.
+    pub other_cores: f64,
 }
 
 /// Everything a run measured.
@@ -454,6 +472,11 @@ impl ReplayReport {
             w.udp_bytes_per_fix,
             w.datagrams_per_fix,
             w.client_cpu_us_per_fix
+        );
+        let _ = writeln!(
+            o,
+            "other processes used {:.2} cores during the window",
+            w.other_cores
         );
         if let Some(g) = &w.gateway {
             let _ = writeln!(

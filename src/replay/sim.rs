@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use crate::auth::{Claims, Role, TokenKey};
 use crate::client::{ClientEndpoint, ClientError};
 use crate::replay::metrics::{
-    proc_sample, Counters, GatewayUsage, Kind, Latencies, ProcSample, ReplayReport, Wire,
+    machine_busy_us, proc_sample, Counters, GatewayUsage, Kind, Latencies, ProcSample, ReplayReport, Wire,
     WindowReport, WireMarks,
 };
 use crate::replay::playback::{next_recorded, sample};
@@ -477,6 +477,7 @@ struct Probes {
     connected_end: u64,
     gateway: (Option<ProcSample>, Option<ProcSample>),
     client: (Option<ProcSample>, Option<ProcSample>),
+    machine: (Option<u64>, Option<u64>),
     wall_us: (u64, u64),
 }
 
@@ -490,6 +491,7 @@ async fn window_probe(run: Arc<Run>, gw_pid: Option<String>) -> Probes {
     p.sent.0 = Counters::get(&run.c.sent);
     p.gateway.0 = gw();
     p.client.0 = proc_sample("self");
+    p.machine.0 = machine_busy_us();
     tokio::time::sleep_until(run.t0 + Duration::from_micros(run.win.1)).await;
     p.wall_us.1 = run.now_us();
     p.acked.1 = Counters::get(&run.c.acked);
@@ -497,6 +499,7 @@ async fn window_probe(run: Arc<Run>, gw_pid: Option<String>) -> Probes {
     p.connected_end = Counters::get(&run.c.connected);
     p.gateway.1 = gw();
     p.client.1 = proc_sample("self");
+    p.machine.1 = machine_busy_us();
     p
 }
 
@@ -569,7 +572,15 @@ fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> ReplayReport {
             },
         }
     });
-    let client_cpu = cpu(p.client.0, p.client.1).map_or(0.0, |(us, _)| per_fix(us as f64));
+    let client_us = cpu(p.client.0, p.client.1).map_or(0, |(us, _)| us);
+    let client_cpu = per_fix(client_us as f64);
+    let gw_us = cpu(p.gateway.0, p.gateway.1).map_or(0, |(us, _)| us);
+    let other_cores = match p.machine {
+        (Some(a), Some(b)) if secs > 0.0 => {
+            b.saturating_sub(a).saturating_sub(gw_us + client_us) as f64 / US as f64 / secs
+        }
+        _ => 0.0,
+    };
     ReplayReport {
         drivers: run.cfg.drivers as u64,
         traces: run.traces.len() as u64,
@@ -608,6 +619,7 @@ fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> ReplayReport {
             datagrams_per_fix: per_fix(dgrams as f64),
             client_cpu_us_per_fix: client_cpu,
             gateway,
+            other_cores,
         },
     }
 }

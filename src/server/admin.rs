@@ -93,6 +93,17 @@ fn render(sh: &Shared, out: &mut String) {
     render_value(out, "milepost_rate_limited_total", "counter", "Batches refused by the per-driver rate limit", c(&st.rate_limited));
     render_value(out, "milepost_retries_total", "counter", "Handshakes answered with a stateless retry", c(&st.retries));
     render_value(out, "milepost_revoked_total", "counter", "Sessions closed because their token was revoked", c(&st.revoked));
+    render_value(out, "milepost_feed_subscriptions", "gauge", "Feed subscriptions open now", c(&st.subscriptions));
+    let a = &sh.applier_stats;
+    render_value(out, "milepost_updates_total", "counter", "Updates the fleet core emitted", c(&a.updates));
+    render_value(out, "milepost_records_applied_total", "counter", "Log records folded into the fleet state", c(&a.records));
+    render_value(out, "milepost_snapshots_total", "counter", "Snapshots written", c(&a.snapshots));
+    render_value(out, "milepost_segments_deleted_total", "counter", "Log segments deleted by retention", c(&a.segments_deleted));
+    if let Some(w) = sh.webhook_stats.get() {
+        render_value(out, "milepost_webhook_delivered_total", "counter", "Milestones delivered to webhooks", c(&w.delivered));
+        render_value(out, "milepost_webhook_failures_total", "counter", "Failed webhook attempts (retried)", c(&w.failures));
+        render_value(out, "milepost_webhook_skipped_total", "counter", "Milestones skipped: endpoint down longer than kept", c(&w.skipped));
+    }
     render_value(out, "milepost_tls_resumptions_total", "counter", "TLS sessions resumed from a ticket", c(&sh.tickets.resumed));
     st.ack_latency.render("milepost_ack_latency_seconds", "Admission to durability of a batch", out);
     st.fsync_latency.render("milepost_log_fsync_seconds", "Duration of a log fsync", out);

@@ -68,6 +68,8 @@ pub struct ApplierParts {
     pub clock: Clock,
     /// Counters.
     pub stats: Arc<ApplierStats>,
+    /// Subscriptions to wake.
+    pub hub: Arc<crate::feed::FeedHub>,
 }
 
 /// Applier counters.
@@ -109,6 +111,7 @@ fn run(
     use std::sync::atomic::Ordering::Relaxed;
     let mut next = p.next_lsn;
     let mut out = Vec::new();
+    let mut touched = Vec::new();
     let mut since_snapshot = 0u64;
     let mut last_snapshot = Instant::now();
     let mut last_tick = Instant::now();
@@ -122,12 +125,13 @@ fn run(
         match p.commits.recv_timeout(Duration::from_secs(1)) {
             Ok(group) => {
                 for c in &group {
-                    if let Some(r) = p.state.apply(&c.record, &mut out) {
+                    if let Some(r) = p.state.apply(&c.record, &mut out, &mut touched) {
                         lock(&results).insert(c.lsn, r);
                     }
                     publish(&mut out);
                     next = c.lsn + 1;
                 }
+                wake(&p.hub, &mut touched);
                 since_snapshot += group.len() as u64;
                 p.stats.records.fetch_add(group.len() as u64, Relaxed);
                 let _ = applied_tx.send(next);
@@ -137,7 +141,17 @@ fn run(
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
+            let start = out.len();
             lock(&p.state.core).tick((p.clock)(), &mut out);
+            let mut keys = Vec::new();
+            {
+                let mut feed = lock(&p.state.feed);
+                for u in &out[start..] {
+                    feed.record(u, &mut keys);
+                }
+            }
+            touched.extend(keys.into_iter().map(|k| (k, None)));
+            wake(&p.hub, &mut touched);
             publish(&mut out);
         }
         let due = since_snapshot >= p.cfg.snapshot_every_records
@@ -151,6 +165,15 @@ fn run(
     }
     if since_snapshot > 0 {
         snapshot_and_retain(&p, next);
+    }
+}
+
+/// Wakes the subscriptions of everything a group touched, each key once (positions once per
+/// driver that moved).
+fn wake(hub: &crate::feed::FeedHub, touched: &mut crate::fleet::state::Touched) {
+    let unique: std::collections::HashSet<_> = touched.drain(..).collect();
+    for (key, moved) in unique {
+        hub.wake(&key, moved.as_ref());
     }
 }
 

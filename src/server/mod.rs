@@ -5,6 +5,7 @@
 //! - [`admin`]: the admin HTTP listener: Prometheus metrics, health and readiness.
 //! - [`applier`]: folds durable records into the fleet state in log order; snapshots.
 //! - [`commands`]: routes, outcomes, instructions and parcel status over QUIC; driver pushes.
+//! - [`feed`]: serving one feed subscription on its own stream.
 //! - [`guard`]: connection limits per subject, the token deny list, handshake-rate retry.
 //! - [`ingest`]: admission of fixes (dedupe, validation, the log record and the ack).
 //! - [`keys`]: persistent TLS ticket and QUIC stateless-reset keys (cheap reconnect storms).
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod applier;
 pub mod commands;
+pub mod feed;
 pub mod guard;
 pub mod ingest;
 pub mod keys;
@@ -79,6 +81,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Connections closed because their token was revoked.
     pub revoked: AtomicU64,
+    /// Feed subscriptions open now.
+    pub subscriptions: AtomicU64,
     /// Fixes refused, by reason (index = `RejectReason as usize`).
     pub rejected_by_reason: [AtomicU64; milepost_proto::RejectReason::ALL.len()],
     /// Time from a batch's admission to its durability (the server's share of ack latency).
@@ -125,6 +129,10 @@ pub struct Shared {
     pub handshakes: guard::HandshakeMeter,
     /// The TLS ticket key (counts resumed sessions).
     pub tickets: Arc<keys::TicketKey>,
+    /// Webhook counters (set once the webhook threads start).
+    pub webhook_stats: std::sync::OnceLock<Arc<crate::feed::webhook::WebhookStats>>,
+    /// Feed subscriptions waiting for changes.
+    pub hub: Arc<crate::feed::FeedHub>,
     /// Push queues of connected drivers (newest connection wins).
     pub pushes: dashmap::DashMap<milepost_proto::DriverId, tokio::sync::mpsc::Sender<milepost_proto::ServerMsg>>,
 }
@@ -152,6 +160,8 @@ pub struct Gateway {
     accept: tokio::task::JoinHandle<()>,
     writer: Option<LogWriter>,
     applier: Option<std::thread::JoinHandle<()>>,
+    webhooks: Vec<std::thread::JoinHandle<()>>,
+    webhook_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Gateway {
@@ -186,8 +196,9 @@ impl Gateway {
         std::fs::create_dir_all(&log_dir).map_err(io_err("create log dir"))?;
         // Recovery is blocking disk and CPU work: keep it off the async workers.
         let (state, recovery) = {
-            let (log_dir, snapshot_dir, core_cfg) = (log_dir.clone(), snapshot_dir.clone(), cfg.core.clone());
-            tokio::task::spawn_blocking(move || recover(&log_dir, &snapshot_dir, core_cfg))
+            let (log_dir, snapshot_dir, core_cfg, feed_cfg) =
+                (log_dir.clone(), snapshot_dir.clone(), cfg.core.clone(), cfg.feed.clone());
+            tokio::task::spawn_blocking(move || recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg))
                 .await
                 .map_err(|e| io_err("recovery task")(std::io::Error::other(e.to_string())))??
         };
@@ -196,6 +207,7 @@ impl Gateway {
         let (commit_tx, commits) = std::sync::mpsc::sync_channel(1024);
         let writer = LogWriter::start(&log_dir, &cfg.log, recovery.next_lsn, Some(commit_tx), stats.fsync_latency.clone())?;
         let applier_stats = Arc::new(applier::ApplierStats::default());
+        let hub = Arc::new(crate::feed::FeedHub::default());
         let (applied, applier_join) = applier::spawn(applier::ApplierParts {
             state: state.clone(),
             commits,
@@ -206,6 +218,7 @@ impl Gateway {
             writer: writer.handle(),
             clock: clock.clone(),
             stats: applier_stats.clone(),
+            hub: hub.clone(),
         })
         .map_err(io_err("applier thread"))?;
 
@@ -234,7 +247,27 @@ impl Gateway {
             handshakes: guard::HandshakeMeter::default(),
             tickets,
             pushes: Default::default(),
+            hub,
+            webhook_stats: Default::default(),
         });
+        let webhook_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let webhook_stats = Arc::new(crate::feed::webhook::WebhookStats::default());
+        let webhooks = crate::feed::webhook::start(
+            &shared.cfg.feed.webhooks,
+            shared
+                .cfg
+                .feed
+                .webhook_secret
+                .clone()
+                .map(String::into_bytes)
+                .unwrap_or_else(|| shared.keys.secret().to_vec()),
+            &shared.cfg.data_dir.join("webhooks"),
+            shared.state.clone(),
+            webhook_stats.clone(),
+            webhook_stop.clone(),
+        )
+        .map_err(io_err("webhook threads"))?;
+        let _ = shared.webhook_stats.set(webhook_stats);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let admin_addr = admin.as_ref().map(|a| a.local_addr);
         if let Some(a) = admin {
@@ -254,6 +287,8 @@ impl Gateway {
             accept,
             writer: Some(writer),
             applier: Some(applier_join),
+            webhooks,
+            webhook_stop,
         })
     }
 
@@ -277,14 +312,19 @@ impl Gateway {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.accept).await;
         // Stopping the writer closes the applier's queue; the applier then writes a final
         // snapshot and exits.
+        self.webhook_stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let writer = self.writer.take();
         let applier = self.applier.take();
+        let webhooks = std::mem::take(&mut self.webhooks);
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(w) = writer {
                 w.shutdown();
             }
             if let Some(a) = applier {
                 let _ = a.join();
+            }
+            for w in webhooks {
+                let _ = w.join();
             }
         })
         .await;
@@ -300,19 +340,25 @@ impl Gateway {
 }
 
 /// Rebuilds the fleet state: the newest good snapshot, then the log from where it ends.
-fn recover(log_dir: &std::path::Path, snapshot_dir: &std::path::Path, core: crate::fleet::engine::CoreConfig) -> Result<(FleetState, RecoveryStats), ServerError> {
+fn recover(
+    log_dir: &std::path::Path,
+    snapshot_dir: &std::path::Path,
+    core: crate::fleet::engine::CoreConfig,
+    feed: &crate::config::FeedConfig,
+) -> Result<(FleetState, RecoveryStats), ServerError> {
     let started = std::time::Instant::now();
     let (state, from) = match crate::store::snapshot::newest(snapshot_dir)? {
         Some(snap) => {
             let from = snap.lsn_next;
             (FleetState::restore(core, snap), from)
         }
-        None => (FleetState::new(core), 0),
+        None => (FleetState::new(core, feed), 0),
     };
-    let mut out = Vec::new();
+    let (mut out, mut touched) = (Vec::new(), Vec::new());
     let stats = LogReader::new(log_dir).replay_from(from, |_, rec| {
         out.clear();
-        state.apply(&rec, &mut out);
+        touched.clear();
+        state.apply(&rec, &mut out, &mut touched);
     })?;
     tracing::info!(snapshot_lsn = from, records = stats.records, segments = stats.segments,
         drivers = state.ledger.len(), torn_bytes = stats.torn_bytes,

@@ -116,7 +116,7 @@ async fn run_session(
     tracing::debug!(%remote, role = ?peer.claims.role, subject = %peer.claims.sub, "session open");
     let peer = Arc::new(peer);
     let mut streams = tokio::task::JoinSet::new();
-    streams.spawn(serve_stream(first.0, first.1, peer.clone(), shared.clone()));
+    streams.spawn(serve_stream(first.0, first.1, peer.clone(), shared.clone(), true));
     let pushes = (peer.claims.role == Role::Driver).then(|| {
         let (tx, mut rx) = mpsc::channel::<ServerMsg>(64);
         shared.pushes.insert(peer.driver.clone(), tx.clone());
@@ -134,7 +134,7 @@ async fn run_session(
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    streams.spawn(serve_stream(send, recv, peer.clone(), shared.clone()));
+                    streams.spawn(serve_stream(send, recv, peer.clone(), shared.clone(), false));
                 }
                 Err(_) => break,
             },
@@ -270,12 +270,36 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
     peer: Arc<Peer>,
     shared: Arc<Shared>,
+    session_stream: bool,
 ) {
+    let max = shared.cfg.limits.max_frame as usize;
+    // A new stream whose first frame is a Subscribe becomes a feed stream.
+    let mut first = None;
+    if !session_stream {
+        match read_msg::<ClientMsg>(&mut recv, max).await {
+            Ok(Some(ClientMsg::Subscribe(sub))) => {
+                if handshake_confirmed(&peer).await {
+                    crate::server::feed::serve(send, recv, &peer.claims, &shared, sub).await;
+                }
+                return;
+            }
+            Ok(Some(msg)) => first = Some(msg),
+            Ok(None) | Err(WireError::Read(_)) => return,
+            Err(e) => {
+                shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                close(&peer.conn, e.code());
+                return;
+            }
+        }
+    }
     let (tx, rx) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
     let writer = tokio::spawn(answer_stream(send, rx, peer.clone(), shared.clone()));
-    let max = shared.cfg.limits.max_frame as usize;
     loop {
-        let msg = match read_msg::<ClientMsg>(&mut recv, max).await {
+        let next = match first.take() {
+            Some(msg) => Ok(Some(msg)),
+            None => read_msg::<ClientMsg>(&mut recv, max).await,
+        };
+        let msg = match next {
             Ok(Some(msg)) => msg,
             Ok(None) => break,
             Err(WireError::Read(_)) => break,
@@ -292,6 +316,7 @@ async fn serve_stream(
                 break;
             }
             ClientMsg::FixBatch(batch) => on_batch(&peer, &shared, batch.first_seq, &batch.fixes),
+            ClientMsg::Subscribe(_) => error(ErrorCode::ProtocolViolation),
             ClientMsg::Command(c) => {
                 // Commands are not idempotent: never from replayable 0-RTT data.
                 if !handshake_confirmed(&peer).await {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use milepost_proto::{DriverId, Fix, Seq};
 use serde::{Deserialize, Serialize};
 
+use crate::feed::FeedStore;
 use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef};
 use crate::store::ledger::LedgerEntry;
 use crate::store::log::LogError;
@@ -55,6 +56,8 @@ pub struct SnapshotRef<'a> {
     pub positions: Vec<PositionEntry>,
     /// Routes and their progress.
     pub core: CoreSnapshotRef<'a>,
+    /// The feeds.
+    pub feed: &'a FeedStore,
 }
 
 /// A snapshot read back.
@@ -70,6 +73,8 @@ pub struct Snapshot {
     pub positions: Vec<PositionEntry>,
     /// Routes and their progress.
     pub core: CoreSnapshot,
+    /// The feeds.
+    pub feed: FeedStore,
 }
 
 /// Writes a snapshot durably into `dir` and removes all but the newest [`KEEP`]. Returns its

@@ -467,6 +467,20 @@ mod tests {
     }
 
     #[test]
+    fn args_accept_negative_offsets() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: GtfsArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "--gtfs", "g", "--out", "o", "--utc-offset", "-04:00"])
+            .unwrap();
+        assert_eq!(cli.args.utc_offset, "-04:00");
+        assert_eq!(cli.args.radius_m, 30.0);
+    }
+
+    #[test]
     fn shape_cut_prefers_first_pass() {
         // A shape going east then coming back west along the same street.
         let shape: Vec<Point> = (0..20)

@@ -1,4 +1,6 @@
-//! Offline tools run from the CLI.
+//! Tools run from the CLI.
+//!
+//! - [`watch`]: follow a feed in the terminal (recipient status line, dispatcher table).
 //!
 //! - [`gtfs`]: GTFS + recorded GTFS-realtime to Milepost route files and traces.
 //! - [`eval_eta`]: replays recorded trips through the fleet core and scores its ETAs against
@@ -6,3 +8,4 @@
 
 pub mod eval_eta;
 pub mod gtfs;
+pub mod watch;

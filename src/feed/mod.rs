@@ -1,0 +1,21 @@
+//! The feed: everything the core emits, kept per audience with offsets, so subscribers get it
+//! in order, resume after a reconnect with exactly what they missed, and never slow ingestion.
+//!
+//! - [`store`]: the event store (sans-IO, part of the snapshotted fleet state): every milestone
+//!   of every parcel, a bounded ring of route events per depot, and a global ring of milestones
+//!   for webhooks.
+//! - [`hub`]: who is waiting for what: wakes exactly the subscriptions an applied group
+//!   touched.
+//! - [`webhook`]: the durable outbox that posts milestones to notifiers, signed and retried.
+//!
+//! Subscribers read the store by cursor; the applier only appends and wakes them. A slow
+//! subscriber therefore costs the applier nothing: its own QUIC stream fills, its writer waits,
+//! and when it reads again it continues from its cursor (positions being coalesced to the
+//! newest, read from the live position store).
+
+pub mod hub;
+pub mod store;
+pub mod webhook;
+
+pub use hub::{FeedHub, FeedKey, Mailbox};
+pub use store::{FeedStore, Ring, TooOld};

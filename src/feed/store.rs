@@ -1,0 +1,209 @@
+//! The feed's event store. Offsets start at 1 in every feed and increase by one per event; a
+//! subscriber's cursor is the offset of the last event it processed (0 = none).
+
+use std::collections::{HashMap, VecDeque};
+
+use milepost_proto::route::{DepotId, DispatchUpdate, ParcelUpdate, RouteId, TrackingNumber, Update};
+use serde::{Deserialize, Serialize};
+
+use crate::feed::FeedKey;
+
+/// The cursor is older than the oldest event kept: the subscriber must resync from a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("events after offset {0} are no longer kept")]
+pub struct TooOld(pub u64);
+
+/// A bounded, offset-addressed event ring.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ring<T> {
+    /// Offset of `events[0]`.
+    first: u64,
+    events: VecDeque<T>,
+    cap: usize,
+}
+
+impl<T: Clone> Ring<T> {
+    /// An empty ring keeping the last `cap` events.
+    pub fn new(cap: usize) -> Self {
+        Ring { first: 1, events: VecDeque::new(), cap: cap.max(1) }
+    }
+
+    /// Appends an event; returns its offset.
+    pub fn push(&mut self, e: T) -> u64 {
+        if self.events.len() == self.cap {
+            self.events.pop_front();
+            self.first += 1;
+        }
+        self.events.push_back(e);
+        self.last()
+    }
+
+    /// Offset of the oldest event kept (the next offset when empty).
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Offset of the newest event (0 if none ever).
+    pub fn last(&self) -> u64 {
+        self.first + self.events.len() as u64 - 1
+    }
+
+    /// Up to `max` events after offset `after`, with their offsets.
+    pub fn after(&self, after: u64, max: usize) -> Result<Vec<(u64, T)>, TooOld> {
+        if after + 1 < self.first {
+            return Err(TooOld(after));
+        }
+        let skip = (after + 1 - self.first) as usize;
+        Ok(self
+            .events
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .take(max)
+            .map(|(i, e)| (self.first + i as u64, e.clone()))
+            .collect())
+    }
+}
+
+/// Every feed's events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FeedStore {
+    /// Every milestone of every parcel (offset = index + 1).
+    parcels: HashMap<TrackingNumber, Vec<ParcelUpdate>>,
+    /// Route events per depot.
+    depots: HashMap<DepotId, Ring<DispatchUpdate>>,
+    /// Every parcel milestone in log order, for webhooks.
+    milestones: Ring<ParcelUpdate>,
+    /// The depot of every route ever assigned.
+    route_depot: HashMap<RouteId, DepotId>,
+    depot_cap: usize,
+}
+
+impl FeedStore {
+    /// An empty store keeping `depot_cap` route events per depot and `milestone_cap` milestones
+    /// for webhooks.
+    pub fn new(depot_cap: usize, milestone_cap: usize) -> Self {
+        FeedStore {
+            parcels: HashMap::new(),
+            depots: HashMap::new(),
+            milestones: Ring::new(milestone_cap),
+            route_depot: HashMap::new(),
+            depot_cap,
+        }
+    }
+
+    /// Notes which depot a route belongs to (from its assignment).
+    pub fn route_assigned(&mut self, route: &RouteId, depot: &DepotId) {
+        self.route_depot.insert(route.clone(), depot.clone());
+    }
+
+    /// The depot of a route.
+    pub fn depot_of(&self, route: &RouteId) -> Option<&DepotId> {
+        self.route_depot.get(route)
+    }
+
+    /// Records an update; pushes the feeds it touched onto `touched`.
+    pub fn record(&mut self, u: &Update, touched: &mut Vec<FeedKey>) {
+        match u {
+            Update::Parcel(p) => {
+                self.parcels.entry(p.tracking.clone()).or_default().push(p.clone());
+                self.milestones.push(p.clone());
+                touched.push(FeedKey::Parcel(p.tracking.clone()));
+                touched.push(FeedKey::Milestones);
+            }
+            Update::Dispatch(d) => {
+                let Some(depot) = self.route_depot.get(&d.route_id).cloned() else {
+                    return;
+                };
+                let cap = self.depot_cap;
+                self.depots.entry(depot.clone()).or_insert_with(|| Ring::new(cap)).push(d.clone());
+                touched.push(FeedKey::Depot(depot));
+            }
+            // Driver updates go to the driver's push stream, not to a feed.
+            Update::Driver(_) => {}
+        }
+    }
+
+    /// A parcel's milestones after `after`, at most `max`.
+    pub fn parcel_after(&self, t: &TrackingNumber, after: u64, max: usize) -> Vec<(u64, Update)> {
+        self.parcels
+            .get(t)
+            .map(|v| {
+                v.iter()
+                    .enumerate()
+                    .skip(after as usize)
+                    .take(max)
+                    .map(|(i, p)| (i as u64 + 1, Update::Parcel(p.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The offset of a parcel's newest milestone (0 if none).
+    pub fn parcel_last(&self, t: &TrackingNumber) -> u64 {
+        self.parcels.get(t).map_or(0, |v| v.len() as u64)
+    }
+
+    /// A depot's route events after `after`, at most `max`.
+    pub fn depot_after(&self, d: &DepotId, after: u64, max: usize) -> Result<Vec<(u64, Update)>, TooOld> {
+        match self.depots.get(d) {
+            Some(r) => Ok(r.after(after, max)?.into_iter().map(|(o, e)| (o, Update::Dispatch(e))).collect()),
+            None if after == 0 => Ok(Vec::new()),
+            None => Err(TooOld(after)),
+        }
+    }
+
+    /// The offset of a depot's newest route event (0 if none).
+    pub fn depot_last(&self, d: &DepotId) -> u64 {
+        self.depots.get(d).map_or(0, |r| r.last())
+    }
+
+    /// Milestones of all parcels after `after`, at most `max` (webhooks).
+    pub fn milestones_after(&self, after: u64, max: usize) -> Result<Vec<(u64, ParcelUpdate)>, TooOld> {
+        self.milestones.after(after, max)
+    }
+
+    /// The offset of the oldest milestone of all parcels still kept.
+    pub fn milestones_first(&self) -> u64 {
+        self.milestones.first()
+    }
+
+    /// The offset of the newest milestone of all parcels.
+    pub fn milestones_last(&self) -> u64 {
+        self.milestones.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use milepost_proto::route::ParcelEvent;
+
+    #[test]
+    fn ring_offsets_and_resync() {
+        let mut r = Ring::new(3);
+        assert_eq!(r.last(), 0);
+        for i in 1..=5 {
+            assert_eq!(r.push(i), i);
+        }
+        assert_eq!(r.after(2, 10).unwrap(), vec![(3, 3), (4, 4), (5, 5)]);
+        assert_eq!(r.after(4, 1).unwrap(), vec![(5, 5)]);
+        assert_eq!(r.after(5, 10).unwrap(), vec![]);
+        assert_eq!(r.after(1, 10), Err(TooOld(1)));
+    }
+
+    #[test]
+    fn parcel_feed_keeps_everything_in_order() {
+        let mut s = FeedStore::new(10, 10);
+        let mut touched = Vec::new();
+        for kind in [ParcelEvent::OutForDelivery, ParcelEvent::ArrivingSoon, ParcelEvent::Arrived] {
+            let u = Update::Parcel(ParcelUpdate { tracking: "T".into(), fix_t_ms: 1, kind });
+            s.record(&u, &mut touched);
+        }
+        assert_eq!(s.parcel_last(&"T".into()), 3);
+        let after1: Vec<u64> = s.parcel_after(&"T".into(), 1, 10).into_iter().map(|e| e.0).collect();
+        assert_eq!(after1, vec![2, 3]);
+        assert!(touched.contains(&FeedKey::Parcel("T".into())));
+        assert_eq!(s.milestones_last(), 3);
+    }
+}
