@@ -38,6 +38,9 @@ pub struct Config {
     pub core: crate::fleet::engine::CoreConfig,
     /// Feeds to recipients and dispatchers, and webhooks.
     pub feed: FeedConfig,
+    /// The web listener: recipients' tracking pages and the dispatcher map (off unless
+    /// `web.listen` is set).
+    pub web: crate::web::WebConfig,
 }
 
 /// Feed settings.
@@ -164,6 +167,7 @@ impl Default for Config {
             log: LogConfig::default(),
             core: crate::fleet::engine::CoreConfig::default(),
             feed: FeedConfig::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -205,7 +209,7 @@ impl Default for LogConfig {
             segment_bytes: 64 << 20,
             group_commit_bytes: 1 << 20,
             fsync: true,
-            snapshot_every_records: 1_000_000,
+            snapshot_every_records: 100_000,
             snapshot_every_s: 300,
             retention_s: 7 * 24 * 3600,
             max_disk_bytes: 64 << 30,

@@ -19,6 +19,8 @@
 //! - [`client`]: the QUIC client used by `drive`, `query` and the load tools.
 //! - [`replay`]: recorded trace readers (GPX, CSV, GeoJSON).
 //! - [`tools`]: offline tools (ETA evaluation, GTFS conversion).
+//! - [`web`]: the HTTP listener for browsers: recipients' tracking pages and the dispatcher
+//!   map, fed live by server-sent events from the same feeds as QUIC.
 //! - [`wire`]: reading and writing protocol frames on quinn streams.
 #![deny(missing_docs)]
 
@@ -33,4 +35,5 @@ pub mod replay;
 pub mod server;
 pub mod store;
 pub mod tools;
+pub mod web;
 pub mod wire;

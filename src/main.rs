@@ -63,6 +63,10 @@ struct ServeArgs {
     /// (default 127.0.0.1:9464).
     #[arg(long, env = "MILEPOST_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// TCP address of the web listener: tracking pages and the dispatcher map
+    /// (default: off).
+    #[arg(long, env = "MILEPOST_WEB_LISTEN")]
+    web_listen: Option<SocketAddr>,
     /// Token signing secret (default: generated in the data directory).
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
@@ -297,6 +301,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
     if let Some(l) = a.admin_listen {
         cfg.admin_listen = l;
     }
+    if let Some(l) = a.web_listen {
+        cfg.web.listen = Some(l);
+    }
     // Listen for signals before anything else, so a SIGTERM during recovery is not lost.
     let stop = shutdown_signal()?;
     let gw = Gateway::start(cfg.clone())
@@ -305,6 +312,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
     tracing::info!(addr = %gw.local_addr, data_dir = %cfg.data_dir.display(), "milepost gateway listening (QUIC, ALPN milepost/1)");
     if let Some(admin) = gw.admin_addr {
         tracing::info!(admin = %admin, "admin listener: /metrics /healthz /readyz");
+    }
+    if let Some(web) = gw.web_addr {
+        tracing::info!(web = %web, "web listener: /t/{{tracking}}?token=... /dispatch?token=...");
     }
     if let Some(ca) = &gw.dev_ca {
         tracing::info!(ca = %ca.display(), "development CA: clients trust this file (see certs/README.md)");

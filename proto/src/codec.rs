@@ -67,6 +67,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(msg)
 }
 
+/// Decodes exactly one value from trusted local bytes (a CRC-checked snapshot file) with no
+/// allocation limit: a snapshot of a large fleet is far bigger than any frame. Never use it on
+/// network input.
+pub fn decode_trusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (msg, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(msg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

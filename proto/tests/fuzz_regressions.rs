@@ -217,3 +217,42 @@ fn frame_parser_edge_cases() {
     // Exactly the limit, payload incomplete: need more.
     assert_eq!(parse(&[4, 0, 0, 0, 1, 2, 3], 4), Ok(None));
 }
+
+#[test]
+fn commands_subscriptions_and_feed_frames_refuse_hostile_inputs() {
+    // ClientMsg::Command (3) / CommandKind index 200.
+    rejects::<ClientMsg>("CommandKind 200", "03 01 c8 02 54 31");
+    // ClientMsg::Subscribe (4) / FeedTarget index 200.
+    rejects::<ClientMsg>("FeedTarget 200", "04 c8 00");
+    // Subscribe Depot with `after` option tag 02.
+    rejects::<ClientMsg>("after tag 02", "04 01 02 2a");
+    // Subscribe Depot with `after` FE marker (u64 fields never take 128-bit values).
+    rejects::<ClientMsg>("after FE", &format!("04 01 01 fe {}", "00 ".repeat(16)));
+    // Command id with an FD marker (ids are u32).
+    rejects::<ClientMsg>("command id FD", "03 fd 01 00 00 00 00 00 00 00 04 02 54 31");
+    // Resequence whose order claims 2^32 - 1 stop ids.
+    rejects::<ClientMsg>("order u32::MAX", "03 01 01 01 52 fc ff ff ff ff");
+    // ReportOutcome whose Outcome index is 200.
+    rejects::<ClientMsg>("Outcome 200", "03 01 02 02 53 31 00 c8");
+    // SetInstructions whose text is invalid UTF-8.
+    rejects::<ClientMsg>("instructions ff", "03 01 03 02 54 31 01 ff");
+    // ServerMsg index 11 (one past FeedResync) and 200.
+    rejects::<ServerMsg>("ServerMsg 11", "0b 00 00 00");
+    // Done with nothing after the index; FeedResync with a trailing byte.
+    rejects::<ServerMsg>("Done truncated", "04");
+    rejects::<ServerMsg>("FeedResync + 1 byte", "0a 00");
+    assert_eq!(
+        decode::<ServerMsg>(&hex("0a")).unwrap(),
+        ServerMsg::FeedResync
+    );
+    // FeedEvent whose Update index is 200; Push whose DriverEvent index is 200.
+    rejects::<ServerMsg>("Update 200", "08 01 c8");
+    rejects::<ServerMsg>("DriverEvent 200", "06 01 64 01 52 c8");
+    // ParcelStatus whose ParcelState index is 200.
+    rejects::<ServerMsg>(
+        "ParcelState 200",
+        "05 01 01 54 01 52 01 53 c8 00 00 00 00 00 00",
+    );
+    // FeedSnapshot whose positions count runs past the end.
+    rejects::<ServerMsg>("positions 5, none present", "07 00 00 05");
+}

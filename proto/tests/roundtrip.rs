@@ -1,7 +1,9 @@
 //! Property tests of the codec and the framing:
 //!
-//! - arbitrary `ClientMsg`, `ServerMsg` and `ClientDatagram` values round-trip through
-//!   `encode`/`decode` and through `encode_into` + `frame::parse`, however the byte stream is cut;
+//! - arbitrary `ClientMsg`, `ServerMsg` and `ClientDatagram` values (every variant: sessions,
+//!   batches, queries, commands with routes and outcomes, subscriptions, feed frames, pushes)
+//!   round-trip through `encode`/`decode` and through `encode_into` + `frame::parse`, however
+//!   the byte stream is cut;
 //! - arbitrary or corrupted bytes never make `decode` or `frame::parse` panic;
 //! - every truncation of a valid encoding is an error (never a panic, never another message),
 //!   and every truncation of a frame is "need more bytes".
@@ -13,6 +15,11 @@
 use std::fmt::Debug;
 
 use milepost_proto::frame::{self, FrameError};
+use milepost_proto::route::{
+    DispatchEvent, DispatchUpdate, DriverEvent, DriverUpdate, FailureReason, Outcome, Parcel,
+    ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, Proof, ProofSummary, Route, Stop,
+    TimeWindow, Update,
+};
 use milepost_proto::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -111,8 +118,8 @@ fn arb_activity() -> impl Strategy<Value = Activity> {
     ]
 }
 
-fn arb_fix() -> impl Strategy<Value = Fix> {
-    (
+fn arb_fix() -> BoxedStrategy<Fix> {
+    ((
         arb_i64(),
         arb_i32(),
         arb_i32(),
@@ -150,11 +157,12 @@ fn arb_fix() -> impl Strategy<Value = Fix> {
                     mock,
                 }
             },
-        )
+        ))
+    .boxed()
 }
 
-fn arb_hello() -> impl Strategy<Value = Hello> {
-    (
+fn arb_hello() -> BoxedStrategy<Hello> {
+    ((
         any::<u16>(),
         arb_string(),
         arb_string(),
@@ -167,11 +175,12 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
             token,
             subject,
             device: DeviceInfo { device_id, app, os },
-        })
+        }))
+    .boxed()
 }
 
-fn arb_query_kind() -> impl Strategy<Value = QueryKind> {
-    prop_oneof![
+fn arb_query_kind() -> BoxedStrategy<QueryKind> {
+    (prop_oneof![
         (arb_i32(), arb_i32(), arb_i32(), arb_i32()).prop_map(|(a, b, c, d)| QueryKind::Within {
             min_lat_e7: a,
             min_lon_e7: b,
@@ -190,16 +199,343 @@ fn arb_query_kind() -> impl Strategy<Value = QueryKind> {
             lon_e7,
             k
         }),
+    ])
+    .boxed()
+}
+
+// Routes, outcomes, updates (the payloads of commands, feeds and pushes).
+
+fn arb_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => -180.0f64..180.0,
+        1 => any::<u64>().prop_map(f64::from_bits),
+        1 => prop_oneof![Just(0.0f64), Just(-0.0f64), Just(f64::NAN), Just(f64::INFINITY)],
     ]
 }
 
-fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
-    prop_oneof![
+fn arb_point() -> impl Strategy<Value = Point> {
+    (arb_f64(), arb_f64()).prop_map(|(lat, lon)| Point { lat, lon })
+}
+
+fn arb_window() -> impl Strategy<Value = TimeWindow> {
+    (arb_i64(), arb_i64()).prop_map(|(start_ms, end_ms)| TimeWindow { start_ms, end_ms })
+}
+
+fn arb_opt_string() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(arb_string())
+}
+
+fn arb_stop() -> BoxedStrategy<Stop> {
+    ((
+        (
+            arb_string(),
+            arb_f64(),
+            arb_f64(),
+            proptest::option::of(arb_f64()),
+        ),
+        vec(
+            (arb_string(), arb_opt_string()).prop_map(|(t, otp)| Parcel {
+                tracking: t.as_str().into(),
+                otp,
+            }),
+            0..3,
+        ),
+        proptest::option::of(arb_window()),
+        proptest::option::of(arb_u32()),
+        proptest::option::of(arb_i64()),
+        vec(arb_point(), 0..3),
+        arb_string(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                (id, lat, lon, radius_m),
+                parcels,
+                window,
+                service_s,
+                planned_arrival_ms,
+                path,
+                instructions,
+                otp_required,
+            )| Stop {
+                id: id.as_str().into(),
+                lat,
+                lon,
+                radius_m,
+                parcels,
+                window,
+                service_s,
+                planned_arrival_ms,
+                path,
+                instructions,
+                otp_required,
+            },
+        ))
+    .boxed()
+}
+
+fn arb_route() -> BoxedStrategy<Route> {
+    ((
+        arb_string(),
+        arb_string(),
+        arb_string(),
+        arb_i64(),
+        proptest::option::of(arb_point()),
+        vec(arb_stop(), 0..3),
+    )
+        .prop_map(
+            |(id, depot, driver, planned_start_ms, start, stops)| Route {
+                id: id.as_str().into(),
+                depot: depot.as_str().into(),
+                driver: DriverId(driver),
+                planned_start_ms,
+                start,
+                stops,
+            },
+        ))
+    .boxed()
+}
+
+fn arb_failure_reason() -> impl Strategy<Value = FailureReason> {
+    proptest::sample::select(vec![
+        FailureReason::RecipientAbsent,
+        FailureReason::AddressNotFound,
+        FailureReason::AccessProblem,
+        FailureReason::Refused,
+        FailureReason::Damaged,
+        FailureReason::Other,
+    ])
+}
+
+fn arb_outcome() -> BoxedStrategy<Outcome> {
+    (prop_oneof![
+        (arb_opt_string(), arb_opt_string(), arb_opt_string()).prop_map(
+            |(photo_sha256, signature_sha256, otp)| Outcome::Delivered {
+                proof: Proof {
+                    photo_sha256,
+                    signature_sha256,
+                    otp,
+                },
+            }
+        ),
+        (arb_failure_reason(), arb_string())
+            .prop_map(|(reason, note)| Outcome::Failed { reason, note }),
+    ])
+    .boxed()
+}
+
+fn arb_parcel_event() -> BoxedStrategy<ParcelEvent> {
+    (prop_oneof![
+        Just(ParcelEvent::OutForDelivery),
+        arb_u32().prop_map(|n| ParcelEvent::StopsAway { n }),
+        (arb_i64(), arb_i64(), arb_i64()).prop_map(|(eta_ms, earliest_ms, latest_ms)| {
+            ParcelEvent::EtaChanged {
+                eta_ms,
+                earliest_ms,
+                latest_ms,
+            }
+        }),
+        Just(ParcelEvent::ArrivingSoon),
+        Just(ParcelEvent::Arrived),
+        (arb_opt_string(), arb_opt_string(), any::<bool>(), arb_i64()).prop_map(
+            |(photo_sha256, signature_sha256, otp_verified, at_ms)| ParcelEvent::Delivered {
+                proof: ProofSummary {
+                    photo_sha256,
+                    signature_sha256,
+                    otp_verified,
+                },
+                at_ms,
+            }
+        ),
+        (arb_failure_reason(), arb_string())
+            .prop_map(|(reason, note)| ParcelEvent::Failed { reason, note }),
+        (arb_i64(), arb_i64()).prop_map(|(eta_ms, window_end_ms)| ParcelEvent::Delayed {
+            eta_ms,
+            window_end_ms
+        }),
+    ])
+    .boxed()
+}
+
+fn arb_parcel_update() -> BoxedStrategy<ParcelUpdate> {
+    ((arb_string(), arb_i64(), arb_parcel_event()).prop_map(|(t, fix_t_ms, kind)| ParcelUpdate {
+        tracking: t.as_str().into(),
+        fix_t_ms,
+        kind,
+    }))
+    .boxed()
+}
+
+fn arb_dispatch_event() -> BoxedStrategy<DispatchEvent> {
+    (prop_oneof![
+        Just(DispatchEvent::RouteStarted),
+        (arb_u32(), arb_u32())
+            .prop_map(|(delivered, failed)| DispatchEvent::RouteFinished { delivered, failed }),
+        (arb_u32(), any::<bool>())
+            .prop_map(|(idle_s, no_fix)| DispatchEvent::DriverStalled { idle_s, no_fix }),
+        (arb_string(), arb_u32()).prop_map(|(s, minutes)| DispatchEvent::RunningLate {
+            stop: s.as_str().into(),
+            minutes
+        }),
+        (arb_string(), arb_failure_reason()).prop_map(|(s, reason)| {
+            DispatchEvent::AttemptFailed {
+                stop: s.as_str().into(),
+                reason,
+            }
+        }),
+        arb_f32().prop_map(|distance_m| DispatchEvent::OffRoute { distance_m }),
+        Just(DispatchEvent::BackOnRoute),
+        (arb_string(), arb_i64()).prop_map(|(s, at_ms)| DispatchEvent::StopArrived {
+            stop: s.as_str().into(),
+            at_ms
+        }),
+        (arb_string(), arb_u32()).prop_map(|(s, dwell_s)| DispatchEvent::StopDeparted {
+            stop: s.as_str().into(),
+            dwell_s
+        }),
+        arb_string().prop_map(|s| DispatchEvent::StopPassed {
+            stop: s.as_str().into()
+        }),
+        Just(DispatchEvent::DriverMoving),
+    ])
+    .boxed()
+}
+
+fn arb_driver_update() -> BoxedStrategy<DriverUpdate> {
+    let kind = prop_oneof![
+        Just(DriverEvent::RouteAssigned),
+        vec(arb_string(), 0..4).prop_map(|o| DriverEvent::Resequenced {
+            order: o.iter().map(|s| s.as_str().into()).collect()
+        }),
+        (arb_string(), arb_string(), arb_string()).prop_map(|(s, t, text)| {
+            DriverEvent::Instructions {
+                stop: s.as_str().into(),
+                tracking: t.as_str().into(),
+                text,
+            }
+        }),
+    ];
+    ((arb_string(), arb_string(), kind).prop_map(|(d, r, kind)| DriverUpdate {
+        driver: DriverId(d),
+        route_id: r.as_str().into(),
+        kind,
+    }))
+    .boxed()
+}
+
+fn arb_update() -> BoxedStrategy<Update> {
+    (prop_oneof![
+        arb_parcel_update().prop_map(Update::Parcel),
+        (arb_string(), arb_string(), arb_i64(), arb_dispatch_event()).prop_map(
+            |(r, d, fix_t_ms, kind)| Update::Dispatch(DispatchUpdate {
+                route_id: r.as_str().into(),
+                driver: DriverId(d),
+                fix_t_ms,
+                kind,
+            })
+        ),
+        arb_driver_update().prop_map(Update::Driver),
+    ])
+    .boxed()
+}
+
+fn arb_parcel_status() -> BoxedStrategy<ParcelStatus> {
+    ((
+        (arb_string(), arb_string(), arb_string()),
+        proptest::sample::select(vec![
+            ParcelState::Planned,
+            ParcelState::OutForDelivery,
+            ParcelState::ArrivingSoon,
+            ParcelState::Arrived,
+            ParcelState::Delivered,
+            ParcelState::Failed,
+        ]),
+        proptest::option::of(arb_u32()),
+        (
+            proptest::option::of(arb_i64()),
+            proptest::option::of(arb_i64()),
+            proptest::option::of(arb_i64()),
+        ),
+        proptest::option::of(arb_window()),
+        proptest::option::of(arb_parcel_update()),
+    )
+        .prop_map(
+            |(
+                (t, r, s),
+                state,
+                stops_away,
+                (eta_ms, earliest_ms, latest_ms),
+                window,
+                last_event,
+            )| {
+                ParcelStatus {
+                    tracking: t.as_str().into(),
+                    route_id: r.as_str().into(),
+                    stop: s.as_str().into(),
+                    state,
+                    stops_away,
+                    eta_ms,
+                    earliest_ms,
+                    latest_ms,
+                    window,
+                    last_event,
+                }
+            },
+        ))
+    .boxed()
+}
+
+fn arb_command_kind() -> BoxedStrategy<CommandKind> {
+    (prop_oneof![
+        arb_route().prop_map(CommandKind::AssignRoute),
+        (arb_string(), vec(arb_string(), 0..4)).prop_map(|(r, o)| CommandKind::Resequence {
+            route_id: r.as_str().into(),
+            order: o.iter().map(|s| s.as_str().into()).collect(),
+        }),
+        (arb_string(), arb_opt_string(), arb_outcome()).prop_map(|(s, t, outcome)| {
+            CommandKind::ReportOutcome {
+                stop: s.as_str().into(),
+                tracking: t.map(|t| t.as_str().into()),
+                outcome,
+            }
+        }),
+        (arb_string(), arb_string()).prop_map(|(t, text)| CommandKind::SetInstructions {
+            tracking: t.as_str().into(),
+            text,
+        }),
+        arb_string().prop_map(|t| CommandKind::ParcelStatus {
+            tracking: t.as_str().into()
+        }),
+    ])
+    .boxed()
+}
+
+fn arb_feed_target() -> BoxedStrategy<FeedTarget> {
+    (prop_oneof![
+        arb_string().prop_map(|t| FeedTarget::Parcel(t.as_str().into())),
+        Just(FeedTarget::Depot),
+        (arb_i32(), arb_i32(), arb_i32(), arb_i32()).prop_map(|(a, b, c, d)| FeedTarget::Area {
+            min_lat_e7: a,
+            min_lon_e7: b,
+            max_lat_e7: c,
+            max_lon_e7: d,
+        }),
+    ])
+    .boxed()
+}
+
+fn arb_client_msg() -> BoxedStrategy<ClientMsg> {
+    (prop_oneof![
         arb_hello().prop_map(ClientMsg::Hello),
         (arb_seq(), vec(arb_fix(), 0..6))
             .prop_map(|(first_seq, fixes)| ClientMsg::FixBatch(FixBatch { first_seq, fixes })),
         (arb_u32(), arb_query_kind()).prop_map(|(id, kind)| ClientMsg::Query(Query { id, kind })),
-    ]
+        (arb_u32(), arb_command_kind())
+            .prop_map(|(id, kind)| ClientMsg::Command(Command { id, kind })),
+        (arb_feed_target(), proptest::option::of(arb_u64()))
+            .prop_map(|(target, after)| ClientMsg::Subscribe(Subscribe { target, after })),
+    ])
+    .boxed()
 }
 
 fn arb_error_code() -> impl Strategy<Value = ErrorCode> {
@@ -210,19 +546,20 @@ fn arb_reject_reason() -> impl Strategy<Value = RejectReason> {
     proptest::sample::select(RejectReason::ALL.to_vec())
 }
 
-fn arb_driver_position() -> impl Strategy<Value = DriverPosition> {
-    (arb_string(), arb_seq(), arb_fix(), arb_f32()).prop_map(|(driver, seq, fix, distance_m)| {
+fn arb_driver_position() -> BoxedStrategy<DriverPosition> {
+    ((arb_string(), arb_seq(), arb_fix(), arb_f32()).prop_map(|(driver, seq, fix, distance_m)| {
         DriverPosition {
             driver: DriverId(driver),
             seq,
             fix,
             distance_m,
         }
-    })
+    }))
+    .boxed()
 }
 
-fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
-    prop_oneof![
+fn arb_server_msg() -> BoxedStrategy<ServerMsg> {
+    (prop_oneof![
         (arb_i64(), arb_u32(), arb_u32(), arb_u32(), arb_seq()).prop_map(
             |(server_time_ms, max_frame, max_batch, max_fixes_per_s, watermark)| {
                 ServerMsg::Welcome(Welcome {
@@ -265,7 +602,28 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
                 truncated
             })
         ),
-    ]
+        arb_u32().prop_map(|id| ServerMsg::Done { id }),
+        (arb_u32(), arb_parcel_status())
+            .prop_map(|(id, status)| ServerMsg::ParcelStatus { id, status }),
+        arb_driver_update().prop_map(ServerMsg::Push),
+        (
+            arb_u64(),
+            proptest::option::of(arb_parcel_status()),
+            vec(arb_driver_position(), 0..3)
+        )
+            .prop_map(|(offset, parcel, positions)| {
+                ServerMsg::FeedSnapshot(FeedSnapshot {
+                    offset,
+                    parcel,
+                    positions,
+                })
+            }),
+        (arb_u64(), arb_update())
+            .prop_map(|(offset, update)| ServerMsg::FeedEvent { offset, update }),
+        arb_driver_position().prop_map(ServerMsg::FeedPosition),
+        Just(ServerMsg::FeedResync),
+    ])
+    .boxed()
 }
 
 fn arb_datagram() -> impl Strategy<Value = ClientDatagram> {
@@ -370,6 +728,8 @@ fn decode_everything(bytes: &[u8]) {
     let _ = decode::<Fix>(bytes);
     let _ = decode::<milepost_proto::route::Update>(bytes);
     let _ = decode::<milepost_proto::route::Route>(bytes);
+    let _ = decode::<Outcome>(bytes);
+    let _ = decode::<ParcelStatus>(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,7 +808,7 @@ proptest! {
     /// reach deeper into the decoders than uniformly random bytes.
     #[test]
     fn arbitrary_bytes_after_a_variant_index_never_panic(
-        index in 0u8..5,
+        index in 0u8..12,
         rest in vec(prop_oneof![any::<u8>(), Just(0u8), Just(1u8), Just(0xfbu8), Just(0xfcu8), Just(0xfdu8)], 0..120),
     ) {
         let mut bytes = vec![index];
@@ -542,5 +902,12 @@ fn hostile_lengths_are_refused() {
     // Ack with 2^32 rejections.
     let mut bytes = vec![0x01, 0x01, 0x01, 0x00, 0xfd];
     bytes.extend_from_slice(&(1u64 << 32).to_le_bytes());
+    assert!(decode::<ServerMsg>(&bytes).is_err());
+    // Resequence with 2^64 - 1 stop ids.
+    let mut bytes = vec![0x03, 0x01, 0x01, 0x01, b'R', 0xfd];
+    bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert!(decode::<ClientMsg>(&bytes).is_err());
+    // FeedSnapshot with 2^32 - 1 positions.
+    let bytes = [0x07, 0x00, 0x00, 0xfc, 0xff, 0xff, 0xff, 0xff];
     assert!(decode::<ServerMsg>(&bytes).is_err());
 }

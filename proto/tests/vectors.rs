@@ -20,8 +20,8 @@ use std::fmt::Debug;
 
 use milepost_proto::frame;
 use milepost_proto::route::{
-    FailureReason, Outcome, Parcel, ParcelEvent, ParcelUpdate, Point, Route, Stop, TimeWindow,
-    Update,
+    DriverEvent, DriverUpdate, FailureReason, Outcome, Parcel, ParcelEvent, ParcelState,
+    ParcelStatus, ParcelUpdate, Point, Proof, Route, Stop, TimeWindow, Update,
 };
 use milepost_proto::*;
 use serde::de::DeserializeOwned;
@@ -229,6 +229,165 @@ fn outcome_failed() -> Outcome {
     }
 }
 
+fn command_assign_route() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 7,
+        kind: CommandKind::AssignRoute(route()),
+    })
+}
+
+fn command_resequence() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 8,
+        kind: CommandKind::Resequence {
+            route_id: "R-17".into(),
+            order: vec!["S2".into(), "S1".into()],
+        },
+    })
+}
+
+fn command_report_outcome() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 9,
+        kind: CommandKind::ReportOutcome {
+            stop: "S1".into(),
+            tracking: Some("T1".into()),
+            outcome: Outcome::Delivered {
+                proof: Proof {
+                    photo_sha256: None,
+                    signature_sha256: None,
+                    otp: Some("4711".into()),
+                },
+            },
+        },
+    })
+}
+
+fn command_set_instructions() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 10,
+        kind: CommandKind::SetInstructions {
+            tracking: "T1".into(),
+            text: "leave at the door".into(),
+        },
+    })
+}
+
+fn command_parcel_status() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 11,
+        kind: CommandKind::ParcelStatus {
+            tracking: "T1".into(),
+        },
+    })
+}
+
+fn subscribe_parcel() -> ClientMsg {
+    ClientMsg::Subscribe(Subscribe {
+        target: FeedTarget::Parcel("T1".into()),
+        after: None,
+    })
+}
+
+fn subscribe_depot() -> ClientMsg {
+    ClientMsg::Subscribe(Subscribe {
+        target: FeedTarget::Depot,
+        after: Some(42),
+    })
+}
+
+fn subscribe_area() -> ClientMsg {
+    ClientMsg::Subscribe(Subscribe {
+        target: FeedTarget::Area {
+            min_lat_e7: 533_000_000,
+            min_lon_e7: -63_000_000,
+            max_lat_e7: 534_000_000,
+            max_lon_e7: -62_000_000,
+        },
+        after: None,
+    })
+}
+
+fn done() -> ServerMsg {
+    ServerMsg::Done { id: 7 }
+}
+
+fn eta_update() -> ParcelUpdate {
+    match update_eta() {
+        Update::Parcel(p) => p,
+        _ => unreachable!(),
+    }
+}
+
+fn parcel_status_answer() -> ServerMsg {
+    ServerMsg::ParcelStatus {
+        id: 11,
+        status: ParcelStatus {
+            tracking: "T1".into(),
+            route_id: "R-17".into(),
+            stop: "S1".into(),
+            state: ParcelState::OutForDelivery,
+            stops_away: Some(2),
+            eta_ms: Some(1_717_004_000_000),
+            earliest_ms: Some(1_717_003_700_000),
+            latest_ms: Some(1_717_004_300_000),
+            window: Some(TimeWindow {
+                start_ms: 1_717_003_600_000,
+                end_ms: 1_717_007_200_000,
+            }),
+            last_event: Some(eta_update()),
+        },
+    }
+}
+
+fn live_position(seq: u64) -> DriverPosition {
+    DriverPosition {
+        driver: DriverId::from("drv-42"),
+        seq: Seq(seq),
+        fix: fix_minimal(),
+        distance_m: 0.0,
+    }
+}
+
+fn feed_snapshot() -> ServerMsg {
+    ServerMsg::FeedSnapshot(FeedSnapshot {
+        offset: 3,
+        parcel: None,
+        positions: vec![live_position(1001)],
+    })
+}
+
+fn feed_event() -> ServerMsg {
+    ServerMsg::FeedEvent {
+        offset: 4,
+        update: update_eta(),
+    }
+}
+
+fn feed_position() -> ServerMsg {
+    ServerMsg::FeedPosition(live_position(1002))
+}
+
+fn push_instructions() -> ServerMsg {
+    ServerMsg::Push(DriverUpdate {
+        driver: "drv-42".into(),
+        route_id: "R-17".into(),
+        kind: DriverEvent::Instructions {
+            stop: "S1".into(),
+            tracking: "T1".into(),
+            text: "leave at the door".into(),
+        },
+    })
+}
+
+fn push_route_assigned() -> ServerMsg {
+    ServerMsg::Push(DriverUpdate {
+        driver: "drv-42".into(),
+        route_id: "R-17".into(),
+        kind: DriverEvent::RouteAssigned,
+    })
+}
+
 /// What a vector's bytes are, and the value they encode.
 enum Expected {
     Fix(Fix),
@@ -334,6 +493,38 @@ fn vectors() -> BTreeMap<&'static str, Expected> {
         ("route", Expected::Route(route())),
         ("update-eta", Expected::Update(update_eta())),
         ("outcome-failed", Expected::Outcome(outcome_failed())),
+        (
+            "command-assign-route",
+            Expected::Client(command_assign_route()),
+        ),
+        ("command-resequence", Expected::Client(command_resequence())),
+        (
+            "command-report-outcome",
+            Expected::Client(command_report_outcome()),
+        ),
+        (
+            "command-set-instructions",
+            Expected::Client(command_set_instructions()),
+        ),
+        (
+            "command-parcel-status",
+            Expected::Client(command_parcel_status()),
+        ),
+        ("subscribe-parcel", Expected::Client(subscribe_parcel())),
+        ("subscribe-depot", Expected::Client(subscribe_depot())),
+        ("subscribe-area", Expected::Client(subscribe_area())),
+        ("done", Expected::Server(done())),
+        ("parcelstatus", Expected::Server(parcel_status_answer())),
+        ("feed-snapshot", Expected::Server(feed_snapshot())),
+        ("feed-event", Expected::Server(feed_event())),
+        ("feed-position", Expected::Server(feed_position())),
+        ("feed-resync", Expected::Server(ServerMsg::FeedResync)),
+        ("push", Expected::Server(push_instructions())),
+        (
+            "push-route-assigned",
+            Expected::Server(push_route_assigned()),
+        ),
+        ("frame-push", Expected::ServerFrame(push_route_assigned())),
     ])
 }
 
@@ -494,6 +685,54 @@ fn the_document_covers_every_message_and_variant() {
     )));
     assert!(has(&|e| matches!(e, Expected::ClientFrame(_))));
     assert!(has(&|e| matches!(e, Expected::ServerFrame(_))));
+    // Every command kind, every feed target, every server answer and feed frame.
+    for k in 0..5 {
+        assert!(
+            has(&|e| matches!(e, Expected::Client(ClientMsg::Command(c))
+            if matches!((&c.kind, k),
+                (CommandKind::AssignRoute(_), 0)
+                | (CommandKind::Resequence { .. }, 1)
+                | (CommandKind::ReportOutcome { .. }, 2)
+                | (CommandKind::SetInstructions { .. }, 3)
+                | (CommandKind::ParcelStatus { .. }, 4)))),
+            "command kind {k}"
+        );
+    }
+    for k in 0..3 {
+        assert!(
+            has(&|e| matches!(e, Expected::Client(ClientMsg::Subscribe(s))
+            if matches!((&s.target, k),
+                (FeedTarget::Parcel(_), 0) | (FeedTarget::Depot, 1) | (FeedTarget::Area { .. }, 2)))),
+            "feed target {k}"
+        );
+    }
+    assert!(has(&|e| matches!(
+        e,
+        Expected::Server(ServerMsg::Done { .. })
+    )));
+    assert!(has(&|e| matches!(
+        e,
+        Expected::Server(ServerMsg::ParcelStatus { status, .. }) if status.last_event.is_some()
+    )));
+    assert!(has(
+        &|e| matches!(e, Expected::Server(ServerMsg::FeedSnapshot(s)) if !s.positions.is_empty())
+    ));
+    assert!(has(&|e| matches!(
+        e,
+        Expected::Server(ServerMsg::FeedEvent {
+            update: Update::Parcel(_),
+            ..
+        })
+    )));
+    assert!(has(&|e| matches!(
+        e,
+        Expected::Server(ServerMsg::FeedPosition(_))
+    )));
+    assert!(has(&|e| matches!(
+        e,
+        Expected::Server(ServerMsg::FeedResync)
+    )));
+    assert!(has(&|e| matches!(e, Expected::Server(ServerMsg::Push(_)))));
     // The all-optional-fields fix really has every option set.
     let f = fix_full();
     assert!(
@@ -916,13 +1155,29 @@ fn enums_are_variant_index_then_fields() {
         })),
         [0x01, 0x01, 0x00]
     );
+    // The first index past the last variant (ClientMsg has 5 variants, ServerMsg 11), followed
+    // by enough bytes that the error cannot be a truncation.
     assert!(
-        decode::<ClientMsg>(&[0x03]).is_err(),
+        decode::<ClientMsg>(&[0x05, 0, 0, 0, 0]).is_err(),
         "unknown ClientMsg variant"
     );
     assert!(
-        decode::<ServerMsg>(&[0x04]).is_err(),
+        decode::<ServerMsg>(&[0x0b, 0, 0, 0, 0]).is_err(),
         "unknown ServerMsg variant"
+    );
+    // The last known variants decode (FeedResync has no fields).
+    assert_eq!(decode::<ServerMsg>(&[0x0a]).unwrap(), ServerMsg::FeedResync);
+    assert!(
+        decode::<ClientMsg>(&[0x04, 0x01, 0x00]).is_ok(),
+        "Subscribe Depot, after None"
+    );
+    assert!(
+        decode::<ClientMsg>(&[0x04, 0x03, 0x00]).is_err(),
+        "unknown FeedTarget"
+    );
+    assert!(
+        decode::<ClientMsg>(&[0x03, 0x01, 0x05, 0x02, b'T', b'1']).is_err(),
+        "unknown CommandKind"
     );
     assert!(
         decode::<ClientDatagram>(&[0x01]).is_err(),

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use milepost_proto::route::{DepotId, Update};
-use milepost_proto::DriverId;
+use milepost_proto::{DriverId, Fix, Seq};
 
 use crate::config::FeedConfig;
 use crate::feed::{FeedKey, FeedStore};
@@ -101,13 +101,18 @@ impl FleetState {
                 self.ledger.apply(rec);
                 let mut pos = lock(&self.positions);
                 let mut core = lock(&self.core);
-                let mut moved = false;
+                // Only the batch's newest fix can become the live position: one R-tree move
+                // per batch, not per fix (this matters most when recovery replays a backlog).
+                let mut newest: Option<(Seq, &Fix)> = None;
                 for e in entries {
                     if let BatchEntry::Accepted { seq, fix } = e {
-                        moved |= pos.update(driver, depot, *seq, fix) != UpdateOutcome::Stale;
+                        if newest.is_none_or(|(_, n)| fix.t_ms > n.t_ms) {
+                            newest = Some((*seq, fix));
+                        }
                         core.on_fix(driver, fix, out);
                     }
                 }
+                let moved = newest.is_some_and(|(seq, fix)| pos.update(driver, depot, seq, fix) != UpdateOutcome::Stale);
                 if moved {
                     touched.push((FeedKey::Driver(driver.clone()), None));
                     touched.push((FeedKey::DepotPositions(DepotId(depot.clone())), Some(driver.clone())));

@@ -56,6 +56,8 @@ pub struct ApplierParts {
     pub commits: Receiver<Vec<Committed>>,
     /// First record number it will see.
     pub next_lsn: u64,
+    /// Records recovery replayed from the log (not yet in any snapshot).
+    pub replayed: u64,
     /// Snapshot and retention settings.
     pub cfg: LogConfig,
     /// Where snapshots go.
@@ -112,7 +114,7 @@ fn run(
     let mut next = p.next_lsn;
     let mut out = Vec::new();
     let mut touched = Vec::new();
-    let mut since_snapshot = 0u64;
+    let mut since_snapshot = p.replayed;
     let mut last_snapshot = Instant::now();
     let mut last_tick = Instant::now();
     let publish = |out: &mut Vec<Update>| {

@@ -185,21 +185,7 @@ impl Feed {
 
     /// The parcel's driver's position, if the privacy rule lets the recipient see it now.
     fn visible_driver(&mut self, shared: &Shared, status: &ParcelStatus) -> Option<DriverPosition> {
-        let rule = &shared.cfg.feed;
-        if matches!(status.state, ParcelState::Delivered | ParcelState::Failed | ParcelState::Planned) {
-            return None;
-        }
-        let view = lock(&shared.state.core).route_view(&status.route_id)?;
-        // "Minutes away" counts from the driver's newest fix, the time the ETA was made at.
-        let base_ms = view.last_fix_t_ms.unwrap_or_else(|| shared.now_ms());
-        let near_stops = status.stops_away.is_some_and(|n| n <= rule.position_stops);
-        let near_time = status
-            .eta_ms
-            .is_some_and(|eta| eta - base_ms <= rule.position_minutes as i64 * 60_000);
-        if !(near_stops || near_time) {
-            return None;
-        }
-        let driver = view.driver;
+        let driver = visible_driver(shared, status)?;
         if self.driver.as_ref() != Some(&driver) {
             shared.hub.register(FeedKey::Driver(driver.clone()), &self.mailbox);
             self.driver = Some(driver.clone());
@@ -239,6 +225,29 @@ impl Feed {
         }
         Ok(())
     }
+}
+
+/// The privacy rule: the driver whose position the recipient of a parcel in `status` may see
+/// now, if any. Only while the parcel is on its way (not planned, delivered or failed), and only
+/// once the stop is near, by stops (`feed.position_stops`) or by ETA (`feed.position_minutes`,
+/// counted from the driver's newest fix, the time the ETA was made at). Shared by the QUIC feed
+/// and the web pages, so both show exactly the same thing.
+pub fn visible_driver(shared: &Shared, status: &ParcelStatus) -> Option<DriverId> {
+    let rule = &shared.cfg.feed;
+    if matches!(status.state, ParcelState::Delivered | ParcelState::Failed | ParcelState::Planned) {
+        return None;
+    }
+    let view = lock(&shared.state.core).route_view(&status.route_id)?;
+    // "Minutes away" counts from the driver's newest fix, the time the ETA was made at.
+    let base_ms = view.last_fix_t_ms.unwrap_or_else(|| shared.now_ms());
+    let near_stops = status.stops_away.is_some_and(|n| n <= rule.position_stops);
+    let near_time = status
+        .eta_ms
+        .is_some_and(|eta| eta - base_ms <= rule.position_minutes as i64 * 60_000);
+    if !(near_stops || near_time) {
+        return None;
+    }
+    Some(view.driver)
 }
 
 fn in_area(area: &Option<Area>, p: &DriverPosition) -> bool {

@@ -150,6 +150,8 @@ pub struct Gateway {
     pub local_addr: SocketAddr,
     /// The admin HTTP listener's address, when it runs.
     pub admin_addr: Option<SocketAddr>,
+    /// The web listener's address (tracking pages, dispatcher map), when it runs.
+    pub web_addr: Option<SocketAddr>,
     /// The development CA clients should trust, when one was made.
     pub dev_ca: Option<PathBuf>,
     /// What recovery found.
@@ -212,6 +214,7 @@ impl Gateway {
             state: state.clone(),
             commits,
             next_lsn: recovery.next_lsn,
+            replayed: recovery.records,
             cfg: cfg.log.clone(),
             snapshot_dir,
             log_dir: log_dir.clone(),
@@ -273,12 +276,21 @@ impl Gateway {
         if let Some(a) = admin {
             a.ready(shared.clone(), shutdown_rx.clone());
         }
+        let web_addr = match shared.cfg.web.listen {
+            Some(addr) => Some(
+                crate::web::start(addr, shared.clone(), shutdown_rx.clone())
+                    .await
+                    .map_err(io_err(format!("web listener {addr}")))?,
+            ),
+            None => None,
+        };
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), shutdown_rx.clone()));
         tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx.clone()));
         tokio::spawn(commands::push_hub(shared.clone(), shutdown_rx));
         Ok(Gateway {
             local_addr,
             admin_addr,
+            web_addr,
             dev_ca,
             recovery,
             shared,

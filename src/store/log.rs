@@ -163,7 +163,7 @@ impl LogReader {
                     lsn += 1;
                     return Ok(());
                 }
-                match milepost_proto::decode::<LogRecord>(payload) {
+                match milepost_proto::codec::decode_trusted::<LogRecord>(payload) {
                     Ok(rec) => {
                         f(lsn, rec);
                         lsn += 1;

@@ -141,7 +141,7 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     if crc32fast::hash(payload) != crc {
         return Err(corrupt("CRC mismatch"));
     }
-    milepost_proto::decode(payload).map_err(|e| corrupt(&format!("undecodable: {e}")))
+    milepost_proto::codec::decode_trusted(payload).map_err(|e| corrupt(&format!("undecodable: {e}")))
 }
 
 /// The newest readable snapshot in `dir`, skipping damaged ones (with a warning).
@@ -153,4 +153,36 @@ pub fn newest(dir: &Path) -> Result<Option<Snapshot>, LogError> {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeedConfig;
+    use crate::fleet::engine::CoreConfig;
+    use crate::fleet::state::FleetState;
+    use crate::store::{BatchEntry, LogRecord};
+
+    #[test]
+    fn a_snapshot_reads_back_what_was_written() {
+        let state = FleetState::new(CoreConfig::default(), &FeedConfig::default());
+        let rec = LogRecord::Batch {
+            driver: DriverId::from("d1"),
+            depot: "x".into(),
+            received_ms: 1,
+            entries: vec![BatchEntry::Accepted { seq: Seq(1), fix: Fix::from_degrees(5, 38.9, -77.0, 5.0) }],
+        };
+        state.apply(&rec, &mut Vec::new(), &mut Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = state.snapshot(dir.path(), 1, 7).unwrap();
+        let snap = read(&path).unwrap();
+        assert_eq!((snap.lsn_next, snap.taken_ms, snap.ledger.len(), snap.positions.len()), (1, 7, 1, 1));
+        // A flipped byte is caught by the CRC, and `newest` then finds nothing usable.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read(&path).is_err());
+        assert!(newest(dir.path()).unwrap().is_none());
+    }
 }
