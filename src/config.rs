@@ -146,6 +146,9 @@ pub struct LogConfig {
     pub snapshot_every_s: u64,
     /// Log segments older than this many seconds are deleted once a snapshot covers them.
     pub retention_s: u64,
+    /// Routes finished longer ago than this many seconds leave the live state: their final
+    /// view is appended to `DATA_DIR/archive/routes.jsonl` and their parcels' feeds are dropped.
+    pub archive_routes_after_s: u64,
     /// The log never grows past this many bytes: beyond it, fixes are refused with `DiskFull`
     /// (phones keep them) until retention frees space. Running out of real disk space is
     /// handled the same way.
@@ -212,6 +215,7 @@ impl Default for LogConfig {
             snapshot_every_records: 100_000,
             snapshot_every_s: 300,
             retention_s: 7 * 24 * 3600,
+            archive_routes_after_s: 24 * 3600,
             max_disk_bytes: 64 << 30,
         }
     }

@@ -18,13 +18,14 @@ use milepost_proto::DriverId;
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 
 fn config(dir: &Path, listen: SocketAddr) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = listen;
-    cfg.data_dir = dir.to_owned();
-    cfg.secret = Some(SECRET.into());
-    // Tests run in parallel: no fixed admin port.
-    cfg.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg
+    Config {
+        listen,
+        data_dir: dir.to_owned(),
+        secret: Some(SECRET.into()),
+        // Tests run in parallel: no fixed admin port.
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    }
 }
 
 /// A synthetic drive: 10 m/s due north near Washington DC, one point a second for 10 minutes.
@@ -86,7 +87,10 @@ async fn drivers_with_offline_periods_and_migrations_store_every_fix_once() {
     // A network switch keeps the connection: only offline periods end sessions.
     assert_eq!(r.conn_lost, 0, "a migration lost its connection: {r:?}");
     assert_eq!(r.reconnects, r.offline_periods);
-    assert!(r.backlog_age.count > 0, "offline fixes were not measured apart");
+    assert!(
+        r.backlog_age.count > 0,
+        "offline fixes were not measured apart"
+    );
     assert!(r.latency.count > 0 && r.window.acked > 0);
 
     let stats = &gw.shared().stats;

@@ -171,3 +171,52 @@ async fn assign_drive_follow_instruct_deliver_restart() {
     assert_eq!(status(&mut dispatch, "MP100000001").await.state, ParcelState::Delivered);
     let _ = TrackingNumber::from("unused");
 }
+
+#[tokio::test]
+async fn finished_routes_are_archived_and_stay_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(dir.path());
+    cfg.log.archive_routes_after_s = 0;
+    let gw = milepost::server::Gateway::start(cfg.clone()).await.unwrap();
+    let ca = gw.dev_ca.clone().unwrap();
+    let t = TestGateway { gw, dir, ca };
+    let mut dispatch = t.dispatcher("north").await;
+    dispatch.command(1, CommandKind::AssignRoute(route())).await.unwrap();
+    let mut driver = t.driver("D1", "north").await;
+    // Leave the depot, then report every stop failed: the route is finished.
+    let r = route();
+    let start = r.start.unwrap();
+    let mut t0 = now_ms() - 1_800_000;
+    let fixes = drive_to(&[(start.lat, start.lon), (r.stops[0].lat, r.stops[0].lon)], &mut t0, 30);
+    driver.batch(Seq(1), fixes).await.unwrap();
+    for stop in ["S1", "S2", "S3"] {
+        let outcome = Outcome::Failed { reason: milepost_proto::route::FailureReason::RecipientAbsent, note: String::new() };
+        driver
+            .command(2, CommandKind::ReportOutcome { stop: stop.into(), tracking: None, outcome })
+            .await
+            .unwrap();
+    }
+    // Finished routes leave the live state once archived.
+    let mut archived = 0;
+    for _ in 0..50 {
+        archived = milepost::server::archive::archive_once(t.gw.shared()).await.unwrap();
+        if archived > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(archived, 1, "the finished route was archived");
+    let line = std::fs::read_to_string(t.dir.path().join("archive/routes.jsonl")).unwrap();
+    assert!(line.contains("R-2026-02-16-017"), "{line}");
+    let err = dispatch.command(3, CommandKind::ParcelStatus { tracking: "MP100000001".into() }).await;
+    assert_eq!(code(err), Some(ErrorCode::NotFound));
+    // And recovery agrees (the archiving is in the log).
+    driver.close();
+    dispatch.close();
+    let TestGateway { gw, dir, .. } = t;
+    gw.shutdown().await;
+    let t = common::start_in(dir).await;
+    let mut dispatch = t.dispatcher("north").await;
+    let err = dispatch.command(3, CommandKind::ParcelStatus { tracking: "MP100000001".into() }).await;
+    assert_eq!(code(err), Some(ErrorCode::NotFound));
+}

@@ -97,6 +97,14 @@ impl FeedStore {
         self.route_depot.insert(route.clone(), depot.clone());
     }
 
+    /// Drops an archived route's parcel feeds (their history is in the archive).
+    pub fn forget_route(&mut self, route: &milepost_proto::route::Route) {
+        for p in route.stops.iter().flat_map(|s| &s.parcels) {
+            self.parcels.remove(&p.tracking);
+        }
+        self.route_depot.remove(&route.id);
+    }
+
     /// The depot of a route.
     pub fn depot_of(&self, route: &RouteId) -> Option<&DepotId> {
         self.route_depot.get(route)

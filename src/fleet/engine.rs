@@ -224,6 +224,18 @@ impl FleetCore {
         Some(run.plan)
     }
 
+    /// Routes that finished before `t_ms` (candidates for archiving).
+    pub fn finished_before(&self, t_ms: i64) -> Vec<RouteId> {
+        let mut ids: Vec<RouteId> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.finished_ms.is_some_and(|f| f < t_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Gives route `id` a new stop order (the same stops, each once).
     ///
     /// # Errors

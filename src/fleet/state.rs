@@ -150,6 +150,16 @@ impl FleetState {
                     Err(e) => refused(&e),
                 }
             }
+            LogRecord::RoutesArchived { routes, .. } => {
+                let mut core = lock(&self.core);
+                let mut feed = lock(&self.feed);
+                for id in routes {
+                    if let Some(plan) = core.remove_route(id) {
+                        feed.forget_route(&plan);
+                    }
+                }
+                None
+            }
             LogRecord::InstructionsSet { tracking, text, .. } => {
                 match lock(&self.core).set_instructions(tracking, text) {
                     Ok(u) => {

@@ -147,7 +147,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let gap_ms = Duration::from(args.split_gap).as_millis() as i64;
     let traces = split_at_gaps(traces, gap_ms.max(1), 10);
     if traces.is_empty() {
-        bail!("no trace of at least 10 points after splitting at {} gaps", args.split_gap);
+        bail!(
+            "no trace of at least 10 points after splitting at {} gaps",
+            args.split_gap
+        );
     }
     let points: usize = traces.iter().map(|t| t.len()).sum();
 

@@ -163,7 +163,10 @@ pub fn split_at_gaps(traces: Vec<Trace>, gap_ms: i64, min_points: usize) -> Vec<
             .filter(|p| p.len() >= min_points.max(1))
             .collect();
         if keep.len() == 1 {
-            out.extend(keep.into_iter().map(|points| Trace::new(t.id.clone(), points)));
+            out.extend(
+                keep.into_iter()
+                    .map(|points| Trace::new(t.id.clone(), points)),
+            );
         } else {
             for (n, points) in keep.into_iter().enumerate() {
                 out.push(Trace::new(format!("{}#{}", t.id, n + 1), points));
@@ -224,7 +227,9 @@ mod tests {
 
     #[test]
     fn gaps_split_traces() {
-        let mut pts: Vec<TracePoint> = (0..5).map(|i| TracePoint::new(i * 1000, 1.0, 1.0)).collect();
+        let mut pts: Vec<TracePoint> = (0..5)
+            .map(|i| TracePoint::new(i * 1000, 1.0, 1.0))
+            .collect();
         pts.extend((0..3).map(|i| TracePoint::new(1_000_000 + i * 1000, 1.0, 1.0)));
         pts.push(TracePoint::new(9_000_000, 1.0, 1.0));
         let out = split_at_gaps(vec![Trace::new("g", pts)], 60_000, 2);
@@ -243,7 +248,10 @@ mod tests {
             altitude_m: Some(-236.0),
         };
         let f = s.to_fix(7, 0.0, 0.001);
-        assert_eq!((f.speed_mps, f.heading_deg, f.altitude_m), (None, None, Some(-236.0)));
+        assert_eq!(
+            (f.speed_mps, f.heading_deg, f.altitude_m),
+            (None, None, Some(-236.0))
+        );
         assert!(f.lon() < -179.0);
         assert_eq!(f.accuracy_m, DEFAULT_ACCURACY_M);
     }

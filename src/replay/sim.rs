@@ -45,8 +45,8 @@ use tokio::time::Instant;
 use crate::auth::{Claims, Role, TokenKey};
 use crate::client::{ClientEndpoint, ClientError};
 use crate::replay::metrics::{
-    machine_busy_us, proc_sample, Counters, GatewayUsage, Kind, Latencies, ProcSample, ReplayReport, Wire,
-    WindowReport, WireMarks,
+    machine_busy_us, proc_sample, Counters, GatewayUsage, Kind, Latencies, ProcSample,
+    ReplayReport, WindowReport, Wire, WireMarks,
 };
 use crate::replay::playback::{next_recorded, sample};
 use crate::replay::trace::Trace;
@@ -349,11 +349,7 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
             ep
         };
         specs.push(Spec {
-            id: format!(
-                "{}{:05}",
-                cfg.driver_prefix,
-                cfg.first_driver as u64 + i
-            ),
+            id: format!("{}{:05}", cfg.driver_prefix, cfg.first_driver as u64 + i),
             ep,
             trace,
             phase_ms,
@@ -719,11 +715,7 @@ struct Link {
 }
 
 /// Opens a session: QUIC + TLS, then Hello/Welcome on the first bidirectional stream.
-async fn open_link(
-    run: &Run,
-    ep: &ClientEndpoint,
-    id: &str,
-) -> Result<(Link, u64), ClientError> {
+async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u64), ClientError> {
     let cfg = &run.cfg;
     let conn = ep.connect(cfg.server, &cfg.server_name).await?;
     let (mut send, recv) = conn.open_bi().await?;
@@ -898,7 +890,8 @@ impl Driver {
                 // settled; resend it after a back-off.
                 Counters::add(&self.run.c.request_errors, 1);
                 tracing::debug!(driver = %self.s.id, code = %e.code, "batch refused");
-                if let Some((first, count)) = self.link.as_mut().and_then(|l| l.inflight.pop_front())
+                if let Some((first, count)) =
+                    self.link.as_mut().and_then(|l| l.inflight.pop_front())
                 {
                     for seq in first..first + count as u64 {
                         if let Some(slot) = self.slot_mut(seq) {

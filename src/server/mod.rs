@@ -4,6 +4,7 @@
 //!
 //! - [`admin`]: the admin HTTP listener: Prometheus metrics, health and readiness.
 //! - [`applier`]: folds durable records into the fleet state in log order; snapshots.
+//! - [`archive`]: moves long-finished routes out of the live state into an archive file.
 //! - [`commands`]: routes, outcomes, instructions and parcel status over QUIC; driver pushes.
 //! - [`feed`]: serving one feed subscription on its own stream.
 //! - [`guard`]: connection limits per subject, the token deny list, handshake-rate retry.
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod applier;
+pub mod archive;
 pub mod commands;
 pub mod feed;
 pub mod guard;
@@ -286,7 +288,8 @@ impl Gateway {
         };
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), shutdown_rx.clone()));
         tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx.clone()));
-        tokio::spawn(commands::push_hub(shared.clone(), shutdown_rx));
+        tokio::spawn(commands::push_hub(shared.clone(), shutdown_rx.clone()));
+        tokio::spawn(archive::run(shared.clone(), shutdown_rx));
         Ok(Gateway {
             local_addr,
             admin_addr,

@@ -50,6 +50,13 @@ pub enum LogRecord {
         /// Server time, UTC ms.
         at_ms: i64,
     },
+    /// Finished routes moved out of the live state (their final view went to the archive).
+    RoutesArchived {
+        /// The routes.
+        routes: Vec<RouteId>,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
     /// A recipient left delivery instructions.
     InstructionsSet {
         /// The parcel.

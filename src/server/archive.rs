@@ -1,0 +1,61 @@
+//! Archiving finished routes, so that months of operation do not grow the live state.
+//!
+//! Once a minute the archiver looks for routes that finished longer ago than
+//! `log.archive_routes_after_s`, appends their final view (stops, outcomes, ETAs) as JSON lines
+//! to `DATA_DIR/archive/routes.jsonl`, then logs a `RoutesArchived` record; the applier removes
+//! them (and their parcels' feeds) in log order, so recovery reaches the same state. A crash
+//! between the two steps only repeats a line in the archive (at least once).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::fleet::state::lock;
+use crate::server::Shared;
+use crate::store::LogRecord;
+
+/// Runs until `stop` fires.
+pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = archive_once(&shared).await {
+            tracing::warn!(error = %e, "route archiving failed; will retry");
+        }
+    }
+}
+
+/// Archives what is due now; returns how many routes.
+pub async fn archive_once(shared: &Shared) -> std::io::Result<usize> {
+    let horizon = shared.now_ms() - shared.cfg.log.archive_routes_after_s as i64 * 1000;
+    let views: Vec<_> = {
+        let core = lock(&shared.state.core);
+        core.finished_before(horizon).into_iter().filter_map(|id| core.route_view(&id)).collect()
+    };
+    if views.is_empty() {
+        return Ok(0);
+    }
+    let dir = shared.cfg.data_dir.join("archive");
+    std::fs::create_dir_all(&dir)?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("routes.jsonl"))?;
+    for v in &views {
+        let line = serde_json::to_string(v).map_err(std::io::Error::other)?;
+        writeln!(f, "{line}")?;
+    }
+    f.sync_all()?;
+    let routes: Vec<_> = views.into_iter().map(|v| v.route_id).collect();
+    let n = routes.len();
+    let lsn = shared
+        .log
+        .append(Arc::new(LogRecord::RoutesArchived { routes, at_ms: shared.now_ms() }))
+        .await
+        .map_err(std::io::Error::other)?;
+    shared.applied.applied(lsn).await;
+    tracing::info!(routes = n, "archived finished routes");
+    Ok(n)
+}

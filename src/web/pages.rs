@@ -1,0 +1,337 @@
+//! The HTML pages. They are rendered on the server with the current state, so the status line
+//! is on screen with the first response (no script needed to read it); the scripts in `web/`
+//! then keep them live from the event stream. Every piece of text that did not come from this
+//! file (brand name, tracking number, instructions, names, event texts) goes through
+//! [`escape`]; the state handed to the scripts is JSON inside a non-executed
+//! `<script type="application/json">`, with `<`, `>` and `&` escaped so it cannot close it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use milepost_proto::route::{ParcelState, TrackingNumber};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Claims;
+use crate::web::api::{self, ParcelView};
+use crate::web::{
+    asset_version, check_dispatcher, check_parcel, logo_src, page_headers, request_token, token_cookie,
+    valid_tracking, verify, BrandConfig, WebError, WebState,
+};
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON safe to embed in a `<script type="application/json">` block.
+pub fn script_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_else(|_| "null".into())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// The query of a page link.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    /// The token, on the first visit from a link.
+    pub token: Option<String>,
+}
+
+/// The page head and branded header.
+fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str) {
+    let v = asset_version();
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{title} - {name}</title>\
+         <link rel=\"stylesheet\" href=\"/brand.css\"><link rel=\"stylesheet\" href=\"/assets/style.css?v={v}\">\
+         </head><body class=\"{body_class}\"><header class=\"brand\">",
+        title = escape(title),
+        name = escape(&brand.name),
+    );
+    if let Some(src) = logo_src(brand) {
+        let _ = write!(out, "<img class=\"logo\" src=\"{}\" alt=\"\" width=\"32\" height=\"32\">", escape(&src));
+    }
+    let _ = write!(out, "<span class=\"brand-name\">{}</span></header>", escape(&brand.name));
+}
+
+fn html(status: StatusCode, body: String, cookie: Option<HeaderValue>) -> Response {
+    let mut r = (status, Html(body)).into_response();
+    page_headers(r.headers_mut());
+    if let Some(c) = cookie {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+/// A branded error page with the error's status.
+pub fn error_page(brand: Option<&BrandConfig>, e: &WebError) -> Response {
+    let default = BrandConfig::default();
+    let brand = brand.unwrap_or(&default);
+    let (title, hint) = match e {
+        WebError::NoToken | WebError::BadToken(_) => (
+            "Link not valid",
+            "Please open the latest link from your message, or ask the sender for a new one.",
+        ),
+        WebError::WrongRole(_) | WebError::OutOfScope(_) => ("Not available", "This link does not give access to this page."),
+        WebError::NotFound(_) => ("Not found", "We could not find this page or parcel."),
+        _ => ("Something went wrong", "Please try again in a minute."),
+    };
+    let mut out = String::with_capacity(2048);
+    head(&mut out, brand, title, "error");
+    let _ = write!(
+        out,
+        "<main class=\"card error-card\"><h1>{}</h1><p>{}</p><p class=\"muted\">{}</p></main></body></html>",
+        escape(title),
+        escape(hint),
+        escape(&e.to_string())
+    );
+    html(e.status(), out, None)
+}
+
+/// Who the page is for, and the cookie to set when the token came in the link.
+struct PageAuth {
+    claims: Claims,
+    cookie: Option<HeaderValue>,
+}
+
+/// Authenticates a page request: a token in the link (stored in a cookie for the page's
+/// path) or the cookie of an earlier visit.
+fn page_auth(st: &WebState, headers: &HeaderMap, q: &PageQuery, path: &str) -> Result<PageAuth, WebError> {
+    if let Some(t) = q.token.as_deref().filter(|t| !t.is_empty()) {
+        let claims = verify(&st.shared, t)?;
+        let max_age = claims.exp - st.shared.now_ms().div_euclid(1000);
+        let cookie = token_cookie(st.cfg(), t, path, max_age);
+        return Ok(PageAuth { claims, cookie });
+    }
+    let token = request_token(headers).ok_or(WebError::NoToken)?;
+    Ok(PageAuth { claims: verify(&st.shared, &token)?, cookie: None })
+}
+
+/// The bootstrap state the tracking script starts from.
+#[derive(Serialize)]
+struct TrackingBoot<'a> {
+    base: String,
+    view: &'a ParcelView,
+}
+
+/// `GET /t/{tracking}`: the recipient's tracking page.
+pub async fn tracking(
+    State(st): State<Arc<WebState>>,
+    Path(tracking): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let brand = &st.cfg().brand;
+    if !valid_tracking(&tracking) {
+        return error_page(Some(brand), &WebError::NotFound("no such parcel".into()));
+    }
+    let Ok(Query(q)) = q else {
+        return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
+    };
+    let base = format!("/t/{tracking}");
+    let auth = match page_auth(&st, &headers, &q, &base).and_then(|a| check_parcel(&st.shared, &a.claims, &tracking).map(|_| a)) {
+        Ok(a) => a,
+        Err(e) => return error_page(Some(brand), &e),
+    };
+    let Some(view) = api::parcel_view(&st.shared, &TrackingNumber(tracking.clone())) else {
+        return error_page(Some(brand), &WebError::NotFound(format!("no parcel {tracking}")));
+    };
+    html(StatusCode::OK, render_tracking(brand, &tracking, &base, &view), auth.cookie)
+}
+
+fn state_class(s: ParcelState) -> &'static str {
+    match s {
+        ParcelState::Planned => "planned",
+        ParcelState::OutForDelivery => "out",
+        ParcelState::ArrivingSoon => "soon",
+        ParcelState::Arrived => "arrived",
+        ParcelState::Delivered => "delivered",
+        ParcelState::Failed => "failed",
+    }
+}
+
+/// The tracking page's HTML.
+pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &ParcelView) -> String {
+    let s = &view.status;
+    let mut out = String::with_capacity(8 * 1024);
+    head(&mut out, brand, &format!("Parcel {tracking}"), &format!("track state-{}", state_class(s.state)));
+    let _ = write!(
+        out,
+        "<main class=\"track-main\">\
+         <section class=\"card status-card\" aria-live=\"polite\">\
+         <p class=\"tracking\">Parcel <strong id=\"tracking\">{t}</strong></p>\
+         <h1 id=\"status-line\">{line}</h1>\
+         <p id=\"window\" class=\"muted\"{wh}>Promised window: <span id=\"window-text\">{w}</span> (UTC)</p>\
+         <p id=\"conn\" class=\"conn\" hidden></p></section>",
+        t = escape(tracking),
+        line = escape(&s.status_line),
+        w = escape(s.window_text.as_deref().unwrap_or("")),
+        wh = if s.window_text.is_some() { "" } else { " hidden" },
+    );
+    // The driver card.
+    let (dn, dv) = match &s.driver {
+        Some(d) => (escape(&d.first_name), escape(d.vehicle.as_deref().unwrap_or(""))),
+        None => (String::new(), String::new()),
+    };
+    let _ = write!(
+        out,
+        "<section id=\"driver\" class=\"card driver-card\"{h}><p>Your driver: <strong id=\"driver-name\">{dn}</strong>\
+         <span id=\"driver-vehicle\" class=\"muted\">{dv}</span></p></section>",
+        h = if s.driver.is_some() { "" } else { " hidden" },
+    );
+    // The map: filled by the script, only with a position the privacy rule allows.
+    let _ = write!(
+        out,
+        "<section id=\"map-card\" class=\"card map-card\"{h}><h2>Where is my driver?</h2>\
+         <svg id=\"map\" class=\"map small\" viewBox=\"0 0 400 220\" role=\"img\" aria-label=\"Map of the driver and your address\"></svg>\
+         <p id=\"map-note\" class=\"muted\"></p></section>",
+        h = if view.position.is_some() { "" } else { " hidden" },
+    );
+    // Proof of delivery.
+    let mut proof_html = String::new();
+    if let Some(p) = &s.proof {
+        proof_items(&mut proof_html, p);
+    }
+    let _ = write!(
+        out,
+        "<section id=\"proof\" class=\"card proof-card\"{h}><h2>Proof of delivery</h2><ul id=\"proof-list\">{proof_html}</ul></section>",
+        h = if s.proof.is_some() { "" } else { " hidden" },
+    );
+    // Failure.
+    let _ = write!(
+        out,
+        "<section id=\"failure\" class=\"card failure-card\"{h}><h2>Delivery attempt failed</h2><p id=\"failure-text\">{f}</p></section>",
+        h = if s.failure.is_some() { "" } else { " hidden" },
+        f = escape(s.failure.as_deref().unwrap_or("")),
+    );
+    // Timeline, newest first.
+    let _ = write!(out, "<section class=\"card\"><h2>Progress</h2><ol id=\"timeline\" class=\"timeline\">");
+    for m in view.timeline.iter().rev() {
+        let _ = write!(
+            out,
+            "<li class=\"ev-{k}\"><time>{time}</time> <span>{text}</span></li>",
+            k = m.kind,
+            time = escape(&m.time),
+            text = escape(&m.text)
+        );
+    }
+    if view.timeline.is_empty() {
+        out.push_str("<li class=\"empty muted\">Nothing yet: your parcel is planned for delivery.</li>");
+    }
+    out.push_str("</ol></section>");
+    // Instructions for the driver.
+    let open = !matches!(s.state, ParcelState::Delivered | ParcelState::Failed);
+    let _ = write!(
+        out,
+        "<section id=\"instr\" class=\"card\"{h}><h2>Instructions for the driver</h2>\
+         <form id=\"instr-form\"><label for=\"instr-text\" class=\"muted\">Gate code, safe place, \"call on arrival\"...</label>\
+         <textarea id=\"instr-text\" name=\"text\" maxlength=\"1000\" rows=\"3\">{txt}</textarea>\
+         <button type=\"submit\">Send to driver</button> <span id=\"instr-msg\" class=\"muted\" role=\"status\"></span></form></section>",
+        h = if open { "" } else { " hidden" },
+        txt = escape(view.instructions.as_deref().unwrap_or("")),
+    );
+    let boot = TrackingBoot { base: base.to_owned(), view };
+    let v = asset_version();
+    let _ = write!(
+        out,
+        "</main><footer class=\"muted\">Times are UTC.</footer>\
+         <script id=\"boot\" type=\"application/json\">{}</script>\
+         <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/track.js?v={v}\"></script></body></html>",
+        script_json(&boot)
+    );
+    out
+}
+
+fn proof_items(out: &mut String, p: &milepost_proto::route::ProofSummary) {
+    let short = |d: &str| d.chars().take(12).collect::<String>();
+    if let Some(d) = &p.photo_sha256 {
+        let _ = write!(out, "<li>Doorstep photo <code title=\"SHA-256 {}\">{}…</code></li>", escape(d), escape(&short(d)));
+    }
+    if let Some(d) = &p.signature_sha256 {
+        let _ = write!(out, "<li>Signature <code title=\"SHA-256 {}\">{}…</code></li>", escape(d), escape(&short(d)));
+    }
+    if p.otp_verified {
+        out.push_str("<li>Delivery code checked</li>");
+    }
+    if p.photo_sha256.is_none() && p.signature_sha256.is_none() && !p.otp_verified {
+        out.push_str("<li>Handed over</li>");
+    }
+}
+
+/// `GET /dispatch`: the dispatcher map of the token's depot.
+pub async fn dispatch(
+    State(st): State<Arc<WebState>>,
+    headers: HeaderMap,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let brand = &st.cfg().brand;
+    let Ok(Query(q)) = q else {
+        return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
+    };
+    let auth = match page_auth(&st, &headers, &q, "/dispatch").and_then(|a| check_dispatcher(&a.claims).map(|_| a)) {
+        Ok(a) => a,
+        Err(e) => return error_page(Some(brand), &e),
+    };
+    html(StatusCode::OK, render_dispatch(brand, &auth.claims.depot), auth.cookie)
+}
+
+/// The dispatcher page's HTML (the state is fetched by the script: it can be large).
+pub fn render_dispatch(brand: &BrandConfig, depot: &str) -> String {
+    let mut out = String::with_capacity(4 * 1024);
+    head(&mut out, brand, &format!("Depot {depot}"), "dispatch");
+    let v = asset_version();
+    let _ = write!(
+        out,
+        "<main class=\"dispatch-main\">\
+         <section class=\"map-wrap\"><div class=\"map-bar\"><strong>Depot <span id=\"depot\">{d}</span></strong>\
+         <span id=\"conn\" class=\"conn\">connecting…</span>\
+         <label class=\"muted\">Near here: <select id=\"radius\"><option value=\"500\">500 m</option>\
+         <option value=\"1000\" selected>1 km</option><option value=\"2000\">2 km</option><option value=\"5000\">5 km</option></select></label>\
+         <button id=\"zoom-in\" type=\"button\" aria-label=\"Zoom in\">+</button><button id=\"zoom-out\" type=\"button\" aria-label=\"Zoom out\">−</button>\
+         <button id=\"fit\" type=\"button\">Fit</button></div>\
+         <svg id=\"map\" class=\"map big\" role=\"img\" aria-label=\"Map of the depot's drivers and stops\"></svg>\
+         <p class=\"legend muted\"><i class=\"st-pending\"></i>pending <i class=\"st-next\"></i>next <i class=\"st-arrived\"></i>at stop \
+         <i class=\"st-departed\"></i>left, no outcome <i class=\"st-delivered\"></i>delivered <i class=\"st-failed\"></i>failed \
+         <i class=\"st-passed\"></i>passed · click the map: who is near here</p></section>\
+         <aside class=\"side\">\
+         <section class=\"card\"><h2>Alerts</h2><ol id=\"alerts\" class=\"alerts\"><li class=\"muted empty\">No alerts.</li></ol></section>\
+         <section class=\"card\"><h2>Drivers</h2><ul id=\"drivers\" class=\"drivers\"></ul></section>\
+         <section id=\"route-card\" class=\"card\" hidden><h2>Route <span id=\"route-id\"></span></h2><p id=\"route-meta\" class=\"muted\"></p>\
+         <ol id=\"route-stops\" class=\"stops\"></ol></section>\
+         <section id=\"near-card\" class=\"card\" hidden><h2>Near here</h2><ol id=\"near\" class=\"near\"></ol></section>\
+         </aside></main><footer class=\"muted\">Times are UTC.</footer>\
+         <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/dispatch.js?v={v}\"></script></body></html>",
+        d = escape(depot),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(escape("<script>\"x\" & 'y'</script>"), "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;");
+        assert_eq!(script_json(&"</script><b>"), "\"\\u003c/script\\u003e\\u003cb\\u003e\"");
+    }
+}

@@ -1,0 +1,152 @@
+/* The recipient's tracking page. The server rendered the current state; this keeps it live
+   from the event stream (/t/{tracking}/events). Event ids are feed offsets: when the connection
+   drops, the browser reconnects with Last-Event-ID and gets exactly the milestones it missed.
+   All text goes into the page through textContent, never as markup. */
+(function () {
+  'use strict';
+  var $ = function (id) { return document.getElementById(id); };
+  var boot = JSON.parse($('boot').textContent);
+  var base = boot.base;
+  var view = boot.view;
+  var offset = view.offset;
+  var position = view.position;
+  var dest = view.destination;
+  var seen = {};
+  var TIMELINE_MAX = 40;
+  view.timeline.forEach(function (m) { seen[m.offset] = true; });
+
+  // The token now lives in an HttpOnly cookie: take it out of the address bar and history.
+  if (/[?&]token=/.test(location.search)) history.replaceState(null, '', location.pathname);
+
+  var STATE_CLASS = { Planned: 'planned', OutForDelivery: 'out', ArrivingSoon: 'soon', Arrived: 'arrived', Delivered: 'delivered', Failed: 'failed' };
+
+  function setText(id, text) { $(id).textContent = text == null ? '' : text; }
+
+  function renderStatus(s) {
+    setText('status-line', s.status_line);
+    document.body.className = 'track state-' + (STATE_CLASS[s.state] || 'out');
+    $('window').hidden = !s.window_text;
+    setText('window-text', s.window_text);
+    $('driver').hidden = !s.driver;
+    if (s.driver) {
+      setText('driver-name', s.driver.first_name);
+      setText('driver-vehicle', s.driver.vehicle || '');
+    }
+    var list = $('proof-list');
+    while (list.firstChild) list.removeChild(list.firstChild);
+    $('proof').hidden = !s.proof;
+    if (s.proof) {
+      var items = [];
+      if (s.proof.photo_sha256) items.push(['Doorstep photo ', s.proof.photo_sha256]);
+      if (s.proof.signature_sha256) items.push(['Signature ', s.proof.signature_sha256]);
+      items.forEach(function (it) {
+        var li = document.createElement('li'), code = document.createElement('code');
+        li.textContent = it[0];
+        code.textContent = it[1].slice(0, 12) + '…';
+        code.title = 'SHA-256 ' + it[1];
+        li.appendChild(code);
+        list.appendChild(li);
+      });
+      if (s.proof.otp_verified) { var li = document.createElement('li'); li.textContent = 'Delivery code checked'; list.appendChild(li); }
+      if (!list.firstChild) { var h = document.createElement('li'); h.textContent = 'Handed over'; list.appendChild(h); }
+    }
+    $('failure').hidden = !s.failure;
+    setText('failure-text', s.failure);
+    $('instr').hidden = s.state === 'Delivered' || s.state === 'Failed';
+  }
+
+  function addMilestone(m) {
+    if (!m.milestone || seen[m.offset]) return;
+    seen[m.offset] = true;
+    var ol = $('timeline');
+    var empty = ol.querySelector('.empty');
+    if (empty) ol.removeChild(empty);
+    var li = document.createElement('li'), t = document.createElement('time'), span = document.createElement('span');
+    li.className = 'ev-' + m.kind;
+    t.textContent = m.time;
+    span.textContent = m.text;
+    li.appendChild(t);
+    li.appendChild(document.createTextNode(' '));
+    li.appendChild(span);
+    ol.insertBefore(li, ol.firstChild);
+    while (ol.children.length > TIMELINE_MAX) ol.removeChild(ol.lastChild);
+  }
+
+  var map = null;
+  function renderMap() {
+    var card = $('map-card');
+    if (!position) { card.hidden = true; return; }
+    card.hidden = false;
+    if (!map) map = new MilepostMap.MapView($('map'), { interactive: false });
+    var pts = [[position.lat, position.lon]];
+    if (dest) pts.push([dest.lat, dest.lon]);
+    map.origin = null;
+    map.fit(pts, 400);
+    var k = map.upp(), el = MilepostMap.el;
+    var g = map.clear('markers');
+    if (dest) {
+      var d = map.project(dest.lat, dest.lon), s = 9 * k;
+      // A house: a square with a roof.
+      el('path', { 'class': 'home', d: 'M' + (d[0] - s) + ' ' + (d[1] + s) + 'h' + 2 * s + 'v' + (-1.1 * s) + 'l' + (-s) + ' ' + (-s) + 'l' + (-s) + ' ' + s + 'z' }, g);
+    }
+    var p = map.project(position.lat, position.lon);
+    el('circle', { 'class': 'van', cx: p[0], cy: p[1], r: 8 * k }, g);
+    var t = new Date(position.t_ms);
+    setText('map-note', 'Driver position at ' + t.toISOString().slice(11, 19) + ' UTC');
+  }
+
+  renderMap();
+  if (window.performance && performance.mark) performance.mark('milepost-live');
+
+  // Live updates.
+  var conn = $('conn');
+  function showConn(text, ok) {
+    conn.hidden = !text;
+    conn.textContent = text || '';
+    conn.className = ok ? 'conn ok' : 'conn';
+  }
+  var es = null, retryTimer = null;
+  function connect() {
+    es = new EventSource(base + '/events?after=' + offset);
+    es.onopen = function () { showConn(''); };
+    es.onerror = function () {
+      if (es.readyState === EventSource.CLOSED) {
+        // The server refused (expired link) or went away for good: try again later, from the
+        // newest offset this page has.
+        showConn('Live updates paused. Retrying…');
+        if (!retryTimer) retryTimer = setTimeout(function () { retryTimer = null; connect(); }, 10000);
+      } else {
+        showConn('Reconnecting…');
+      }
+    };
+    es.addEventListener('status', function (e) { renderStatus(JSON.parse(e.data)); });
+    es.addEventListener('milestone', function (e) {
+      var m = JSON.parse(e.data);
+      if (m.offset > offset) offset = m.offset;
+      addMilestone(m);
+    });
+    es.addEventListener('position', function (e) { position = JSON.parse(e.data); renderMap(); });
+    es.addEventListener('auth', function () {
+      es.close();
+      showConn('This link has expired: please open the latest one from your message.');
+    });
+  }
+  connect();
+
+  // Instructions for the driver: logged by the gateway and pushed to the driver's app.
+  $('instr-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var msg = $('instr-msg'), text = $('instr-text').value;
+    msg.textContent = 'Sending…';
+    fetch(base + '/instructions', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ text: text }),
+      credentials: 'same-origin'
+    }).then(function (r) {
+      return r.json().then(function (j) { return { ok: r.ok, j: j }; }, function () { return { ok: r.ok, j: {} }; });
+    }).then(function (res) {
+      msg.textContent = res.ok ? 'Sent to your driver.' : ('Not sent: ' + (res.j.message || 'please try again'));
+    }, function () { msg.textContent = 'Not sent: no connection.'; });
+  });
+})();
