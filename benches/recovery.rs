@@ -65,12 +65,13 @@ fn write(dir: &std::path::Path, first_lsn: u64, from: u64, records: u64, now_ms:
 }
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.admin = false;
-    cfg.data_dir = dir.to_owned();
-    cfg.secret = Some("bench-secret-bench-secret-bench-secret".into());
-    cfg
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: false,
+        data_dir: dir.to_owned(),
+        secret: Some("bench-secret-bench-secret-bench-secret".into()),
+        ..Config::default()
+    }
 }
 
 fn main() {

@@ -249,7 +249,7 @@ impl Session {
     pub async fn command(&mut self, id: u32, kind: CommandKind) -> Result<ServerMsg, ClientError> {
         write_msg(&mut self.send, &ClientMsg::Command(Command { id, kind })).await?;
         match self.recv().await? {
-            m @ (ServerMsg::Done { .. } | ServerMsg::ParcelStatus { .. }) => Ok(m),
+            m @ (ServerMsg::Done { .. } | ServerMsg::ParcelStatus { .. } | ServerMsg::Route { .. }) => Ok(m),
             ServerMsg::Error(e) => Err(ClientError::Refused(e)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }

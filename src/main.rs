@@ -31,7 +31,7 @@ enum Cmd {
     /// Ask the live fleet of a depot: nearby, within, nearest.
     Query(QueryArgs),
     /// Replay recorded traces as many simulated drivers (load generator).
-    Replay(milepost::replay::load::ReplayArgs),
+    Replay(Box<milepost::replay::load::ReplayArgs>),
     /// Follow a feed in the terminal: a parcel's status (recipient token) or a depot's live
     /// fleet (dispatcher token).
     Watch(WatchArgs),
@@ -262,7 +262,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Token(a) => token(a),
         Cmd::Drive(a) => drive(a).await,
         Cmd::Query(a) => query(a).await,
-        Cmd::Replay(a) => milepost::replay::load::run(a).await,
+        Cmd::Replay(a) => milepost::replay::load::run(*a).await,
         Cmd::Revoke(a) => revoke(a),
         Cmd::Route(c) => route(c).await,
         Cmd::Watch(a) => {

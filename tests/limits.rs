@@ -117,3 +117,21 @@ async fn handshake_flood_turns_on_stateless_retry() {
     assert_eq!(d.batch(Seq(1), vec![fix(100, 0)]).await.unwrap().count, 1);
     assert!(t.gw.shared().stats.retries.load(Ordering::Relaxed) >= 1);
 }
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires() {
+    let t = start_with(|_| {}).await;
+    let ep = t.endpoint();
+    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
+    let now = common::now_ms() / 1000;
+    let tok = milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&milepost::auth::Claims {
+        role: Role::Driver,
+        sub: "D1".into(),
+        depot: "north".into(),
+        exp: now + 2,
+        iat: now,
+    });
+    let s = Session::open(conn, &tok, "D1", Default::default()).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), s.conn.closed()).await.unwrap();
+    assert_eq!(milepost::wire::close_code(&reason), Some(ErrorCode::TokenExpired));
+}

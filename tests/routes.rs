@@ -86,6 +86,18 @@ async fn assign_drive_follow_instruct_deliver_restart() {
     let first_push = tokio::time::timeout(Duration::from_secs(5), push.next_msg()).await.unwrap().unwrap();
     assert!(matches!(first_push, Some(ServerMsg::Push(p)) if p.kind == DriverEvent::RouteAssigned));
 
+    // The driver's app fetches its route: stops in order, with their instructions.
+    match driver.command(20, CommandKind::MyRoute).await.unwrap() {
+        ServerMsg::Route { route: r, .. } => {
+            let ids: Vec<&str> = r.stops.iter().map(|s| s.id.0.as_str()).collect();
+            assert_eq!(ids, ["S1", "S2", "S3"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Drivers may not look up parcels; a dispatcher of another depot cannot either.
+    assert_eq!(code(driver.command(21, CommandKind::ParcelStatus { tracking: "MP100000003".into() }).await), Some(ErrorCode::WrongRole));
+    assert_eq!(code(other.command(22, CommandKind::ParcelStatus { tracking: "MP100000003".into() }).await), Some(ErrorCode::OutOfScope));
+
     // A recipient follows parcel MP100000003 (stop S2): one stop (S1) before it.
     let rec_ep = t.endpoint();
     let conn = rec_ep.connect(t.gw.local_addr, "localhost").await.unwrap();
@@ -151,6 +163,11 @@ async fn assign_drive_follow_instruct_deliver_restart() {
         .unwrap();
     assert_eq!(right, ServerMsg::Done { id: 7 });
     assert_eq!(status(&mut recipient, "MP100000003").await.state, ParcelState::Delivered);
+    // The instructions reached the route the driver sees.
+    match driver.command(23, CommandKind::MyRoute).await.unwrap() {
+        ServerMsg::Route { route: r, .. } => assert_eq!(r.stops[1].instructions, "call on arrival"),
+        other => panic!("{other:?}"),
+    }
 
     // The dispatcher sees the parcel too, and re-sequencing an unknown route is NotFound.
     assert_eq!(status(&mut dispatch, "MP100000004").await.stops_away, Some(0));

@@ -56,6 +56,10 @@
         var d = r.path.map(function (p, i) { var q = map.project(p[0], p[1]); return (i ? 'L' : 'M') + q[0].toFixed(1) + ' ' + q[1].toFixed(1); }).join('');
         el('path', { 'class': 'route' + (id === selected ? ' sel' : ''), d: d }, gr);
       }
+      if (r.start) {
+        var o = map.project(r.start.lat, r.start.lon), h = 6 * k;
+        text(el('title', null, el('rect', { 'class': 'depot', x: o[0] - h, y: o[1] - h, width: 2 * h, height: 2 * h, rx: h / 3 }, gs)), 'Start of ' + r.route_id);
+      }
       r.stops.forEach(function (s) {
         var q = map.project(s.lat, s.lon);
         var c = el('circle', { 'class': 'stop st-' + s.state, cx: q[0].toFixed(1), cy: q[1].toFixed(1), r: (id === selected ? 7 : 5.5) * k, 'data-route': id, 'data-stop': s.id }, gs);

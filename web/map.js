@@ -32,6 +32,20 @@
     this.onview = null;
     this.onclick = null;
     if (this.opts.interactive) this._interact();
+    // Keep the scale when the element changes size (rotation, window resize): same centre,
+    // same units per pixel, the new aspect ratio; markers are redrawn at their pixel size.
+    var self = this;
+    this._size = this.screen();
+    if (global.ResizeObserver) {
+      new ResizeObserver(function () {
+        var s = self.screen(), old = self._size, vb = self.vb;
+        if (!self.origin || (s.w === old.w && s.h === old.h)) return;
+        self._size = s;
+        var k = Math.max(vb.w / old.w, vb.h / old.h);
+        var cx = vb.x + vb.w / 2, cy = vb.y + vb.h / 2;
+        self.setView({ x: cx - s.w * k / 2, y: cy - s.h * k / 2, w: s.w * k, h: s.h * k });
+      }).observe(svg);
+    }
   }
 
   MapView.prototype.setOrigin = function (lat, lon) {
@@ -88,6 +102,7 @@
 
   MapView.prototype.setView = function (vb) {
     this.vb = vb;
+    this._size = this.screen();
     this.svg.setAttribute('viewBox', [vb.x, vb.y, vb.w, vb.h].map(function (v) { return v.toFixed(1); }).join(' '));
     this._grid();
     if (this.onview) this.onview();

@@ -1,6 +1,6 @@
 //! Every message of the protocol. Field order here is the order on the wire (see
-//! `PROTOCOL.md`); new enum variants are only ever appended, so old peers keep decoding the ones
-//! they know.
+//! `PROTOCOL.md`). Within protocol version 1 every enum is closed; new variants come only with
+//! a new protocol version, and are appended so that the old indices keep their meaning.
 
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +275,10 @@ pub enum CommandKind {
         /// The parcel.
         tracking: TrackingNumber,
     },
+    /// Driver: its current route, stops in the current order with the latest instructions
+    /// (after a `RouteAssigned` or `Resequenced` push, or on reconnect). Answered by
+    /// [`ServerMsg::Route`].
+    MyRoute,
 }
 
 /// Frames the server sends on a bidirectional stream.
@@ -318,10 +322,17 @@ pub enum ServerMsg {
     /// Feed: the subscriber fell further behind than the server keeps events for; a fresh
     /// `FeedSnapshot` follows.
     FeedResync,
+    /// Answer to [`CommandKind::MyRoute`].
+    Route {
+        /// The command's id.
+        id: u32,
+        /// The route, stops in the current order.
+        route: Route,
+    },
 }
 
 /// Unreliable QUIC datagrams a client sends: the newest fix, so that it never waits behind a
-/// backlog upload. Acked like a batch of one on the *ack stream*, a unidirectional stream the
+/// backlog upload. Acked like a batch of one on the *push stream*, a unidirectional stream the
 /// server opens; a phone that gets no ack resends the fix in a [`FixBatch`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientDatagram {

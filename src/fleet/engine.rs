@@ -224,6 +224,28 @@ impl FleetCore {
         Some(run.plan)
     }
 
+    /// A route as the driver should now drive it: the plan with its stops in the current order
+    /// and each parcel's latest instructions (the recipient's, if any, replace the stop's).
+    pub fn route_in_order(&self, id: &RouteId) -> Option<Route> {
+        let run = self.routes.get(id)?;
+        let mut route = run.plan.clone();
+        route.stops = run.order.iter().filter_map(|&i| run.plan.stops.get(i).cloned()).collect();
+        for stop in &mut route.stops {
+            let extra: Vec<String> = stop
+                .parcels
+                .iter()
+                .filter_map(|p| {
+                    let k = run.parcels.iter().position(|q| q.tracking == p.tracking)?;
+                    run.parcels[k].instructions.clone()
+                })
+                .collect();
+            if !extra.is_empty() {
+                stop.instructions = extra.join("\n");
+            }
+        }
+        Some(route)
+    }
+
     /// Routes that finished before `t_ms` (candidates for archiving).
     pub fn finished_before(&self, t_ms: i64) -> Vec<RouteId> {
         let mut ids: Vec<RouteId> = self

@@ -27,17 +27,18 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
 pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg {
     let id = cmd.id;
     let at_ms = shared.now_ms();
+    // `Err` carries the refusal to send; boxed because a `ServerMsg` is large.
     let role = |r: Role, what: &str| {
         if claims.role == r {
             Ok(())
         } else {
-            Err(refuse(ErrorCode::WrongRole, format!("{what} needs a {r:?} token").to_lowercase()))
+            Err(Box::new(refuse(ErrorCode::WrongRole, format!("{what} needs a {r:?} token").to_lowercase())))
         }
     };
     let (record, refusal_code) = match cmd.kind {
         CommandKind::AssignRoute(route) => {
             if let Err(e) = role(Role::Dispatcher, "assigning a route") {
-                return e;
+                return *e;
             }
             if route.depot.0 != claims.depot {
                 return refuse(ErrorCode::OutOfScope, "the route belongs to another depot");
@@ -49,7 +50,7 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
         }
         CommandKind::Resequence { route_id, order } => {
             if let Err(e) = role(Role::Dispatcher, "re-sequencing a route") {
-                return e;
+                return *e;
             }
             let depot = lock(&shared.state.core).route_view(&route_id).map(|v| v.depot.0);
             match depot {
@@ -63,14 +64,14 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
         }
         CommandKind::ReportOutcome { stop, tracking, outcome } => {
             if let Err(e) = role(Role::Driver, "reporting an outcome") {
-                return e;
+                return *e;
             }
             let driver = DriverId(claims.sub.clone());
             (LogRecord::OutcomeReported { driver, stop, tracking, outcome, at_ms }, ErrorCode::OutcomeRefused)
         }
         CommandKind::SetInstructions { tracking, text } => {
             if let Err(e) = role(Role::Recipient, "leaving instructions") {
-                return e;
+                return *e;
             }
             if tracking.0 != claims.sub {
                 return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel");
@@ -80,7 +81,28 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             }
             (LogRecord::InstructionsSet { tracking, text, at_ms }, ErrorCode::OutcomeRefused)
         }
+        CommandKind::MyRoute => {
+            if let Err(e) = role(Role::Driver, "asking for one's route") {
+                return *e;
+            }
+            let core = lock(&shared.state.core);
+            let route = core
+                .route_of_driver(&DriverId(claims.sub.clone()))
+                .and_then(|id| core.route_in_order(id));
+            return match route {
+                Some(route) => ServerMsg::Route { id, route },
+                None => refuse(ErrorCode::NotFound, "no route assigned"),
+            };
+        }
         CommandKind::ParcelStatus { tracking } => {
+            // Scope before lookup: a refused caller learns nothing about which parcels exist.
+            match claims.role {
+                Role::Recipient if claims.sub != tracking.0 => {
+                    return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel")
+                }
+                Role::Driver => return refuse(ErrorCode::WrongRole, "parcel status is for recipients and dispatchers"),
+                _ => {}
+            }
             let core = lock(&shared.state.core);
             let Some(status) = core.parcel_status(&tracking) else {
                 return refuse(ErrorCode::NotFound, format!("no parcel {tracking}"));
@@ -110,8 +132,8 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
 }
 
 /// Routes driver updates from the applier to the driver's live session, if any. Best effort:
-/// a driver that is offline learns its route from `ParcelStatus`/the next assignment, and a
-/// full queue drops the push rather than slow the applier.
+/// a driver that was offline (or whose queue was full: the push is dropped rather than slow
+/// the applier) asks `MyRoute` when it reconnects.
 pub async fn push_hub(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut rx = shared.applied.updates.subscribe();
     loop {

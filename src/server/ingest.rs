@@ -43,13 +43,13 @@ pub fn admit(
     let window = cfg.limits.seq_window;
     let limits = &cfg.limits;
     ledger.with(driver, |l| {
-        if !l.bucket.take(fixes.len() as u32, now_ms, limits.max_fixes_per_s, limits.burst_fixes) {
-            return Err(ErrorCode::RateLimited);
-        }
         if l.state(first_seq, window) == SeqState::OutOfWindow
             || l.state(Seq(last), window) == SeqState::OutOfWindow
         {
             return Err(ErrorCode::SeqOutOfWindow);
+        }
+        if !l.bucket.take(fixes.len() as u32, now_ms, limits.max_fixes_per_s, limits.burst_fixes) {
+            return Err(ErrorCode::RateLimited);
         }
         let mut entries = Vec::with_capacity(fixes.len());
         let mut accepted = Vec::with_capacity(fixes.len());

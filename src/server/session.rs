@@ -115,6 +115,11 @@ async fn run_session(
     };
     tracing::debug!(%remote, role = ?peer.claims.role, subject = %peer.claims.sub, "session open");
     let peer = Arc::new(peer);
+    let expires_in = Duration::from_millis(
+        (peer.claims.exp.saturating_mul(1000) - shared.now_ms()).clamp(0, i64::MAX) as u64,
+    );
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
     let mut streams = tokio::task::JoinSet::new();
     streams.spawn(serve_stream(first.0, first.1, peer.clone(), shared.clone(), true));
     let pushes = (peer.claims.role == Role::Driver).then(|| {
@@ -143,6 +148,11 @@ async fn run_session(
                 Err(_) => break,
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            _ = &mut expiry => {
+                // A session does not outlive its token: the phone reconnects with a fresh one.
+                close(&conn, ErrorCode::TokenExpired);
+                break;
+            }
             _ = stop.changed() => {
                 close(&conn, ErrorCode::ShuttingDown);
                 break;
@@ -489,6 +499,9 @@ fn on_datagram(bytes: &[u8], peer: &Arc<Peer>, shared: &Arc<Shared>) {
     tokio::spawn(async move {
         let msg = match settle(admitted, &peer, &shared).await {
             Ok(ack) => ServerMsg::Ack(ack),
+            // Not stored (seqs unsettled): no ack; the phone resends it in a batch and gets
+            // the DiskFull answer there.
+            Err(ErrorCode::DiskFull) => return,
             Err(code) => {
                 close(&peer.conn, code);
                 return;

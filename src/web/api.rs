@@ -91,10 +91,16 @@ impl MilestoneView {
             ParcelEvent::Delivered { at_ms, .. } => *at_ms,
             _ => p.fix_t_ms,
         };
+        let text = match &p.kind {
+            // Said the way the status line says it ("1 stop away", "Next stop").
+            ParcelEvent::StopsAway { n: 0 } => "Next stop".to_owned(),
+            ParcelEvent::StopsAway { n: 1 } => "1 stop away".to_owned(),
+            other => event_text(other).trim().to_owned(),
+        };
         MilestoneView {
             offset,
             kind: parcel_kind(&p.kind),
-            text: event_text(&p.kind).trim().to_owned(),
+            text,
             at_ms,
             time: hhmm(at_ms),
             milestone: !matches!(p.kind, ParcelEvent::EtaChanged { .. }),

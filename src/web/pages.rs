@@ -62,7 +62,8 @@ fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str) {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"referrer\" content=\"no-referrer\">\
          <title>{title} - {name}</title>\
-         <link rel=\"stylesheet\" href=\"/brand.css\"><link rel=\"stylesheet\" href=\"/assets/style.css?v={v}\">\
+         <link rel=\"icon\" href=\"data:,\">\
+         <link rel=\"stylesheet\" href=\"/assets/style.css?v={v}\"><link rel=\"stylesheet\" href=\"/brand.css\">\
          </head><body class=\"{body_class}\"><header class=\"brand\">",
         title = escape(title),
         name = escape(&brand.name),
@@ -306,10 +307,11 @@ pub fn render_dispatch(brand: &BrandConfig, depot: &str) -> String {
          <span id=\"conn\" class=\"conn\">connecting…</span>\
          <label class=\"muted\">Near here: <select id=\"radius\"><option value=\"500\">500 m</option>\
          <option value=\"1000\" selected>1 km</option><option value=\"2000\">2 km</option><option value=\"5000\">5 km</option></select></label>\
-         <button id=\"zoom-in\" type=\"button\" aria-label=\"Zoom in\">+</button><button id=\"zoom-out\" type=\"button\" aria-label=\"Zoom out\">−</button>\
-         <button id=\"fit\" type=\"button\">Fit</button></div>\
+         <span class=\"tools\"><button id=\"zoom-in\" type=\"button\" aria-label=\"Zoom in\">+</button>\
+         <button id=\"zoom-out\" type=\"button\" aria-label=\"Zoom out\">−</button>\
+         <button id=\"fit\" type=\"button\">Fit</button></span></div>\
          <svg id=\"map\" class=\"map big\" role=\"img\" aria-label=\"Map of the depot's drivers and stops\"></svg>\
-         <p class=\"legend muted\"><i class=\"st-pending\"></i>pending <i class=\"st-next\"></i>next <i class=\"st-arrived\"></i>at stop \
+         <p class=\"legend muted\"><i class=\"drv-key\"></i>driver <i class=\"st-pending\"></i>pending <i class=\"st-next\"></i>next <i class=\"st-arrived\"></i>at stop \
          <i class=\"st-departed\"></i>left, no outcome <i class=\"st-delivered\"></i>delivered <i class=\"st-failed\"></i>failed \
          <i class=\"st-passed\"></i>passed · click the map: who is near here</p></section>\
          <aside class=\"side\">\

@@ -26,12 +26,13 @@ pub struct TestGateway {
 
 /// The test configuration for a data directory.
 pub fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg.data_dir = dir.to_owned();
-    cfg.secret = Some(SECRET.into());
-    cfg.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.to_owned(),
+        secret: Some(SECRET.into()),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    }
 }
 
 /// Starts a gateway on a fresh directory.

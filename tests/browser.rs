@@ -1,0 +1,173 @@
+//! The web pages in a real browser. An in-process gateway (web listener on 127.0.0.1:0, the
+//! example route assigned, branding and driver names configured) is driven from here while
+//! `tests/browser/e2e.mjs` (playwright-core + Debian's Chromium, headless) watches the
+//! recipient's tracking page and the dispatcher map and asserts what a person would see: the
+//! stops-away count falling, then "Delivered", without a reload; drivers appearing and moving
+//! on the map. Screenshots and page-weight metrics go to `target/browser-artifacts/`.
+//!
+//! The two sides talk over the script's stdio: it prints `STEP <name>` when the page is ready
+//! for the next event, this test makes it happen and answers `DONE`.
+//!
+//! Needs node, `npm ci` in tests/browser and /usr/bin/chromium, so it only runs with
+//! `MILEPOST_BROWSER_TESTS=1` (which `tests/browser/run.sh` sets after installing them);
+//! otherwise it says it was skipped.
+
+mod common;
+mod web_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use milepost::fleet::state::lock;
+use milepost::web::DriverDisplay;
+use milepost_proto::route::TrackingNumber;
+use milepost_proto::{Fix, Seq};
+use web_support::{leg, World};
+
+const T4: &str = "MP100000004";
+
+const LOGO: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#fff"/><path d="M6 21h14V10H6zm14-7h4l3 4v3h-7z" fill="#0f766e"/><circle cx="10" cy="22" r="2.6" fill="#134e4a"/><circle cx="23" cy="22" r="2.6" fill="#134e4a"/></svg>"##;
+
+fn artifacts_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = if target.is_absolute() { target } else { root.join(target) };
+    target.join("browser-artifacts")
+}
+
+/// A second driver of the depot without a route, roaming near the route.
+struct Roamer {
+    seq: u64,
+    clock: i64,
+    lat: f64,
+    lon: f64,
+}
+
+impl Roamer {
+    fn step(&mut self) -> Vec<Fix> {
+        (0..4)
+            .map(|_| {
+                self.clock += 5_000;
+                self.lon += 0.0004;
+                let mut f = Fix::from_degrees(self.clock, self.lat, self.lon, 6.0);
+                f.speed_mps = Some(7.0);
+                f
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_page_and_dispatcher_map_in_chromium() {
+    if std::env::var("MILEPOST_BROWSER_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("browser test skipped: run tests/browser/run.sh (sets MILEPOST_BROWSER_TESTS=1)");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(std::path::Path::new(&chromium).exists(), "{chromium} missing: apt-get install chromium");
+    assert!(root.join("tests/browser/node_modules/playwright-core").exists(), "run `npm ci` in tests/browser");
+
+    let mut w = World::with(|c| {
+        c.web.brand.name = "Parcelo".into();
+        c.web.brand.logo_svg = Some(LOGO.into());
+        c.web.brand.primary = "#0f766e".into();
+        c.web.brand.background = "#f1f5f4".into();
+        c.web.drivers.insert("D1".into(), DriverDisplay { first_name: "Ana".into(), vehicle: Some("white Ford Transit".into()) });
+        c.web.drivers.insert("D2".into(), DriverDisplay { first_name: "Ben".into(), vehicle: Some("cargo bike".into()) });
+    })
+    .await;
+    let web = w.web();
+    let mut d2 = w.t.driver("D2", "north").await;
+    let (lat0, lon0) = World::point(0);
+    let mut roam = Roamer { seq: 1, clock: w.clock, lat: lat0 + 0.002, lon: lon0 - 0.01 };
+
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let mut child = Command::new("node")
+        .arg(root.join("tests/browser/e2e.mjs"))
+        .current_dir(&root)
+        .env("WEB", format!("http://{web}"))
+        .env("TRACK", format!("/t/{T4}?token={}", World::recipient_token(T4)))
+        .env("DISPATCH", format!("/dispatch?token={}", World::dispatcher_token("north")))
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node on PATH");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut result = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        println!("{line}");
+        if let Some(r) = line.strip_prefix("RESULT ") {
+            result = Some(r.to_owned());
+            continue;
+        }
+        let Some(step) = line.strip_prefix("STEP ") else { continue };
+        let answer = match step {
+            "start" => {
+                w.drive(0, 1, 60).await;
+                let f = roam.step();
+                d2.batch(Seq(roam.seq), f).await.unwrap();
+                roam.seq += 4;
+                "DONE".to_string()
+            }
+            "check-instructions" => {
+                let got = lock(&w.t.gw.shared().state.core).instructions(&TrackingNumber(T4.into())).map(str::to_owned);
+                match got.as_deref() {
+                    Some("Gate code 4711 <b>not bold</b>") => "DONE".into(),
+                    other => format!("FAIL instructions are {other:?}"),
+                }
+            }
+            "s1" => {
+                w.deliver("S1").await;
+                w.drive(1, 2, 60).await;
+                // Let the coalesced position flush show the first move before the next one.
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let f = roam.step();
+                d2.batch(Seq(roam.seq), f).await.unwrap();
+                roam.seq += 4;
+                "DONE".into()
+            }
+            "s2" => {
+                w.deliver("S2").await;
+                // Half-way to S3: the recipient's stop is next, the driver is on the way.
+                let (a, b) = (World::point(2), World::point(3));
+                let mid = ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+                let fixes = leg(a, mid, &mut w.clock, 0);
+                w.send(fixes).await;
+                "DONE".into()
+            }
+            "s3" => {
+                let (a, b) = (World::point(2), World::point(3));
+                let mid = ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+                let fixes = leg(mid, b, &mut w.clock, 40);
+                w.send(fixes).await;
+                w.deliver("S3").await;
+                "DONE".into()
+            }
+            other => format!("FAIL unknown step {other}"),
+        };
+        writeln!(stdin, "{answer}").unwrap();
+        stdin.flush().unwrap();
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(result.as_deref(), Some("ok"), "browser checks failed (see the # lines above); artifacts in {}", artifacts.display());
+    assert!(status.success());
+    println!("screenshots and metrics.json in {}", artifacts.display());
+}

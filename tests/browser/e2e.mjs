@@ -1,0 +1,221 @@
+// The Milepost pages in a real browser: Debian's Chromium, headless, driven by playwright-core.
+//
+// Started by tests/browser.rs, which runs an in-process gateway and drives the route. The two
+// talk over stdio, one line at a time: this script prints `STEP <name>` when the page is ready
+// for the next thing to happen, the Rust side does it (drives a leg, reports a delivery) and
+// answers `DONE` (or `FAIL <why>`). Every assertion is made on the live page, without reload.
+//
+// Environment: WEB (http://127.0.0.1:PORT), TRACK (/t/...?token=...), DISPATCH
+// (/dispatch?token=...), ARTIFACTS (screenshots and metrics.json go there), CHROMIUM (default
+// /usr/bin/chromium).
+
+import { chromium } from 'playwright-core';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const WEB = process.env.WEB;
+const TRACK = process.env.TRACK;
+const DISPATCH = process.env.DISPATCH;
+const ARTIFACTS = process.env.ARTIFACTS || 'target/browser-artifacts';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const STEP_TIMEOUT = 20_000;
+
+mkdirSync(ARTIFACTS, { recursive: true });
+
+const lines = createInterface({ input: process.stdin });
+const answers = [];
+let waiter = null;
+lines.on('line', (l) => {
+  if (waiter) { const w = waiter; waiter = null; w(l); } else answers.push(l);
+});
+function nextAnswer() {
+  if (answers.length) return Promise.resolve(answers.shift());
+  return new Promise((resolve) => { waiter = resolve; });
+}
+
+/** Asks the gateway side to do `name` and waits until it is done. */
+async function step(name) {
+  console.log(`STEP ${name}`);
+  const a = await nextAnswer();
+  if (a !== 'DONE') throw new Error(`step ${name} failed: ${a}`);
+}
+
+function log(...args) { console.log('#', ...args); }
+
+let failures = 0;
+function check(cond, what) {
+  if (cond) { log('ok  ', what); } else { failures += 1; log('FAIL', what); }
+}
+
+const statusText = (page) => page.$eval('#status-line', (e) => e.textContent);
+
+/** Waits until the status line matches `re`; returns the text. */
+async function statusMatches(page, re, what) {
+  try {
+    await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status-line').textContent), re.source, { timeout: STEP_TIMEOUT });
+  } catch (e) {
+    check(false, `${what}: status line ${re} (it says "${await statusText(page)}")`);
+    return null;
+  }
+  const t = await statusText(page);
+  check(true, `${what}: "${t}"`);
+  return t;
+}
+
+/** The position of a driver's marker on the dispatcher map, in map units. */
+async function markerAt(page, id) {
+  return page.evaluate((id) => {
+    const g = document.querySelector(`g.drv[data-driver="${id}"]`);
+    return g ? [Number(g.getAttribute('data-x')), Number(g.getAttribute('data-y'))] : null;
+  }, id);
+}
+
+async function shot(page, name) {
+  const path = join(ARTIFACTS, name);
+  await page.screenshot({ path, fullPage: true });
+  log('screenshot', path);
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'milepost-chromium-'));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: { width: 360, height: 740 },
+  deviceScaleFactor: 1,
+});
+const metrics = {};
+try {
+  // The tracking page on a phone-sized screen.
+  const track = context.pages()[0] || await context.newPage();
+  const bytes = { html: 0, css: 0, js: 0, other: 0 };
+  track.on('response', async (r) => {
+    try {
+      const h = await r.allHeaders();
+      // Bytes on the wire: compressed size if compressed (content-length when given).
+      const n = h['content-length'] ? Number(h['content-length']) : (await r.body()).length;
+      const ct = h['content-type'] || '';
+      const kind = ct.includes('html') ? 'html' : ct.includes('css') ? 'css' : ct.includes('javascript') ? 'js' : 'other';
+      if (!r.url().includes('/events')) bytes[kind] += n;
+    } catch { /* streaming or aborted responses */ }
+  });
+  const t0 = Date.now();
+  await track.goto(WEB + TRACK, { waitUntil: 'commit' });
+  await track.waitForFunction(() => (document.getElementById('status-line') || {}).textContent, null, { timeout: STEP_TIMEOUT });
+  metrics.time_to_first_status_ms = Date.now() - t0;
+  await track.waitForLoadState('load');
+  const nav = await track.evaluate(() => {
+    const n = performance.getEntriesByType('navigation')[0];
+    const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+    const live = performance.getEntriesByName('milepost-live')[0];
+    const res = performance.getEntriesByType('resource').map((r) => ({ name: r.name.replace(location.origin, ''), transfer: r.transferSize, encoded: r.encodedBodySize, decoded: r.decodedBodySize }));
+    return { ttfb: n.responseStart, response_end: n.responseEnd, dom_content_loaded: n.domContentLoadedEventEnd, load: n.loadEventEnd, fcp: fcp ? fcp.startTime : null, live: live ? live.startTime : null, html_transfer: n.transferSize, html_decoded: n.decodedBodySize, resources: res };
+  });
+  metrics.navigation = nav;
+  // Chromium fills in the byte counts; wait a moment for the response listener too.
+  await track.waitForTimeout(300);
+  metrics.bytes_on_wire = { ...bytes, total: bytes.html + bytes.css + bytes.js };
+  log('tracking page metrics', JSON.stringify(metrics));
+  check(!/[?&]token=/.test(track.url()), `token removed from the address bar (${track.url().replace(/\?.*/, '?...')})`);
+  await statusMatches(track, /^Planned for delivery$/, 'before the route starts');
+  await track.evaluate(() => { window.__noReload = 'still the same page'; });
+  await shot(track, 'track-360-planned.png');
+
+  // The dispatcher map on a desktop screen.
+  const disp = await context.newPage();
+  await disp.setViewportSize({ width: 1280, height: 800 });
+  await disp.goto(WEB + DISPATCH);
+  await disp.waitForFunction(() => document.getElementById('conn').textContent === 'live', null, { timeout: STEP_TIMEOUT });
+  check(await disp.$$eval('circle.stop', (c) => c.length) === 3, 'dispatcher map shows the route\'s 3 stops');
+
+  // The route starts: D1 leaves the depot and reaches S1; D2 roams.
+  await step('start');
+  await statusMatches(track, /^2 stops away/, 'route started');
+  await disp.waitForSelector('g.drv[data-driver="D1"]', { timeout: STEP_TIMEOUT });
+  await disp.waitForSelector('g.drv[data-driver="D2"]', { timeout: STEP_TIMEOUT });
+  check(true, 'dispatcher map shows drivers D1 and D2');
+  const d1a = await markerAt(disp, 'D1');
+  const d2a = await markerAt(disp, 'D2');
+  await disp.waitForFunction(() => document.querySelector('circle.stop.st-arrived'), null, { timeout: STEP_TIMEOUT });
+  check(true, 'stop S1 turns "arrived" on the map');
+
+  // Instructions from the page reach the driver through the log.
+  await track.fill('#instr-text', 'Gate code 4711 <b>not bold</b>');
+  await track.click('#instr-form button');
+  await track.waitForFunction(() => document.getElementById('instr-msg').textContent === 'Sent to your driver.', null, { timeout: STEP_TIMEOUT });
+  await step('check-instructions');
+  check(true, 'instructions sent from the page arrived in the driver\'s queue');
+  // A second tab (same cookie, no token in the link) shows them as text, never as markup.
+  const again = await context.newPage();
+  await again.goto(WEB + TRACK.replace(/\?.*/, ''));
+  check(await again.$eval('#instr-text', (e) => e.value) === 'Gate code 4711 <b>not bold</b>', 'instructions shown back as plain text');
+  check(await again.$('#instr b') === null, 'no markup injected by instructions');
+  await again.close();
+
+  // The connection drops while S1 is served and D1 drives on to S2: the page resumes from its
+  // last event id and misses no milestone.
+  await context.setOffline(true);
+  await step('s1');
+  await track.waitForTimeout(500);
+  await context.setOffline(false);
+  await statusMatches(track, /^1 stop away/, 'after S1 (through a dropped connection)');
+  const timeline = await track.$$eval('#timeline li span', (s) => s.map((x) => x.textContent));
+  check(timeline.includes('1 stops away') || timeline.some((t) => /^1 stop/.test(t)), `timeline caught up: ${JSON.stringify(timeline)}`);
+  await disp.waitForFunction(([x, y]) => {
+    const g = document.querySelector('g.drv[data-driver="D1"]');
+    return g && (Number(g.getAttribute('data-x')) !== x || Number(g.getAttribute('data-y')) !== y);
+  }, d1a, { timeout: STEP_TIMEOUT });
+  const d1b = await markerAt(disp, 'D1');
+  const d2b = await markerAt(disp, 'D2');
+  check(d1b[0] !== d1a[0] || d1b[1] !== d1a[1], `D1 moved on the map ${JSON.stringify(d1a)} -> ${JSON.stringify(d1b)}`);
+  check(d2b[0] !== d2a[0] || d2b[1] !== d2a[1], `D2 moved on the map ${JSON.stringify(d2a)} -> ${JSON.stringify(d2b)}`);
+
+  // S2 served; D1 heads for S3, the recipient's stop: the driver's position may be shown now.
+  await step('s2');
+  await statusMatches(track, /^(Next stop|Arriving soon|The driver is at your door)/, 'recipient\'s stop is next');
+  await track.waitForSelector('#map-card:not([hidden]) circle.van', { timeout: STEP_TIMEOUT });
+  check(true, 'map with the driver\'s position shown once close');
+  check(await track.$eval('#driver-name', (e) => e.textContent) === 'Ana', 'driver first name shown');
+  await shot(track, 'track-360-near.png');
+  await disp.click('g.drv[data-driver="D1"]');
+  await disp.waitForFunction(() => !document.getElementById('route-card').hidden && document.querySelectorAll('#route-stops li').length === 3, null, { timeout: STEP_TIMEOUT });
+  check(true, 'clicking D1 shows its route progress');
+  // Who is near here: click the map near S3.
+  const box = await disp.$eval('#map', (m) => { const r = m.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; });
+  await disp.mouse.click(box[0] + box[2] * 0.5, box[1] + box[3] * 0.5);
+  await disp.waitForFunction(() => !document.getElementById('near-card').hidden && document.querySelectorAll('#near li').length > 0, null, { timeout: STEP_TIMEOUT });
+  check(true, `"who is near here" answered: ${JSON.stringify(await disp.$$eval('#near li', (l) => l.map((x) => x.textContent)))}`);
+  await shot(disp, 'dispatch-1280.png');
+
+  // Delivered at S3.
+  await step('s3');
+  const delivered = await statusMatches(track, /^Delivered \d\d:\d\d$/, 'delivered');
+  await track.waitForSelector('#proof:not([hidden]) li', { timeout: STEP_TIMEOUT });
+  const proof = await track.$$eval('#proof li', (l) => l.map((x) => x.textContent));
+  check(proof.some((p) => p.startsWith('Doorstep photo')), `proof of delivery shown: ${JSON.stringify(proof)}`);
+  check(await track.$eval('#map-card', (e) => e.hidden), 'driver position hidden once delivered');
+  check(await track.evaluate(() => window.__noReload) === 'still the same page', 'no reload from first status to delivered');
+  check(!!delivered, 'the page went Planned -> 2 -> 1 -> next -> Delivered live');
+  await shot(track, 'track-360-delivered.png');
+  await track.setViewportSize({ width: 1280, height: 800 });
+  await shot(track, 'track-1280-delivered.png');
+  await disp.waitForFunction(() => document.querySelectorAll('circle.stop.st-delivered').length === 3, null, { timeout: STEP_TIMEOUT });
+  check(true, 'all three stops delivered on the dispatcher map');
+  await shot(disp, 'dispatch-1280-done.png');
+  await disp.setViewportSize({ width: 360, height: 740 });
+  await disp.waitForTimeout(300);
+  await shot(disp, 'dispatch-360.png');
+
+} catch (e) {
+  failures += 1;
+  log('ERROR', e && e.stack ? e.stack : String(e));
+} finally {
+  writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify(metrics, null, 2));
+  await context.close().catch(() => {});
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+console.log(failures ? `RESULT fail ${failures}` : 'RESULT ok');
+process.exit(failures ? 1 : 0);

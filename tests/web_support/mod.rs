@@ -1,0 +1,325 @@
+//! Helpers for the web tests: an in-process gateway with its web listener on 127.0.0.1:0 and
+//! the example route assigned, a driver that drives it, and a minimal HTTP/1.0 client (plain
+//! tokio, so the tests see the exact bytes: status, headers, and event-stream frames as they
+//! arrive).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use milepost::auth::Role;
+use milepost::client::Session;
+use milepost::fleet::route::RouteJson;
+use milepost_proto::route::{Outcome, Proof, Route};
+use milepost_proto::{CommandKind, Fix, Seq};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{self, now_ms, TestGateway};
+
+/// The documented example route for driver D1 of depot "north", planned to have started ten
+/// minutes ago.
+pub fn route() -> Route {
+    let mut r = Route::from_json(include_str!("../../examples/route.json")).unwrap();
+    let shift = now_ms() - 600_000 - r.planned_start_ms;
+    r.depot = "north".into();
+    r.driver = "D1".into();
+    r.planned_start_ms += shift;
+    for s in &mut r.stops {
+        if let Some(w) = &mut s.window {
+            w.start_ms += shift;
+            w.end_ms += shift;
+        }
+        if let Some(p) = &mut s.planned_arrival_ms {
+            *p += shift;
+        }
+    }
+    r
+}
+
+/// Fixes every 5 s at ~8 m/s from a to b, then `dwell_s` at b.
+pub fn leg(a: (f64, f64), b: (f64, f64), t: &mut i64, dwell_s: i64) -> Vec<Fix> {
+    let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
+    let steps = (d / 40.0).ceil().max(1.0) as usize;
+    let mut out = Vec::new();
+    for i in 1..=steps + (dwell_s / 5) as usize {
+        let f = (i.min(steps)) as f64 / steps as f64;
+        *t += 5_000;
+        let mut fix = Fix::from_degrees(*t, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f, 5.0);
+        fix.speed_mps = Some(if i <= steps { 8.0 } else { 0.0 });
+        out.push(fix);
+    }
+    out
+}
+
+/// A gateway with the example route assigned and driver D1 connected.
+pub struct World {
+    /// The gateway.
+    pub t: TestGateway,
+    /// D1's session.
+    pub driver: Session,
+    /// D1's next seq.
+    pub seq: u64,
+    /// D1's fix clock (starts 50 minutes ago, so every fix is in the past).
+    pub clock: i64,
+}
+
+impl World {
+    /// A world with the default configuration (web listener on).
+    pub async fn new() -> World {
+        World::with(|_| {}).await
+    }
+
+    /// A world with an edited configuration.
+    pub async fn with(edit: impl FnOnce(&mut milepost::config::Config)) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = common::config(dir.path());
+        cfg.web.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        edit(&mut cfg);
+        let gw = milepost::server::Gateway::start(cfg).await.unwrap();
+        let ca = gw.dev_ca.clone().unwrap();
+        let t = TestGateway { gw, dir, ca };
+        let mut dispatch = t.dispatcher("north").await;
+        dispatch.command(1, CommandKind::AssignRoute(route())).await.unwrap();
+        let driver = t.driver("D1", "north").await;
+        World { t, driver, seq: 1, clock: now_ms() - 3_000_000 }
+    }
+
+    /// The web listener's address.
+    pub fn web(&self) -> SocketAddr {
+        self.t.gw.web_addr.expect("web listener on")
+    }
+
+    /// Point `i` of the route: 0 = start, i = stop i.
+    pub fn point(i: usize) -> (f64, f64) {
+        let r = route();
+        if i == 0 {
+            (r.start.unwrap().lat, r.start.unwrap().lon)
+        } else {
+            (r.stops[i - 1].lat, r.stops[i - 1].lon)
+        }
+    }
+
+    /// Drives D1 from point a to point b, then stands `dwell_s` there.
+    pub async fn drive(&mut self, a: usize, b: usize, dwell_s: i64) {
+        let fixes = leg(World::point(a), World::point(b), &mut self.clock, dwell_s);
+        self.send(fixes).await;
+    }
+
+    /// Sends fixes as D1, 8 per batch.
+    pub async fn send(&mut self, fixes: Vec<Fix>) {
+        for chunk in fixes.chunks(8) {
+            self.driver.batch(Seq(self.seq), chunk.to_vec()).await.unwrap();
+            self.seq += chunk.len() as u64;
+        }
+    }
+
+    /// D1 reports every parcel of `stop` delivered (with the code where one is required).
+    pub async fn deliver(&mut self, stop: &str) {
+        let otp = if stop == "S2" { Some("4821".to_string()) } else { None };
+        let proof = Proof { photo_sha256: Some("cd".repeat(32)), signature_sha256: Some("ab".repeat(32)), otp };
+        self.driver
+            .command(2, CommandKind::ReportOutcome { stop: stop.into(), tracking: None, outcome: Outcome::Delivered { proof } })
+            .await
+            .unwrap();
+    }
+
+    /// A recipient token for `tracking`.
+    pub fn recipient_token(tracking: &str) -> String {
+        common::token(Role::Recipient, tracking, "north")
+    }
+
+    /// A dispatcher token for `depot`.
+    pub fn dispatcher_token(depot: &str) -> String {
+        common::token(Role::Dispatcher, depot, depot)
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    req.into_bytes()
+}
+
+fn parse_head(buf: &[u8]) -> Option<(usize, u16, Vec<(String, String)>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some((end + 4, status, headers))
+}
+
+/// One request; the whole answer (the connection closes after it: HTTP/1.0).
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&request_bytes(method, path, headers, body)).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("answer in time").unwrap();
+    let (at, status, headers) = parse_head(&buf).expect("an HTTP head");
+    Resp { status, headers, body: buf[at..].to_vec() }
+}
+
+/// `GET path` with a bearer token.
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("Authorization", a)]).unwrap_or_default();
+    request(addr, "GET", path, &headers, None).await
+}
+
+/// One server-sent event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SseEvent {
+    /// `id:`, if any.
+    pub id: Option<String>,
+    /// `event:` (default `message`).
+    pub event: String,
+    /// `data:` lines joined by `\n`.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The id as a number.
+    pub fn offset(&self) -> Option<u64> {
+        self.id.as_deref().and_then(|i| i.parse().ok())
+    }
+}
+
+/// An open event stream.
+pub struct Sse {
+    /// Status of the answer.
+    pub status: u16,
+    /// Headers of the answer.
+    pub headers: Vec<(String, String)>,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The stream ended (the server closed it).
+    pub ended: bool,
+}
+
+impl Sse {
+    /// Opens `path` as an event stream with extra headers.
+    pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut h = vec![("Accept", "text/event-stream")];
+        h.extend_from_slice(headers);
+        stream.write_all(&request_bytes("GET", path, &h, None)).await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            if let Some((at, status, headers)) = parse_head(&buf) {
+                buf.drain(..at);
+                return Sse { status, headers, stream, buf, ended: false };
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await.expect("head in time").unwrap();
+            assert!(n > 0, "closed before the head");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next event (comments and retry-only frames skipped), or `None` after `timeout` or
+    /// at the end of the stream.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let frame = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                let mut ev = SseEvent { event: "message".into(), ..Default::default() };
+                let mut data: Vec<String> = Vec::new();
+                for line in frame.lines() {
+                    let (k, v) = line.split_once(':').unwrap_or((line, ""));
+                    let v = v.strip_prefix(' ').unwrap_or(v);
+                    match k {
+                        "id" => ev.id = Some(v.to_owned()),
+                        "event" => ev.event = v.to_owned(),
+                        "data" => data.push(v.to_owned()),
+                        _ => {}
+                    }
+                }
+                if !data.is_empty() || ev.id.is_some() {
+                    ev.data = data.join("\n");
+                    return Some(ev);
+                }
+            }
+            if self.ended {
+                return None;
+            }
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => self.ended = true,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Every event that arrives within `ms` of quiet.
+    pub async fn drain(&mut self, ms: u64) -> Vec<SseEvent> {
+        let mut v = Vec::new();
+        while let Some(e) = self.next(Duration::from_millis(ms)).await {
+            v.push(e);
+        }
+        v
+    }
+
+    /// Events until one satisfies `pred` (included), or panics after `timeout`.
+    pub async fn until(&mut self, timeout: Duration, pred: impl Fn(&SseEvent) -> bool) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut v = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let e = self.next(left).await.unwrap_or_else(|| panic!("no matching event in time; got {v:#?}"));
+            let done = pred(&e);
+            v.push(e);
+            if done {
+                return v;
+            }
+        }
+    }
+}
