@@ -32,8 +32,14 @@ const LOGO: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 3
 
 fn artifacts_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let target = if target.is_absolute() { target } else { root.join(target) };
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        root.join(target)
+    };
     target.join("browser-artifacts")
 }
 
@@ -67,22 +73,55 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(std::path::Path::new(&chromium).exists(), "{chromium} missing: apt-get install chromium");
-    assert!(root.join("tests/browser/node_modules/playwright-core").exists(), "run `npm ci` in tests/browser");
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} missing: apt-get install chromium"
+    );
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "run `npm ci` in tests/browser"
+    );
 
     let mut w = World::with(|c| {
         c.web.brand.name = "Parcelo".into();
         c.web.brand.logo_svg = Some(LOGO.into());
         c.web.brand.primary = "#0f766e".into();
         c.web.brand.background = "#f1f5f4".into();
-        c.web.drivers.insert("D1".into(), DriverDisplay { first_name: "Ana".into(), vehicle: Some("white Ford Transit".into()) });
-        c.web.drivers.insert("D2".into(), DriverDisplay { first_name: "Ben".into(), vehicle: Some("cargo bike".into()) });
+        c.web.drivers.insert(
+            "D1".into(),
+            DriverDisplay {
+                first_name: "Ana".into(),
+                vehicle: Some("white Ford Transit".into()),
+            },
+        );
+        c.web.drivers.insert(
+            "D2".into(),
+            DriverDisplay {
+                first_name: "Ben".into(),
+                vehicle: Some("cargo bike".into()),
+            },
+        );
+        // A short example route: "arriving soon" only in the last 100 m, so each stops-away
+        // stage is on screen for a while; the position only once the stop is next.
+        c.core.arriving_soon_s = 20.0;
+        c.core.arriving_soon_m = 100.0;
+        c.feed.position_minutes = 0;
+        c.feed.position_stops = 0;
     })
     .await;
+    // Fix times just behind the wall clock, as a live phone's are (the whole drive below spans
+    // about six minutes of fix time).
+    w.clock = common::now_ms() - 400_000;
     let web = w.web();
     let mut d2 = w.t.driver("D2", "north").await;
     let (lat0, lon0) = World::point(0);
-    let mut roam = Roamer { seq: 1, clock: w.clock, lat: lat0 + 0.002, lon: lon0 - 0.01 };
+    let mut roam = Roamer {
+        seq: 1,
+        clock: w.clock,
+        lat: lat0 + 0.002,
+        lon: lon0 - 0.01,
+    };
 
     let artifacts = artifacts_dir();
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -90,8 +129,14 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
         .arg(root.join("tests/browser/e2e.mjs"))
         .current_dir(&root)
         .env("WEB", format!("http://{web}"))
-        .env("TRACK", format!("/t/{T4}?token={}", World::recipient_token(T4)))
-        .env("DISPATCH", format!("/dispatch?token={}", World::dispatcher_token("north")))
+        .env(
+            "TRACK",
+            format!("/t/{T4}?token={}", World::recipient_token(T4)),
+        )
+        .env(
+            "DISPATCH",
+            format!("/dispatch?token={}", World::dispatcher_token("north")),
+        )
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::piped())
@@ -118,7 +163,9 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
             result = Some(r.to_owned());
             continue;
         }
-        let Some(step) = line.strip_prefix("STEP ") else { continue };
+        let Some(step) = line.strip_prefix("STEP ") else {
+            continue;
+        };
         let answer = match step {
             "start" => {
                 w.drive(0, 1, 60).await;
@@ -128,7 +175,9 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
                 "DONE".to_string()
             }
             "check-instructions" => {
-                let got = lock(&w.t.gw.shared().state.core).instructions(&TrackingNumber(T4.into())).map(str::to_owned);
+                let got = lock(&w.t.gw.shared().state.core)
+                    .instructions(&TrackingNumber(T4.into()))
+                    .map(str::to_owned);
                 match got.as_deref() {
                     Some("Gate code 4711 <b>not bold</b>") => "DONE".into(),
                     other => format!("FAIL instructions are {other:?}"),
@@ -167,7 +216,12 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
         stdin.flush().unwrap();
     }
     let status = child.wait().unwrap();
-    assert_eq!(result.as_deref(), Some("ok"), "browser checks failed (see the # lines above); artifacts in {}", artifacts.display());
+    assert_eq!(
+        result.as_deref(),
+        Some("ok"),
+        "browser checks failed (see the # lines above); artifacts in {}",
+        artifacts.display()
+    );
     assert!(status.success());
     println!("screenshots and metrics.json in {}", artifacts.display());
 }

@@ -31,7 +31,10 @@ async fn status_json_and_token_refusals() {
     assert_eq!(v["status"]["state"], "Planned");
     assert_eq!(v["status"]["status_line"], "Planned for delivery");
     assert_eq!(v["status"]["tracking"], T4);
-    assert!(v["position"].is_null(), "no position before the route starts");
+    assert!(
+        v["position"].is_null(),
+        "no position before the route starts"
+    );
     assert!(v["destination"]["lat"].as_f64().is_some());
     assert_eq!(r.header("cache-control"), Some("no-store"));
 
@@ -48,16 +51,57 @@ async fn status_json_and_token_refusals() {
     });
     assert_eq!(get(web, &path, Some(&expired)).await.status, 401);
     // Another parcel's token, a driver's token: 403.
-    assert_eq!(get(web, &path, Some(&World::recipient_token("MP100000001"))).await.status, 403);
-    assert_eq!(get(web, &path, Some(&common::token(Role::Driver, "D1", "north"))).await.status, 403);
+    assert_eq!(
+        get(web, &path, Some(&World::recipient_token("MP100000001")))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(
+            web,
+            &path,
+            Some(&common::token(Role::Driver, "D1", "north"))
+        )
+        .await
+        .status,
+        403
+    );
     // A dispatcher of the parcel's depot may look (customer support); another depot's may not.
-    assert_eq!(get(web, &path, Some(&World::dispatcher_token("north"))).await.status, 200);
-    assert_eq!(get(web, &path, Some(&World::dispatcher_token("south"))).await.status, 403);
+    assert_eq!(
+        get(web, &path, Some(&World::dispatcher_token("north")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(web, &path, Some(&World::dispatcher_token("south")))
+            .await
+            .status,
+        403
+    );
     // Unknown parcel: 404; a tracking number that cannot be one: 404 before any lookup.
-    assert_eq!(get(web, "/t/MP999/status", Some(&World::recipient_token("MP999"))).await.status, 404);
+    assert_eq!(
+        get(
+            web,
+            "/t/MP999/status",
+            Some(&World::recipient_token("MP999"))
+        )
+        .await
+        .status,
+        404
+    );
     assert_eq!(get(web, "/t/a%20b/status", Some(&tok)).await.status, 404);
     // The event stream refuses the same way.
-    let s = Sse::open(web, &format!("/t/{T4}/events"), &[("Authorization", &format!("Bearer {}", World::recipient_token("MP100000001")))]).await;
+    let s = Sse::open(
+        web,
+        &format!("/t/{T4}/events"),
+        &[(
+            "Authorization",
+            &format!("Bearer {}", World::recipient_token("MP100000001")),
+        )],
+    )
+    .await;
     assert_eq!(s.status, 403);
     let s = Sse::open(web, &format!("/t/{T4}/events"), &[]).await;
     assert_eq!(s.status, 401);
@@ -78,30 +122,54 @@ async fn page_cookie_escaping_and_instructions_reach_the_driver() {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     let csp = r.header("content-security-policy").expect("a CSP");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     let html = r.text();
-    assert!(html.contains("<h1 id=\"status-line\">Planned for delivery</h1>"), "status rendered on the server");
+    assert!(
+        html.contains("<h1 id=\"status-line\">Planned for delivery</h1>"),
+        "status rendered on the server"
+    );
 
     // Instructions through the cookie, with markup in them.
     let jar = format!("mp_token={tok}");
     let evil = r#"<script>alert("x")</script> gate 42 & "ring""#;
     let body = serde_json::json!({ "text": evil }).to_string();
-    let r = request(web, "POST", &format!("/t/{T4}/instructions"), &[("Cookie", &jar), ("Content-Type", "application/json")], Some(&body)).await;
+    let r = request(
+        web,
+        "POST",
+        &format!("/t/{T4}/instructions"),
+        &[("Cookie", &jar), ("Content-Type", "application/json")],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["instructions"], evil);
     // They reached the driver's app through the log, unchanged (the push stream opens with
     // the first push: the route was assigned before D1 connected).
-    let mut push = tokio::time::timeout(Duration::from_secs(5), w.driver.accept_ack_stream()).await.unwrap().unwrap();
-    let pushed = tokio::time::timeout(Duration::from_secs(5), push.next_msg()).await.unwrap().unwrap();
+    let mut push = tokio::time::timeout(Duration::from_secs(5), w.driver.accept_ack_stream())
+        .await
+        .unwrap()
+        .unwrap();
+    let pushed = tokio::time::timeout(Duration::from_secs(5), push.next_msg())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(&pushed, Some(ServerMsg::Push(p)) if matches!(&p.kind, DriverEvent::Instructions { text, .. } if text == evil)),
         "{pushed:?}"
     );
     // The page shows them escaped, never as markup.
     let html = get(web, &format!("/t/{T4}?token={tok}"), None).await.text();
-    assert!(!html.contains("<script>alert"), "unescaped instructions in the page");
-    assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; gate 42 &amp; &quot;ring&quot;"));
+    assert!(
+        !html.contains("<script>alert"),
+        "unescaped instructions in the page"
+    );
+    assert!(html.contains(
+        "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; gate 42 &amp; &quot;ring&quot;"
+    ));
     // The same through the cookie alone (a later visit without the token in the link).
     let r = request(web, "GET", &format!("/t/{T4}"), &[("Cookie", &jar)], None).await;
     assert_eq!(r.status, 200);
@@ -109,21 +177,56 @@ async fn page_cookie_escaping_and_instructions_reach_the_driver() {
 
     // Refusals: another parcel's token, not JSON, too long, no token; a page without a token.
     let other = format!("mp_token={}", World::recipient_token("MP100000001"));
-    let r = request(web, "POST", &format!("/t/{T4}/instructions"), &[("Cookie", &other), ("Content-Type", "application/json")], Some(&body)).await;
+    let r = request(
+        web,
+        "POST",
+        &format!("/t/{T4}/instructions"),
+        &[("Cookie", &other), ("Content-Type", "application/json")],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = request(web, "POST", &format!("/t/{T4}/instructions"), &[("Cookie", &jar), ("Content-Type", "text/plain")], Some("hi")).await;
+    let r = request(
+        web,
+        "POST",
+        &format!("/t/{T4}/instructions"),
+        &[("Cookie", &jar), ("Content-Type", "text/plain")],
+        Some("hi"),
+    )
+    .await;
     assert_eq!(r.status, 400, "a cross-site form cannot post JSON");
     let long = serde_json::json!({ "text": "x".repeat(1_500) }).to_string();
-    let r = request(web, "POST", &format!("/t/{T4}/instructions"), &[("Cookie", &jar), ("Content-Type", "application/json")], Some(&long)).await;
+    let r = request(
+        web,
+        "POST",
+        &format!("/t/{T4}/instructions"),
+        &[("Cookie", &jar), ("Content-Type", "application/json")],
+        Some(&long),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.text());
-    let r = request(web, "POST", &format!("/t/{T4}/instructions"), &[("Content-Type", "application/json")], Some(&body)).await;
+    let r = request(
+        web,
+        "POST",
+        &format!("/t/{T4}/instructions"),
+        &[("Content-Type", "application/json")],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 401);
     let r = get(web, &format!("/t/{T4}"), None).await;
     assert_eq!(r.status, 401);
     assert!(r.text().contains("Link not valid"));
     // A dispatcher may read but not instruct.
     let d = format!("mp_token={}", World::dispatcher_token("north"));
-    let r = request(web, "POST", &format!("/t/{T4}/instructions"), &[("Cookie", &d), ("Content-Type", "application/json")], Some(&body)).await;
+    let r = request(
+        web,
+        "POST",
+        &format!("/t/{T4}/instructions"),
+        &[("Cookie", &d), ("Content-Type", "application/json")],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 403);
 }
 
@@ -136,21 +239,54 @@ async fn event_stream_ids_resume_and_privacy() {
     let path = format!("/t/{T4}/events?after=0");
     let mut s = Sse::open(web, &path, &[("Authorization", &auth)]).await;
     assert_eq!(s.status, 200);
-    assert!(s.headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream")));
+    assert!(s
+        .headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream")));
     let first = s.drain(300).await;
-    assert!(first.iter().any(|e| e.event == "status" && e.json()["state"] == "Planned"), "{first:#?}");
+    assert!(
+        first
+            .iter()
+            .any(|e| e.event == "status" && e.json()["state"] == "Planned"),
+        "{first:#?}"
+    );
 
     // The route starts and reaches S1: milestones arrive with dense ids, no position yet.
     w.drive(0, 1, 60).await;
     let evs = s.drain(400).await;
-    let milestones: Vec<u64> = evs.iter().filter(|e| e.event == "milestone").filter_map(|e| e.offset()).collect();
+    let milestones: Vec<u64> = evs
+        .iter()
+        .filter(|e| e.event == "milestone")
+        .filter_map(|e| e.offset())
+        .collect();
     assert!(!milestones.is_empty(), "{evs:#?}");
-    assert_eq!(milestones, (1..=milestones.len() as u64).collect::<Vec<_>>(), "ids are the feed offsets, dense and ordered");
+    assert_eq!(
+        milestones,
+        (1..=milestones.len() as u64).collect::<Vec<_>>(),
+        "ids are the feed offsets, dense and ordered"
+    );
     let out = evs.iter().find(|e| e.event == "milestone").unwrap().json();
     assert_eq!(out["kind"], "OutForDelivery");
-    assert!(evs.iter().any(|e| e.event == "status" && e.json()["status_line"].as_str().unwrap().contains("stops away")), "{evs:#?}");
-    assert!(!evs.iter().any(|e| e.event == "position" && e.data != "null"), "no position two stops away");
-    let status = get(web, &format!("/t/{T4}/status"), Some(&World::recipient_token(T4))).await.json();
+    assert!(
+        evs.iter().any(|e| e.event == "status"
+            && e.json()["status_line"]
+                .as_str()
+                .unwrap()
+                .contains("stops away")),
+        "{evs:#?}"
+    );
+    assert!(
+        !evs.iter()
+            .any(|e| e.event == "position" && e.data != "null"),
+        "no position two stops away"
+    );
+    let status = get(
+        web,
+        &format!("/t/{T4}/status"),
+        Some(&World::recipient_token(T4)),
+    )
+    .await
+    .json();
     assert!(status["position"].is_null(), "nor in the status JSON");
     let seen = *milestones.last().unwrap();
     drop(s);
@@ -161,43 +297,101 @@ async fn event_stream_ids_resume_and_privacy() {
     w.deliver("S2").await;
     // Reconnect as a browser does: same URL, Last-Event-ID = the last id seen.
     let last = seen.to_string();
-    let mut s = Sse::open(web, &path, &[("Authorization", &auth), ("Last-Event-ID", &last)]).await;
+    let mut s = Sse::open(
+        web,
+        &path,
+        &[("Authorization", &auth), ("Last-Event-ID", &last)],
+    )
+    .await;
     w.drive(2, 3, 0).await;
     let evs = s.drain(500).await;
-    let resumed: Vec<u64> = evs.iter().filter(|e| e.event == "milestone").filter_map(|e| e.offset()).collect();
-    assert_eq!(resumed.first(), Some(&(seen + 1)), "resumes right after the last id seen: {evs:#?}");
-    assert_eq!(resumed, (seen + 1..seen + 1 + resumed.len() as u64).collect::<Vec<_>>());
-    assert!(evs.iter().any(|e| e.event == "milestone" && e.json()["kind"] == "StopsAway" && e.json()["text"] == "Next stop"), "{evs:#?}");
-    let pos = evs.iter().rev().find(|e| e.event == "position").expect("a position once the stop is next");
+    let resumed: Vec<u64> = evs
+        .iter()
+        .filter(|e| e.event == "milestone")
+        .filter_map(|e| e.offset())
+        .collect();
+    assert_eq!(
+        resumed.first(),
+        Some(&(seen + 1)),
+        "resumes right after the last id seen: {evs:#?}"
+    );
+    assert_eq!(
+        resumed,
+        (seen + 1..seen + 1 + resumed.len() as u64).collect::<Vec<_>>()
+    );
+    assert!(
+        evs.iter().any(|e| e.event == "milestone"
+            && e.json()["kind"] == "StopsAway"
+            && e.json()["text"] == "Next stop"),
+        "{evs:#?}"
+    );
+    let pos = evs
+        .iter()
+        .rev()
+        .find(|e| e.event == "position")
+        .expect("a position once the stop is next");
     let p = pos.json();
     let (lat, lon) = World::point(3);
-    assert!((p["lat"].as_f64().unwrap() - lat).abs() < 1e-3 && (p["lon"].as_f64().unwrap() - lon).abs() < 1e-3, "{p}");
-    let status = get(web, &format!("/t/{T4}/status"), Some(&World::recipient_token(T4))).await.json();
+    assert!(
+        (p["lat"].as_f64().unwrap() - lat).abs() < 1e-3
+            && (p["lon"].as_f64().unwrap() - lon).abs() < 1e-3,
+        "{p}"
+    );
+    let status = get(
+        web,
+        &format!("/t/{T4}/status"),
+        Some(&World::recipient_token(T4)),
+    )
+    .await
+    .json();
     assert!(status["position"]["lat"].is_number(), "{status}");
 
     // Delivered: the status says so with proof, and the position is withdrawn.
     w.driver
-        .command(3, milepost_proto::CommandKind::ReportOutcome {
-            stop: "S3".into(),
-            tracking: None,
-            outcome: milepost_proto::route::Outcome::Delivered {
-                proof: milepost_proto::route::Proof { photo_sha256: Some("ee".repeat(32)), ..Default::default() },
+        .command(
+            3,
+            milepost_proto::CommandKind::ReportOutcome {
+                stop: "S3".into(),
+                tracking: None,
+                outcome: milepost_proto::route::Outcome::Delivered {
+                    proof: milepost_proto::route::Proof {
+                        photo_sha256: Some("ee".repeat(32)),
+                        ..Default::default()
+                    },
+                },
             },
-        })
+        )
         .await
         .unwrap();
-    let evs = s.until(Duration::from_secs(5), |e| e.event == "status" && e.json()["state"] == "Delivered").await;
+    let evs = s
+        .until(Duration::from_secs(5), |e| {
+            e.event == "status" && e.json()["state"] == "Delivered"
+        })
+        .await;
     let st = evs.last().unwrap().json();
-    assert!(st["status_line"].as_str().unwrap().starts_with("Delivered "), "{st}");
+    assert!(
+        st["status_line"]
+            .as_str()
+            .unwrap()
+            .starts_with("Delivered "),
+        "{st}"
+    );
     assert_eq!(st["proof"]["photo_sha256"], "ee".repeat(32));
     let after = s.drain(1_500).await;
     assert!(
-        evs.iter().chain(after.iter()).any(|e| e.event == "position" && e.data == "null"),
+        evs.iter()
+            .chain(after.iter())
+            .any(|e| e.event == "position" && e.data == "null"),
         "position withdrawn once delivered: {evs:#?} {after:#?}"
     );
 
     // A bad Last-Event-ID is a 400, not a guess.
-    let s = Sse::open(web, &path, &[("Authorization", &auth), ("Last-Event-ID", "x1")]).await;
+    let s = Sse::open(
+        web,
+        &path,
+        &[("Authorization", &auth), ("Last-Event-ID", "x1")],
+    )
+    .await;
     assert_eq!(s.status, 400);
 }
 
@@ -217,11 +411,19 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
     let offset = st["offset"].as_u64().unwrap();
 
     let auth = format!("Bearer {north}");
-    let mut s = Sse::open(web, &format!("/dispatch/events?after={offset}"), &[("Authorization", &auth)]).await;
+    let mut s = Sse::open(
+        web,
+        &format!("/dispatch/events?after={offset}"),
+        &[("Authorization", &auth)],
+    )
+    .await;
     assert_eq!(s.status, 200);
     // A driver of another depot is never seen.
     let mut south_driver = w.t.driver("X9", "south").await;
-    south_driver.batch(Seq(1), vec![common::fix(1_000, 0)]).await.unwrap();
+    south_driver
+        .batch(Seq(1), vec![common::fix(1_000, 0)])
+        .await
+        .unwrap();
     w.drive(0, 1, 30).await;
     let evs = s.drain(500).await;
     let positions: Vec<serde_json::Value> = evs
@@ -231,11 +433,22 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
         .collect();
     assert!(positions.iter().any(|p| p["id"] == "D1"), "{evs:#?}");
     assert!(!positions.iter().any(|p| p["id"] == "X9"));
-    let dispatch: Vec<&web_support::SseEvent> = evs.iter().filter(|e| e.event == "dispatch").collect();
-    assert!(dispatch.iter().any(|e| e.json()["kind"] == "RouteStarted"), "{evs:#?}");
+    let dispatch: Vec<&web_support::SseEvent> =
+        evs.iter().filter(|e| e.event == "dispatch").collect();
+    assert!(
+        dispatch.iter().any(|e| e.json()["kind"] == "RouteStarted"),
+        "{evs:#?}"
+    );
     let ids: Vec<u64> = dispatch.iter().filter_map(|e| e.offset()).collect();
-    assert_eq!(ids, (offset + 1..=offset + ids.len() as u64).collect::<Vec<_>>());
-    assert!(evs.iter().any(|e| e.event == "route" && e.json()["stops"][0]["state"] == "arrived"), "stop colours follow: {evs:#?}");
+    assert_eq!(
+        ids,
+        (offset + 1..=offset + ids.len() as u64).collect::<Vec<_>>()
+    );
+    assert!(
+        evs.iter()
+            .any(|e| e.event == "route" && e.json()["stops"][0]["state"] == "arrived"),
+        "stop colours follow: {evs:#?}"
+    );
     // Coalescing: far fewer position frames than fixes.
     let frames = evs.iter().filter(|e| e.event == "positions").count();
     assert!(frames < 40, "{frames} position frames");
@@ -246,50 +459,190 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
     let v = r.json();
     assert!(v["started_ms"].is_number());
     assert!(v["stops"][1]["eta_text"].is_string(), "{v}");
-    assert_eq!(get(web, "/dispatch/routes/R-2026-02-16-017", Some(&south)).await.status, 403);
-    assert_eq!(get(web, "/dispatch/routes/nope", Some(&north)).await.status, 404);
+    assert_eq!(
+        get(web, "/dispatch/routes/R-2026-02-16-017", Some(&south))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(web, "/dispatch/routes/nope", Some(&north)).await.status,
+        404
+    );
     let st = get(web, "/dispatch/state", Some(&south)).await.json();
-    assert!(st["routes"].as_array().unwrap().is_empty() && !st["drivers"].as_array().unwrap().iter().any(|d| d["id"] == "D1"));
+    assert!(
+        st["routes"].as_array().unwrap().is_empty()
+            && !st["drivers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["id"] == "D1")
+    );
     // Not a dispatcher: 403; no token: 401.
-    assert_eq!(get(web, "/dispatch/state", Some(&World::recipient_token(T4))).await.status, 403);
+    assert_eq!(
+        get(web, "/dispatch/state", Some(&World::recipient_token(T4)))
+            .await
+            .status,
+        403
+    );
     assert_eq!(get(web, "/dispatch/state", None).await.status, 401);
     assert_eq!(Sse::open(web, "/dispatch/events", &[]).await.status, 401);
 
     // Who is near S1? D1 (standing there), with its distance; bounded and validated queries.
     let (lat, lon) = World::point(1);
-    let r = get(web, &format!("/dispatch/nearby?lat={lat}&lon={lon}&radius_m=500"), Some(&north)).await;
+    let r = get(
+        web,
+        &format!("/dispatch/nearby?lat={lat}&lon={lon}&radius_m=500"),
+        Some(&north),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["drivers"][0]["id"], "D1");
     assert!(v["drivers"][0]["distance_m"].as_f64().unwrap() < 50.0);
-    let r = get(web, &format!("/dispatch/nearby?lat={lat}&lon={lon}&radius_m=500"), Some(&south)).await.json();
-    assert!(r["drivers"].as_array().unwrap().is_empty(), "south sees no north driver");
-    assert_eq!(get(web, "/dispatch/nearby?lat=91&lon=0&radius_m=500", Some(&north)).await.status, 400);
-    assert_eq!(get(web, "/dispatch/nearby?lat=1&lon=0&radius_m=1e9", Some(&north)).await.status, 400);
-    assert_eq!(get(web, "/dispatch/nearby?lat=x&lon=0&radius_m=5", Some(&north)).await.status, 400);
+    let r = get(
+        web,
+        &format!("/dispatch/nearby?lat={lat}&lon={lon}&radius_m=500"),
+        Some(&south),
+    )
+    .await
+    .json();
+    assert!(
+        r["drivers"].as_array().unwrap().is_empty(),
+        "south sees no north driver"
+    );
+    assert_eq!(
+        get(
+            web,
+            "/dispatch/nearby?lat=91&lon=0&radius_m=500",
+            Some(&north)
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        get(
+            web,
+            "/dispatch/nearby?lat=1&lon=0&radius_m=1e9",
+            Some(&north)
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        get(web, "/dispatch/nearby?lat=x&lon=0&radius_m=5", Some(&north))
+            .await
+            .status,
+        400
+    );
 
     // The dispatcher page: cookie scoped to /dispatch; a recipient's link is refused.
     let r = get(web, &format!("/dispatch?token={north}"), None).await;
     assert_eq!(r.status, 200);
     assert!(r.header("set-cookie").unwrap().contains("Path=/dispatch"));
-    assert_eq!(get(web, &format!("/dispatch?token={}", World::recipient_token(T4)), None).await.status, 403);
+    assert_eq!(
+        get(
+            web,
+            &format!("/dispatch?token={}", World::recipient_token(T4)),
+            None
+        )
+        .await
+        .status,
+        403
+    );
 
     // Resuming from a cursor the depot ring still holds gives exactly the events after it.
     drop(s);
     let last = ids.last().copied().unwrap();
     w.deliver("S1").await;
     w.drive(1, 2, 30).await;
-    let mut s = Sse::open(web, &format!("/dispatch/events?after={offset}"), &[("Authorization", &auth), ("Last-Event-ID", &last.to_string())]).await;
+    let mut s = Sse::open(
+        web,
+        &format!("/dispatch/events?after={offset}"),
+        &[
+            ("Authorization", &auth),
+            ("Last-Event-ID", &last.to_string()),
+        ],
+    )
+    .await;
     let evs = s.drain(500).await;
-    let ids: Vec<u64> = evs.iter().filter(|e| e.event == "dispatch").filter_map(|e| e.offset()).collect();
+    let ids: Vec<u64> = evs
+        .iter()
+        .filter(|e| e.event == "dispatch")
+        .filter_map(|e| e.offset())
+        .collect();
     assert_eq!(ids.first(), Some(&(last + 1)), "{evs:#?}");
+
+    // A failed attempt: an alert on the stream and in the state, and the recipient is told why.
+    let failed = milepost_proto::route::Outcome::Failed {
+        reason: milepost_proto::route::FailureReason::RecipientAbsent,
+        note: "nobody home".into(),
+    };
+    w.driver
+        .command(
+            4,
+            milepost_proto::CommandKind::ReportOutcome {
+                stop: "S2".into(),
+                tracking: None,
+                outcome: failed,
+            },
+        )
+        .await
+        .unwrap();
+    let evs = s
+        .until(Duration::from_secs(5), |e| {
+            e.event == "dispatch" && e.json()["kind"] == "AttemptFailed"
+        })
+        .await;
+    let alert = evs.last().unwrap().json();
+    assert_eq!(alert["alert"], true);
+    assert_eq!(alert["text"], "Failed attempt at S2: recipient absent");
+    let st = get(web, "/dispatch/state", Some(&north)).await.json();
+    let alerts = st["alerts"].as_array().unwrap();
+    assert!(alerts.iter().any(|a| a["kind"] == "AttemptFailed"), "{st}");
+    assert!(
+        alerts
+            .windows(2)
+            .all(|w| w[0]["offset"].as_u64() > w[1]["offset"].as_u64()),
+        "newest first"
+    );
+    let t3 = "MP100000003";
+    let v = get(
+        web,
+        &format!("/t/{t3}/status"),
+        Some(&World::recipient_token(t3)),
+    )
+    .await
+    .json();
+    assert_eq!(
+        v["status"]["status_line"],
+        "Attempt failed: recipient absent"
+    );
+    assert_eq!(v["status"]["failure"], "recipient absent: nobody home");
+    let page = get(
+        web,
+        &format!("/t/{t3}?token={}", World::recipient_token(t3)),
+        None,
+    )
+    .await
+    .text();
+    assert!(page.contains("<p id=\"failure-text\">recipient absent: nobody home</p>"));
 }
 
 #[tokio::test]
 async fn assets_are_embedded_compressed_and_cacheable() {
     let w = World::new().await;
     let web = w.web();
-    let r = request(web, "GET", "/assets/track.js", &[("Accept-Encoding", "gzip, br")], None).await;
+    let r = request(
+        web,
+        "GET",
+        "/assets/track.js",
+        &[("Accept-Encoding", "gzip, br")],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert!(r.header("cache-control").unwrap().contains("immutable"));
@@ -308,16 +661,27 @@ async fn streams_end_when_the_gateway_shuts_down() {
     let w = World::new().await;
     let web = w.web();
     let auth = format!("Bearer {}", World::recipient_token(T4));
-    let mut s = Sse::open(web, &format!("/t/{T4}/events?after=0"), &[("Authorization", &auth)]).await;
+    let mut s = Sse::open(
+        web,
+        &format!("/t/{T4}/events?after=0"),
+        &[("Authorization", &auth)],
+    )
+    .await;
     let _ = s.drain(200).await;
     let World { t, driver, .. } = w;
     driver.close();
     let shutdown = tokio::spawn(t.gw.shutdown());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !s.ended {
-        assert!(tokio::time::Instant::now() < deadline, "stream still open after shutdown");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream still open after shutdown"
+        );
         let _ = s.next(Duration::from_millis(200)).await;
     }
-    tokio::time::timeout(Duration::from_secs(20), shutdown).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
     let _ = t.dir;
 }

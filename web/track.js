@@ -90,9 +90,13 @@
       el('path', { 'class': 'home', d: 'M' + (d[0] - s) + ' ' + (d[1] + s) + 'h' + 2 * s + 'v' + (-1.1 * s) + 'l' + (-s) + ' ' + (-s) + 'l' + (-s) + ' ' + s + 'z' }, g);
     }
     var p = map.project(position.lat, position.lon);
+    if (dest) {
+      var q = map.project(dest.lat, dest.lon);
+      el('path', { 'class': 'route', d: 'M' + p[0] + ' ' + p[1] + 'L' + q[0] + ' ' + q[1] }, g);
+    }
     el('circle', { 'class': 'van', cx: p[0], cy: p[1], r: 8 * k }, g);
     var t = new Date(position.t_ms);
-    setText('map-note', 'Driver position at ' + t.toISOString().slice(11, 19) + ' UTC');
+    setText('map-note', 'Driver position at ' + t.toISOString().slice(11, 19) + ' UTC · grid squares ' + map.gridStep + ' m');
   }
 
   renderMap();

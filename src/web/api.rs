@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use milepost_proto::route::{
-    DepotId, DispatchEvent, DispatchUpdate, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point,
-    ProofSummary, RouteId, TimeWindow, TrackingNumber, Update,
+    DepotId, DispatchEvent, DispatchUpdate, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate,
+    Point, ProofSummary, RouteId, TimeWindow, TrackingNumber, Update,
 };
 use milepost_proto::{Command, CommandKind, DriverId, DriverPosition, ServerMsg};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,9 @@ use crate::fleet::state::lock;
 use crate::fleet::view::RouteView;
 use crate::server::Shared;
 use crate::tools::watch::{event_text, reason_text, status_line};
-use crate::web::{authorize_dispatcher, authorize_parcel, no_store, valid_tracking, WebError, WebState};
+use crate::web::{
+    authorize_dispatcher, authorize_parcel, no_store, valid_tracking, WebError, WebState,
+};
 
 /// Milestones shown in a parcel's timeline (the newest ones).
 const TIMELINE_MAX: usize = 40;
@@ -36,7 +38,9 @@ const ALERTS_MAX: usize = 100;
 
 /// Formats a UTC ms timestamp as `HH:MM` (UTC), like the status line.
 pub fn hhmm(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%H:%M").to_string()).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%H:%M").to_string())
+        .unwrap_or_default()
 }
 
 /// A position as the pages get it.
@@ -95,6 +99,8 @@ impl MilestoneView {
             // Said the way the status line says it ("1 stop away", "Next stop").
             ParcelEvent::StopsAway { n: 0 } => "Next stop".to_owned(),
             ParcelEvent::StopsAway { n: 1 } => "1 stop away".to_owned(),
+            // The time is shown beside it.
+            ParcelEvent::Delivered { .. } => "Delivered".to_owned(),
             other => event_text(other).trim().to_owned(),
         };
         MilestoneView {
@@ -178,16 +184,25 @@ pub struct ParcelView {
 
 /// The route run a route id names (the core has no lookup by id that returns the plan).
 fn run_of<'a>(core: &'a FleetCore, route: &RouteId) -> Option<&'a RouteRun> {
-    core.snapshot().routes.into_iter().find(|r| &r.plan.id == route)
+    core.snapshot()
+        .routes
+        .into_iter()
+        .find(|r| &r.plan.id == route)
 }
 
 /// The current status of a parcel, in words.
 pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
     let (proof, failure) = match s.last_event.as_ref().map(|u| &u.kind) {
-        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => (Some(proof.clone()), None),
+        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => {
+            (Some(proof.clone()), None)
+        }
         Some(ParcelEvent::Failed { reason, note }) if s.state == ParcelState::Failed => {
             let note = note.trim();
-            let text = if note.is_empty() { reason_text(*reason).to_owned() } else { format!("{}: {note}", reason_text(*reason)) };
+            let text = if note.is_empty() {
+                reason_text(*reason).to_owned()
+            } else {
+                format!("{}: {note}", reason_text(*reason))
+            };
             (None, Some(text))
         }
         _ => (None, None),
@@ -195,7 +210,9 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
     let driver = if s.state == ParcelState::Planned {
         None
     } else {
-        lock(&shared.state.core).route_view(&s.route_id).and_then(|v| driver_card(shared, &v.driver))
+        lock(&shared.state.core)
+            .route_view(&s.route_id)
+            .and_then(|v| driver_card(shared, &v.driver))
     };
     StatusView {
         tracking: s.tracking.0.clone(),
@@ -206,7 +223,9 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         earliest_ms: s.earliest_ms,
         latest_ms: s.latest_ms,
         window: s.window,
-        window_text: s.window.map(|w| format!("{}-{}", hhmm(w.start_ms), hhmm(w.end_ms))),
+        window_text: s
+            .window
+            .map(|w| format!("{}-{}", hhmm(w.start_ms), hhmm(w.end_ms))),
         proof,
         failure,
         driver,
@@ -215,13 +234,18 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
 
 /// The configured presentation of a driver.
 pub fn driver_card(shared: &Shared, d: &DriverId) -> Option<DriverCard> {
-    shared.cfg.web.drivers.get(&d.0).map(|c| DriverCard { first_name: c.first_name.clone(), vehicle: c.vehicle.clone() })
+    shared.cfg.web.drivers.get(&d.0).map(|c| DriverCard {
+        first_name: c.first_name.clone(),
+        vehicle: c.vehicle.clone(),
+    })
 }
 
 /// The position a recipient may see now (the shared privacy rule), if any.
 pub fn visible_position(shared: &Shared, s: &ParcelStatus) -> Option<(DriverId, PositionView)> {
     let driver = crate::server::feed::visible_driver(shared, s)?;
-    let p = lock(&shared.state.positions).position_of(&driver).map(|(_, p)| PositionView::of(&p))?;
+    let p = lock(&shared.state.positions)
+        .position_of(&driver)
+        .map(|(_, p)| PositionView::of(&p))?;
     Some((driver, p))
 }
 
@@ -241,7 +265,10 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
         let run = run_of(&core, &status.route_id);
         let destination = run
             .and_then(|r| r.plan.stops.iter().find(|s| s.id == status.stop))
-            .map(|s| Point { lat: s.lat, lon: s.lon });
+            .map(|s| Point {
+                lat: s.lat,
+                lon: s.lon,
+            });
         let instructions = run
             .and_then(|r| r.parcels.iter().find(|p| &p.tracking == t))
             .and_then(|p| p.instructions.clone());
@@ -259,11 +286,22 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
         timeline.drain(..timeline.len() - TIMELINE_MAX);
     }
     let position = visible_position(shared, &status).map(|(_, p)| p);
-    Some(ParcelView { offset, status: status_view(shared, &status), timeline, destination, position, instructions })
+    Some(ParcelView {
+        offset,
+        status: status_view(shared, &status),
+        timeline,
+        destination,
+        position,
+        instructions,
+    })
 }
 
 /// `GET /t/{tracking}/status`: the parcel view.
-pub async fn parcel_status(State(st): State<Arc<WebState>>, Path(tracking): Path<String>, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn parcel_status(
+    State(st): State<Arc<WebState>>,
+    Path(tracking): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     if !valid_tracking(&tracking) {
         return Err(WebError::NotFound("no such parcel".into()));
     }
@@ -303,8 +341,19 @@ pub async fn instructions(
     // Authorization before the body: an outsider learns nothing from the body's errors.
     let Json(body) = body.map_err(|e| WebError::BadRequest(e.body_text()))?;
     // Control characters (other than line breaks) have no place in a note for a driver.
-    let text: String = body.text.trim().chars().filter(|c| !c.is_control() || *c == '\n').collect();
-    let cmd = Command { id: 0, kind: CommandKind::SetInstructions { tracking: TrackingNumber(tracking), text: text.clone() } };
+    let text: String = body
+        .text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    let cmd = Command {
+        id: 0,
+        kind: CommandKind::SetInstructions {
+            tracking: TrackingNumber(tracking),
+            text: text.clone(),
+        },
+    };
     match crate::server::commands::handle(&claims, &st.shared, cmd).await {
         ServerMsg::Done { .. } => Ok(json(serde_json::json!({ "instructions": text }))),
         ServerMsg::Error(e) => Err(WebError::from_code(e.code, e.message)),
@@ -339,20 +388,48 @@ pub struct DispatchItem {
 pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
     match e {
         DispatchEvent::RouteStarted => ("RouteStarted", "Route started".into(), false),
-        DispatchEvent::RouteFinished { delivered, failed } => {
-            ("RouteFinished", format!("Route finished: {delivered} delivered, {failed} not delivered"), false)
-        }
+        DispatchEvent::RouteFinished { delivered, failed } => (
+            "RouteFinished",
+            format!("Route finished: {delivered} delivered, {failed} not delivered"),
+            false,
+        ),
         DispatchEvent::DriverStalled { idle_s, no_fix } => {
             let why = if *no_fix { "no GPS fix" } else { "not moving" };
-            ("DriverStalled", format!("Stalled: {why} for {} min", idle_s / 60), true)
+            (
+                "DriverStalled",
+                format!("Stalled: {why} for {} min", idle_s / 60),
+                true,
+            )
         }
-        DispatchEvent::RunningLate { stop, minutes } => ("RunningLate", format!("Running {minutes} min late for {stop}"), true),
-        DispatchEvent::AttemptFailed { stop, reason } => ("AttemptFailed", format!("Failed attempt at {stop}: {}", reason_text(*reason)), true),
-        DispatchEvent::OffRoute { distance_m } => ("OffRoute", format!("Off route by {} m", distance_m.round() as i64), true),
+        DispatchEvent::RunningLate { stop, minutes } => (
+            "RunningLate",
+            format!("Running {minutes} min late for {stop}"),
+            true,
+        ),
+        DispatchEvent::AttemptFailed { stop, reason } => (
+            "AttemptFailed",
+            format!("Failed attempt at {stop}: {}", reason_text(*reason)),
+            true,
+        ),
+        DispatchEvent::OffRoute { distance_m } => (
+            "OffRoute",
+            format!("Off route by {} m", distance_m.round() as i64),
+            true,
+        ),
         DispatchEvent::BackOnRoute => ("BackOnRoute", "Back on route".into(), false),
-        DispatchEvent::StopArrived { stop, .. } => ("StopArrived", format!("Arrived at {stop}"), false),
-        DispatchEvent::StopDeparted { stop, dwell_s } => ("StopDeparted", format!("Left {stop} after {} min", dwell_s / 60), false),
-        DispatchEvent::StopPassed { stop } => ("StopPassed", format!("Passed {stop} without stopping"), true),
+        DispatchEvent::StopArrived { stop, .. } => {
+            ("StopArrived", format!("Arrived at {stop}"), false)
+        }
+        DispatchEvent::StopDeparted { stop, dwell_s } => (
+            "StopDeparted",
+            format!("Left {stop} after {} min", dwell_s / 60),
+            false,
+        ),
+        DispatchEvent::StopPassed { stop } => (
+            "StopPassed",
+            format!("Passed {stop} without stopping"),
+            true,
+        ),
         DispatchEvent::DriverMoving => ("DriverMoving", "Moving again".into(), false),
     }
 }
@@ -377,7 +454,13 @@ impl DispatchItem {
 
 /// A driver's display name for dispatchers: the configured first name, else the id.
 pub fn driver_name(shared: &Shared, d: &DriverId) -> String {
-    shared.cfg.web.drivers.get(&d.0).map(|c| c.first_name.clone()).unwrap_or_else(|| d.0.clone())
+    shared
+        .cfg
+        .web
+        .drivers
+        .get(&d.0)
+        .map(|c| c.first_name.clone())
+        .unwrap_or_else(|| d.0.clone())
 }
 
 /// A driver on the dispatcher map.
@@ -488,7 +571,12 @@ fn stop_state(s: &crate::fleet::view::StopView) -> &'static str {
 
 /// The summary of route `view` with the coordinates from its plan.
 pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> RouteSummary {
-    let coords: HashMap<&str, (f64, f64)> = run.plan.stops.iter().map(|s| (s.id.0.as_str(), (s.lat, s.lon))).collect();
+    let coords: HashMap<&str, (f64, f64)> = run
+        .plan
+        .stops
+        .iter()
+        .map(|s| (s.id.0.as_str(), (s.lat, s.lon)))
+        .collect();
     let stops: Vec<StopDot> = view
         .stops
         .iter()
@@ -503,7 +591,9 @@ pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> Route
                 eta_ms: s.eta.map(|e| e.eta_ms),
                 earliest_ms: s.eta.map(|e| e.earliest_ms),
                 latest_ms: s.eta.map(|e| e.latest_ms),
-                eta_text: s.eta.map(|e| format!("{}-{}", hhmm(e.earliest_ms), hhmm(e.latest_ms))),
+                eta_text: s
+                    .eta
+                    .map(|e| format!("{}-{}", hhmm(e.earliest_ms), hhmm(e.latest_ms))),
                 arrived_ms: s.arrived_ms,
                 planned_arrival_ms: s.planned_arrival_ms,
                 parcels: s.parcels.len(),
@@ -530,7 +620,10 @@ pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> Route
         pace: view.pace,
         off_route: view.off_route,
         stalled: view.stalled,
-        done: stops.iter().filter(|s| matches!(s.state, "delivered" | "failed")).count(),
+        done: stops
+            .iter()
+            .filter(|s| matches!(s.state, "delivered" | "failed"))
+            .count(),
         start: run.plan.start,
         path,
         stops,
@@ -541,7 +634,13 @@ pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> Route
 pub fn depot_routes(shared: &Shared, depot: &DepotId) -> Vec<RouteSummary> {
     let core = lock(&shared.state.core);
     let ids = core.routes_of_depot(depot);
-    let runs: HashMap<&RouteId, &RouteRun> = core.snapshot().routes.into_iter().filter(|r| &r.plan.depot == depot).map(|r| (&r.plan.id, r)).collect();
+    let runs: HashMap<&RouteId, &RouteRun> = core
+        .snapshot()
+        .routes
+        .into_iter()
+        .filter(|r| &r.plan.depot == depot)
+        .map(|r| (&r.plan.id, r))
+        .collect();
     ids.iter()
         .filter_map(|id| {
             let run = runs.get(id)?;
@@ -552,13 +651,21 @@ pub fn depot_routes(shared: &Shared, depot: &DepotId) -> Vec<RouteSummary> {
 }
 
 /// One route's summary if it belongs to `depot`.
-pub fn depot_route(shared: &Shared, depot: &DepotId, id: &RouteId) -> Result<RouteSummary, WebError> {
+pub fn depot_route(
+    shared: &Shared,
+    depot: &DepotId,
+    id: &RouteId,
+) -> Result<RouteSummary, WebError> {
     let core = lock(&shared.state.core);
     let run = run_of(&core, id).ok_or_else(|| WebError::NotFound(format!("no route {id}")))?;
     if &run.plan.depot != depot {
-        return Err(WebError::OutOfScope("the route belongs to another depot".into()));
+        return Err(WebError::OutOfScope(
+            "the route belongs to another depot".into(),
+        ));
     }
-    let view = core.route_view(id).ok_or_else(|| WebError::NotFound(format!("no route {id}")))?;
+    let view = core
+        .route_view(id)
+        .ok_or_else(|| WebError::NotFound(format!("no route {id}")))?;
     Ok(route_summary(shared, run, &view))
 }
 
@@ -570,7 +677,8 @@ pub fn recent_alerts(shared: &Shared, depot: &DepotId) -> Vec<DispatchItem> {
         // The ring keeps the newest `depot_events_kept`: never ask for older ones.
         let kept = shared.cfg.feed.depot_events_kept.max(1) as u64;
         let from = last.saturating_sub(ALERTS_SCAN.min(kept));
-        feed.depot_after(depot, from, ALERTS_SCAN as usize).unwrap_or_default()
+        feed.depot_after(depot, from, ALERTS_SCAN as usize)
+            .unwrap_or_default()
     };
     let mut v: Vec<DispatchItem> = events
         .iter()
@@ -611,25 +719,39 @@ pub fn depot_state_of(shared: &Shared, depot: &DepotId) -> DepotState {
         depot: depot.0.clone(),
         offset,
         now_ms: shared.now_ms(),
-        drivers: positions.iter().map(|p| DriverDot::of(shared, p, false)).collect(),
+        drivers: positions
+            .iter()
+            .map(|p| DriverDot::of(shared, p, false))
+            .collect(),
         routes: depot_routes(shared, depot),
         alerts: recent_alerts(shared, depot),
     }
 }
 
 /// `GET /dispatch/state`.
-pub async fn depot_state(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn depot_state(
+    State(st): State<Arc<WebState>>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     let (claims, _) = authorize_dispatcher(&st.shared, &headers)?;
     Ok(json(depot_state_of(&st.shared, &DepotId(claims.depot))))
 }
 
 /// `GET /dispatch/routes/{route}`: one route's progress and ETAs.
-pub async fn route_detail(State(st): State<Arc<WebState>>, Path(route): Path<String>, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn route_detail(
+    State(st): State<Arc<WebState>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     let (claims, _) = authorize_dispatcher(&st.shared, &headers)?;
     if route.len() > 200 {
         return Err(WebError::NotFound("no such route".into()));
     }
-    Ok(json(depot_route(&st.shared, &DepotId(claims.depot), &RouteId(route))?))
+    Ok(json(depot_route(
+        &st.shared,
+        &DepotId(claims.depot),
+        &RouteId(route),
+    )?))
 }
 
 /// The query of `GET /dispatch/nearby`.
@@ -661,16 +783,29 @@ pub async fn nearby(
     let (claims, _) = authorize_dispatcher(&st.shared, &headers)?;
     let Query(q) = q.map_err(|e| WebError::BadRequest(e.body_text()))?;
     let max_r = st.cfg().max_nearby_radius_m;
-    if !(q.lat.is_finite() && (-90.0..=90.0).contains(&q.lat) && q.lon.is_finite() && (-180.0..=180.0).contains(&q.lon)) {
-        return Err(WebError::BadRequest("lat must be -90..90 and lon -180..180".into()));
+    if !(q.lat.is_finite()
+        && (-90.0..=90.0).contains(&q.lat)
+        && q.lon.is_finite()
+        && (-180.0..=180.0).contains(&q.lon))
+    {
+        return Err(WebError::BadRequest(
+            "lat must be -90..90 and lon -180..180".into(),
+        ));
     }
     if !(q.radius_m.is_finite() && q.radius_m > 0.0 && q.radius_m <= max_r) {
-        return Err(WebError::BadRequest(format!("radius_m must be in (0, {max_r}]")));
+        return Err(WebError::BadRequest(format!(
+            "radius_m must be in (0, {max_r}]"
+        )));
     }
     let limit = st.shared.cfg.limits.max_query_results as usize;
-    let answer = lock(&st.shared.state.positions).nearby(&claims.depot, q.lat, q.lon, q.radius_m, limit);
+    let answer =
+        lock(&st.shared.state.positions).nearby(&claims.depot, q.lat, q.lon, q.radius_m, limit);
     Ok(json(NearbyAnswer {
-        drivers: answer.drivers.iter().map(|p| DriverDot::of(&st.shared, p, true)).collect(),
+        drivers: answer
+            .drivers
+            .iter()
+            .map(|p| DriverDot::of(&st.shared, p, true))
+            .collect(),
         truncated: answer.truncated,
     }))
 }

@@ -146,15 +146,27 @@ impl WebConfig {
     /// Checks the values that end up inside pages and style sheets.
     pub fn validate(&self) -> Result<(), String> {
         let b = &self.brand;
-        for (what, c) in [("primary", &b.primary), ("on_primary", &b.on_primary), ("background", &b.background), ("text", &b.text)] {
+        for (what, c) in [
+            ("primary", &b.primary),
+            ("on_primary", &b.on_primary),
+            ("background", &b.background),
+            ("text", &b.text),
+        ] {
             if !is_colour(c) {
-                return Err(format!("web.brand.{what} must be #rgb or #rrggbb, not {c:?}"));
+                return Err(format!(
+                    "web.brand.{what} must be #rgb or #rrggbb, not {c:?}"
+                ));
             }
         }
         if let Some(u) = &b.logo_url {
             // Only http(s) or a local path: a `javascript:` or `data:` URL has no place in a page.
-            if !(u.starts_with("https://") || u.starts_with("http://") || (u.starts_with('/') && !u.starts_with("//"))) {
-                return Err(format!("web.brand.logo_url must be http(s):// or /path, not {u:?}"));
+            if !(u.starts_with("https://")
+                || u.starts_with("http://")
+                || (u.starts_with('/') && !u.starts_with("//")))
+            {
+                return Err(format!(
+                    "web.brand.logo_url must be http(s):// or /path, not {u:?}"
+                ));
             }
         }
         if b.name.chars().count() > 80 {
@@ -190,18 +202,33 @@ impl WebState {
 }
 
 /// Binds `addr` and serves the pages until `stop` fires; returns the bound address.
-pub async fn start(addr: SocketAddr, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> std::io::Result<SocketAddr> {
-    shared.cfg.web.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+pub async fn start(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    shared
+        .cfg
+        .web
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
-    let state = Arc::new(WebState { shared, stop: stop.clone(), streams: AtomicUsize::new(0) });
+    let state = Arc::new(WebState {
+        shared,
+        stop: stop.clone(),
+        streams: AtomicUsize::new(0),
+    });
     let app = router(state);
     let mut stop = stop;
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "web listener failed");
         }
     });
@@ -292,13 +319,18 @@ impl WebError {
     /// The web error for a protocol error code from the command path.
     pub fn from_code(code: ErrorCode, message: String) -> WebError {
         match code {
-            ErrorCode::TokenInvalid | ErrorCode::TokenExpired | ErrorCode::TokenRevoked => WebError::BadToken("token refused"),
+            ErrorCode::TokenInvalid | ErrorCode::TokenExpired | ErrorCode::TokenRevoked => {
+                WebError::BadToken("token refused")
+            }
             ErrorCode::WrongRole => WebError::WrongRole(message),
             ErrorCode::OutOfScope => WebError::OutOfScope(message),
             ErrorCode::NotFound => WebError::NotFound(message),
             ErrorCode::OutcomeRefused | ErrorCode::RouteRefused => WebError::Refused(message),
             ErrorCode::BadQuery | ErrorCode::FrameTooLarge => WebError::BadRequest(message),
-            ErrorCode::DiskFull | ErrorCode::ServerBusy | ErrorCode::RateLimited | ErrorCode::ShuttingDown => WebError::Busy(message),
+            ErrorCode::DiskFull
+            | ErrorCode::ServerBusy
+            | ErrorCode::RateLimited
+            | ErrorCode::ShuttingDown => WebError::Busy(message),
             _ => WebError::Internal(message),
         }
     }
@@ -310,7 +342,8 @@ impl IntoResponse for WebError {
         let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
         let mut r = (self.status(), axum::Json(body)).into_response();
         if matches!(self, WebError::NoToken | WebError::BadToken(_)) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         no_store(r.headers_mut());
         r
@@ -322,7 +355,10 @@ pub const COOKIE: &str = "mp_token";
 
 /// A token presented with a request: `Authorization: Bearer` first, then the cookie.
 pub fn request_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(t) = v.strip_prefix("Bearer ") {
             return Some(t.trim().to_owned());
         }
@@ -343,10 +379,13 @@ pub fn verify(shared: &Shared, token: &str) -> Result<Claims, WebError> {
     if token.len() > 4096 {
         return Err(WebError::BadToken("malformed token"));
     }
-    let claims = shared.keys.verify(token, shared.now_ms().div_euclid(1000)).map_err(|e| match e {
-        crate::auth::AuthError::Expired => WebError::BadToken("this link has expired"),
-        _ => WebError::BadToken("this link is not valid"),
-    })?;
+    let claims = shared
+        .keys
+        .verify(token, shared.now_ms().div_euclid(1000))
+        .map_err(|e| match e {
+            crate::auth::AuthError::Expired => WebError::BadToken("this link has expired"),
+            _ => WebError::BadToken("this link is not valid"),
+        })?;
     if shared.deny.denies(&claims, token) {
         return Err(WebError::BadToken("this link was revoked"));
     }
@@ -361,7 +400,11 @@ pub fn still_valid(shared: &Shared, claims: &Claims, token: &str) -> bool {
 
 /// The claims of the request's token, which must allow following parcel `tracking`: its
 /// recipient, or a dispatcher of the depot its route belongs to (customer support).
-pub fn authorize_parcel(shared: &Shared, headers: &HeaderMap, tracking: &str) -> Result<(Claims, String), WebError> {
+pub fn authorize_parcel(
+    shared: &Shared,
+    headers: &HeaderMap,
+    tracking: &str,
+) -> Result<(Claims, String), WebError> {
     let token = request_token(headers).ok_or(WebError::NoToken)?;
     let claims = verify(shared, &token)?;
     check_parcel(shared, &claims, tracking)?;
@@ -372,23 +415,33 @@ pub fn authorize_parcel(shared: &Shared, headers: &HeaderMap, tracking: &str) ->
 pub fn check_parcel(shared: &Shared, claims: &Claims, tracking: &str) -> Result<(), WebError> {
     match claims.role {
         Role::Recipient if claims.sub == tracking => Ok(()),
-        Role::Recipient => Err(WebError::OutOfScope("this link is for another parcel".into())),
+        Role::Recipient => Err(WebError::OutOfScope(
+            "this link is for another parcel".into(),
+        )),
         Role::Dispatcher => {
             let t = milepost_proto::route::TrackingNumber(tracking.to_owned());
             let status = crate::fleet::state::lock(&shared.state.core).parcel_status(&t);
-            let status = status.ok_or_else(|| WebError::NotFound(format!("no parcel {tracking}")))?;
+            let status =
+                status.ok_or_else(|| WebError::NotFound(format!("no parcel {tracking}")))?;
             let feed = crate::fleet::state::lock(&shared.state.feed);
             match feed.depot_of(&status.route_id) {
                 Some(d) if d.0 == claims.depot => Ok(()),
-                _ => Err(WebError::OutOfScope("the parcel belongs to another depot".into())),
+                _ => Err(WebError::OutOfScope(
+                    "the parcel belongs to another depot".into(),
+                )),
             }
         }
-        Role::Driver => Err(WebError::WrongRole("a driver token cannot open a tracking page".into())),
+        Role::Driver => Err(WebError::WrongRole(
+            "a driver token cannot open a tracking page".into(),
+        )),
     }
 }
 
 /// The claims of the request's token, which must be a dispatcher's; returns them and the token.
-pub fn authorize_dispatcher(shared: &Shared, headers: &HeaderMap) -> Result<(Claims, String), WebError> {
+pub fn authorize_dispatcher(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<(Claims, String), WebError> {
     let token = request_token(headers).ok_or(WebError::NoToken)?;
     let claims = verify(shared, &token)?;
     check_dispatcher(&claims)?;
@@ -399,18 +452,28 @@ pub fn authorize_dispatcher(shared: &Shared, headers: &HeaderMap) -> Result<(Cla
 pub fn check_dispatcher(claims: &Claims) -> Result<(), WebError> {
     match claims.role {
         Role::Dispatcher => Ok(()),
-        _ => Err(WebError::WrongRole("the dispatcher map needs a dispatcher token".into())),
+        _ => Err(WebError::WrongRole(
+            "the dispatcher map needs a dispatcher token".into(),
+        )),
     }
 }
 
 /// A tracking number as it may appear in a page path: the characters tracking numbers are
 /// made of. Anything else is refused before it reaches a cookie path or a page.
 pub fn valid_tracking(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// The `Set-Cookie` value storing `token` for pages under `path`, expiring with the token.
-pub fn token_cookie(cfg: &WebConfig, token: &str, path: &str, max_age_s: i64) -> Option<HeaderValue> {
+pub fn token_cookie(
+    cfg: &WebConfig,
+    token: &str,
+    path: &str,
+    max_age_s: i64,
+) -> Option<HeaderValue> {
     let secure = if cfg.secure_cookies { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={token}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
@@ -435,8 +498,14 @@ pub fn page_headers(h: &mut HeaderMap) {
              connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     no_store(h);
 }
 
@@ -448,10 +517,26 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
-    Asset { name: "style.css", mime: "text/css; charset=utf-8", body: include_str!("../../web/style.css") },
-    Asset { name: "track.js", mime: "text/javascript; charset=utf-8", body: include_str!("../../web/track.js") },
-    Asset { name: "dispatch.js", mime: "text/javascript; charset=utf-8", body: include_str!("../../web/dispatch.js") },
-    Asset { name: "map.js", mime: "text/javascript; charset=utf-8", body: include_str!("../../web/map.js") },
+    Asset {
+        name: "style.css",
+        mime: "text/css; charset=utf-8",
+        body: include_str!("../../web/style.css"),
+    },
+    Asset {
+        name: "track.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/track.js"),
+    },
+    Asset {
+        name: "dispatch.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/dispatch.js"),
+    },
+    Asset {
+        name: "map.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/map.js"),
+    },
 ];
 
 /// Version tag of the embedded assets (a hash of their bytes): pages link `?v=TAG`, so assets
@@ -476,7 +561,8 @@ fn gzipped(i: usize) -> &'static [u8] {
             .iter()
             .map(|a| {
                 use std::io::Write;
-                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
                 // Writing to a Vec cannot fail.
                 let _ = enc.write_all(a.body.as_bytes());
                 enc.finish().unwrap_or_default()
@@ -490,7 +576,10 @@ fn accepts_gzip(h: &HeaderMap) -> bool {
     h.get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")))
+        .any(|v| {
+            v.split(',')
+                .any(|e| e.trim().split(';').next() == Some("gzip"))
+        })
 }
 
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
@@ -506,9 +595,15 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     };
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.mime));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if gz {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -525,8 +620,14 @@ pub fn brand_css_text(b: &BrandConfig) -> String {
 
 async fn brand_css(State(st): State<Arc<WebState>>) -> Response {
     let mut r = brand_css_text(&st.cfg().brand).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
@@ -536,11 +637,23 @@ async fn brand_logo(State(st): State<Arc<WebState>>) -> Response {
     };
     let mut r = svg.into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     // Opened directly, the SVG still may not run anything.
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -575,9 +688,15 @@ mod tests {
     #[test]
     fn token_comes_from_bearer_then_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=b; mp_token=mp1.x.y; c=d"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; mp_token=mp1.x.y; c=d"),
+        );
         assert_eq!(request_token(&h).as_deref(), Some("mp1.x.y"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer mp1.z.w"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer mp1.z.w"),
+        );
         assert_eq!(request_token(&h).as_deref(), Some("mp1.z.w"));
     }
 
@@ -591,8 +710,17 @@ mod tests {
 
     #[test]
     fn config_round_trips_as_toml() {
-        let mut c = WebConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))), ..Default::default() };
-        c.drivers.insert("D1".into(), DriverDisplay { first_name: "Ana".into(), vehicle: Some("white van".into()) });
+        let mut c = WebConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            ..Default::default()
+        };
+        c.drivers.insert(
+            "D1".into(),
+            DriverDisplay {
+                first_name: "Ana".into(),
+                vehicle: Some("white van".into()),
+            },
+        );
         let text = toml::to_string_pretty(&c).unwrap();
         let back: WebConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Claims;
 use crate::web::api::{self, ParcelView};
 use crate::web::{
-    asset_version, check_dispatcher, check_parcel, logo_src, page_headers, request_token, token_cookie,
-    valid_tracking, verify, BrandConfig, WebError, WebState,
+    asset_version, check_dispatcher, check_parcel, logo_src, page_headers, request_token,
+    token_cookie, valid_tracking, verify, BrandConfig, WebError, WebState,
 };
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -69,9 +69,17 @@ fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str) {
         name = escape(&brand.name),
     );
     if let Some(src) = logo_src(brand) {
-        let _ = write!(out, "<img class=\"logo\" src=\"{}\" alt=\"\" width=\"32\" height=\"32\">", escape(&src));
+        let _ = write!(
+            out,
+            "<img class=\"logo\" src=\"{}\" alt=\"\" width=\"32\" height=\"32\">",
+            escape(&src)
+        );
     }
-    let _ = write!(out, "<span class=\"brand-name\">{}</span></header>", escape(&brand.name));
+    let _ = write!(
+        out,
+        "<span class=\"brand-name\">{}</span></header>",
+        escape(&brand.name)
+    );
 }
 
 fn html(status: StatusCode, body: String, cookie: Option<HeaderValue>) -> Response {
@@ -92,7 +100,10 @@ pub fn error_page(brand: Option<&BrandConfig>, e: &WebError) -> Response {
             "Link not valid",
             "Please open the latest link from your message, or ask the sender for a new one.",
         ),
-        WebError::WrongRole(_) | WebError::OutOfScope(_) => ("Not available", "This link does not give access to this page."),
+        WebError::WrongRole(_) | WebError::OutOfScope(_) => (
+            "Not available",
+            "This link does not give access to this page.",
+        ),
         WebError::NotFound(_) => ("Not found", "We could not find this page or parcel."),
         _ => ("Something went wrong", "Please try again in a minute."),
     };
@@ -116,7 +127,12 @@ struct PageAuth {
 
 /// Authenticates a page request: a token in the link (stored in a cookie for the page's
 /// path) or the cookie of an earlier visit.
-fn page_auth(st: &WebState, headers: &HeaderMap, q: &PageQuery, path: &str) -> Result<PageAuth, WebError> {
+fn page_auth(
+    st: &WebState,
+    headers: &HeaderMap,
+    q: &PageQuery,
+    path: &str,
+) -> Result<PageAuth, WebError> {
     if let Some(t) = q.token.as_deref().filter(|t| !t.is_empty()) {
         let claims = verify(&st.shared, t)?;
         let max_age = claims.exp - st.shared.now_ms().div_euclid(1000);
@@ -124,7 +140,10 @@ fn page_auth(st: &WebState, headers: &HeaderMap, q: &PageQuery, path: &str) -> R
         return Ok(PageAuth { claims, cookie });
     }
     let token = request_token(headers).ok_or(WebError::NoToken)?;
-    Ok(PageAuth { claims: verify(&st.shared, &token)?, cookie: None })
+    Ok(PageAuth {
+        claims: verify(&st.shared, &token)?,
+        cookie: None,
+    })
 }
 
 /// The bootstrap state the tracking script starts from.
@@ -149,14 +168,23 @@ pub async fn tracking(
         return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
     };
     let base = format!("/t/{tracking}");
-    let auth = match page_auth(&st, &headers, &q, &base).and_then(|a| check_parcel(&st.shared, &a.claims, &tracking).map(|_| a)) {
+    let auth = match page_auth(&st, &headers, &q, &base)
+        .and_then(|a| check_parcel(&st.shared, &a.claims, &tracking).map(|_| a))
+    {
         Ok(a) => a,
         Err(e) => return error_page(Some(brand), &e),
     };
     let Some(view) = api::parcel_view(&st.shared, &TrackingNumber(tracking.clone())) else {
-        return error_page(Some(brand), &WebError::NotFound(format!("no parcel {tracking}")));
+        return error_page(
+            Some(brand),
+            &WebError::NotFound(format!("no parcel {tracking}")),
+        );
     };
-    html(StatusCode::OK, render_tracking(brand, &tracking, &base, &view), auth.cookie)
+    html(
+        StatusCode::OK,
+        render_tracking(brand, &tracking, &base, &view),
+        auth.cookie,
+    )
 }
 
 fn state_class(s: ParcelState) -> &'static str {
@@ -171,10 +199,20 @@ fn state_class(s: ParcelState) -> &'static str {
 }
 
 /// The tracking page's HTML.
-pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &ParcelView) -> String {
+pub fn render_tracking(
+    brand: &BrandConfig,
+    tracking: &str,
+    base: &str,
+    view: &ParcelView,
+) -> String {
     let s = &view.status;
     let mut out = String::with_capacity(8 * 1024);
-    head(&mut out, brand, &format!("Parcel {tracking}"), &format!("track state-{}", state_class(s.state)));
+    head(
+        &mut out,
+        brand,
+        &format!("Parcel {tracking}"),
+        &format!("track state-{}", state_class(s.state)),
+    );
     let _ = write!(
         out,
         "<main class=\"track-main\">\
@@ -190,7 +228,10 @@ pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &P
     );
     // The driver card.
     let (dn, dv) = match &s.driver {
-        Some(d) => (escape(&d.first_name), escape(d.vehicle.as_deref().unwrap_or(""))),
+        Some(d) => (
+            escape(&d.first_name),
+            escape(d.vehicle.as_deref().unwrap_or("")),
+        ),
         None => (String::new(), String::new()),
     };
     let _ = write!(
@@ -225,7 +266,10 @@ pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &P
         f = escape(s.failure.as_deref().unwrap_or("")),
     );
     // Timeline, newest first.
-    let _ = write!(out, "<section class=\"card\"><h2>Progress</h2><ol id=\"timeline\" class=\"timeline\">");
+    let _ = write!(
+        out,
+        "<section class=\"card\"><h2>Progress</h2><ol id=\"timeline\" class=\"timeline\">"
+    );
     for m in view.timeline.iter().rev() {
         let _ = write!(
             out,
@@ -236,7 +280,9 @@ pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &P
         );
     }
     if view.timeline.is_empty() {
-        out.push_str("<li class=\"empty muted\">Nothing yet: your parcel is planned for delivery.</li>");
+        out.push_str(
+            "<li class=\"empty muted\">Nothing yet: your parcel is planned for delivery.</li>",
+        );
     }
     out.push_str("</ol></section>");
     // Instructions for the driver.
@@ -250,7 +296,10 @@ pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &P
         h = if open { "" } else { " hidden" },
         txt = escape(view.instructions.as_deref().unwrap_or("")),
     );
-    let boot = TrackingBoot { base: base.to_owned(), view };
+    let boot = TrackingBoot {
+        base: base.to_owned(),
+        view,
+    };
     let v = asset_version();
     let _ = write!(
         out,
@@ -265,10 +314,20 @@ pub fn render_tracking(brand: &BrandConfig, tracking: &str, base: &str, view: &P
 fn proof_items(out: &mut String, p: &milepost_proto::route::ProofSummary) {
     let short = |d: &str| d.chars().take(12).collect::<String>();
     if let Some(d) = &p.photo_sha256 {
-        let _ = write!(out, "<li>Doorstep photo <code title=\"SHA-256 {}\">{}…</code></li>", escape(d), escape(&short(d)));
+        let _ = write!(
+            out,
+            "<li>Doorstep photo <code title=\"SHA-256 {}\">{}…</code></li>",
+            escape(d),
+            escape(&short(d))
+        );
     }
     if let Some(d) = &p.signature_sha256 {
-        let _ = write!(out, "<li>Signature <code title=\"SHA-256 {}\">{}…</code></li>", escape(d), escape(&short(d)));
+        let _ = write!(
+            out,
+            "<li>Signature <code title=\"SHA-256 {}\">{}…</code></li>",
+            escape(d),
+            escape(&short(d))
+        );
     }
     if p.otp_verified {
         out.push_str("<li>Delivery code checked</li>");
@@ -288,11 +347,17 @@ pub async fn dispatch(
     let Ok(Query(q)) = q else {
         return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
     };
-    let auth = match page_auth(&st, &headers, &q, "/dispatch").and_then(|a| check_dispatcher(&a.claims).map(|_| a)) {
+    let auth = match page_auth(&st, &headers, &q, "/dispatch")
+        .and_then(|a| check_dispatcher(&a.claims).map(|_| a))
+    {
         Ok(a) => a,
         Err(e) => return error_page(Some(brand), &e),
     };
-    html(StatusCode::OK, render_dispatch(brand, &auth.claims.depot), auth.cookie)
+    html(
+        StatusCode::OK,
+        render_dispatch(brand, &auth.claims.depot),
+        auth.cookie,
+    )
 }
 
 /// The dispatcher page's HTML (the state is fetched by the script: it can be large).
@@ -333,7 +398,13 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(escape("<script>\"x\" & 'y'</script>"), "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;");
-        assert_eq!(script_json(&"</script><b>"), "\"\\u003c/script\\u003e\\u003cb\\u003e\"");
+        assert_eq!(
+            escape("<script>\"x\" & 'y'</script>"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+        assert_eq!(
+            script_json(&"</script><b>"),
+            "\"\\u003c/script\\u003e\\u003cb\\u003e\""
+        );
     }
 }

@@ -34,7 +34,9 @@ use crate::auth::Claims;
 use crate::feed::{FeedKey, Mailbox, TooOld};
 use crate::fleet::state::lock;
 use crate::web::api::{self, DispatchItem, DriverDot, MilestoneView};
-use crate::web::{authorize_dispatcher, authorize_parcel, still_valid, valid_tracking, WebError, WebState};
+use crate::web::{
+    authorize_dispatcher, authorize_parcel, still_valid, valid_tracking, WebError, WebState,
+};
 
 /// Events read from the store per batch (bounds the work between two sends).
 const READ_BATCH: usize = 256;
@@ -76,7 +78,9 @@ fn reserve(st: &Arc<WebState>) -> Result<StreamGuard, WebError> {
     let n = st.streams.fetch_add(1, Ordering::Relaxed);
     let guard = StreamGuard(st.clone());
     if n >= st.cfg().max_streams {
-        return Err(WebError::Busy("too many live connections; retry later".into()));
+        return Err(WebError::Busy(
+            "too many live connections; retry later".into(),
+        ));
     }
     Ok(guard)
 }
@@ -89,11 +93,20 @@ pub struct StreamQuery {
 }
 
 /// The cursor a stream starts from: `Last-Event-ID` (a reconnection) wins over `?after=`.
-fn start_cursor(headers: &HeaderMap, q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>) -> Result<Option<u64>, WebError> {
+fn start_cursor(
+    headers: &HeaderMap,
+    q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Option<u64>, WebError> {
     if let Some(v) = headers.get("last-event-id") {
-        let s = v.to_str().map_err(|_| WebError::BadRequest("bad Last-Event-ID".into()))?.trim();
+        let s = v
+            .to_str()
+            .map_err(|_| WebError::BadRequest("bad Last-Event-ID".into()))?
+            .trim();
         if !s.is_empty() {
-            return s.parse().map(Some).map_err(|_| WebError::BadRequest("Last-Event-ID must be a feed offset".into()));
+            return s
+                .parse()
+                .map(Some)
+                .map_err(|_| WebError::BadRequest("Last-Event-ID must be a feed offset".into()));
         }
     }
     let Query(q) = q.map_err(|e| WebError::BadRequest(e.body_text()))?;
@@ -129,7 +142,12 @@ async fn send(tx: &mpsc::Sender<Event>, e: Event) -> Result<(), End> {
 
 /// Waits for a wake-up, the timeout, the browser leaving or shutdown. Returns false when the
 /// stream should end.
-async fn wait(st: &WebState, tx: &mpsc::Sender<Event>, mailbox: &Mailbox, timeout: Duration) -> bool {
+async fn wait(
+    st: &WebState,
+    tx: &mpsc::Sender<Event>,
+    mailbox: &Mailbox,
+    timeout: Duration,
+) -> bool {
     let mut stop = st.stop.clone();
     if *stop.borrow() {
         return false;
@@ -190,11 +208,23 @@ async fn parcel_producer(
     let last = lock(&shared.state.feed).parcel_last(&t);
     // A cursor past the end (the browser saw a store that has since been reset) starts over.
     let mut cursor = after.filter(|a| *a <= last).unwrap_or(0);
-    send(&tx, Event::default().retry(Duration::from_millis(RETRY_MS)).comment("milepost")).await?;
+    send(
+        &tx,
+        Event::default()
+            .retry(Duration::from_millis(RETRY_MS))
+            .comment("milepost"),
+    )
+    .await?;
     let mut status_due = true;
     loop {
         if !still_valid(shared, &claims, &token) {
-            send(&tx, Event::default().event("auth").data("{\"error\":\"token expired or revoked\"}")).await?;
+            send(
+                &tx,
+                Event::default()
+                    .event("auth")
+                    .data("{\"error\":\"token expired or revoked\"}"),
+            )
+            .await?;
             return Ok(());
         }
         let events = lock(&shared.state.feed).parcel_after(&t, cursor, READ_BATCH);
@@ -202,7 +232,14 @@ async fn parcel_producer(
         for (offset, u) in events {
             if let Update::Parcel(p) = u {
                 let m = MilestoneView::of(offset, &p);
-                send(&tx, Event::default().id(offset.to_string()).event("milestone").data(data(&m))).await?;
+                send(
+                    &tx,
+                    Event::default()
+                        .id(offset.to_string())
+                        .event("milestone")
+                        .data(data(&m)),
+                )
+                .await?;
                 status_due = true;
             }
             cursor = offset;
@@ -219,11 +256,15 @@ async fn parcel_producer(
             status_due = false;
         }
         // The driver's position, under the same privacy rule as the QUIC feed.
-        let visible = status.as_ref().and_then(|s| api::visible_position(shared, s));
+        let visible = status
+            .as_ref()
+            .and_then(|s| api::visible_position(shared, s));
         match visible {
             Some((driver, pos)) => {
                 if driver_key.as_ref() != Some(&driver) {
-                    shared.hub.register(FeedKey::Driver(driver.clone()), &mailbox);
+                    shared
+                        .hub
+                        .register(FeedKey::Driver(driver.clone()), &mailbox);
                     driver_key = Some(driver.clone());
                 }
                 let seq = lock(&shared.state.positions).get(&driver).map(|(s, _)| s);
@@ -281,9 +322,17 @@ async fn depot_producer(
     let depot = DepotId(claims.depot.clone());
     let mailbox = Arc::new(Mailbox::default());
     shared.hub.register(FeedKey::Depot(depot.clone()), &mailbox);
-    shared.hub.register(FeedKey::DepotPositions(depot.clone()), &mailbox);
+    shared
+        .hub
+        .register(FeedKey::DepotPositions(depot.clone()), &mailbox);
     let flush = Duration::from_millis(shared.cfg.feed.position_flush_ms.max(50));
-    send(&tx, Event::default().retry(Duration::from_millis(RETRY_MS)).comment("milepost")).await?;
+    send(
+        &tx,
+        Event::default()
+            .retry(Duration::from_millis(RETRY_MS))
+            .comment("milepost"),
+    )
+    .await?;
 
     let last = lock(&shared.state.feed).depot_last(&depot);
     let mut cursor = match after {
@@ -291,21 +340,37 @@ async fn depot_producer(
         // No cursor, or one from a store that has since been reset: start from now and tell
         // the page to reload its state.
         _ => {
-            send(&tx, Event::default().id(last.to_string()).event("resync").data("{}")).await?;
+            send(
+                &tx,
+                Event::default()
+                    .id(last.to_string())
+                    .event("resync")
+                    .data("{}"),
+            )
+            .await?;
             last
         }
     };
     // Every driver and route once at (re)connection: they are state, not events.
     lock(&mailbox.moved).clear();
     let all = lock(&shared.state.positions).of_depot(&depot.0);
-    let dots: Vec<DriverDot> = all.iter().map(|p| DriverDot::of(shared, p, false)).collect();
+    let dots: Vec<DriverDot> = all
+        .iter()
+        .map(|p| DriverDot::of(shared, p, false))
+        .collect();
     send(&tx, Event::default().event("positions").data(data(&dots))).await?;
     let mut sent_routes: HashMap<String, u64> = HashMap::new();
     let mut last_refresh = Instant::now() - ROUTE_REFRESH;
     let mut last_flush = Instant::now();
     loop {
         if !still_valid(shared, &claims, &token) {
-            send(&tx, Event::default().event("auth").data("{\"error\":\"token expired or revoked\"}")).await?;
+            send(
+                &tx,
+                Event::default()
+                    .event("auth")
+                    .data("{\"error\":\"token expired or revoked\"}"),
+            )
+            .await?;
             return Ok(());
         }
         // Route events, in order.
@@ -318,7 +383,14 @@ async fn depot_producer(
                     for (offset, u) in events {
                         if let Update::Dispatch(d) = &u {
                             let item = DispatchItem::of(shared, offset, d);
-                            send(&tx, Event::default().id(offset.to_string()).event("dispatch").data(data(&item))).await?;
+                            send(
+                                &tx,
+                                Event::default()
+                                    .id(offset.to_string())
+                                    .event("dispatch")
+                                    .data(data(&item)),
+                            )
+                            .await?;
                             touched.insert(d.route_id.clone());
                         }
                         cursor = offset;
@@ -330,7 +402,14 @@ async fn depot_producer(
                 Err(TooOld(_)) => {
                     // Away longer than the depot's ring: the page reloads its state.
                     let last = lock(&shared.state.feed).depot_last(&depot);
-                    send(&tx, Event::default().id(last.to_string()).event("resync").data("{}")).await?;
+                    send(
+                        &tx,
+                        Event::default()
+                            .id(last.to_string())
+                            .event("resync")
+                            .data("{}"),
+                    )
+                    .await?;
                     cursor = last;
                     sent_routes.clear();
                     break;
@@ -344,7 +423,10 @@ async fn depot_producer(
                 last_refresh = Instant::now();
                 api::depot_routes(shared, &depot)
             } else {
-                touched.iter().filter_map(|r| api::depot_route(shared, &depot, r).ok()).collect()
+                touched
+                    .iter()
+                    .filter_map(|r| api::depot_route(shared, &depot, r).ok())
+                    .collect()
             };
             for r in routes {
                 let json = data(&r);
@@ -366,7 +448,11 @@ async fn depot_producer(
             let moved: Vec<DriverId> = lock(&mailbox.moved).drain().collect();
             let dots: Vec<DriverDot> = {
                 let pos = lock(&shared.state.positions);
-                moved.iter().filter_map(|d| pos.position_of(d)).map(|(_, p)| DriverDot::of(shared, &p, false)).collect()
+                moved
+                    .iter()
+                    .filter_map(|d| pos.position_of(d))
+                    .map(|(_, p)| DriverDot::of(shared, &p, false))
+                    .collect()
             };
             if !dots.is_empty() {
                 send(&tx, Event::default().event("positions").data(data(&dots))).await?;

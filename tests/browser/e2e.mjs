@@ -121,7 +121,15 @@ try {
   log('tracking page metrics', JSON.stringify(metrics));
   check(!/[?&]token=/.test(track.url()), `token removed from the address bar (${track.url().replace(/\?.*/, '?...')})`);
   await statusMatches(track, /^Planned for delivery$/, 'before the route starts');
-  await track.evaluate(() => { window.__noReload = 'still the same page'; });
+  await track.evaluate(() => {
+    window.__noReload = 'still the same page';
+    // Every status line the page shows, in order.
+    const line = document.getElementById('status-line');
+    window.__history = [line.textContent];
+    new MutationObserver(() => {
+      if (window.__history[window.__history.length - 1] !== line.textContent) window.__history.push(line.textContent);
+    }).observe(line, { childList: true, characterData: true, subtree: true });
+  });
   await shot(track, 'track-360-planned.png');
 
   // The dispatcher map on a desktop screen.
@@ -141,6 +149,7 @@ try {
   const d2a = await markerAt(disp, 'D2');
   await disp.waitForFunction(() => document.querySelector('circle.stop.st-arrived'), null, { timeout: STEP_TIMEOUT });
   check(true, 'stop S1 turns "arrived" on the map');
+  check(await track.$eval('#map-card', (e) => e.hidden), 'privacy: no driver position two stops away');
 
   // Instructions from the page reach the driver through the log.
   await track.fill('#instr-text', 'Gate code 4711 <b>not bold</b>');
@@ -155,15 +164,11 @@ try {
   check(await again.$('#instr b') === null, 'no markup injected by instructions');
   await again.close();
 
-  // The connection drops while S1 is served and D1 drives on to S2: the page resumes from its
-  // last event id and misses no milestone.
-  await context.setOffline(true);
+  // S1 served, D1 drives on to S2.
   await step('s1');
-  await track.waitForTimeout(500);
-  await context.setOffline(false);
-  await statusMatches(track, /^1 stop away/, 'after S1 (through a dropped connection)');
-  const timeline = await track.$$eval('#timeline li span', (s) => s.map((x) => x.textContent));
-  check(timeline.includes('1 stops away') || timeline.some((t) => /^1 stop/.test(t)), `timeline caught up: ${JSON.stringify(timeline)}`);
+  await statusMatches(track, /^1 stop away/, 'after S1');
+  await track.waitForTimeout(1500);
+  check(await track.$eval('#map-card', (e) => e.hidden), 'privacy: no driver position one stop away');
   await disp.waitForFunction(([x, y]) => {
     const g = document.querySelector('g.drv[data-driver="D1"]');
     return g && (Number(g.getAttribute('data-x')) !== x || Number(g.getAttribute('data-y')) !== y);
@@ -173,9 +178,16 @@ try {
   check(d1b[0] !== d1a[0] || d1b[1] !== d1a[1], `D1 moved on the map ${JSON.stringify(d1a)} -> ${JSON.stringify(d1b)}`);
   check(d2b[0] !== d2a[0] || d2b[1] !== d2a[1], `D2 moved on the map ${JSON.stringify(d2a)} -> ${JSON.stringify(d2b)}`);
 
-  // S2 served; D1 heads for S3, the recipient's stop: the driver's position may be shown now.
+  // The connection drops while S2 is served and D1 heads for S3, the recipient's stop: the
+  // page resumes from its last event id and misses no milestone; the driver's position may be
+  // shown now.
+  await context.setOffline(true);
   await step('s2');
-  await statusMatches(track, /^(Next stop|Arriving soon|The driver is at your door)/, 'recipient\'s stop is next');
+  await track.waitForTimeout(1000);
+  await context.setOffline(false);
+  await statusMatches(track, /^(Next stop|Arriving soon|The driver is at your door)/, 'recipient\'s stop is next (through a dropped connection)');
+  const timeline = await track.$$eval('#timeline li span', (s) => s.map((x) => x.textContent));
+  check(timeline[0] === 'Next stop' && timeline.includes('1 stop away'), `timeline caught up: ${JSON.stringify(timeline)}`);
   await track.waitForSelector('#map-card:not([hidden]) circle.van', { timeout: STEP_TIMEOUT });
   check(true, 'map with the driver\'s position shown once close');
   check(await track.$eval('#driver-name', (e) => e.textContent) === 'Ana', 'driver first name shown');
@@ -198,16 +210,24 @@ try {
   check(proof.some((p) => p.startsWith('Doorstep photo')), `proof of delivery shown: ${JSON.stringify(proof)}`);
   check(await track.$eval('#map-card', (e) => e.hidden), 'driver position hidden once delivered');
   check(await track.evaluate(() => window.__noReload) === 'still the same page', 'no reload from first status to delivered');
-  check(!!delivered, 'the page went Planned -> 2 -> 1 -> next -> Delivered live');
+  const history = await track.evaluate(() => window.__history);
+  const counts = history.map((t) => { const m = /^(\d+) stops? away/.exec(t); return m ? Number(m[1]) : /^Next stop/.test(t) ? 0 : null; }).filter((n) => n !== null);
+  const falling = counts.every((n, i) => i === 0 || n <= counts[i - 1]);
+  check(!!delivered && counts[0] === 2 && counts.includes(1) && falling && /^Delivered/.test(history[history.length - 1]),
+    `stops away fell, then Delivered, live: ${JSON.stringify(history)}`);
   await shot(track, 'track-360-delivered.png');
   await track.setViewportSize({ width: 1280, height: 800 });
   await shot(track, 'track-1280-delivered.png');
   await disp.waitForFunction(() => document.querySelectorAll('circle.stop.st-delivered').length === 3, null, { timeout: STEP_TIMEOUT });
   check(true, 'all three stops delivered on the dispatcher map');
   await shot(disp, 'dispatch-1280-done.png');
-  await disp.setViewportSize({ width: 360, height: 740 });
-  await disp.waitForTimeout(300);
-  await shot(disp, 'dispatch-360.png');
+  // The dispatcher map opened on a phone.
+  const phone = await context.newPage();
+  await phone.setViewportSize({ width: 360, height: 740 });
+  await phone.goto(WEB + '/dispatch');
+  await phone.waitForSelector('g.drv[data-driver="D1"]', { timeout: STEP_TIMEOUT });
+  await phone.waitForTimeout(300);
+  await shot(phone, 'dispatch-360.png');
 
 } catch (e) {
   failures += 1;

@@ -80,9 +80,17 @@ impl World {
         let ca = gw.dev_ca.clone().unwrap();
         let t = TestGateway { gw, dir, ca };
         let mut dispatch = t.dispatcher("north").await;
-        dispatch.command(1, CommandKind::AssignRoute(route())).await.unwrap();
+        dispatch
+            .command(1, CommandKind::AssignRoute(route()))
+            .await
+            .unwrap();
         let driver = t.driver("D1", "north").await;
-        World { t, driver, seq: 1, clock: now_ms() - 3_000_000 }
+        World {
+            t,
+            driver,
+            seq: 1,
+            clock: now_ms() - 3_000_000,
+        }
     }
 
     /// The web listener's address.
@@ -109,17 +117,35 @@ impl World {
     /// Sends fixes as D1, 8 per batch.
     pub async fn send(&mut self, fixes: Vec<Fix>) {
         for chunk in fixes.chunks(8) {
-            self.driver.batch(Seq(self.seq), chunk.to_vec()).await.unwrap();
+            self.driver
+                .batch(Seq(self.seq), chunk.to_vec())
+                .await
+                .unwrap();
             self.seq += chunk.len() as u64;
         }
     }
 
     /// D1 reports every parcel of `stop` delivered (with the code where one is required).
     pub async fn deliver(&mut self, stop: &str) {
-        let otp = if stop == "S2" { Some("4821".to_string()) } else { None };
-        let proof = Proof { photo_sha256: Some("cd".repeat(32)), signature_sha256: Some("ab".repeat(32)), otp };
+        let otp = if stop == "S2" {
+            Some("4821".to_string())
+        } else {
+            None
+        };
+        let proof = Proof {
+            photo_sha256: Some("cd".repeat(32)),
+            signature_sha256: Some("ab".repeat(32)),
+            otp,
+        };
         self.driver
-            .command(2, CommandKind::ReportOutcome { stop: stop.into(), tracking: None, outcome: Outcome::Delivered { proof } })
+            .command(
+                2,
+                CommandKind::ReportOutcome {
+                    stop: stop.into(),
+                    tracking: None,
+                    outcome: Outcome::Delivered { proof },
+                },
+            )
             .await
             .unwrap();
     }
@@ -149,7 +175,10 @@ pub struct Resp {
 impl Resp {
     /// The first header named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
@@ -159,11 +188,17 @@ impl Resp {
 
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
-fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Vec<u8> {
+fn request_bytes(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -178,7 +213,11 @@ fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: Optio
     req.into_bytes()
 }
 
-fn parse_head(buf: &[u8]) -> Option<(usize, u16, Vec<(String, String)>)> {
+/// Response headers, names lower-cased.
+pub type Headers = Vec<(String, String)>;
+
+/// Where the body starts, the status and the headers, once the head is complete.
+fn parse_head(buf: &[u8]) -> Option<(usize, u16, Headers)> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.split("\r\n");
@@ -191,19 +230,37 @@ fn parse_head(buf: &[u8]) -> Option<(usize, u16, Vec<(String, String)>)> {
 }
 
 /// One request; the whole answer (the connection closes after it: HTTP/1.0).
-pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&request_bytes(method, path, headers, body)).await.unwrap();
+    s.write_all(&request_bytes(method, path, headers, body))
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("answer in time").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answer in time")
+        .unwrap();
     let (at, status, headers) = parse_head(&buf).expect("an HTTP head");
-    Resp { status, headers, body: buf[at..].to_vec() }
+    Resp {
+        status,
+        headers,
+        body: buf[at..].to_vec(),
+    }
 }
 
 /// `GET path` with a bearer token.
 pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
     let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("Authorization", a)]).unwrap_or_default();
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
     request(addr, "GET", path, &headers, None).await
 }
 
@@ -248,15 +305,27 @@ impl Sse {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let mut h = vec![("Accept", "text/event-stream")];
         h.extend_from_slice(headers);
-        stream.write_all(&request_bytes("GET", path, &h, None)).await.unwrap();
+        stream
+            .write_all(&request_bytes("GET", path, &h, None))
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         loop {
             if let Some((at, status, headers)) = parse_head(&buf) {
                 buf.drain(..at);
-                return Sse { status, headers, stream, buf, ended: false };
+                return Sse {
+                    status,
+                    headers,
+                    stream,
+                    buf,
+                    ended: false,
+                };
             }
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await.expect("head in time").unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                .await
+                .expect("head in time")
+                .unwrap();
             assert!(n > 0, "closed before the head");
             buf.extend_from_slice(&chunk[..n]);
         }
@@ -270,7 +339,10 @@ impl Sse {
             while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let frame = String::from_utf8_lossy(&self.buf[..end]).into_owned();
                 self.buf.drain(..end + 2);
-                let mut ev = SseEvent { event: "message".into(), ..Default::default() };
+                let mut ev = SseEvent {
+                    event: "message".into(),
+                    ..Default::default()
+                };
                 let mut data: Vec<String> = Vec::new();
                 for line in frame.lines() {
                     let (k, v) = line.split_once(':').unwrap_or((line, ""));
@@ -309,12 +381,19 @@ impl Sse {
     }
 
     /// Events until one satisfies `pred` (included), or panics after `timeout`.
-    pub async fn until(&mut self, timeout: Duration, pred: impl Fn(&SseEvent) -> bool) -> Vec<SseEvent> {
+    pub async fn until(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&SseEvent) -> bool,
+    ) -> Vec<SseEvent> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut v = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let e = self.next(left).await.unwrap_or_else(|| panic!("no matching event in time; got {v:#?}"));
+            let e = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("no matching event in time; got {v:#?}"));
             let done = pred(&e);
             v.push(e);
             if done {
