@@ -4,11 +4,16 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use milepost_proto::{
     decode, encode, encode_into, frame, Ack, Activity, ClientDatagram, ClientMsg, Fix, FixBatch,
-    Rejection, RejectReason, Seq, ServerMsg,
+    RejectReason, Rejection, Seq, ServerMsg,
 };
 
 fn fix(i: i64) -> Fix {
-    let mut f = Fix::from_degrees(1_764_000_000_000 + i * 1000, 38.9 + i as f64 * 1e-5, -77.03, 6.5);
+    let mut f = Fix::from_degrees(
+        1_764_000_000_000 + i * 1000,
+        38.9 + i as f64 * 1e-5,
+        -77.03,
+        6.5,
+    );
     f.speed_mps = Some(8.2);
     f.heading_deg = Some(91.0);
     f.battery_pct = Some(77);
@@ -17,26 +22,39 @@ fn fix(i: i64) -> Fix {
 }
 
 fn bench(c: &mut Criterion) {
-    let batch = ClientMsg::FixBatch(FixBatch { first_seq: Seq(1_000), fixes: (0..10).map(fix).collect() });
+    let batch = ClientMsg::FixBatch(FixBatch {
+        first_seq: Seq(1_000),
+        fixes: (0..10).map(fix).collect(),
+    });
     let batch_bytes = encode(&batch).unwrap();
-    let live = ClientDatagram::LiveFix { seq: Seq(1_234), fix: fix(0) };
+    let live = ClientDatagram::LiveFix {
+        seq: Seq(1_234),
+        fix: fix(0),
+    };
     let live_bytes = encode(&live).unwrap();
     let ack = ServerMsg::Ack(Ack {
         first_seq: Seq(1_000),
         count: 10,
         duplicates: 0,
-        rejected: vec![Rejection { seq: Seq(1_003), reason: RejectReason::ImplausibleJump }],
+        rejected: vec![Rejection {
+            seq: Seq(1_003),
+            reason: RejectReason::ImplausibleJump,
+        }],
         watermark: Seq(1_009),
     });
 
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(10));
-    g.bench_function("encode_batch_10", |b| b.iter(|| encode(black_box(&batch)).unwrap()));
+    g.bench_function("encode_batch_10", |b| {
+        b.iter(|| encode(black_box(&batch)).unwrap())
+    });
     g.bench_function("decode_batch_10", |b| {
         b.iter(|| decode::<ClientMsg>(black_box(&batch_bytes)).unwrap())
     });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("encode_live_fix", |b| b.iter(|| encode(black_box(&live)).unwrap()));
+    g.bench_function("encode_live_fix", |b| {
+        b.iter(|| encode(black_box(&live)).unwrap())
+    });
     g.bench_function("decode_live_fix", |b| {
         b.iter(|| decode::<ClientDatagram>(black_box(&live_bytes)).unwrap())
     });
@@ -56,7 +74,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
-    println!("sizes: live-fix datagram {} B, batch of 10 {} B", live_bytes.len(), batch_bytes.len());
+    println!(
+        "sizes: live-fix datagram {} B, batch of 10 {} B",
+        live_bytes.len(),
+        batch_bytes.len()
+    );
 }
 
 criterion_group!(benches, bench);

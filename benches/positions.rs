@@ -12,7 +12,12 @@ fn city(n: usize) -> (Positions, Vec<DriverId>) {
     let mut p = Positions::new();
     let ids: Vec<DriverId> = (0..n).map(|i| DriverId(format!("d{i}"))).collect();
     for id in &ids {
-        let f = Fix::from_degrees(1, 38.7 + rng.gen::<f64>() * 0.36, -77.25 + rng.gen::<f64>() * 0.46, 5.0);
+        let f = Fix::from_degrees(
+            1,
+            38.7 + rng.gen::<f64>() * 0.36,
+            -77.25 + rng.gen::<f64>() * 0.46,
+            5.0,
+        );
         p.update(id, "dc", Seq(1), &f);
     }
     (p, ids)

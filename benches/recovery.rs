@@ -22,8 +22,15 @@ const PER_RECORD: u64 = 10;
 /// Writes `records` batch records of `PER_RECORD` fixes, round-robin over the drivers, starting
 /// at record `first_lsn` and batch number `from`.
 fn write(dir: &std::path::Path, first_lsn: u64, from: u64, records: u64, now_ms: i64) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let cfg = LogConfig { fsync: false, ..LogConfig::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = LogConfig {
+        fsync: false,
+        ..LogConfig::default()
+    };
     let w = LogWriter::start(dir, &cfg, first_lsn, None, Default::default()).unwrap();
     let h = w.handle();
     rt.block_on(async move {
@@ -75,7 +82,10 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 fn main() {
-    let fixes: u64 = std::env::var("FIXES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let fixes: u64 = std::env::var("FIXES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
     let records = fixes / PER_RECORD;
     let tail = LogConfig::default().snapshot_every_records.min(records);
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +93,18 @@ fn main() {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let t = Instant::now();
     write(&log, 0, 0, records - tail, now_ms);
-    println!("wrote {} records ({} fixes) in {:.1?}", records - tail, (records - tail) * PER_RECORD, t.elapsed());
+    println!(
+        "wrote {} records ({} fixes) in {:.1?}",
+        records - tail,
+        (records - tail) * PER_RECORD,
+        t.elapsed()
+    );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     // Case 1 (partial log, no snapshot yet) is measured after the tail is added, below; first a
     // clean start+shutdown to leave a snapshot covering everything written so far.
     rt.block_on(async {
@@ -95,7 +114,10 @@ fn main() {
     let snaps = milepost::store::snapshot::list(&dir.path().join("snapshots")).unwrap();
     println!("snapshots after the clean shutdown: {snaps:?}");
     write(&log, records - tail, records - tail, tail, now_ms);
-    println!("wrote a tail of {tail} records ({} fixes) after the snapshot", tail * PER_RECORD);
+    println!(
+        "wrote a tail of {tail} records ({} fixes) after the snapshot",
+        tail * PER_RECORD
+    );
 
     let t = Instant::now();
     let rec = rt.block_on(async {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use milepost_proto::{
-    Ack, ClientDatagram, ClientMsg, Command, CommandKind, FeedTarget, Subscribe, DeviceInfo, ErrorCode, ErrorFrame, Fix, FixBatch, Hello, Query,
-    QueryKind, QueryResult, Seq, ServerMsg, Welcome, MAX_FRAME_HARD, PROTOCOL_VERSION,
+    Ack, ClientDatagram, ClientMsg, Command, CommandKind, DeviceInfo, ErrorCode, ErrorFrame,
+    FeedTarget, Fix, FixBatch, Hello, Query, QueryKind, QueryResult, Seq, ServerMsg, Subscribe,
+    Welcome, MAX_FRAME_HARD, PROTOCOL_VERSION,
 };
 
 use crate::wire::{close_code, read_msg, write_msg, WireError};
@@ -249,7 +250,9 @@ impl Session {
     pub async fn command(&mut self, id: u32, kind: CommandKind) -> Result<ServerMsg, ClientError> {
         write_msg(&mut self.send, &ClientMsg::Command(Command { id, kind })).await?;
         match self.recv().await? {
-            m @ (ServerMsg::Done { .. } | ServerMsg::ParcelStatus { .. } | ServerMsg::Route { .. }) => Ok(m),
+            m @ (ServerMsg::Done { .. }
+            | ServerMsg::ParcelStatus { .. }
+            | ServerMsg::Route { .. }) => Ok(m),
             ServerMsg::Error(e) => Err(ClientError::Refused(e)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -257,9 +260,17 @@ impl Session {
 
     /// Opens a feed subscription on a new stream. `after`: the last offset processed, to
     /// resume; `None` to start from a snapshot.
-    pub async fn subscribe(&self, target: FeedTarget, after: Option<u64>) -> Result<FeedStream, ClientError> {
+    pub async fn subscribe(
+        &self,
+        target: FeedTarget,
+        after: Option<u64>,
+    ) -> Result<FeedStream, ClientError> {
         let (mut send, recv) = self.conn.open_bi().await?;
-        write_msg(&mut send, &ClientMsg::Subscribe(Subscribe { target, after })).await?;
+        write_msg(
+            &mut send,
+            &ClientMsg::Subscribe(Subscribe { target, after }),
+        )
+        .await?;
         Ok(FeedStream { _send: send, recv })
     }
 

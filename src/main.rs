@@ -272,7 +272,15 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(r) => r == Role::Recipient,
                 None => token_role(&a.conn.token)? == Role::Recipient,
             };
-            milepost::tools::watch::watch(&ep, a.conn.server, &a.conn.server_name, &a.conn.token, &subject, recipient).await?;
+            milepost::tools::watch::watch(
+                &ep,
+                a.conn.server,
+                &a.conn.server_name,
+                &a.conn.token,
+                &subject,
+                recipient,
+            )
+            .await?;
             Ok(())
         }
         Cmd::GtfsToRoute(a) => milepost::tools::gtfs::run(a),
@@ -376,8 +384,10 @@ fn read_routes(files: &[PathBuf]) -> Result<Vec<milepost_proto::route::Route>> {
     files
         .iter()
         .map(|f| {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            milepost_proto::route::Route::from_json(&text).with_context(|| format!("{}", f.display()))
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            milepost_proto::route::Route::from_json(&text)
+                .with_context(|| format!("{}", f.display()))
         })
         .collect()
 }
@@ -387,7 +397,14 @@ async fn route(c: RouteCmd) -> Result<()> {
         RouteCmd::Check { files } => {
             for (f, r) in files.iter().zip(read_routes(&files)?) {
                 let parcels: usize = r.stops.iter().map(|s| s.parcels.len()).sum();
-                println!("{}: ok (route {}, driver {}, {} stops, {} parcels)", f.display(), r.id, r.driver, r.stops.len(), parcels);
+                println!(
+                    "{}: ok (route {}, driver {}, {} stops, {} parcels)",
+                    f.display(),
+                    r.id,
+                    r.driver,
+                    r.stops.len(),
+                    parcels
+                );
             }
             Ok(())
         }

@@ -23,9 +23,13 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BOUNDS_S.iter().position(|&b| s <= b).unwrap_or(BOUNDS_S.len());
+        let i = BOUNDS_S
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(BOUNDS_S.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -51,11 +55,20 @@ impl Histogram {
 
 /// Appends a counter or gauge in Prometheus text format.
 pub fn render_value(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 /// Appends a labelled family of counters.
-pub fn render_labelled(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+pub fn render_labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for (l, v) in values {
         let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {v}");

@@ -105,7 +105,10 @@ async fn kill_9_mid_stream_loses_no_acked_fix_and_stores_none_twice() {
     }
     let sent_upto = sent_batches * batch;
     let snapshots = milepost::store::snapshot::list(&dir.path().join("snapshots")).unwrap();
-    assert!(!snapshots.is_empty(), "snapshots were taken before the kill");
+    assert!(
+        !snapshots.is_empty(),
+        "snapshots were taken before the kill"
+    );
     assert!(
         sent_upto > acked.len() as u64,
         "the kill happened with fixes in flight"

@@ -205,9 +205,18 @@ async fn tokens_and_roles_are_enforced() {
         Some(ErrorCode::WrongRole)
     );
     // A recipient may open a session (for its parcel's feed) but neither send fixes nor query.
-    let mut rec = t.session_as(Role::Recipient, "T1", "T1", "north").await.unwrap();
-    assert_eq!(rec.batch(Seq(1), vec![fix(0, 0)]).await.unwrap_err().code(), Some(ErrorCode::WrongRole));
-    assert_eq!(rec.query(1, nearest(1)).await.unwrap_err().code(), Some(ErrorCode::WrongRole));
+    let mut rec = t
+        .session_as(Role::Recipient, "T1", "T1", "north")
+        .await
+        .unwrap();
+    assert_eq!(
+        rec.batch(Seq(1), vec![fix(0, 0)]).await.unwrap_err().code(),
+        Some(ErrorCode::WrongRole)
+    );
+    assert_eq!(
+        rec.query(1, nearest(1)).await.unwrap_err().code(),
+        Some(ErrorCode::WrongRole)
+    );
 }
 
 #[tokio::test]

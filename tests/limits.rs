@@ -31,8 +31,13 @@ async fn rate_limit_refuses_a_batch_and_settles_nothing() {
     })
     .await;
     let mut d = t.driver("D1", "north").await;
-    d.batch(Seq(1), vec![fix(3_000, 0), fix(2_000, 0)]).await.unwrap();
-    let err = d.batch(Seq(3), vec![fix(1_000, 0), fix(900, 0)]).await.unwrap_err();
+    d.batch(Seq(1), vec![fix(3_000, 0), fix(2_000, 0)])
+        .await
+        .unwrap();
+    let err = d
+        .batch(Seq(3), vec![fix(1_000, 0), fix(900, 0)])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::RateLimited));
     assert_eq!(t.gw.shared().stats.rate_limited.load(Ordering::Relaxed), 1);
     // Nothing of the refused batch was settled: the watermark still says 2.
@@ -45,7 +50,11 @@ async fn connections_per_subject_are_limited() {
     let t = start_with(|c| c.limits.max_connections_per_subject = 2).await;
     let a = t.driver("D1", "north").await;
     let _b = t.driver("D1", "north").await;
-    let err = t.session_as(Role::Driver, "D1", "D1", "north").await.err().unwrap();
+    let err = t
+        .session_as(Role::Driver, "D1", "D1", "north")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TooManyConnections), "{err}");
     // Another driver is not affected; and a slot frees when a connection ends.
     let _c = t.driver("D2", "north").await;
@@ -62,18 +71,33 @@ async fn revocation_takes_effect_without_restart() {
     let other_token = token(Role::Driver, "D2", "north");
     std::fs::write(
         t.dir.path().join("revoked.txt"),
-        format!("driver:D1\n{}\n", milepost::server::guard::fingerprint(&other_token)),
+        format!(
+            "driver:D1\n{}\n",
+            milepost::server::guard::fingerprint(&other_token)
+        ),
     )
     .unwrap();
     // The live session is closed with TokenRevoked within the reload period.
-    let reason = tokio::time::timeout(Duration::from_secs(5), live.conn.closed()).await.unwrap();
-    assert_eq!(milepost::wire::close_code(&reason), Some(ErrorCode::TokenRevoked));
+    let reason = tokio::time::timeout(Duration::from_secs(5), live.conn.closed())
+        .await
+        .unwrap();
+    assert_eq!(
+        milepost::wire::close_code(&reason),
+        Some(ErrorCode::TokenRevoked)
+    );
     // New sessions are refused, by subject and by token fingerprint.
-    let err = t.session_as(Role::Driver, "D1", "D1", "north").await.err().unwrap();
+    let err = t
+        .session_as(Role::Driver, "D1", "D1", "north")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TokenRevoked), "{err}");
     let ep = t.endpoint();
     let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let err = Session::open(conn, &other_token, "D2", Default::default()).await.err().unwrap();
+    let err = Session::open(conn, &other_token, "D2", Default::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TokenRevoked), "{err}");
     // A fresh token for D2 still works: only that one token was revoked.
     let _ok = t.driver("D2", "north").await;
@@ -84,8 +108,13 @@ async fn a_silent_client_gets_hello_timeout() {
     let t = start_with(|c| c.limits.handshake_timeout_s = 1).await;
     let ep = t.endpoint();
     let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.unwrap();
-    assert_eq!(milepost::wire::close_code(&reason), Some(ErrorCode::HelloTimeout));
+    let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .unwrap();
+    assert_eq!(
+        milepost::wire::close_code(&reason),
+        Some(ErrorCode::HelloTimeout)
+    );
 }
 
 #[tokio::test]
@@ -93,7 +122,10 @@ async fn batch_size_is_limited() {
     let t = start_with(|c| c.limits.max_batch = 3).await;
     let mut d = t.driver("D1", "north").await;
     assert_eq!(d.welcome.limits.max_batch, 3);
-    let err = d.batch(Seq(1), (0..4).map(|i| fix(5_000 - i * 100, 0)).collect()).await.unwrap_err();
+    let err = d
+        .batch(Seq(1), (0..4).map(|i| fix(5_000 - i * 100, 0)).collect())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadBatchSize));
     assert_eq!(d.batch(Seq(1), vec![fix(100, 0)]).await.unwrap().count, 1);
 }
@@ -106,7 +138,10 @@ async fn streams_per_connection_are_limited() {
     let (mut s2, _r2) = d.conn.open_bi().await.unwrap();
     s2.write_all(&[0]).await.unwrap();
     let third = tokio::time::timeout(Duration::from_millis(500), d.conn.open_bi()).await;
-    assert!(third.is_err(), "a third stream must wait for the peer's stream credit");
+    assert!(
+        third.is_err(),
+        "a third stream must wait for the peer's stream credit"
+    );
 }
 
 #[tokio::test]
@@ -124,14 +159,22 @@ async fn a_session_ends_when_its_token_expires() {
     let ep = t.endpoint();
     let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
     let now = common::now_ms() / 1000;
-    let tok = milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&milepost::auth::Claims {
-        role: Role::Driver,
-        sub: "D1".into(),
-        depot: "north".into(),
-        exp: now + 2,
-        iat: now,
-    });
-    let s = Session::open(conn, &tok, "D1", Default::default()).await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), s.conn.closed()).await.unwrap();
-    assert_eq!(milepost::wire::close_code(&reason), Some(ErrorCode::TokenExpired));
+    let tok =
+        milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&milepost::auth::Claims {
+            role: Role::Driver,
+            sub: "D1".into(),
+            depot: "north".into(),
+            exp: now + 2,
+            iat: now,
+        });
+    let s = Session::open(conn, &tok, "D1", Default::default())
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), s.conn.closed())
+        .await
+        .unwrap();
+    assert_eq!(
+        milepost::wire::close_code(&reason),
+        Some(ErrorCode::TokenExpired)
+    );
 }

@@ -17,7 +17,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     s.write_all(req.as_bytes()).await.unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).await.unwrap();
-    let status = body.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, body)
 }
 
@@ -68,13 +72,19 @@ fn sigterm_shuts_down_cleanly_and_fast() {
         }
     }
     let started = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no exit within 10 s of SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "exit status {exit:?}");
@@ -87,17 +97,33 @@ async fn tls_sessions_resume_across_a_restart() {
     // First contact: a full handshake, which leaves a session ticket with the phone.
     let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
     let tok = common::token(milepost::auth::Role::Driver, "D1", "north");
-    let mut s = milepost::client::Session::open(conn, &tok, "D1", Default::default()).await.unwrap();
+    let mut s = milepost::client::Session::open(conn, &tok, "D1", Default::default())
+        .await
+        .unwrap();
     s.batch(Seq(1), vec![fix(2_000, 0)]).await.unwrap();
     s.close();
     let common::TestGateway { gw, dir, .. } = t;
     gw.shutdown().await;
     // The restarted gateway still opens that ticket: the ticket key persisted.
-    let gw = milepost::server::Gateway::start(common::config(dir.path())).await.unwrap();
+    let gw = milepost::server::Gateway::start(common::config(dir.path()))
+        .await
+        .unwrap();
     let conn = ep.connect(gw.local_addr, "localhost").await.unwrap();
-    let mut s = milepost::client::Session::open(conn, &tok, "D1", Default::default()).await.unwrap();
-    assert_eq!(s.batch(Seq(2), vec![fix(1_000, 0)]).await.unwrap().watermark, Seq(2));
-    let resumed = gw.shared().tickets.resumed.load(std::sync::atomic::Ordering::Relaxed);
+    let mut s = milepost::client::Session::open(conn, &tok, "D1", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.batch(Seq(2), vec![fix(1_000, 0)])
+            .await
+            .unwrap()
+            .watermark,
+        Seq(2)
+    );
+    let resumed = gw
+        .shared()
+        .tickets
+        .resumed
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(resumed >= 1, "the session was resumed from the ticket");
     s.close();
     gw.shutdown().await;

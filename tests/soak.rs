@@ -29,7 +29,10 @@ use milepost::store::{BatchEntry, LogReader, LogRecord};
 use milepost_proto::{ClientDatagram, Fix, Seq};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn spawn(dir: &Path, listen: &str) -> (Child, SocketAddr) {
@@ -52,29 +55,45 @@ fn spawn(dir: &Path, listen: &str) -> (Child, SocketAddr) {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("gateway address");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("gateway address");
     (child, addr.parse().unwrap())
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// A synthetic city drive: 10 m/s along a diagonal, one point a second for an hour.
 fn trace(i: usize) -> Trace {
     let points = (0..3600)
         .map(|k| {
-            let mut p = TracePoint::new(1_700_000_000_000 + k * 1000, 38.85 + k as f64 * 6e-5, -77.1 + i as f64 * 0.01 + k as f64 * 6e-5);
+            let mut p = TracePoint::new(
+                1_700_000_000_000 + k * 1000,
+                38.85 + k as f64 * 6e-5,
+                -77.1 + i as f64 * 0.01 + k as f64 * 6e-5,
+            );
             p.accuracy_m = Some(6.0);
             p
         })
         .collect();
-    Trace::new(&format!("t{i}"), points)
+    Trace::new(format!("t{i}"), points)
 }
 
 /// Hostile traffic until `stop`; returns how many hostile actions were sent.
-async fn hostile(addr: Arc<std::sync::Mutex<SocketAddr>>, ca: std::path::PathBuf, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
+async fn hostile(
+    addr: Arc<std::sync::Mutex<SocketAddr>>,
+    ca: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) {
     let ep = ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &ca).unwrap();
     let key = TokenKey::new(common::SECRET.as_bytes());
     let mut i = 0u64;
@@ -86,14 +105,29 @@ async fn hostile(addr: Arc<std::sync::Mutex<SocketAddr>>, ca: std::path::PathBuf
             continue;
         };
         let now = common::now_ms() / 1000;
-        let tok = key.mint(&milepost::auth::Claims { role: Role::Driver, sub: format!("evil-{}", i % 7), depot: "soak".into(), exp: now + 3600, iat: now });
+        let tok = key.mint(&milepost::auth::Claims {
+            role: Role::Driver,
+            sub: format!("evil-{}", i % 7),
+            depot: "soak".into(),
+            exp: now + 3600,
+            iat: now,
+        });
         match i % 7 {
             // Garbage frame, oversized frame, truncated frame after a valid Hello.
             0..=2 => {
-                if let Ok(s) = Session::open(conn.clone(), &tok, &format!("evil-{}", i % 7), Default::default()).await {
+                if let Ok(s) = Session::open(
+                    conn.clone(),
+                    &tok,
+                    &format!("evil-{}", i % 7),
+                    Default::default(),
+                )
+                .await
+                {
                     if let Ok((mut send, _r)) = s.conn.open_bi().await {
                         let bytes: Vec<u8> = match i % 3 {
-                            0 => vec![9, 0, 0, 0, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 0xf7],
+                            0 => vec![
+                                9, 0, 0, 0, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 0xf7,
+                            ],
                             1 => vec![0xff, 0xff, 0xff, 0x7f],
                             _ => vec![200, 0, 0, 0, 1, 2, 3],
                         };
@@ -105,23 +139,55 @@ async fn hostile(addr: Arc<std::sync::Mutex<SocketAddr>>, ca: std::path::PathBuf
             }
             // Forged token.
             3 => {
-                let forged = TokenKey::new(b"an attacker's secret, not ours!!").mint(&milepost::auth::Claims { role: Role::Dispatcher, sub: "soak".into(), depot: "soak".into(), exp: now + 60, iat: now });
+                let forged = TokenKey::new(b"an attacker's secret, not ours!!").mint(
+                    &milepost::auth::Claims {
+                        role: Role::Dispatcher,
+                        sub: "soak".into(),
+                        depot: "soak".into(),
+                        exp: now + 60,
+                        iat: now,
+                    },
+                );
                 let _ = Session::open(conn.clone(), &forged, "soak", Default::default()).await;
             }
             // Garbage datagrams, then a valid one with a bad fix.
             4 => {
-                if let Ok(s) = Session::open(conn.clone(), &tok, &format!("evil-{}", i % 7), Default::default()).await {
+                if let Ok(s) = Session::open(
+                    conn.clone(),
+                    &tok,
+                    &format!("evil-{}", i % 7),
+                    Default::default(),
+                )
+                .await
+                {
                     let _ = s.conn.send_datagram(vec![0xee; 40].into());
-                    let bad = ClientDatagram::LiveFix { seq: Seq(1), fix: Fix::new(common::now_ms(), 0, 0, 5.0) };
-                    let _ = s.conn.send_datagram(milepost_proto::encode(&bad).unwrap().into());
+                    let bad = ClientDatagram::LiveFix {
+                        seq: Seq(1),
+                        fix: Fix::new(common::now_ms(), 0, 0, 5.0),
+                    };
+                    let _ = s
+                        .conn
+                        .send_datagram(milepost_proto::encode(&bad).unwrap().into());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
             // Bad fixes in a batch, and an out-of-window seq.
             5 => {
-                if let Ok(mut s) = Session::open(conn.clone(), &tok, &format!("evil-{}", i % 7), Default::default()).await {
+                if let Ok(mut s) = Session::open(
+                    conn.clone(),
+                    &tok,
+                    &format!("evil-{}", i % 7),
+                    Default::default(),
+                )
+                .await
+                {
                     let base = s.welcome.watermark.0 + 1;
-                    let mut f = Fix::new(common::now_ms() + 3_600_000, 389_000_000, -770_000_000, -3.0);
+                    let mut f = Fix::new(
+                        common::now_ms() + 3_600_000,
+                        389_000_000,
+                        -770_000_000,
+                        -3.0,
+                    );
                     f.speed_mps = Some(f32::NAN);
                     let _ = s.batch(Seq(base), vec![f, Fix::new(0, 0, 0, 1.0)]).await;
                     let _ = s.batch(Seq(u64::MAX - 3), vec![f]).await;
@@ -151,7 +217,12 @@ async fn soak_hostile_traffic_restart_no_loss_flat_memory() {
     let shared_addr = Arc::new(std::sync::Mutex::new(addr));
     let stop = Arc::new(AtomicBool::new(false));
     let hostile_sent = Arc::new(AtomicU64::new(0));
-    let h = tokio::spawn(hostile(shared_addr.clone(), ca.clone(), stop.clone(), hostile_sent.clone()));
+    let h = tokio::spawn(hostile(
+        shared_addr.clone(),
+        ca.clone(),
+        stop.clone(),
+        hostile_sent.clone(),
+    ));
 
     // Memory samples and the mid-run kill -9.
     let started = Instant::now();
@@ -185,7 +256,10 @@ async fn soak_hostile_traffic_restart_no_loss_flat_memory() {
     let mut cfg = ReplayConfig::new(addr, ca.clone(), TokenKey::new(common::SECRET.as_bytes()));
     cfg.drivers = drivers;
     cfg.depot = "soak".into();
-    cfg.pace = Pace::Rate { per_s: 2.0, speedup: 1.0 };
+    cfg.pace = Pace::Rate {
+        per_s: 2.0,
+        speedup: 1.0,
+    };
     cfg.duration = Duration::from_secs(secs);
     cfg.batch = 5;
     cfg.offline_prob = 0.3;
@@ -200,7 +274,9 @@ async fn soak_hostile_traffic_restart_no_loss_flat_memory() {
     h.await.unwrap();
     let mut c = child.lock().unwrap();
     let still_up = c.try_wait().unwrap().is_none();
-    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
     let _ = c.wait();
     println!("{}", report.table());
     println!("hostile actions: {}", hostile_sent.load(Ordering::Relaxed));
@@ -210,7 +286,10 @@ async fn soak_hostile_traffic_restart_no_loss_flat_memory() {
     let mut count: HashMap<(String, u64), u32> = HashMap::new();
     LogReader::new(&dir.path().join("log"))
         .replay(|_, rec| {
-            if let LogRecord::Batch { driver, entries, .. } = rec {
+            if let LogRecord::Batch {
+                driver, entries, ..
+            } = rec
+            {
                 if driver.0.starts_with("evil") {
                     return;
                 }
@@ -224,7 +303,11 @@ async fn soak_hostile_traffic_restart_no_loss_flat_memory() {
         .unwrap();
     assert!(count.values().all(|&c| c == 1), "a fix was stored twice");
     assert_eq!(report.unsettled, 0, "fixes left unsettled");
-    assert_eq!(count.len() as u64, report.acked, "every acked fix is in the log, nothing else");
+    assert_eq!(
+        count.len() as u64,
+        report.acked,
+        "every acked fix is in the log, nothing else"
+    );
 
     // Memory flat: after its warm-up (the first half of the second life), the gateway's RSS
     // stays within 25% of where it was.
@@ -232,7 +315,14 @@ async fn soak_hostile_traffic_restart_no_loss_flat_memory() {
     assert!(n >= 8, "enough memory samples ({n})");
     let mid = samples[n / 2..3 * n / 4].iter().map(|s| s.1).max().unwrap();
     let tail = samples[3 * n / 4..].iter().map(|s| s.1).max().unwrap();
-    let series: Vec<u64> = samples.iter().step_by((n / 10).max(1)).map(|s| s.1 / 1024).collect();
+    let series: Vec<u64> = samples
+        .iter()
+        .step_by((n / 10).max(1))
+        .map(|s| s.1 / 1024)
+        .collect();
     println!("gateway RSS over the second life (MiB): {series:?}; 3rd quarter max {mid} KiB, 4th {tail} KiB");
-    assert!(tail as f64 <= mid as f64 * 1.25, "RSS grew from {mid} to {tail} KiB");
+    assert!(
+        tail as f64 <= mid as f64 * 1.25,
+        "RSS grew from {mid} to {tail} KiB"
+    );
 }

@@ -27,7 +27,9 @@ async fn a_full_log_refuses_fixes_and_loses_nothing() {
     let mut next = 1u64;
     let mut acked = 0;
     let refused_at = loop {
-        let fixes = (0..5).map(|i| fix(60_000 - (next as i64 + i) * 100, 0)).collect();
+        let fixes = (0..5)
+            .map(|i| fix(60_000 - (next as i64 + i) * 100, 0))
+            .collect();
         match d.batch(Seq(next), fixes).await {
             Ok(ack) => {
                 acked = ack.watermark.0;
@@ -42,7 +44,10 @@ async fn a_full_log_refuses_fixes_and_loses_nothing() {
     };
     assert!(acked > 0);
     // The refused batch was not settled: retrying it is refused again, not acked as a resend.
-    let retry = d.batch(Seq(refused_at), vec![fix(100, 0)]).await.unwrap_err();
+    let retry = d
+        .batch(Seq(refused_at), vec![fix(100, 0)])
+        .await
+        .unwrap_err();
     assert_eq!(retry.code(), Some(ErrorCode::DiskFull));
     // After a restart with room to spare, the retry is stored and everything acked is there.
     d.close();
@@ -66,7 +71,12 @@ async fn retention_deletes_covered_segments_and_recovery_stays_exact() {
     let t = start_in(dir, small).await;
     let mut d = t.driver("D1", "north").await;
     for i in 0..40u64 {
-        d.batch(Seq(i + 1), vec![fix(100_000 - i as i64 * 1_000, (i % 3) as i32)]).await.unwrap();
+        d.batch(
+            Seq(i + 1),
+            vec![fix(100_000 - i as i64 * 1_000, (i % 3) as i32)],
+        )
+        .await
+        .unwrap();
     }
     let log_dir = t.dir.path().join("log");
     // Give the applier a moment to snapshot and prune.
@@ -85,10 +95,20 @@ async fn retention_deletes_covered_segments_and_recovery_stays_exact() {
     let t = start_in(dir, small).await;
     let mut d = t.driver("D1", "north").await;
     assert_eq!(d.welcome.watermark, Seq(40));
-    assert_eq!(d.batch(Seq(40), vec![fix(1, 0)]).await.unwrap().duplicates, 1);
+    assert_eq!(
+        d.batch(Seq(40), vec![fix(1, 0)]).await.unwrap().duplicates,
+        1
+    );
     let mut q = t.dispatcher("north").await;
     let r = q
-        .query(1, QueryKind::Nearest { lat_e7: deg_to_e7(38.9), lon_e7: deg_to_e7(-77.03), k: 1 })
+        .query(
+            1,
+            QueryKind::Nearest {
+                lat_e7: deg_to_e7(38.9),
+                lon_e7: deg_to_e7(-77.03),
+                k: 1,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(r.drivers[0].seq, Seq(40));

@@ -27,7 +27,9 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             let rx = rx.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -39,21 +41,39 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let head = text[..head_end].to_lowercase();
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     if buf.len() < head_end + 4 + len {
                         continue;
                     }
-                    let body = String::from_utf8_lossy(&buf[head_end + 4..head_end + 4 + len]).to_string();
-                    let sig = head.lines().find_map(|l| l.strip_prefix("x-milepost-signature:")).unwrap_or("").trim().to_string();
-                    let ok_sig = sig == milepost::feed::webhook::signature(common::SECRET.as_bytes(), body.as_bytes());
+                    let body =
+                        String::from_utf8_lossy(&buf[head_end + 4..head_end + 4 + len]).to_string();
+                    let sig = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-milepost-signature:"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    let ok_sig = sig
+                        == milepost::feed::webhook::signature(
+                            common::SECRET.as_bytes(),
+                            body.as_bytes(),
+                        );
                     let offset: u64 = head
                         .lines()
-                        .find_map(|l| l.strip_prefix("x-milepost-offset:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.strip_prefix("x-milepost-offset:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     let status = {
                         let mut r = rx.lock().unwrap();
@@ -65,7 +85,9 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
                             "200 OK"
                         }
                     };
-                    let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
                     let _ = s.write_all(resp.as_bytes()).await;
                     return;
                 }
@@ -95,32 +117,60 @@ async fn wait_for(rx: &Arc<Mutex<Received>>, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milestones_are_signed_retried_ordered_and_survive_restart() {
-    let rx = Arc::new(Mutex::new(Received { fail_first: 2, ..Default::default() }));
+    let rx = Arc::new(Mutex::new(Received {
+        fail_first: 2,
+        ..Default::default()
+    }));
     let url = receiver(rx.clone()).await;
     let t = start(tempfile::tempdir().unwrap(), &url).await;
     let mut route = Route::from_json(include_str!("../examples/route.json")).unwrap();
     route.depot = "north".into();
     route.driver = "D1".into();
     let mut dispatch = t.dispatcher("north").await;
-    dispatch.command(1, CommandKind::AssignRoute(route.clone())).await.unwrap();
+    dispatch
+        .command(1, CommandKind::AssignRoute(route.clone()))
+        .await
+        .unwrap();
     // The driver leaves the depot: every parcel goes out for delivery (4 milestones at least).
     let depot_pt = route.start.unwrap();
     let mut d = t.driver("D1", "north").await;
     let t0 = now_ms() - 600_000;
     let fixes: Vec<Fix> = (0..20)
-        .map(|i| Fix::from_degrees(t0 + i * 5_000, depot_pt.lat + i as f64 * 0.0002, depot_pt.lon, 5.0))
+        .map(|i| {
+            Fix::from_degrees(
+                t0 + i * 5_000,
+                depot_pt.lat + i as f64 * 0.0002,
+                depot_pt.lon,
+                5.0,
+            )
+        })
         .collect();
     d.batch(Seq(1), fixes).await.unwrap();
     wait_for(&rx, 4).await;
-    let first: Vec<(u64, bool)> = rx.lock().unwrap().posts.iter().map(|p| (p.0, p.1)).collect();
+    let first: Vec<(u64, bool)> = rx
+        .lock()
+        .unwrap()
+        .posts
+        .iter()
+        .map(|p| (p.0, p.1))
+        .collect();
     assert!(first.iter().all(|p| p.1), "every delivery is signed");
     for w in first.windows(2) {
         assert_eq!(w[1].0, w[0].0 + 1, "in order, none skipped: {first:?}");
     }
     let body = rx.lock().unwrap().posts[0].2.clone();
-    assert!(body.contains("\"tracking\"") && body.contains("OutForDelivery"), "{body}");
+    assert!(
+        body.contains("\"tracking\"") && body.contains("OutForDelivery"),
+        "{body}"
+    );
     let delivered = first.len();
-    let failures = t.gw.shared().webhook_stats.get().unwrap().failures.load(std::sync::atomic::Ordering::Relaxed);
+    let failures =
+        t.gw.shared()
+            .webhook_stats
+            .get()
+            .unwrap()
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed);
     assert!(failures >= 2, "the two failures were retried");
 
     // Restart: the cursor was saved, so nothing delivered is sent again; new milestones flow.
@@ -130,24 +180,45 @@ async fn milestones_are_signed_retried_ordered_and_survive_restart() {
     gw.shutdown().await;
     let t = start(dir, &url).await;
     let mut d = t.driver("D1", "north").await;
-    let proof = milepost_proto::route::Proof { photo_sha256: Some("aa".repeat(32)), ..Default::default() };
-    d.command(2, CommandKind::ReportOutcome {
-        stop: "S1".into(),
-        tracking: Some("MP100000001".into()),
-        outcome: milepost_proto::route::Outcome::Delivered { proof },
-    })
+    let proof = milepost_proto::route::Proof {
+        photo_sha256: Some("aa".repeat(32)),
+        ..Default::default()
+    };
+    d.command(
+        2,
+        CommandKind::ReportOutcome {
+            stop: "S1".into(),
+            tracking: Some("MP100000001".into()),
+            outcome: milepost_proto::route::Outcome::Delivered { proof },
+        },
+    )
     .await
     .unwrap();
     wait_for(&rx, delivered + 1).await;
     for _ in 0..100 {
-        if rx.lock().unwrap().posts.iter().any(|p| p.2.contains("Delivered")) {
+        if rx
+            .lock()
+            .unwrap()
+            .posts
+            .iter()
+            .any(|p| p.2.contains("Delivered"))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all: Vec<u64> = rx.lock().unwrap().posts.iter().map(|p| p.0).collect();
     for w in all.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "no repeat and no gap across the restart: {all:?}");
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "no repeat and no gap across the restart: {all:?}"
+        );
     }
-    assert!(rx.lock().unwrap().posts.iter().any(|p| p.2.contains("Delivered")));
+    assert!(rx
+        .lock()
+        .unwrap()
+        .posts
+        .iter()
+        .any(|p| p.2.contains("Delivered")));
 }

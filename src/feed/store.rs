@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use milepost_proto::route::{DepotId, DispatchUpdate, ParcelUpdate, RouteId, TrackingNumber, Update};
+use milepost_proto::route::{
+    DepotId, DispatchUpdate, ParcelUpdate, RouteId, TrackingNumber, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::feed::FeedKey;
@@ -25,7 +27,11 @@ pub struct Ring<T> {
 impl<T: Clone> Ring<T> {
     /// An empty ring keeping the last `cap` events.
     pub fn new(cap: usize) -> Self {
-        Ring { first: 1, events: VecDeque::new(), cap: cap.max(1) }
+        Ring {
+            first: 1,
+            events: VecDeque::new(),
+            cap: cap.max(1),
+        }
     }
 
     /// Appends an event; returns its offset.
@@ -114,7 +120,10 @@ impl FeedStore {
     pub fn record(&mut self, u: &Update, touched: &mut Vec<FeedKey>) {
         match u {
             Update::Parcel(p) => {
-                self.parcels.entry(p.tracking.clone()).or_default().push(p.clone());
+                self.parcels
+                    .entry(p.tracking.clone())
+                    .or_default()
+                    .push(p.clone());
                 self.milestones.push(p.clone());
                 touched.push(FeedKey::Parcel(p.tracking.clone()));
                 touched.push(FeedKey::Milestones);
@@ -124,7 +133,10 @@ impl FeedStore {
                     return;
                 };
                 let cap = self.depot_cap;
-                self.depots.entry(depot.clone()).or_insert_with(|| Ring::new(cap)).push(d.clone());
+                self.depots
+                    .entry(depot.clone())
+                    .or_insert_with(|| Ring::new(cap))
+                    .push(d.clone());
                 touched.push(FeedKey::Depot(depot));
             }
             // Driver updates go to the driver's push stream, not to a feed.
@@ -153,9 +165,18 @@ impl FeedStore {
     }
 
     /// A depot's route events after `after`, at most `max`.
-    pub fn depot_after(&self, d: &DepotId, after: u64, max: usize) -> Result<Vec<(u64, Update)>, TooOld> {
+    pub fn depot_after(
+        &self,
+        d: &DepotId,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Update)>, TooOld> {
         match self.depots.get(d) {
-            Some(r) => Ok(r.after(after, max)?.into_iter().map(|(o, e)| (o, Update::Dispatch(e))).collect()),
+            Some(r) => Ok(r
+                .after(after, max)?
+                .into_iter()
+                .map(|(o, e)| (o, Update::Dispatch(e)))
+                .collect()),
             None if after == 0 => Ok(Vec::new()),
             None => Err(TooOld(after)),
         }
@@ -167,7 +188,11 @@ impl FeedStore {
     }
 
     /// Milestones of all parcels after `after`, at most `max` (webhooks).
-    pub fn milestones_after(&self, after: u64, max: usize) -> Result<Vec<(u64, ParcelUpdate)>, TooOld> {
+    pub fn milestones_after(
+        &self,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, ParcelUpdate)>, TooOld> {
         self.milestones.after(after, max)
     }
 
@@ -204,12 +229,24 @@ mod tests {
     fn parcel_feed_keeps_everything_in_order() {
         let mut s = FeedStore::new(10, 10);
         let mut touched = Vec::new();
-        for kind in [ParcelEvent::OutForDelivery, ParcelEvent::ArrivingSoon, ParcelEvent::Arrived] {
-            let u = Update::Parcel(ParcelUpdate { tracking: "T".into(), fix_t_ms: 1, kind });
+        for kind in [
+            ParcelEvent::OutForDelivery,
+            ParcelEvent::ArrivingSoon,
+            ParcelEvent::Arrived,
+        ] {
+            let u = Update::Parcel(ParcelUpdate {
+                tracking: "T".into(),
+                fix_t_ms: 1,
+                kind,
+            });
             s.record(&u, &mut touched);
         }
         assert_eq!(s.parcel_last(&"T".into()), 3);
-        let after1: Vec<u64> = s.parcel_after(&"T".into(), 1, 10).into_iter().map(|e| e.0).collect();
+        let after1: Vec<u64> = s
+            .parcel_after(&"T".into(), 1, 10)
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(after1, vec![2, 3]);
         assert!(touched.contains(&FeedKey::Parcel("T".into())));
         assert_eq!(s.milestones_last(), 3);

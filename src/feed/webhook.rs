@@ -49,7 +49,12 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256={hex}")
 }
 
@@ -67,7 +72,10 @@ pub fn start(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut threads = Vec::new();
     for url in urls {
-        let cursor_file = dir.join(format!("{}.cursor", crate::server::guard::fingerprint(url).trim_start_matches("fp:")));
+        let cursor_file = dir.join(format!(
+            "{}.cursor",
+            crate::server::guard::fingerprint(url).trim_start_matches("fp:")
+        ));
         let endpoint = Endpoint {
             url: url.clone(),
             secret: secret.clone(),
@@ -76,7 +84,11 @@ pub fn start(
             stats: stats.clone(),
             stop: stop.clone(),
         };
-        threads.push(std::thread::Builder::new().name("milepost-webhook".into()).spawn(move || endpoint.run())?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("milepost-webhook".into())
+                .spawn(move || endpoint.run())?,
+        );
     }
     Ok(threads)
 }
@@ -161,8 +173,13 @@ impl Endpoint {
     }
 
     fn deliver(&self, agent: &ureq::Agent, offset: u64, m: &ParcelUpdate) -> Result<(), String> {
-        let body = serde_json::to_vec(&Body { offset, tracking: &m.tracking.0, fix_t_ms: m.fix_t_ms, event: &m.kind })
-            .map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&Body {
+            offset,
+            tracking: &m.tracking.0,
+            fix_t_ms: m.fix_t_ms,
+            event: &m.kind,
+        })
+        .map_err(|e| e.to_string())?;
         let resp = agent
             .post(&self.url)
             .header("content-type", "application/json")
@@ -200,6 +217,9 @@ mod tests {
     fn signature_is_hmac_sha256_hex() {
         // RFC 4231 test case 2.
         let s = signature(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(s, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            s,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -229,7 +229,11 @@ impl FleetCore {
     pub fn route_in_order(&self, id: &RouteId) -> Option<Route> {
         let run = self.routes.get(id)?;
         let mut route = run.plan.clone();
-        route.stops = run.order.iter().filter_map(|&i| run.plan.stops.get(i).cloned()).collect();
+        route.stops = run
+            .order
+            .iter()
+            .filter_map(|&i| run.plan.stops.get(i).cloned())
+            .collect();
         for stop in &mut route.stops {
             let extra: Vec<String> = stop
                 .parcels

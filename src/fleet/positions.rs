@@ -109,9 +109,14 @@ impl Positions {
 
     /// Every driver's live position: (driver, depot, seq, fix).
     pub fn entries(&self) -> impl Iterator<Item = (&DriverId, &str, Seq, &Fix)> {
-        self.slots
-            .iter()
-            .map(|s| (&s.driver, self.depots[s.depot as usize].name.as_str(), s.seq, &s.fix))
+        self.slots.iter().map(|s| {
+            (
+                &s.driver,
+                self.depots[s.depot as usize].name.as_str(),
+                s.seq,
+                &s.fix,
+            )
+        })
     }
 
     /// Every live position of a depot's drivers.
@@ -128,7 +133,9 @@ impl Positions {
     /// A driver's live position with its depot.
     pub fn position_of(&self, driver: &DriverId) -> Option<(&str, DriverPosition)> {
         let slot = *self.by_driver.get(driver)?;
-        let depot = self.depots[self.slots[slot as usize].depot as usize].name.as_str();
+        let depot = self.depots[self.slots[slot as usize].depot as usize]
+            .name
+            .as_str();
         Some((depot, self.position(slot, 0.0)))
     }
 

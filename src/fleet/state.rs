@@ -54,7 +54,10 @@ impl FleetState {
             ledger: Ledger::new(),
             positions: Arc::new(Mutex::new(Positions::new())),
             core: Arc::new(Mutex::new(FleetCore::new(cfg))),
-            feed: Arc::new(Mutex::new(FeedStore::new(feed.depot_events_kept, feed.milestones_kept))),
+            feed: Arc::new(Mutex::new(FeedStore::new(
+                feed.depot_events_kept,
+                feed.milestones_kept,
+            ))),
         }
     }
 
@@ -94,10 +97,20 @@ impl FleetState {
         result
     }
 
-    fn fold(&self, rec: &LogRecord, out: &mut Vec<Update>, touched: &mut Touched) -> Option<CommandResult> {
+    fn fold(
+        &self,
+        rec: &LogRecord,
+        out: &mut Vec<Update>,
+        touched: &mut Touched,
+    ) -> Option<CommandResult> {
         let refused = |e: &dyn std::fmt::Display| Some(CommandResult::Refused(e.to_string()));
         match rec {
-            LogRecord::Batch { driver, depot, entries, .. } => {
+            LogRecord::Batch {
+                driver,
+                depot,
+                entries,
+                ..
+            } => {
                 self.ledger.apply(rec);
                 let mut pos = lock(&self.positions);
                 let mut core = lock(&self.core);
@@ -112,10 +125,15 @@ impl FleetState {
                         core.on_fix(driver, fix, out);
                     }
                 }
-                let moved = newest.is_some_and(|(seq, fix)| pos.update(driver, depot, seq, fix) != UpdateOutcome::Stale);
+                let moved = newest.is_some_and(|(seq, fix)| {
+                    pos.update(driver, depot, seq, fix) != UpdateOutcome::Stale
+                });
                 if moved {
                     touched.push((FeedKey::Driver(driver.clone()), None));
-                    touched.push((FeedKey::DepotPositions(DepotId(depot.clone())), Some(driver.clone())));
+                    touched.push((
+                        FeedKey::DepotPositions(DepotId(depot.clone())),
+                        Some(driver.clone()),
+                    ));
                 }
                 None
             }
@@ -128,16 +146,24 @@ impl FleetState {
                     Err(e) => refused(&e),
                 }
             }
-            LogRecord::RouteResequenced { route_id, order, at_ms } => {
-                match lock(&self.core).resequence(route_id, order, *at_ms) {
-                    Ok(u) => {
-                        out.extend(u);
-                        Some(CommandResult::Applied)
-                    }
-                    Err(e) => refused(&e),
+            LogRecord::RouteResequenced {
+                route_id,
+                order,
+                at_ms,
+            } => match lock(&self.core).resequence(route_id, order, *at_ms) {
+                Ok(u) => {
+                    out.extend(u);
+                    Some(CommandResult::Applied)
                 }
-            }
-            LogRecord::OutcomeReported { driver, stop, tracking, outcome, at_ms } => {
+                Err(e) => refused(&e),
+            },
+            LogRecord::OutcomeReported {
+                driver,
+                stop,
+                tracking,
+                outcome,
+                at_ms,
+            } => {
                 let target = match tracking {
                     Some(t) => OutcomeTarget::Parcel(t.clone()),
                     None => OutcomeTarget::Stop(stop.clone()),

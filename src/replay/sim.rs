@@ -1173,8 +1173,11 @@ impl Driver {
     async fn connect(&mut self, now: u64) {
         let run = self.run.clone();
         let started = run.now_us();
+        // Like a phone that knows its network is up: give a handshake 2 s, then try again
+        // (QUIC's own retransmission backoff would otherwise stretch one attempt over the
+        // whole outage).
         let attempt = tokio::time::timeout(
-            Duration::from_secs(10),
+            Duration::from_secs(2),
             open_link(&run, &self.s.ep, &self.s.id),
         )
         .await;

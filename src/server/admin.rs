@@ -69,7 +69,13 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     let mut out = String::with_capacity(8 * 1024);
-    render_value(&mut out, "milepost_ready", "gauge", "1 once recovery has finished", s.shared.get().is_some() as u64);
+    render_value(
+        &mut out,
+        "milepost_ready",
+        "gauge",
+        "1 once recovery has finished",
+        s.shared.get().is_some() as u64,
+    );
     if let Some(shared) = s.shared.get() {
         render(shared, &mut out);
     }
@@ -80,39 +86,181 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
 fn render(sh: &Shared, out: &mut String) {
     let st = &sh.stats;
     let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    render_value(out, "milepost_connections_total", "counter", "QUIC connections accepted", c(&st.connections));
-    render_value(out, "milepost_connections_live", "gauge", "Authenticated sessions open now", sh.registry.len() as u64);
-    render_value(out, "milepost_fixes_accepted_total", "counter", "Fixes stored", c(&st.fixes_accepted));
-    render_value(out, "milepost_fixes_duplicate_total", "counter", "Resent fixes acked again", c(&st.fixes_duplicate));
+    render_value(
+        out,
+        "milepost_connections_total",
+        "counter",
+        "QUIC connections accepted",
+        c(&st.connections),
+    );
+    render_value(
+        out,
+        "milepost_connections_live",
+        "gauge",
+        "Authenticated sessions open now",
+        sh.registry.len() as u64,
+    );
+    render_value(
+        out,
+        "milepost_fixes_accepted_total",
+        "counter",
+        "Fixes stored",
+        c(&st.fixes_accepted),
+    );
+    render_value(
+        out,
+        "milepost_fixes_duplicate_total",
+        "counter",
+        "Resent fixes acked again",
+        c(&st.fixes_duplicate),
+    );
     let by_reason: Vec<(&str, u64)> = milepost_proto::RejectReason::ALL
         .iter()
         .map(|r| (r.name(), c(&st.rejected_by_reason[*r as usize])))
         .collect();
-    render_labelled(out, "milepost_fixes_rejected_total", "Fixes refused, by reason", "reason", &by_reason);
-    render_value(out, "milepost_refusals_total", "counter", "Connections refused or closed for protocol or auth errors", c(&st.refusals));
-    render_value(out, "milepost_rate_limited_total", "counter", "Batches refused by the per-driver rate limit", c(&st.rate_limited));
-    render_value(out, "milepost_retries_total", "counter", "Handshakes answered with a stateless retry", c(&st.retries));
-    render_value(out, "milepost_revoked_total", "counter", "Sessions closed because their token was revoked", c(&st.revoked));
-    render_value(out, "milepost_feed_subscriptions", "gauge", "Feed subscriptions open now", c(&st.subscriptions));
+    render_labelled(
+        out,
+        "milepost_fixes_rejected_total",
+        "Fixes refused, by reason",
+        "reason",
+        &by_reason,
+    );
+    render_value(
+        out,
+        "milepost_refusals_total",
+        "counter",
+        "Connections refused or closed for protocol or auth errors",
+        c(&st.refusals),
+    );
+    render_value(
+        out,
+        "milepost_rate_limited_total",
+        "counter",
+        "Batches refused by the per-driver rate limit",
+        c(&st.rate_limited),
+    );
+    render_value(
+        out,
+        "milepost_retries_total",
+        "counter",
+        "Handshakes answered with a stateless retry",
+        c(&st.retries),
+    );
+    render_value(
+        out,
+        "milepost_revoked_total",
+        "counter",
+        "Sessions closed because their token was revoked",
+        c(&st.revoked),
+    );
+    render_value(
+        out,
+        "milepost_feed_subscriptions",
+        "gauge",
+        "Feed subscriptions open now",
+        c(&st.subscriptions),
+    );
     let a = &sh.applier_stats;
-    render_value(out, "milepost_updates_total", "counter", "Updates the fleet core emitted", c(&a.updates));
-    render_value(out, "milepost_records_applied_total", "counter", "Log records folded into the fleet state", c(&a.records));
-    render_value(out, "milepost_snapshots_total", "counter", "Snapshots written", c(&a.snapshots));
-    render_value(out, "milepost_segments_deleted_total", "counter", "Log segments deleted by retention", c(&a.segments_deleted));
+    render_value(
+        out,
+        "milepost_updates_total",
+        "counter",
+        "Updates the fleet core emitted",
+        c(&a.updates),
+    );
+    render_value(
+        out,
+        "milepost_records_applied_total",
+        "counter",
+        "Log records folded into the fleet state",
+        c(&a.records),
+    );
+    render_value(
+        out,
+        "milepost_snapshots_total",
+        "counter",
+        "Snapshots written",
+        c(&a.snapshots),
+    );
+    render_value(
+        out,
+        "milepost_segments_deleted_total",
+        "counter",
+        "Log segments deleted by retention",
+        c(&a.segments_deleted),
+    );
     if let Some(w) = sh.webhook_stats.get() {
-        render_value(out, "milepost_webhook_delivered_total", "counter", "Milestones delivered to webhooks", c(&w.delivered));
-        render_value(out, "milepost_webhook_failures_total", "counter", "Failed webhook attempts (retried)", c(&w.failures));
-        render_value(out, "milepost_webhook_skipped_total", "counter", "Milestones skipped: endpoint down longer than kept", c(&w.skipped));
+        render_value(
+            out,
+            "milepost_webhook_delivered_total",
+            "counter",
+            "Milestones delivered to webhooks",
+            c(&w.delivered),
+        );
+        render_value(
+            out,
+            "milepost_webhook_failures_total",
+            "counter",
+            "Failed webhook attempts (retried)",
+            c(&w.failures),
+        );
+        render_value(
+            out,
+            "milepost_webhook_skipped_total",
+            "counter",
+            "Milestones skipped: endpoint down longer than kept",
+            c(&w.skipped),
+        );
     }
-    render_value(out, "milepost_tls_resumptions_total", "counter", "TLS sessions resumed from a ticket", c(&sh.tickets.resumed));
-    st.ack_latency.render("milepost_ack_latency_seconds", "Admission to durability of a batch", out);
-    st.fsync_latency.render("milepost_log_fsync_seconds", "Duration of a log fsync", out);
+    render_value(
+        out,
+        "milepost_tls_resumptions_total",
+        "counter",
+        "TLS sessions resumed from a ticket",
+        c(&sh.tickets.resumed),
+    );
+    st.ack_latency.render(
+        "milepost_ack_latency_seconds",
+        "Admission to durability of a batch",
+        out,
+    );
+    st.fsync_latency
+        .render("milepost_log_fsync_seconds", "Duration of a log fsync", out);
     let drivers = crate::fleet::state::lock(&sh.state.positions).len();
-    render_value(out, "milepost_rtree_drivers", "gauge", "Drivers with a live position in the R-trees", drivers as u64);
-    render_value(out, "milepost_drivers_known", "gauge", "Drivers in the dedupe ledger", sh.ledger.len() as u64);
+    render_value(
+        out,
+        "milepost_rtree_drivers",
+        "gauge",
+        "Drivers with a live position in the R-trees",
+        drivers as u64,
+    );
+    render_value(
+        out,
+        "milepost_drivers_known",
+        "gauge",
+        "Drivers in the dedupe ledger",
+        sh.ledger.len() as u64,
+    );
     let disk: u64 = crate::store::log::list_segments(&sh.cfg.data_dir.join("log"))
-        .map(|segs| segs.iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum())
+        .map(|segs| {
+            segs.iter()
+                .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0);
-    render_value(out, "milepost_log_bytes", "gauge", "Bytes in log segments on disk", disk);
-    render_value(out, "milepost_log_failed", "gauge", "1 if the log writer failed (no more acks)", sh.log.has_failed() as u64);
+    render_value(
+        out,
+        "milepost_log_bytes",
+        "gauge",
+        "Bytes in log segments on disk",
+        disk,
+    );
+    render_value(
+        out,
+        "milepost_log_failed",
+        "gauge",
+        "1 if the log writer failed (no more acks)",
+        sh.log.has_failed() as u64,
+    );
 }

@@ -211,7 +211,9 @@ fn snapshot_and_retain(p: &ApplierParts, next: u64) {
         if *next_first > covered {
             break; // not wholly covered by a snapshot
         }
-        let Ok(meta) = std::fs::metadata(path) else { continue };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
         if meta.modified().is_ok_and(|m| m < horizon) && std::fs::remove_file(path).is_ok() {
             p.writer.released(meta.len());
             p.stats.segments_deleted.fetch_add(1, Relaxed);

@@ -35,14 +35,20 @@ pub async fn archive_once(shared: &Shared) -> std::io::Result<usize> {
     let horizon = shared.now_ms() - shared.cfg.log.archive_routes_after_s as i64 * 1000;
     let views: Vec<_> = {
         let core = lock(&shared.state.core);
-        core.finished_before(horizon).into_iter().filter_map(|id| core.route_view(&id)).collect()
+        core.finished_before(horizon)
+            .into_iter()
+            .filter_map(|id| core.route_view(&id))
+            .collect()
     };
     if views.is_empty() {
         return Ok(0);
     }
     let dir = shared.cfg.data_dir.join("archive");
     std::fs::create_dir_all(&dir)?;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("routes.jsonl"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("routes.jsonl"))?;
     for v in &views {
         let line = serde_json::to_string(v).map_err(std::io::Error::other)?;
         writeln!(f, "{line}")?;
@@ -52,7 +58,10 @@ pub async fn archive_once(shared: &Shared) -> std::io::Result<usize> {
     let n = routes.len();
     let lsn = shared
         .log
-        .append(Arc::new(LogRecord::RoutesArchived { routes, at_ms: shared.now_ms() }))
+        .append(Arc::new(LogRecord::RoutesArchived {
+            routes,
+            at_ms: shared.now_ms(),
+        }))
         .await
         .map_err(std::io::Error::other)?;
     shared.applied.applied(lsn).await;

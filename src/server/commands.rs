@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use milepost_proto::route::{Update, DriverUpdate};
+use milepost_proto::route::{DriverUpdate, Update};
 use milepost_proto::{Command, CommandKind, DriverId, ErrorCode, ErrorFrame, ServerMsg};
 
 use crate::auth::{Claims, Role};
@@ -20,7 +20,10 @@ use crate::store::{LogError, LogRecord};
 const MAX_INSTRUCTIONS: usize = 1_000;
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
-    ServerMsg::Error(ErrorFrame { code, message: message.into() })
+    ServerMsg::Error(ErrorFrame {
+        code,
+        message: message.into(),
+    })
 }
 
 /// Runs one command for the holder of `claims`.
@@ -32,7 +35,10 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
         if claims.role == r {
             Ok(())
         } else {
-            Err(Box::new(refuse(ErrorCode::WrongRole, format!("{what} needs a {r:?} token").to_lowercase())))
+            Err(Box::new(refuse(
+                ErrorCode::WrongRole,
+                format!("{what} needs a {r:?} token").to_lowercase(),
+            )))
         }
     };
     let (record, refusal_code) = match cmd.kind {
@@ -46,13 +52,18 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             if let Err(e) = crate::fleet::route::validate(&route) {
                 return refuse(ErrorCode::RouteRefused, e.to_string());
             }
-            (LogRecord::RouteAssigned { route, at_ms }, ErrorCode::RouteRefused)
+            (
+                LogRecord::RouteAssigned { route, at_ms },
+                ErrorCode::RouteRefused,
+            )
         }
         CommandKind::Resequence { route_id, order } => {
             if let Err(e) = role(Role::Dispatcher, "re-sequencing a route") {
                 return *e;
             }
-            let depot = lock(&shared.state.core).route_view(&route_id).map(|v| v.depot.0);
+            let depot = lock(&shared.state.core)
+                .route_view(&route_id)
+                .map(|v| v.depot.0);
             match depot {
                 None => return refuse(ErrorCode::NotFound, format!("no route {route_id}")),
                 Some(d) if d != claims.depot => {
@@ -60,14 +71,34 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 }
                 Some(_) => {}
             }
-            (LogRecord::RouteResequenced { route_id, order, at_ms }, ErrorCode::RouteRefused)
+            (
+                LogRecord::RouteResequenced {
+                    route_id,
+                    order,
+                    at_ms,
+                },
+                ErrorCode::RouteRefused,
+            )
         }
-        CommandKind::ReportOutcome { stop, tracking, outcome } => {
+        CommandKind::ReportOutcome {
+            stop,
+            tracking,
+            outcome,
+        } => {
             if let Err(e) = role(Role::Driver, "reporting an outcome") {
                 return *e;
             }
             let driver = DriverId(claims.sub.clone());
-            (LogRecord::OutcomeReported { driver, stop, tracking, outcome, at_ms }, ErrorCode::OutcomeRefused)
+            (
+                LogRecord::OutcomeReported {
+                    driver,
+                    stop,
+                    tracking,
+                    outcome,
+                    at_ms,
+                },
+                ErrorCode::OutcomeRefused,
+            )
         }
         CommandKind::SetInstructions { tracking, text } => {
             if let Err(e) = role(Role::Recipient, "leaving instructions") {
@@ -77,9 +108,19 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel");
             }
             if text.len() > MAX_INSTRUCTIONS {
-                return refuse(ErrorCode::OutcomeRefused, format!("instructions over {MAX_INSTRUCTIONS} bytes"));
+                return refuse(
+                    ErrorCode::OutcomeRefused,
+                    format!("instructions over {MAX_INSTRUCTIONS} bytes"),
+                );
             }
-            (LogRecord::InstructionsSet { tracking, text, at_ms }, ErrorCode::OutcomeRefused)
+            (
+                LogRecord::InstructionsSet {
+                    tracking,
+                    text,
+                    at_ms,
+                },
+                ErrorCode::OutcomeRefused,
+            )
         }
         CommandKind::MyRoute => {
             if let Err(e) = role(Role::Driver, "asking for one's route") {
@@ -100,7 +141,12 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 Role::Recipient if claims.sub != tracking.0 => {
                     return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel")
                 }
-                Role::Driver => return refuse(ErrorCode::WrongRole, "parcel status is for recipients and dispatchers"),
+                Role::Driver => {
+                    return refuse(
+                        ErrorCode::WrongRole,
+                        "parcel status is for recipients and dispatchers",
+                    )
+                }
                 _ => {}
             }
             let core = lock(&shared.state.core);

@@ -45,7 +45,14 @@ pub async fn serve(
     let target = match authorize(claims, shared, &sub.target) {
         Ok(t) => t,
         Err(code) => {
-            let _ = write_msg(&mut send, &ServerMsg::Error(ErrorFrame { code, message: code.to_string() })).await;
+            let _ = write_msg(
+                &mut send,
+                &ServerMsg::Error(ErrorFrame {
+                    code,
+                    message: code.to_string(),
+                }),
+            )
+            .await;
             let _ = send.finish();
             return;
         }
@@ -55,11 +62,22 @@ pub async fn serve(
         Target::Parcel(t) => shared.hub.register(FeedKey::Parcel(t.clone()), &mailbox),
         Target::Depot(d, _) => {
             shared.hub.register(FeedKey::Depot(d.clone()), &mailbox);
-            shared.hub.register(FeedKey::DepotPositions(d.clone()), &mailbox);
+            shared
+                .hub
+                .register(FeedKey::DepotPositions(d.clone()), &mailbox);
         }
     }
-    shared.stats.subscriptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut feed = Feed { target, mailbox, sent: HashMap::new(), driver: None, last_flush: Instant::now() };
+    shared
+        .stats
+        .subscriptions
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut feed = Feed {
+        target,
+        mailbox,
+        sent: HashMap::new(),
+        driver: None,
+        last_flush: Instant::now(),
+    };
     let client_gone = async {
         // The client sends nothing after Subscribe; the stream ending means it left.
         let mut buf = [0u8; 64];
@@ -69,16 +87,23 @@ pub async fn serve(
         _ = feed.run(&mut send, shared, sub.after) => {}
         _ = client_gone => {}
     }
-    shared.stats.subscriptions.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .subscriptions
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Checks the token may follow the target.
 fn authorize(claims: &Claims, shared: &Shared, target: &FeedTarget) -> Result<Target, ErrorCode> {
     let depot = DepotId(claims.depot.clone());
     match (target, claims.role) {
-        (FeedTarget::Parcel(t), Role::Recipient) if t.0 == claims.sub => Ok(Target::Parcel(t.clone())),
+        (FeedTarget::Parcel(t), Role::Recipient) if t.0 == claims.sub => {
+            Ok(Target::Parcel(t.clone()))
+        }
         (FeedTarget::Parcel(t), Role::Dispatcher) => {
-            let status = lock(&shared.state.core).parcel_status(t).ok_or(ErrorCode::NotFound)?;
+            let status = lock(&shared.state.core)
+                .parcel_status(t)
+                .ok_or(ErrorCode::NotFound)?;
             let in_depot = lock(&shared.state.feed).depot_of(&status.route_id) == Some(&depot);
             if in_depot {
                 Ok(Target::Parcel(t.clone()))
@@ -88,12 +113,23 @@ fn authorize(claims: &Claims, shared: &Shared, target: &FeedTarget) -> Result<Ta
         }
         (FeedTarget::Parcel(_), Role::Recipient) => Err(ErrorCode::OutOfScope),
         (FeedTarget::Depot, Role::Dispatcher) => Ok(Target::Depot(depot, None)),
-        (FeedTarget::Area { min_lat_e7, min_lon_e7, max_lat_e7, max_lon_e7 }, Role::Dispatcher) => {
+        (
+            FeedTarget::Area {
+                min_lat_e7,
+                min_lon_e7,
+                max_lat_e7,
+                max_lon_e7,
+            },
+            Role::Dispatcher,
+        ) => {
             if min_lat_e7 > max_lat_e7 || min_lon_e7 > max_lon_e7 {
                 return Err(ErrorCode::BadQuery);
             }
             let d = |v: &i32| *v as f64 * 1e-7;
-            Ok(Target::Depot(depot, Some((d(min_lat_e7), d(min_lon_e7), d(max_lat_e7), d(max_lon_e7)))))
+            Ok(Target::Depot(
+                depot,
+                Some((d(min_lat_e7), d(min_lon_e7), d(max_lat_e7), d(max_lon_e7))),
+            ))
         }
         _ => Err(ErrorCode::WrongRole),
     }
@@ -111,7 +147,12 @@ struct Feed {
 }
 
 impl Feed {
-    async fn run(&mut self, send: &mut quinn::SendStream, shared: &Shared, after: Option<u64>) -> Result<(), WireError> {
+    async fn run(
+        &mut self,
+        send: &mut quinn::SendStream,
+        shared: &Shared,
+        after: Option<u64>,
+    ) -> Result<(), WireError> {
         let mut cursor = match after {
             Some(a) if a <= self.last_offset(shared) => a,
             _ => self.snapshot(send, shared).await?,
@@ -138,7 +179,8 @@ impl Feed {
             self.positions(send, shared).await?;
             // Sleep until something we follow changes; wake now and then anyway, because the
             // privacy rule also depends on time (an ETA coming closer).
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.mailbox.notify.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.mailbox.notify.notified()).await;
         }
     }
 
@@ -159,7 +201,11 @@ impl Feed {
     }
 
     /// Sends the current state; returns the offset it covers.
-    async fn snapshot(&mut self, send: &mut quinn::SendStream, shared: &Shared) -> Result<u64, WireError> {
+    async fn snapshot(
+        &mut self,
+        send: &mut quinn::SendStream,
+        shared: &Shared,
+    ) -> Result<u64, WireError> {
         self.sent.clear();
         // Take the offset first: an event racing with the snapshot is then sent (again) as an
         // event rather than lost.
@@ -172,14 +218,27 @@ impl Feed {
             }
             Target::Depot(d, area) => {
                 let all = lock(&shared.state.positions).of_depot(&d.0);
-                (None, all.into_iter().filter(|p| in_area(area, p)).collect::<Vec<_>>())
+                (
+                    None,
+                    all.into_iter()
+                        .filter(|p| in_area(area, p))
+                        .collect::<Vec<_>>(),
+                )
             }
         };
         for p in &positions {
             self.sent.insert(p.driver.clone(), p.seq);
         }
         lock(&self.mailbox.moved).clear();
-        write_msg(send, &ServerMsg::FeedSnapshot(FeedSnapshot { offset, parcel, positions })).await?;
+        write_msg(
+            send,
+            &ServerMsg::FeedSnapshot(FeedSnapshot {
+                offset,
+                parcel,
+                positions,
+            }),
+        )
+        .await?;
         Ok(offset)
     }
 
@@ -187,18 +246,29 @@ impl Feed {
     fn visible_driver(&mut self, shared: &Shared, status: &ParcelStatus) -> Option<DriverPosition> {
         let driver = visible_driver(shared, status)?;
         if self.driver.as_ref() != Some(&driver) {
-            shared.hub.register(FeedKey::Driver(driver.clone()), &self.mailbox);
+            shared
+                .hub
+                .register(FeedKey::Driver(driver.clone()), &self.mailbox);
             self.driver = Some(driver.clone());
         }
-        lock(&shared.state.positions).position_of(&driver).map(|(_, p)| p)
+        lock(&shared.state.positions)
+            .position_of(&driver)
+            .map(|(_, p)| p)
     }
 
     /// Sends the positions that changed (coalesced to the newest).
-    async fn positions(&mut self, send: &mut quinn::SendStream, shared: &Shared) -> Result<(), WireError> {
+    async fn positions(
+        &mut self,
+        send: &mut quinn::SendStream,
+        shared: &Shared,
+    ) -> Result<(), WireError> {
         let fresh: Vec<DriverPosition> = match &self.target {
             Target::Parcel(t) => {
                 let status = lock(&shared.state.core).parcel_status(t);
-                status.and_then(|s| self.visible_driver(shared, &s)).into_iter().collect()
+                status
+                    .and_then(|s| self.visible_driver(shared, &s))
+                    .into_iter()
+                    .collect()
             }
             Target::Depot(_, area) => {
                 // Dispatcher maps want a few updates a second, not one per fix.
@@ -234,7 +304,10 @@ impl Feed {
 /// and the web pages, so both show exactly the same thing.
 pub fn visible_driver(shared: &Shared, status: &ParcelStatus) -> Option<DriverId> {
     let rule = &shared.cfg.feed;
-    if matches!(status.state, ParcelState::Delivered | ParcelState::Failed | ParcelState::Planned) {
+    if matches!(
+        status.state,
+        ParcelState::Delivered | ParcelState::Failed | ParcelState::Planned
+    ) {
         return None;
     }
     let view = lock(&shared.state.core).route_view(&status.route_id)?;

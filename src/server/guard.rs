@@ -56,7 +56,11 @@ impl Registry {
         }
         let id = conn.stable_id();
         entry.push((id, fingerprint(token), conn.clone()));
-        Ok(Registration { registry: self, key, id })
+        Ok(Registration {
+            registry: self,
+            key,
+            id,
+        })
     }
 
     /// Closes every live connection whose subject key (`driver:d42`) or token fingerprint is in
@@ -114,14 +118,19 @@ pub struct DenyList {
 impl DenyList {
     /// A deny list read from `path` (absent file = empty list).
     pub fn new(path: &Path) -> DenyList {
-        let list = DenyList { path: path.to_owned(), entries: RwLock::new((HashSet::new(), None)) };
+        let list = DenyList {
+            path: path.to_owned(),
+            entries: RwLock::new((HashSet::new(), None)),
+        };
         list.reload();
         list
     }
 
     /// Re-reads the file if it changed. Returns the new entries when it did.
     pub fn reload(&self) -> Option<HashSet<String>> {
-        let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         {
             let cur = self.entries.read().unwrap_or_else(|p| p.into_inner());
             if cur.1 == mtime {
@@ -142,7 +151,8 @@ impl DenyList {
     /// True if the token (by subject or fingerprint) is denied.
     pub fn denies(&self, claims: &Claims, token: &str) -> bool {
         let cur = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        !cur.0.is_empty() && (cur.0.contains(&subject_key(claims)) || cur.0.contains(&fingerprint(token)))
+        !cur.0.is_empty()
+            && (cur.0.contains(&subject_key(claims)) || cur.0.contains(&fingerprint(token)))
     }
 }
 
@@ -162,7 +172,10 @@ impl HandshakeMeter {
             let (sec, n) = (cur >> 32, (cur & 0xffff_ffff) as u32);
             let next_n = if sec == now { n.saturating_add(1) } else { 1 };
             let next = (now << 32) | next_n as u64;
-            match self.state.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return next_n,
                 Err(actual) => cur = actual,
             }
@@ -195,7 +208,11 @@ mod tests {
             iat: 0,
         };
         assert!(!list.denies(&claims, "tok"));
-        std::fs::write(&path, format!("# lost phone\ndriver:D42\n{}\n", fingerprint("other"))).unwrap();
+        std::fs::write(
+            &path,
+            format!("# lost phone\ndriver:D42\n{}\n", fingerprint("other")),
+        )
+        .unwrap();
         assert!(list.reload().is_some());
         assert!(list.denies(&claims, "tok"));
         let mut c2 = claims.clone();

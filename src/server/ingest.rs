@@ -48,7 +48,12 @@ pub fn admit(
         {
             return Err(ErrorCode::SeqOutOfWindow);
         }
-        if !l.bucket.take(fixes.len() as u32, now_ms, limits.max_fixes_per_s, limits.burst_fixes) {
+        if !l.bucket.take(
+            fixes.len() as u32,
+            now_ms,
+            limits.max_fixes_per_s,
+            limits.burst_fixes,
+        ) {
             return Err(ErrorCode::RateLimited);
         }
         let mut entries = Vec::with_capacity(fixes.len());

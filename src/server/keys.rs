@@ -18,12 +18,15 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 /// Reads a 32-byte key file, creating it with random bytes on first use.
 pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     match std::fs::read(path) {
-        Ok(bytes) => bytes.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} holds fewer than 32 bytes", path.display()),
-            )
-        }),
+        Ok(bytes) => bytes
+            .get(..32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} holds fewer than 32 bytes", path.display()),
+                )
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key: [u8; 32] = rand::random();
             crate::auth::write_private(path, &key)?;
@@ -76,7 +79,11 @@ impl rustls::server::ProducesTickets for TicketKey {
         out.extend_from_slice(&nonce_bytes);
         let mut body = plain.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::empty(), &mut body)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::empty(),
+                &mut body,
+            )
             .ok()?;
         out.extend_from_slice(&body);
         Some(out)
@@ -85,9 +92,14 @@ impl rustls::server::ProducesTickets for TicketKey {
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
         let nonce = Nonce::try_assume_unique_for_key(cipher.get(..NONCE_LEN)?).ok()?;
         let mut body = cipher.get(NONCE_LEN..)?.to_vec();
-        let plain_len = self.key.open_in_place(nonce, Aad::empty(), &mut body).ok()?.len();
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut body)
+            .ok()?
+            .len();
         body.truncate(plain_len);
-        self.resumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.resumed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(body)
     }
 }
@@ -107,7 +119,10 @@ mod tests {
         assert!(k.decrypt(&bad).is_none());
         assert!(k.decrypt(&sealed[..5]).is_none());
         // Another gateway with the same key reads it (shared across restarts and instances).
-        assert_eq!(TicketKey::new(&[7; 32], 3600).decrypt(&sealed).unwrap(), b"session state");
+        assert_eq!(
+            TicketKey::new(&[7; 32], 3600).decrypt(&sealed).unwrap(),
+            b"session state"
+        );
         assert!(TicketKey::new(&[8; 32], 3600).decrypt(&sealed).is_none());
     }
 }

@@ -136,7 +136,10 @@ pub struct Shared {
     /// Feed subscriptions waiting for changes.
     pub hub: Arc<crate::feed::FeedHub>,
     /// Push queues of connected drivers (newest connection wins).
-    pub pushes: dashmap::DashMap<milepost_proto::DriverId, tokio::sync::mpsc::Sender<milepost_proto::ServerMsg>>,
+    pub pushes: dashmap::DashMap<
+        milepost_proto::DriverId,
+        tokio::sync::mpsc::Sender<milepost_proto::ServerMsg>,
+    >,
 }
 
 impl Shared {
@@ -179,7 +182,11 @@ impl Gateway {
         cfg.validate()?;
         // Health first: /healthz answers (and /readyz says "recovering") during recovery.
         let admin = match cfg.admin {
-            true => Some(admin::AdminServer::start(cfg.admin_listen).await.map_err(io_err(format!("admin listener {}", cfg.admin_listen)))?),
+            true => Some(
+                admin::AdminServer::start(cfg.admin_listen)
+                    .await
+                    .map_err(io_err(format!("admin listener {}", cfg.admin_listen)))?,
+            ),
             false => None,
         };
         let data = cfg.data_dir.clone();
@@ -200,16 +207,28 @@ impl Gateway {
         std::fs::create_dir_all(&log_dir).map_err(io_err("create log dir"))?;
         // Recovery is blocking disk and CPU work: keep it off the async workers.
         let (state, recovery) = {
-            let (log_dir, snapshot_dir, core_cfg, feed_cfg) =
-                (log_dir.clone(), snapshot_dir.clone(), cfg.core.clone(), cfg.feed.clone());
-            tokio::task::spawn_blocking(move || recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg))
-                .await
-                .map_err(|e| io_err("recovery task")(std::io::Error::other(e.to_string())))??
+            let (log_dir, snapshot_dir, core_cfg, feed_cfg) = (
+                log_dir.clone(),
+                snapshot_dir.clone(),
+                cfg.core.clone(),
+                cfg.feed.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg)
+            })
+            .await
+            .map_err(|e| io_err("recovery task")(std::io::Error::other(e.to_string())))??
         };
         let state = Arc::new(state);
         let stats = Stats::default();
         let (commit_tx, commits) = std::sync::mpsc::sync_channel(1024);
-        let writer = LogWriter::start(&log_dir, &cfg.log, recovery.next_lsn, Some(commit_tx), stats.fsync_latency.clone())?;
+        let writer = LogWriter::start(
+            &log_dir,
+            &cfg.log,
+            recovery.next_lsn,
+            Some(commit_tx),
+            stats.fsync_latency.clone(),
+        )?;
         let applier_stats = Arc::new(applier::ApplierStats::default());
         let hub = Arc::new(crate::feed::FeedHub::default());
         let (applied, applier_join) = applier::spawn(applier::ApplierParts {
@@ -228,18 +247,35 @@ impl Gateway {
         .map_err(io_err("applier thread"))?;
 
         let mut tls = crate::certs::server_tls(id)?;
-        let ticket_key = keys::load_or_create_key(&data.join("ticket.key")).map_err(io_err("ticket key"))?;
+        let ticket_key =
+            keys::load_or_create_key(&data.join("ticket.key")).map_err(io_err("ticket key"))?;
         let tickets = keys::TicketKey::new(&ticket_key, 24 * 3600);
         tls.ticketer = tickets.clone();
-        let reset_key = keys::load_or_create_key(&data.join("reset.key")).map_err(io_err("reset key"))?;
-        let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_key)));
+        let reset_key =
+            keys::load_or_create_key(&data.join("reset.key")).map_err(io_err("reset key"))?;
+        let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &reset_key,
+        )));
         // After a restart every phone's old connection must be reset at once (a reset is
         // always smaller than the packet that caused it, so this cannot amplify); quinn's
         // default of one reset per 20 ms would take minutes for 20,000 phones.
         endpoint_cfg.min_reset_interval(Duration::from_micros(20));
-        let socket = std::net::UdpSocket::bind(cfg.listen).map_err(io_err(format!("bind {}", cfg.listen)))?;
-        let endpoint = quinn::Endpoint::new(endpoint_cfg, Some(server_config(&cfg, tls)?), socket, Arc::new(quinn::TokioRuntime))
-            .map_err(io_err(format!("endpoint on {}", cfg.listen)))?;
+        let socket = std::net::UdpSocket::bind(cfg.listen)
+            .map_err(io_err(format!("bind {}", cfg.listen)))?;
+        // One socket takes every phone's packets: give it room for bursts (the kernel caps
+        // this at net.core.rmem_max; a failure just leaves the default).
+        if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+            let _ = state.set_recv_buffer_size((&socket).into(), 8 << 20);
+            let _ = state.set_send_buffer_size((&socket).into(), 8 << 20);
+        }
+        let endpoint = quinn::Endpoint::new(
+            endpoint_cfg,
+            Some(server_config(&cfg, tls)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(io_err(format!("endpoint on {}", cfg.listen)))?;
         let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
         let shared = Arc::new(Shared {
             cfg,
@@ -290,7 +326,11 @@ impl Gateway {
             ),
             None => None,
         };
-        let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), shutdown_rx.clone()));
+        let accept = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            shared.clone(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx.clone()));
         tokio::spawn(commands::push_hub(shared.clone(), shutdown_rx.clone()));
         tokio::spawn(archive::run(shared.clone(), shutdown_rx));
@@ -331,7 +371,8 @@ impl Gateway {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.accept).await;
         // Stopping the writer closes the applier's queue; the applier then writes a final
         // snapshot and exits.
-        self.webhook_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.webhook_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let writer = self.writer.take();
         let applier = self.applier.take();
         let webhooks = std::mem::take(&mut self.webhooks);
@@ -379,9 +420,15 @@ fn recover(
         touched.clear();
         state.apply(&rec, &mut out, &mut touched);
     })?;
-    tracing::info!(snapshot_lsn = from, records = stats.records, segments = stats.segments,
-        drivers = state.ledger.len(), torn_bytes = stats.torn_bytes,
-        elapsed_ms = started.elapsed().as_millis() as u64, "recovered");
+    tracing::info!(
+        snapshot_lsn = from,
+        records = stats.records,
+        segments = stats.segments,
+        drivers = state.ledger.len(),
+        torn_bytes = stats.torn_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered"
+    );
     Ok((state, stats))
 }
 

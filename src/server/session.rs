@@ -84,7 +84,10 @@ pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Re
             Ok(_) => {
                 let _ = confirmed_tx.send(true);
             }
-            Err(_) => c2.close(quinn::VarInt::from_u32(ErrorCode::HelloTimeout.as_u32()), b"handshake timeout"),
+            Err(_) => c2.close(
+                quinn::VarInt::from_u32(ErrorCode::HelloTimeout.as_u32()),
+                b"handshake timeout",
+            ),
         }
     });
     run_session(conn, confirmed, shared, stop).await
@@ -121,13 +124,36 @@ async fn run_session(
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
     let mut streams = tokio::task::JoinSet::new();
-    streams.spawn(serve_stream(first.0, first.1, peer.clone(), shared.clone(), true));
+    streams.spawn(serve_stream(
+        first.0,
+        first.1,
+        peer.clone(),
+        shared.clone(),
+        true,
+    ));
+    // A driver's push task: live-fix acks (each datagram settled in turn: a task per
+    // datagram would cost a spawn per fix) and pushes from the applier.
+    let (live_tx, mut live_rx) = mpsc::channel::<Admitted>(16);
     let pushes = (peer.claims.role == Role::Driver).then(|| {
         let (tx, mut rx) = mpsc::channel::<ServerMsg>(64);
         shared.pushes.insert(peer.driver.clone(), tx.clone());
-        let p = peer.clone();
+        let (p, sh) = (peer.clone(), shared.clone());
         streams.spawn(async move {
-            while let Some(msg) = rx.recv().await {
+            loop {
+                let msg = tokio::select! {
+                    Some(admitted) = live_rx.recv() => match settle(admitted, &p, &sh).await {
+                        Ok(ack) => ServerMsg::Ack(ack),
+                        // Not stored (seqs unsettled): no ack; the phone resends it in a batch
+                        // and gets the DiskFull answer there.
+                        Err(ErrorCode::DiskFull) => continue,
+                        Err(code) => {
+                            close(&p.conn, code);
+                            break;
+                        }
+                    },
+                    Some(msg) = rx.recv() => msg,
+                    else => break,
+                };
                 if !send_push(&p, &msg).await {
                     break;
                 }
@@ -144,7 +170,7 @@ async fn run_session(
                 Err(_) => break,
             },
             dg = conn.read_datagram() => match dg {
-                Ok(bytes) => on_datagram(&bytes, &peer, &shared),
+                Ok(bytes) => on_datagram(&bytes, &peer, &shared, &live_tx),
                 Err(_) => break,
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
@@ -161,7 +187,9 @@ async fn run_session(
     }
     if let Some(tx) = pushes {
         // Only if no newer connection of this driver replaced our queue.
-        shared.pushes.remove_if(&peer.driver, |_, cur| cur.same_channel(&tx));
+        shared
+            .pushes
+            .remove_if(&peer.driver, |_, cur| cur.same_channel(&tx));
     }
     streams.shutdown().await;
 }
@@ -199,7 +227,14 @@ async fn accept_hello<'a>(
     conn: &quinn::Connection,
     shared: &'a Shared,
     confirmed: watch::Receiver<bool>,
-) -> Result<(Peer, (quinn::SendStream, quinn::RecvStream), Registration<'a>), ErrorCode> {
+) -> Result<
+    (
+        Peer,
+        (quinn::SendStream, quinn::RecvStream),
+        Registration<'a>,
+    ),
+    ErrorCode,
+> {
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| ErrorCode::NoError)?;
     let max = shared.cfg.limits.max_frame as usize;
     let msg = read_msg::<ClientMsg>(&mut recv, max)
@@ -210,7 +245,9 @@ async fn accept_hello<'a>(
     };
     let limit = shared.cfg.limits.max_connections_per_subject;
     let admitted = check_hello(&hello, shared).and_then(|claims| {
-        let reg = shared.registry.register(&claims, &hello.token, conn, limit)?;
+        let reg = shared
+            .registry
+            .register(&claims, &hello.token, conn, limit)?;
         Ok((claims, reg))
     });
     match admitted {
@@ -472,7 +509,12 @@ async fn settle(a: Admitted, peer: &Peer, shared: &Shared) -> Result<Ack, ErrorC
 }
 
 /// A live-fix datagram: admitted now, acked on the ack stream once durable.
-fn on_datagram(bytes: &[u8], peer: &Arc<Peer>, shared: &Arc<Shared>) {
+fn on_datagram(
+    bytes: &[u8],
+    peer: &Arc<Peer>,
+    shared: &Arc<Shared>,
+    live: &mpsc::Sender<Admitted>,
+) {
     let Ok(ClientDatagram::LiveFix { seq, fix }) = milepost_proto::decode::<ClientDatagram>(bytes)
     else {
         shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
@@ -495,20 +537,8 @@ fn on_datagram(bytes: &[u8], peer: &Arc<Peer>, shared: &Arc<Shared>) {
         // Out of window: the phone will resend it in a batch and get the error there.
         return;
     };
-    let (peer, shared) = (peer.clone(), shared.clone());
-    tokio::spawn(async move {
-        let msg = match settle(admitted, &peer, &shared).await {
-            Ok(ack) => ServerMsg::Ack(ack),
-            // Not stored (seqs unsettled): no ack; the phone resends it in a batch and gets
-            // the DiskFull answer there.
-            Err(ErrorCode::DiskFull) => return,
-            Err(code) => {
-                close(&peer.conn, code);
-                return;
-            }
-        };
-        send_push(&peer, &msg).await;
-    });
+    // A full queue drops the fix like the network could have: the phone resends it in a batch.
+    let _ = live.try_send(admitted);
 }
 
 /// Answers a dispatcher's query, scoped to its depot.

@@ -156,7 +156,10 @@ impl Ledger {
 
     /// Folds one log record in (recovery, and the applier's durable copy).
     pub fn apply(&self, record: &LogRecord) {
-        if let LogRecord::Batch { driver, entries, .. } = record {
+        if let LogRecord::Batch {
+            driver, entries, ..
+        } = record
+        {
             self.with(driver, |l| {
                 for e in entries {
                     l.settle(e.seq());
@@ -215,7 +218,6 @@ pub struct LedgerEntry {
     /// Last accepted fix by arrival.
     pub last: Option<Fix>,
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -294,14 +294,23 @@ mod tests {
             driver: DriverId::from("d"),
             depot: "x".into(),
             received_ms: seq as i64,
-            entries: vec![BatchEntry::Accepted { seq: Seq(seq), fix: Fix::new(1, 1, 1, 1.0) }],
+            entries: vec![BatchEntry::Accepted {
+                seq: Seq(seq),
+                fix: Fix::new(1, 1, 1, 1.0),
+            }],
         })
     }
 
     /// Writes `n` records through the real writer, with segments of `segment_bytes`.
     fn write_log(dir: &Path, n: u64, segment_bytes: u64) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let cfg = LogConfig { segment_bytes, ..LogConfig::default() };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = LogConfig {
+            segment_bytes,
+            ..LogConfig::default()
+        };
         let w = LogWriter::start(dir, &cfg, 0, None, Default::default()).unwrap();
         let h = w.handle();
         rt.block_on(async {
@@ -320,18 +329,36 @@ mod tests {
 
     #[test]
     fn every_kind_of_torn_tail_is_cut() {
-        for garbage in [vec![7u8], vec![9, 0, 0, 0, 1, 2], vec![4, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]] {
+        for garbage in [
+            vec![7u8],
+            vec![9, 0, 0, 0, 1, 2],
+            vec![4, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+        ] {
             let dir = tempfile::tempdir().unwrap();
             write_log(dir.path(), 5, 1 << 20);
             let (_, last) = list_segments(dir.path()).unwrap().pop().unwrap();
             let good_len = std::fs::metadata(&last).unwrap().len();
-            std::fs::OpenOptions::new().append(true).open(&last).unwrap().write_all(&garbage).unwrap();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&last)
+                .unwrap()
+                .write_all(&garbage)
+                .unwrap();
             let mut n = 0;
             let stats = LogReader::new(dir.path()).replay(|_, _| n += 1).unwrap();
-            assert_eq!((n, stats.torn_bytes, stats.next_lsn), (5, garbage.len() as u64, 5));
+            assert_eq!(
+                (n, stats.torn_bytes, stats.next_lsn),
+                (5, garbage.len() as u64, 5)
+            );
             assert_eq!(std::fs::metadata(&last).unwrap().len(), good_len);
             // The cut is durable: a second recovery finds nothing to cut.
-            assert_eq!(LogReader::new(dir.path()).replay(|_, _| ()).unwrap().torn_bytes, 0);
+            assert_eq!(
+                LogReader::new(dir.path())
+                    .replay(|_, _| ())
+                    .unwrap()
+                    .torn_bytes,
+                0
+            );
         }
     }
 
@@ -360,6 +387,9 @@ mod tests {
         let segs = list_segments(dir.path()).unwrap();
         std::fs::remove_file(&segs[0].1).unwrap();
         assert!(matches!(seqs(dir.path(), 0), Err(LogError::Corrupt { .. })));
-        assert_eq!(seqs(dir.path(), segs[1].0).unwrap().len() as u64, 30 - segs[1].0);
+        assert_eq!(
+            seqs(dir.path(), segs[1].0).unwrap().len() as u64,
+            30 - segs[1].0
+        );
     }
 }

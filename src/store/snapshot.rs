@@ -97,7 +97,9 @@ pub fn write(dir: &Path, snap: &SnapshotRef<'_>) -> Result<(PathBuf, u64), LogEr
     f.write_all(&payload).map_err(LogError::io(&tmp))?;
     f.sync_all().map_err(LogError::io(&tmp))?;
     std::fs::rename(&tmp, &final_path).map_err(LogError::io(&final_path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(LogError::io(dir))?;
     for (_, old) in list(dir)?.into_iter().rev().skip(KEEP) {
         let _ = std::fs::remove_file(old);
     }
@@ -127,7 +129,11 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
 
 /// Reads one snapshot file, checking its magic and CRC.
 pub fn read(path: &Path) -> Result<Snapshot, LogError> {
-    let corrupt = |what: &str| LogError::Corrupt { path: path.to_owned(), offset: 0, what: what.into() };
+    let corrupt = |what: &str| LogError::Corrupt {
+        path: path.to_owned(),
+        offset: 0,
+        what: what.into(),
+    };
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -137,11 +143,14 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().map_err(|_| corrupt("header"))?) as usize;
     let crc = u32::from_le_bytes(bytes[16..20].try_into().map_err(|_| corrupt("header"))?);
-    let payload = bytes.get(20..20 + len).ok_or_else(|| corrupt("truncated"))?;
+    let payload = bytes
+        .get(20..20 + len)
+        .ok_or_else(|| corrupt("truncated"))?;
     if crc32fast::hash(payload) != crc {
         return Err(corrupt("CRC mismatch"));
     }
-    milepost_proto::codec::decode_trusted(payload).map_err(|e| corrupt(&format!("undecodable: {e}")))
+    milepost_proto::codec::decode_trusted(payload)
+        .map_err(|e| corrupt(&format!("undecodable: {e}")))
 }
 
 /// The newest readable snapshot in `dir`, skipping damaged ones (with a warning).
@@ -170,13 +179,24 @@ mod tests {
             driver: DriverId::from("d1"),
             depot: "x".into(),
             received_ms: 1,
-            entries: vec![BatchEntry::Accepted { seq: Seq(1), fix: Fix::from_degrees(5, 38.9, -77.0, 5.0) }],
+            entries: vec![BatchEntry::Accepted {
+                seq: Seq(1),
+                fix: Fix::from_degrees(5, 38.9, -77.0, 5.0),
+            }],
         };
         state.apply(&rec, &mut Vec::new(), &mut Vec::new());
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = state.snapshot(dir.path(), 1, 7).unwrap();
         let snap = read(&path).unwrap();
-        assert_eq!((snap.lsn_next, snap.taken_ms, snap.ledger.len(), snap.positions.len()), (1, 7, 1, 1));
+        assert_eq!(
+            (
+                snap.lsn_next,
+                snap.taken_ms,
+                snap.ledger.len(),
+                snap.positions.len()
+            ),
+            (1, 7, 1, 1)
+        );
         // A flipped byte is caught by the CRC, and `newest` then finds nothing usable.
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;

@@ -98,7 +98,11 @@ impl LogWriter {
             .spawn(move || thread.run())
             .map_err(LogError::io(dir))?;
         Ok(LogWriter {
-            handle: WriterHandle { tx, failed, disk_bytes },
+            handle: WriterHandle {
+                tx,
+                failed,
+                disk_bytes,
+            },
             join: Some(join),
         })
     }
@@ -156,7 +160,8 @@ impl WriterHandle {
 
     /// Records that retention deleted `bytes` of segments.
     pub fn released(&self, bytes: u64) {
-        self.disk_bytes.fetch_sub(bytes.min(self.disk_bytes()), Ordering::Relaxed);
+        self.disk_bytes
+            .fetch_sub(bytes.min(self.disk_bytes()), Ordering::Relaxed);
     }
 
     /// True once the writer has failed; nothing more will be acked.
@@ -315,12 +320,19 @@ impl WriterThread {
             // ENOSPC: cut whatever part of the group reached the file, so the segment ends on
             // a whole record, and refuse the group. Other errors poison the writer.
             if e.raw_os_error() == Some(28) {
-                self.seg.file.set_len(self.seg.len).map_err(LogError::io(path))?;
+                self.seg
+                    .file
+                    .set_len(self.seg.len)
+                    .map_err(LogError::io(path))?;
                 return Err(LogError::DiskFull);
             }
-            return Err(LogError::Io { path: path.clone(), source: e });
+            return Err(LogError::Io {
+                path: path.clone(),
+                source: e,
+            });
         }
-        self.disk_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.disk_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         if self.cfg.fsync {
             let t = std::time::Instant::now();
             self.seg.file.sync_data().map_err(LogError::io(path))?;

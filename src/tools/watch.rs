@@ -14,7 +14,9 @@ use crate::client::{ClientEndpoint, ClientError, Session};
 
 /// Formats a UTC ms timestamp as local-less `HH:MM` (UTC).
 fn hhmm(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%H:%M").to_string()).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%H:%M").to_string())
+        .unwrap_or_default()
 }
 
 /// The recipient's one-line status, e.g. `3 stops away - arriving 14:05-14:15`.
@@ -42,7 +44,9 @@ pub fn status_line(s: &ParcelStatus) -> String {
         },
         ParcelState::Failed => match &s.last_event {
             Some(u) => match &u.kind {
-                ParcelEvent::Failed { reason, .. } => format!("Attempt failed: {}", reason_text(*reason)),
+                ParcelEvent::Failed { reason, .. } => {
+                    format!("Attempt failed: {}", reason_text(*reason))
+                }
                 _ => "Attempt failed".to_string(),
             },
             None => "Attempt failed".to_string(),
@@ -68,19 +72,32 @@ pub fn event_text(e: &ParcelEvent) -> String {
     match e {
         ParcelEvent::OutForDelivery => "Out for delivery".into(),
         ParcelEvent::StopsAway { n } => format!("{n} stops away"),
-        ParcelEvent::EtaChanged { earliest_ms, latest_ms, .. } => {
+        ParcelEvent::EtaChanged {
+            earliest_ms,
+            latest_ms,
+            ..
+        } => {
             format!("Arriving {}-{}", hhmm(*earliest_ms), hhmm(*latest_ms))
         }
         ParcelEvent::ArrivingSoon => "Arriving soon".into(),
         ParcelEvent::Arrived => "Driver arrived".into(),
         ParcelEvent::Delivered { at_ms, .. } => format!("Delivered {}", hhmm(*at_ms)),
-        ParcelEvent::Failed { reason, note } => format!("Attempt failed: {} {note}", reason_text(*reason)),
+        ParcelEvent::Failed { reason, note } => {
+            format!("Attempt failed: {} {note}", reason_text(*reason))
+        }
         ParcelEvent::Delayed { eta_ms, .. } => format!("Delayed, now expected {}", hhmm(*eta_ms)),
     }
 }
 
 /// Follows the feed the token entitles to, forever (until Ctrl-C).
-pub async fn watch(ep: &ClientEndpoint, server: SocketAddr, name: &str, token: &str, subject: &str, recipient: bool) -> Result<(), ClientError> {
+pub async fn watch(
+    ep: &ClientEndpoint,
+    server: SocketAddr,
+    name: &str,
+    token: &str,
+    subject: &str,
+    recipient: bool,
+) -> Result<(), ClientError> {
     let mut after: Option<u64> = None;
     let mut status: Option<ParcelStatus> = None;
     let mut drivers: BTreeMap<String, DriverPosition> = BTreeMap::new();
@@ -97,7 +114,11 @@ pub async fn watch(ep: &ClientEndpoint, server: SocketAddr, name: &str, token: &
             }
         };
         let session = Session::open(conn, token, subject, DeviceInfo::default()).await?;
-        let target = if recipient { FeedTarget::Parcel(subject.into()) } else { FeedTarget::Depot };
+        let target = if recipient {
+            FeedTarget::Parcel(subject.into())
+        } else {
+            FeedTarget::Depot
+        };
         let mut feed = session.subscribe(target, after).await?;
         backoff = Duration::from_millis(200);
         loop {
@@ -105,7 +126,10 @@ pub async fn watch(ep: &ClientEndpoint, server: SocketAddr, name: &str, token: &
                 Ok(m) => m,
                 Err(e @ ClientError::Refused(_)) => return Err(e),
                 Err(e) => {
-                    eprintln!("feed lost ({e}); resuming after offset {}", after.unwrap_or(0));
+                    eprintln!(
+                        "feed lost ({e}); resuming after offset {}",
+                        after.unwrap_or(0)
+                    );
                     break;
                 }
             };
@@ -113,7 +137,11 @@ pub async fn watch(ep: &ClientEndpoint, server: SocketAddr, name: &str, token: &
                 ServerMsg::FeedSnapshot(s) => {
                     after = Some(s.offset);
                     status = s.parcel;
-                    drivers = s.positions.into_iter().map(|p| (p.driver.0.clone(), p)).collect();
+                    drivers = s
+                        .positions
+                        .into_iter()
+                        .map(|p| (p.driver.0.clone(), p))
+                        .collect();
                 }
                 ServerMsg::FeedEvent { offset, update } => {
                     after = Some(offset);
@@ -124,12 +152,19 @@ pub async fn watch(ep: &ClientEndpoint, server: SocketAddr, name: &str, token: &
                                 s.last_event = Some(p);
                             }
                         }
-                        Update::Dispatch(d) => events.push(format!("#{offset} {} {}: {}", d.route_id, d.driver, dispatch_text(&d.kind))),
+                        Update::Dispatch(d) => events.push(format!(
+                            "#{offset} {} {}: {}",
+                            d.route_id,
+                            d.driver,
+                            dispatch_text(&d.kind)
+                        )),
                         Update::Driver(_) => {}
                     }
                     if recipient {
                         // Refresh the status line from the server's view.
-                        if let Ok(ServerMsg::ParcelStatus { status: s, .. }) = refresh(&session, subject).await {
+                        if let Ok(ServerMsg::ParcelStatus { status: s, .. }) =
+                            refresh(&session, subject).await
+                        {
                             status = Some(s);
                         }
                     }
@@ -155,26 +190,56 @@ fn dispatch_text(e: &DispatchEvent) -> String {
     format!("{e:?}")
 }
 
-fn render(recipient: bool, subject: &str, status: Option<&ParcelStatus>, drivers: &BTreeMap<String, DriverPosition>, events: &[String]) {
+fn render(
+    recipient: bool,
+    subject: &str,
+    status: Option<&ParcelStatus>,
+    drivers: &BTreeMap<String, DriverPosition>,
+    events: &[String],
+) {
     if recipient {
         let line = match status {
             Some(s) => {
-                let last = s.last_event.as_ref().map(|u| event_text(&u.kind)).unwrap_or_default();
+                let last = s
+                    .last_event
+                    .as_ref()
+                    .map(|u| event_text(&u.kind))
+                    .unwrap_or_default();
                 format!("{subject}: {} | last: {last}", status_line(s))
             }
             None => format!("{subject}: unknown parcel"),
         };
-        let pos = drivers.values().next().map(|p| format!(" | driver at {:.5},{:.5}", p.fix.lat(), p.fix.lon())).unwrap_or_default();
+        let pos = drivers
+            .values()
+            .next()
+            .map(|p| format!(" | driver at {:.5},{:.5}", p.fix.lat(), p.fix.lon()))
+            .unwrap_or_default();
         println!("{line}{pos}");
         return;
     }
     // Dispatcher: clear the screen and draw the table.
     print!("\x1b[2J\x1b[H");
-    println!("{:<16} {:>11} {:>12} {:>8} {:>20}", "driver", "lat", "lon", "speed", "fix time (UTC)");
+    println!(
+        "{:<16} {:>11} {:>12} {:>8} {:>20}",
+        "driver", "lat", "lon", "speed", "fix time (UTC)"
+    );
     for p in drivers.values() {
-        let t = chrono::DateTime::from_timestamp_millis(p.fix.t_ms).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
-        let speed = p.fix.speed_mps.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into());
-        println!("{:<16} {:>11.5} {:>12.5} {:>8} {:>20}", p.driver.0, p.fix.lat(), p.fix.lon(), speed, t);
+        let t = chrono::DateTime::from_timestamp_millis(p.fix.t_ms)
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_default();
+        let speed = p
+            .fix
+            .speed_mps
+            .map(|s| format!("{s:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<16} {:>11.5} {:>12.5} {:>8} {:>20}",
+            p.driver.0,
+            p.fix.lat(),
+            p.fix.lon(),
+            speed,
+            t
+        );
     }
     println!("\nlatest events:");
     for e in events.iter().rev().take(10) {
@@ -198,7 +263,10 @@ mod tests {
             eta_ms: Some(1_764_079_800_000),
             earliest_ms: Some(1_764_079_500_000),
             latest_ms: Some(1_764_080_100_000),
-            window: Some(TimeWindow { start_ms: 0, end_ms: 1 }),
+            window: Some(TimeWindow {
+                start_ms: 0,
+                end_ms: 1,
+            }),
             last_event: None,
         };
         assert_eq!(status_line(&s), "3 stops away - arriving 14:05-14:15");
