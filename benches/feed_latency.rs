@@ -25,7 +25,13 @@ const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
 fn token(role: Role, sub: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    TokenKey::new(SECRET.as_bytes()).mint(&Claims { role, sub: sub.into(), depot: "dc".into(), exp: now + 3600, iat: now })
+    TokenKey::new(SECRET.as_bytes()).mint(&Claims {
+        role,
+        sub: sub.into(),
+        depot: "dc".into(),
+        exp: now + 3600,
+        iat: now,
+    })
 }
 
 fn now_ms() -> i64 {
@@ -33,7 +39,12 @@ fn now_ms() -> i64 {
 }
 
 /// Opens a session, retrying a few times (thousands of handshakes land at once).
-async fn open(ep: &ClientEndpoint, addr: std::net::SocketAddr, role: Role, sub: &str) -> Option<Session> {
+async fn open(
+    ep: &ClientEndpoint,
+    addr: std::net::SocketAddr,
+    role: Role,
+    sub: &str,
+) -> Option<Session> {
     for _ in 0..5 {
         if let Ok(conn) = ep.connect(addr, "localhost").await {
             if let Ok(s) = Session::open(conn, &token(role, sub), sub, Default::default()).await {
@@ -48,8 +59,14 @@ async fn open(ep: &ClientEndpoint, addr: std::net::SocketAddr, role: Role, sub: 
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let drivers: usize = std::env::var("DRIVERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let secs: u64 = std::env::var("SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let drivers: usize = std::env::var("DRIVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let secs: u64 = std::env::var("SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -65,7 +82,14 @@ async fn main() {
 
     // One route per driver: start at the depot, one stop 3 km north with one parcel.
     let conn = ep.connect(addr, "localhost").await.unwrap();
-    let mut dispatch = Session::open(conn, &token(Role::Dispatcher, "dc"), "dc", Default::default()).await.unwrap();
+    let mut dispatch = Session::open(
+        conn,
+        &token(Role::Dispatcher, "dc"),
+        "dc",
+        Default::default(),
+    )
+    .await
+    .unwrap();
     for i in 0..drivers {
         let lon = -77.2 + i as f64 * 1e-4;
         let route = Route {
@@ -79,7 +103,10 @@ async fn main() {
                 lat: 38.83,
                 lon,
                 radius_m: None,
-                parcels: vec![Parcel { tracking: format!("T{i}").as_str().into(), otp: None }],
+                parcels: vec![Parcel {
+                    tracking: format!("T{i}").as_str().into(),
+                    otp: None,
+                }],
                 window: None,
                 service_s: None,
                 planned_arrival_ms: None,
@@ -88,7 +115,10 @@ async fn main() {
                 otp_required: false,
             }],
         };
-        dispatch.command(i as u32, CommandKind::AssignRoute(route)).await.unwrap();
+        dispatch
+            .command(i as u32, CommandKind::AssignRoute(route))
+            .await
+            .unwrap();
     }
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let sent: Arc<Vec<std::sync::Mutex<std::collections::HashMap<u64, Instant>>>> =
@@ -101,10 +131,18 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis((i as u64 * 1000) / drivers as u64)).await;
             let t = format!("T{i}");
-            let Some(s) = open(&rep, addr, Role::Recipient, &t).await else { return };
-            let mut feed = s.subscribe(FeedTarget::Parcel(t.as_str().into()), None).await.unwrap();
+            let Some(s) = open(&rep, addr, Role::Recipient, &t).await else {
+                return;
+            };
+            let mut feed = s
+                .subscribe(FeedTarget::Parcel(t.as_str().into()), None)
+                .await
+                .unwrap();
             while Instant::now() < deadline {
-                let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_secs(2), feed.next()).await else { continue };
+                let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_secs(2), feed.next()).await
+                else {
+                    continue;
+                };
                 if let ServerMsg::FeedPosition(p) = msg {
                     let at = rsent[i].lock().unwrap().remove(&p.seq.0);
                     if let Some(at) = at {
@@ -117,15 +155,25 @@ async fn main() {
         // fix past 150 m).
         let (ep, sent) = (ep.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis((i as u64 * 1000) / drivers as u64 + 2000)).await;
+            tokio::time::sleep(Duration::from_millis(
+                (i as u64 * 1000) / drivers as u64 + 2000,
+            ))
+            .await;
             let d = format!("d{i}");
-            let Some(mut s) = open(&ep, addr, Role::Driver, &d).await else { return };
+            let Some(mut s) = open(&ep, addr, Role::Driver, &d).await else {
+                return;
+            };
             let lon = -77.2 + i as f64 * 1e-4;
             let t0 = now_ms() - 60_000;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             for k in 1..=secs {
                 tick.tick().await;
-                let f = Fix::from_degrees(t0 + k as i64 * 1000, 38.802 + k as f64 * 8.0 / 111_000.0, lon, 5.0);
+                let f = Fix::from_degrees(
+                    t0 + k as i64 * 1000,
+                    38.802 + k as f64 * 8.0 / 111_000.0,
+                    lon,
+                    5.0,
+                );
                 sent[i].lock().unwrap().insert(k, Instant::now());
                 if s.batch(Seq(k), vec![f]).await.is_err() {
                     break;

@@ -5,48 +5,22 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 use milepost::auth::Role;
 use milepost::client::{ClientEndpoint, Session};
 use milepost::store::{BatchEntry, LogReader, LogRecord};
 use milepost_proto::{Seq, ServerMsg};
 
-/// Starts `milepost serve` on 127.0.0.1:0 and reads its bound address from its log.
+/// Starts `milepost serve` on 127.0.0.1:0 with frequent snapshots, so that recovery after
+/// the kill is "newest snapshot + log tail".
 fn spawn_gateway(dir: &Path) -> (Child, SocketAddr) {
-    // Frequent snapshots, so that recovery after the kill is "newest snapshot + log tail".
     let config = dir.join("milepost.toml");
     std::fs::write(&config, "[log]\nsnapshot_every_records = 37\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_milepost"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("MILEPOST_SECRET", common::SECRET)
-        .env("MILEPOST_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "milepost=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn milepost");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gateway address");
-    (child, addr.parse().unwrap())
+    let config = config.to_string_lossy().to_string();
+    common::spawn_binary(dir, "127.0.0.1:0", &["--config", &config])
 }
 
 async fn session(ep: &ClientEndpoint, addr: SocketAddr) -> Session {

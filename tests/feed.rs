@@ -9,45 +9,10 @@ use std::time::Duration;
 use common::{now_ms, TestGateway};
 use milepost::auth::Role;
 use milepost::client::{FeedStream, Session};
-use milepost::fleet::route::RouteJson;
-use milepost_proto::route::{ParcelEvent, ParcelState, Route, Update};
-use milepost_proto::{CommandKind, ErrorCode, FeedTarget, Fix, Seq, ServerMsg};
+use milepost_proto::route::{ParcelEvent, ParcelState, Update};
+use milepost_proto::{CommandKind, ErrorCode, FeedTarget, Seq, ServerMsg};
 
-fn route() -> Route {
-    let mut r = Route::from_json(include_str!("../examples/route.json")).unwrap();
-    let shift = now_ms() - 600_000 - r.planned_start_ms;
-    r.depot = "north".into();
-    r.driver = "D1".into();
-    r.planned_start_ms += shift;
-    for s in &mut r.stops {
-        if let Some(w) = &mut s.window {
-            w.start_ms += shift;
-            w.end_ms += shift;
-        }
-        if let Some(p) = &mut s.planned_arrival_ms {
-            *p += shift;
-        }
-    }
-    r
-}
-
-/// Fixes every 5 s at ~8 m/s from a to b, then `dwell_s` at b.
-fn leg(a: (f64, f64), b: (f64, f64), t: &mut i64, dwell_s: i64) -> Vec<Fix> {
-    let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
-    let steps = (d / 40.0).ceil().max(1.0) as usize;
-    let mut out = Vec::new();
-    for i in 1..=steps + (dwell_s / 5) as usize {
-        let f = (i.min(steps)) as f64 / steps as f64;
-        *t += 5_000;
-        out.push(Fix::from_degrees(
-            *t,
-            a.0 + (b.0 - a.0) * f,
-            a.1 + (b.1 - a.1) * f,
-            5.0,
-        ));
-    }
-    out
-}
+use common::{example_route as route, leg};
 
 struct World {
     t: TestGateway,
@@ -62,12 +27,7 @@ impl World {
     }
 
     async fn with(edit: impl FnOnce(&mut milepost::config::Config)) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = common::config(dir.path());
-        edit(&mut cfg);
-        let gw = milepost::server::Gateway::start(cfg).await.unwrap();
-        let ca = gw.dev_ca.clone().unwrap();
-        let t = TestGateway { gw, dir, ca };
+        let t = common::start_configured(tempfile::tempdir().unwrap(), edit).await;
         let mut dispatch = t.dispatcher("north").await;
         dispatch
             .command(1, CommandKind::AssignRoute(route()))
@@ -240,13 +200,11 @@ async fn recipient_feed_snapshot_events_resume_and_privacy() {
 
 #[tokio::test]
 async fn dispatcher_feed_positions_events_and_resync() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = common::config(dir.path());
-    cfg.feed.depot_events_kept = 3;
-    cfg.feed.position_flush_ms = 10;
-    let gw = milepost::server::Gateway::start(cfg).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    let t = TestGateway { gw, dir, ca };
+    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.feed.depot_events_kept = 3;
+        c.feed.position_flush_ms = 10;
+    })
+    .await;
     let mut dispatch = t.dispatcher("north").await;
     dispatch
         .command(1, CommandKind::AssignRoute(route()))

@@ -11,16 +11,10 @@ use common::{fix, token, TestGateway};
 use milepost::auth::Role;
 use milepost::client::Session;
 use milepost::config::Config;
-use milepost::server::Gateway;
 use milepost_proto::{ErrorCode, Seq};
 
 async fn start_with(edit: impl FnOnce(&mut Config)) -> TestGateway {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = common::config(dir.path());
-    edit(&mut cfg);
-    let gw = Gateway::start(cfg).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    TestGateway { gw, dir, ca }
+    common::start_configured(tempfile::tempdir().unwrap(), edit).await
 }
 
 #[tokio::test]

@@ -9,55 +9,16 @@ use std::time::Duration;
 use common::{now_ms, TestGateway};
 use milepost::auth::Role;
 use milepost::client::ClientError;
-use milepost::fleet::route::RouteJson;
 use milepost_proto::route::{
-    DriverEvent, Outcome, ParcelState, ParcelStatus, Proof, Route, RouteId, StopId, TrackingNumber,
+    DriverEvent, Outcome, ParcelState, ParcelStatus, Proof, RouteId, StopId, TrackingNumber,
 };
-use milepost_proto::{CommandKind, ErrorCode, Fix, Seq, ServerMsg};
+use milepost_proto::{CommandKind, ErrorCode, Seq, ServerMsg};
 
-/// The documented example route, given to driver D1 of depot "north", planned to start now.
-fn route() -> Route {
-    let mut r = Route::from_json(include_str!("../examples/route.json")).unwrap();
-    let shift = now_ms() - 600_000 - r.planned_start_ms;
-    r.depot = "north".into();
-    r.driver = "D1".into();
-    r.planned_start_ms += shift;
-    for s in &mut r.stops {
-        if let Some(w) = &mut s.window {
-            w.start_ms += shift;
-            w.end_ms += shift;
-        }
-        if let Some(p) = &mut s.planned_arrival_ms {
-            *p += shift;
-        }
-    }
-    r
-}
+use common::{example_route as route, leg};
 
-/// Fixes every 5 s at ~8 m/s along `points`, then `dwell_s` seconds standing at the last one.
-fn drive_to(points: &[(f64, f64)], t0: &mut i64, dwell_s: i64) -> Vec<Fix> {
-    let mut out = Vec::new();
-    for w in points.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
-        let steps = (d / 40.0).ceil().max(1.0) as usize;
-        for i in 1..=steps {
-            let f = i as f64 / steps as f64;
-            *t0 += 5_000;
-            out.push(Fix::from_degrees(
-                *t0,
-                a.0 + (b.0 - a.0) * f,
-                a.1 + (b.1 - a.1) * f,
-                5.0,
-            ));
-        }
-    }
-    let last = *points.last().unwrap();
-    for _ in 0..dwell_s / 5 {
-        *t0 += 5_000;
-        out.push(Fix::from_degrees(*t0, last.0, last.1, 5.0));
-    }
-    out
+/// Fixes along a two-point path (see [`common::leg`]).
+fn drive_to(points: &[(f64, f64); 2], t0: &mut i64, dwell_s: i64) -> Vec<milepost_proto::Fix> {
+    leg(points[0], points[1], t0, dwell_s)
 }
 
 async fn status(s: &mut milepost::client::Session, tracking: &str) -> ParcelStatus {
@@ -339,12 +300,10 @@ async fn assign_drive_follow_instruct_deliver_restart() {
 
 #[tokio::test]
 async fn finished_routes_are_archived_and_stay_archived() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = common::config(dir.path());
-    cfg.log.archive_routes_after_s = 0;
-    let gw = milepost::server::Gateway::start(cfg.clone()).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    let t = TestGateway { gw, dir, ca };
+    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.log.archive_routes_after_s = 0
+    })
+    .await;
     let mut dispatch = t.dispatcher("north").await;
     dispatch
         .command(1, CommandKind::AssignRoute(route()))

@@ -13,10 +13,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,29 +35,7 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn spawn(dir: &Path, listen: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_milepost"))
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(dir)
-        .env("MILEPOST_SECRET", common::SECRET)
-        .env("MILEPOST_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "milepost=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn milepost");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("gateway address");
-    (child, addr.parse().unwrap())
+    common::spawn_binary(dir, listen, &[])
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -8,15 +8,10 @@ use std::time::Duration;
 
 use common::{fix, TestGateway};
 use milepost::config::Config;
-use milepost::server::Gateway;
 use milepost_proto::{deg_to_e7, ErrorCode, QueryKind, Seq};
 
 async fn start_in(dir: tempfile::TempDir, edit: impl Fn(&mut Config)) -> TestGateway {
-    let mut cfg = common::config(dir.path());
-    edit(&mut cfg);
-    let gw = Gateway::start(cfg).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    TestGateway { gw, dir, ca }
+    common::start_configured(dir, edit).await
 }
 
 #[tokio::test]

@@ -98,11 +98,7 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
 }
 
 async fn start(dir: tempfile::TempDir, url: &str) -> TestGateway {
-    let mut cfg = common::config(dir.path());
-    cfg.feed.webhooks = vec![url.to_string()];
-    let gw = milepost::server::Gateway::start(cfg).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    TestGateway { gw, dir, ca }
+    common::start_configured(dir, |c| c.feed.webhooks = vec![url.to_string()]).await
 }
 
 async fn wait_for(rx: &Arc<Mutex<Received>>, n: usize) {

@@ -107,3 +107,89 @@ impl TestGateway {
             .unwrap()
     }
 }
+
+/// Starts a gateway on `dir` with the test configuration edited by `edit`.
+pub async fn start_configured(
+    dir: tempfile::TempDir,
+    edit: impl FnOnce(&mut Config),
+) -> TestGateway {
+    let mut cfg = config(dir.path());
+    edit(&mut cfg);
+    let gw = Gateway::start(cfg).await.unwrap();
+    let ca = gw.dev_ca.clone().unwrap();
+    TestGateway { gw, dir, ca }
+}
+
+/// The documented example route (`examples/route.json`) for driver D1 of depot "north",
+/// planned to have started ten minutes ago.
+pub fn example_route() -> milepost_proto::route::Route {
+    use milepost::fleet::route::RouteJson;
+    let mut r =
+        milepost_proto::route::Route::from_json(include_str!("../../examples/route.json")).unwrap();
+    let shift = now_ms() - 600_000 - r.planned_start_ms;
+    r.depot = "north".into();
+    r.driver = "D1".into();
+    r.planned_start_ms += shift;
+    for s in &mut r.stops {
+        if let Some(w) = &mut s.window {
+            w.start_ms += shift;
+            w.end_ms += shift;
+        }
+        if let Some(p) = &mut s.planned_arrival_ms {
+            *p += shift;
+        }
+    }
+    r
+}
+
+/// Fixes every 5 s at ~8 m/s from a to b, then `dwell_s` seconds standing at b.
+pub fn leg(a: (f64, f64), b: (f64, f64), t: &mut i64, dwell_s: i64) -> Vec<Fix> {
+    let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
+    let steps = (d / 40.0).ceil().max(1.0) as usize;
+    let mut out = Vec::new();
+    for i in 1..=steps + (dwell_s / 5) as usize {
+        let f = (i.min(steps)) as f64 / steps as f64;
+        *t += 5_000;
+        let mut fix = Fix::from_degrees(*t, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f, 5.0);
+        fix.speed_mps = Some(if i <= steps { 8.0 } else { 0.0 });
+        out.push(fix);
+    }
+    out
+}
+
+/// Runs the real `milepost serve` binary on `listen` (e.g. `127.0.0.1:0`) and `dir`, with
+/// extra arguments, and reads its bound address from its log.
+pub fn spawn_binary(
+    dir: &std::path::Path,
+    listen: &str,
+    extra: &[&str],
+) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("MILEPOST_SECRET", SECRET)
+        .env("MILEPOST_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "milepost=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn milepost");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("gateway address");
+    (child, addr.parse().unwrap())
+}

@@ -9,48 +9,14 @@ use std::time::Duration;
 
 use milepost::auth::Role;
 use milepost::client::Session;
-use milepost::fleet::route::RouteJson;
-use milepost_proto::route::{Outcome, Proof, Route};
+use milepost_proto::route::{Outcome, Proof};
 use milepost_proto::{CommandKind, Fix, Seq};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::{self, now_ms, TestGateway};
 
-/// The documented example route for driver D1 of depot "north", planned to have started ten
-/// minutes ago.
-pub fn route() -> Route {
-    let mut r = Route::from_json(include_str!("../../examples/route.json")).unwrap();
-    let shift = now_ms() - 600_000 - r.planned_start_ms;
-    r.depot = "north".into();
-    r.driver = "D1".into();
-    r.planned_start_ms += shift;
-    for s in &mut r.stops {
-        if let Some(w) = &mut s.window {
-            w.start_ms += shift;
-            w.end_ms += shift;
-        }
-        if let Some(p) = &mut s.planned_arrival_ms {
-            *p += shift;
-        }
-    }
-    r
-}
-
-/// Fixes every 5 s at ~8 m/s from a to b, then `dwell_s` at b.
-pub fn leg(a: (f64, f64), b: (f64, f64), t: &mut i64, dwell_s: i64) -> Vec<Fix> {
-    let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
-    let steps = (d / 40.0).ceil().max(1.0) as usize;
-    let mut out = Vec::new();
-    for i in 1..=steps + (dwell_s / 5) as usize {
-        let f = (i.min(steps)) as f64 / steps as f64;
-        *t += 5_000;
-        let mut fix = Fix::from_degrees(*t, a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f, 5.0);
-        fix.speed_mps = Some(if i <= steps { 8.0 } else { 0.0 });
-        out.push(fix);
-    }
-    out
-}
+pub use crate::common::{example_route as route, leg};
 
 /// A gateway with the example route assigned and driver D1 connected.
 pub struct World {
