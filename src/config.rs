@@ -140,6 +140,9 @@ pub struct LogConfig {
     pub group_commit_bytes: usize,
     /// fsync before acking. Turning this off breaks the durability promise: tests only.
     pub fsync: bool,
+    /// Microseconds the log writer waits for more records before a group commit: fewer
+    /// fsyncs under load, at that much added ack latency. 0 = commit at once.
+    pub group_commit_linger_us: u64,
     /// Take a snapshot after this many log records...
     pub snapshot_every_records: u64,
     /// ... or this many seconds, whichever comes first (and at shutdown).
@@ -212,6 +215,7 @@ impl Default for LogConfig {
             segment_bytes: 64 << 20,
             group_commit_bytes: 1 << 20,
             fsync: true,
+            group_commit_linger_us: 1_500,
             snapshot_every_records: 100_000,
             snapshot_every_s: 300,
             retention_s: 7 * 24 * 3600,

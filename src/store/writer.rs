@@ -228,9 +228,17 @@ impl WriterThread {
             };
             let group_start_lsn = self.next_lsn;
             shutdown |= self.take(first, &mut buf, &mut waiters, &mut committed);
+            let linger = std::time::Duration::from_micros(self.cfg.group_commit_linger_us);
+            let mut lingered = linger.is_zero();
             while buf.len() < self.cfg.group_commit_bytes && !shutdown {
                 match self.rx.try_recv() {
                     Ok(req) => shutdown |= self.take(req, &mut buf, &mut waiters, &mut committed),
+                    // Under load, waiting a moment for more records makes each fsync (the
+                    // most expensive step per fix) serve many more of them.
+                    Err(_) if !lingered => {
+                        lingered = true;
+                        std::thread::sleep(linger);
+                    }
                     Err(_) => break,
                 }
             }
