@@ -203,6 +203,6 @@ pub async fn push_hub(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receive
 
 fn push(shared: &Shared, d: &DriverUpdate) {
     if let Some(tx) = shared.pushes.get(&d.driver) {
-        let _ = tx.try_send(ServerMsg::Push(d.clone()));
+        let _ = tx.try_send(Box::new(ServerMsg::Push(d.clone())));
     }
 }

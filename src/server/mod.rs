@@ -138,7 +138,7 @@ pub struct Shared {
     /// Push queues of connected drivers (newest connection wins).
     pub pushes: dashmap::DashMap<
         milepost_proto::DriverId,
-        tokio::sync::mpsc::Sender<milepost_proto::ServerMsg>,
+        tokio::sync::mpsc::Sender<Box<milepost_proto::ServerMsg>>,
     >,
 }
 

@@ -39,14 +39,16 @@ struct Peer {
     confirmed: watch::Receiver<bool>,
 }
 
-/// An answer waiting its turn on a stream.
+/// An answer waiting its turn on a stream. Large variants are boxed: tokio allocates a
+/// channel's slots in blocks of 32, so the size of this type times 32 is memory every
+/// connection pays, whether or not it ever sends a command.
 enum Pending {
     /// A batch waiting to be durable.
-    Batch(Admitted),
+    Batch(Box<Admitted>),
     /// A command to run (logged, then applied) when its turn comes.
-    Command(milepost_proto::Command),
+    Command(Box<milepost_proto::Command>),
     /// An answer ready now.
-    Ready(ServerMsg),
+    Ready(Box<ServerMsg>),
 }
 
 /// Runs one connection to completion.
@@ -133,15 +135,15 @@ async fn run_session(
     ));
     // A driver's push task: live-fix acks (each datagram settled in turn: a task per
     // datagram would cost a spawn per fix) and pushes from the applier.
-    let (live_tx, mut live_rx) = mpsc::channel::<Admitted>(16);
+    let (live_tx, mut live_rx) = mpsc::channel::<Box<Admitted>>(16);
     let pushes = (peer.claims.role == Role::Driver).then(|| {
-        let (tx, mut rx) = mpsc::channel::<ServerMsg>(64);
+        let (tx, mut rx) = mpsc::channel::<Box<ServerMsg>>(64);
         shared.pushes.insert(peer.driver.clone(), tx.clone());
         let (p, sh) = (peer.clone(), shared.clone());
         streams.spawn(async move {
             loop {
                 let msg = tokio::select! {
-                    Some(admitted) = live_rx.recv() => match settle(admitted, &p, &sh).await {
+                    Some(admitted) = live_rx.recv() => match settle(*admitted, &p, &sh).await {
                         Ok(ack) => ServerMsg::Ack(ack),
                         // Not stored (seqs unsettled): no ack; the phone resends it in a batch
                         // and gets the DiskFull answer there.
@@ -151,7 +153,7 @@ async fn run_session(
                             break;
                         }
                     },
-                    Some(msg) = rx.recv() => msg,
+                    Some(msg) = rx.recv() => *msg,
                     else => break,
                 };
                 if !send_push(&p, &msg).await {
@@ -369,13 +371,13 @@ async fn serve_stream(
                 if !handshake_confirmed(&peer).await {
                     break;
                 }
-                Pending::Command(c)
+                Pending::Command(Box::new(c))
             }
             ClientMsg::Query(q) => {
                 if !handshake_confirmed(&peer).await {
                     break;
                 }
-                Pending::Ready(on_query(&peer, &shared, q))
+                Pending::Ready(Box::new(on_query(&peer, &shared, q)))
             }
         };
         if tx.send(pending).await.is_err() {
@@ -412,7 +414,7 @@ fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pend
         fixes,
         now,
     ) {
-        Ok(a) => Pending::Batch(a),
+        Ok(a) => Pending::Batch(Box::new(a)),
         Err(code) => {
             if code == ErrorCode::RateLimited {
                 shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -423,10 +425,10 @@ fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pend
 }
 
 fn error(code: ErrorCode) -> Pending {
-    Pending::Ready(ServerMsg::Error(ErrorFrame {
+    Pending::Ready(Box::new(ServerMsg::Error(ErrorFrame {
         code,
         message: code.to_string(),
-    }))
+    })))
 }
 
 /// Writes the answers of one stream in request order.
@@ -438,9 +440,9 @@ async fn answer_stream(
 ) {
     while let Some(p) = rx.recv().await {
         let msg = match p {
-            Pending::Ready(msg) => msg,
-            Pending::Command(c) => crate::server::commands::handle(&peer.claims, &shared, c).await,
-            Pending::Batch(a) => match settle(a, &peer, &shared).await {
+            Pending::Ready(msg) => *msg,
+            Pending::Command(c) => crate::server::commands::handle(&peer.claims, &shared, *c).await,
+            Pending::Batch(a) => match settle(*a, &peer, &shared).await {
                 Ok(ack) => ServerMsg::Ack(ack),
                 Err(code @ ErrorCode::DiskFull) => ServerMsg::Error(ErrorFrame {
                     code,
@@ -513,7 +515,7 @@ fn on_datagram(
     bytes: &[u8],
     peer: &Arc<Peer>,
     shared: &Arc<Shared>,
-    live: &mpsc::Sender<Admitted>,
+    live: &mpsc::Sender<Box<Admitted>>,
 ) {
     let Ok(ClientDatagram::LiveFix { seq, fix }) = milepost_proto::decode::<ClientDatagram>(bytes)
     else {
@@ -538,7 +540,7 @@ fn on_datagram(
         return;
     };
     // A full queue drops the fix like the network could have: the phone resends it in a batch.
-    let _ = live.try_send(admitted);
+    let _ = live.try_send(Box::new(admitted));
 }
 
 /// Answers a dispatcher's query, scoped to its depot.
