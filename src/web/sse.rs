@@ -140,6 +140,14 @@ async fn send(tx: &mpsc::Sender<Event>, e: Event) -> Result<(), End> {
     tx.send(e).await.map_err(|_| End::Gone)
 }
 
+/// Tells the page its token expired or was revoked; the stream then ends.
+async fn end_for_auth(tx: &mpsc::Sender<Event>) -> Result<(), End> {
+    let e = Event::default()
+        .event("auth")
+        .data("{\"error\":\"token expired or revoked\"}");
+    send(tx, e).await
+}
+
 /// Waits for a wake-up, the timeout, the browser leaving or shutdown. Returns false when the
 /// stream should end.
 async fn wait(
@@ -218,14 +226,7 @@ async fn parcel_producer(
     let mut status_due = true;
     loop {
         if !still_valid(shared, &claims, &token) {
-            send(
-                &tx,
-                Event::default()
-                    .event("auth")
-                    .data("{\"error\":\"token expired or revoked\"}"),
-            )
-            .await?;
-            return Ok(());
+            return end_for_auth(&tx).await;
         }
         let events = lock(&shared.state.feed).parcel_after(&t, cursor, READ_BATCH);
         let full = events.len() == READ_BATCH;
@@ -364,14 +365,7 @@ async fn depot_producer(
     let mut last_flush = Instant::now();
     loop {
         if !still_valid(shared, &claims, &token) {
-            send(
-                &tx,
-                Event::default()
-                    .event("auth")
-                    .data("{\"error\":\"token expired or revoked\"}"),
-            )
-            .await?;
-            return Ok(());
+            return end_for_auth(&tx).await;
         }
         // Route events, in order.
         let mut touched: HashSet<RouteId> = HashSet::new();
