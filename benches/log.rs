@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
                     0,
                     None,
                     Default::default(),
+                    None,
                 )
                 .unwrap();
                 let h = w.handle();

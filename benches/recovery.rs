@@ -31,7 +31,7 @@ fn write(dir: &std::path::Path, first_lsn: u64, from: u64, records: u64, now_ms:
         fsync: false,
         ..LogConfig::default()
     };
-    let w = LogWriter::start(dir, &cfg, first_lsn, None, Default::default()).unwrap();
+    let w = LogWriter::start(dir, &cfg, first_lsn, None, Default::default(), None).unwrap();
     let h = w.handle();
     rt.block_on(async move {
         let mut pending = Vec::new();

@@ -331,3 +331,47 @@ async fn garbage_and_oversized_frames_close_the_connection_with_a_code() {
     assert_eq!(d.batch(Seq(1), vec![fix(0, 0)]).await.unwrap().count, 1);
     let _: Option<ClientError> = None;
 }
+
+#[tokio::test]
+async fn a_session_that_dies_with_batches_in_flight_never_reports_them_settled_unless_stored() {
+    let t = start().await;
+    let mut d = t.driver("D1", "north").await;
+    // Pipeline 50 batches and vanish without reading a single ack.
+    for b in 0..50u64 {
+        let fixes = (0..10)
+            .map(|i| fix(600_000 - (b * 10 + i) as i64 * 1_000, 0))
+            .collect();
+        d.send_batch(Seq(b * 10 + 1), fixes).await.unwrap();
+    }
+    d.conn.close(0u32.into(), b"gone");
+    // A new session: whatever the watermark says is settled must really be stored, so that
+    // the phone may drop it; everything above is resent and stored once.
+    let mut d = t.driver("D1", "north").await;
+    let w = d.welcome.watermark.0;
+    let ack = d
+        .batch(
+            Seq(w + 1),
+            (w + 1..=500)
+                .map(|s| fix(600_000 - s as i64 * 1_000 + 1_000, 0))
+                .collect(),
+        )
+        .await;
+    if w < 500 {
+        assert_eq!(ack.unwrap().watermark, Seq(500));
+    }
+    d.close();
+    let common::TestGateway { gw, dir, .. } = t;
+    gw.shutdown().await;
+    let mut stored = std::collections::HashMap::<u64, u32>::new();
+    milepost::store::LogReader::new(&dir.path().join("log"))
+        .replay(|_, rec| {
+            if let milepost::store::LogRecord::Batch { entries, .. } = rec {
+                for e in entries {
+                    *stored.entry(e.seq().0).or_default() += 1;
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 500, "every seq stored");
+    assert!(stored.values().all(|&c| c == 1), "none twice");
+}

@@ -50,6 +50,15 @@ impl FeedHub {
         v.push(Arc::downgrade(mailbox));
     }
 
+    /// Forgets the keys whose subscriptions are all gone (the applier calls it now and then,
+    /// so that every parcel ever followed does not keep an entry).
+    pub fn sweep(&self) {
+        self.boxes.retain(|_, v| {
+            v.retain(|w| w.strong_count() > 0);
+            !v.is_empty()
+        });
+    }
+
     /// Wakes the mailboxes of `key`. For position keys, `moved` names the driver.
     pub fn wake(&self, key: &FeedKey, moved: Option<&DriverId>) {
         let Some(v) = self.boxes.get(key) else { return };

@@ -143,6 +143,7 @@ fn run(
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
+            p.hub.sweep();
             let start = out.len();
             lock(&p.state.core).tick((p.clock)(), &mut out);
             let mut keys = Vec::new();

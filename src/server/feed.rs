@@ -122,7 +122,13 @@ fn authorize(claims: &Claims, shared: &Shared, target: &FeedTarget) -> Result<Ta
             },
             Role::Dispatcher,
         ) => {
-            if min_lat_e7 > max_lat_e7 || min_lon_e7 > max_lon_e7 {
+            let lat_ok = |v: &i32| (-900_000_000..=900_000_000).contains(v);
+            let lon_ok = |v: &i32| (-1_800_000_000..=1_800_000_000).contains(v);
+            if min_lat_e7 > max_lat_e7
+                || min_lon_e7 > max_lon_e7
+                || ![min_lat_e7, max_lat_e7].into_iter().all(lat_ok)
+                || ![min_lon_e7, max_lon_e7].into_iter().all(lon_ok)
+            {
                 return Err(ErrorCode::BadQuery);
             }
             let d = |v: &i32| *v as f64 * 1e-7;

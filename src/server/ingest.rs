@@ -8,24 +8,30 @@ use milepost_proto::{Ack, DriverId, ErrorCode, Fix, Rejection, Seq};
 
 use crate::config::Config;
 use crate::fleet::validate::{check_fix, check_jump, nearest_in_time};
+use crate::store::writer::{Completion, LogPermit};
 use crate::store::{BatchEntry, Ledger, LogRecord, SeqState};
 
 /// An admitted batch, waiting to be made durable.
-#[derive(Debug)]
 pub struct Admitted {
-    /// The record to log, if any seq was new.
-    pub record: Option<Arc<LogRecord>>,
-    /// The ack to send once the record (or, for an all-duplicate batch, everything before it)
-    /// is durable.
+    /// The writer's answer for the batch's record (or, when every seq was a duplicate, for a
+    /// barrier behind everything submitted before).
+    pub done: Completion,
+    /// True when `done` is a barrier (nothing new was logged).
+    pub barrier: bool,
+    /// The ack to send once `done` resolves (its watermark is replaced by the durable one).
     pub ack: Ack,
-    /// The accepted fixes, to apply to live state once durable.
-    pub accepted: Vec<(Seq, Fix)>,
+    /// How many fixes were accepted.
+    pub accepted: usize,
     /// When the batch was admitted (for the ack latency histogram).
     pub admitted_at: std::time::Instant,
 }
 
-/// Admits `fixes` with seqs `first_seq..` for `driver`. Refuses the whole batch (nothing
-/// settled) if any seq is out of window.
+/// Admits `fixes` with seqs `first_seq..` for `driver` and submits the batch's record to the
+/// log through `permit`, under the driver's ledger lock: a seq is never settled without its
+/// record being in the writer's queue, and a resend admitted after it queues its barrier
+/// behind that record. Refuses the whole batch (nothing settled, the permit released) if a seq
+/// is out of window or the rate limit is hit.
+#[allow(clippy::too_many_arguments)]
 pub fn admit(
     cfg: &Config,
     ledger: &Ledger,
@@ -34,6 +40,7 @@ pub fn admit(
     first_seq: Seq,
     fixes: &[Fix],
     now_ms: i64,
+    permit: LogPermit,
 ) -> Result<Admitted, ErrorCode> {
     let n = fixes.len() as u64;
     let last = first_seq
@@ -42,7 +49,7 @@ pub fn admit(
         .ok_or(ErrorCode::SeqOutOfWindow)?;
     let window = cfg.limits.seq_window;
     let limits = &cfg.limits;
-    ledger.with(driver, |l| {
+    ledger.with(driver, move |l| {
         if l.state(first_seq, window) == SeqState::OutOfWindow
             || l.state(Seq(last), window) == SeqState::OutOfWindow
         {
@@ -57,7 +64,7 @@ pub fn admit(
             return Err(ErrorCode::RateLimited);
         }
         let mut entries = Vec::with_capacity(fixes.len());
-        let mut accepted = Vec::with_capacity(fixes.len());
+        let mut accepted = 0;
         let mut rejected = Vec::new();
         let mut duplicates = 0u32;
         for (i, fix) in fixes.iter().enumerate() {
@@ -76,7 +83,7 @@ pub fn admit(
                 Ok(()) => {
                     l.accepted(fix);
                     entries.push(BatchEntry::Accepted { seq, fix: *fix });
-                    accepted.push((seq, *fix));
+                    accepted += 1;
                 }
                 Err(reason) => {
                     entries.push(BatchEntry::Rejected { seq, reason });
@@ -85,16 +92,20 @@ pub fn admit(
             }
             l.settle(seq);
         }
-        let record = (!entries.is_empty()).then(|| {
-            Arc::new(LogRecord::Batch {
+        let barrier = entries.is_empty();
+        let done = if barrier {
+            permit.barrier()
+        } else {
+            permit.append(Arc::new(LogRecord::Batch {
                 driver: driver.clone(),
                 depot: depot.to_owned(),
                 received_ms: now_ms,
                 entries,
-            })
-        });
+            }))
+        };
         Ok(Admitted {
-            record,
+            done,
+            barrier,
             ack: Ack {
                 first_seq,
                 count: fixes.len() as u32,
@@ -111,19 +122,26 @@ pub fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LogWriter;
     use milepost_proto::RejectReason;
 
     const NOW: i64 = 1_764_000_000_000;
 
-    #[test]
-    fn duplicates_rejections_and_window() {
+    #[tokio::test]
+    async fn duplicates_rejections_and_window() {
+        let dir = tempfile::tempdir().unwrap();
         let cfg = Config::default();
+        let w = LogWriter::start(dir.path(), &cfg.log, 0, None, Default::default(), None).unwrap();
+        let log = w.handle();
         let ledger = Ledger::new();
         let d = DriverId::from("D1");
         let good = Fix::from_degrees(NOW - 5_000, 38.9, -77.0, 5.0);
         let bad = Fix::from_degrees(NOW - 4_000, 0.0, 0.0, 5.0);
-        let a = admit(&cfg, &ledger, &d, "x", Seq(1), &[good, bad], NOW).unwrap();
-        assert_eq!(a.accepted.len(), 1);
+        let admit = |first: u64, fixes: &[Fix], permit| {
+            admit(&cfg, &ledger, &d, "x", Seq(first), fixes, NOW, permit)
+        };
+        let a = admit(1, &[good, bad], log.reserve().await.unwrap()).unwrap();
+        assert_eq!((a.accepted, a.barrier), (1, false));
         assert_eq!(
             a.ack.rejected,
             vec![Rejection {
@@ -132,16 +150,26 @@ mod tests {
             }]
         );
         assert_eq!(a.ack.watermark, Seq(2));
-        let again = admit(&cfg, &ledger, &d, "x", Seq(1), &[good, bad], NOW).unwrap();
-        assert!(again.record.is_none());
+        assert_eq!(
+            a.done.wait().await.unwrap(),
+            0,
+            "the record was submitted and written"
+        );
+        let again = admit(1, &[good, bad], log.reserve().await.unwrap()).unwrap();
+        assert!(again.barrier);
         assert_eq!(again.ack.duplicates, 2);
         assert_eq!(
-            admit(&cfg, &ledger, &d, "x", Seq(u64::MAX), &[good, good], NOW).unwrap_err(),
-            ErrorCode::SeqOutOfWindow
+            again.done.wait().await.unwrap(),
+            1,
+            "the barrier resolves behind record 0"
         );
-        assert_eq!(
-            admit(&cfg, &ledger, &d, "x", Seq(0), &[good], NOW).unwrap_err(),
-            ErrorCode::SeqOutOfWindow
-        );
+        let err = admit(u64::MAX, &[good, good], log.reserve().await.unwrap()).err();
+        assert_eq!(err, Some(ErrorCode::SeqOutOfWindow));
+        let err = admit(0, &[good], log.reserve().await.unwrap()).err();
+        assert_eq!(err, Some(ErrorCode::SeqOutOfWindow));
+        drop(log);
+        tokio::task::spawn_blocking(move || w.shutdown())
+            .await
+            .unwrap();
     }
 }

@@ -109,7 +109,7 @@ pub struct Shared {
     pub keys: TokenKey,
     /// Admission dedupe state: runs ahead of the durable ledger in `state` by the batches in
     /// flight.
-    pub ledger: Ledger,
+    pub ledger: Arc<Ledger>,
     /// The fold of the log: durable ledger, live positions, fleet core. Its mutexes are std
     /// mutexes held only for short synchronous work, never across an await.
     pub state: Arc<FleetState>,
@@ -222,12 +222,29 @@ impl Gateway {
         let state = Arc::new(state);
         let stats = Stats::default();
         let (commit_tx, commits) = std::sync::mpsc::sync_channel(1024);
+        // Admission starts from the durable state; a record the log refuses withdraws the
+        // settlement of its seqs (even if the session that sent it is gone).
+        let ledger = Arc::new(Ledger::import(state.ledger.export()));
+        let refused_ledger = ledger.clone();
+        let on_refused: crate::store::writer::RefusedHook = Box::new(move |rec| {
+            if let crate::store::LogRecord::Batch {
+                driver, entries, ..
+            } = rec
+            {
+                refused_ledger.with(driver, |l| {
+                    for e in entries.iter().rev() {
+                        l.unsettle(e.seq());
+                    }
+                });
+            }
+        });
         let writer = LogWriter::start(
             &log_dir,
             &cfg.log,
             recovery.next_lsn,
             Some(commit_tx),
             stats.fsync_latency.clone(),
+            Some(on_refused),
         )?;
         let applier_stats = Arc::new(applier::ApplierStats::default());
         let hub = Arc::new(crate::feed::FeedHub::default());
@@ -280,7 +297,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             cfg,
             keys,
-            ledger: Ledger::import(state.ledger.export()),
+            ledger,
             state,
             applied,
             applier_stats,

@@ -21,7 +21,7 @@ use crate::auth::{Claims, Role};
 use crate::server::guard::Registration;
 use crate::server::ingest::{admit, Admitted};
 use crate::server::Shared;
-use crate::store::{LogError, LogRecord};
+use crate::store::LogError;
 use crate::wire::{read_msg, write_msg, WireError};
 
 /// Requests in flight per stream before the reader stops reading.
@@ -255,8 +255,10 @@ async fn accept_hello<'a>(
     match admitted {
         Ok((claims, registration)) => {
             let driver = DriverId(claims.sub.clone());
+            // From the durable ledger: seqs still in flight (or about to be refused) are not
+            // settled yet, and a phone deletes what is at or below its watermark.
             let watermark = match claims.role {
-                Role::Driver => shared.ledger.watermark(&driver),
+                Role::Driver => shared.state.ledger.watermark(&driver),
                 _ => Seq(0),
             };
             let welcome = ServerMsg::Welcome(Welcome {
@@ -364,7 +366,9 @@ async fn serve_stream(
                 close(&peer.conn, ErrorCode::ProtocolViolation);
                 break;
             }
-            ClientMsg::FixBatch(batch) => on_batch(&peer, &shared, batch.first_seq, &batch.fixes),
+            ClientMsg::FixBatch(batch) => {
+                on_batch(&peer, &shared, batch.first_seq, &batch.fixes).await
+            }
             ClientMsg::Subscribe(_) => error(ErrorCode::ProtocolViolation),
             ClientMsg::Command(c) => {
                 // Commands are not idempotent: never from replayable 0-RTT data.
@@ -397,13 +401,17 @@ async fn handshake_confirmed(peer: &Peer) -> bool {
 }
 
 /// Admits a batch, or answers with a request-level error.
-fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pending {
+async fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pending {
     if peer.claims.role != Role::Driver {
         return error(ErrorCode::WrongRole);
     }
     if fixes.is_empty() || fixes.len() > shared.cfg.limits.max_batch as usize {
         return error(ErrorCode::BadBatchSize);
     }
+    // The only wait: a place in the writer's queue (backpressure when the disk lags).
+    let Ok(permit) = shared.log.reserve().await else {
+        return error(ErrorCode::StorageFailure);
+    };
     let now = shared.now_ms();
     match admit(
         &shared.cfg,
@@ -413,6 +421,7 @@ fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pend
         first_seq,
         fixes,
         now,
+        permit,
     ) {
         Ok(a) => Pending::Batch(Box::new(a)),
         Err(code) => {
@@ -469,37 +478,25 @@ async fn answer_stream(
     let _ = send.finish();
 }
 
-/// Makes an admitted batch durable, waits until the applier has folded it into the fleet
-/// state (so a query after the ack sees it), and returns its ack.
+/// Waits for an admitted batch to be durable and folded into the fleet state (so a query after
+/// the ack sees it), and returns its ack, whose watermark comes from the durable ledger: a
+/// phone never learns a seq is settled before it is on disk. A refused batch's seqs were
+/// already unsettled by the log writer (see `RefusedHook`).
 async fn settle(a: Admitted, peer: &Peer, shared: &Shared) -> Result<Ack, ErrorCode> {
-    let durable = match &a.record {
-        // `applied(lsn)` waits for this record to be applied.
-        Some(rec) => shared.log.append(rec.clone()).await,
-        // All duplicates: the originals may still be in flight; ack once everything before
-        // this point is durable and applied (`barrier` returns the next record number).
-        None => shared.log.barrier().await.map(|next| next.wrapping_sub(1)),
-    };
-    match durable {
-        Ok(u64::MAX) => {} // a barrier on an empty log: nothing to wait for
+    let mut a = a;
+    match a.done.wait().await {
+        // A barrier returns the next record number: wait for everything before it.
+        Ok(0) if a.barrier => {}
+        Ok(next) if a.barrier => shared.applied.applied(next - 1).await,
         Ok(lsn) => shared.applied.applied(lsn).await,
-        Err(LogError::DiskFull) => {
-            // Nothing of the batch is on disk: unsettle its seqs so the phone's retry is
-            // stored, not mistaken for a resend.
-            if let Some(LogRecord::Batch { entries, .. }) = a.record.as_deref() {
-                shared.ledger.with(&peer.driver, |l| {
-                    for e in entries.iter().rev() {
-                        l.unsettle(e.seq());
-                    }
-                });
-            }
-            return Err(ErrorCode::DiskFull);
-        }
+        Err(LogError::DiskFull) => return Err(ErrorCode::DiskFull),
         Err(_) => return Err(ErrorCode::StorageFailure),
     }
+    a.ack.watermark = shared.state.ledger.watermark(&peer.driver);
     shared.stats.ack_latency.observe(a.admitted_at.elapsed());
     let s = &shared.stats;
     s.fixes_accepted
-        .fetch_add(a.accepted.len() as u64, Ordering::Relaxed);
+        .fetch_add(a.accepted as u64, Ordering::Relaxed);
     s.fixes_rejected
         .fetch_add(a.ack.rejected.len() as u64, Ordering::Relaxed);
     for r in &a.ack.rejected {
@@ -526,6 +523,11 @@ fn on_datagram(
     if peer.claims.role != Role::Driver {
         return;
     }
+    // A datagram never waits: with the writer's queue full it is dropped, before anything is
+    // settled, as the network could have dropped it (the phone resends it in a batch).
+    let Some(permit) = shared.log.try_reserve() else {
+        return;
+    };
     let now = shared.now_ms();
     let Ok(admitted) = admit(
         &shared.cfg,
@@ -535,11 +537,13 @@ fn on_datagram(
         seq,
         &[fix],
         now,
+        permit,
     ) else {
         // Out of window: the phone will resend it in a batch and get the error there.
         return;
     };
-    // A full queue drops the fix like the network could have: the phone resends it in a batch.
+    // The record is with the writer whatever happens next; a full ack queue only loses the
+    // ack (the phone's resend is then acked as a duplicate, truthfully).
     let _ = live.try_send(Box::new(admitted));
 }
 
@@ -560,7 +564,11 @@ fn on_query(peer: &Peer, shared: &Shared, q: Query) -> ServerMsg {
             message: what.into(),
         })
     };
-    let valid = |lat: i32, lon: i32| lat.abs() <= 900_000_000 && lon.abs() <= 1_800_000_000;
+    // Ranges, not `abs()`: `i32::MIN.abs()` overflows.
+    let valid = |lat: i32, lon: i32| {
+        (-900_000_000..=900_000_000).contains(&lat)
+            && (-1_800_000_000..=1_800_000_000).contains(&lon)
+    };
     let pos = crate::fleet::state::lock(&shared.state.positions);
     let answer = match q.kind {
         QueryKind::Within {

@@ -311,7 +311,7 @@ mod tests {
             segment_bytes,
             ..LogConfig::default()
         };
-        let w = LogWriter::start(dir, &cfg, 0, None, Default::default()).unwrap();
+        let w = LogWriter::start(dir, &cfg, 0, None, Default::default(), None).unwrap();
         let h = w.handle();
         rt.block_on(async {
             for i in 0..n {

@@ -38,6 +38,12 @@ pub struct Committed {
 /// Where committed records go, in log order (bounded: a slow consumer slows the writer).
 pub type CommitSink = std::sync::mpsc::SyncSender<Vec<Committed>>;
 
+/// Called with every record the writer refuses (disk full, or after a failure), before the
+/// submitter hears of it: the gateway withdraws the settlement of its seqs there, so that no
+/// seq is ever reported settled without being on disk, even when its session is gone.
+pub type RefusedHook = Box<dyn Fn(&LogRecord) + Send>;
+
+/// A request to the writer thread.
 enum Request {
     Append {
         record: Arc<LogRecord>,
@@ -72,6 +78,7 @@ impl LogWriter {
         next_lsn: u64,
         sink: Option<CommitSink>,
         fsync_latency: Arc<Histogram>,
+        on_refused: Option<RefusedHook>,
     ) -> Result<LogWriter, LogError> {
         std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
         let seg = Segment::create(dir, next_lsn)?;
@@ -92,6 +99,7 @@ impl LogWriter {
             failed: failed.clone(),
             fsync_latency,
             disk_bytes: disk_bytes.clone(),
+            on_refused,
         };
         let join = std::thread::Builder::new()
             .name("milepost-log".into())
@@ -135,7 +143,64 @@ impl Drop for LogWriter {
     }
 }
 
+/// A reserved place in the writer's queue. Taking it is the only step that may wait; sending
+/// through it is synchronous, so a caller can reserve, then decide and submit under a lock
+/// (admission does: a seq is marked settled only together with handing its record to the
+/// writer, never before).
+pub struct LogPermit(mpsc::OwnedPermit<Request>);
+
+/// The answer to a submitted record or barrier.
+pub struct Completion(oneshot::Receiver<Result<u64, LogError>>);
+
+impl LogPermit {
+    /// Submits a record; the completion resolves with its record number once it is durable.
+    pub fn append(self, record: Arc<LogRecord>) -> Completion {
+        let (done, rx) = oneshot::channel();
+        self.0.send(Request::Append { record, done });
+        Completion(rx)
+    }
+
+    /// Submits a barrier: resolves (with the next record number) once everything submitted
+    /// before it is durable.
+    pub fn barrier(self) -> Completion {
+        let (done, rx) = oneshot::channel();
+        self.0.send(Request::Barrier { done });
+        Completion(rx)
+    }
+}
+
+impl Completion {
+    /// Waits for the writer's answer.
+    ///
+    /// # Cancel safety
+    /// Cancelling the wait does not withdraw the record: it is still written (or refused).
+    pub async fn wait(self) -> Result<u64, LogError> {
+        self.0.await.map_err(|_| LogError::Closed)?
+    }
+}
+
 impl WriterHandle {
+    /// Reserves a place in the writer's queue, waiting while it is full (backpressure).
+    pub async fn reserve(&self) -> Result<LogPermit, LogError> {
+        if self.has_failed() {
+            return Err(LogError::Closed);
+        }
+        self.tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map(LogPermit)
+            .map_err(|_| LogError::Closed)
+    }
+
+    /// Reserves a place without waiting; `None` when the queue is full or the writer failed.
+    pub fn try_reserve(&self) -> Option<LogPermit> {
+        if self.has_failed() {
+            return None;
+        }
+        self.tx.clone().try_reserve_owned().ok().map(LogPermit)
+    }
+
     /// Appends a record; resolves with its record number once it is durable.
     ///
     /// # Cancel safety
@@ -177,6 +242,15 @@ impl WriterHandle {
     }
 }
 
+/// The two refusals a writer answers with (`LogError` is not `Clone`: it may hold an
+/// `io::Error`).
+fn err_copy(e: &LogError) -> LogError {
+    match e {
+        LogError::DiskFull => LogError::DiskFull,
+        _ => LogError::Closed,
+    }
+}
+
 /// The active segment file.
 struct Segment {
     path: PathBuf,
@@ -212,6 +286,7 @@ struct WriterThread {
     fsync_latency: Arc<Histogram>,
     /// Bytes in all segments (retention subtracts what it deletes).
     disk_bytes: Arc<AtomicU64>,
+    on_refused: Option<RefusedHook>,
 }
 
 type Waiter = (oneshot::Sender<Result<u64, LogError>>, u64);
@@ -249,19 +324,19 @@ impl WriterThread {
                     // back, and keep serving (space may come back; acked data is untouched).
                     tracing::warn!(bytes = buf.len(), "log full: refusing a group of appends");
                     self.next_lsn = group_start_lsn;
-                    for (done, _) in waiters.drain(..) {
-                        let _ = done.send(Err(LogError::DiskFull));
-                    }
-                    committed.clear();
+                    self.refuse_group(&mut waiters, &mut committed, LogError::DiskFull);
                     buf.clear();
+                    // Whatever is already queued was admitted while this group's seqs looked
+                    // settled (a resend acked after a barrier, say): refuse it too.
+                    while let Ok(req) = self.rx.try_recv() {
+                        self.refuse(req, LogError::DiskFull);
+                    }
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "log write failed: refusing all further fixes");
                     self.failed.store(true, Ordering::Relaxed);
-                    for (done, _) in waiters.drain(..) {
-                        let _ = done.send(Err(LogError::Closed));
-                    }
+                    self.refuse_group(&mut waiters, &mut committed, LogError::Closed);
                     self.fail_forever();
                     return;
                 }
@@ -300,9 +375,7 @@ impl WriterThread {
                     let lsn = self.next_lsn;
                     self.next_lsn += 1;
                     waiters.push((done, lsn));
-                    if self.sink.is_some() {
-                        committed.push(Committed { lsn, record });
-                    }
+                    committed.push(Committed { lsn, record });
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "unencodable log record");
@@ -359,9 +432,44 @@ impl WriterThread {
 
     fn fail_forever(&mut self) {
         while let Some(req) = self.rx.blocking_recv() {
-            if let Request::Append { done, .. } | Request::Barrier { done } = req {
-                let _ = done.send(Err(LogError::Closed));
+            self.refuse(req, LogError::Closed);
+        }
+    }
+
+    /// Refuses the current group: the hook first (withdrawing settlements), then the answers.
+    fn refuse_group(
+        &mut self,
+        waiters: &mut Vec<Waiter>,
+        committed: &mut Vec<Committed>,
+        err: LogError,
+    ) {
+        if let Some(hook) = &self.on_refused {
+            for c in committed.iter() {
+                hook(&c.record);
             }
+        }
+        committed.clear();
+        for (done, _) in waiters.drain(..) {
+            let _ = done.send(Err(match err {
+                LogError::DiskFull => LogError::DiskFull,
+                _ => LogError::Closed,
+            }));
+        }
+    }
+
+    /// Refuses one queued request.
+    fn refuse(&mut self, req: Request, err: LogError) {
+        match req {
+            Request::Append { record, done } => {
+                if let Some(hook) = &self.on_refused {
+                    hook(&record);
+                }
+                let _ = done.send(Err(err_copy(&err)));
+            }
+            Request::Barrier { done } => {
+                let _ = done.send(Err(err_copy(&err)));
+            }
+            Request::Shutdown => {}
         }
     }
 }
