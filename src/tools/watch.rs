@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, ParcelStatus, Update};
-use milepost_proto::{DeviceInfo, DriverPosition, FeedTarget, ServerMsg};
+use milepost_proto::{CommandKind, DeviceInfo, DriverPosition, FeedTarget, ServerMsg};
 
 use crate::client::{ClientEndpoint, ClientError, Session};
 
@@ -113,7 +113,7 @@ pub async fn watch(
                 continue;
             }
         };
-        let session = Session::open(conn, token, subject, DeviceInfo::default()).await?;
+        let mut session = Session::open(conn, token, subject, DeviceInfo::default()).await?;
         let target = if recipient {
             FeedTarget::Parcel(subject.into())
         } else {
@@ -161,9 +161,13 @@ pub async fn watch(
                         Update::Driver(_) => {}
                     }
                     if recipient {
-                        // Refresh the status line from the server's view.
+                        // Refresh the status line (stops away, state, window) from the server's
+                        // view, on the session stream: the feed has its own stream.
+                        let ask = CommandKind::ParcelStatus {
+                            tracking: subject.into(),
+                        };
                         if let Ok(ServerMsg::ParcelStatus { status: s, .. }) =
-                            refresh(&session, subject).await
+                            session.command(offset as u32, ask).await
                         {
                             status = Some(s);
                         }
@@ -178,12 +182,6 @@ pub async fn watch(
             render(recipient, subject, status.as_ref(), &drivers, &events);
         }
     }
-}
-
-async fn refresh(_session: &Session, _tracking: &str) -> Result<ServerMsg, ClientError> {
-    // The feed carries every milestone; the status line is rebuilt from them and from the
-    // snapshot. (A second request stream would be needed to ask ParcelStatus mid-feed.)
-    Err(ClientError::Unexpected("not refreshed".into()))
 }
 
 fn dispatch_text(e: &DispatchEvent) -> String {
