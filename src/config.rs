@@ -1,6 +1,7 @@
 //! Configuration: every knob with a safe default. Sources, later ones winning: the built-in
 //! defaults, a TOML file (`serve --config milepost.toml`), environment variables
-//! (`MILEPOST_LISTEN`, `MILEPOST_DATA_DIR`, `MILEPOST_SECRET`), then command-line flags.
+//! (`MILEPOST_LISTEN`, `MILEPOST_DATA_DIR`, `MILEPOST_SECRET`, `MILEPOST_CLUSTER`...), then
+//! command-line flags.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,53 @@ pub struct Config {
     /// The web listener: recipients' tracking pages and the dispatcher map (off unless
     /// `web.listen` is set).
     pub web: crate::web::WebConfig,
+    /// Scale-out over NATS JetStream (off unless `cluster.url` is set: one box is the default).
+    pub cluster: ClusterConfig,
+}
+
+/// Several gateways as one fleet over NATS JetStream (see `docs/CLUSTER.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma separated (`nats://127.0.0.1:4222`). Unset: single box.
+    pub url: Option<String>,
+    /// This gateway's name in the cluster: unique, stable across restarts, 1 to 32 characters
+    /// of `[A-Za-z0-9_-]`. Unset: the host name and the UDP port.
+    pub node: Option<String>,
+    /// QUIC-LB server id of this gateway, written into every connection ID it issues so that a
+    /// load balancer can route a phone's packets to it (1..=65535; 0: derived from `node`).
+    pub server_id: u16,
+    /// Prefix of every subject, stream and bucket name, so that several fleets can share one
+    /// NATS deployment.
+    pub prefix: String,
+    /// Partitions of drivers (the fixes of a driver go to subject `PREFIX.fix.PARTITION`;
+    /// ownership of side effects is by partition). Fixed for the life of the stream.
+    pub partitions: u32,
+    /// JetStream replicas of the stream and the lease bucket (3 on a 3-node NATS cluster).
+    pub replicas: usize,
+    /// A lease not renewed for this long passes to another gateway, seconds.
+    pub lease_ttl_s: u64,
+    /// Records older than this are dropped from the stream, seconds (0: kept until
+    /// `max_bytes`).
+    pub max_age_s: u64,
+    /// Bytes the stream may hold (older records dropped first; -1: no limit).
+    pub max_bytes: i64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            url: None,
+            node: None,
+            server_id: 0,
+            prefix: "milepost".into(),
+            partitions: 16,
+            replicas: 1,
+            lease_ttl_s: 6,
+            max_age_s: 7 * 24 * 3600,
+            max_bytes: -1,
+        }
+    }
 }
 
 /// Feed settings.
@@ -174,6 +222,7 @@ impl Default for Config {
             core: crate::fleet::engine::CoreConfig::default(),
             feed: FeedConfig::default(),
             web: crate::web::WebConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -282,6 +331,35 @@ impl Config {
                     "secret must be at least 32 characters".into(),
                 ));
             }
+        }
+        let c = &self.cluster;
+        if c.partitions == 0 || c.partitions > 4096 {
+            return Err(ConfigError::Invalid(
+                "cluster.partitions must be 1..=4096".into(),
+            ));
+        }
+        if c.lease_ttl_s < 2 || c.replicas == 0 || c.replicas > 5 {
+            return Err(ConfigError::Invalid(
+                "cluster.lease_ttl_s must be at least 2 and cluster.replicas 1..=5".into(),
+            ));
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 32
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !name_ok(&c.prefix) || c.node.as_deref().is_some_and(|n| !name_ok(n)) {
+            return Err(ConfigError::Invalid(
+                "cluster.prefix and cluster.node must be 1..=32 characters of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        if c.url.is_some() && self.secret.is_none() {
+            return Err(ConfigError::Invalid(
+                "a cluster needs `secret` (the same on every gateway: tokens, TLS tickets and \
+                 stateless resets are shared)"
+                    .into(),
+            ));
         }
         if self.cert.is_some() != self.key.is_some() {
             return Err(ConfigError::Invalid(

@@ -9,6 +9,7 @@
 //! - [`config`]: every knob with a safe default; TOML file, environment and flag overrides.
 //! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry.
 //! - [`certs`]: the development CA and server certificate made on first run.
+//! - [`cluster`]: several gateways as one fleet over NATS JetStream (`serve --cluster`).
 //! - [`store`]: the ingest log (CRC-framed records, segments, group commit, torn-tail
 //!   recovery) and the per-driver dedupe state rebuilt from it.
 //! - [`feed`]: per-audience event feeds with offsets, the subscription hub, webhooks.
@@ -27,6 +28,7 @@
 pub mod auth;
 pub mod certs;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod feed;
 pub mod fleet;

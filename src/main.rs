@@ -70,6 +70,13 @@ struct ServeArgs {
     /// Token signing secret (default: generated in the data directory).
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Run as one gateway of a cluster over NATS JetStream at this URL, e.g.
+    /// nats://127.0.0.1:4222 (default: a single box with its own log).
+    #[arg(long, env = "MILEPOST_CLUSTER")]
+    cluster: Option<String>,
+    /// This gateway's name in the cluster (default: host name and port).
+    #[arg(long, env = "MILEPOST_NODE")]
+    node: Option<String>,
 }
 
 #[derive(Args)]
@@ -311,6 +318,12 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     if let Some(l) = a.web_listen {
         cfg.web.listen = Some(l);
+    }
+    if let Some(url) = a.cluster {
+        cfg.cluster.url = Some(url);
+    }
+    if let Some(node) = a.node {
+        cfg.cluster.node = Some(node);
     }
     // Listen for signals before anything else, so a SIGTERM during recovery is not lost.
     let stop = shutdown_signal()?;

@@ -58,28 +58,67 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// Where the endpoints' cursors are kept, and whether this gateway delivers at all.
+pub trait Cursors: Send + Sync {
+    /// True while this gateway delivers (always on a single box; in a cluster, while it owns
+    /// partition 0).
+    fn active(&self) -> bool;
+    /// The saved cursor of the endpoint named `key`.
+    fn load(&self, key: &str) -> Option<u64>;
+    /// Saves the cursor of the endpoint named `key`, durably.
+    fn save(&self, key: &str, cursor: u64) -> std::io::Result<()>;
+}
+
+/// A single box's cursors: one small fsynced file per endpoint in a directory.
+pub struct FileCursors {
+    dir: PathBuf,
+}
+
+impl FileCursors {
+    /// Cursors in `dir` (created if missing).
+    pub fn new(dir: &Path) -> std::io::Result<FileCursors> {
+        std::fs::create_dir_all(dir)?;
+        Ok(FileCursors {
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Cursors for FileCursors {
+    fn active(&self) -> bool {
+        true
+    }
+
+    fn load(&self, key: &str) -> Option<u64> {
+        read_cursor(&self.dir.join(format!("{key}.cursor")))
+    }
+
+    fn save(&self, key: &str, cursor: u64) -> std::io::Result<()> {
+        write_cursor(&self.dir.join(format!("{key}.cursor")), cursor)
+    }
+}
+
 /// Starts one delivery thread per URL. Threads exit when `stop` is set.
 pub fn start(
     urls: &[String],
     secret: Vec<u8>,
-    dir: &Path,
+    cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    std::fs::create_dir_all(dir)?;
     // ureq's rustls needs a process-wide provider; ours is ring (an error means one is set).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut threads = Vec::new();
     for url in urls {
-        let cursor_file = dir.join(format!(
-            "{}.cursor",
-            crate::server::guard::fingerprint(url).trim_start_matches("fp:")
-        ));
+        let key = crate::server::guard::fingerprint(url)
+            .trim_start_matches("fp:")
+            .to_owned();
         let endpoint = Endpoint {
             url: url.clone(),
             secret: secret.clone(),
-            cursor_file,
+            key,
+            cursors: cursors.clone(),
             state: state.clone(),
             stats: stats.clone(),
             stop: stop.clone(),
@@ -96,7 +135,8 @@ pub fn start(
 struct Endpoint {
     url: String,
     secret: Vec<u8>,
-    cursor_file: PathBuf,
+    key: String,
+    cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -109,37 +149,64 @@ impl Endpoint {
             .http_status_as_error(false)
             .build()
             .into();
-        // A new endpoint starts from the milestones emitted from now on.
-        let mut cursor = read_cursor(&self.cursor_file)
-            .unwrap_or_else(|| lock(&self.state.feed).milestones_last());
         let mut backoff = Duration::from_secs(1);
+        // Loaded when delivery (re)starts: in a cluster another gateway may have moved it.
+        let mut cursor: Option<u64> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            let batch = lock(&self.state.feed).milestones_after(cursor, 64);
+            if !self.cursors.active() {
+                cursor = None;
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+            // A new endpoint starts from the milestones emitted from now on.
+            let mut c = match cursor {
+                Some(c) => c,
+                None => {
+                    let c = match self.cursors.load(&self.key) {
+                        Some(c) => c,
+                        None => {
+                            // Saved at once: whoever delivers next goes on from here.
+                            let c = lock(&self.state.feed).milestones_last();
+                            if let Err(e) = self.cursors.save(&self.key, c) {
+                                tracing::error!(error = %e, "webhook cursor not saved");
+                            }
+                            c
+                        }
+                    };
+                    cursor = Some(c);
+                    c
+                }
+            };
+            let batch = lock(&self.state.feed).milestones_after(c, 64);
             let batch = match batch {
                 Ok(b) => b,
                 Err(_) => {
                     let oldest = lock(&self.state.feed).milestones_first().saturating_sub(1);
-                    let skipped = oldest.saturating_sub(cursor);
+                    let skipped = oldest.saturating_sub(c);
                     self.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
                     tracing::error!(url = %self.url, skipped, "webhook endpoint was down too long: milestones skipped");
-                    cursor = oldest;
+                    cursor = Some(oldest);
                     continue;
                 }
             };
             if batch.is_empty() {
-                self.wait(Duration::from_secs(1), cursor);
+                self.wait(Duration::from_secs(1), c);
                 continue;
             }
-            for (offset, m) in batch {
+            'batch: for (offset, m) in batch {
                 loop {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
                     }
+                    if !self.cursors.active() {
+                        break 'batch;
+                    }
                     match self.deliver(&agent, offset, &m) {
                         Ok(()) => {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                            cursor = offset;
-                            if let Err(e) = write_cursor(&self.cursor_file, cursor) {
+                            c = offset;
+                            cursor = Some(c);
+                            if let Err(e) = self.cursors.save(&self.key, c) {
                                 tracing::error!(error = %e, "webhook cursor not saved");
                             }
                             backoff = Duration::from_secs(1);

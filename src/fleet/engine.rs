@@ -250,6 +250,11 @@ impl FleetCore {
         Some(route)
     }
 
+    /// True when no route is under way (every route finished, or none): ticks find nothing.
+    pub fn is_idle(&self) -> bool {
+        self.routes.values().all(|r| r.finished_ms.is_some())
+    }
+
     /// Routes that finished before `t_ms` (candidates for archiving).
     pub fn finished_before(&self, t_ms: i64) -> Vec<RouteId> {
         let mut ids: Vec<RouteId> = self
@@ -376,8 +381,21 @@ impl FleetCore {
 
     /// Time-driven checks (stalled drivers); call every few seconds.
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Update>) {
+        self.tick_where(now_ms, out, |_| true);
+    }
+
+    /// Like [`FleetCore::tick`], for the routes whose driver `owned` selects (a cluster ticks
+    /// each partition of drivers from the gateway that owns it).
+    pub fn tick_where(
+        &mut self,
+        now_ms: i64,
+        out: &mut Vec<Update>,
+        owned: impl Fn(&DriverId) -> bool,
+    ) {
         for run in self.routes.values_mut() {
-            run.tick(&self.cfg, now_ms, out);
+            if owned(&run.plan.driver) {
+                run.tick(&self.cfg, now_ms, out);
+            }
         }
     }
 

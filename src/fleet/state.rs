@@ -14,7 +14,7 @@ use crate::fleet::engine::{CoreConfig, FleetCore};
 use crate::fleet::outcome::OutcomeTarget;
 use crate::fleet::positions::{Positions, UpdateOutcome};
 use crate::store::snapshot::{PositionEntry, Snapshot, SnapshotRef};
-use crate::store::{BatchEntry, Ledger, LogRecord};
+use crate::store::{BatchEntry, Ledger, LogRecord, SeqState};
 
 /// The answer to a command record (route assignment, outcome...): what the issuer is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,13 +111,30 @@ impl FleetState {
                 entries,
                 ..
             } => {
-                self.ledger.apply(rec);
+                // A seq already folded in is skipped: in a cluster two gateways may both log a
+                // resend (the phone moved before the first one's ack), and the fold keeps the
+                // first. On one box admission never logs a seq twice, so this skips nothing.
+                let fresh: Vec<bool> = self.ledger.with(driver, |l| {
+                    entries
+                        .iter()
+                        .map(|e| {
+                            let new = l.state(e.seq(), u64::MAX) == SeqState::New;
+                            if new {
+                                l.settle(e.seq());
+                                if let BatchEntry::Accepted { fix, .. } = e {
+                                    l.accepted(fix);
+                                }
+                            }
+                            new
+                        })
+                        .collect()
+                });
                 let mut pos = lock(&self.positions);
                 let mut core = lock(&self.core);
                 // Only the batch's newest fix can become the live position: one R-tree move
                 // per batch, not per fix (this matters most when recovery replays a backlog).
                 let mut newest: Option<(Seq, &Fix)> = None;
-                for e in entries {
+                for (e, _) in entries.iter().zip(&fresh).filter(|(_, f)| **f) {
                     if let BatchEntry::Accepted { seq, fix } = e {
                         if newest.is_none_or(|(_, n)| fix.t_ms > n.t_ms) {
                             newest = Some((*seq, fix));
@@ -184,6 +201,18 @@ impl FleetState {
                         feed.forget_route(&plan);
                     }
                 }
+                None
+            }
+            LogRecord::Tick {
+                owned,
+                partitions,
+                now_ms,
+            } => {
+                lock(&self.core).tick_where(*now_ms, out, |d| {
+                    owned
+                        .binary_search(&crate::store::record::partition_of(d, *partitions))
+                        .is_ok()
+                });
                 None
             }
             LogRecord::InstructionsSet { tracking, text, .. } => {

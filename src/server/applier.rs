@@ -72,6 +72,9 @@ pub struct ApplierParts {
     pub stats: Arc<ApplierStats>,
     /// Subscriptions to wake.
     pub hub: Arc<crate::feed::FeedHub>,
+    /// Run stall detection from this thread's clock (a single box). A cluster gateway does
+    /// not: ticks come through the stream as records, so every gateway folds the same ones.
+    pub tick_locally: bool,
 }
 
 /// Applier counters.
@@ -144,18 +147,20 @@ fn run(
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             p.hub.sweep();
-            let start = out.len();
-            lock(&p.state.core).tick((p.clock)(), &mut out);
-            let mut keys = Vec::new();
-            {
-                let mut feed = lock(&p.state.feed);
-                for u in &out[start..] {
-                    feed.record(u, &mut keys);
+            if p.tick_locally {
+                let start = out.len();
+                lock(&p.state.core).tick((p.clock)(), &mut out);
+                let mut keys = Vec::new();
+                {
+                    let mut feed = lock(&p.state.feed);
+                    for u in &out[start..] {
+                        feed.record(u, &mut keys);
+                    }
                 }
+                touched.extend(keys.into_iter().map(|k| (k, None)));
+                wake(&p.hub, &mut touched);
+                publish(&mut out);
             }
-            touched.extend(keys.into_iter().map(|k| (k, None)));
-            wake(&p.hub, &mut touched);
-            publish(&mut out);
         }
         let due = since_snapshot >= p.cfg.snapshot_every_records
             || (since_snapshot > 0

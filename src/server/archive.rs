@@ -24,6 +24,10 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        // In a cluster one gateway archives for the fleet: the owner of partition 0.
+        if !shared.owned.is_leader() {
+            continue;
+        }
         if let Err(e) = archive_once(&shared).await {
             tracing::warn!(error = %e, "route archiving failed; will retry");
         }

@@ -49,6 +49,9 @@ pub enum ServerError {
     /// The log could not be recovered or opened.
     #[error(transparent)]
     Log(#[from] crate::store::LogError),
+    /// The cluster could not be joined.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Another I/O failure (binding the socket, the secret file...).
     #[error("{what}: {source}")]
     Io {
@@ -135,6 +138,11 @@ pub struct Shared {
     pub webhook_stats: std::sync::OnceLock<Arc<crate::feed::webhook::WebhookStats>>,
     /// Feed subscriptions waiting for changes.
     pub hub: Arc<crate::feed::FeedHub>,
+    /// The partitions of drivers whose once-per-fleet work (ticks, webhooks, archiving) this
+    /// gateway does: all of them on a single box.
+    pub owned: Arc<crate::cluster::lease::Owned>,
+    /// The cluster, when this gateway is one of several.
+    pub cluster: Option<crate::cluster::Cluster>,
     /// Push queues of connected drivers (newest connection wins).
     pub pushes: dashmap::DashMap<
         milepost_proto::DriverId,
@@ -165,7 +173,8 @@ pub struct Gateway {
     endpoint: quinn::Endpoint,
     shutdown: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
-    writer: Option<LogWriter>,
+    backend: Option<Backend>,
+    stop_cluster: watch::Sender<bool>,
     applier: Option<std::thread::JoinHandle<()>>,
     webhooks: Vec<std::thread::JoinHandle<()>>,
     webhook_stop: Arc<std::sync::atomic::AtomicBool>,
@@ -203,8 +212,28 @@ impl Gateway {
         let dev_ca = id.dev_ca.clone();
 
         let log_dir = data.join("log");
-        let snapshot_dir = data.join("snapshots");
+        let cluster = match &cfg.cluster.url {
+            Some(_) => {
+                let node = cfg
+                    .cluster
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| crate::cluster::default_node(cfg.listen.port()));
+                Some(crate::cluster::Cluster::connect(&cfg.cluster, node).await?)
+            }
+            None => None,
+        };
+        // A cluster's snapshots count stream sequences, not local record numbers: they live
+        // apart from a single box's.
+        let snapshot_dir = match &cluster {
+            Some(c) => data.join("cluster").join(&c.names.stream).join("snapshots"),
+            None => data.join("snapshots"),
+        };
         std::fs::create_dir_all(&log_dir).map_err(io_err("create log dir"))?;
+        let stream_bounds = match &cluster {
+            Some(c) => Some(c.stream_bounds().await?),
+            None => None,
+        };
         // Recovery is blocking disk and CPU work: keep it off the async workers.
         let (state, recovery) = {
             let (log_dir, snapshot_dir, core_cfg, feed_cfg) = (
@@ -213,8 +242,9 @@ impl Gateway {
                 cfg.core.clone(),
                 cfg.feed.clone(),
             );
-            tokio::task::spawn_blocking(move || {
-                recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg)
+            tokio::task::spawn_blocking(move || match stream_bounds {
+                Some(bounds) => recover_cluster(&snapshot_dir, bounds, core_cfg, &feed_cfg),
+                None => recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg),
             })
             .await
             .map_err(|e| io_err("recovery task")(std::io::Error::other(e.to_string())))??
@@ -238,14 +268,39 @@ impl Gateway {
                 });
             }
         });
-        let writer = LogWriter::start(
-            &log_dir,
-            &cfg.log,
-            recovery.next_lsn,
-            Some(commit_tx),
-            stats.fsync_latency.clone(),
-            Some(on_refused),
-        )?;
+        let (stop_cluster, stop_cluster_rx) = watch::channel(false);
+        let (backend, log_handle) = match &cluster {
+            None => {
+                let writer = LogWriter::start(
+                    &log_dir,
+                    &cfg.log,
+                    recovery.next_lsn,
+                    Some(commit_tx),
+                    stats.fsync_latency.clone(),
+                    Some(on_refused),
+                )?;
+                let handle = writer.handle();
+                (Backend::Local(writer), handle)
+            }
+            Some(c) => {
+                let (handle, queue) = crate::store::RequestQueue::new(8192);
+                let publisher =
+                    tokio::spawn(crate::cluster::run_publisher(c.clone(), queue, on_refused));
+                let consumer = crate::cluster::start_consumer(
+                    c.clone(),
+                    recovery.next_lsn,
+                    commit_tx,
+                    stop_cluster_rx.clone(),
+                )
+                .map_err(io_err("cluster consumer thread"))?;
+                let backend = Backend::Cluster {
+                    handle: handle.clone(),
+                    publisher,
+                    consumer,
+                };
+                (backend, handle)
+            }
+        };
         let applier_stats = Arc::new(applier::ApplierStats::default());
         let hub = Arc::new(crate::feed::FeedHub::default());
         let (applied, applier_join) = applier::spawn(applier::ApplierParts {
@@ -256,20 +311,46 @@ impl Gateway {
             cfg: cfg.log.clone(),
             snapshot_dir,
             log_dir: log_dir.clone(),
-            writer: writer.handle(),
+            writer: log_handle.clone(),
             clock: clock.clone(),
             stats: applier_stats.clone(),
             hub: hub.clone(),
+            tick_locally: cluster.is_none(),
         })
         .map_err(io_err("applier thread"))?;
+        if let Some((_, last)) = stream_bounds {
+            // Ready only once the stream as it was at start is folded in (the cluster's
+            // recovery): a phone's Welcome then carries the watermark its last gateway acked.
+            tracing::info!(
+                from = recovery.next_lsn,
+                to = last,
+                "catching up with the stream"
+            );
+            if last > 0 {
+                applied.applied(last).await;
+            }
+        }
+        let owned = Arc::new(match &cluster {
+            Some(c) => crate::cluster::lease::Owned::new(c.cfg.partitions),
+            None => crate::cluster::lease::Owned::all(1),
+        });
 
         let mut tls = crate::certs::server_tls(id)?;
-        let ticket_key =
-            keys::load_or_create_key(&data.join("ticket.key")).map_err(io_err("ticket key"))?;
+        // In a cluster every gateway derives the same ticket and reset keys from the shared
+        // secret: a phone resumes its TLS session on any gateway, and any gateway's reset is
+        // recognised.
+        let (ticket_key, reset_key) = match &cluster {
+            Some(_) => (
+                crate::cluster::derive_key(keys.secret(), "tls tickets"),
+                crate::cluster::derive_key(keys.secret(), "stateless reset"),
+            ),
+            None => (
+                keys::load_or_create_key(&data.join("ticket.key")).map_err(io_err("ticket key"))?,
+                keys::load_or_create_key(&data.join("reset.key")).map_err(io_err("reset key"))?,
+            ),
+        };
         let tickets = keys::TicketKey::new(&ticket_key, 24 * 3600);
         tls.ticketer = tickets.clone();
-        let reset_key =
-            keys::load_or_create_key(&data.join("reset.key")).map_err(io_err("reset key"))?;
         let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
             ring::hmac::HMAC_SHA256,
             &reset_key,
@@ -278,6 +359,15 @@ impl Gateway {
         // always smaller than the packet that caused it, so this cannot amplify); quinn's
         // default of one reset per 20 ms would take minutes for 20,000 phones.
         endpoint_cfg.min_reset_interval(Duration::from_micros(20));
+        if let Some(c) = &cluster {
+            let server_id = match c.cfg.server_id {
+                0 => crate::cluster::cid::server_id_for(&c.node),
+                id => id,
+            };
+            tracing::info!(node = %c.node, server_id, "cluster connection IDs (QUIC-LB)");
+            endpoint_cfg
+                .cid_generator(move || Box::new(crate::cluster::cid::QuicLbCids::new(server_id)));
+        }
         let socket = std::net::UdpSocket::bind(cfg.listen)
             .map_err(io_err(format!("bind {}", cfg.listen)))?;
         // One socket takes every phone's packets: give it room for bursts (the kernel caps
@@ -301,7 +391,7 @@ impl Gateway {
             state,
             applied,
             applier_stats,
-            log: writer.handle(),
+            log: log_handle,
             stats,
             clock,
             registry: guard::Registry::default(),
@@ -311,6 +401,8 @@ impl Gateway {
             pushes: Default::default(),
             hub,
             webhook_stats: Default::default(),
+            owned: owned.clone(),
+            cluster: cluster.clone(),
         });
         let webhook_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let webhook_stats = Arc::new(crate::feed::webhook::WebhookStats::default());
@@ -323,7 +415,13 @@ impl Gateway {
                 .clone()
                 .map(String::into_bytes)
                 .unwrap_or_else(|| shared.keys.secret().to_vec()),
-            &shared.cfg.data_dir.join("webhooks"),
+            match &shared.cluster {
+                Some(c) => Arc::new(crate::cluster::KvCursors::new(c, shared.owned.clone())),
+                None => Arc::new(
+                    crate::feed::webhook::FileCursors::new(&shared.cfg.data_dir.join("webhooks"))
+                        .map_err(io_err("webhook cursor directory"))?,
+                ),
+            },
             shared.state.clone(),
             webhook_stats.clone(),
             webhook_stop.clone(),
@@ -350,7 +448,15 @@ impl Gateway {
         ));
         tokio::spawn(watch_deny_list(shared.clone(), shutdown_rx.clone()));
         tokio::spawn(commands::push_hub(shared.clone(), shutdown_rx.clone()));
-        tokio::spawn(archive::run(shared.clone(), shutdown_rx));
+        tokio::spawn(archive::run(shared.clone(), shutdown_rx.clone()));
+        if let Some(c) = &cluster {
+            tokio::spawn(crate::cluster::lease::run(
+                c.clone(),
+                owned.clone(),
+                stop_cluster_rx.clone(),
+            ));
+            tokio::spawn(crate::cluster::tick::run(shared.clone(), shutdown_rx));
+        }
         Ok(Gateway {
             local_addr,
             admin_addr,
@@ -361,7 +467,8 @@ impl Gateway {
             endpoint,
             shutdown,
             accept,
-            writer: Some(writer),
+            backend: Some(backend),
+            stop_cluster,
             applier: Some(applier_join),
             webhooks,
             webhook_stop,
@@ -390,12 +497,33 @@ impl Gateway {
         // snapshot and exits.
         self.webhook_stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let writer = self.writer.take();
+        let backend = self.backend.take();
         let applier = self.applier.take();
         let webhooks = std::mem::take(&mut self.webhooks);
+        let mut consumer = None;
+        let mut writer = None;
+        match backend {
+            Some(Backend::Local(w)) => writer = Some(w),
+            Some(Backend::Cluster {
+                handle,
+                publisher,
+                consumer: c,
+            }) => {
+                // Everything submitted is published (and acked) first; then the consumer
+                // stops, which closes the applier's queue: it snapshots and exits.
+                handle.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), publisher).await;
+                let _ = self.stop_cluster.send(true);
+                consumer = Some(c);
+            }
+            None => {}
+        }
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(w) = writer {
                 w.shutdown();
+            }
+            if let Some(c) = consumer {
+                let _ = c.join();
             }
             if let Some(a) = applier {
                 let _ = a.join();
@@ -414,6 +542,61 @@ impl Gateway {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
+}
+
+/// Where the log is kept: local segments, or the cluster's stream.
+enum Backend {
+    /// This box's own log.
+    Local(LogWriter),
+    /// The cluster's JetStream stream.
+    Cluster {
+        /// Submits to the publisher.
+        handle: WriterHandle,
+        /// The publisher task.
+        publisher: tokio::task::JoinHandle<()>,
+        /// The consumer thread feeding the applier.
+        consumer: std::thread::JoinHandle<()>,
+    },
+}
+
+/// A cluster gateway's recovery: its newest snapshot if the stream still holds what follows
+/// it, else nothing; the consumer then folds the stream from there.
+fn recover_cluster(
+    snapshot_dir: &std::path::Path,
+    (first, last): (u64, u64),
+    core: crate::fleet::engine::CoreConfig,
+    feed: &crate::config::FeedConfig,
+) -> Result<(FleetState, RecoveryStats), ServerError> {
+    let snap = crate::store::snapshot::newest(snapshot_dir)?;
+    let (state, from) = match snap {
+        // A snapshot beyond the stream's end is of another (recreated) stream.
+        Some(s) if s.lsn_next <= last + 1 => {
+            let from = s.lsn_next;
+            (FleetState::restore(core, s), from)
+        }
+        Some(s) => {
+            tracing::warn!(
+                snapshot = s.lsn_next,
+                last,
+                "snapshot is ahead of the stream: ignored"
+            );
+            (FleetState::new(core, feed), 1)
+        }
+        None => (FleetState::new(core, feed), 1),
+    };
+    if first > from && last > 0 {
+        tracing::warn!(
+            from,
+            first,
+            "the stream no longer holds records this gateway has not folded (retention): \
+             state older than the stream's first record is missing"
+        );
+    }
+    let stats = RecoveryStats {
+        next_lsn: from.max(1),
+        ..Default::default()
+    };
+    Ok((state, stats))
 }
 
 /// Rebuilds the fleet state: the newest good snapshot, then the log from where it ends.

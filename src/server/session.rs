@@ -257,6 +257,9 @@ async fn accept_hello<'a>(
             let driver = DriverId(claims.sub.clone());
             // From the durable ledger: seqs still in flight (or about to be refused) are not
             // settled yet, and a phone deletes what is at or below its watermark.
+            if claims.role == Role::Driver && shared.cluster.is_some() {
+                shared.ledger.absorb(&driver, &shared.state.ledger);
+            }
             let watermark = match claims.role {
                 Role::Driver => shared.state.ledger.watermark(&driver),
                 _ => Seq(0),

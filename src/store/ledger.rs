@@ -171,6 +171,37 @@ impl Ledger {
         }
     }
 
+    /// Settles in this ledger every seq `durable` holds for `driver` (a cluster gateway does it
+    /// when a phone connects: the phone's earlier fixes may have come through another gateway,
+    /// and they are in the fold's ledger, not in this gateway's admission ledger).
+    pub fn absorb(&self, driver: &DriverId, durable: &Ledger) {
+        let Some(d) = durable.drivers.get(driver).map(|d| d.clone()) else {
+            return;
+        };
+        self.with(driver, |l| {
+            if d.watermark > l.watermark {
+                let above: Vec<u64> = l.above.range(d.watermark + 1..).copied().collect();
+                l.watermark = d.watermark;
+                l.above = above.into_iter().collect();
+                // Seqs just above may now join the watermark.
+                while l.above.remove(&(l.watermark + 1)) {
+                    l.watermark += 1;
+                }
+            }
+            for &s in &d.above {
+                l.settle(Seq(s));
+            }
+            if let Some(n) = d.newest {
+                if l.newest.is_none_or(|m| n.t_ms > m.t_ms) {
+                    l.newest = Some(n);
+                }
+            }
+            if l.last.is_none() {
+                l.last = d.last;
+            }
+        })
+    }
+
     /// Every driver's durable state, for a snapshot.
     pub fn export(&self) -> Vec<LedgerEntry> {
         self.drivers
@@ -217,6 +248,42 @@ pub struct LedgerEntry {
     pub newest: Option<Fix>,
     /// Last accepted fix by arrival.
     pub last: Option<Fix>,
+}
+
+#[cfg(test)]
+mod absorb_tests {
+    use super::*;
+
+    #[test]
+    fn absorb_merges_another_gateways_seqs() {
+        let (mine, durable) = (Ledger::new(), Ledger::new());
+        let d = DriverId::from("D1");
+        mine.with(&d, |l| {
+            for s in [1, 2, 9] {
+                l.settle(Seq(s));
+            }
+        });
+        durable.with(&d, |l| {
+            for s in [1, 2, 3, 4, 5, 7] {
+                l.settle(Seq(s));
+            }
+        });
+        mine.absorb(&d, &durable);
+        mine.with(&d, |l| {
+            assert_eq!(l.watermark, 5);
+            for s in [6, 8, 10] {
+                assert_eq!(l.state(Seq(s), 100), SeqState::New, "seq {s}");
+            }
+            for s in [3, 7, 9] {
+                assert_eq!(l.state(Seq(s), 100), SeqState::Duplicate, "seq {s}");
+            }
+        });
+        mine.absorb(&DriverId::from("unknown"), &durable); // nothing to merge: no entry made
+        assert_eq!(mine.len(), 1);
+        durable.with(&d, |l| l.settle(Seq(6)));
+        mine.absorb(&d, &durable);
+        assert_eq!(mine.watermark(&d), Seq(9));
+    }
 }
 
 #[cfg(test)]

@@ -17,4 +17,5 @@ pub mod writer;
 pub use ledger::{Ledger, SeqState};
 pub use log::{LogError, LogReader};
 pub use record::{BatchEntry, LogRecord};
+pub use writer::{Answer, Queued, RequestQueue};
 pub use writer::{Committed, LogWriter, WriterHandle};

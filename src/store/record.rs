@@ -66,6 +66,28 @@ pub enum LogRecord {
         /// Server time, UTC ms.
         at_ms: i64,
     },
+    /// The clock moved on for one partition of drivers (cluster mode: the partition's owner
+    /// logs it once a second, so that every gateway's fold runs stall detection at the same
+    /// point of the stream and reaches the same state).
+    Tick {
+        /// The partitions of drivers it ticks (those its gateway owns), ascending.
+        owned: Vec<u32>,
+        /// The number of partitions (`partition_of` a driver, modulo this).
+        partitions: u32,
+        /// The owner's time, UTC ms.
+        now_ms: i64,
+    },
+}
+
+/// The partition a driver belongs to when drivers are spread over `partitions` (FNV-1a of its
+/// id; stable across versions and machines, since it decides subjects and ownership).
+pub fn partition_of(driver: &DriverId, partitions: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in driver.0.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % partitions.max(1)
 }
 
 /// One seq of a [`LogRecord::Batch`].

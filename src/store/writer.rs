@@ -242,6 +242,80 @@ impl WriterHandle {
     }
 }
 
+/// The receiving end of a [`WriterHandle`] for a log kept elsewhere than in local segments
+/// (the cluster's JetStream publisher): the same permits, completions and backpressure, with
+/// the durability step done by the owner of this queue.
+pub struct RequestQueue(mpsc::Receiver<Request>);
+
+/// One request taken from a [`RequestQueue`].
+pub enum Queued {
+    /// A record to make durable; answer with its record number.
+    Append {
+        /// The record.
+        record: Arc<LogRecord>,
+        /// Where the answer goes.
+        done: Answer,
+    },
+    /// Answer once everything taken before is durable, with the next record number.
+    Barrier {
+        /// Where the answer goes.
+        done: Answer,
+    },
+}
+
+/// The answer slot of one queued request.
+pub struct Answer(oneshot::Sender<Result<u64, LogError>>);
+
+impl Answer {
+    /// Answers the submitter (who may have gone: then nothing happens).
+    pub fn send(self, result: Result<u64, LogError>) {
+        let _ = self.0.send(result);
+    }
+}
+
+impl RequestQueue {
+    /// A handle and its queue, `depth` requests deep.
+    pub fn new(depth: usize) -> (WriterHandle, RequestQueue) {
+        let (tx, rx) = mpsc::channel(depth);
+        let handle = WriterHandle {
+            tx,
+            failed: Arc::new(AtomicBool::new(false)),
+            disk_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        (handle, RequestQueue(rx))
+    }
+
+    /// The next request; `None` once every handle is gone or a shutdown was asked for.
+    pub async fn next(&mut self) -> Option<Queued> {
+        match self.0.recv().await? {
+            Request::Append { record, done } => Some(Queued::Append {
+                record,
+                done: Answer(done),
+            }),
+            Request::Barrier { done } => Some(Queued::Barrier { done: Answer(done) }),
+            Request::Shutdown => None,
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Marks the log failed: nothing more is accepted (the cluster publisher, on losing
+    /// JetStream for good).
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets the bytes the log occupies (for metrics and the disk bound).
+    pub fn set_disk_bytes(&self, bytes: u64) {
+        self.disk_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Asks the owner of the queue to stop after what was submitted before.
+    pub async fn close(&self) {
+        let _ = self.tx.send(Request::Shutdown).await;
+    }
+}
+
 /// The two refusals a writer answers with (`LogError` is not `Clone`: it may hold an
 /// `io::Error`).
 fn err_copy(e: &LogError) -> LogError {

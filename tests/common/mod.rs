@@ -193,3 +193,65 @@ pub fn spawn_binary(
         .expect("gateway address");
     (child, addr.parse().unwrap())
 }
+
+/// A `nats-server -js` of a test's own on a random loopback port, killed on drop.
+pub struct Nats {
+    child: std::process::Child,
+    /// Its client URL.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts one; `None` (after saying why) when nats-server is not installed, unless
+    /// `MILEPOST_REQUIRE_NATS` is set (CI), where that fails the test.
+    pub fn start() -> Option<Nats> {
+        use std::io::BufRead;
+        let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let dir = tempfile::tempdir().unwrap();
+        let spawned = std::process::Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("MILEPOST_REQUIRE_NATS").is_none() => {
+                eprintln!(
+                    "SKIPPED: cannot run {bin} ({e}); install it (apt install nats-server) to \
+                     run the cluster tests"
+                );
+                return None;
+            }
+            Err(e) => panic!("cannot run {bin}: {e}"),
+        };
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("nats-server address");
+        Some(Nats {
+            child,
+            url: format!("nats://{addr}"),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,130 @@
+//! Reading the cluster's log: an ordered JetStream consumer over the whole stream, from the
+//! sequence this gateway's state has reached, handing records to the applier in stream order
+//! (the same queue a single box's log writer feeds). Every gateway reads every record, so every
+//! gateway folds the same state.
+//!
+//! It runs on a thread of its own with a small runtime: handing a group to the applier blocks
+//! when the applier lags (backpressure), and that must not stall the gateway's async workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::store::writer::CommitSink;
+use crate::store::{Committed, LogRecord};
+
+/// Records handed to the applier at once at most.
+const GROUP: usize = 512;
+
+/// Starts reading the stream at sequence `from` into `sink`, on a thread of its own. The thread
+/// stops (closing `sink`, which stops the applier) when `stop` turns true.
+pub fn start_consumer(
+    cluster: Cluster,
+    from: u64,
+    sink: CommitSink,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("milepost-consume".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster consumer runtime");
+                    return;
+                }
+            };
+            rt.block_on(consume(cluster, from, sink, stop));
+        })
+}
+
+async fn consume(cluster: Cluster, from: u64, sink: CommitSink, mut stop: watch::Receiver<bool>) {
+    let mut next = from.max(1);
+    // Reconnects from where it got to whenever the consumer fails (NATS restarts, the ordered
+    // consumer gives up after missed heartbeats...).
+    while !*stop.borrow() {
+        match read(&cluster, &mut next, &sink, &mut stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, next, "cluster consumer failed; reopening");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Reads until stopped (`Ok`) or a failure (`Err`), advancing `next` past every record handed
+/// over.
+async fn read(
+    cluster: &Cluster,
+    next: &mut u64,
+    sink: &CommitSink,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let stream = cluster
+        .js
+        .get_stream(&cluster.names.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut group = Vec::with_capacity(GROUP);
+    loop {
+        let first = tokio::select! {
+            m = messages.next() => m,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Some(first) = first else {
+            return Err("the consumer ended".into());
+        };
+        let mut msg = Some(first.map_err(|e| e.to_string())?);
+        while let Some(m) = msg.take() {
+            let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+            if seq >= *next {
+                *next = seq + 1;
+                match milepost_proto::codec::decode_trusted::<LogRecord>(&m.payload) {
+                    Ok(record) => group.push(Committed {
+                        lsn: seq,
+                        record: Arc::new(record),
+                    }),
+                    // Every gateway skips the same record the same way: the fold stays equal.
+                    Err(e) => tracing::error!(seq, error = %e, "undecodable record in the stream"),
+                }
+            }
+            if group.len() >= GROUP {
+                break;
+            }
+            msg = match messages.next().now_or_never() {
+                Some(Some(Ok(m))) => Some(m),
+                Some(Some(Err(e))) => return Err(e.to_string()),
+                Some(None) => return Err("the consumer ended".into()),
+                None => None,
+            };
+        }
+        if !group.is_empty() {
+            let batch = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
+            // Blocks while the applier is behind: that is the backpressure we want here.
+            if sink.send(batch).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Partition leases: which gateway does the once-per-fleet work of which partition of drivers.
+//!
+//! A JetStream KV bucket (`PREFIX-leases`) whose entries expire after `cluster.lease_ttl_s`
+//! holds `node.NAME` heartbeats of the live gateways and `part.P` leases naming the owner of
+//! partition `P`. Every `ttl / 3` each gateway renews its heartbeat and its leases
+//! (compare-and-set on the revision it holds: a lease it lost is dropped at once), gives back
+//! leases above its fair share (`ceil(partitions / live gateways)`, so a gateway that joins
+//! gets work), and creates vacant leases up to its share (create fails when the key exists, so
+//! two gateways never both win). A gateway that dies stops renewing; its leases expire and the
+//! others take them within about `ttl + ttl / 3`.
+//!
+//! Leases only guard side effects (ticks, webhooks, archiving); the fleet state is folded by
+//! every gateway from the stream and does not depend on them. A gateway that loses a lease
+//! while paused may do one more round of its work before it notices: ticks are idempotent and
+//! webhooks are at least once, so that overlap is harmless.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+
+/// The partitions this gateway owns now.
+#[derive(Debug)]
+pub struct Owned {
+    bits: Vec<AtomicBool>,
+}
+
+impl Owned {
+    /// None owned, of `partitions`.
+    pub fn new(partitions: u32) -> Owned {
+        Owned {
+            bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Everything owned: a single box owns the whole fleet.
+    pub fn all(partitions: u32) -> Owned {
+        Owned {
+            bits: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
+        }
+    }
+
+    /// True when partition `p` is owned.
+    pub fn owns(&self, p: u32) -> bool {
+        self.bits
+            .get(p as usize)
+            .is_some_and(|b| b.load(Ordering::Relaxed))
+    }
+
+    /// True when partition 0 is owned: this gateway sends webhooks and archives routes.
+    pub fn is_leader(&self) -> bool {
+        self.owns(0)
+    }
+
+    /// The owned partitions, ascending.
+    pub fn list(&self) -> Vec<u32> {
+        (0..self.bits.len() as u32)
+            .filter(|&p| self.owns(p))
+            .collect()
+    }
+
+    fn set(&self, p: u32, owned: bool) {
+        if let Some(b) = self.bits.get(p as usize) {
+            b.store(owned, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Keeps this gateway's leases until `stop`, then gives them back.
+pub async fn run(cluster: Cluster, owned: Arc<Owned>, mut stop: watch::Receiver<bool>) {
+    let kv = cluster.leases_kv.clone();
+    let partitions = cluster.cfg.partitions;
+    let me = cluster.node.clone();
+    let node_key = format!("node.{me}");
+    let mut held: Vec<Option<u64>> = vec![None; partitions as usize];
+    let period = Duration::from_millis(cluster.cfg.lease_ttl_s * 1000 / 3);
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(e) = kv.put(&node_key, me.clone().into()).await {
+            tracing::warn!(error = %e, "cluster heartbeat failed");
+        }
+        // Renew what is held; a failed compare-and-set means the lease is gone.
+        for p in 0..partitions {
+            if let Some(rev) = held[p as usize] {
+                match kv.update(part_key(p), me.clone().into(), rev).await {
+                    Ok(r) => held[p as usize] = Some(r),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "lease lost");
+                        held[p as usize] = None;
+                        owned.set(p, false);
+                    }
+                }
+            }
+        }
+        let live = live_nodes(&kv).await.max(1);
+        let share = partitions.div_ceil(live as u32) as usize;
+        let mut count = held.iter().filter(|h| h.is_some()).count();
+        // Give back the highest partitions above the fair share (partition 0 last).
+        for p in (0..partitions).rev() {
+            if count <= share {
+                break;
+            }
+            if let Some(rev) = held[p as usize] {
+                owned.set(p, false);
+                held[p as usize] = None;
+                count -= 1;
+                let _ = kv.delete_expect_revision(part_key(p), Some(rev)).await;
+                tracing::info!(partition = p, "lease given back (rebalancing)");
+            }
+        }
+        // Take vacant partitions up to the share.
+        for p in 0..partitions {
+            if count >= share {
+                break;
+            }
+            if held[p as usize].is_some() {
+                continue;
+            }
+            if let Ok(rev) = kv.create(part_key(p), me.clone().into()).await {
+                held[p as usize] = Some(rev);
+                owned.set(p, true);
+                count += 1;
+                tracing::info!(partition = p, "lease taken");
+            }
+        }
+    }
+    for p in 0..partitions {
+        if let Some(rev) = held[p as usize] {
+            owned.set(p, false);
+            let _ = kv.delete_expect_revision(part_key(p), Some(rev)).await;
+        }
+    }
+    let _ = kv.delete(&node_key).await;
+}
+
+fn part_key(p: u32) -> String {
+    format!("part.{p}")
+}
+
+/// Gateways whose heartbeat has not expired.
+async fn live_nodes(kv: &async_nats::jetstream::kv::Store) -> usize {
+    let Ok(keys) = kv.keys().await else {
+        return 1;
+    };
+    keys.filter(|k| std::future::ready(k.as_ref().is_ok_and(|k: &String| k.starts_with("node."))))
+        .count()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_set() {
+        let o = Owned::new(4);
+        assert!(!o.is_leader());
+        o.set(0, true);
+        o.set(3, true);
+        o.set(9, true); // out of range: ignored
+        assert_eq!(o.list(), vec![0, 3]);
+        assert!(o.is_leader());
+        assert_eq!(Owned::all(3).list(), vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,194 @@
+//! Several gateways as one fleet over a real `nats-server -js` (started by each test on a
+//! random loopback port; `.ci/run` installs it): a recipient on one gateway follows a driver
+//! connected to another with the same feed offsets, dispatcher queries cover every gateway's
+//! drivers, a phone that moves to another gateway resumes from its watermark and its resend is
+//! stored once. The `kill -9` test with three real binaries is in `tests/cluster_kill.rs`.
+//!
+//! Without nats-server these tests print SKIPPED and pass, unless `MILEPOST_REQUIRE_NATS` is
+//! set (CI sets it).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example_route, leg, now_ms, Nats, TestGateway};
+use milepost::auth::Role;
+use milepost::client::{FeedStream, Session};
+use milepost::server::Gateway;
+use milepost_proto::route::{ParcelEvent, Update};
+use milepost_proto::{deg_to_e7, CommandKind, FeedTarget, QueryKind, Seq, ServerMsg};
+
+/// A cluster gateway named `node`; every gateway after the first uses the first one's
+/// certificate (a cluster serves one name with one certificate).
+async fn gateway(nats: &Nats, node: &str, first: Option<&TestGateway>) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(dir.path());
+    cfg.cluster.url = Some(nats.url.clone());
+    cfg.cluster.node = Some(node.into());
+    cfg.cluster.prefix = "t".into();
+    cfg.cluster.partitions = 4;
+    cfg.cluster.lease_ttl_s = 2;
+    if let Some(f) = first {
+        cfg.cert = Some(f.dir.path().join("certs/server.pem"));
+        cfg.key = Some(f.dir.path().join("certs/server.key"));
+    }
+    let gw = Gateway::start(cfg).await.unwrap();
+    let ca = match first {
+        Some(f) => f.ca.clone(),
+        None => gw.dev_ca.clone().unwrap(),
+    };
+    TestGateway { gw, dir, ca }
+}
+
+async fn recipient(t: &TestGateway, tracking: &str) -> Session {
+    t.session_as(Role::Recipient, tracking, tracking, "north")
+        .await
+        .unwrap()
+}
+
+/// Parcel events read from `f` until `want` is among them (or 10 s pass).
+async fn events_until(
+    f: &mut FeedStream,
+    want: fn(&ParcelEvent) -> bool,
+) -> Vec<(u64, ParcelEvent)> {
+    let mut got: Vec<(u64, ParcelEvent)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.iter().any(|(_, e)| want(e)) {
+        let m = tokio::time::timeout_at(deadline, f.next())
+            .await
+            .unwrap_or_else(|_| panic!("the awaited event did not come in time; got {got:?}"))
+            .unwrap();
+        if let ServerMsg::FeedEvent {
+            offset,
+            update: Update::Parcel(p),
+        } = m
+        {
+            got.push((offset, p.kind));
+        }
+    }
+    got
+}
+
+fn is_delivered(e: &ParcelEvent) -> bool {
+    matches!(e, ParcelEvent::Delivered { .. })
+}
+
+fn stop_point(i: usize) -> (f64, f64) {
+    let r = example_route();
+    if i == 0 {
+        let s = r.start.unwrap();
+        (s.lat, s.lon)
+    } else {
+        (r.stops[i - 1].lat, r.stops[i - 1].lon)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_are_one_fleet() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("milepost=info")
+        .with_test_writer()
+        .try_init();
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    let b = gateway(&nats, "b", Some(&a)).await;
+
+    // A dispatcher on A assigns the route; a recipient on B follows parcel 1.
+    let mut dispatch_a = a.dispatcher("north").await;
+    let r = dispatch_a
+        .command(1, CommandKind::AssignRoute(example_route()))
+        .await
+        .unwrap();
+    assert!(matches!(r, ServerMsg::Done { .. }), "{r:?}");
+    let rb = recipient(&b, "MP100000001").await;
+    let mut feed_b = rb
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+        .unwrap();
+
+    // The driver is connected to A and drives to stop 1.
+    let mut driver = a.driver("D1", "north").await;
+    let mut clock = now_ms() - 3_000_000;
+    let mut seq = 1u64;
+    let mut last_batch = Vec::new();
+    for chunk in leg(stop_point(0), stop_point(1), &mut clock, 120).chunks(8) {
+        let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        assert_eq!(ack.duplicates, 0);
+        last_batch = chunk.to_vec();
+        seq += chunk.len() as u64;
+    }
+    let acked = seq - 1;
+
+    // B saw it all: the recipient's milestones, in order, offsets from the shared fold.
+    let seen_b = events_until(&mut feed_b, |e| *e == ParcelEvent::Arrived).await;
+    assert!(
+        seen_b
+            .iter()
+            .any(|(_, e)| *e == ParcelEvent::OutForDelivery),
+        "{seen_b:?}"
+    );
+    // The same parcel's feed on A, resumed from its start, has the same events at the same
+    // offsets.
+    let ra = recipient(&a, "MP100000001").await;
+    let mut feed_a = ra
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(0))
+        .await
+        .unwrap();
+    let seen_a = events_until(&mut feed_a, |e| *e == ParcelEvent::Arrived).await;
+    assert_eq!(seen_a, seen_b);
+
+    // A dispatcher on B finds the driver connected to A.
+    let mut dispatch_b = b.dispatcher("north").await;
+    let (lat, lon) = stop_point(1);
+    let found = dispatch_b
+        .query(
+            7,
+            QueryKind::Nearby {
+                lat_e7: deg_to_e7(lat),
+                lon_e7: deg_to_e7(lon),
+                radius_m: 500.0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.drivers.len(), 1, "{found:?}");
+
+    // The phone moves to B: B's Welcome carries what A acked, a resend is stored once, and
+    // driving on through B moves the parcel's feed on A.
+    driver.close();
+    let mut driver = b.driver("D1", "north").await;
+    assert_eq!(driver.welcome.watermark, Seq(acked));
+    let first = acked + 1 - last_batch.len() as u64;
+    let ack = driver.batch(Seq(first), last_batch.clone()).await.unwrap();
+    assert_eq!(ack.duplicates as usize, last_batch.len());
+    assert_eq!(ack.watermark, Seq(acked));
+    let delivered = driver
+        .command(
+            2,
+            CommandKind::ReportOutcome {
+                stop: "S1".into(),
+                tracking: None,
+                outcome: milepost_proto::route::Outcome::Delivered {
+                    proof: milepost_proto::route::Proof {
+                        photo_sha256: Some("cd".repeat(32)),
+                        ..Default::default()
+                    },
+                },
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(delivered, ServerMsg::Done { .. }), "{delivered:?}");
+    let more_a = events_until(&mut feed_a, is_delivered).await;
+    let more_b = events_until(&mut feed_b, is_delivered).await;
+    let delivered_at =
+        |v: &[(u64, ParcelEvent)]| v.iter().find(|(_, e)| is_delivered(e)).map(|(o, _)| *o);
+    assert_eq!(delivered_at(&more_a), delivered_at(&more_b));
+    // Offsets only grow: nothing twice.
+    for v in [&more_a, &more_b] {
+        assert!(v.windows(2).all(|w| w[0].0 < w[1].0), "{v:?}");
+    }
+    drop((feed_a, feed_b, ra, rb, dispatch_a, dispatch_b, driver));
+    b.gw.shutdown().await;
+    a.gw.shutdown().await;
+}
