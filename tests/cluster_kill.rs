@@ -256,13 +256,16 @@ async fn killing_a_gateway_loses_nothing_acked() {
     let mut seqs: Vec<Vec<u32>> = vec![vec![0; fixes.len() + 1]; DRIVERS];
     while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), msgs.next()).await {
         let seq = m.info().unwrap().stream_sequence;
-        if let Ok(LogRecord::Batch {
-            driver, entries, ..
-        }) = milepost_proto::codec::decode_trusted::<LogRecord>(&m.payload)
-        {
-            let i: usize = driver.0[1..].parse().unwrap();
-            for e in entries {
-                seqs[i][e.seq().0 as usize] += 1;
+        let records = milepost_proto::codec::decode_trusted::<Vec<LogRecord>>(&m.payload).unwrap();
+        for r in records {
+            if let LogRecord::Batch {
+                driver, entries, ..
+            } = r
+            {
+                let i: usize = driver.0[1..].parse().unwrap();
+                for e in entries {
+                    seqs[i][e.seq().0 as usize] += 1;
+                }
             }
         }
         if seq >= last {

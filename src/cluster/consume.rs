@@ -13,21 +13,23 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use crate::cluster::{lsn_of, resume_seq, Cluster};
 use crate::store::writer::CommitSink;
 use crate::store::{Committed, LogRecord};
 
 /// Records handed to the applier at once at most.
 const GROUP: usize = 512;
 
-/// Starts reading the stream at sequence `from` into `sink`, on a thread of its own. The thread
+/// Starts reading the stream after record number `lsn_next` (see [`crate::cluster::lsn_of`])
+/// into `sink`, on a thread of its own. The thread
 /// stops (closing `sink`, which stops the applier) when `stop` turns true.
 pub fn start_consumer(
     cluster: Cluster,
-    from: u64,
+    lsn_next: u64,
     sink: CommitSink,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let from = resume_seq(lsn_next);
     std::thread::Builder::new()
         .name("milepost-consume".into())
         .spawn(move || {
@@ -100,13 +102,15 @@ async fn read(
             let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
             if seq >= *next {
                 *next = seq + 1;
-                match milepost_proto::codec::decode_trusted::<LogRecord>(&m.payload) {
-                    Ok(record) => group.push(Committed {
-                        lsn: seq,
-                        record: Arc::new(record),
-                    }),
-                    // Every gateway skips the same record the same way: the fold stays equal.
-                    Err(e) => tracing::error!(seq, error = %e, "undecodable record in the stream"),
+                match milepost_proto::codec::decode_trusted::<Vec<LogRecord>>(&m.payload) {
+                    Ok(records) => group.extend(records.into_iter().enumerate().map(
+                        |(i, record)| Committed {
+                            lsn: lsn_of(seq, i),
+                            record: Arc::new(record),
+                        },
+                    )),
+                    // Every gateway skips the same message the same way: the fold stays equal.
+                    Err(e) => tracing::error!(seq, error = %e, "undecodable message in the stream"),
                 }
             }
             if group.len() >= GROUP {

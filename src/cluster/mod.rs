@@ -11,9 +11,9 @@
 //!
 //! - Subjects: `PREFIX.fix.P` for the fix batches of the drivers of partition `P`
 //!   ([`crate::store::record::partition_of`]); `PREFIX.cmd` for commands; `PREFIX.tick` for
-//!   ticks. Each message carries a `Nats-Msg-Id` (`driver:first-last` seqs for a batch), so a
-//!   retried publish is stored once; the fold drops any seq it already holds, so a resend that
-//!   reached two gateways is folded once.
+//!   ticks. A message holds the records waiting when the publisher woke, for one subject (group
+//!   commit); one holding a single batch carries the `Nats-Msg-Id` `driver:first-last`. The
+//!   fold drops any seq it already holds, so a resend that reached two gateways is folded once.
 //! - Ownership ([`lease`]): partitions are leased to gateways through a JetStream KV bucket,
 //!   spread evenly over the live gateways. What happens *once* for the whole fleet is done by
 //!   the owner: ticks (stall detection) of its partitions are logged as records so every
@@ -46,6 +46,22 @@ use crate::store::LogRecord;
 
 pub use consume::start_consumer;
 pub use publish::run_publisher;
+
+/// Bits of a cluster record number that number the records within one stream message: record
+/// `i` of the message at stream sequence `s` is record number `s << GROUP_BITS | i`. Record
+/// numbers thus grow in stream order, as the applier, snapshots and acks expect.
+pub const GROUP_BITS: u32 = 16;
+
+/// The record number of record `index` of the message at stream sequence `seq`.
+pub fn lsn_of(seq: u64, index: usize) -> u64 {
+    (seq << GROUP_BITS) | index as u64
+}
+
+/// The stream sequence to read from when everything below record number `lsn_next` is folded
+/// (the state only ever stops between whole messages).
+pub fn resume_seq(lsn_next: u64) -> u64 {
+    (lsn_next.saturating_sub(1) >> GROUP_BITS) + 1
+}
 
 /// A failure to join or use the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +386,14 @@ mod tests {
         let (subject, id) = n.subject_and_id(&rec, 16, "gw1", 7);
         assert_eq!(subject, format!("mp-test.fix.{p}"));
         assert_eq!(id, "D1:4-5");
+    }
+
+    #[test]
+    fn record_numbers_follow_the_stream() {
+        assert_eq!(resume_seq(lsn_of(1, 0)), 1);
+        assert_eq!(resume_seq(lsn_of(7, 3) + 1), 8);
+        assert!(lsn_of(7, 65_535) < lsn_of(8, 0));
+        assert_eq!(resume_seq(0), 1);
     }
 
     #[test]

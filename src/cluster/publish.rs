@@ -1,13 +1,20 @@
 //! The cluster's log writer: takes the records sessions submit (the same
 //! [`crate::store::WriterHandle`] a single box uses) and publishes them to JetStream,
-//! pipelined, answering each submitter with the record's stream sequence once JetStream has
-//! acked it (stored, on `cluster.replicas` servers). Answers go out in submission order, so a
-//! barrier answers only after everything before it is stored.
+//! pipelined, answering each submitter once JetStream has acked the message holding its record
+//! (stored on `cluster.replicas` servers). Answers go out in submission order, so a barrier
+//! answers only after everything before it is stored.
+//!
+//! Group commit, as on a single box: every record waiting when the publisher wakes goes out at
+//! once, one message per subject (fix batches of one partition share a message). Under load a
+//! message thus carries many phones' batches, and JetStream's per-message cost (store, ack,
+//! delivery to every gateway) is shared by all of them. A message holding one batch carries
+//! the message id `driver:first-last`; a group carries `node@start:n`. Commands always travel
+//! alone (a route may be large).
 //!
 //! A publish that fails (NATS down, a timeout) is refused: its seqs are unsettled through the
 //! refused hook first, so the phone keeps and resends them. If it was in fact stored (only the
-//! ack was lost), the resend carries the same message id and JetStream answers with the
-//! original sequence.
+//! ack was lost), the resend is dropped by the fold's dedupe (and, for a lone batch within
+//! two minutes, by JetStream's duplicate window).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,78 +23,189 @@ use std::sync::Arc;
 use async_nats::jetstream::message::PublishMessage;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
-use crate::cluster::Cluster;
+use crate::cluster::{lsn_of, Cluster};
 use crate::store::writer::{Answer, Queued, RefusedHook, RequestQueue};
 use crate::store::{LogError, LogRecord};
 
-/// Publishes in flight at most (JetStream acks pipeline; more only queues in NATS).
-const MAX_IN_FLIGHT: usize = 8192;
+/// Messages in flight at most (JetStream acks pipeline; more only queues in NATS).
+const MAX_IN_FLIGHT: usize = 4096;
+/// Records in one message at most.
+const GROUP_MAX: usize = 256;
+/// Estimated bytes in one message at most (JetStream refuses more than 1 MiB by default).
+const GROUP_BYTES: usize = 256 * 1024;
 
 type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+type Entry = (Arc<LogRecord>, Answer);
 
-/// What became of one queued request.
+/// What became of one message (or barrier).
 enum Outcome {
-    Stored(u64, Answer),
-    Failed(Arc<LogRecord>, Answer, String),
+    Stored(u64, Vec<Answer>),
+    Failed(Vec<Entry>, String),
     Barrier(Answer),
+}
+
+/// Records bound for one subject, in submission order.
+struct Group {
+    subject: String,
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+/// Rough encoded size of a record, to keep messages under JetStream's payload limit.
+fn estimate(rec: &LogRecord) -> usize {
+    match rec {
+        LogRecord::Batch { entries, .. } => 96 + entries.len() * 64,
+        _ => GROUP_BYTES,
+    }
+}
+
+struct Publisher {
+    cluster: Cluster,
+    node: String,
+    n: u64,
+    pending: FuturesOrdered<Pending>,
+}
+
+impl Publisher {
+    /// Sends one batch of queued requests: groups by subject in order of first appearance;
+    /// a barrier sends what came before it first.
+    async fn dispatch(&mut self, batch: Vec<Queued>) {
+        let partitions = self.cluster.cfg.partitions;
+        let mut groups: Vec<Group> = Vec::new();
+        for q in batch {
+            match q {
+                Queued::Barrier { done } => {
+                    for g in groups.drain(..) {
+                        self.send(g).await;
+                    }
+                    self.pending
+                        .push_back(Box::pin(async move { Outcome::Barrier(done) }));
+                }
+                Queued::Append { record, done } => {
+                    let (subject, _) = self
+                        .cluster
+                        .names
+                        .subject_and_id(&record, partitions, &self.node, 0);
+                    let size = estimate(&record);
+                    let alone =
+                        !matches!(*record, LogRecord::Batch { .. } | LogRecord::Tick { .. });
+                    let fits = |g: &Group| {
+                        g.subject == subject
+                            && g.entries.len() < GROUP_MAX
+                            && g.bytes + size <= GROUP_BYTES
+                    };
+                    match groups.iter().position(fits) {
+                        Some(i) if !alone => {
+                            groups[i].entries.push((record, done));
+                            groups[i].bytes += size;
+                        }
+                        _ => groups.push(Group {
+                            subject,
+                            entries: vec![(record, done)],
+                            bytes: size,
+                        }),
+                    }
+                }
+            }
+        }
+        for g in groups {
+            self.send(g).await;
+        }
+    }
+
+    /// Publishes one group as one message.
+    async fn send(&mut self, g: Group) {
+        self.n += 1;
+        let partitions = self.cluster.cfg.partitions;
+        let id = match g.entries.as_slice() {
+            [(only, _)] => {
+                self.cluster
+                    .names
+                    .subject_and_id(only, partitions, &self.node, self.n)
+                    .1
+            }
+            _ => format!("g:{}:{}", self.node, self.n),
+        };
+        let records: Vec<&LogRecord> = g.entries.iter().map(|(r, _)| &**r).collect();
+        let payload = match milepost_proto::encode(&records) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = format!("unencodable records: {e}");
+                self.pending
+                    .push_back(Box::pin(async move { Outcome::Failed(g.entries, reason) }));
+                return;
+            }
+        };
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(id);
+        match self.cluster.js.send_publish(g.subject, publish).await {
+            Ok(ack) => self.pending.push_back(Box::pin(async move {
+                match ack.await {
+                    Ok(a) => Outcome::Stored(
+                        a.sequence,
+                        g.entries.into_iter().map(|(_, done)| done).collect(),
+                    ),
+                    Err(e) => Outcome::Failed(g.entries, e.to_string()),
+                }
+            })),
+            Err(e) => {
+                let reason = e.to_string();
+                self.pending
+                    .push_back(Box::pin(async move { Outcome::Failed(g.entries, reason) }));
+            }
+        }
+    }
 }
 
 /// Runs until every handle is gone or a shutdown is asked for, then answers what is in flight.
 pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused: RefusedHook) {
-    let partitions = cluster.cfg.partitions;
     let started = chrono::Utc::now().timestamp_millis();
-    let node = format!("{}@{started}", cluster.node);
-    let mut n = 0u64;
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
-    let mut last_seq = 0u64;
+    let mut p = Publisher {
+        node: format!("{}@{started}", cluster.node),
+        cluster,
+        n: 0,
+        pending: FuturesOrdered::new(),
+    };
+    let mut last_lsn = 0u64;
     let mut closed = false;
     loop {
         tokio::select! {
-            req = queue.next(), if !closed && pending.len() < MAX_IN_FLIGHT => match req {
-                None => closed = true,
-                Some(Queued::Barrier { done }) => {
-                    pending.push_back(Box::pin(async move { Outcome::Barrier(done) }));
-                }
-                Some(Queued::Append { record, done }) => {
-                    n += 1;
-                    let (subject, id) =
-                        cluster.names.subject_and_id(&record, partitions, &node, n);
-                    let payload = match milepost_proto::encode(&*record) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            on_refused(&record);
-                            tracing::error!(error = %e, "unencodable log record");
-                            done.send(Err(LogError::Closed));
-                            continue;
-                        }
-                    };
-                    let publish = PublishMessage::build().payload(payload.into()).message_id(id);
-                    match cluster.js.send_publish(subject, publish).await {
-                        Ok(ack) => pending.push_back(Box::pin(async move {
-                            match ack.await {
-                                Ok(a) => Outcome::Stored(a.sequence, done),
-                                Err(e) => Outcome::Failed(record, done, e.to_string()),
-                            }
-                        })),
-                        Err(e) => {
-                            let reason = e.to_string();
-                            pending.push_back(Box::pin(async move {
-                                Outcome::Failed(record, done, reason)
-                            }));
+            req = queue.next(), if !closed && p.pending.len() < MAX_IN_FLIGHT => {
+                let Some(first) = req else {
+                    closed = true;
+                    continue;
+                };
+                // Whatever else is waiting goes out with it.
+                let mut batch = vec![first];
+                while batch.len() < GROUP_MAX {
+                    match queue.try_next() {
+                        Ok(Some(q)) => batch.push(q),
+                        Ok(None) => break,
+                        Err(()) => {
+                            closed = true;
+                            break;
                         }
                     }
                 }
-            },
-            Some(outcome) = pending.next(), if !pending.is_empty() => match outcome {
-                Outcome::Stored(seq, done) => {
-                    last_seq = last_seq.max(seq);
-                    done.send(Ok(seq));
+                p.dispatch(batch).await;
+            }
+            Some(outcome) = p.pending.next(), if !p.pending.is_empty() => match outcome {
+                Outcome::Stored(seq, answers) => {
+                    for (i, done) in answers.into_iter().enumerate() {
+                        let lsn = lsn_of(seq, i);
+                        last_lsn = last_lsn.max(lsn);
+                        done.send(Ok(lsn));
+                    }
                 }
-                Outcome::Barrier(done) => done.send(Ok(last_seq + 1)),
-                Outcome::Failed(record, done, reason) => {
-                    on_refused(&record);
-                    done.send(Err(LogError::Closed));
-                    tracing::warn!(error = %reason, "JetStream publish failed; the phone will resend");
+                Outcome::Barrier(done) => done.send(Ok(last_lsn + 1)),
+                Outcome::Failed(entries, reason) => {
+                    tracing::warn!(error = %reason, records = entries.len(),
+                        "JetStream publish failed; the phones will resend");
+                    for (record, done) in entries {
+                        on_refused(&record);
+                        done.send(Err(LogError::Closed));
+                    }
                 }
             },
             else => {
@@ -96,9 +214,9 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
                 }
             }
         }
-        if closed && pending.is_empty() {
+        if closed && p.pending.is_empty() {
             break;
         }
     }
-    tracing::info!(published = n, "cluster publisher stopped");
+    tracing::info!(messages = p.n, "cluster publisher stopped");
 }

@@ -322,12 +322,12 @@ impl Gateway {
             // Ready only once the stream as it was at start is folded in (the cluster's
             // recovery): a phone's Welcome then carries the watermark its last gateway acked.
             tracing::info!(
-                from = recovery.next_lsn,
+                from = crate::cluster::resume_seq(recovery.next_lsn),
                 to = last,
                 "catching up with the stream"
             );
             if last > 0 {
-                applied.applied(last).await;
+                applied.applied(crate::cluster::lsn_of(last, 0)).await;
             }
         }
         let owned = Arc::new(match &cluster {
@@ -570,7 +570,7 @@ fn recover_cluster(
     let snap = crate::store::snapshot::newest(snapshot_dir)?;
     let (state, from) = match snap {
         // A snapshot beyond the stream's end is of another (recreated) stream.
-        Some(s) if s.lsn_next <= last + 1 => {
+        Some(s) if crate::cluster::resume_seq(s.lsn_next) <= last + 1 => {
             let from = s.lsn_next;
             (FleetState::restore(core, s), from)
         }
@@ -580,11 +580,11 @@ fn recover_cluster(
                 last,
                 "snapshot is ahead of the stream: ignored"
             );
-            (FleetState::new(core, feed), 1)
+            (FleetState::new(core, feed), crate::cluster::lsn_of(1, 0))
         }
-        None => (FleetState::new(core, feed), 1),
+        None => (FleetState::new(core, feed), crate::cluster::lsn_of(1, 0)),
     };
-    if first > from && last > 0 {
+    if first > crate::cluster::resume_seq(from) && last > 0 {
         tracing::warn!(
             from,
             first,
@@ -593,7 +593,7 @@ fn recover_cluster(
         );
     }
     let stats = RecoveryStats {
-        next_lsn: from.max(1),
+        next_lsn: from,
         ..Default::default()
     };
     Ok((state, stats))

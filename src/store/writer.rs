@@ -296,6 +296,22 @@ impl RequestQueue {
             Request::Shutdown => None,
         }
     }
+
+    /// A request already waiting: `Ok(None)` when none is, `Err(())` once the queue is closed
+    /// (every handle gone, or a shutdown asked for).
+    #[allow(clippy::result_unit_err)]
+    pub fn try_next(&mut self) -> Result<Option<Queued>, ()> {
+        match self.0.try_recv() {
+            Ok(Request::Append { record, done }) => Ok(Some(Queued::Append {
+                record,
+                done: Answer(done),
+            })),
+            Ok(Request::Barrier { done }) => Ok(Some(Queued::Barrier { done: Answer(done) })),
+            Ok(Request::Shutdown) => Err(()),
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(()),
+        }
+    }
 }
 
 impl WriterHandle {
