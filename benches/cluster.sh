@@ -2,8 +2,10 @@
 # Cluster bench: 1, 2, then 3 release gateways over one local `nats-server -js`, the same
 # total fleet of simulated drivers spread evenly over them (one `milepost replay` per gateway),
 # 1 fix/s per driver over loopback QUIC. For each step it prints the acked fixes/s, the ack
-# latency (p50/p99, from the scheduled send time, worst replay of the step), and the CPU per
-# fix of the gateways and of nats-server, read from /proc over the run.
+# latency (p50/p99, from the scheduled send time, worst replay of the step), each gateway's CPU
+# in the steady window per fix of its own phones (mean over gateways), and the CPU per fix of
+# all gateways together and of nats-server over the whole run (ramp and handshakes included),
+# read from /proc.
 #
 #   benches/cluster.sh                           # 1 2 3 gateways, 3000 drivers, 30 s
 #   DRIVERS=6000 GATEWAYS="1 3" benches/cluster.sh
@@ -95,6 +97,7 @@ for G in $GATEWAYS; do
             --server "127.0.0.1:$((PORT + k))" --ca "$WORK/gw0/certs/ca.pem" --secret "$SECRET" \
             --drivers "$PER" --first-driver $((k * PER)) --rate "$RATE" \
             --duration "${DURATION}s" --ramp "${RAMP}s" --json "$OUT/step-$G-$k.json" \
+            --gateway-pid "${GW_PIDS[$k]}" \
             >"$OUT/replay-$G-$k.txt" 2>"$OUT/replay-$G-$k.log" &
         REPLAYS+=($!)
     done
@@ -115,16 +118,18 @@ for G in $GATEWAYS; do
     FPS=$(jq -s '[.[].window.fixes_per_s] | add | round' "$OUT"/step-"$G"-*.json)
     P50=$(jq -s '[.[].window.latency.p50_us] | max / 1000 | . * 100 | round / 100' "$OUT"/step-"$G"-*.json)
     P99=$(jq -s '[.[].window.latency.p99_us] | max / 1000 | . * 100 | round / 100' "$OUT"/step-"$G"-*.json)
+    # Each gateway's CPU in the steady window per fix acked by its own phones.
+    GW_WIN=$(jq -s '[.[].window.gateway.cpu_us_per_fix] | add / length | . * 10 | round / 10' "$OUT"/step-"$G"-*.json)
     GW_US=$(echo "($T1 - $T0) * 1000000 / $HZ / $SUM" | bc -l | xargs printf '%.1f')
     NATS_US=$(echo "($N1 - $N0) * 1000000 / $HZ / $SUM" | bc -l | xargs printf '%.1f')
     CORES=$(echo "($T1 - $T0 + $N1 - $N0) / $HZ / ($END - $START)" | bc -l | xargs printf '%.2f')
-    ROWS+=("$G	$DRIVERS	$FPS	$P50	$P99	$GW_US	$NATS_US	$CORES")
+    ROWS+=("$G	$DRIVERS	$FPS	$P50	$P99	$GW_WIN	$GW_US	$NATS_US	$CORES")
     cleanup
     sleep 1
 done
 
 echo
 {
-    printf 'gateways\tdrivers\tfixes/s\tp50_ms\tp99_ms\tgw_us/fix(all)\tnats_us/fix\tgw+nats_cores\n'
+    printf 'gateways\tdrivers\tfixes/s\tp50_ms\tp99_ms\tgw_us/own_fix(window)\tall_gw_us/fix(run)\tnats_us/fix(run)\tgw+nats_cores\n'
     printf '%s\n' "${ROWS[@]}"
 } | column -t -s $'\t'

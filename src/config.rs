@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     pub max_age_s: u64,
     /// Bytes the stream may hold (older records dropped first; -1: no limit).
     pub max_bytes: i64,
+    /// After the first record of a group, wait this long for more before publishing, µs (group
+    /// commit: one JetStream message, store and ack per subject for every record waiting).
+    pub group_linger_us: u64,
 }
 
 impl Default for ClusterConfig {
@@ -87,6 +90,7 @@ impl Default for ClusterConfig {
             lease_ttl_s: 6,
             max_age_s: 7 * 24 * 3600,
             max_bytes: -1,
+            group_linger_us: 1000,
         }
     }
 }

@@ -21,8 +21,18 @@ use milepost_proto::{deg_to_e7, CommandKind, FeedTarget, QueryKind, Seq, ServerM
 /// A cluster gateway named `node`; every gateway after the first uses the first one's
 /// certificate (a cluster serves one name with one certificate).
 async fn gateway(nats: &Nats, node: &str, first: Option<&TestGateway>) -> TestGateway {
+    gateway_with(nats, node, first, |_| {}).await
+}
+
+async fn gateway_with(
+    nats: &Nats,
+    node: &str,
+    first: Option<&TestGateway>,
+    edit: impl FnOnce(&mut milepost::config::Config),
+) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::config(dir.path());
+    edit(&mut cfg);
     cfg.cluster.url = Some(nats.url.clone());
     cfg.cluster.node = Some(node.into());
     cfg.cluster.prefix = "t".into();
@@ -85,10 +95,6 @@ fn stop_point(i: usize) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_are_one_fleet() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("milepost=info")
-        .with_test_writer()
-        .try_init();
     let Some(nats) = Nats::start() else { return };
     let a = gateway(&nats, "a", None).await;
     let b = gateway(&nats, "b", Some(&a)).await;
@@ -191,4 +197,129 @@ async fn two_gateways_are_one_fleet() {
     drop((feed_a, feed_b, ra, rb, dispatch_a, dispatch_b, driver));
     b.gw.shutdown().await;
     a.gw.shutdown().await;
+}
+
+/// A webhook receiver on 127.0.0.1:0 recording the `offset` of every milestone POSTed.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    use axum::{routing::post, Json, Router};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |Json(body): Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body["offset"].as_u64().unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// Waits until the receiver holds at least `n` posts, then a little more for stragglers.
+async fn posts_at_least(got: &std::sync::Mutex<Vec<u64>>, n: usize) -> Vec<u64> {
+    for _ in 0..200 {
+        if got.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    got.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
+    let Some(nats) = Nats::start() else { return };
+    let (url, got) = webhook_receiver().await;
+    let hooks = |c: &mut milepost::config::Config| c.feed.webhooks = vec![url.clone()];
+    let a = gateway_with(&nats, "a", None, hooks).await;
+    let b = gateway_with(&nats, "b", Some(&a), hooks).await;
+    // Partition 0 (webhooks) is leased to exactly one of them.
+    let mut leader = None;
+    for _ in 0..100 {
+        let (la, lb) = (
+            a.gw.shared().owned.is_leader(),
+            b.gw.shared().owned.is_leader(),
+        );
+        assert!(!(la && lb), "two leaders");
+        if la || lb {
+            leader = Some(lb);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b_leads = leader.expect("a webhook leader");
+    // The leader's sender is running once it has saved its starting cursor.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());
+    let state = js.get_key_value("t-state").await.unwrap();
+    for _ in 0..100 {
+        let mut keys = state.keys().await.unwrap();
+        if futures_util::StreamExt::next(&mut keys).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (lead, other) = if b_leads { (b, a) } else { (a, b) };
+
+    let mut dispatch = other.dispatcher("north").await;
+    dispatch
+        .command(1, CommandKind::AssignRoute(example_route()))
+        .await
+        .unwrap();
+    let mut driver = other.driver("D1", "north").await;
+    let mut clock = now_ms() - 3_000_000;
+    let mut seq = 1u64;
+    for chunk in leg(stop_point(0), stop_point(1), &mut clock, 120).chunks(8) {
+        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        seq += chunk.len() as u64;
+    }
+    let last = other
+        .gw
+        .shared()
+        .state
+        .feed
+        .lock()
+        .unwrap()
+        .milestones_last();
+    assert!(last > 0);
+    // Sent once each, in order, by the leader alone.
+    let first_round = posts_at_least(&got, last as usize).await;
+    assert_eq!(first_round, (1..=last).collect::<Vec<_>>());
+
+    // The leader goes away; the other gateway takes partition 0 over and goes on from the
+    // shared cursor.
+    lead.gw.shutdown().await;
+    for _ in 0..200 {
+        if other.gw.shared().owned.is_leader() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(other.gw.shared().owned.is_leader(), "no takeover");
+    for chunk in leg(stop_point(1), stop_point(2), &mut clock, 120).chunks(8) {
+        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        seq += chunk.len() as u64;
+    }
+    let now_last = other
+        .gw
+        .shared()
+        .state
+        .feed
+        .lock()
+        .unwrap()
+        .milestones_last();
+    assert!(now_last > last, "no new milestones");
+    let all = posts_at_least(&got, now_last as usize).await;
+    let mut distinct = all.clone();
+    distinct.dedup();
+    // Nothing skipped; at most the one in flight at the handover repeated.
+    assert_eq!(distinct, (1..=now_last).collect::<Vec<_>>(), "{all:?}");
+    assert!(all.len() <= distinct.len() + 1, "{all:?}");
+    drop((dispatch, driver));
+    other.gw.shutdown().await;
 }

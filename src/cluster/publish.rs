@@ -63,6 +63,7 @@ struct Publisher {
     cluster: Cluster,
     node: String,
     n: u64,
+    records: u64,
     pending: FuturesOrdered<Pending>,
 }
 
@@ -116,6 +117,7 @@ impl Publisher {
     /// Publishes one group as one message.
     async fn send(&mut self, g: Group) {
         self.n += 1;
+        self.records += g.entries.len() as u64;
         let partitions = self.cluster.cfg.partitions;
         let id = match g.entries.as_slice() {
             [(only, _)] => {
@@ -165,8 +167,10 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
         node: format!("{}@{started}", cluster.node),
         cluster,
         n: 0,
+        records: 0,
         pending: FuturesOrdered::new(),
     };
+    let linger = std::time::Duration::from_micros(p.cluster.cfg.group_linger_us);
     let mut last_lsn = 0u64;
     let mut closed = false;
     loop {
@@ -176,11 +180,17 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
                     closed = true;
                     continue;
                 };
-                // Whatever else is waiting goes out with it.
+                // Whatever else is waiting goes out with it; under load, wait a moment for
+                // more (as the single box's log does before its fsync).
                 let mut batch = vec![first];
+                let mut lingered = linger.is_zero();
                 while batch.len() < GROUP_MAX {
                     match queue.try_next() {
                         Ok(Some(q)) => batch.push(q),
+                        Ok(None) if !lingered && !p.pending.is_empty() => {
+                            lingered = true;
+                            tokio::time::sleep(linger).await;
+                        }
                         Ok(None) => break,
                         Err(()) => {
                             closed = true;
@@ -218,5 +228,9 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
             break;
         }
     }
-    tracing::info!(messages = p.n, "cluster publisher stopped");
+    tracing::info!(
+        messages = p.n,
+        records = p.records,
+        "cluster publisher stopped"
+    );
 }

@@ -173,6 +173,7 @@ impl Endpoint {
                             c
                         }
                     };
+                    tracing::info!(url = %self.url, cursor = c, "webhook delivery (re)starts");
                     cursor = Some(c);
                     c
                 }
