@@ -9,6 +9,7 @@
 #
 #   benches/cluster.sh                           # 1 2 3 gateways, 3000 drivers, 30 s
 #   DRIVERS=6000 GATEWAYS="1 3" benches/cluster.sh
+#   CLUSTER_TOML=$'partitions = 2\ngroup_linger_us = 3000' benches/cluster.sh   # other knobs
 #
 # This box has 2 cores: the gateways, nats-server and the load generators all share them, so
 # adding gateways here adds no CPU, it only shows what a gateway costs per fix when it shares
@@ -70,6 +71,9 @@ for G in $GATEWAYS; do
             if ((k > 0)); then
                 echo "cert = \"$WORK/gw0/certs/server.pem\""
                 echo "key = \"$WORK/gw0/certs/server.key\""
+            fi
+            if [[ -n ${CLUSTER_TOML:-} ]]; then
+                printf '[cluster]\n%s\n' "$CLUSTER_TOML"
             fi
         } >"$D/bench.toml"
         MILEPOST_SECRET=$SECRET RUST_LOG=warn "$BIN" serve --config "$D/bench.toml" \
