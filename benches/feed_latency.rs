@@ -3,11 +3,15 @@
 //! subscribed to that driver's parcel receives the update on its feed stream. Not a criterion
 //! bench: it runs N drivers at 1 Hz for a while, each with a one-stop route and a recipient
 //! following that stop's parcel (so every fix yields a recipient-visible position), and prints
-//! p50/p99/p999 of (recipient receive time - driver send time).
+//! p50/p99/p999 of (recipient receive time - driver send time), counted once every driver and
+//! recipient is connected (after the ramp and a warm-up).
 //!
-//! Run: `cargo bench --bench feed_latency` (env `DRIVERS`, default 2000; `SECS`, default 20).
-//! Everything runs in one process on this machine: gateway, drivers and recipients share the
-//! two cores, so the figure includes the load's own cost.
+//! Run: `cargo bench --bench feed_latency` (env `DRIVERS`, default 2000; `SECS` measured,
+//! default 20; `RAMP` seconds to connect everyone, default DRIVERS/500; `WARMUP`, default 5).
+//! By default the gateway runs in this process and everything shares the two cores. With
+//! `GATEWAY=127.0.0.1:4499 DATA_DIR=dir` it drives a gateway running apart (e.g. the release
+//! binary pinned to one core with `taskset`), reading its token secret and development CA from
+//! `dir`: see the README's benchmark section.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +27,9 @@ use tokio::sync::Mutex;
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
-fn token(role: Role, sub: &str) -> String {
+fn token(key: &TokenKey, role: Role, sub: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    TokenKey::new(SECRET.as_bytes()).mint(&Claims {
+    key.mint(&Claims {
         role,
         sub: sub.into(),
         depot: "dc".into(),
@@ -42,12 +46,15 @@ fn now_ms() -> i64 {
 async fn open(
     ep: &ClientEndpoint,
     addr: std::net::SocketAddr,
+    key: &TokenKey,
     role: Role,
     sub: &str,
 ) -> Option<Session> {
     for _ in 0..5 {
         if let Ok(conn) = ep.connect(addr, "localhost").await {
-            if let Ok(s) = Session::open(conn, &token(role, sub), sub, Default::default()).await {
+            if let Ok(s) =
+                Session::open(conn, &token(key, role, sub), sub, Default::default()).await
+            {
                 return Some(s);
             }
         }
@@ -57,81 +64,87 @@ async fn open(
     None
 }
 
+/// Connections per client endpoint (UDP socket).
+const PER_ENDPOINT: usize = 500;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let drivers: usize = std::env::var("DRIVERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let secs: u64 = std::env::var("SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let drivers = env_num("DRIVERS", 2000) as usize;
+    let secs = env_num("SECS", 20);
+    let ramp_ms = env_num("RAMP", (drivers as u64 / 500).max(1)) * 1000;
+    let warmup_ms = env_num("WARMUP", 5) * 1000;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin: false,
-        data_dir: dir.path().to_owned(),
-        secret: Some(SECRET.into()),
-        ..Config::default()
+    let (gw, addr, ca, key) = match (std::env::var("GATEWAY"), std::env::var("DATA_DIR")) {
+        (Ok(addr), Ok(data)) => {
+            let data = std::path::PathBuf::from(data);
+            let key = TokenKey::load_or_create(&data.join("secret.key")).unwrap();
+            (None, addr.parse().unwrap(), data.join("certs/ca.pem"), key)
+        }
+        _ => {
+            let cfg = Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                admin: false,
+                data_dir: dir.path().to_owned(),
+                secret: Some(SECRET.into()),
+                ..Config::default()
+            };
+            let gw = Gateway::start(cfg).await.unwrap();
+            let (addr, ca) = (gw.local_addr, gw.dev_ca.clone().unwrap());
+            (Some(gw), addr, ca, TokenKey::new(SECRET.as_bytes()))
+        }
     };
-    let gw = Gateway::start(cfg).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    let addr = gw.local_addr;
-    let ep = ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &ca).unwrap();
+    let key = Arc::new(key);
+    let endpoints: Vec<ClientEndpoint> = (0..(2 * drivers).div_ceil(PER_ENDPOINT) + 1)
+        .map(|_| ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &ca).unwrap())
+        .collect();
+    let ep_for = |conn: usize| endpoints[conn / PER_ENDPOINT].clone();
 
-    // One route per driver: start at the depot, one stop 3 km north with one parcel.
-    let conn = ep.connect(addr, "localhost").await.unwrap();
-    let mut dispatch = Session::open(
-        conn,
-        &token(Role::Dispatcher, "dc"),
-        "dc",
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    for i in 0..drivers {
-        let lon = -77.2 + i as f64 * 1e-4;
-        let route = Route {
-            id: format!("R{i}").as_str().into(),
-            depot: "dc".into(),
-            driver: format!("d{i}").as_str().into(),
-            planned_start_ms: now_ms(),
-            start: Some(Point { lat: 38.80, lon }),
-            stops: vec![Stop {
-                id: "S1".into(),
-                lat: 38.83,
-                lon,
-                radius_m: None,
-                parcels: vec![Parcel {
-                    tracking: format!("T{i}").as_str().into(),
-                    otp: None,
-                }],
-                window: None,
-                service_s: None,
-                planned_arrival_ms: None,
-                path: vec![],
-                instructions: String::new(),
-                otp_required: false,
-            }],
-        };
-        dispatch
-            .command(i as u32, CommandKind::AssignRoute(route))
-            .await
-            .unwrap();
+    // One route per driver: start at the depot, one stop 3 km north with one parcel. Assigned
+    // by 4 dispatcher sessions at once (the per-subject connection limit), so that group
+    // commit serves several per fsync.
+    let assigners = 4.min(drivers);
+    let mut assign = Vec::new();
+    for a in 0..assigners {
+        let (ep, key) = (endpoints[endpoints.len() - 1].clone(), key.clone());
+        assign.push(tokio::spawn(async move {
+            let mut dispatch = open(&ep, addr, &key, Role::Dispatcher, "dc").await.unwrap();
+            for i in (a..drivers).step_by(assigners) {
+                dispatch
+                    .command(i as u32, CommandKind::AssignRoute(route(i)))
+                    .await
+                    .unwrap();
+            }
+        }));
     }
+    for a in assign {
+        a.await.unwrap();
+    }
+    eprintln!(
+        "{drivers} routes assigned; connecting over {} s",
+        ramp_ms / 1000
+    );
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let sent: Arc<Vec<std::sync::Mutex<std::collections::HashMap<u64, Instant>>>> =
         Arc::new((0..drivers).map(|_| Default::default()).collect());
-    let deadline = Instant::now() + Duration::from_secs(secs + 5);
+    let t0 = Instant::now();
+    let measure_from = t0 + Duration::from_millis(ramp_ms + 2000 + warmup_ms);
+    let stop_at = measure_from + Duration::from_secs(secs);
+    let deadline = stop_at + Duration::from_secs(5);
     let mut tasks = Vec::new();
     for i in 0..drivers {
-        let (rep, hist, rsent) = (ep.clone(), hist.clone(), sent.clone());
+        let (rep, hist, rsent, rkey) = (ep_for(2 * i), hist.clone(), sent.clone(), key.clone());
         // The recipient.
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis((i as u64 * 1000) / drivers as u64)).await;
+            tokio::time::sleep(Duration::from_millis(i as u64 * ramp_ms / drivers as u64)).await;
             let t = format!("T{i}");
-            let Some(s) = open(&rep, addr, Role::Recipient, &t).await else {
+            let Some(s) = open(&rep, addr, &rkey, Role::Recipient, &t).await else {
                 return;
             };
             let mut feed = s
@@ -145,29 +158,31 @@ async fn main() {
                 };
                 if let ServerMsg::FeedPosition(p) = msg {
                     let at = rsent[i].lock().unwrap().remove(&p.seq.0);
-                    if let Some(at) = at {
+                    if let Some(at) = at.filter(|at| *at >= measure_from) {
                         let _ = hist.lock().await.record(at.elapsed().as_micros() as u64);
                     }
                 }
             }
         }));
         // The driver: 1 Hz, moving 8 m/s north from the depot (the route starts on the first
-        // fix past 150 m).
-        let (ep, sent) = (ep.clone(), sent.clone());
+        // fix past 150 m), from 2 s after its recipient.
+        let (ep, sent, key) = (ep_for(2 * i + 1), sent.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(
-                (i as u64 * 1000) / drivers as u64 + 2000,
+                i as u64 * ramp_ms / drivers as u64 + 2000,
             ))
             .await;
             let d = format!("d{i}");
-            let Some(mut s) = open(&ep, addr, Role::Driver, &d).await else {
+            let Some(mut s) = open(&ep, addr, &key, Role::Driver, &d).await else {
                 return;
             };
             let lon = -77.2 + i as f64 * 1e-4;
             let t0 = now_ms() - 60_000;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            for k in 1..=secs {
+            let mut k = 0u64;
+            while Instant::now() < stop_at {
                 tick.tick().await;
+                k += 1;
                 let f = Fix::from_degrees(
                     t0 + k as i64 * 1000,
                     38.802 + k as f64 * 8.0 / 111_000.0,
@@ -186,12 +201,42 @@ async fn main() {
     }
     let h = hist.lock().await;
     println!(
-        "fix -> recipient update, {drivers} drivers at 1 Hz, {} samples: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        "fix -> recipient update, {drivers} drivers at 1 Hz, {} samples over {secs} s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         h.len(),
         h.value_at_quantile(0.5) as f64 / 1000.0,
         h.value_at_quantile(0.99) as f64 / 1000.0,
         h.value_at_quantile(0.999) as f64 / 1000.0,
         h.max() as f64 / 1000.0
     );
-    gw.shutdown().await;
+    if let Some(gw) = gw {
+        gw.shutdown().await;
+    }
+}
+
+/// Driver `i`'s route: from the depot, one stop 3 km north with parcel `T{i}`.
+fn route(i: usize) -> Route {
+    let lon = -77.2 + i as f64 * 1e-4;
+    Route {
+        id: format!("R{i}").as_str().into(),
+        depot: "dc".into(),
+        driver: format!("d{i}").as_str().into(),
+        planned_start_ms: now_ms(),
+        start: Some(Point { lat: 38.80, lon }),
+        stops: vec![Stop {
+            id: "S1".into(),
+            lat: 38.83,
+            lon,
+            radius_m: None,
+            parcels: vec![Parcel {
+                tracking: format!("T{i}").as_str().into(),
+                otp: None,
+            }],
+            window: None,
+            service_s: None,
+            planned_arrival_ms: None,
+            path: vec![],
+            instructions: String::new(),
+            otp_required: false,
+        }],
+    }
 }

@@ -21,6 +21,7 @@
 #   REPLAY_ARGS  extra `milepost replay` flags, e.g. "--no-live --batch 5"
 #   GW_CONFIG    a gateway config file (milepost config-example) to try other knobs
 #   NO_BUILD=1   use target/release/milepost as it is
+#   SOCKBUF      raise net.core.rmem_max/wmem_max to this many bytes if lower (33554432; 0: no)
 #
 # Bounded: every step stops by itself (the replay has a fixed duration and a drain; a timeout
 # backs it up), the gateway is stopped after each step and its data directory removed.
@@ -53,6 +54,24 @@ mkdir -p "$OUT"
 # to the hard one anyway.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# Socket buffers: the gateway and the load generator ask for 32 MiB per UDP socket, which the
+# kernel caps at net.core.rmem_max/wmem_max. Raise the caps if we may (root, or a network
+# namespace of our own); they stay raised (they only allow larger buffers, they allocate
+# nothing). SOCKBUF=0 leaves them alone.
+SOCKBUF=${SOCKBUF:-33554432}
+if (( SOCKBUF > 0 )); then
+    for knob in net.core.rmem_max net.core.wmem_max; do
+        cur=$(sysctl -n "$knob" 2>/dev/null || echo 0)
+        if (( cur < SOCKBUF )); then
+            if sysctl -qw "$knob=$SOCKBUF" 2>/dev/null; then
+                echo "raised $knob from $cur to $SOCKBUF" >&2
+            else
+                echo "could not raise $knob ($cur): socket buffers stay capped; expect UDP drops under bursts" >&2
+            fi
+        fi
+    done
+fi
+
 GW_PID=
 DATA=
 cleanup() {
@@ -78,7 +97,8 @@ row() {
         (if .window.gateway then (.window.gateway.rss_per_driver_bytes / 1024 | r1) else "-" end),
         (.window.wire_bytes_per_fix | round), (.window.client_cpu_us_per_fix | r1),
         ((.window.other_cores * 100 | round) / 100),
-        "\(.conn_lost)/\(.drivers_failed)/\(.unsettled)" ] | @tsv' "$2"
+        "\(.conn_lost)/\(.drivers_failed)/\(.unsettled)",
+        "\(.udp_drops.gateway // "?")/\(.udp_drops.client // "?")" ] | @tsv' "$2"
 }
 
 # UDP datagrams the kernel dropped for want of socket buffer space, machine-wide.
@@ -86,7 +106,7 @@ udp_drops() {
     awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp
 }
 
-HEADER=$'drivers\tconnected\tfixes/s\tp50_ms\tp99_ms\tp99.9_ms\tgw_us/fix\tgw_cores\tgw_KiB/drv\twire_B/fix\tclient_us/fix\tother_cores\tlost/failed/unsettled\tudp_drops'
+HEADER=$'drivers\tconnected\tfixes/s\tp50_ms\tp99_ms\tp99.9_ms\tgw_us/fix\tgw_cores\tgw_KiB/drv\twire_B/fix\tclient_us/fix\tother_cores\tlost/failed/unsettled\tudp_drops_gw/client\tudp_drops_all'
 ROWS=()
 echo "load bench: steps [$STEPS], ${DURATION}s at ${RATE} fix/s per driver, trace $TRACE" >&2
 for N in $STEPS; do

@@ -307,6 +307,62 @@ pub fn machine_busy_us() -> Option<u64> {
     Some(busy * 1_000_000 / USER_HZ)
 }
 
+/// Datagrams the kernel dropped on UDP sockets bound to any of `ports` on this machine (the
+/// `drops` column of `/proc/net/udp` and `/proc/net/udp6`: receive-buffer overflows, counted
+/// per socket since it was opened). `None` if neither file can be read.
+pub fn udp_socket_drops(ports: &[u16]) -> Option<u64> {
+    let mut total = None;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let sum = total.get_or_insert(0u64);
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ref
+            // pointer drops
+            let port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let drops = f.last().and_then(|d| d.parse::<u64>().ok());
+            if let (Some(port), Some(drops), true) = (port, drops, f.len() >= 13) {
+                if ports.contains(&port) {
+                    *sum += drops;
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Machine-wide UDP `RcvbufErrors` + `SndbufErrors` from `/proc/net/snmp` (every socket of
+/// every process in this network namespace).
+pub fn udp_buffer_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |name: &str| -> Option<u64> {
+        let i = names.iter().position(|n| *n == name)?;
+        values.get(i)?.parse().ok()
+    };
+    Some(get("RcvbufErrors")? + get("SndbufErrors").unwrap_or(0))
+}
+
+/// UDP datagrams dropped by the kernel for want of socket buffer space during a run: where
+/// they were dropped says whose fault a lossy run was.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct UdpDrops {
+    /// On the gateway's socket (its port on this machine), `None` if it is not local.
+    pub gateway: Option<u64>,
+    /// On the load generator's own sockets (those open at the end of the run; a migrated
+    /// driver's old socket takes its count with it).
+    pub client: Option<u64>,
+    /// Machine-wide receive and send buffer errors, every process included.
+    pub machine: Option<u64>,
+}
+
 /// The gateway's resource use over the measurement window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct GatewayUsage {
@@ -408,6 +464,8 @@ pub struct ReplayReport {
     pub handshake: Summary,
     /// The steady-state window.
     pub window: WindowReport,
+    /// UDP datagrams dropped by the kernel over the whole run.
+    pub udp_drops: UdpDrops,
 }
 
 impl ReplayReport {
@@ -477,6 +535,14 @@ impl ReplayReport {
             o,
             "other processes used {:.2} cores during the window",
             w.other_cores
+        );
+        let n = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            o,
+            "udp drops (socket buffers full): gateway socket {}, load generator sockets {}, machine-wide {}",
+            n(self.udp_drops.gateway),
+            n(self.udp_drops.client),
+            n(self.udp_drops.machine)
         );
         if let Some(g) = &w.gateway {
             let _ = writeln!(

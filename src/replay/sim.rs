@@ -45,8 +45,8 @@ use tokio::time::Instant;
 use crate::auth::{Claims, Role, TokenKey};
 use crate::client::{ClientEndpoint, ClientError};
 use crate::replay::metrics::{
-    machine_busy_us, proc_sample, Counters, GatewayUsage, Kind, Latencies, ProcSample,
-    ReplayReport, WindowReport, Wire, WireMarks,
+    machine_busy_us, proc_sample, udp_buffer_errors, udp_socket_drops, Counters, GatewayUsage,
+    Kind, Latencies, ProcSample, ReplayReport, UdpDrops, WindowReport, Wire, WireMarks,
 };
 use crate::replay::playback::{next_recorded, sample};
 use crate::replay::trace::Trace;
@@ -291,6 +291,12 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
     let win = (ramp_us + warm_us, end_us - (dur_us / 20).min(200_000));
     let gw_pid = cfg.gateway_pid.map(|p| p.to_string());
     let gw_before = gw_pid.as_deref().and_then(proc_sample);
+    // The gateway's socket is in this machine's tables only when it runs here.
+    let gw_port: Vec<u16> = match cfg.server.ip().is_loopback() {
+        true => vec![cfg.server.port()],
+        false => Vec::new(),
+    };
+    let drops_before = (udp_socket_drops(&gw_port), udp_buffer_errors());
 
     // Endpoints: shared sockets, plus one per migrating driver.
     let mut rng = cfg.seed ^ 0x5EED;
@@ -397,6 +403,25 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
         window.abort();
     }
     let probes = window.await.unwrap_or_default();
+    // Before the sockets close: their drop counters go with them.
+    let client_ports: Vec<u16> = {
+        let mut p: Vec<u16> = all_eps
+            .iter()
+            .filter_map(|e| e.quinn().local_addr().ok().map(|a| a.port()))
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    let since = |before: Option<u64>, now: Option<u64>| Some(now?.saturating_sub(before?));
+    let udp_drops = UdpDrops {
+        gateway: match gw_port.is_empty() {
+            true => None,
+            false => since(drops_before.0, udp_socket_drops(&gw_port)),
+        },
+        client: udp_socket_drops(&client_ports),
+        machine: since(drops_before.1, udp_buffer_errors()),
+    };
     // Let the closes reach the gateway (bounded: a dead gateway does not hold us up).
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         for ep in &all_eps {
@@ -404,12 +429,15 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
         }
     })
     .await;
-    Ok(report(&run, probes, gw_before))
+    Ok(ReplayReport {
+        udp_drops,
+        ..report(&run, probes, gw_before)
+    })
 }
 
 /// Socket buffer size asked for the client sockets (the kernel caps it at
 /// `net.core.rmem_max`/`wmem_max`).
-const SOCKET_BUFFER: usize = 8 << 20;
+const SOCKET_BUFFER: usize = 32 << 20;
 
 /// A UDP socket with large buffers: a thousand connections share one, and the default buffer
 /// (about 200 KiB) overflows when the process is busy for a few milliseconds, which would show
@@ -617,6 +645,7 @@ fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> ReplayReport {
             gateway,
             other_cores,
         },
+        udp_drops: UdpDrops::default(),
     }
 }
 

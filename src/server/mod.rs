@@ -62,6 +62,10 @@ pub enum ServerError {
     },
 }
 
+/// Receive and send buffer size asked for the gateway's UDP socket (the kernel reports twice
+/// what it grants, for its own bookkeeping).
+const SOCKET_BUFFER: usize = 32 << 20;
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
     let what = what.into();
     move |source| ServerError::Io { what, source }
@@ -370,11 +374,27 @@ impl Gateway {
         }
         let socket = std::net::UdpSocket::bind(cfg.listen)
             .map_err(io_err(format!("bind {}", cfg.listen)))?;
-        // One socket takes every phone's packets: give it room for bursts (the kernel caps
-        // this at net.core.rmem_max; a failure just leaves the default).
+        // One socket takes every phone's packets: give it room for bursts. A full receive
+        // buffer drops packets, and lost handshake packets cost retransmissions and retried
+        // handshakes, which is how an overloaded moment becomes a collapse. The kernel caps
+        // this at net.core.rmem_max/wmem_max (Linux defaults: about 208 KiB); the effective
+        // sizes are logged so an operator sees when the cap bites.
         if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
-            let _ = state.set_recv_buffer_size((&socket).into(), 8 << 20);
-            let _ = state.set_send_buffer_size((&socket).into(), 8 << 20);
+            let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+            let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+            let recv = state.recv_buffer_size((&socket).into()).unwrap_or(0);
+            let send = state.send_buffer_size((&socket).into()).unwrap_or(0);
+            if recv < SOCKET_BUFFER {
+                tracing::warn!(
+                    recv_buffer = recv,
+                    send_buffer = send,
+                    asked = SOCKET_BUFFER,
+                    "UDP socket buffers capped by the kernel: raise net.core.rmem_max and \
+                     net.core.wmem_max, or bursts will drop packets"
+                );
+            } else {
+                tracing::info!(recv_buffer = recv, send_buffer = send, "UDP socket buffers");
+            }
         }
         let endpoint = quinn::Endpoint::new(
             endpoint_cfg,

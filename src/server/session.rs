@@ -52,14 +52,59 @@ enum Pending {
 }
 
 /// Runs one connection to completion.
+///
+/// The handshake and the Hello run in boxed futures of their own: their state is freed once
+/// they are done instead of sizing the session's future, which every connected phone keeps
+/// for as long as it is connected.
 pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let Some((conn, peer, first, registration)) = Box::pin(open(incoming, &shared)).await else {
+        return;
+    };
+    run_session(conn, peer, first, shared.clone(), stop).await;
+    drop(registration);
+}
+
+/// The handshake and the Hello: the authenticated peer, its session stream and its place in
+/// the registry, or `None` when the connection was refused (and closed) or failed.
+async fn open<'a>(
+    incoming: quinn::Incoming,
+    shared: &'a Shared,
+) -> Option<(
+    quinn::Connection,
+    Peer,
+    (quinn::SendStream, quinn::RecvStream),
+    Registration<'a>,
+)> {
+    let (conn, confirmed) = handshake(incoming, shared).await?;
+    let timeout = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
+    match tokio::time::timeout(timeout, accept_hello(&conn, shared, confirmed)).await {
+        Ok(Ok((peer, first, registration))) => Some((conn, peer, first, registration)),
+        Ok(Err(code)) => {
+            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+            close(&conn, code);
+            None
+        }
+        Err(_) => {
+            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+            close(&conn, ErrorCode::HelloTimeout);
+            None
+        }
+    }
+}
+
+/// Completes the QUIC handshake. Returns the connection and whether the handshake is
+/// confirmed (no 0-RTT replay possible any more), or `None` if it failed.
+async fn handshake(
+    incoming: quinn::Incoming,
+    shared: &Shared,
+) -> Option<(quinn::Connection, watch::Receiver<bool>)> {
     let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%remote, error = %e, "handshake failed");
-            return;
+            return None;
         }
     };
     // Accept 0-RTT (and answer in 0.5-RTT) so a resuming phone's first fix batch costs no round
@@ -71,11 +116,11 @@ pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Re
             Ok(Ok(conn)) => {
                 let (tx, rx) = watch::channel(true);
                 drop(tx);
-                return run_session(conn, rx, shared, stop).await;
+                return Some((conn, rx));
             }
             _ => {
                 tracing::debug!(%remote, "handshake failed or timed out");
-                return;
+                return None;
             }
         },
     };
@@ -92,32 +137,18 @@ pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Re
             ),
         }
     });
-    run_session(conn, confirmed, shared, stop).await
+    Some((conn, confirmed))
 }
 
-/// Runs an accepted connection: Hello, then its streams and datagrams.
+/// Serves an authenticated connection: its streams and datagrams, until it closes.
 async fn run_session(
     conn: quinn::Connection,
-    confirmed: watch::Receiver<bool>,
+    peer: Peer,
+    first: (quinn::SendStream, quinn::RecvStream),
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
     let remote = conn.remote_address();
-    let hello = tokio::time::timeout(handshake, accept_hello(&conn, &shared, confirmed)).await;
-    let (peer, first, _registration) = match hello {
-        Ok(Ok(v)) => v,
-        Ok(Err(code)) => {
-            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
-            close(&conn, code);
-            return;
-        }
-        Err(_) => {
-            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
-            close(&conn, ErrorCode::HelloTimeout);
-            return;
-        }
-    };
     tracing::debug!(%remote, role = ?peer.claims.role, subject = %peer.claims.sub, "session open");
     let peer = Arc::new(peer);
     let expires_in = Duration::from_millis(
@@ -333,7 +364,15 @@ async fn serve_stream(
         match read_msg::<ClientMsg>(&mut recv, max).await {
             Ok(Some(ClientMsg::Subscribe(sub))) => {
                 if handshake_confirmed(&peer).await {
-                    crate::server::feed::serve(send, recv, &peer.claims, &shared, sub).await;
+                    // Boxed: a feed stream's state must not size every stream's future.
+                    Box::pin(crate::server::feed::serve(
+                        send,
+                        recv,
+                        &peer.claims,
+                        &shared,
+                        sub,
+                    ))
+                    .await;
                 }
                 return;
             }
@@ -453,7 +492,10 @@ async fn answer_stream(
     while let Some(p) = rx.recv().await {
         let msg = match p {
             Pending::Ready(msg) => *msg,
-            Pending::Command(c) => crate::server::commands::handle(&peer.claims, &shared, *c).await,
+            // Boxed: commands are rare, and their state must not size every stream's future.
+            Pending::Command(c) => {
+                Box::pin(crate::server::commands::handle(&peer.claims, &shared, *c)).await
+            }
             Pending::Batch(a) => match settle(*a, &peer, &shared).await {
                 Ok(ack) => ServerMsg::Ack(ack),
                 Err(code @ ErrorCode::DiskFull) => ServerMsg::Error(ErrorFrame {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fix-to-recipient-update latency against a release gateway pinned to one core, with the
+# drivers and recipients (benches/feed_latency.rs) pinned to the other, like benches/load.sh.
+#
+#   benches/feed_latency.sh                       # 5k, 10k, 20k drivers (+ as many recipients)
+#   STEPS="2000" SECS=10 benches/feed_latency.sh  # a quick run
+#
+# Environment: STEPS (5000 10000 20000), SECS measured per step (20), GW_CORE/CLIENT_CORE (0/1),
+# PORT (4498), OUT (target/feed-latency). Take the shared bench lock around it on a shared box.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-"5000 10000 20000"}
+SECS=${SECS:-20}
+GW_CORE=${GW_CORE:-0}
+CLIENT_CORE=${CLIENT_CORE:-1}
+PORT=${PORT:-4498}
+OUT=${OUT:-target/feed-latency}
+mkdir -p "$OUT"
+cargo build --release --quiet --bin milepost
+cargo bench --no-run --quiet --bench feed_latency
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+GW_PID=
+DATA=
+cleanup() {
+    if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
+        kill -TERM "$GW_PID" 2>/dev/null || true
+        wait "$GW_PID" 2>/dev/null || true
+    fi
+    if [[ -n $DATA ]]; then rm -rf "$DATA"; fi
+    GW_PID=
+    DATA=
+}
+trap cleanup EXIT INT TERM
+for N in $STEPS; do
+    DATA=$(mktemp -d -t milepost-feed.XXXXXX)
+    echo 'admin_listen = "127.0.0.1:0"' >"$DATA/bench.toml"
+    RUST_LOG=warn taskset -c "$GW_CORE" target/release/milepost serve --listen "127.0.0.1:$PORT" \
+        --data-dir "$DATA" --config "$DATA/bench.toml" >"$OUT/gateway-$N.log" 2>&1 &
+    GW_PID=$!
+    for _ in $(seq 100); do
+        [[ -s $DATA/secret.key && -s $DATA/certs/ca.pem ]] && break
+        sleep 0.1
+    done
+    sleep 0.5
+    echo "== $N drivers and $N recipients" >&2
+    GATEWAY="127.0.0.1:$PORT" DATA_DIR="$DATA" DRIVERS=$N SECS=$SECS \
+        timeout $(( N / 250 + SECS + 120 )) taskset -c "$CLIENT_CORE" \
+        cargo bench --quiet --bench feed_latency 2>"$OUT/bench-$N.log" | tee -a "$OUT/results.txt"
+    cleanup
+    sleep 1
+done
