@@ -323,3 +323,23 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
     drop((dispatch, driver));
     other.gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_gateway_is_refused_by_all() {
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    let b = gateway(&nats, "b", Some(&a)).await;
+    let d9 = b.driver("D9", "north").await;
+    // `milepost revoke` appends to the deny list file of the gateway it runs beside: A's.
+    std::fs::write(a.dir.path().join("revoked.txt"), "driver:D9\n").unwrap();
+    // B closes the live session and refuses new ones.
+    tokio::time::timeout(Duration::from_secs(15), d9.conn.closed())
+        .await
+        .expect("B closed the revoked driver's session");
+    let again = b.session_as(Role::Driver, "D9", "D9", "north").await;
+    assert!(again.is_err(), "B still admits a revoked token");
+    // Other drivers are untouched.
+    b.driver("D10", "north").await;
+    b.gw.shutdown().await;
+    a.gw.shutdown().await;
+}

@@ -18,7 +18,8 @@
 //!   spread evenly over the live gateways. What happens *once* for the whole fleet is done by
 //!   the owner: ticks (stall detection) of its partitions are logged as records so every
 //!   gateway folds them at the same point; the owner of partition 0 sends the webhooks (their
-//!   cursor is in the KV bucket) and archives finished routes. A dead gateway's leases expire
+//!   cursor is in the KV bucket) and archives finished routes. Revocations written on one
+//!   gateway reach the others through the same bucket ([`revoke`]). A dead gateway's leases expire
 //!   after `cluster.lease_ttl_s` and the others take them over; its state needs no rebuilding,
 //!   every gateway already holds it (a restarted gateway rebuilds from its snapshot plus the
 //!   stream).
@@ -33,6 +34,7 @@ pub mod cid;
 mod consume;
 pub mod lease;
 mod publish;
+pub mod revoke;
 pub mod tick;
 
 use std::sync::Arc;

@@ -113,6 +113,8 @@ impl Drop for Registration<'_> {
 pub struct DenyList {
     path: PathBuf,
     entries: RwLock<(HashSet<String>, Option<SystemTime>)>,
+    /// Entries revoked on other gateways of a cluster (see [`crate::cluster::revoke`]).
+    shared: RwLock<HashSet<String>>,
 }
 
 impl DenyList {
@@ -121,6 +123,7 @@ impl DenyList {
         let list = DenyList {
             path: path.to_owned(),
             entries: RwLock::new((HashSet::new(), None)),
+            shared: RwLock::new(HashSet::new()),
         };
         list.reload();
         list
@@ -150,9 +153,34 @@ impl DenyList {
 
     /// True if the token (by subject or fingerprint) is denied.
     pub fn denies(&self, claims: &Claims, token: &str) -> bool {
-        let cur = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        !cur.0.is_empty()
-            && (cur.0.contains(&subject_key(claims)) || cur.0.contains(&fingerprint(token)))
+        let hit = |set: &HashSet<String>| {
+            !set.is_empty()
+                && (set.contains(&subject_key(claims)) || set.contains(&fingerprint(token)))
+        };
+        hit(&self.entries.read().unwrap_or_else(|p| p.into_inner()).0)
+            || hit(&self.shared.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The entries of this gateway's own file.
+    pub fn local(&self) -> HashSet<String> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Replaces the entries revoked elsewhere in the cluster; returns them with the local ones
+    /// when they changed.
+    pub fn set_shared(&self, set: HashSet<String>) -> Option<HashSet<String>> {
+        let mut cur = self.shared.write().unwrap_or_else(|p| p.into_inner());
+        if *cur == set {
+            return None;
+        }
+        *cur = set;
+        let mut all = self.local();
+        all.extend(cur.iter().cloned());
+        Some(all)
     }
 }
 

@@ -475,7 +475,11 @@ impl Gateway {
                 owned.clone(),
                 stop_cluster_rx.clone(),
             ));
-            tokio::spawn(crate::cluster::tick::run(shared.clone(), shutdown_rx));
+            tokio::spawn(crate::cluster::tick::run(
+                shared.clone(),
+                shutdown_rx.clone(),
+            ));
+            tokio::spawn(crate::cluster::revoke::run(shared.clone(), shutdown_rx));
         }
         Ok(Gateway {
             local_addr,
