@@ -85,7 +85,7 @@ impl Default for ClusterConfig {
             node: None,
             server_id: 0,
             prefix: "milepost".into(),
-            partitions: 16,
+            partitions: 8,
             replicas: 1,
             lease_ttl_s: 6,
             max_age_s: 7 * 24 * 3600,
