@@ -254,6 +254,18 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let b_leads = leader.expect("a webhook leader");
+    // Ownership is visible to the operator.
+    let admin = a.gw.admin_addr.unwrap();
+    let metrics = ureq::get(&format!("http://{admin}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("milepost_cluster_partitions_owned"),
+        "{metrics}"
+    );
     // The leader's sender is running once it has saved its starting cursor.
     let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());
     let state = js.get_key_value("t-state").await.unwrap();

@@ -226,6 +226,15 @@ fn render(sh: &Shared, out: &mut String) {
     );
     st.fsync_latency
         .render("milepost_log_fsync_seconds", "Duration of a log fsync", out);
+    if sh.cluster.is_some() {
+        render_value(
+            out,
+            "milepost_cluster_partitions_owned",
+            "gauge",
+            "Partitions of drivers whose ticks (and, for partition 0, webhooks) this gateway owns",
+            sh.owned.list().len() as u64,
+        );
+    }
     let drivers = crate::fleet::state::lock(&sh.state.positions).len();
     render_value(
         out,
