@@ -160,6 +160,14 @@ impl Publisher {
     }
 }
 
+/// Sleeps until `at` (forever when `None`; the caller disables the branch then).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs until every handle is gone or a shutdown is asked for, then answers what is in flight.
 pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused: RefusedHook) {
     let started = chrono::Utc::now().timestamp_millis();
@@ -173,32 +181,40 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
     let linger = std::time::Duration::from_micros(p.cluster.cfg.group_linger_us);
     let mut last_lsn = 0u64;
     let mut closed = false;
+    // Requests waiting to go out, and when they go: at once when nothing is in flight, else
+    // after the linger (acks keep being answered meanwhile).
+    let mut buf: Vec<Queued> = Vec::new();
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            req = queue.next(), if !closed && p.pending.len() < MAX_IN_FLIGHT => {
-                let Some(first) = req else {
-                    closed = true;
-                    continue;
-                };
-                // Whatever else is waiting goes out with it; under load, wait a moment for
-                // more (as the single box's log does before its fsync).
-                let mut batch = vec![first];
-                let mut lingered = linger.is_zero();
-                while batch.len() < GROUP_MAX {
-                    match queue.try_next() {
-                        Ok(Some(q)) => batch.push(q),
-                        Ok(None) if !lingered && !p.pending.is_empty() => {
-                            lingered = true;
-                            tokio::time::sleep(linger).await;
+            req = queue.next(),
+                if !closed && buf.len() < GROUP_MAX && p.pending.len() < MAX_IN_FLIGHT =>
+            {
+                match req {
+                    None => closed = true,
+                    Some(q) => {
+                        buf.push(q);
+                        while buf.len() < GROUP_MAX {
+                            match queue.try_next() {
+                                Ok(Some(q)) => buf.push(q),
+                                Ok(None) => break,
+                                Err(()) => {
+                                    closed = true;
+                                    break;
+                                }
+                            }
                         }
-                        Ok(None) => break,
-                        Err(()) => {
-                            closed = true;
-                            break;
+                        if flush_at.is_none() {
+                            let now = tokio::time::Instant::now();
+                            let at_once = p.pending.is_empty() || linger.is_zero();
+                            flush_at = Some(if at_once { now } else { now + linger });
                         }
                     }
                 }
-                p.dispatch(batch).await;
+            }
+            _ = sleep_until(flush_at), if flush_at.is_some() => {
+                flush_at = None;
+                p.dispatch(std::mem::take(&mut buf)).await;
             }
             Some(outcome) = p.pending.next(), if !p.pending.is_empty() => match outcome {
                 Outcome::Stored(seq, answers) => {
@@ -218,13 +234,13 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
                     }
                 }
             },
-            else => {
-                if closed {
-                    break;
-                }
-            }
+            else => {}
         }
-        if closed && p.pending.is_empty() {
+        if !buf.is_empty() && (closed || buf.len() >= GROUP_MAX) {
+            flush_at = None;
+            p.dispatch(std::mem::take(&mut buf)).await;
+        }
+        if closed && buf.is_empty() && p.pending.is_empty() {
             break;
         }
     }
