@@ -286,9 +286,15 @@ impl Gateway {
             let _ = state.set_recv_buffer_size((&socket).into(), 8 << 20);
             let _ = state.set_send_buffer_size((&socket).into(), 8 << 20);
         }
+        // Address-validation tokens (QUIC NEW_TOKEN) sealed under a persistent key: a phone
+        // reconnecting after a restart presents the token from its last connection, proves its
+        // address without a stateless-retry round trip, and so skips the retry that the
+        // handshake-rate guard would otherwise impose on the whole reconnect storm.
+        let address_key = keys::load_or_create_key(&data.join("address.key"))
+            .map_err(io_err("address token key"))?;
         let endpoint = quinn::Endpoint::new(
             endpoint_cfg,
-            Some(server_config(&cfg, tls)?),
+            Some(server_config(&cfg, tls, &address_key)?),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
@@ -405,7 +411,10 @@ impl Gateway {
             }
         })
         .await;
-        self.endpoint.wait_idle().await;
+        // Let the closes go out. Bounded: the log is synced and the snapshot written by now,
+        // and connections whose phones have gone (or are still half-way through a handshake
+        // after a reconnect storm) would otherwise hold the exit for minutes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
     /// Runs until `stop` resolves, then shuts down.
@@ -454,13 +463,19 @@ fn recover(
 fn server_config(
     cfg: &Config,
     tls: rustls::ServerConfig,
+    address_key: &[u8; 32],
 ) -> Result<quinn::ServerConfig, ServerError> {
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| ServerError::Io {
             what: "QUIC TLS config".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let token_key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"milepost address tokens")
+        .extract(address_key);
+    // Retry and NEW_TOKEN tokens are sealed with keys derived from `token_key`; the default
+    // validation-token settings (two tokens per connection, valid two weeks, reuse detected by
+    // a bounded Bloom filter, which starts empty after a restart) apply.
+    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(cfg.limits.max_streams))
@@ -511,10 +526,23 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut sessions = JoinSet::new();
+    // Handshakes in progress hold a slot until their Welcome (or failure): the next phone is
+    // taken from quinn's accept queue only when a slot is free.
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.cfg.limits.max_handshakes_in_flight as usize,
+    ));
+    let next = || {
+        let slots = slots.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let slot = slots.acquire_owned().await.ok()?;
+            Some((slot, endpoint.accept().await?))
+        }
+    };
     loop {
         tokio::select! {
-            incoming = endpoint.accept() => {
-                let Some(incoming) = incoming else { break };
+            incoming = next() => {
+                let Some((slot, incoming)) = incoming else { break };
                 if sessions.len() >= shared.cfg.limits.max_connections as usize {
                     incoming.refuse();
                     continue;
@@ -532,7 +560,7 @@ async fn accept_loop(
                     }
                 }
                 shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                sessions.spawn(session::run(incoming, shared.clone(), stop.clone()));
+                sessions.spawn(session::run(incoming, shared.clone(), stop.clone(), slot));
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             _ = stop.changed() => break,

@@ -27,6 +27,10 @@ use crate::wire::{read_msg, write_msg, WireError};
 /// Requests in flight per stream before the reader stops reading.
 const PIPELINE_DEPTH: usize = 64;
 
+/// Longest time a connection holds its place among the handshakes in flight
+/// (`limits.max_handshakes_in_flight`).
+const SLOT_HOLD: Duration = Duration::from_secs(1);
+
 /// Who is on the other end, once authenticated.
 struct Peer {
     claims: Claims,
@@ -51,8 +55,14 @@ enum Pending {
     Ready(Box<ServerMsg>),
 }
 
-/// Runs one connection to completion.
-pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// Runs one connection to completion. `slot` is its place among the handshakes in flight,
+/// given back once the Hello is answered.
+pub async fn run(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
@@ -71,7 +81,7 @@ pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Re
             Ok(Ok(conn)) => {
                 let (tx, rx) = watch::channel(true);
                 drop(tx);
-                return run_session(conn, rx, shared, stop).await;
+                return run_session(conn, rx, shared, stop, slot).await;
             }
             _ => {
                 tracing::debug!(%remote, "handshake failed or timed out");
@@ -92,7 +102,7 @@ pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Re
             ),
         }
     });
-    run_session(conn, confirmed, shared, stop).await
+    run_session(conn, confirmed, shared, stop, slot).await
 }
 
 /// Runs an accepted connection: Hello, then its streams and datagrams.
@@ -101,10 +111,28 @@ async fn run_session(
     confirmed: watch::Receiver<bool>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let handshake = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
     let remote = conn.remote_address();
-    let hello = tokio::time::timeout(handshake, accept_hello(&conn, &shared, confirmed)).await;
+    // The handshake slot goes back when the Hello is answered, or after `SLOT_HOLD` at most: a
+    // phone that gave up (or is very slow) must not keep others waiting for the whole
+    // handshake timeout.
+    let mut slot = Some(slot);
+    let hold = tokio::time::sleep(SLOT_HOLD);
+    tokio::pin!(hold);
+    let hello = accept_hello(&conn, &shared, confirmed);
+    tokio::pin!(hello);
+    let hello = tokio::time::timeout(handshake, async {
+        loop {
+            tokio::select! {
+                r = &mut hello => break r,
+                _ = &mut hold, if slot.is_some() => slot = None,
+            }
+        }
+    })
+    .await;
+    drop(slot);
     let (peer, first, _registration) = match hello {
         Ok(Ok(v)) => v,
         Ok(Err(code)) => {
