@@ -43,7 +43,7 @@ use milepost_proto::{
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Role, TokenKey};
-use crate::client::{ClientEndpoint, ClientError};
+use crate::client::{ClientEndpoint, ClientError, Phone};
 use crate::replay::metrics::{
     machine_busy_us, proc_sample, Counters, GatewayUsage, Kind, Latencies, ProcSample,
     ReplayReport, WindowReport, Wire, WireMarks,
@@ -350,6 +350,7 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
         };
         specs.push(Spec {
             id: format!("{}{:05}", cfg.driver_prefix, cfg.first_driver as u64 + i),
+            phone: ep.phone()?,
             ep,
             trace,
             phase_ms,
@@ -513,10 +514,11 @@ async fn progress_loop(run: Arc<Run>, stop: Arc<AtomicBool>) {
         let settled = acked + Counters::get(&c.rejected);
         let l = run.lat.take_interval();
         let line = format!(
-            "[{:>5.0}s] connected {:>6}/{} | sent {:>7}/s acked {:>7}/s | unsettled {:>6} | ack p50 {:>7.2} ms p99 {:>7.2} ms | reconnects {} lost {} errors {}",
+            "[{:>5.0}s] connected {:>6}/{} acked {:>6} | sent {:>7}/s acked {:>7}/s | unsettled {:>6} | ack p50 {:>7.2} ms p99 {:>7.2} ms | reconnects {} lost {} errors {}",
             run.t0.elapsed().as_secs_f64(),
             Counters::get(&c.connected),
             run.cfg.drivers,
+            Counters::get(&c.synced),
             sent - sent0,
             acked - acked0,
             sent.saturating_sub(settled),
@@ -624,6 +626,8 @@ fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> ReplayReport {
 struct Spec {
     id: String,
     ep: ClientEndpoint,
+    /// This phone's own TLS session tickets (resumed on every reconnect).
+    phone: Phone,
     trace: usize,
     phase_ms: i64,
     dlat: f64,
@@ -712,12 +716,19 @@ struct Link {
     limits: Limits,
     /// Batches in flight on the session stream, in order: (first seq, count).
     inflight: VecDeque<(u64, u32)>,
+    /// True once an ack arrived on this session (counted in `Counters::synced`).
+    acked: bool,
 }
 
 /// Opens a session: QUIC + TLS, then Hello/Welcome on the first bidirectional stream.
-async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u64), ClientError> {
+async fn open_link(
+    run: &Run,
+    ep: &ClientEndpoint,
+    phone: &Phone,
+    id: &str,
+) -> Result<(Link, u64), ClientError> {
     let cfg = &run.cfg;
-    let conn = ep.connect(cfg.server, &cfg.server_name).await?;
+    let conn = ep.connect_as(phone, cfg.server, &cfg.server_name).await?;
     let (mut send, recv) = conn.open_bi().await?;
     let now_s = chrono::Utc::now().timestamp();
     let token = cfg.key.mint(&Claims {
@@ -748,6 +759,7 @@ async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u6
                 acks: None,
                 limits: w.limits,
                 inflight: VecDeque::new(),
+                acked: false,
             },
             w.watermark.0,
         )),
@@ -759,6 +771,13 @@ async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u6
             None => e.into(),
         }),
     }
+}
+
+/// Notes on stderr, with the wall-clock time, the moment every driver is in a state (the
+/// reconnect storm bench reads these lines).
+fn all_drivers(what: &str) {
+    let ms = chrono::Utc::now().timestamp_millis();
+    eprintln!("all drivers {what} at unix_ms={ms}");
 }
 
 /// Refusals that a retry with the same token cannot fix (PROTOCOL.md 5.2).
@@ -785,6 +804,11 @@ enum Event {
     Timer,
 }
 
+/// Time given to a first connection attempt (handshake and Welcome), ms.
+const ATTEMPT_MS: u64 = 4_000;
+/// Longest time given to an attempt after earlier ones timed out, ms.
+const ATTEMPT_MAX_MS: u64 = 10_000;
+
 /// One simulated driver.
 struct Driver {
     run: Arc<Run>,
@@ -802,6 +826,8 @@ struct Driver {
     /// Reconnect (when disconnected) or resend after a refusal (when connected) at this time.
     retry_at: Option<u64>,
     backoff_ms: u64,
+    /// How long the next connection attempt may take before it is given up.
+    attempt_ms: u64,
     /// Disconnected involuntarily since this time.
     lost_since: Option<u64>,
     ever_connected: bool,
@@ -824,6 +850,7 @@ impl Driver {
             next_flush_us: 0,
             retry_at: None,
             backoff_ms: 100,
+            attempt_ms: ATTEMPT_MS,
             lost_since: None,
             ever_connected: false,
             offline_now: false,
@@ -869,7 +896,7 @@ impl Driver {
         Counters::add(&run.c.drivers_done, 1);
         if let Some(l) = self.link.take() {
             l.conn.close(quinn::VarInt::from_u32(0), b"done");
-            run.c.connected_down();
+            run.c.connected_down(l.acked);
         }
     }
 
@@ -933,6 +960,13 @@ impl Driver {
     /// Settles the seqs an ack covers and records their latency.
     fn settle_ack(&mut self, ack: &Ack, now: u64) {
         let run = self.run.clone();
+        if let Some(l) = self.link.as_mut().filter(|l| !l.acked) {
+            l.acked = true;
+            let now = run.c.synced.fetch_add(1, Ordering::Relaxed) + 1;
+            if now == run.cfg.drivers as u64 {
+                all_drivers("connected and acked");
+            }
+        }
         Counters::add(&run.c.duplicates, ack.duplicates as u64);
         let first = ack.first_seq.0;
         for seq in first..first.saturating_add(ack.count as u64) {
@@ -984,7 +1018,7 @@ impl Driver {
             l.conn.close(quinn::VarInt::from_u32(0), b"offline");
         }
         let run = self.run.clone();
-        run.c.connected_down();
+        run.c.connected_down(l.acked);
         for slot in self.queue.iter_mut() {
             if matches!(slot.st, St::Live(_) | St::Batched) {
                 slot.st = St::Unsent;
@@ -1173,12 +1207,15 @@ impl Driver {
     async fn connect(&mut self, now: u64) {
         let run = self.run.clone();
         let started = run.now_us();
-        // Like a phone that knows its network is up: give a handshake 2 s, then try again
-        // (QUIC's own retransmission backoff would otherwise stretch one attempt over the
-        // whole outage).
+        // Like a phone that knows its network is up: give a handshake (and the Welcome) 4 s,
+        // then try again (QUIC's own retransmission backoff would otherwise stretch one
+        // attempt over the whole outage; Chromium's QUIC gives a handshake 10 s). Each attempt
+        // that times out doubles the next one's time, up to 10 s: a gateway busy with a
+        // reconnect storm answers late, and a phone that gives up on a handshake the gateway
+        // is about to finish makes it do that work twice.
         let attempt = tokio::time::timeout(
-            Duration::from_secs(2),
-            open_link(&run, &self.s.ep, &self.s.id),
+            Duration::from_millis(self.attempt_ms),
+            open_link(&run, &self.s.ep, &self.s.phone, &self.s.id),
         )
         .await;
         let (link, watermark) = match attempt {
@@ -1198,6 +1235,7 @@ impl Driver {
             }
             Err(_) => {
                 Counters::add(&run.c.connect_errors, 1);
+                self.attempt_ms = (self.attempt_ms * 2).min(ATTEMPT_MAX_MS);
                 self.lost_since.get_or_insert(now);
                 self.retry_at = Some(run.now_us() + self.next_backoff_us());
                 return;
@@ -1210,10 +1248,13 @@ impl Driver {
         if self.ever_connected {
             Counters::add(&run.c.reconnects, 1);
         }
-        run.c.connected_up();
+        if run.c.connected_up() == run.cfg.drivers as u64 {
+            all_drivers("connected");
+        }
         self.link = Some(link);
         self.lost_since = None;
         self.backoff_ms = 100;
+        self.attempt_ms = ATTEMPT_MS;
         if !self.ever_connected {
             self.ever_connected = true;
             // Seqs continue after what the gateway already holds for this driver id; the
