@@ -65,6 +65,7 @@ pub fn start(
     dir: &Path,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
+    lag: Arc<crate::feed::FeedLag>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     std::fs::create_dir_all(dir)?;
@@ -82,6 +83,7 @@ pub fn start(
             cursor_file,
             state: state.clone(),
             stats: stats.clone(),
+            lag: lag.clone(),
             stop: stop.clone(),
         };
         threads.push(
@@ -99,6 +101,7 @@ struct Endpoint {
     cursor_file: PathBuf,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
+    lag: Arc<crate::feed::FeedLag>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -112,6 +115,11 @@ impl Endpoint {
         // A new endpoint starts from the milestones emitted from now on.
         let mut cursor = read_cursor(&self.cursor_file)
             .unwrap_or_else(|| lock(&self.state.feed).milestones_last());
+        let lag = self.lag.track(
+            crate::feed::FeedClass::Webhook,
+            crate::feed::LagTarget::Milestones,
+            cursor,
+        );
         let mut backoff = Duration::from_secs(1);
         while !self.stop.load(Ordering::Relaxed) {
             let batch = lock(&self.state.feed).milestones_after(cursor, 64);
@@ -123,6 +131,7 @@ impl Endpoint {
                     self.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
                     tracing::error!(url = %self.url, skipped, "webhook endpoint was down too long: milestones skipped");
                     cursor = oldest;
+                    lag.set(cursor);
                     continue;
                 }
             };
@@ -139,6 +148,7 @@ impl Endpoint {
                         Ok(()) => {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                             cursor = offset;
+                            lag.set(cursor);
                             if let Err(e) = write_cursor(&self.cursor_file, cursor) {
                                 tracing::error!(error = %e, "webhook cursor not saved");
                             }

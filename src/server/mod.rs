@@ -135,6 +135,8 @@ pub struct Shared {
     pub webhook_stats: std::sync::OnceLock<Arc<crate::feed::webhook::WebhookStats>>,
     /// Feed subscriptions waiting for changes.
     pub hub: Arc<crate::feed::FeedHub>,
+    /// Every live subscriber's cursor (feed lag per subscriber class, in `/metrics`).
+    pub lag: Arc<crate::feed::FeedLag>,
     /// Push queues of connected drivers (newest connection wins).
     pub pushes: dashmap::DashMap<
         milepost_proto::DriverId,
@@ -316,6 +318,7 @@ impl Gateway {
             tickets,
             pushes: Default::default(),
             hub,
+            lag: Default::default(),
             webhook_stats: Default::default(),
         });
         let webhook_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -332,6 +335,7 @@ impl Gateway {
             &shared.cfg.data_dir.join("webhooks"),
             shared.state.clone(),
             webhook_stats.clone(),
+            shared.lag.clone(),
             webhook_stop.clone(),
         )
         .map_err(io_err("webhook threads"))?;
