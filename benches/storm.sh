@@ -33,6 +33,8 @@ start_gw() {
 }
 # CPU seconds (user + system) of a process so far.
 cpu_s() { awk '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# UDP datagrams the kernel dropped for want of socket buffer space, machine-wide.
+udp_drops() { awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
 : >"$OUT/gateway.log"
 start_gw 1
 RAMP=$(( DRIVERS / 1000 * 2 + 1 ))
@@ -45,7 +47,7 @@ start_gw 2
 # Ready: the restarted gateway's "listening" line (logged after recovery, once it serves).
 READY_MS=$(grep "addr=" "$OUT/gateway.log" | tail -1 | cut -d' ' -f1 | xargs -I{} date -d {} +%s%3N)
 ADMIN=$(grep -o "admin=[0-9.:]*" "$OUT/gateway.log" | tail -1 | cut -d= -f2)
-GW_CPU0=$(cpu_s "$GW"); LG_CPU0=$(cpu_s "$RP")
+GW_CPU0=$(cpu_s "$GW"); LG_CPU0=$(cpu_s "$RP"); DROPS0=$(udp_drops)
 echo "gateway restarted; ready at unix_ms=$READY_MS"
 # The load generator prints "all drivers connected and acked at unix_ms=..." the moment the last
 # driver's new session is acked.
@@ -57,7 +59,7 @@ for _ in $(seq 1 600); do
     fi
     sleep 0.1
 done
-GW_CPU1=$(cpu_s "$GW"); LG_CPU1=$(cpu_s "$RP")
+GW_CPU1=$(cpu_s "$GW"); LG_CPU1=$(cpu_s "$RP"); DROPS1=$(udp_drops)
 METRICS=$(curl -s "http://$ADMIN/metrics" || true)
 wait "$RP" || true
 kill -TERM "$GW" 2>/dev/null || true; wait "$GW" 2>/dev/null || true
@@ -72,5 +74,5 @@ fi
 metric() { awk -v m="$1" '$1 == m { print $2 }' <<<"$METRICS"; }
 echo "until then: gateway CPU $(echo "$GW_CPU1 - $GW_CPU0" | bc) s, load generator CPU $(echo "$LG_CPU1 - $LG_CPU0" | bc) s;" \
     "new gateway: connections $(metric milepost_connections_total), TLS resumptions $(metric milepost_tls_resumptions_total)," \
-    "stateless retries $(metric milepost_retries_total)"
+    "stateless retries $(metric milepost_retries_total); UDP receive-buffer drops $(( DROPS1 - DROPS0 ))"
 grep -E "reconnects|TLS|ack latency \(all\)|fixes |handshake" "$OUT/replay.txt" || true

@@ -29,7 +29,7 @@ const PIPELINE_DEPTH: usize = 64;
 
 /// Longest time a connection holds its place among the handshakes in flight
 /// (`limits.max_handshakes_in_flight`).
-const SLOT_HOLD: Duration = Duration::from_secs(1);
+const SLOT_HOLD: Duration = Duration::from_millis(250);
 
 /// Who is on the other end, once authenticated.
 struct Peer {
