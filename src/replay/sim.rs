@@ -408,9 +408,9 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
     Ok(report(&run, probes, gw_before))
 }
 
-/// Socket buffer size asked for the client sockets (the kernel caps it at
-/// `net.core.rmem_max`/`wmem_max`).
-const SOCKET_BUFFER: usize = 8 << 20;
+/// Socket buffer size asked for the client sockets (the kernel may cap it at
+/// `net.core.rmem_max`/`wmem_max`, see [`crate::udp`]).
+const SOCKET_BUFFER: usize = 16 << 20;
 
 /// A UDP socket with large buffers: a thousand connections share one, and the default buffer
 /// (about 200 KiB) overflows when the process is busy for a few milliseconds, which would show
@@ -418,10 +418,8 @@ const SOCKET_BUFFER: usize = 8 << 20;
 /// gateway's.
 fn big_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let sock = std::net::UdpSocket::bind(bind)?;
-    let state = quinn::udp::UdpSocketState::new((&sock).into())?;
     // Best effort: a smaller buffer still works.
-    let _ = state.set_recv_buffer_size((&sock).into(), SOCKET_BUFFER);
-    let _ = state.set_send_buffer_size((&sock).into(), SOCKET_BUFFER);
+    let _ = crate::udp::size_buffers(&sock, SOCKET_BUFFER);
     Ok(sock)
 }
 

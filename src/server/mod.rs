@@ -37,6 +37,10 @@ use crate::fleet::state::FleetState;
 use crate::store::log::RecoveryStats;
 use crate::store::{Ledger, LogReader, LogWriter, WriterHandle};
 
+/// Receive and send buffer asked for the gateway's UDP socket: about 25,000 handshake
+/// Initials (the kernel may cap it, see [`crate::udp`]).
+const UDP_BUFFER: usize = 64 << 20;
+
 /// A failure to start the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -282,12 +286,10 @@ impl Gateway {
         endpoint_cfg.min_reset_interval(Duration::from_micros(20));
         let socket = std::net::UdpSocket::bind(cfg.listen)
             .map_err(io_err(format!("bind {}", cfg.listen)))?;
-        // One socket takes every phone's packets: give it room for bursts (the kernel caps
-        // this at net.core.rmem_max; a failure just leaves the default).
-        if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
-            let _ = state.set_recv_buffer_size((&socket).into(), 8 << 20);
-            let _ = state.set_send_buffer_size((&socket).into(), 8 << 20);
-        }
+        // One socket takes every phone's packets: room for a reconnect storm's burst of
+        // handshakes (see `crate::udp`; a failure just leaves a smaller buffer).
+        let rcvbuf = crate::udp::size_buffers(&socket, UDP_BUFFER);
+        tracing::debug!(?rcvbuf, "UDP socket receive buffer");
         // Address-validation tokens (QUIC NEW_TOKEN) sealed under a persistent key: a phone
         // reconnecting after a restart presents the token from its last connection, proves its
         // address without a stateless-retry round trip, and so skips the retry that the
