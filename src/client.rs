@@ -80,8 +80,9 @@ pub struct Phone {
     cfg: quinn::ClientConfig,
 }
 
-/// TLS 1.3 tickets a phone keeps per server (the gateway issues two per handshake).
-const PHONE_TICKETS: usize = 4;
+/// TLS 1.3 tickets and QUIC address tokens a phone keeps per server (the gateway issues four
+/// of each per connection, `crate::certs::TICKETS_PER_HANDSHAKE`; rustls keeps at most eight).
+const PHONE_TICKETS: usize = 8;
 
 impl ClientEndpoint {
     /// Binds a client endpoint on `bind` (e.g. `127.0.0.1:0`) trusting the CA in `ca_pem`.
@@ -122,9 +123,9 @@ impl ClientEndpoint {
         tls.resumption = rustls::client::Resumption::store(Arc::new(
             rustls::client::ClientSessionMemoryCache::new(PHONE_TICKETS),
         ));
-        Ok(Phone {
-            cfg: quic_client_config(Arc::new(tls), self.transport.clone())?,
-        })
+        let mut cfg = quic_client_config(Arc::new(tls), self.transport.clone())?;
+        cfg.token_store(Arc::new(quinn::TokenMemoryCache::new(4, PHONE_TICKETS)));
+        Ok(Phone { cfg })
     }
 
     /// Connects as `phone` (resuming its TLS session when it holds a ticket).

@@ -26,8 +26,9 @@
 //! # Scale
 //! One tokio task per driver, no task per fix; drivers share a few UDP sockets (one
 //! [`ClientEndpoint`] per `per_endpoint` connections), except migrating drivers, which need a
-//! socket of their own to rebind. Per driver: the task, its quinn connection and a queue of the
-//! fixes not yet settled (usually one or two).
+//! socket of their own to rebind. Per driver: the task, its quinn connection, its own TLS
+//! session tickets and QUIC address tokens (as a phone has: see [`crate::client::Phone`]) and a
+//! queue of the fixes not yet settled (usually one or two).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};

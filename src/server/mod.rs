@@ -478,10 +478,14 @@ fn server_config(
         })?;
     let token_key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"milepost address tokens")
         .extract(address_key);
-    // Retry and NEW_TOKEN tokens are sealed with keys derived from `token_key`; the default
-    // validation-token settings (two tokens per connection, valid two weeks, reuse detected by
-    // a bounded Bloom filter, which starts empty after a restart) apply.
+    // Retry and NEW_TOKEN tokens are sealed with keys derived from `token_key`; NEW_TOKEN
+    // tokens are valid two weeks, their reuse detected by a bounded Bloom filter (which starts
+    // empty after a restart). Like TLS tickets, a token is used up by an attempt that fails:
+    // as many tokens as tickets.
     let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
+    let mut tokens = quinn::ValidationTokenConfig::default();
+    tokens.sent(crate::certs::TICKETS_PER_HANDSHAKE as u32);
+    server.validation_token_config(tokens);
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(cfg.limits.max_streams))
