@@ -484,7 +484,10 @@ fn server_config(
     // as many tokens as tickets.
     let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
     let mut tokens = quinn::ValidationTokenConfig::default();
-    tokens.sent(crate::certs::TICKETS_PER_HANDSHAKE as u32);
+    tokens
+        .sent(crate::certs::TICKETS_PER_HANDSHAKE as u32)
+        .lifetime(TOKEN_LIFETIME)
+        .log(Arc::new(primed_token_log()));
     server.validation_token_config(tokens);
     let mut transport = quinn::TransportConfig::default();
     transport
@@ -510,6 +513,24 @@ fn server_config(
         ));
     server.transport_config(Arc::new(transport));
     Ok(server)
+}
+
+/// How long a QUIC address-validation token stays valid.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// quinn's Bloom-filter token log, primed to accept every token still valid. Left empty, it
+/// takes its time window from the first token it sees and refuses every token issued before
+/// that one as "too far in past": after a restart, phones present tokens issued by the previous
+/// gateway in no particular order, and those refused got a stateless retry (6,134 retries in
+/// a 10k storm). Priming it with a token that expires now opens the window at now.
+fn primed_token_log() -> quinn::BloomTokenLog {
+    use quinn::TokenLog;
+    let log = quinn::BloomTokenLog::default();
+    if let Some(issued) = std::time::SystemTime::now().checked_sub(TOKEN_LIFETIME) {
+        // Nonce 0: real nonces are random 128-bit values (a clash only costs one retry).
+        let _ = log.check_and_insert(0, issued, TOKEN_LIFETIME);
+    }
+    log
 }
 
 /// Re-reads the token deny list every second and closes the live sessions it now denies.
