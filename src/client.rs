@@ -65,7 +65,24 @@ impl ClientError {
 #[derive(Clone)]
 pub struct ClientEndpoint {
     endpoint: quinn::Endpoint,
+    /// The TLS configuration, for [`ClientEndpoint::phone`].
+    tls: Arc<rustls::ClientConfig>,
+    transport: Arc<quinn::TransportConfig>,
 }
+
+/// One phone's connection settings: its own store of TLS session tickets (and QUIC address
+/// tokens), as a real phone has. Connections made with [`ClientEndpoint::connect_as`] resume
+/// the TLS session of this phone's previous connection, however many other phones share the
+/// endpoint's socket. (A store shared by thousands of simulated phones would hold only a
+/// handful of tickets per server, so almost none of them could resume after a restart.)
+#[derive(Clone)]
+pub struct Phone {
+    cfg: quinn::ClientConfig,
+}
+
+/// TLS 1.3 tickets and QUIC address tokens a phone keeps per server (the gateway issues four
+/// of each per connection, `crate::certs::TICKETS_PER_HANDSHAKE`; rustls keeps at most eight).
+const PHONE_TICKETS: usize = 8;
 
 impl ClientEndpoint {
     /// Binds a client endpoint on `bind` (e.g. `127.0.0.1:0`) trusting the CA in `ca_pem`.
@@ -74,18 +91,21 @@ impl ClientEndpoint {
         // Resume TLS sessions (cheap reconnects) and allow 0-RTT, which `connect_0rtt` uses.
         tls.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
         tls.enable_early_data = true;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
-        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let tls = Arc::new(tls);
         let mut transport = quinn::TransportConfig::default();
         transport
             .keep_alive_interval(Some(Duration::from_secs(15)))
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
             .max_concurrent_uni_streams(quinn::VarInt::from_u32(2));
-        cfg.transport_config(Arc::new(transport));
+        let transport = Arc::new(transport);
+        let cfg = quic_client_config(tls.clone(), transport.clone())?;
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(cfg);
-        Ok(ClientEndpoint { endpoint })
+        Ok(ClientEndpoint {
+            endpoint,
+            tls,
+            transport,
+        })
     }
 
     /// Connects to `server`, checking its certificate for `server_name`.
@@ -95,6 +115,30 @@ impl ClientEndpoint {
         server_name: &str,
     ) -> Result<quinn::Connection, ClientError> {
         Ok(self.endpoint.connect(server, server_name)?.await?)
+    }
+
+    /// Settings for one more phone on this endpoint, with a session store of its own.
+    pub fn phone(&self) -> Result<Phone, ClientError> {
+        let mut tls = (*self.tls).clone();
+        tls.resumption = rustls::client::Resumption::store(Arc::new(
+            rustls::client::ClientSessionMemoryCache::new(PHONE_TICKETS),
+        ));
+        let mut cfg = quic_client_config(Arc::new(tls), self.transport.clone())?;
+        cfg.token_store(Arc::new(quinn::TokenMemoryCache::new(4, PHONE_TICKETS)));
+        Ok(Phone { cfg })
+    }
+
+    /// Connects as `phone` (resuming its TLS session when it holds a ticket).
+    pub async fn connect_as(
+        &self,
+        phone: &Phone,
+        server: SocketAddr,
+        server_name: &str,
+    ) -> Result<quinn::Connection, ClientError> {
+        Ok(self
+            .endpoint
+            .connect_with(phone.cfg.clone(), server, server_name)?
+            .await?)
     }
 
     /// Connects, sending 0-RTT data at once when a resumable session with this gateway is
@@ -130,6 +174,18 @@ impl ClientEndpoint {
     pub fn quinn(&self) -> &quinn::Endpoint {
         &self.endpoint
     }
+}
+
+/// The quinn client configuration over a TLS configuration.
+fn quic_client_config(
+    tls: Arc<rustls::ClientConfig>,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, ClientError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(transport);
+    Ok(cfg)
 }
 
 /// An authenticated session on the first bidirectional stream.

@@ -23,6 +23,7 @@
 //! - [`web`]: the HTTP listener for browsers: recipients' tracking pages and the dispatcher
 //!   map, fed live by server-sent events from the same feeds as QUIC.
 //! - [`wire`]: reading and writing protocol frames on quinn streams.
+//! - [`udp`]: UDP socket buffer sizes for the gateway and the load generator.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -37,5 +38,6 @@ pub mod replay;
 pub mod server;
 pub mod store;
 pub mod tools;
+pub mod udp;
 pub mod web;
 pub mod wire;

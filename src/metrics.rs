@@ -69,7 +69,19 @@ pub fn render_labelled(
     label: &str,
     values: &[(&str, u64)],
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    render_labelled_kind(out, name, "counter", help, label, values);
+}
+
+/// Appends a labelled family of metrics of type `kind` (`counter`, `gauge`).
+pub fn render_labelled_kind(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (l, v) in values {
         let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {v}");
     }

@@ -128,3 +128,143 @@ async fn tls_sessions_resume_across_a_restart() {
     s.close();
     gw.shutdown().await;
 }
+
+/// The value of `name{class="class"}` in a metrics page.
+fn class_metric(body: &str, name: &str, class: &str) -> Option<u64> {
+    let prefix = format!("{name}{{class=\"{class}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn feed_lag_per_subscriber_class() {
+    use milepost::auth::Role;
+    use milepost_proto::{CommandKind, FeedTarget};
+    // A webhook endpoint that is down (nothing listens on port 9): its outbox falls behind by
+    // every milestone.
+    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
+        c.feed.webhooks = vec!["http://127.0.0.1:9/hook".into()];
+        c.web.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = t.gw.admin_addr.unwrap();
+    let mut dispatch = t.dispatcher("north").await;
+    dispatch
+        .command(1, CommandKind::AssignRoute(common::example_route()))
+        .await
+        .unwrap();
+    // One subscriber of each class.
+    let recipient = t
+        .session_as(Role::Recipient, "MP100000001", "MP100000001", "north")
+        .await
+        .unwrap();
+    let mut parcel = recipient
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+        .unwrap();
+    let mut depot = dispatch.subscribe(FeedTarget::Depot, None).await.unwrap();
+    let mut area = dispatch
+        .subscribe(
+            FeedTarget::Area {
+                min_lat_e7: 388_000_000,
+                min_lon_e7: -771_000_000,
+                max_lat_e7: 390_000_000,
+                max_lon_e7: -769_000_000,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let web = t.gw.web_addr.unwrap();
+    let mut sse = tokio::net::TcpStream::connect(web).await.unwrap();
+    let tok = common::token(Role::Recipient, "MP100000001", "north");
+    sse.write_all(
+        format!(
+            "GET /t/MP100000001/events?after=0 HTTP/1.1\r\nHost: localhost\r\n\
+             Authorization: Bearer {tok}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    sse.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    for f in [&mut parcel, &mut depot, &mut area] {
+        assert!(matches!(
+            f.next().await.unwrap(),
+            milepost_proto::ServerMsg::FeedSnapshot(_)
+        ));
+    }
+    // The route starts and reaches its first stop: milestones for the parcel.
+    let mut d = t.driver("D1", "north").await;
+    let r = common::example_route();
+    let mut clock = common::now_ms() - 3_000_000;
+    let start = r.start.unwrap();
+    let fixes = common::leg(
+        (start.lat, start.lon),
+        (r.stops[0].lat, r.stops[0].lon),
+        &mut clock,
+        60,
+    );
+    let mut seq = 1;
+    for chunk in fixes.chunks(8) {
+        d.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        seq += chunk.len() as u64;
+    }
+    let milestones = milepost::fleet::state::lock(&t.gw.shared().state.feed).milestones_last();
+    assert!(milestones > 0);
+    // The live subscribers get everything (lag 0); the dead webhook is behind by every
+    // milestone. The writers run concurrently with this test: look until they have settled.
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = http_get(admin, "/metrics").await.1;
+        let settled = ["recipient", "dispatcher_depot", "dispatcher_area", "sse"]
+            .iter()
+            .all(|c| class_metric(&body, "milepost_feed_lag_events", c) == Some(0))
+            && class_metric(&body, "milepost_feed_lag_events", "webhook") == Some(milestones);
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for class in [
+        "recipient",
+        "dispatcher_depot",
+        "dispatcher_area",
+        "sse",
+        "webhook",
+    ] {
+        assert_eq!(
+            class_metric(&body, "milepost_feed_subscribers", class),
+            Some(1),
+            "{class} in\n{body}"
+        );
+        let lag = if class == "webhook" { milestones } else { 0 };
+        assert_eq!(
+            class_metric(&body, "milepost_feed_lag_events", class),
+            Some(lag),
+            "{class} in\n{body}"
+        );
+        assert_eq!(
+            class_metric(&body, "milepost_feed_lag_events_max", class),
+            Some(lag),
+            "{class} in\n{body}"
+        );
+    }
+    // A subscriber that leaves is no longer counted.
+    drop(parcel);
+    drop(recipient);
+    for _ in 0..200 {
+        body = http_get(admin, "/metrics").await.1;
+        if class_metric(&body, "milepost_feed_subscribers", "recipient") == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        class_metric(&body, "milepost_feed_subscribers", "recipient"),
+        Some(0)
+    );
+}

@@ -7,6 +7,7 @@
 //! - [`hub`]: who is waiting for what: wakes exactly the subscriptions an applied group
 //!   touched.
 //! - [`webhook`]: the durable outbox that posts milestones to notifiers, signed and retried.
+//! - [`lag`]: every live subscriber's cursor, for the feed lag metrics per subscriber class.
 //!
 //! Subscribers read the store by cursor; the applier only appends and wakes them. A slow
 //! subscriber therefore costs the applier nothing: its own QUIC stream fills, its writer waits,
@@ -14,8 +15,10 @@
 //! newest, read from the live position store).
 
 pub mod hub;
+pub mod lag;
 pub mod store;
 pub mod webhook;
 
 pub use hub::{FeedHub, FeedKey, Mailbox};
+pub use lag::{FeedClass, FeedLag, LagHandle, LagTarget};
 pub use store::{FeedStore, Ring, TooOld};

@@ -105,6 +105,7 @@ pub fn start(
     cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
+    lag: Arc<crate::feed::FeedLag>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     // ureq's rustls needs a process-wide provider; ours is ring (an error means one is set).
@@ -121,6 +122,7 @@ pub fn start(
             cursors: cursors.clone(),
             state: state.clone(),
             stats: stats.clone(),
+            lag: lag.clone(),
             stop: stop.clone(),
         };
         threads.push(
@@ -139,6 +141,7 @@ struct Endpoint {
     cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
+    lag: Arc<crate::feed::FeedLag>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -152,9 +155,12 @@ impl Endpoint {
         let mut backoff = Duration::from_secs(1);
         // Loaded when delivery (re)starts: in a cluster another gateway may have moved it.
         let mut cursor: Option<u64> = None;
+        // Lag is reported while this gateway delivers (in a cluster, by the leader only).
+        let mut lag = None;
         while !self.stop.load(Ordering::Relaxed) {
             if !self.cursors.active() {
                 cursor = None;
+                lag = None;
                 std::thread::sleep(Duration::from_millis(250));
                 continue;
             }
@@ -174,6 +180,11 @@ impl Endpoint {
                         }
                     };
                     tracing::info!(url = %self.url, cursor = c, "webhook delivery (re)starts");
+                    lag = Some(self.lag.track(
+                        crate::feed::FeedClass::Webhook,
+                        crate::feed::LagTarget::Milestones,
+                        c,
+                    ));
                     cursor = Some(c);
                     c
                 }
@@ -187,6 +198,9 @@ impl Endpoint {
                     self.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
                     tracing::error!(url = %self.url, skipped, "webhook endpoint was down too long: milestones skipped");
                     cursor = Some(oldest);
+                    if let Some(lag) = &lag {
+                        lag.set(oldest);
+                    }
                     continue;
                 }
             };
@@ -207,6 +221,9 @@ impl Endpoint {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                             c = offset;
                             cursor = Some(c);
+                            if let Some(lag) = &lag {
+                                lag.set(c);
+                            }
                             if let Err(e) = self.cursors.save(&self.key, c) {
                                 tracing::error!(error = %e, "webhook cursor not saved");
                             }

@@ -47,6 +47,9 @@ pub struct Counters {
     pub connected: AtomicU64,
     /// Most drivers connected at once.
     pub connected_peak: AtomicU64,
+    /// Drivers whose current session has already had at least one of its fixes acked
+    /// ("connected and acked": what a reconnect storm is measured by).
+    pub synced: AtomicU64,
     /// Network switches simulated (client socket rebinds).
     pub migrations: AtomicU64,
     /// Network switches whose rebind failed locally.
@@ -72,15 +75,20 @@ impl Counters {
         c.load(Ordering::Relaxed)
     }
 
-    /// Marks one more driver connected, tracking the peak.
-    pub fn connected_up(&self) {
+    /// Marks one more driver connected, tracking the peak; returns how many are connected now.
+    pub fn connected_up(&self) -> u64 {
         let now = self.connected.fetch_add(1, Ordering::Relaxed) + 1;
         self.connected_peak.fetch_max(now, Ordering::Relaxed);
+        now
     }
 
-    /// Marks one driver disconnected.
-    pub fn connected_down(&self) {
+    /// Marks one driver disconnected; `acked`: its session had been acked (counted in
+    /// `synced`).
+    pub fn connected_down(&self, acked: bool) {
         self.connected.fetch_sub(1, Ordering::Relaxed);
+        if acked {
+            self.synced.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -26,8 +26,9 @@
 //! # Scale
 //! One tokio task per driver, no task per fix; drivers share a few UDP sockets (one
 //! [`ClientEndpoint`] per `per_endpoint` connections), except migrating drivers, which need a
-//! socket of their own to rebind. Per driver: the task, its quinn connection and a queue of the
-//! fixes not yet settled (usually one or two).
+//! socket of their own to rebind. Per driver: the task, its quinn connection, its own TLS
+//! session tickets and QUIC address tokens (as a phone has: see [`crate::client::Phone`]) and a
+//! queue of the fixes not yet settled (usually one or two).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -43,7 +44,7 @@ use milepost_proto::{
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Role, TokenKey};
-use crate::client::{ClientEndpoint, ClientError};
+use crate::client::{ClientEndpoint, ClientError, Phone};
 use crate::replay::metrics::{
     machine_busy_us, proc_sample, udp_buffer_errors, udp_socket_drops, Counters, GatewayUsage,
     Kind, Latencies, ProcSample, ReplayReport, UdpDrops, WindowReport, Wire, WireMarks,
@@ -356,6 +357,7 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
         };
         specs.push(Spec {
             id: format!("{}{:05}", cfg.driver_prefix, cfg.first_driver as u64 + i),
+            phone: ep.phone()?,
             ep,
             trace,
             phase_ms,
@@ -435,9 +437,9 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
     })
 }
 
-/// Socket buffer size asked for the client sockets (the kernel caps it at
-/// `net.core.rmem_max`/`wmem_max`).
-const SOCKET_BUFFER: usize = 32 << 20;
+/// Socket buffer size asked for the client sockets (the kernel may cap it at
+/// `net.core.rmem_max`/`wmem_max`, see [`crate::udp`]).
+const SOCKET_BUFFER: usize = 16 << 20;
 
 /// A UDP socket with large buffers: a thousand connections share one, and the default buffer
 /// (about 200 KiB) overflows when the process is busy for a few milliseconds, which would show
@@ -445,10 +447,8 @@ const SOCKET_BUFFER: usize = 32 << 20;
 /// gateway's.
 fn big_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let sock = std::net::UdpSocket::bind(bind)?;
-    let state = quinn::udp::UdpSocketState::new((&sock).into())?;
     // Best effort: a smaller buffer still works.
-    let _ = state.set_recv_buffer_size((&sock).into(), SOCKET_BUFFER);
-    let _ = state.set_send_buffer_size((&sock).into(), SOCKET_BUFFER);
+    let _ = crate::udp::size_buffers(&sock, SOCKET_BUFFER);
     Ok(sock)
 }
 
@@ -541,10 +541,11 @@ async fn progress_loop(run: Arc<Run>, stop: Arc<AtomicBool>) {
         let settled = acked + Counters::get(&c.rejected);
         let l = run.lat.take_interval();
         let line = format!(
-            "[{:>5.0}s] connected {:>6}/{} | sent {:>7}/s acked {:>7}/s | unsettled {:>6} | ack p50 {:>7.2} ms p99 {:>7.2} ms | reconnects {} lost {} errors {}",
+            "[{:>5.0}s] connected {:>6}/{} acked {:>6} | sent {:>7}/s acked {:>7}/s | unsettled {:>6} | ack p50 {:>7.2} ms p99 {:>7.2} ms | reconnects {} lost {} errors {}",
             run.t0.elapsed().as_secs_f64(),
             Counters::get(&c.connected),
             run.cfg.drivers,
+            Counters::get(&c.synced),
             sent - sent0,
             acked - acked0,
             sent.saturating_sub(settled),
@@ -653,6 +654,8 @@ fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> ReplayReport {
 struct Spec {
     id: String,
     ep: ClientEndpoint,
+    /// This phone's own TLS session tickets (resumed on every reconnect).
+    phone: Phone,
     trace: usize,
     phase_ms: i64,
     dlat: f64,
@@ -741,12 +744,19 @@ struct Link {
     limits: Limits,
     /// Batches in flight on the session stream, in order: (first seq, count).
     inflight: VecDeque<(u64, u32)>,
+    /// True once an ack arrived on this session (counted in `Counters::synced`).
+    acked: bool,
 }
 
 /// Opens a session: QUIC + TLS, then Hello/Welcome on the first bidirectional stream.
-async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u64), ClientError> {
+async fn open_link(
+    run: &Run,
+    ep: &ClientEndpoint,
+    phone: &Phone,
+    id: &str,
+) -> Result<(Link, u64), ClientError> {
     let cfg = &run.cfg;
-    let conn = ep.connect(cfg.server, &cfg.server_name).await?;
+    let conn = ep.connect_as(phone, cfg.server, &cfg.server_name).await?;
     let (mut send, recv) = conn.open_bi().await?;
     let now_s = chrono::Utc::now().timestamp();
     let token = cfg.key.mint(&Claims {
@@ -777,6 +787,7 @@ async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u6
                 acks: None,
                 limits: w.limits,
                 inflight: VecDeque::new(),
+                acked: false,
             },
             w.watermark.0,
         )),
@@ -788,6 +799,13 @@ async fn open_link(run: &Run, ep: &ClientEndpoint, id: &str) -> Result<(Link, u6
             None => e.into(),
         }),
     }
+}
+
+/// Notes on stderr, with the wall-clock time, the moment every driver is in a state (the
+/// reconnect storm bench reads these lines).
+fn all_drivers(what: &str) {
+    let ms = chrono::Utc::now().timestamp_millis();
+    eprintln!("all drivers {what} at unix_ms={ms}");
 }
 
 /// Refusals that a retry with the same token cannot fix (PROTOCOL.md 5.2).
@@ -814,6 +832,11 @@ enum Event {
     Timer,
 }
 
+/// Time given to a first connection attempt (handshake and Welcome), ms.
+const ATTEMPT_MS: u64 = 4_000;
+/// Longest time given to an attempt after earlier ones timed out, ms.
+const ATTEMPT_MAX_MS: u64 = 10_000;
+
 /// One simulated driver.
 struct Driver {
     run: Arc<Run>,
@@ -831,6 +854,8 @@ struct Driver {
     /// Reconnect (when disconnected) or resend after a refusal (when connected) at this time.
     retry_at: Option<u64>,
     backoff_ms: u64,
+    /// How long the next connection attempt may take before it is given up.
+    attempt_ms: u64,
     /// Disconnected involuntarily since this time.
     lost_since: Option<u64>,
     ever_connected: bool,
@@ -853,6 +878,7 @@ impl Driver {
             next_flush_us: 0,
             retry_at: None,
             backoff_ms: 100,
+            attempt_ms: ATTEMPT_MS,
             lost_since: None,
             ever_connected: false,
             offline_now: false,
@@ -898,7 +924,7 @@ impl Driver {
         Counters::add(&run.c.drivers_done, 1);
         if let Some(l) = self.link.take() {
             l.conn.close(quinn::VarInt::from_u32(0), b"done");
-            run.c.connected_down();
+            run.c.connected_down(l.acked);
         }
     }
 
@@ -962,6 +988,13 @@ impl Driver {
     /// Settles the seqs an ack covers and records their latency.
     fn settle_ack(&mut self, ack: &Ack, now: u64) {
         let run = self.run.clone();
+        if let Some(l) = self.link.as_mut().filter(|l| !l.acked) {
+            l.acked = true;
+            let now = run.c.synced.fetch_add(1, Ordering::Relaxed) + 1;
+            if now == run.cfg.drivers as u64 {
+                all_drivers("connected and acked");
+            }
+        }
         Counters::add(&run.c.duplicates, ack.duplicates as u64);
         let first = ack.first_seq.0;
         for seq in first..first.saturating_add(ack.count as u64) {
@@ -1013,7 +1046,7 @@ impl Driver {
             l.conn.close(quinn::VarInt::from_u32(0), b"offline");
         }
         let run = self.run.clone();
-        run.c.connected_down();
+        run.c.connected_down(l.acked);
         for slot in self.queue.iter_mut() {
             if matches!(slot.st, St::Live(_) | St::Batched) {
                 slot.st = St::Unsent;
@@ -1202,12 +1235,15 @@ impl Driver {
     async fn connect(&mut self, now: u64) {
         let run = self.run.clone();
         let started = run.now_us();
-        // Like a phone that knows its network is up: give a handshake 2 s, then try again
-        // (QUIC's own retransmission backoff would otherwise stretch one attempt over the
-        // whole outage).
+        // Like a phone that knows its network is up: give a handshake (and the Welcome) 4 s,
+        // then try again (QUIC's own retransmission backoff would otherwise stretch one
+        // attempt over the whole outage; Chromium's QUIC gives a handshake 10 s). Each attempt
+        // that times out doubles the next one's time, up to 10 s: a gateway busy with a
+        // reconnect storm answers late, and a phone that gives up on a handshake the gateway
+        // is about to finish makes it do that work twice.
         let attempt = tokio::time::timeout(
-            Duration::from_secs(2),
-            open_link(&run, &self.s.ep, &self.s.id),
+            Duration::from_millis(self.attempt_ms),
+            open_link(&run, &self.s.ep, &self.s.phone, &self.s.id),
         )
         .await;
         let (link, watermark) = match attempt {
@@ -1227,6 +1263,7 @@ impl Driver {
             }
             Err(_) => {
                 Counters::add(&run.c.connect_errors, 1);
+                self.attempt_ms = (self.attempt_ms * 2).min(ATTEMPT_MAX_MS);
                 self.lost_since.get_or_insert(now);
                 self.retry_at = Some(run.now_us() + self.next_backoff_us());
                 return;
@@ -1239,10 +1276,13 @@ impl Driver {
         if self.ever_connected {
             Counters::add(&run.c.reconnects, 1);
         }
-        run.c.connected_up();
+        if run.c.connected_up() == run.cfg.drivers as u64 {
+            all_drivers("connected");
+        }
         self.link = Some(link);
         self.lost_since = None;
         self.backoff_ms = 100;
+        self.attempt_ms = ATTEMPT_MS;
         if !self.ever_connected {
             self.ever_connected = true;
             // Seqs continue after what the gateway already holds for this driver id; the

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::metrics::{render_labelled, render_value};
+use crate::metrics::{render_labelled, render_labelled_kind, render_value};
 use crate::server::Shared;
 
 /// The running admin listener, before it knows the gateway state.
@@ -159,6 +159,40 @@ fn render(sh: &Shared, out: &mut String) {
         "gauge",
         "Feed subscriptions open now",
         c(&st.subscriptions),
+    );
+    let lag = sh
+        .lag
+        .measure(|f| f(&crate::fleet::state::lock(&sh.state.feed)));
+    let by_class = |pick: fn(&crate::feed::lag::ClassLag) -> u64| -> Vec<(&str, u64)> {
+        crate::feed::FeedClass::ALL
+            .iter()
+            .zip(lag.iter())
+            .map(|(c, l)| (c.name(), pick(l)))
+            .collect()
+    };
+    render_labelled_kind(
+        out,
+        "milepost_feed_subscribers",
+        "gauge",
+        "Live feed subscribers, by class",
+        "class",
+        &by_class(|l| l.subscribers),
+    );
+    render_labelled_kind(
+        out,
+        "milepost_feed_lag_events",
+        "gauge",
+        "Events not yet handed to the subscriber's transport (store head minus cursor), summed over the class",
+        "class",
+        &by_class(|l| l.sum),
+    );
+    render_labelled_kind(
+        out,
+        "milepost_feed_lag_events_max",
+        "gauge",
+        "Events not yet handed to the subscriber's transport, the worst subscriber of the class",
+        "class",
+        &by_class(|l| l.max),
     );
     let a = &sh.applier_stats;
     render_value(

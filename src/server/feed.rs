@@ -17,7 +17,7 @@ use milepost_proto::{
 };
 
 use crate::auth::{Claims, Role};
-use crate::feed::{FeedKey, Mailbox, TooOld};
+use crate::feed::{FeedClass, FeedKey, LagHandle, LagTarget, Mailbox, TooOld};
 use crate::fleet::state::lock;
 use crate::server::Shared;
 use crate::wire::{write_msg, WireError};
@@ -57,6 +57,11 @@ pub async fn serve(
             return;
         }
     };
+    let (class, lag_target) = match &target {
+        Target::Parcel(t) => (FeedClass::Recipient, LagTarget::Parcel(t.clone())),
+        Target::Depot(d, None) => (FeedClass::DispatcherDepot, LagTarget::Depot(d.clone())),
+        Target::Depot(d, Some(_)) => (FeedClass::DispatcherArea, LagTarget::Depot(d.clone())),
+    };
     let mailbox = Arc::new(Mailbox::default());
     match &target {
         Target::Parcel(t) => shared.hub.register(FeedKey::Parcel(t.clone()), &mailbox),
@@ -72,6 +77,7 @@ pub async fn serve(
         .subscriptions
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut feed = Feed {
+        lag: shared.lag.track(class, lag_target, sub.after.unwrap_or(0)),
         target,
         mailbox,
         sent: HashMap::new(),
@@ -150,6 +156,8 @@ struct Feed {
     /// For a parcel feed: the driver whose position key we are registered under.
     driver: Option<DriverId>,
     last_flush: Instant,
+    /// The cursor as the lag metrics see it.
+    lag: LagHandle,
 }
 
 impl Feed {
@@ -163,6 +171,7 @@ impl Feed {
             Some(a) if a <= self.last_offset(shared) => a,
             _ => self.snapshot(send, shared).await?,
         };
+        self.lag.set(cursor);
         loop {
             let events = self.read(shared, cursor);
             match events {
@@ -171,6 +180,7 @@ impl Feed {
                     for (offset, update) in events {
                         write_msg(send, &ServerMsg::FeedEvent { offset, update }).await?;
                         cursor = offset;
+                        self.lag.set(cursor);
                     }
                     if full {
                         continue;
@@ -179,6 +189,7 @@ impl Feed {
                 Err(TooOld(_)) => {
                     write_msg(send, &ServerMsg::FeedResync).await?;
                     cursor = self.snapshot(send, shared).await?;
+                    self.lag.set(cursor);
                     continue;
                 }
             }

@@ -1,8 +1,10 @@
 //! Keys that must survive a restart so that a reconnect storm after a restart is cheap:
 //! the TLS session-ticket key (phones resume their TLS session with a stateless ticket, skipping
-//! the certificate chain and its signature, also across a restart) and the QUIC
+//! the certificate chain and its signature, also across a restart), the QUIC address-token key
+//! (`address.key`: phones prove their address with a NEW_TOKEN token from their last
+//! connection, so the handshake-rate guard need not send them a stateless retry) and the QUIC
 //! stateless-reset key (a restarted gateway can tell phones holding old connections to drop
-//! them at once instead of waiting for an idle timeout). Both live in the data directory,
+//! them at once instead of waiting for an idle timeout). They live in the data directory,
 //! mode 0600; gateways behind one load balancer share them.
 //!
 //! 0-RTT is not offered: rustls (following RFC 8446 section 8.1) only allows early data with

@@ -37,6 +37,10 @@ use crate::fleet::state::FleetState;
 use crate::store::log::RecoveryStats;
 use crate::store::{Ledger, LogReader, LogWriter, WriterHandle};
 
+/// Receive and send buffer asked for the gateway's UDP socket: about 25,000 handshake
+/// Initials (the kernel may cap it, see [`crate::udp`]).
+const UDP_BUFFER: usize = 64 << 20;
+
 /// A failure to start the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -61,10 +65,6 @@ pub enum ServerError {
         source: std::io::Error,
     },
 }
-
-/// Receive and send buffer size asked for the gateway's UDP socket (the kernel reports twice
-/// what it grants, for its own bookkeeping).
-const SOCKET_BUFFER: usize = 32 << 20;
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
     let what = what.into();
@@ -147,6 +147,8 @@ pub struct Shared {
     pub owned: Arc<crate::cluster::lease::Owned>,
     /// The cluster, when this gateway is one of several.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// Every live subscriber's cursor (feed lag per subscriber class, in `/metrics`).
+    pub lag: Arc<crate::feed::FeedLag>,
     /// Push queues of connected drivers (newest connection wins).
     pub pushes: dashmap::DashMap<
         milepost_proto::DriverId,
@@ -374,31 +376,32 @@ impl Gateway {
         }
         let socket = std::net::UdpSocket::bind(cfg.listen)
             .map_err(io_err(format!("bind {}", cfg.listen)))?;
-        // One socket takes every phone's packets: give it room for bursts. A full receive
-        // buffer drops packets, and lost handshake packets cost retransmissions and retried
-        // handshakes, which is how an overloaded moment becomes a collapse. The kernel caps
-        // this at net.core.rmem_max/wmem_max (Linux defaults: about 208 KiB); the effective
-        // sizes are logged so an operator sees when the cap bites.
-        if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
-            let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
-            let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
-            let recv = state.recv_buffer_size((&socket).into()).unwrap_or(0);
-            let send = state.send_buffer_size((&socket).into()).unwrap_or(0);
-            if recv < SOCKET_BUFFER {
-                tracing::warn!(
-                    recv_buffer = recv,
-                    send_buffer = send,
-                    asked = SOCKET_BUFFER,
-                    "UDP socket buffers capped by the kernel: raise net.core.rmem_max and \
-                     net.core.wmem_max, or bursts will drop packets"
-                );
-            } else {
-                tracing::info!(recv_buffer = recv, send_buffer = send, "UDP socket buffers");
-            }
+        // One socket takes every phone's packets: room for a reconnect storm's burst of
+        // handshakes (see `crate::udp`; a failure just leaves a smaller buffer, logged so an
+        // operator sees when the kernel's cap bites).
+        let rcvbuf = crate::udp::size_buffers(&socket, UDP_BUFFER);
+        match rcvbuf {
+            Some(n) if n >= UDP_BUFFER => tracing::info!(recv_buffer = n, "UDP socket buffers"),
+            other => tracing::warn!(
+                recv_buffer = ?other,
+                asked = UDP_BUFFER,
+                "UDP receive buffer smaller than asked: raise net.core.rmem_max (or run with \
+                 CAP_NET_ADMIN), or bursts will drop packets"
+            ),
         }
+        // Address-validation tokens (QUIC NEW_TOKEN) sealed under a persistent key: a phone
+        // reconnecting after a restart presents the token from its last connection, proves its
+        // address without a stateless-retry round trip, and so skips the retry that the
+        // handshake-rate guard would otherwise impose on the whole reconnect storm. A cluster
+        // derives it from the shared secret, so the token is good on every gateway.
+        let address_key = match &cluster {
+            Some(_) => crate::cluster::derive_key(keys.secret(), "address tokens"),
+            None => keys::load_or_create_key(&data.join("address.key"))
+                .map_err(io_err("address token key"))?,
+        };
         let endpoint = quinn::Endpoint::new(
             endpoint_cfg,
-            Some(server_config(&cfg, tls)?),
+            Some(server_config(&cfg, tls, &address_key)?),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
@@ -420,6 +423,7 @@ impl Gateway {
             tickets,
             pushes: Default::default(),
             hub,
+            lag: Default::default(),
             webhook_stats: Default::default(),
             owned: owned.clone(),
             cluster: cluster.clone(),
@@ -444,6 +448,7 @@ impl Gateway {
             },
             shared.state.clone(),
             webhook_stats.clone(),
+            shared.lag.clone(),
             webhook_stop.clone(),
         )
         .map_err(io_err("webhook threads"))?;
@@ -557,7 +562,10 @@ impl Gateway {
             }
         })
         .await;
-        self.endpoint.wait_idle().await;
+        // Let the closes go out. Bounded: the log is synced and the snapshot written by now,
+        // and connections whose phones have gone (or are still half-way through a handshake
+        // after a reconnect storm) would otherwise hold the exit for minutes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
     /// Runs until `stop` resolves, then shuts down.
@@ -661,13 +669,26 @@ fn recover(
 fn server_config(
     cfg: &Config,
     tls: rustls::ServerConfig,
+    address_key: &[u8; 32],
 ) -> Result<quinn::ServerConfig, ServerError> {
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| ServerError::Io {
             what: "QUIC TLS config".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let token_key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"milepost address tokens")
+        .extract(address_key);
+    // Retry and NEW_TOKEN tokens are sealed with keys derived from `token_key`; NEW_TOKEN
+    // tokens are valid two weeks, their reuse detected by a bounded Bloom filter (which starts
+    // empty after a restart). Like TLS tickets, a token is used up by an attempt that fails:
+    // as many tokens as tickets.
+    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
+    let mut tokens = quinn::ValidationTokenConfig::default();
+    tokens
+        .sent(crate::certs::TICKETS_PER_HANDSHAKE as u32)
+        .lifetime(TOKEN_LIFETIME)
+        .log(Arc::new(primed_token_log()));
+    server.validation_token_config(tokens);
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(cfg.limits.max_streams))
@@ -694,6 +715,24 @@ fn server_config(
     Ok(server)
 }
 
+/// How long a QUIC address-validation token stays valid.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// quinn's Bloom-filter token log, primed to accept every token still valid. Left empty, it
+/// takes its time window from the first token it sees and refuses every token issued before
+/// that one as "too far in past": after a restart, phones present tokens issued by the previous
+/// gateway in no particular order, and those refused got a stateless retry (6,134 retries in
+/// a 10k storm). Priming it with a token that expires now opens the window at now.
+fn primed_token_log() -> quinn::BloomTokenLog {
+    use quinn::TokenLog;
+    let log = quinn::BloomTokenLog::default();
+    if let Some(issued) = std::time::SystemTime::now().checked_sub(TOKEN_LIFETIME) {
+        // Nonce 0: real nonces are random 128-bit values (a clash only costs one retry).
+        let _ = log.check_and_insert(0, issued, TOKEN_LIFETIME);
+    }
+    log
+}
+
 /// Re-reads the token deny list every second and closes the live sessions it now denies.
 async fn watch_deny_list(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -718,10 +757,23 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut sessions = JoinSet::new();
+    // Handshakes in progress hold a slot until their Welcome (or failure): the next phone is
+    // taken from quinn's accept queue only when a slot is free.
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.cfg.limits.max_handshakes_in_flight as usize,
+    ));
+    let next = || {
+        let slots = slots.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let slot = slots.acquire_owned().await.ok()?;
+            Some((slot, endpoint.accept().await?))
+        }
+    };
     loop {
         tokio::select! {
-            incoming = endpoint.accept() => {
-                let Some(incoming) = incoming else { break };
+            incoming = next() => {
+                let Some((slot, incoming)) = incoming else { break };
                 if sessions.len() >= shared.cfg.limits.max_connections as usize {
                     incoming.refuse();
                     continue;
@@ -739,7 +791,7 @@ async fn accept_loop(
                     }
                 }
                 shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                sessions.spawn(session::run(incoming, shared.clone(), stop.clone()));
+                sessions.spawn(session::run(incoming, shared.clone(), stop.clone(), slot));
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             _ = stop.changed() => break,

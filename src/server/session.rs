@@ -27,6 +27,10 @@ use crate::wire::{read_msg, write_msg, WireError};
 /// Requests in flight per stream before the reader stops reading.
 const PIPELINE_DEPTH: usize = 64;
 
+/// Longest time a connection holds its place among the handshakes in flight
+/// (`limits.max_handshakes_in_flight`).
+const SLOT_HOLD: Duration = Duration::from_millis(250);
+
 /// Who is on the other end, once authenticated.
 struct Peer {
     claims: Claims,
@@ -51,13 +55,20 @@ enum Pending {
     Ready(Box<ServerMsg>),
 }
 
-/// Runs one connection to completion.
+/// Runs one connection to completion. `slot` is its place among the handshakes in flight,
+/// given back once the Hello is answered.
 ///
 /// The handshake and the Hello run in boxed futures of their own: their state is freed once
 /// they are done instead of sizing the session's future, which every connected phone keeps
 /// for as long as it is connected.
-pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let Some((conn, peer, first, registration)) = Box::pin(open(incoming, &shared)).await else {
+pub async fn run(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let Some((conn, peer, first, registration)) = Box::pin(open(incoming, &shared, slot)).await
+    else {
         return;
     };
     run_session(conn, peer, first, shared.clone(), stop).await;
@@ -69,6 +80,7 @@ pub async fn run(incoming: quinn::Incoming, shared: Arc<Shared>, stop: watch::Re
 async fn open<'a>(
     incoming: quinn::Incoming,
     shared: &'a Shared,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Option<(
     quinn::Connection,
     Peer,
@@ -77,7 +89,24 @@ async fn open<'a>(
 )> {
     let (conn, confirmed) = handshake(incoming, shared).await?;
     let timeout = Duration::from_secs(shared.cfg.limits.handshake_timeout_s);
-    match tokio::time::timeout(timeout, accept_hello(&conn, shared, confirmed)).await {
+    // The handshake slot goes back when the Hello is answered, or after `SLOT_HOLD` at most: a
+    // phone that gave up (or is very slow) must not keep others waiting for the whole
+    // handshake timeout.
+    let mut slot = Some(slot);
+    let hold = tokio::time::sleep(SLOT_HOLD);
+    tokio::pin!(hold);
+    let hello = {
+        let hello = tokio::time::timeout(timeout, accept_hello(&conn, shared, confirmed));
+        tokio::pin!(hello);
+        loop {
+            tokio::select! {
+                r = &mut hello => break r,
+                _ = &mut hold, if slot.is_some() => slot = None,
+            }
+        }
+    };
+    drop(slot);
+    match hello {
         Ok(Ok((peer, first, registration))) => Some((conn, peer, first, registration)),
         Ok(Err(code)) => {
             shared.stats.refusals.fetch_add(1, Ordering::Relaxed);

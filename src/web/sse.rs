@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::auth::Claims;
-use crate::feed::{FeedKey, Mailbox, TooOld};
+use crate::feed::{FeedClass, FeedKey, LagTarget, Mailbox, TooOld};
 use crate::fleet::state::lock;
 use crate::web::api::{self, DispatchItem, DriverDot, MilestoneView};
 use crate::web::{
@@ -216,6 +216,9 @@ async fn parcel_producer(
     let last = lock(&shared.state.feed).parcel_last(&t);
     // A cursor past the end (the browser saw a store that has since been reset) starts over.
     let mut cursor = after.filter(|a| *a <= last).unwrap_or(0);
+    let lag = shared
+        .lag
+        .track(FeedClass::Sse, LagTarget::Parcel(t.clone()), cursor);
     send(
         &tx,
         Event::default()
@@ -244,6 +247,7 @@ async fn parcel_producer(
                 status_due = true;
             }
             cursor = offset;
+            lag.set(cursor);
         }
         if full {
             continue;
@@ -352,6 +356,9 @@ async fn depot_producer(
             last
         }
     };
+    let lag = shared
+        .lag
+        .track(FeedClass::Sse, LagTarget::Depot(depot.clone()), cursor);
     // Every driver and route once at (re)connection: they are state, not events.
     lock(&mailbox.moved).clear();
     let all = lock(&shared.state.positions).of_depot(&depot.0);
@@ -388,6 +395,7 @@ async fn depot_producer(
                             touched.insert(d.route_id.clone());
                         }
                         cursor = offset;
+                        lag.set(cursor);
                     }
                     if !full {
                         break;
@@ -405,6 +413,7 @@ async fn depot_producer(
                     )
                     .await?;
                     cursor = last;
+                    lag.set(cursor);
                     sent_routes.clear();
                     break;
                 }
