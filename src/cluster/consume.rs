@@ -97,9 +97,21 @@ async fn read(
         let Some(first) = first else {
             return Err("the consumer ended".into());
         };
-        let mut msg = Some(first.map_err(|e| e.to_string())?);
+        // A failure part-way through still hands over what was read before it: `next` has
+        // moved past those messages, so dropping them would lose them from the fold.
+        let mut failed = None;
+        let mut msg = match first {
+            Ok(m) => Some(m),
+            Err(e) => return Err(e.to_string()),
+        };
         while let Some(m) = msg.take() {
-            let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+            let seq = match m.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            };
             if seq >= *next {
                 *next = seq + 1;
                 match milepost_proto::codec::decode_trusted::<Vec<LogRecord>>(&m.payload) {
@@ -109,8 +121,20 @@ async fn read(
                             record: Arc::new(record),
                         },
                     )),
-                    // Every gateway skips the same message the same way: the fold stays equal.
-                    Err(e) => tracing::error!(seq, error = %e, "undecodable message in the stream"),
+                    // Every gateway skips the same message the same way, so the fold stays
+                    // equal; a tick of no partition stands in for it, so that the applier's
+                    // position (which acks and readiness wait on) still moves past it.
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "undecodable message in the stream");
+                        group.push(Committed {
+                            lsn: lsn_of(seq, 0),
+                            record: Arc::new(LogRecord::Tick {
+                                owned: Vec::new(),
+                                partitions: 1,
+                                now_ms: 0,
+                            }),
+                        });
+                    }
                 }
             }
             if group.len() >= GROUP {
@@ -118,8 +142,14 @@ async fn read(
             }
             msg = match messages.next().now_or_never() {
                 Some(Some(Ok(m))) => Some(m),
-                Some(Some(Err(e))) => return Err(e.to_string()),
-                Some(None) => return Err("the consumer ended".into()),
+                Some(Some(Err(e))) => {
+                    failed = Some(e.to_string());
+                    None
+                }
+                Some(None) => {
+                    failed = Some("the consumer ended".into());
+                    None
+                }
                 None => None,
             };
         }
@@ -129,6 +159,9 @@ async fn read(
             if sink.send(batch).is_err() {
                 return Ok(());
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
 }

@@ -324,12 +324,12 @@ impl crate::feed::webhook::Cursors for KvCursors {
         self.owned.is_leader()
     }
 
-    fn load(&self, key: &str) -> Option<u64> {
+    fn load(&self, key: &str) -> std::io::Result<Option<u64>> {
         let v = self
             .rt
             .block_on(self.kv.get(format!("webhook.{key}")))
-            .ok()??;
-        std::str::from_utf8(&v).ok()?.parse().ok()
+            .map_err(std::io::Error::other)?;
+        Ok(v.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
     }
 
     fn save(&self, key: &str, cursor: u64) -> std::io::Result<()> {

@@ -63,8 +63,9 @@ pub trait Cursors: Send + Sync {
     /// True while this gateway delivers (always on a single box; in a cluster, while it owns
     /// partition 0).
     fn active(&self) -> bool;
-    /// The saved cursor of the endpoint named `key`.
-    fn load(&self, key: &str) -> Option<u64>;
+    /// The saved cursor of the endpoint named `key` (`None`: none saved yet). An error (the
+    /// store is unreachable) must not be taken for "none saved".
+    fn load(&self, key: &str) -> std::io::Result<Option<u64>>;
     /// Saves the cursor of the endpoint named `key`, durably.
     fn save(&self, key: &str, cursor: u64) -> std::io::Result<()>;
 }
@@ -89,8 +90,12 @@ impl Cursors for FileCursors {
         true
     }
 
-    fn load(&self, key: &str) -> Option<u64> {
-        read_cursor(&self.dir.join(format!("{key}.cursor")))
+    fn load(&self, key: &str) -> std::io::Result<Option<u64>> {
+        match std::fs::read_to_string(self.dir.join(format!("{key}.cursor"))) {
+            Ok(text) => Ok(text.trim().parse().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn save(&self, key: &str, cursor: u64) -> std::io::Result<()> {
@@ -169,8 +174,13 @@ impl Endpoint {
                 Some(c) => c,
                 None => {
                     let c = match self.cursors.load(&self.key) {
-                        Some(c) => c,
-                        None => {
+                        Ok(Some(c)) => c,
+                        Err(e) => {
+                            tracing::warn!(url = %self.url, error = %e, "webhook cursor unreadable; retrying");
+                            self.wait(Duration::from_secs(1), u64::MAX);
+                            continue;
+                        }
+                        Ok(None) => {
                             // Saved at once: whoever delivers next goes on from here.
                             let c = lock(&self.state.feed).milestones_last();
                             if let Err(e) = self.cursors.save(&self.key, c) {
@@ -279,10 +289,6 @@ impl Endpoint {
             Err(format!("HTTP {status}"))
         }
     }
-}
-
-fn read_cursor(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {

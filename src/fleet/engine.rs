@@ -392,8 +392,18 @@ impl FleetCore {
         out: &mut Vec<Update>,
         owned: impl Fn(&DriverId) -> bool,
     ) {
-        for run in self.routes.values_mut() {
-            if owned(&run.plan.driver) {
+        // In route id order: the events' order must not depend on the map's (a cluster's
+        // gateways must all fold them into the same feed offsets).
+        let mut ids: Vec<&RouteId> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.finished_ms.is_none() && owned(&r.plan.driver))
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        let ids: Vec<RouteId> = ids.into_iter().cloned().collect();
+        for id in ids {
+            if let Some(run) = self.routes.get_mut(&id) {
                 run.tick(&self.cfg, now_ms, out);
             }
         }

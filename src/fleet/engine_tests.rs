@@ -507,3 +507,38 @@ proptest! {
         prop_assert_eq!(v.stops.len(), 8);
     }
 }
+
+#[test]
+fn ticks_emit_in_route_order_whatever_the_map_order() {
+    // A cluster's gateways fold the same ticks; the events must come out in one order.
+    let mut core = FleetCore::new(CoreConfig::default());
+    for i in (0..20).rev() {
+        let mut r = street(2);
+        r.id = format!("R{i:02}").as_str().into();
+        r.driver = format!("d{i:02}").as_str().into();
+        for (k, s) in r.stops.iter_mut().enumerate() {
+            s.parcels[0].tracking = format!("T{i}-{k}").as_str().into();
+        }
+        core.assign_route(r, T0).unwrap();
+        let mut out = Vec::new();
+        for k in 1..=25 {
+            let f = fix_at(T0 + k * 1000, 8.0 * k as f64);
+            core.on_fix(&format!("d{i:02}").as_str().into(), &f, &mut out);
+        }
+    }
+    let mut out = Vec::new();
+    core.tick(T0 + 400_000, &mut out);
+    let stalled: Vec<String> = out
+        .iter()
+        .filter_map(|u| match u {
+            Update::Dispatch(d) if matches!(d.kind, DispatchEvent::DriverStalled { .. }) => {
+                Some(d.route_id.0.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut sorted = stalled.clone();
+    sorted.sort();
+    assert_eq!(stalled.len(), 20);
+    assert_eq!(stalled, sorted);
+}

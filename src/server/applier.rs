@@ -8,7 +8,7 @@
 //! fsync. Its input is the log writer's bounded commit queue: if the applier falls behind, the
 //! writer waits, and so do the sessions: backpressure all the way to QUIC flow control.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -23,13 +23,16 @@ use crate::fleet::state::{lock, CommandResult, FleetState};
 use crate::server::Clock;
 use crate::store::{Committed, WriterHandle};
 
+/// Command results kept for their issuers at most (oldest dropped first).
+const RESULTS_KEPT: usize = 4096;
+
 /// What the applier shares with the sessions.
 #[derive(Clone)]
 pub struct ApplierLink {
     /// Every record below this number has been applied.
     pub applied: watch::Receiver<u64>,
     /// Results of command records, by record number, until the issuing session takes them.
-    pub results: Arc<Mutex<HashMap<u64, CommandResult>>>,
+    pub results: Arc<Mutex<BTreeMap<u64, CommandResult>>>,
     /// The updates the core emits, in log order.
     pub updates: broadcast::Sender<Arc<Update>>,
 }
@@ -97,7 +100,7 @@ pub fn spawn(parts: ApplierParts) -> std::io::Result<(ApplierLink, JoinHandle<()
     let (updates, _) = broadcast::channel(65_536);
     let link = ApplierLink {
         applied,
-        results: Arc::new(Mutex::new(HashMap::new())),
+        results: Arc::new(Mutex::new(BTreeMap::new())),
         updates: updates.clone(),
     };
     let results = link.results.clone();
@@ -110,7 +113,7 @@ pub fn spawn(parts: ApplierParts) -> std::io::Result<(ApplierLink, JoinHandle<()
 fn run(
     p: ApplierParts,
     applied_tx: watch::Sender<u64>,
-    results: Arc<Mutex<HashMap<u64, CommandResult>>>,
+    results: Arc<Mutex<BTreeMap<u64, CommandResult>>>,
     updates: broadcast::Sender<Arc<Update>>,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -131,7 +134,13 @@ fn run(
             Ok(group) => {
                 for c in &group {
                     if let Some(r) = p.state.apply(&c.record, &mut out, &mut touched) {
-                        lock(&results).insert(c.lsn, r);
+                        let mut results = lock(&results);
+                        results.insert(c.lsn, r);
+                        // The issuing session takes its result as soon as it is applied; the
+                        // rest (a cluster folds every gateway's commands) must not pile up.
+                        while results.len() > RESULTS_KEPT {
+                            results.pop_first();
+                        }
                     }
                     publish(&mut out);
                     next = c.lsn + 1;
