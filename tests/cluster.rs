@@ -15,7 +15,7 @@ use common::{example_route, leg, now_ms, Nats, TestGateway};
 use milepost::auth::Role;
 use milepost::client::{FeedStream, Session};
 use milepost::server::Gateway;
-use milepost_proto::route::{ParcelEvent, Update};
+use milepost_proto::route::ParcelEvent;
 use milepost_proto::{deg_to_e7, CommandKind, FeedTarget, QueryKind, Seq, ServerMsg};
 
 /// A cluster gateway named `node`; every gateway after the first uses the first one's
@@ -61,22 +61,7 @@ async fn events_until(
     f: &mut FeedStream,
     want: fn(&ParcelEvent) -> bool,
 ) -> Vec<(u64, ParcelEvent)> {
-    let mut got: Vec<(u64, ParcelEvent)> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !got.iter().any(|(_, e)| want(e)) {
-        let m = tokio::time::timeout_at(deadline, f.next())
-            .await
-            .unwrap_or_else(|_| panic!("the awaited event did not come in time; got {got:?}"))
-            .unwrap();
-        if let ServerMsg::FeedEvent {
-            offset,
-            update: Update::Parcel(p),
-        } = m
-        {
-            got.push((offset, p.kind));
-        }
-    }
-    got
+    common::parcel_events_until(f, want, 10, "parcel feed").await
 }
 
 fn is_delivered(e: &ParcelEvent) -> bool {

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use milepost::auth::Role;
 use milepost::client::{ClientEndpoint, Session};
 use milepost::store::LogRecord;
-use milepost_proto::route::{ParcelEvent, Route, Update};
+use milepost_proto::route::{ParcelEvent, Route};
 use milepost_proto::{CommandKind, FeedTarget, Fix, Seq, ServerMsg};
 
 const DRIVERS: usize = 6;
@@ -114,22 +114,7 @@ async fn follow(s: Session, tracking: String) -> Vec<(u64, ParcelEvent)> {
         .subscribe(FeedTarget::Parcel(tracking.as_str().into()), Some(0))
         .await
         .unwrap();
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !got.iter().any(|(_, e)| *e == ParcelEvent::Arrived) {
-        let m = tokio::time::timeout_at(deadline, f.next())
-            .await
-            .unwrap_or_else(|_| panic!("{tracking}: no arrival in time; got {got:?}"))
-            .unwrap();
-        if let ServerMsg::FeedEvent {
-            offset,
-            update: Update::Parcel(p),
-        } = m
-        {
-            got.push((offset, p.kind));
-        }
-    }
-    got
+    common::parcel_events_until(&mut f, |e| *e == ParcelEvent::Arrived, 30, &tracking).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,33 +127,31 @@ impl Names {
         }
     }
 
-    /// The subject and the message id a record is published with.
-    pub fn subject_and_id(
-        &self,
-        rec: &LogRecord,
-        partitions: u32,
-        node: &str,
-        n: u64,
-    ) -> (String, String) {
+    /// The subject a record is published to.
+    pub fn subject(&self, rec: &LogRecord, partitions: u32) -> String {
+        match rec {
+            LogRecord::Batch { driver, .. } => {
+                format!("{}.fix.{}", self.prefix, partition_of(driver, partitions))
+            }
+            LogRecord::Tick { .. } => format!("{}.tick", self.prefix),
+            _ => format!("{}.cmd", self.prefix),
+        }
+    }
+
+    /// The message id of a message holding `rec` alone (`n` numbers this gateway's messages).
+    pub fn message_id(&self, rec: &LogRecord, node: &str, n: u64) -> String {
         match rec {
             LogRecord::Batch {
                 driver, entries, ..
             } => {
-                let p = partition_of(driver, partitions);
                 let first = entries.first().map_or(0, |e| e.seq().0);
                 let last = entries.last().map_or(0, |e| e.seq().0);
-                (
-                    format!("{}.fix.{p}", self.prefix),
-                    format!("{driver}:{first}-{last}"),
-                )
+                format!("{driver}:{first}-{last}")
             }
-            LogRecord::Tick { now_ms, .. } => (
-                format!("{}.tick", self.prefix),
-                format!("t:{node}:{now_ms}"),
-            ),
+            LogRecord::Tick { now_ms, .. } => format!("t:{node}:{now_ms}"),
             // Commands are not retried by the publisher: a per-gateway counter is unique
             // enough (the node's start time keeps it unique across restarts).
-            _ => (format!("{}.cmd", self.prefix), format!("c:{node}:{n}")),
+            _ => format!("c:{node}:{n}"),
         }
     }
 }
@@ -385,7 +383,7 @@ mod tests {
             ],
         };
         let p = partition_of(&DriverId::from("D1"), 16);
-        let (subject, id) = n.subject_and_id(&rec, 16, "gw1", 7);
+        let (subject, id) = (n.subject(&rec, 16), n.message_id(&rec, "gw1", 7));
         assert_eq!(subject, format!("mp-test.fix.{p}"));
         assert_eq!(id, "D1:4-5");
     }

@@ -83,10 +83,7 @@ impl Publisher {
                         .push_back(Box::pin(async move { Outcome::Barrier(done) }));
                 }
                 Queued::Append { record, done } => {
-                    let (subject, _) = self
-                        .cluster
-                        .names
-                        .subject_and_id(&record, partitions, &self.node, 0);
+                    let subject = self.cluster.names.subject(&record, partitions);
                     let size = estimate(&record);
                     let alone =
                         !matches!(*record, LogRecord::Batch { .. } | LogRecord::Tick { .. });
@@ -118,14 +115,8 @@ impl Publisher {
     async fn send(&mut self, g: Group) {
         self.n += 1;
         self.records += g.entries.len() as u64;
-        let partitions = self.cluster.cfg.partitions;
         let id = match g.entries.as_slice() {
-            [(only, _)] => {
-                self.cluster
-                    .names
-                    .subject_and_id(only, partitions, &self.node, self.n)
-                    .1
-            }
+            [(only, _)] => self.cluster.names.message_id(only, &self.node, self.n),
             _ => format!("g:{}:{}", self.node, self.n),
         };
         let records: Vec<&LogRecord> = g.entries.iter().map(|(r, _)| &**r).collect();

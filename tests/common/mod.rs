@@ -255,3 +255,30 @@ impl Drop for Nats {
         let _ = self.child.wait();
     }
 }
+
+/// Parcel events `(offset, event)` read from a feed until one satisfies `want`; panics with
+/// what came (and `what`) if none does within `secs` (a bound on waiting, not a timing claim).
+pub async fn parcel_events_until(
+    f: &mut milepost::client::FeedStream,
+    want: impl Fn(&milepost_proto::route::ParcelEvent) -> bool,
+    secs: u64,
+    what: &str,
+) -> Vec<(u64, milepost_proto::route::ParcelEvent)> {
+    use milepost_proto::route::Update;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !got.iter().any(|(_, e)| want(e)) {
+        let m = tokio::time::timeout_at(deadline, f.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the awaited event did not come; got {got:?}"))
+            .unwrap();
+        if let milepost_proto::ServerMsg::FeedEvent {
+            offset,
+            update: Update::Parcel(p),
+        } = m
+        {
+            got.push((offset, p.kind));
+        }
+    }
+    got
+}
