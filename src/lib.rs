@@ -15,6 +15,7 @@
 //! - [`feed`]: per-audience event feeds with offsets, the subscription hub, webhooks.
 //! - [`fleet`]: the sans-IO core: fix validation, live positions and the R-tree, routes, stop
 //!   progress and ETA. Never awaits, never reads the clock.
+//! - [`hash`]: the hash maps of the per-fix path.
 //! - [`metrics`]: counters and latency histograms in the Prometheus text format.
 //! - [`server`]: the tokio/quinn shell: endpoint, per-connection sessions, dispatcher queries.
 //! - [`client`]: the QUIC client used by `drive`, `query` and the load tools.
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod feed;
 pub mod fleet;
+pub mod hash;
 pub mod metrics;
 pub mod replay;
 pub mod server;

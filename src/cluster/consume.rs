@@ -156,7 +156,7 @@ async fn read(
         if !group.is_empty() {
             let batch = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
             // Blocks while the applier is behind: that is the backpressure we want here.
-            if sink.send(batch).is_err() {
+            if sink.send(batch.into()).is_err() {
                 return Ok(());
             }
         }

@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
-use dashmap::DashMap;
 use milepost_proto::route::{DepotId, TrackingNumber};
 use milepost_proto::DriverId;
 use tokio::sync::Notify;
@@ -38,7 +37,7 @@ pub struct Mailbox {
 /// The registry of mailboxes by key.
 #[derive(Default)]
 pub struct FeedHub {
-    boxes: DashMap<FeedKey, Vec<Weak<Mailbox>>>,
+    boxes: crate::hash::FastDashMap<FeedKey, Vec<Weak<Mailbox>>>,
 }
 
 impl FeedHub {

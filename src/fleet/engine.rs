@@ -6,7 +6,7 @@
 //! [`RouteRun`]. A fix costs two hash lookups plus the route's per-fix step (a window of the
 //! polyline, the stops near the fix, and the ETAs of the next few stops).
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 use milepost_proto::route::{
     DepotId, DriverEvent, Outcome, ParcelStatus, Route, RouteId, StopId, TrackingNumber, Update,
@@ -119,9 +119,9 @@ impl Default for CoreConfig {
 #[derive(Debug, Default)]
 pub struct FleetCore {
     cfg: CoreConfig,
-    routes: HashMap<RouteId, RouteRun>,
-    by_driver: HashMap<DriverId, RouteId>,
-    by_tracking: HashMap<TrackingNumber, RouteId>,
+    routes: FastMap<RouteId, RouteRun>,
+    by_driver: FastMap<DriverId, RouteId>,
+    by_tracking: FastMap<TrackingNumber, RouteId>,
 }
 
 /// The serializing side of [`CoreSnapshot`]: borrows the routes, clones nothing.

@@ -6,8 +6,14 @@
 //! box maps to an exact box in the tree; for radius and nearest queries the tree gives
 //! candidates in projected distance and the answer is decided by great-circle distance, with a
 //! lower bound on the projection's distortion to know when to stop looking.
+//!
+//! The trees are loose: a driver's point in its tree moves only once the driver is more than
+//! [`SLACK`] projected metres away from it, and every query widens its search by `SLACK` and
+//! decides on the exact position. A driver at 1 Hz moves a few metres per fix, and a parked one
+//! jitters by as much, so most fixes then cost no tree update (a remove and an insert, the most
+//! expensive step of folding a fix) at the price of a 30 m wider search.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 use milepost_proto::{DriverId, DriverPosition, Fix, Seq};
 use rstar::primitives::GeomWithData;
@@ -17,6 +23,10 @@ use crate::fleet::geo_util::{haversine_m, LocalProjection};
 
 /// A point in a depot's tree: projected metres, tagged with the driver's slot.
 type TreePoint = GeomWithData<[f64; 2], u32>;
+
+/// How far (projected metres) a driver may be from its point in the tree before the tree is
+/// updated: queries search this much wider.
+pub const SLACK: f64 = 30.0;
 
 /// What [`Positions::update`] did with a fix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +55,10 @@ struct Slot {
     depot: u32,
     seq: Seq,
     fix: Fix,
+    /// Where the driver is (projected).
     point: [f64; 2],
+    /// Where the tree has it: within [`SLACK`] of `point`.
+    indexed: [f64; 2],
 }
 
 /// One depot's R-tree and its projection.
@@ -61,8 +74,8 @@ struct DepotTree {
 #[derive(Default)]
 pub struct Positions {
     slots: Vec<Slot>,
-    by_driver: HashMap<DriverId, u32>,
-    depot_ids: HashMap<String, u32>,
+    by_driver: FastMap<DriverId, u32>,
+    depot_ids: FastMap<String, u32>,
     depots: Vec<DepotTree>,
 }
 
@@ -97,8 +110,11 @@ impl Positions {
         let t = &mut self.depots[slot.depot as usize];
         let point = t.proj.project(fix.lat(), fix.lon());
         if point != slot.point {
-            t.tree.remove(&TreePoint::new(slot.point, slot_id));
-            t.tree.insert(TreePoint::new(point, slot_id));
+            if dist2(point, slot.indexed) > SLACK * SLACK {
+                t.tree.remove(&TreePoint::new(slot.indexed, slot_id));
+                t.tree.insert(TreePoint::new(point, slot_id));
+                slot.indexed = point;
+            }
             t.max_abs_lat = t.max_abs_lat.max(fix.lat().abs());
             slot.point = point;
         }
@@ -160,8 +176,17 @@ impl Positions {
             t.proj.project(min_lat, min_lon),
             t.proj.project(max_lat, max_lon),
         );
+        let (lo, hi) = (env.lower(), env.upper());
+        let loose = AABB::from_corners(
+            [lo[0] - SLACK, lo[1] - SLACK],
+            [hi[0] + SLACK, hi[1] + SLACK],
+        );
         let mut answer = QueryAnswer::default();
-        for p in t.tree.locate_in_envelope(&env) {
+        let inside = |p: &&TreePoint| {
+            let at = self.slots[p.data as usize].point;
+            (lo[0]..=hi[0]).contains(&at[0]) && (lo[1]..=hi[1]).contains(&at[1])
+        };
+        for p in t.tree.locate_in_envelope(&loose).filter(inside) {
             if answer.drivers.len() == limit {
                 answer.truncated = true;
                 break;
@@ -187,7 +212,7 @@ impl Positions {
         let centre = t.proj.project(lat, lon);
         // A true distance d has a projected distance of at most d / min_scale.
         let scale = t.proj.min_scale(t.max_abs_lat.max(lat.abs()));
-        let r_proj = radius_m / scale;
+        let r_proj = radius_m / scale + SLACK;
         let mut hits: Vec<(f64, u32)> = t
             .tree
             .locate_within_distance(centre, r_proj * r_proj)
@@ -216,11 +241,12 @@ impl Positions {
         }
         let centre = t.proj.project(lat, lon);
         let scale = t.proj.min_scale(t.max_abs_lat.max(lat.abs()));
-        // Candidates come in projected order; keep the k best by true distance and stop once a
-        // candidate's lower-bound true distance exceeds the k-th best.
+        // Candidates come in order of their tree point's projected distance; a driver is at
+        // most `SLACK` nearer than its tree point. Keep the k best by true distance and stop
+        // once a candidate's lower-bound true distance exceeds the k-th best.
         let mut best: Vec<(f64, u32)> = Vec::with_capacity(k + 1);
         for (p, d2) in t.tree.nearest_neighbor_iter_with_distance_2(&centre) {
-            if best.len() == k && d2.sqrt() * scale > best[k - 1].0 {
+            if best.len() == k && (d2.sqrt() - SLACK) * scale > best[k - 1].0 {
                 break;
             }
             let s = &self.slots[p.data as usize];
@@ -263,6 +289,7 @@ impl Positions {
             seq,
             fix: *fix,
             point,
+            indexed: point,
         });
         self.by_driver.insert(driver.clone(), slot_id);
     }
@@ -280,6 +307,11 @@ impl Positions {
             distance_m: distance_m as f32,
         }
     }
+}
+
+/// Squared distance between two projected points.
+fn dist2(a: [f64; 2], b: [f64; 2]) -> f64 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)
 }
 
 #[cfg(test)]
@@ -390,6 +422,49 @@ mod tests {
             let got_r = p.nearby("x", qlat, qlon, r, usize::MAX);
             let want_r = want.iter().filter(|w| w.0 <= r).count();
             prop_assert_eq!(got_r.drivers.len(), want_r);
+        }
+
+        /// Drivers that move by small steps (so their tree points lag their positions by up
+        /// to `SLACK`) are found by every query exactly where they are.
+        #[test]
+        fn loose_tree_answers_from_exact_positions(
+            start in proptest::collection::vec((38.90f64..38.91, -77.01f64..-77.0), 1..40),
+            moves in proptest::collection::vec((0usize..40, -0.0004f64..0.0004, -0.0004f64..0.0004), 0..200),
+            (qlat, qlon) in (38.90f64..38.91, -77.01f64..-77.0),
+            k in 1usize..8,
+            r in 5.0f64..800.0,
+            (h_lat, h_lon) in (0.0f64..0.004, 0.0f64..0.004),
+        ) {
+            let mut p = Positions::new();
+            let mut at = start.clone();
+            for (i, &(lat, lon)) in start.iter().enumerate() {
+                p.update(&d(&i.to_string()), "x", Seq(1), &fix(1, lat, lon));
+            }
+            for (n, &(i, dlat, dlon)) in moves.iter().enumerate() {
+                let i = i % at.len();
+                at[i] = (at[i].0 + dlat, at[i].1 + dlon);
+                p.update(&d(&i.to_string()), "x", Seq(2 + n as u64), &fix(2 + n as i64, at[i].0, at[i].1));
+            }
+            let stored: Vec<(f64, f64)> = (0..at.len())
+                .map(|i| { let f = p.get(&d(&i.to_string())).unwrap().1; (f.lat(), f.lon()) })
+                .collect();
+            let want = brute(&stored, qlat, qlon);
+            let got: Vec<f64> = p.nearest("x", qlat, qlon, k).drivers.iter().map(|g| g.distance_m as f64).collect();
+            let want_k: Vec<f64> = want.iter().take(k).map(|w| w.0).collect();
+            prop_assert_eq!(got.len(), want_k.len());
+            for (g, w) in got.iter().zip(&want_k) {
+                prop_assert!((g - w).abs() < 0.01, "{} vs {}", g, w);
+            }
+            let got_r = p.nearby("x", qlat, qlon, r, usize::MAX);
+            prop_assert_eq!(got_r.drivers.len(), want.iter().filter(|w| w.0 <= r).count());
+            let (lo, hi) = ((qlat - h_lat, qlon - h_lon), (qlat + h_lat, qlon + h_lon));
+            let mut got_box: Vec<String> = p.within("x", lo, hi, usize::MAX).drivers.into_iter().map(|x| x.driver.0).collect();
+            got_box.sort();
+            let mut want_box: Vec<String> = stored.iter().enumerate()
+                .filter(|(_, &(a, o))| (lo.0..=hi.0).contains(&a) && (lo.1..=hi.1).contains(&o))
+                .map(|(i, _)| i.to_string()).collect();
+            want_box.sort();
+            prop_assert_eq!(got_box, want_box);
         }
     }
 }

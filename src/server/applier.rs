@@ -21,7 +21,8 @@ use tokio::sync::{broadcast, watch};
 use crate::config::LogConfig;
 use crate::fleet::state::{lock, CommandResult, FleetState};
 use crate::server::Clock;
-use crate::store::{Committed, WriterHandle};
+use crate::store::writer::CommitGroup;
+use crate::store::WriterHandle;
 
 /// Command results kept for their issuers at most (oldest dropped first).
 const RESULTS_KEPT: usize = 4096;
@@ -40,6 +41,9 @@ pub struct ApplierLink {
 impl ApplierLink {
     /// Waits until the record numbered `lsn` (and everything before it) is applied.
     pub async fn applied(&self, lsn: u64) {
+        if *self.applied.borrow() > lsn {
+            return;
+        }
         let mut rx = self.applied.clone();
         let _ = rx.wait_for(|&n| n > lsn).await;
     }
@@ -55,8 +59,9 @@ impl ApplierLink {
 pub struct ApplierParts {
     /// The state it folds into.
     pub state: Arc<FleetState>,
-    /// Committed records from the log writer.
-    pub commits: Receiver<Vec<Committed>>,
+    /// Committed records from the log writer (or the cluster's stream), with the submitters
+    /// to answer once they are applied.
+    pub commits: Receiver<CommitGroup>,
     /// First record number it will see.
     pub next_lsn: u64,
     /// Records recovery replayed from the log (not yet in any snapshot).
@@ -131,7 +136,10 @@ fn run(
     };
     loop {
         match p.commits.recv_timeout(Duration::from_secs(1)) {
-            Ok(group) => {
+            Ok(CommitGroup {
+                records: group,
+                answers,
+            }) => {
                 for c in &group {
                     if let Some(r) = p.state.apply(&c.record, &mut out, &mut touched) {
                         let mut results = lock(&results);
@@ -149,6 +157,8 @@ fn run(
                 since_snapshot += group.len() as u64;
                 p.stats.records.fetch_add(group.len() as u64, Relaxed);
                 let _ = applied_tx.send(next);
+                // After `applied` moved: an answered session finds its record applied.
+                answers.complete();
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 
-use dashmap::DashMap;
 use milepost_proto::{DriverId, Fix, Seq};
 
 use crate::store::{BatchEntry, LogRecord};
@@ -121,7 +120,7 @@ impl DriverLedger {
 /// await.
 #[derive(Default)]
 pub struct Ledger {
-    drivers: DashMap<DriverId, DriverLedger>,
+    drivers: crate::hash::FastDashMap<DriverId, DriverLedger>,
 }
 
 impl Ledger {

@@ -35,8 +35,43 @@ pub struct Committed {
     pub record: Arc<LogRecord>,
 }
 
+/// Records made durable together, in log order, with the submitters waiting on them. Whoever
+/// folds the records answers the submitters once they are folded, so that a session waiting for
+/// "durable and applied" is woken once, not once by the writer and again by the applier.
+#[derive(Default)]
+pub struct CommitGroup {
+    /// The records, in log order.
+    pub records: Vec<Committed>,
+    /// The submitters of the group (appends and barriers).
+    pub answers: Answers,
+}
+
+impl From<Vec<Committed>> for CommitGroup {
+    fn from(records: Vec<Committed>) -> CommitGroup {
+        CommitGroup {
+            records,
+            answers: Answers::default(),
+        }
+    }
+}
+
+/// Submitters of a durable group, each answered with its record number by
+/// [`Answers::complete`].
+#[derive(Default)]
+pub struct Answers(Vec<Waiter>);
+
+impl Answers {
+    /// Tells every submitter its records are durable (and, when called by the consumer of a
+    /// [`CommitSink`], folded).
+    pub fn complete(self) {
+        for (done, lsn) in self.0 {
+            let _ = done.send(Ok(lsn));
+        }
+    }
+}
+
 /// Where committed records go, in log order (bounded: a slow consumer slows the writer).
-pub type CommitSink = std::sync::mpsc::SyncSender<Vec<Committed>>;
+pub type CommitSink = std::sync::mpsc::SyncSender<CommitGroup>;
 
 /// Called with every record the writer refuses (disk full, or after a failure), before the
 /// submitter hears of it: the gateway withdraws the settlement of its seqs there, so that no
@@ -432,15 +467,20 @@ impl WriterThread {
                 }
             }
             buf.clear();
-            for (done, lsn) in waiters.drain(..) {
-                let _ = done.send(Ok(lsn));
-            }
-            if let Some(sink) = &self.sink {
-                if !committed.is_empty() && sink.send(std::mem::take(&mut committed)).is_err() {
-                    self.sink = None;
+            let group = CommitGroup {
+                records: std::mem::take(&mut committed),
+                answers: Answers(std::mem::take(&mut waiters)),
+            };
+            match &self.sink {
+                // The consumer answers the submitters once it has folded the records.
+                Some(sink) => {
+                    if let Err(std::sync::mpsc::SendError(group)) = sink.send(group) {
+                        self.sink = None;
+                        group.answers.complete();
+                    }
                 }
+                None => group.answers.complete(),
             }
-            committed.clear();
             if let Err(e) = self.maybe_roll() {
                 tracing::error!(error = %e, "log segment roll failed");
                 self.failed.store(true, Ordering::Relaxed);
