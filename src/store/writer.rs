@@ -453,8 +453,9 @@ impl WriterThread {
                     buf.clear();
                     // Whatever is already queued was admitted while this group's seqs looked
                     // settled (a resend acked after a barrier, say): refuse it too.
+                    // A shutdown among them still stops the thread (the gateway joins it).
                     while let Ok(req) = self.rx.try_recv() {
-                        self.refuse(req, LogError::DiskFull);
+                        shutdown |= self.refuse(req, LogError::DiskFull);
                     }
                     continue;
                 }
@@ -562,7 +563,9 @@ impl WriterThread {
 
     fn fail_forever(&mut self) {
         while let Some(req) = self.rx.blocking_recv() {
-            self.refuse(req, LogError::Closed);
+            if self.refuse(req, LogError::Closed) {
+                return;
+            }
         }
     }
 
@@ -587,8 +590,9 @@ impl WriterThread {
         }
     }
 
-    /// Refuses one queued request.
-    fn refuse(&mut self, req: Request, err: LogError) {
+    /// Refuses one queued request. Returns true if it was the request to shut down, which
+    /// is not refused but obeyed: the gateway waits for this thread to end.
+    fn refuse(&mut self, req: Request, err: LogError) -> bool {
         match req {
             Request::Append { record, done } => {
                 if let Some(hook) = &self.on_refused {
@@ -599,7 +603,8 @@ impl WriterThread {
             Request::Barrier { done } => {
                 let _ = done.send(Err(err_copy(&err)));
             }
-            Request::Shutdown => {}
+            Request::Shutdown => return true,
         }
+        false
     }
 }
