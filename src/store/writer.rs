@@ -1,8 +1,10 @@
 //! The group-commit writer: one OS thread owns the active segment file. Sessions hand it
 //! records and await a completion; the thread takes every request waiting in its queue (up to a
 //! byte budget), writes them with one `write`, makes them durable with one `fdatasync`, and only
-//! then completes them. One fsync (~140 us here) is thus shared by every fix that arrived while
-//! the previous one ran, which is what lets durable acks keep up with thousands of phones.
+//! then completes them (or, when the records go on to a [`CommitSink`], has its consumer complete
+//! them once it has folded them). One fsync (~140 us here) is thus shared by every fix that
+//! arrived while the previous one ran, which is what lets durable acks keep up with thousands
+//! of phones.
 //!
 //! A std thread and not a tokio task, because `fdatasync` blocks. The request queue is bounded:
 //! when the disk falls behind, sessions wait, and QUIC flow control pushes back on the phones.
