@@ -702,6 +702,7 @@ fn server_config(
             cfg.limits.max_frame.max(64 * 1024) * 4,
         ))
         .send_window(256 * 1024)
+        .ack_frequency_config(Some(immediate_acks()))
         .max_idle_timeout(Some(
             Duration::from_secs(cfg.limits.idle_timeout_s)
                 .try_into()
@@ -713,6 +714,22 @@ fn server_config(
         ));
     server.transport_config(Arc::new(transport));
     Ok(server)
+}
+
+/// What the gateway asks of phones whose QUIC stack has the ACK frequency extension (quinn's
+/// has; others ignore it): acknowledge every packet at once, instead of up to 25 ms later.
+///
+/// A phone sends a fix a second, so its ACK of our ack never rides on data anyway: it is one
+/// datagram either way. But the gateway's probe timer for its ack is its RTT estimate plus
+/// those 25 ms, so with delayed ACKs a phone that is a few milliseconds late (a busy phone, a
+/// busy load generator) makes the gateway probe and retransmit. On loopback (a round trip of
+/// about a millisecond) that margin was a few milliseconds, and thousands of connections
+/// probing at once was how 20,000 drivers tipped the gateway over. Immediate ACKs give the
+/// timer the whole 25 ms of margin and cost nothing.
+fn immediate_acks() -> quinn::AckFrequencyConfig {
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(0));
+    ack
 }
 
 /// How long a QUIC address-validation token stays valid.
