@@ -225,7 +225,7 @@ async fn run_session(
     });
     // The futures that rarely complete stay pinned across iterations: re-creating them for
     // every datagram (as a plain `select!` over fresh futures would) registers and drops
-    // their wakers each time, about 2% of a fix's CPU.
+    // their wakers each time.
     let accept = conn.accept_bi();
     tokio::pin!(accept);
     let stopped = stop.changed();
