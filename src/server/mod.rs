@@ -720,10 +720,10 @@ fn server_config(
 /// has; others ignore it): acknowledge every packet at once, instead of up to 25 ms later.
 ///
 /// A phone sends a fix a second, so its ACK of our ack never rides on data anyway: one
-/// datagram either way. Acked at once, the gateway's send state for that ack is freed while
-/// still warm, and its probe timer (RTT estimate plus 25 ms) keeps its whole margin over a
-/// phone that is a few milliseconds late. Measured: 10% less gateway CPU per fix at 10,000
-/// drivers. The cost is in bursts (the backlog phones resend after a restart), where every
+/// datagram either way, but it arrives while the gateway's state for that connection is
+/// still in cache (our guess at why), and the gateway's probe timer (RTT estimate plus 25 ms)
+/// keeps its whole margin over a phone that is a few milliseconds late. Measured: 10% less
+/// gateway CPU per fix at 10,000 drivers. The cost is in bursts (the backlog phones resend after a restart), where every
 /// packet now gets an ACK instead of every other one: a 10,000-phone reconnect storm took
 /// about 1.5 s longer (README, Benchmarks).
 fn immediate_acks() -> quinn::AckFrequencyConfig {
