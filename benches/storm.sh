@@ -32,7 +32,9 @@ start_gw() {
     echo "gateway did not start" >&2; exit 1
 }
 # CPU seconds (user + system) of a process so far.
-cpu_s() { awk '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# "gone" once the process has exited (the replay ends by itself when drivers never all came back).
+cpu_s() { awk '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / 100 }' "/proc/$1/stat" 2>/dev/null || echo gone; }
+cpu_diff() { if [[ $1 == gone || $2 == gone ]]; then echo "n/a (exited)"; else echo "$(echo "$2 - $1" | bc) s"; fi; }
 # UDP datagrams the kernel dropped for want of socket buffer space, machine-wide.
 udp_drops() { awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
 : >"$OUT/gateway.log"
@@ -72,7 +74,7 @@ else
     echo "not every driver came back within 60 s"
 fi
 metric() { awk -v m="$1" '$1 == m { print $2 }' <<<"$METRICS"; }
-echo "until then: gateway CPU $(echo "$GW_CPU1 - $GW_CPU0" | bc) s, load generator CPU $(echo "$LG_CPU1 - $LG_CPU0" | bc) s;" \
+echo "until then: gateway CPU $(cpu_diff "$GW_CPU0" "$GW_CPU1"), load generator CPU $(cpu_diff "$LG_CPU0" "$LG_CPU1");" \
     "new gateway: connections $(metric milepost_connections_total), TLS resumptions $(metric milepost_tls_resumptions_total)," \
     "stateless retries $(metric milepost_retries_total); UDP receive-buffer drops $(( DROPS1 - DROPS0 ))"
 grep -E "reconnects|TLS|ack latency \(all\)|fixes |handshake" "$OUT/replay.txt" || true
