@@ -217,6 +217,25 @@ async fn posts_at_least(got: &std::sync::Mutex<Vec<u64>>, n: usize) -> Vec<u64> 
     got.lock().unwrap().clone()
 }
 
+/// Drives from `from` to `to` in batches of 8 fixes, 120 fixes in all.
+async fn drive_leg(
+    driver: &mut Session,
+    from: (f64, f64),
+    to: (f64, f64),
+    clock: &mut i64,
+    seq: &mut u64,
+) {
+    for chunk in leg(from, to, clock, 120).chunks(8) {
+        driver.batch(Seq(*seq), chunk.to_vec()).await.unwrap();
+        *seq += chunk.len() as u64;
+    }
+}
+
+/// The newest milestone offset in a gateway's feed store.
+fn milestones_last(t: &TestGateway) -> u64 {
+    t.gw.shared().state.feed.lock().unwrap().milestones_last()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
     let Some(nats) = Nats::start() else { return };
@@ -271,18 +290,15 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
     let mut driver = other.driver("D1", "north").await;
     let mut clock = now_ms() - 3_000_000;
     let mut seq = 1u64;
-    for chunk in leg(stop_point(0), stop_point(1), &mut clock, 120).chunks(8) {
-        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
-        seq += chunk.len() as u64;
-    }
-    let last = other
-        .gw
-        .shared()
-        .state
-        .feed
-        .lock()
-        .unwrap()
-        .milestones_last();
+    drive_leg(
+        &mut driver,
+        stop_point(0),
+        stop_point(1),
+        &mut clock,
+        &mut seq,
+    )
+    .await;
+    let last = milestones_last(&other);
     assert!(last > 0);
     // Sent once each, in order, by the leader alone.
     let first_round = posts_at_least(&got, last as usize).await;
@@ -298,18 +314,15 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(other.gw.shared().owned.is_leader(), "no takeover");
-    for chunk in leg(stop_point(1), stop_point(2), &mut clock, 120).chunks(8) {
-        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
-        seq += chunk.len() as u64;
-    }
-    let now_last = other
-        .gw
-        .shared()
-        .state
-        .feed
-        .lock()
-        .unwrap()
-        .milestones_last();
+    drive_leg(
+        &mut driver,
+        stop_point(1),
+        stop_point(2),
+        &mut clock,
+        &mut seq,
+    )
+    .await;
+    let now_last = milestones_last(&other);
     assert!(now_last > last, "no new milestones");
     let all = posts_at_least(&got, now_last as usize).await;
     let mut distinct = all.clone();

@@ -164,7 +164,6 @@ pub fn spawn_binary(
     listen: &str,
     extra: &[&str],
 ) -> (std::process::Child, SocketAddr) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir)
@@ -176,22 +175,29 @@ pub fn spawn_binary(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn milepost");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
+    let rx = words_after(child.stderr.take().unwrap(), "addr=");
     let addr = rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("gateway address");
     (child, addr.parse().unwrap())
+}
+
+/// Reads a child's log on a thread of its own and sends the word after `marker` on every line
+/// that has it (a server's bound address, say).
+fn words_after(
+    log: impl std::io::Read + Send + 'static,
+    marker: &'static str,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split(marker).nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    rx
 }
 
 /// A `nats-server -js` of a test's own on a random loopback port, killed on drop.
@@ -206,7 +212,6 @@ impl Nats {
     /// Starts one; `None` (after saying why) when nats-server is not installed, unless
     /// `MILEPOST_REQUIRE_NATS` is set (CI), where that fails the test.
     pub fn start() -> Option<Nats> {
-        use std::io::BufRead;
         let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let dir = tempfile::tempdir().unwrap();
         let spawned = std::process::Command::new(&bin)
@@ -226,18 +231,10 @@ impl Nats {
             }
             Err(e) => panic!("cannot run {bin}: {e}"),
         };
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    let _ = tx.send(rest.trim().to_string());
-                }
-            }
-        });
+        let rx = words_after(
+            child.stderr.take().unwrap(),
+            "Listening for client connections on ",
+        );
         let addr = rx
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("nats-server address");
