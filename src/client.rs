@@ -96,7 +96,9 @@ impl ClientEndpoint {
         transport
             .keep_alive_interval(Some(Duration::from_secs(15)))
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
-            .max_concurrent_uni_streams(quinn::VarInt::from_u32(2));
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(2))
+            // Like the server: no path MTU probes (PROTOCOL.md, "No path MTU discovery").
+            .mtu_discovery_config(None);
         let transport = Arc::new(transport);
         let cfg = quic_client_config(tls.clone(), transport.clone())?;
         let mut endpoint = quinn::Endpoint::client(bind)?;

@@ -702,6 +702,9 @@ fn server_config(
             cfg.limits.max_frame.max(64 * 1024) * 4,
         ))
         .send_window(256 * 1024)
+        // No path MTU probes: eight datagrams per connection that tiny fixes do not need
+        // (PROTOCOL.md, "No path MTU discovery").
+        .mtu_discovery_config(None)
         .ack_frequency_config(Some(immediate_acks()))
         .max_idle_timeout(Some(
             Duration::from_secs(cfg.limits.idle_timeout_s)
