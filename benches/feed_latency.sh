@@ -6,7 +6,9 @@
 #   STEPS="2000" SECS=10 benches/feed_latency.sh  # a quick run
 #
 # Environment: STEPS (5000 10000 20000), SECS measured per step (20), GW_CORE/CLIENT_CORE (0/1),
-# PORT (4498), OUT (target/feed-latency). Take the shared bench lock around it on a shared box.
+# PORT (4498), ADMIN_PORT (TCP, 4497), GW_LOG (the gateway's RUST_LOG, warn), OUT
+# (target/feed-latency: results, the gateway's log and its /metrics at the end of each step).
+# Take the shared bench lock around it on a shared box.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-"5000 10000 20000"}
@@ -14,6 +16,7 @@ SECS=${SECS:-20}
 GW_CORE=${GW_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 PORT=${PORT:-4498}
+ADMIN_PORT=${ADMIN_PORT:-4497}
 OUT=${OUT:-target/feed-latency}
 mkdir -p "$OUT"
 cargo build --release --quiet --bin milepost
@@ -33,8 +36,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 for N in $STEPS; do
     DATA=$(mktemp -d -t milepost-feed.XXXXXX)
-    echo 'admin_listen = "127.0.0.1:0"' >"$DATA/bench.toml"
-    RUST_LOG=warn taskset -c "$GW_CORE" target/release/milepost serve --listen "127.0.0.1:$PORT" \
+    echo "admin_listen = \"127.0.0.1:$ADMIN_PORT\"" >"$DATA/bench.toml"
+    RUST_LOG=${GW_LOG:-warn} taskset -c "$GW_CORE" target/release/milepost serve --listen "127.0.0.1:$PORT" \
         --data-dir "$DATA" --config "$DATA/bench.toml" >"$OUT/gateway-$N.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 100); do
@@ -46,6 +49,8 @@ for N in $STEPS; do
     GATEWAY="127.0.0.1:$PORT" DATA_DIR="$DATA" DRIVERS=$N SECS=$SECS \
         timeout $(( N / 250 + SECS + 120 )) taskset -c "$CLIENT_CORE" \
         cargo bench --quiet --bench feed_latency 2>"$OUT/bench-$N.log" | tee -a "$OUT/results.txt"
+    # The gateway's own view of the run (fsync latency, feed lag...), for when p99 looks odd.
+    curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/metrics-$N.txt" || true
     cleanup
     sleep 1
 done
