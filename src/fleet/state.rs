@@ -234,6 +234,19 @@ impl FleetState {
         lsn_next: u64,
         now_ms: i64,
     ) -> Result<(std::path::PathBuf, u64), crate::store::LogError> {
+        let payload = self.encode_snapshot(dir, lsn_next, now_ms)?;
+        crate::store::snapshot::persist(dir, lsn_next, &payload)
+    }
+
+    /// Encodes a snapshot of the state after records `..lsn_next`, for
+    /// [`crate::store::snapshot::persist`] (`dir` only names an error). Holds the state's
+    /// locks while it encodes; writing it out needs none.
+    pub fn encode_snapshot(
+        &self,
+        dir: &std::path::Path,
+        lsn_next: u64,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, crate::store::LogError> {
         let positions: Vec<PositionEntry> = lock(&self.positions)
             .entries()
             .map(|(driver, depot, seq, fix)| PositionEntry {
@@ -246,7 +259,7 @@ impl FleetState {
         let ledger = self.ledger.export();
         let core = lock(&self.core);
         let feed = lock(&self.feed);
-        crate::store::snapshot::write(
+        crate::store::snapshot::encode(
             dir,
             &SnapshotRef {
                 lsn_next,

@@ -80,21 +80,32 @@ pub struct Snapshot {
 /// Writes a snapshot durably into `dir` and removes all but the newest [`KEEP`]. Returns its
 /// path and size.
 pub fn write(dir: &Path, snap: &SnapshotRef<'_>) -> Result<(PathBuf, u64), LogError> {
-    std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
-    let payload = milepost_proto::encode(snap).map_err(|e| LogError::Corrupt {
+    persist(dir, snap.lsn_next, &encode(dir, snap)?)
+}
+
+/// Encodes a snapshot (the part that needs the state; [`persist`] is the part that waits on
+/// the disk). `dir` only names the error.
+pub fn encode(dir: &Path, snap: &SnapshotRef<'_>) -> Result<Vec<u8>, LogError> {
+    milepost_proto::encode(snap).map_err(|e| LogError::Corrupt {
         path: dir.to_owned(),
         offset: 0,
         what: format!("snapshot does not encode: {e}"),
-    })?;
-    let final_path = dir.join(format!("{:020}.snap", snap.lsn_next));
-    let tmp = dir.join(format!("{:020}.snap.tmp", snap.lsn_next));
+    })
+}
+
+/// Writes an [`encode`]d snapshot taken at `lsn_next` durably into `dir` and removes all but
+/// the newest [`KEEP`]. Returns its path and size.
+pub fn persist(dir: &Path, lsn_next: u64, payload: &[u8]) -> Result<(PathBuf, u64), LogError> {
+    std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+    let final_path = dir.join(format!("{lsn_next:020}.snap"));
+    let tmp = dir.join(format!("{lsn_next:020}.snap.tmp"));
     let mut f = File::create(&tmp).map_err(LogError::io(&tmp))?;
     let mut header = Vec::with_capacity(20);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    header.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     f.write_all(&header).map_err(LogError::io(&tmp))?;
-    f.write_all(&payload).map_err(LogError::io(&tmp))?;
+    f.write_all(payload).map_err(LogError::io(&tmp))?;
     f.sync_all().map_err(LogError::io(&tmp))?;
     std::fs::rename(&tmp, &final_path).map_err(LogError::io(&final_path))?;
     File::open(dir)
