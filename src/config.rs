@@ -277,7 +277,7 @@ impl Default for LogConfig {
             group_commit_bytes: 1 << 20,
             fsync: true,
             group_commit_linger_us: 1_500,
-            snapshot_every_records: 500_000,
+            snapshot_every_records: 100_000,
             snapshot_every_s: 300,
             retention_s: 7 * 24 * 3600,
             archive_routes_after_s: 24 * 3600,
