@@ -5,9 +5,10 @@
 //! was acked is what a dispatcher's next query sees.
 //!
 //! A std thread and not a tokio task: applying is synchronous CPU work. A snapshot is encoded
-//! here (it is the state at one record number) and written, fsynced and followed by retention
-//! on a thread of its own, so the applier never waits on the disk. Its input is the log writer's bounded commit queue: if the applier falls behind, the
-//! writer waits, and so do the sessions: backpressure all the way to QUIC flow control.
+//! here (it is the state at one record number), then written, fsynced and followed by
+//! retention on a thread of its own, so the applier never waits on the disk. Its input is the
+//! log writer's bounded commit queue: if the applier falls behind, the writer waits, and so do
+//! the sessions: backpressure all the way to QUIC flow control.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
