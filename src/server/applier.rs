@@ -333,7 +333,12 @@ fn persist_and_retain(ctx: &Retention, job: SnapshotJob) {
         .and_then(|v| v.first().map(|s| s.0))
         .unwrap_or(0)
         .min(next);
-    let horizon = std::time::SystemTime::now() - Duration::from_secs(ctx.retention_s);
+    // A retention longer than the clock goes back keeps everything (and does not panic).
+    let Some(horizon) =
+        std::time::SystemTime::now().checked_sub(Duration::from_secs(ctx.retention_s))
+    else {
+        return;
+    };
     for w in segs.windows(2) {
         let ((_, path), (next_first, _)) = (&w[0], &w[1]);
         if *next_first > covered {

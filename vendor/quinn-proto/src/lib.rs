@@ -333,17 +333,20 @@ const INITIAL_MTU: u16 = 1200;
 const MAX_UDP_PAYLOAD: u16 = 65527;
 const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
-/// The smallest probe timeout (Milepost patch; RFC 9002 has none beyond the timer granularity).
+/// The smallest RTT part of a probe timeout, smoothed RTT + 4 x RTT variation (Milepost patch;
+/// RFC 9002 has no floor beyond the timer granularity).
 ///
 /// On a path of a millisecond (a LAN, loopback) the probe timeout is the peer's `max_ack_delay`
 /// plus a few milliseconds, so a pause of some tens of milliseconds on either side (a busy core,
 /// a snapshot) makes every connection with data in flight send probes at once; on a gateway
 /// holding 20,000 connections that work delays the next round of ACKs further, and the
 /// retransmissions feed themselves. TCP has kept a 200 ms floor under its retransmission timer
-/// (Linux `TCP_RTO_MIN`) for the same reason. Paths with a round trip of 75 ms or more, which
-/// is where phones are, are not affected; a loss at the tail of a burst on a LAN is repaired up
-/// to 100 ms later than before.
-pub(crate) const MIN_PTO: Duration = Duration::from_millis(100);
+/// (Linux `TCP_RTO_MIN`) for the same reason. Paths whose smoothed RTT plus four variations is
+/// over 100 ms, as on most mobile networks, are not affected; a loss at the tail of a burst on a
+/// LAN is repaired about 100 ms later than before. Everything built on the probe timeout grows with it: the
+/// persistent-congestion period (3 probe timeouts), the closing and draining period, the
+/// discard of old keys.
+pub(crate) const MIN_PTO_BASE: Duration = Duration::from_millis(100);
 
 /// Maximum number of streams that can be uniquely identified by a stream ID
 const MAX_STREAM_COUNT: u64 = 1 << 60;

@@ -1922,8 +1922,7 @@ impl Connection {
             SpaceId::Initial | SpaceId::Handshake => Duration::ZERO,
             SpaceId::Data => self.ack_frequency.max_ack_delay_for_pto(),
         };
-        // Milepost patch: a floor under the probe timeout (see `MIN_PTO`).
-        Ord::max(self.path.rtt.pto_base() + max_ack_delay, crate::MIN_PTO)
+        self.path.rtt.pto_base() + max_ack_delay
     }
 
     fn on_packet_authenticated(

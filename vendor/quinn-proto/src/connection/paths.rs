@@ -328,8 +328,14 @@ impl RttEstimator {
     }
 
     // PTO computed as described in RFC9002#6.2.1
+    //
+    // Milepost patch: never below `MIN_PTO_BASE` (see there). Every probe timeout, the loss
+    // probe timer's included, is built on this value.
     pub(crate) fn pto_base(&self) -> Duration {
-        self.get() + cmp::max(4 * self.var, TIMER_GRANULARITY)
+        cmp::max(
+            self.get() + cmp::max(4 * self.var, TIMER_GRANULARITY),
+            crate::MIN_PTO_BASE,
+        )
     }
 
     pub(crate) fn update(&mut self, ack_delay: Duration, rtt: Duration) {
