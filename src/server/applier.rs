@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -227,7 +228,7 @@ struct SnapshotJob {
 /// during which the applier, and every ack and feed update behind it, used to wait.
 struct Snapshotter {
     jobs: Option<std::sync::mpsc::SyncSender<SnapshotJob>>,
-    busy: Arc<std::sync::atomic::AtomicBool>,
+    busy: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
 }
 
@@ -243,7 +244,7 @@ struct Retention {
 impl Snapshotter {
     fn start(p: &ApplierParts) -> std::io::Result<Snapshotter> {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<SnapshotJob>(1);
-        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(false));
         let ctx = Retention {
             snapshot_dir: p.snapshot_dir.clone(),
             log_dir: p.log_dir.clone(),
@@ -257,7 +258,7 @@ impl Snapshotter {
             .spawn(move || {
                 for job in rx {
                     persist_and_retain(&ctx, job);
-                    done.store(false, std::sync::atomic::Ordering::Release);
+                    done.store(false, Ordering::Release);
                 }
             })?;
         Ok(Snapshotter {
@@ -269,7 +270,7 @@ impl Snapshotter {
 
     /// True while a snapshot is being written.
     fn busy(&self) -> bool {
-        self.busy.load(std::sync::atomic::Ordering::Acquire)
+        self.busy.load(Ordering::Acquire)
     }
 
     /// Encodes a snapshot at `next` and hands it to the thread (waiting for the one before it,
@@ -289,7 +290,7 @@ impl Snapshotter {
             encode: started.elapsed(),
         };
         if let Some(jobs) = &self.jobs {
-            self.busy.store(true, std::sync::atomic::Ordering::Release);
+            self.busy.store(true, Ordering::Release);
             if jobs.send(job).is_err() {
                 tracing::error!("the snapshot thread is gone; the log is kept whole");
             }

@@ -726,9 +726,9 @@ fn server_config(
 /// datagram either way, but it arrives while the gateway's state for that connection is
 /// still in cache (our guess at why), and the gateway's probe timer (RTT estimate plus 25 ms)
 /// keeps its whole margin over a phone that is a few milliseconds late. Measured: 10% less
-/// gateway CPU per fix at 10,000 drivers. The cost is in bursts (the backlog phones resend after a restart), where every
-/// packet now gets an ACK instead of every other one: a 10,000-phone reconnect storm took
-/// about 1.5 s longer (README, Benchmarks).
+/// gateway CPU per fix at 10,000 drivers. The cost is in bursts (the backlog phones resend
+/// after a restart), where every packet now gets an ACK instead of every other one: a
+/// 10,000-phone reconnect storm took about 1.5 s longer (README, Benchmarks).
 fn immediate_acks() -> quinn::AckFrequencyConfig {
     let mut ack = quinn::AckFrequencyConfig::default();
     ack.ack_eliciting_threshold(quinn::VarInt::from_u32(0));

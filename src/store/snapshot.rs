@@ -77,12 +77,6 @@ pub struct Snapshot {
     pub feed: FeedStore,
 }
 
-/// Writes a snapshot durably into `dir` and removes all but the newest [`KEEP`]. Returns its
-/// path and size.
-pub fn write(dir: &Path, snap: &SnapshotRef<'_>) -> Result<(PathBuf, u64), LogError> {
-    persist(dir, snap.lsn_next, &encode(dir, snap)?)
-}
-
 /// Encodes a snapshot (the part that needs the state; [`persist`] is the part that waits on
 /// the disk). `dir` only names the error.
 pub fn encode(dir: &Path, snap: &SnapshotRef<'_>) -> Result<Vec<u8>, LogError> {
