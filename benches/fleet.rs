@@ -8,8 +8,9 @@
 //! the updates emitted).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use milepost::fleet::engine::{CoreConfig, FleetCore};
-use milepost::fleet::geo_util::M_PER_DEG;
+use milepost_core::fleet::config::CoreConfig;
+use milepost_core::fleet::engine::FleetCore;
+use milepost_core::fleet::geo_util::M_PER_DEG;
 use milepost_proto::route::{DispatchEvent, Parcel, Point, Route, Stop, Update};
 use milepost_proto::{DriverId, Fix};
 

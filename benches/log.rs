@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use milepost::config::LogConfig;
-use milepost::store::{BatchEntry, LogRecord, LogWriter};
+use milepost::store::LogConfig;
+use milepost::store::LogWriter;
+use milepost_core::store::{BatchEntry, LogRecord};
 use milepost_proto::{DriverId, Fix, Seq};
 
 fn record(driver: usize, seq: u64, fixes: usize) -> Arc<LogRecord> {

@@ -2,7 +2,7 @@
 //! dispatcher queries (box, radius, k-nearest), on drivers spread over a city.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use milepost::fleet::positions::Positions;
+use milepost_core::fleet::positions::Positions;
 use milepost_proto::{DriverId, Fix, Seq};
 use rand::{Rng, SeedableRng};
 

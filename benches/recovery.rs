@@ -11,9 +11,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use milepost::config::{Config, LogConfig};
+use milepost::config::Config;
 use milepost::server::Gateway;
-use milepost::store::{BatchEntry, LogRecord, LogWriter};
+use milepost::store::LogConfig;
+use milepost::store::LogWriter;
+use milepost_core::store::{BatchEntry, LogRecord};
 use milepost_proto::{DriverId, Fix, Seq};
 
 const DRIVERS: u64 = 20_000;

@@ -393,7 +393,7 @@ fn token(a: TokenArgs) -> Result<()> {
 }
 
 fn read_routes(files: &[PathBuf]) -> Result<Vec<milepost_proto::route::Route>> {
-    use milepost::fleet::route::RouteJson;
+    use milepost_core::fleet::route::RouteJson;
     files
         .iter()
         .map(|f| {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use milepost::fleet::state::lock;
+use milepost::state::lock;
 use milepost::web::DriverDisplay;
 use milepost_proto::route::TrackingNumber;
 use milepost_proto::{Fix, Seq};

@@ -19,7 +19,7 @@ use common::{example_route, leg, now_ms, spawn_binary, token, Nats};
 use futures_util::StreamExt;
 use milepost::auth::Role;
 use milepost::client::{ClientEndpoint, Session};
-use milepost::store::LogRecord;
+use milepost_core::store::LogRecord;
 use milepost_proto::route::{ParcelEvent, Route};
 use milepost_proto::{CommandKind, FeedTarget, Fix, Seq, ServerMsg};
 

@@ -11,7 +11,8 @@ use std::process::Child;
 
 use milepost::auth::Role;
 use milepost::client::{ClientEndpoint, Session};
-use milepost::store::{BatchEntry, LogReader, LogRecord};
+use milepost::store::LogReader;
+use milepost_core::store::{BatchEntry, LogRecord};
 use milepost_proto::{Seq, ServerMsg};
 
 /// Starts `milepost serve` on 127.0.0.1:0 with frequent snapshots, so that recovery after

@@ -365,7 +365,7 @@ async fn a_session_that_dies_with_batches_in_flight_never_reports_them_settled_u
     let mut stored = std::collections::HashMap::<u64, u32>::new();
     milepost::store::LogReader::new(&dir.path().join("log"))
         .replay(|_, rec| {
-            if let milepost::store::LogRecord::Batch { entries, .. } = rec {
+            if let milepost_core::store::LogRecord::Batch { entries, .. } = rec {
                 for e in entries {
                     *stored.entry(e.seq().0).or_default() += 1;
                 }

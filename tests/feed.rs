@@ -366,7 +366,7 @@ fn depot_lag(t: &TestGateway) -> (u64, u64) {
     let sh = t.gw.shared();
     let m = sh
         .lag
-        .measure(|f| f(&milepost::fleet::state::lock(&sh.state.feed)));
+        .measure(|f| f(&milepost::state::lock(&sh.state.feed)));
     let l = m[1];
     assert_eq!(FeedClass::ALL[1], FeedClass::DispatcherDepot);
     (l.subscribers, l.sum)
@@ -374,7 +374,7 @@ fn depot_lag(t: &TestGateway) -> (u64, u64) {
 
 /// The newest route event offset of depot "north".
 fn depot_head(t: &TestGateway) -> u64 {
-    milepost::fleet::state::lock(&t.gw.shared().state.feed).depot_last(&"north".into())
+    milepost::state::lock(&t.gw.shared().state.feed).depot_last(&"north".into())
 }
 
 /// What a depot subscriber saw: route events by offset, the newest position seq per driver,

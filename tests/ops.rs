@@ -213,7 +213,7 @@ async fn feed_lag_per_subscriber_class() {
         d.batch(Seq(seq), chunk.to_vec()).await.unwrap();
         seq += chunk.len() as u64;
     }
-    let milestones = milepost::fleet::state::lock(&t.gw.shared().state.feed).milestones_last();
+    let milestones = milepost::state::lock(&t.gw.shared().state.feed).milestones_last();
     assert!(milestones > 0);
     // The live subscribers get everything (lag 0); the dead webhook is behind by every
     // milestone. The writers run concurrently with this test: look until they have settled.

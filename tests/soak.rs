@@ -24,7 +24,8 @@ use milepost::auth::{Role, TokenKey};
 use milepost::client::{ClientEndpoint, Session};
 use milepost::replay::sim::{replay, Pace, ReplayConfig};
 use milepost::replay::trace::{Trace, TracePoint};
-use milepost::store::{BatchEntry, LogReader, LogRecord};
+use milepost::store::LogReader;
+use milepost_core::store::{BatchEntry, LogRecord};
 use milepost_proto::{ClientDatagram, Fix, Seq};
 
 fn env(name: &str, default: u64) -> u64 {

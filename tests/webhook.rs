@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{now_ms, TestGateway};
-use milepost::fleet::route::RouteJson;
+use milepost_core::fleet::route::RouteJson;
 use milepost_proto::route::Route;
 use milepost_proto::{CommandKind, Fix, Seq};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

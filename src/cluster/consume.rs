@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use crate::cluster::{lsn_of, resume_seq, Cluster};
 use crate::store::writer::CommitSink;
-use crate::store::{Committed, LogRecord};
+use crate::store::Committed;
+use milepost_core::store::LogRecord;
 
 /// Records handed to the applier at once at most.
 const GROUP: usize = 512;

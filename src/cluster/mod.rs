@@ -4,13 +4,13 @@
 //! and swaps the log: every record (fix batches, route commands, outcomes, ticks) is published
 //! to one JetStream stream, and a phone is acked only once JetStream has acked the write. Every
 //! gateway reads the whole stream, in stream order, and folds it with the very same function a
-//! single box uses ([`crate::fleet::state::FleetState::apply`]). So every gateway holds the same
+//! single box uses ([`milepost_core::fold::Parts::apply`]). So every gateway holds the same
 //! state: a recipient connected to gateway B sees the milestones of a driver connected to A,
 //! with the same feed offsets on every gateway (a subscriber may resume anywhere), and a
 //! dispatcher's query covers the whole depot wherever its drivers are connected.
 //!
 //! - Subjects: `PREFIX.fix.P` for the fix batches of the drivers of partition `P`
-//!   ([`crate::store::record::partition_of`]); `PREFIX.cmd` for commands; `PREFIX.tick` for
+//!   ([`milepost_core::store::record::partition_of`]); `PREFIX.cmd` for commands; `PREFIX.tick` for
 //!   ticks. A message holds the records waiting when the publisher woke, for one subject (group
 //!   commit); one holding a single batch carries the `Nats-Msg-Id` `driver:first-last`. The
 //!   fold drops any seq it already holds, so a resend that reached two gateways is folded once.
@@ -31,6 +31,7 @@
 //! `docs/CLUSTER.md` tells how to deploy it.
 
 pub mod cid;
+pub mod config;
 mod consume;
 pub mod lease;
 mod publish;
@@ -42,9 +43,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 
-use crate::config::ClusterConfig;
-use crate::store::record::partition_of;
-use crate::store::LogRecord;
+use crate::cluster::config::ClusterConfig;
+use milepost_core::store::record::partition_of;
+use milepost_core::store::LogRecord;
 
 pub use consume::start_consumer;
 pub use publish::run_publisher;
@@ -378,8 +379,8 @@ mod tests {
             depot: "dc".into(),
             received_ms: 0,
             entries: vec![
-                crate::store::BatchEntry::Accepted { seq: Seq(4), fix },
-                crate::store::BatchEntry::Accepted { seq: Seq(5), fix },
+                milepost_core::store::BatchEntry::Accepted { seq: Seq(4), fix },
+                milepost_core::store::BatchEntry::Accepted { seq: Seq(5), fix },
             ],
         };
         let p = partition_of(&DriverId::from("D1"), 16);

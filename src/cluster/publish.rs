@@ -25,7 +25,8 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use crate::cluster::{lsn_of, Cluster};
 use crate::store::writer::{Answer, Queued, RefusedHook, RequestQueue};
-use crate::store::{LogError, LogRecord};
+use crate::store::LogError;
+use milepost_core::store::LogRecord;
 
 /// Messages in flight at most (JetStream acks pipeline; more only queues in NATS).
 const MAX_IN_FLIGHT: usize = 4096;

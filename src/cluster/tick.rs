@@ -1,5 +1,5 @@
 //! The cluster's clock for the fold: once a second each gateway logs a
-//! [`crate::store::LogRecord::Tick`] for the partitions it owns. Stall detection then runs in
+//! [`milepost_core::store::LogRecord::Tick`] for the partitions it owns. Stall detection then runs in
 //! every gateway's fold at the same point of the stream with the same time, so every gateway
 //! emits the same `DriverStalled` events at the same feed offsets (a single box ticks from its
 //! applier's clock instead; nothing else reads the clock in the fold).
@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::server::Shared;
-use crate::store::LogRecord;
+use milepost_core::store::LogRecord;
 
 /// Runs until `stop` fires.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -24,7 +24,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let owned = shared.owned.list();
         // Nothing to tick without routes under way (an idle fleet logs nothing).
-        if owned.is_empty() || crate::fleet::state::lock(&shared.state.core).is_idle() {
+        if owned.is_empty() || crate::state::lock(&shared.state.core).is_idle() {
             continue;
         }
         let record = Arc::new(LogRecord::Tick {

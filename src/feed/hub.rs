@@ -6,24 +6,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
-use milepost_proto::route::{DepotId, TrackingNumber};
+use milepost_core::feed::FeedKey;
 use milepost_proto::DriverId;
 use tokio::sync::Notify;
-
-/// A feed (or position source) that changed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum FeedKey {
-    /// A parcel's milestones.
-    Parcel(TrackingNumber),
-    /// A depot's route events.
-    Depot(DepotId),
-    /// A depot's driver positions (the driver that moved is put in the mailbox).
-    DepotPositions(DepotId),
-    /// One driver's position.
-    Driver(DriverId),
-    /// The global milestone ring (webhooks).
-    Milestones,
-}
 
 /// One subscription's wake-up box.
 #[derive(Default)]
@@ -37,7 +22,7 @@ pub struct Mailbox {
 /// The registry of mailboxes by key.
 #[derive(Default)]
 pub struct FeedHub {
-    boxes: crate::hash::FastDashMap<FeedKey, Vec<Weak<Mailbox>>>,
+    boxes: milepost_core::hash::FastDashMap<FeedKey, Vec<Weak<Mailbox>>>,
 }
 
 impl FeedHub {
@@ -64,7 +49,7 @@ impl FeedHub {
         for w in v.iter() {
             if let Some(m) = w.upgrade() {
                 if let Some(d) = moved {
-                    crate::fleet::state::lock(&m.moved).insert(d.clone());
+                    crate::state::lock(&m.moved).insert(d.clone());
                 }
                 m.notify.notify_one();
             }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use milepost_proto::route::{DepotId, TrackingNumber};
 
-use crate::feed::FeedStore;
+use milepost_core::feed::FeedStore;
 
 /// Kinds of subscribers, as the `class` label of the lag metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

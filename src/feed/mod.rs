@@ -1,9 +1,10 @@
 //! The feed: everything the core emits, kept per audience with offsets, so subscribers get it
 //! in order, resume after a reconnect with exactly what they missed, and never slow ingestion.
 //!
-//! - [`store`]: the event store (sans-IO, part of the snapshotted fleet state): every milestone
-//!   of every parcel, a bounded ring of route events per depot, and a global ring of milestones
-//!   for webhooks.
+//! The event store itself (every milestone of every parcel, a ring of route events per depot,
+//! a ring of milestones for webhooks) is part of the snapshotted fleet state, in
+//! `milepost_core::feed`; this module is the shell's side of the feeds:
+//!
 //! - [`hub`]: who is waiting for what: wakes exactly the subscriptions an applied group
 //!   touched.
 //! - [`webhook`]: the durable outbox that posts milestones to notifiers, signed and retried.
@@ -16,9 +17,7 @@
 
 pub mod hub;
 pub mod lag;
-pub mod store;
 pub mod webhook;
 
-pub use hub::{FeedHub, FeedKey, Mailbox};
+pub use hub::{FeedHub, Mailbox};
 pub use lag::{FeedClass, FeedLag, LagHandle, LagTarget};
-pub use store::{FeedStore, Ring, TooOld};

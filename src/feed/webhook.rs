@@ -21,7 +21,7 @@ use milepost_proto::route::ParcelUpdate;
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::fleet::state::{lock, FleetState};
+use crate::state::{lock, FleetState};
 
 /// Webhook counters, per gateway.
 #[derive(Debug, Default)]

@@ -160,9 +160,7 @@ fn render(sh: &Shared, out: &mut String) {
         "Feed subscriptions open now",
         c(&st.subscriptions),
     );
-    let lag = sh
-        .lag
-        .measure(|f| f(&crate::fleet::state::lock(&sh.state.feed)));
+    let lag = sh.lag.measure(|f| f(&crate::state::lock(&sh.state.feed)));
     let by_class = |pick: fn(&crate::feed::lag::ClassLag) -> u64| -> Vec<(&str, u64)> {
         crate::feed::FeedClass::ALL
             .iter()
@@ -269,7 +267,7 @@ fn render(sh: &Shared, out: &mut String) {
             sh.owned.list().len() as u64,
         );
     }
-    let drivers = crate::fleet::state::lock(&sh.state.positions).len();
+    let drivers = crate::state::lock(&sh.state.positions).len();
     render_value(
         out,
         "milepost_rtree_drivers",

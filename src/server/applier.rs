@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use milepost_proto::route::Update;
 use tokio::sync::{broadcast, watch};
 
-use crate::config::LogConfig;
-use crate::fleet::state::{lock, CommandResult, FleetState};
 use crate::server::Clock;
+use crate::state::{lock, FleetState};
 use crate::store::writer::CommitGroup;
+use crate::store::LogConfig;
 use crate::store::WriterHandle;
+use milepost_core::fold::CommandResult;
 
 /// Command results kept for their issuers at most (oldest dropped first).
 const RESULTS_KEPT: usize = 4096;
@@ -172,16 +173,8 @@ fn run(
             last_tick = Instant::now();
             p.hub.sweep();
             if p.tick_locally {
-                let start = out.len();
-                lock(&p.state.core).tick((p.clock)(), &mut out);
-                let mut keys = Vec::new();
-                {
-                    let mut feed = lock(&p.state.feed);
-                    for u in &out[start..] {
-                        feed.record(u, &mut keys);
-                    }
-                }
-                touched.extend(keys.into_iter().map(|k| (k, None)));
+                let tick = milepost_core::fold::local_tick((p.clock)());
+                p.state.apply(&tick, &mut out, &mut touched);
                 wake(&p.hub, &mut touched);
                 publish(&mut out);
             }
@@ -205,7 +198,7 @@ fn run(
 
 /// Wakes the subscriptions of everything a group touched, each key once (positions once per
 /// driver that moved).
-fn wake(hub: &crate::feed::FeedHub, touched: &mut crate::fleet::state::Touched) {
+fn wake(hub: &crate::feed::FeedHub, touched: &mut milepost_core::fold::Touched) {
     let unique: std::collections::HashSet<_> = touched.drain(..).collect();
     for (key, moved) in unique {
         hub.wake(&key, moved.as_ref());

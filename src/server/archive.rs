@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::fleet::state::lock;
 use crate::server::Shared;
-use crate::store::LogRecord;
+use crate::state::lock;
+use milepost_core::store::LogRecord;
 
 /// Runs until `stop` fires.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {

@@ -12,9 +12,11 @@ use milepost_proto::route::{DriverUpdate, Update};
 use milepost_proto::{Command, CommandKind, DriverId, ErrorCode, ErrorFrame, ServerMsg};
 
 use crate::auth::{Claims, Role};
-use crate::fleet::state::{lock, CommandResult};
 use crate::server::Shared;
-use crate::store::{LogError, LogRecord};
+use crate::state::lock;
+use crate::store::LogError;
+use milepost_core::fold::CommandResult;
+use milepost_core::store::LogRecord;
 
 /// Longest delivery instructions accepted, bytes.
 const MAX_INSTRUCTIONS: usize = 1_000;
@@ -49,7 +51,7 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             if route.depot.0 != claims.depot {
                 return refuse(ErrorCode::OutOfScope, "the route belongs to another depot");
             }
-            if let Err(e) = crate::fleet::route::validate(&route) {
+            if let Err(e) = milepost_core::fleet::route::validate(&route) {
                 return refuse(ErrorCode::RouteRefused, e.to_string());
             }
             (

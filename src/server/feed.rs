@@ -10,17 +10,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use milepost_proto::route::{DepotId, ParcelState, ParcelStatus, TrackingNumber, Update};
+use milepost_proto::route::{DepotId, ParcelStatus, TrackingNumber, Update};
 use milepost_proto::{
     DriverId, DriverPosition, ErrorCode, ErrorFrame, FeedSnapshot, FeedTarget, Seq, ServerMsg,
     Subscribe,
 };
 
 use crate::auth::{Claims, Role};
-use crate::feed::{FeedClass, FeedKey, LagHandle, LagTarget, Mailbox, TooOld};
-use crate::fleet::state::lock;
+use crate::feed::{FeedClass, LagHandle, LagTarget, Mailbox};
 use crate::server::Shared;
+use crate::state::lock;
 use crate::wire::{write_msg, WireError};
+use milepost_core::feed::{FeedKey, TooOld};
 
 /// Events written per store read.
 const READ_BATCH: usize = 256;
@@ -314,30 +315,12 @@ impl Feed {
     }
 }
 
-/// The privacy rule: the driver whose position the recipient of a parcel in `status` may see
-/// now, if any. Only while the parcel is on its way (not planned, delivered or failed), and only
-/// once the stop is near, by stops (`feed.position_stops`) or by ETA (`feed.position_minutes`,
-/// counted from the driver's newest fix, the time the ETA was made at). Shared by the QUIC feed
-/// and the web pages, so both show exactly the same thing.
+/// The privacy rule ([`milepost_core::present::visible_driver`]) over the shared state:
+/// the driver whose position the recipient of a parcel in `status` may see now, if any.
+/// Shared by the QUIC feed and the web pages, so both show exactly the same thing.
 pub fn visible_driver(shared: &Shared, status: &ParcelStatus) -> Option<DriverId> {
-    let rule = &shared.cfg.feed;
-    if matches!(
-        status.state,
-        ParcelState::Delivered | ParcelState::Failed | ParcelState::Planned
-    ) {
-        return None;
-    }
-    let view = lock(&shared.state.core).route_view(&status.route_id)?;
-    // "Minutes away" counts from the driver's newest fix, the time the ETA was made at.
-    let base_ms = view.last_fix_t_ms.unwrap_or_else(|| shared.now_ms());
-    let near_stops = status.stops_away.is_some_and(|n| n <= rule.position_stops);
-    let near_time = status
-        .eta_ms
-        .is_some_and(|eta| eta - base_ms <= rule.position_minutes as i64 * 60_000);
-    if !(near_stops || near_time) {
-        return None;
-    }
-    Some(view.driver)
+    let core = lock(&shared.state.core);
+    milepost_core::present::visible_driver(&core, &shared.cfg.feed, status, shared.now_ms())
 }
 
 fn in_area(area: &Option<Area>, p: &DriverPosition) -> bool {

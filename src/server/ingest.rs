@@ -7,9 +7,9 @@ use std::sync::Arc;
 use milepost_proto::{Ack, DriverId, ErrorCode, Fix, Rejection, Seq};
 
 use crate::config::Config;
-use crate::fleet::validate::{check_fix, check_jump, nearest_in_time};
 use crate::store::writer::{Completion, LogPermit};
-use crate::store::{BatchEntry, Ledger, LogRecord, SeqState};
+use milepost_core::fleet::validate::{check_fix, check_jump, nearest_in_time};
+use milepost_core::store::{BatchEntry, Ledger, LogRecord, SeqState};
 
 /// An admitted batch, waiting to be made durable.
 pub struct Admitted {

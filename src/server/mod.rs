@@ -20,6 +20,7 @@ pub mod feed;
 pub mod guard;
 pub mod ingest;
 pub mod keys;
+pub mod limits;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -33,9 +34,10 @@ use tokio::task::JoinSet;
 
 use crate::auth::TokenKey;
 use crate::config::Config;
-use crate::fleet::state::FleetState;
+use crate::state::FleetState;
 use crate::store::log::RecoveryStats;
-use crate::store::{Ledger, LogReader, LogWriter, WriterHandle};
+use crate::store::{LogReader, LogWriter, WriterHandle};
+use milepost_core::store::Ledger;
 
 /// Receive and send buffer asked for the gateway's UDP socket: about 25,000 handshake
 /// Initials (the kernel may cap it, see [`crate::udp`]).
@@ -263,7 +265,7 @@ impl Gateway {
         let ledger = Arc::new(Ledger::import(state.ledger.export()));
         let refused_ledger = ledger.clone();
         let on_refused: crate::store::writer::RefusedHook = Box::new(move |rec| {
-            if let crate::store::LogRecord::Batch {
+            if let milepost_core::store::LogRecord::Batch {
                 driver, entries, ..
             } = rec
             {
@@ -596,8 +598,8 @@ enum Backend {
 fn recover_cluster(
     snapshot_dir: &std::path::Path,
     (first, last): (u64, u64),
-    core: crate::fleet::engine::CoreConfig,
-    feed: &crate::config::FeedConfig,
+    core: milepost_core::fleet::config::CoreConfig,
+    feed: &milepost_core::feed::FeedConfig,
 ) -> Result<(FleetState, RecoveryStats), ServerError> {
     let snap = crate::store::snapshot::newest(snapshot_dir)?;
     let (state, from) = match snap {
@@ -635,8 +637,8 @@ fn recover_cluster(
 fn recover(
     log_dir: &std::path::Path,
     snapshot_dir: &std::path::Path,
-    core: crate::fleet::engine::CoreConfig,
-    feed: &crate::config::FeedConfig,
+    core: milepost_core::fleet::config::CoreConfig,
+    feed: &milepost_core::feed::FeedConfig,
 ) -> Result<(FleetState, RecoveryStats), ServerError> {
     let started = std::time::Instant::now();
     let (state, from) = match crate::store::snapshot::newest(snapshot_dir)? {

@@ -654,7 +654,7 @@ fn on_query(peer: &Peer, shared: &Shared, q: Query) -> ServerMsg {
         (-900_000_000..=900_000_000).contains(&lat)
             && (-1_800_000_000..=1_800_000_000).contains(&lon)
     };
-    let pos = crate::fleet::state::lock(&shared.state.positions);
+    let pos = crate::state::lock(&shared.state.positions);
     let answer = match q.kind {
         QueryKind::Within {
             min_lat_e7,

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! `crc` is CRC-32 (IEEE, as in zlib) of the payload; the payload is a
-//! [`LogRecord`](crate::store::LogRecord) in the protocol codec. A crash can leave a torn
+//! [`LogRecord`](milepost_core::store::LogRecord) in the protocol codec. A crash can leave a torn
 //! record at the end of the *last* segment (short header, short payload, or a CRC mismatch):
 //! recovery cuts the file back to the last whole record, which is safe because nothing in a torn
 //! record was acked. The same damage anywhere else is corruption of acked data, and recovery
@@ -20,7 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::store::LogRecord;
+use milepost_core::store::LogRecord;
 
 /// Bytes of a record header.
 pub const HEADER_LEN: usize = 8;
@@ -286,8 +286,9 @@ mod tests {
     use milepost_proto::{DriverId, Fix, Seq};
 
     use super::*;
-    use crate::config::LogConfig;
-    use crate::store::{BatchEntry, LogWriter};
+    use crate::store::LogConfig;
+    use crate::store::LogWriter;
+    use milepost_core::store::BatchEntry;
 
     fn rec(seq: u64) -> Arc<LogRecord> {
         Arc::new(LogRecord::Batch {

@@ -17,65 +17,14 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use milepost_proto::{DriverId, Fix, Seq};
-use serde::{Deserialize, Serialize};
+pub use milepost_core::store::image::{PositionEntry, Snapshot, SnapshotRef};
 
-use crate::feed::FeedStore;
-use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef};
-use crate::store::ledger::LedgerEntry;
 use crate::store::log::LogError;
 
 const MAGIC: &[u8; 8] = b"MPSNAP01";
 
 /// Snapshots kept on disk (the newest ones).
 pub const KEEP: usize = 2;
-
-/// One driver's live position in a snapshot.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PositionEntry {
-    /// The driver.
-    pub driver: DriverId,
-    /// The driver's depot.
-    pub depot: String,
-    /// Seq of the live fix.
-    pub seq: Seq,
-    /// The live fix.
-    pub fix: Fix,
-}
-
-/// The serializing side of a snapshot (borrows the core).
-#[derive(Serialize)]
-pub struct SnapshotRef<'a> {
-    /// First log record not folded into this snapshot.
-    pub lsn_next: u64,
-    /// When it was taken, UTC ms.
-    pub taken_ms: i64,
-    /// Durable dedupe state.
-    pub ledger: Vec<LedgerEntry>,
-    /// Live positions.
-    pub positions: Vec<PositionEntry>,
-    /// Routes and their progress.
-    pub core: CoreSnapshotRef<'a>,
-    /// The feeds.
-    pub feed: &'a FeedStore,
-}
-
-/// A snapshot read back.
-#[derive(Deserialize)]
-pub struct Snapshot {
-    /// First log record not folded into this snapshot.
-    pub lsn_next: u64,
-    /// When it was taken, UTC ms.
-    pub taken_ms: i64,
-    /// Durable dedupe state.
-    pub ledger: Vec<LedgerEntry>,
-    /// Live positions.
-    pub positions: Vec<PositionEntry>,
-    /// Routes and their progress.
-    pub core: CoreSnapshot,
-    /// The feeds.
-    pub feed: FeedStore,
-}
 
 /// Encodes a snapshot (the part that needs the state; [`persist`] is the part that waits on
 /// the disk). `dir` only names the error.
@@ -172,10 +121,11 @@ pub fn newest(dir: &Path) -> Result<Option<Snapshot>, LogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FeedConfig;
-    use crate::fleet::engine::CoreConfig;
-    use crate::fleet::state::FleetState;
-    use crate::store::{BatchEntry, LogRecord};
+    use crate::state::FleetState;
+    use milepost_core::feed::FeedConfig;
+    use milepost_core::fleet::config::CoreConfig;
+    use milepost_core::store::{BatchEntry, LogRecord};
+    use milepost_proto::{DriverId, Fix, Seq};
 
     #[test]
     fn a_snapshot_reads_back_what_was_written() {

@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::LogConfig;
 use crate::metrics::Histogram;
 use crate::store::log::{frame_record, segment_name, LogError};
-use crate::store::LogRecord;
+use crate::store::LogConfig;
+use milepost_core::store::LogRecord;
 
 /// Depth of the request queue.
 const QUEUE_DEPTH: usize = 8192;

@@ -20,9 +20,10 @@ use milepost_proto::route::Route;
 use milepost_proto::Fix;
 use serde::Serialize;
 
-use crate::fleet::engine::{CoreConfig, FleetCore};
-use crate::fleet::route::RouteJson;
 use crate::tools::gtfs::{self, Ping};
+use milepost_core::fleet::config::CoreConfig;
+use milepost_core::fleet::engine::FleetCore;
+use milepost_core::fleet::route::RouteJson;
 
 /// Arguments of `milepost eval-eta`.
 #[derive(Debug, Clone, clap::Args)]

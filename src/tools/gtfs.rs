@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use milepost_proto::route::{Parcel, Point, Route, Stop};
 
-use crate::fleet::geo_util::haversine_m;
-use crate::fleet::route::RouteJson;
+use milepost_core::fleet::geo_util::haversine_m;
+use milepost_core::fleet::route::RouteJson;
 
 /// Arguments of `milepost gtfs-to-route`.
 #[derive(Debug, Clone, clap::Args)]

@@ -7,87 +7,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, ParcelStatus, Update};
+use milepost_core::present::{event_text, status_line};
+use milepost_proto::route::{DispatchEvent, ParcelStatus, Update};
 use milepost_proto::{CommandKind, DeviceInfo, DriverPosition, FeedTarget, ServerMsg};
 
 use crate::client::{ClientEndpoint, ClientError, Session};
-
-/// Formats a UTC ms timestamp as local-less `HH:MM` (UTC).
-fn hhmm(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%H:%M").to_string())
-        .unwrap_or_default()
-}
-
-/// The recipient's one-line status, e.g. `3 stops away - arriving 14:05-14:15`.
-pub fn status_line(s: &ParcelStatus) -> String {
-    let window = match (s.earliest_ms, s.latest_ms) {
-        (Some(a), Some(b)) => format!(" - arriving {}-{}", hhmm(a), hhmm(b)),
-        _ => String::new(),
-    };
-    match s.state {
-        ParcelState::Planned => "Planned for delivery".to_string(),
-        ParcelState::OutForDelivery => match s.stops_away {
-            Some(0) => format!("Next stop{window}"),
-            Some(1) => format!("1 stop away{window}"),
-            Some(n) => format!("{n} stops away{window}"),
-            None => format!("Out for delivery{window}"),
-        },
-        ParcelState::ArrivingSoon => format!("Arriving soon{window}"),
-        ParcelState::Arrived => "The driver is at your door".to_string(),
-        ParcelState::Delivered => match &s.last_event {
-            Some(u) => match &u.kind {
-                ParcelEvent::Delivered { at_ms, .. } => format!("Delivered {}", hhmm(*at_ms)),
-                _ => "Delivered".to_string(),
-            },
-            None => "Delivered".to_string(),
-        },
-        ParcelState::Failed => match &s.last_event {
-            Some(u) => match &u.kind {
-                ParcelEvent::Failed { reason, .. } => {
-                    format!("Attempt failed: {}", reason_text(*reason))
-                }
-                _ => "Attempt failed".to_string(),
-            },
-            None => "Attempt failed".to_string(),
-        },
-    }
-}
-
-/// A failure reason in words.
-pub fn reason_text(r: milepost_proto::route::FailureReason) -> &'static str {
-    use milepost_proto::route::FailureReason::*;
-    match r {
-        RecipientAbsent => "recipient absent",
-        AddressNotFound => "address not found",
-        AccessProblem => "no access",
-        Refused => "refused",
-        Damaged => "damaged",
-        Other => "other",
-    }
-}
-
-/// One parcel milestone in words.
-pub fn event_text(e: &ParcelEvent) -> String {
-    match e {
-        ParcelEvent::OutForDelivery => "Out for delivery".into(),
-        ParcelEvent::StopsAway { n } => format!("{n} stops away"),
-        ParcelEvent::EtaChanged {
-            earliest_ms,
-            latest_ms,
-            ..
-        } => {
-            format!("Arriving {}-{}", hhmm(*earliest_ms), hhmm(*latest_ms))
-        }
-        ParcelEvent::ArrivingSoon => "Arriving soon".into(),
-        ParcelEvent::Arrived => "Driver arrived".into(),
-        ParcelEvent::Delivered { at_ms, .. } => format!("Delivered {}", hhmm(*at_ms)),
-        ParcelEvent::Failed { reason, note } => {
-            format!("Attempt failed: {} {note}", reason_text(*reason))
-        }
-        ParcelEvent::Delayed { eta_ms, .. } => format!("Delayed, now expected {}", hhmm(*eta_ms)),
-    }
-}
 
 /// Follows the feed the token entitles to, forever (until Ctrl-C).
 pub async fn watch(
@@ -242,35 +166,5 @@ fn render(
     println!("\nlatest events:");
     for e in events.iter().rev().take(10) {
         println!("  {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use milepost_proto::route::{ParcelStatus, TimeWindow};
-
-    #[test]
-    fn status_lines_read_well() {
-        let mut s = ParcelStatus {
-            tracking: "T".into(),
-            route_id: "R".into(),
-            stop: "S".into(),
-            state: ParcelState::OutForDelivery,
-            stops_away: Some(3),
-            eta_ms: Some(1_764_079_800_000),
-            earliest_ms: Some(1_764_079_500_000),
-            latest_ms: Some(1_764_080_100_000),
-            window: Some(TimeWindow {
-                start_ms: 0,
-                end_ms: 1,
-            }),
-            last_event: None,
-        };
-        assert_eq!(status_line(&s), "3 stops away - arriving 14:05-14:15");
-        s.state = ParcelState::ArrivingSoon;
-        assert_eq!(status_line(&s), "Arriving soon - arriving 14:05-14:15");
-        s.state = ParcelState::Planned;
-        assert_eq!(status_line(&s), "Planned for delivery");
     }
 }

@@ -16,16 +16,16 @@ use milepost_proto::route::{
 use milepost_proto::{Command, CommandKind, DriverId, DriverPosition, ServerMsg};
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::engine::FleetCore;
-use crate::fleet::progress::StopPhase;
-use crate::fleet::run::RouteRun;
-use crate::fleet::state::lock;
-use crate::fleet::view::RouteView;
 use crate::server::Shared;
-use crate::tools::watch::{event_text, reason_text, status_line};
+use crate::state::lock;
 use crate::web::{
     authorize_dispatcher, authorize_parcel, no_store, valid_tracking, WebError, WebState,
 };
+use milepost_core::fleet::engine::FleetCore;
+use milepost_core::fleet::progress::StopPhase;
+use milepost_core::fleet::run::RouteRun;
+use milepost_core::fleet::view::RouteView;
+use milepost_core::present::{event_text, reason_text, status_line};
 
 /// Milestones shown in a parcel's timeline (the newest ones).
 const TIMELINE_MAX: usize = 40;
@@ -270,7 +270,7 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
                 lon: s.lon,
             });
         let instructions = run
-            .and_then(|r| r.parcels.iter().find(|p| &p.tracking == t))
+            .and_then(|r| r.parcel(t))
             .and_then(|p| p.instructions.clone());
         (status, destination, instructions)
     };
@@ -557,7 +557,7 @@ pub struct RouteSummary {
     pub stops: Vec<StopDot>,
 }
 
-fn stop_state(s: &crate::fleet::view::StopView) -> &'static str {
+fn stop_state(s: &milepost_core::fleet::view::StopView) -> &'static str {
     match s.phase {
         StopPhase::Done if s.parcels.iter().any(|(_, st)| *st == ParcelState::Failed) => "failed",
         StopPhase::Done => "delivered",

@@ -31,12 +31,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::auth::Claims;
-use crate::feed::{FeedClass, FeedKey, LagTarget, Mailbox, TooOld};
-use crate::fleet::state::lock;
+use crate::feed::{FeedClass, LagTarget, Mailbox};
+use crate::state::lock;
 use crate::web::api::{self, DispatchItem, DriverDot, MilestoneView};
 use crate::web::{
     authorize_dispatcher, authorize_parcel, still_valid, valid_tracking, WebError, WebState,
 };
+use milepost_core::feed::{FeedKey, TooOld};
 
 /// Events read from the store per batch (bounds the work between two sends).
 const READ_BATCH: usize = 256;

@@ -123,7 +123,7 @@ pub async fn start_configured(
 /// The documented example route (`examples/route.json`) for driver D1 of depot "north",
 /// planned to have started ten minutes ago.
 pub fn example_route() -> milepost_proto::route::Route {
-    use milepost::fleet::route::RouteJson;
+    use milepost_core::fleet::route::RouteJson;
     let mut r =
         milepost_proto::route::Route::from_json(include_str!("../../examples/route.json")).unwrap();
     let shift = now_ms() - 600_000 - r.planned_start_ms;
@@ -144,7 +144,7 @@ pub fn example_route() -> milepost_proto::route::Route {
 
 /// Fixes every 5 s at ~8 m/s from a to b, then `dwell_s` seconds standing at b.
 pub fn leg(a: (f64, f64), b: (f64, f64), t: &mut i64, dwell_s: i64) -> Vec<Fix> {
-    let d = milepost::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
+    let d = milepost_core::fleet::geo_util::haversine_m(a.0, a.1, b.0, b.1);
     let steps = (d / 40.0).ceil().max(1.0) as usize;
     let mut out = Vec::new();
     for i in 1..=steps + (dwell_s / 5) as usize {

@@ -3,9 +3,37 @@
 //! implied speed). The rules and defaults are documented in `proto/PROTOCOL.md`.
 
 use milepost_proto::{Fix, RejectReason};
+use serde::{Deserialize, Serialize};
 
-use crate::config::ValidationConfig;
 use crate::fleet::geo_util::haversine_m;
+
+/// Fix validation rules (see `proto/PROTOCOL.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Fixes whose accuracy radius exceeds this many metres are refused.
+    pub max_accuracy_m: f32,
+    /// Fixes more than this many ms ahead of the server clock are refused.
+    pub max_future_ms: i64,
+    /// Fixes older than this many ms are refused (backlog bound).
+    pub max_age_ms: i64,
+    /// Implied speed between neighbouring fixes above this is a jump.
+    pub max_speed_mps: f32,
+    /// Refuse mock-location fixes (otherwise they are stored, flagged).
+    pub reject_mock: bool,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            max_accuracy_m: 500.0,
+            max_future_ms: 60_000,
+            max_age_ms: 7 * 24 * 3600 * 1000,
+            max_speed_mps: 80.0,
+            reject_mock: false,
+        }
+    }
+}
 
 /// Fastest plausible ground speed a phone may report, m/s (540 km/h).
 const MAX_REPORTED_SPEED_MPS: f32 = 150.0;

@@ -8,7 +8,7 @@ use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, Update};
 use milepost_proto::Fix;
 
 use super::{is_final, Loc, RouteRun};
-use crate::fleet::engine::CoreConfig;
+use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::{EtaNow, EtaWindow, Remaining};
 use crate::fleet::path::{dist, Located, RouteGeom};
 use crate::fleet::progress::{FenceEvent, StopPhase};

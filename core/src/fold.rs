@@ -1,19 +1,21 @@
 //! The fold of the log: everything derived from durable records, in log order. Recovery
-//! (snapshot + log tail) and the live applier use this same function, so the state after a
-//! restart is exactly the state before it.
-
-use std::sync::{Arc, Mutex, MutexGuard};
+//! (snapshot + log tail), the live applier, a cluster's follower and the once-a-second tick all
+//! use this one function, so the state after a restart is exactly the state before it.
+//!
+//! Pure: [`Parts::apply`] takes a record and the state and returns what it changed (updates
+//! for the feeds, the feed keys touched, the answer to a command). Locks, waking subscribers and
+//! snapshot files are the shell's.
 
 use milepost_proto::route::{DepotId, Update};
 use milepost_proto::{DriverId, Fix, Seq};
 
-use crate::config::FeedConfig;
-use crate::feed::{FeedKey, FeedStore};
-
-use crate::fleet::engine::{CoreConfig, FleetCore};
+use crate::feed::{FeedConfig, FeedKey, FeedStore};
+use crate::fleet::config::CoreConfig;
+use crate::fleet::engine::FleetCore;
 use crate::fleet::outcome::OutcomeTarget;
 use crate::fleet::positions::{Positions, UpdateOutcome};
-use crate::store::snapshot::{PositionEntry, Snapshot, SnapshotRef};
+use crate::store::image::{PositionEntry, Snapshot, SnapshotRef};
+use crate::store::record::partition_of;
 use crate::store::{BatchEntry, Ledger, LogRecord, SeqState};
 
 /// The answer to a command record (route assignment, outcome...): what the issuer is told.
@@ -25,80 +27,116 @@ pub enum CommandResult {
     Refused(String),
 }
 
-/// Durable state: dedupe ledger, live positions, and the fleet core.
-pub struct FleetState {
-    /// Durable dedupe state (the admission ledger runs ahead of it by the batches in flight).
-    pub ledger: Ledger,
-    /// Live positions, shared with query handlers.
-    pub positions: Arc<Mutex<Positions>>,
-    /// Routes, progress and ETAs, shared with command and status handlers.
-    pub core: Arc<Mutex<FleetCore>>,
-    /// Every feed's events, shared with subscriptions.
-    pub feed: Arc<Mutex<FeedStore>>,
-}
-
 /// What an applied record changed, for waking subscribers: a feed key and, for positions, the
 /// driver that moved.
 pub type Touched = Vec<(FeedKey, Option<DriverId>)>;
 
-/// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
-/// not make it unusable).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// The whole fleet state, owned: what recovery builds and the shell then shares.
+pub struct Fleet {
+    /// Durable dedupe state (the admission ledger runs ahead of it by the batches in flight).
+    pub ledger: Ledger,
+    /// Live positions and the per-depot R-trees.
+    pub positions: Positions,
+    /// Routes, progress and ETAs.
+    pub core: FleetCore,
+    /// Every feed's events.
+    pub feed: FeedStore,
 }
 
-impl FleetState {
+impl Fleet {
     /// Empty state.
-    pub fn new(cfg: CoreConfig, feed: &FeedConfig) -> FleetState {
-        FleetState {
+    pub fn new(cfg: CoreConfig, feed: &FeedConfig) -> Fleet {
+        Fleet {
             ledger: Ledger::new(),
-            positions: Arc::new(Mutex::new(Positions::new())),
-            core: Arc::new(Mutex::new(FleetCore::new(cfg))),
-            feed: Arc::new(Mutex::new(FeedStore::new(
-                feed.depot_events_kept,
-                feed.milestones_kept,
-            ))),
+            positions: Positions::new(),
+            core: FleetCore::new(cfg),
+            feed: FeedStore::new(feed.depot_events_kept, feed.milestones_kept),
         }
     }
 
     /// State rebuilt from a snapshot.
-    pub fn restore(cfg: CoreConfig, snap: Snapshot) -> FleetState {
+    pub fn restore(cfg: CoreConfig, snap: Snapshot) -> Fleet {
         let mut positions = Positions::new();
         for p in &snap.positions {
             positions.update(&p.driver, &p.depot, p.seq, &p.fix);
         }
-        FleetState {
+        Fleet {
             ledger: Ledger::import(snap.ledger),
-            positions: Arc::new(Mutex::new(positions)),
-            core: Arc::new(Mutex::new(FleetCore::restore(cfg, snap.core))),
-            feed: Arc::new(Mutex::new(snap.feed)),
+            positions,
+            core: FleetCore::restore(cfg, snap.core),
+            feed: snap.feed,
         }
     }
 
+    /// The state as [`Parts`], to fold records into.
+    pub fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            ledger: &self.ledger,
+            positions: &mut self.positions,
+            core: &mut self.core,
+            feed: &mut self.feed,
+        }
+    }
+}
+
+/// The fleet state borrowed part by part (the shell keeps each part behind its own lock, so
+/// that queries read positions while the core is busy).
+pub struct Parts<'a> {
+    /// Durable dedupe state (concurrent inside).
+    pub ledger: &'a Ledger,
+    /// Live positions.
+    pub positions: &'a mut Positions,
+    /// Routes, progress and ETAs.
+    pub core: &'a mut FleetCore,
+    /// Every feed's events.
+    pub feed: &'a mut FeedStore,
+}
+
+impl Parts<'_> {
     /// Folds one record in: updates go to `out` (and into the feeds), what changed to
     /// `touched`. Returns the result of a command record.
     pub fn apply(
-        &self,
+        &mut self,
         rec: &LogRecord,
         out: &mut Vec<Update>,
         touched: &mut Touched,
     ) -> Option<CommandResult> {
         let start = out.len();
         let result = self.fold(rec, out, touched);
-        let mut feed = lock(&self.feed);
         if let LogRecord::RouteAssigned { route, .. } = rec {
-            feed.route_assigned(&route.id, &route.depot);
+            self.feed.route_assigned(&route.id, &route.depot);
         }
         let mut keys = Vec::new();
         for u in &out[start..] {
-            feed.record(u, &mut keys);
+            self.feed.record(u, &mut keys);
         }
         touched.extend(keys.into_iter().map(|k| (k, None)));
         result
     }
 
+    /// The snapshot image of the state after records `..lsn_next`, taken at `taken_ms`.
+    pub fn image(&self, lsn_next: u64, taken_ms: i64) -> SnapshotRef<'_> {
+        SnapshotRef {
+            lsn_next,
+            taken_ms,
+            ledger: self.ledger.export(),
+            positions: self
+                .positions
+                .entries()
+                .map(|(driver, depot, seq, fix)| PositionEntry {
+                    driver: driver.clone(),
+                    depot: depot.to_owned(),
+                    seq,
+                    fix: *fix,
+                })
+                .collect(),
+            core: self.core.snapshot(),
+            feed: self.feed,
+        }
+    }
+
     fn fold(
-        &self,
+        &mut self,
         rec: &LogRecord,
         out: &mut Vec<Update>,
         touched: &mut Touched,
@@ -129,8 +167,7 @@ impl FleetState {
                         })
                         .collect()
                 });
-                let mut pos = lock(&self.positions);
-                let mut core = lock(&self.core);
+                let (pos, core) = (&mut *self.positions, &mut *self.core);
                 // Only the batch's newest fix can become the live position: one R-tree move
                 // per batch, not per fix (this matters most when recovery replays a backlog).
                 let mut newest: Option<(Seq, &Fix)> = None;
@@ -155,7 +192,7 @@ impl FleetState {
                 None
             }
             LogRecord::RouteAssigned { route, at_ms } => {
-                match lock(&self.core).assign_route(route.clone(), *at_ms) {
+                match self.core.assign_route(route.clone(), *at_ms) {
                     Ok(u) => {
                         out.extend(u);
                         Some(CommandResult::Applied)
@@ -167,7 +204,7 @@ impl FleetState {
                 route_id,
                 order,
                 at_ms,
-            } => match lock(&self.core).resequence(route_id, order, *at_ms) {
+            } => match self.core.resequence(route_id, order, *at_ms) {
                 Ok(u) => {
                     out.extend(u);
                     Some(CommandResult::Applied)
@@ -185,7 +222,7 @@ impl FleetState {
                     Some(t) => OutcomeTarget::Parcel(t.clone()),
                     None => OutcomeTarget::Stop(stop.clone()),
                 };
-                match lock(&self.core).report_outcome(driver, &target, outcome, *at_ms) {
+                match self.core.report_outcome(driver, &target, outcome, *at_ms) {
                     Ok(u) => {
                         out.extend(u);
                         Some(CommandResult::Applied)
@@ -194,11 +231,9 @@ impl FleetState {
                 }
             }
             LogRecord::RoutesArchived { routes, .. } => {
-                let mut core = lock(&self.core);
-                let mut feed = lock(&self.feed);
                 for id in routes {
-                    if let Some(plan) = core.remove_route(id) {
-                        feed.forget_route(&plan);
+                    if let Some(plan) = self.core.remove_route(id) {
+                        self.feed.forget_route(&plan);
                     }
                 }
                 None
@@ -208,15 +243,13 @@ impl FleetState {
                 partitions,
                 now_ms,
             } => {
-                lock(&self.core).tick_where(*now_ms, out, |d| {
-                    owned
-                        .binary_search(&crate::store::record::partition_of(d, *partitions))
-                        .is_ok()
+                self.core.tick_where(*now_ms, out, |d| {
+                    owned.binary_search(&partition_of(d, *partitions)).is_ok()
                 });
                 None
             }
             LogRecord::InstructionsSet { tracking, text, .. } => {
-                match lock(&self.core).set_instructions(tracking, text) {
+                match self.core.set_instructions(tracking, text) {
                     Ok(u) => {
                         out.push(u);
                         Some(CommandResult::Applied)
@@ -226,49 +259,14 @@ impl FleetState {
             }
         }
     }
+}
 
-    /// Writes a snapshot of the state after records `..lsn_next` into `dir`.
-    pub fn snapshot(
-        &self,
-        dir: &std::path::Path,
-        lsn_next: u64,
-        now_ms: i64,
-    ) -> Result<(std::path::PathBuf, u64), crate::store::LogError> {
-        let payload = self.encode_snapshot(dir, lsn_next, now_ms)?;
-        crate::store::snapshot::persist(dir, lsn_next, &payload)
-    }
-
-    /// Encodes a snapshot of the state after records `..lsn_next`, for
-    /// [`crate::store::snapshot::persist`] (`dir` only names an error). Holds the state's
-    /// locks while it encodes; writing it out needs none.
-    pub fn encode_snapshot(
-        &self,
-        dir: &std::path::Path,
-        lsn_next: u64,
-        now_ms: i64,
-    ) -> Result<Vec<u8>, crate::store::LogError> {
-        let positions: Vec<PositionEntry> = lock(&self.positions)
-            .entries()
-            .map(|(driver, depot, seq, fix)| PositionEntry {
-                driver: driver.clone(),
-                depot: depot.to_owned(),
-                seq,
-                fix: *fix,
-            })
-            .collect();
-        let ledger = self.ledger.export();
-        let core = lock(&self.core);
-        let feed = lock(&self.feed);
-        crate::store::snapshot::encode(
-            dir,
-            &SnapshotRef {
-                lsn_next,
-                taken_ms: now_ms,
-                ledger,
-                positions,
-                core: core.snapshot(),
-                feed: &feed,
-            },
-        )
+/// The record of a once-a-second tick on a single box: every route is its own (one partition,
+/// owned). A cluster logs its ticks with the partitions each gateway owns instead.
+pub fn local_tick(now_ms: i64) -> LogRecord {
+    LogRecord::Tick {
+        owned: vec![0],
+        partitions: 1,
+        now_ms,
     }
 }

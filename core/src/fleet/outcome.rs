@@ -10,7 +10,7 @@ use milepost_proto::route::{
 };
 use milepost_proto::DriverId;
 
-use crate::fleet::engine::CoreConfig;
+use crate::fleet::config::CoreConfig;
 use crate::fleet::progress::StopPhase;
 use crate::fleet::run::{is_final, RouteRun};
 

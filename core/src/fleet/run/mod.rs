@@ -23,12 +23,11 @@ use milepost_proto::route::{
 use milepost_proto::Fix;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::engine::CoreConfig;
+use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::{EtaLearner, EtaWindow};
 use crate::fleet::path::RouteGeom;
 use crate::fleet::progress::{Fence, StopPhase, StopProgress};
 
-#[path = "run_step.rs"]
 mod step;
 
 /// Dynamic state of one stop.
@@ -340,6 +339,11 @@ impl RouteRun {
             let idle_s = (now_ms.saturating_sub(since).max(0) / 1000).min(u32::MAX as i64) as u32;
             out.push(self.dispatch(last_fix, DispatchEvent::DriverStalled { idle_s, no_fix }));
         }
+    }
+
+    /// The parcel with tracking number `t`, if it is on this route.
+    pub fn parcel(&self, t: &TrackingNumber) -> Option<&ParcelRun> {
+        self.parcels.iter().find(|p| &p.tracking == t)
     }
 
     /// The parcels of stop `i`.

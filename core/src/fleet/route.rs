@@ -183,7 +183,7 @@ fn check_point(what: &str, lat: f64, lon: f64) -> Result<(), RouteError> {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../../examples/route.json");
+    const EXAMPLE: &str = include_str!("../../../examples/route.json");
 
     #[test]
     fn example_file_loads() {

@@ -1,9 +1,8 @@
-//! The sans-IO fleet core: plain synchronous Rust that takes `now` and events and returns
-//! state or updates. The tokio/quinn shell in [`crate::server`] moves bytes and time in and out.
+//! The fleet model: plain synchronous Rust that takes `now` and events and returns state or
+//! updates. The shell (the `milepost` crate's server) moves bytes and time in and out.
 //!
 //! - [`validate`]: is a fix plausible (ranges, accuracy, clock, jumps)?
 //! - [`positions`]: newest fix per driver and a per-depot R-tree for spatial queries.
-//! - [`state`]: the fold of the log (ledger, positions, core) used by recovery and the applier.
 //! - [`geo_util`]: small geodesy helpers shared by the core.
 //! - [`route`]: route validation (typed errors) and JSON loading.
 //! - [`path`]: a route's polyline in the current stop order, and locating a fix on it.
@@ -13,7 +12,9 @@
 //! - [`outcome`]: delivery outcomes (proof, one-time code) reported by drivers.
 //! - [`view`]: dispatcher route views and recipient parcel status.
 //! - [`engine`]: [`engine::FleetCore`], the routes of the fleet behind one API.
+//! - [`config`]: [`config::CoreConfig`], every knob of the above.
 
+pub mod config;
 pub mod engine;
 pub mod eta;
 pub mod geo_util;
@@ -23,6 +24,5 @@ pub mod positions;
 pub mod progress;
 pub mod route;
 pub mod run;
-pub mod state;
 pub mod validate;
 pub mod view;

@@ -8,7 +8,7 @@ use milepost_proto::route::{
 use milepost_proto::DriverId;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::engine::CoreConfig;
+use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::EtaWindow;
 use crate::fleet::progress::StopPhase;
 use crate::fleet::run::RouteRun;

@@ -1,0 +1,68 @@
+//! The feed's data: every event the core emits, kept per audience with offsets, so that
+//! subscribers get it in order and resume after a reconnect with exactly what they missed.
+//! Waking subscribers and delivering webhooks is the shell's (`milepost::feed`).
+//!
+//! - [`store`]: the event store, part of the snapshotted fleet state: every milestone of every
+//!   parcel, a bounded ring of route events per depot, and a global ring of milestones for
+//!   webhooks.
+//! - [`FeedKey`]: names one feed (what an applied record touched).
+//! - [`FeedConfig`]: the `[feed]` section.
+
+use milepost_proto::route::{DepotId, TrackingNumber};
+use milepost_proto::DriverId;
+use serde::{Deserialize, Serialize};
+
+pub mod store;
+
+pub use store::{FeedStore, Ring, TooOld};
+
+/// A feed (or position source) that changed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FeedKey {
+    /// A parcel's milestones.
+    Parcel(TrackingNumber),
+    /// A depot's route events.
+    Depot(DepotId),
+    /// A depot's driver positions (the driver that moved is put in the mailbox).
+    DepotPositions(DepotId),
+    /// One driver's position.
+    Driver(DriverId),
+    /// The global milestone ring (webhooks).
+    Milestones,
+}
+
+/// Feed settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Route events kept per depot for resuming dispatchers (older: resync from a snapshot).
+    pub depot_events_kept: usize,
+    /// Milestones kept for webhook delivery while a notifier is down.
+    pub milestones_kept: usize,
+    /// A recipient sees the driver's position once at most this many stops are before theirs
+    /// (0 = only when their stop is next)...
+    pub position_stops: u32,
+    /// ... or once the ETA is at most this many minutes away.
+    pub position_minutes: u32,
+    /// Dispatcher position updates are coalesced to at most one flush per this many ms.
+    pub position_flush_ms: u64,
+    /// Webhook endpoints receiving parcel milestones as signed JSON.
+    pub webhooks: Vec<String>,
+    /// Secret for the webhook signature (HMAC-SHA256 in `X-Milepost-Signature`); defaults to
+    /// the token secret.
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            depot_events_kept: 10_000,
+            milestones_kept: 100_000,
+            position_stops: 0,
+            position_minutes: 10,
+            position_flush_ms: 250,
+            webhooks: Vec::new(),
+            webhook_secret: None,
+        }
+    }
+}

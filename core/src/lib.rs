@@ -1,0 +1,29 @@
+//! Milepost's core: the fleet model and the fold of the log, sans-IO.
+//!
+//! Everything here is plain synchronous Rust over `milepost-proto`'s types: it takes records,
+//! fixes and `now` and returns state and updates. It never awaits, never reads the clock, never
+//! touches a file, socket or configuration file; Cargo enforces that much (no tokio, quinn or
+//! axum among its dependencies). The shell, the `milepost` crate, moves bytes and time in and
+//! out and owns locks, threads, files and listeners.
+//!
+//! # Layout
+//! - [`fleet`]: fix validation, live positions and the R-tree, routes, stop progress, ETA, the
+//!   updates each audience hears ([`fleet::engine::FleetCore`]).
+//! - [`store`]: the log's records, the dedupe ledger folded from them, the snapshot image.
+//! - [`feed`]: the feeds' event store, per audience with offsets.
+//! - [`fold`]: applies one record to the whole state; recovery, the applier and ticks share it.
+//! - [`present`]: what a recipient may see (the driver's position rule) and the words every
+//!   surface shows (status lines, event and reason texts).
+//! - [`hash`]: the hash maps of the per-fix path.
+//!
+//! # Layers
+//! `milepost-proto` (wire types) <- `milepost-core` (this crate) <- `milepost` (the shell:
+//! server, web, cluster, replay, tools). Arrows only point down.
+#![deny(missing_docs)]
+
+pub mod feed;
+pub mod fleet;
+pub mod fold;
+pub mod hash;
+pub mod present;
+pub mod store;

@@ -1,0 +1,57 @@
+//! What a snapshot holds: the fold of every log record before `lsn_next` (the durable dedupe
+//! ledger, the live positions, the fleet core and the feeds), as serde types. The file around
+//! it (magic, length, CRC, fsync and rename) is the shell's `milepost::store::snapshot`.
+
+use milepost_proto::{DriverId, Fix, Seq};
+use serde::{Deserialize, Serialize};
+
+use crate::feed::FeedStore;
+use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef};
+use crate::store::ledger::LedgerEntry;
+
+/// One driver's live position in a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PositionEntry {
+    /// The driver.
+    pub driver: DriverId,
+    /// The driver's depot.
+    pub depot: String,
+    /// Seq of the live fix.
+    pub seq: Seq,
+    /// The live fix.
+    pub fix: Fix,
+}
+
+/// The serializing side of a snapshot (borrows the core).
+#[derive(Serialize)]
+pub struct SnapshotRef<'a> {
+    /// First log record not folded into this snapshot.
+    pub lsn_next: u64,
+    /// When it was taken, UTC ms.
+    pub taken_ms: i64,
+    /// Durable dedupe state.
+    pub ledger: Vec<LedgerEntry>,
+    /// Live positions.
+    pub positions: Vec<PositionEntry>,
+    /// Routes and their progress.
+    pub core: CoreSnapshotRef<'a>,
+    /// The feeds.
+    pub feed: &'a FeedStore,
+}
+
+/// A snapshot read back.
+#[derive(Deserialize)]
+pub struct Snapshot {
+    /// First log record not folded into this snapshot.
+    pub lsn_next: u64,
+    /// When it was taken, UTC ms.
+    pub taken_ms: i64,
+    /// Durable dedupe state.
+    pub ledger: Vec<LedgerEntry>,
+    /// Live positions.
+    pub positions: Vec<PositionEntry>,
+    /// Routes and their progress.
+    pub core: CoreSnapshot,
+    /// The feeds.
+    pub feed: FeedStore,
+}

@@ -1,0 +1,53 @@
+//! [`ClusterConfig`]: the `[cluster]` section: NATS URL, node name, partitions, leases and
+//! the stream's retention. Off unless `url` is set.
+
+use serde::{Deserialize, Serialize};
+
+/// Several gateways as one fleet over NATS JetStream (see `docs/CLUSTER.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma separated (`nats://127.0.0.1:4222`). Unset: single box.
+    pub url: Option<String>,
+    /// This gateway's name in the cluster: unique, stable across restarts, 1 to 32 characters
+    /// of `[A-Za-z0-9_-]`. Unset: the host name and the UDP port.
+    pub node: Option<String>,
+    /// QUIC-LB server id of this gateway, written into every connection ID it issues so that a
+    /// load balancer can route a phone's packets to it (1..=65535; 0: derived from `node`).
+    pub server_id: u16,
+    /// Prefix of every subject, stream and bucket name, so that several fleets can share one
+    /// NATS deployment.
+    pub prefix: String,
+    /// Partitions of drivers (the fixes of a driver go to subject `PREFIX.fix.PARTITION`;
+    /// ownership of side effects is by partition). Fixed for the life of the stream.
+    pub partitions: u32,
+    /// JetStream replicas of the stream and the lease bucket (3 on a 3-node NATS cluster).
+    pub replicas: usize,
+    /// A lease not renewed for this long passes to another gateway, seconds.
+    pub lease_ttl_s: u64,
+    /// Records older than this are dropped from the stream, seconds (0: kept until
+    /// `max_bytes`).
+    pub max_age_s: u64,
+    /// Bytes the stream may hold (older records dropped first; -1: no limit).
+    pub max_bytes: i64,
+    /// After the first record of a group, wait this long for more before publishing, µs (group
+    /// commit: one JetStream message, store and ack per subject for every record waiting).
+    pub group_linger_us: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            url: None,
+            node: None,
+            server_id: 0,
+            prefix: "milepost".into(),
+            partitions: 8,
+            replicas: 1,
+            lease_ttl_s: 6,
+            max_age_s: 7 * 24 * 3600,
+            max_bytes: -1,
+            group_linger_us: 1000,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The fleet state as the shell shares it: each part of [`milepost_core::fold::Fleet`] behind
+//! its own lock, so that queries read positions while the applier folds a route command. The
+//! fold itself is the core's; this file only locks, and writes snapshots through
+//! [`crate::store::snapshot`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use milepost_core::feed::{FeedConfig, FeedStore};
+use milepost_core::fleet::config::CoreConfig;
+use milepost_core::fleet::engine::FleetCore;
+use milepost_core::fleet::positions::Positions;
+use milepost_core::fold::{CommandResult, Fleet, Parts, Touched};
+use milepost_core::store::image::Snapshot;
+use milepost_core::store::{Ledger, LogRecord};
+use milepost_proto::route::Update;
+
+use crate::store::LogError;
+
+/// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
+/// not make it unusable).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Durable state: dedupe ledger, live positions, the fleet core and the feeds, each shared.
+pub struct FleetState {
+    /// Durable dedupe state (the admission ledger runs ahead of it by the batches in flight).
+    pub ledger: Ledger,
+    /// Live positions, shared with query handlers.
+    pub positions: Arc<Mutex<Positions>>,
+    /// Routes, progress and ETAs, shared with command and status handlers.
+    pub core: Arc<Mutex<FleetCore>>,
+    /// Every feed's events, shared with subscriptions.
+    pub feed: Arc<Mutex<FeedStore>>,
+}
+
+impl From<Fleet> for FleetState {
+    fn from(f: Fleet) -> FleetState {
+        FleetState {
+            ledger: f.ledger,
+            positions: Arc::new(Mutex::new(f.positions)),
+            core: Arc::new(Mutex::new(f.core)),
+            feed: Arc::new(Mutex::new(f.feed)),
+        }
+    }
+}
+
+impl FleetState {
+    /// Empty state.
+    pub fn new(cfg: CoreConfig, feed: &FeedConfig) -> FleetState {
+        Fleet::new(cfg, feed).into()
+    }
+
+    /// State rebuilt from a snapshot.
+    pub fn restore(cfg: CoreConfig, snap: Snapshot) -> FleetState {
+        Fleet::restore(cfg, snap).into()
+    }
+
+    /// Folds one record in (see [`Parts::apply`]), holding the parts' locks in one order:
+    /// positions, core, feed.
+    pub fn apply(
+        &self,
+        rec: &LogRecord,
+        out: &mut Vec<Update>,
+        touched: &mut Touched,
+    ) -> Option<CommandResult> {
+        let mut positions = lock(&self.positions);
+        let mut core = lock(&self.core);
+        let mut feed = lock(&self.feed);
+        Parts {
+            ledger: &self.ledger,
+            positions: &mut positions,
+            core: &mut core,
+            feed: &mut feed,
+        }
+        .apply(rec, out, touched)
+    }
+
+    /// Writes a snapshot of the state after records `..lsn_next` into `dir`.
+    pub fn snapshot(
+        &self,
+        dir: &Path,
+        lsn_next: u64,
+        now_ms: i64,
+    ) -> Result<(PathBuf, u64), LogError> {
+        let payload = self.encode_snapshot(dir, lsn_next, now_ms)?;
+        crate::store::snapshot::persist(dir, lsn_next, &payload)
+    }
+
+    /// Encodes a snapshot of the state after records `..lsn_next`, for
+    /// [`crate::store::snapshot::persist`] (`dir` only names an error). Holds the state's
+    /// locks while it encodes; writing it out needs none.
+    pub fn encode_snapshot(
+        &self,
+        dir: &Path,
+        lsn_next: u64,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, LogError> {
+        let mut positions = lock(&self.positions);
+        let mut core = lock(&self.core);
+        let mut feed = lock(&self.feed);
+        let parts = Parts {
+            ledger: &self.ledger,
+            positions: &mut positions,
+            core: &mut core,
+            feed: &mut feed,
+        };
+        crate::store::snapshot::encode(dir, &parts.image(lsn_next, now_ms))
+    }
+}

@@ -1,0 +1,131 @@
+//! [`WebConfig`]: the `[web]` section: the listener's address, the public base URL, the
+//! carrier's brand on the pages, and what the pages show of a driver.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The web listener's settings (`[web]` in the configuration file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// TCP address of the web listener. Off when unset (`serve --web-listen 127.0.0.1:8080`,
+    /// `MILEPOST_WEB_LISTEN`, or `listen = "..."` here turns it on): a fixed default port would
+    /// collide between gateways sharing a machine, tests included.
+    pub listen: Option<SocketAddr>,
+    /// Name, logo and colours of the pages.
+    pub brand: BrandConfig,
+    /// What recipients and dispatchers are told about a driver, by driver id. A driver with no
+    /// entry is shown by nothing (recipients) or by id (dispatchers).
+    pub drivers: BTreeMap<String, DriverDisplay>,
+    /// Mark the token cookies `Secure` (only sent over HTTPS). Turn on when a TLS proxy fronts
+    /// the listener; off by default because the listener itself speaks plain HTTP.
+    pub secure_cookies: bool,
+    /// Most event streams open at once; more are answered 503 (each costs a task and a
+    /// mailbox).
+    pub max_streams: usize,
+    /// Largest radius of a "who is near here" query, metres.
+    pub max_nearby_radius_m: f64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: None,
+            brand: BrandConfig::default(),
+            drivers: BTreeMap::new(),
+            secure_cookies: false,
+            max_streams: 10_000,
+            max_nearby_radius_m: 50_000.0,
+        }
+    }
+}
+
+/// Branding of the pages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrandConfig {
+    /// Shown in the header and the title.
+    pub name: String,
+    /// Logo image URL (`https://...` or a path on this listener); shown left of the name.
+    pub logo_url: Option<String>,
+    /// Inline SVG logo, served at `/brand/logo.svg` (used when `logo_url` is unset). It is
+    /// shown through an `<img>`, where an SVG cannot run scripts.
+    pub logo_svg: Option<String>,
+    /// Header and button colour, `#rgb` or `#rrggbb`.
+    pub primary: String,
+    /// Text on the primary colour.
+    pub on_primary: String,
+    /// Page background.
+    pub background: String,
+    /// Body text.
+    pub text: String,
+}
+
+impl Default for BrandConfig {
+    fn default() -> Self {
+        BrandConfig {
+            name: "Milepost".into(),
+            logo_url: None,
+            logo_svg: None,
+            primary: "#0b5fff".into(),
+            on_primary: "#ffffff".into(),
+            background: "#f3f5f9".into(),
+            text: "#17202c".into(),
+        }
+    }
+}
+
+/// How a driver is presented.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverDisplay {
+    /// First name only: recipients never see a driver's full name or id.
+    pub first_name: String,
+    /// The vehicle, e.g. "white Ford Transit".
+    #[serde(default)]
+    pub vehicle: Option<String>,
+}
+
+impl WebConfig {
+    /// Checks the values that end up inside pages and style sheets.
+    pub fn validate(&self) -> Result<(), String> {
+        let b = &self.brand;
+        for (what, c) in [
+            ("primary", &b.primary),
+            ("on_primary", &b.on_primary),
+            ("background", &b.background),
+            ("text", &b.text),
+        ] {
+            if !is_colour(c) {
+                return Err(format!(
+                    "web.brand.{what} must be #rgb or #rrggbb, not {c:?}"
+                ));
+            }
+        }
+        if let Some(u) = &b.logo_url {
+            // Only http(s) or a local path: a `javascript:` or `data:` URL has no place in a page.
+            if !(u.starts_with("https://")
+                || u.starts_with("http://")
+                || (u.starts_with('/') && !u.starts_with("//")))
+            {
+                return Err(format!(
+                    "web.brand.logo_url must be http(s):// or /path, not {u:?}"
+                ));
+            }
+        }
+        if b.name.chars().count() > 80 {
+            return Err("web.brand.name is longer than 80 characters".into());
+        }
+        if !(self.max_nearby_radius_m > 0.0 && self.max_nearby_radius_m.is_finite()) {
+            return Err("web.max_nearby_radius_m must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+fn is_colour(c: &str) -> bool {
+    c.strip_prefix('#')
+        .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
