@@ -6,7 +6,8 @@
 //!   figures ([`sim::replay`]).
 //! - [`metrics`]: what the load generator measures and its report.
 //! - [`playback`]: a trace played back and forth as an endless route.
-//! - [`trace`]: readers for GPX, CSV (with presets) and GeoJSON traces.
+//! - [`trace`]: recorded traces and their readers, one file per format: GPX, CSV (with presets)
+//!   and GeoJSON.
 
 pub mod drive;
 pub mod load;
