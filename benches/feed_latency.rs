@@ -13,7 +13,7 @@
 //! By default the gateway runs in this process and everything shares the two cores. With
 //! `GATEWAY=127.0.0.1:4499 DATA_DIR=dir` it drives a gateway running apart (e.g. the release
 //! binary pinned to one core with `taskset`), reading its token secret and development CA from
-//! `dir`: see the README's benchmark section.
+//! `dir`: see docs/BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 #   RAMP_PER_1K  ramp seconds per 1000 drivers (handshakes)    (3)
 #                At 1 (1,000 full TLS handshakes/s) both processes near 20,000 drivers
 #                run at 80-90% of their core and the run tips into a retransmission
-#                collapse; at 3 it measures the steady state (see README, Benchmarks).
+#                collapse; at 3 it measures the steady state (see docs/BENCHMARKS.md).
 #   TRACE        recorded trace                                (../shared/data/geolife_sample/geolife_sample.txt.gz)
 #   FORMAT       its format                                    (geolife)
 #   GW_CORE, CLIENT_CORE   cores for the gateway and the load  (0, 1)
