@@ -3,7 +3,9 @@
 //! - [`drive`]: one simulated driver replaying a trace against a gateway.
 //! - [`load`]: the load generator's command line (`milepost replay`).
 //! - [`sim`]: the load generator's engine: thousands of simulated drivers, honest latency
-//!   figures ([`sim::replay`]).
+//!   figures ([`sim::replay`]). A folder: the knobs, each driver's plan, the sans-IO driver
+//!   state machine (unit tested) and the tokio task and QUIC link that carry it out, the
+//!   `/proc` probes and the report; its module doc has the map.
 //! - [`metrics`]: what the load generator measures and its report.
 //! - [`playback`]: a trace played back and forth as an endless route.
 //! - [`trace`]: recorded traces and their readers, one file per format: GPX, CSV (with presets)

@@ -1,0 +1,225 @@
+//! One simulated driver's tokio task: it carries out the [`Driver`]'s decisions over a QUIC
+//! [`Link`] (connect with a time limit, send live fixes and batches, let connections go,
+//! switch networks) and reports back what the network said and when. The task holds the
+//! clock, the sockets and the logs; the driver decides.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use milepost_proto::ServerMsg;
+
+use super::driver::{Action, ConnectFailure, Driver, Upload};
+use super::link::{big_socket, fatal, next_event, open_link, Event, FrameRx, Link};
+use super::plan::DriverPlan;
+use super::run::Run;
+use crate::client::{ClientEndpoint, Phone};
+use crate::replay::metrics::{Counters, Wire};
+
+/// Notes on stderr, with the wall-clock time, the moment every driver is in a state (the
+/// reconnect storm bench reads these lines).
+fn all_drivers(what: &str) {
+    let ms = chrono::Utc::now().timestamp_millis();
+    eprintln!("all drivers {what} at unix_ms={ms}");
+}
+
+/// One simulated driver and its network.
+pub(super) struct DriverTask {
+    run: Arc<Run>,
+    driver: Driver,
+    ep: ClientEndpoint,
+    /// This phone's own TLS session tickets (resumed on every reconnect).
+    phone: Phone,
+    /// The open session; present exactly when the driver thinks it is connected.
+    link: Option<Link>,
+    /// Traffic of this driver's closed connections.
+    wire_closed: Wire,
+}
+
+impl DriverTask {
+    /// The task of the driver planned as `plan`, on `ep`.
+    pub fn new(run: Arc<Run>, plan: DriverPlan, ep: ClientEndpoint, phone: Phone) -> DriverTask {
+        DriverTask {
+            driver: Driver::new(run.clone(), plan),
+            run,
+            ep,
+            phone,
+            link: None,
+            wire_closed: Wire::default(),
+        }
+    }
+
+    /// Runs the driver from its start time until it is done.
+    pub async fn run(mut self) {
+        let run = self.run.clone();
+        tokio::time::sleep_until(run.at(self.driver.start_us())).await;
+        self.driver.start(run.now_us());
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        loop {
+            let now = run.now_us();
+            self.tick(now).await;
+            if self.driver.done() {
+                break;
+            }
+            let wake = self.driver.next_wake(now);
+            sleep.as_mut().reset(run.at(wake.max(now)));
+            let ev = next_event(self.link.as_mut(), sleep.as_mut()).await;
+            self.on_event(ev, run.now_us());
+        }
+        self.driver.finish();
+        self.act();
+    }
+
+    /// Does everything that is due at `now`.
+    async fn tick(&mut self, now: u64) {
+        let attempt_ms = self.driver.begin_tick(now);
+        self.act();
+        if let Some(ms) = attempt_ms {
+            self.connect(now, ms).await;
+            if self.driver.done() {
+                return;
+            }
+        }
+        let now = self.run.now_us();
+        if let Some(upload) = self.driver.upload(now) {
+            self.send(upload, now).await;
+        }
+        self.driver.end_tick(now);
+        self.act();
+    }
+
+    /// Tries to open a session for at most `attempt_ms` (asked for at `asked_at`).
+    async fn connect(&mut self, asked_at: u64, attempt_ms: u64) {
+        let run = self.run.clone();
+        let started = run.now_us();
+        let id = self.driver.id();
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(attempt_ms),
+            open_link(&run.cfg, &self.ep, &self.phone, id),
+        )
+        .await;
+        match attempt {
+            Ok(Ok((link, welcome))) => {
+                self.link = Some(link);
+                let (watermark, max_batch) = (welcome.watermark.0, welcome.limits.max_batch);
+                self.driver
+                    .connected(started, run.now_us(), watermark, max_batch);
+            }
+            Ok(Err(e)) => {
+                let why = if fatal(e.code()) {
+                    tracing::warn!(driver = %id, error = %e, "refused: giving up");
+                    ConnectFailure::Fatal
+                } else {
+                    tracing::debug!(driver = %id, error = %e, "connect failed");
+                    ConnectFailure::Failed
+                };
+                self.driver.connect_failed(asked_at, run.now_us(), why);
+            }
+            Err(_) => {
+                let why = ConnectFailure::TimedOut;
+                self.driver.connect_failed(asked_at, run.now_us(), why);
+            }
+        }
+        self.act();
+    }
+
+    /// Uploads: the live fix as a datagram (if it can go), then the batches.
+    async fn send(&mut self, upload: Upload, now: u64) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if let Some((seq, fix)) = upload.live {
+            if link.send_live(seq, fix) {
+                self.driver.sent_live(upload.sched, now);
+            }
+        }
+        for (first, fixes) in self.driver.take_batches(upload.sched) {
+            let count = fixes.len() as u32;
+            if link.send_batch(first, fixes).await.is_err() {
+                self.driver.connection_lost(self.run.now_us());
+                self.act();
+                return;
+            }
+            self.driver.batch_sent(first, count);
+        }
+    }
+
+    /// Hands what woke the task to the driver (or to the link, for its ack stream).
+    fn on_event(&mut self, ev: Event, now: u64) {
+        match ev {
+            Event::Timer => {}
+            Event::Session(Ok(Some(ServerMsg::Ack(ack)))) => {
+                self.driver.on_session_ack(&ack, now);
+            }
+            Event::Session(Ok(Some(ServerMsg::Error(e)))) => {
+                tracing::debug!(driver = %self.driver.id(), code = %e.code, "batch refused");
+                self.driver.on_refused(now);
+            }
+            Event::Session(Ok(Some(other))) => {
+                tracing::debug!(driver = %self.driver.id(), msg = ?other, "unexpected message");
+            }
+            Event::Session(Ok(None)) | Event::Session(Err(_)) | Event::AckStream(Err(_)) => {
+                self.driver.connection_lost(now);
+            }
+            Event::LiveAck(Ok(Some(ServerMsg::Ack(ack)))) => self.driver.on_live_ack(&ack, now),
+            Event::LiveAck(Ok(Some(_))) | Event::LiveAck(Ok(None)) | Event::LiveAck(Err(_)) => {
+                // The server ended its ack stream: it opens another when it needs one; a
+                // broken connection shows on the session stream.
+                if let Some(l) = self.link.as_mut() {
+                    l.acks = None;
+                }
+            }
+            Event::AckStream(Ok(recv)) => {
+                if let Some(l) = self.link.as_mut() {
+                    l.acks = Some(FrameRx::new(recv));
+                }
+            }
+        }
+        self.act();
+    }
+
+    /// Carries out the driver's actions, in order.
+    fn act(&mut self) {
+        for action in self.driver.take_actions() {
+            match action {
+                Action::MarkWire { end } => self.run.wire.mark(end, self.wire_total()),
+                Action::Migrate { at } => self.migrate(at),
+                Action::Drop(how) => {
+                    if let Some(l) = self.link.take() {
+                        self.wire_closed = self.wire_closed.plus(l.wire());
+                        if let Some(reason) = how.reason() {
+                            l.conn.close(quinn::VarInt::from_u32(0), reason);
+                        }
+                    }
+                }
+                Action::Announce(what) => all_drivers(what),
+                Action::Unreachable => {
+                    tracing::warn!(driver = %self.driver.id(), "gateway unreachable: giving up");
+                }
+            }
+        }
+    }
+
+    /// Switches networks: the socket is rebound and QUIC migrates the connection.
+    fn migrate(&mut self, at: u64) {
+        let c = &self.run.c;
+        let moved = big_socket(SocketAddr::new(self.run.cfg.bind, 0))
+            .and_then(|sock| self.ep.quinn().rebind(sock));
+        match moved {
+            Ok(()) => Counters::add(&c.migrations, 1),
+            Err(e) => {
+                tracing::warn!(driver = %self.driver.id(), error = %e, at, "rebind failed");
+                Counters::add(&c.migration_errors, 1);
+            }
+        }
+    }
+
+    /// This driver's traffic so far, closed connections included.
+    fn wire_total(&self) -> Wire {
+        match &self.link {
+            Some(l) => self.wire_closed.plus(l.wire()),
+            None => self.wire_closed,
+        }
+    }
+}
