@@ -20,11 +20,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{leg, route_point};
 use milepost::state::lock;
 use milepost::web::DriverDisplay;
 use milepost_proto::route::TrackingNumber;
 use milepost_proto::{Fix, Seq};
-use web_support::{leg, World};
+use web_support::World;
 
 const T4: &str = "MP100000004";
 
@@ -83,7 +84,7 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
         "run `npm ci` in tests/browser"
     );
 
-    let mut w = World::with(|c| {
+    let mut w = World::with_web(|c| {
         c.web.brand.name = "Parcelo".into();
         c.web.brand.logo_svg = Some(LOGO.into());
         c.web.brand.primary = "#0f766e".into();
@@ -115,7 +116,7 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
     w.clock = common::now_ms() - 400_000;
     let web = w.web();
     let mut d2 = w.t.driver("D2", "north").await;
-    let (lat0, lon0) = World::point(0);
+    let (lat0, lon0) = route_point(0);
     let mut roam = Roamer {
         seq: 1,
         clock: w.clock,
@@ -196,14 +197,14 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
             "s2" => {
                 w.deliver("S2").await;
                 // Half-way to S3: the recipient's stop is next, the driver is on the way.
-                let (a, b) = (World::point(2), World::point(3));
+                let (a, b) = (route_point(2), route_point(3));
                 let mid = ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
                 let fixes = leg(a, mid, &mut w.clock, 0);
                 w.send(fixes).await;
                 "DONE".into()
             }
             "s3" => {
-                let (a, b) = (World::point(2), World::point(3));
+                let (a, b) = (route_point(2), route_point(3));
                 let mid = ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
                 let fixes = leg(mid, b, &mut w.clock, 40);
                 w.send(fixes).await;

@@ -11,10 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example_route, leg, now_ms, Nats, TestGateway};
+use common::{example_route, leg, now_ms, route_point, Nats, TestGateway};
 use milepost::auth::Role;
 use milepost::client::{FeedStream, Session};
-use milepost::server::Gateway;
 use milepost_proto::route::ParcelEvent;
 use milepost_proto::{deg_to_e7, CommandKind, FeedTarget, QueryKind, Seq, ServerMsg};
 
@@ -42,18 +41,7 @@ async fn gateway_with(
         cfg.cert = Some(f.dir.path().join("certs/server.pem"));
         cfg.key = Some(f.dir.path().join("certs/server.key"));
     }
-    let gw = Gateway::start(cfg).await.unwrap();
-    let ca = match first {
-        Some(f) => f.ca.clone(),
-        None => gw.dev_ca.clone().unwrap(),
-    };
-    TestGateway { gw, dir, ca }
-}
-
-async fn recipient(t: &TestGateway, tracking: &str) -> Session {
-    t.session_as(Role::Recipient, tracking, tracking, "north")
-        .await
-        .unwrap()
+    common::launch(dir, cfg, first.map(|f| f.ca.clone())).await
 }
 
 /// Parcel events read from `f` until `want` is among them (or 10 s pass).
@@ -66,16 +54,6 @@ async fn events_until(
 
 fn is_delivered(e: &ParcelEvent) -> bool {
     matches!(e, ParcelEvent::Delivered { .. })
-}
-
-fn stop_point(i: usize) -> (f64, f64) {
-    let r = example_route();
-    if i == 0 {
-        let s = r.start.unwrap();
-        (s.lat, s.lon)
-    } else {
-        (r.stops[i - 1].lat, r.stops[i - 1].lon)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +69,7 @@ async fn two_gateways_are_one_fleet() {
         .await
         .unwrap();
     assert!(matches!(r, ServerMsg::Done { .. }), "{r:?}");
-    let rb = recipient(&b, "MP100000001").await;
+    let rb = b.recipient("MP100000001").await;
     let mut feed_b = rb
         .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
         .await
@@ -102,7 +80,7 @@ async fn two_gateways_are_one_fleet() {
     let mut clock = now_ms() - 3_000_000;
     let mut seq = 1u64;
     let mut last_batch = Vec::new();
-    for chunk in leg(stop_point(0), stop_point(1), &mut clock, 120).chunks(8) {
+    for chunk in leg(route_point(0), route_point(1), &mut clock, 120).chunks(8) {
         let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
         assert_eq!(ack.duplicates, 0);
         last_batch = chunk.to_vec();
@@ -120,7 +98,7 @@ async fn two_gateways_are_one_fleet() {
     );
     // The same parcel's feed on A, resumed from its start, has the same events at the same
     // offsets.
-    let ra = recipient(&a, "MP100000001").await;
+    let ra = a.recipient("MP100000001").await;
     let mut feed_a = ra
         .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(0))
         .await
@@ -130,7 +108,7 @@ async fn two_gateways_are_one_fleet() {
 
     // A dispatcher on B finds the driver connected to A.
     let mut dispatch_b = b.dispatcher("north").await;
-    let (lat, lon) = stop_point(1);
+    let (lat, lon) = route_point(1);
     let found = dispatch_b
         .query(
             7,
@@ -153,20 +131,7 @@ async fn two_gateways_are_one_fleet() {
     let ack = driver.batch(Seq(first), last_batch.clone()).await.unwrap();
     assert_eq!(ack.duplicates as usize, last_batch.len());
     assert_eq!(ack.watermark, Seq(acked));
-    let delivered = driver
-        .command(
-            2,
-            CommandKind::ReportOutcome {
-                stop: "S1".into(),
-                tracking: None,
-                outcome: milepost_proto::route::Outcome::Delivered {
-                    proof: milepost_proto::route::Proof {
-                        photo_sha256: Some("cd".repeat(32)),
-                        ..Default::default()
-                    },
-                },
-            },
-        )
+    let delivered = common::report(&mut driver, 2, "S1", None, common::delivered("cd"))
         .await
         .unwrap();
     assert!(matches!(delivered, ServerMsg::Done { .. }), "{delivered:?}");
@@ -225,15 +190,7 @@ async fn drive_leg(
     clock: &mut i64,
     seq: &mut u64,
 ) {
-    for chunk in leg(from, to, clock, 120).chunks(8) {
-        driver.batch(Seq(*seq), chunk.to_vec()).await.unwrap();
-        *seq += chunk.len() as u64;
-    }
-}
-
-/// The newest milestone offset in a gateway's feed store.
-fn milestones_last(t: &TestGateway) -> u64 {
-    t.gw.shared().state.feed.lock().unwrap().milestones_last()
+    common::send_in_batches(driver, seq, &leg(from, to, clock, 120), 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,23 +239,19 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
     }
     let (lead, other) = if b_leads { (b, a) } else { (a, b) };
 
-    let mut dispatch = other.dispatcher("north").await;
-    dispatch
-        .command(1, CommandKind::AssignRoute(example_route()))
-        .await
-        .unwrap();
+    let dispatch = other.assign_route().await;
     let mut driver = other.driver("D1", "north").await;
     let mut clock = now_ms() - 3_000_000;
     let mut seq = 1u64;
     drive_leg(
         &mut driver,
-        stop_point(0),
-        stop_point(1),
+        route_point(0),
+        route_point(1),
         &mut clock,
         &mut seq,
     )
     .await;
-    let last = milestones_last(&other);
+    let last = other.milestones_last();
     assert!(last > 0);
     // Sent once each, in order, by the leader alone.
     let first_round = posts_at_least(&got, last as usize).await;
@@ -316,13 +269,13 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
     assert!(other.gw.shared().owned.is_leader(), "no takeover");
     drive_leg(
         &mut driver,
-        stop_point(1),
-        stop_point(2),
+        route_point(1),
+        route_point(2),
         &mut clock,
         &mut seq,
     )
     .await;
-    let now_last = milestones_last(&other);
+    let now_last = other.milestones_last();
     assert!(now_last > last, "no new milestones");
     let all = posts_at_least(&got, now_last as usize).await;
     let mut distinct = all.clone();

@@ -4,9 +4,8 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use common::{fix, now_ms, start, start_in};
+use common::{fix, mint, next_ack, now_ms, now_s, push_stream, start, SECRET};
 use milepost::auth::Role;
 use milepost::client::ClientError;
 use milepost_proto::{deg_to_e7, ErrorCode, Fix, QueryKind, RejectReason, Rejection, Seq};
@@ -159,36 +158,20 @@ async fn tokens_and_roles_are_enforced() {
         .unwrap();
     assert_eq!(err.code(), Some(ErrorCode::OutOfScope), "{err}");
     // Forged token.
-    let ep = t.endpoint();
-    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let forged = milepost::auth::TokenKey::new(b"not the server secret, not at all").mint(
-        &milepost::auth::Claims {
-            role: Role::Driver,
-            sub: "D1".into(),
-            depot: "north".into(),
-            exp: now_ms() / 1000 + 60,
-            iat: 0,
-        },
-    );
-    let err = milepost::client::Session::open(conn, &forged, "D1", Default::default())
-        .await
-        .err()
-        .unwrap();
+    let other_secret = b"not the server secret, not at all";
+    let forged = mint(other_secret, Role::Driver, "D1", "north", now_s() + 60, 0);
+    let err = t.open(&forged, "D1").await.err().unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TokenInvalid), "{err}");
     // Expired token.
-    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let expired =
-        milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&milepost::auth::Claims {
-            role: Role::Driver,
-            sub: "D1".into(),
-            depot: "north".into(),
-            exp: now_ms() / 1000 - 1,
-            iat: 0,
-        });
-    let err = milepost::client::Session::open(conn, &expired, "D1", Default::default())
-        .await
-        .err()
-        .unwrap();
+    let expired = mint(
+        SECRET.as_bytes(),
+        Role::Driver,
+        "D1",
+        "north",
+        now_s() - 1,
+        0,
+    );
+    let err = t.open(&expired, "D1").await.err().unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TokenExpired), "{err}");
     // A dispatcher cannot send fixes, a driver cannot query.
     let mut disp = t.dispatcher("north").await;
@@ -259,26 +242,15 @@ async fn live_datagrams_are_acked_on_the_ack_stream() {
     let t = start().await;
     let d = t.driver("D1", "north").await;
     d.send_live(Seq(1), fix(100, 0)).unwrap();
-    let mut acks = tokio::time::timeout(Duration::from_secs(5), d.accept_ack_stream())
-        .await
-        .unwrap()
-        .unwrap();
-    let ack = tokio::time::timeout(Duration::from_secs(5), acks.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut acks = push_stream(&d).await;
+    let ack = next_ack(&mut acks).await;
     assert_eq!(
         (ack.first_seq, ack.count, ack.watermark),
         (Seq(1), 1, Seq(1))
     );
     // A live fix that overtakes the backlog: settled above the watermark, backlog fills the gap.
     d.send_live(Seq(5), fix(50, 1)).unwrap();
-    let ack = tokio::time::timeout(Duration::from_secs(5), acks.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let ack = next_ack(&mut acks).await;
     assert_eq!((ack.first_seq, ack.watermark), (Seq(5), Seq(1)));
 }
 
@@ -290,9 +262,7 @@ async fn state_survives_a_restart() {
         .await
         .unwrap();
     d.close();
-    let common::TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = start_in(dir).await;
+    let t = t.restart().await;
     // The clean shutdown wrote a snapshot that covers the whole log: nothing to replay.
     assert_eq!(t.gw.recovery.records, 0);
     let mut d = t.driver("D1", "north").await;
@@ -321,10 +291,7 @@ async fn garbage_and_oversized_frames_close_the_connection_with_a_code() {
         let d = t.driver("D1", "north").await;
         let (mut send, _recv) = d.conn.open_bi().await.unwrap();
         send.write_all(&bytes).await.unwrap();
-        let reason = tokio::time::timeout(Duration::from_secs(5), d.conn.closed())
-            .await
-            .unwrap();
-        assert_eq!(milepost::wire::close_code(&reason), Some(want));
+        assert_eq!(common::close_code(&d.conn).await, Some(want));
     }
     // The gateway still serves.
     let mut d = t.driver("D2", "north").await;
@@ -360,8 +327,7 @@ async fn a_session_that_dies_with_batches_in_flight_never_reports_them_settled_u
         assert_eq!(ack.unwrap().watermark, Seq(500));
     }
     d.close();
-    let common::TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
+    let dir = t.stop().await;
     let mut stored = std::collections::HashMap::<u64, u32>::new();
     milepost::store::LogReader::new(&dir.path().join("log"))
         .replay(|_, rec| {

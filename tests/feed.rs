@@ -9,97 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{now_ms, TestGateway};
+use common::{now_ms, TestGateway, World};
 use milepost::auth::Role;
 use milepost::client::{FeedStream, Session};
 use milepost::feed::FeedClass;
 use milepost_proto::route::{ParcelEvent, ParcelState, Update};
-use milepost_proto::{CommandKind, ErrorCode, FeedTarget, Seq, ServerMsg};
-
-use common::{example_route as route, leg};
-
-struct World {
-    t: TestGateway,
-    driver: Session,
-    seq: u64,
-    clock: i64,
-}
-
-impl World {
-    async fn new() -> World {
-        World::with(|_| {}).await
-    }
-
-    async fn with(edit: impl FnOnce(&mut milepost::config::Config)) -> World {
-        let t = common::start_configured(tempfile::tempdir().unwrap(), edit).await;
-        let mut dispatch = t.dispatcher("north").await;
-        dispatch
-            .command(1, CommandKind::AssignRoute(route()))
-            .await
-            .unwrap();
-        let driver = t.driver("D1", "north").await;
-        World {
-            t,
-            driver,
-            seq: 1,
-            clock: now_ms() - 3_000_000,
-        }
-    }
-
-    async fn drive(&mut self, a: usize, b: usize, dwell_s: i64) {
-        let r = route();
-        let p = |i: usize| {
-            if i == 0 {
-                (r.start.unwrap().lat, r.start.unwrap().lon)
-            } else {
-                (r.stops[i - 1].lat, r.stops[i - 1].lon)
-            }
-        };
-        let fixes = leg(p(a), p(b), &mut self.clock, dwell_s);
-        for chunk in fixes.chunks(8) {
-            self.driver
-                .batch(Seq(self.seq), chunk.to_vec())
-                .await
-                .unwrap();
-            self.seq += chunk.len() as u64;
-        }
-    }
-
-    async fn deliver(&mut self, stop: &str) {
-        let proof = milepost_proto::route::Proof {
-            photo_sha256: Some("cd".repeat(32)),
-            ..Default::default()
-        };
-        let otp = if stop == "S2" {
-            Some("4821".to_string())
-        } else {
-            None
-        };
-        let outcome = milepost_proto::route::Outcome::Delivered {
-            proof: milepost_proto::route::Proof { otp, ..proof },
-        };
-        self.driver
-            .command(
-                2,
-                CommandKind::ReportOutcome {
-                    stop: stop.into(),
-                    tracking: None,
-                    outcome,
-                },
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn recipient(&self, tracking: &str) -> Session {
-        let ep = self.t.endpoint();
-        let conn = ep.connect(self.t.gw.local_addr, "localhost").await.unwrap();
-        let tok = common::token(Role::Recipient, tracking, "north");
-        Session::open(conn, &tok, tracking, Default::default())
-            .await
-            .unwrap()
-    }
-}
+use milepost_proto::{ErrorCode, FeedTarget, Seq, ServerMsg};
 
 async fn next(f: &mut FeedStream) -> ServerMsg {
     tokio::time::timeout(Duration::from_secs(5), f.next())
@@ -133,8 +48,8 @@ fn events(msgs: &[ServerMsg]) -> Vec<(u64, ParcelEvent)> {
 async fn recipient_feed_snapshot_events_resume_and_privacy() {
     // Privacy by stops only: the driver is visible once the recipient's stop is next.
     let mut w = World::with(|c| c.feed.position_minutes = 0).await;
-    let rec = w.recipient("MP100000004").await; // stop S3: two stops before it
-                                                // Another parcel's feed is refused.
+    let rec = w.t.recipient("MP100000004").await; // stop S3: two stops before it
+                                                  // Another parcel's feed is refused.
     let mut other = rec
         .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
         .await
@@ -204,30 +119,17 @@ async fn recipient_feed_snapshot_events_resume_and_privacy() {
 
 #[tokio::test]
 async fn dispatcher_feed_positions_events_and_resync() {
-    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
+    let t = common::start_with(|c| {
         c.feed.depot_events_kept = 3;
         c.feed.position_flush_ms = 10;
     })
     .await;
-    let mut dispatch = t.dispatcher("north").await;
-    dispatch
-        .command(1, CommandKind::AssignRoute(route()))
-        .await
-        .unwrap();
+    let dispatch = t.assign_route().await;
     let mut feed = dispatch.subscribe(FeedTarget::Depot, None).await.unwrap();
     assert!(matches!(next(&mut feed).await, ServerMsg::FeedSnapshot(_)));
-    let mut w = World {
-        driver: t.driver("D1", "north").await,
-        t,
-        seq: 1,
-        clock: now_ms() - 3_000_000,
-    };
+    let mut w = World::on(t).await;
     // A driver of another depot is never seen.
-    let mut south = w.t.driver("X9", "south").await;
-    south
-        .batch(Seq(1), vec![common::fix(1_000, 0)])
-        .await
-        .unwrap();
+    let _south = w.stranger().await;
     w.drive(0, 1, 30).await;
     let msgs = drain(&mut feed, 300).await;
     assert!(msgs
@@ -263,7 +165,7 @@ async fn dispatcher_feed_positions_events_and_resync() {
 #[tokio::test]
 async fn a_slow_consumer_slows_nobody_and_misses_nothing() {
     let mut w = World::new().await;
-    let rec = w.recipient("MP100000003").await;
+    let rec = w.t.recipient("MP100000003").await;
     // Subscribe and then do not read at all while the whole route is driven.
     let mut slow = rec
         .subscribe(FeedTarget::Parcel("MP100000003".into()), None)
@@ -289,7 +191,7 @@ async fn a_slow_consumer_slows_nobody_and_misses_nothing() {
 async fn feed_offsets_survive_a_restart() {
     let mut w = World::new().await;
     w.drive(0, 1, 60).await;
-    let rec = w.recipient("MP100000001").await;
+    let rec = w.t.recipient("MP100000001").await;
     let mut feed = rec
         .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(0))
         .await
@@ -300,32 +202,13 @@ async fn feed_offsets_survive_a_restart() {
     drop(feed);
     rec.close();
     w.driver.close();
-    let World { t, .. } = w;
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = common::start_in(dir).await;
+    let t = w.t.restart().await;
     let mut driver = t.driver("D1", "north").await;
-    let proof = milepost_proto::route::Proof {
-        photo_sha256: Some("ef".repeat(32)),
-        ..Default::default()
-    };
-    driver
-        .command(
-            3,
-            CommandKind::ReportOutcome {
-                stop: "S1".into(),
-                tracking: Some("MP100000001".into()),
-                outcome: milepost_proto::route::Outcome::Delivered { proof },
-            },
-        )
+    let delivered = common::delivered("ef");
+    common::report(&mut driver, 3, "S1", Some("MP100000001"), delivered)
         .await
         .unwrap();
-    let ep = t.endpoint();
-    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let tok = common::token(Role::Recipient, "MP100000001", "north");
-    let rec = Session::open(conn, &tok, "MP100000001", Default::default())
-        .await
-        .unwrap();
+    let rec = t.recipient("MP100000001").await;
     let mut feed = rec
         .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(last))
         .await
@@ -442,16 +325,12 @@ impl Seen {
 
 #[tokio::test]
 async fn a_dispatcher_that_stops_reading_fills_only_its_own_stream() {
-    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
+    let t = common::start_with(|c| {
         // Every position change goes out at once: the most bytes for the stuck stream.
         c.feed.position_flush_ms = 0;
     })
     .await;
-    let mut dispatch = t.dispatcher("north").await;
-    dispatch
-        .command(1, CommandKind::AssignRoute(route()))
-        .await
-        .unwrap();
+    let _dispatch = t.assign_route().await;
     // The slow dispatcher subscribes to its depot and then does not read at all.
     let (_slow_ep, slow_session) = narrow_dispatcher(&t, 16 * 1024).await;
     let mut slow = slow_session
@@ -505,12 +384,7 @@ async fn a_dispatcher_that_stops_reading_fills_only_its_own_stream() {
     // Meanwhile the route is driven back and forth (route events: the dispatcher's
     // milestones), until the slow dispatcher's writer is stuck behind the depot's head while
     // the other dispatcher has everything.
-    let mut w = World {
-        driver: t.driver("D1", "north").await,
-        t,
-        seq: 1,
-        clock: now_ms() - 3_000_000,
-    };
+    let mut w = World::on(t).await;
     w.drive(0, 1, 30).await;
     let mut legs = 0;
     let stuck_behind = loop {

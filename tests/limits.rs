@@ -7,15 +7,10 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{fix, token, TestGateway};
+use common::{fix, start_with, token};
 use milepost::auth::Role;
 use milepost::client::Session;
-use milepost::config::Config;
 use milepost_proto::{ErrorCode, Seq};
-
-async fn start_with(edit: impl FnOnce(&mut Config)) -> TestGateway {
-    common::start_configured(tempfile::tempdir().unwrap(), edit).await
-}
 
 #[tokio::test]
 async fn rate_limit_refuses_a_batch_and_settles_nothing() {
@@ -72,11 +67,8 @@ async fn revocation_takes_effect_without_restart() {
     )
     .unwrap();
     // The live session is closed with TokenRevoked within the reload period.
-    let reason = tokio::time::timeout(Duration::from_secs(5), live.conn.closed())
-        .await
-        .unwrap();
     assert_eq!(
-        milepost::wire::close_code(&reason),
+        common::close_code(&live.conn).await,
         Some(ErrorCode::TokenRevoked)
     );
     // New sessions are refused, by subject and by token fingerprint.
@@ -86,12 +78,7 @@ async fn revocation_takes_effect_without_restart() {
         .err()
         .unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TokenRevoked), "{err}");
-    let ep = t.endpoint();
-    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let err = Session::open(conn, &other_token, "D2", Default::default())
-        .await
-        .err()
-        .unwrap();
+    let err = t.open(&other_token, "D2").await.err().unwrap();
     assert_eq!(err.code(), Some(ErrorCode::TokenRevoked), "{err}");
     // A fresh token for D2 still works: only that one token was revoked.
     let _ok = t.driver("D2", "north").await;
@@ -100,13 +87,9 @@ async fn revocation_takes_effect_without_restart() {
 #[tokio::test]
 async fn a_silent_client_gets_hello_timeout() {
     let t = start_with(|c| c.limits.handshake_timeout_s = 1).await;
-    let ep = t.endpoint();
-    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
-        .await
-        .unwrap();
+    let conn = t.connect().await;
     assert_eq!(
-        milepost::wire::close_code(&reason),
+        common::close_code(&conn).await,
         Some(ErrorCode::HelloTimeout)
     );
 }
@@ -150,25 +133,15 @@ async fn handshake_flood_turns_on_stateless_retry() {
 #[tokio::test]
 async fn a_session_ends_when_its_token_expires() {
     let t = start_with(|_| {}).await;
-    let ep = t.endpoint();
-    let conn = ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let now = common::now_ms() / 1000;
-    let tok =
-        milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&milepost::auth::Claims {
-            role: Role::Driver,
-            sub: "D1".into(),
-            depot: "north".into(),
-            exp: now + 2,
-            iat: now,
-        });
+    let conn = t.connect().await;
+    let now = common::now_s();
+    let secret = common::SECRET.as_bytes();
+    let tok = common::mint(secret, Role::Driver, "D1", "north", now + 2, now);
     let s = Session::open(conn, &tok, "D1", Default::default())
         .await
         .unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), s.conn.closed())
-        .await
-        .unwrap();
     assert_eq!(
-        milepost::wire::close_code(&reason),
+        common::close_code(&s.conn).await,
         Some(ErrorCode::TokenExpired)
     );
 }

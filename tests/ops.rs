@@ -102,8 +102,7 @@ async fn tls_sessions_resume_across_a_restart() {
         .unwrap();
     s.batch(Seq(1), vec![fix(2_000, 0)]).await.unwrap();
     s.close();
-    let common::TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
+    let dir = t.stop().await;
     // The restarted gateway still opens that ticket: the ticket key persisted.
     let gw = milepost::server::Gateway::start(common::config(dir.path()))
         .await
@@ -140,25 +139,18 @@ fn class_metric(body: &str, name: &str, class: &str) -> Option<u64> {
 #[tokio::test]
 async fn feed_lag_per_subscriber_class() {
     use milepost::auth::Role;
-    use milepost_proto::{CommandKind, FeedTarget};
+    use milepost_proto::FeedTarget;
     // A webhook endpoint that is down (nothing listens on port 9): its outbox falls behind by
     // every milestone.
-    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
+    let t = common::start_with(|c| {
         c.feed.webhooks = vec!["http://127.0.0.1:9/hook".into()];
         c.web.listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let admin = t.gw.admin_addr.unwrap();
-    let mut dispatch = t.dispatcher("north").await;
-    dispatch
-        .command(1, CommandKind::AssignRoute(common::example_route()))
-        .await
-        .unwrap();
+    let dispatch = t.assign_route().await;
     // One subscriber of each class.
-    let recipient = t
-        .session_as(Role::Recipient, "MP100000001", "MP100000001", "north")
-        .await
-        .unwrap();
+    let recipient = t.recipient("MP100000001").await;
     let mut parcel = recipient
         .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
         .await
@@ -199,21 +191,16 @@ async fn feed_lag_per_subscriber_class() {
     }
     // The route starts and reaches its first stop: milestones for the parcel.
     let mut d = t.driver("D1", "north").await;
-    let r = common::example_route();
     let mut clock = common::now_ms() - 3_000_000;
-    let start = r.start.unwrap();
     let fixes = common::leg(
-        (start.lat, start.lon),
-        (r.stops[0].lat, r.stops[0].lon),
+        common::route_point(0),
+        common::route_point(1),
         &mut clock,
         60,
     );
     let mut seq = 1;
-    for chunk in fixes.chunks(8) {
-        d.batch(Seq(seq), chunk.to_vec()).await.unwrap();
-        seq += chunk.len() as u64;
-    }
-    let milestones = milepost::state::lock(&t.gw.shared().state.feed).milestones_last();
+    common::send_in_batches(&mut d, &mut seq, &fixes, 8).await;
+    let milestones = t.milestones_last();
     assert!(milestones > 0);
     // The live subscribers get everything (lag 0); the dead webhook is behind by every
     // milestone. The writers run concurrently with this test: look until they have settled.

@@ -2,31 +2,16 @@
 //! in-process gateway on 127.0.0.1:0: simulated drivers with offline periods, network switches
 //! and a gateway restart, and the gateway's own count of what it stored.
 
-use std::net::SocketAddr;
-use std::path::Path;
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::{TestGateway, SECRET};
 use milepost::auth::TokenKey;
-use milepost::config::Config;
 use milepost::replay::sim::{replay, Pace, ReplayConfig};
 use milepost::replay::trace::{Trace, TracePoint};
-use milepost::server::Gateway;
 use milepost_proto::DriverId;
-
-/// A secret for tests.
-const SECRET: &str = "test-secret-test-secret-test-secret!";
-
-fn config(dir: &Path, listen: SocketAddr) -> Config {
-    Config {
-        listen,
-        data_dir: dir.to_owned(),
-        secret: Some(SECRET.into()),
-        // Tests run in parallel: no fixed admin port.
-        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..Config::default()
-    }
-}
 
 /// A synthetic drive: 10 m/s due north near Washington DC, one point a second for 10 minutes.
 fn trace(id: &str, lon: f64) -> Trace {
@@ -41,9 +26,9 @@ fn trace(id: &str, lon: f64) -> Trace {
     Trace::new(id, points)
 }
 
-fn replay_config(gw: &Gateway) -> ReplayConfig {
-    let ca = gw.dev_ca.clone().expect("the test gateway makes a dev CA");
-    let mut cfg = ReplayConfig::new(gw.local_addr, ca, TokenKey::new(SECRET.as_bytes()));
+fn replay_config(t: &TestGateway) -> ReplayConfig {
+    let ca = t.ca.clone();
+    let mut cfg = ReplayConfig::new(t.gw.local_addr, ca, TokenKey::new(SECRET.as_bytes()));
     cfg.bind = "127.0.0.1".parse().expect("an IP");
     cfg.pace = Pace::Rate {
         per_s: 10.0,
@@ -60,11 +45,9 @@ fn replay_config(gw: &Gateway) -> ReplayConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drivers_with_offline_periods_and_migrations_store_every_fix_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(config(dir.path(), "127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let mut cfg = replay_config(&gw);
+    let t = common::start().await;
+    let gw = &t.gw;
+    let mut cfg = replay_config(&t);
     cfg.drivers = 20;
     cfg.duration = Duration::from_secs(4);
     cfg.offline_prob = 0.2;
@@ -103,25 +86,24 @@ async fn drivers_with_offline_periods_and_migrations_store_every_fix_once() {
         total += gw.shared().ledger.watermark(&id).0;
     }
     assert_eq!(total, r.sent);
-    gw.shutdown().await;
+    t.gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drivers_reconnect_after_a_gateway_restart_and_resend_what_was_not_acked() {
-    let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(config(dir.path(), "127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let addr = gw.local_addr;
-    let mut cfg = replay_config(&gw);
+    let t = common::start().await;
+    let addr = t.gw.local_addr;
+    let mut cfg = replay_config(&t);
     cfg.drivers = 10;
     cfg.duration = Duration::from_secs(5);
     let run = tokio::spawn(replay(cfg, vec![trace("a", -77.03)]));
 
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    gw.shutdown().await;
+    let dir = t.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let gw = Gateway::start(config(dir.path(), addr)).await.unwrap();
+    // The same port: the drivers reconnect to where the gateway was.
+    let t = common::start_configured(dir, |c| c.listen = addr).await;
+    let gw = &t.gw;
 
     let r = run.await.unwrap().unwrap();
     eprintln!("{}", r.table());
@@ -141,5 +123,5 @@ async fn drivers_reconnect_after_a_gateway_restart_and_resend_what_was_not_acked
             .0;
     }
     assert_eq!(total, r.sent);
-    gw.shutdown().await;
+    t.gw.shutdown().await;
 }

@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{now_ms, TestGateway};
-use milepost::auth::Role;
-use milepost::client::ClientError;
+use common::{now_ms, route_point};
+use milepost::client::{ClientError, Session};
 use milepost_proto::route::{
     DriverEvent, Outcome, ParcelState, ParcelStatus, Proof, RouteId, StopId, TrackingNumber,
 };
@@ -16,22 +15,19 @@ use milepost_proto::{CommandKind, ErrorCode, Seq, ServerMsg};
 
 use common::{example_route as route, leg};
 
-/// Fixes along a two-point path (see [`common::leg`]).
-fn drive_to(points: &[(f64, f64); 2], t0: &mut i64, dwell_s: i64) -> Vec<milepost_proto::Fix> {
-    leg(points[0], points[1], t0, dwell_s)
+/// Command `id`: the status of parcel `tracking`.
+async fn status_cmd(s: &mut Session, id: u32, tracking: &str) -> Result<ServerMsg, ClientError> {
+    s.command(
+        id,
+        CommandKind::ParcelStatus {
+            tracking: tracking.into(),
+        },
+    )
+    .await
 }
 
-async fn status(s: &mut milepost::client::Session, tracking: &str) -> ParcelStatus {
-    match s
-        .command(
-            9,
-            CommandKind::ParcelStatus {
-                tracking: tracking.into(),
-            },
-        )
-        .await
-        .unwrap()
-    {
+async fn status(s: &mut Session, tracking: &str) -> ParcelStatus {
+    match status_cmd(s, 9, tracking).await.unwrap() {
         ServerMsg::ParcelStatus { status, .. } => status,
         other => panic!("{other:?}"),
     }
@@ -72,14 +68,8 @@ async fn assign_drive_follow_instruct_deliver_restart() {
             .unwrap(),
         ServerMsg::Done { id: 2 }
     );
-    let mut push = tokio::time::timeout(Duration::from_secs(5), driver.accept_ack_stream())
-        .await
-        .unwrap()
-        .unwrap();
-    let first_push = tokio::time::timeout(Duration::from_secs(5), push.next_msg())
-        .await
-        .unwrap()
-        .unwrap();
+    let mut push = common::push_stream(&driver).await;
+    let first_push = common::next_push(&mut push).await;
     assert!(matches!(first_push, Some(ServerMsg::Push(p)) if p.kind == DriverEvent::RouteAssigned));
 
     // The driver's app fetches its route: stops in order, with their instructions.
@@ -92,40 +82,16 @@ async fn assign_drive_follow_instruct_deliver_restart() {
     }
     // Drivers may not look up parcels; a dispatcher of another depot cannot either.
     assert_eq!(
-        code(
-            driver
-                .command(
-                    21,
-                    CommandKind::ParcelStatus {
-                        tracking: "MP100000003".into()
-                    }
-                )
-                .await
-        ),
+        code(status_cmd(&mut driver, 21, "MP100000003").await),
         Some(ErrorCode::WrongRole)
     );
     assert_eq!(
-        code(
-            other
-                .command(
-                    22,
-                    CommandKind::ParcelStatus {
-                        tracking: "MP100000003".into()
-                    }
-                )
-                .await
-        ),
+        code(status_cmd(&mut other, 22, "MP100000003").await),
         Some(ErrorCode::OutOfScope)
     );
 
     // A recipient follows parcel MP100000003 (stop S2): one stop (S1) before it.
-    let rec_ep = t.endpoint();
-    let conn = rec_ep.connect(t.gw.local_addr, "localhost").await.unwrap();
-    let rtok = common::token(Role::Recipient, "MP100000003", "north");
-    let mut recipient =
-        milepost::client::Session::open(conn, &rtok, "MP100000003", Default::default())
-            .await
-            .unwrap();
+    let mut recipient = t.recipient("MP100000003").await;
     let s = status(&mut recipient, "MP100000003").await;
     assert_eq!(s.stop, StopId::from("S2"));
     assert_eq!(
@@ -134,14 +100,7 @@ async fn assign_drive_follow_instruct_deliver_restart() {
         "not out for delivery before the driver leaves"
     );
     // It may not look at another parcel.
-    let err = recipient
-        .command(
-            3,
-            CommandKind::ParcelStatus {
-                tracking: "MP100000001".into(),
-            },
-        )
-        .await;
+    let err = status_cmd(&mut recipient, 3, "MP100000001").await;
     assert_eq!(code(err), Some(ErrorCode::OutOfScope));
 
     // The recipient leaves instructions; the driver's app receives them.
@@ -156,29 +115,17 @@ async fn assign_drive_follow_instruct_deliver_restart() {
         .await
         .unwrap();
     assert_eq!(done, ServerMsg::Done { id: 4 });
-    let pushed = tokio::time::timeout(Duration::from_secs(5), push.next_msg())
-        .await
-        .unwrap()
-        .unwrap();
+    let pushed = common::next_push(&mut push).await;
     assert!(
         matches!(&pushed, Some(ServerMsg::Push(p)) if matches!(&p.kind, DriverEvent::Instructions { text, .. } if text == "call on arrival")),
         "{pushed:?}"
     );
 
     // Drive from the start to S1 and stay there long enough to count as arrived.
-    let r = route();
-    let start = r.start.unwrap();
     let mut t0 = now_ms() - 1_800_000;
-    let fixes = drive_to(
-        &[(start.lat, start.lon), (r.stops[0].lat, r.stops[0].lon)],
-        &mut t0,
-        60,
-    );
+    let fixes = leg(route_point(0), route_point(1), &mut t0, 60);
     let mut seq = 1;
-    for chunk in fixes.chunks(10) {
-        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
-        seq += chunk.len() as u64;
-    }
+    common::send_in_batches(&mut driver, &mut seq, &fixes, 10).await;
     let s = status(&mut recipient, "MP100000003").await;
     assert!(
         matches!(
@@ -189,21 +136,7 @@ async fn assign_drive_follow_instruct_deliver_restart() {
     );
     assert_eq!(s.stops_away, Some(1));
     // Deliver S1 (no code needed); S2's parcel is then next.
-    let delivered = Outcome::Delivered {
-        proof: Proof {
-            photo_sha256: Some("ab".repeat(32)),
-            ..Proof::default()
-        },
-    };
-    let done = driver
-        .command(
-            5,
-            CommandKind::ReportOutcome {
-                stop: "S1".into(),
-                tracking: None,
-                outcome: delivered,
-            },
-        )
+    let done = common::report(&mut driver, 5, "S1", None, common::delivered("ab"))
         .await
         .unwrap();
     assert_eq!(done, ServerMsg::Done { id: 5 });
@@ -212,44 +145,17 @@ async fn assign_drive_follow_instruct_deliver_restart() {
     assert!(s.eta_ms.is_some(), "an ETA for the next stop");
 
     // Drive to S2; a wrong one-time code is refused, the right one delivers.
-    let fixes = drive_to(
-        &[
-            (r.stops[0].lat, r.stops[0].lon),
-            (r.stops[1].lat, r.stops[1].lon),
-        ],
-        &mut t0,
-        60,
-    );
-    for chunk in fixes.chunks(10) {
-        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
-        seq += chunk.len() as u64;
-    }
+    let fixes = leg(route_point(1), route_point(2), &mut t0, 60);
+    common::send_in_batches(&mut driver, &mut seq, &fixes, 10).await;
     let with_code = |otp: &str| Outcome::Delivered {
         proof: Proof {
             otp: Some(otp.into()),
             ..Proof::default()
         },
     };
-    let wrong = driver
-        .command(
-            6,
-            CommandKind::ReportOutcome {
-                stop: "S2".into(),
-                tracking: None,
-                outcome: with_code("0000"),
-            },
-        )
-        .await;
+    let wrong = common::report(&mut driver, 6, "S2", None, with_code("0000")).await;
     assert_eq!(code(wrong), Some(ErrorCode::OutcomeRefused));
-    let right = driver
-        .command(
-            7,
-            CommandKind::ReportOutcome {
-                stop: "S2".into(),
-                tracking: None,
-                outcome: with_code("4821"),
-            },
-        )
+    let right = common::report(&mut driver, 7, "S2", None, with_code("4821"))
         .await
         .unwrap();
     assert_eq!(right, ServerMsg::Done { id: 7 });
@@ -283,9 +189,7 @@ async fn assign_drive_follow_instruct_deliver_restart() {
     driver.close();
     recipient.close();
     dispatch.close();
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = common::start_in(dir).await;
+    let t = t.restart().await;
     let mut dispatch = t.dispatcher("north").await;
     assert_eq!(
         status(&mut dispatch, "MP100000003").await.state,
@@ -300,40 +204,19 @@ async fn assign_drive_follow_instruct_deliver_restart() {
 
 #[tokio::test]
 async fn finished_routes_are_archived_and_stay_archived() {
-    let t = common::start_configured(tempfile::tempdir().unwrap(), |c| {
-        c.log.archive_routes_after_s = 0
-    })
-    .await;
-    let mut dispatch = t.dispatcher("north").await;
-    dispatch
-        .command(1, CommandKind::AssignRoute(route()))
-        .await
-        .unwrap();
+    let t = common::start_with(|c| c.log.archive_routes_after_s = 0).await;
+    let mut dispatch = t.assign_route().await;
     let mut driver = t.driver("D1", "north").await;
     // Leave the depot, then report every stop failed: the route is finished.
-    let r = route();
-    let start = r.start.unwrap();
     let mut t0 = now_ms() - 1_800_000;
-    let fixes = drive_to(
-        &[(start.lat, start.lon), (r.stops[0].lat, r.stops[0].lon)],
-        &mut t0,
-        30,
-    );
+    let fixes = leg(route_point(0), route_point(1), &mut t0, 30);
     driver.batch(Seq(1), fixes).await.unwrap();
     for stop in ["S1", "S2", "S3"] {
         let outcome = Outcome::Failed {
             reason: milepost_proto::route::FailureReason::RecipientAbsent,
             note: String::new(),
         };
-        driver
-            .command(
-                2,
-                CommandKind::ReportOutcome {
-                    stop: stop.into(),
-                    tracking: None,
-                    outcome,
-                },
-            )
+        common::report(&mut driver, 2, stop, None, outcome)
             .await
             .unwrap();
     }
@@ -351,29 +234,13 @@ async fn finished_routes_are_archived_and_stay_archived() {
     assert_eq!(archived, 1, "the finished route was archived");
     let line = std::fs::read_to_string(t.dir.path().join("archive/routes.jsonl")).unwrap();
     assert!(line.contains("R-2026-02-16-017"), "{line}");
-    let err = dispatch
-        .command(
-            3,
-            CommandKind::ParcelStatus {
-                tracking: "MP100000001".into(),
-            },
-        )
-        .await;
+    let err = status_cmd(&mut dispatch, 3, "MP100000001").await;
     assert_eq!(code(err), Some(ErrorCode::NotFound));
     // And recovery agrees (the archiving is in the log).
     driver.close();
     dispatch.close();
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = common::start_in(dir).await;
+    let t = t.restart().await;
     let mut dispatch = t.dispatcher("north").await;
-    let err = dispatch
-        .command(
-            3,
-            CommandKind::ParcelStatus {
-                tracking: "MP100000001".into(),
-            },
-        )
-        .await;
+    let err = status_cmd(&mut dispatch, 3, "MP100000001").await;
     assert_eq!(code(err), Some(ErrorCode::NotFound));
 }

@@ -73,7 +73,7 @@ async fn hostile(
     sent: Arc<AtomicU64>,
 ) {
     let ep = ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &ca).unwrap();
-    let key = TokenKey::new(common::SECRET.as_bytes());
+    let secret = common::SECRET.as_bytes();
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
@@ -82,25 +82,14 @@ async fn hostile(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let now = common::now_ms() / 1000;
-        let tok = key.mint(&milepost::auth::Claims {
-            role: Role::Driver,
-            sub: format!("evil-{}", i % 7),
-            depot: "soak".into(),
-            exp: now + 3600,
-            iat: now,
-        });
+        let now = common::now_s();
+        let evil = format!("evil-{}", i % 7);
+        let tok = common::mint(secret, Role::Driver, &evil, "soak", now + 3600, now);
+        let open = || Session::open(conn.clone(), &tok, &evil, Default::default());
         match i % 7 {
             // Garbage frame, oversized frame, truncated frame after a valid Hello.
             0..=2 => {
-                if let Ok(s) = Session::open(
-                    conn.clone(),
-                    &tok,
-                    &format!("evil-{}", i % 7),
-                    Default::default(),
-                )
-                .await
-                {
+                if let Ok(s) = open().await {
                     if let Ok((mut send, _r)) = s.conn.open_bi().await {
                         let bytes: Vec<u8> = match i % 3 {
                             0 => vec![
@@ -117,27 +106,14 @@ async fn hostile(
             }
             // Forged token.
             3 => {
-                let forged = TokenKey::new(b"an attacker's secret, not ours!!").mint(
-                    &milepost::auth::Claims {
-                        role: Role::Dispatcher,
-                        sub: "soak".into(),
-                        depot: "soak".into(),
-                        exp: now + 60,
-                        iat: now,
-                    },
-                );
+                let attacker = b"an attacker's secret, not ours!!";
+                let forged =
+                    common::mint(attacker, Role::Dispatcher, "soak", "soak", now + 60, now);
                 let _ = Session::open(conn.clone(), &forged, "soak", Default::default()).await;
             }
             // Garbage datagrams, then a valid one with a bad fix.
             4 => {
-                if let Ok(s) = Session::open(
-                    conn.clone(),
-                    &tok,
-                    &format!("evil-{}", i % 7),
-                    Default::default(),
-                )
-                .await
-                {
+                if let Ok(s) = open().await {
                     let _ = s.conn.send_datagram(vec![0xee; 40].into());
                     let bad = ClientDatagram::LiveFix {
                         seq: Seq(1),

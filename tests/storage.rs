@@ -6,18 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fix, TestGateway};
+use common::{fix, start_with};
 use milepost::config::Config;
 use milepost_proto::{deg_to_e7, ErrorCode, QueryKind, Seq};
 
-async fn start_in(dir: tempfile::TempDir, edit: impl Fn(&mut Config)) -> TestGateway {
-    common::start_configured(dir, edit).await
-}
-
 #[tokio::test]
 async fn a_full_log_refuses_fixes_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = start_in(dir, |c| c.log.max_disk_bytes = 1_500).await;
+    let t = start_with(|c| c.log.max_disk_bytes = 1_500).await;
     let mut d = t.driver("D1", "north").await;
     let mut next = 1u64;
     let mut acked = 0;
@@ -46,9 +41,7 @@ async fn a_full_log_refuses_fixes_and_loses_nothing() {
     assert_eq!(retry.code(), Some(ErrorCode::DiskFull));
     // After a restart with room to spare, the retry is stored and everything acked is there.
     d.close();
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = start_in(dir, |_| {}).await;
+    let t = t.restart().await;
     let mut d = t.driver("D1", "north").await;
     assert_eq!(d.welcome.watermark, Seq(acked));
     let ack = d.batch(Seq(refused_at), vec![fix(100, 0)]).await.unwrap();
@@ -62,8 +55,7 @@ async fn retention_deletes_covered_segments_and_recovery_stays_exact() {
         c.log.snapshot_every_records = 4;
         c.log.retention_s = 0;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let t = start_in(dir, small).await;
+    let t = start_with(small).await;
     let mut d = t.driver("D1", "north").await;
     for i in 0..40u64 {
         d.batch(
@@ -85,9 +77,7 @@ async fn retention_deletes_covered_segments_and_recovery_stays_exact() {
     }
     assert!(segments < 10, "old segments were deleted ({segments} left)");
     d.close();
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = start_in(dir, small).await;
+    let t = t.restart_with(small).await;
     let mut d = t.driver("D1", "north").await;
     assert_eq!(d.welcome.watermark, Seq(40));
     assert_eq!(
@@ -119,8 +109,7 @@ async fn the_shutdown_snapshot_is_on_disk_when_shutdown_returns() {
         c.log.snapshot_every_records = u64::MAX;
         c.log.snapshot_every_s = u64::MAX / 2;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let t = start_in(dir, only_at_shutdown).await;
+    let t = start_with(only_at_shutdown).await;
     let mut d = t.driver("D1", "north").await;
     for i in 0..10u64 {
         d.batch(Seq(i + 1), vec![fix(50_000 - i as i64 * 1_000, 0)])
@@ -128,12 +117,11 @@ async fn the_shutdown_snapshot_is_on_disk_when_shutdown_returns() {
             .unwrap();
     }
     d.close();
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
+    let dir = t.stop().await;
     let newest = milepost::store::snapshot::newest(&dir.path().join("snapshots"))
         .unwrap()
         .expect("a snapshot was written at shutdown");
-    let t = start_in(dir, only_at_shutdown).await;
+    let t = common::start_configured(dir, only_at_shutdown).await;
     assert_eq!(
         t.gw.recovery.next_lsn, newest.lsn_next,
         "it covers the whole log"

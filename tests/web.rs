@@ -10,16 +10,16 @@ mod web_support;
 
 use std::time::Duration;
 
-use milepost::auth::{Claims, Role};
+use milepost::auth::Role;
 use milepost_proto::route::DriverEvent;
-use milepost_proto::{Seq, ServerMsg};
-use web_support::{get, request, Sse, World};
+use milepost_proto::ServerMsg;
+use web_support::{get, get_status, post_instructions, recipient_status, request, Sse, World};
 
 const T4: &str = "MP100000004"; // stop S3: two stops before it
 
 #[tokio::test]
 async fn status_json_and_token_refusals() {
-    let w = World::new().await;
+    let w = World::with_web(|_| {}).await;
     let web = w.web();
     let path = format!("/t/{T4}/status");
     let tok = World::recipient_token(T4);
@@ -39,59 +39,52 @@ async fn status_json_and_token_refusals() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
 
     // No token, garbage, expired: 401.
-    assert_eq!(get(web, &path, None).await.status, 401);
-    assert_eq!(get(web, &path, Some("mp1.garbage.sig")).await.status, 401);
-    let now = common::now_ms() / 1000;
-    let expired = milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&Claims {
-        role: Role::Recipient,
-        sub: T4.into(),
-        depot: "north".into(),
-        exp: now - 10,
-        iat: now - 100,
-    });
-    assert_eq!(get(web, &path, Some(&expired)).await.status, 401);
+    assert_eq!(get_status(web, &path, None).await, 401);
+    assert_eq!(get_status(web, &path, Some("mp1.garbage.sig")).await, 401);
+    let now = common::now_s();
+    let expired = common::mint(
+        common::SECRET.as_bytes(),
+        Role::Recipient,
+        T4,
+        "north",
+        now - 10,
+        now - 100,
+    );
+    assert_eq!(get_status(web, &path, Some(&expired)).await, 401);
     // Another parcel's token, a driver's token: 403.
     assert_eq!(
-        get(web, &path, Some(&World::recipient_token("MP100000001")))
-            .await
-            .status,
+        get_status(web, &path, Some(&World::recipient_token("MP100000001"))).await,
         403
     );
     assert_eq!(
-        get(
+        get_status(
             web,
             &path,
             Some(&common::token(Role::Driver, "D1", "north"))
         )
-        .await
-        .status,
+        .await,
         403
     );
     // A dispatcher of the parcel's depot may look (customer support); another depot's may not.
     assert_eq!(
-        get(web, &path, Some(&World::dispatcher_token("north")))
-            .await
-            .status,
+        get_status(web, &path, Some(&World::dispatcher_token("north"))).await,
         200
     );
     assert_eq!(
-        get(web, &path, Some(&World::dispatcher_token("south")))
-            .await
-            .status,
+        get_status(web, &path, Some(&World::dispatcher_token("south"))).await,
         403
     );
     // Unknown parcel: 404; a tracking number that cannot be one: 404 before any lookup.
     assert_eq!(
-        get(
+        get_status(
             web,
             "/t/MP999/status",
             Some(&World::recipient_token("MP999"))
         )
-        .await
-        .status,
+        .await,
         404
     );
-    assert_eq!(get(web, "/t/a%20b/status", Some(&tok)).await.status, 404);
+    assert_eq!(get_status(web, "/t/a%20b/status", Some(&tok)).await, 404);
     // The event stream refuses the same way.
     let s = Sse::open(
         web,
@@ -109,7 +102,7 @@ async fn status_json_and_token_refusals() {
 
 #[tokio::test]
 async fn page_cookie_escaping_and_instructions_reach_the_driver() {
-    let w = World::new().await;
+    let w = World::with_web(|_| {}).await;
     let web = w.web();
     let tok = World::recipient_token(T4);
 
@@ -137,26 +130,13 @@ async fn page_cookie_escaping_and_instructions_reach_the_driver() {
     let jar = format!("mp_token={tok}");
     let evil = r#"<script>alert("x")</script> gate 42 & "ring""#;
     let body = serde_json::json!({ "text": evil }).to_string();
-    let r = request(
-        web,
-        "POST",
-        &format!("/t/{T4}/instructions"),
-        &[("Cookie", &jar), ("Content-Type", "application/json")],
-        Some(&body),
-    )
-    .await;
+    let r = post_instructions(web, T4, Some(&jar), "application/json", &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["instructions"], evil);
     // They reached the driver's app through the log, unchanged (the push stream opens with
     // the first push: the route was assigned before D1 connected).
-    let mut push = tokio::time::timeout(Duration::from_secs(5), w.driver.accept_ack_stream())
-        .await
-        .unwrap()
-        .unwrap();
-    let pushed = tokio::time::timeout(Duration::from_secs(5), push.next_msg())
-        .await
-        .unwrap()
-        .unwrap();
+    let mut push = common::push_stream(&w.driver).await;
+    let pushed = common::next_push(&mut push).await;
     assert!(
         matches!(&pushed, Some(ServerMsg::Push(p)) if matches!(&p.kind, DriverEvent::Instructions { text, .. } if text == evil)),
         "{pushed:?}"
@@ -177,63 +157,28 @@ async fn page_cookie_escaping_and_instructions_reach_the_driver() {
 
     // Refusals: another parcel's token, not JSON, too long, no token; a page without a token.
     let other = format!("mp_token={}", World::recipient_token("MP100000001"));
-    let r = request(
-        web,
-        "POST",
-        &format!("/t/{T4}/instructions"),
-        &[("Cookie", &other), ("Content-Type", "application/json")],
-        Some(&body),
-    )
-    .await;
+    let r = post_instructions(web, T4, Some(&other), "application/json", &body).await;
     assert_eq!(r.status, 403);
-    let r = request(
-        web,
-        "POST",
-        &format!("/t/{T4}/instructions"),
-        &[("Cookie", &jar), ("Content-Type", "text/plain")],
-        Some("hi"),
-    )
-    .await;
+    let r = post_instructions(web, T4, Some(&jar), "text/plain", "hi").await;
     assert_eq!(r.status, 400, "a cross-site form cannot post JSON");
     let long = serde_json::json!({ "text": "x".repeat(1_500) }).to_string();
-    let r = request(
-        web,
-        "POST",
-        &format!("/t/{T4}/instructions"),
-        &[("Cookie", &jar), ("Content-Type", "application/json")],
-        Some(&long),
-    )
-    .await;
+    let r = post_instructions(web, T4, Some(&jar), "application/json", &long).await;
     assert_eq!(r.status, 422, "{}", r.text());
-    let r = request(
-        web,
-        "POST",
-        &format!("/t/{T4}/instructions"),
-        &[("Content-Type", "application/json")],
-        Some(&body),
-    )
-    .await;
+    let r = post_instructions(web, T4, None, "application/json", &body).await;
     assert_eq!(r.status, 401);
     let r = get(web, &format!("/t/{T4}"), None).await;
     assert_eq!(r.status, 401);
     assert!(r.text().contains("Link not valid"));
     // A dispatcher may read but not instruct.
     let d = format!("mp_token={}", World::dispatcher_token("north"));
-    let r = request(
-        web,
-        "POST",
-        &format!("/t/{T4}/instructions"),
-        &[("Cookie", &d), ("Content-Type", "application/json")],
-        Some(&body),
-    )
-    .await;
+    let r = post_instructions(web, T4, Some(&d), "application/json", &body).await;
     assert_eq!(r.status, 403);
 }
 
 #[tokio::test]
 async fn event_stream_ids_resume_and_privacy() {
     // Privacy by stops only: the driver is visible once the recipient's stop is next.
-    let mut w = World::with(|c| c.feed.position_minutes = 0).await;
+    let mut w = World::with_web(|c| c.feed.position_minutes = 0).await;
     let web = w.web();
     let auth = format!("Bearer {}", World::recipient_token(T4));
     let path = format!("/t/{T4}/events?after=0");
@@ -280,13 +225,7 @@ async fn event_stream_ids_resume_and_privacy() {
             .any(|e| e.event == "position" && e.data != "null"),
         "no position two stops away"
     );
-    let status = get(
-        web,
-        &format!("/t/{T4}/status"),
-        Some(&World::recipient_token(T4)),
-    )
-    .await
-    .json();
+    let status = recipient_status(web, T4).await;
     assert!(status["position"].is_null(), "nor in the status JSON");
     let seen = *milestones.last().unwrap();
     drop(s);
@@ -331,36 +270,17 @@ async fn event_stream_ids_resume_and_privacy() {
         .find(|e| e.event == "position")
         .expect("a position once the stop is next");
     let p = pos.json();
-    let (lat, lon) = World::point(3);
+    let (lat, lon) = common::route_point(3);
     assert!(
         (p["lat"].as_f64().unwrap() - lat).abs() < 1e-3
             && (p["lon"].as_f64().unwrap() - lon).abs() < 1e-3,
         "{p}"
     );
-    let status = get(
-        web,
-        &format!("/t/{T4}/status"),
-        Some(&World::recipient_token(T4)),
-    )
-    .await
-    .json();
+    let status = recipient_status(web, T4).await;
     assert!(status["position"]["lat"].is_number(), "{status}");
 
     // Delivered: the status says so with proof, and the position is withdrawn.
-    w.driver
-        .command(
-            3,
-            milepost_proto::CommandKind::ReportOutcome {
-                stop: "S3".into(),
-                tracking: None,
-                outcome: milepost_proto::route::Outcome::Delivered {
-                    proof: milepost_proto::route::Proof {
-                        photo_sha256: Some("ee".repeat(32)),
-                        ..Default::default()
-                    },
-                },
-            },
-        )
+    common::report(&mut w.driver, 3, "S3", None, common::delivered("ee"))
         .await
         .unwrap();
     let evs = s
@@ -397,7 +317,7 @@ async fn event_stream_ids_resume_and_privacy() {
 
 #[tokio::test]
 async fn dispatcher_state_events_route_progress_and_nearby() {
-    let mut w = World::with(|c| c.feed.position_flush_ms = 50).await;
+    let mut w = World::with_web(|c| c.feed.position_flush_ms = 50).await;
     let web = w.web();
     let north = World::dispatcher_token("north");
     let south = World::dispatcher_token("south");
@@ -419,11 +339,7 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
     .await;
     assert_eq!(s.status, 200);
     // A driver of another depot is never seen.
-    let mut south_driver = w.t.driver("X9", "south").await;
-    south_driver
-        .batch(Seq(1), vec![common::fix(1_000, 0)])
-        .await
-        .unwrap();
+    let _south = w.stranger().await;
     w.drive(0, 1, 30).await;
     let evs = s.drain(500).await;
     let positions: Vec<serde_json::Value> = evs
@@ -460,13 +376,11 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
     assert!(v["started_ms"].is_number());
     assert!(v["stops"][1]["eta_text"].is_string(), "{v}");
     assert_eq!(
-        get(web, "/dispatch/routes/R-2026-02-16-017", Some(&south))
-            .await
-            .status,
+        get_status(web, "/dispatch/routes/R-2026-02-16-017", Some(&south)).await,
         403
     );
     assert_eq!(
-        get(web, "/dispatch/routes/nope", Some(&north)).await.status,
+        get_status(web, "/dispatch/routes/nope", Some(&north)).await,
         404
     );
     let st = get(web, "/dispatch/state", Some(&south)).await.json();
@@ -480,16 +394,14 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
     );
     // Not a dispatcher: 403; no token: 401.
     assert_eq!(
-        get(web, "/dispatch/state", Some(&World::recipient_token(T4)))
-            .await
-            .status,
+        get_status(web, "/dispatch/state", Some(&World::recipient_token(T4))).await,
         403
     );
-    assert_eq!(get(web, "/dispatch/state", None).await.status, 401);
+    assert_eq!(get_status(web, "/dispatch/state", None).await, 401);
     assert_eq!(Sse::open(web, "/dispatch/events", &[]).await.status, 401);
 
     // Who is near S1? D1 (standing there), with its distance; bounded and validated queries.
-    let (lat, lon) = World::point(1);
+    let (lat, lon) = common::route_point(1);
     let r = get(
         web,
         &format!("/dispatch/nearby?lat={lat}&lon={lon}&radius_m=500"),
@@ -512,29 +424,25 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
         "south sees no north driver"
     );
     assert_eq!(
-        get(
+        get_status(
             web,
             "/dispatch/nearby?lat=91&lon=0&radius_m=500",
             Some(&north)
         )
-        .await
-        .status,
+        .await,
         400
     );
     assert_eq!(
-        get(
+        get_status(
             web,
             "/dispatch/nearby?lat=1&lon=0&radius_m=1e9",
             Some(&north)
         )
-        .await
-        .status,
+        .await,
         400
     );
     assert_eq!(
-        get(web, "/dispatch/nearby?lat=x&lon=0&radius_m=5", Some(&north))
-            .await
-            .status,
+        get_status(web, "/dispatch/nearby?lat=x&lon=0&radius_m=5", Some(&north)).await,
         400
     );
 
@@ -543,13 +451,12 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
     assert_eq!(r.status, 200);
     assert!(r.header("set-cookie").unwrap().contains("Path=/dispatch"));
     assert_eq!(
-        get(
+        get_status(
             web,
             &format!("/dispatch?token={}", World::recipient_token(T4)),
             None
         )
-        .await
-        .status,
+        .await,
         403
     );
 
@@ -580,15 +487,7 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
         reason: milepost_proto::route::FailureReason::RecipientAbsent,
         note: "nobody home".into(),
     };
-    w.driver
-        .command(
-            4,
-            milepost_proto::CommandKind::ReportOutcome {
-                stop: "S2".into(),
-                tracking: None,
-                outcome: failed,
-            },
-        )
+    common::report(&mut w.driver, 4, "S2", None, failed)
         .await
         .unwrap();
     let evs = s
@@ -609,13 +508,7 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
         "newest first"
     );
     let t3 = "MP100000003";
-    let v = get(
-        web,
-        &format!("/t/{t3}/status"),
-        Some(&World::recipient_token(t3)),
-    )
-    .await
-    .json();
+    let v = recipient_status(web, t3).await;
     assert_eq!(
         v["status"]["status_line"],
         "Attempt failed: recipient absent"
@@ -633,7 +526,7 @@ async fn dispatcher_state_events_route_progress_and_nearby() {
 
 #[tokio::test]
 async fn assets_are_embedded_compressed_and_cacheable() {
-    let w = World::new().await;
+    let w = World::with_web(|_| {}).await;
     let web = w.web();
     let r = request(
         web,
@@ -649,16 +542,16 @@ async fn assets_are_embedded_compressed_and_cacheable() {
     let plain = get(web, "/assets/track.js", None).await;
     assert!(plain.body.len() > r.body.len());
     assert!(plain.text().contains("EventSource"));
-    assert_eq!(get(web, "/assets/../Cargo.toml", None).await.status, 404);
-    assert_eq!(get(web, "/assets/nope.js", None).await.status, 404);
+    assert_eq!(get_status(web, "/assets/../Cargo.toml", None).await, 404);
+    assert_eq!(get_status(web, "/assets/nope.js", None).await, 404);
     let css = get(web, "/brand.css", None).await;
     assert!(css.text().contains("--brand:#0b5fff"));
-    assert_eq!(get(web, "/nothing-here", None).await.status, 404);
+    assert_eq!(get_status(web, "/nothing-here", None).await, 404);
 }
 
 #[tokio::test]
 async fn streams_end_when_the_gateway_shuts_down() {
-    let w = World::new().await;
+    let w = World::with_web(|_| {}).await;
     let web = w.web();
     let auth = format!("Bearer {}", World::recipient_token(T4));
     let mut s = Sse::open(

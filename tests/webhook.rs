@@ -6,9 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{now_ms, TestGateway};
-use milepost_core::fleet::route::RouteJson;
-use milepost_proto::route::Route;
+use common::now_ms;
 use milepost_proto::{CommandKind, Fix, Seq};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,6 +17,17 @@ struct Received {
     /// Requests to fail before answering 200.
     fail_first: usize,
     seen: usize,
+}
+
+/// The number in the header line starting with `name` (lower case, with the colon); 0 when
+/// there is none or it is not a number.
+fn header_number<N: std::str::FromStr + Default>(head: &str, name: &str) -> N {
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .map(|v| v.trim().parse().unwrap_or_default())
+        })
+        .unwrap_or_default()
 }
 
 /// A minimal HTTP/1.1 receiver on 127.0.0.1:0.
@@ -45,13 +54,7 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
                         continue;
                     };
                     let head = text[..head_end].to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
+                    let len: usize = header_number(&head, "content-length:");
                     if buf.len() < head_end + 4 + len {
                         continue;
                     }
@@ -68,13 +71,7 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
                             common::SECRET.as_bytes(),
                             body.as_bytes(),
                         );
-                    let offset: u64 = head
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("x-milepost-offset:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
+                    let offset: u64 = header_number(&head, "x-milepost-offset:");
                     let status = {
                         let mut r = rx.lock().unwrap();
                         r.seen += 1;
@@ -97,8 +94,9 @@ async fn receiver(rx: Arc<Mutex<Received>>) -> String {
     format!("http://{addr}/hook")
 }
 
-async fn start(dir: tempfile::TempDir, url: &str) -> TestGateway {
-    common::start_configured(dir, |c| c.feed.webhooks = vec![url.to_string()]).await
+/// The test configuration sends webhooks to `url`.
+fn hooks(c: &mut milepost::config::Config, url: &str) {
+    c.feed.webhooks = vec![url.to_string()];
 }
 
 async fn wait_for(rx: &Arc<Mutex<Received>>, n: usize) {
@@ -118,10 +116,8 @@ async fn milestones_are_signed_retried_ordered_and_survive_restart() {
         ..Default::default()
     }));
     let url = receiver(rx.clone()).await;
-    let t = start(tempfile::tempdir().unwrap(), &url).await;
-    let mut route = Route::from_json(include_str!("../examples/route.json")).unwrap();
-    route.depot = "north".into();
-    route.driver = "D1".into();
+    let t = common::start_with(|c| hooks(c, &url)).await;
+    let route = common::example_route_as_written();
     let mut dispatch = t.dispatcher("north").await;
     dispatch
         .command(1, CommandKind::AssignRoute(route.clone()))
@@ -172,21 +168,14 @@ async fn milestones_are_signed_retried_ordered_and_survive_restart() {
     // Restart: the cursor was saved, so nothing delivered is sent again; new milestones flow.
     d.close();
     dispatch.close();
-    let TestGateway { gw, dir, .. } = t;
-    gw.shutdown().await;
-    let t = start(dir, &url).await;
+    let t = t.restart_with(|c| hooks(c, &url)).await;
     let mut d = t.driver("D1", "north").await;
-    let proof = milepost_proto::route::Proof {
-        photo_sha256: Some("aa".repeat(32)),
-        ..Default::default()
-    };
-    d.command(
+    common::report(
+        &mut d,
         2,
-        CommandKind::ReportOutcome {
-            stop: "S1".into(),
-            tracking: Some("MP100000001".into()),
-            outcome: milepost_proto::route::Outcome::Delivered { proof },
-        },
+        "S1",
+        Some("MP100000001"),
+        common::delivered("aa"),
     )
     .await
     .unwrap();

@@ -1,15 +1,17 @@
 //! Helpers shared by the end-to-end tests: an in-process gateway on 127.0.0.1:0 with a fresh
-//! data directory, tokens, fixes and clients.
+//! data directory, tokens, sessions, fixes, the example route and a driver driving it.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use milepost::auth::{Claims, Role};
-use milepost::client::{ClientEndpoint, ClientError, Session};
+use milepost::client::{AckStream, ClientEndpoint, ClientError, Session};
 use milepost::config::Config;
 use milepost::server::Gateway;
-use milepost_proto::{DeviceInfo, Fix};
+use milepost_proto::route::{Outcome, Proof, Route};
+use milepost_proto::{Ack, CommandKind, DeviceInfo, Fix, Seq, ServerMsg};
 
 /// A secret for tests.
 pub const SECRET: &str = "test-secret-test-secret-test-secret!";
@@ -20,7 +22,7 @@ pub struct TestGateway {
     pub gw: Gateway,
     /// Its data directory (kept alive for the test).
     pub dir: tempfile::TempDir,
-    /// The dev CA.
+    /// The CA its clients trust (its dev CA unless it was started with another).
     pub ca: PathBuf,
 }
 
@@ -37,14 +39,34 @@ pub fn config(dir: &std::path::Path) -> Config {
 
 /// Starts a gateway on a fresh directory.
 pub async fn start() -> TestGateway {
-    let dir = tempfile::tempdir().unwrap();
-    start_in(dir).await
+    start_with(|_| {}).await
 }
 
 /// Starts a gateway on an existing directory.
 pub async fn start_in(dir: tempfile::TempDir) -> TestGateway {
-    let gw = Gateway::start(config(dir.path())).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
+    start_configured(dir, |_| {}).await
+}
+
+/// Starts a gateway on a fresh directory with the test configuration edited by `edit`.
+pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestGateway {
+    start_configured(tempfile::tempdir().unwrap(), edit).await
+}
+
+/// Starts a gateway on `dir` with the test configuration edited by `edit`.
+pub async fn start_configured(
+    dir: tempfile::TempDir,
+    edit: impl FnOnce(&mut Config),
+) -> TestGateway {
+    let mut cfg = config(dir.path());
+    edit(&mut cfg);
+    launch(dir, cfg, None).await
+}
+
+/// Starts a gateway with `cfg` (whose data directory is `dir`); its clients trust `ca`, or
+/// the gateway's dev CA when `None`.
+pub async fn launch(dir: tempfile::TempDir, cfg: Config, ca: Option<PathBuf>) -> TestGateway {
+    let gw = Gateway::start(cfg).await.unwrap();
+    let ca = ca.unwrap_or_else(|| gw.dev_ca.clone().unwrap());
     TestGateway { gw, dir, ca }
 }
 
@@ -53,16 +75,27 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A token for `role`/`sub`/`depot` valid for an hour.
-pub fn token(role: Role, sub: &str, depot: &str) -> String {
-    let now = now_ms() / 1000;
-    milepost::auth::TokenKey::new(SECRET.as_bytes()).mint(&Claims {
+/// Current time, Unix seconds.
+pub fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+/// A token signed with `secret` for `role`/`sub`/`depot`, issued at `iat` and expiring at
+/// `exp` (Unix seconds).
+pub fn mint(secret: &[u8], role: Role, sub: &str, depot: &str, exp: i64, iat: i64) -> String {
+    milepost::auth::TokenKey::new(secret).mint(&Claims {
         role,
         sub: sub.into(),
         depot: depot.into(),
-        exp: now + 3600,
-        iat: now,
+        exp,
+        iat,
     })
+}
+
+/// A token for `role`/`sub`/`depot` valid for an hour.
+pub fn token(role: Role, sub: &str, depot: &str) -> String {
+    let now = now_s();
+    mint(SECRET.as_bytes(), role, sub, depot, now + 3600, now)
 }
 
 /// A plausible fix `age_ms` ago near Washington DC, offset by `i` * ~11 m north.
@@ -76,6 +109,19 @@ impl TestGateway {
         ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &self.ca).unwrap()
     }
 
+    /// A connection from a fresh client endpoint, before any Hello.
+    pub async fn connect(&self) -> quinn::Connection {
+        let ep = self.endpoint();
+        ep.connect(self.gw.local_addr, "localhost").await.unwrap()
+    }
+
+    /// Opens a session on a fresh connection with `token`, claiming `claim`.
+    pub async fn open(&self, token: &str, claim: &str) -> Result<Session, ClientError> {
+        let ep = self.endpoint();
+        let conn = ep.connect(self.gw.local_addr, "localhost").await?;
+        Session::open(conn, token, claim, DeviceInfo::default()).await
+    }
+
     /// Opens a session as `sub` with a token for (`role`, `token_sub`, `depot`).
     pub async fn session_as(
         &self,
@@ -84,15 +130,7 @@ impl TestGateway {
         claim: &str,
         depot: &str,
     ) -> Result<Session, ClientError> {
-        let ep = self.endpoint();
-        let conn = ep.connect(self.gw.local_addr, "localhost").await?;
-        Session::open(
-            conn,
-            &token(role, token_sub, depot),
-            claim,
-            DeviceInfo::default(),
-        )
-        .await
+        self.open(&token(role, token_sub, depot), claim).await
     }
 
     /// A driver session.
@@ -106,29 +144,62 @@ impl TestGateway {
             .await
             .unwrap()
     }
+
+    /// A recipient session following parcel `tracking` of depot "north".
+    pub async fn recipient(&self, tracking: &str) -> Session {
+        self.session_as(Role::Recipient, tracking, tracking, "north")
+            .await
+            .unwrap()
+    }
+
+    /// A dispatcher of "north" assigns the example route (command 1); its session.
+    pub async fn assign_route(&self) -> Session {
+        let mut dispatch = self.dispatcher("north").await;
+        dispatch
+            .command(1, CommandKind::AssignRoute(example_route()))
+            .await
+            .unwrap();
+        dispatch
+    }
+
+    /// The newest milestone offset in the gateway's feed store.
+    pub fn milestones_last(&self) -> u64 {
+        milepost::state::lock(&self.gw.shared().state.feed).milestones_last()
+    }
+
+    /// Shuts the gateway down cleanly; its data directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.gw.shutdown().await;
+        self.dir
+    }
+
+    /// Shuts the gateway down and starts it again on its directory (test configuration).
+    pub async fn restart(self) -> TestGateway {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Shuts the gateway down and starts it again on its directory with the test
+    /// configuration edited by `edit`.
+    pub async fn restart_with(self, edit: impl FnOnce(&mut Config)) -> TestGateway {
+        start_configured(self.stop().await, edit).await
+    }
 }
 
-/// Starts a gateway on `dir` with the test configuration edited by `edit`.
-pub async fn start_configured(
-    dir: tempfile::TempDir,
-    edit: impl FnOnce(&mut Config),
-) -> TestGateway {
-    let mut cfg = config(dir.path());
-    edit(&mut cfg);
-    let gw = Gateway::start(cfg).await.unwrap();
-    let ca = gw.dev_ca.clone().unwrap();
-    TestGateway { gw, dir, ca }
+/// The documented example route (`examples/route.json`) for driver D1 of depot "north", with
+/// the times it is written with.
+pub fn example_route_as_written() -> Route {
+    use milepost_core::fleet::route::RouteJson;
+    let mut r = Route::from_json(include_str!("../../examples/route.json")).unwrap();
+    r.depot = "north".into();
+    r.driver = "D1".into();
+    r
 }
 
 /// The documented example route (`examples/route.json`) for driver D1 of depot "north",
 /// planned to have started ten minutes ago.
-pub fn example_route() -> milepost_proto::route::Route {
-    use milepost_core::fleet::route::RouteJson;
-    let mut r =
-        milepost_proto::route::Route::from_json(include_str!("../../examples/route.json")).unwrap();
+pub fn example_route() -> Route {
+    let mut r = example_route_as_written();
     let shift = now_ms() - 600_000 - r.planned_start_ms;
-    r.depot = "north".into();
-    r.driver = "D1".into();
     r.planned_start_ms += shift;
     for s in &mut r.stops {
         if let Some(w) = &mut s.window {
@@ -140,6 +211,17 @@ pub fn example_route() -> milepost_proto::route::Route {
         }
     }
     r
+}
+
+/// Point `i` of the example route: 0 = its start, i = stop i.
+pub fn route_point(i: usize) -> (f64, f64) {
+    let r = example_route_as_written();
+    if i == 0 {
+        let s = r.start.unwrap();
+        (s.lat, s.lon)
+    } else {
+        (r.stops[i - 1].lat, r.stops[i - 1].lon)
+    }
 }
 
 /// Fixes every 5 s at ~8 m/s from a to b, then `dwell_s` seconds standing at b.
@@ -155,6 +237,154 @@ pub fn leg(a: (f64, f64), b: (f64, f64), t: &mut i64, dwell_s: i64) -> Vec<Fix> 
         out.push(fix);
     }
     out
+}
+
+/// Sends `fixes` as batches of `per_batch` from seq `*seq` on, each acked (unwrapped);
+/// `*seq` ends after the last one.
+pub async fn send_in_batches(d: &mut Session, seq: &mut u64, fixes: &[Fix], per_batch: usize) {
+    for chunk in fixes.chunks(per_batch) {
+        d.batch(Seq(*seq), chunk.to_vec()).await.unwrap();
+        *seq += chunk.len() as u64;
+    }
+}
+
+/// A delivery whose proof is a photo with the hash `hex2` repeated 32 times.
+pub fn delivered(hex2: &str) -> Outcome {
+    Outcome::Delivered {
+        proof: Proof {
+            photo_sha256: Some(hex2.repeat(32)),
+            ..Proof::default()
+        },
+    }
+}
+
+/// Command `id`: the outcome at `stop` (of the parcel `tracking` alone, when given).
+pub async fn report(
+    s: &mut Session,
+    id: u32,
+    stop: &str,
+    tracking: Option<&str>,
+    outcome: Outcome,
+) -> Result<ServerMsg, ClientError> {
+    s.command(
+        id,
+        CommandKind::ReportOutcome {
+            stop: stop.into(),
+            tracking: tracking.map(Into::into),
+            outcome,
+        },
+    )
+    .await
+}
+
+/// The stream the gateway opens to a client for acks and pushes, within 5 s.
+pub async fn push_stream(s: &Session) -> AckStream {
+    tokio::time::timeout(Duration::from_secs(5), s.accept_ack_stream())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The next message on a push stream, within 5 s.
+pub async fn next_push(p: &mut AckStream) -> Option<ServerMsg> {
+    tokio::time::timeout(Duration::from_secs(5), p.next_msg())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The next ack on an ack stream, within 5 s.
+pub async fn next_ack(p: &mut AckStream) -> Ack {
+    tokio::time::timeout(Duration::from_secs(5), p.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+/// The code the gateway closes `conn` with, within 5 s.
+pub async fn close_code(conn: &quinn::Connection) -> Option<milepost_proto::ErrorCode> {
+    let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .unwrap();
+    milepost::wire::close_code(&reason)
+}
+
+/// A gateway with the example route assigned and driver D1 connected, to drive it.
+pub struct World {
+    /// The gateway.
+    pub t: TestGateway,
+    /// D1's session.
+    pub driver: Session,
+    /// D1's next seq.
+    pub seq: u64,
+    /// D1's fix clock (starts 50 minutes ago, so every fix is in the past).
+    pub clock: i64,
+}
+
+impl World {
+    /// A world with the test configuration.
+    pub async fn new() -> World {
+        World::with(|_| {}).await
+    }
+
+    /// A world with an edited test configuration.
+    pub async fn with(edit: impl FnOnce(&mut Config)) -> World {
+        let t = start_with(edit).await;
+        t.assign_route().await;
+        World::on(t).await
+    }
+
+    /// D1 connects to `t`, where the route is assigned already.
+    pub async fn on(t: TestGateway) -> World {
+        World {
+            driver: t.driver("D1", "north").await,
+            t,
+            seq: 1,
+            clock: now_ms() - 3_000_000,
+        }
+    }
+
+    /// Drives D1 from route point a to route point b, then stands `dwell_s` there.
+    pub async fn drive(&mut self, a: usize, b: usize, dwell_s: i64) {
+        let fixes = leg(route_point(a), route_point(b), &mut self.clock, dwell_s);
+        self.send(fixes).await;
+    }
+
+    /// Sends fixes as D1, 8 per batch.
+    pub async fn send(&mut self, fixes: Vec<Fix>) {
+        send_in_batches(&mut self.driver, &mut self.seq, &fixes, 8).await;
+    }
+
+    /// X9, a driver of depot "south" (never to be seen by "north"), connected, one fix sent.
+    pub async fn stranger(&self) -> Session {
+        let mut south = self.t.driver("X9", "south").await;
+        south.batch(Seq(1), vec![fix(1_000, 0)]).await.unwrap();
+        south
+    }
+
+    /// D1 reports every parcel of `stop` delivered (with the code where one is required).
+    pub async fn deliver(&mut self, stop: &str) {
+        let otp = if stop == "S2" {
+            Some("4821".to_string())
+        } else {
+            None
+        };
+        let proof = Proof {
+            photo_sha256: Some("cd".repeat(32)),
+            signature_sha256: Some("ab".repeat(32)),
+            otp,
+        };
+        report(
+            &mut self.driver,
+            2,
+            stop,
+            None,
+            Outcome::Delivered { proof },
+        )
+        .await
+        .unwrap();
+    }
 }
 
 /// Runs the real `milepost serve` binary on `listen` (e.g. `127.0.0.1:0`) and `dir`, with

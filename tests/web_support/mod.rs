@@ -1,5 +1,5 @@
-//! Helpers for the web tests: an in-process gateway with its web listener on 127.0.0.1:0 and
-//! the example route assigned, a driver that drives it, and a minimal HTTP/1.0 client (plain
+//! Helpers for the web tests: the [`World`] of `common` (the example route assigned, a driver
+//! that drives it) with its web listener on 127.0.0.1:0, and a minimal HTTP/1.0 client (plain
 //! tokio, so the tests see the exact bytes: status, headers, and event-stream frames as they
 //! arrive).
 #![allow(dead_code)]
@@ -8,112 +8,28 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use milepost::auth::Role;
-use milepost::client::Session;
-use milepost_proto::route::{Outcome, Proof};
-use milepost_proto::{CommandKind, Fix, Seq};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{self, now_ms, TestGateway};
+use crate::common;
 
-pub use crate::common::{example_route as route, leg};
+pub use crate::common::World;
 
-/// A gateway with the example route assigned and driver D1 connected.
-pub struct World {
-    /// The gateway.
-    pub t: TestGateway,
-    /// D1's session.
-    pub driver: Session,
-    /// D1's next seq.
-    pub seq: u64,
-    /// D1's fix clock (starts 50 minutes ago, so every fix is in the past).
-    pub clock: i64,
-}
-
+/// The web side of a [`World`].
 impl World {
-    /// A world with the default configuration (web listener on).
-    pub async fn new() -> World {
-        World::with(|_| {}).await
-    }
-
-    /// A world with an edited configuration.
-    pub async fn with(edit: impl FnOnce(&mut milepost::config::Config)) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = common::config(dir.path());
-        cfg.web.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        edit(&mut cfg);
-        let gw = milepost::server::Gateway::start(cfg).await.unwrap();
-        let ca = gw.dev_ca.clone().unwrap();
-        let t = TestGateway { gw, dir, ca };
-        let mut dispatch = t.dispatcher("north").await;
-        dispatch
-            .command(1, CommandKind::AssignRoute(route()))
-            .await
-            .unwrap();
-        let driver = t.driver("D1", "north").await;
-        World {
-            t,
-            driver,
-            seq: 1,
-            clock: now_ms() - 3_000_000,
-        }
+    /// A world with the web listener on (127.0.0.1:0) and the test configuration edited by
+    /// `edit`.
+    pub async fn with_web(edit: impl FnOnce(&mut milepost::config::Config)) -> World {
+        World::with(|cfg| {
+            cfg.web.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            edit(cfg);
+        })
+        .await
     }
 
     /// The web listener's address.
     pub fn web(&self) -> SocketAddr {
         self.t.gw.web_addr.expect("web listener on")
-    }
-
-    /// Point `i` of the route: 0 = start, i = stop i.
-    pub fn point(i: usize) -> (f64, f64) {
-        let r = route();
-        if i == 0 {
-            (r.start.unwrap().lat, r.start.unwrap().lon)
-        } else {
-            (r.stops[i - 1].lat, r.stops[i - 1].lon)
-        }
-    }
-
-    /// Drives D1 from point a to point b, then stands `dwell_s` there.
-    pub async fn drive(&mut self, a: usize, b: usize, dwell_s: i64) {
-        let fixes = leg(World::point(a), World::point(b), &mut self.clock, dwell_s);
-        self.send(fixes).await;
-    }
-
-    /// Sends fixes as D1, 8 per batch.
-    pub async fn send(&mut self, fixes: Vec<Fix>) {
-        for chunk in fixes.chunks(8) {
-            self.driver
-                .batch(Seq(self.seq), chunk.to_vec())
-                .await
-                .unwrap();
-            self.seq += chunk.len() as u64;
-        }
-    }
-
-    /// D1 reports every parcel of `stop` delivered (with the code where one is required).
-    pub async fn deliver(&mut self, stop: &str) {
-        let otp = if stop == "S2" {
-            Some("4821".to_string())
-        } else {
-            None
-        };
-        let proof = Proof {
-            photo_sha256: Some("cd".repeat(32)),
-            signature_sha256: Some("ab".repeat(32)),
-            otp,
-        };
-        self.driver
-            .command(
-                2,
-                CommandKind::ReportOutcome {
-                    stop: stop.into(),
-                    tracking: None,
-                    outcome: Outcome::Delivered { proof },
-                },
-            )
-            .await
-            .unwrap();
     }
 
     /// A recipient token for `tracking`.
@@ -228,6 +144,35 @@ pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
     request(addr, "GET", path, &headers, None).await
+}
+
+/// The status of `GET path` with a bearer token.
+pub async fn get_status(addr: SocketAddr, path: &str, token: Option<&str>) -> u16 {
+    get(addr, path, token).await.status
+}
+
+/// `GET /t/{tracking}/status` with the parcel's recipient token, as JSON.
+pub async fn recipient_status(addr: SocketAddr, tracking: &str) -> serde_json::Value {
+    let path = format!("/t/{tracking}/status");
+    get(addr, &path, Some(&World::recipient_token(tracking)))
+        .await
+        .json()
+}
+
+/// `POST /t/{tracking}/instructions` with `body` as `content_type`, and `cookie` if any.
+pub async fn post_instructions(
+    addr: SocketAddr,
+    tracking: &str,
+    cookie: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> Resp {
+    let mut headers = vec![("Content-Type", content_type)];
+    if let Some(c) = cookie {
+        headers.insert(0, ("Cookie", c));
+    }
+    let path = format!("/t/{tracking}/instructions");
+    request(addr, "POST", &path, &headers, Some(body)).await
 }
 
 /// One server-sent event.
