@@ -129,3 +129,41 @@ fn is_colour(c: &str) -> bool {
     c.strip_prefix('#')
         .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_and_logo_urls_are_checked() {
+        let mut c = WebConfig::default();
+        c.validate().unwrap();
+        c.brand.primary = "red;}body{display:none".into();
+        assert!(c.validate().is_err());
+        c.brand.primary = "#abc".into();
+        c.brand.logo_url = Some("javascript:alert(1)".into());
+        assert!(c.validate().is_err());
+        c.brand.logo_url = Some("//evil.example/x.png".into());
+        assert!(c.validate().is_err());
+        c.brand.logo_url = Some("https://cdn.example/logo.png".into());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn config_round_trips_as_toml() {
+        let mut c = WebConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            ..Default::default()
+        };
+        c.drivers.insert(
+            "D1".into(),
+            DriverDisplay {
+                first_name: "Ana".into(),
+                vehicle: Some("white van".into()),
+            },
+        );
+        let text = toml::to_string_pretty(&c).unwrap();
+        let back: WebConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+}

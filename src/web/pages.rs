@@ -1,25 +1,27 @@
-//! The HTML pages. They are rendered on the server with the current state, so the status line
-//! is on screen with the first response (no script needed to read it); the scripts in `web/`
-//! then keep them live from the event stream. Every piece of text that did not come from this
-//! file (brand name, tracking number, instructions, names, event texts) goes through
-//! [`escape`]; the state handed to the scripts is JSON inside a non-executed
-//! `<script type="application/json">`, with `<`, `>` and `&` escaped so it cannot close it.
+//! The HTML of the pages: the recipient's tracking page ([`render_tracking`]), the dispatcher
+//! map ([`render_dispatch`]) and the branded error page ([`error_page`]), with the head every
+//! page shares. Rendering only: the handlers that authorize and call these live with their
+//! audience (`recipient`, `dispatch`).
+//!
+//! Pages are rendered on the server with the current state, so the status line is on screen
+//! with the first response (no script needed to read it); the scripts in `web/` then keep them
+//! live from the event stream. Every piece of text that did not come from this file (brand
+//! name, tracking number, instructions, names, event texts) goes through [`escape`]; the state
+//! handed to the scripts is JSON inside a non-executed `<script type="application/json">`, with
+//! `<`, `>` and `&` escaped so it cannot close it.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use milepost_proto::route::{ParcelState, TrackingNumber};
-use serde::{Deserialize, Serialize};
+use milepost_proto::route::{ParcelState, ProofSummary};
+use serde::Serialize;
 
-use crate::auth::Claims;
-use crate::web::api::{self, ParcelView};
-use crate::web::{
-    asset_version, check_dispatcher, check_parcel, logo_src, page_headers, request_token,
-    token_cookie, valid_tracking, verify, BrandConfig, WebError, WebState,
-};
+use crate::web::assets::{asset_version, logo_src};
+use crate::web::config::BrandConfig;
+use crate::web::error::WebError;
+use crate::web::respond::page_headers;
+use crate::web::views::parcel::ParcelView;
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -44,13 +46,6 @@ pub fn script_json<T: Serialize>(v: &T) -> String {
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
-}
-
-/// The query of a page link.
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    /// The token, on the first visit from a link.
-    pub token: Option<String>,
 }
 
 /// The page head and branded header.
@@ -82,7 +77,8 @@ fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str) {
     );
 }
 
-fn html(status: StatusCode, body: String, cookie: Option<HeaderValue>) -> Response {
+/// An HTML answer with the page headers (and the token cookie, when the link carried one).
+pub fn html(status: StatusCode, body: String, cookie: Option<HeaderValue>) -> Response {
     let mut r = (status, Html(body)).into_response();
     page_headers(r.headers_mut());
     if let Some(c) = cookie {
@@ -119,72 +115,11 @@ pub fn error_page(brand: Option<&BrandConfig>, e: &WebError) -> Response {
     html(e.status(), out, None)
 }
 
-/// Who the page is for, and the cookie to set when the token came in the link.
-struct PageAuth {
-    claims: Claims,
-    cookie: Option<HeaderValue>,
-}
-
-/// Authenticates a page request: a token in the link (stored in a cookie for the page's
-/// path) or the cookie of an earlier visit.
-fn page_auth(
-    st: &WebState,
-    headers: &HeaderMap,
-    q: &PageQuery,
-    path: &str,
-) -> Result<PageAuth, WebError> {
-    if let Some(t) = q.token.as_deref().filter(|t| !t.is_empty()) {
-        let claims = verify(&st.shared, t)?;
-        let max_age = claims.exp - st.shared.now_ms().div_euclid(1000);
-        let cookie = token_cookie(st.cfg(), t, path, max_age);
-        return Ok(PageAuth { claims, cookie });
-    }
-    let token = request_token(headers).ok_or(WebError::NoToken)?;
-    Ok(PageAuth {
-        claims: verify(&st.shared, &token)?,
-        cookie: None,
-    })
-}
-
 /// The bootstrap state the tracking script starts from.
 #[derive(Serialize)]
 struct TrackingBoot<'a> {
     base: String,
     view: &'a ParcelView,
-}
-
-/// `GET /t/{tracking}`: the recipient's tracking page.
-pub async fn tracking(
-    State(st): State<Arc<WebState>>,
-    Path(tracking): Path<String>,
-    headers: HeaderMap,
-    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let brand = &st.cfg().brand;
-    if !valid_tracking(&tracking) {
-        return error_page(Some(brand), &WebError::NotFound("no such parcel".into()));
-    }
-    let Ok(Query(q)) = q else {
-        return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
-    };
-    let base = format!("/t/{tracking}");
-    let auth = match page_auth(&st, &headers, &q, &base)
-        .and_then(|a| check_parcel(&st.shared, &a.claims, &tracking).map(|_| a))
-    {
-        Ok(a) => a,
-        Err(e) => return error_page(Some(brand), &e),
-    };
-    let Some(view) = api::parcel_view(&st.shared, &TrackingNumber(tracking.clone())) else {
-        return error_page(
-            Some(brand),
-            &WebError::NotFound(format!("no parcel {tracking}")),
-        );
-    };
-    html(
-        StatusCode::OK,
-        render_tracking(brand, &tracking, &base, &view),
-        auth.cookie,
-    )
 }
 
 fn state_class(s: ParcelState) -> &'static str {
@@ -311,23 +246,21 @@ pub fn render_tracking(
     out
 }
 
-fn proof_items(out: &mut String, p: &milepost_proto::route::ProofSummary) {
-    let short = |d: &str| d.chars().take(12).collect::<String>();
-    if let Some(d) = &p.photo_sha256 {
-        let _ = write!(
-            out,
-            "<li>Doorstep photo <code title=\"SHA-256 {}\">{}…</code></li>",
-            escape(d),
-            escape(&short(d))
-        );
-    }
-    if let Some(d) = &p.signature_sha256 {
-        let _ = write!(
-            out,
-            "<li>Signature <code title=\"SHA-256 {}\">{}…</code></li>",
-            escape(d),
-            escape(&short(d))
-        );
+fn proof_items(out: &mut String, p: &ProofSummary) {
+    let digests = [
+        ("Doorstep photo", &p.photo_sha256),
+        ("Signature", &p.signature_sha256),
+    ];
+    for (what, d) in digests {
+        if let Some(d) = d {
+            let short: String = d.chars().take(12).collect();
+            let _ = write!(
+                out,
+                "<li>{what} <code title=\"SHA-256 {}\">{}…</code></li>",
+                escape(d),
+                escape(&short)
+            );
+        }
     }
     if p.otp_verified {
         out.push_str("<li>Delivery code checked</li>");
@@ -335,29 +268,6 @@ fn proof_items(out: &mut String, p: &milepost_proto::route::ProofSummary) {
     if p.photo_sha256.is_none() && p.signature_sha256.is_none() && !p.otp_verified {
         out.push_str("<li>Handed over</li>");
     }
-}
-
-/// `GET /dispatch`: the dispatcher map of the token's depot.
-pub async fn dispatch(
-    State(st): State<Arc<WebState>>,
-    headers: HeaderMap,
-    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let brand = &st.cfg().brand;
-    let Ok(Query(q)) = q else {
-        return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
-    };
-    let auth = match page_auth(&st, &headers, &q, "/dispatch")
-        .and_then(|a| check_dispatcher(&a.claims).map(|_| a))
-    {
-        Ok(a) => a,
-        Err(e) => return error_page(Some(brand), &e),
-    };
-    html(
-        StatusCode::OK,
-        render_dispatch(brand, &auth.claims.depot),
-        auth.cookie,
-    )
 }
 
 /// The dispatcher page's HTML (the state is fetched by the script: it can be large).

@@ -12,32 +12,37 @@
 //! own channel and TCP window, its task waits, and positions are coalesced to the newest while
 //! it waits. The task ends when the browser leaves, when the token expires or is revoked, or
 //! when the gateway shuts down.
+//!
+//! This file is the machinery every stream shares: the stream slot, the starting cursor, the
+//! answer's headers, and `run`, the one loop (check the token, read after the cursor, send,
+//! send the audience's state, wait). What differs between audiences is an [`Audience`]: the
+//! recipient's parcel stream is in `recipient`, the dispatcher's depot stream in `dispatch`.
 
-use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use milepost_proto::route::{DepotId, RouteId, TrackingNumber, Update};
-use milepost_proto::{DriverId, Seq};
+use axum::response::Response;
+use milepost_core::feed::{FeedKey, TooOld};
+use milepost_proto::route::Update;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::auth::Claims;
 use crate::feed::{FeedClass, LagTarget, Mailbox};
-use crate::state::lock;
-use crate::web::api::{self, DispatchItem, DriverDot, MilestoneView};
-use crate::web::{
-    authorize_dispatcher, authorize_parcel, still_valid, valid_tracking, WebError, WebState,
-};
-use milepost_core::feed::{FeedKey, TooOld};
+use crate::server::Shared;
+use crate::web::auth::still_valid;
+use crate::web::error::WebError;
+use crate::web::respond::{with_headers, NO_STORE};
+use crate::web::state::WebState;
 
 /// Events read from the store per batch (bounds the work between two sends).
 const READ_BATCH: usize = 256;
@@ -45,11 +50,10 @@ const READ_BATCH: usize = 256;
 const CHANNEL: usize = 32;
 /// Longest sleep without looking: the privacy rule depends on time, tokens expire.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-/// How often a dispatcher stream re-reads the depot's routes to catch changes that emit no
-/// route event (a delivery, an ETA moving).
-const ROUTE_REFRESH: Duration = Duration::from_secs(3);
 /// What a browser waits before reconnecting, ms.
 const RETRY_MS: u64 = 1_000;
+/// Tells buffering reverse proxies (nginx) to pass events through at once.
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// A stream of events fed by a producer task through a bounded channel.
 pub struct EventStream {
@@ -94,9 +98,9 @@ pub struct StreamQuery {
 }
 
 /// The cursor a stream starts from: `Last-Event-ID` (a reconnection) wins over `?after=`.
-fn start_cursor(
+pub fn start_cursor(
     headers: &HeaderMap,
-    q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Option<u64>, WebError> {
     if let Some(v) = headers.get("last-event-id") {
         let s = v
@@ -115,29 +119,25 @@ fn start_cursor(
 }
 
 fn respond(rx: mpsc::Receiver<Event>, guard: StreamGuard) -> Response {
-    let mut r = Sse::new(EventStream { rx, _guard: guard })
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Tell buffering reverse proxies (nginx) to pass events through at once.
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
+    let sse = Sse::new(EventStream { rx, _guard: guard })
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    with_headers(sse, &[NO_STORE, (X_ACCEL_BUFFERING, "no")])
 }
 
-fn data<T: Serialize>(v: &T) -> String {
+/// An event's data: `v` as JSON.
+pub fn data<T: Serialize>(v: &T) -> String {
     // Plain structs of strings and numbers always serialize.
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 /// Why a producer stopped.
-enum End {
+pub enum End {
     /// The browser left (its channel closed).
     Gone,
 }
 
 /// Sends one event; `Err` when the browser has gone.
-async fn send(tx: &mpsc::Sender<Event>, e: Event) -> Result<(), End> {
+pub async fn send(tx: &mpsc::Sender<Event>, e: Event) -> Result<(), End> {
     tx.send(e).await.map_err(|_| End::Gone)
 }
 
@@ -168,304 +168,143 @@ async fn wait(
     }
 }
 
-/// `GET /t/{tracking}/events`: a parcel's milestones, status and (when the privacy rule allows)
-/// the driver's position.
-pub async fn parcel_events(
-    State(st): State<Arc<WebState>>,
-    Path(tracking): Path<String>,
-    headers: HeaderMap,
-    q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+/// An event's name and data (`event:` and `data:`).
+pub type Named = (&'static str, String);
+
+/// What a stream does once its state is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Sleep until woken (or a second has passed).
+    Wait,
+    /// Look again at once (more may have changed while the state was sent).
+    Again,
+}
+
+/// What one audience's stream follows and sends; `run` (below) is the loop around it.
+pub trait Audience: Send + 'static {
+    /// The hub keys whose changes wake the stream.
+    fn keys(&self) -> Vec<FeedKey>;
+    /// What the lag tracker calls this stream.
+    fn lag_target(&self) -> LagTarget;
+    /// The newest offset of the followed feed.
+    fn last(&self, shared: &Shared) -> u64;
+    /// Up to `max` events after `cursor`, or `TooOld` when the feed no longer holds them.
+    fn read(&self, shared: &Shared, cursor: u64, max: usize) -> Result<Vec<(u64, Update)>, TooOld>;
+    /// Where to go on when the browser's cursor is unknown (absent, past `last`, or too old),
+    /// and the event that tells the page so, if any.
+    fn start_over(&mut self, last: u64) -> (u64, Option<Event>);
+    /// What to send once the cursor is set, at every (re)connection (nothing by default).
+    fn first(&mut self, _shared: &Shared, _mailbox: &Mailbox) -> Option<Event> {
+        None
+    }
+    /// The name and data of the event for the update at `offset`, if the page wants it (its id
+    /// is the offset).
+    fn event(&mut self, shared: &Shared, offset: u64, u: &Update) -> Option<Named>;
+    /// Sends the state that changed (after every read that reached the end of the feed).
+    fn state(
+        &mut self,
+        shared: &Shared,
+        tx: &mpsc::Sender<Event>,
+        mailbox: &Arc<Mailbox>,
+    ) -> impl Future<Output = Result<Next, End>> + Send;
+}
+
+/// Opens an event stream for `audience`, starting after `after`: reserves a stream slot and
+/// spawns the producer task.
+pub fn open<A: Audience>(
+    st: Arc<WebState>,
+    claims: Claims,
+    token: String,
+    after: Option<u64>,
+    audience: A,
 ) -> Result<Response, WebError> {
-    if !valid_tracking(&tracking) {
-        return Err(WebError::NotFound("no such parcel".into()));
-    }
-    let (claims, token) = authorize_parcel(&st.shared, &headers, &tracking)?;
-    let t = TrackingNumber(tracking);
-    let after = start_cursor(&headers, q)?;
-    if lock(&st.shared.state.core).parcel_status(&t).is_none() {
-        return Err(WebError::NotFound(format!("no parcel {t}")));
-    }
     let guard = reserve(&st)?;
     let (tx, rx) = mpsc::channel(CHANNEL);
     tokio::spawn(async move {
-        let _ = parcel_producer(st, claims, token, t, after, tx).await;
+        let _ = run(st, claims, token, after, audience, tx).await;
     });
     Ok(respond(rx, guard))
 }
 
-/// What a parcel stream last told the browser about the driver's position.
-#[derive(PartialEq)]
-enum Shown {
-    Nothing,
-    Hidden,
-    At(Seq),
-}
-
-async fn parcel_producer(
+/// The producer loop of every stream: check the token, send what is after the cursor, send
+/// the audience's state, wait for a wake-up.
+async fn run<A: Audience>(
     st: Arc<WebState>,
     claims: Claims,
     token: String,
-    t: TrackingNumber,
     after: Option<u64>,
+    mut aud: A,
     tx: mpsc::Sender<Event>,
 ) -> Result<(), End> {
     let shared = &st.shared;
     let mailbox = Arc::new(Mailbox::default());
-    shared.hub.register(FeedKey::Parcel(t.clone()), &mailbox);
-    let mut driver_key: Option<DriverId> = None;
-    let mut shown = Shown::Nothing;
-    let last = lock(&shared.state.feed).parcel_last(&t);
+    for key in aud.keys() {
+        shared.hub.register(key, &mailbox);
+    }
+    send(
+        &tx,
+        Event::default()
+            .retry(Duration::from_millis(RETRY_MS))
+            .comment("milepost"),
+    )
+    .await?;
+    let last = aud.last(shared);
     // A cursor past the end (the browser saw a store that has since been reset) starts over.
-    let mut cursor = after.filter(|a| *a <= last).unwrap_or(0);
-    let lag = shared
-        .lag
-        .track(FeedClass::Sse, LagTarget::Parcel(t.clone()), cursor);
-    send(
-        &tx,
-        Event::default()
-            .retry(Duration::from_millis(RETRY_MS))
-            .comment("milepost"),
-    )
-    .await?;
-    let mut status_due = true;
-    loop {
-        if !still_valid(shared, &claims, &token) {
-            return end_for_auth(&tx).await;
-        }
-        let events = lock(&shared.state.feed).parcel_after(&t, cursor, READ_BATCH);
-        let full = events.len() == READ_BATCH;
-        for (offset, u) in events {
-            if let Update::Parcel(p) = u {
-                let m = MilestoneView::of(offset, &p);
-                send(
-                    &tx,
-                    Event::default()
-                        .id(offset.to_string())
-                        .event("milestone")
-                        .data(data(&m)),
-                )
-                .await?;
-                status_due = true;
-            }
-            cursor = offset;
-            lag.set(cursor);
-        }
-        if full {
-            continue;
-        }
-        let status = lock(&shared.state.core).parcel_status(&t);
-        if status_due {
-            if let Some(s) = &status {
-                let v = api::status_view(shared, s);
-                send(&tx, Event::default().event("status").data(data(&v))).await?;
-            }
-            status_due = false;
-        }
-        // The driver's position, under the same privacy rule as the QUIC feed.
-        let visible = status
-            .as_ref()
-            .and_then(|s| api::visible_position(shared, s));
-        match visible {
-            Some((driver, pos)) => {
-                if driver_key.as_ref() != Some(&driver) {
-                    shared
-                        .hub
-                        .register(FeedKey::Driver(driver.clone()), &mailbox);
-                    driver_key = Some(driver.clone());
-                }
-                let seq = lock(&shared.state.positions).get(&driver).map(|(s, _)| s);
-                let now = seq.map_or(Shown::Hidden, Shown::At);
-                if now != shown {
-                    send(&tx, Event::default().event("position").data(data(&pos))).await?;
-                    shown = now;
-                }
-            }
-            None if shown != Shown::Hidden => {
-                send(&tx, Event::default().event("position").data("null")).await?;
-                shown = Shown::Hidden;
-            }
-            None => {}
-        }
-        if !wait(&st, &tx, &mailbox, IDLE_WAKE).await {
-            return Ok(());
-        }
-    }
-}
-
-/// `GET /dispatch/events`: a depot's route events, route summaries and coalesced positions.
-pub async fn depot_events(
-    State(st): State<Arc<WebState>>,
-    headers: HeaderMap,
-    q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, WebError> {
-    let (claims, token) = authorize_dispatcher(&st.shared, &headers)?;
-    let after = start_cursor(&headers, q)?;
-    let guard = reserve(&st)?;
-    let (tx, rx) = mpsc::channel(CHANNEL);
-    tokio::spawn(async move {
-        let _ = depot_producer(st, claims, token, after, tx).await;
-    });
-    Ok(respond(rx, guard))
-}
-
-/// A stable digest of a route summary, to send only the ones that changed.
-fn digest(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-async fn depot_producer(
-    st: Arc<WebState>,
-    claims: Claims,
-    token: String,
-    after: Option<u64>,
-    tx: mpsc::Sender<Event>,
-) -> Result<(), End> {
-    let shared = &st.shared;
-    let depot = DepotId(claims.depot.clone());
-    let mailbox = Arc::new(Mailbox::default());
-    shared.hub.register(FeedKey::Depot(depot.clone()), &mailbox);
-    shared
-        .hub
-        .register(FeedKey::DepotPositions(depot.clone()), &mailbox);
-    let flush = Duration::from_millis(shared.cfg.feed.position_flush_ms.max(50));
-    send(
-        &tx,
-        Event::default()
-            .retry(Duration::from_millis(RETRY_MS))
-            .comment("milepost"),
-    )
-    .await?;
-
-    let last = lock(&shared.state.feed).depot_last(&depot);
-    let mut cursor = match after {
-        Some(a) if a <= last => a,
-        // No cursor, or one from a store that has since been reset: start from now and tell
-        // the page to reload its state.
-        _ => {
-            send(
-                &tx,
-                Event::default()
-                    .id(last.to_string())
-                    .event("resync")
-                    .data("{}"),
-            )
-            .await?;
-            last
-        }
+    let mut cursor = match after.filter(|a| *a <= last) {
+        Some(a) => a,
+        None => start_over(&mut aud, &tx, last).await?,
     };
-    let lag = shared
-        .lag
-        .track(FeedClass::Sse, LagTarget::Depot(depot.clone()), cursor);
-    // Every driver and route once at (re)connection: they are state, not events.
-    lock(&mailbox.moved).clear();
-    let all = lock(&shared.state.positions).of_depot(&depot.0);
-    let dots: Vec<DriverDot> = all
-        .iter()
-        .map(|p| DriverDot::of(shared, p, false))
-        .collect();
-    send(&tx, Event::default().event("positions").data(data(&dots))).await?;
-    let mut sent_routes: HashMap<String, u64> = HashMap::new();
-    let mut last_refresh = Instant::now() - ROUTE_REFRESH;
-    let mut last_flush = Instant::now();
+    let lag = shared.lag.track(FeedClass::Sse, aud.lag_target(), cursor);
+    if let Some(e) = aud.first(shared, &mailbox) {
+        send(&tx, e).await?;
+    }
     loop {
         if !still_valid(shared, &claims, &token) {
             return end_for_auth(&tx).await;
         }
-        // Route events, in order.
-        let mut touched: HashSet<RouteId> = HashSet::new();
-        loop {
-            let read = lock(&shared.state.feed).depot_after(&depot, cursor, READ_BATCH);
-            match read {
-                Ok(events) => {
-                    let full = events.len() == READ_BATCH;
-                    for (offset, u) in events {
-                        if let Update::Dispatch(d) = &u {
-                            let item = DispatchItem::of(shared, offset, d);
-                            send(
-                                &tx,
-                                Event::default()
-                                    .id(offset.to_string())
-                                    .event("dispatch")
-                                    .data(data(&item)),
-                            )
-                            .await?;
-                            touched.insert(d.route_id.clone());
-                        }
-                        cursor = offset;
-                        lag.set(cursor);
+        match aud.read(shared, cursor, READ_BATCH) {
+            Ok(events) => {
+                let full = events.len() == READ_BATCH;
+                for (offset, u) in events {
+                    if let Some((name, data)) = aud.event(shared, offset, &u) {
+                        let e = Event::default()
+                            .id(offset.to_string())
+                            .event(name)
+                            .data(data);
+                        send(&tx, e).await?;
                     }
-                    if !full {
-                        break;
-                    }
-                }
-                Err(TooOld(_)) => {
-                    // Away longer than the depot's ring: the page reloads its state.
-                    let last = lock(&shared.state.feed).depot_last(&depot);
-                    send(
-                        &tx,
-                        Event::default()
-                            .id(last.to_string())
-                            .event("resync")
-                            .data("{}"),
-                    )
-                    .await?;
-                    cursor = last;
+                    cursor = offset;
                     lag.set(cursor);
-                    sent_routes.clear();
-                    break;
+                }
+                if full {
+                    continue;
                 }
             }
-        }
-        // Route summaries: the ones events touched now, all of them now and then.
-        let refresh_all = last_refresh.elapsed() >= ROUTE_REFRESH;
-        if refresh_all || !touched.is_empty() {
-            let routes = if refresh_all {
-                last_refresh = Instant::now();
-                api::depot_routes(shared, &depot)
-            } else {
-                touched
-                    .iter()
-                    .filter_map(|r| api::depot_route(shared, &depot, r).ok())
-                    .collect()
-            };
-            for r in routes {
-                let json = data(&r);
-                let h = digest(&json);
-                if sent_routes.get(&r.route_id) != Some(&h) {
-                    sent_routes.insert(r.route_id.clone(), h);
-                    send(&tx, Event::default().event("route").data(json)).await?;
-                }
+            Err(TooOld(_)) => {
+                // Away longer than the feed keeps: start over from its end.
+                let last = aud.last(shared);
+                cursor = start_over(&mut aud, &tx, last).await?;
+                lag.set(cursor);
             }
         }
-        // Positions, coalesced: a few flushes a second at most, newest position per driver.
-        let pending = !lock(&mailbox.moved).is_empty();
-        if pending {
-            let since = last_flush.elapsed();
-            if since < flush {
-                tokio::time::sleep(flush - since).await;
-            }
-            last_flush = Instant::now();
-            let moved: Vec<DriverId> = lock(&mailbox.moved).drain().collect();
-            let dots: Vec<DriverDot> = {
-                let pos = lock(&shared.state.positions);
-                moved
-                    .iter()
-                    .filter_map(|d| pos.position_of(d))
-                    .map(|(_, p)| DriverDot::of(shared, &p, false))
-                    .collect()
-            };
-            if !dots.is_empty() {
-                send(&tx, Event::default().event("positions").data(data(&dots))).await?;
-            }
-            // More may have moved while we slept: look again before sleeping.
+        if aud.state(shared, &tx, &mailbox).await? == Next::Again {
             continue;
         }
         if !wait(&st, &tx, &mailbox, IDLE_WAKE).await {
             return Ok(());
         }
     }
+}
+
+/// The audience's new cursor, after sending the event that tells the page, if any.
+async fn start_over<A: Audience>(
+    aud: &mut A,
+    tx: &mpsc::Sender<Event>,
+    last: u64,
+) -> Result<u64, End> {
+    let (cursor, e) = aud.start_over(last);
+    if let Some(e) = e {
+        send(tx, e).await?;
+    }
+    Ok(cursor)
 }

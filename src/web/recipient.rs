@@ -1,0 +1,237 @@
+//! Everything a parcel's recipient calls, under `/t/{tracking}`: the tracking page, the
+//! parcel's status as JSON, instructions for the driver, and the parcel's event stream
+//! ([`ParcelStream`]: milestones, status and, when the privacy rule allows, the driver's
+//! position). Each handler checks the tracking number and the token, then builds its answer
+//! from `views::parcel` and `pages`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::Event;
+use axum::response::Response;
+use axum::Json;
+use milepost_core::feed::{FeedKey, TooOld};
+use milepost_proto::route::{TrackingNumber, Update};
+use milepost_proto::{Command, CommandKind, DriverId, Seq, ServerMsg};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::feed::{LagTarget, Mailbox};
+use crate::server::Shared;
+use crate::state::lock;
+use crate::web::auth::{authorize_parcel, check_parcel, check_tracking, page_auth, PageQuery};
+use crate::web::error::WebError;
+use crate::web::pages::{error_page, html, render_tracking};
+use crate::web::respond::json;
+use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next, StreamQuery};
+use crate::web::state::WebState;
+use crate::web::views::parcel::{parcel_view, status_view, visible_position, MilestoneView};
+
+/// `GET /t/{tracking}`: the recipient's tracking page.
+pub async fn tracking(
+    State(st): State<Arc<WebState>>,
+    Path(tracking): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let brand = &st.cfg().brand;
+    if let Err(e) = check_tracking(&tracking) {
+        return error_page(Some(brand), &e);
+    }
+    let Ok(Query(q)) = q else {
+        return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
+    };
+    let base = format!("/t/{tracking}");
+    let auth = match page_auth(&st, &headers, &q, &base)
+        .and_then(|a| check_parcel(&st.shared, &a.claims, &tracking).map(|_| a))
+    {
+        Ok(a) => a,
+        Err(e) => return error_page(Some(brand), &e),
+    };
+    let Some(view) = parcel_view(&st.shared, &TrackingNumber(tracking.clone())) else {
+        return error_page(
+            Some(brand),
+            &WebError::NotFound(format!("no parcel {tracking}")),
+        );
+    };
+    html(
+        StatusCode::OK,
+        render_tracking(brand, &tracking, &base, &view),
+        auth.cookie,
+    )
+}
+
+/// `GET /t/{tracking}/status`: the parcel view.
+pub async fn parcel_status(
+    State(st): State<Arc<WebState>>,
+    Path(tracking): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    check_tracking(&tracking)?;
+    authorize_parcel(&st.shared, &headers, &tracking)?;
+    let view = parcel_view(&st.shared, &TrackingNumber(tracking.clone()))
+        .ok_or_else(|| WebError::NotFound(format!("no parcel {tracking}")))?;
+    Ok(json(view))
+}
+
+/// The body of `POST /t/{tracking}/instructions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstructionsBody {
+    /// The text for the driver (at most 1,000 bytes; empty clears).
+    pub text: String,
+}
+
+/// `POST /t/{tracking}/instructions`: leaves instructions for the driver. Logged and applied
+/// through the same command path as over QUIC; answered once applied.
+pub async fn instructions(
+    State(st): State<Arc<WebState>>,
+    Path(tracking): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<InstructionsBody>, JsonRejection>,
+) -> Result<Response, WebError> {
+    check_tracking(&tracking)?;
+    let (claims, _) = authorize_parcel(&st.shared, &headers, &tracking)?;
+    // Authorization before the body: an outsider learns nothing from the body's errors.
+    let Json(body) = body.map_err(|e| WebError::BadRequest(e.body_text()))?;
+    // Control characters (other than line breaks) have no place in a note for a driver.
+    let text: String = body
+        .text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    let cmd = Command {
+        id: 0,
+        kind: CommandKind::SetInstructions {
+            tracking: TrackingNumber(tracking),
+            text: text.clone(),
+        },
+    };
+    match crate::server::commands::handle(&claims, &st.shared, cmd).await {
+        ServerMsg::Done { .. } => Ok(json(serde_json::json!({ "instructions": text }))),
+        ServerMsg::Error(e) => Err(WebError::from_code(e.code, e.message)),
+        other => Err(WebError::Internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// `GET /t/{tracking}/events`: a parcel's milestones, status and (when the privacy rule allows)
+/// the driver's position.
+pub async fn parcel_events(
+    State(st): State<Arc<WebState>>,
+    Path(tracking): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Response, WebError> {
+    check_tracking(&tracking)?;
+    let (claims, token) = authorize_parcel(&st.shared, &headers, &tracking)?;
+    let t = TrackingNumber(tracking);
+    let after = start_cursor(&headers, q)?;
+    if lock(&st.shared.state.core).parcel_status(&t).is_none() {
+        return Err(WebError::NotFound(format!("no parcel {t}")));
+    }
+    sse::open(st, claims, token, after, ParcelStream::new(t))
+}
+
+/// What a parcel stream last told the browser about the driver's position.
+#[derive(PartialEq)]
+enum Shown {
+    Nothing,
+    Hidden,
+    At(Seq),
+}
+
+/// A parcel's event stream: every milestone (id = offset), the status after any of them, and
+/// the driver's position while the privacy rule shows it (`null` once it does not).
+pub struct ParcelStream {
+    t: TrackingNumber,
+    /// The driver whose moves also wake the stream (registered once visible).
+    driver_key: Option<DriverId>,
+    shown: Shown,
+    status_due: bool,
+}
+
+impl ParcelStream {
+    /// The stream of parcel `t`.
+    pub fn new(t: TrackingNumber) -> ParcelStream {
+        ParcelStream {
+            t,
+            driver_key: None,
+            shown: Shown::Nothing,
+            status_due: true,
+        }
+    }
+}
+
+impl Audience for ParcelStream {
+    fn keys(&self) -> Vec<FeedKey> {
+        vec![FeedKey::Parcel(self.t.clone())]
+    }
+
+    fn lag_target(&self) -> LagTarget {
+        LagTarget::Parcel(self.t.clone())
+    }
+
+    fn last(&self, shared: &Shared) -> u64 {
+        lock(&shared.state.feed).parcel_last(&self.t)
+    }
+
+    fn read(&self, shared: &Shared, cursor: u64, max: usize) -> Result<Vec<(u64, Update)>, TooOld> {
+        Ok(lock(&shared.state.feed).parcel_after(&self.t, cursor, max))
+    }
+
+    /// A parcel's feed is kept whole: a browser that lost its place is sent all of it.
+    fn start_over(&mut self, _last: u64) -> (u64, Option<Event>) {
+        (0, None)
+    }
+
+    fn event(&mut self, _shared: &Shared, offset: u64, u: &Update) -> Option<Named> {
+        let Update::Parcel(p) = u else {
+            return None;
+        };
+        self.status_due = true;
+        Some(("milestone", data(&MilestoneView::of(offset, p))))
+    }
+
+    async fn state(
+        &mut self,
+        shared: &Shared,
+        tx: &mpsc::Sender<Event>,
+        mailbox: &Arc<Mailbox>,
+    ) -> Result<Next, End> {
+        let status = lock(&shared.state.core).parcel_status(&self.t);
+        if self.status_due {
+            if let Some(s) = &status {
+                let v = status_view(shared, s);
+                send(tx, Event::default().event("status").data(data(&v))).await?;
+            }
+            self.status_due = false;
+        }
+        // The driver's position, under the same privacy rule as the QUIC feed.
+        let visible = status.as_ref().and_then(|s| visible_position(shared, s));
+        match visible {
+            Some((driver, pos)) => {
+                if self.driver_key.as_ref() != Some(&driver) {
+                    shared
+                        .hub
+                        .register(FeedKey::Driver(driver.clone()), mailbox);
+                    self.driver_key = Some(driver.clone());
+                }
+                let seq = lock(&shared.state.positions).get(&driver).map(|(s, _)| s);
+                let now = seq.map_or(Shown::Hidden, Shown::At);
+                if now != self.shown {
+                    send(tx, Event::default().event("position").data(data(&pos))).await?;
+                    self.shown = now;
+                }
+            }
+            None if self.shown != Shown::Hidden => {
+                send(tx, Event::default().event("position").data("null")).await?;
+                self.shown = Shown::Hidden;
+            }
+            None => {}
+        }
+        Ok(Next::Wait)
+    }
+}

@@ -1,0 +1,27 @@
+//! [`WebState`]: what every handler of the web listener is given (axum's `State`): the
+//! gateway's shared state, the shutdown signal and the count of open event streams.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::server::Shared;
+use crate::web::config::WebConfig;
+
+/// Everything the handlers share.
+pub struct WebState {
+    /// The gateway's shared state.
+    pub shared: Arc<Shared>,
+    /// Fires when the gateway shuts down (event streams end then).
+    pub stop: watch::Receiver<bool>,
+    /// Event streams open now.
+    pub streams: AtomicUsize,
+}
+
+impl WebState {
+    /// The web configuration.
+    pub fn cfg(&self) -> &WebConfig {
+        &self.shared.cfg.web
+    }
+}

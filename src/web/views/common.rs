@@ -1,0 +1,64 @@
+//! What the recipient's and the dispatcher's views share: times as `HH:MM`, a live position as
+//! the pages get it, a driver's display name, and the route run a route id names.
+
+use milepost_core::fleet::engine::FleetCore;
+use milepost_core::fleet::run::RouteRun;
+use milepost_proto::route::RouteId;
+use milepost_proto::{DriverId, DriverPosition};
+use serde::Serialize;
+
+use crate::server::Shared;
+
+/// Formats a UTC ms timestamp as `HH:MM` (UTC), like the status line.
+pub fn hhmm(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// A position as the pages get it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PositionView {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Time of the fix, UTC ms.
+    pub t_ms: i64,
+    /// Accuracy radius, metres.
+    pub accuracy_m: f32,
+    /// Course, degrees, if measured.
+    pub heading_deg: Option<f32>,
+}
+
+impl PositionView {
+    /// The view of a live position.
+    pub fn of(p: &DriverPosition) -> PositionView {
+        PositionView {
+            lat: p.fix.lat(),
+            lon: p.fix.lon(),
+            t_ms: p.fix.t_ms,
+            accuracy_m: p.fix.accuracy_m,
+            heading_deg: p.fix.heading_deg,
+        }
+    }
+}
+
+/// A driver's display name for dispatchers: the configured first name, else the id.
+pub fn driver_name(shared: &Shared, d: &DriverId) -> String {
+    shared
+        .cfg
+        .web
+        .drivers
+        .get(&d.0)
+        .map(|c| c.first_name.clone())
+        .unwrap_or_else(|| d.0.clone())
+}
+
+/// The route run a route id names (the core has no lookup by id that returns the plan).
+pub fn run_of<'a>(core: &'a FleetCore, route: &RouteId) -> Option<&'a RouteRun> {
+    core.snapshot()
+        .routes
+        .into_iter()
+        .find(|r| &r.plan.id == route)
+}

@@ -1,0 +1,213 @@
+//! The dispatcher's views: a route event in words ([`DispatchItem`], [`dispatch_text`]), a
+//! driver on the map ([`DriverDot`]), a depot's newest alerts, everything the map starts from
+//! ([`DepotState`]) and the answer of "who is near here" ([`NearbyAnswer`]).
+
+use milepost_core::present::reason_text;
+use milepost_proto::route::{DepotId, DispatchEvent, DispatchUpdate, Update};
+use milepost_proto::DriverPosition;
+use serde::Serialize;
+
+use crate::server::Shared;
+use crate::state::lock;
+use crate::web::views::common::{driver_name, hhmm, PositionView};
+use crate::web::views::route::{depot_routes, RouteSummary};
+
+/// Route events scanned for a dispatcher's alert list.
+const ALERTS_SCAN: u64 = 500;
+/// Alerts listed.
+const ALERTS_MAX: usize = 100;
+
+/// One route event as a dispatcher sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DispatchItem {
+    /// Its feed offset (the SSE event id).
+    pub offset: u64,
+    /// The route.
+    pub route_id: String,
+    /// The driver.
+    pub driver: String,
+    /// The driver's display name (first name, else the id).
+    pub driver_name: String,
+    /// When, UTC ms.
+    pub at_ms: i64,
+    /// When, `HH:MM` UTC.
+    pub time: String,
+    /// The event's kind, e.g. `RunningLate`.
+    pub kind: &'static str,
+    /// In words.
+    pub text: String,
+    /// Worth a dispatcher's attention (stalled, late, failed attempt, off route).
+    pub alert: bool,
+}
+
+/// A route event in words.
+pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
+    match e {
+        DispatchEvent::RouteStarted => ("RouteStarted", "Route started".into(), false),
+        DispatchEvent::RouteFinished { delivered, failed } => (
+            "RouteFinished",
+            format!("Route finished: {delivered} delivered, {failed} not delivered"),
+            false,
+        ),
+        DispatchEvent::DriverStalled { idle_s, no_fix } => {
+            let why = if *no_fix { "no GPS fix" } else { "not moving" };
+            (
+                "DriverStalled",
+                format!("Stalled: {why} for {} min", idle_s / 60),
+                true,
+            )
+        }
+        DispatchEvent::RunningLate { stop, minutes } => (
+            "RunningLate",
+            format!("Running {minutes} min late for {stop}"),
+            true,
+        ),
+        DispatchEvent::AttemptFailed { stop, reason } => (
+            "AttemptFailed",
+            format!("Failed attempt at {stop}: {}", reason_text(*reason)),
+            true,
+        ),
+        DispatchEvent::OffRoute { distance_m } => (
+            "OffRoute",
+            format!("Off route by {} m", distance_m.round() as i64),
+            true,
+        ),
+        DispatchEvent::BackOnRoute => ("BackOnRoute", "Back on route".into(), false),
+        DispatchEvent::StopArrived { stop, .. } => {
+            ("StopArrived", format!("Arrived at {stop}"), false)
+        }
+        DispatchEvent::StopDeparted { stop, dwell_s } => (
+            "StopDeparted",
+            format!("Left {stop} after {} min", dwell_s / 60),
+            false,
+        ),
+        DispatchEvent::StopPassed { stop } => (
+            "StopPassed",
+            format!("Passed {stop} without stopping"),
+            true,
+        ),
+        DispatchEvent::DriverMoving => ("DriverMoving", "Moving again".into(), false),
+    }
+}
+
+impl DispatchItem {
+    /// The view of route event `offset`.
+    pub fn of(shared: &Shared, offset: u64, d: &DispatchUpdate) -> DispatchItem {
+        let (kind, text, alert) = dispatch_text(&d.kind);
+        DispatchItem {
+            offset,
+            route_id: d.route_id.0.clone(),
+            driver: d.driver.0.clone(),
+            driver_name: driver_name(shared, &d.driver),
+            at_ms: d.fix_t_ms,
+            time: hhmm(d.fix_t_ms),
+            kind,
+            text,
+            alert,
+        }
+    }
+}
+
+/// A driver on the dispatcher map.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DriverDot {
+    /// Driver id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Vehicle, if configured.
+    pub vehicle: Option<String>,
+    /// The live position.
+    pub position: PositionView,
+    /// Ground speed, m/s.
+    pub speed_mps: Option<f32>,
+    /// Distance from a query point, metres (nearby answers only).
+    pub distance_m: Option<f32>,
+}
+
+impl DriverDot {
+    /// The dot of a live position.
+    pub fn of(shared: &Shared, p: &DriverPosition, with_distance: bool) -> DriverDot {
+        DriverDot {
+            id: p.driver.0.clone(),
+            name: driver_name(shared, &p.driver),
+            vehicle: shared
+                .cfg
+                .web
+                .drivers
+                .get(&p.driver.0)
+                .and_then(|c| c.vehicle.clone()),
+            position: PositionView::of(p),
+            speed_mps: p.fix.speed_mps,
+            distance_m: with_distance.then_some(p.distance_m),
+        }
+    }
+}
+
+/// The newest alerts of a depot, newest first.
+pub fn recent_alerts(shared: &Shared, depot: &DepotId) -> Vec<DispatchItem> {
+    let events = {
+        let feed = lock(&shared.state.feed);
+        let last = feed.depot_last(depot);
+        // The ring keeps the newest `depot_events_kept`: never ask for older ones.
+        let kept = shared.cfg.feed.depot_events_kept.max(1) as u64;
+        let from = last.saturating_sub(ALERTS_SCAN.min(kept));
+        feed.depot_after(depot, from, ALERTS_SCAN as usize)
+            .unwrap_or_default()
+    };
+    let mut v: Vec<DispatchItem> = events
+        .iter()
+        .rev()
+        .filter_map(|(o, u)| match u {
+            Update::Dispatch(d) => Some(DispatchItem::of(shared, *o, d)),
+            _ => None,
+        })
+        .filter(|i| i.alert)
+        .collect();
+    v.truncate(ALERTS_MAX);
+    v
+}
+
+/// Everything the dispatcher map starts from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DepotState {
+    /// The depot.
+    pub depot: String,
+    /// The offset of the newest route event: the event stream starts after it.
+    pub offset: u64,
+    /// Server time, UTC ms (for "last seen" ages).
+    pub now_ms: i64,
+    /// The depot's drivers with a live position.
+    pub drivers: Vec<DriverDot>,
+    /// The depot's routes.
+    pub routes: Vec<RouteSummary>,
+    /// The newest alerts, newest first.
+    pub alerts: Vec<DispatchItem>,
+}
+
+/// The state of a depot's map.
+pub fn depot_state_of(shared: &Shared, depot: &DepotId) -> DepotState {
+    // Offset first (see `parcel_view`).
+    let offset = lock(&shared.state.feed).depot_last(depot);
+    let positions = lock(&shared.state.positions).of_depot(&depot.0);
+    DepotState {
+        depot: depot.0.clone(),
+        offset,
+        now_ms: shared.now_ms(),
+        drivers: positions
+            .iter()
+            .map(|p| DriverDot::of(shared, p, false))
+            .collect(),
+        routes: depot_routes(shared, depot),
+        alerts: recent_alerts(shared, depot),
+    }
+}
+
+/// The answer of `GET /dispatch/nearby`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NearbyAnswer {
+    /// Drivers nearest first, with their distance.
+    pub drivers: Vec<DriverDot>,
+    /// More drivers matched than the limit allowed.
+    pub truncated: bool,
+}

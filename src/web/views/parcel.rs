@@ -1,0 +1,241 @@
+//! The recipient's views: a parcel's status in words ([`StatusView`]), its timeline of
+//! milestones ([`MilestoneView`]), the driver card, the driver's position under the privacy
+//! rule ([`visible_position`]), and all of it together for the tracking page ([`ParcelView`]).
+
+use milepost_core::present::{event_text, reason_text, status_line, visible_driver};
+use milepost_proto::route::{
+    ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary, TimeWindow,
+    TrackingNumber, Update,
+};
+use milepost_proto::DriverId;
+use serde::Serialize;
+
+use crate::server::Shared;
+use crate::state::lock;
+use crate::web::views::common::{hhmm, run_of, PositionView};
+
+/// Milestones shown in a parcel's timeline (the newest ones).
+const TIMELINE_MAX: usize = 40;
+/// Milestones scanned for the timeline (ETA updates are skipped, so scan more than shown).
+const TIMELINE_SCAN: u64 = 400;
+
+/// One entry of a parcel's timeline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MilestoneView {
+    /// Its feed offset (the SSE event id).
+    pub offset: u64,
+    /// The event's kind, e.g. `StopsAway` (for icons and styling).
+    pub kind: &'static str,
+    /// In words.
+    pub text: String,
+    /// When, UTC ms.
+    pub at_ms: i64,
+    /// When, `HH:MM` UTC.
+    pub time: String,
+    /// Shown in the timeline (ETA updates only refresh the status).
+    pub milestone: bool,
+}
+
+impl MilestoneView {
+    /// The view of milestone `offset`.
+    pub fn of(offset: u64, p: &ParcelUpdate) -> MilestoneView {
+        let at_ms = match &p.kind {
+            ParcelEvent::Delivered { at_ms, .. } => *at_ms,
+            _ => p.fix_t_ms,
+        };
+        let text = match &p.kind {
+            // Said the way the status line says it ("1 stop away", "Next stop").
+            ParcelEvent::StopsAway { n: 0 } => "Next stop".to_owned(),
+            ParcelEvent::StopsAway { n: 1 } => "1 stop away".to_owned(),
+            // The time is shown beside it.
+            ParcelEvent::Delivered { .. } => "Delivered".to_owned(),
+            other => event_text(other).trim().to_owned(),
+        };
+        MilestoneView {
+            offset,
+            kind: parcel_kind(&p.kind),
+            text,
+            at_ms,
+            time: hhmm(at_ms),
+            milestone: !matches!(p.kind, ParcelEvent::EtaChanged { .. }),
+        }
+    }
+}
+
+fn parcel_kind(e: &ParcelEvent) -> &'static str {
+    match e {
+        ParcelEvent::OutForDelivery => "OutForDelivery",
+        ParcelEvent::StopsAway { .. } => "StopsAway",
+        ParcelEvent::EtaChanged { .. } => "EtaChanged",
+        ParcelEvent::ArrivingSoon => "ArrivingSoon",
+        ParcelEvent::Arrived => "Arrived",
+        ParcelEvent::Delivered { .. } => "Delivered",
+        ParcelEvent::Failed { .. } => "Failed",
+        ParcelEvent::Delayed { .. } => "Delayed",
+    }
+}
+
+/// What a recipient is told about the driver (from `web.drivers`; nothing when not configured).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DriverCard {
+    /// First name.
+    pub first_name: String,
+    /// Vehicle.
+    pub vehicle: Option<String>,
+}
+
+/// The parcel's current state, without the timeline (sent on every change).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusView {
+    /// The parcel.
+    pub tracking: String,
+    /// Where it is.
+    pub state: ParcelState,
+    /// The one-line status, e.g. `3 stops away - arriving 14:05-14:15`.
+    pub status_line: String,
+    /// Stops before this one.
+    pub stops_away: Option<u32>,
+    /// Best estimate, UTC ms.
+    pub eta_ms: Option<i64>,
+    /// Earliest likely arrival, UTC ms.
+    pub earliest_ms: Option<i64>,
+    /// Latest likely arrival, UTC ms.
+    pub latest_ms: Option<i64>,
+    /// The promised window.
+    pub window: Option<TimeWindow>,
+    /// The promised window as `HH:MM-HH:MM` UTC.
+    pub window_text: Option<String>,
+    /// Proof of delivery, once delivered.
+    pub proof: Option<ProofSummary>,
+    /// Why the attempt failed, once failed.
+    pub failure: Option<String>,
+    /// The driver, when configured and the route has started.
+    pub driver: Option<DriverCard>,
+}
+
+/// Everything the tracking page shows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParcelView {
+    /// The offset of the newest milestone: the page's event stream starts after it.
+    pub offset: u64,
+    /// The current state.
+    pub status: StatusView,
+    /// The newest milestones, oldest first.
+    pub timeline: Vec<MilestoneView>,
+    /// The delivery address (the recipient's own stop), for the map.
+    pub destination: Option<Point>,
+    /// The driver's position, only when the privacy rule allows it.
+    pub position: Option<PositionView>,
+    /// Instructions this recipient left, if any.
+    pub instructions: Option<String>,
+}
+
+/// The current status of a parcel, in words.
+pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
+    let (proof, failure) = match s.last_event.as_ref().map(|u| &u.kind) {
+        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => {
+            (Some(proof.clone()), None)
+        }
+        Some(ParcelEvent::Failed { reason, note }) if s.state == ParcelState::Failed => {
+            let note = note.trim();
+            let text = if note.is_empty() {
+                reason_text(*reason).to_owned()
+            } else {
+                format!("{}: {note}", reason_text(*reason))
+            };
+            (None, Some(text))
+        }
+        _ => (None, None),
+    };
+    let driver = if s.state == ParcelState::Planned {
+        None
+    } else {
+        lock(&shared.state.core)
+            .route_view(&s.route_id)
+            .and_then(|v| driver_card(shared, &v.driver))
+    };
+    StatusView {
+        tracking: s.tracking.0.clone(),
+        state: s.state,
+        status_line: status_line(s),
+        stops_away: s.stops_away,
+        eta_ms: s.eta_ms,
+        earliest_ms: s.earliest_ms,
+        latest_ms: s.latest_ms,
+        window: s.window,
+        window_text: s
+            .window
+            .map(|w| format!("{}-{}", hhmm(w.start_ms), hhmm(w.end_ms))),
+        proof,
+        failure,
+        driver,
+    }
+}
+
+/// The configured presentation of a driver.
+pub fn driver_card(shared: &Shared, d: &DriverId) -> Option<DriverCard> {
+    shared.cfg.web.drivers.get(&d.0).map(|c| DriverCard {
+        first_name: c.first_name.clone(),
+        vehicle: c.vehicle.clone(),
+    })
+}
+
+/// The position a recipient may see now, if any: the core's privacy rule
+/// ([`visible_driver`]), the same the QUIC feed applies, then that driver's live position.
+pub fn visible_position(shared: &Shared, s: &ParcelStatus) -> Option<(DriverId, PositionView)> {
+    let driver = {
+        let core = lock(&shared.state.core);
+        visible_driver(&core, &shared.cfg.feed, s, shared.now_ms())
+    }?;
+    let p = lock(&shared.state.positions)
+        .position_of(&driver)
+        .map(|(_, p)| PositionView::of(&p))?;
+    Some((driver, p))
+}
+
+/// The whole tracking-page view of parcel `t`, or `None` if it is unknown.
+pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
+    // Offset first: a milestone racing with this read is then sent again by the event stream
+    // rather than lost.
+    let (offset, tail) = {
+        let feed = lock(&shared.state.feed);
+        let last = feed.parcel_last(t);
+        let from = last.saturating_sub(TIMELINE_SCAN);
+        (last, feed.parcel_after(t, from, TIMELINE_SCAN as usize))
+    };
+    let (status, destination, instructions) = {
+        let core = lock(&shared.state.core);
+        let status = core.parcel_status(t)?;
+        let run = run_of(&core, &status.route_id);
+        let destination = run
+            .and_then(|r| r.plan.stops.iter().find(|s| s.id == status.stop))
+            .map(|s| Point {
+                lat: s.lat,
+                lon: s.lon,
+            });
+        let instructions = run
+            .and_then(|r| r.parcel(t))
+            .and_then(|p| p.instructions.clone());
+        (status, destination, instructions)
+    };
+    let mut timeline: Vec<MilestoneView> = tail
+        .iter()
+        .filter_map(|(o, u)| match u {
+            Update::Parcel(p) => Some(MilestoneView::of(*o, p)),
+            _ => None,
+        })
+        .filter(|m| m.milestone)
+        .collect();
+    if timeline.len() > TIMELINE_MAX {
+        timeline.drain(..timeline.len() - TIMELINE_MAX);
+    }
+    let position = visible_position(shared, &status).map(|(_, p)| p);
+    Some(ParcelView {
+        offset,
+        status: status_view(shared, &status),
+        timeline,
+        destination,
+        position,
+        instructions,
+    })
+}
