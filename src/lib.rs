@@ -2,24 +2,31 @@
 //!
 //! Driver phones stream GPS fixes over QUIC; the gateway authenticates each device, validates
 //! every fix, appends it to a durable log (group-commit fsync) before acking it, keeps every
-//! driver's live position in an R-tree, and answers dispatchers' spatial queries. The wire format
-//! lives in the `milepost-proto` crate.
+//! driver's live position in an R-tree, and answers dispatchers' spatial queries.
+//!
+//! # Layers
+//! `milepost-proto` (the wire format) <- `milepost-core` (the sans-IO fleet model, the log's
+//! records, the feed store, the fold, the words people see) <- this crate, the shell: threads,
+//! files, sockets, the clock, listeners. Inside the shell, from the top: `main.rs` and the CLI;
+//! the listeners and tools (`server`, `web`, `cluster`, `replay`, `tools`, `client`); the shared
+//! machinery (`config`, `state`, `store`, `feed`, `auth`, `certs`, `metrics`, `wire`, `udp`);
+//! and each part's own configuration section (`*/config.rs`, `server/limits.rs`) at the
+//! bottom. `tests/layers.rs` checks the rule and that no import goes round in a circle.
 //!
 //! # Layout
 //! - [`config`]: every knob with a safe default; TOML file, environment and flag overrides.
 //! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry.
 //! - [`certs`]: the development CA and server certificate made on first run.
 //! - [`cluster`]: several gateways as one fleet over NATS JetStream (`serve --cluster`).
-//! - [`store`]: the ingest log (CRC-framed records, segments, group commit, torn-tail
-//!   recovery) and the per-driver dedupe state rebuilt from it.
-//! - [`feed`]: per-audience event feeds with offsets, the subscription hub, webhooks.
-//! - [`fleet`]: the sans-IO core: fix validation, live positions and the R-tree, routes, stop
-//!   progress and ETA. Never awaits, never reads the clock.
-//! - [`hash`]: the hash maps of the per-fix path.
+//! - [`store`]: the ingest log's files (CRC-framed records, segments, group commit, torn-tail
+//!   recovery) and snapshot files.
+//! - [`feed`]: the subscription hub, feed lag, webhooks.
+//! - [`state`]: the fleet state (the core's fold) behind locks, shared by every listener.
 //! - [`metrics`]: counters and latency histograms in the Prometheus text format.
 //! - [`server`]: the tokio/quinn shell: endpoint, per-connection sessions, dispatcher queries.
 //! - [`client`]: the QUIC client used by `drive`, `query` and the load tools.
-//! - [`replay`]: recorded trace readers (GPX, CSV, GeoJSON).
+//! - [`replay`]: recorded traces (one reader per format in `trace/`), `drive`, and the load
+//!   generator (`sim/`).
 //! - [`tools`]: offline tools (ETA evaluation, GTFS conversion).
 //! - [`web`]: the HTTP listener for browsers: recipients' tracking pages and the dispatcher
 //!   map, fed live by server-sent events from the same feeds as QUIC.

@@ -1,9 +1,9 @@
 //! What people are shown, in one place: the recipient privacy rule (when a recipient may see
 //! the driver's position) and the words of every status, milestone and failure reason. The QUIC
 //! feed, the web pages and API, `milepost watch` and webhooks all call these, so every surface
-//! says the same thing.
+//! says the same thing. Dispatcher alerts are worded here too ([`dispatch_text`]).
 
-use milepost_proto::route::{ParcelEvent, ParcelState, ParcelStatus};
+use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, ParcelStatus};
 use milepost_proto::DriverId;
 
 use crate::feed::FeedConfig;
@@ -111,6 +111,58 @@ pub fn event_text(e: &ParcelEvent) -> String {
             format!("Attempt failed: {} {note}", reason_text(*reason))
         }
         ParcelEvent::Delayed { eta_ms, .. } => format!("Delayed, now expected {}", hhmm(*eta_ms)),
+    }
+}
+
+/// A route event as a dispatcher reads it: its kind's name, the text, and whether it is an
+/// alert (worth a dispatcher's attention: stalled, late, failed attempt, off route, passed).
+/// A new alert is a new `DispatchEvent` the core emits, and its words here.
+pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
+    match e {
+        DispatchEvent::RouteStarted => ("RouteStarted", "Route started".into(), false),
+        DispatchEvent::RouteFinished { delivered, failed } => (
+            "RouteFinished",
+            format!("Route finished: {delivered} delivered, {failed} not delivered"),
+            false,
+        ),
+        DispatchEvent::DriverStalled { idle_s, no_fix } => {
+            let why = if *no_fix { "no GPS fix" } else { "not moving" };
+            (
+                "DriverStalled",
+                format!("Stalled: {why} for {} min", idle_s / 60),
+                true,
+            )
+        }
+        DispatchEvent::RunningLate { stop, minutes } => (
+            "RunningLate",
+            format!("Running {minutes} min late for {stop}"),
+            true,
+        ),
+        DispatchEvent::AttemptFailed { stop, reason } => (
+            "AttemptFailed",
+            format!("Failed attempt at {stop}: {}", reason_text(*reason)),
+            true,
+        ),
+        DispatchEvent::OffRoute { distance_m } => (
+            "OffRoute",
+            format!("Off route by {} m", distance_m.round() as i64),
+            true,
+        ),
+        DispatchEvent::BackOnRoute => ("BackOnRoute", "Back on route".into(), false),
+        DispatchEvent::StopArrived { stop, .. } => {
+            ("StopArrived", format!("Arrived at {stop}"), false)
+        }
+        DispatchEvent::StopDeparted { stop, dwell_s } => (
+            "StopDeparted",
+            format!("Left {stop} after {} min", dwell_s / 60),
+            false,
+        ),
+        DispatchEvent::StopPassed { stop } => (
+            "StopPassed",
+            format!("Passed {stop} without stopping"),
+            true,
+        ),
+        DispatchEvent::DriverMoving => ("DriverMoving", "Moving again".into(), false),
     }
 }
 

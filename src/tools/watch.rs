@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use milepost_core::present::{event_text, status_line};
-use milepost_proto::route::{DispatchEvent, ParcelStatus, Update};
+use milepost_core::present::{dispatch_text, event_text, status_line};
+use milepost_proto::route::{ParcelStatus, Update};
 use milepost_proto::{CommandKind, DeviceInfo, DriverPosition, FeedTarget, ServerMsg};
 
 use crate::client::{ClientEndpoint, ClientError, Session};
@@ -80,7 +80,7 @@ pub async fn watch(
                             "#{offset} {} {}: {}",
                             d.route_id,
                             d.driver,
-                            dispatch_text(&d.kind)
+                            dispatch_text(&d.kind).1
                         )),
                         Update::Driver(_) => {}
                     }
@@ -106,10 +106,6 @@ pub async fn watch(
             render(recipient, subject, status.as_ref(), &drivers, &events);
         }
     }
-}
-
-fn dispatch_text(e: &DispatchEvent) -> String {
-    format!("{e:?}")
 }
 
 fn render(

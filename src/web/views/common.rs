@@ -1,4 +1,4 @@
-//! What the recipient's and the dispatcher's views share: times as `HH:MM`, a live position as
+//! What the recipient's and the dispatcher's views share: a live position as
 //! the pages get it, a driver's display name, and the route run a route id names.
 
 use milepost_core::fleet::engine::FleetCore;
@@ -8,13 +8,6 @@ use milepost_proto::{DriverId, DriverPosition};
 use serde::Serialize;
 
 use crate::server::Shared;
-
-/// Formats a UTC ms timestamp as `HH:MM` (UTC), like the status line.
-pub fn hhmm(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%H:%M").to_string())
-        .unwrap_or_default()
-}
 
 /// A position as the pages get it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -1,15 +1,15 @@
-//! The dispatcher's views: a route event in words ([`DispatchItem`], [`dispatch_text`]), a
+//! The dispatcher's views: a route event in words ([`DispatchItem`]), a
 //! driver on the map ([`DriverDot`]), a depot's newest alerts, everything the map starts from
 //! ([`DepotState`]) and the answer of "who is near here" ([`NearbyAnswer`]).
 
-use milepost_core::present::reason_text;
-use milepost_proto::route::{DepotId, DispatchEvent, DispatchUpdate, Update};
+use milepost_core::present::{dispatch_text, hhmm};
+use milepost_proto::route::{DepotId, DispatchUpdate, Update};
 use milepost_proto::DriverPosition;
 use serde::Serialize;
 
 use crate::server::Shared;
 use crate::state::lock;
-use crate::web::views::common::{driver_name, hhmm, PositionView};
+use crate::web::views::common::{driver_name, PositionView};
 use crate::web::views::route::{depot_routes, RouteSummary};
 
 /// Route events scanned for a dispatcher's alert list.
@@ -38,56 +38,6 @@ pub struct DispatchItem {
     pub text: String,
     /// Worth a dispatcher's attention (stalled, late, failed attempt, off route).
     pub alert: bool,
-}
-
-/// A route event in words.
-pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
-    match e {
-        DispatchEvent::RouteStarted => ("RouteStarted", "Route started".into(), false),
-        DispatchEvent::RouteFinished { delivered, failed } => (
-            "RouteFinished",
-            format!("Route finished: {delivered} delivered, {failed} not delivered"),
-            false,
-        ),
-        DispatchEvent::DriverStalled { idle_s, no_fix } => {
-            let why = if *no_fix { "no GPS fix" } else { "not moving" };
-            (
-                "DriverStalled",
-                format!("Stalled: {why} for {} min", idle_s / 60),
-                true,
-            )
-        }
-        DispatchEvent::RunningLate { stop, minutes } => (
-            "RunningLate",
-            format!("Running {minutes} min late for {stop}"),
-            true,
-        ),
-        DispatchEvent::AttemptFailed { stop, reason } => (
-            "AttemptFailed",
-            format!("Failed attempt at {stop}: {}", reason_text(*reason)),
-            true,
-        ),
-        DispatchEvent::OffRoute { distance_m } => (
-            "OffRoute",
-            format!("Off route by {} m", distance_m.round() as i64),
-            true,
-        ),
-        DispatchEvent::BackOnRoute => ("BackOnRoute", "Back on route".into(), false),
-        DispatchEvent::StopArrived { stop, .. } => {
-            ("StopArrived", format!("Arrived at {stop}"), false)
-        }
-        DispatchEvent::StopDeparted { stop, dwell_s } => (
-            "StopDeparted",
-            format!("Left {stop} after {} min", dwell_s / 60),
-            false,
-        ),
-        DispatchEvent::StopPassed { stop } => (
-            "StopPassed",
-            format!("Passed {stop} without stopping"),
-            true,
-        ),
-        DispatchEvent::DriverMoving => ("DriverMoving", "Moving again".into(), false),
-    }
 }
 
 impl DispatchItem {

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::server::Shared;
 use crate::state::lock;
-use crate::web::views::common::{hhmm, run_of, PositionView};
+use crate::web::views::common::{run_of, PositionView};
+use milepost_core::present::hhmm;
 
 /// Milestones shown in a parcel's timeline (the newest ones).
 const TIMELINE_MAX: usize = 40;

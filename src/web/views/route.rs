@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::server::Shared;
 use crate::state::lock;
 use crate::web::error::WebError;
-use crate::web::views::common::{driver_name, hhmm, run_of};
+use crate::web::views::common::{driver_name, run_of};
+use milepost_core::present::hhmm;
 
 /// One stop on the dispatcher map.
 #[derive(Clone, Debug, PartialEq, Serialize)]
