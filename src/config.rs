@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::config::ClusterConfig;
 use crate::server::limits::LimitsConfig;
 use crate::store::LogConfig;
-use crate::web::WebConfig;
+use crate::web::config::WebConfig;
 
 /// The whole gateway configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

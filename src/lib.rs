@@ -7,15 +7,16 @@
 //!
 //! # Layout
 //! - [`config`]: every knob with a safe default; TOML file, environment and flag overrides.
-//! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry.
+//! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry;
+//!   their fingerprints and the deny list of revoked ones (`milepost revoke`).
 //! - [`certs`]: the development CA and server certificate made on first run.
 //! - [`cluster`]: several gateways as one fleet over NATS JetStream (`serve --cluster`).
 //! - [`store`]: the ingest log (CRC-framed records, segments, group commit, torn-tail
 //!   recovery) and the per-driver dedupe state rebuilt from it.
 //! - [`feed`]: per-audience event feeds with offsets, the subscription hub, webhooks.
-//! - [`fleet`]: the sans-IO core: fix validation, live positions and the R-tree, routes, stop
-//!   progress and ETA. Never awaits, never reads the clock.
-//! - [`hash`]: the hash maps of the per-fix path.
+//! - [`state`]: the fleet state (the fold of the log) behind its locks, shared by the shell.
+//! - The sans-IO core (fix validation, live positions and the R-tree, routes, stop progress and
+//!   ETA, the fold itself) is the `milepost-core` crate: it never awaits, never reads the clock.
 //! - [`metrics`]: counters and latency histograms in the Prometheus text format.
 //! - [`server`]: the tokio/quinn shell: endpoint, per-connection sessions, dispatcher queries.
 //! - [`client`]: the QUIC client used by `drive`, `query` and the load tools.
