@@ -1,8 +1,15 @@
 //! Bearer tokens: `mp1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`, signed with the
 //! server secret. A token names its role, subject, depot and expiry; the gateway checks the
 //! signature in constant time and the expiry against the `now` it is given.
+//!
+//! Revocation lives here too: a token's [`fingerprint`], its holder's [`subject_key`], and the
+//! [`DenyList`] of revoked ones (a file reloaded without restart, plus the entries the other
+//! gateways of a cluster revoked).
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::SystemTime;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -143,6 +150,102 @@ impl TokenKey {
     }
 }
 
+/// The first 16 hex digits of the SHA-256 of `s`: a short, stable name (a token's
+/// fingerprint, a webhook URL's cursor file, a revocation's key in the cluster's bucket).
+pub fn short_digest(s: &str) -> String {
+    use sha2::Digest;
+    let d = Sha256::digest(s.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fingerprint of a token as written in the deny list: `fp:` and its [`short_digest`].
+pub fn fingerprint(token: &str) -> String {
+    format!("fp:{}", short_digest(token))
+}
+
+/// How the deny list and the connection registry name a token's holder: `driver:d42`.
+pub fn subject_key(role: Role, sub: &str) -> String {
+    format!("{role:?}:{sub}").to_lowercase()
+}
+
+/// The token deny list: a text file, one entry a line: `driver:D42` (every token of that
+/// subject; also `dispatcher:north`, `recipient:T1`), or a token fingerprint `fp:0123...`
+/// (`milepost revoke` prints and appends them). `#` starts a comment.
+pub struct DenyList {
+    path: PathBuf,
+    entries: RwLock<(HashSet<String>, Option<SystemTime>)>,
+    /// Entries revoked on other gateways of a cluster (see the cluster's `revoke` task).
+    shared: RwLock<HashSet<String>>,
+}
+
+impl DenyList {
+    /// A deny list read from `path` (absent file = empty list).
+    pub fn new(path: &Path) -> DenyList {
+        let list = DenyList {
+            path: path.to_owned(),
+            entries: RwLock::new((HashSet::new(), None)),
+            shared: RwLock::new(HashSet::new()),
+        };
+        list.reload();
+        list
+    }
+
+    /// Re-reads the file if it changed. Returns the new entries when it did.
+    pub fn reload(&self) -> Option<HashSet<String>> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        {
+            let cur = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            if cur.1 == mtime {
+                return None;
+            }
+        }
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let set: HashSet<String> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim().to_lowercase())
+            .filter(|l| !l.is_empty())
+            .collect();
+        tracing::info!(path = %self.path.display(), entries = set.len(), "token deny list loaded");
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = (set.clone(), mtime);
+        Some(set)
+    }
+
+    /// True if the token (by subject or fingerprint) is denied.
+    pub fn denies(&self, claims: &Claims, token: &str) -> bool {
+        let hit = |set: &HashSet<String>| {
+            !set.is_empty()
+                && (set.contains(&subject_key(claims.role, &claims.sub))
+                    || set.contains(&fingerprint(token)))
+        };
+        hit(&self.entries.read().unwrap_or_else(|p| p.into_inner()).0)
+            || hit(&self.shared.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The entries of this gateway's own file.
+    pub fn local(&self) -> HashSet<String> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Replaces the entries revoked elsewhere in the cluster; returns them with the local ones
+    /// when they changed.
+    pub fn set_shared(&self, set: HashSet<String>) -> Option<HashSet<String>> {
+        let mut cur = self.shared.write().unwrap_or_else(|p| p.into_inner());
+        if *cur == set {
+            return None;
+        }
+        *cur = set;
+        let mut all = self.local();
+        all.extend(cur.iter().cloned());
+        Some(all)
+    }
+}
+
 /// Writes a file readable only by its owner (on Unix).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -196,5 +299,40 @@ mod tests {
         let evil_payload = B64.encode(serde_json::to_vec(&evil).unwrap());
         let forged = format!("{PREFIX}{evil_payload}.{sig}");
         assert_eq!(key.verify(&forged, 0), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn deny_list_by_subject_and_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revoked.txt");
+        let list = DenyList::new(&path);
+        let claims = Claims {
+            role: Role::Driver,
+            sub: "D42".into(),
+            depot: "x".into(),
+            exp: 1,
+            iat: 0,
+        };
+        assert!(!list.denies(&claims, "tok"));
+        std::fs::write(
+            &path,
+            format!("# lost phone\ndriver:D42\n{}\n", fingerprint("other")),
+        )
+        .unwrap();
+        assert!(list.reload().is_some());
+        assert!(list.denies(&claims, "tok"));
+        let mut c2 = claims.clone();
+        c2.sub = "D7".into();
+        assert!(!list.denies(&c2, "tok"));
+        assert!(list.denies(&c2, "other"));
+    }
+
+    #[test]
+    fn fingerprints_and_subject_keys_keep_their_format() {
+        // SHA-256("abc") starts ba7816bf 8f01cfea: deny lists, webhook cursor files and the
+        // cluster's revocation keys written before hold these names.
+        assert_eq!(short_digest("abc"), "ba7816bf8f01cfea");
+        assert_eq!(fingerprint("abc"), "fp:ba7816bf8f01cfea");
+        assert_eq!(subject_key(Role::Dispatcher, "North"), "dispatcher:north");
     }
 }

@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! - [`config`]: every knob with a safe default; TOML file, environment and flag overrides.
-//! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry.
+//! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry;
+//!   their fingerprints and the deny list of revoked ones (`milepost revoke`).
 //! - [`certs`]: the development CA and server certificate made on first run.
 //! - [`cluster`]: several gateways as one fleet over NATS JetStream (`serve --cluster`).
 //! - [`store`]: the ingest log's files (CRC-framed records, segments, group commit, torn-tail

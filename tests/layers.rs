@@ -41,7 +41,8 @@ use std::path::Path;
 /// crates below all of these; Cargo already keeps them from referring up.)
 ///
 /// An entry is either a module's name, which takes `name.rs`, `name/mod.rs` and every file
-/// under `name/`; or `*/file.rs`, every file of that name inside a module's folder, which wins
+/// under `name/`; or `*/file.rs`, every file of that name directly in a top-level module's
+/// folder (`web/config.rs`, not `replay/sim/config.rs`), which wins
 /// over its module's entry. Every file of `src/` must fall in one layer: a new top-level
 /// module gets a row here.
 ///
@@ -953,7 +954,9 @@ struct Violation {
 /// The index (highest first) of the layer `file` is in.
 fn layer_of(file: &str, layers: &[(&str, &[&str])]) -> Option<usize> {
     let name = file.rsplit('/').next().unwrap();
-    let nested = file.contains('/');
+    // `*/file.rs` entries name a part's own file, directly in a top-level module's folder
+    // (`web/config.rs`), not a file of that name deeper down (`replay/sim/config.rs`).
+    let nested = file.matches('/').count() == 1;
     let by_file = layers.iter().position(|(_, entries)| {
         entries
             .iter()

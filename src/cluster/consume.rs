@@ -13,7 +13,8 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::cluster::{lsn_of, resume_seq, Cluster};
+use crate::cluster::nats::Cluster;
+use crate::cluster::seq::{lsn_of, resume_seq};
 use crate::store::writer::CommitSink;
 use crate::store::Committed;
 use milepost_core::store::LogRecord;
@@ -21,7 +22,7 @@ use milepost_core::store::LogRecord;
 /// Records handed to the applier at once at most.
 const GROUP: usize = 512;
 
-/// Starts reading the stream after record number `lsn_next` (see [`crate::cluster::lsn_of`])
+/// Starts reading the stream after record number `lsn_next` (see [`crate::cluster::seq::lsn_of`])
 /// into `sink`, on a thread of its own. The thread
 /// stops (closing `sink`, which stops the applier) when `stop` turns true.
 pub fn start_consumer(

@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use crate::cluster::nats::Cluster;
 
 /// The partitions this gateway owns now.
 #[derive(Debug)]

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use async_nats::jetstream::message::PublishMessage;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
-use crate::cluster::{lsn_of, Cluster};
+use crate::cluster::nats::Cluster;
+use crate::cluster::seq::lsn_of;
 use crate::store::writer::{Answer, Queued, RefusedHook, RequestQueue};
 use crate::store::LogError;
 use milepost_core::store::LogRecord;

@@ -5,28 +5,36 @@
 //! and close the live sessions they deny.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::auth::{short_digest, DenyList};
+use crate::cluster::nats::Cluster;
+
+/// Closes the live sessions a deny set now denies; returns how many it closed.
+pub type CloseDenied = Box<dyn Fn(&HashSet<String>) -> usize + Send + Sync>;
+
+/// What revocation across the cluster uses of the gateway (the server builds it when it starts
+/// the cluster parts).
+pub struct RevokeParts {
+    /// The cluster (its shared KV bucket).
+    pub cluster: Cluster,
+    /// This gateway's deny list.
+    pub deny: Arc<DenyList>,
+    /// Closes (and counts) the sessions a new deny set denies.
+    pub close_denied: CloseDenied,
+}
 
 fn key(entry: &str) -> String {
-    format!(
-        "revoked.{}",
-        crate::server::guard::fingerprint(entry).trim_start_matches("fp:")
-    )
+    format!("revoked.{}", short_digest(entry))
 }
 
 /// Runs until `stop` fires.
-pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let Some(cluster) = shared.cluster.clone() else {
-        return;
-    };
-    let kv = cluster.state_kv.clone();
+pub async fn run(parts: RevokeParts, mut stop: watch::Receiver<bool>) {
+    let kv = parts.cluster.state_kv.clone();
     let mut published: HashSet<String> = HashSet::new();
     let mut known: HashMap<String, String> = HashMap::new();
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -35,7 +43,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = every.tick() => {}
             _ = stop.changed() => return,
         }
-        for entry in shared.deny.local() {
+        for entry in parts.deny.local() {
             if published.contains(&entry) {
                 continue;
             }
@@ -60,9 +68,8 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
         let all: HashSet<String> = known.values().cloned().collect();
-        if let Some(deny) = shared.deny.set_shared(all) {
-            let n = shared.registry.close_denied(&deny);
-            shared.stats.revoked.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(deny) = parts.deny.set_shared(all) {
+            let n = (parts.close_denied)(&deny);
             if n > 0 {
                 tracing::info!(
                     closed = n,

@@ -4,17 +4,33 @@
 //! emits the same `DriverStalled` events at the same feed offsets (a single box ticks from its
 //! applier's clock instead; nothing else reads the clock in the fold).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use milepost_core::fleet::engine::FleetCore;
 use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::cluster::lease::Owned;
+use crate::state::lock;
+use crate::store::writer::queue::WriterHandle;
 use milepost_core::store::LogRecord;
 
+/// What the ticker uses of the gateway (the server builds it when it starts the cluster parts).
+pub struct TickParts {
+    /// `cluster.partitions`.
+    pub partitions: u32,
+    /// The partitions this gateway owns now.
+    pub owned: Arc<Owned>,
+    /// The fleet core (an idle fleet is not ticked).
+    pub core: Arc<Mutex<FleetCore>>,
+    /// The server's clock, UTC milliseconds (the server's `Clock`).
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Where the ticks are logged.
+    pub log: WriterHandle,
+}
+
 /// Runs until `stop` fires.
-pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let partitions = shared.cfg.cluster.partitions;
+pub async fn run(parts: TickParts, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -22,18 +38,18 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = every.tick() => {}
             _ = stop.changed() => return,
         }
-        let owned = shared.owned.list();
+        let owned = parts.owned.list();
         // Nothing to tick without routes under way (an idle fleet logs nothing).
-        if owned.is_empty() || crate::state::lock(&shared.state.core).is_idle() {
+        if owned.is_empty() || lock(&parts.core).is_idle() {
             continue;
         }
         let record = Arc::new(LogRecord::Tick {
             owned,
-            partitions,
-            now_ms: shared.now_ms(),
+            partitions: parts.partitions,
+            now_ms: (parts.clock)(),
         });
         // A tick is not worth waiting for: with the queue full it is skipped.
-        if let Some(permit) = shared.log.try_reserve() {
+        if let Some(permit) = parts.log.try_reserve() {
             drop(permit.append(record));
         }
     }

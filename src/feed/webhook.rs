@@ -21,6 +21,8 @@ use milepost_proto::route::ParcelUpdate;
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::auth::short_digest;
+use crate::feed::lag::{FeedClass, FeedLag, LagTarget};
 use crate::state::{lock, FleetState};
 
 /// Webhook counters, per gateway.
@@ -110,16 +112,14 @@ pub fn start(
     cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
-    lag: Arc<crate::feed::FeedLag>,
+    lag: Arc<FeedLag>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     // ureq's rustls needs a process-wide provider; ours is ring (an error means one is set).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut threads = Vec::new();
     for url in urls {
-        let key = crate::server::guard::fingerprint(url)
-            .trim_start_matches("fp:")
-            .to_owned();
+        let key = short_digest(url);
         let endpoint = Endpoint {
             url: url.clone(),
             secret: secret.clone(),
@@ -146,7 +146,7 @@ struct Endpoint {
     cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
-    lag: Arc<crate::feed::FeedLag>,
+    lag: Arc<FeedLag>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -190,11 +190,7 @@ impl Endpoint {
                         }
                     };
                     tracing::info!(url = %self.url, cursor = c, "webhook delivery (re)starts");
-                    lag = Some(self.lag.track(
-                        crate::feed::FeedClass::Webhook,
-                        crate::feed::LagTarget::Milestones,
-                        c,
-                    ));
+                    lag = Some(self.lag.track(FeedClass::Webhook, LagTarget::Milestones, c));
                     cursor = Some(c);
                     c
                 }

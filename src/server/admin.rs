@@ -14,7 +14,7 @@ use axum::Router;
 use tokio::sync::watch;
 
 use crate::metrics::{render_labelled, render_labelled_kind, render_value};
-use crate::server::Shared;
+use crate::server::shared::Shared;
 
 /// The running admin listener, before it knows the gateway state.
 pub struct AdminServer {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use milepost_proto::route::Update;
 use tokio::sync::{broadcast, watch};
 
-use crate::server::Clock;
+use crate::server::clock::Clock;
 use crate::state::{lock, FleetState};
 use crate::store::writer::CommitGroup;
 use crate::store::LogConfig;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use milepost_core::store::LogRecord;
 

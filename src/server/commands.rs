@@ -12,7 +12,7 @@ use milepost_proto::route::{DriverUpdate, Update};
 use milepost_proto::{Command, CommandKind, DriverId, ErrorCode, ErrorFrame, ServerMsg};
 
 use crate::auth::{Claims, Role};
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::store::LogError;
 use milepost_core::fold::CommandResult;

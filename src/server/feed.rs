@@ -18,7 +18,7 @@ use milepost_proto::{
 
 use crate::auth::{Claims, Role};
 use crate::feed::{FeedClass, LagHandle, LagTarget, Mailbox};
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::wire::{write_msg, WireError};
 use milepost_core::feed::{FeedKey, TooOld};

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use crate::auth::{AuthError, Claims, Role};
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::config::WebConfig;
 use crate::web::error::WebError;

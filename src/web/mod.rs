@@ -32,7 +32,7 @@
 //! # Adding a page or an endpoint
 //!
 //! 1. The data: a view struct (`#[derive(Serialize)]`) and the function that builds it from
-//!    [`crate::server::Shared`] go in `views/` (`parcel.rs` for what a recipient sees,
+//!    [`crate::server::shared::Shared`] go in `views/` (`parcel.rs` for what a recipient sees,
 //!    `route.rs`/`depot.rs` for a dispatcher's; `common.rs` if both use it). Texts come from
 //!    [`milepost_core::present`].
 //! 2. The HTML, if it is a page: a `render_*` function in [`pages`], every foreign string
@@ -94,7 +94,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::web::error::WebError;
 use crate::web::state::WebState;
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::feed::{LagTarget, Mailbox};
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::auth::{authorize_parcel, check_parcel, check_tracking, page_auth, PageQuery};
 use crate::web::error::WebError;

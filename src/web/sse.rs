@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Claims;
 use crate::feed::{FeedClass, LagTarget, Mailbox};
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::web::auth::still_valid;
 use crate::web::error::WebError;
 use crate::web::respond::{with_headers, NO_STORE};

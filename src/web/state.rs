@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::web::config::WebConfig;
 
 /// Everything the handlers share.

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::csv_mapping::{Column, CsvMapping};
+use super::model::{Location, ReadOptions, Trace, TraceError, TracePoint};
 use super::points::{check_coord, finish, is_blank, opt_f32, Rejects};
 use super::time::parse_time;
-use super::{Location, ReadOptions, TimeFormat, Trace, TraceError, TracePoint};
+use super::time::TimeFormat;
 
 /// A mapping with every column resolved to an index.
 struct CsvCols {
@@ -227,7 +228,7 @@ fn read_csv_rows<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::trace::tests::{err_text, GEOLIFE_CSV, T0};
+    use crate::replay::trace::test_support::{err_text, GEOLIFE_CSV, T0};
     use chrono::NaiveDateTime;
 
     #[test]

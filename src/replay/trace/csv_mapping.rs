@@ -5,7 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{TimeFormat, TraceError};
+use super::model::TraceError;
+use super::time::TimeFormat;
 
 /// A CSV column: a 0-based index, or a header name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::io::Read;
 
 use serde_json::{Map, Value};
 
+use super::model::{Location, ReadOptions, Trace, TraceError, TracePoint};
 use super::points::{check_coord, finish, opt_f32, Rejects};
 use super::time::{parse_datetime_ms, MAX_ABS_MS};
-use super::{Location, ReadOptions, Trace, TraceError, TracePoint};
 
 /// Reads all of `input` as text, then its traces with [`parse_geojson_with`].
 pub(super) fn read_geojson(
@@ -307,7 +307,7 @@ fn json_point(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::trace::tests::{err_text, T0};
+    use crate::replay::trace::test_support::{err_text, T0};
 
     #[test]
     fn geojson_togeojson_linestring() {

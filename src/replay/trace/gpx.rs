@@ -5,9 +5,9 @@ use std::io::Read;
 
 use quick_xml::events::{BytesStart, Event};
 
+use super::model::{Location, ReadOptions, Trace, TraceError, TracePoint};
 use super::points::{check_coord, finish, opt_f32, Rejects};
 use super::time::parse_datetime_ms;
-use super::{Location, ReadOptions, Trace, TraceError, TracePoint};
 
 /// Metres of horizontal accuracy per unit of GPX `<hdop>`: `accuracy_m = hdop * 5`.
 ///
@@ -267,7 +267,7 @@ pub fn parse_gpx_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::trace::tests::{err_text, GPX_MULTI, T0};
+    use crate::replay::trace::test_support::{err_text, GPX_MULTI, T0};
 
     #[test]
     fn gpx_segments_routes_fields_and_sorting() {

@@ -2,7 +2,7 @@
 //! the [`ReadOptions`] bookkeeping of skipped points ([`Rejects`]), the coordinate and optional
 //! value checks, and [`finish`], which groups, sorts and names the traces.
 
-use super::{Location, ReadOptions, Trace, TraceError, TracePoint};
+use super::model::{Location, ReadOptions, Trace, TraceError, TracePoint};
 
 /// Counts points skipped under [`ReadOptions`] and fails when the options say so.
 pub(super) struct Rejects<'a> {

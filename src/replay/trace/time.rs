@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime};
 
-use super::TraceError;
+use super::model::TraceError;
 
 /// How a CSV time column is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub(super) fn parse_time(s: &str, fmt: &TimeFormat) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::trace::tests::T0;
+    use crate::replay::trace::test_support::T0;
 
     #[test]
     fn time_formats() {

@@ -7,7 +7,7 @@ use milepost_proto::route::RouteId;
 use milepost_proto::{DriverId, DriverPosition};
 use serde::Serialize;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 
 /// A position as the pages get it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

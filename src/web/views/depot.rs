@@ -7,7 +7,7 @@ use milepost_proto::route::{DepotId, DispatchUpdate, Update};
 use milepost_proto::DriverPosition;
 use serde::Serialize;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::views::common::{driver_name, PositionView};
 use crate::web::views::route::{depot_routes, RouteSummary};

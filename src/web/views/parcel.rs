@@ -10,7 +10,7 @@ use milepost_proto::route::{
 use milepost_proto::DriverId;
 use serde::Serialize;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::views::common::{run_of, PositionView};
 use milepost_core::present::hhmm;

@@ -10,7 +10,7 @@ use milepost_core::fleet::view::{RouteView, StopView};
 use milepost_proto::route::{DepotId, ParcelState, Point, RouteId};
 use serde::Serialize;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::error::WebError;
 use crate::web::views::common::{driver_name, run_of};

@@ -1,15 +1,9 @@
-//! The group-commit writer: one OS thread owns the active segment file. Sessions hand it
-//! records and await a completion; the thread takes every request waiting in its queue (up to a
-//! byte budget), writes them with one `write`, makes them durable with one `fdatasync`, and only
-//! then completes them (or, when the records go on to a [`CommitSink`], has its consumer complete
-//! them once it has folded them). One fsync (~140 us here) is thus shared by every fix that
-//! arrived while the previous one ran, which is what lets durable acks keep up with thousands
-//! of phones.
-//!
-//! A std thread and not a tokio task, because `fdatasync` blocks. The request queue is bounded:
-//! when the disk falls behind, sessions wait, and QUIC flow control pushes back on the phones.
-//! After a write or fsync failure the writer fails every pending and future request: nothing
-//! that may not be on disk is ever acked.
+//! The group-commit writer thread: [`LogWriter`] owns the active segment file. It takes every
+//! request waiting in its queue (up to a byte budget, after a short linger), writes them with one
+//! `write`, makes them durable with one `fdatasync`, and only then completes them (or hands them
+//! to the [`CommitSink`], whose consumer completes them once folded). After a write or fsync
+//! failure it refuses every pending and future request; when the disk is full it refuses the
+//! group and keeps serving.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -18,87 +12,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::metrics::Histogram;
-use crate::store::log::{frame_record, segment_name, LogError};
-use crate::store::LogConfig;
-use milepost_core::store::LogRecord;
+use crate::store::config::LogConfig;
+use crate::store::log::{frame_record, list_segments, segment_name, LogError};
+use crate::store::writer::commit::{
+    Answers, CommitGroup, CommitSink, Committed, RefusedHook, Waiter,
+};
+use crate::store::writer::queue::{Request, WriterHandle};
 
 /// Depth of the request queue.
 const QUEUE_DEPTH: usize = 8192;
-
-/// A record that is durable, handed in log order to whoever folds the log into state.
-#[derive(Clone, Debug)]
-pub struct Committed {
-    /// Its record number.
-    pub lsn: u64,
-    /// The record.
-    pub record: Arc<LogRecord>,
-}
-
-/// Records made durable together, in log order, with the submitters waiting on them. Whoever
-/// folds the records answers the submitters once they are folded, so that a session waiting for
-/// "durable and applied" is woken once, not once by the writer and again by the applier.
-#[derive(Default)]
-pub struct CommitGroup {
-    /// The records, in log order.
-    pub records: Vec<Committed>,
-    /// The submitters of the group (appends and barriers).
-    pub answers: Answers,
-}
-
-impl From<Vec<Committed>> for CommitGroup {
-    fn from(records: Vec<Committed>) -> CommitGroup {
-        CommitGroup {
-            records,
-            answers: Answers::default(),
-        }
-    }
-}
-
-/// Submitters of a durable group, each answered with its record number by
-/// [`Answers::complete`].
-#[derive(Default)]
-pub struct Answers(Vec<Waiter>);
-
-impl Answers {
-    /// Tells every submitter its records are durable (and, when called by the consumer of a
-    /// [`CommitSink`], folded).
-    pub fn complete(self) {
-        for (done, lsn) in self.0 {
-            let _ = done.send(Ok(lsn));
-        }
-    }
-}
-
-/// Where committed records go, in log order (bounded: a slow consumer slows the writer).
-pub type CommitSink = std::sync::mpsc::SyncSender<CommitGroup>;
-
-/// Called with every record the writer refuses (disk full, or after a failure), before the
-/// submitter hears of it: the gateway withdraws the settlement of its seqs there, so that no
-/// seq is ever reported settled without being on disk, even when its session is gone.
-pub type RefusedHook = Box<dyn Fn(&LogRecord) + Send>;
-
-/// A request to the writer thread.
-enum Request {
-    Append {
-        record: Arc<LogRecord>,
-        done: oneshot::Sender<Result<u64, LogError>>,
-    },
-    Barrier {
-        done: oneshot::Sender<Result<u64, LogError>>,
-    },
-    Shutdown,
-}
-
-/// A cloneable handle for submitting records.
-#[derive(Clone)]
-pub struct WriterHandle {
-    tx: mpsc::Sender<Request>,
-    failed: Arc<AtomicBool>,
-    disk_bytes: Arc<AtomicU64>,
-}
 
 /// The writer thread and a handle to it.
 pub struct LogWriter {
@@ -120,7 +45,7 @@ impl LogWriter {
         std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
         let seg = Segment::create(dir, next_lsn)?;
         let mut bytes = 0;
-        for (_, p) in crate::store::log::list_segments(dir)? {
+        for (_, p) in list_segments(dir)? {
             bytes += std::fs::metadata(&p).map_err(LogError::io(&p))?.len();
         }
         let disk_bytes = Arc::new(AtomicU64::new(bytes));
@@ -180,195 +105,6 @@ impl Drop for LogWriter {
     }
 }
 
-/// A reserved place in the writer's queue. Taking it is the only step that may wait; sending
-/// through it is synchronous, so a caller can reserve, then decide and submit under a lock
-/// (admission does: a seq is marked settled only together with handing its record to the
-/// writer, never before).
-pub struct LogPermit(mpsc::OwnedPermit<Request>);
-
-/// The answer to a submitted record or barrier.
-pub struct Completion(oneshot::Receiver<Result<u64, LogError>>);
-
-impl LogPermit {
-    /// Submits a record; the completion resolves with its record number once it is durable.
-    pub fn append(self, record: Arc<LogRecord>) -> Completion {
-        let (done, rx) = oneshot::channel();
-        self.0.send(Request::Append { record, done });
-        Completion(rx)
-    }
-
-    /// Submits a barrier: resolves (with the next record number) once everything submitted
-    /// before it is durable.
-    pub fn barrier(self) -> Completion {
-        let (done, rx) = oneshot::channel();
-        self.0.send(Request::Barrier { done });
-        Completion(rx)
-    }
-}
-
-impl Completion {
-    /// Waits for the writer's answer.
-    ///
-    /// # Cancel safety
-    /// Cancelling the wait does not withdraw the record: it is still written (or refused).
-    pub async fn wait(self) -> Result<u64, LogError> {
-        self.0.await.map_err(|_| LogError::Closed)?
-    }
-}
-
-impl WriterHandle {
-    /// Reserves a place in the writer's queue, waiting while it is full (backpressure).
-    pub async fn reserve(&self) -> Result<LogPermit, LogError> {
-        if self.has_failed() {
-            return Err(LogError::Closed);
-        }
-        self.tx
-            .clone()
-            .reserve_owned()
-            .await
-            .map(LogPermit)
-            .map_err(|_| LogError::Closed)
-    }
-
-    /// Reserves a place without waiting; `None` when the queue is full or the writer failed.
-    pub fn try_reserve(&self) -> Option<LogPermit> {
-        if self.has_failed() {
-            return None;
-        }
-        self.tx.clone().try_reserve_owned().ok().map(LogPermit)
-    }
-
-    /// Appends a record; resolves with its record number once it is durable.
-    ///
-    /// # Cancel safety
-    /// Cancelling the future does not withdraw the record: it may still be written.
-    pub async fn append(&self, record: Arc<LogRecord>) -> Result<u64, LogError> {
-        let (done, rx) = oneshot::channel();
-        self.submit(Request::Append { record, done }).await?;
-        rx.await.map_err(|_| LogError::Closed)?
-    }
-
-    /// Resolves once everything submitted before it is durable.
-    pub async fn barrier(&self) -> Result<u64, LogError> {
-        let (done, rx) = oneshot::channel();
-        self.submit(Request::Barrier { done }).await?;
-        rx.await.map_err(|_| LogError::Closed)?
-    }
-
-    /// Bytes in the log's segments.
-    pub fn disk_bytes(&self) -> u64 {
-        self.disk_bytes.load(Ordering::Relaxed)
-    }
-
-    /// Records that retention deleted `bytes` of segments.
-    pub fn released(&self, bytes: u64) {
-        self.disk_bytes
-            .fetch_sub(bytes.min(self.disk_bytes()), Ordering::Relaxed);
-    }
-
-    /// True once the writer has failed; nothing more will be acked.
-    pub fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    async fn submit(&self, req: Request) -> Result<(), LogError> {
-        if self.has_failed() {
-            return Err(LogError::Closed);
-        }
-        self.tx.send(req).await.map_err(|_| LogError::Closed)
-    }
-}
-
-/// The receiving end of a [`WriterHandle`] for a log kept elsewhere than in local segments
-/// (the cluster's JetStream publisher): the same permits, completions and backpressure, with
-/// the durability step done by the owner of this queue.
-pub struct RequestQueue(mpsc::Receiver<Request>);
-
-/// One request taken from a [`RequestQueue`].
-pub enum Queued {
-    /// A record to make durable; answer with its record number.
-    Append {
-        /// The record.
-        record: Arc<LogRecord>,
-        /// Where the answer goes.
-        done: Answer,
-    },
-    /// Answer once everything taken before is durable, with the next record number.
-    Barrier {
-        /// Where the answer goes.
-        done: Answer,
-    },
-}
-
-/// The answer slot of one queued request.
-pub struct Answer(oneshot::Sender<Result<u64, LogError>>);
-
-impl Answer {
-    /// Answers the submitter (who may have gone: then nothing happens).
-    pub fn send(self, result: Result<u64, LogError>) {
-        let _ = self.0.send(result);
-    }
-}
-
-impl RequestQueue {
-    /// A handle and its queue, `depth` requests deep.
-    pub fn new(depth: usize) -> (WriterHandle, RequestQueue) {
-        let (tx, rx) = mpsc::channel(depth);
-        let handle = WriterHandle {
-            tx,
-            failed: Arc::new(AtomicBool::new(false)),
-            disk_bytes: Arc::new(AtomicU64::new(0)),
-        };
-        (handle, RequestQueue(rx))
-    }
-
-    /// The next request; `None` once every handle is gone or a shutdown was asked for.
-    pub async fn next(&mut self) -> Option<Queued> {
-        match self.0.recv().await? {
-            Request::Append { record, done } => Some(Queued::Append {
-                record,
-                done: Answer(done),
-            }),
-            Request::Barrier { done } => Some(Queued::Barrier { done: Answer(done) }),
-            Request::Shutdown => None,
-        }
-    }
-
-    /// A request already waiting: `Ok(None)` when none is, `Err(())` once the queue is closed
-    /// (every handle gone, or a shutdown asked for).
-    #[allow(clippy::result_unit_err)]
-    pub fn try_next(&mut self) -> Result<Option<Queued>, ()> {
-        match self.0.try_recv() {
-            Ok(Request::Append { record, done }) => Ok(Some(Queued::Append {
-                record,
-                done: Answer(done),
-            })),
-            Ok(Request::Barrier { done }) => Ok(Some(Queued::Barrier { done: Answer(done) })),
-            Ok(Request::Shutdown) => Err(()),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) => Err(()),
-        }
-    }
-}
-
-impl WriterHandle {
-    /// Marks the log failed: nothing more is accepted (the cluster publisher, on losing
-    /// JetStream for good).
-    pub fn set_failed(&self) {
-        self.failed.store(true, Ordering::Relaxed);
-    }
-
-    /// Sets the bytes the log occupies (for metrics and the disk bound).
-    pub fn set_disk_bytes(&self, bytes: u64) {
-        self.disk_bytes.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Asks the owner of the queue to stop after what was submitted before.
-    pub async fn close(&self) {
-        let _ = self.tx.send(Request::Shutdown).await;
-    }
-}
-
 /// The two refusals a writer answers with (`LogError` is not `Clone`: it may hold an
 /// `io::Error`).
 fn err_copy(e: &LogError) -> LogError {
@@ -415,8 +151,6 @@ struct WriterThread {
     disk_bytes: Arc<AtomicU64>,
     on_refused: Option<RefusedHook>,
 }
-
-type Waiter = (oneshot::Sender<Result<u64, LogError>>, u64);
 
 impl WriterThread {
     fn run(&mut self) {
@@ -585,10 +319,7 @@ impl WriterThread {
         }
         committed.clear();
         for (done, _) in waiters.drain(..) {
-            let _ = done.send(Err(match err {
-                LogError::DiskFull => LogError::DiskFull,
-                _ => LogError::Closed,
-            }));
+            let _ = done.send(Err(err_copy(&err)));
         }
     }
 

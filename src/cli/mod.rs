@@ -1,0 +1,21 @@
+//! The `milepost` command's subcommands, one module per command group; `main.rs` parses the
+//! command line and dispatches here.
+//!
+//! - [`serve`]: the gateway.
+//! - [`token`]: minting and revoking tokens.
+//! - [`drive`]: one recorded trace driven as one driver.
+//! - [`query`]: a dispatcher's spatial queries.
+//! - [`route`]: checking and loading route files.
+//! - [`watch`]: following a feed in the terminal.
+//! - [`connect`]: what the client commands share (gateway address, CA, token).
+//!
+//! `replay`, `gtfs-to-route` and `eval-eta` live in the library (`milepost::replay::load`,
+//! `milepost::tools`), their arguments with them.
+
+pub(crate) mod connect;
+pub(crate) mod drive;
+pub(crate) mod query;
+pub(crate) mod route;
+pub(crate) mod serve;
+pub(crate) mod token;
+pub(crate) mod watch;

@@ -1,0 +1,270 @@
+//! The connection to NATS: [`Cluster`] (JetStream, the stream of the log and the two KV
+//! buckets), the [`Names`] a fleet uses there, and [`ClusterError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+use crate::cluster::config::ClusterConfig;
+use milepost_core::store::record::partition_of;
+use milepost_core::store::LogRecord;
+
+/// A failure to join or use the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The NATS server could not be reached.
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The stream or the bucket could not be created or opened.
+    #[error("JetStream setup failed ({what}): {reason}")]
+    Setup {
+        /// What was being set up.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The stream exists with another partition count.
+    #[error(
+        "stream {stream} was made for {found} partitions but cluster.partitions is {configured}"
+    )]
+    Partitions {
+        /// The stream.
+        stream: String,
+        /// Partitions it was made for.
+        found: u32,
+        /// Partitions configured.
+        configured: u32,
+    },
+}
+
+fn setup_err(what: impl Into<String>) -> impl FnOnce(String) -> ClusterError {
+    let what = what.into();
+    move |reason| ClusterError::Setup { what, reason }
+}
+
+/// The names a fleet uses in NATS, all derived from `cluster.prefix`.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// The stream holding the log.
+    pub stream: String,
+    /// Subject prefix.
+    pub prefix: String,
+    /// The KV bucket of leases and gateway heartbeats.
+    pub leases: String,
+    /// The KV bucket of shared cursors (webhooks).
+    pub state: String,
+}
+
+impl Names {
+    /// The names for `prefix`.
+    pub fn new(prefix: &str) -> Names {
+        Names {
+            stream: format!("{}_LOG", prefix.to_ascii_uppercase().replace('-', "_")),
+            prefix: prefix.to_owned(),
+            leases: format!("{prefix}-leases"),
+            state: format!("{prefix}-state"),
+        }
+    }
+
+    /// The subject a record is published to.
+    pub fn subject(&self, rec: &LogRecord, partitions: u32) -> String {
+        match rec {
+            LogRecord::Batch { driver, .. } => {
+                format!("{}.fix.{}", self.prefix, partition_of(driver, partitions))
+            }
+            LogRecord::Tick { .. } => format!("{}.tick", self.prefix),
+            _ => format!("{}.cmd", self.prefix),
+        }
+    }
+
+    /// The message id of a message holding `rec` alone (`n` numbers this gateway's messages).
+    pub fn message_id(&self, rec: &LogRecord, node: &str, n: u64) -> String {
+        match rec {
+            LogRecord::Batch {
+                driver, entries, ..
+            } => {
+                let first = entries.first().map_or(0, |e| e.seq().0);
+                let last = entries.last().map_or(0, |e| e.seq().0);
+                format!("{driver}:{first}-{last}")
+            }
+            LogRecord::Tick { now_ms, .. } => format!("t:{node}:{now_ms}"),
+            // Commands are not retried by the publisher: a per-gateway counter is unique
+            // enough (the node's start time keeps it unique across restarts).
+            _ => format!("c:{node}:{n}"),
+        }
+    }
+}
+
+/// A connection to the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Names in use.
+    pub names: Arc<Names>,
+    /// This gateway's name.
+    pub node: String,
+    /// The configuration.
+    pub cfg: ClusterConfig,
+    /// The lease bucket.
+    pub leases_kv: kv::Store,
+    /// The shared-cursor bucket.
+    pub state_kv: kv::Store,
+}
+
+impl Cluster {
+    /// Connects to NATS and creates (or opens) the stream and the buckets.
+    pub async fn connect(cfg: &ClusterConfig, node: String) -> Result<Cluster, ClusterError> {
+        let url = cfg.url.clone().unwrap_or_default();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("milepost {node}"))
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url.as_str());
+        let client = tokio::time::timeout(Duration::from_secs(15), client)
+            .await
+            .map_err(|_| ClusterError::Connect {
+                url: url.clone(),
+                reason: "timed out".into(),
+            })?
+            .map_err(|e| ClusterError::Connect {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(16_384)
+            .build(client);
+        let names = Names::new(&cfg.prefix);
+        let description = format!("milepost log; partitions={}", cfg.partitions);
+        let mut st = js
+            .get_or_create_stream(stream::Config {
+                name: names.stream.clone(),
+                description: Some(description),
+                subjects: vec![format!("{}.>", names.prefix)],
+                storage: stream::StorageType::File,
+                num_replicas: cfg.replicas,
+                max_age: Duration::from_secs(cfg.max_age_s),
+                max_bytes: cfg.max_bytes,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup_err(format!("stream {}", names.stream))(e.to_string()))?;
+        let info = st
+            .info()
+            .await
+            .map_err(|e| setup_err("stream info")(e.to_string()))?;
+        let found = info
+            .config
+            .description
+            .as_deref()
+            .and_then(|d| d.rsplit("partitions=").next())
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(found) = found.filter(|&f| f != cfg.partitions) {
+            return Err(ClusterError::Partitions {
+                stream: names.stream.clone(),
+                found,
+                configured: cfg.partitions,
+            });
+        }
+        let bucket = |name: &str, max_age: Duration| kv::Config {
+            bucket: name.to_owned(),
+            history: 1,
+            max_age,
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        };
+        let leases_kv = open_bucket(
+            &js,
+            bucket(&names.leases, Duration::from_secs(cfg.lease_ttl_s)),
+        )
+        .await?;
+        let state_kv = open_bucket(&js, bucket(&names.state, Duration::ZERO)).await?;
+        Ok(Cluster {
+            js,
+            names: Arc::new(names),
+            node,
+            cfg: cfg.clone(),
+            leases_kv,
+            state_kv,
+        })
+    }
+
+    /// The stream's last sequence number now (0 when empty) and its first.
+    pub async fn stream_bounds(&self) -> Result<(u64, u64), ClusterError> {
+        let mut st = self
+            .js
+            .get_stream(&self.names.stream)
+            .await
+            .map_err(|e| setup_err("stream")(e.to_string()))?;
+        let info = st
+            .info()
+            .await
+            .map_err(|e| setup_err("stream info")(e.to_string()))?;
+        Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+}
+
+/// Opens the KV bucket, creating its stream first if needed. The stream is made by hand, with
+/// the settings of the KV convention (ADR-8), because the client's own `create_key_value` first
+/// reads account fields that nats-server 2.9 (Debian's) does not send.
+async fn open_bucket(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, ClusterError> {
+    let name = cfg.bucket.clone();
+    let stream = stream::Config {
+        name: format!("KV_{name}"),
+        description: Some("milepost".into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: cfg.history.max(1),
+        max_bytes: -1,
+        max_age: cfg.max_age,
+        max_message_size: -1,
+        storage: cfg.storage,
+        num_replicas: cfg.num_replicas.max(1),
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.get_or_create_stream(stream)
+        .await
+        .map_err(|e| setup_err(format!("bucket {name}"))(e.to_string()))?;
+    js.get_key_value(&name)
+        .await
+        .map_err(|e| setup_err(format!("bucket {name}"))(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use milepost_proto::{DriverId, Fix, Seq};
+
+    #[test]
+    fn names_and_message_ids() {
+        let n = Names::new("mp-test");
+        assert_eq!(n.stream, "MP_TEST_LOG");
+        let fix = Fix::from_degrees(1_764_000_000_000, 38.9, -77.0, 5.0);
+        let rec = LogRecord::Batch {
+            driver: DriverId::from("D1"),
+            depot: "dc".into(),
+            received_ms: 0,
+            entries: vec![
+                milepost_core::store::BatchEntry::Accepted { seq: Seq(4), fix },
+                milepost_core::store::BatchEntry::Accepted { seq: Seq(5), fix },
+            ],
+        };
+        let p = partition_of(&DriverId::from("D1"), 16);
+        let (subject, id) = (n.subject(&rec, 16), n.message_id(&rec, "gw1", 7));
+        assert_eq!(subject, format!("mp-test.fix.{p}"));
+        assert_eq!(id, "D1:4-5");
+    }
+}

@@ -1,0 +1,208 @@
+//! The durable path behind the sessions: where the log is kept ([`Backend`]: this box's writer
+//! on its own segments, or the cluster's publisher to and consumer from JetStream), what the
+//! log does with a refused record, and the applier that folds what is durable into the state.
+//! Started in that order by [`crate::server::boot`], and closed in an order that loses nothing
+//! acked.
+
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use milepost_core::store::{Ledger, LogRecord};
+use tokio::sync::watch;
+
+use crate::cluster::consume::start_consumer;
+use crate::cluster::nats::Cluster;
+use crate::cluster::publish::run_publisher;
+use crate::cluster::seq::{lsn_of, resume_seq};
+use crate::config::Config;
+use crate::feed::hub::FeedHub;
+use crate::metrics::Histogram;
+use crate::server::applier::{self, ApplierLink, ApplierParts, ApplierStats};
+use crate::server::clock::Clock;
+use crate::server::error::{io_err, ServerError};
+use crate::server::recover::Recovered;
+use crate::store::writer::commit::{CommitGroup, CommitSink, RefusedHook};
+use crate::store::writer::queue::{RequestQueue, WriterHandle};
+use crate::store::writer::thread::LogWriter;
+
+/// Where the log is kept: local segments, or the cluster's stream.
+pub(super) enum Backend {
+    /// This box's own log.
+    Local(LogWriter),
+    /// The cluster's JetStream stream.
+    Cluster {
+        /// Submits to the publisher.
+        handle: WriterHandle,
+        /// The publisher task.
+        publisher: tokio::task::JoinHandle<()>,
+        /// The consumer thread feeding the applier.
+        consumer: JoinHandle<()>,
+    },
+}
+
+/// The applier thread and what the sessions share with it.
+pub(super) struct Applier {
+    /// What the sessions share with the applier.
+    pub(super) link: ApplierLink,
+    /// The thread.
+    pub(super) join: JoinHandle<()>,
+    /// Its counters.
+    pub(super) stats: Arc<ApplierStats>,
+    /// The subscriptions it wakes.
+    pub(super) hub: Arc<FeedHub>,
+}
+
+/// What the log does with a record it refuses: withdraw the settlement of its seqs from the
+/// admission ledger (even if the session that sent it is gone).
+pub(super) fn refused_hook(ledger: Arc<Ledger>) -> RefusedHook {
+    Box::new(move |rec| {
+        if let LogRecord::Batch {
+            driver, entries, ..
+        } = rec
+        {
+            ledger.with(driver, |l| {
+                for e in entries.iter().rev() {
+                    l.unsettle(e.seq());
+                }
+            });
+        }
+    })
+}
+
+/// Starts the log: this box's writer on its own segments, or the cluster's publisher (to
+/// JetStream) and consumer (from it). Either way durable records go to `commits`.
+pub(super) fn start_log(
+    cfg: &Config,
+    cluster: Option<&Cluster>,
+    recovered: &Recovered,
+    commits: CommitSink,
+    fsync_latency: Arc<Histogram>,
+    on_refused: RefusedHook,
+    stop_cluster: watch::Receiver<bool>,
+) -> Result<(Backend, WriterHandle), ServerError> {
+    let next_lsn = recovered.stats.next_lsn;
+    match cluster {
+        None => {
+            let writer = LogWriter::start(
+                &recovered.log_dir,
+                &cfg.log,
+                next_lsn,
+                Some(commits),
+                fsync_latency,
+                Some(on_refused),
+            )?;
+            let handle = writer.handle();
+            Ok((Backend::Local(writer), handle))
+        }
+        Some(c) => {
+            let (handle, queue) = RequestQueue::new(8192);
+            let publisher = tokio::spawn(run_publisher(c.clone(), queue, on_refused));
+            let consumer = start_consumer(c.clone(), next_lsn, commits, stop_cluster)
+                .map_err(io_err("cluster consumer thread"))?;
+            let backend = Backend::Cluster {
+                handle: handle.clone(),
+                publisher,
+                consumer,
+            };
+            Ok((backend, handle))
+        }
+    }
+}
+
+/// Starts the applier thread, which folds `commits` into the recovered state.
+pub(super) fn start_applier(
+    cfg: &Config,
+    recovered: &Recovered,
+    commits: Receiver<CommitGroup>,
+    log: &WriterHandle,
+    clock: &Clock,
+    tick_locally: bool,
+) -> Result<Applier, ServerError> {
+    let stats = Arc::new(ApplierStats::default());
+    let hub = Arc::new(FeedHub::default());
+    let (link, join) = applier::spawn(ApplierParts {
+        state: recovered.state.clone(),
+        commits,
+        next_lsn: recovered.stats.next_lsn,
+        replayed: recovered.stats.records,
+        cfg: cfg.log.clone(),
+        snapshot_dir: recovered.snapshot_dir.clone(),
+        log_dir: recovered.log_dir.clone(),
+        writer: log.clone(),
+        clock: clock.clone(),
+        stats: stats.clone(),
+        hub: hub.clone(),
+        tick_locally,
+    })
+    .map_err(io_err("applier thread"))?;
+    Ok(Applier {
+        link,
+        join,
+        stats,
+        hub,
+    })
+}
+
+/// A cluster gateway is ready only once the stream as it was at start is folded in (the
+/// cluster's recovery): a phone's Welcome then carries the watermark its last gateway acked.
+pub(super) async fn catch_up(applied: &ApplierLink, recovered: &Recovered) {
+    let Some((_, last)) = recovered.stream_bounds else {
+        return;
+    };
+    tracing::info!(
+        from = resume_seq(recovered.stats.next_lsn),
+        to = last,
+        "catching up with the stream"
+    );
+    if last > 0 {
+        applied.applied(lsn_of(last, 0)).await;
+    }
+}
+
+impl Backend {
+    /// Stops taking records. A cluster's publisher first publishes (and has acked) everything
+    /// submitted; then its consumer is told to stop, which closes the applier's queue (it
+    /// snapshots and exits). What remains is joined off the async workers: [`Closing::join`].
+    pub(super) async fn close(self, stop_cluster: &watch::Sender<bool>) -> Closing {
+        match self {
+            Backend::Local(w) => Closing {
+                writer: Some(w),
+                consumer: None,
+            },
+            Backend::Cluster {
+                handle,
+                publisher,
+                consumer,
+            } => {
+                handle.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), publisher).await;
+                let _ = stop_cluster.send(true);
+                Closing {
+                    writer: None,
+                    consumer: Some(consumer),
+                }
+            }
+        }
+    }
+}
+
+/// The threads of a closed [`Backend`], to join.
+pub(super) struct Closing {
+    writer: Option<LogWriter>,
+    consumer: Option<JoinHandle<()>>,
+}
+
+impl Closing {
+    /// Finishes what was submitted and syncs the local log (stopping the writer closes the
+    /// applier's queue), or waits for the cluster's consumer to end. Blocks.
+    pub(super) fn join(self) {
+        if let Some(w) = self.writer {
+            w.shutdown();
+        }
+        if let Some(c) = self.consumer {
+            let _ = c.join();
+        }
+    }
+}

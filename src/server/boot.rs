@@ -1,0 +1,395 @@
+//! Starting a gateway, one named step after another, and stopping what was started.
+//!
+//! `start` runs, in this order: `start_admin` (health first), `open_data_dir` (token secret,
+//! certificates), `join_cluster`, `recover_state` ([`crate::server::recover`]: snapshot and log
+//! tail, or the cluster's stream), `start_log` and `start_applier` ([`crate::server::backend`]:
+//! this box's writer or the cluster's publisher and consumer, then the applier) and, in a
+//! cluster, `catch_up` with the stream, `bind_endpoint` ([`crate::server::tls`]), then, with
+//! the [`Shared`] state built, `start_webhooks`, `start_listeners` (admin ready, web),
+//! `start_tasks` (accept loop, deny list, pushes, archiving) and `start_cluster_parts`
+//! (leases, ticks, revocations, each given only the handles it uses). `Running::stop` undoes
+//! it in the order that keeps every acked fix durable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use milepost_core::store::Ledger;
+use tokio::sync::watch;
+
+use crate::auth::{DenyList, TokenKey};
+use crate::certs::{load, load_or_create_dev, server_tls, ServerIdentity};
+use crate::cluster::cursors::KvCursors;
+use crate::cluster::lease::{self, Owned};
+use crate::cluster::nats::Cluster;
+use crate::cluster::node::default_node;
+use crate::cluster::revoke::{self, RevokeParts};
+use crate::cluster::tick::{self, TickParts};
+use crate::config::Config;
+use crate::feed::webhook::{self, FileCursors, WebhookStats};
+use crate::server::accept::{accept_loop, watch_deny_list};
+use crate::server::admin::AdminServer;
+use crate::server::archive;
+use crate::server::backend::{catch_up, refused_hook, start_applier, start_log, Backend};
+use crate::server::clock::Clock;
+use crate::server::commands::push_hub;
+use crate::server::error::{io_err, ServerError};
+use crate::server::guard::{HandshakeMeter, Registry};
+use crate::server::keys::TicketKey;
+use crate::server::recover::recover_state;
+use crate::server::shared::{Shared, Stats};
+use crate::server::tls::{endpoint_config, persistent_key, server_config};
+use crate::server::tls::{ADDRESS_KEY, RESET_KEY, TICKET_KEY};
+use crate::store::log::RecoveryStats;
+
+/// Receive and send buffer asked for the gateway's UDP socket: about 25,000 handshake
+/// Initials (the kernel may cap it, see [`crate::udp`]).
+const UDP_BUFFER: usize = 64 << 20;
+
+/// What [`start`] started: the gateway's public facts and the parts to stop.
+pub(super) struct Started {
+    /// The address the endpoint is bound to.
+    pub(super) local_addr: SocketAddr,
+    /// The admin listener's address, when it runs.
+    pub(super) admin_addr: Option<SocketAddr>,
+    /// The web listener's address, when it runs.
+    pub(super) web_addr: Option<SocketAddr>,
+    /// The development CA, when one was made.
+    pub(super) dev_ca: Option<PathBuf>,
+    /// What recovery found.
+    pub(super) recovery: RecoveryStats,
+    /// The shared state.
+    pub(super) shared: Arc<Shared>,
+    /// The running parts.
+    pub(super) running: Running,
+}
+
+/// The running parts of a gateway, in the order they are dropped.
+pub(super) struct Running {
+    endpoint: quinn::Endpoint,
+    shutdown: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+    backend: Backend,
+    stop_cluster: watch::Sender<bool>,
+    applier: JoinHandle<()>,
+    webhooks: Vec<JoinHandle<()>>,
+    webhook_stop: Arc<AtomicBool>,
+}
+
+/// Recovers state from the log in `cfg.data_dir`, binds the endpoint and starts serving.
+pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerError> {
+    cfg.validate()?;
+    let admin = start_admin(&cfg).await?;
+    let (keys, id) = open_data_dir(&cfg)?;
+    let dev_ca = id.dev_ca.clone();
+    let cluster = join_cluster(&cfg).await?;
+    let recovered = recover_state(&cfg, cluster.as_ref()).await?;
+    let stats = Stats::default();
+    let (commit_tx, commits) = sync_channel(1024);
+    // Admission starts from the durable state.
+    let ledger = Arc::new(Ledger::import(recovered.state.ledger.export()));
+    let (stop_cluster, stop_cluster_rx) = watch::channel(false);
+    let (backend, log) = start_log(
+        &cfg,
+        cluster.as_ref(),
+        &recovered,
+        commit_tx,
+        stats.fsync_latency.clone(),
+        refused_hook(ledger.clone()),
+        stop_cluster_rx.clone(),
+    )?;
+    let applier = start_applier(&cfg, &recovered, commits, &log, &clock, cluster.is_none())?;
+    catch_up(&applier.link, &recovered).await;
+    let owned = Arc::new(match &cluster {
+        Some(c) => Owned::new(c.cfg.partitions),
+        None => Owned::all(1),
+    });
+    let (endpoint, tickets) = bind_endpoint(&cfg, id, &keys, cluster.as_ref())?;
+    let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
+    let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));
+    let shared = Arc::new(Shared {
+        cfg,
+        keys,
+        ledger,
+        state: recovered.state,
+        applied: applier.link,
+        applier_stats: applier.stats,
+        log,
+        stats,
+        clock,
+        registry: Registry::default(),
+        deny,
+        handshakes: HandshakeMeter::default(),
+        tickets,
+        pushes: Default::default(),
+        hub: applier.hub,
+        lag: Default::default(),
+        webhook_stats: Default::default(),
+        owned,
+        cluster: cluster.clone(),
+    });
+    let (webhooks, webhook_stop) = start_webhooks(&shared)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (admin_addr, web_addr) = start_listeners(admin, &shared, &shutdown_rx).await?;
+    let accept = start_tasks(&endpoint, &shared, &shutdown_rx);
+    if let Some(c) = &cluster {
+        start_cluster_parts(c, &shared, stop_cluster_rx, shutdown_rx);
+    }
+    Ok(Started {
+        local_addr,
+        admin_addr,
+        web_addr,
+        dev_ca,
+        recovery: recovered.stats,
+        shared,
+        running: Running {
+            endpoint,
+            shutdown,
+            accept,
+            backend,
+            stop_cluster,
+            applier: applier.join,
+            webhooks,
+            webhook_stop,
+        },
+    })
+}
+
+/// Health first: the admin listener binds before recovery, so `/healthz` answers (and
+/// `/readyz` says "recovering") while it runs.
+async fn start_admin(cfg: &Config) -> Result<Option<AdminServer>, ServerError> {
+    if !cfg.admin {
+        return Ok(None);
+    }
+    let admin = AdminServer::start(cfg.admin_listen)
+        .await
+        .map_err(io_err(format!("admin listener {}", cfg.admin_listen)))?;
+    Ok(Some(admin))
+}
+
+/// Creates the data directory; reads (or makes) the token secret and the certificates.
+fn open_data_dir(cfg: &Config) -> Result<(TokenKey, ServerIdentity), ServerError> {
+    let data = &cfg.data_dir;
+    std::fs::create_dir_all(data).map_err(io_err(format!("create {}", data.display())))?;
+    let keys = match &cfg.secret {
+        Some(s) => TokenKey::new(s.as_bytes()),
+        None => {
+            TokenKey::load_or_create(&data.join("secret.key")).map_err(io_err("token secret"))?
+        }
+    };
+    let id = match (&cfg.cert, &cfg.key) {
+        (Some(c), Some(k)) => load(c, k)?,
+        _ => load_or_create_dev(&data.join("certs"))?,
+    };
+    Ok((keys, id))
+}
+
+/// Connects to the cluster, when `cluster.url` is set.
+async fn join_cluster(cfg: &Config) -> Result<Option<Cluster>, ServerError> {
+    if cfg.cluster.url.is_none() {
+        return Ok(None);
+    }
+    let node = cfg
+        .cluster
+        .node
+        .clone()
+        .unwrap_or_else(|| default_node(cfg.listen.port()));
+    Ok(Some(Cluster::connect(&cfg.cluster, node).await?))
+}
+
+/// Binds the QUIC endpoint (see [`crate::server::tls`]): TLS resumable under the ticket key,
+/// stateless resets under the reset key, the UDP socket, address tokens under the address key.
+fn bind_endpoint(
+    cfg: &Config,
+    id: ServerIdentity,
+    keys: &TokenKey,
+    cluster: Option<&Cluster>,
+) -> Result<(quinn::Endpoint, Arc<TicketKey>), ServerError> {
+    let data = &cfg.data_dir;
+    let mut tls = server_tls(id)?;
+    // In a cluster every gateway derives the same ticket and reset keys from the shared
+    // secret: a phone resumes its TLS session on any gateway, and any gateway's reset is
+    // recognised.
+    let ticket_key = persistent_key(&TICKET_KEY, cluster, keys, data)?;
+    let reset_key = persistent_key(&RESET_KEY, cluster, keys, data)?;
+    let tickets = TicketKey::new(&ticket_key, 24 * 3600);
+    tls.ticketer = tickets.clone();
+    let endpoint_cfg = endpoint_config(&reset_key, cluster);
+    let socket = bind_socket(cfg.listen)?;
+    // Address-validation tokens (QUIC NEW_TOKEN) sealed under a persistent key: a phone
+    // reconnecting after a restart presents the token from its last connection, proves its
+    // address without a stateless-retry round trip, and so skips the retry that the
+    // handshake-rate guard would otherwise impose on the whole reconnect storm. A cluster
+    // derives it from the shared secret, so the token is good on every gateway.
+    let address_key = persistent_key(&ADDRESS_KEY, cluster, keys, data)?;
+    let endpoint = quinn::Endpoint::new(
+        endpoint_cfg,
+        Some(server_config(cfg, tls, &address_key)?),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(io_err(format!("endpoint on {}", cfg.listen)))?;
+    Ok((endpoint, tickets))
+}
+
+/// Binds the UDP socket every phone's packets arrive on, with room for a reconnect storm's
+/// burst of handshakes (see `crate::udp`; a failure just leaves a smaller buffer, logged so
+/// an operator sees when the kernel's cap bites).
+fn bind_socket(listen: SocketAddr) -> Result<std::net::UdpSocket, ServerError> {
+    let socket = std::net::UdpSocket::bind(listen).map_err(io_err(format!("bind {listen}")))?;
+    let rcvbuf = crate::udp::size_buffers(&socket, UDP_BUFFER);
+    match rcvbuf {
+        Some(n) if n >= UDP_BUFFER => tracing::info!(recv_buffer = n, "UDP socket buffers"),
+        other => tracing::warn!(
+            recv_buffer = ?other,
+            asked = UDP_BUFFER,
+            "UDP receive buffer smaller than asked: raise net.core.rmem_max (or run with \
+             CAP_NET_ADMIN), or bursts will drop packets"
+        ),
+    }
+    Ok(socket)
+}
+
+/// Starts one delivery thread per webhook URL; their cursors are files on a single box and
+/// in the KV bucket in a cluster. Returns the threads and the flag that stops them.
+fn start_webhooks(shared: &Shared) -> Result<(Vec<JoinHandle<()>>, Arc<AtomicBool>), ServerError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(WebhookStats::default());
+    let secret = shared
+        .cfg
+        .feed
+        .webhook_secret
+        .clone()
+        .map(String::into_bytes)
+        .unwrap_or_else(|| shared.keys.secret().to_vec());
+    let cursors: Arc<dyn webhook::Cursors> = match &shared.cluster {
+        Some(c) => Arc::new(KvCursors::new(c, shared.owned.clone())),
+        None => Arc::new(
+            FileCursors::new(&shared.cfg.data_dir.join("webhooks"))
+                .map_err(io_err("webhook cursor directory"))?,
+        ),
+    };
+    let threads = webhook::start(
+        &shared.cfg.feed.webhooks,
+        secret,
+        cursors,
+        shared.state.clone(),
+        stats.clone(),
+        shared.lag.clone(),
+        stop.clone(),
+    )
+    .map_err(io_err("webhook threads"))?;
+    let _ = shared.webhook_stats.set(stats);
+    Ok((threads, stop))
+}
+
+/// Tells the admin listener the gateway is ready, and starts the web listener when
+/// `web.listen` is set. Returns their addresses.
+async fn start_listeners(
+    admin: Option<AdminServer>,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ServerError> {
+    let admin_addr = admin.as_ref().map(|a| a.local_addr);
+    if let Some(a) = admin {
+        a.ready(shared.clone(), stop.clone());
+    }
+    let web_addr = match shared.cfg.web.listen {
+        Some(addr) => Some(
+            crate::web::start(addr, shared.clone(), stop.clone())
+                .await
+                .map_err(io_err(format!("web listener {addr}")))?,
+        ),
+        None => None,
+    };
+    Ok((admin_addr, web_addr))
+}
+
+/// Spawns the gateway's tasks: the accept loop (returned), the deny-list watcher, the driver
+/// push hub and the route archiver.
+fn start_tasks(
+    endpoint: &quinn::Endpoint,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
+    tokio::spawn(watch_deny_list(shared.clone(), stop.clone()));
+    tokio::spawn(push_hub(shared.clone(), stop.clone()));
+    tokio::spawn(archive::run(shared.clone(), stop.clone()));
+    accept
+}
+
+/// Spawns the cluster's parts, each with only the handles it uses: partition leases (until
+/// the cluster stops), ticks of the owned partitions and shared revocations (until the
+/// gateway stops).
+fn start_cluster_parts(
+    cluster: &Cluster,
+    shared: &Arc<Shared>,
+    stop_cluster: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+) {
+    tokio::spawn(lease::run(
+        cluster.clone(),
+        shared.owned.clone(),
+        stop_cluster,
+    ));
+    let ticks = TickParts {
+        partitions: shared.cfg.cluster.partitions,
+        owned: shared.owned.clone(),
+        core: shared.state.core.clone(),
+        clock: shared.clock.clone(),
+        log: shared.log.clone(),
+    };
+    tokio::spawn(tick::run(ticks, stop.clone()));
+    let sessions = shared.clone();
+    let revocations = RevokeParts {
+        cluster: cluster.clone(),
+        deny: shared.deny.clone(),
+        close_denied: Box::new(move |deny| sessions.close_denied(deny)),
+    };
+    tokio::spawn(revoke::run(revocations, stop));
+}
+
+impl Running {
+    /// Stops accepting, closes every connection with `ShuttingDown`, flushes the log, and
+    /// waits for the applier's final snapshot and the webhook threads.
+    pub(super) async fn stop(self) {
+        let Running {
+            endpoint,
+            shutdown,
+            mut accept,
+            backend,
+            stop_cluster,
+            applier,
+            webhooks,
+            webhook_stop,
+        } = self;
+        let _ = shutdown.send(true);
+        endpoint.close(
+            quinn::VarInt::from_u32(milepost_proto::ErrorCode::ShuttingDown.as_u32()),
+            b"shutting down",
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut accept).await;
+        // Stopping the writer closes the applier's queue; the applier then writes a final
+        // snapshot and exits.
+        webhook_stop.store(true, Ordering::Relaxed);
+        let closing = backend.close(&stop_cluster).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            closing.join();
+            let _ = applier.join();
+            for w in webhooks {
+                let _ = w.join();
+            }
+        })
+        .await;
+        // Let the closes go out. Bounded: the log is synced and the snapshot written by now,
+        // and connections whose phones have gone (or are still half-way through a handshake
+        // after a reconnect storm) would otherwise hold the exit for minutes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        drop((shutdown, stop_cluster));
+    }
+}

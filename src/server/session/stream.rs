@@ -1,0 +1,181 @@
+//! One bidirectional stream of a session: a reader that admits requests (fix batches,
+//! commands, queries; a new stream opening with a Subscribe becomes a feed stream) and a writer
+//! that answers them in request order, joined by a bounded queue: a phone can pipeline batches,
+//! and a slow disk pushes back through that queue and then QUIC flow control.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use milepost_proto::{ClientMsg, ErrorCode, ErrorFrame, Fix, Seq, ServerMsg};
+use tokio::sync::mpsc;
+
+use crate::auth::Role;
+use crate::server::commands::handle as handle_command;
+use crate::server::feed::serve as serve_feed;
+use crate::server::ingest::Admitted;
+use crate::server::session::fixes::{admit_from, settle};
+use crate::server::session::peer::{close, error_msg, handshake_confirmed, Peer};
+use crate::server::session::query::on_query;
+use crate::server::shared::Shared;
+use crate::wire::{read_msg, write_msg, WireError};
+
+/// Requests in flight per stream before the reader stops reading.
+const PIPELINE_DEPTH: usize = 64;
+
+/// An answer waiting its turn on a stream. Large variants are boxed: tokio allocates a
+/// channel's slots in blocks of 32, so the size of this type times 32 is memory every
+/// connection pays, whether or not it ever sends a command.
+enum Pending {
+    /// A batch waiting to be durable.
+    Batch(Box<Admitted>),
+    /// A command to run (logged, then applied) when its turn comes.
+    Command(Box<milepost_proto::Command>),
+    /// An answer ready now.
+    Ready(Box<ServerMsg>),
+}
+
+/// Serves one bidirectional stream: a reader admitting requests, a writer answering them in
+/// order.
+pub(super) async fn serve_stream(
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    peer: Arc<Peer>,
+    shared: Arc<Shared>,
+    session_stream: bool,
+) {
+    let max = shared.cfg.limits.max_frame as usize;
+    // A new stream whose first frame is a Subscribe becomes a feed stream.
+    let mut first = None;
+    if !session_stream {
+        match read_msg::<ClientMsg>(&mut recv, max).await {
+            Ok(Some(ClientMsg::Subscribe(sub))) => {
+                if handshake_confirmed(&peer).await {
+                    // Boxed: a feed stream's state must not size every stream's future.
+                    Box::pin(serve_feed(send, recv, &peer.claims, &shared, sub)).await;
+                }
+                return;
+            }
+            Ok(Some(msg)) => first = Some(msg),
+            Ok(None) | Err(WireError::Read(_)) => return,
+            Err(e) => {
+                shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                close(&peer.conn, e.code());
+                return;
+            }
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
+    let writer = tokio::spawn(answer_stream(send, rx, peer.clone(), shared.clone()));
+    loop {
+        let next = match first.take() {
+            Some(msg) => Ok(Some(msg)),
+            None => read_msg::<ClientMsg>(&mut recv, max).await,
+        };
+        let msg = match next {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(WireError::Read(_)) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad frame");
+                shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                close(&peer.conn, e.code());
+                break;
+            }
+        };
+        let pending = match msg {
+            ClientMsg::Hello(_) => {
+                close(&peer.conn, ErrorCode::ProtocolViolation);
+                break;
+            }
+            ClientMsg::FixBatch(batch) => {
+                on_batch(&peer, &shared, batch.first_seq, &batch.fixes).await
+            }
+            ClientMsg::Subscribe(_) => error(ErrorCode::ProtocolViolation),
+            ClientMsg::Command(c) => {
+                // Commands are not idempotent: never from replayable 0-RTT data.
+                if !handshake_confirmed(&peer).await {
+                    break;
+                }
+                Pending::Command(Box::new(c))
+            }
+            ClientMsg::Query(q) => {
+                if !handshake_confirmed(&peer).await {
+                    break;
+                }
+                Pending::Ready(Box::new(on_query(&peer, &shared, q)))
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Admits a batch, or answers with a request-level error.
+async fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pending {
+    if peer.claims.role != Role::Driver {
+        return error(ErrorCode::WrongRole);
+    }
+    if fixes.is_empty() || fixes.len() > shared.cfg.limits.max_batch as usize {
+        return error(ErrorCode::BadBatchSize);
+    }
+    // The only wait: a place in the writer's queue (backpressure when the disk lags).
+    let Ok(permit) = shared.log.reserve().await else {
+        return error(ErrorCode::StorageFailure);
+    };
+    match admit_from(peer, shared, first_seq, fixes, permit) {
+        Ok(a) => Pending::Batch(Box::new(a)),
+        Err(code) => {
+            if code == ErrorCode::RateLimited {
+                shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            error(code)
+        }
+    }
+}
+
+/// A request-level error, ready now.
+fn error(code: ErrorCode) -> Pending {
+    Pending::Ready(Box::new(error_msg(code)))
+}
+
+/// Writes the answers of one stream in request order.
+async fn answer_stream(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Pending>,
+    peer: Arc<Peer>,
+    shared: Arc<Shared>,
+) {
+    while let Some(p) = rx.recv().await {
+        let msg = match p {
+            Pending::Ready(msg) => *msg,
+            // Boxed: commands are rare, and their state must not size every stream's future.
+            Pending::Command(c) => Box::pin(handle_command(&peer.claims, &shared, *c)).await,
+            Pending::Batch(a) => match settle(*a, &peer, &shared).await {
+                Ok(ack) => ServerMsg::Ack(ack),
+                Err(code @ ErrorCode::DiskFull) => ServerMsg::Error(ErrorFrame {
+                    code,
+                    message: "disk full: fixes not stored; keep them and retry later".into(),
+                }),
+                Err(code) => {
+                    let _ = write_msg(
+                        &mut send,
+                        &ServerMsg::Error(ErrorFrame {
+                            code,
+                            message: "fixes not stored: keep them and retry later".into(),
+                        }),
+                    )
+                    .await;
+                    close(&peer.conn, code);
+                    return;
+                }
+            },
+        };
+        if write_msg(&mut send, &msg).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}

@@ -1,0 +1,116 @@
+//! [`Shared`]: the state every session, listener and background task of a running gateway
+//! shares (configuration, keys, the fold's state, the log handle, guards, feeds), and its
+//! [`Stats`] counters. Built once by [`crate::server::boot`].
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use milepost_core::store::Ledger;
+
+use crate::auth::{DenyList, TokenKey};
+use crate::cluster::lease::Owned;
+use crate::cluster::nats::Cluster;
+use crate::config::Config;
+use crate::feed::hub::FeedHub;
+use crate::feed::lag::FeedLag;
+use crate::feed::webhook::WebhookStats;
+use crate::metrics::Histogram;
+use crate::server::applier::{ApplierLink, ApplierStats};
+use crate::server::clock::Clock;
+use crate::server::guard::{HandshakeMeter, Registry};
+use crate::server::keys::TicketKey;
+use crate::state::FleetState;
+use crate::store::writer::queue::WriterHandle;
+
+/// Counters an operator (and a test) can read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Fixes stored.
+    pub fixes_accepted: AtomicU64,
+    /// Fixes refused, all reasons.
+    pub fixes_rejected: AtomicU64,
+    /// Fixes resent and acked again.
+    pub fixes_duplicate: AtomicU64,
+    /// Connections closed for a protocol violation or auth failure.
+    pub refusals: AtomicU64,
+    /// Batches refused by the per-driver rate limit.
+    pub rate_limited: AtomicU64,
+    /// Handshakes answered with a stateless retry.
+    pub retries: AtomicU64,
+    /// Connections closed because their token was revoked.
+    pub revoked: AtomicU64,
+    /// Feed subscriptions open now.
+    pub subscriptions: AtomicU64,
+    /// Fixes refused, by reason (index = `RejectReason as usize`).
+    pub rejected_by_reason: [AtomicU64; milepost_proto::RejectReason::ALL.len()],
+    /// Time from a batch's admission to its durability (the server's share of ack latency).
+    pub ack_latency: Histogram,
+    /// Duration of each log fsync.
+    pub fsync_latency: Arc<Histogram>,
+}
+
+/// State shared by every session.
+pub struct Shared {
+    /// Configuration in force.
+    pub cfg: Config,
+    /// Token key.
+    pub keys: TokenKey,
+    /// Admission dedupe state: runs ahead of the durable ledger in `state` by the batches in
+    /// flight.
+    pub ledger: Arc<Ledger>,
+    /// The fold of the log: durable ledger, live positions, fleet core. Its mutexes are std
+    /// mutexes held only for short synchronous work, never across an await.
+    pub state: Arc<FleetState>,
+    /// How far the applier has got, its command results and its update stream.
+    pub applied: ApplierLink,
+    /// Applier counters.
+    pub applier_stats: Arc<ApplierStats>,
+    /// The log writer.
+    pub log: WriterHandle,
+    /// Counters.
+    pub stats: Stats,
+    /// Server clock.
+    pub clock: Clock,
+    /// Live connections per subject.
+    pub registry: Registry,
+    /// Revoked tokens (shared with the cluster's revocation task).
+    pub deny: Arc<DenyList>,
+    /// Handshakes per second.
+    pub handshakes: HandshakeMeter,
+    /// The TLS ticket key (counts resumed sessions).
+    pub tickets: Arc<TicketKey>,
+    /// Webhook counters (set once the webhook threads start).
+    pub webhook_stats: OnceLock<Arc<WebhookStats>>,
+    /// Feed subscriptions waiting for changes.
+    pub hub: Arc<FeedHub>,
+    /// The partitions of drivers whose once-per-fleet work (ticks, webhooks, archiving) this
+    /// gateway does: all of them on a single box.
+    pub owned: Arc<Owned>,
+    /// The cluster, when this gateway is one of several.
+    pub cluster: Option<Cluster>,
+    /// Every live subscriber's cursor (feed lag per subscriber class, in `/metrics`).
+    pub lag: Arc<FeedLag>,
+    /// Push queues of connected drivers (newest connection wins).
+    pub pushes: dashmap::DashMap<
+        milepost_proto::DriverId,
+        tokio::sync::mpsc::Sender<Box<milepost_proto::ServerMsg>>,
+    >,
+}
+
+impl Shared {
+    /// Current server time, UTC ms.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Closes the live sessions whose tokens `deny` now denies and counts them as revoked.
+    /// Returns how many it closed.
+    pub fn close_denied(&self, deny: &HashSet<String>) -> usize {
+        let n = self.registry.close_denied(deny);
+        self.stats.revoked.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+}

@@ -1,0 +1,173 @@
+//! TLS and QUIC settings of the endpoint: the keys that must agree across restarts (and
+//! across a cluster's gateways), the endpoint configuration (stateless resets, QUIC-LB
+//! connection IDs), and the server configuration (TLS, address-validation tokens, transport
+//! limits, ACK frequency). The certificates themselves are in [`crate::certs`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::TokenKey;
+use crate::certs::TICKETS_PER_HANDSHAKE;
+use crate::cluster::cid::{server_id_for, QuicLbCids};
+use crate::cluster::nats::Cluster;
+use crate::cluster::node::derive_key;
+use crate::config::{Config, ConfigError};
+use crate::server::error::{io_err, ServerError};
+use crate::server::keys::load_or_create_key;
+
+/// A key that must outlive a restart: a single box keeps it in a file of its data directory;
+/// every gateway of a cluster derives the same one from the shared secret.
+pub(super) struct PersistentKey {
+    /// Its purpose, in the cluster's derivation.
+    purpose: &'static str,
+    /// Its file in the data directory.
+    file: &'static str,
+    /// What it is, in an error.
+    what: &'static str,
+}
+
+/// The TLS session-ticket key: a phone resumes its TLS session on any gateway.
+pub(super) const TICKET_KEY: PersistentKey = PersistentKey {
+    purpose: "tls tickets",
+    file: "ticket.key",
+    what: "ticket key",
+};
+
+/// The QUIC stateless-reset key: any gateway's reset is recognised.
+pub(super) const RESET_KEY: PersistentKey = PersistentKey {
+    purpose: "stateless reset",
+    file: "reset.key",
+    what: "reset key",
+};
+
+/// The QUIC address-validation token key: a token is good on every gateway, after a restart.
+pub(super) const ADDRESS_KEY: PersistentKey = PersistentKey {
+    purpose: "address tokens",
+    file: "address.key",
+    what: "address token key",
+};
+
+/// The key `key` of this gateway: derived in a cluster, else read (or made) in `data`.
+pub(super) fn persistent_key(
+    key: &PersistentKey,
+    cluster: Option<&Cluster>,
+    secret: &TokenKey,
+    data: &Path,
+) -> Result<[u8; 32], ServerError> {
+    match cluster {
+        Some(_) => Ok(derive_key(secret.secret(), key.purpose)),
+        None => load_or_create_key(&data.join(key.file)).map_err(io_err(key.what)),
+    }
+}
+
+/// The endpoint configuration: stateless resets under `reset_key`, sent as fast as a
+/// restart needs, and in a cluster connection IDs that carry this gateway's QUIC-LB server id.
+pub(super) fn endpoint_config(
+    reset_key: &[u8; 32],
+    cluster: Option<&Cluster>,
+) -> quinn::EndpointConfig {
+    let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        reset_key,
+    )));
+    // After a restart every phone's old connection must be reset at once (a reset is
+    // always smaller than the packet that caused it, so this cannot amplify); quinn's
+    // default of one reset per 20 ms would take minutes for 20,000 phones.
+    endpoint_cfg.min_reset_interval(Duration::from_micros(20));
+    if let Some(c) = cluster {
+        let server_id = match c.cfg.server_id {
+            0 => server_id_for(&c.node),
+            id => id,
+        };
+        tracing::info!(node = %c.node, server_id, "cluster connection IDs (QUIC-LB)");
+        endpoint_cfg.cid_generator(move || Box::new(QuicLbCids::new(server_id)));
+    }
+    endpoint_cfg
+}
+
+/// The quinn server configuration: TLS, stream limits (quinn allocates state for every stream
+/// a peer may open, so these stay small), datagrams for live fixes, idle timeout.
+pub(super) fn server_config(
+    cfg: &Config,
+    tls: rustls::ServerConfig,
+    address_key: &[u8; 32],
+) -> Result<quinn::ServerConfig, ServerError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| io_err("QUIC TLS config")(std::io::Error::other(e.to_string())))?;
+    let token_key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"milepost address tokens")
+        .extract(address_key);
+    // Retry and NEW_TOKEN tokens are sealed with keys derived from `token_key`; NEW_TOKEN
+    // tokens are valid two weeks, their reuse detected by a bounded Bloom filter (which starts
+    // empty after a restart). Like TLS tickets, a token is used up by an attempt that fails:
+    // as many tokens as tickets.
+    let mut server = quinn::ServerConfig::new(Arc::new(crypto), Arc::new(token_key));
+    let mut tokens = quinn::ValidationTokenConfig::default();
+    tokens
+        .sent(TICKETS_PER_HANDSHAKE as u32)
+        .lifetime(TOKEN_LIFETIME)
+        .log(Arc::new(primed_token_log()));
+    server.validation_token_config(tokens);
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(cfg.limits.max_streams))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        .datagram_receive_buffer_size(Some(16 * 1024))
+        .datagram_send_buffer_size(0)
+        .stream_receive_window(quinn::VarInt::from_u32(
+            cfg.limits.max_frame.max(64 * 1024) * 2,
+        ))
+        .receive_window(quinn::VarInt::from_u32(
+            cfg.limits.max_frame.max(64 * 1024) * 4,
+        ))
+        .send_window(256 * 1024)
+        // No path MTU probes: eight datagrams per connection that tiny fixes do not need
+        // (PROTOCOL.md, "No path MTU discovery").
+        .mtu_discovery_config(None)
+        .ack_frequency_config(Some(immediate_acks()))
+        .max_idle_timeout(Some(
+            Duration::from_secs(cfg.limits.idle_timeout_s)
+                .try_into()
+                .map_err(|_| {
+                    ServerError::Config(ConfigError::Invalid(
+                        "limits.idle_timeout_s too large".into(),
+                    ))
+                })?,
+        ));
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+/// What the gateway asks of phones whose QUIC stack has the ACK frequency extension (quinn's
+/// has; others ignore it): acknowledge every packet at once, instead of up to 25 ms later.
+///
+/// A phone sends a fix a second, so its ACK of our ack never rides on data anyway: one
+/// datagram either way, but it arrives while the gateway's state for that connection is
+/// still in cache (our guess at why), and the gateway's probe timer (RTT estimate plus 25 ms)
+/// keeps its whole margin over a phone that is a few milliseconds late. Measured: 10% less
+/// gateway CPU per fix at 10,000 drivers. The cost is in bursts (the backlog phones resend
+/// after a restart), where every packet now gets an ACK instead of every other one: a
+/// 10,000-phone reconnect storm took about 1.5 s longer (README, Benchmarks).
+fn immediate_acks() -> quinn::AckFrequencyConfig {
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(0));
+    ack
+}
+
+/// How long a QUIC address-validation token stays valid.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// quinn's Bloom-filter token log, primed to accept every token still valid. Left empty, it
+/// takes its time window from the first token it sees and refuses every token issued before
+/// that one as "too far in past": after a restart, phones present tokens issued by the previous
+/// gateway in no particular order, and those refused got a stateless retry (6,134 retries in
+/// a 10k storm). Priming it with a token that expires now opens the window at now.
+fn primed_token_log() -> quinn::BloomTokenLog {
+    use quinn::TokenLog;
+    let log = quinn::BloomTokenLog::default();
+    if let Some(issued) = std::time::SystemTime::now().checked_sub(TOKEN_LIFETIME) {
+        // Nonce 0: real nonces are random 128-bit values (a clash only costs one retry).
+        let _ = log.check_and_insert(0, issued, TOKEN_LIFETIME);
+    }
+    log
+}
