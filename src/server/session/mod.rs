@@ -29,8 +29,7 @@ use milepost_proto::{ErrorCode, ServerMsg};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::Role;
-use crate::server::ingest::Admitted;
-use crate::server::session::fixes::{on_datagram, settle};
+use crate::server::session::fixes::{on_datagram, settle, Settling};
 use crate::server::session::hello::open;
 use crate::server::session::peer::{close, send_push, Peer};
 use crate::server::session::stream::serve_stream;
@@ -82,15 +81,15 @@ async fn run_session(
     ));
     // A driver's push task: live-fix acks (each datagram settled in turn: a task per
     // datagram would cost a spawn per fix) and pushes from the applier.
-    let (live_tx, mut live_rx) = mpsc::channel::<Box<Admitted>>(16);
+    let (live_tx, mut live_rx) = mpsc::channel::<Box<Settling>>(16);
     let pushes = (peer.claims.role == Role::Driver).then(|| {
         let (tx, mut rx) = mpsc::channel::<Box<ServerMsg>>(64);
         shared.pushes.insert(peer.driver.clone(), tx.clone());
-        let (p, sh) = (peer.clone(), shared.clone());
+        let p = peer.clone();
         streams.spawn(async move {
             loop {
                 let msg = tokio::select! {
-                    Some(admitted) = live_rx.recv() => match settle(*admitted, &p, &sh).await {
+                    Some(admitted) = live_rx.recv() => match settle(admitted, &p).await {
                         Ok(ack) => ServerMsg::Ack(ack),
                         // Not stored (seqs unsettled): no ack; the phone resends it in a batch
                         // and gets the DiskFull answer there.

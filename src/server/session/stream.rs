@@ -12,8 +12,7 @@ use tokio::sync::mpsc;
 use crate::auth::Role;
 use crate::server::commands::handle as handle_command;
 use crate::server::feed::serve as serve_feed;
-use crate::server::ingest::Admitted;
-use crate::server::session::fixes::{admit_from, settle};
+use crate::server::session::fixes::{admit_from, settle, Settling};
 use crate::server::session::peer::{close, error_msg, handshake_confirmed, Peer};
 use crate::server::session::query::on_query;
 use crate::server::shared::Shared;
@@ -27,7 +26,7 @@ const PIPELINE_DEPTH: usize = 64;
 /// connection pays, whether or not it ever sends a command.
 enum Pending {
     /// A batch waiting to be durable.
-    Batch(Box<Admitted>),
+    Batch(Box<Settling>),
     /// A command to run (logged, then applied) when its turn comes.
     Command(Box<milepost_proto::Command>),
     /// An answer ready now.
@@ -114,7 +113,7 @@ pub(super) async fn serve_stream(
 }
 
 /// Admits a batch, or answers with a request-level error.
-async fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -> Pending {
+async fn on_batch(peer: &Peer, shared: &Arc<Shared>, first_seq: Seq, fixes: &[Fix]) -> Pending {
     if peer.claims.role != Role::Driver {
         return error(ErrorCode::WrongRole);
     }
@@ -126,7 +125,7 @@ async fn on_batch(peer: &Peer, shared: &Shared, first_seq: Seq, fixes: &[Fix]) -
         return error(ErrorCode::StorageFailure);
     };
     match admit_from(peer, shared, first_seq, fixes, permit) {
-        Ok(a) => Pending::Batch(Box::new(a)),
+        Ok(a) => Pending::Batch(Settling::new(a, shared)),
         Err(code) => {
             if code == ErrorCode::RateLimited {
                 shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +152,7 @@ async fn answer_stream(
             Pending::Ready(msg) => *msg,
             // Boxed: commands are rare, and their state must not size every stream's future.
             Pending::Command(c) => Box::pin(handle_command(&peer.claims, &shared, *c)).await,
-            Pending::Batch(a) => match settle(*a, &peer, &shared).await {
+            Pending::Batch(a) => match settle(a, &peer).await {
                 Ok(ack) => ServerMsg::Ack(ack),
                 Err(code @ ErrorCode::DiskFull) => ServerMsg::Error(ErrorFrame {
                     code,

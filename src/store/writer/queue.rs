@@ -66,6 +66,12 @@ impl Completion {
     pub async fn wait(self) -> Result<u64, LogError> {
         self.0.await.map_err(|_| LogError::Closed)?
     }
+
+    /// Waits for the writer's answer without giving the completion up, so that a caller whose
+    /// wait is cancelled can hand it on. Call it at most until it returns once.
+    pub async fn wait_mut(&mut self) -> Result<u64, LogError> {
+        (&mut self.0).await.map_err(|_| LogError::Closed)?
+    }
 }
 
 impl WriterHandle {
