@@ -35,15 +35,17 @@
 //! Nothing here streams: a file is read whole. A 200k-point CSV takes a few tens of megabytes.
 //!
 //! # The folder
-//! - `mod.rs` (this file): the shared types ([`Trace`], [`TracePoint`], [`TraceError`],
-//!   [`Location`], [`ReadOptions`]), [`shift`], the list of formats ([`TraceFormat`]) and the file
-//!   entry points (format by extension, gzip).
+//! - `mod.rs` (this file): the list of formats ([`TraceFormat`], the one place a format is
+//!   registered) and the file entry points (format by extension, gzip).
+//! - `model.rs`: the shared types ([`Trace`], [`TracePoint`], [`TraceError`], [`Location`],
+//!   [`ReadOptions`]) and [`shift`]; every reader builds on it, and it imports none of them.
 //! - `gpx.rs`, `csv.rs`, `geojson.rs`: one reader per format; `csv_mapping.rs`: which CSV column
 //!   holds what ([`CsvMapping`], its presets and header detection).
 //! - `time.rs`: [`TimeFormat`] and the time parsers.
 //! - `points.rs`: what every reader shares: checking points, counting the ones skipped under
 //!   [`ReadOptions`], grouping them into named traces.
-//! - `tests.rs`: tests of the entry points, and the samples the readers' tests share.
+//! - `tests.rs`: tests of the entry points; `test_support.rs`: the samples the readers' tests
+//!   share.
 //!
 //! # Adding a format
 //! Write `<format>.rs` with a `parse_<format>_with(input, id, opts)` built on `points.rs` (as
