@@ -5,6 +5,7 @@
 //! (`serve --config milepost.toml`), environment variables (`MILEPOST_LISTEN`,
 //! `MILEPOST_DATA_DIR`, `MILEPOST_SECRET`, `MILEPOST_CLUSTER`...), then command-line flags.
 
+use crate::history::HistoryConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,8 @@ pub struct Config {
     pub web: WebConfig,
     /// Scale-out over NATS JetStream (off unless `cluster.url` is set: one box is the default).
     pub cluster: ClusterConfig,
+    /// How long closed routes and their parcels' history are kept.
+    pub history: HistoryConfig,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             feed: FeedConfig::default(),
             web: WebConfig::default(),
             cluster: ClusterConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }

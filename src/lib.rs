@@ -41,6 +41,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod feed;
+pub mod history;
 pub mod metrics;
 pub mod replay;
 pub mod server;

@@ -15,6 +15,7 @@ use milepost_core::store::image::Snapshot;
 use milepost_core::store::{Ledger, LogRecord};
 use milepost_proto::route::Update;
 
+use crate::history::History;
 use crate::store::LogError;
 
 /// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
@@ -33,6 +34,8 @@ pub struct FleetState {
     pub core: Arc<Mutex<FleetCore>>,
     /// Every feed's events, shared with subscriptions.
     pub feed: Arc<Mutex<FeedStore>>,
+    /// Where closed routes and their parcels' history go (none in tools that only fold).
+    pub history: Option<Arc<History>>,
 }
 
 impl From<Fleet> for FleetState {
@@ -42,6 +45,7 @@ impl From<Fleet> for FleetState {
             positions: Arc::new(Mutex::new(f.positions)),
             core: Arc::new(Mutex::new(f.core)),
             feed: Arc::new(Mutex::new(f.feed)),
+            history: None,
         }
     }
 }
@@ -57,8 +61,17 @@ impl FleetState {
         Fleet::restore(cfg, snap).into()
     }
 
+    /// The same state, writing closed routes' history to `history`.
+    pub fn with_history(mut self, history: Arc<History>) -> FleetState {
+        self.history = Some(history);
+        self
+    }
+
     /// Folds one record in (see [`Parts::apply`]), holding the parts' locks in one order:
-    /// positions, core, feed.
+    /// positions, core, feed. A record that closes routes first leaves their history in the
+    /// history database (read off the state before the fold removes them); a failure to write
+    /// it is logged and the fold goes on, since the log is the truth and the live state must
+    /// not stop.
     pub fn apply(
         &self,
         rec: &LogRecord,
@@ -68,6 +81,12 @@ impl FleetState {
         let mut positions = lock(&self.positions);
         let mut core = lock(&self.core);
         let mut feed = lock(&self.feed);
+        if let Some(h) = &self.history {
+            let closings = milepost_core::history::closing(&core, &feed, rec);
+            if let Err(e) = h.record(&closings) {
+                tracing::error!(error = %e, "closed routes' history not written");
+            }
+        }
         Parts {
             ledger: &self.ledger,
             positions: &mut positions,

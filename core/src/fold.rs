@@ -232,11 +232,16 @@ impl Parts<'_> {
             }
             LogRecord::RoutesArchived { routes, .. } => {
                 for id in routes {
-                    if let Some(plan) = self.core.remove_route(id) {
-                        self.feed.forget_route(&plan);
-                    }
+                    self.close_route(id);
                 }
                 None
+            }
+            LogRecord::RouteCancelled { route_id, .. } => {
+                if self.close_route(route_id) {
+                    Some(CommandResult::Applied)
+                } else {
+                    refused(&format!("no live route {route_id}"))
+                }
             }
             LogRecord::Tick {
                 owned,
@@ -258,6 +263,20 @@ impl Parts<'_> {
                 }
             }
         }
+    }
+}
+
+impl Parts<'_> {
+    /// Removes a route from the live state with its parcels' feeds, except the feeds of parcels
+    /// that moved to a newer route that is still live. False if the route is unknown.
+    fn close_route(&mut self, id: &milepost_proto::route::RouteId) -> bool {
+        let Some(plan) = self.core.remove_route(id) else {
+            return false;
+        };
+        let core = &*self.core;
+        self.feed
+            .forget_route(&plan, |t| core.parcel_status(t).is_some());
+        true
     }
 }
 

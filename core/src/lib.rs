@@ -14,6 +14,8 @@
 //! - [`fold`]: applies one record to the whole state; recovery, the applier and ticks share it.
 //! - [`present`]: what a recipient may see (the driver's position rule) and the words every
 //!   surface shows (status lines, event and reason texts).
+//! - [`history`]: what a parcel and a route leave behind when the route is archived or
+//!   cancelled (kept by the shell for months).
 //! - [`hash`]: the hash maps of the per-fix path.
 //!
 //! # Layers
@@ -25,5 +27,6 @@ pub mod feed;
 pub mod fleet;
 pub mod fold;
 pub mod hash;
+pub mod history;
 pub mod present;
 pub mod store;

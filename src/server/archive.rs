@@ -4,7 +4,9 @@
 //! `log.archive_routes_after_s`, appends their final view (stops, outcomes, ETAs) as JSON lines
 //! to `DATA_DIR/archive/routes.jsonl`, then logs a `RoutesArchived` record; the applier removes
 //! them (and their parcels' feeds) in log order, so recovery reaches the same state. A crash
-//! between the two steps only repeats a line in the archive (at least once).
+//! between the two steps only repeats a line in the archive (at least once). Folding that
+//! record also keeps the routes' and their parcels' history ([`crate::history`]), which this
+//! task sweeps of what is past its retention once an hour.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,11 +21,17 @@ use milepost_core::store::LogRecord;
 /// Runs until `stop` fires.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut minutes = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        // Every gateway keeps its own history database: each sweeps it, once an hour.
+        if minutes % 60 == 0 {
+            purge_history(shared.clone()).await;
+        }
+        minutes += 1;
         // In a cluster one gateway archives for the fleet: the owner of partition 0.
         if !shared.owned.is_leader() {
             continue;
@@ -31,6 +39,20 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = archive_once(&shared).await {
             tracing::warn!(error = %e, "route archiving failed; will retry");
         }
+    }
+}
+
+/// Removes history past its retention (blocking disk work, off the async workers).
+async fn purge_history(shared: Arc<Shared>) {
+    let Some(history) = shared.state.history.clone() else {
+        return;
+    };
+    let now = shared.now_ms();
+    match tokio::task::spawn_blocking(move || history.purge(now)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(removed = n, "history past its retention removed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "history retention sweep failed"),
+        Err(e) => tracing::warn!(error = %e, "history retention sweep task failed"),
     }
 }
 

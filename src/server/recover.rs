@@ -12,6 +12,7 @@ use crate::cluster::nats::Cluster;
 use crate::cluster::seq::{lsn_of, resume_seq};
 use crate::config::Config;
 use crate::server::error::{io_err, ServerError};
+use crate::history::History;
 use crate::state::FleetState;
 use crate::store::log::{LogReader, RecoveryStats};
 use crate::store::snapshot::newest;
@@ -49,6 +50,10 @@ pub(super) async fn recover_state(
         Some(c) => Some(c.stream_bounds().await?),
         None => None,
     };
+    let history = Arc::new(
+        History::open(&data.join("history.redb"), &cfg.history)
+            .map_err(|e| io_err("open history database")(std::io::Error::other(e)))?,
+    );
     // Recovery is blocking disk and CPU work: keep it off the async workers.
     let (state, stats) = {
         let (log_dir, snapshot_dir, core_cfg, feed_cfg) = (
@@ -58,8 +63,8 @@ pub(super) async fn recover_state(
             cfg.feed.clone(),
         );
         tokio::task::spawn_blocking(move || match stream_bounds {
-            Some(bounds) => recover_cluster(&snapshot_dir, bounds, core_cfg, &feed_cfg),
-            None => recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg),
+            Some(bounds) => recover_cluster(&snapshot_dir, bounds, core_cfg, &feed_cfg, history),
+            None => recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg, history),
         })
         .await
         .map_err(|e| io_err("recovery task")(std::io::Error::other(e.to_string())))??
@@ -80,6 +85,7 @@ fn recover_cluster(
     (first, last): (u64, u64),
     core: CoreConfig,
     feed: &FeedConfig,
+    history: Arc<History>,
 ) -> Result<(FleetState, RecoveryStats), ServerError> {
     let snap = newest(snapshot_dir)?;
     let (state, from) = match snap {
@@ -98,6 +104,7 @@ fn recover_cluster(
         }
         None => (FleetState::new(core, feed), lsn_of(1, 0)),
     };
+    let state = state.with_history(history);
     if first > resume_seq(from) && last > 0 {
         tracing::warn!(
             from,
@@ -119,6 +126,7 @@ fn recover(
     snapshot_dir: &Path,
     core: CoreConfig,
     feed: &FeedConfig,
+    history: Arc<History>,
 ) -> Result<(FleetState, RecoveryStats), ServerError> {
     let started = std::time::Instant::now();
     let (state, from) = match newest(snapshot_dir)? {
@@ -128,6 +136,7 @@ fn recover(
         }
         None => (FleetState::new(core, feed), 0),
     };
+    let state = state.with_history(history);
     let (mut out, mut touched) = (Vec::new(), Vec::new());
     let stats = LogReader::new(log_dir).replay_from(from, |_, rec| {
         out.clear();

@@ -104,9 +104,18 @@ impl FeedStore {
     }
 
     /// Drops an archived route's parcel feeds (their history is in the archive).
-    pub fn forget_route(&mut self, route: &milepost_proto::route::Route) {
+    ///
+    /// A parcel for which `still_live` is true (it moved to a newer route that is still live)
+    /// keeps its feed: its recipient goes on following it there.
+    pub fn forget_route(
+        &mut self,
+        route: &milepost_proto::route::Route,
+        still_live: impl Fn(&TrackingNumber) -> bool,
+    ) {
         for p in route.stops.iter().flat_map(|s| &s.parcels) {
-            self.parcels.remove(&p.tracking);
+            if !still_live(&p.tracking) {
+                self.parcels.remove(&p.tracking);
+            }
         }
         self.route_depot.remove(&route.id);
     }

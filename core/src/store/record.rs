@@ -77,6 +77,16 @@ pub enum LogRecord {
         /// The owner's time, UTC ms.
         now_ms: i64,
     },
+    /// The back office cancelled a live route: it leaves the live state at once, and its
+    /// parcels' history (what they went through on it) is kept.
+    RouteCancelled {
+        /// The route.
+        route_id: RouteId,
+        /// Who cancelled it (an API key's name, or `cli`), for the record.
+        by: String,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
 }
 
 /// The partition a driver belongs to when drivers are spread over `partitions` (FNV-1a of its

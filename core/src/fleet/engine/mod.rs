@@ -325,6 +325,17 @@ impl FleetCore {
         crate::fleet::view::parcel_status(&self.cfg, run, tracking)
     }
 
+    /// The status of parcel `tracking` as route `route` sees it (the parcel may have moved to a
+    /// newer route since, which [`FleetCore::parcel_status`] would answer for).
+    pub fn parcel_status_on(
+        &self,
+        route: &RouteId,
+        tracking: &TrackingNumber,
+    ) -> Option<ParcelStatus> {
+        let run = self.routes.get(route)?;
+        crate::fleet::view::parcel_status(&self.cfg, run, tracking)
+    }
+
     /// Ids of the routes of a depot, sorted.
     pub fn routes_of_depot(&self, depot: &DepotId) -> Vec<RouteId> {
         let mut v: Vec<RouteId> = self

@@ -1,0 +1,249 @@
+//! Parcel and route history that outlives the live state: what a route and its parcels went
+//! through (final view, milestones, outcome, proof summary, failure reason), kept in an
+//! embedded database (`DATA_DIR/history.redb`, [redb]) for `history.retention_days` after the
+//! route was archived or cancelled.
+//!
+//! The records are the core's ([`milepost_core::history`]); this file stores and reads them.
+//! They are written while the record that closes a route is folded ([`crate::state`]), so
+//! recovery and every gateway of a cluster write the same history; writing one twice (a log
+//! replayed after a crash) leaves the same record.
+//!
+//! Tables: `parcels` (tracking number to JSON [`ParcelHistory`]), `routes` (route id to JSON
+//! [`RouteHistory`]), `route_days` (`depot 0x1 YYYY-MM-DD 0x1 route` for listings) and
+//! `closed` (`closed_ms 0x1 p|r 0x1 id`, for the retention sweep).
+
+use std::path::Path;
+
+use milepost_core::history::{Closing, ParcelHistory, RouteHistory};
+use milepost_proto::route::{DepotId, RouteId, TrackingNumber};
+use redb::{Database, ReadableTable, TableDefinition};
+
+pub mod config;
+
+pub use config::HistoryConfig;
+
+const PARCELS: TableDefinition<&str, &[u8]> = TableDefinition::new("parcels");
+const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
+const ROUTE_DAYS: TableDefinition<&str, ()> = TableDefinition::new("route_days");
+const CLOSED: TableDefinition<&str, ()> = TableDefinition::new("closed");
+
+/// Separates the parts of an index key (never in an id: ids are checked printable).
+const SEP: char = '\u{1}';
+
+/// A failure of the history database.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The database failed.
+    #[error("history database: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored record does not decode.
+    #[error("history record: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+macro_rules! db_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for HistoryError {
+            fn from(e: $t) -> Self {
+                HistoryError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The history database.
+pub struct History {
+    db: Database,
+    retention_ms: i64,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("retention_ms", &self.retention_ms)
+            .finish()
+    }
+}
+
+/// The UTC day of `ms`, `YYYY-MM-DD`.
+pub fn day_of(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "0000-00-00".into())
+}
+
+impl History {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path, cfg: &HistoryConfig) -> Result<History, HistoryError> {
+        let db = Database::create(path)?;
+        // Create the tables, so that readers never meet a missing one.
+        let tx = db.begin_write()?;
+        tx.open_table(PARCELS)?;
+        tx.open_table(ROUTES)?;
+        tx.open_table(ROUTE_DAYS)?;
+        tx.open_table(CLOSED)?;
+        tx.commit()?;
+        Ok(History {
+            db,
+            retention_ms: i64::from(cfg.retention_days) * 86_400_000,
+        })
+    }
+
+    /// Stores what closing routes left behind, in one durable transaction. A parcel already
+    /// in the history (an earlier route) is merged with the new record.
+    pub fn record(&self, closings: &[Closing]) -> Result<(), HistoryError> {
+        if closings.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut parcels = tx.open_table(PARCELS)?;
+            let mut routes = tx.open_table(ROUTES)?;
+            let mut days = tx.open_table(ROUTE_DAYS)?;
+            let mut closed = tx.open_table(CLOSED)?;
+            for c in closings {
+                let r = &c.route;
+                let id = r.view.route_id.0.as_str();
+                routes.insert(id, serde_json::to_vec(r)?.as_slice())?;
+                let day = day_of(r.planned_start_ms);
+                days.insert(
+                    format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str(),
+                    (),
+                )?;
+                closed.insert(format!("{:020}{SEP}r{SEP}{id}", r.closed_ms).as_str(), ())?;
+                for p in &c.parcels {
+                    let key = p.tracking.0.as_str();
+                    let old: Option<ParcelHistory> = match parcels.get(key)? {
+                        Some(v) => Some(serde_json::from_slice(v.value())?),
+                        None => None,
+                    };
+                    let merged = match old {
+                        // The same route written again (a replayed log): the new record.
+                        Some(o) if o.routes.last() == p.routes.last() => p.clone(),
+                        Some(o) => ParcelHistory::merge(o, p.clone()),
+                        None => p.clone(),
+                    };
+                    parcels.insert(key, serde_json::to_vec(&merged)?.as_slice())?;
+                    closed.insert(format!("{:020}{SEP}p{SEP}{key}", p.closed_ms).as_str(), ())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A parcel's history, if it has one.
+    pub fn parcel(&self, t: &TrackingNumber) -> Result<Option<ParcelHistory>, HistoryError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PARCELS)?;
+        let v = table.get(t.0.as_str())?;
+        Ok(match v {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// A closed route's history, if it has one.
+    pub fn route(&self, id: &RouteId) -> Result<Option<RouteHistory>, HistoryError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(ROUTES)?;
+        let v = table.get(id.0.as_str())?;
+        Ok(match v {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// The ids of a depot's closed routes planned on `day` (`YYYY-MM-DD`, or every day when
+    /// `None`), ascending by day then id, after `after` (a route id) when given.
+    pub fn route_ids(
+        &self,
+        depot: &DepotId,
+        day: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RouteId>, HistoryError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(ROUTE_DAYS)?;
+        let prefix = match day {
+            Some(d) => format!("{}{SEP}{d}{SEP}", depot.0),
+            None => format!("{}{SEP}", depot.0),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_str()..)? {
+            let (k, _) = entry?;
+            let key = k.value();
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some(id) = key.rsplit(SEP).next() {
+                out.push(RouteId(id.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes what closed more than the retention period before `now_ms`; returns how many
+    /// parcels and routes it removed.
+    pub fn purge(&self, now_ms: i64) -> Result<usize, HistoryError> {
+        let horizon = format!("{:020}", (now_ms - self.retention_ms).max(0));
+        let tx = self.db.begin_write()?;
+        let mut n = 0;
+        {
+            let mut closed = tx.open_table(CLOSED)?;
+            let mut parcels = tx.open_table(PARCELS)?;
+            let mut routes = tx.open_table(ROUTES)?;
+            let mut days = tx.open_table(ROUTE_DAYS)?;
+            let due: Vec<String> = closed
+                .range(..horizon.as_str())?
+                .map(|e| e.map(|(k, _)| k.value().to_owned()))
+                .collect::<Result<_, _>>()?;
+            for key in due {
+                closed.remove(key.as_str())?;
+                let mut parts = key.splitn(3, SEP);
+                let (Some(at), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                let at: i64 = at.parse().unwrap_or(0);
+                match kind {
+                    "p" => {
+                        // A parcel closed again later (a newer route) is kept.
+                        let still = match parcels.get(id)? {
+                            Some(v) => serde_json::from_slice::<ParcelHistory>(v.value())?
+                                .closed_ms
+                                .gt(&at),
+                            None => true,
+                        };
+                        if !still {
+                            parcels.remove(id)?;
+                            n += 1;
+                        }
+                    }
+                    _ => {
+                        let old = match routes.remove(id)? {
+                            Some(v) => Some(serde_json::from_slice::<RouteHistory>(v.value())?),
+                            None => None,
+                        };
+                        if let Some(r) = old {
+                            let day = day_of(r.planned_start_ms);
+                            days.remove(format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str())?;
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;
