@@ -223,6 +223,21 @@ impl DenyList {
             || hit(&self.shared.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// True if `entry` itself (e.g. an API key's `key:<id>`) is on the list.
+    pub fn denies_entry(&self, entry: &str) -> bool {
+        let entry = entry.to_lowercase();
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .contains(&entry)
+            || self
+                .shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&entry)
+    }
+
     /// The entries of this gateway's own file.
     pub fn local(&self) -> HashSet<String> {
         self.entries

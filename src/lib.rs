@@ -35,6 +35,7 @@
 //! - [`udp`]: UDP socket buffer sizes for the gateway and the load generator.
 #![deny(missing_docs)]
 
+pub mod apikeys;
 pub mod auth;
 pub mod certs;
 pub mod client;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use milepost::config::Config;
 
 use crate::cli::drive::DriveArgs;
+use crate::cli::key::KeyCmd;
 use crate::cli::query::QueryArgs;
 use crate::cli::route::RouteCmd;
 use crate::cli::serve::ServeArgs;
@@ -46,6 +47,9 @@ enum Cmd {
     EvalEta(milepost::tools::eval_eta::EvalEtaArgs),
     /// Revoke a token, or every token of a subject (takes effect within a second, no restart).
     Revoke(RevokeArgs),
+    /// API keys for back-office systems: create, list, revoke.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Print an example configuration file with every knob at its default.
     ConfigExample,
 }
@@ -84,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Query(a) => cli::query::query(a).await,
         Cmd::Replay(a) => milepost::replay::load::run(*a).await,
         Cmd::Revoke(a) => cli::token::revoke(a),
+        Cmd::Key(c) => cli::key::key(c),
         Cmd::Route(c) => cli::route::route(c).await,
         Cmd::Watch(a) => cli::watch::watch(a).await,
         Cmd::GtfsToRoute(a) => milepost::tools::gtfs::run(a),

@@ -3,6 +3,7 @@
 //!
 //! - [`serve`]: the gateway.
 //! - [`token`]: minting and revoking tokens.
+//! - [`key`]: API keys for back-office systems.
 //! - [`drive`]: one recorded trace driven as one driver.
 //! - [`query`]: a dispatcher's spatial queries.
 //! - [`route`]: checking and loading route files.
@@ -14,6 +15,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod drive;
+pub(crate) mod key;
 pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod serve;
