@@ -101,9 +101,9 @@ impl ApiKey {
     /// True if the key may act as `role` in `depot` (a back-office key also reads as a
     /// dispatcher).
     pub fn allows(&self, role: KeyRole, depot: &str) -> bool {
-        self.scopes.iter().any(|s| {
-            s.covers(depot) && (s.role == role || s.role == KeyRole::Backoffice)
-        })
+        self.scopes
+            .iter()
+            .any(|s| s.covers(depot) && (s.role == role || s.role == KeyRole::Backoffice))
     }
 
     /// The deny-list entry that revokes this key.
@@ -161,8 +161,7 @@ fn sha256_hex(s: &str) -> String {
 /// Equal in time independent of where the first difference is.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -172,8 +171,7 @@ fn same(a: &str, b: &str) -> bool {
 pub fn id_of(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("mpk_")?;
     let (id, secret) = rest.split_once('_')?;
-    (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() >= 32)
-        .then_some(id)
+    (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() >= 32).then_some(id)
 }
 
 impl KeyFile {
@@ -216,7 +214,9 @@ impl KeyFile {
         now_ms: i64,
     ) -> Result<(ApiKey, String), KeyError> {
         if name.trim().is_empty() || name.len() > 100 {
-            return Err(KeyError::Invalid("a key needs a name of 1-100 bytes".into()));
+            return Err(KeyError::Invalid(
+                "a key needs a name of 1-100 bytes".into(),
+            ));
         }
         if scopes.is_empty() {
             return Err(KeyError::Invalid("a key needs at least one scope".into()));
@@ -268,9 +268,22 @@ pub struct KeyStore {
     inner: Mutex<Loaded>,
 }
 
+/// What tells a changed file: its modification time (coarse: a few milliseconds), size and
+/// inode (every write renames a new file into place).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((m.modified().ok()?, m.len(), ino))
+}
+
 struct Loaded {
     file: KeyFile,
-    mtime: Option<SystemTime>,
+    mtime: Stamp,
     checked: Option<Instant>,
 }
 
@@ -285,20 +298,22 @@ impl KeyStore {
                 checked: None,
             }),
         };
-        store.refresh(true);
+        store.refresh(false);
         store
     }
 
-    fn refresh(&self, force: bool) {
+    /// Re-reads the file if it changed; `throttled`: not if looked at less than a second ago.
+    fn refresh(&self, throttled: bool) {
         let mut l = crate::state::lock(&self.inner);
-        if !force && l.checked.is_some_and(|c| c.elapsed() < Duration::from_secs(1)) {
+        if throttled
+            && l.checked
+                .is_some_and(|c| c.elapsed() < Duration::from_secs(1))
+        {
             return;
         }
         l.checked = Some(Instant::now());
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime == l.mtime && !force {
+        let mtime = stamp(&self.path);
+        if mtime == l.mtime {
             return;
         }
         match KeyFile::read(&self.path) {
@@ -314,6 +329,16 @@ impl KeyStore {
 
     /// The live key `presented` is, if any (re-reading the file if it changed).
     pub fn verify(&self, presented: &str) -> Option<ApiKey> {
+        self.refresh(true);
+        let found = crate::state::lock(&self.inner)
+            .file
+            .verify(presented)
+            .cloned();
+        if found.is_some() || id_of(presented).is_none() {
+            return found;
+        }
+        // A key created since the last look: look again now (a stat; the file is read only
+        // if it changed).
         self.refresh(false);
         crate::state::lock(&self.inner)
             .file
@@ -393,11 +418,11 @@ mod tests {
         assert!(store.verify(&key).is_some());
         f.revoke(&k.id, 2).unwrap();
         f.write(&path).unwrap();
-        store.refresh(true);
+        store.refresh(false);
         assert!(store.verify(&key).is_none());
         // A broken file keeps what was loaded.
         std::fs::write(&path, b"{not json").unwrap();
-        store.refresh(true);
+        store.refresh(false);
         assert!(store.verify(&key).is_none());
     }
 }

@@ -44,6 +44,7 @@ pub mod config;
 pub mod feed;
 pub mod history;
 pub mod metrics;
+pub mod proofs;
 pub mod replay;
 pub mod server;
 pub mod state;

@@ -19,6 +19,7 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -54,6 +55,7 @@ string_id!(
 );
 
 /// A point in WGS-84 degrees.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Latitude in degrees, -90..=90.
@@ -63,6 +65,7 @@ pub struct Point {
 }
 
 /// One driver's planned day: an ordered list of stops starting from a depot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     /// Unique route identifier.
@@ -82,6 +85,7 @@ pub struct Route {
 }
 
 /// One stop of a route: a place where one or more parcels are handed over.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stop {
     /// Identifier, unique in the route.
@@ -116,6 +120,7 @@ pub struct Stop {
 }
 
 /// A parcel on a stop.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Parcel {
     /// The parcel's tracking number.
@@ -127,6 +132,7 @@ pub struct Parcel {
 }
 
 /// A promised time window, UTC ms, `start_ms <= end_ms`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeWindow {
     /// Earliest promised arrival.
@@ -136,6 +142,7 @@ pub struct TimeWindow {
 }
 
 /// What the driver reports at a stop or for one parcel.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Handed over, with proof.
@@ -154,6 +161,7 @@ pub enum Outcome {
 
 /// Proof of delivery as the driver app sends it. Digests are lowercase hex SHA-256 (64 chars) of
 /// the photo / signature image, which are uploaded out of band.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proof {
     /// SHA-256 of the doorstep photo, hex.
@@ -168,6 +176,7 @@ pub struct Proof {
 }
 
 /// Proof of delivery as recipients and dispatchers see it: the code itself is never echoed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProofSummary {
     /// SHA-256 of the doorstep photo, hex.
@@ -179,6 +188,7 @@ pub struct ProofSummary {
 }
 
 /// Why a delivery attempt failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FailureReason {
     /// Nobody there to receive it.
@@ -373,6 +383,7 @@ pub enum DriverEvent {
 }
 
 /// Where a parcel is in its journey, as its recipient sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParcelState {
     /// On a route that has not started.

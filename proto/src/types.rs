@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A driver's identifier, as named in the driver's token (`subject`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct DriverId(pub String);
 

@@ -81,7 +81,11 @@ pub(crate) fn key(cmd: KeyCmd) -> Result<()> {
         KeyCmd::List(a) => {
             let file = KeyFile::read(&data_dir(a).join(FILE))?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<8}  {:<20}  {:<32}  {:<20}  revoked", "id", "name", "scopes", "created")?;
+            writeln!(
+                out,
+                "{:<8}  {:<20}  {:<32}  {:<20}  revoked",
+                "id", "name", "scopes", "created"
+            )?;
             for k in &file.keys {
                 let scopes: Vec<String> = k.scopes.iter().map(|s| s.to_string()).collect();
                 let when = |ms: i64| {

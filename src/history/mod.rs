@@ -12,7 +12,10 @@
 //! [`RouteHistory`]), `route_days` (`depot 0x1 YYYY-MM-DD 0x1 route` for listings) and
 //! `closed` (`closed_ms 0x1 p|r 0x1 id`, for the retention sweep).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use milepost_core::history::{Closing, ParcelHistory, RouteHistory};
 use milepost_proto::route::{DepotId, RouteId, TrackingNumber};
@@ -33,9 +36,9 @@ const SEP: char = '\u{1}';
 /// A failure of the history database.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// The database failed.
+    /// The database failed (boxed: redb's error is large).
     #[error("history database: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     /// A stored record does not decode.
     #[error("history record: {0}")]
     Decode(#[from] serde_json::Error),
@@ -45,7 +48,7 @@ macro_rules! db_errors {
     ($($t:ty),*) => {$(
         impl From<$t> for HistoryError {
             fn from(e: $t) -> Self {
-                HistoryError::Db(e.into())
+                HistoryError::Db(Box::new(e.into()))
             }
         }
     )*};
@@ -61,15 +64,19 @@ db_errors!(
 /// The history database.
 pub struct History {
     db: Database,
-    retention_ms: i64,
+    retention_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("History")
-            .field("retention_ms", &self.retention_ms)
+            .field("retention_ms", &self.retention_ms.load(Ordering::Relaxed))
             .finish()
     }
+}
+
+fn retention_ms(cfg: &HistoryConfig) -> i64 {
+    i64::from(cfg.retention_days) * 86_400_000
 }
 
 /// The UTC day of `ms`, `YYYY-MM-DD`.
@@ -80,6 +87,23 @@ pub fn day_of(ms: i64) -> String {
 }
 
 impl History {
+    /// The database at `path`, opened once per process: a gateway restarted in the same
+    /// process (tests, an embedding application) gets the one still open if anything holds it,
+    /// since the file cannot be opened twice.
+    pub fn open_shared(path: &Path, cfg: &HistoryConfig) -> Result<Arc<History>, HistoryError> {
+        static OPEN: Mutex<BTreeMap<PathBuf, Weak<History>>> = Mutex::new(BTreeMap::new());
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let mut open = crate::state::lock(&OPEN);
+        open.retain(|_, h| h.strong_count() > 0);
+        if let Some(h) = open.get(&key).and_then(Weak::upgrade) {
+            h.retention_ms.store(retention_ms(cfg), Ordering::Relaxed);
+            return Ok(h);
+        }
+        let h = Arc::new(History::open(path, cfg)?);
+        open.insert(key, Arc::downgrade(&h));
+        Ok(h)
+    }
+
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, cfg: &HistoryConfig) -> Result<History, HistoryError> {
         let db = Database::create(path)?;
@@ -92,7 +116,7 @@ impl History {
         tx.commit()?;
         Ok(History {
             db,
-            retention_ms: i64::from(cfg.retention_days) * 86_400_000,
+            retention_ms: AtomicI64::new(retention_ms(cfg)),
         })
     }
 
@@ -192,7 +216,8 @@ impl History {
     /// Removes what closed more than the retention period before `now_ms`; returns how many
     /// parcels and routes it removed.
     pub fn purge(&self, now_ms: i64) -> Result<usize, HistoryError> {
-        let horizon = format!("{:020}", (now_ms - self.retention_ms).max(0));
+        let retention = self.retention_ms.load(Ordering::Relaxed);
+        let horizon = format!("{:020}", (now_ms - retention).max(0));
         let tx = self.db.begin_write()?;
         let mut n = 0;
         {

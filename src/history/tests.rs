@@ -46,9 +46,7 @@ fn route(id: &str, driver: &str, tracking: &[&str]) -> Route {
 /// does).
 fn fold(fleet: &mut Fleet, rec: LogRecord) -> Vec<milepost_core::history::Closing> {
     let closings = closing(&fleet.core, &fleet.feed, &rec);
-    let result = fleet
-        .parts()
-        .apply(&rec, &mut Vec::new(), &mut Vec::new());
+    let result = fleet.parts().apply(&rec, &mut Vec::new(), &mut Vec::new());
     assert!(
         !matches!(result, Some(milepost_core::fold::CommandResult::Refused(_))),
         "{rec:?}: {result:?}"

@@ -168,15 +168,33 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             return ServerMsg::ParcelStatus { id, status };
         }
     };
+    match commit(shared, record).await {
+        Ok(CommandResult::Applied) => ServerMsg::Done { id },
+        Ok(CommandResult::Refused(why)) => refuse(refusal_code, why),
+        Err((code, message)) => refuse(code, message),
+    }
+}
+
+/// Appends a command record to the log and waits until the applier has folded it: what the
+/// core made of it, or why it was not stored. The QUIC commands and the HTTP API both go
+/// through here, so a command is the same log record whichever way it came.
+pub async fn commit(
+    shared: &Shared,
+    record: LogRecord,
+) -> Result<CommandResult, (ErrorCode, String)> {
     let lsn = match shared.log.append(Arc::new(record)).await {
         Ok(lsn) => lsn,
-        Err(LogError::DiskFull) => return refuse(ErrorCode::DiskFull, "disk full: retry later"),
-        Err(_) => return refuse(ErrorCode::StorageFailure, "not stored"),
+        Err(LogError::DiskFull) => {
+            return Err((ErrorCode::DiskFull, "disk full: retry later".into()))
+        }
+        Err(_) => return Err((ErrorCode::StorageFailure, "not stored".into())),
     };
-    match shared.applied.result(lsn).await {
-        Some(CommandResult::Refused(why)) => refuse(refusal_code, why),
-        Some(CommandResult::Applied) | None => ServerMsg::Done { id },
-    }
+    // `None`: a record that answers nothing (or whose answer was already dropped): applied.
+    Ok(shared
+        .applied
+        .result(lsn)
+        .await
+        .unwrap_or(CommandResult::Applied))
 }
 
 /// Routes driver updates from the applier to the driver's live session, if any. Best effort:

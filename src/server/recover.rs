@@ -11,8 +11,8 @@ use milepost_core::fleet::config::CoreConfig;
 use crate::cluster::nats::Cluster;
 use crate::cluster::seq::{lsn_of, resume_seq};
 use crate::config::Config;
-use crate::server::error::{io_err, ServerError};
 use crate::history::History;
+use crate::server::error::{io_err, ServerError};
 use crate::state::FleetState;
 use crate::store::log::{LogReader, RecoveryStats};
 use crate::store::snapshot::newest;
@@ -50,10 +50,8 @@ pub(super) async fn recover_state(
         Some(c) => Some(c.stream_bounds().await?),
         None => None,
     };
-    let history = Arc::new(
-        History::open(&data.join("history.redb"), &cfg.history)
-            .map_err(|e| io_err("open history database")(std::io::Error::other(e)))?,
-    );
+    let history = History::open_shared(&data.join("history.redb"), &cfg.history)
+        .map_err(|e| io_err("open history database")(std::io::Error::other(e)))?;
     // Recovery is blocking disk and CPU work: keep it off the async workers.
     let (state, stats) = {
         let (log_dir, snapshot_dir, core_cfg, feed_cfg) = (

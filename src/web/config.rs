@@ -27,6 +27,48 @@ pub struct WebConfig {
     pub max_streams: usize,
     /// Largest radius of a "who is near here" query, metres.
     pub max_nearby_radius_m: f64,
+    /// The public address of this listener as recipients reach it (`https://track.example`),
+    /// for the tracking links the API hands out; links are relative paths when unset.
+    pub public_url: Option<String>,
+    /// The back-office API (`/api/v1`).
+    pub api: ApiConfig,
+}
+
+/// The back-office API's limits (`[web.api]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Requests per second per API key (or dispatcher token); a key may burst to `burst`.
+    pub rate_per_s: u32,
+    /// Requests a key may make at once after being idle.
+    pub burst: u32,
+    /// Largest JSON body, bytes (a route of a few hundred stops is well under).
+    pub max_body_bytes: usize,
+    /// Largest proof file (photo, signature), bytes.
+    pub max_proof_bytes: usize,
+    /// Show the delivery photo and signature to the recipient on the tracking page.
+    pub proofs_to_recipient: bool,
+    /// Lifetime of a tracking link the API signs when the request names none, seconds.
+    pub link_ttl_s: u64,
+    /// How long the answer to a write is kept for its `Idempotency-Key`, seconds.
+    pub idempotency_ttl_s: u64,
+    /// Most answers kept for idempotency keys (the oldest go first).
+    pub idempotency_max: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            rate_per_s: 200,
+            burst: 400,
+            max_body_bytes: 1024 * 1024,
+            max_proof_bytes: 8 * 1024 * 1024,
+            proofs_to_recipient: false,
+            link_ttl_s: 14 * 86_400,
+            idempotency_ttl_s: 86_400,
+            idempotency_max: 100_000,
+        }
+    }
 }
 
 impl Default for WebConfig {
@@ -38,6 +80,8 @@ impl Default for WebConfig {
             secure_cookies: false,
             max_streams: 10_000,
             max_nearby_radius_m: 50_000.0,
+            public_url: None,
+            api: ApiConfig::default(),
         }
     }
 }
@@ -117,6 +161,16 @@ impl WebConfig {
         }
         if b.name.chars().count() > 80 {
             return Err("web.brand.name is longer than 80 characters".into());
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(['?', '#']) {
+                return Err(format!(
+                    "web.public_url must be http(s)://host[/path], not {u:?}"
+                ));
+            }
+        }
+        if self.api.rate_per_s == 0 || self.api.burst == 0 {
+            return Err("web.api.rate_per_s and web.api.burst must be at least 1".into());
         }
         if !(self.max_nearby_radius_m > 0.0 && self.max_nearby_radius_m.is_finite()) {
             return Err("web.max_nearby_radius_m must be positive".into());

@@ -22,6 +22,7 @@
 //! | [`sse`] | event streams: stream slots, the starting cursor, the one producer loop |
 //! | [`recipient`] | the recipient's handlers: tracking page, status, instructions, parcel stream |
 //! | [`dispatch`] | the dispatcher's handlers: map page, state, route, nearby, depot stream |
+//! | [`api`] | the back-office API `/api/v1`: its own map, errors, keys and OpenAPI document |
 //!
 //! Imports run one way: the handlers (`recipient`, `dispatch`) use `views`, `pages`, `sse` and
 //! `auth`; `pages` uses `assets` and `views`; all of them use `error`, `respond`, `state` and
@@ -61,6 +62,7 @@
 //! | `GET /dispatch/nearby?lat=&lon=&radius_m=` | dispatcher | drivers near a point |
 //! | `GET /dispatch/events?after=N` | dispatcher | SSE: `dispatch` (id = offset), `route`, `positions`, `resync` |
 //! | `GET /assets/{file}`, `/brand.css`, `/brand/logo.svg` | anyone | static files, branding |
+//! | `/api/v1/...` | back office, dispatcher tools | the API: see [`api`] and `/api/v1/docs` |
 //!
 //! # Tokens
 //!
@@ -71,6 +73,7 @@
 //! `Authorization: Bearer T` instead. Commands also require a JSON body, which a cross-site
 //! form cannot send, so the cookie cannot be used for cross-site request forgery.
 
+pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod config;
@@ -83,7 +86,7 @@ pub mod sse;
 pub mod state;
 pub mod views;
 
-pub use config::{BrandConfig, DriverDisplay, WebConfig};
+pub use config::{ApiConfig, BrandConfig, DriverDisplay, WebConfig};
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -114,10 +117,12 @@ pub async fn start(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
+    let shared_cfg = shared.cfg.clone();
     let state = Arc::new(WebState {
         shared,
         stop: stop.clone(),
         streams: AtomicUsize::new(0),
+        api: api::ApiState::new(&shared_cfg),
     });
     let app = router(state);
     let mut stop = stop;
@@ -139,6 +144,7 @@ pub async fn start(
 /// serve it themselves).
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
+        .merge(api::router(&state))
         .route("/t/{tracking}", get(recipient::tracking))
         .route("/t/{tracking}/status", get(recipient::parcel_status))
         .route("/t/{tracking}/events", get(recipient::parcel_events))

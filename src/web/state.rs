@@ -1,5 +1,6 @@
 //! [`WebState`]: what every handler of the web listener is given (axum's `State`): the
-//! gateway's shared state, the shutdown signal and the count of open event streams.
+//! gateway's shared state, the shutdown signal, the count of open event streams and the
+//! back-office API's own state.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::server::shared::Shared;
+use crate::web::api::ApiState;
 use crate::web::config::WebConfig;
 
 /// Everything the handlers share.
@@ -17,6 +19,8 @@ pub struct WebState {
     pub stop: watch::Receiver<bool>,
     /// Event streams open now.
     pub streams: AtomicUsize,
+    /// The back-office API's keys, proof files, idempotency answers and rate limits.
+    pub api: ApiState,
 }
 
 impl WebState {

@@ -48,10 +48,7 @@ pub fn driver_name(shared: &Shared, d: &DriverId) -> String {
         .unwrap_or_else(|| d.0.clone())
 }
 
-/// The route run a route id names (the core has no lookup by id that returns the plan).
+/// The route run a route id names.
 pub fn run_of<'a>(core: &'a FleetCore, route: &RouteId) -> Option<&'a RouteRun> {
-    core.snapshot()
-        .routes
-        .into_iter()
-        .find(|r| &r.plan.id == route)
+    core.run(route)
 }

@@ -365,6 +365,11 @@ impl FleetCore {
         )
     }
 
+    /// The run of route `id`, if live.
+    pub fn run(&self, id: &RouteId) -> Option<&RouteRun> {
+        self.routes.get(id)
+    }
+
     /// A borrowed snapshot of every route, to serialize (serde: JSON or bincode) and later
     /// read back as a [`CoreSnapshot`] for [`FleetCore::restore`].
     pub fn snapshot(&self) -> CoreSnapshotRef<'_> {

@@ -1,0 +1,204 @@
+//! [`Caller`]: who is calling the API and what they may do. Credentials come only from
+//! `Authorization: Bearer` (never a cookie or the URL): an API key (`mpk_...`, see
+//! [`crate::apikeys`]) or a dispatcher token (`mp1...`, read-only for its depot). Each
+//! caller has a token bucket (`web.api.rate_per_s`, burst `web.api.burst`); past it, 429 with
+//! `Retry-After`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::apikeys::{KeyRole, Scope};
+use crate::auth::{fingerprint, Role};
+use crate::state::lock;
+use crate::web::api::error::ApiError;
+use crate::web::auth::verify;
+use crate::web::state::WebState;
+
+/// The authenticated caller of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Stable id: the key's id, or `token:` and the token's fingerprint.
+    pub id: String,
+    /// For the record (log records name who changed what): the key's name, or the
+    /// dispatcher token's depot.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Allowed to act as `role` in `depot`, or 403.
+    pub fn require(&self, role: KeyRole, depot: &str) -> Result<(), ApiError> {
+        let ok = self
+            .scopes
+            .iter()
+            .any(|s| s.covers(depot) && (s.role == role || s.role == KeyRole::Backoffice));
+        if ok {
+            Ok(())
+        } else {
+            let what = match role {
+                KeyRole::Backoffice => "a backoffice",
+                KeyRole::Dispatcher => "a dispatcher or backoffice",
+            };
+            Err(ApiError::forbidden(format!(
+                "this needs {what} scope for depot {depot}"
+            )))
+        }
+    }
+
+    /// May read `depot` (any scope on it).
+    pub fn reads(&self, depot: &str) -> bool {
+        self.scopes.iter().any(|s| s.covers(depot))
+    }
+
+    /// Has a back-office scope on some depot.
+    pub fn any_backoffice(&self) -> bool {
+        self.scopes.iter().any(|s| s.role == KeyRole::Backoffice)
+    }
+}
+
+/// Token buckets, one per caller.
+pub struct RateLimits {
+    rate_per_s: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimits {
+    /// Buckets refilling at `rate_per_s`, holding at most `burst`.
+    pub fn new(rate_per_s: u32, burst: u32) -> RateLimits {
+        RateLimits {
+            rate_per_s: f64::from(rate_per_s.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `id`'s bucket, or says how many seconds until one is there.
+    pub fn take(&self, id: &str, now: Instant) -> Result<(), u64> {
+        let mut b = lock(&self.buckets);
+        // Idle callers' full buckets are dropped now and then, so the map stays small.
+        if b.len() > 10_000 {
+            let (rate, burst) = (self.rate_per_s, self.burst);
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = b.entry(id.to_owned()).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.rate_per_s).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate_per_s).ceil() as u64)
+        }
+    }
+}
+
+impl FromRequestParts<std::sync::Arc<WebState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &std::sync::Arc<WebState>,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("send an API key or token as Authorization: Bearer")
+            })?;
+        let caller = if presented.starts_with("mpk_") {
+            let key = st
+                .api
+                .keys
+                .verify(presented)
+                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+            if st.shared.deny.denies_entry(&key.deny_entry()) {
+                return Err(ApiError::unauthorized("unknown or revoked API key"));
+            }
+            Caller {
+                id: key.id.clone(),
+                name: key.name.clone(),
+                scopes: key.scopes.clone(),
+            }
+        } else {
+            let claims = verify(&st.shared, presented).map_err(ApiError::from)?;
+            if claims.role != Role::Dispatcher {
+                return Err(ApiError::forbidden(
+                    "the API takes API keys and dispatcher tokens",
+                ));
+            }
+            Caller {
+                id: format!("token:{}", fingerprint(presented)),
+                name: format!("dispatcher:{}", claims.depot),
+                scopes: vec![Scope {
+                    role: KeyRole::Dispatcher,
+                    depot: claims.depot,
+                }],
+            }
+        };
+        st.api
+            .limits
+            .take(&caller.id, Instant::now())
+            .map_err(ApiError::rate_limited)?;
+        Ok(caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bucket_refills_at_its_rate() {
+        let l = RateLimits::new(2, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.take("k", t0).unwrap();
+        }
+        assert_eq!(l.take("k", t0), Err(1));
+        // Another caller has its own bucket.
+        l.take("other", t0).unwrap();
+        // Half a second at 2/s is one more request.
+        l.take("k", t0 + Duration::from_millis(500)).unwrap();
+        assert!(l.take("k", t0 + Duration::from_millis(500)).is_err());
+        // Refilling stops at the burst.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            l.take("k", later).unwrap();
+        }
+        assert!(l.take("k", later).is_err());
+    }
+
+    #[test]
+    fn scopes_decide() {
+        let c = Caller {
+            id: "k".into(),
+            name: "orders".into(),
+            scopes: vec![
+                Scope::parse("backoffice:north").unwrap(),
+                Scope::parse("dispatcher:south").unwrap(),
+            ],
+        };
+        c.require(KeyRole::Backoffice, "north").unwrap();
+        c.require(KeyRole::Dispatcher, "south").unwrap();
+        assert_eq!(
+            c.require(KeyRole::Backoffice, "south").unwrap_err().status,
+            axum::http::StatusCode::FORBIDDEN
+        );
+        assert!(c.reads("north") && c.reads("south") && !c.reads("east"));
+    }
+}

@@ -1,0 +1,121 @@
+//! `/api/v1/drivers` and `/api/v1/depots/{depot}/drivers`: live positions and current routes,
+//! for callers with any scope on the driver's depot.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use milepost_proto::DriverId;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::state::lock;
+use crate::web::api::caller::Caller;
+use crate::web::api::error::ApiError;
+use crate::web::api::extract::ApiQuery;
+use crate::web::api::views::{cursor_id, cursor_of, DriverDetail, DriverPage, PositionDetail};
+use crate::web::respond::json;
+use crate::web::state::WebState;
+
+type St = State<Arc<WebState>>;
+
+/// Get a driver
+///
+/// The newest position and the current route. Drivers of depots the caller has no scope on
+/// are answered as unknown.
+#[utoipa::path(
+    get,
+    path = "/api/v1/drivers/{driver}",
+    tag = "drivers",
+    params(("driver" = String, Path, description = "Driver id")),
+    responses((status = 200, description = "The driver", body = DriverDetail))
+)]
+pub async fn get_driver(
+    State(st): St,
+    Path(driver): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let id = DriverId(driver.clone());
+    let pos = lock(&st.shared.state.positions)
+        .position_of(&id)
+        .map(|(depot, p)| (depot.to_owned(), p));
+    let route = {
+        let core = lock(&st.shared.state.core);
+        core.route_of_driver(&id)
+            .and_then(|r| core.run(r))
+            .map(|r| (r.plan.id.0.clone(), r.plan.depot.0.clone()))
+    };
+    let depot = match (&pos, &route) {
+        (Some((d, _)), _) => d.clone(),
+        (None, Some((_, d))) => d.clone(),
+        (None, None) => return Err(ApiError::not_found(format!("no driver {driver}"))),
+    };
+    if !caller.reads(&depot) {
+        return Err(ApiError::not_found(format!("no driver {driver}")));
+    }
+    Ok(json(DriverDetail {
+        driver,
+        depot,
+        position: pos.map(|(_, p)| PositionDetail::of(&p.fix)),
+        route_id: route.map(|(r, _)| r),
+    }))
+}
+
+/// The query of a driver list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Items per page, 1-1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// List a depot's drivers
+///
+/// Drivers with a live position in the depot, by id, with their current route.
+#[utoipa::path(
+    get,
+    path = "/api/v1/depots/{depot}/drivers",
+    tag = "drivers",
+    params(("depot" = String, Path, description = "Depot"), PageQuery),
+    responses((status = 200, description = "A page of drivers", body = DriverPage))
+)]
+pub async fn depot_drivers(
+    State(st): St,
+    Path(depot): Path<String>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    if !caller.reads(&depot) {
+        return Err(ApiError::forbidden(format!("no scope for depot {depot}")));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1-1000").field("limit"));
+    }
+    let after = q.cursor.as_deref().map(cursor_id).transpose()?;
+    let mut all = lock(&st.shared.state.positions).of_depot(&depot);
+    all.sort_by(|a, b| a.driver.cmp(&b.driver));
+    let start = match &after {
+        Some(a) => all.partition_point(|p| p.driver.0.as_str() <= a.as_str()),
+        None => 0,
+    };
+    let page = &all[start..(start + limit as usize).min(all.len())];
+    let items: Vec<DriverDetail> = {
+        let core = lock(&st.shared.state.core);
+        page.iter()
+            .map(|p| DriverDetail {
+                driver: p.driver.0.clone(),
+                depot: depot.clone(),
+                position: Some(PositionDetail::of(&p.fix)),
+                route_id: core.route_of_driver(&p.driver).map(|r| r.0.clone()),
+            })
+            .collect()
+    };
+    let next_cursor = match (start + page.len() < all.len(), page.last()) {
+        (true, Some(last)) => Some(cursor_of(&last.driver.0)),
+        _ => None,
+    };
+    Ok(json(DriverPage { items, next_cursor }))
+}

@@ -1,0 +1,472 @@
+//! `/api/v1/routes`: a depot's routes. Create or replace (the route JSON of docs/ROUTES.md),
+//! get with live progress (or from the history once archived or cancelled), list by depot and
+//! day, cancel, re-sequence, add a stop, remove a stop. Every write needs a `backoffice` scope
+//! on the route's depot and becomes one log record, folded by the core before the answer.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use milepost_core::store::LogRecord;
+use milepost_proto::route::{DepotId, Route, RouteId, Stop, StopId};
+use milepost_proto::{Command, CommandKind, ServerMsg};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::apikeys::KeyRole;
+use crate::auth::{Claims, Role};
+use crate::server::commands::{commit, handle};
+use crate::state::lock;
+use crate::web::api::caller::Caller;
+use crate::web::api::error::ApiError;
+use crate::web::api::extract::{ApiJson, ApiQuery};
+use crate::web::api::views::{cursor_id, cursor_of, route_detail, RouteDetail, RoutePage};
+use crate::web::respond::json;
+use crate::web::state::WebState;
+use milepost_core::fold::CommandResult;
+
+type St = State<Arc<WebState>>;
+
+/// Runs a route command as a dispatcher of `depot` would over QUIC (same checks, same record).
+async fn run_command(
+    st: &WebState,
+    caller: &Caller,
+    depot: &str,
+    kind: CommandKind,
+) -> Result<(), ApiError> {
+    let claims = Claims {
+        role: Role::Dispatcher,
+        sub: caller.name.clone(),
+        depot: depot.to_owned(),
+        exp: i64::MAX,
+        iat: 0,
+    };
+    match handle(&claims, &st.shared, Command { id: 0, kind }).await {
+        ServerMsg::Done { .. } => Ok(()),
+        ServerMsg::Error(e) => Err(ApiError::from_command(e.code, e.message)),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// The live route `id` (its plan in the current order), 404 if not live, 403 if another
+/// depot's and the caller may not write there.
+fn live_route(st: &WebState, caller: &Caller, id: &RouteId) -> Result<Route, ApiError> {
+    let route = lock(&st.shared.state.core)
+        .route_in_order(id)
+        .ok_or_else(|| ApiError::not_found(format!("no live route {id}")))?;
+    caller.require(KeyRole::Backoffice, &route.depot.0)?;
+    Ok(route)
+}
+
+/// Assigns (or replaces) `route` and answers its detail.
+async fn assign(
+    st: &WebState,
+    caller: &Caller,
+    route: Route,
+) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    caller.require(KeyRole::Backoffice, &route.depot.0)?;
+    milepost_core::fleet::route::validate(&route)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let existed = lock(&st.shared.state.core).run(&route.id).is_some();
+    let id = route.id.clone();
+    let depot = route.depot.0.clone();
+    run_command(st, caller, &depot, CommandKind::AssignRoute(route)).await?;
+    let detail = route_detail(&st.shared, &id)?
+        .ok_or_else(|| ApiError::internal("the route vanished after it was assigned"))?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, to_json(&detail)?))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Create or replace a route
+///
+/// The body is the route JSON of docs/ROUTES.md; its `id` must be the path's. Replacing a
+/// live route keeps the outcomes of parcels still on it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/routes/{route_id}",
+    tag = "routes",
+    params(
+        ("route_id" = String, Path, description = "The route's id (the body's `id`)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    request_body = Route,
+    responses(
+        (status = 200, description = "Replaced", body = RouteDetail),
+        (status = 201, description = "Created", body = RouteDetail),
+    )
+)]
+pub async fn put_route(
+    State(st): St,
+    Path(route_id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<Route>,
+) -> Response {
+    let what = format!("PUT /api/v1/routes/{route_id}");
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(&caller, &headers, &what, body.digest, || async {
+            if body.value.id.0 != route_id {
+                return Err(
+                    ApiError::bad_request("the body's id is not the path's route id").field("id"),
+                );
+            }
+            assign(&st2, &caller, body.value).await
+        })
+        .await
+}
+
+/// Create a route
+///
+/// The body is the route JSON of docs/ROUTES.md. A route whose id is live already is
+/// refused (409): replace it with `PUT /api/v1/routes/{route_id}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/routes",
+    tag = "routes",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe")),
+    request_body = Route,
+    responses((status = 201, description = "Created", body = RouteDetail))
+)]
+pub async fn create_route(
+    State(st): St,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<Route>,
+) -> Response {
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(
+            &caller,
+            &headers,
+            "POST /api/v1/routes",
+            body.digest,
+            || async {
+                if lock(&st2.shared.state.core).run(&body.value.id).is_some() {
+                    return Err(ApiError::conflict(format!(
+                        "route {} exists: PUT /api/v1/routes/{} replaces it",
+                        body.value.id, body.value.id
+                    ))
+                    .field("id"));
+                }
+                assign(&st2, &caller, body.value).await
+            },
+        )
+        .await
+}
+
+/// The query of a route list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// The depot (required).
+    pub depot: String,
+    /// Only routes planned to start on this UTC day, `YYYY-MM-DD`.
+    pub day: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Items per page, 1-1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// List a depot's routes
+///
+/// Live routes and closed ones still in the history, by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes",
+    tag = "routes",
+    params(ListQuery),
+    responses((status = 200, description = "A page of routes", body = RoutePage))
+)]
+pub async fn list_routes(
+    State(st): St,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    if !caller.reads(&q.depot) {
+        return Err(ApiError::forbidden(format!("no scope for depot {}", q.depot)).field("depot"));
+    }
+    if let Some(d) = &q.day {
+        if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+            return Err(ApiError::bad_request("day must be YYYY-MM-DD").field("day"));
+        }
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1-1000").field("limit"));
+    }
+    let after = q.cursor.as_deref().map(cursor_id).transpose()?;
+    let depot = DepotId(q.depot.clone());
+    let mut ids: Vec<RouteId> = {
+        let core = lock(&st.shared.state.core);
+        core.routes_of_depot(&depot)
+            .into_iter()
+            .filter(|id| match &q.day {
+                Some(d) => core
+                    .run(id)
+                    .is_some_and(|r| &crate::history::day_of(r.plan.planned_start_ms) == d),
+                None => true,
+            })
+            .collect()
+    };
+    if let Some(h) = &st.shared.state.history {
+        let closed = h
+            .route_ids(&depot, q.day.as_deref(), usize::MAX)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        ids.extend(closed);
+    }
+    ids.sort();
+    ids.dedup();
+    let start = match &after {
+        Some(a) => ids.partition_point(|id| id.0.as_str() <= a.as_str()),
+        None => 0,
+    };
+    let page: Vec<&RouteId> = ids[start..].iter().take(limit as usize).collect();
+    let mut items = Vec::with_capacity(page.len());
+    for id in &page {
+        if let Some(d) = route_detail(&st.shared, id)? {
+            items.push(d);
+        }
+    }
+    let more = start + page.len() < ids.len();
+    let next_cursor = match (more, page.last()) {
+        (true, Some(last)) => Some(cursor_of(&last.0)),
+        _ => None,
+    };
+    Ok(json(RoutePage { items, next_cursor }))
+}
+
+/// Get a route
+///
+/// Live progress and ETAs, or the final view once archived or cancelled.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes/{route_id}",
+    tag = "routes",
+    params(("route_id" = String, Path, description = "Route id")),
+    responses((status = 200, description = "The route", body = RouteDetail))
+)]
+pub async fn get_route(
+    State(st): St,
+    Path(route_id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let d = route_detail(&st.shared, &RouteId(route_id.clone()))?
+        .ok_or_else(|| ApiError::not_found(format!("no route {route_id}")))?;
+    if !caller.reads(&d.depot) {
+        // Another depot's route: as if it did not exist.
+        return Err(ApiError::not_found(format!("no route {route_id}")));
+    }
+    Ok(json(d))
+}
+
+/// Cancel a route
+///
+/// The route leaves the live state at once; its parcels keep their history. A parcel of a
+/// cancelled route can be put on a new route.
+#[utoipa::path(
+    post,
+    path = "/api/v1/routes/{route_id}/cancel",
+    tag = "routes",
+    params(
+        ("route_id" = String, Path, description = "Route id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    responses((status = 200, description = "Cancelled: the route's final view", body = RouteDetail))
+)]
+pub async fn cancel_route(
+    State(st): St,
+    Path(route_id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Response {
+    let what = format!("POST /api/v1/routes/{route_id}/cancel");
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(&caller, &headers, &what, [0; 32], || async {
+            let id = RouteId(route_id);
+            live_route(&st2, &caller, &id)?;
+            let rec = LogRecord::RouteCancelled {
+                route_id: id.clone(),
+                by: caller.name.clone(),
+                at_ms: st2.shared.now_ms(),
+            };
+            match commit(&st2.shared, rec).await {
+                Ok(CommandResult::Applied) => {}
+                Ok(CommandResult::Refused(why)) => return Err(ApiError::not_found(why)),
+                Err((code, message)) => return Err(ApiError::from_command(code, message)),
+            }
+            let d = route_detail(&st2.shared, &id)?
+                .ok_or_else(|| ApiError::internal("the cancelled route has no history"))?;
+            Ok((StatusCode::OK, to_json(&d)?))
+        })
+        .await
+}
+
+/// A new order of a route's stops.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sequence {
+    /// Every stop of the route, each once, in the new order.
+    pub order: Vec<String>,
+}
+
+/// Re-sequence a route
+#[utoipa::path(
+    post,
+    path = "/api/v1/routes/{route_id}/sequence",
+    tag = "routes",
+    params(
+        ("route_id" = String, Path, description = "Route id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    request_body = Sequence,
+    responses((status = 200, description = "The route in its new order", body = RouteDetail))
+)]
+pub async fn resequence(
+    State(st): St,
+    Path(route_id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<Sequence>,
+) -> Response {
+    let what = format!("POST /api/v1/routes/{route_id}/sequence");
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(&caller, &headers, &what, body.digest, || async {
+            let id = RouteId(route_id);
+            let route = live_route(&st2, &caller, &id)?;
+            let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
+            let kind = CommandKind::Resequence {
+                route_id: id.clone(),
+                order,
+            };
+            run_command(&st2, &caller, &route.depot.0, kind).await?;
+            let d = route_detail(&st2.shared, &id)?
+                .ok_or_else(|| ApiError::not_found(format!("no route {id}")))?;
+            Ok((StatusCode::OK, to_json(&d)?))
+        })
+        .await
+}
+
+/// Add a stop to a live route
+///
+/// The stop (as in the route JSON) is added at the end of the current order; re-sequence to
+/// move it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/routes/{route_id}/stops",
+    tag = "routes",
+    params(
+        ("route_id" = String, Path, description = "Route id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    request_body = Stop,
+    responses((status = 200, description = "The route with the new stop", body = RouteDetail))
+)]
+pub async fn add_stop(
+    State(st): St,
+    Path(route_id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<Stop>,
+) -> Response {
+    let what = format!("POST /api/v1/routes/{route_id}/stops");
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(&caller, &headers, &what, body.digest, || async {
+            let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
+            if route.stops.iter().any(|s| s.id == body.value.id) {
+                return Err(ApiError::conflict(format!(
+                    "the route has a stop {} already",
+                    body.value.id
+                ))
+                .field("id"));
+            }
+            route.stops.push(body.value);
+            assign(&st2, &caller, route)
+                .await
+                .map(|(_, v)| (StatusCode::OK, v))
+        })
+        .await
+}
+
+/// Remove a stop from a live route
+///
+/// Refused (409) once the driver reached the stop or any of its parcels has an outcome.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/routes/{route_id}/stops/{stop_id}",
+    tag = "routes",
+    params(
+        ("route_id" = String, Path, description = "Route id"),
+        ("stop_id" = String, Path, description = "Stop id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    responses((status = 200, description = "The route without the stop", body = RouteDetail))
+)]
+pub async fn remove_stop(
+    State(st): St,
+    Path((route_id, stop_id)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Response {
+    let what = format!("DELETE /api/v1/routes/{route_id}/stops/{stop_id}");
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(&caller, &headers, &what, [0; 32], || async {
+            let id = RouteId(route_id);
+            let mut route = live_route(&st2, &caller, &id)?;
+            let Some(k) = route.stops.iter().position(|s| s.id.0 == stop_id) else {
+                return Err(ApiError::not_found(format!(
+                    "route {id} has no stop {stop_id}"
+                )));
+            };
+            let touched = lock(&st2.shared.state.core)
+                .route_view(&id)
+                .is_some_and(|v| {
+                    v.stops.iter().any(|s| {
+                        s.id.0 == stop_id
+                            && (s.arrived_ms.is_some()
+                                || s.parcels.iter().any(|(_, p)| {
+                                    matches!(
+                                        p,
+                                        milepost_proto::route::ParcelState::Delivered
+                                            | milepost_proto::route::ParcelState::Failed
+                                    )
+                                }))
+                    })
+                });
+            if touched {
+                return Err(ApiError::conflict(format!(
+                    "stop {stop_id} was reached or has outcomes: it stays on the route"
+                )));
+            }
+            if route.stops.len() == 1 {
+                return Err(ApiError::conflict(
+                    "a route keeps at least one stop: cancel the route instead",
+                ));
+            }
+            route.stops.remove(k);
+            assign(&st2, &caller, route)
+                .await
+                .map(|(_, v)| (StatusCode::OK, v))
+        })
+        .await
+}
