@@ -304,7 +304,7 @@ impl KeyStore {
 
     /// Re-reads the file if it changed; `throttled`: not if looked at less than a second ago.
     fn refresh(&self, throttled: bool) {
-        let mut l = crate::state::lock(&self.inner);
+        let mut l = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if throttled
             && l.checked
                 .is_some_and(|c| c.elapsed() < Duration::from_secs(1))
@@ -330,7 +330,10 @@ impl KeyStore {
     /// The live key `presented` is, if any (re-reading the file if it changed).
     pub fn verify(&self, presented: &str) -> Option<ApiKey> {
         self.refresh(true);
-        let found = crate::state::lock(&self.inner)
+        let found = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .file
             .verify(presented)
             .cloned();
@@ -340,7 +343,9 @@ impl KeyStore {
         // A key created since the last look: look again now (a stat; the file is read only
         // if it changed).
         self.refresh(false);
-        crate::state::lock(&self.inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .file
             .verify(presented)
             .cloned()

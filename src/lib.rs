@@ -9,7 +9,8 @@
 //! records, the feed store, the fold, the words people see) <- this crate, the shell: threads,
 //! files, sockets, the clock, listeners. Inside the shell, from the top: `main.rs` and the CLI;
 //! the listeners and tools (`server`, `web`, `cluster`, `replay`, `tools`, `client`); the shared
-//! machinery (`config`, `state`, `store`, `feed`, `auth`, `certs`, `metrics`, `wire`, `udp`);
+//! machinery (`config`, `state`, `store`, `history`, `proofs`, `apikeys`, `feed`, `auth`,
+//! `certs`, `metrics`, `wire`, `udp`);
 //! and each part's own configuration section (`*/config.rs`, `server/limits.rs`) at the
 //! bottom. `tests/layers.rs` checks the rule and that no import goes round in a circle.
 //!
@@ -17,10 +18,15 @@
 //! - [`config`]: every knob with a safe default; TOML file, environment and flag overrides.
 //! - [`auth`]: signed bearer tokens (HMAC-SHA256) naming a role, subject, depot and expiry;
 //!   their fingerprints and the deny list of revoked ones (`milepost revoke`).
+//! - [`apikeys`]: API keys for back-office systems (`milepost key`), stored hashed, scoped to
+//!   roles and depots.
 //! - [`certs`]: the development CA and server certificate made on first run.
 //! - [`cluster`]: several gateways as one fleet over NATS JetStream (`serve --cluster`).
 //! - [`store`]: the ingest log's files (CRC-framed records, segments, group commit, torn-tail
 //!   recovery) and snapshot files.
+//! - [`history`]: closed routes' and their parcels' history in an embedded database (redb),
+//!   kept for `history.retention_days`.
+//! - [`proofs`]: proof-of-delivery files, content-addressed by SHA-256.
 //! - [`feed`]: the subscription hub, feed lag, webhooks.
 //! - [`state`]: the fleet state (the core's fold) behind locks, shared by every listener.
 //! - [`metrics`]: counters and latency histograms in the Prometheus text format.
@@ -29,8 +35,8 @@
 //! - [`replay`]: recorded traces (one reader per format in `trace/`), `drive`, and the load
 //!   generator (`sim/`).
 //! - [`tools`]: offline tools (ETA evaluation, GTFS conversion).
-//! - [`web`]: the HTTP listener for browsers: recipients' tracking pages and the dispatcher
-//!   map, fed live by server-sent events from the same feeds as QUIC.
+//! - [`web`]: the HTTP listener: recipients' tracking pages and the dispatcher map, fed live by
+//!   server-sent events from the same feeds as QUIC, and the back-office API (`/api/v1`).
 //! - [`wire`]: reading and writing protocol frames on quinn streams.
 //! - [`udp`]: UDP socket buffer sizes for the gateway and the load generator.
 #![deny(missing_docs)]

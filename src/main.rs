@@ -47,6 +47,8 @@ enum Cmd {
     EvalEta(milepost::tools::eval_eta::EvalEtaArgs),
     /// Revoke a token, or every token of a subject (takes effect within a second, no restart).
     Revoke(RevokeArgs),
+    /// Record a parcel's outcome through the back-office API (uploads photo and signature).
+    Outcome(cli::office::OutcomeArgs),
     /// API keys for back-office systems: create, list, revoke.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -89,6 +91,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Replay(a) => milepost::replay::load::run(*a).await,
         Cmd::Revoke(a) => cli::token::revoke(a),
         Cmd::Key(c) => cli::key::key(c),
+        Cmd::Outcome(a) => cli::office::outcome(a),
         Cmd::Route(c) => cli::route::route(c).await,
         Cmd::Watch(a) => cli::watch::watch(a).await,
         Cmd::GtfsToRoute(a) => milepost::tools::gtfs::run(a),

@@ -846,3 +846,74 @@ async fn the_openapi_document_and_its_reference_page_are_served() {
     assert_eq!(page.status, 200);
     assert!(page.text().contains("/api/v1/parcels/{tracking}/outcome"));
 }
+
+/// Runs the `milepost` binary with `args`; its exit status and output.
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_cli_records_outcomes_and_cancels_routes_through_the_api() {
+    let w = World::with_web(|_| {}).await;
+    let k = key(&w, "cli", &["backoffice:north"]);
+    let api = format!("http://{}", w.web());
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("door.jpg");
+    std::fs::write(&photo, b"\xff\xd8\xff a small jpeg").unwrap();
+    let photo = photo.to_str().unwrap().to_owned();
+    // The CLI blocks: it runs beside the gateway's runtime, not on it.
+    let run = |args: Vec<&str>| {
+        let mut all: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        all.extend(["--api".into(), api.clone(), "--key".into(), k.clone()]);
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            cli(&refs)
+        })
+    };
+    let (ok, out) = run(vec![
+        "outcome",
+        "delivered",
+        "MP100000001",
+        "--photo",
+        &photo,
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("MP100000001: Delivered"), "{out}");
+    let sha = milepost::proofs::sha256_hex(b"\xff\xd8\xff a small jpeg");
+    assert!(w
+        .t
+        .dir
+        .path()
+        .join("proofs")
+        .join(&sha[..2])
+        .join(&sha)
+        .is_file());
+    // A refusal is a non-zero exit with the API's message.
+    let (ok, out) = run(vec!["outcome", "failed", "MP100000003"]).await.unwrap();
+    assert!(!ok && out.contains("--reason"), "{out}");
+    let (ok, out) = run(vec![
+        "outcome",
+        "failed",
+        "NOPE-1",
+        "--reason",
+        "recipient-absent",
+    ])
+    .await
+    .unwrap();
+    assert!(!ok && out.contains("HTTP 404"), "{out}");
+    let (ok, out) = run(vec!["route", "cancel", R1]).await.unwrap();
+    assert!(ok && out.contains("cancelled"), "{out}");
+    let (ok, out) = run(vec!["route", "cancel", R1]).await.unwrap();
+    assert!(!ok && out.contains("HTTP 404"), "{out}");
+}

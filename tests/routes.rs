@@ -234,13 +234,30 @@ async fn finished_routes_are_archived_and_stay_archived() {
     assert_eq!(archived, 1, "the finished route was archived");
     let line = std::fs::read_to_string(t.dir.path().join("archive/routes.jsonl")).unwrap();
     assert!(line.contains("R-2026-02-16-017"), "{line}");
-    let err = status_cmd(&mut dispatch, 3, "MP100000001").await;
-    assert_eq!(code(err), Some(ErrorCode::NotFound));
-    // And recovery agrees (the archiving is in the log).
+    // The route left the live state; its parcels answer from the history, with their outcome,
+    // to their depot's dispatcher and to nobody else's.
+    let live = |t: &common::TestGateway| {
+        milepost::state::lock(&t.gw.shared().state.core)
+            .route_view(&"R-2026-02-16-017".into())
+            .is_some()
+    };
+    assert!(!live(&t));
+    let s = status(&mut dispatch, "MP100000001").await;
+    assert_eq!(s.state, ParcelState::Failed);
+    let mut south = t.dispatcher("south").await;
+    let err = status_cmd(&mut south, 3, "MP100000001").await;
+    assert_eq!(code(err), Some(ErrorCode::OutOfScope));
+    south.close();
+    // And recovery agrees (the archiving is in the log, the history on disk).
     driver.close();
     dispatch.close();
     let t = t.restart().await;
+    assert!(!live(&t));
     let mut dispatch = t.dispatcher("north").await;
-    let err = status_cmd(&mut dispatch, 3, "MP100000001").await;
+    assert_eq!(
+        status(&mut dispatch, "MP100000001").await.state,
+        ParcelState::Failed
+    );
+    let err = status_cmd(&mut dispatch, 4, "NOT-A-PARCEL").await;
     assert_eq!(code(err), Some(ErrorCode::NotFound));
 }

@@ -4,9 +4,10 @@
 //! - [`serve`]: the gateway.
 //! - [`token`]: minting and revoking tokens.
 //! - [`key`]: API keys for back-office systems.
+//! - [`office`]: outcomes and route cancels through the back-office API.
 //! - [`drive`]: one recorded trace driven as one driver.
 //! - [`query`]: a dispatcher's spatial queries.
-//! - [`route`]: checking and loading route files.
+//! - [`route`]: checking, loading and cancelling routes.
 //! - [`watch`]: following a feed in the terminal.
 //! - [`connect`]: what the client commands share (gateway address, CA, token).
 //!
@@ -16,6 +17,7 @@
 pub(crate) mod connect;
 pub(crate) mod drive;
 pub(crate) mod key;
+pub(crate) mod office;
 pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod serve;

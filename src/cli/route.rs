@@ -18,6 +18,13 @@ pub(crate) enum RouteCmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Cancel a live route, through the back-office API (its parcels keep their history).
+    Cancel {
+        /// The route's id.
+        route: String,
+        #[command(flatten)]
+        api: crate::cli::office::ApiArgs,
+    },
     /// Assign (or replace) routes on a gateway, as a dispatcher of their depot.
     Load {
         #[command(flatten)]
@@ -45,6 +52,7 @@ fn read_routes(files: &[PathBuf]) -> Result<Vec<milepost_proto::route::Route>> {
 /// Checks route files, or loads them on a gateway.
 pub(crate) async fn route(c: RouteCmd) -> Result<()> {
     match c {
+        RouteCmd::Cancel { route, api } => crate::cli::office::cancel(&api, &route),
         RouteCmd::Check { files } => {
             for (f, r) in files.iter().zip(read_routes(&files)?) {
                 let parcels: usize = r.stops.iter().map(|s| s.parcels.len()).sum();

@@ -93,7 +93,7 @@ impl History {
     pub fn open_shared(path: &Path, cfg: &HistoryConfig) -> Result<Arc<History>, HistoryError> {
         static OPEN: Mutex<BTreeMap<PathBuf, Weak<History>>> = Mutex::new(BTreeMap::new());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        let mut open = crate::state::lock(&OPEN);
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, h| h.strong_count() > 0);
         if let Some(h) = open.get(&key).and_then(Weak::upgrade) {
             h.retention_ms.store(retention_ms(cfg), Ordering::Relaxed);

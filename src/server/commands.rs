@@ -151,15 +151,29 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 }
                 _ => {}
             }
-            let core = lock(&shared.state.core);
-            let Some(status) = core.parcel_status(&tracking) else {
+            // Live, or from the history once its route has closed.
+            let live = {
+                let core = lock(&shared.state.core);
+                core.parcel_status(&tracking).map(|s| {
+                    let depot = core.run(&s.route_id).map(|r| r.plan.depot.0.clone());
+                    (s, depot)
+                })
+            };
+            let found = match live {
+                Some(found) => Some(found),
+                None => shared
+                    .state
+                    .history
+                    .as_ref()
+                    .and_then(|h| h.parcel(&tracking).ok().flatten())
+                    .map(|h| (h.status, Some(h.depot.0))),
+            };
+            let Some((status, depot)) = found else {
                 return refuse(ErrorCode::NotFound, format!("no parcel {tracking}"));
             };
             let allowed = match claims.role {
                 Role::Recipient => claims.sub == tracking.0,
-                Role::Dispatcher => core
-                    .route_view(&status.route_id)
-                    .is_some_and(|v| v.depot.0 == claims.depot),
+                Role::Dispatcher => depot.as_deref() == Some(claims.depot.as_str()),
                 Role::Driver => false,
             };
             if !allowed {

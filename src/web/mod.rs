@@ -56,6 +56,7 @@
 //! | `GET /t/{tracking}/status` | recipient | the parcel view as JSON |
 //! | `GET /t/{tracking}/events?after=N` | recipient | SSE: `status`, `milestone` (id = offset), `position` |
 //! | `POST /t/{tracking}/instructions` | recipient | `{"text": ...}` for the driver (logged) |
+//! | `GET /t/{tracking}/proof/{sha256}` | recipient | the delivery photo or signature (if allowed) |
 //! | `GET /dispatch?token=T`, `GET /dispatch` | dispatcher | the depot map |
 //! | `GET /dispatch/state` | dispatcher | drivers, routes and stops, recent alerts, feed offset |
 //! | `GET /dispatch/routes/{route}` | dispatcher | one route's progress and ETAs |
@@ -122,7 +123,7 @@ pub async fn start(
         shared,
         stop: stop.clone(),
         streams: AtomicUsize::new(0),
-        api: api::ApiState::new(&shared_cfg),
+        api: api::state::ApiState::new(&shared_cfg),
     });
     let app = router(state);
     let mut stop = stop;
@@ -149,6 +150,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/t/{tracking}/status", get(recipient::parcel_status))
         .route("/t/{tracking}/events", get(recipient::parcel_events))
         .route("/t/{tracking}/instructions", post(recipient::instructions))
+        .route("/t/{tracking}/proof/{sha256}", get(recipient::parcel_proof))
         .route("/dispatch", get(dispatch::dispatch))
         .route("/dispatch/state", get(dispatch::depot_state))
         .route("/dispatch/routes/{route}", get(dispatch::route_detail))

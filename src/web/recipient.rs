@@ -1,5 +1,6 @@
 //! Everything a parcel's recipient calls, under `/t/{tracking}`: the tracking page, the
-//! parcel's status as JSON, instructions for the driver, and the parcel's event stream
+//! parcel's status as JSON, instructions for the driver, the proof-of-delivery files where the
+//! configuration shows them, and the parcel's event stream
 //! ([`ParcelStream`]: milestones, status and, when the privacy rule allows, the driver's
 //! position). Each handler checks the tracking number and the token, then builds its answer
 //! from `views::parcel` and `pages`.
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::Response;
 use axum::Json;
@@ -24,7 +25,7 @@ use crate::state::lock;
 use crate::web::auth::{authorize_parcel, check_parcel, check_tracking, page_auth, PageQuery};
 use crate::web::error::WebError;
 use crate::web::pages::{error_page, html, render_tracking};
-use crate::web::respond::json;
+use crate::web::respond::{json, with_headers, NOSNIFF, NO_STORE};
 use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next, StreamQuery};
 use crate::web::state::WebState;
 use crate::web::views::parcel::{parcel_view, status_view, visible_position, MilestoneView};
@@ -74,6 +75,40 @@ pub async fn parcel_status(
     let view = parcel_view(&st.shared, &TrackingNumber(tracking.clone()))
         .ok_or_else(|| WebError::NotFound(format!("no parcel {tracking}")))?;
     Ok(json(view))
+}
+
+/// `GET /t/{tracking}/proof/{sha256}`: the delivery photo or signature of this parcel, when
+/// `web.api.proofs_to_recipient` allows it and the parcel's proof of delivery names the file.
+pub async fn parcel_proof(
+    State(st): State<Arc<WebState>>,
+    Path((tracking, sha256)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    check_tracking(&tracking)?;
+    authorize_parcel(&st.shared, &headers, &tracking)?;
+    let no = || WebError::NotFound("no such proof".into());
+    if !st.cfg().api.proofs_to_recipient {
+        return Err(no());
+    }
+    let view = parcel_view(&st.shared, &TrackingNumber(tracking)).ok_or_else(no)?;
+    let named = view.status.proof.as_ref().is_some_and(|p| {
+        p.photo_sha256.as_deref() == Some(sha256.as_str())
+            || p.signature_sha256.as_deref() == Some(sha256.as_str())
+    });
+    if !named {
+        return Err(no());
+    }
+    let store = st.api.proofs.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.get(&sha256))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|_| no())?
+        .ok_or_else(no)?;
+    let mime = crate::web::api::proofs::sniff(&bytes);
+    Ok(with_headers(
+        ([(header::CONTENT_TYPE, mime)], bytes),
+        &[NO_STORE, NOSNIFF],
+    ))
 }
 
 /// The body of `POST /t/{tracking}/instructions`.
@@ -129,7 +164,17 @@ pub async fn parcel_events(
     let (claims, token) = authorize_parcel(&st.shared, &headers, &tracking)?;
     let t = TrackingNumber(tracking);
     let after = start_cursor(&headers, q)?;
-    if lock(&st.shared.state.core).parcel_status(&t).is_none() {
+    let live = lock(&st.shared.state.core).parcel_status(&t).is_some();
+    // A parcel of a closed route still has its page (from the history): its stream stays
+    // open and quiet rather than failing the page's reconnects.
+    let closed = || {
+        st.shared
+            .state
+            .history
+            .as_ref()
+            .is_some_and(|h| matches!(h.parcel(&t), Ok(Some(_))))
+    };
+    if !live && !closed() {
         return Err(WebError::NotFound(format!("no parcel {t}")));
     }
     sse::open(st, claims, token, after, ParcelStream::new(t))

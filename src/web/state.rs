@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::server::shared::Shared;
-use crate::web::api::ApiState;
+use crate::web::api::state::ApiState;
 use crate::web::config::WebConfig;
 
 /// Everything the handlers share.

@@ -16,9 +16,47 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::web::api::ApiDoc;
 use crate::web::pages::{escape, html};
 use crate::web::respond::with_headers;
+
+/// The OpenAPI document of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Milepost back-office API",
+        description = "Routes, parcels, outcomes, proof files and drivers of a Milepost \
+                       gateway. Authenticate with an API key (`milepost key create`) or a \
+                       dispatcher token as `Authorization: Bearer`. Errors are \
+                       `{code, message, field}`. Writes take an `Idempotency-Key` header. \
+                       Lists are paginated with `cursor` and `limit`."
+    ),
+    paths(
+        crate::web::api::routes::put_route,
+        crate::web::api::routes::create_route,
+        crate::web::api::routes::list_routes,
+        crate::web::api::routes::get_route,
+        crate::web::api::routes::cancel_route,
+        crate::web::api::routes::resequence,
+        crate::web::api::routes::add_stop,
+        crate::web::api::routes::remove_stop,
+        crate::web::api::parcels::get_parcel,
+        crate::web::api::parcels::bulk_status,
+        crate::web::api::parcels::tracking_link,
+        crate::web::api::parcels::record_outcome,
+        crate::web::api::drivers::get_driver,
+        crate::web::api::drivers::depot_drivers,
+        crate::web::api::proofs::put_proof,
+        crate::web::api::proofs::get_proof,
+    ),
+    modifiers(&Common),
+    tags(
+        (name = "routes", description = "A depot's routes: assign, follow, change, cancel"),
+        (name = "parcels", description = "Parcel status, history, tracking links, outcomes"),
+        (name = "drivers", description = "Live positions and current routes"),
+        (name = "proofs", description = "Proof-of-delivery photos and signatures"),
+    )
+)]
+pub struct ApiDoc;
 
 /// The error answers every operation may give, with the statuses of [`super::error`].
 const ERRORS: &[(&str, &str)] = &[

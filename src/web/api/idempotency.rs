@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::state::lock;
-use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::respond::{with_headers, NO_STORE};
 
@@ -113,7 +112,7 @@ impl Idempotency {
 
     fn begin(
         &self,
-        caller: &Caller,
+        caller: &str,
         headers: &HeaderMap,
         digest: [u8; 32],
     ) -> Result<Begin<'_>, ApiError> {
@@ -128,7 +127,7 @@ impl Idempotency {
                 ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
                     .field("Idempotency-Key")
             })?;
-        let key = (caller.id.clone(), key.to_owned());
+        let key = (caller.to_owned(), key.to_owned());
         let mut slots = lock(&self.slots);
         let now = Instant::now();
         match slots.get(&key) {
@@ -189,12 +188,13 @@ impl Idempotency {
         })))
     }
 
-    /// Runs the write `f` under the request's `Idempotency-Key`, if any. `what` names the
+    /// Runs the write `f` of `caller` (its id) under the request's `Idempotency-Key`, if any.
+    /// `what` names the
     /// operation (method and path) and `body` is the digest of the request body: together they
     /// are what a repeated key must match.
     pub async fn run<F, Fut>(
         &self,
-        caller: &Caller,
+        caller: &str,
         headers: &HeaderMap,
         what: &str,
         body: [u8; 32],
@@ -239,14 +239,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn caller(id: &str) -> Caller {
-        Caller {
-            id: id.into(),
-            name: id.into(),
-            scopes: vec![],
-        }
-    }
-
     fn with_key(k: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(HEADER, HeaderValue::from_str(k).unwrap());
@@ -271,9 +263,9 @@ mod tests {
             let n = runs.fetch_add(1, Ordering::SeqCst);
             Ok((StatusCode::CREATED, serde_json::json!({ "run": n })))
         };
-        let (c, h) = (caller("k1"), with_key("order-77"));
-        let first = body(idem.run(&c, &h, "PUT /r/1", [1; 32], write).await).await;
-        let again = body(idem.run(&c, &h, "PUT /r/1", [1; 32], write).await).await;
+        let (c, h) = ("k1", with_key("order-77"));
+        let first = body(idem.run(c, &h, "PUT /r/1", [1; 32], write).await).await;
+        let again = body(idem.run(c, &h, "PUT /r/1", [1; 32], write).await).await;
         assert_eq!(first, (StatusCode::CREATED, None, r#"{"run":0}"#.into()));
         assert_eq!(
             again,
@@ -285,17 +277,13 @@ mod tests {
         );
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // The same key with another body, or on another path: refused, nothing runs.
-        let other = body(idem.run(&c, &h, "PUT /r/1", [2; 32], write).await).await;
+        let other = body(idem.run(c, &h, "PUT /r/1", [2; 32], write).await).await;
         assert_eq!(other.0, StatusCode::UNPROCESSABLE_ENTITY);
         // Another caller's same key is its own.
-        let mine = body(
-            idem.run(&caller("k2"), &h, "PUT /r/1", [2; 32], write)
-                .await,
-        )
-        .await;
+        let mine = body(idem.run("k2", &h, "PUT /r/1", [2; 32], write).await).await;
         assert_eq!(mine.0, StatusCode::CREATED);
         // No key: runs every time.
-        idem.run(&c, &HeaderMap::new(), "PUT /r/1", [1; 32], write)
+        idem.run(c, &HeaderMap::new(), "PUT /r/1", [1; 32], write)
             .await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
@@ -308,22 +296,22 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
             Err(ApiError::busy("log full"))
         };
-        let (c, h) = (caller("k1"), with_key("a"));
+        let (c, h) = ("k1", with_key("a"));
         for _ in 0..2 {
-            let r = idem.run(&c, &h, "POST /x", [0; 32], failing).await;
+            let r = idem.run(c, &h, "POST /x", [0; 32], failing).await;
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         // A 4xx answer is kept like a 2xx one.
         let refused = || async { Err(ApiError::conflict("driver busy")) };
         let h = with_key("b");
-        let a = body(idem.run(&c, &h, "POST /x", [0; 32], refused).await).await;
-        let b = body(idem.run(&c, &h, "POST /x", [0; 32], failing).await).await;
+        let a = body(idem.run(c, &h, "POST /x", [0; 32], refused).await).await;
+        let b = body(idem.run(c, &h, "POST /x", [0; 32], failing).await).await;
         assert_eq!((a.0, b.0), (StatusCode::CONFLICT, StatusCode::CONFLICT));
         assert_eq!(b.1.as_deref(), Some("true"));
         let long = "x".repeat(300);
         let r = idem
-            .run(&c, &with_key(&long), "POST /x", [0; 32], failing)
+            .run(c, &with_key(&long), "POST /x", [0; 32], failing)
             .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     }
@@ -332,9 +320,9 @@ mod tests {
     async fn the_oldest_answers_go_when_full() {
         let idem = Idempotency::new(Duration::from_secs(60), 2);
         let ok = || async { Ok((StatusCode::OK, serde_json::json!({}))) };
-        let c = caller("k");
+        let c = "k";
         for k in ["a", "b", "c"] {
-            idem.run(&c, &with_key(k), "POST /x", [0; 32], ok).await;
+            idem.run(c, &with_key(k), "POST /x", [0; 32], ok).await;
         }
         assert_eq!(lock(&idem.slots).len(), 2);
     }

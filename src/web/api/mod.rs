@@ -11,22 +11,29 @@
 //!
 //! | file | owns |
 //! | --- | --- |
-//! | `mod.rs` | this map, [`ApiState`], [`router`], the OpenAPI document ([`ApiDoc`]) |
+//! | `mod.rs` | this map and [`router`] |
+//! | [`state`] | [`state::ApiState`]: keys, proof files, idempotency answers, rate limits |
 //! | [`error`] | [`error::ApiError`]: one JSON error shape, statuses 400-503 |
 //! | [`extract`] | JSON bodies and query strings, refused with the field named |
-//! | [`caller`] | who calls (API key or dispatcher token), scopes, rate limits |
+//! | [`caller`] | who calls (API key or dispatcher token) and their scopes |
+//! | [`limits`] | a token bucket per caller |
 //! | [`idempotency`] | `Idempotency-Key` on writes |
 //! | [`views`] | the answers' types (route, stop, parcel, driver, lists) and their builders |
 //! | [`routes`] | routes: put, get, list, cancel, re-sequence, add and remove stops |
 //! | [`parcels`] | parcels: status, bulk status, tracking links, outcomes |
 //! | [`drivers`] | drivers: one driver, a depot's drivers |
 //! | [`proofs`] | proof files: upload, download |
-//! | [`docs`] | the OpenAPI document and its reference page |
+//! | [`docs`] | the OpenAPI document ([`docs::ApiDoc`]) and its reference page |
+//!
+//! Imports run one way: `mod.rs` uses the handlers; the handlers (`routes`, `parcels`,
+//! `drivers`, `proofs`) use `caller`, `views`, `extract`, `error` and the web listener's
+//! `state`, which holds [`state::ApiState`]; `state` uses `limits` and `idempotency`, which use
+//! nothing above them.
 //!
 //! # Adding an endpoint
 //! A handler with `#[utoipa::path(...)]` in the file of its resource, its answer type in
 //! [`views`] (`#[derive(Serialize, ToSchema)]`), one line in [`router`] and one in
-//! [`ApiDoc`]'s `paths(...)`. Errors are [`error::ApiError`]s; the common error answers and
+//! [`docs::ApiDoc`]'s `paths(...)`. Errors are [`error::ApiError`]s; the common error answers and
 //! the bearer security requirement are added to every operation of the document by
 //! [`docs::Common`]. A write takes an `Idempotency-Key` through
 //! [`idempotency::Idempotency::run`].
@@ -37,94 +44,21 @@ pub mod drivers;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
 pub mod parcels;
 pub mod proofs;
 pub mod routes;
+pub mod state;
 pub mod views;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
-use utoipa::OpenApi;
 
-use crate::apikeys::KeyStore;
-use crate::config::Config;
-use crate::proofs::ProofStore;
-use crate::web::api::caller::RateLimits;
-use crate::web::api::docs::Common;
 use crate::web::api::error::ApiError;
-use crate::web::api::idempotency::Idempotency;
 use crate::web::state::WebState;
-
-/// What the API keeps beside the gateway's shared state.
-pub struct ApiState {
-    /// The API keys of the data directory.
-    pub keys: KeyStore,
-    /// Proof files.
-    pub proofs: ProofStore,
-    /// Answers kept for idempotency keys.
-    pub idempotency: Idempotency,
-    /// Per-caller rate limits.
-    pub limits: RateLimits,
-}
-
-impl ApiState {
-    /// The API's state for a gateway configured by `cfg`.
-    pub fn new(cfg: &Config) -> ApiState {
-        let api = &cfg.web.api;
-        ApiState {
-            keys: KeyStore::new(&cfg.data_dir),
-            proofs: ProofStore::new(&cfg.data_dir, api.max_proof_bytes),
-            idempotency: Idempotency::new(
-                Duration::from_secs(api.idempotency_ttl_s),
-                api.idempotency_max,
-            ),
-            limits: RateLimits::new(api.rate_per_s, api.burst),
-        }
-    }
-}
-
-/// The OpenAPI document of `/api/v1`.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Milepost back-office API",
-        description = "Routes, parcels, outcomes, proof files and drivers of a Milepost \
-                       gateway. Authenticate with an API key (`milepost key create`) or a \
-                       dispatcher token as `Authorization: Bearer`. Errors are \
-                       `{code, message, field}`. Writes take an `Idempotency-Key` header. \
-                       Lists are paginated with `cursor` and `limit`."
-    ),
-    paths(
-        routes::put_route,
-        routes::create_route,
-        routes::list_routes,
-        routes::get_route,
-        routes::cancel_route,
-        routes::resequence,
-        routes::add_stop,
-        routes::remove_stop,
-        parcels::get_parcel,
-        parcels::bulk_status,
-        parcels::tracking_link,
-        parcels::record_outcome,
-        drivers::get_driver,
-        drivers::depot_drivers,
-        proofs::put_proof,
-        proofs::get_proof,
-    ),
-    modifiers(&Common),
-    tags(
-        (name = "routes", description = "A depot's routes: assign, follow, change, cancel"),
-        (name = "parcels", description = "Parcel status, history, tracking links, outcomes"),
-        (name = "drivers", description = "Live positions and current routes"),
-        (name = "proofs", description = "Proof-of-delivery photos and signatures"),
-    )
-)]
-pub struct ApiDoc;
 
 /// The `/api/v1` routes.
 pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {

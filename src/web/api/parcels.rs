@@ -286,7 +286,7 @@ pub async fn record_outcome(
     let st2 = st.clone();
     st.api
         .idempotency
-        .run(&caller, &headers, &what, body.digest, || async {
+        .run(&caller.id, &headers, &what, body.digest, || async {
             check_tracking(&tracking)?;
             let t = TrackingNumber(tracking.clone());
             // Where the parcel is now, and whose route it is.

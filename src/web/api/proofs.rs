@@ -43,7 +43,7 @@ pub struct ProofStored {
     path = "/api/v1/proofs/{sha256}",
     tag = "proofs",
     params(("sha256" = String, Path, description = "The file's SHA-256, 64 lower-case hex digits")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file"),
+    request_body(content = String, content_type = "application/octet-stream", description = "The file's bytes"),
     responses(
         (status = 201, description = "Stored", body = ProofStored),
         (status = 200, description = "Stored before", body = ProofStored),
@@ -115,7 +115,7 @@ pub fn sniff(b: &[u8]) -> &'static str {
     path = "/api/v1/proofs/{sha256}",
     tag = "proofs",
     params(("sha256" = String, Path, description = "The file's SHA-256")),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>))
+    responses((status = 200, description = "The file's bytes (image/png, image/jpeg, image/webp or application/octet-stream)", content_type = "application/octet-stream", body = String))
 )]
 pub async fn get_proof(
     State(st): St,

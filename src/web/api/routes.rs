@@ -115,7 +115,7 @@ pub async fn put_route(
     let st2 = st.clone();
     st.api
         .idempotency
-        .run(&caller, &headers, &what, body.digest, || async {
+        .run(&caller.id, &headers, &what, body.digest, || async {
             if body.value.id.0 != route_id {
                 return Err(
                     ApiError::bad_request("the body's id is not the path's route id").field("id"),
@@ -148,7 +148,7 @@ pub async fn create_route(
     st.api
         .idempotency
         .run(
-            &caller,
+            &caller.id,
             &headers,
             "POST /api/v1/routes",
             body.digest,
@@ -296,7 +296,7 @@ pub async fn cancel_route(
     let st2 = st.clone();
     st.api
         .idempotency
-        .run(&caller, &headers, &what, [0; 32], || async {
+        .run(&caller.id, &headers, &what, [0; 32], || async {
             let id = RouteId(route_id);
             live_route(&st2, &caller, &id)?;
             let rec = LogRecord::RouteCancelled {
@@ -347,7 +347,7 @@ pub async fn resequence(
     let st2 = st.clone();
     st.api
         .idempotency
-        .run(&caller, &headers, &what, body.digest, || async {
+        .run(&caller.id, &headers, &what, body.digest, || async {
             let id = RouteId(route_id);
             let route = live_route(&st2, &caller, &id)?;
             let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
@@ -389,7 +389,7 @@ pub async fn add_stop(
     let st2 = st.clone();
     st.api
         .idempotency
-        .run(&caller, &headers, &what, body.digest, || async {
+        .run(&caller.id, &headers, &what, body.digest, || async {
             let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
             if route.stops.iter().any(|s| s.id == body.value.id) {
                 return Err(ApiError::conflict(format!(
@@ -430,7 +430,7 @@ pub async fn remove_stop(
     let st2 = st.clone();
     st.api
         .idempotency
-        .run(&caller, &headers, &what, [0; 32], || async {
+        .run(&caller.id, &headers, &what, [0; 32], || async {
             let id = RouteId(route_id);
             let mut route = live_route(&st2, &caller, &id)?;
             let Some(k) = route.stops.iter().position(|s| s.id.0 == stop_id) else {

@@ -204,20 +204,24 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
         let from = last.saturating_sub(TIMELINE_SCAN);
         (last, feed.parcel_after(t, from, TIMELINE_SCAN as usize))
     };
-    let (status, destination, instructions) = {
+    let live = {
         let core = lock(&shared.state.core);
-        let status = core.parcel_status(t)?;
-        let run = run_of(&core, &status.route_id);
-        let destination = run
-            .and_then(|r| r.plan.stops.iter().find(|s| s.id == status.stop))
-            .map(|s| Point {
-                lat: s.lat,
-                lon: s.lon,
-            });
-        let instructions = run
-            .and_then(|r| r.parcel(t))
-            .and_then(|p| p.instructions.clone());
-        (status, destination, instructions)
+        core.parcel_status(t).map(|status| {
+            let run = run_of(&core, &status.route_id);
+            let destination = run
+                .and_then(|r| r.plan.stops.iter().find(|s| s.id == status.stop))
+                .map(|s| Point {
+                    lat: s.lat,
+                    lon: s.lon,
+                });
+            let instructions = run
+                .and_then(|r| r.parcel(t))
+                .and_then(|p| p.instructions.clone());
+            (status, destination, instructions)
+        })
+    };
+    let Some((status, destination, instructions)) = live else {
+        return closed_parcel_view(shared, t, offset);
     };
     let mut timeline: Vec<MilestoneView> = tail
         .iter()
@@ -238,5 +242,31 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
         destination,
         position,
         instructions,
+    })
+}
+
+/// The view of a parcel whose route has left the live state, from the history (for
+/// `history.retention_days`): its final status and milestones, no map and no driver.
+fn closed_parcel_view(shared: &Shared, t: &TrackingNumber, offset: u64) -> Option<ParcelView> {
+    let h = shared.state.history.as_ref()?.parcel(t).ok()??;
+    let mut timeline: Vec<MilestoneView> = h
+        .milestones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| MilestoneView::of(i as u64 + 1, p))
+        .filter(|m| m.milestone)
+        .collect();
+    if timeline.len() > TIMELINE_MAX {
+        timeline.drain(..timeline.len() - TIMELINE_MAX);
+    }
+    let mut status = status_view(shared, &h.status);
+    status.driver = None;
+    Some(ParcelView {
+        offset,
+        status,
+        timeline,
+        destination: None,
+        position: None,
+        instructions: None,
     })
 }

@@ -1,0 +1,37 @@
+//! [`ApiState`]: what the back-office API keeps beside the gateway's shared state.
+
+use std::time::Duration;
+
+use crate::apikeys::KeyStore;
+use crate::config::Config;
+use crate::proofs::ProofStore;
+use crate::web::api::idempotency::Idempotency;
+use crate::web::api::limits::RateLimits;
+
+/// What the API keeps beside the gateway's shared state.
+pub struct ApiState {
+    /// The API keys of the data directory.
+    pub keys: KeyStore,
+    /// Proof files.
+    pub proofs: ProofStore,
+    /// Answers kept for idempotency keys.
+    pub idempotency: Idempotency,
+    /// Per-caller rate limits.
+    pub limits: RateLimits,
+}
+
+impl ApiState {
+    /// The API's state for a gateway configured by `cfg`.
+    pub fn new(cfg: &Config) -> ApiState {
+        let api = &cfg.web.api;
+        ApiState {
+            keys: KeyStore::new(&cfg.data_dir),
+            proofs: ProofStore::new(&cfg.data_dir, api.max_proof_bytes),
+            idempotency: Idempotency::new(
+                Duration::from_secs(api.idempotency_ttl_s),
+                api.idempotency_max,
+            ),
+            limits: RateLimits::new(api.rate_per_s, api.burst),
+        }
+    }
+}
