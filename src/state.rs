@@ -15,7 +15,7 @@ use milepost_core::store::image::Snapshot;
 use milepost_core::store::{Ledger, LogRecord};
 use milepost_proto::route::Update;
 
-use crate::history::History;
+use crate::history::{AlertHandling, History};
 use crate::store::LogError;
 
 /// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
@@ -69,9 +69,9 @@ impl FleetState {
 
     /// Folds one record in (see [`Parts::apply`]), holding the parts' locks in one order:
     /// positions, core, feed. A record that closes routes first leaves their history in the
-    /// history database (read off the state before the fold removes them); a failure to write
-    /// it is logged and the fold goes on, since the log is the truth and the live state must
-    /// not stop.
+    /// history database (read off the state before the fold removes them), and a handled alert
+    /// is written there too; a failure to write is logged and the fold goes on, since the log
+    /// is the truth and the live state must not stop.
     pub fn apply(
         &self,
         rec: &LogRecord,
@@ -85,6 +85,25 @@ impl FleetState {
             let closings = milepost_core::history::closing(&core, &feed, rec);
             if let Err(e) = h.record(&closings) {
                 tracing::error!(error = %e, "closed routes' history not written");
+            }
+            if let LogRecord::AlertHandled {
+                depot,
+                offset,
+                action,
+                by,
+                note,
+                at_ms,
+            } = rec
+            {
+                let handling = AlertHandling {
+                    action: *action,
+                    by: by.clone(),
+                    note: note.clone(),
+                    at_ms: *at_ms,
+                };
+                if let Err(e) = h.record_alert(depot, *offset, &handling) {
+                    tracing::error!(error = %e, "alert handling not written");
+                }
             }
         }
         Parts {

@@ -8,6 +8,7 @@
 mod common;
 mod web_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use milepost::apikeys::{KeyFile, Scope, FILE};
@@ -555,6 +556,42 @@ async fn outcomes_and_proof_files_from_the_back_office() {
         (v["state"].clone(), v["failure"]["reason"].clone()),
         (json!("Failed"), json!("recipient_absent"))
     );
+    // A failed parcel may go back to the sender, once.
+    let ret = json!({"outcome": "returned", "note": "refused twice"});
+    let r = call(
+        &w,
+        "POST",
+        "/api/v1/parcels/MP100000003/outcome",
+        &k,
+        Some(&ret),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (v["state"].clone(), v["status_line"].clone()),
+        (json!("Returned"), json!("Returning to sender"))
+    );
+    assert!(
+        v["milestones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["kind"] == "Returned"),
+        "{v}"
+    );
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            "/api/v1/parcels/MP100000003/outcome",
+            &k,
+            Some(&ret),
+        )
+        .await,
+        409,
+        "conflict",
+    );
     let bad = json!({"outcome": "failed", "reason": "aliens"});
     let e = assert_error(
         &call(
@@ -916,4 +953,383 @@ async fn the_cli_records_outcomes_and_cancels_routes_through_the_api() {
     assert!(ok && out.contains("cancelled"), "{out}");
     let (ok, out) = run(vec!["route", "cancel", R1]).await.unwrap();
     assert!(!ok && out.contains("HTTP 404"), "{out}");
+}
+
+#[tokio::test]
+async fn alerts_are_listed_acknowledged_and_resolved_and_stay_so_after_a_restart() {
+    let w = World::with_web(|_| {}).await;
+    let k = key(&w, "orders", &["backoffice:north"]);
+    let disp = World::dispatcher_token("north");
+    let failed = json!({"outcome": "failed", "reason": "access_problem", "note": "gate locked"});
+    let r = call(
+        &w,
+        "POST",
+        "/api/v1/parcels/MP100000003/outcome",
+        &k,
+        Some(&failed),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let list = call(&w, "GET", "/api/v1/depots/north/alerts", &disp, None).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let items = list.json()["items"].as_array().unwrap().clone();
+    let alert = items
+        .iter()
+        .find(|a| a["kind"] == "AttemptFailed")
+        .unwrap_or_else(|| panic!("{items:?}"))
+        .clone();
+    assert_eq!(
+        (alert["state"].clone(), alert["active"].clone()),
+        (json!("open"), json!(true))
+    );
+    let id = alert["id"].as_u64().unwrap();
+
+    let ack = format!("/api/v1/depots/north/alerts/{id}/acknowledge");
+    let a = call(
+        &w,
+        "POST",
+        &ack,
+        &disp,
+        Some(&json!({"note": "calling the customer"})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["state"], "acknowledged");
+    assert_eq!(a.json()["note"], "calling the customer");
+    assert_error(
+        &call(&w, "POST", &ack, &disp, Some(&json!({}))).await,
+        409,
+        "conflict",
+    );
+    let res = format!("/api/v1/depots/north/alerts/{id}/resolve");
+    let r = call(
+        &w,
+        "POST",
+        &res,
+        &k,
+        Some(&json!({"note": "re-attempt tomorrow"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (r.json()["state"].clone(), r.json()["handled_by"].clone()),
+        (json!("resolved"), json!("orders"))
+    );
+    assert_error(
+        &call(&w, "POST", &res, &k, Some(&json!({}))).await,
+        409,
+        "conflict",
+    );
+
+    // Refusals: another depot, an unknown alert, not a number.
+    let south = World::dispatcher_token("south");
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            &res.replace("north", "south"),
+            &south,
+            Some(&json!({})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(&w, "POST", &res, &south, Some(&json!({}))).await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            "/api/v1/depots/north/alerts/999999/resolve",
+            &k,
+            Some(&json!({})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            "/api/v1/depots/north/alerts/x/resolve",
+            &k,
+            Some(&json!({})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(&w, "GET", "/api/v1/depots/south/alerts", &k, None).await,
+        403,
+        "forbidden",
+    );
+
+    let open = call(&w, "GET", "/api/v1/depots/north/alerts", &k, None)
+        .await
+        .json();
+    assert!(
+        !open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id),
+        "{open}"
+    );
+    let resolved = call(
+        &w,
+        "GET",
+        "/api/v1/depots/north/alerts?state=resolved",
+        &k,
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(resolved["items"][0]["id"], id);
+    // The handling is folded from the log into the history: a restart keeps it.
+    let t =
+        w.t.restart_with(|c| c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
+            .await;
+    let auth = format!("Bearer {k}");
+    let r = request(
+        t.gw.web_addr.unwrap(),
+        "GET",
+        "/api/v1/depots/north/alerts?state=all",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .await;
+    let v = r.json();
+    let a = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (a["state"].clone(), a["note"].clone()),
+        (json!("resolved"), json!("re-attempt tomorrow"))
+    );
+}
+
+/// What a webhook receiver got: the secret to check with, and each body with whether its
+/// signature matched.
+type Hooked = Arc<std::sync::Mutex<(String, Vec<(bool, String)>)>>;
+
+/// A webhook receiver on 127.0.0.1:0 answering 200; the bodies it got with whether their
+/// signature matched `secret` (set once known).
+async fn hook_receiver(got: Hooked) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let got = got.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = text[..end].to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    let sig = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-milepost-signature:"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    {
+                        let mut g = got.lock().unwrap();
+                        let ok = sig
+                            == milepost::feed::webhook::signature(g.0.as_bytes(), body.as_bytes());
+                        g.1.push((ok, body));
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+#[tokio::test]
+async fn webhook_endpoints_are_added_listed_and_removed_at_run_time() {
+    let w =
+        World::with_web(|c| c.feed.webhooks = vec!["http://127.0.0.1:9/configured".into()]).await;
+    let k = key(&w, "ops", &["backoffice:*"]);
+    let narrow = key(&w, "orders", &["backoffice:north"]);
+    let got: Hooked = Default::default();
+    let url = hook_receiver(got.clone()).await;
+
+    assert_error(
+        &call(&w, "GET", "/api/v1/webhooks", &narrow, None).await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            "/api/v1/webhooks",
+            &k,
+            Some(&json!({"url": "ftp://x"})),
+        )
+        .await,
+        422,
+        "unprocessable",
+    );
+    let added = call(
+        &w,
+        "POST",
+        "/api/v1/webhooks",
+        &k,
+        Some(&json!({"url": url})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text());
+    let v = added.json();
+    let (id, secret) = (
+        v["webhook"]["id"].as_str().unwrap().to_owned(),
+        v["secret"].as_str().unwrap().to_owned(),
+    );
+    got.lock().unwrap().0 = secret;
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            "/api/v1/webhooks",
+            &k,
+            Some(&json!({"url": url})),
+        )
+        .await,
+        409,
+        "conflict",
+    );
+
+    // A milestone reaches it, signed with its own secret.
+    let failed = json!({"outcome": "failed", "reason": "refused"});
+    assert_eq!(
+        call(
+            &w,
+            "POST",
+            "/api/v1/parcels/MP100000003/outcome",
+            &k,
+            Some(&failed)
+        )
+        .await
+        .status,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let failed_body = loop {
+        let found = got
+            .lock()
+            .unwrap()
+            .1
+            .iter()
+            .find(|(_, b)| b.contains("MP100000003") && b.contains("Failed"))
+            .cloned();
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no delivery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(failed_body.0, "signature");
+    assert!(got.lock().unwrap().1.iter().all(|(ok, _)| *ok));
+    let list = call(&w, "GET", "/api/v1/webhooks", &k, None).await.json();
+    let mine = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == json!(id))
+        .unwrap()
+        .clone();
+    assert!(mine["delivered"].as_u64().unwrap() >= 1, "{mine}");
+    assert_eq!(mine["recent"][0]["ok"], true);
+    let configured = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source"] == "config")
+        .unwrap()
+        .clone();
+    assert!(configured.get("secret").is_none());
+    let cfg_id = configured["id"].as_str().unwrap().to_owned();
+    assert_error(
+        &call(
+            &w,
+            "DELETE",
+            &format!("/api/v1/webhooks/{cfg_id}"),
+            &k,
+            None,
+        )
+        .await,
+        409,
+        "conflict",
+    );
+
+    // It survives a restart; removed, it is gone for good.
+    let t =
+        w.t.restart_with(|c| {
+            c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        })
+        .await;
+    let web = t.gw.web_addr.unwrap();
+    let auth = format!("Bearer {k}");
+    let h = [("Authorization", auth.as_str())];
+    let list = request(web, "GET", "/api/v1/webhooks", &h, None)
+        .await
+        .json();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == json!(id)),
+        "{list}"
+    );
+    let gone = request(web, "DELETE", &format!("/api/v1/webhooks/{id}"), &h, None).await;
+    assert_eq!(gone.status, 200, "{}", gone.text());
+    assert_error(
+        &request(web, "DELETE", &format!("/api/v1/webhooks/{id}"), &h, None).await,
+        404,
+        "not_found",
+    );
+    let t = t.restart().await;
+    assert!(t
+        .gw
+        .shared()
+        .webhooks
+        .get()
+        .unwrap()
+        .list()
+        .iter()
+        .all(|i| i.id != id));
 }

@@ -253,6 +253,9 @@ impl Parts<'_> {
                 });
                 None
             }
+            // Kept by the shell beside the history (what was done about an alert is not part of
+            // the live fleet state); the fold has nothing to change.
+            LogRecord::AlertHandled { .. } => Some(CommandResult::Applied),
             LogRecord::InstructionsSet { tracking, text, .. } => {
                 match self.core.set_instructions(tracking, text) {
                     Ok(u) => {

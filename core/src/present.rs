@@ -67,6 +67,7 @@ pub fn status_line(s: &ParcelStatus) -> String {
             },
             None => "Delivered".to_string(),
         },
+        ParcelState::Returned => "Returning to sender".to_string(),
         ParcelState::Failed => match &s.last_event {
             Some(u) => match &u.kind {
                 ParcelEvent::Failed { reason, .. } => {
@@ -111,6 +112,8 @@ pub fn event_text(e: &ParcelEvent) -> String {
             format!("Attempt failed: {} {note}", reason_text(*reason))
         }
         ParcelEvent::Delayed { eta_ms, .. } => format!("Delayed, now expected {}", hhmm(*eta_ms)),
+        ParcelEvent::Returned { note } if note.trim().is_empty() => "Returning to sender".into(),
+        ParcelEvent::Returned { note } => format!("Returning to sender: {}", note.trim()),
     }
 }
 

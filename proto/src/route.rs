@@ -157,6 +157,12 @@ pub enum Outcome {
         /// Free text from the driver.
         note: String,
     },
+    /// Going back to the sender (after failed attempts, or refused): no more attempts. Appended
+    /// last, so records and frames written before it still decode.
+    Returned {
+        /// Why, in words.
+        note: String,
+    },
 }
 
 /// Proof of delivery as the driver app sends it. Digests are lowercase hex SHA-256 (64 chars) of
@@ -270,6 +276,11 @@ pub enum ParcelEvent {
         eta_ms: i64,
         /// The promised window's end, UTC ms.
         window_end_ms: i64,
+    },
+    /// Going back to the sender: no more attempts.
+    Returned {
+        /// Why, in words.
+        note: String,
     },
 }
 
@@ -398,6 +409,8 @@ pub enum ParcelState {
     Delivered,
     /// The attempt failed.
     Failed,
+    /// Going back to the sender.
+    Returned,
 }
 
 /// A recipient's "current state" of a parcel: what a tracking page shows on first load.

@@ -222,6 +222,12 @@ fn update_eta() -> Update {
     })
 }
 
+fn outcome_returned() -> Outcome {
+    Outcome::Returned {
+        note: "refused".into(),
+    }
+}
+
 fn outcome_failed() -> Outcome {
     Outcome::Failed {
         reason: FailureReason::RecipientAbsent,
@@ -493,6 +499,7 @@ fn vectors() -> BTreeMap<&'static str, Expected> {
         ("route", Expected::Route(route())),
         ("update-eta", Expected::Update(update_eta())),
         ("outcome-failed", Expected::Outcome(outcome_failed())),
+        ("outcome-returned", Expected::Outcome(outcome_returned())),
         (
             "command-assign-route",
             Expected::Client(command_assign_route()),

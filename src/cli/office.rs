@@ -27,6 +27,8 @@ pub(crate) enum Kind {
     Delivered,
     /// The attempt failed.
     Failed,
+    /// Going back to the sender.
+    Returned,
 }
 
 /// Failure reason codes.
@@ -48,7 +50,7 @@ pub(crate) enum Reason {
 
 #[derive(Args)]
 pub(crate) struct OutcomeArgs {
-    /// Delivered or failed.
+    /// Delivered, failed or returned.
     #[arg(value_enum)]
     kind: Kind,
     /// The parcel's tracking number.
@@ -65,7 +67,7 @@ pub(crate) struct OutcomeArgs {
     /// Why it failed.
     #[arg(long, value_enum)]
     reason: Option<Reason>,
-    /// A note with a failed attempt.
+    /// A note with a failed attempt or a return.
     #[arg(long)]
     note: Option<String>,
     #[command(flatten)]
@@ -139,6 +141,12 @@ pub(crate) fn outcome(o: OutcomeArgs) -> Result<()> {
                 .map(|f| upload(&o.api, f))
                 .transpose()?;
             json!({"outcome": "delivered", "photo_sha256": photo, "signature_sha256": signature, "otp": o.otp})
+        }
+        Kind::Returned => {
+            if o.reason.is_some() {
+                bail!("--reason goes with a failed outcome");
+            }
+            json!({"outcome": "returned", "note": o.note})
         }
         Kind::Failed => {
             let Some(reason) = o.reason else {

@@ -8,6 +8,8 @@
 //! - [`hub`]: who is waiting for what: wakes exactly the subscriptions an applied group
 //!   touched.
 //! - [`webhook`]: the durable outbox that posts milestones to notifiers, signed and retried.
+//! - [`registry`]: the webhook endpoints, configured and added at run time (the API), with
+//!   their counters and newest deliveries.
 //! - [`lag`]: every live subscriber's cursor, for the feed lag metrics per subscriber class.
 //!
 //! Subscribers read the store by cursor; the applier only appends and wakes them. A slow
@@ -17,6 +19,7 @@
 
 pub mod hub;
 pub mod lag;
+pub mod registry;
 pub mod webhook;
 
 pub use hub::{FeedHub, Mailbox};

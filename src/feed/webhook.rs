@@ -11,9 +11,10 @@
 //! One blocking thread per endpoint (`ureq`): deliveries are slow, remote and rare next to
 //! fixes, and a thread keeps their waiting away from the async workers.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -34,6 +35,96 @@ pub struct WebhookStats {
     pub failures: AtomicU64,
     /// Milestones skipped because the endpoint was down longer than the store keeps them.
     pub skipped: AtomicU64,
+}
+
+/// Deliveries kept per endpoint for people to look at.
+const RECENT_KEPT: usize = 20;
+
+/// One delivery attempt, as the API lists them.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// The milestone's offset.
+    pub offset: u64,
+    /// When, UTC ms.
+    pub at_ms: i64,
+    /// Answered 2xx.
+    pub ok: bool,
+    /// `HTTP 200`, or what went wrong.
+    pub detail: String,
+}
+
+/// One endpoint's counters and newest deliveries.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    /// Milestones delivered (2xx).
+    pub delivered: AtomicU64,
+    /// Failed attempts.
+    pub failures: AtomicU64,
+    recent: Mutex<VecDeque<Delivery>>,
+}
+
+impl EndpointStats {
+    fn note(&self, d: Delivery) {
+        let mut r = lock(&self.recent);
+        if r.len() == RECENT_KEPT {
+            r.pop_front();
+        }
+        r.push_back(d);
+    }
+
+    /// The newest deliveries and failures, oldest first.
+    pub fn recent(&self) -> Vec<Delivery> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+}
+
+/// What every endpoint of a gateway shares: where cursors are kept, the state to read
+/// milestones from, the gateway's counters and lag, and the gateway's stop flag.
+#[derive(Clone)]
+pub struct Common {
+    /// Cursors.
+    pub cursors: Arc<dyn Cursors>,
+    /// The fleet state (its feed store holds the milestones).
+    pub state: Arc<FleetState>,
+    /// The gateway's webhook counters.
+    pub stats: Arc<WebhookStats>,
+    /// Feed lag.
+    pub lag: Arc<FeedLag>,
+    /// Set when the gateway stops.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One endpoint to deliver to.
+pub struct EndpointSpec {
+    /// Its URL.
+    pub url: String,
+    /// Its signing secret.
+    pub secret: Vec<u8>,
+    /// Its own counters.
+    pub stats: Arc<EndpointStats>,
+    /// Set when the endpoint is removed (its thread then ends).
+    pub removed: Arc<AtomicBool>,
+}
+
+/// Starts the delivery thread of one endpoint.
+pub fn spawn(spec: EndpointSpec, common: &Common) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // ureq's rustls needs a process-wide provider; ours is ring (an error means one is set).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let endpoint = Endpoint {
+        key: short_digest(&spec.url),
+        url: spec.url,
+        secret: spec.secret,
+        cursors: common.cursors.clone(),
+        state: common.state.clone(),
+        stats: common.stats.clone(),
+        own: spec.stats,
+        lag: common.lag.clone(),
+        stop: common.stop.clone(),
+        removed: spec.removed,
+    };
+    std::thread::Builder::new()
+        .name("milepost-webhook".into())
+        .spawn(move || endpoint.run())
 }
 
 /// The JSON body of one delivery.
@@ -105,40 +196,6 @@ impl Cursors for FileCursors {
     }
 }
 
-/// Starts one delivery thread per URL. Threads exit when `stop` is set.
-pub fn start(
-    urls: &[String],
-    secret: Vec<u8>,
-    cursors: Arc<dyn Cursors>,
-    state: Arc<FleetState>,
-    stats: Arc<WebhookStats>,
-    lag: Arc<FeedLag>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    // ureq's rustls needs a process-wide provider; ours is ring (an error means one is set).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut threads = Vec::new();
-    for url in urls {
-        let key = short_digest(url);
-        let endpoint = Endpoint {
-            url: url.clone(),
-            secret: secret.clone(),
-            key,
-            cursors: cursors.clone(),
-            state: state.clone(),
-            stats: stats.clone(),
-            lag: lag.clone(),
-            stop: stop.clone(),
-        };
-        threads.push(
-            std::thread::Builder::new()
-                .name("milepost-webhook".into())
-                .spawn(move || endpoint.run())?,
-        );
-    }
-    Ok(threads)
-}
-
 struct Endpoint {
     url: String,
     secret: Vec<u8>,
@@ -146,11 +203,18 @@ struct Endpoint {
     cursors: Arc<dyn Cursors>,
     state: Arc<FleetState>,
     stats: Arc<WebhookStats>,
+    own: Arc<EndpointStats>,
     lag: Arc<FeedLag>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
+    removed: Arc<AtomicBool>,
 }
 
 impl Endpoint {
+    /// The gateway stops or the endpoint was removed.
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.removed.load(Ordering::Relaxed)
+    }
+
     fn run(self) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
@@ -162,7 +226,7 @@ impl Endpoint {
         let mut cursor: Option<u64> = None;
         // Lag is reported while this gateway delivers (in a cluster, by the leader only).
         let mut lag = None;
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stopped() {
             if !self.cursors.active() {
                 cursor = None;
                 lag = None;
@@ -216,15 +280,23 @@ impl Endpoint {
             }
             'batch: for (offset, m) in batch {
                 loop {
-                    if self.stop.load(Ordering::Relaxed) {
+                    if self.stopped() {
                         return;
                     }
                     if !self.cursors.active() {
                         break 'batch;
                     }
-                    match self.deliver(&agent, offset, &m) {
+                    let result = self.deliver(&agent, offset, &m);
+                    self.own.note(Delivery {
+                        offset,
+                        at_ms: chrono::Utc::now().timestamp_millis(),
+                        ok: result.is_ok(),
+                        detail: result.clone().err().unwrap_or_else(|| "HTTP 2xx".into()),
+                    });
+                    match result {
                         Ok(()) => {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            self.own.delivered.fetch_add(1, Ordering::Relaxed);
                             c = offset;
                             cursor = Some(c);
                             if let Some(lag) = &lag {
@@ -238,6 +310,7 @@ impl Endpoint {
                         }
                         Err(why) => {
                             self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                            self.own.failures.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(url = %self.url, offset, %why, retry_in_s = backoff.as_secs(), "webhook delivery failed");
                             self.wait(backoff, u64::MAX);
                             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -254,7 +327,7 @@ impl Endpoint {
     fn wait(&self, d: Duration, cursor: u64) {
         let step = Duration::from_millis(50);
         let mut waited = Duration::ZERO;
-        while waited < d && !self.stop.load(Ordering::Relaxed) {
+        while waited < d && !self.stopped() {
             if lock(&self.state.feed).milestones_last() > cursor {
                 return;
             }

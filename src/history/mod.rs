@@ -10,7 +10,9 @@
 //!
 //! Tables: `parcels` (tracking number to JSON [`ParcelHistory`]), `routes` (route id to JSON
 //! [`RouteHistory`]), `route_days` (`depot 0x1 YYYY-MM-DD 0x1 route` for listings) and
-//! `closed` (`closed_ms 0x1 p|r 0x1 id`, for the retention sweep).
+//! `closed` (`closed_ms 0x1 p|r 0x1 id`, for the retention sweep), and `alerts` (`depot 0x1
+//! offset` to JSON [`AlertHandling`]: what was done about an alert, folded from
+//! `AlertHandled` records the same way).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use milepost_core::history::{Closing, ParcelHistory, RouteHistory};
+use milepost_core::store::record::AlertAction;
 use milepost_proto::route::{DepotId, RouteId, TrackingNumber};
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -29,6 +32,7 @@ const PARCELS: TableDefinition<&str, &[u8]> = TableDefinition::new("parcels");
 const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
 const ROUTE_DAYS: TableDefinition<&str, ()> = TableDefinition::new("route_days");
 const CLOSED: TableDefinition<&str, ()> = TableDefinition::new("closed");
+const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 
 /// Separates the parts of an index key (never in an id: ids are checked printable).
 const SEP: char = '\u{1}';
@@ -75,6 +79,19 @@ impl std::fmt::Debug for History {
     }
 }
 
+/// What was done about one alert.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertHandling {
+    /// The latest action.
+    pub action: AlertAction,
+    /// By whom.
+    pub by: String,
+    /// Their note.
+    pub note: String,
+    /// When, UTC ms.
+    pub at_ms: i64,
+}
+
 fn retention_ms(cfg: &HistoryConfig) -> i64 {
     i64::from(cfg.retention_days) * 86_400_000
 }
@@ -113,6 +130,7 @@ impl History {
         tx.open_table(ROUTES)?;
         tx.open_table(ROUTE_DAYS)?;
         tx.open_table(CLOSED)?;
+        tx.open_table(ALERTS)?;
         tx.commit()?;
         Ok(History {
             db,
@@ -161,6 +179,41 @@ impl History {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records what was done about alert `offset` of `depot` (a later action replaces an
+    /// earlier one; the same record written twice leaves the same value).
+    pub fn record_alert(
+        &self,
+        depot: &str,
+        offset: u64,
+        handling: &AlertHandling,
+    ) -> Result<(), HistoryError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(ALERTS)?;
+            let key = format!("{depot}{SEP}{offset:020}");
+            t.insert(key.as_str(), serde_json::to_vec(handling)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What was done about the alerts of `depot` at `offsets`.
+    pub fn alerts(
+        &self,
+        depot: &str,
+        offsets: impl Iterator<Item = u64>,
+    ) -> Result<BTreeMap<u64, AlertHandling>, HistoryError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ALERTS)?;
+        let mut out = BTreeMap::new();
+        for o in offsets {
+            if let Some(v) = t.get(format!("{depot}{SEP}{o:020}").as_str())? {
+                out.insert(o, serde_json::from_slice(v.value())?);
+            }
+        }
+        Ok(out)
     }
 
     /// A parcel's history, if it has one.

@@ -30,6 +30,7 @@ use crate::cluster::node::default_node;
 use crate::cluster::revoke::{self, RevokeParts};
 use crate::cluster::tick::{self, TickParts};
 use crate::config::Config;
+use crate::feed::registry::Webhooks;
 use crate::feed::webhook::{self, FileCursors, WebhookStats};
 use crate::server::accept::{accept_loop, watch_deny_list};
 use crate::server::admin::AdminServer;
@@ -76,7 +77,7 @@ pub(super) struct Running {
     backend: Backend,
     stop_cluster: watch::Sender<bool>,
     applier: JoinHandle<()>,
-    webhooks: Vec<JoinHandle<()>>,
+    webhooks: Arc<Webhooks>,
     webhook_stop: Arc<AtomicBool>,
 }
 
@@ -129,6 +130,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
         hub: applier.hub,
         lag: Default::default(),
         webhook_stats: Default::default(),
+        webhooks: Default::default(),
         owned,
         cluster: cluster.clone(),
     });
@@ -254,9 +256,10 @@ fn bind_socket(listen: SocketAddr) -> Result<std::net::UdpSocket, ServerError> {
     Ok(socket)
 }
 
-/// Starts one delivery thread per webhook URL; their cursors are files on a single box and
-/// in the KV bucket in a cluster. Returns the threads and the flag that stops them.
-fn start_webhooks(shared: &Shared) -> Result<(Vec<JoinHandle<()>>, Arc<AtomicBool>), ServerError> {
+/// Starts the webhook endpoints (configured and added at run time), one delivery thread
+/// each; their cursors are files on a single box and in the KV bucket in a cluster. Returns
+/// the registry and the flag that stops them.
+fn start_webhooks(shared: &Shared) -> Result<(Arc<Webhooks>, Arc<AtomicBool>), ServerError> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(WebhookStats::default());
     let secret = shared
@@ -273,18 +276,23 @@ fn start_webhooks(shared: &Shared) -> Result<(Vec<JoinHandle<()>>, Arc<AtomicBoo
                 .map_err(io_err("webhook cursor directory"))?,
         ),
     };
-    let threads = webhook::start(
-        &shared.cfg.feed.webhooks,
-        secret,
+    let common = webhook::Common {
         cursors,
-        shared.state.clone(),
-        stats.clone(),
-        shared.lag.clone(),
-        stop.clone(),
+        state: shared.state.clone(),
+        stats: stats.clone(),
+        lag: shared.lag.clone(),
+        stop: stop.clone(),
+    };
+    let hooks = Webhooks::start(
+        &shared.cfg.feed.webhooks,
+        &secret,
+        &shared.cfg.data_dir,
+        common,
     )
     .map_err(io_err("webhook threads"))?;
     let _ = shared.webhook_stats.set(stats);
-    Ok((threads, stop))
+    let _ = shared.webhooks.set(hooks.clone());
+    Ok((hooks, stop))
 }
 
 /// Tells the admin listener the gateway is ready, and starts the web listener when
@@ -381,9 +389,7 @@ impl Running {
         let _ = tokio::task::spawn_blocking(move || {
             closing.join();
             let _ = applier.join();
-            for w in webhooks {
-                let _ = w.join();
-            }
+            webhooks.join();
         })
         .await;
         // Let the closes go out. Bounded: the log is synced and the snapshot written by now,

@@ -14,6 +14,7 @@ use crate::cluster::nats::Cluster;
 use crate::config::Config;
 use crate::feed::hub::FeedHub;
 use crate::feed::lag::FeedLag;
+use crate::feed::registry::Webhooks;
 use crate::feed::webhook::WebhookStats;
 use crate::metrics::Histogram;
 use crate::server::applier::{ApplierLink, ApplierStats};
@@ -84,6 +85,8 @@ pub struct Shared {
     pub tickets: Arc<TicketKey>,
     /// Webhook counters (set once the webhook threads start).
     pub webhook_stats: OnceLock<Arc<WebhookStats>>,
+    /// The webhook endpoints (set once they start).
+    pub webhooks: OnceLock<Arc<Webhooks>>,
     /// Feed subscriptions waiting for changes.
     pub hub: Arc<FeedHub>,
     /// The partitions of drivers whose once-per-fleet work (ticks, webhooks, archiving) this

@@ -130,6 +130,7 @@ fn state_class(s: ParcelState) -> &'static str {
         ParcelState::Arrived => "arrived",
         ParcelState::Delivered => "delivered",
         ParcelState::Failed => "failed",
+        ParcelState::Returned => "returned",
     }
 }
 

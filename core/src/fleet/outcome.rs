@@ -1,4 +1,5 @@
-//! Delivery outcomes reported by the driver: checking the proof (digests, one-time code) and
+//! Delivery outcomes reported by the driver or the back office: delivered (checking the proof:
+//! digests, one-time code), failed, or returned to the sender (also after a failed attempt);
 //! applying the outcome to the route's parcels and stops.
 //!
 //! A report is all-or-nothing: every parcel it names is checked before any is changed, so a
@@ -65,10 +66,11 @@ impl RouteRun {
         t_ms: i64,
         out: &mut Vec<Update>,
     ) -> Result<(), OutcomeError> {
-        let (stop, parcels) = self.resolve(target)?;
+        let returning = matches!(outcome, Outcome::Returned { .. });
+        let (stop, parcels) = self.resolve(target, returning)?;
         let otp_verified = match outcome {
             Outcome::Delivered { proof } => self.check_proof(stop, &parcels, proof)?,
-            Outcome::Failed { .. } => false,
+            Outcome::Failed { .. } | Outcome::Returned { .. } => false,
         };
         self.start(cfg, t_ms, out);
         for &k in &parcels {
@@ -90,6 +92,10 @@ impl RouteRun {
                         reason: *reason,
                         note: note.clone(),
                     },
+                ),
+                Outcome::Returned { note } => (
+                    ParcelState::Returned,
+                    ParcelEvent::Returned { note: note.clone() },
                 ),
             };
             self.parcels[k].state = state;
@@ -133,8 +139,14 @@ impl RouteRun {
         Ok(())
     }
 
-    /// The stop index and the open parcel indices a target names.
-    fn resolve(&self, target: &OutcomeTarget) -> Result<(usize, Vec<usize>), OutcomeError> {
+    /// The stop index and the open parcel indices a target names; with `returning`, parcels
+    /// whose attempt failed count as open too (a failed parcel may still be sent back, once).
+    fn resolve(
+        &self,
+        target: &OutcomeTarget,
+        returning: bool,
+    ) -> Result<(usize, Vec<usize>), OutcomeError> {
+        let closed = |s: ParcelState| is_final(s) && !(returning && s == ParcelState::Failed);
         match target {
             OutcomeTarget::Stop(id) => {
                 let i = self
@@ -145,7 +157,7 @@ impl RouteRun {
                     .ok_or_else(|| OutcomeError::UnknownStop(id.clone()))?;
                 let open: Vec<usize> = self
                     .parcel_range(i)
-                    .filter(|&k| !is_final(self.parcels[k].state))
+                    .filter(|&k| !closed(self.parcels[k].state))
                     .collect();
                 match open.is_empty() {
                     true => Err(OutcomeError::AlreadyReported(
@@ -160,7 +172,7 @@ impl RouteRun {
                     .iter()
                     .position(|p| &p.tracking == tn)
                     .ok_or_else(|| OutcomeError::UnknownParcel(tn.clone()))?;
-                if is_final(self.parcels[k].state) {
+                if closed(self.parcels[k].state) {
                     return Err(OutcomeError::AlreadyReported(tn.clone()));
                 }
                 Ok((self.parcels[k].stop, vec![k]))

@@ -87,6 +87,32 @@ pub enum LogRecord {
         /// Server time, UTC ms.
         at_ms: i64,
     },
+    /// A dispatcher or the back office acknowledged or resolved an alert: the route event at
+    /// `offset` of `depot`'s feed.
+    AlertHandled {
+        /// The depot.
+        depot: String,
+        /// The alert's offset in the depot's feed.
+        offset: u64,
+        /// Acknowledged or resolved.
+        action: AlertAction,
+        /// Who (an API key's name, or a dispatcher token's depot).
+        by: String,
+        /// A note, at most 500 bytes.
+        note: String,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
+}
+
+/// What was done about an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertAction {
+    /// Someone is on it.
+    Acknowledged,
+    /// Dealt with.
+    Resolved,
 }
 
 /// The partition a driver belongs to when drivers are spread over `partitions` (FNV-1a of its

@@ -47,6 +47,12 @@ use crate::web::respond::with_headers;
         crate::web::api::drivers::depot_drivers,
         crate::web::api::proofs::put_proof,
         crate::web::api::proofs::get_proof,
+        crate::web::api::alerts::list_alerts,
+        crate::web::api::alerts::acknowledge,
+        crate::web::api::alerts::resolve,
+        crate::web::api::webhooks::list_webhooks,
+        crate::web::api::webhooks::add_webhook,
+        crate::web::api::webhooks::remove_webhook,
     ),
     modifiers(&Common),
     tags(
@@ -54,6 +60,8 @@ use crate::web::respond::with_headers;
         (name = "parcels", description = "Parcel status, history, tracking links, outcomes"),
         (name = "drivers", description = "Live positions and current routes"),
         (name = "proofs", description = "Proof-of-delivery photos and signatures"),
+        (name = "alerts", description = "A depot's exceptions: list, acknowledge, resolve"),
+        (name = "webhooks", description = "Endpoints that receive every milestone, signed"),
     )
 )]
 pub struct ApiDoc;

@@ -23,10 +23,13 @@
 //! | [`parcels`] | parcels: status, bulk status, tracking links, outcomes |
 //! | [`drivers`] | drivers: one driver, a depot's drivers |
 //! | [`proofs`] | proof files: upload, download |
+//! | [`alerts`] | a depot's alerts: list, acknowledge, resolve |
+//! | [`webhooks`] | webhook endpoints: list with recent deliveries, add, remove |
 //! | [`docs`] | the OpenAPI document ([`docs::ApiDoc`]) and its reference page |
 //!
 //! Imports run one way: `mod.rs` uses the handlers; the handlers (`routes`, `parcels`,
-//! `drivers`, `proofs`) use `caller`, `views`, `extract`, `error` and the web listener's
+//! `drivers`, `proofs`, `alerts`, `webhooks`) use `caller`, `views`, `extract`, `error` and
+//! the web listener's
 //! `state`, which holds [`state::ApiState`]; `state` uses `limits` and `idempotency`, which use
 //! nothing above them.
 //!
@@ -38,6 +41,7 @@
 //! [`docs::Common`]. A write takes an `Idempotency-Key` through
 //! [`idempotency::Idempotency::run`].
 
+pub mod alerts;
 pub mod caller;
 pub mod docs;
 pub mod drivers;
@@ -50,6 +54,7 @@ pub mod proofs;
 pub mod routes;
 pub mod state;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -99,6 +104,23 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         .route(
             "/api/v1/depots/{depot}/drivers",
             get(drivers::depot_drivers),
+        )
+        .route("/api/v1/depots/{depot}/alerts", get(alerts::list_alerts))
+        .route(
+            "/api/v1/depots/{depot}/alerts/{id}/acknowledge",
+            post(alerts::acknowledge),
+        )
+        .route(
+            "/api/v1/depots/{depot}/alerts/{id}/resolve",
+            post(alerts::resolve),
+        )
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::add_webhook),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            axum::routing::delete(webhooks::remove_webhook),
         )
         .layer(DefaultBodyLimit::max(api.max_body_bytes));
     let files = Router::new()

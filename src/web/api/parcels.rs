@@ -195,6 +195,8 @@ pub enum OutcomeKind {
     Delivered,
     /// The attempt failed (a reason code required).
     Failed,
+    /// Going back to the sender, no more attempts (also after a failed attempt).
+    Returned,
 }
 
 /// An outcome recorded by the back office.
@@ -206,7 +208,7 @@ pub struct OutcomeRequest {
     /// Why it failed (failed only).
     #[serde(default)]
     pub reason: Option<ReasonCode>,
-    /// A note (failed only), at most 500 bytes.
+    /// A note (failed and returned only), at most 500 bytes.
     #[serde(default)]
     pub note: Option<String>,
     /// SHA-256 of the delivery photo, 64 hex digits (upload the file to
@@ -238,6 +240,23 @@ fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
                 },
             })
         }
+        OutcomeKind::Returned => {
+            if r.reason.is_some() {
+                return Err(
+                    ApiError::bad_request("a reason code is for failed outcomes").field("reason"),
+                );
+            }
+            if r.photo_sha256.is_some() || r.signature_sha256.is_some() || r.otp.is_some() {
+                return Err(
+                    ApiError::bad_request("proof is for delivered outcomes").field("photo_sha256")
+                );
+            }
+            let note = r.note.unwrap_or_default();
+            if note.len() > 500 {
+                return Err(ApiError::too_large("note over 500 bytes").field("note"));
+            }
+            Ok(Outcome::Returned { note })
+        }
         OutcomeKind::Failed => {
             let reason = r.reason.ok_or_else(|| {
                 ApiError::unprocessable("a failed outcome needs a reason code").field("reason")
@@ -262,7 +281,7 @@ fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
 /// Record a parcel's outcome
 ///
 /// The same log record and the same checks as a driver's report: the parcel must be on a live
-/// route and open; a delivery needs proof (and the right one-time code where the stop asks
+/// route and open (a failed parcel may still be returned); a delivery needs proof (and the right one-time code where the stop asks
 /// for one). A refused outcome (409) stays on record in the log as an attempt.
 #[utoipa::path(
     post,

@@ -261,7 +261,7 @@ pub struct FailureView {
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Milestone {
     /// `OutForDelivery`, `StopsAway`, `ArrivingSoon`, `Arrived`, `Delivered`, `Failed`,
-    /// `Delayed`.
+    /// `Delayed`, `Returned`.
     pub kind: String,
     /// In words.
     pub text: String,
@@ -280,6 +280,7 @@ impl Milestone {
             ParcelEvent::Delivered { at_ms, .. } => ("Delivered", *at_ms),
             ParcelEvent::Failed { .. } => ("Failed", p.fix_t_ms),
             ParcelEvent::Delayed { .. } => ("Delayed", p.fix_t_ms),
+            ParcelEvent::Returned { .. } => ("Returned", p.fix_t_ms),
         };
         Milestone {
             kind: kind.to_owned(),

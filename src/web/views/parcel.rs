@@ -73,6 +73,7 @@ fn parcel_kind(e: &ParcelEvent) -> &'static str {
         ParcelEvent::Delivered { .. } => "Delivered",
         ParcelEvent::Failed { .. } => "Failed",
         ParcelEvent::Delayed { .. } => "Delayed",
+        ParcelEvent::Returned { .. } => "Returned",
     }
 }
 

@@ -80,7 +80,13 @@ pub struct RouteSummary {
 
 fn stop_state(s: &StopView) -> &'static str {
     match s.phase {
-        StopPhase::Done if s.parcels.iter().any(|(_, st)| *st == ParcelState::Failed) => "failed",
+        StopPhase::Done
+            if s.parcels
+                .iter()
+                .any(|(_, st)| matches!(st, ParcelState::Failed | ParcelState::Returned)) =>
+        {
+            "failed"
+        }
         StopPhase::Done => "delivered",
         StopPhase::Arrived => "arrived",
         StopPhase::Departed => "departed",

@@ -479,5 +479,8 @@ impl RouteRun {
 
 /// A parcel state that no fix can change.
 pub(crate) fn is_final(s: ParcelState) -> bool {
-    matches!(s, ParcelState::Delivered | ParcelState::Failed)
+    matches!(
+        s,
+        ParcelState::Delivered | ParcelState::Failed | ParcelState::Returned
+    )
 }

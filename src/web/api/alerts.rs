@@ -1,0 +1,381 @@
+//! `/api/v1/depots/{depot}/alerts`: a depot's exceptions (a driver stalled or off route, a
+//! stop running late or passed without an outcome, a failed attempt), newest first, each with
+//! what was done about it; acknowledging and resolving one is a log record
+//! (`AlertHandled`), kept beside the history ([`crate::history::AlertHandling`]).
+//!
+//! An alert is a route event of the depot's feed, named by its offset there (the id the
+//! dispatcher page's event stream shows); the feed keeps the newest `feed.depot_events_kept`.
+//! `active` says whether its condition still holds (the driver is still stalled, the stop is
+//! still not served...).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use milepost_core::fleet::progress::StopPhase;
+use milepost_core::fleet::view::RouteView;
+use milepost_core::fold::CommandResult;
+use milepost_core::present::dispatch_text;
+use milepost_core::store::record::AlertAction;
+use milepost_core::store::LogRecord;
+use milepost_proto::route::{DepotId, DispatchEvent, DispatchUpdate, RouteId, Update};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::apikeys::KeyRole;
+use crate::history::AlertHandling;
+use crate::server::commands::commit;
+use crate::state::lock;
+use crate::web::api::caller::Caller;
+use crate::web::api::error::ApiError;
+use crate::web::api::extract::{ApiJson, ApiQuery};
+use crate::web::api::views::{cursor_id, cursor_of, Page};
+use crate::web::respond::json;
+use crate::web::state::WebState;
+
+type St = State<Arc<WebState>>;
+
+/// Where an alert is in its handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Nobody has taken it yet.
+    Open,
+    /// Someone is on it.
+    Acknowledged,
+    /// Dealt with.
+    Resolved,
+}
+
+/// One alert.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct AlertView {
+    /// Its offset in the depot's feed: the alert's id.
+    pub id: u64,
+    /// The route.
+    pub route_id: String,
+    /// The driver.
+    pub driver: String,
+    /// `DriverStalled`, `RunningLate`, `AttemptFailed`, `OffRoute`, `StopPassed`...
+    pub kind: String,
+    /// In words.
+    pub text: String,
+    /// When it was raised, UTC ms.
+    pub at_ms: i64,
+    /// Its condition still holds.
+    pub active: bool,
+    /// Its handling.
+    pub state: AlertState,
+    /// Who acknowledged or resolved it.
+    pub handled_by: Option<String>,
+    /// When, UTC ms.
+    pub handled_ms: Option<i64>,
+    /// Their note.
+    pub note: Option<String>,
+}
+
+/// Alerts of a page.
+pub type AlertPage = Page<AlertView>;
+
+/// The query of an alert list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// `open` (not resolved: open or acknowledged; the default), `acknowledged`, `resolved`
+    /// or `all`.
+    pub state: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Items per page, 1-1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The depot's alert events, newest first, with offsets below `before`.
+fn alert_events(st: &WebState, depot: &DepotId, before: u64) -> Vec<(u64, DispatchUpdate)> {
+    let feed = lock(&st.shared.state.feed);
+    let last = feed.depot_last(depot);
+    let kept = st.shared.cfg.feed.depot_events_kept.max(1) as u64;
+    let from = last.saturating_sub(kept);
+    let mut v: Vec<(u64, DispatchUpdate)> = feed
+        .depot_after(depot, from, kept as usize)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(o, _)| *o < before)
+        .filter_map(|(o, u)| match u {
+            Update::Dispatch(d) if dispatch_text(&d.kind).2 => Some((o, d)),
+            _ => None,
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+/// Whether an alert's condition still holds, given its route's view (none: the route left).
+fn active(d: &DispatchUpdate, view: Option<&RouteView>) -> bool {
+    let Some(v) = view else { return false };
+    let pending = |stop: &milepost_proto::route::StopId| {
+        v.stops
+            .iter()
+            .any(|s| &s.id == stop && s.phase != StopPhase::Done)
+    };
+    match &d.kind {
+        DispatchEvent::DriverStalled { .. } => v.stalled,
+        DispatchEvent::OffRoute { .. } => v.off_route,
+        DispatchEvent::RunningLate { stop, .. } | DispatchEvent::StopPassed { stop } => {
+            pending(stop)
+        }
+        DispatchEvent::AttemptFailed { .. } => true,
+        _ => false,
+    }
+}
+
+fn state_of(h: Option<&AlertHandling>) -> AlertState {
+    match h.map(|h| h.action) {
+        None => AlertState::Open,
+        Some(AlertAction::Acknowledged) => AlertState::Acknowledged,
+        Some(AlertAction::Resolved) => AlertState::Resolved,
+    }
+}
+
+/// The views of `events`, with their handling and whether they still hold.
+fn views(
+    st: &WebState,
+    depot: &DepotId,
+    events: &[(u64, DispatchUpdate)],
+) -> Result<Vec<AlertView>, ApiError> {
+    let handled = match &st.shared.state.history {
+        Some(h) => h
+            .alerts(&depot.0, events.iter().map(|(o, _)| *o))
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        None => Default::default(),
+    };
+    let mut routes: HashMap<RouteId, Option<RouteView>> = HashMap::new();
+    let core = lock(&st.shared.state.core);
+    Ok(events
+        .iter()
+        .map(|(o, d)| {
+            let view = routes
+                .entry(d.route_id.clone())
+                .or_insert_with(|| core.route_view(&d.route_id));
+            let (kind, text, _) = dispatch_text(&d.kind);
+            let h = handled.get(o);
+            AlertView {
+                id: *o,
+                route_id: d.route_id.0.clone(),
+                driver: d.driver.0.clone(),
+                kind: kind.to_owned(),
+                text,
+                at_ms: d.fix_t_ms,
+                active: active(d, view.as_ref()),
+                state: state_of(h),
+                handled_by: h.map(|h| h.by.clone()),
+                handled_ms: h.map(|h| h.at_ms),
+                note: h.map(|h| h.note.clone()),
+            }
+        })
+        .collect())
+}
+
+/// List a depot's alerts
+///
+/// Newest first, with what was done about each.
+#[utoipa::path(
+    get,
+    path = "/api/v1/depots/{depot}/alerts",
+    tag = "alerts",
+    params(("depot" = String, Path, description = "Depot"), AlertQuery),
+    responses((status = 200, description = "A page of alerts", body = AlertPage))
+)]
+pub async fn list_alerts(
+    State(st): St,
+    Path(depot): Path<String>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AlertQuery>,
+) -> Result<Response, ApiError> {
+    if !caller.reads(&depot) {
+        return Err(ApiError::forbidden(format!("no scope for depot {depot}")));
+    }
+    let wanted: &[AlertState] = match q.state.as_deref().unwrap_or("open") {
+        "open" => &[AlertState::Open, AlertState::Acknowledged],
+        "acknowledged" => &[AlertState::Acknowledged],
+        "resolved" => &[AlertState::Resolved],
+        "all" => &[
+            AlertState::Open,
+            AlertState::Acknowledged,
+            AlertState::Resolved,
+        ],
+        _ => {
+            return Err(
+                ApiError::bad_request("state is open, acknowledged, resolved or all")
+                    .field("state"),
+            )
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1-1000").field("limit"));
+    }
+    let before = match q.cursor.as_deref().map(cursor_id).transpose()? {
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::bad_request("not a cursor of this list").field("cursor"))?,
+        None => u64::MAX,
+    };
+    let depot = DepotId(depot);
+    let events = alert_events(&st, &depot, before);
+    let mut items: Vec<AlertView> = views(&st, &depot, &events)?
+        .into_iter()
+        .filter(|a| wanted.contains(&a.state))
+        .take(limit as usize + 1)
+        .collect();
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = match (more, items.last()) {
+        (true, Some(last)) => Some(cursor_of(&last.id.to_string())),
+        _ => None,
+    };
+    Ok(json(AlertPage { items, next_cursor }))
+}
+
+/// What a dispatcher says when handling an alert.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandleBody {
+    /// A note for the record, at most 500 bytes.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+async fn handle(
+    st: Arc<WebState>,
+    caller: Caller,
+    headers: HeaderMap,
+    depot: String,
+    id: u64,
+    action: AlertAction,
+    body: ApiJson<HandleBody>,
+) -> Response {
+    let verb = match action {
+        AlertAction::Acknowledged => "acknowledge",
+        AlertAction::Resolved => "resolve",
+    };
+    let what = format!("POST /api/v1/depots/{depot}/alerts/{id}/{verb}");
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(&caller.id, &headers, &what, body.digest, || async {
+            caller.require(KeyRole::Dispatcher, &depot)?;
+            let note = body.value.note.unwrap_or_default();
+            if note.len() > 500 {
+                return Err(ApiError::too_large("note over 500 bytes").field("note"));
+            }
+            let d = DepotId(depot.clone());
+            let find = |st: &WebState| -> Result<AlertView, ApiError> {
+                let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
+                    .into_iter()
+                    .filter(|(o, _)| *o == id)
+                    .collect();
+                views(st, &d, &ev)?
+                    .pop()
+                    .ok_or_else(|| ApiError::not_found(format!("no alert {id} in depot {depot}")))
+            };
+            let now = find(&st2)?;
+            match (now.state, action) {
+                (AlertState::Resolved, _) => {
+                    return Err(ApiError::conflict("the alert is resolved already"))
+                }
+                (AlertState::Acknowledged, AlertAction::Acknowledged) => {
+                    return Err(ApiError::conflict("the alert is acknowledged already"))
+                }
+                _ => {}
+            }
+            let rec = LogRecord::AlertHandled {
+                depot: depot.clone(),
+                offset: id,
+                action,
+                by: caller.name.clone(),
+                note,
+                at_ms: st2.shared.now_ms(),
+            };
+            match commit(&st2.shared, rec).await {
+                Ok(CommandResult::Applied) => {}
+                Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
+                Err((code, message)) => return Err(ApiError::from_command(code, message)),
+            }
+            let after = find(&st2)?;
+            serde_json::to_value(&after)
+                .map(|v| (StatusCode::OK, v))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await
+}
+
+fn not_an_id() -> Response {
+    use axum::response::IntoResponse;
+    ApiError::not_found("an alert's id is a number").into_response()
+}
+
+/// Acknowledge an alert
+#[utoipa::path(
+    post,
+    path = "/api/v1/depots/{depot}/alerts/{id}/acknowledge",
+    tag = "alerts",
+    params(
+        ("depot" = String, Path, description = "Depot"),
+        ("id" = u64, Path, description = "The alert's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    request_body = HandleBody,
+    responses((status = 200, description = "The alert now", body = AlertView))
+)]
+pub async fn acknowledge(
+    State(st): St,
+    Path((depot, id)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<HandleBody>,
+) -> Response {
+    match id.parse() {
+        Ok(id) => {
+            handle(
+                st,
+                caller,
+                headers,
+                depot,
+                id,
+                AlertAction::Acknowledged,
+                body,
+            )
+            .await
+        }
+        Err(_) => not_an_id(),
+    }
+}
+
+/// Resolve an alert
+#[utoipa::path(
+    post,
+    path = "/api/v1/depots/{depot}/alerts/{id}/resolve",
+    tag = "alerts",
+    params(
+        ("depot" = String, Path, description = "Depot"),
+        ("id" = u64, Path, description = "The alert's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
+    ),
+    request_body = HandleBody,
+    responses((status = 200, description = "The alert now", body = AlertView))
+)]
+pub async fn resolve(
+    State(st): St,
+    Path((depot, id)): Path<(String, String)>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<HandleBody>,
+) -> Response {
+    match id.parse() {
+        Ok(id) => handle(st, caller, headers, depot, id, AlertAction::Resolved, body).await,
+        Err(_) => not_an_id(),
+    }
+}

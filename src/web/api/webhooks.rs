@@ -1,0 +1,150 @@
+//! `/api/v1/webhooks`: the gateway's webhook endpoints ([`crate::feed::registry`]): list them
+//! with their counters and newest deliveries, add one (its signing secret is answered once),
+//! remove one added here. Webhooks carry every depot's milestones, so this needs a
+//! `backoffice:*` scope.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::apikeys::KeyRole;
+use crate::feed::registry::{HookError, WebhookInfo, Webhooks};
+use crate::web::api::caller::Caller;
+use crate::web::api::error::ApiError;
+use crate::web::api::extract::ApiJson;
+use crate::web::respond::json;
+use crate::web::state::WebState;
+
+type St = State<Arc<WebState>>;
+
+fn registry(st: &WebState) -> Result<&Arc<Webhooks>, ApiError> {
+    st.shared
+        .webhooks
+        .get()
+        .ok_or_else(|| ApiError::busy("webhooks are starting"))
+}
+
+fn refused(e: HookError) -> ApiError {
+    match e {
+        HookError::BadUrl => ApiError::unprocessable(e.to_string()).field("url"),
+        HookError::Duplicate(_) => ApiError::conflict(e.to_string()).field("url"),
+        HookError::Unknown(_) => ApiError::not_found(e.to_string()),
+        HookError::Configured(_) => ApiError::conflict(e.to_string()),
+        HookError::Io(e) => ApiError::busy(format!("not stored: {e}")),
+    }
+}
+
+/// The endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    /// Every endpoint, configured ones first.
+    pub items: Vec<WebhookInfo>,
+    /// Always absent: the list is short and comes whole.
+    pub next_cursor: Option<String>,
+}
+
+/// List the webhook endpoints
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    responses((status = 200, description = "The endpoints", body = WebhookList))
+)]
+pub async fn list_webhooks(State(st): St, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(KeyRole::Backoffice, "*")?;
+    let items = registry(&st)?.list();
+    Ok(json(WebhookList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// A new endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Where to POST every parcel milestone (http or https).
+    pub url: String,
+}
+
+/// An endpoint just added, with its signing secret (shown once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    /// The endpoint.
+    pub webhook: WebhookInfo,
+    /// The HMAC-SHA256 key of its `X-Milepost-Signature` header.
+    pub secret: String,
+}
+
+/// Add a webhook endpoint
+///
+/// It receives the milestones emitted from now on, signed with the secret answered here.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe")),
+    request_body = NewWebhook,
+    responses((status = 201, description = "Added", body = CreatedWebhook))
+)]
+pub async fn add_webhook(
+    State(st): St,
+    caller: Caller,
+    headers: HeaderMap,
+    body: ApiJson<NewWebhook>,
+) -> Response {
+    let st2 = st.clone();
+    st.api
+        .idempotency
+        .run(
+            &caller.id,
+            &headers,
+            "POST /api/v1/webhooks",
+            body.digest,
+            || async {
+                caller.require(KeyRole::Backoffice, "*")?;
+                let hooks = registry(&st2)?.clone();
+                let now = st2.shared.now_ms();
+                let url = body.value.url;
+                let (webhook, secret) = tokio::task::spawn_blocking(move || hooks.add(&url, now))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(refused)?;
+                serde_json::to_value(CreatedWebhook { webhook, secret })
+                    .map(|v| (StatusCode::CREATED, v))
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            },
+        )
+        .await
+}
+
+/// Remove a webhook endpoint
+///
+/// Only endpoints added through the API; configured ones are removed from the configuration.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "Removed: the endpoints left", body = WebhookList))
+)]
+pub async fn remove_webhook(
+    State(st): St,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(KeyRole::Backoffice, "*")?;
+    let hooks = registry(&st)?.clone();
+    tokio::task::spawn_blocking(move || hooks.remove(&id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(refused)?;
+    Ok(json(WebhookList {
+        items: registry(&st)?.list(),
+        next_cursor: None,
+    }))
+}
