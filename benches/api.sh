@@ -16,6 +16,7 @@
 #   DURATION     seconds of each phase                           (20)
 #   PARCELS      parcels on the routes looked up                 (5000)
 #   CONNS        wrk connections                                 (32)
+#   DELAY_MS     pause of each connection between lookups, ms    (0: as fast as it goes)
 #   TRACE        GPS trace replayed   (../shared/data/geolife_sample/geolife_sample.txt.gz)
 #   PORT, WEB    QUIC and web ports on 127.0.0.1                 (4497, 8097)
 #   OUT          where logs and reports go                       (target/api-bench)
@@ -29,6 +30,7 @@ DRIVERS=${DRIVERS:-5000}
 DURATION=${DURATION:-20}
 PARCELS=${PARCELS:-5000}
 CONNS=${CONNS:-32}
+DELAY_MS=${DELAY_MS:-0}
 TRACE=${TRACE:-../shared/data/geolife_sample/geolife_sample.txt.gz}
 PORT=${PORT:-4497}
 WEB=${WEB:-8097}
@@ -88,7 +90,7 @@ for (( r = 0; r < PARCELS / 100; r++ )); do
             -H 'Content-Type: application/json' --data @- \
             "http://127.0.0.1:$WEB/api/v1/routes/BR-$r"
 done
-echo "api bench: $DRIVERS drivers, $PARCELS parcels, ${DURATION}s phases" >&2
+echo "api bench: $DRIVERS drivers, $PARCELS parcels, ${DURATION}s phases, $CONNS connections, ${DELAY_MS} ms apart" >&2
 
 replay() {
     taskset -c "$CLIENT_CORE" "$BIN" replay --trace "$TRACE" --server "127.0.0.1:$PORT" \
@@ -105,6 +107,9 @@ request = function()
     return wrk.format("GET", "/api/v1/parcels/BP-" .. i)
 end
 EOF
+if (( DELAY_MS > 0 )); then
+    printf 'delay = function()\n    return %s\nend\n' "$DELAY_MS" >>"$OUT/lookup.lua"
+fi
 
 replay alone
 # Phase B: the lookups start once the drivers are connected (after the ramp).
