@@ -68,21 +68,36 @@ impl FleetState {
     }
 
     /// Folds one record in (see [`Parts::apply`]), holding the parts' locks in one order:
-    /// positions, core, feed. A record that closes routes first leaves their history in the
-    /// history database (read off the state before the fold removes them), and a handled alert
-    /// is written there too; a failure to write is logged and the fold goes on, since the log
-    /// is the truth and the live state must not stop.
+    /// positions, core, feed. A record that closes routes leaves their history in the history
+    /// database (read off the state before the fold removes them, written after the locks are
+    /// released), and a handled alert is written there too; a failure to write is logged and
+    /// the fold goes on, since the log is the truth and the live state must not stop.
     pub fn apply(
         &self,
         rec: &LogRecord,
         out: &mut Vec<Update>,
         touched: &mut Touched,
     ) -> Option<CommandResult> {
-        let mut positions = lock(&self.positions);
-        let mut core = lock(&self.core);
-        let mut feed = lock(&self.feed);
+        let (closings, result) = {
+            let mut positions = lock(&self.positions);
+            let mut core = lock(&self.core);
+            let mut feed = lock(&self.feed);
+            let closings = match &self.history {
+                Some(_) => milepost_core::history::closing(&core, &feed, rec),
+                None => Vec::new(),
+            };
+            let result = Parts {
+                ledger: &self.ledger,
+                positions: &mut positions,
+                core: &mut core,
+                feed: &mut feed,
+            }
+            .apply(rec, out, touched);
+            (closings, result)
+        };
+        // Written once the locks are released (a commit is an fsync), before the record counts
+        // as applied: a reader told "applied" finds the history there.
         if let Some(h) = &self.history {
-            let closings = milepost_core::history::closing(&core, &feed, rec);
             if let Err(e) = h.record(&closings) {
                 tracing::error!(error = %e, "closed routes' history not written");
             }
@@ -106,13 +121,7 @@ impl FleetState {
                 }
             }
         }
-        Parts {
-            ledger: &self.ledger,
-            positions: &mut positions,
-            core: &mut core,
-            feed: &mut feed,
-        }
-        .apply(rec, out, touched)
+        result
     }
 
     /// Writes a snapshot of the state after records `..lsn_next` into `dir`.

@@ -615,8 +615,46 @@ async fn outcomes_and_proof_files_from_the_back_office() {
             .status,
         200
     );
-    let file = call(&w, "GET", &path, &disp, None).await;
+    let file = call(
+        &w,
+        "GET",
+        &format!("{path}?tracking=MP100000001"),
+        &disp,
+        None,
+    )
+    .await;
     assert_eq!((file.status, file.text()), (200, photo.to_owned()));
+    // Not as another parcel's proof, nor for another depot, nor without saying whose.
+    assert_error(
+        &call(
+            &w,
+            "GET",
+            &format!("{path}?tracking=MP100000004"),
+            &disp,
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let south_disp = World::dispatcher_token("south");
+    assert_error(
+        &call(
+            &w,
+            "GET",
+            &format!("{path}?tracking=MP100000001"),
+            &south_disp,
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(&w, "GET", &path, &disp, None).await,
+        400,
+        "bad_request",
+    );
     assert_error(
         &call(
             &w,
@@ -1332,4 +1370,119 @@ async fn webhook_endpoints_are_added_listed_and_removed_at_run_time() {
         .list()
         .iter()
         .all(|i| i.id != id));
+}
+
+#[tokio::test]
+async fn one_depot_cannot_take_over_or_see_another_depots_routes_and_parcels() {
+    let w = World::with_web(|_| {}).await;
+    let north = key(&w, "north-orders", &["backoffice:north"]);
+    let south = key(&w, "south-orders", &["backoffice:south"]);
+    let theirs = route("R-SHARED", "south", "S1", &["SOUTH-P1"]);
+    let r = call(
+        &w,
+        "PUT",
+        "/api/v1/routes/R-SHARED",
+        &south,
+        Some(&serde_json::to_value(&theirs).unwrap()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The same route id, claimed for north: refused, south's route untouched.
+    let mine = route("R-SHARED", "north", "N1", &["NORTH-P1"]);
+    let e = assert_error(
+        &call(
+            &w,
+            "PUT",
+            "/api/v1/routes/R-SHARED",
+            &north,
+            Some(&serde_json::to_value(&mine).unwrap()),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert!(!e["message"].as_str().unwrap().contains("S1"), "{e}");
+    assert_eq!(
+        call(&w, "GET", "/api/v1/routes/R-SHARED", &south, None)
+            .await
+            .json()["depot"],
+        "south"
+    );
+    // South's parcel on a north route: refused while live, and once in south's history.
+    let grab = route("R-GRAB", "north", "N2", &["SOUTH-P1"]);
+    let body = serde_json::to_value(&grab).unwrap();
+    assert_error(
+        &call(&w, "POST", "/api/v1/routes", &north, Some(&body)).await,
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        call(&w, "POST", "/api/v1/routes/R-SHARED/cancel", &south, None)
+            .await
+            .status,
+        200
+    );
+    assert_error(
+        &call(&w, "POST", "/api/v1/routes", &north, Some(&body)).await,
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        call(&w, "GET", "/api/v1/parcels/SOUTH-P1", &south, None)
+            .await
+            .json()["depot"],
+        "south"
+    );
+    assert_error(
+        &call(&w, "GET", "/api/v1/parcels/SOUTH-P1", &north, None).await,
+        404,
+        "not_found",
+    );
+    // A route id of south's history reused live by north: north's list shows north's only.
+    let reuse = route("R-SHARED", "north", "N3", &["NORTH-P3"]);
+    let r = call(
+        &w,
+        "PUT",
+        "/api/v1/routes/R-SHARED",
+        &north,
+        Some(&serde_json::to_value(&reuse).unwrap()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let list = call(&w, "GET", "/api/v1/routes?depot=south", &south, None)
+        .await
+        .json();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["depot"] == "south"),
+        "{list}"
+    );
+    // Ids with control characters are refused before they reach an index.
+    let sneaky = route("x\u{1}R-SHARED", "north", "N4", &["NORTH-P4"]);
+    assert_error(
+        &call(
+            &w,
+            "POST",
+            "/api/v1/routes",
+            &north,
+            Some(&serde_json::to_value(&sneaky).unwrap()),
+        )
+        .await,
+        422,
+        "unprocessable",
+    );
+    // Wrong methods and undecodable paths answer in the API's shape too.
+    assert_error(
+        &call(&w, "PATCH", &format!("/api/v1/routes/{R1}"), &north, None).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(&w, "GET", "/api/v1/routes/%FF", &north, None).await,
+        400,
+        "bad_request",
+    );
 }

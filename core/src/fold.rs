@@ -103,7 +103,11 @@ impl Parts<'_> {
     ) -> Option<CommandResult> {
         let start = out.len();
         let result = self.fold(rec, out, touched);
-        if let LogRecord::RouteAssigned { route, .. } = rec {
+        // Only an assignment the core took tells the feeds where the route's events go (a
+        // refused one must not point another depot's route at this one).
+        if let (LogRecord::RouteAssigned { route, .. }, Some(CommandResult::Applied)) =
+            (rec, &result)
+        {
             self.feed.route_assigned(&route.id, &route.depot);
         }
         let mut keys = Vec::new();

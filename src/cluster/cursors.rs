@@ -50,4 +50,10 @@ impl Cursors for KvCursors {
             .map(|_| ())
             .map_err(std::io::Error::other)
     }
+
+    fn forget(&self, key: &str) -> std::io::Result<()> {
+        self.rt
+            .block_on(self.kv.delete(format!("webhook.{key}")))
+            .map_err(std::io::Error::other)
+    }
 }

@@ -103,6 +103,8 @@ pub struct Webhooks {
     common: Common,
     file: PathBuf,
     inner: Mutex<Inner>,
+    /// Held through an add or a remove (check, file, thread), so two never interleave.
+    edit: Mutex<()>,
 }
 
 fn read(path: &Path) -> std::io::Result<HookFile> {
@@ -118,7 +120,9 @@ fn write(path: &Path, f: &HookFile) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&tmp);
     let bytes = serde_json::to_vec_pretty(f).map_err(std::io::Error::other)?;
     crate::auth::write_private(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The new name is durable once the directory is synced.
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -143,6 +147,7 @@ impl Webhooks {
                 endpoints: Vec::new(),
                 threads: Vec::new(),
             }),
+            edit: Mutex::new(()),
         };
         for url in urls {
             let id = format!("cfg-{}", &short_digest(url)[..8]);
@@ -212,6 +217,7 @@ impl Webhooks {
         {
             return Err(HookError::BadUrl);
         }
+        let _edit = lock(&self.edit);
         if lock(&self.inner).endpoints.iter().any(|e| e.url == url) {
             return Err(HookError::Duplicate(url.to_owned()));
         }
@@ -245,6 +251,7 @@ impl Webhooks {
 
     /// Removes endpoint `id` (added through the API) and stops its thread.
     pub fn remove(&self, id: &str) -> Result<(), HookError> {
+        let _edit = lock(&self.edit);
         let mut inner = lock(&self.inner);
         let k = inner
             .endpoints
@@ -259,6 +266,9 @@ impl Webhooks {
         write(&self.file, &file)?;
         let e = inner.endpoints.remove(k);
         e.removed.store(true, Ordering::Relaxed);
+        drop(inner);
+        // Added again later, it starts from then on, not from where this one stopped.
+        self.common.cursors.forget(&short_digest(&e.url))?;
         Ok(())
     }
 

@@ -161,6 +161,8 @@ pub trait Cursors: Send + Sync {
     fn load(&self, key: &str) -> std::io::Result<Option<u64>>;
     /// Saves the cursor of the endpoint named `key`, durably.
     fn save(&self, key: &str, cursor: u64) -> std::io::Result<()>;
+    /// Forgets the cursor of a removed endpoint (added again, it starts from then on).
+    fn forget(&self, key: &str) -> std::io::Result<()>;
 }
 
 /// A single box's cursors: one small fsynced file per endpoint in a directory.
@@ -193,6 +195,13 @@ impl Cursors for FileCursors {
 
     fn save(&self, key: &str, cursor: u64) -> std::io::Result<()> {
         write_cursor(&self.dir.join(format!("{key}.cursor")), cursor)
+    }
+
+    fn forget(&self, key: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.dir.join(format!("{key}.cursor"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -153,6 +153,15 @@ impl History {
             for c in closings {
                 let r = &c.route;
                 let id = r.view.route_id.0.as_str();
+                // A route id closed before (and reused since): its old day entry goes.
+                let old: Option<RouteHistory> = match routes.get(id)? {
+                    Some(v) => Some(serde_json::from_slice(v.value())?),
+                    None => None,
+                };
+                if let Some(o) = old {
+                    let day = day_of(o.planned_start_ms);
+                    days.remove(format!("{}{SEP}{day}{SEP}{id}", o.view.depot.0).as_str())?;
+                }
                 routes.insert(id, serde_json::to_vec(r)?.as_slice())?;
                 let day = day_of(r.planned_start_ms);
                 days.insert(
@@ -166,9 +175,18 @@ impl History {
                         Some(v) => Some(serde_json::from_slice(v.value())?),
                         None => None,
                     };
+                    let route = p.routes.last();
                     let merged = match old {
-                        // The same route written again (a replayed log): the new record.
-                        Some(o) if o.routes.last() == p.routes.last() => p.clone(),
+                        // An older route's closing written again (a replayed log) while the
+                        // history has moved on: nothing to change.
+                        Some(o)
+                            if route.is_some_and(|r| o.routes.contains(r))
+                                && o.routes.last() != route =>
+                        {
+                            continue;
+                        }
+                        // A newer route, or the newest one again: one history of both (the
+                        // merge keeps each route and milestone once).
                         Some(o) => ParcelHistory::merge(o, p.clone()),
                         None => p.clone(),
                     };
@@ -305,11 +323,14 @@ impl History {
                         }
                     }
                     _ => {
-                        let old = match routes.remove(id)? {
+                        let old = match routes.get(id)? {
                             Some(v) => Some(serde_json::from_slice::<RouteHistory>(v.value())?),
                             None => None,
                         };
-                        if let Some(r) = old {
+                        // Only the record this entry was written for (an id closed again later
+                        // keeps its newer record until that one is due).
+                        if let Some(r) = old.filter(|r| r.closed_ms == at) {
+                            routes.remove(id)?;
                             let day = day_of(r.planned_start_ms);
                             days.remove(format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str())?;
                             n += 1;

@@ -125,6 +125,7 @@ fn a_parcel_keeps_one_history_across_a_failed_attempt_and_its_reattempt() {
     // Writing the same closing again (a replayed log) changes nothing.
     h.record(&closings).unwrap();
     assert_eq!(h.parcel(&"T1".into()).unwrap().unwrap(), t1);
+    let r1_closings = closings.clone();
 
     let closings = fold(
         &mut fleet,
@@ -138,6 +139,10 @@ fn a_parcel_keeps_one_history_across_a_failed_attempt_and_its_reattempt() {
     let t1 = h.parcel(&"T1".into()).unwrap().unwrap();
     assert_eq!(t1.routes, vec![RouteId::from("R1"), RouteId::from("R2")]);
     assert_eq!(t1.closed, Closed::Cancelled);
+    // A crash replays both closings after the history has both: nothing changes.
+    h.record(&r1_closings).unwrap();
+    h.record(&closings).unwrap();
+    assert_eq!(h.parcel(&"T1".into()).unwrap().unwrap(), t1);
     assert!(t1
         .milestones
         .iter()

@@ -28,6 +28,55 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
     })
 }
 
+/// Ids may not carry control characters: they end up in index keys, paths and pages.
+pub fn check_ids(route: &milepost_proto::route::Route) -> Result<(), String> {
+    let bad = |s: &str| s.chars().any(char::is_control);
+    if bad(&route.id.0) || bad(&route.depot.0) || bad(&route.driver.0) {
+        return Err("ids may not contain control characters".into());
+    }
+    for stop in &route.stops {
+        if bad(&stop.id.0) || stop.parcels.iter().any(|p| bad(&p.tracking.0)) {
+            return Err("ids may not contain control characters".into());
+        }
+    }
+    Ok(())
+}
+
+/// A depot may not take over what belongs to another: a live route with the same id, or a
+/// parcel (live on another depot's route, or in another depot's history). Checked before the
+/// record is logged, with the same answer whatever the other depot has, so that the refusal
+/// says nothing about it.
+fn check_ownership(shared: &Shared, route: &milepost_proto::route::Route) -> Result<(), String> {
+    let other = || "the route or one of its parcels belongs to another depot".to_string();
+    {
+        let core = lock(&shared.state.core);
+        if core
+            .run(&route.id)
+            .is_some_and(|r| r.plan.depot != route.depot)
+        {
+            return Err(other());
+        }
+        for p in route.stops.iter().flat_map(|s| &s.parcels) {
+            let theirs = core
+                .parcel_status(&p.tracking)
+                .and_then(|s| core.run(&s.route_id).map(|r| r.plan.depot != route.depot));
+            if theirs == Some(true) {
+                return Err(other());
+            }
+        }
+    }
+    if let Some(h) = &shared.state.history {
+        for p in route.stops.iter().flat_map(|s| &s.parcels) {
+            if let Ok(Some(old)) = h.parcel(&p.tracking) {
+                if old.depot != route.depot {
+                    return Err(other());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs one command for the holder of `claims`.
 pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg {
     let id = cmd.id;
@@ -53,6 +102,12 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             }
             if let Err(e) = milepost_core::fleet::route::validate(&route) {
                 return refuse(ErrorCode::RouteRefused, e.to_string());
+            }
+            if let Err(why) = check_ids(&route) {
+                return refuse(ErrorCode::RouteRefused, why);
+            }
+            if let Err(why) = check_ownership(shared, &route) {
+                return refuse(ErrorCode::OutOfScope, why);
             }
             (
                 LogRecord::RouteAssigned { route, at_ms },

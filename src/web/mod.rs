@@ -160,6 +160,13 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/brand.css", get(assets::brand_css))
         .route("/brand/logo.svg", get(assets::brand_logo))
         .fallback(|| async { pages::error_page(None, &WebError::NotFound("no such page".into())) })
+        .method_not_allowed_fallback(|| async {
+            api::error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use milepost_core::fleet::progress::StopPhase;
@@ -30,7 +30,7 @@ use crate::server::commands::commit;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::{ApiJson, ApiQuery};
+use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::web::api::views::{cursor_id, cursor_of, Page};
 use crate::web::respond::json;
 use crate::web::state::WebState;
@@ -190,7 +190,7 @@ fn views(
 )]
 pub async fn list_alerts(
     State(st): St,
-    Path(depot): Path<String>,
+    ApiPath(depot): ApiPath<String>,
     caller: Caller,
     ApiQuery(q): ApiQuery<AlertQuery>,
 ) -> Result<Response, ApiError> {
@@ -263,52 +263,59 @@ async fn handle(
     };
     let what = format!("POST /api/v1/depots/{depot}/alerts/{id}/{verb}");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, body.digest, || async {
-            caller.require(KeyRole::Dispatcher, &depot)?;
-            let note = body.value.note.unwrap_or_default();
-            if note.len() > 500 {
-                return Err(ApiError::too_large("note over 500 bytes").field("note"));
-            }
-            let d = DepotId(depot.clone());
-            let find = |st: &WebState| -> Result<AlertView, ApiError> {
-                let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
-                    .into_iter()
-                    .filter(|(o, _)| *o == id)
-                    .collect();
-                views(st, &d, &ev)?
-                    .pop()
-                    .ok_or_else(|| ApiError::not_found(format!("no alert {id} in depot {depot}")))
-            };
-            let now = find(&st2)?;
-            match (now.state, action) {
-                (AlertState::Resolved, _) => {
-                    return Err(ApiError::conflict("the alert is resolved already"))
+        .run(
+            &caller_id,
+            &headers,
+            &what,
+            body.digest,
+            move || async move {
+                caller.require(KeyRole::Dispatcher, &depot)?;
+                let note = body.value.note.unwrap_or_default();
+                if note.len() > 500 {
+                    return Err(ApiError::too_large("note over 500 bytes").field("note"));
                 }
-                (AlertState::Acknowledged, AlertAction::Acknowledged) => {
-                    return Err(ApiError::conflict("the alert is acknowledged already"))
+                let d = DepotId(depot.clone());
+                let find = |st: &WebState| -> Result<AlertView, ApiError> {
+                    let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
+                        .into_iter()
+                        .filter(|(o, _)| *o == id)
+                        .collect();
+                    views(st, &d, &ev)?.pop().ok_or_else(|| {
+                        ApiError::not_found(format!("no alert {id} in depot {depot}"))
+                    })
+                };
+                let now = find(&st2)?;
+                match (now.state, action) {
+                    (AlertState::Resolved, _) => {
+                        return Err(ApiError::conflict("the alert is resolved already"))
+                    }
+                    (AlertState::Acknowledged, AlertAction::Acknowledged) => {
+                        return Err(ApiError::conflict("the alert is acknowledged already"))
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            let rec = LogRecord::AlertHandled {
-                depot: depot.clone(),
-                offset: id,
-                action,
-                by: caller.name.clone(),
-                note,
-                at_ms: st2.shared.now_ms(),
-            };
-            match commit(&st2.shared, rec).await {
-                Ok(CommandResult::Applied) => {}
-                Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
-                Err((code, message)) => return Err(ApiError::from_command(code, message)),
-            }
-            let after = find(&st2)?;
-            serde_json::to_value(&after)
-                .map(|v| (StatusCode::OK, v))
-                .map_err(|e| ApiError::internal(e.to_string()))
-        })
+                let rec = LogRecord::AlertHandled {
+                    depot: depot.clone(),
+                    offset: id,
+                    action,
+                    by: caller.name.clone(),
+                    note,
+                    at_ms: st2.shared.now_ms(),
+                };
+                match commit(&st2.shared, rec).await {
+                    Ok(CommandResult::Applied) => {}
+                    Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
+                    Err((code, message)) => return Err(ApiError::from_command(code, message)),
+                }
+                let after = find(&st2)?;
+                serde_json::to_value(&after)
+                    .map(|v| (StatusCode::OK, v))
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            },
+        )
         .await
 }
 
@@ -332,7 +339,7 @@ fn not_an_id() -> Response {
 )]
 pub async fn acknowledge(
     State(st): St,
-    Path((depot, id)): Path<(String, String)>,
+    ApiPath((depot, id)): ApiPath<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
     body: ApiJson<HandleBody>,
@@ -369,7 +376,7 @@ pub async fn acknowledge(
 )]
 pub async fn resolve(
     State(st): St,
-    Path((depot, id)): Path<(String, String)>,
+    ApiPath((depot, id)): ApiPath<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
     body: ApiJson<HandleBody>,

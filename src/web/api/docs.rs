@@ -77,6 +77,7 @@ const ERRORS: &[(&str, &str)] = &[
     ("415", "Body not JSON"),
     ("422", "Well-formed but refused"),
     ("429", "Over the key's rate (see Retry-After)"),
+    ("500", "Internal failure (the history database)"),
     ("503", "Busy: retry later (see Retry-After)"),
 ];
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use milepost_proto::DriverId;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::ApiQuery;
+use crate::web::api::extract::{ApiPath, ApiQuery};
 use crate::web::api::views::{cursor_id, cursor_of, DriverDetail, DriverPage, PositionDetail};
 use crate::web::respond::json;
 use crate::web::state::WebState;
@@ -32,7 +32,7 @@ type St = State<Arc<WebState>>;
 )]
 pub async fn get_driver(
     State(st): St,
-    Path(driver): Path<String>,
+    ApiPath(driver): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let id = DriverId(driver.clone());
@@ -83,7 +83,7 @@ pub struct PageQuery {
 )]
 pub async fn depot_drivers(
     State(st): St,
-    Path(depot): Path<String>,
+    ApiPath(depot): ApiPath<String>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -42,35 +42,37 @@ enum Slot {
 pub struct Idempotency {
     ttl: Duration,
     max: usize,
-    slots: Mutex<HashMap<(String, String), Slot>>,
+    slots: Arc<Mutex<HashMap<(String, String), Slot>>>,
 }
 
+type Slots = Arc<Mutex<HashMap<(String, String), Slot>>>;
+
 /// What a write should do.
-enum Begin<'a> {
+enum Begin {
     /// Answer this (kept from the first request).
     Replay(Response),
     /// Run, then keep the answer with the ticket (none when no key was sent).
-    Run(Option<Ticket<'a>>),
+    Run(Option<Ticket>),
 }
 
 /// A running write's claim on its key; dropped unfinished (an error answer not kept, a
 /// cancelled request), it frees the key.
-struct Ticket<'a> {
-    idem: &'a Idempotency,
+struct Ticket {
+    slots: Slots,
     key: (String, String),
     digest: [u8; 32],
     finished: bool,
 }
 
-impl Drop for Ticket<'_> {
+impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.finished {
-            lock(&self.idem.slots).remove(&self.key);
+            lock(&self.slots).remove(&self.key);
         }
     }
 }
 
-impl Ticket<'_> {
+impl Ticket {
     fn finish(mut self, status: StatusCode, body: Bytes) {
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return; // dropped: the key is free again
@@ -82,7 +84,7 @@ impl Ticket<'_> {
             body,
             at: Instant::now(),
         };
-        lock(&self.idem.slots).insert(self.key.clone(), slot);
+        lock(&self.slots).insert(self.key.clone(), slot);
     }
 }
 
@@ -106,7 +108,7 @@ impl Idempotency {
         Idempotency {
             ttl,
             max: max.max(1),
-            slots: Mutex::new(HashMap::new()),
+            slots: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -115,7 +117,7 @@ impl Idempotency {
         caller: &str,
         headers: &HeaderMap,
         digest: [u8; 32],
-    ) -> Result<Begin<'_>, ApiError> {
+    ) -> Result<Begin, ApiError> {
         let Some(v) = headers.get(HEADER) else {
             return Ok(Begin::Run(None));
         };
@@ -181,7 +183,7 @@ impl Idempotency {
         }
         slots.insert(key.clone(), Slot::InFlight);
         Ok(Begin::Run(Some(Ticket {
-            idem: self,
+            slots: self.slots.clone(),
             key,
             digest,
             finished: false,
@@ -189,9 +191,11 @@ impl Idempotency {
     }
 
     /// Runs the write `f` of `caller` (its id) under the request's `Idempotency-Key`, if any.
-    /// `what` names the
-    /// operation (method and path) and `body` is the digest of the request body: together they
-    /// are what a repeated key must match.
+    /// `what` names the operation (method and path) and `body` is the digest of the request
+    /// body: together they are what a repeated key must match.
+    ///
+    /// The write runs in a task of its own: a client that gives up (the timeout the key is
+    /// for) does not cancel it half-way, and its answer is still kept for the retry.
     pub async fn run<F, Fut>(
         &self,
         caller: &str,
@@ -202,7 +206,7 @@ impl Idempotency {
     ) -> Response
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+        Fut: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>> + Send + 'static,
     {
         let digest: [u8; 32] = Sha256::new()
             .chain_update(what.as_bytes())
@@ -215,22 +219,31 @@ impl Idempotency {
             Ok(Begin::Run(t)) => t,
             Err(e) => return e.into_response(),
         };
-        let (status, bytes) = match f().await {
-            Ok((status, v)) => match serde_json::to_vec(&v) {
-                Ok(b) => (status, Bytes::from(b)),
-                Err(e) => return ApiError::internal(e.to_string()).into_response(),
-            },
-            Err(e) => {
-                if let (Some(t), Ok(b)) = (ticket, serde_json::to_vec(&e.body)) {
-                    t.finish(e.status, Bytes::from(b));
+        let fut = f();
+        let task = tokio::spawn(async move {
+            let answer = match fut.await {
+                Ok((status, v)) => serde_json::to_vec(&v)
+                    .map(|b| (status, Bytes::from(b)))
+                    .map_err(|e| ApiError::internal(e.to_string())),
+                Err(e) => Err(e),
+            };
+            if let Some(t) = ticket {
+                match &answer {
+                    Ok((status, bytes)) => t.finish(*status, bytes.clone()),
+                    Err(e) => {
+                        if let Ok(b) = serde_json::to_vec(&e.body) {
+                            t.finish(e.status, Bytes::from(b));
+                        }
+                    }
                 }
-                return e.into_response();
             }
-        };
-        if let Some(t) = ticket {
-            t.finish(status, bytes.clone());
+            answer
+        });
+        match task.await {
+            Ok(Ok((status, bytes))) => json_response(status, bytes),
+            Ok(Err(e)) => e.into_response(),
+            Err(e) => ApiError::internal(format!("the write failed: {e}")).into_response(),
         }
-        json_response(status, bytes)
     }
 }
 
@@ -258,9 +271,10 @@ mod tests {
     #[tokio::test]
     async fn a_retried_write_runs_once_and_a_reused_key_is_refused() {
         let idem = Idempotency::new(Duration::from_secs(60), 100);
-        let runs = AtomicUsize::new(0);
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let runs = &RUNS;
         let write = || async {
-            let n = runs.fetch_add(1, Ordering::SeqCst);
+            let n = RUNS.fetch_add(1, Ordering::SeqCst);
             Ok((StatusCode::CREATED, serde_json::json!({ "run": n })))
         };
         let (c, h) = ("k1", with_key("order-77"));
@@ -291,9 +305,10 @@ mod tests {
     #[tokio::test]
     async fn server_errors_are_not_kept_and_bad_keys_are_refused() {
         let idem = Idempotency::new(Duration::from_secs(60), 100);
-        let runs = AtomicUsize::new(0);
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let runs = &RUNS;
         let failing = || async {
-            runs.fetch_add(1, Ordering::SeqCst);
+            RUNS.fetch_add(1, Ordering::SeqCst);
             Err(ApiError::busy("log full"))
         };
         let (c, h) = ("k1", with_key("a"));
@@ -325,5 +340,36 @@ mod tests {
             idem.run(c, &with_key(k), "POST /x", [0; 32], ok).await;
         }
         assert_eq!(lock(&idem.slots).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_client_gave_up_still_finishes_and_its_retry_replays_it() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let idem = Idempotency::new(Duration::from_secs(60), 100);
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let n = RUNS.fetch_add(1, Ordering::SeqCst);
+            Ok((StatusCode::CREATED, serde_json::json!({ "run": n })))
+        };
+        let h = with_key("order-9");
+        // The client times out before the write is done: its request future is dropped.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            idem.run("k", &h, "POST /x", [0; 32], slow),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the write went on");
+        let retry = body(idem.run("k", &h, "POST /x", [0; 32], slow).await).await;
+        assert_eq!(
+            retry,
+            (
+                StatusCode::CREATED,
+                Some("true".into()),
+                r#"{"run":0}"#.into()
+            )
+        );
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use milepost_core::fold::CommandResult;
@@ -22,7 +22,7 @@ use crate::server::commands::commit;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::ApiJson;
+use crate::web::api::extract::{ApiJson, ApiPath};
 use crate::web::api::views::{parcel_detail, ParcelDetail, ReasonCode};
 use crate::web::auth::valid_tracking;
 use crate::web::respond::json;
@@ -62,7 +62,7 @@ fn readable(st: &WebState, caller: &Caller, t: &str) -> Result<Option<ParcelDeta
 )]
 pub async fn get_parcel(
     State(st): St,
-    Path(tracking): Path<String>,
+    ApiPath(tracking): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     check_tracking(&tracking)?;
@@ -153,7 +153,7 @@ pub struct TrackingLink {
 )]
 pub async fn tracking_link(
     State(st): St,
-    Path(tracking): Path<String>,
+    ApiPath(tracking): ApiPath<String>,
     caller: Caller,
     body: ApiJson<LinkRequest>,
 ) -> Result<Response, ApiError> {
@@ -296,51 +296,58 @@ fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
 )]
 pub async fn record_outcome(
     State(st): St,
-    Path(tracking): Path<String>,
+    ApiPath(tracking): ApiPath<String>,
     caller: Caller,
     headers: HeaderMap,
     body: ApiJson<OutcomeRequest>,
 ) -> Response {
     let what = format!("POST /api/v1/parcels/{tracking}/outcome");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, body.digest, || async {
-            check_tracking(&tracking)?;
-            let t = TrackingNumber(tracking.clone());
-            // Where the parcel is now, and whose route it is.
-            let (driver, stop, depot) = {
-                let core = lock(&st2.shared.state.core);
-                let s = core
-                    .parcel_status(&t)
-                    .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
-                let run = core
-                    .run(&s.route_id)
-                    .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
-                (run.plan.driver.clone(), s.stop, run.plan.depot.0.clone())
-            };
-            if !caller.reads(&depot) {
-                return Err(ApiError::not_found(format!("no live parcel {tracking}")));
-            }
-            caller.require(KeyRole::Backoffice, &depot)?;
-            let outcome = outcome_of(body.value)?;
-            let rec = LogRecord::OutcomeReported {
-                driver,
-                stop,
-                tracking: Some(t.clone()),
-                outcome,
-                at_ms: st2.shared.now_ms(),
-            };
-            match commit(&st2.shared, rec).await {
-                Ok(CommandResult::Applied) => {}
-                Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
-                Err((code, message)) => return Err(ApiError::from_command(code, message)),
-            }
-            let d = parcel_detail(&st2.shared, &t)?
-                .ok_or_else(|| ApiError::internal("the parcel vanished"))?;
-            serde_json::to_value(&d)
-                .map(|v| (StatusCode::OK, v))
-                .map_err(|e| ApiError::internal(e.to_string()))
-        })
+        .run(
+            &caller_id,
+            &headers,
+            &what,
+            body.digest,
+            move || async move {
+                check_tracking(&tracking)?;
+                let t = TrackingNumber(tracking.clone());
+                // Where the parcel is now, and whose route it is.
+                let (driver, stop, depot) = {
+                    let core = lock(&st2.shared.state.core);
+                    let s = core
+                        .parcel_status(&t)
+                        .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
+                    let run = core
+                        .run(&s.route_id)
+                        .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
+                    (run.plan.driver.clone(), s.stop, run.plan.depot.0.clone())
+                };
+                if !caller.reads(&depot) {
+                    return Err(ApiError::not_found(format!("no live parcel {tracking}")));
+                }
+                caller.require(KeyRole::Backoffice, &depot)?;
+                let outcome = outcome_of(body.value)?;
+                let rec = LogRecord::OutcomeReported {
+                    driver,
+                    stop,
+                    tracking: Some(t.clone()),
+                    outcome,
+                    at_ms: st2.shared.now_ms(),
+                };
+                match commit(&st2.shared, rec).await {
+                    Ok(CommandResult::Applied) => {}
+                    Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
+                    Err((code, message)) => return Err(ApiError::from_command(code, message)),
+                }
+                let d = parcel_detail(&st2.shared, &t)?
+                    .ok_or_else(|| ApiError::internal("the parcel vanished"))?;
+                serde_json::to_value(&d)
+                    .map(|v| (StatusCode::OK, v))
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            },
+        )
         .await
 }

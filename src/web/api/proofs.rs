@@ -1,14 +1,14 @@
 //! `/api/v1/proofs/{sha256}`: proof-of-delivery files. A back-office system (or a driver app
 //! through it) uploads the photo or signature whose digest an outcome carries; the gateway
 //! checks the bytes hash to the name (422 if not) and the size (413), and stores it
-//! content-addressed ([`crate::proofs`]). Any authenticated caller may download a file by
-//! its digest: the digest of a photo is not guessable, and knowing it means having seen the
-//! outcome that carries it.
+//! content-addressed ([`crate::proofs`]). A file is downloaded as the proof of a parcel
+//! (`?tracking=`): the caller must read that parcel's depot and the parcel's proof must name
+//! the file, so a caller never reaches another depot's photos.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -17,9 +17,12 @@ use utoipa::ToSchema;
 use crate::proofs::{valid_name, ProofError};
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::body_bytes;
+use crate::web::api::extract::{body_bytes, ApiPath, ApiQuery};
+use crate::web::api::views::parcel_detail;
+use crate::web::auth::valid_tracking;
 use crate::web::respond::{with_headers, NOSNIFF, NO_STORE};
 use crate::web::state::WebState;
+use milepost_proto::route::TrackingNumber;
 
 type St = State<Arc<WebState>>;
 
@@ -51,7 +54,7 @@ pub struct ProofStored {
 )]
 pub async fn put_proof(
     State(st): St,
-    Path(sha256): Path<String>,
+    ApiPath(sha256): ApiPath<String>,
     caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -109,21 +112,44 @@ pub fn sniff(b: &[u8]) -> &'static str {
     }
 }
 
+/// Which parcel's proof a download is.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProofQuery {
+    /// The parcel whose proof of delivery names the file.
+    pub tracking: String,
+}
+
 /// Download a proof file
+///
+/// As the proof of one parcel: the caller reads the parcel's depot, and the parcel's proof
+/// names the file.
 #[utoipa::path(
     get,
     path = "/api/v1/proofs/{sha256}",
     tag = "proofs",
-    params(("sha256" = String, Path, description = "The file's SHA-256")),
+    params(("sha256" = String, Path, description = "The file's SHA-256"), ProofQuery),
     responses((status = 200, description = "The file's bytes (image/png, image/jpeg, image/webp or application/octet-stream)", content_type = "application/octet-stream", body = String))
 )]
 pub async fn get_proof(
     State(st): St,
-    Path(sha256): Path<String>,
-    _caller: Caller,
+    ApiPath(sha256): ApiPath<String>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ProofQuery>,
 ) -> Result<Response, ApiError> {
-    if !valid_name(&sha256) {
-        return Err(ApiError::not_found("no such proof"));
+    let no = || ApiError::not_found("no such proof");
+    if !valid_name(&sha256) || !valid_tracking(&q.tracking) {
+        return Err(no());
+    }
+    let parcel = parcel_detail(&st.shared, &TrackingNumber(q.tracking.clone()))?
+        .filter(|d| caller.reads(&d.depot))
+        .ok_or_else(no)?;
+    let named = parcel.proof.as_ref().is_some_and(|p| {
+        p.photo_sha256.as_deref() == Some(sha256.as_str())
+            || p.signature_sha256.as_deref() == Some(sha256.as_str())
+    });
+    if !named {
+        return Err(no());
     }
     let store = st.api.proofs.clone();
     let got = tokio::task::spawn_blocking(move || store.get(&sha256))

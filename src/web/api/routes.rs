@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use milepost_core::store::LogRecord;
@@ -20,7 +20,7 @@ use crate::server::commands::{commit, handle};
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::{ApiJson, ApiQuery};
+use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::web::api::views::{cursor_id, cursor_of, route_detail, RouteDetail, RoutePage};
 use crate::web::respond::json;
 use crate::web::state::WebState;
@@ -68,6 +68,7 @@ async fn assign(
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     milepost_core::fleet::route::validate(&route)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    crate::server::commands::check_ids(&route).map_err(ApiError::unprocessable)?;
     let existed = lock(&st.shared.state.core).run(&route.id).is_some();
     let id = route.id.clone();
     let depot = route.depot.0.clone();
@@ -106,23 +107,31 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
 )]
 pub async fn put_route(
     State(st): St,
-    Path(route_id): Path<String>,
+    ApiPath(route_id): ApiPath<String>,
     caller: Caller,
     headers: HeaderMap,
     body: ApiJson<Route>,
 ) -> Response {
     let what = format!("PUT /api/v1/routes/{route_id}");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, body.digest, || async {
-            if body.value.id.0 != route_id {
-                return Err(
-                    ApiError::bad_request("the body's id is not the path's route id").field("id"),
-                );
-            }
-            assign(&st2, &caller, body.value).await
-        })
+        .run(
+            &caller_id,
+            &headers,
+            &what,
+            body.digest,
+            move || async move {
+                if body.value.id.0 != route_id {
+                    return Err(
+                        ApiError::bad_request("the body's id is not the path's route id")
+                            .field("id"),
+                    );
+                }
+                assign(&st2, &caller, body.value).await
+            },
+        )
         .await
 }
 
@@ -145,14 +154,15 @@ pub async fn create_route(
     body: ApiJson<Route>,
 ) -> Response {
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
         .run(
-            &caller.id,
+            &caller_id,
             &headers,
             "POST /api/v1/routes",
             body.digest,
-            || async {
+            move || async move {
                 if lock(&st2.shared.state.core).run(&body.value.id).is_some() {
                     return Err(ApiError::conflict(format!(
                         "route {} exists: PUT /api/v1/routes/{} replaces it",
@@ -236,7 +246,8 @@ pub async fn list_routes(
     let page: Vec<&RouteId> = ids[start..].iter().take(limit as usize).collect();
     let mut items = Vec::with_capacity(page.len());
     for id in &page {
-        if let Some(d) = route_detail(&st.shared, id)? {
+        // The depot is checked again: an id of this depot's history may be live elsewhere.
+        if let Some(d) = route_detail(&st.shared, id)?.filter(|d| d.depot == q.depot) {
             items.push(d);
         }
     }
@@ -260,7 +271,7 @@ pub async fn list_routes(
 )]
 pub async fn get_route(
     State(st): St,
-    Path(route_id): Path<String>,
+    ApiPath(route_id): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let d = route_detail(&st.shared, &RouteId(route_id.clone()))?
@@ -288,15 +299,16 @@ pub async fn get_route(
 )]
 pub async fn cancel_route(
     State(st): St,
-    Path(route_id): Path<String>,
+    ApiPath(route_id): ApiPath<String>,
     caller: Caller,
     headers: HeaderMap,
 ) -> Response {
     let what = format!("POST /api/v1/routes/{route_id}/cancel");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, [0; 32], || async {
+        .run(&caller_id, &headers, &what, [0; 32], move || async move {
             let id = RouteId(route_id);
             live_route(&st2, &caller, &id)?;
             let rec = LogRecord::RouteCancelled {
@@ -338,28 +350,35 @@ pub struct Sequence {
 )]
 pub async fn resequence(
     State(st): St,
-    Path(route_id): Path<String>,
+    ApiPath(route_id): ApiPath<String>,
     caller: Caller,
     headers: HeaderMap,
     body: ApiJson<Sequence>,
 ) -> Response {
     let what = format!("POST /api/v1/routes/{route_id}/sequence");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, body.digest, || async {
-            let id = RouteId(route_id);
-            let route = live_route(&st2, &caller, &id)?;
-            let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
-            let kind = CommandKind::Resequence {
-                route_id: id.clone(),
-                order,
-            };
-            run_command(&st2, &caller, &route.depot.0, kind).await?;
-            let d = route_detail(&st2.shared, &id)?
-                .ok_or_else(|| ApiError::not_found(format!("no route {id}")))?;
-            Ok((StatusCode::OK, to_json(&d)?))
-        })
+        .run(
+            &caller_id,
+            &headers,
+            &what,
+            body.digest,
+            move || async move {
+                let id = RouteId(route_id);
+                let route = live_route(&st2, &caller, &id)?;
+                let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
+                let kind = CommandKind::Resequence {
+                    route_id: id.clone(),
+                    order,
+                };
+                run_command(&st2, &caller, &route.depot.0, kind).await?;
+                let d = route_detail(&st2.shared, &id)?
+                    .ok_or_else(|| ApiError::not_found(format!("no route {id}")))?;
+                Ok((StatusCode::OK, to_json(&d)?))
+            },
+        )
         .await
 }
 
@@ -380,29 +399,36 @@ pub async fn resequence(
 )]
 pub async fn add_stop(
     State(st): St,
-    Path(route_id): Path<String>,
+    ApiPath(route_id): ApiPath<String>,
     caller: Caller,
     headers: HeaderMap,
     body: ApiJson<Stop>,
 ) -> Response {
     let what = format!("POST /api/v1/routes/{route_id}/stops");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, body.digest, || async {
-            let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
-            if route.stops.iter().any(|s| s.id == body.value.id) {
-                return Err(ApiError::conflict(format!(
-                    "the route has a stop {} already",
-                    body.value.id
-                ))
-                .field("id"));
-            }
-            route.stops.push(body.value);
-            assign(&st2, &caller, route)
-                .await
-                .map(|(_, v)| (StatusCode::OK, v))
-        })
+        .run(
+            &caller_id,
+            &headers,
+            &what,
+            body.digest,
+            move || async move {
+                let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
+                if route.stops.iter().any(|s| s.id == body.value.id) {
+                    return Err(ApiError::conflict(format!(
+                        "the route has a stop {} already",
+                        body.value.id
+                    ))
+                    .field("id"));
+                }
+                route.stops.push(body.value);
+                assign(&st2, &caller, route)
+                    .await
+                    .map(|(_, v)| (StatusCode::OK, v))
+            },
+        )
         .await
 }
 
@@ -422,15 +448,16 @@ pub async fn add_stop(
 )]
 pub async fn remove_stop(
     State(st): St,
-    Path((route_id, stop_id)): Path<(String, String)>,
+    ApiPath((route_id, stop_id)): ApiPath<(String, String)>,
     caller: Caller,
     headers: HeaderMap,
 ) -> Response {
     let what = format!("DELETE /api/v1/routes/{route_id}/stops/{stop_id}");
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
-        .run(&caller.id, &headers, &what, [0; 32], || async {
+        .run(&caller_id, &headers, &what, [0; 32], move || async move {
             let id = RouteId(route_id);
             let mut route = live_route(&st2, &caller, &id)?;
             let Some(k) = route.stops.iter().position(|s| s.id.0 == stop_id) else {
@@ -449,6 +476,7 @@ pub async fn remove_stop(
                                         p,
                                         milepost_proto::route::ParcelState::Delivered
                                             | milepost_proto::route::ParcelState::Failed
+                                            | milepost_proto::route::ParcelState::Returned
                                     )
                                 }))
                     })

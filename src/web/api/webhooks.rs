@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use crate::apikeys::KeyRole;
 use crate::feed::registry::{HookError, WebhookInfo, Webhooks};
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::ApiJson;
+use crate::web::api::extract::{ApiJson, ApiPath};
 use crate::web::respond::json;
 use crate::web::state::WebState;
 
@@ -98,14 +98,15 @@ pub async fn add_webhook(
     body: ApiJson<NewWebhook>,
 ) -> Response {
     let st2 = st.clone();
+    let caller_id = caller.id.clone();
     st.api
         .idempotency
         .run(
-            &caller.id,
+            &caller_id,
             &headers,
             "POST /api/v1/webhooks",
             body.digest,
-            || async {
+            move || async move {
                 caller.require(KeyRole::Backoffice, "*")?;
                 let hooks = registry(&st2)?.clone();
                 let now = st2.shared.now_ms();
@@ -134,7 +135,7 @@ pub async fn add_webhook(
 )]
 pub async fn remove_webhook(
     State(st): St,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(KeyRole::Backoffice, "*")?;
