@@ -1486,3 +1486,40 @@ async fn one_depot_cannot_take_over_or_see_another_depots_routes_and_parcels() {
         "bad_request",
     );
 }
+
+#[tokio::test]
+async fn concurrent_edits_of_a_route_all_land() {
+    let w = World::with_web(|_| {}).await;
+    let k = key(&w, "orders", &["backoffice:north"]);
+    let r = route("R-EDIT", "north", "E1", &["EDIT-0"]);
+    assert_eq!(
+        call(
+            &w,
+            "POST",
+            "/api/v1/routes",
+            &k,
+            Some(&serde_json::to_value(&r).unwrap())
+        )
+        .await
+        .status,
+        201
+    );
+    let adds = (1..=8).map(|i| {
+        let mut stop = r.stops[0].clone();
+        stop.id = format!("S-{i}").as_str().into();
+        stop.parcels[0].tracking = format!("EDIT-{i}").as_str().into();
+        let body = serde_json::to_value(&stop).unwrap();
+        let (w, k) = (&w, &k);
+        async move {
+            call(w, "POST", "/api/v1/routes/R-EDIT/stops", k, Some(&body))
+                .await
+                .status
+        }
+    });
+    let statuses = futures_util::future::join_all(adds).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let v = call(&w, "GET", "/api/v1/routes/R-EDIT", &k, None)
+        .await
+        .json();
+    assert_eq!(v["stops"].as_array().unwrap().len(), 9, "{v}");
+}

@@ -2,6 +2,9 @@
 //! get with live progress (or from the history once archived or cancelled), list by depot and
 //! day, cancel, re-sequence, add a stop, remove a stop. Every write needs a `backoffice` scope
 //! on the route's depot and becomes one log record, folded by the core before the answer.
+//! Every write holds [`crate::web::api::state::ApiState::route_edits`] from reading the route
+//! to its answer, so two edits never start from the same version; an edit starts from the
+//! plan as assigned (`plan_in_order`), so recipients' instructions stay theirs.
 
 use std::sync::Arc;
 
@@ -53,7 +56,7 @@ async fn run_command(
 /// depot's and the caller may not write there.
 fn live_route(st: &WebState, caller: &Caller, id: &RouteId) -> Result<Route, ApiError> {
     let route = lock(&st.shared.state.core)
-        .route_in_order(id)
+        .plan_in_order(id)
         .ok_or_else(|| ApiError::not_found(format!("no live route {id}")))?;
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     Ok(route)
@@ -123,6 +126,7 @@ pub async fn put_route(
             &what,
             body.digest,
             move || async move {
+                let _edit = st2.api.route_edits.lock().await;
                 if body.value.id.0 != route_id {
                     return Err(
                         ApiError::bad_request("the body's id is not the path's route id")
@@ -163,6 +167,7 @@ pub async fn create_route(
             "POST /api/v1/routes",
             body.digest,
             move || async move {
+                let _edit = st2.api.route_edits.lock().await;
                 if lock(&st2.shared.state.core).run(&body.value.id).is_some() {
                     return Err(ApiError::conflict(format!(
                         "route {} exists: PUT /api/v1/routes/{} replaces it",
@@ -309,6 +314,7 @@ pub async fn cancel_route(
     st.api
         .idempotency
         .run(&caller_id, &headers, &what, [0; 32], move || async move {
+            let _edit = st2.api.route_edits.lock().await;
             let id = RouteId(route_id);
             live_route(&st2, &caller, &id)?;
             let rec = LogRecord::RouteCancelled {
@@ -366,6 +372,7 @@ pub async fn resequence(
             &what,
             body.digest,
             move || async move {
+                let _edit = st2.api.route_edits.lock().await;
                 let id = RouteId(route_id);
                 let route = live_route(&st2, &caller, &id)?;
                 let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
@@ -415,6 +422,7 @@ pub async fn add_stop(
             &what,
             body.digest,
             move || async move {
+                let _edit = st2.api.route_edits.lock().await;
                 let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
                 if route.stops.iter().any(|s| s.id == body.value.id) {
                     return Err(ApiError::conflict(format!(
@@ -458,6 +466,7 @@ pub async fn remove_stop(
     st.api
         .idempotency
         .run(&caller_id, &headers, &what, [0; 32], move || async move {
+            let _edit = st2.api.route_edits.lock().await;
             let id = RouteId(route_id);
             let mut route = live_route(&st2, &caller, &id)?;
             let Some(k) = route.stops.iter().position(|s| s.id.0 == stop_id) else {

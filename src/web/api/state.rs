@@ -18,6 +18,10 @@ pub struct ApiState {
     pub idempotency: Idempotency,
     /// Per-caller rate limits.
     pub limits: RateLimits,
+    /// Held by every write that reads a route and then changes it (create, put, add or
+    /// remove a stop, re-sequence, cancel), so two edits of a route never start from the same
+    /// version and one of them is lost.
+    pub route_edits: tokio::sync::Mutex<()>,
 }
 
 impl ApiState {
@@ -32,6 +36,7 @@ impl ApiState {
                 api.idempotency_max,
             ),
             limits: RateLimits::new(api.rate_per_s, api.burst),
+            route_edits: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -129,6 +129,19 @@ impl FleetCore {
         Some(run.plan)
     }
 
+    /// A route's plan with its stops in the current order, as it was assigned otherwise (the
+    /// recipients' instructions are not folded in): what an edit of the route starts from.
+    pub fn plan_in_order(&self, id: &RouteId) -> Option<Route> {
+        let run = self.routes.get(id)?;
+        let mut route = run.plan.clone();
+        route.stops = run
+            .order
+            .iter()
+            .filter_map(|&i| run.plan.stops.get(i).cloned())
+            .collect();
+        Some(route)
+    }
+
     /// A route as the driver should now drive it: the plan with its stops in the current order
     /// and each parcel's latest instructions (the recipient's, if any, replace the stop's).
     pub fn route_in_order(&self, id: &RouteId) -> Option<Route> {
