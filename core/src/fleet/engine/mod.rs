@@ -146,12 +146,7 @@ impl FleetCore {
     /// and each parcel's latest instructions (the recipient's, if any, replace the stop's).
     pub fn route_in_order(&self, id: &RouteId) -> Option<Route> {
         let run = self.routes.get(id)?;
-        let mut route = run.plan.clone();
-        route.stops = run
-            .order
-            .iter()
-            .filter_map(|&i| run.plan.stops.get(i).cloned())
-            .collect();
+        let mut route = self.plan_in_order(id)?;
         for stop in &mut route.stops {
             let extra: Vec<String> = stop
                 .parcels
