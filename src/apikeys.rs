@@ -5,7 +5,9 @@
 //! whether it was revoked. The gateway re-reads the file when it changes (checked at most once
 //! a second), so a new key works and a revoked one stops within a second, without a restart.
 //! Revoking also writes `key:<id>` to the token deny list, which a cluster shares: the other
-//! gateways refuse the key within a second too.
+//! gateways refuse the key within a second too. In a cluster each gateway also publishes the
+//! keys of its file (hashes only) to the shared bucket and takes the others' from it
+//! (`crate::cluster::keys`), so a key created beside one gateway works on all.
 //!
 //! A scope is `backoffice:DEPOT` (an order or routing system: writes routes, outcomes and
 //! tracking links, reads everything of the depot) or `dispatcher:DEPOT` (reads, and handles
@@ -266,6 +268,8 @@ impl KeyFile {
 pub struct KeyStore {
     path: PathBuf,
     inner: Mutex<Loaded>,
+    /// Keys of the other gateways of a cluster.
+    shared: Mutex<KeyFile>,
 }
 
 /// What tells a changed file: its modification time (coarse: a few milliseconds), size and
@@ -297,6 +301,7 @@ impl KeyStore {
                 mtime: None,
                 checked: None,
             }),
+            shared: Mutex::new(KeyFile::default()),
         };
         store.refresh(false);
         store
@@ -327,28 +332,60 @@ impl KeyStore {
         }
     }
 
-    /// The live key `presented` is, if any (re-reading the file if it changed).
+    /// The live key `presented` is, if any (re-reading the file if it changed, then the
+    /// other gateways' keys).
     pub fn verify(&self, presented: &str) -> Option<ApiKey> {
         self.refresh(true);
-        let found = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .file
-            .verify(presented)
-            .cloned();
-        if found.is_some() || id_of(presented).is_none() {
-            return found;
+        let local = |s: &KeyStore| {
+            s.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .file
+                .verify(presented)
+                .cloned()
+        };
+        let found = local(self).or_else(|| {
+            // A key created since the last look: look again now (a stat; the file is read
+            // only if it changed).
+            id_of(presented)?;
+            self.refresh(false);
+            local(self)
+        });
+        // A key revoked anywhere is refused here too (the deny list says so as well).
+        let revoked_elsewhere = |k: &ApiKey| {
+            self.shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys
+                .iter()
+                .any(|s| s.id == k.id && s.revoked_ms.is_some())
+        };
+        match found {
+            Some(k) if revoked_elsewhere(&k) => None,
+            Some(k) => Some(k),
+            None => self
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .verify(presented)
+                .cloned(),
         }
-        // A key created since the last look: look again now (a stat; the file is read only
-        // if it changed).
-        self.refresh(false);
+    }
+
+    /// The keys of this gateway's file (to share with a cluster).
+    pub fn local(&self) -> Vec<ApiKey> {
+        self.refresh(true);
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .file
-            .verify(presented)
-            .cloned()
+            .keys
+            .clone()
+    }
+
+    /// Replaces the keys known from the other gateways of a cluster.
+    pub fn set_shared(&self, keys: Vec<ApiKey>) {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).keys = keys;
     }
 }
 
@@ -408,6 +445,22 @@ mod tests {
         assert!(!k.allows(KeyRole::Backoffice, "south"));
         assert!(!k.allows(KeyRole::Dispatcher, "east"));
         assert!(f.create("", vec![], 1).is_err());
+    }
+
+    #[test]
+    fn keys_shared_by_other_gateways_work_here_and_their_revocation_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let mut elsewhere = KeyFile::default();
+        let (k, key) = elsewhere
+            .create("orders", vec![Scope::parse("backoffice:*").unwrap()], 1)
+            .unwrap();
+        assert!(store.verify(&key).is_none());
+        store.set_shared(elsewhere.keys.clone());
+        assert_eq!(store.verify(&key).map(|k| k.name), Some("orders".into()));
+        elsewhere.revoke(&k.id, 2).unwrap();
+        store.set_shared(elsewhere.keys.clone());
+        assert!(store.verify(&key).is_none());
     }
 
     #[test]

@@ -306,3 +306,62 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_all() {
     b.gw.shutdown().await;
     a.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
+    use milepost::apikeys::{KeyFile, Scope, FILE};
+    let Some(nats) = Nats::start() else { return };
+    let web = |c: &mut milepost::config::Config| {
+        c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    };
+    let a = gateway_with(&nats, "a", None, web).await;
+    let b = gateway_with(&nats, "b", Some(&a), web).await;
+    // `milepost key create` beside A.
+    let path = a.dir.path().join(FILE);
+    let mut keys = KeyFile::default();
+    let scopes = vec![Scope::parse("dispatcher:north").unwrap()];
+    let (k, key) = keys.create("orders", scopes, now_ms()).unwrap();
+    keys.write(&path).unwrap();
+    let status = |gw: &TestGateway| {
+        let addr = gw.gw.web_addr.unwrap();
+        let auth = format!("Bearer {key}");
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let req = format!(
+                "GET /api/v1/depots/north/drivers HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf)
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status(&b).await != "200" {
+        assert!(std::time::Instant::now() < deadline, "B never took A's key");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // `milepost key revoke` beside A: B refuses it too.
+    keys.revoke(&k.id, now_ms()).unwrap();
+    keys.write(&path).unwrap();
+    std::fs::write(
+        a.dir.path().join("revoked.txt"),
+        format!("{}\n", k.deny_entry()),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status(&b).await != "401" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still takes the revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.gw.shutdown().await;
+    a.gw.shutdown().await;
+}

@@ -21,9 +21,11 @@ use std::time::Duration;
 use milepost_core::store::Ledger;
 use tokio::sync::watch;
 
+use crate::apikeys::KeyStore;
 use crate::auth::{DenyList, TokenKey};
 use crate::certs::{load, load_or_create_dev, server_tls, ServerIdentity};
 use crate::cluster::cursors::KvCursors;
+use crate::cluster::keys::{self as cluster_keys, KeyParts};
 use crate::cluster::lease::{self, Owned};
 use crate::cluster::nats::Cluster;
 use crate::cluster::node::default_node;
@@ -112,9 +114,11 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let (endpoint, tickets) = bind_endpoint(&cfg, id, &keys, cluster.as_ref())?;
     let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
     let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));
+    let api_keys = Arc::new(KeyStore::new(&cfg.data_dir));
     let shared = Arc::new(Shared {
         cfg,
         keys,
+        api_keys,
         ledger,
         state: recovered.state,
         applied: applier.link,
@@ -359,7 +363,12 @@ fn start_cluster_parts(
         deny: shared.deny.clone(),
         close_denied: Box::new(move |deny| sessions.close_denied(deny)),
     };
-    tokio::spawn(revoke::run(revocations, stop));
+    tokio::spawn(revoke::run(revocations, stop.clone()));
+    let keys = KeyParts {
+        cluster: cluster.clone(),
+        keys: shared.api_keys.clone(),
+    };
+    tokio::spawn(cluster_keys::run(keys, stop));
 }
 
 impl Running {

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use milepost_core::store::Ledger;
 
+use crate::apikeys::KeyStore;
 use crate::auth::{DenyList, TokenKey};
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
@@ -59,6 +60,8 @@ pub struct Shared {
     pub cfg: Config,
     /// Token key.
     pub keys: TokenKey,
+    /// API keys of back-office systems (the data directory's, and a cluster's).
+    pub api_keys: Arc<KeyStore>,
     /// Admission dedupe state: runs ahead of the durable ledger in `state` by the batches in
     /// flight.
     pub ledger: Arc<Ledger>,

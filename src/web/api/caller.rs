@@ -78,8 +78,8 @@ impl FromRequestParts<std::sync::Arc<WebState>> for Caller {
             })?;
         let caller = if presented.starts_with("mpk_") {
             let key = st
-                .api
-                .keys
+                .shared
+                .api_keys
                 .verify(presented)
                 .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
             if st.shared.deny.denies_entry(&key.deny_entry()) {

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::apikeys::KeyStore;
 use crate::config::Config;
 use crate::proofs::ProofStore;
 use crate::web::api::idempotency::Idempotency;
@@ -10,8 +9,6 @@ use crate::web::api::limits::RateLimits;
 
 /// What the API keeps beside the gateway's shared state.
 pub struct ApiState {
-    /// The API keys of the data directory.
-    pub keys: KeyStore,
     /// Proof files.
     pub proofs: ProofStore,
     /// Answers kept for idempotency keys.
@@ -29,7 +26,6 @@ impl ApiState {
     pub fn new(cfg: &Config) -> ApiState {
         let api = &cfg.web.api;
         ApiState {
-            keys: KeyStore::new(&cfg.data_dir),
             proofs: ProofStore::new(&cfg.data_dir, api.max_proof_bytes),
             idempotency: Idempotency::new(
                 Duration::from_secs(api.idempotency_ttl_s),
