@@ -365,3 +365,86 @@ async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
     b.gw.shutdown().await;
     a.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_webhook_added_on_one_gateway_is_known_to_all_and_removed_from_all() {
+    use milepost::apikeys::{KeyFile, Scope, FILE};
+    let Some(nats) = Nats::start() else { return };
+    let web = |c: &mut milepost::config::Config| {
+        c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    };
+    let a = gateway_with(&nats, "a", None, web).await;
+    let b = gateway_with(&nats, "b", Some(&a), web).await;
+    let mut keys = KeyFile::default();
+    let (_, key) = keys
+        .create("ops", vec![Scope::parse("backoffice:*").unwrap()], now_ms())
+        .unwrap();
+    // The same key beside both gateways (sharing keys has its own test).
+    keys.write(&a.dir.path().join(FILE)).unwrap();
+    keys.write(&b.dir.path().join(FILE)).unwrap();
+    let call = |gw: &TestGateway, method: &'static str, path: String, body: Option<String>| {
+        let addr = gw.gw.web_addr.unwrap();
+        let auth = format!("Bearer {key}");
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let body = body.unwrap_or_default();
+            let req = format!(
+                "{method} {path} HTTP/1.0\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+            let text = String::from_utf8_lossy(&buf).to_string();
+            let json = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+            serde_json::from_str::<serde_json::Value>(&json).unwrap_or_default()
+        }
+    };
+    let added = call(
+        &a,
+        "POST",
+        "/api/v1/webhooks".into(),
+        Some(r#"{"url":"http://127.0.0.1:9/hook"}"#.into()),
+    )
+    .await;
+    let id = added["webhook"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{added}"))
+        .to_owned();
+    let lists = |v: &serde_json::Value, id: &str| {
+        v["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|h| h["id"] == id))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !lists(&call(&b, "GET", "/api/v1/webhooks".into(), None).await, &id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never learned A's webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Removed on B: gone from A too, and it does not come back.
+    let left = call(&b, "DELETE", format!("/api/v1/webhooks/{id}"), None).await;
+    assert!(!lists(&left, &id), "{left}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while lists(&call(&a, "GET", "/api/v1/webhooks".into(), None).await, &id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A still has the removed webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!lists(
+        &call(&a, "GET", "/api/v1/webhooks".into(), None).await,
+        &id
+    ));
+    assert!(!lists(
+        &call(&b, "GET", "/api/v1/webhooks".into(), None).await,
+        &id
+    ));
+    b.gw.shutdown().await;
+    a.gw.shutdown().await;
+}

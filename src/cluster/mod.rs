@@ -39,18 +39,21 @@
 //! - [`tick`]: the owners' ticks, logged so every gateway folds them alike.
 //! - [`revoke`]: token revocations shared through the KV bucket.
 //! - [`keys`]: API keys shared through the KV bucket.
+//! - [`hooks`]: webhook endpoints added at run time, shared through the KV bucket.
 //! - [`cursors`]: the webhook cursors in the KV bucket.
 //! - [`node`]: this gateway's default name; keys derived from the shared secret.
 //! - [`cid`]: QUIC-LB connection IDs. [`config`]: the `[cluster]` section.
 //!
 //! The gateway (`crate::server`) starts these parts and hands each only the handles it uses
-//! ([`tick::TickParts`], [`revoke::RevokeParts`], [`keys::KeyParts`]); nothing here reaches
+//! ([`tick::TickParts`], [`revoke::RevokeParts`], [`keys::KeyParts`],
+//! [`hooks::HookParts`]); nothing here reaches
 //! back into the server.
 
 pub mod cid;
 pub mod config;
 pub mod consume;
 pub mod cursors;
+pub mod hooks;
 pub mod keys;
 pub mod lease;
 pub mod nats;

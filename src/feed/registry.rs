@@ -6,7 +6,9 @@
 //! at run time: the file they come from is the operator's.
 //!
 //! On a single box this gateway delivers to all of them. In a cluster deliveries are the
-//! leader's, and an endpoint added at run time is known to the gateway it was added on only.
+//! leader's; endpoints added at run time are shared through the cluster's bucket
+//! (`crate::cluster::hooks`): each gateway adopts the others' ([`Webhooks::adopt`]) and a
+//! removal anywhere is a tombstone every gateway follows.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +71,23 @@ pub enum HookError {
     Io(#[from] std::io::Error),
 }
 
+/// An endpoint added through the API as a cluster shares it (with its secret: the bucket is
+/// the cluster's own), or the tombstone of one removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedHook {
+    /// Its id.
+    pub id: String,
+    /// Where it delivers.
+    pub url: String,
+    /// Its signing secret (hex).
+    pub secret: String,
+    /// Added, UTC ms.
+    pub created_ms: i64,
+    /// Removed: every gateway drops it.
+    #[serde(default)]
+    pub removed: bool,
+}
+
 /// An endpoint as kept in the file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Stored {
@@ -105,6 +124,8 @@ pub struct Webhooks {
     inner: Mutex<Inner>,
     /// Held through an add or a remove (check, file, thread), so two never interleave.
     edit: Mutex<()>,
+    /// Ids removed on this gateway, for a cluster to spread as tombstones.
+    removed_here: Mutex<Vec<String>>,
 }
 
 fn read(path: &Path) -> std::io::Result<HookFile> {
@@ -148,6 +169,7 @@ impl Webhooks {
                 threads: Vec::new(),
             }),
             edit: Mutex::new(()),
+            removed_here: Mutex::new(Vec::new()),
         };
         for url in urls {
             let id = format!("cfg-{}", &short_digest(url)[..8]);
@@ -267,8 +289,77 @@ impl Webhooks {
         let e = inner.endpoints.remove(k);
         e.removed.store(true, Ordering::Relaxed);
         drop(inner);
+        lock(&self.removed_here).push(id.to_owned());
         // Added again later, it starts from then on, not from where this one stopped.
         self.common.cursors.forget(&short_digest(&e.url))?;
+        Ok(())
+    }
+
+    /// The endpoints added through the API on this gateway (its file), to share.
+    pub fn added(&self) -> std::io::Result<Vec<SharedHook>> {
+        Ok(read(&self.file)?
+            .hooks
+            .into_iter()
+            .map(|h| SharedHook {
+                id: h.id,
+                url: h.url,
+                secret: h.secret,
+                created_ms: h.created_ms,
+                removed: false,
+            })
+            .collect())
+    }
+
+    /// The ids removed on this gateway, to spread as tombstones.
+    pub fn removed_here(&self) -> Vec<String> {
+        lock(&self.removed_here).clone()
+    }
+
+    /// Follows what another gateway shared: starts an endpoint it added (and keeps it in this
+    /// gateway's file too), or drops one it removed.
+    pub fn adopt(&self, h: &SharedHook) -> Result<(), HookError> {
+        let _edit = lock(&self.edit);
+        let mut inner = lock(&self.inner);
+        let here = inner.endpoints.iter().position(|e| e.id == h.id);
+        match (here, h.removed) {
+            (Some(k), true) => {
+                if inner.endpoints[k].source == Source::Config {
+                    return Ok(());
+                }
+                let e = inner.endpoints.remove(k);
+                e.removed.store(true, Ordering::Relaxed);
+                drop(inner);
+                let mut file = read(&self.file)?;
+                file.hooks.retain(|s| s.id != h.id);
+                write(&self.file, &file)?;
+                tracing::info!(id = %h.id, "webhook removed elsewhere in the cluster");
+            }
+            (None, false) => {
+                if inner.endpoints.iter().any(|e| e.url == h.url) {
+                    return Ok(());
+                }
+                drop(inner);
+                let mut file = read(&self.file)?;
+                if !file.hooks.iter().any(|s| s.id == h.id) {
+                    file.hooks.push(Stored {
+                        id: h.id.clone(),
+                        url: h.url.clone(),
+                        secret: h.secret.clone(),
+                        created_ms: h.created_ms,
+                    });
+                    write(&self.file, &file)?;
+                }
+                self.run(
+                    h.id.clone(),
+                    h.url.clone(),
+                    h.secret.clone().into_bytes(),
+                    Source::Api,
+                    h.created_ms,
+                )?;
+                tracing::info!(id = %h.id, "webhook added elsewhere in the cluster");
+            }
+            _ => {}
+        }
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use crate::apikeys::KeyStore;
 use crate::auth::{DenyList, TokenKey};
 use crate::certs::{load, load_or_create_dev, server_tls, ServerIdentity};
 use crate::cluster::cursors::KvCursors;
+use crate::cluster::hooks::{self as cluster_hooks, HookParts};
 use crate::cluster::keys::{self as cluster_keys, KeyParts};
 use crate::cluster::lease::{self, Owned};
 use crate::cluster::nats::Cluster;
@@ -368,7 +369,14 @@ fn start_cluster_parts(
         cluster: cluster.clone(),
         keys: shared.api_keys.clone(),
     };
-    tokio::spawn(cluster_keys::run(keys, stop));
+    tokio::spawn(cluster_keys::run(keys, stop.clone()));
+    if let Some(hooks) = shared.webhooks.get() {
+        let parts = HookParts {
+            cluster: cluster.clone(),
+            hooks: hooks.clone(),
+        };
+        tokio::spawn(cluster_hooks::run(parts, stop));
+    }
 }
 
 impl Running {
