@@ -21,7 +21,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The file name of the key store in the data directory.
 pub const FILE: &str = "api-keys.json";
@@ -154,10 +153,7 @@ pub enum KeyError {
 }
 
 fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::proofs::sha256_hex(s.as_bytes())
 }
 
 /// Equal in time independent of where the first difference is.

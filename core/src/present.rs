@@ -93,6 +93,47 @@ pub fn reason_text(r: milepost_proto::route::FailureReason) -> &'static str {
     }
 }
 
+/// A parcel event's kind, as pages and API clients name it (`OutForDelivery`, `StopsAway`...).
+pub fn event_kind(e: &ParcelEvent) -> &'static str {
+    match e {
+        ParcelEvent::OutForDelivery => "OutForDelivery",
+        ParcelEvent::StopsAway { .. } => "StopsAway",
+        ParcelEvent::EtaChanged { .. } => "EtaChanged",
+        ParcelEvent::ArrivingSoon => "ArrivingSoon",
+        ParcelEvent::Arrived => "Arrived",
+        ParcelEvent::Delivered { .. } => "Delivered",
+        ParcelEvent::Failed { .. } => "Failed",
+        ParcelEvent::Delayed { .. } => "Delayed",
+        ParcelEvent::Returned { .. } => "Returned",
+    }
+}
+
+/// When a milestone happened: a delivery at its own time, anything else at its fix's.
+pub fn event_time(p: &milepost_proto::route::ParcelUpdate) -> i64 {
+    match &p.kind {
+        ParcelEvent::Delivered { at_ms, .. } => *at_ms,
+        _ => p.fix_t_ms,
+    }
+}
+
+/// The outcome a status shows: the proof once delivered, the reason and note once failed.
+pub fn shown_outcome(
+    s: &ParcelStatus,
+) -> (
+    Option<&milepost_proto::route::ProofSummary>,
+    Option<(milepost_proto::route::FailureReason, &str)>,
+) {
+    match s.last_event.as_ref().map(|u| &u.kind) {
+        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => {
+            (Some(proof), None)
+        }
+        Some(ParcelEvent::Failed { reason, note }) if s.state == ParcelState::Failed => {
+            (None, Some((*reason, note.as_str())))
+        }
+        _ => (None, None),
+    }
+}
+
 /// One parcel milestone in words.
 pub fn event_text(e: &ParcelEvent) -> String {
     match e {

@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use milepost_core::fleet::progress::StopPhase;
 use milepost_core::fleet::view::RouteView;
-use milepost_core::fold::CommandResult;
 use milepost_core::present::dispatch_text;
 use milepost_core::store::record::AlertAction;
 use milepost_core::store::LogRecord;
@@ -26,12 +25,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::apikeys::KeyRole;
 use crate::history::AlertHandling;
-use crate::server::commands::commit;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::web::api::views::{cursor_id, cursor_of, Page};
+use crate::web::api::views::{cursor_id, cursor_of, page_limit, Page};
+use crate::web::api::write::{commit, write};
 use crate::web::respond::json;
 use crate::web::state::WebState;
 
@@ -213,10 +212,7 @@ pub async fn list_alerts(
             )
         }
     };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1-1000").field("limit"));
-    }
+    let limit = page_limit(q.limit)?;
     let before = match q.cursor.as_deref().map(cursor_id).transpose()? {
         Some(c) => c
             .parse()
@@ -228,10 +224,10 @@ pub async fn list_alerts(
     let mut items: Vec<AlertView> = views(&st, &depot, &events)?
         .into_iter()
         .filter(|a| wanted.contains(&a.state))
-        .take(limit as usize + 1)
+        .take(limit + 1)
         .collect();
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
+    let more = items.len() > limit;
+    items.truncate(limit);
     let next_cursor = match (more, items.last()) {
         (true, Some(last)) => Some(cursor_of(&last.id.to_string())),
         _ => None,
@@ -262,61 +258,54 @@ async fn handle(
         AlertAction::Resolved => "resolve",
     };
     let what = format!("POST /api/v1/depots/{depot}/alerts/{id}/{verb}");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            &what,
-            body.digest,
-            move || async move {
-                caller.require(KeyRole::Dispatcher, &depot)?;
-                let note = body.value.note.unwrap_or_default();
-                if note.len() > 500 {
-                    return Err(ApiError::too_large("note over 500 bytes").field("note"));
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        body.digest,
+        |st2, caller| async move {
+            caller.require(KeyRole::Dispatcher, &depot)?;
+            let note = body.value.note.unwrap_or_default();
+            if note.len() > 500 {
+                return Err(ApiError::too_large("note over 500 bytes").field("note"));
+            }
+            let d = DepotId(depot.clone());
+            let find = |st: &WebState| -> Result<AlertView, ApiError> {
+                let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
+                    .into_iter()
+                    .filter(|(o, _)| *o == id)
+                    .collect();
+                views(st, &d, &ev)?
+                    .pop()
+                    .ok_or_else(|| ApiError::not_found(format!("no alert {id} in depot {depot}")))
+            };
+            let now = find(&st2)?;
+            match (now.state, action) {
+                (AlertState::Resolved, _) => {
+                    return Err(ApiError::conflict("the alert is resolved already"))
                 }
-                let d = DepotId(depot.clone());
-                let find = |st: &WebState| -> Result<AlertView, ApiError> {
-                    let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
-                        .into_iter()
-                        .filter(|(o, _)| *o == id)
-                        .collect();
-                    views(st, &d, &ev)?.pop().ok_or_else(|| {
-                        ApiError::not_found(format!("no alert {id} in depot {depot}"))
-                    })
-                };
-                let now = find(&st2)?;
-                match (now.state, action) {
-                    (AlertState::Resolved, _) => {
-                        return Err(ApiError::conflict("the alert is resolved already"))
-                    }
-                    (AlertState::Acknowledged, AlertAction::Acknowledged) => {
-                        return Err(ApiError::conflict("the alert is acknowledged already"))
-                    }
-                    _ => {}
+                (AlertState::Acknowledged, AlertAction::Acknowledged) => {
+                    return Err(ApiError::conflict("the alert is acknowledged already"))
                 }
-                let rec = LogRecord::AlertHandled {
-                    depot: depot.clone(),
-                    offset: id,
-                    action,
-                    by: caller.name.clone(),
-                    note,
-                    at_ms: st2.shared.now_ms(),
-                };
-                match commit(&st2.shared, rec).await {
-                    Ok(CommandResult::Applied) => {}
-                    Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
-                    Err((code, message)) => return Err(ApiError::from_command(code, message)),
-                }
-                let after = find(&st2)?;
-                serde_json::to_value(&after)
-                    .map(|v| (StatusCode::OK, v))
-                    .map_err(|e| ApiError::internal(e.to_string()))
-            },
-        )
-        .await
+                _ => {}
+            }
+            let rec = LogRecord::AlertHandled {
+                depot: depot.clone(),
+                offset: id,
+                action,
+                by: caller.name.clone(),
+                note,
+                at_ms: st2.shared.now_ms(),
+            };
+            commit(&st2.shared, rec, ApiError::conflict).await?;
+            let after = find(&st2)?;
+            serde_json::to_value(&after)
+                .map(|v| (StatusCode::OK, v))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        },
+    )
+    .await
 }
 
 fn not_an_id() -> Response {

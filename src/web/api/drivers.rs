@@ -13,7 +13,9 @@ use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiPath, ApiQuery};
-use crate::web::api::views::{cursor_id, cursor_of, DriverDetail, DriverPage, PositionDetail};
+use crate::web::api::views::{
+    cursor_id, cursor_of, page_limit, DriverDetail, DriverPage, PositionDetail,
+};
 use crate::web::respond::json;
 use crate::web::state::WebState;
 
@@ -90,10 +92,7 @@ pub async fn depot_drivers(
     if !caller.reads(&depot) {
         return Err(ApiError::forbidden(format!("no scope for depot {depot}")));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1-1000").field("limit"));
-    }
+    let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(cursor_id).transpose()?;
     let mut all = lock(&st.shared.state.positions).of_depot(&depot);
     all.sort_by(|a, b| a.driver.cmp(&b.driver));
@@ -101,7 +100,7 @@ pub async fn depot_drivers(
         Some(a) => all.partition_point(|p| p.driver.0.as_str() <= a.as_str()),
         None => 0,
     };
-    let page = &all[start..(start + limit as usize).min(all.len())];
+    let page = &all[start..(start + limit).min(all.len())];
     let items: Vec<DriverDetail> = {
         let core = lock(&st.shared.state.core);
         page.iter()

@@ -18,6 +18,7 @@
 //! | [`caller`] | who calls (API key or dispatcher token) and their scopes |
 //! | [`limits`] | a token bucket per caller |
 //! | [`idempotency`] | `Idempotency-Key` on writes |
+//! | [`write`] | how a write handler runs: under its key, in a task of its own |
 //! | [`views`] | the answers' types (route, stop, parcel, driver, lists) and their builders |
 //! | [`routes`] | routes: put, get, list, cancel, re-sequence, add and remove stops |
 //! | [`parcels`] | parcels: status, bulk status, tracking links, outcomes |
@@ -28,18 +29,17 @@
 //! | [`docs`] | the OpenAPI document ([`docs::ApiDoc`]) and its reference page |
 //!
 //! Imports run one way: `mod.rs` uses the handlers; the handlers (`routes`, `parcels`,
-//! `drivers`, `proofs`, `alerts`, `webhooks`) use `caller`, `views`, `extract`, `error` and
-//! the web listener's
-//! `state`, which holds [`state::ApiState`]; `state` uses `limits` and `idempotency`, which use
-//! nothing above them.
+//! `drivers`, `proofs`, `alerts`, `webhooks`) use `write`, `caller`, `views`, `extract`,
+//! `error` and the web listener's `state`, which holds [`state::ApiState`]; `state` uses
+//! `limits` and `idempotency`, which use nothing above them.
 //!
 //! # Adding an endpoint
 //! A handler with `#[utoipa::path(...)]` in the file of its resource, its answer type in
 //! [`views`] (`#[derive(Serialize, ToSchema)]`), one line in [`router`] and one in
 //! [`docs::ApiDoc`]'s `paths(...)`. Errors are [`error::ApiError`]s; the common error answers and
 //! the bearer security requirement are added to every operation of the document by
-//! [`docs::Common`]. A write takes an `Idempotency-Key` through
-//! [`idempotency::Idempotency::run`].
+//! [`docs::Common`]. A write runs through [`write::write`] (its `Idempotency-Key`, its own
+//! task).
 
 pub mod alerts;
 pub mod caller;
@@ -55,6 +55,7 @@ pub mod routes;
 pub mod state;
 pub mod views;
 pub mod webhooks;
+pub mod write;
 
 use std::sync::Arc;
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use milepost_core::fold::CommandResult;
 use milepost_core::store::LogRecord;
 use milepost_proto::route::{Outcome, Proof, TrackingNumber};
 use serde::{Deserialize, Serialize};
@@ -18,12 +17,12 @@ use utoipa::ToSchema;
 
 use crate::apikeys::KeyRole;
 use crate::auth::{Claims, Role};
-use crate::server::commands::commit;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiJson, ApiPath};
 use crate::web::api::views::{parcel_detail, ParcelDetail, ReasonCode};
+use crate::web::api::write::{commit, write};
 use crate::web::auth::valid_tracking;
 use crate::web::respond::json;
 use crate::web::state::WebState;
@@ -302,52 +301,45 @@ pub async fn record_outcome(
     body: ApiJson<OutcomeRequest>,
 ) -> Response {
     let what = format!("POST /api/v1/parcels/{tracking}/outcome");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            &what,
-            body.digest,
-            move || async move {
-                check_tracking(&tracking)?;
-                let t = TrackingNumber(tracking.clone());
-                // Where the parcel is now, and whose route it is.
-                let (driver, stop, depot) = {
-                    let core = lock(&st2.shared.state.core);
-                    let s = core
-                        .parcel_status(&t)
-                        .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
-                    let run = core
-                        .run(&s.route_id)
-                        .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
-                    (run.plan.driver.clone(), s.stop, run.plan.depot.0.clone())
-                };
-                if !caller.reads(&depot) {
-                    return Err(ApiError::not_found(format!("no live parcel {tracking}")));
-                }
-                caller.require(KeyRole::Backoffice, &depot)?;
-                let outcome = outcome_of(body.value)?;
-                let rec = LogRecord::OutcomeReported {
-                    driver,
-                    stop,
-                    tracking: Some(t.clone()),
-                    outcome,
-                    at_ms: st2.shared.now_ms(),
-                };
-                match commit(&st2.shared, rec).await {
-                    Ok(CommandResult::Applied) => {}
-                    Ok(CommandResult::Refused(why)) => return Err(ApiError::conflict(why)),
-                    Err((code, message)) => return Err(ApiError::from_command(code, message)),
-                }
-                let d = parcel_detail(&st2.shared, &t)?
-                    .ok_or_else(|| ApiError::internal("the parcel vanished"))?;
-                serde_json::to_value(&d)
-                    .map(|v| (StatusCode::OK, v))
-                    .map_err(|e| ApiError::internal(e.to_string()))
-            },
-        )
-        .await
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        body.digest,
+        |st2, caller| async move {
+            check_tracking(&tracking)?;
+            let t = TrackingNumber(tracking.clone());
+            // Where the parcel is now, and whose route it is.
+            let (driver, stop, depot) = {
+                let core = lock(&st2.shared.state.core);
+                let s = core
+                    .parcel_status(&t)
+                    .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
+                let run = core
+                    .run(&s.route_id)
+                    .ok_or_else(|| ApiError::not_found(format!("no live parcel {tracking}")))?;
+                (run.plan.driver.clone(), s.stop, run.plan.depot.0.clone())
+            };
+            if !caller.reads(&depot) {
+                return Err(ApiError::not_found(format!("no live parcel {tracking}")));
+            }
+            caller.require(KeyRole::Backoffice, &depot)?;
+            let outcome = outcome_of(body.value)?;
+            let rec = LogRecord::OutcomeReported {
+                driver,
+                stop,
+                tracking: Some(t.clone()),
+                outcome,
+                at_ms: st2.shared.now_ms(),
+            };
+            commit(&st2.shared, rec, ApiError::conflict).await?;
+            let d = parcel_detail(&st2.shared, &t)?
+                .ok_or_else(|| ApiError::internal("the parcel vanished"))?;
+            serde_json::to_value(&d)
+                .map(|v| (StatusCode::OK, v))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        },
+    )
+    .await
 }

@@ -19,15 +19,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::apikeys::KeyRole;
 use crate::auth::{Claims, Role};
-use crate::server::commands::{commit, handle};
+use crate::server::commands::handle;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::web::api::views::{cursor_id, cursor_of, route_detail, RouteDetail, RoutePage};
+use crate::web::api::views::{
+    cursor_id, cursor_of, page_limit, route_detail, RouteDetail, RoutePage,
+};
+use crate::web::api::write::{commit, write};
 use crate::web::respond::json;
 use crate::web::state::WebState;
-use milepost_core::fold::CommandResult;
 
 type St = State<Arc<WebState>>;
 
@@ -116,27 +118,23 @@ pub async fn put_route(
     body: ApiJson<Route>,
 ) -> Response {
     let what = format!("PUT /api/v1/routes/{route_id}");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            &what,
-            body.digest,
-            move || async move {
-                let _edit = st2.api.route_edits.lock().await;
-                if body.value.id.0 != route_id {
-                    return Err(
-                        ApiError::bad_request("the body's id is not the path's route id")
-                            .field("id"),
-                    );
-                }
-                assign(&st2, &caller, body.value).await
-            },
-        )
-        .await
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        body.digest,
+        |st2, caller| async move {
+            let _edit = st2.api.route_edits.lock().await;
+            if body.value.id.0 != route_id {
+                return Err(
+                    ApiError::bad_request("the body's id is not the path's route id").field("id"),
+                );
+            }
+            assign(&st2, &caller, body.value).await
+        },
+    )
+    .await
 }
 
 /// Create a route
@@ -157,28 +155,25 @@ pub async fn create_route(
     headers: HeaderMap,
     body: ApiJson<Route>,
 ) -> Response {
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            "POST /api/v1/routes",
-            body.digest,
-            move || async move {
-                let _edit = st2.api.route_edits.lock().await;
-                if lock(&st2.shared.state.core).run(&body.value.id).is_some() {
-                    return Err(ApiError::conflict(format!(
-                        "route {} exists: PUT /api/v1/routes/{} replaces it",
-                        body.value.id, body.value.id
-                    ))
-                    .field("id"));
-                }
-                assign(&st2, &caller, body.value).await
-            },
-        )
-        .await
+    write(
+        &st,
+        &caller,
+        &headers,
+        "POST /api/v1/routes",
+        body.digest,
+        |st2, caller| async move {
+            let _edit = st2.api.route_edits.lock().await;
+            if lock(&st2.shared.state.core).run(&body.value.id).is_some() {
+                return Err(ApiError::conflict(format!(
+                    "route {} exists: PUT /api/v1/routes/{} replaces it",
+                    body.value.id, body.value.id
+                ))
+                .field("id"));
+            }
+            assign(&st2, &caller, body.value).await
+        },
+    )
+    .await
 }
 
 /// The query of a route list.
@@ -218,10 +213,7 @@ pub async fn list_routes(
             return Err(ApiError::bad_request("day must be YYYY-MM-DD").field("day"));
         }
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1-1000").field("limit"));
-    }
+    let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(cursor_id).transpose()?;
     let depot = DepotId(q.depot.clone());
     let mut ids: Vec<RouteId> = {
@@ -248,7 +240,7 @@ pub async fn list_routes(
         Some(a) => ids.partition_point(|id| id.0.as_str() <= a.as_str()),
         None => 0,
     };
-    let page: Vec<&RouteId> = ids[start..].iter().take(limit as usize).collect();
+    let page: Vec<&RouteId> = ids[start..].iter().take(limit).collect();
     let mut items = Vec::with_capacity(page.len());
     for id in &page {
         // The depot is checked again: an id of this depot's history may be live elsewhere.
@@ -309,11 +301,13 @@ pub async fn cancel_route(
     headers: HeaderMap,
 ) -> Response {
     let what = format!("POST /api/v1/routes/{route_id}/cancel");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(&caller_id, &headers, &what, [0; 32], move || async move {
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        [0; 32],
+        |st2, caller| async move {
             let _edit = st2.api.route_edits.lock().await;
             let id = RouteId(route_id);
             live_route(&st2, &caller, &id)?;
@@ -322,16 +316,13 @@ pub async fn cancel_route(
                 by: caller.name.clone(),
                 at_ms: st2.shared.now_ms(),
             };
-            match commit(&st2.shared, rec).await {
-                Ok(CommandResult::Applied) => {}
-                Ok(CommandResult::Refused(why)) => return Err(ApiError::not_found(why)),
-                Err((code, message)) => return Err(ApiError::from_command(code, message)),
-            }
+            commit(&st2.shared, rec, ApiError::not_found).await?;
             let d = route_detail(&st2.shared, &id)?
                 .ok_or_else(|| ApiError::internal("the cancelled route has no history"))?;
             Ok((StatusCode::OK, to_json(&d)?))
-        })
-        .await
+        },
+    )
+    .await
 }
 
 /// A new order of a route's stops.
@@ -362,31 +353,28 @@ pub async fn resequence(
     body: ApiJson<Sequence>,
 ) -> Response {
     let what = format!("POST /api/v1/routes/{route_id}/sequence");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            &what,
-            body.digest,
-            move || async move {
-                let _edit = st2.api.route_edits.lock().await;
-                let id = RouteId(route_id);
-                let route = live_route(&st2, &caller, &id)?;
-                let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
-                let kind = CommandKind::Resequence {
-                    route_id: id.clone(),
-                    order,
-                };
-                run_command(&st2, &caller, &route.depot.0, kind).await?;
-                let d = route_detail(&st2.shared, &id)?
-                    .ok_or_else(|| ApiError::not_found(format!("no route {id}")))?;
-                Ok((StatusCode::OK, to_json(&d)?))
-            },
-        )
-        .await
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        body.digest,
+        |st2, caller| async move {
+            let _edit = st2.api.route_edits.lock().await;
+            let id = RouteId(route_id);
+            let route = live_route(&st2, &caller, &id)?;
+            let order: Vec<StopId> = body.value.order.into_iter().map(StopId).collect();
+            let kind = CommandKind::Resequence {
+                route_id: id.clone(),
+                order,
+            };
+            run_command(&st2, &caller, &route.depot.0, kind).await?;
+            let d = route_detail(&st2.shared, &id)?
+                .ok_or_else(|| ApiError::not_found(format!("no route {id}")))?;
+            Ok((StatusCode::OK, to_json(&d)?))
+        },
+    )
+    .await
 }
 
 /// Add a stop to a live route
@@ -412,32 +400,29 @@ pub async fn add_stop(
     body: ApiJson<Stop>,
 ) -> Response {
     let what = format!("POST /api/v1/routes/{route_id}/stops");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            &what,
-            body.digest,
-            move || async move {
-                let _edit = st2.api.route_edits.lock().await;
-                let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
-                if route.stops.iter().any(|s| s.id == body.value.id) {
-                    return Err(ApiError::conflict(format!(
-                        "the route has a stop {} already",
-                        body.value.id
-                    ))
-                    .field("id"));
-                }
-                route.stops.push(body.value);
-                assign(&st2, &caller, route)
-                    .await
-                    .map(|(_, v)| (StatusCode::OK, v))
-            },
-        )
-        .await
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        body.digest,
+        |st2, caller| async move {
+            let _edit = st2.api.route_edits.lock().await;
+            let mut route = live_route(&st2, &caller, &RouteId(route_id))?;
+            if route.stops.iter().any(|s| s.id == body.value.id) {
+                return Err(ApiError::conflict(format!(
+                    "the route has a stop {} already",
+                    body.value.id
+                ))
+                .field("id"));
+            }
+            route.stops.push(body.value);
+            assign(&st2, &caller, route)
+                .await
+                .map(|(_, v)| (StatusCode::OK, v))
+        },
+    )
+    .await
 }
 
 /// Remove a stop from a live route
@@ -461,11 +446,13 @@ pub async fn remove_stop(
     headers: HeaderMap,
 ) -> Response {
     let what = format!("DELETE /api/v1/routes/{route_id}/stops/{stop_id}");
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(&caller_id, &headers, &what, [0; 32], move || async move {
+    write(
+        &st,
+        &caller,
+        &headers,
+        &what,
+        [0; 32],
+        |st2, caller| async move {
             let _edit = st2.api.route_edits.lock().await;
             let id = RouteId(route_id);
             let mut route = live_route(&st2, &caller, &id)?;
@@ -504,6 +491,7 @@ pub async fn remove_stop(
             assign(&st2, &caller, route)
                 .await
                 .map(|(_, v)| (StatusCode::OK, v))
-        })
-        .await
+        },
+    )
+    .await
 }

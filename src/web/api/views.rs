@@ -6,7 +6,9 @@
 use milepost_core::fleet::progress::StopPhase;
 use milepost_core::fleet::view::{RouteView, StopView};
 use milepost_core::history::{Closed, ParcelHistory, RouteHistory};
-use milepost_core::present::{event_text, reason_text, status_line};
+use milepost_core::present::{
+    event_kind, event_text, event_time, reason_text, shown_outcome, status_line,
+};
 use milepost_proto::route::{
     FailureReason, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary,
     Route, TimeWindow, TrackingNumber,
@@ -271,21 +273,10 @@ pub struct Milestone {
 
 impl Milestone {
     fn of(p: &ParcelUpdate) -> Milestone {
-        let (kind, at_ms) = match &p.kind {
-            ParcelEvent::OutForDelivery => ("OutForDelivery", p.fix_t_ms),
-            ParcelEvent::StopsAway { .. } => ("StopsAway", p.fix_t_ms),
-            ParcelEvent::EtaChanged { .. } => ("EtaChanged", p.fix_t_ms),
-            ParcelEvent::ArrivingSoon => ("ArrivingSoon", p.fix_t_ms),
-            ParcelEvent::Arrived => ("Arrived", p.fix_t_ms),
-            ParcelEvent::Delivered { at_ms, .. } => ("Delivered", *at_ms),
-            ParcelEvent::Failed { .. } => ("Failed", p.fix_t_ms),
-            ParcelEvent::Delayed { .. } => ("Delayed", p.fix_t_ms),
-            ParcelEvent::Returned { .. } => ("Returned", p.fix_t_ms),
-        };
         Milestone {
-            kind: kind.to_owned(),
+            kind: event_kind(&p.kind).to_owned(),
             text: event_text(&p.kind).trim().to_owned(),
-            at_ms,
+            at_ms: event_time(p),
         }
     }
 }
@@ -334,20 +325,13 @@ fn detail(
     live: bool,
     ms: &[ParcelUpdate],
 ) -> ParcelDetail {
-    let (proof, failure) = match s.last_event.as_ref().map(|u| &u.kind) {
-        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => {
-            (Some(proof.clone()), None)
-        }
-        Some(ParcelEvent::Failed { reason, note }) if s.state == ParcelState::Failed => (
-            None,
-            Some(FailureView {
-                reason: (*reason).into(),
-                text: reason_text(*reason).to_owned(),
-                note: note.clone(),
-            }),
-        ),
-        _ => (None, None),
-    };
+    let (proof, failure) = shown_outcome(s);
+    let proof = proof.cloned();
+    let failure = failure.map(|(reason, note)| FailureView {
+        reason: reason.into(),
+        text: reason_text(reason).to_owned(),
+        note: note.to_owned(),
+    });
     ParcelDetail {
         tracking: s.tracking.0.clone(),
         depot,
@@ -466,6 +450,14 @@ pub struct Page<T: ToSchema> {
 pub type RoutePage = Page<RouteDetail>;
 /// Drivers of a page.
 pub type DriverPage = Page<DriverDetail>;
+
+/// A list's `limit`: 100 when not given, else 1-1000 (400 naming the field).
+pub fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n as usize),
+        _ => Err(ApiError::bad_request("limit must be 1-1000").field("limit")),
+    }
+}
 
 /// Cursors are the last item's id, base64url: opaque to callers, stable across restarts.
 pub fn cursor_of(id: &str) -> String {

@@ -16,6 +16,7 @@ use crate::feed::registry::{HookError, WebhookInfo, Webhooks};
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiJson, ApiPath};
+use crate::web::api::write::write;
 use crate::web::respond::json;
 use crate::web::state::WebState;
 
@@ -97,30 +98,27 @@ pub async fn add_webhook(
     headers: HeaderMap,
     body: ApiJson<NewWebhook>,
 ) -> Response {
-    let st2 = st.clone();
-    let caller_id = caller.id.clone();
-    st.api
-        .idempotency
-        .run(
-            &caller_id,
-            &headers,
-            "POST /api/v1/webhooks",
-            body.digest,
-            move || async move {
-                caller.require(KeyRole::Backoffice, "*")?;
-                let hooks = registry(&st2)?.clone();
-                let now = st2.shared.now_ms();
-                let url = body.value.url;
-                let (webhook, secret) = tokio::task::spawn_blocking(move || hooks.add(&url, now))
-                    .await
-                    .map_err(|e| ApiError::internal(e.to_string()))?
-                    .map_err(refused)?;
-                serde_json::to_value(CreatedWebhook { webhook, secret })
-                    .map(|v| (StatusCode::CREATED, v))
-                    .map_err(|e| ApiError::internal(e.to_string()))
-            },
-        )
-        .await
+    write(
+        &st,
+        &caller,
+        &headers,
+        "POST /api/v1/webhooks",
+        body.digest,
+        |st2, caller| async move {
+            caller.require(KeyRole::Backoffice, "*")?;
+            let hooks = registry(&st2)?.clone();
+            let now = st2.shared.now_ms();
+            let url = body.value.url;
+            let (webhook, secret) = tokio::task::spawn_blocking(move || hooks.add(&url, now))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(refused)?;
+            serde_json::to_value(CreatedWebhook { webhook, secret })
+                .map(|v| (StatusCode::CREATED, v))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        },
+    )
+    .await
 }
 
 /// Remove a webhook endpoint

@@ -2,7 +2,9 @@
 //! milestones ([`MilestoneView`]), the driver card, the driver's position under the privacy
 //! rule ([`visible_position`]), and all of it together for the tracking page ([`ParcelView`]).
 
-use milepost_core::present::{event_text, reason_text, status_line, visible_driver};
+use milepost_core::present::{
+    event_kind, event_text, event_time, reason_text, shown_outcome, status_line, visible_driver,
+};
 use milepost_proto::route::{
     ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary, TimeWindow,
     TrackingNumber, Update,
@@ -40,10 +42,7 @@ pub struct MilestoneView {
 impl MilestoneView {
     /// The view of milestone `offset`.
     pub fn of(offset: u64, p: &ParcelUpdate) -> MilestoneView {
-        let at_ms = match &p.kind {
-            ParcelEvent::Delivered { at_ms, .. } => *at_ms,
-            _ => p.fix_t_ms,
-        };
+        let at_ms = event_time(p);
         let text = match &p.kind {
             // Said the way the status line says it ("1 stop away", "Next stop").
             ParcelEvent::StopsAway { n: 0 } => "Next stop".to_owned(),
@@ -54,26 +53,12 @@ impl MilestoneView {
         };
         MilestoneView {
             offset,
-            kind: parcel_kind(&p.kind),
+            kind: event_kind(&p.kind),
             text,
             at_ms,
             time: hhmm(at_ms),
             milestone: !matches!(p.kind, ParcelEvent::EtaChanged { .. }),
         }
-    }
-}
-
-fn parcel_kind(e: &ParcelEvent) -> &'static str {
-    match e {
-        ParcelEvent::OutForDelivery => "OutForDelivery",
-        ParcelEvent::StopsAway { .. } => "StopsAway",
-        ParcelEvent::EtaChanged { .. } => "EtaChanged",
-        ParcelEvent::ArrivingSoon => "ArrivingSoon",
-        ParcelEvent::Arrived => "Arrived",
-        ParcelEvent::Delivered { .. } => "Delivered",
-        ParcelEvent::Failed { .. } => "Failed",
-        ParcelEvent::Delayed { .. } => "Delayed",
-        ParcelEvent::Returned { .. } => "Returned",
     }
 }
 
@@ -134,21 +119,12 @@ pub struct ParcelView {
 
 /// The current status of a parcel, in words.
 pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
-    let (proof, failure) = match s.last_event.as_ref().map(|u| &u.kind) {
-        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => {
-            (Some(proof.clone()), None)
-        }
-        Some(ParcelEvent::Failed { reason, note }) if s.state == ParcelState::Failed => {
-            let note = note.trim();
-            let text = if note.is_empty() {
-                reason_text(*reason).to_owned()
-            } else {
-                format!("{}: {note}", reason_text(*reason))
-            };
-            (None, Some(text))
-        }
-        _ => (None, None),
-    };
+    let (proof, failure) = shown_outcome(s);
+    let proof = proof.cloned();
+    let failure = failure.map(|(reason, note)| match note.trim() {
+        "" => reason_text(reason).to_owned(),
+        note => format!("{}: {note}", reason_text(reason)),
+    });
     let driver = if s.state == ParcelState::Planned {
         None
     } else {
