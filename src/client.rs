@@ -332,6 +332,35 @@ impl Session {
         Ok(FeedStream { _send: send, recv })
     }
 
+    /// Uploads a proof file (photo or signature) on a stream of its own (PROTOCOL.md 6.11):
+    /// the header, the bytes, the end of the stream; then waits for `Done`. The name is the
+    /// bytes' SHA-256, which an outcome's proof then names. A refusal is
+    /// [`ClientError::Refused`] (`UploadRefused`, `WrongRole`, `DiskFull`...).
+    pub async fn upload(&self, id: u32, bytes: &[u8]) -> Result<String, ClientError> {
+        let sha256 = crate::proofs::sha256_hex(bytes);
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        let header = ClientMsg::Upload(milepost_proto::Upload {
+            id,
+            sha256: sha256.clone(),
+            size: bytes.len() as u64,
+        });
+        write_msg(&mut send, &header).await?;
+        // A refusal may come before every byte is sent (the server stops reading): the
+        // answer tells, so a failed write is not the end of it.
+        let sent = send.write_all(bytes).await;
+        let _ = send.finish();
+        let answer = read_msg::<ServerMsg>(&mut recv, MAX_FRAME_HARD).await;
+        match answer {
+            Ok(Some(ServerMsg::Done { id: got })) if got == id => Ok(sha256),
+            Ok(Some(ServerMsg::Error(e))) => Err(ClientError::Refused(e)),
+            Ok(other) => {
+                sent.map_err(WireError::Write)?;
+                Err(ClientError::Unexpected(format!("{other:?}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sends the newest fix as a datagram; its ack comes on the ack stream
     /// ([`Session::accept_ack_stream`]).
     pub fn send_live(&self, seq: Seq, fix: Fix) -> Result<(), ClientError> {

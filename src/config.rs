@@ -1,11 +1,12 @@
 //! Configuration, assembled: every part owns its own section (`[limits]` the QUIC server's,
 //! `[validation]` and `[core]` the fleet core's, `[feed]` the feeds', `[log]` the store's,
-//! `[web]` the web listener's, `[cluster]` the cluster's); this file only puts them together with
+//! `[web]` the web listener's, `[cluster]` the cluster's, `[history]` and `[proofs]` theirs); this file only puts them together with
 //! the gateway-wide settings. Sources, later ones winning: the built-in defaults, a TOML file
 //! (`serve --config milepost.toml`), environment variables (`MILEPOST_LISTEN`,
 //! `MILEPOST_DATA_DIR`, `MILEPOST_SECRET`, `MILEPOST_CLUSTER`...), then command-line flags.
 
 use crate::history::HistoryConfig;
+use crate::proofs::ProofsConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// How long closed routes and their parcels' history are kept.
     pub history: HistoryConfig,
+    /// Proof-of-delivery files: size limit, uploads at once.
+    pub proofs: ProofsConfig,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             web: WebConfig::default(),
             cluster: ClusterConfig::default(),
             history: HistoryConfig::default(),
+            proofs: ProofsConfig::default(),
         }
     }
 }

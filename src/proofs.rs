@@ -5,11 +5,40 @@
 //! larger than the limit; it is written to a temporary name, synced, then renamed into place,
 //! so a reader never sees half a file and a crash leaves at most a stray temporary file.
 //! Uploading the same file twice stores it once.
+//!
+//! Files come over HTTP (`PUT /api/v1/proofs/{sha256}`) or a driver session's upload stream
+//! (PROTOCOL.md section 6.11); both end in [`ProofStore::put`]. The `[proofs]` section of the
+//! configuration ([`ProofsConfig`]) is owned here.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// The proof files' settings (`[proofs]` in the configuration file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProofsConfig {
+    /// Largest proof file (photo, signature), bytes, over HTTP and QUIC alike.
+    pub max_bytes: usize,
+    /// QUIC uploads received at once, gateway-wide (each holds up to `max_bytes` in memory);
+    /// more wait their turn.
+    pub max_concurrent_uploads: usize,
+    /// Longest a QUIC upload may take from its header to its last byte, seconds.
+    pub upload_timeout_s: u64,
+}
+
+impl Default for ProofsConfig {
+    fn default() -> Self {
+        ProofsConfig {
+            max_bytes: 8 * 1024 * 1024,
+            max_concurrent_uploads: 16,
+            upload_timeout_s: 120,
+        }
+    }
+}
 
 /// Why a proof file was refused or not stored.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +73,9 @@ pub enum ProofError {
 pub struct ProofStore {
     dir: PathBuf,
     max_bytes: usize,
+    /// Places for uploads being received (QUIC), so memory stays bounded.
+    uploads: Arc<tokio::sync::Semaphore>,
+    upload_timeout: std::time::Duration,
 }
 
 /// The SHA-256 of `bytes`, lower-case hex.
@@ -60,17 +92,31 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 impl ProofStore {
-    /// The store under `data_dir/proofs`, taking files up to `max_bytes`.
-    pub fn new(data_dir: &Path, max_bytes: usize) -> ProofStore {
+    /// The store under `data_dir/proofs`, configured by `cfg`.
+    pub fn new(data_dir: &Path, cfg: &ProofsConfig) -> ProofStore {
         ProofStore {
             dir: data_dir.join("proofs"),
-            max_bytes,
+            max_bytes: cfg.max_bytes,
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_concurrent_uploads.max(1),
+            )),
+            upload_timeout: std::time::Duration::from_secs(cfg.upload_timeout_s.max(1)),
         }
     }
 
     /// The largest file taken.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
+    }
+
+    /// A place to receive one upload in; waits while `max_concurrent_uploads` are under way.
+    pub async fn upload_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.uploads.clone().acquire_owned().await.ok()
+    }
+
+    /// Longest one upload may take.
+    pub fn upload_timeout(&self) -> std::time::Duration {
+        self.upload_timeout
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -137,10 +183,17 @@ impl ProofStore {
 mod tests {
     use super::*;
 
+    fn small(max_bytes: usize) -> ProofsConfig {
+        ProofsConfig {
+            max_bytes,
+            ..ProofsConfig::default()
+        }
+    }
+
     #[test]
     fn a_file_is_stored_under_its_digest_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ProofStore::new(dir.path(), 1024);
+        let store = ProofStore::new(dir.path(), &small(1024));
         let photo = b"\x89PNG not really";
         let name = sha256_hex(photo);
         assert!(!store.has(&name));
@@ -153,7 +206,7 @@ mod tests {
     #[test]
     fn bad_uploads_are_refused_and_store_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ProofStore::new(dir.path(), 8);
+        let store = ProofStore::new(dir.path(), &small(8));
         let other = sha256_hex(b"other");
         assert!(matches!(
             store.put(&other, b"bytes"),

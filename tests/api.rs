@@ -64,6 +64,12 @@ fn route(id: &str, depot: &str, driver: &str, tracking: &[&str]) -> Route {
     r
 }
 
+/// `POST /api/v1/parcels/{tracking}/outcome` with `body`.
+async fn post_outcome(w: &World, key: &str, tracking: &str, body: &Value) -> Resp {
+    let path = format!("/api/v1/parcels/{tracking}/outcome");
+    call(w, "POST", &path, key, Some(body)).await
+}
+
 fn assert_error(r: &Resp, status: u16, code: &str) -> Value {
     assert_eq!(r.status, status, "{}", r.text());
     let v = r.json();
@@ -195,7 +201,7 @@ async fn a_back_office_assigns_follows_changes_and_cancels_a_route() {
 async fn every_refusal_has_one_shape_and_changes_nothing_in_the_log() {
     let w = World::with_web(|c| {
         c.web.api.max_body_bytes = 4096;
-        c.web.api.max_proof_bytes = 64;
+        c.proofs.max_bytes = 64;
     })
     .await;
     let k = key(&w, "orders", &["backoffice:north"]);
@@ -479,7 +485,7 @@ async fn a_retried_write_with_the_same_idempotency_key_changes_nothing_twice() {
 
 #[tokio::test]
 async fn outcomes_and_proof_files_from_the_back_office() {
-    let w = World::with_web(|c| c.web.api.max_proof_bytes = 1 << 20).await;
+    let w = World::with_web(|c| c.proofs.max_bytes = 1 << 20).await;
     let k = key(&w, "orders", &["backoffice:north"]);
     let auth = format!("Bearer {k}");
     let photo = "a photo of a parcel on a doorstep";
@@ -507,20 +513,26 @@ async fn outcomes_and_proof_files_from_the_back_office() {
         (200, json!(false))
     );
 
-    // Delivered with the photo's digest, by the back office.
-    let d = json!({"outcome": "delivered", "photo_sha256": sha});
-    let r = call(
-        &w,
-        "POST",
-        "/api/v1/parcels/MP100000001/outcome",
-        &k,
-        Some(&d),
-    )
-    .await;
+    // Delivered with the photo's digest and the receiver's name, by the back office; a name
+    // that is no name is refused with its field.
+    let nameless = json!({"outcome": "delivered", "photo_sha256": sha, "received_by": " \t "});
+    let e = assert_error(
+        &post_outcome(&w, &k, "MP100000001", &nameless).await,
+        422,
+        "unprocessable",
+    );
+    assert_eq!(e["field"], "received_by");
+    let d = json!({"outcome": "delivered", "photo_sha256": sha, "received_by": "J. Smith"});
+    let r = post_outcome(&w, &k, "MP100000001", &d).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["state"], "Delivered");
     assert_eq!(v["proof"]["photo_sha256"], json!(sha));
+    assert_eq!(v["received_by"], "J. Smith");
+    assert!(
+        v["status_line"].as_str().unwrap().ends_with(" to J. Smith"),
+        "{v}"
+    );
     assert!(v["milestones"]
         .as_array()
         .unwrap()
@@ -528,28 +540,14 @@ async fn outcomes_and_proof_files_from_the_back_office() {
         .any(|m| m["kind"] == "Delivered"));
     // Twice is refused by the core.
     assert_error(
-        &call(
-            &w,
-            "POST",
-            "/api/v1/parcels/MP100000001/outcome",
-            &k,
-            Some(&d),
-        )
-        .await,
+        &post_outcome(&w, &k, "MP100000001", &d).await,
         409,
         "conflict",
     );
     // Failed, with a documented reason code.
     let f =
         json!({"outcome": "failed", "reason": "recipient_absent", "note": "no answer at the door"});
-    let r = call(
-        &w,
-        "POST",
-        "/api/v1/parcels/MP100000003/outcome",
-        &k,
-        Some(&f),
-    )
-    .await;
+    let r = post_outcome(&w, &k, "MP100000003", &f).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(
@@ -558,14 +556,7 @@ async fn outcomes_and_proof_files_from_the_back_office() {
     );
     // A failed parcel may go back to the sender, once.
     let ret = json!({"outcome": "returned", "note": "refused twice"});
-    let r = call(
-        &w,
-        "POST",
-        "/api/v1/parcels/MP100000003/outcome",
-        &k,
-        Some(&ret),
-    )
-    .await;
+    let r = post_outcome(&w, &k, "MP100000003", &ret).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(
@@ -581,27 +572,13 @@ async fn outcomes_and_proof_files_from_the_back_office() {
         "{v}"
     );
     assert_error(
-        &call(
-            &w,
-            "POST",
-            "/api/v1/parcels/MP100000003/outcome",
-            &k,
-            Some(&ret),
-        )
-        .await,
+        &post_outcome(&w, &k, "MP100000003", &ret).await,
         409,
         "conflict",
     );
     let bad = json!({"outcome": "failed", "reason": "aliens"});
     let e = assert_error(
-        &call(
-            &w,
-            "POST",
-            "/api/v1/parcels/MP100000004/outcome",
-            &k,
-            Some(&bad),
-        )
-        .await,
+        &post_outcome(&w, &k, "MP100000004", &bad).await,
         400,
         "bad_request",
     );
@@ -656,14 +633,7 @@ async fn outcomes_and_proof_files_from_the_back_office() {
         "bad_request",
     );
     assert_error(
-        &call(
-            &w,
-            "POST",
-            "/api/v1/parcels/MP100000004/outcome",
-            &disp,
-            Some(&f),
-        )
-        .await,
+        &post_outcome(&w, &disp, "MP100000004", &f).await,
         403,
         "forbidden",
     );
@@ -999,14 +969,7 @@ async fn alerts_are_listed_acknowledged_and_resolved_and_stay_so_after_a_restart
     let k = key(&w, "orders", &["backoffice:north"]);
     let disp = World::dispatcher_token("north");
     let failed = json!({"outcome": "failed", "reason": "access_problem", "note": "gate locked"});
-    let r = call(
-        &w,
-        "POST",
-        "/api/v1/parcels/MP100000003/outcome",
-        &k,
-        Some(&failed),
-    )
-    .await;
+    let r = post_outcome(&w, &k, "MP100000003", &failed).await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     let list = call(&w, "GET", "/api/v1/depots/north/alerts", &disp, None).await;
@@ -1273,15 +1236,7 @@ async fn webhook_endpoints_are_added_listed_and_removed_at_run_time() {
     // A milestone reaches it, signed with its own secret.
     let failed = json!({"outcome": "failed", "reason": "refused"});
     assert_eq!(
-        call(
-            &w,
-            "POST",
-            "/api/v1/parcels/MP100000003/outcome",
-            &k,
-            Some(&failed)
-        )
-        .await
-        .status,
+        post_outcome(&w, &k, "MP100000003", &failed).await.status,
         200
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -48,6 +48,7 @@
         list.appendChild(li);
       });
       if (s.proof.otp_verified) { var li = document.createElement('li'); li.textContent = 'Delivery code checked'; list.appendChild(li); }
+      if (s.received_by) { var rb = document.createElement('li'); rb.textContent = 'Received by ' + s.received_by; list.appendChild(rb); }
       if (!list.firstChild) { var h = document.createElement('li'); h.textContent = 'Handed over'; list.appendChild(h); }
     }
     $('failure').hidden = !s.failure;

@@ -3,7 +3,7 @@
 //! feed, the web pages and API, `milepost watch` and webhooks all call these, so every surface
 //! says the same thing. Dispatcher alerts are worded here too ([`dispatch_text`]).
 
-use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, ParcelStatus};
+use milepost_proto::route::{Delivery, DispatchEvent, ParcelEvent, ParcelState, ParcelStatus};
 use milepost_proto::DriverId;
 
 use crate::feed::FeedConfig;
@@ -60,11 +60,8 @@ pub fn status_line(s: &ParcelStatus) -> String {
         },
         ParcelState::ArrivingSoon => format!("Arriving soon{window}"),
         ParcelState::Arrived => "The driver is at your door".to_string(),
-        ParcelState::Delivered => match &s.last_event {
-            Some(u) => match &u.kind {
-                ParcelEvent::Delivered { at_ms, .. } => format!("Delivered {}", hhmm(*at_ms)),
-                _ => "Delivered".to_string(),
-            },
+        ParcelState::Delivered => match s.last_event.as_ref().and_then(|u| u.kind.delivery()) {
+            Some(d) => delivered_text(&d),
             None => "Delivered".to_string(),
         },
         ParcelState::Returned => "Returning to sender".to_string(),
@@ -101,7 +98,7 @@ pub fn event_kind(e: &ParcelEvent) -> &'static str {
         ParcelEvent::EtaChanged { .. } => "EtaChanged",
         ParcelEvent::ArrivingSoon => "ArrivingSoon",
         ParcelEvent::Arrived => "Arrived",
-        ParcelEvent::Delivered { .. } => "Delivered",
+        ParcelEvent::Delivered { .. } | ParcelEvent::DeliveredTo { .. } => "Delivered",
         ParcelEvent::Failed { .. } => "Failed",
         ParcelEvent::Delayed { .. } => "Delayed",
         ParcelEvent::Returned { .. } => "Returned",
@@ -110,27 +107,34 @@ pub fn event_kind(e: &ParcelEvent) -> &'static str {
 
 /// When a milestone happened: a delivery at its own time, anything else at its fix's.
 pub fn event_time(p: &milepost_proto::route::ParcelUpdate) -> i64 {
-    match &p.kind {
-        ParcelEvent::Delivered { at_ms, .. } => *at_ms,
-        _ => p.fix_t_ms,
-    }
+    p.kind.delivery().map_or(p.fix_t_ms, |d| d.at_ms)
 }
 
-/// The outcome a status shows: the proof once delivered, the reason and note once failed.
+/// The outcome a status shows: the delivery (proof, receiver) once delivered, the reason and
+/// note once failed.
 pub fn shown_outcome(
     s: &ParcelStatus,
 ) -> (
-    Option<&milepost_proto::route::ProofSummary>,
+    Option<Delivery<'_>>,
     Option<(milepost_proto::route::FailureReason, &str)>,
 ) {
-    match s.last_event.as_ref().map(|u| &u.kind) {
-        Some(ParcelEvent::Delivered { proof, .. }) if s.state == ParcelState::Delivered => {
-            (Some(proof), None)
-        }
-        Some(ParcelEvent::Failed { reason, note }) if s.state == ParcelState::Failed => {
+    let Some(kind) = s.last_event.as_ref().map(|u| &u.kind) else {
+        return (None, None);
+    };
+    match (s.state, kind) {
+        (ParcelState::Delivered, k) => (k.delivery(), None),
+        (ParcelState::Failed, ParcelEvent::Failed { reason, note }) => {
             (None, Some((*reason, note.as_str())))
         }
         _ => (None, None),
+    }
+}
+
+/// "Delivered 14:07", with the receiver's name when one was taken.
+fn delivered_text(d: &Delivery<'_>) -> String {
+    match d.received_by {
+        Some(name) => format!("Delivered {} to {name}", hhmm(d.at_ms)),
+        None => format!("Delivered {}", hhmm(d.at_ms)),
     }
 }
 
@@ -148,7 +152,9 @@ pub fn event_text(e: &ParcelEvent) -> String {
         }
         ParcelEvent::ArrivingSoon => "Arriving soon".into(),
         ParcelEvent::Arrived => "Driver arrived".into(),
-        ParcelEvent::Delivered { at_ms, .. } => format!("Delivered {}", hhmm(*at_ms)),
+        ParcelEvent::Delivered { .. } | ParcelEvent::DeliveredTo { .. } => {
+            e.delivery().map(|d| delivered_text(&d)).unwrap_or_default()
+        }
         ParcelEvent::Failed { reason, note } => {
             format!("Attempt failed: {} {note}", reason_text(*reason))
         }

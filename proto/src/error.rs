@@ -75,11 +75,16 @@ pub enum ErrorCode {
     /// The route or parcel is not known.
     #[error("not found")]
     NotFound = 21,
+    /// A proof-file upload was refused: a name that is not a SHA-256, an empty file, a file
+    /// over the server's limit, fewer or more bytes than announced, or bytes that do not hash
+    /// to the name. Nothing was stored.
+    #[error("upload refused")]
+    UploadRefused = 22,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::NoError,
         ErrorCode::ProtocolViolation,
         ErrorCode::UnsupportedVersion,
@@ -102,6 +107,7 @@ impl ErrorCode {
         ErrorCode::RouteRefused,
         ErrorCode::OutcomeRefused,
         ErrorCode::NotFound,
+        ErrorCode::UploadRefused,
     ];
 
     /// The code as a QUIC application close code.

@@ -186,6 +186,23 @@ pub enum ClientMsg {
     /// Follow a feed. Only as the first frame of a new bidirectional stream, which from then on
     /// carries the feed (server to client) and nothing else.
     Subscribe(Subscribe),
+    /// Upload a proof file (a delivery photo or signature). Only as the first frame of a new
+    /// bidirectional stream: exactly `size` raw bytes follow it (not framed), then the client
+    /// finishes the stream. Answered by [`ServerMsg::Done`] with the same id, or an
+    /// [`ServerMsg::Error`]. Appended last (index 5).
+    Upload(Upload),
+}
+
+/// The header of a proof-file upload (see [`ClientMsg::Upload`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Chosen by the client, echoed in the [`ServerMsg::Done`].
+    pub id: u32,
+    /// The SHA-256 of the file's bytes, 64 lower-case hex digits: the digest an outcome's
+    /// proof names.
+    pub sha256: String,
+    /// The file's length in bytes (1 up to the server's limit, 8 MiB by default).
+    pub size: u64,
 }
 
 /// A subscription request.

@@ -163,6 +163,36 @@ pub enum Outcome {
         /// Why, in words.
         note: String,
     },
+    /// Handed over to a named person, with proof. `Delivered` stays for deliveries where no
+    /// name was taken (left at the door, in a locker). Appended last, like `Returned`.
+    DeliveredTo {
+        /// The proof collected.
+        proof: Proof,
+        /// Who took the parcel, as they gave their name: 1 to [`MAX_RECEIVED_BY`] bytes, no
+        /// control characters.
+        received_by: String,
+    },
+}
+
+/// Longest `received_by` name, bytes.
+pub const MAX_RECEIVED_BY: usize = 100;
+
+/// True for a receiver's name the gateway takes: 1 to [`MAX_RECEIVED_BY`] bytes once trimmed,
+/// no control characters.
+pub fn valid_received_by(name: &str) -> bool {
+    let name = name.trim();
+    !name.is_empty() && name.len() <= MAX_RECEIVED_BY && !name.chars().any(char::is_control)
+}
+
+impl Outcome {
+    /// The proof and the receiver's name of a delivery (either delivered variant).
+    pub fn delivery(&self) -> Option<(&Proof, Option<&str>)> {
+        match self {
+            Outcome::Delivered { proof } => Some((proof, None)),
+            Outcome::DeliveredTo { proof, received_by } => Some((proof, Some(received_by))),
+            Outcome::Failed { .. } | Outcome::Returned { .. } => None,
+        }
+    }
 }
 
 /// Proof of delivery as the driver app sends it. Digests are lowercase hex SHA-256 (64 chars) of
@@ -282,6 +312,50 @@ pub enum ParcelEvent {
         /// Why, in words.
         note: String,
     },
+    /// Delivered, handed to a named person. Appended last, so frames and snapshots written
+    /// before it still decode.
+    DeliveredTo {
+        /// The proof collected.
+        proof: ProofSummary,
+        /// When, UTC ms.
+        at_ms: i64,
+        /// Who took the parcel.
+        received_by: String,
+    },
+}
+
+/// A delivery as a recipient or dispatcher is told of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Delivery<'a> {
+    /// The proof collected.
+    pub proof: &'a ProofSummary,
+    /// When, UTC ms.
+    pub at_ms: i64,
+    /// Who took the parcel, if a name was taken.
+    pub received_by: Option<&'a str>,
+}
+
+impl ParcelEvent {
+    /// The delivery this event reports (either delivered variant).
+    pub fn delivery(&self) -> Option<Delivery<'_>> {
+        match self {
+            ParcelEvent::Delivered { proof, at_ms } => Some(Delivery {
+                proof,
+                at_ms: *at_ms,
+                received_by: None,
+            }),
+            ParcelEvent::DeliveredTo {
+                proof,
+                at_ms,
+                received_by,
+            } => Some(Delivery {
+                proof,
+                at_ms: *at_ms,
+                received_by: Some(received_by),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// An update about a route, for dispatchers.

@@ -320,6 +320,23 @@ fn arb_outcome() -> BoxedStrategy<Outcome> {
         ),
         (arb_failure_reason(), arb_string())
             .prop_map(|(reason, note)| Outcome::Failed { reason, note }),
+        arb_string().prop_map(|note| Outcome::Returned { note }),
+        (
+            arb_opt_string(),
+            arb_opt_string(),
+            arb_opt_string(),
+            arb_string()
+        )
+            .prop_map(|(photo_sha256, signature_sha256, otp, received_by)| {
+                Outcome::DeliveredTo {
+                    proof: Proof {
+                        photo_sha256,
+                        signature_sha256,
+                        otp,
+                    },
+                    received_by,
+                }
+            }),
     ])
     .boxed()
 }
@@ -353,6 +370,27 @@ fn arb_parcel_event() -> BoxedStrategy<ParcelEvent> {
             eta_ms,
             window_end_ms
         }),
+        arb_string().prop_map(|note| ParcelEvent::Returned { note }),
+        (
+            arb_opt_string(),
+            arb_opt_string(),
+            any::<bool>(),
+            arb_i64(),
+            arb_string()
+        )
+            .prop_map(
+                |(photo_sha256, signature_sha256, otp_verified, at_ms, received_by)| {
+                    ParcelEvent::DeliveredTo {
+                        proof: ProofSummary {
+                            photo_sha256,
+                            signature_sha256,
+                            otp_verified,
+                        },
+                        at_ms,
+                        received_by,
+                    }
+                }
+            ),
     ])
     .boxed()
 }
@@ -534,6 +572,8 @@ fn arb_client_msg() -> BoxedStrategy<ClientMsg> {
             .prop_map(|(id, kind)| ClientMsg::Command(Command { id, kind })),
         (arb_feed_target(), proptest::option::of(arb_u64()))
             .prop_map(|(target, after)| ClientMsg::Subscribe(Subscribe { target, after })),
+        (arb_u32(), arb_string(), arb_u64())
+            .prop_map(|(id, sha256, size)| ClientMsg::Upload(Upload { id, sha256, size })),
     ])
     .boxed()
 }

@@ -228,6 +228,44 @@ fn outcome_returned() -> Outcome {
     }
 }
 
+/// Handed to "Ana", proven by the one-time code.
+fn outcome_delivered_to() -> Outcome {
+    Outcome::DeliveredTo {
+        proof: Proof {
+            photo_sha256: None,
+            signature_sha256: None,
+            otp: Some("4711".into()),
+        },
+        received_by: "Ana".into(),
+    }
+}
+
+/// The recipient's event for it: delivered at 1717000000000 to "Ana", code checked.
+fn update_delivered_to() -> Update {
+    Update::Parcel(ParcelUpdate {
+        tracking: "T1".into(),
+        fix_t_ms: 1_717_000_000_000,
+        kind: ParcelEvent::DeliveredTo {
+            proof: milepost_proto::route::ProofSummary {
+                photo_sha256: None,
+                signature_sha256: None,
+                otp_verified: true,
+            },
+            at_ms: 1_717_000_000_000,
+            received_by: "Ana".into(),
+        },
+    })
+}
+
+/// The header of a 5-byte upload, the bytes `photo`.
+fn upload() -> ClientMsg {
+    ClientMsg::Upload(Upload {
+        id: 12,
+        sha256: "55c64d0fcd6f9d5f7c828093857e3fdfda68478bb4e9bd24d481ef391c7804e8".into(),
+        size: 5,
+    })
+}
+
 fn outcome_failed() -> Outcome {
     Outcome::Failed {
         reason: FailureReason::RecipientAbsent,
@@ -500,6 +538,15 @@ fn vectors() -> BTreeMap<&'static str, Expected> {
         ("update-eta", Expected::Update(update_eta())),
         ("outcome-failed", Expected::Outcome(outcome_failed())),
         ("outcome-returned", Expected::Outcome(outcome_returned())),
+        (
+            "outcome-delivered-to",
+            Expected::Outcome(outcome_delivered_to()),
+        ),
+        (
+            "update-delivered-to",
+            Expected::Update(update_delivered_to()),
+        ),
+        ("upload", Expected::Client(upload())),
         (
             "command-assign-route",
             Expected::Client(command_assign_route()),

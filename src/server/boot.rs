@@ -35,6 +35,7 @@ use crate::cluster::tick::{self, TickParts};
 use crate::config::Config;
 use crate::feed::registry::Webhooks;
 use crate::feed::webhook::{self, FileCursors, WebhookStats};
+use crate::proofs::ProofStore;
 use crate::server::accept::{accept_loop, watch_deny_list};
 use crate::server::admin::AdminServer;
 use crate::server::archive;
@@ -116,10 +117,12 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
     let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));
     let api_keys = Arc::new(KeyStore::new(&cfg.data_dir));
+    let proofs = ProofStore::new(&cfg.data_dir, &cfg.proofs);
     let shared = Arc::new(Shared {
         cfg,
         keys,
         api_keys,
+        proofs,
         ledger,
         state: recovered.state,
         applied: applier.link,

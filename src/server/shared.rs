@@ -18,6 +18,7 @@ use crate::feed::lag::FeedLag;
 use crate::feed::registry::Webhooks;
 use crate::feed::webhook::WebhookStats;
 use crate::metrics::Histogram;
+use crate::proofs::ProofStore;
 use crate::server::applier::{ApplierLink, ApplierStats};
 use crate::server::clock::Clock;
 use crate::server::guard::{HandshakeMeter, Registry};
@@ -62,6 +63,8 @@ pub struct Shared {
     pub keys: TokenKey,
     /// API keys of back-office systems (the data directory's, and a cluster's).
     pub api_keys: Arc<KeyStore>,
+    /// Proof-of-delivery files (photos, signatures), uploaded over QUIC or HTTP.
+    pub proofs: ProofStore,
     /// Admission dedupe state: runs ahead of the durable ledger in `state` by the batches in
     /// flight.
     pub ledger: Arc<Ledger>,

@@ -1,5 +1,6 @@
 //! [`WebConfig`]: the `[web]` section: the listener's address, the public base URL, the
-//! carrier's brand on the pages, and what the pages show of a driver.
+//! carrier's brand on the pages, what the pages show of a driver, and the threads (and their
+//! CPU priority) the listener runs on.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +33,12 @@ pub struct WebConfig {
     pub public_url: Option<String>,
     /// The back-office API (`/api/v1`).
     pub api: ApiConfig,
+    /// Threads of the listener's own runtime, apart from the gateway's (fix ingest, acks);
+    /// 0 serves it on the gateway's runtime.
+    pub threads: usize,
+    /// The CPU priority (Unix nice, 0 to 19) of those threads: pages and lookups give way to
+    /// drivers' fixes when the CPU is short. Ignored with `threads = 0`.
+    pub nice: i32,
 }
 
 /// The back-office API's limits (`[web.api]`).
@@ -44,8 +51,6 @@ pub struct ApiConfig {
     pub burst: u32,
     /// Largest JSON body, bytes (a route of a few hundred stops is well under).
     pub max_body_bytes: usize,
-    /// Largest proof file (photo, signature), bytes.
-    pub max_proof_bytes: usize,
     /// Show the delivery photo and signature to the recipient on the tracking page.
     pub proofs_to_recipient: bool,
     /// Lifetime of a tracking link the API signs when the request names none, seconds.
@@ -62,7 +67,6 @@ impl Default for ApiConfig {
             rate_per_s: 200,
             burst: 400,
             max_body_bytes: 1024 * 1024,
-            max_proof_bytes: 8 * 1024 * 1024,
             proofs_to_recipient: false,
             link_ttl_s: 14 * 86_400,
             idempotency_ttl_s: 86_400,
@@ -82,6 +86,8 @@ impl Default for WebConfig {
             max_nearby_radius_m: 50_000.0,
             public_url: None,
             api: ApiConfig::default(),
+            threads: 1,
+            nice: 10,
         }
     }
 }
@@ -158,6 +164,12 @@ impl WebConfig {
                     "web.brand.logo_url must be http(s):// or /path, not {u:?}"
                 ));
             }
+        }
+        if !(0..=19).contains(&self.nice) {
+            return Err(format!("web.nice must be 0 to 19, not {}", self.nice));
+        }
+        if self.threads > 64 {
+            return Err(format!("web.threads must be 0 to 64, not {}", self.threads));
         }
         if b.name.chars().count() > 80 {
             return Err("web.brand.name is longer than 80 characters".into());

@@ -11,6 +11,7 @@
 //! | file | owns |
 //! | --- | --- |
 //! | `mod.rs` | this map, [`start`], and [`router`]: the one route table |
+//! | [`runtime`] | the listener's own threads, at a lower CPU priority than fix ingest |
 //! | [`config`] | [`WebConfig`], the `[web]` section (brand, driver display, limits) |
 //! | [`state`] | [`state::WebState`], what every handler is given |
 //! | [`error`] | [`error::WebError`]: status, code, JSON answer |
@@ -83,6 +84,7 @@ pub mod error;
 pub mod pages;
 pub mod recipient;
 pub mod respond;
+pub mod runtime;
 pub mod sse;
 pub mod state;
 pub mod views;
@@ -125,11 +127,21 @@ pub async fn start(
         streams: AtomicUsize::new(0),
         api: api::state::ApiState::new(&shared_cfg),
     });
+    let (threads, nice) = (shared_cfg.web.threads, shared_cfg.web.nice);
     let app = router(state);
     let mut stop = stop;
-    tokio::spawn(async move {
+    // The listener moves to the runtime it is served on (a tokio socket belongs to one).
+    let listener = listener.into_std()?;
+    runtime::spawn_serving(threads, nice, async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
+        };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "web listener failed");
+                return;
+            }
         };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -137,7 +149,7 @@ pub async fn start(
         {
             tracing::error!(error = %e, "web listener failed");
         }
-    });
+    })?;
     Ok(local_addr)
 }
 

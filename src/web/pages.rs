@@ -187,7 +187,7 @@ pub fn render_tracking(
     // Proof of delivery.
     let mut proof_html = String::new();
     if let Some(p) = &s.proof {
-        proof_items(&mut proof_html, p);
+        proof_items(&mut proof_html, p, s.received_by.as_deref());
     }
     let _ = write!(
         out,
@@ -247,7 +247,7 @@ pub fn render_tracking(
     out
 }
 
-fn proof_items(out: &mut String, p: &ProofSummary) {
+fn proof_items(out: &mut String, p: &ProofSummary, received_by: Option<&str>) {
     let digests = [
         ("Doorstep photo", &p.photo_sha256),
         ("Signature", &p.signature_sha256),
@@ -266,7 +266,14 @@ fn proof_items(out: &mut String, p: &ProofSummary) {
     if p.otp_verified {
         out.push_str("<li>Delivery code checked</li>");
     }
-    if p.photo_sha256.is_none() && p.signature_sha256.is_none() && !p.otp_verified {
+    if let Some(name) = received_by {
+        let _ = write!(out, "<li>Received by {}</li>", escape(name));
+    }
+    if p.photo_sha256.is_none()
+        && p.signature_sha256.is_none()
+        && !p.otp_verified
+        && received_by.is_none()
+    {
         out.push_str("<li>Handed over</li>");
     }
 }

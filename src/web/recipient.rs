@@ -98,7 +98,7 @@ pub async fn parcel_proof(
     if !named {
         return Err(no());
     }
-    let store = st.api.proofs.clone();
+    let store = st.shared.proofs.clone();
     let bytes = tokio::task::spawn_blocking(move || store.get(&sha256))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?

@@ -6,8 +6,8 @@
 //! wrong code for one parcel of a stop leaves the whole stop untouched.
 
 use milepost_proto::route::{
-    DispatchEvent, Outcome, ParcelEvent, ParcelState, Proof, ProofSummary, StopId, TrackingNumber,
-    Update,
+    valid_received_by, DispatchEvent, Outcome, ParcelEvent, ParcelState, Proof, ProofSummary,
+    StopId, TrackingNumber, Update, MAX_RECEIVED_BY,
 };
 use milepost_proto::DriverId;
 
@@ -51,6 +51,9 @@ pub enum OutcomeError {
     /// A digest is not 64 hex characters.
     #[error("bad SHA-256 digest {0:?}")]
     BadDigest(String),
+    /// The receiver's name is empty, too long or holds control characters.
+    #[error("received_by must be 1 to {MAX_RECEIVED_BY} bytes of text")]
+    BadReceiver,
 }
 
 impl RouteRun {
@@ -68,22 +71,36 @@ impl RouteRun {
     ) -> Result<(), OutcomeError> {
         let returning = matches!(outcome, Outcome::Returned { .. });
         let (stop, parcels) = self.resolve(target, returning)?;
-        let otp_verified = match outcome {
-            Outcome::Delivered { proof } => self.check_proof(stop, &parcels, proof)?,
-            Outcome::Failed { .. } | Outcome::Returned { .. } => false,
+        let otp_verified = match outcome.delivery() {
+            Some((proof, name)) => {
+                if let Some(name) = name {
+                    check_receiver(name)?;
+                }
+                self.check_proof(stop, &parcels, proof)?
+            }
+            None => false,
         };
         self.start(cfg, t_ms, out);
         for &k in &parcels {
+            let summary = |proof: &Proof| ProofSummary {
+                photo_sha256: proof.photo_sha256.clone(),
+                signature_sha256: proof.signature_sha256.clone(),
+                otp_verified,
+            };
             let (state, kind) = match outcome {
                 Outcome::Delivered { proof } => (
                     ParcelState::Delivered,
                     ParcelEvent::Delivered {
-                        proof: ProofSummary {
-                            photo_sha256: proof.photo_sha256.clone(),
-                            signature_sha256: proof.signature_sha256.clone(),
-                            otp_verified,
-                        },
+                        proof: summary(proof),
                         at_ms: t_ms,
+                    },
+                ),
+                Outcome::DeliveredTo { proof, received_by } => (
+                    ParcelState::Delivered,
+                    ParcelEvent::DeliveredTo {
+                        proof: summary(proof),
+                        at_ms: t_ms,
+                        received_by: received_by.trim().to_owned(),
                     },
                 ),
                 Outcome::Failed { reason, note } => (
@@ -215,6 +232,14 @@ impl RouteRun {
             }
         }
         Ok(verified)
+    }
+}
+
+/// A receiver's name: some text, at most [`MAX_RECEIVED_BY`] bytes, no control characters.
+fn check_receiver(name: &str) -> Result<(), OutcomeError> {
+    match valid_received_by(name) {
+        true => Ok(()),
+        false => Err(OutcomeError::BadReceiver),
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`stream`]: one bidirectional stream: requests read and admitted, answers written in order.
 //! - [`fixes`]: admission of batches and live-fix datagrams; settling them into acks.
 //! - [`query`]: dispatchers' spatial queries.
+//! - [`upload`]: proof-file upload streams (a photo or signature, checked and stored).
 //! - [`peer`]: the authenticated peer and what every part does to it (close, push, errors).
 //!
 //! This file runs the connection: [`run`] and the loop that serves its streams, datagrams and
@@ -21,6 +22,7 @@ pub mod hello;
 pub mod peer;
 pub mod query;
 pub mod stream;
+pub mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;

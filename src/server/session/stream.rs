@@ -1,5 +1,6 @@
 //! One bidirectional stream of a session: a reader that admits requests (fix batches,
-//! commands, queries; a new stream opening with a Subscribe becomes a feed stream) and a writer
+//! commands, queries; a new stream opening with a Subscribe becomes a feed stream, one opening
+//! with an Upload an upload stream) and a writer
 //! that answers them in request order, joined by a bounded queue: a phone can pipeline batches,
 //! and a slow disk pushes back through that queue and then QUIC flow control.
 
@@ -15,6 +16,7 @@ use crate::server::feed::serve as serve_feed;
 use crate::server::session::fixes::{admit_from, settle, Settling};
 use crate::server::session::peer::{close, error_msg, handshake_confirmed, Peer};
 use crate::server::session::query::on_query;
+use crate::server::session::upload::serve_upload;
 use crate::server::shared::Shared;
 use crate::wire::{read_msg, write_msg, WireError};
 
@@ -54,6 +56,12 @@ pub(super) async fn serve_stream(
                 }
                 return;
             }
+            Ok(Some(ClientMsg::Upload(up))) => {
+                if handshake_confirmed(&peer).await {
+                    Box::pin(serve_upload(send, recv, &peer, &shared, up)).await;
+                }
+                return;
+            }
             Ok(Some(msg)) => first = Some(msg),
             Ok(None) | Err(WireError::Read(_)) => return,
             Err(e) => {
@@ -89,7 +97,14 @@ pub(super) async fn serve_stream(
             ClientMsg::FixBatch(batch) => {
                 on_batch(&peer, &shared, batch.first_seq, &batch.fixes).await
             }
+            // Both only open a new stream of their own.
             ClientMsg::Subscribe(_) => error(ErrorCode::ProtocolViolation),
+            ClientMsg::Upload(_) => {
+                // Its raw bytes would follow in this stream's frames: nothing here can be
+                // read reliably any more.
+                close(&peer.conn, ErrorCode::ProtocolViolation);
+                break;
+            }
             ClientMsg::Command(c) => {
                 // Commands are not idempotent: never from replayable 0-RTT data.
                 if !handshake_confirmed(&peer).await {

@@ -69,6 +69,9 @@ use crate::web::state::WebState;
 /// The `/api/v1` routes.
 pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
     let api = &st.cfg().api;
+    // Proof files have their own limit (`[proofs] max_bytes`); body_bytes answers 413 in
+    // the API's error shape when a body is over it.
+    let proof_limit = st.shared.proofs.max_bytes();
     let json = Router::new()
         .route(
             "/api/v1/routes",
@@ -129,7 +132,7 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
             "/api/v1/proofs/{sha256}",
             put(proofs::put_proof).get(proofs::get_proof),
         )
-        .layer(DefaultBodyLimit::max(api.max_proof_bytes));
+        .layer(DefaultBodyLimit::max(proof_limit));
     Router::new()
         .merge(json)
         .merge(files)

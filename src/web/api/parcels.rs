@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use milepost_core::store::LogRecord;
-use milepost_proto::route::{Outcome, Proof, TrackingNumber};
+use milepost_proto::route::{valid_received_by, Outcome, Proof, TrackingNumber, MAX_RECEIVED_BY};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -220,6 +220,9 @@ pub struct OutcomeRequest {
     /// The one-time code the recipient gave.
     #[serde(default)]
     pub otp: Option<String>,
+    /// Who took the parcel (delivered only), 1 to 100 bytes.
+    #[serde(default)]
+    pub received_by: Option<String>,
 }
 
 fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
@@ -231,12 +234,23 @@ fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
                         .field("reason"),
                 );
             }
-            Ok(Outcome::Delivered {
-                proof: Proof {
-                    photo_sha256: r.photo_sha256,
-                    signature_sha256: r.signature_sha256,
-                    otp: r.otp,
-                },
+            if r.received_by
+                .as_deref()
+                .is_some_and(|n| !valid_received_by(n))
+            {
+                return Err(ApiError::unprocessable(format!(
+                    "received_by must be 1 to {MAX_RECEIVED_BY} bytes of text"
+                ))
+                .field("received_by"));
+            }
+            let proof = Proof {
+                photo_sha256: r.photo_sha256,
+                signature_sha256: r.signature_sha256,
+                otp: r.otp,
+            };
+            Ok(match r.received_by {
+                Some(received_by) => Outcome::DeliveredTo { proof, received_by },
+                None => Outcome::Delivered { proof },
             })
         }
         OutcomeKind::Returned => {
@@ -245,7 +259,11 @@ fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
                     ApiError::bad_request("a reason code is for failed outcomes").field("reason"),
                 );
             }
-            if r.photo_sha256.is_some() || r.signature_sha256.is_some() || r.otp.is_some() {
+            if r.photo_sha256.is_some()
+                || r.signature_sha256.is_some()
+                || r.otp.is_some()
+                || r.received_by.is_some()
+            {
                 return Err(
                     ApiError::bad_request("proof is for delivered outcomes").field("photo_sha256")
                 );
@@ -264,7 +282,11 @@ fn outcome_of(r: OutcomeRequest) -> Result<Outcome, ApiError> {
             if note.len() > 500 {
                 return Err(ApiError::too_large("note over 500 bytes").field("note"));
             }
-            if r.photo_sha256.is_some() || r.signature_sha256.is_some() || r.otp.is_some() {
+            if r.photo_sha256.is_some()
+                || r.signature_sha256.is_some()
+                || r.otp.is_some()
+                || r.received_by.is_some()
+            {
                 return Err(
                     ApiError::bad_request("proof is for delivered outcomes").field("photo_sha256")
                 );

@@ -68,7 +68,7 @@ pub async fn put_proof(
     }
     let bytes: Bytes = body_bytes(req, &()).await?;
     let n = bytes.len();
-    let store = st.api.proofs.clone();
+    let store = st.shared.proofs.clone();
     let name = sha256.clone();
     let put = tokio::task::spawn_blocking(move || store.put(&name, &bytes))
         .await
@@ -151,7 +151,7 @@ pub async fn get_proof(
     if !named {
         return Err(no());
     }
-    let store = st.api.proofs.clone();
+    let store = st.shared.proofs.clone();
     let got = tokio::task::spawn_blocking(move || store.get(&sha256))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;

@@ -3,14 +3,11 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::proofs::ProofStore;
 use crate::web::api::idempotency::Idempotency;
 use crate::web::api::limits::RateLimits;
 
 /// What the API keeps beside the gateway's shared state.
 pub struct ApiState {
-    /// Proof files.
-    pub proofs: ProofStore,
     /// Answers kept for idempotency keys.
     pub idempotency: Idempotency,
     /// Per-caller rate limits.
@@ -26,7 +23,6 @@ impl ApiState {
     pub fn new(cfg: &Config) -> ApiState {
         let api = &cfg.web.api;
         ApiState {
-            proofs: ProofStore::new(&cfg.data_dir, api.max_proof_bytes),
             idempotency: Idempotency::new(
                 Duration::from_secs(api.idempotency_ttl_s),
                 api.idempotency_max,

@@ -312,6 +312,8 @@ pub struct ParcelDetail {
     pub window: Option<TimeWindow>,
     /// Proof of delivery, once delivered.
     pub proof: Option<ProofSummary>,
+    /// Who took the parcel, when the driver took a name.
+    pub received_by: Option<String>,
     /// Why the last attempt failed, once failed.
     pub failure: Option<FailureView>,
     /// Its milestones, oldest first (ETA refreshes left out).
@@ -326,7 +328,8 @@ fn detail(
     ms: &[ParcelUpdate],
 ) -> ParcelDetail {
     let (proof, failure) = shown_outcome(s);
-    let proof = proof.cloned();
+    let received_by = proof.and_then(|d| d.received_by).map(str::to_owned);
+    let proof = proof.map(|d| d.proof.clone());
     let failure = failure.map(|(reason, note)| FailureView {
         reason: reason.into(),
         text: reason_text(reason).to_owned(),
@@ -347,6 +350,7 @@ fn detail(
         latest_ms: s.latest_ms,
         window: s.window,
         proof,
+        received_by,
         failure,
         milestones: ms
             .iter()

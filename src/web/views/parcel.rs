@@ -94,6 +94,8 @@ pub struct StatusView {
     pub window_text: Option<String>,
     /// Proof of delivery, once delivered.
     pub proof: Option<ProofSummary>,
+    /// Who took the parcel, when the driver took a name.
+    pub received_by: Option<String>,
     /// Why the attempt failed, once failed.
     pub failure: Option<String>,
     /// The driver, when configured and the route has started.
@@ -120,7 +122,8 @@ pub struct ParcelView {
 /// The current status of a parcel, in words.
 pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
     let (proof, failure) = shown_outcome(s);
-    let proof = proof.cloned();
+    let received_by = proof.and_then(|d| d.received_by).map(str::to_owned);
+    let proof = proof.map(|d| d.proof.clone());
     let failure = failure.map(|(reason, note)| match note.trim() {
         "" => reason_text(reason).to_owned(),
         note => format!("{}: {note}", reason_text(reason)),
@@ -145,6 +148,7 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
             .window
             .map(|w| format!("{}-{}", hhmm(w.start_ms), hhmm(w.end_ms))),
         proof,
+        received_by,
         failure,
         driver,
     }
