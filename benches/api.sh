@@ -20,6 +20,10 @@
 #   TRACE        GPS trace replayed   (../shared/data/geolife_sample/geolife_sample.txt.gz)
 #   PORT, WEB    QUIC and web ports on 127.0.0.1                 (4497, 8097)
 #   OUT          where logs and reports go                       (target/api-bench)
+#   WEB_THREADS  the web listener's own threads (web.threads; 0 = the gateway's runtime) (1)
+#   WEB_NICE     their CPU priority (web.nice)                                       (10)
+#   WRK_NICE     wrk's CPU priority on the client core it shares with the replay, whose
+#                ack latencies are the measurement (0: as high as the replay's)      (0)
 #   NO_BUILD=1   use target/release/milepost as it is
 #
 # Needs wrk (Debian package `wrk`) and jq.
@@ -37,6 +41,9 @@ WEB=${WEB:-8097}
 OUT=${OUT:-target/api-bench}
 GW_CORE=${GW_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
+WEB_THREADS=${WEB_THREADS:-1}
+WEB_NICE=${WEB_NICE:-10}
+WRK_NICE=${WRK_NICE:-0}
 DEPOT=bench
 
 for tool in wrk jq; do
@@ -65,6 +72,8 @@ cat >"$DATA/bench.toml" <<EOF
 admin_listen = "127.0.0.1:0"
 [web]
 listen = "127.0.0.1:$WEB"
+threads = $WEB_THREADS
+nice = $WEB_NICE
 [web.api]
 rate_per_s = 1000000
 burst = 1000000
@@ -90,7 +99,7 @@ for (( r = 0; r < PARCELS / 100; r++ )); do
             -H 'Content-Type: application/json' --data @- \
             "http://127.0.0.1:$WEB/api/v1/routes/BR-$r"
 done
-echo "api bench: $DRIVERS drivers, $PARCELS parcels, ${DURATION}s phases, $CONNS connections, ${DELAY_MS} ms apart" >&2
+echo "api bench: $DRIVERS drivers, $PARCELS parcels, ${DURATION}s phases, $CONNS connections, ${DELAY_MS} ms apart, web threads $WEB_THREADS at nice $WEB_NICE, wrk at nice $WRK_NICE" >&2
 
 replay() {
     taskset -c "$CLIENT_CORE" "$BIN" replay --trace "$TRACE" --server "127.0.0.1:$PORT" \
@@ -116,7 +125,7 @@ replay alone
 replay with &
 REPLAY_PID=$!
 sleep "$(( DRIVERS * 3 / 1000 + 2 ))"
-taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNS" -d"$(( DURATION - 4 ))s" --latency \
+nice -n "$WRK_NICE" taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNS" -d"$(( DURATION - 4 ))s" --latency \
     -s "$OUT/lookup.lua" "http://127.0.0.1:$WEB" >"$OUT/wrk.txt" 2>&1
 wait "$REPLAY_PID"
 
