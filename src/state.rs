@@ -15,7 +15,7 @@ use milepost_core::store::image::Snapshot;
 use milepost_core::store::{Ledger, LogRecord};
 use milepost_proto::route::Update;
 
-use crate::history::{AlertHandling, History};
+use crate::history::{AlertHandling, History, HistoryWrite};
 use crate::store::LogError;
 
 /// Locks a mutex, recovering from poisoning (the state is plain data; a panic elsewhere does
@@ -70,8 +70,9 @@ impl FleetState {
     /// Folds one record in (see [`Parts::apply`]), holding the parts' locks in one order:
     /// positions, core, feed. A record that closes routes leaves their history in the history
     /// database (read off the state before the fold removes them, written after the locks are
-    /// released), and a handled alert is written there too; a failure to write is logged and
-    /// the fold goes on, since the log is the truth and the live state must not stop.
+    /// released), and a handled alert is written there too; a write that fails waits in the
+    /// history's backlog and the fold goes on, since the log is the truth and the live state
+    /// must not stop.
     pub fn apply(
         &self,
         rec: &LogRecord,
@@ -96,11 +97,10 @@ impl FleetState {
             (closings, result)
         };
         // Written once the locks are released (a commit is an fsync), before the record counts
-        // as applied: a reader told "applied" finds the history there.
+        // as applied: a reader told "applied" finds the history there (unless the write
+        // failed: then it waits in the backlog and is retried).
         if let Some(h) = &self.history {
-            if let Err(e) = h.record(&closings) {
-                tracing::error!(error = %e, "closed routes' history not written");
-            }
+            h.submit(HistoryWrite::Closings(closings));
             if let LogRecord::AlertHandled {
                 depot,
                 offset,
@@ -110,15 +110,16 @@ impl FleetState {
                 at_ms,
             } = rec
             {
-                let handling = AlertHandling {
-                    action: *action,
-                    by: by.clone(),
-                    note: note.clone(),
-                    at_ms: *at_ms,
-                };
-                if let Err(e) = h.record_alert(depot, *offset, &handling) {
-                    tracing::error!(error = %e, "alert handling not written");
-                }
+                h.submit(HistoryWrite::Alert {
+                    depot: depot.clone(),
+                    offset: *offset,
+                    handling: AlertHandling {
+                        action: *action,
+                        by: by.clone(),
+                        note: note.clone(),
+                        at_ms: *at_ms,
+                    },
+                });
             }
         }
         result
@@ -138,12 +139,22 @@ impl FleetState {
     /// Encodes a snapshot of the state after records `..lsn_next`, for
     /// [`crate::store::snapshot::persist`] (`dir` only names an error). Holds the state's
     /// locks while it encodes; writing it out needs none.
+    ///
+    /// # Errors
+    /// History writes still fail (the backlog is not empty): a snapshot now would let the log
+    /// be cut past records whose history is not written.
     pub fn encode_snapshot(
         &self,
         dir: &Path,
         lsn_next: u64,
         now_ms: i64,
     ) -> Result<Vec<u8>, LogError> {
+        if let Some(h) = &self.history {
+            h.flush().map_err(|e| LogError::Io {
+                path: dir.to_owned(),
+                source: std::io::Error::other(format!("history writes waiting: {e}")),
+            })?;
+        }
         let mut positions = lock(&self.positions);
         let mut core = lock(&self.core);
         let mut feed = lock(&self.feed);
@@ -163,6 +174,49 @@ mod tests {
     use crate::store::snapshot::{newest, read};
     use milepost_core::store::BatchEntry;
     use milepost_proto::{DriverId, Fix, Seq};
+
+    #[test]
+    fn failed_history_writes_wait_in_order_and_hold_back_snapshots() {
+        use crate::history::{History, HistoryConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let h = Arc::new(
+            History::open(&dir.path().join("history.redb"), &HistoryConfig::default()).unwrap(),
+        );
+        let state =
+            FleetState::new(CoreConfig::default(), &FeedConfig::default()).with_history(h.clone());
+        let apply = |rec: LogRecord| state.apply(&rec, &mut Vec::new(), &mut Vec::new());
+        let t0 = 1_771_243_200_000;
+        for (id, driver) in [("R1", "d1"), ("R2", "d2")] {
+            let route = crate::history::tests::route(id, driver, &[&format!("T-{id}")]);
+            apply(LogRecord::RouteAssigned { route, at_ms: t0 });
+        }
+        // The disk fails: cancelling R1 folds, but its history waits, and no snapshot is
+        // taken (the log must keep the record).
+        h.fail_writes(true);
+        let cancel = |id: &str, at_ms| LogRecord::RouteCancelled {
+            route_id: id.into(),
+            by: "test".into(),
+            at_ms,
+        };
+        apply(cancel("R1", t0 + 1_000));
+        assert!(lock(&state.core).route_view(&"R1".into()).is_none());
+        assert_eq!(h.backlog(), 1);
+        assert!(h.route(&"R1".into()).unwrap().is_none());
+        let snaps = tempfile::tempdir().unwrap();
+        assert!(state.snapshot(snaps.path(), 3, t0).is_err());
+        apply(cancel("R2", t0 + 2_000));
+        assert_eq!(h.backlog(), 2);
+        // The disk is back: the next write goes after the waiting ones, in order.
+        h.fail_writes(false);
+        apply(LogRecord::RoutesArchived {
+            routes: vec![],
+            at_ms: t0 + 3_000,
+        });
+        assert_eq!(h.backlog(), 0);
+        assert!(h.route(&"R1".into()).unwrap().is_some());
+        assert!(h.route(&"R2".into()).unwrap().is_some());
+        assert!(state.snapshot(snaps.path(), 5, t0).is_ok());
+    }
 
     #[test]
     fn a_snapshot_reads_back_what_was_written() {

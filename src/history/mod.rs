@@ -8,6 +8,12 @@
 //! recovery and every gateway of a cluster write the same history; writing one twice (a log
 //! replayed after a crash) leaves the same record.
 //!
+//! A write that fails (a full disk) waits in a [`backlog::Backlog`] and is retried, in order,
+//! before the next write and before every snapshot; the fold goes on meanwhile (the log is the
+//! truth and the live state must not stop). No snapshot is taken while a write waits
+//! ([`crate::state::FleetState::encode_snapshot`]), so the log is never cut past a record whose
+//! history is not written, and a restart folds it again.
+//!
 //! Tables: `parcels` (tracking number to JSON [`ParcelHistory`]), `routes` (route id to JSON
 //! [`RouteHistory`]), `route_days` (`depot 0x1 YYYY-MM-DD 0x1 route` for listings) and
 //! `closed` (`closed_ms 0x1 p|r 0x1 id`, for the retention sweep), and `alerts` (`depot 0x1
@@ -24,6 +30,7 @@ use milepost_core::store::record::AlertAction;
 use milepost_proto::route::{DepotId, RouteId, TrackingNumber};
 use redb::{Database, ReadableTable, TableDefinition};
 
+pub mod backlog;
 pub mod config;
 
 pub use config::HistoryConfig;
@@ -69,6 +76,10 @@ db_errors!(
 pub struct History {
     db: Database,
     retention_ms: AtomicI64,
+    /// Writes that failed, waiting to be retried in order.
+    backlog: backlog::Backlog<HistoryWrite>,
+    /// Test hook: every write fails ([`History::fail_writes`]).
+    fail_writes: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for History {
@@ -135,6 +146,8 @@ impl History {
         Ok(History {
             db,
             retention_ms: AtomicI64::new(retention_ms(cfg)),
+            backlog: Default::default(),
+            fail_writes: Default::default(),
         })
     }
 
@@ -344,5 +357,71 @@ impl History {
     }
 }
 
+/// One write to the history.
+#[derive(Debug, Clone)]
+pub enum HistoryWrite {
+    /// What closing routes left behind.
+    Closings(Vec<Closing>),
+    /// What was done about an alert.
+    Alert {
+        /// The alert's depot.
+        depot: String,
+        /// The alert's feed offset.
+        offset: u64,
+        /// What was done.
+        handling: AlertHandling,
+    },
+}
+
+impl History {
+    /// Writes `w` after any older writes still waiting; on failure it waits too (logged, and
+    /// counted in [`History::backlog`]). A write of nothing only retries what waits.
+    pub fn submit(&self, w: HistoryWrite) {
+        let w = match w {
+            HistoryWrite::Closings(c) if c.is_empty() => None,
+            w => Some(w),
+        };
+        if let Err(e) = self.backlog.submit(w, |w| self.write(w)) {
+            let waiting = self.backlog.len();
+            tracing::error!(error = %e, waiting, "history not written; will retry");
+        }
+    }
+
+    /// Retries every waiting write, in order.
+    ///
+    /// # Errors
+    /// The first write that failed again (it and those after it keep waiting).
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        self.backlog.submit(None, |w| self.write(w))
+    }
+
+    /// Writes waiting to be retried.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Makes every write fail (`true`) or work again: for tests of the backlog, which cannot
+    /// fill a disk.
+    #[doc(hidden)]
+    pub fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::Relaxed);
+    }
+
+    fn write(&self, w: &HistoryWrite) -> Result<(), HistoryError> {
+        if self.fail_writes.load(Ordering::Relaxed) {
+            let e = std::io::Error::other("history writes made to fail");
+            return Err(HistoryError::Db(Box::new(redb::Error::Io(e))));
+        }
+        match w {
+            HistoryWrite::Closings(c) => self.record(c),
+            HistoryWrite::Alert {
+                depot,
+                offset,
+                handling,
+            } => self.record_alert(depot, *offset, handling),
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

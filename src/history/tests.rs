@@ -12,7 +12,7 @@ use super::*;
 
 const T0: i64 = 1_771_243_200_000; // 2026-02-16 12:00 UTC
 
-fn route(id: &str, driver: &str, tracking: &[&str]) -> Route {
+pub(crate) fn route(id: &str, driver: &str, tracking: &[&str]) -> Route {
     Route {
         id: id.into(),
         depot: "north".into(),

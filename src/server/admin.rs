@@ -192,6 +192,13 @@ fn render(sh: &Shared, out: &mut String) {
         "class",
         &by_class(|l| l.max),
     );
+    render_value(
+        out,
+        "milepost_history_backlog",
+        "gauge",
+        "History writes that failed and wait to be retried (no snapshot is taken until none is left)",
+        sh.state.history.as_ref().map_or(0, |h| h.backlog() as u64),
+    );
     let a = &sh.applier_stats;
     render_value(
         out,
