@@ -27,6 +27,9 @@ struct Cli {
 enum Cmd {
     /// Run the gateway (creates dev certificates and a data directory on first run).
     Serve(ServeArgs),
+    /// Watch a delivery day: a gateway with its pages, a route on a real trace driven through
+    /// it, the tracking and dispatcher links printed; until Ctrl-C.
+    Demo(cli::demo::DemoArgs),
     /// Mint a signed token for a driver, dispatcher or recipient.
     Token(TokenArgs),
     /// Replay one recorded trace (GPX, CSV, GeoJSON) as one driver.
@@ -57,15 +60,21 @@ enum Cmd {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // The demo talks to a person in the terminal: the gateway's own log only says what
+    // went wrong (RUST_LOG still decides when set).
+    let default_filter = match cli.cmd {
+        Cmd::Demo(_) => "warn",
+        _ => "milepost=info,warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "milepost=info,warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,6 +94,7 @@ fn main() {
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Serve(a) => cli::serve::serve(a).await,
+        Cmd::Demo(a) => cli::demo::demo(a).await,
         Cmd::Token(a) => cli::token::token(a),
         Cmd::Drive(a) => cli::drive::drive(a).await,
         Cmd::Query(a) => cli::query::query(a).await,

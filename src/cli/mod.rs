@@ -2,6 +2,7 @@
 //! command line and dispatches here.
 //!
 //! - [`serve`]: the gateway.
+//! - [`demo`]: a gateway, a delivery day on a real trace driven through it, the links to watch.
 //! - [`token`]: minting and revoking tokens.
 //! - [`key`]: API keys for back-office systems.
 //! - [`office`]: outcomes and route cancels through the back-office API.
@@ -15,6 +16,7 @@
 //! `milepost::tools`), their arguments with them.
 
 pub(crate) mod connect;
+pub(crate) mod demo;
 pub(crate) mod drive;
 pub(crate) mod key;
 pub(crate) mod office;

@@ -87,7 +87,7 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
 }
 
 /// A future that resolves on SIGINT or SIGTERM; the handlers are installed when this returns.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

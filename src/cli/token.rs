@@ -59,6 +59,9 @@ pub(crate) fn token(a: TokenArgs) -> Result<()> {
     };
     let now = chrono::Utc::now().timestamp();
     let ttl = Duration::from(a.ttl).as_secs() as i64;
+    if ttl < 1 {
+        anyhow::bail!("--ttl must be at least 1s: a token born expired opens nothing");
+    }
     let depot = a.depot.unwrap_or_else(|| match a.role {
         Role::Dispatcher => a.subject.clone(),
         _ => "default".into(),

@@ -1,11 +1,13 @@
 //! Tools run from the CLI.
 //!
+//! - [`demo`]: a delivery day on a real trace, driven through a gateway it starts, to watch.
 //! - [`watch`]: follow a feed in the terminal (recipient status line, dispatcher table).
 //!
 //! - [`gtfs`]: GTFS + recorded GTFS-realtime to Milepost route files and traces.
 //! - [`eval_eta`]: replays recorded trips through the fleet core and scores its ETAs against
 //!   observed arrivals, next to the timetable.
 
+pub mod demo;
 pub mod eval_eta;
 pub mod gtfs;
 pub mod watch;

@@ -48,8 +48,12 @@ pub struct CoreConfig {
     pub eta_far_interval_ms: i64,
     /// `ArrivingSoon` when the ETA is this close, seconds...
     pub arriving_soon_s: f64,
-    /// ... or the stop this close along the route, metres.
+    /// ... or the stop this close along the route, metres; and in either case only once at
+    /// most `arriving_soon_stops` stops are still to be served before it (a fast driver five
+    /// stops away is not "arriving soon").
     pub arriving_soon_m: f64,
+    /// See `arriving_soon_m`.
+    pub arriving_soon_stops: u32,
     /// `Delayed` is re-armed once the ETA is back this far inside the window, ms.
     pub delayed_rearm_ms: i64,
     /// `RunningLate` when the next stop's ETA is this many minutes past its planned arrival
@@ -90,6 +94,7 @@ impl Default for CoreConfig {
             eta_far_interval_ms: 30_000,
             arriving_soon_s: 300.0,
             arriving_soon_m: 500.0,
+            arriving_soon_stops: 1,
             delayed_rearm_ms: 300_000,
             late_threshold_min: 10,
             late_step_min: 5,

@@ -233,6 +233,42 @@ fn start_arrive_depart_deliver_finish() {
 }
 
 #[test]
+fn arriving_soon_waits_until_at_most_one_stop_is_left_before() {
+    // Stops 300 m apart: at 8 m/s the third stop is under 120 s away from the first, but
+    // two stops still come before it.
+    let mut core = FleetCore::new(CoreConfig {
+        arriving_soon_s: 600.0,
+        arriving_soon_m: 2_000.0,
+        ..CoreConfig::default()
+    });
+    core.assign_route(street(4), T0).unwrap();
+    let mut s = Sim {
+        core,
+        driver: "d1".into(),
+        t: T0,
+        out: Vec::new(),
+    };
+    s.drive(0.0, 250.0, 5);
+    let early = s.take();
+    assert!(parcel_events(&early, "T0").contains(&ParcelEvent::ArrivingSoon));
+    assert!(parcel_events(&early, "T1").contains(&ParcelEvent::ArrivingSoon));
+    for far in ["T2", "T3"] {
+        assert!(
+            !parcel_events(&early, far).contains(&ParcelEvent::ArrivingSoon),
+            "{far}: {:?}",
+            parcel_events(&early, far)
+        );
+        assert_ne!(s.status(far).state, ParcelState::ArrivingSoon);
+    }
+    // Served S0: T2 is now one stop away, and soon.
+    s.drive(250.0, 300.0, 5).wait(300.0, 30);
+    s.deliver("S0", Some("0000")).unwrap();
+    s.drive(300.0, 420.0, 5);
+    assert_eq!(s.status("T2").state, ParcelState::ArrivingSoon);
+    assert_ne!(s.status("T3").state, ParcelState::ArrivingSoon);
+}
+
+#[test]
 fn departure_is_detected_and_dwell_learned() {
     let mut s = Sim::new(street(3));
     s.drive(0.0, 300.0, 1)

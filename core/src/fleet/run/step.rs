@@ -485,7 +485,11 @@ impl RouteRun {
             };
             self.emit_stop(i, t, &kind, out);
         }
+        let near_in_stops = self.stops[i]
+            .stops_away
+            .is_none_or(|n| n <= cfg.arriving_soon_stops);
         if !self.stops[i].soon_sent
+            && near_in_stops
             && (to_go_s <= cfg.arriving_soon_s || rem.path_m <= cfg.arriving_soon_m)
         {
             self.stops[i].soon_sent = true;

@@ -1,0 +1,180 @@
+//! `milepost demo` end to end, sped up: a day laid on a trace, driven through a real gateway
+//! over QUIC (fixes, dwell, uploads, outcomes from the driver's own session), and what a
+//! recipient sees on the tracking page's JSON at the end, milestone by milestone.
+
+mod common;
+mod web_support;
+
+use std::net::SocketAddr;
+
+use milepost::replay::trace::TracePoint;
+use milepost::tools::demo::{self, plan, DriveOptions, Step};
+use milepost_proto::route::{ParcelEvent, ParcelState, Update};
+
+/// A drive north: 30 points 50 m apart, one every 10 s.
+fn street() -> Vec<TracePoint> {
+    let t0 = common::now_ms() - 3_600_000;
+    (0..30)
+        .map(|i| TracePoint::new(t0 + i * 10_000, 45.27 + i as f64 * 0.00045, 13.71))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_day_is_delivered_and_the_recipients_see_it_happen() {
+    let t = common::start_with(|c| {
+        c.web.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        // Fast: arrival after 1 s inside a stop, and a driver shown at up to 300 m/s.
+        c.core.dwell_ms = 1_000;
+        c.validation.max_speed_mps = 1_000.0;
+    })
+    .await;
+    let points = street();
+    let day = plan::plan(
+        &points,
+        &plan::PlanOptions {
+            stops: 6,
+            speedup: 100.0,
+            dwell_ms: 2_000,
+            start_ms: common::now_ms(),
+            route_id: "DEMO-T".into(),
+            max_shown_mps: 300.0,
+        },
+    )
+    .unwrap();
+    assert!(day.stops.len() >= 4, "{}", day.stops.len());
+    let web = t.gw.web_addr.unwrap();
+    let (driver, links) = demo::links(&t.gw, &day, web, 3600);
+    let opts = DriveOptions {
+        dwell_ms: 2_000,
+        dwell_fix_ms: 250,
+    };
+    let mut steps = Vec::new();
+    demo::drive_day(&t.gw, &day, &points, &driver, &opts, |s| steps.push(s))
+        .await
+        .unwrap();
+    assert_eq!(steps.first(), Some(&Step::Started));
+    assert_eq!(steps.last(), Some(&Step::Finished));
+    let outcomes = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Outcome { .. }))
+        .count();
+    assert_eq!(outcomes, day.stops.len());
+
+    let shared = t.gw.shared();
+    {
+        let core = milepost::state::lock(&shared.state.core);
+        let feed = milepost::state::lock(&shared.state.feed);
+        for (k, stop) in day.stops.iter().enumerate() {
+            let tn = plan::tracking(k);
+            let status = core.parcel_status(&tn.as_str().into()).unwrap();
+            let want = match stop.action {
+                plan::Action::Fail(_) => ParcelState::Failed,
+                _ => ParcelState::Delivered,
+            };
+            assert_eq!(status.state, want, "{tn}: {status:?}");
+            // What the recipient was told, in order: out for delivery, counting down, soon,
+            // at the door, then the outcome.
+            let kinds: Vec<&'static str> = feed
+                .parcel_after(&tn.as_str().into(), 0, 1_000)
+                .iter()
+                .filter_map(|(_, u)| match u {
+                    Update::Parcel(p) => Some(milepost_core::present::event_kind(&p.kind)),
+                    _ => None,
+                })
+                .filter(|k| *k != "EtaChanged" && *k != "StopsAway")
+                .collect();
+            let last = if want == ParcelState::Failed {
+                "Failed"
+            } else {
+                "Delivered"
+            };
+            assert_eq!(
+                kinds,
+                vec!["OutForDelivery", "ArrivingSoon", "Arrived", last],
+                "{tn}"
+            );
+            if let plan::Action::HandedTo(name) = stop.action {
+                let shown = status.last_event.as_ref().unwrap().kind.delivery().unwrap();
+                assert_eq!(shown.received_by, Some(name));
+            }
+        }
+        // A parcel late in the day was counted down stop by stop.
+        let late = plan::tracking(day.stops.len() - 1);
+        let counts: Vec<u32> = feed
+            .parcel_after(&late.as_str().into(), 0, 1_000)
+            .iter()
+            .filter_map(|(_, u)| match u {
+                Update::Parcel(p) => match p.kind {
+                    ParcelEvent::StopsAway { n } => Some(n),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] > w[1]), "{counts:?}");
+        assert!(counts.len() >= 2, "{counts:?}");
+    }
+
+    // The photos went up the upload stream and are stored.
+    let photo_parcel = day
+        .stops
+        .iter()
+        .position(|s| s.action == plan::Action::Photo)
+        .unwrap();
+    let store = &shared.proofs;
+    let status = milepost::state::lock(&shared.state.core)
+        .parcel_status(&plan::tracking(photo_parcel).as_str().into())
+        .unwrap();
+    let sha = status
+        .last_event
+        .unwrap()
+        .kind
+        .delivery()
+        .unwrap()
+        .proof
+        .photo_sha256
+        .clone();
+    assert!(store.has(sha.as_deref().unwrap()));
+
+    // The printed links open: the recipient's status over HTTP with the link's token.
+    let (tn, url) = &links.parcels[0];
+    let token = url.split("token=").nth(1).unwrap();
+    let path = format!("/t/{tn}/status");
+    let auth = format!("Bearer {token}");
+    let r = web_support::request(web, "GET", &path, &[("Authorization", &auth)], None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"]["state"], "Delivered", "{}", r.text());
+}
+
+/// The binary, with `args`: (exit success, stderr).
+fn milepost(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_busy_port_and_a_token_born_expired_are_refused_with_a_message() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let (ok, err) = milepost(&["demo", "--listen", "127.0.0.1:0", "--web-listen", &port]);
+    assert!(!ok);
+    assert!(err.contains(&port) && err.contains("--web-listen"), "{err}");
+    let (ok, err) = milepost(&[
+        "token",
+        "--role",
+        "driver",
+        "--subject",
+        "d1",
+        "--ttl",
+        "0s",
+        "--secret",
+        "a-secret-of-at-least-32-characters-000",
+    ]);
+    assert!(!ok && err.contains("--ttl"), "{err}");
+}
