@@ -44,10 +44,63 @@ pub fn hhmm(ms: i64) -> String {
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
-/// The recipient's one-line status, e.g. `3 stops away - arriving 14:05-14:15`.
+/// A time as a person reads it on `now_ms`'s day: `14:05` that day (UTC), `Mon 7 Dec 14:05`
+/// on any other.
+pub fn clock_text(ms: i64, now_ms: i64) -> String {
+    if ms.div_euclid(86_400_000) == now_ms.div_euclid(86_400_000) {
+        return hhmm(ms);
+    }
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%a %-d %b %H:%M").to_string(),
+        None => hhmm(ms),
+    }
+}
+
+/// When a status is read: now, and the driver's newest fix with the age past which the
+/// view is stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moment {
+    /// Now, UTC ms.
+    pub now_ms: i64,
+    /// The route's newest fix, if any.
+    pub last_fix_ms: Option<i64>,
+    /// A parcel on its way whose driver has been silent longer than this is shown as stale.
+    pub stale_after_ms: i64,
+}
+
+/// The recipient's one-line status, e.g. `3 stops away - arriving 14:05-14:15`, with times of
+/// day only (see [`status_line_at`] for what a page shows).
 pub fn status_line(s: &ParcelStatus) -> String {
+    status_words(s, &hhmm)
+}
+
+/// The recipient's one-line status as of `at`: times carry a date when not on `at`'s day, and
+/// a parcel on its way whose driver has sent no fix for longer than `at.stale_after_ms` says
+/// so instead of repeating an estimate made before the silence.
+pub fn status_line_at(s: &ParcelStatus, at: &Moment) -> String {
+    let on_way = matches!(
+        s.state,
+        ParcelState::OutForDelivery | ParcelState::ArrivingSoon
+    );
+    if let Some(f) = at
+        .last_fix_ms
+        .filter(|f| on_way && at.now_ms - f > at.stale_after_ms)
+    {
+        let head = match s.state {
+            ParcelState::ArrivingSoon => "Arriving soon",
+            _ => "Out for delivery",
+        };
+        return format!(
+            "{head} - no news from the driver since {}",
+            clock_text(f, at.now_ms)
+        );
+    }
+    status_words(s, &|ms| clock_text(ms, at.now_ms))
+}
+
+fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String) -> String {
     let window = match (s.earliest_ms, s.latest_ms) {
-        (Some(a), Some(b)) => format!(" - arriving {}-{}", hhmm(a), hhmm(b)),
+        (Some(a), Some(b)) => format!(" - arriving {}-{}", time(a), hhmm(b)),
         _ => String::new(),
     };
     match s.state {
@@ -61,7 +114,7 @@ pub fn status_line(s: &ParcelStatus) -> String {
         ParcelState::ArrivingSoon => format!("Arriving soon{window}"),
         ParcelState::Arrived => "The driver is at your door".to_string(),
         ParcelState::Delivered => match s.last_event.as_ref().and_then(|u| u.kind.delivery()) {
-            Some(d) => delivered_text(&d),
+            Some(d) => delivered_text(&d, time),
             None => "Delivered".to_string(),
         },
         ParcelState::Returned => "Returning to sender".to_string(),
@@ -131,10 +184,10 @@ pub fn shown_outcome(
 }
 
 /// "Delivered 14:07", with the receiver's name when one was taken.
-fn delivered_text(d: &Delivery<'_>) -> String {
+fn delivered_text(d: &Delivery<'_>, time: &dyn Fn(i64) -> String) -> String {
     match d.received_by {
-        Some(name) => format!("Delivered {} to {name}", hhmm(d.at_ms)),
-        None => format!("Delivered {}", hhmm(d.at_ms)),
+        Some(name) => format!("Delivered {} to {name}", time(d.at_ms)),
+        None => format!("Delivered {}", time(d.at_ms)),
     }
 }
 
@@ -152,9 +205,10 @@ pub fn event_text(e: &ParcelEvent) -> String {
         }
         ParcelEvent::ArrivingSoon => "Arriving soon".into(),
         ParcelEvent::Arrived => "Driver arrived".into(),
-        ParcelEvent::Delivered { .. } | ParcelEvent::DeliveredTo { .. } => {
-            e.delivery().map(|d| delivered_text(&d)).unwrap_or_default()
-        }
+        ParcelEvent::Delivered { .. } | ParcelEvent::DeliveredTo { .. } => e
+            .delivery()
+            .map(|d| delivered_text(&d, &hhmm))
+            .unwrap_or_default(),
         ParcelEvent::Failed { reason, note } => {
             format!("Attempt failed: {} {note}", reason_text(*reason))
         }
@@ -179,13 +233,16 @@ pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
             let why = if *no_fix { "no GPS fix" } else { "not moving" };
             (
                 "DriverStalled",
-                format!("Stalled: {why} for {} min", idle_s / 60),
+                format!("Stalled: {why} for {}", duration_text(*idle_s as u64)),
                 true,
             )
         }
         DispatchEvent::RunningLate { stop, minutes } => (
             "RunningLate",
-            format!("Running {minutes} min late for {stop}"),
+            format!(
+                "Running {} late for {stop}",
+                duration_text(*minutes as u64 * 60)
+            ),
             true,
         ),
         DispatchEvent::AttemptFailed { stop, reason } => (
@@ -195,7 +252,7 @@ pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
         ),
         DispatchEvent::OffRoute { distance_m } => (
             "OffRoute",
-            format!("Off route by {} m", distance_m.round() as i64),
+            format!("Off route by {}", distance_text(*distance_m as f64)),
             true,
         ),
         DispatchEvent::BackOnRoute => ("BackOnRoute", "Back on route".into(), false),
@@ -204,16 +261,54 @@ pub fn dispatch_text(e: &DispatchEvent) -> (&'static str, String, bool) {
         }
         DispatchEvent::StopDeparted { stop, dwell_s } => (
             "StopDeparted",
-            format!("Left {stop} after {} min", dwell_s / 60),
+            format!("Left {stop} after {}", duration_text(*dwell_s as u64)),
             false,
         ),
         DispatchEvent::StopPassed { stop } => (
             "StopPassed",
-            format!("Passed {stop} without stopping"),
+            format!("Passed {stop} without an outcome"),
             true,
         ),
         DispatchEvent::DriverMoving => ("DriverMoving", "Moving again".into(), false),
     }
+}
+
+/// A duration as a person writes it: `45 s`, `12 min`, `2 h 5 min`, `3 days`.
+pub fn duration_text(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3_600 => format!("{} min", secs / 60),
+        3_600..86_400 => match (secs / 3_600, secs % 3_600 / 60) {
+            (h, 0) => format!("{h} h"),
+            (h, m) => format!("{h} h {m} min"),
+        },
+        _ => match secs / 86_400 {
+            1 => "1 day".into(),
+            d => format!("{d} days"),
+        },
+    }
+}
+
+/// A distance as a person writes it: `350 m`, `4.2 km`, `7,880 km`.
+pub fn distance_text(m: f64) -> String {
+    let m = m.max(0.0);
+    if m < 1_000.0 {
+        return format!("{} m", m.round() as u64);
+    }
+    let km = m / 1_000.0;
+    if km < 10.0 {
+        return format!("{km:.1} km");
+    }
+    let whole = km.round() as u64;
+    let digits = whole.to_string();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{out} km")
 }
 
 #[cfg(test)]
@@ -221,23 +316,82 @@ mod tests {
     use super::*;
     use milepost_proto::route::{ParcelStatus, TimeWindow};
 
-    #[test]
-    fn status_lines_read_well() {
-        let mut s = ParcelStatus {
+    /// A parcel 3 stops away, arriving from `earliest_ms` for 10 minutes.
+    fn on_the_way(earliest_ms: i64, window: Option<TimeWindow>) -> ParcelStatus {
+        ParcelStatus {
             tracking: "T".into(),
             route_id: "R".into(),
             stop: "S".into(),
             state: ParcelState::OutForDelivery,
             stops_away: Some(3),
-            eta_ms: Some(1_764_079_800_000),
-            earliest_ms: Some(1_764_079_500_000),
-            latest_ms: Some(1_764_080_100_000),
-            window: Some(TimeWindow {
+            eta_ms: Some(earliest_ms),
+            earliest_ms: Some(earliest_ms),
+            latest_ms: Some(earliest_ms + 600_000),
+            window,
+            last_event: None,
+        }
+    }
+
+    #[test]
+    fn pages_put_a_date_on_other_days_and_say_when_the_driver_went_quiet() {
+        let now = 1_764_079_800_000; // 2025-11-25 14:10 UTC
+        assert_eq!(clock_text(now - 60_000, now), "14:09");
+        assert_eq!(clock_text(now + 86_400_000, now), "Wed 26 Nov 14:10");
+        let mut s = on_the_way(now + 86_400_000, None);
+        let mut at = Moment {
+            now_ms: now,
+            last_fix_ms: Some(now - 30_000),
+            stale_after_ms: 180_000,
+        };
+        assert_eq!(
+            status_line_at(&s, &at),
+            "3 stops away - arriving Wed 26 Nov 14:10-14:20"
+        );
+        at.last_fix_ms = Some(now - 600_000);
+        assert_eq!(
+            status_line_at(&s, &at),
+            "Out for delivery - no news from the driver since 14:00"
+        );
+        // Once delivered, silence is no news.
+        s.state = ParcelState::Delivered;
+        assert_eq!(status_line_at(&s, &at), "Delivered");
+    }
+
+    #[test]
+    fn alert_figures_read_as_people_write_them() {
+        let late = dispatch_text(&DispatchEvent::RunningLate {
+            stop: "S1".into(),
+            minutes: 421_313,
+        });
+        assert_eq!(late.1, "Running 292 days late for S1");
+        let off = dispatch_text(&DispatchEvent::OffRoute {
+            distance_m: 7_879_734.0,
+        });
+        assert_eq!(off.1, "Off route by 7,880 km");
+        assert_eq!(distance_text(349.6), "350 m");
+        assert_eq!(distance_text(4_240.0), "4.2 km");
+        assert_eq!(duration_text(45), "45 s");
+        assert_eq!(duration_text(12 * 60 + 5), "12 min");
+        assert_eq!(duration_text(2 * 3_600), "2 h");
+        assert_eq!(duration_text(2 * 3_600 + 5 * 60), "2 h 5 min");
+        assert_eq!(duration_text(86_400), "1 day");
+        let stalled = dispatch_text(&DispatchEvent::DriverStalled {
+            idle_s: 360,
+            no_fix: true,
+        });
+        assert_eq!(stalled.1, "Stalled: no GPS fix for 6 min");
+    }
+
+    #[test]
+    fn status_lines_read_well() {
+        let mut s = on_the_way(
+            1_764_079_500_000,
+            Some(TimeWindow {
                 start_ms: 0,
                 end_ms: 1,
             }),
-            last_event: None,
-        };
+        );
+        s.eta_ms = Some(1_764_079_800_000);
         assert_eq!(status_line(&s), "3 stops away - arriving 14:05-14:15");
         s.state = ParcelState::ArrivingSoon;
         assert_eq!(status_line(&s), "Arriving soon - arriving 14:05-14:15");

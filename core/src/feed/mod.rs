@@ -46,6 +46,9 @@ pub struct FeedConfig {
     pub position_minutes: u32,
     /// Dispatcher position updates are coalesced to at most one flush per this many ms.
     pub position_flush_ms: u64,
+    /// A parcel on its way whose driver has sent no fix for this many seconds is shown as
+    /// "no news from the driver since 14:02" instead of an estimate made before the silence.
+    pub stale_after_s: u64,
     /// Webhook endpoints receiving parcel milestones as signed JSON.
     pub webhooks: Vec<String>,
     /// Secret for the webhook signature (HMAC-SHA256 in `X-Milepost-Signature`); defaults to
@@ -61,6 +64,7 @@ impl Default for FeedConfig {
             position_stops: 0,
             position_minutes: 10,
             position_flush_ms: 250,
+            stale_after_s: 180,
             webhooks: Vec::new(),
             webhook_secret: None,
         }

@@ -7,7 +7,7 @@ use milepost_core::fleet::progress::StopPhase;
 use milepost_core::fleet::view::{RouteView, StopView};
 use milepost_core::history::{Closed, ParcelHistory, RouteHistory};
 use milepost_core::present::{
-    event_kind, event_text, event_time, reason_text, shown_outcome, status_line,
+    event_kind, event_text, event_time, reason_text, shown_outcome, status_line_at, Moment,
 };
 use milepost_proto::route::{
     FailureReason, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary,
@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::api::error::ApiError;
+use crate::web::views::common::moment;
 
 /// Where a route is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -325,6 +326,7 @@ fn detail(
     depot: String,
     routes: Vec<String>,
     live: bool,
+    at: &Moment,
     ms: &[ParcelUpdate],
 ) -> ParcelDetail {
     let (proof, failure) = shown_outcome(s);
@@ -343,7 +345,7 @@ fn detail(
         stop: s.stop.0.clone(),
         live,
         state: s.state,
-        status_line: status_line(s),
+        status_line: status_line_at(s, at),
         stops_away: s.stops_away,
         eta_ms: s.eta_ms,
         earliest_ms: s.earliest_ms,
@@ -370,7 +372,8 @@ pub fn parcel_detail(
         let core = lock(&shared.state.core);
         core.parcel_status(t).and_then(|s| {
             let depot = core.run(&s.route_id)?.plan.depot.0.clone();
-            Some((s, depot))
+            let at = moment(shared, &core, &s.route_id);
+            Some((s, depot, at))
         })
     };
     let history = |t: &TrackingNumber| -> Result<Option<ParcelHistory>, ApiError> {
@@ -380,7 +383,7 @@ pub fn parcel_detail(
         }
     };
     match live {
-        Some((s, depot)) => {
+        Some((s, depot, at)) => {
             let ms = milepost_core::history::milestones(&lock(&shared.state.feed), t);
             let mut routes: Vec<String> = history(t)?
                 .map(|h| h.routes.into_iter().map(|r| r.0).collect())
@@ -388,11 +391,23 @@ pub fn parcel_detail(
             if !routes.contains(&s.route_id.0) {
                 routes.push(s.route_id.0.clone());
             }
-            Ok(Some(detail(&s, depot, routes, true, &ms)))
+            Ok(Some(detail(&s, depot, routes, true, &at, &ms)))
         }
         None => Ok(history(t)?.map(|h| {
             let routes = h.routes.iter().map(|r| r.0.clone()).collect();
-            detail(&h.status, h.depot.0.clone(), routes, false, &h.milestones)
+            let at = Moment {
+                now_ms: shared.now_ms(),
+                last_fix_ms: None,
+                stale_after_ms: i64::MAX,
+            };
+            detail(
+                &h.status,
+                h.depot.0.clone(),
+                routes,
+                false,
+                &at,
+                &h.milestones,
+            )
         })),
     }
 }

@@ -1,5 +1,6 @@
 //! What the recipient's and the dispatcher's views share: a live position as
-//! the pages get it, a driver's display name, and the route run a route id names.
+//! the pages get it, a driver's display name, the route run a route id names, and the moment a
+//! status is read at.
 
 use milepost_core::fleet::engine::FleetCore;
 use milepost_core::fleet::run::RouteRun;
@@ -8,6 +9,20 @@ use milepost_proto::{DriverId, DriverPosition};
 use serde::Serialize;
 
 use crate::server::shared::Shared;
+
+/// The moment a parcel of `route` is shown: now, the route's newest fix (none for a route no
+/// longer live), and the feed's staleness age.
+pub fn moment(
+    shared: &Shared,
+    core: &FleetCore,
+    route: &RouteId,
+) -> milepost_core::present::Moment {
+    milepost_core::present::Moment {
+        now_ms: shared.now_ms(),
+        last_fix_ms: core.route_view(route).and_then(|v| v.last_fix_t_ms),
+        stale_after_ms: shared.cfg.feed.stale_after_s as i64 * 1000,
+    }
+}
 
 /// A position as the pages get it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -3,7 +3,8 @@
 //! rule ([`visible_position`]), and all of it together for the tracking page ([`ParcelView`]).
 
 use milepost_core::present::{
-    event_kind, event_text, event_time, reason_text, shown_outcome, status_line, visible_driver,
+    clock_text, event_kind, event_text, event_time, reason_text, shown_outcome, status_line_at,
+    visible_driver,
 };
 use milepost_proto::route::{
     ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary, TimeWindow,
@@ -14,7 +15,7 @@ use serde::Serialize;
 
 use crate::server::shared::Shared;
 use crate::state::lock;
-use crate::web::views::common::{run_of, PositionView};
+use crate::web::views::common::{moment, run_of, PositionView};
 use milepost_core::present::hhmm;
 
 /// Milestones shown in a parcel's timeline (the newest ones).
@@ -128,17 +129,20 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         "" => reason_text(reason).to_owned(),
         note => format!("{}: {note}", reason_text(reason)),
     });
-    let driver = if s.state == ParcelState::Planned {
-        None
-    } else {
-        lock(&shared.state.core)
-            .route_view(&s.route_id)
-            .and_then(|v| driver_card(shared, &v.driver))
+    let (driver, at) = {
+        let core = lock(&shared.state.core);
+        let driver = match s.state {
+            ParcelState::Planned => None,
+            _ => core
+                .route_view(&s.route_id)
+                .and_then(|v| driver_card(shared, &v.driver)),
+        };
+        (driver, moment(shared, &core, &s.route_id))
     };
     StatusView {
         tracking: s.tracking.0.clone(),
         state: s.state,
-        status_line: status_line(s),
+        status_line: status_line_at(s, &at),
         stops_away: s.stops_away,
         eta_ms: s.eta_ms,
         earliest_ms: s.earliest_ms,
@@ -146,7 +150,7 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         window: s.window,
         window_text: s
             .window
-            .map(|w| format!("{}-{}", hhmm(w.start_ms), hhmm(w.end_ms))),
+            .map(|w| format!("{}-{}", clock_text(w.start_ms, at.now_ms), hhmm(w.end_ms))),
         proof,
         received_by,
         failure,

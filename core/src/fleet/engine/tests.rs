@@ -285,6 +285,26 @@ fn departure_is_detected_and_dwell_learned() {
     // Departed counts as served for "stops away".
     assert!(parcel_events(&us, "T2").contains(&ParcelEvent::StopsAway { n: 1 }));
     assert_eq!(s.view().stops[0].phase, StopPhase::Departed);
+    // Left without an outcome: the recipient is no longer told the driver is at the door,
+    // gets no ETA or count for a stop the driver is not heading to, and the dispatcher hears
+    // the stop was left open.
+    let t0 = s.status("T0");
+    assert_eq!(t0.state, ParcelState::OutForDelivery);
+    assert_eq!(
+        (t0.stops_away, t0.eta_ms, t0.earliest_ms),
+        (None, None, None)
+    );
+    let seen = parcel_events(&us, "T0");
+    let arrived = seen
+        .iter()
+        .position(|e| e == &ParcelEvent::Arrived)
+        .unwrap();
+    assert_eq!(seen.last(), Some(&ParcelEvent::OutForDelivery));
+    assert!(arrived < seen.len() - 1);
+    assert!(dispatch_events(&us).contains(&DispatchEvent::StopPassed { stop: "S0".into() }));
+    // The outcome may still come: it closes the parcel as usual.
+    s.deliver("S0", Some("0000")).unwrap();
+    assert_eq!(s.status("T0").state, ParcelState::Delivered);
 }
 
 #[test]

@@ -357,6 +357,25 @@ impl RouteRun {
                 dwell_s: dwell_s as u32,
             },
         ));
+        // Left without an outcome: the driver is no longer at the recipient's door (nor is
+        // the position theirs to see); the parcel is still out for delivery, and the
+        // dispatcher hears that the stop was left open.
+        let open: Vec<usize> = self
+            .parcel_range(i)
+            .filter(|&k| !is_final(self.parcels[k].state))
+            .collect();
+        if !open.is_empty() {
+            out.push(self.dispatch(
+                t,
+                DispatchEvent::StopPassed {
+                    stop: self.plan.stops[i].id.clone(),
+                },
+            ));
+            for k in open {
+                self.parcels[k].state = ParcelState::OutForDelivery;
+                self.emit_parcel(k, t, ParcelEvent::OutForDelivery, out);
+            }
+        }
         self.refresh_service(cfg);
         self.refresh_stops_away(cfg, t, out);
     }
