@@ -178,3 +178,54 @@ fn a_busy_port_and_a_token_born_expired_are_refused_with_a_message() {
     ]);
     assert!(!ok && err.contains("--ttl"), "{err}");
 }
+
+/// `drive --route`: the recorded day's route and its trace move by the same offset, so the
+/// plan stays where it was against the drive (examples/route.json and the synthetic trace
+/// recorded on its planned day, 2026-02-16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_with_its_route_replays_a_recorded_day_today() {
+    let t = common::start().await;
+    let driver = common::token(milepost::auth::Role::Driver, "driver-042", "DC-NE");
+    let dispatcher = common::token(milepost::auth::Role::Dispatcher, "DC-NE", "DC-NE");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (server, ca) = (t.gw.local_addr.to_string(), t.ca.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
+            .args(["drive", "--server", &server, "--ca"])
+            .arg(&ca)
+            .args(["--token", &driver, "--dispatcher-token", &dispatcher])
+            .arg("--route")
+            .arg(root.join("examples/route.json"))
+            .arg("--trace")
+            .arg(root.join("examples/route-trace.gpx"))
+            .args(["--speedup", "100"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("moved by"), "{err}");
+    let core = milepost::state::lock(&t.gw.shared().state.core);
+    let view = core.route_view(&"R-2026-02-16-017".into()).unwrap();
+    let route = &core.run(&"R-2026-02-16-017".into()).unwrap().plan;
+    // The trace starts at the route's planned start (12:00 on its day) and leaves the depot
+    // a minute later: so does the drive, against the shifted plan.
+    let left_depot = view.started_ms.unwrap_or(0);
+    let now = common::now_ms();
+    assert!(
+        (now - 15 * 60_000..=now).contains(&route.planned_start_ms),
+        "{}",
+        route.planned_start_ms
+    );
+    assert!(
+        (55_000..=90_000).contains(&(left_depot - route.planned_start_ms)),
+        "started {left_depot}, planned {}",
+        route.planned_start_ms
+    );
+    // Every stop was reached on the shifted plan's day.
+    for s in &view.stops {
+        assert!(s.arrived_ms.is_some(), "{s:?}");
+    }
+}

@@ -1,4 +1,7 @@
 //! `milepost drive`: replay one recorded trace as one driver, printing what the gateway acked.
+//! With `--route`, the recorded day's route is assigned first, moved in time by the same
+//! offset as the trace, so that its planned times and windows stay where they were against
+//! the drive.
 
 use std::path::PathBuf;
 
@@ -32,6 +35,13 @@ pub(crate) struct DriveArgs {
     /// Keep reconnecting this long after losing the gateway.
     #[arg(long, default_value = "60s")]
     reconnect_for: humantime::Duration,
+    /// The route the trace drives (route JSON, docs/ROUTES.md): assigned first, shifted in
+    /// time by the trace's offset, so a recorded day replays today with its plan intact.
+    #[arg(long, requires = "dispatcher_token")]
+    route: Option<PathBuf>,
+    /// A dispatcher token of the route's depot, to assign `--route`.
+    #[arg(long, env = "MILEPOST_DISPATCHER_TOKEN", hide_env_values = true)]
+    dispatcher_token: Option<String>,
 }
 
 /// Drives the chosen trace and prints what the gateway acked.
@@ -46,16 +56,23 @@ pub(crate) async fn drive(a: DriveArgs) -> Result<()> {
         None => traces.first().context("the file holds no trace")?,
     };
     let ep = endpoint(&a.conn)?;
+    let driver = token_subject(&a.conn.token)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    if let (Some(path), Some(token)) = (&a.route, &a.dispatcher_token) {
+        let offset = milepost::replay::drive::time_offset(&trace.points, a.speedup, now_ms);
+        assign_shifted(&ep, &a.conn, token, path, &driver, offset).await?;
+    }
     let opts = milepost::replay::drive::DriveOptions {
         server: a.conn.server,
         server_name: a.conn.server_name.clone(),
         token: a.conn.token.clone(),
-        driver: token_subject(&a.conn.token)?,
+        driver,
         speedup: a.speedup,
         batch: a.batch.max(1),
         live: !a.no_live,
         reconnect_for: a.reconnect_for.into(),
         limit: a.limit,
+        now_ms: Some(now_ms),
     };
     eprintln!(
         "driving {} ({} points) as {} at {}x",
@@ -76,5 +93,46 @@ pub(crate) async fn drive(a: DriveArgs) -> Result<()> {
         r.first_seq + r.fixes.saturating_sub(1)
     );
     ep.quinn().wait_idle().await;
+    Ok(())
+}
+
+/// Reads the route at `path`, moves it by `offset_ms` and assigns it with the dispatcher's
+/// `token`.
+async fn assign_shifted(
+    ep: &milepost::client::ClientEndpoint,
+    conn: &ConnectArgs,
+    token: &str,
+    path: &std::path::Path,
+    driver: &str,
+    offset_ms: i64,
+) -> Result<()> {
+    use milepost_core::fleet::route::{shift_route, RouteJson};
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut route = milepost_proto::route::Route::from_json(&text)
+        .with_context(|| format!("{}", path.display()))?;
+    if route.driver.0 != driver {
+        anyhow::bail!(
+            "route {} is for driver {}, but the token drives as {driver}",
+            route.id,
+            route.driver
+        );
+    }
+    shift_route(&mut route, offset_ms);
+    let qc = ep.connect(conn.server, &conn.server_name).await?;
+    let depot = token_subject(token)?;
+    let mut s =
+        milepost::client::Session::open(qc, token, &depot, milepost_proto::DeviceInfo::default())
+            .await?;
+    let id = route.id.clone();
+    let start = milepost_core::present::hhmm(route.planned_start_ms);
+    s.command(1, milepost_proto::CommandKind::AssignRoute(route))
+        .await
+        .with_context(|| format!("assigning route {id}"))?;
+    s.close();
+    eprintln!(
+        "route {id} assigned, moved by {} with the trace: it starts at {start} UTC",
+        milepost_core::present::duration_text(offset_ms.unsigned_abs() / 1000)
+    );
     Ok(())
 }

@@ -37,6 +37,22 @@ pub struct DriveOptions {
     pub reconnect_for: Duration,
     /// Stop after this many fixes (0 = the whole trace).
     pub limit: usize,
+    /// The instant the drive's time base is computed from ([`time_offset`]), UTC ms; `None`
+    /// for the moment the drive starts. Set it when a route is shifted by the same offset.
+    pub now_ms: Option<i64>,
+}
+
+/// What is added to a trace point's time to make its fix's: the drive starts at `now_ms` and
+/// every fix's time is at or before the moment it is sent, whatever the speedup (the last
+/// one lands on the drive's end). A route shifted by the same offset keeps its planned times
+/// where they were against the trace.
+pub fn time_offset(points: &[TracePoint], speedup: f64, now_ms: i64) -> i64 {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return 0;
+    };
+    let span_ms = last.t_ms - first.t_ms;
+    let base_ms = now_ms - (span_ms as f64 * (1.0 - 1.0 / speedup.max(1e-3))).max(0.0) as i64;
+    base_ms - first.t_ms
 }
 
 /// What happened.
@@ -56,12 +72,10 @@ pub struct DriveReport {
     pub first_seq: u64,
 }
 
-/// Maps a trace point to a fix. Times are rebased so the last point is measured at `end_ms`
-/// minus its speedup compression, which keeps every fix's timestamp at or before the moment it
-/// is sent, whatever the speedup.
-fn to_fix(p: &TracePoint, t0_ms: i64, base_ms: i64) -> Fix {
+/// Maps a trace point to a fix, its time moved by `offset_ms` ([`time_offset`]).
+fn to_fix(p: &TracePoint, offset_ms: i64) -> Fix {
     let mut f = Fix::from_degrees(
-        base_ms + (p.t_ms - t0_ms),
+        p.t_ms + offset_ms,
         p.lat,
         p.lon,
         p.accuracy_m.unwrap_or(10.0),
@@ -88,10 +102,11 @@ pub async fn drive(
         return Ok(report);
     };
     let t0 = first.t_ms;
-    let span_ms = points.last().map_or(0, |p| p.t_ms - t0);
     let speedup = opts.speedup.max(1e-3);
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let base_ms = now_ms - (span_ms as f64 * (1.0 - 1.0 / speedup)).max(0.0) as i64;
+    let now_ms = opts
+        .now_ms
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    let offset_ms = time_offset(points, speedup, now_ms);
 
     let mut link = Link::connect(endpoint, opts).await?;
     let mut next_seq = link.session.welcome.watermark.0 + 1;
@@ -103,7 +118,7 @@ pub async fn drive(
     for p in points {
         let due = start + Duration::from_secs_f64((p.t_ms - t0).max(0) as f64 / 1000.0 / speedup);
         tokio::time::sleep_until(due).await;
-        let fix = to_fix(p, t0, base_ms);
+        let fix = to_fix(p, offset_ms);
         let seq = next_seq;
         next_seq += 1;
         report.fixes += 1;

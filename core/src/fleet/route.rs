@@ -94,6 +94,22 @@ impl RouteJson for Route {
     }
 }
 
+/// Moves a route in time by `offset_ms`: its planned start, every stop's planned arrival and
+/// promised window. A recorded day replays today when its route and its trace are shifted by
+/// the same offset.
+pub fn shift_route(route: &mut Route, offset_ms: i64) {
+    route.planned_start_ms = route.planned_start_ms.saturating_add(offset_ms);
+    for s in &mut route.stops {
+        if let Some(p) = &mut s.planned_arrival_ms {
+            *p = p.saturating_add(offset_ms);
+        }
+        if let Some(w) = &mut s.window {
+            w.start_ms = w.start_ms.saturating_add(offset_ms);
+            w.end_ms = w.end_ms.saturating_add(offset_ms);
+        }
+    }
+}
+
 /// Checks everything the core relies on.
 ///
 /// # Errors
@@ -184,6 +200,30 @@ mod tests {
     use super::*;
 
     const EXAMPLE: &str = include_str!("../../../examples/route.json");
+
+    #[test]
+    fn a_shifted_route_keeps_its_plan_against_itself() {
+        let r = Route::from_json(EXAMPLE).unwrap();
+        let mut moved = r.clone();
+        let day = 86_400_000;
+        shift_route(&mut moved, 292 * day);
+        assert_eq!(moved.planned_start_ms, r.planned_start_ms + 292 * day);
+        for (a, b) in r.stops.iter().zip(&moved.stops) {
+            assert_eq!(
+                b.window.map(|w| w.start_ms - moved.planned_start_ms),
+                a.window.map(|w| w.start_ms - r.planned_start_ms)
+            );
+            assert_eq!(
+                b.window.map(|w| w.end_ms - w.start_ms),
+                a.window.map(|w| w.end_ms - w.start_ms)
+            );
+            assert_eq!(
+                b.planned_arrival_ms.map(|p| p - moved.planned_start_ms),
+                a.planned_arrival_ms.map(|p| p - r.planned_start_ms)
+            );
+        }
+        validate(&moved).unwrap();
+    }
 
     #[test]
     fn example_file_loads() {
