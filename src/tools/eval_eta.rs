@@ -20,6 +20,7 @@ use milepost_proto::route::Route;
 use milepost_proto::Fix;
 use serde::Serialize;
 
+use crate::tools::eval_published::{bucket_of, label, Published, Scorer};
 use crate::tools::gtfs::{self, Ping};
 use milepost_core::fleet::config::CoreConfig;
 use milepost_core::fleet::engine::FleetCore;
@@ -52,6 +53,10 @@ pub struct EvalEtaArgs {
     /// Also write the table as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also print the published view's scores (what recipients were sent: windows, "N stops
+    /// away", "Arriving soon", arrivals); the JSON always has them.
+    #[arg(long)]
+    pub published: bool,
 }
 
 /// One horizon bucket of the table.
@@ -83,10 +88,14 @@ pub struct EvalTable {
     /// Rows by horizon, every prediction, including those made while the vehicle still waited
     /// at its terminal (when it leaves is a dispatch decision no position can predict).
     pub buckets_all: Vec<Bucket>,
+    /// What recipients were sent, scored ([`crate::tools::eval_published`]).
+    pub published: Published,
+    /// Rows of the recording that could not be read: row number (1 = the first data row) and
+    /// why.
+    pub skipped_rows: Vec<(u64, String)>,
 }
 
-/// Horizon buckets (inclusive stop counts).
-const BUCKETS: [(u32, u32); 5] = [(1, 1), (2, 3), (4, 6), (7, 10), (11, 20)];
+use crate::tools::eval_published::BUCKETS;
 
 /// The core configuration used for buses: geofence from the route, no dwell by default, and
 /// ETA priors for a city bus.
@@ -117,14 +126,27 @@ pub fn bus_config(dwell_s: f64, schedule_weight: Option<f64>) -> CoreConfig {
 /// # Errors
 /// Unreadable inputs; neither `--gtfs` nor `--routes` given.
 pub fn run(args: EvalEtaArgs) -> anyhow::Result<()> {
-    let pings = gtfs::read_realtime(&args.realtime)?;
+    let (pings, skipped) = gtfs::read_realtime_checked(&args.realtime)?;
     let routes = load_routes(&args, &pings)?;
-    let table = evaluate(
+    let mut table = evaluate(
         &routes,
         &pings,
         &bus_config(args.dwell_s, args.schedule_weight),
     );
+    table.skipped_rows = skipped;
     print!("{}", render(&table));
+    if !table.skipped_rows.is_empty() {
+        println!(
+            "{} rows of the recording skipped (first ones below; all in the JSON):",
+            table.skipped_rows.len()
+        );
+        for (row, why) in table.skipped_rows.iter().take(10) {
+            println!("  row {row}: {why}");
+        }
+    }
+    if args.published {
+        print!("{}", crate::tools::eval_published::render(&table.published));
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&table)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -180,6 +202,7 @@ pub fn evaluate(
     let mut acc = [[[0.0f64; 5]; BUCKETS.len()]; 2];
     let (mut trips, mut fed) = (0, 0);
     let mut out = Vec::new();
+    let mut scorer = Scorer::default();
     for route in routes {
         let Some(trip) = pings.get(gtfs::trip_of(route)) else {
             continue;
@@ -203,6 +226,24 @@ pub fn evaluate(
             continue;
         }
         trips += 1;
+        scorer.start_trip(
+            seq_of
+                .iter()
+                .map(|s| s.and_then(|k| observed.get(&k)).copied())
+                .collect(),
+            route
+                .stops
+                .iter()
+                .enumerate()
+                .flat_map(|(j, s)| s.parcels.iter().map(move |p| (p.tracking.0.clone(), j)))
+                .collect(),
+            route
+                .stops
+                .iter()
+                .enumerate()
+                .map(|(j, s)| (s.id.0.clone(), j))
+                .collect(),
+        );
         for p in trip {
             let mut fix = Fix::from_degrees(p.t_ms, p.lat, p.lon, 10.0);
             fix.speed_mps = p.speed_mps;
@@ -210,13 +251,17 @@ pub fn evaluate(
             out.clear();
             core.on_fix(&route.driver, &fix, &mut out);
             fed += 1;
-            let Some(&c_idx) = idx_of.get(&p.stop_sequence) else {
+            let c_idx = idx_of.get(&p.stop_sequence).copied();
+            // Stopped at c: the next stop is 1 ahead; in transit to c: c is 1 ahead.
+            let base = c_idx.map(|c| c as i64 - i64::from(p.status != 1));
+            let under_way = p.stop_sequence > first_seq;
+            scorer.on_updates(p.t_ms, base.filter(|_| under_way), &out);
+            let Some(c_idx) = c_idx else {
                 continue;
             };
             let Some(view) = core.route_view(&route.id) else {
                 continue;
             };
-            // Stopped at c: the next stop is 1 ahead; in transit to c: c is 1 ahead.
             let base = c_idx as i64 - i64::from(p.status != 1);
             for sv in &view.stops {
                 let (Some(eta), Some(planned)) = (sv.eta, sv.planned_arrival_ms) else {
@@ -231,11 +276,7 @@ pub fn evaluate(
                 if obs <= p.t_ms {
                     continue;
                 }
-                let h = j as i64 - base;
-                let Some(b) = BUCKETS
-                    .iter()
-                    .position(|&(lo, hi)| h >= i64::from(lo) && h <= i64::from(hi))
-                else {
+                let Some(b) = bucket_of(j as i64 - base) else {
                     continue;
                 };
                 let e = (eta.eta_ms - obs) as f64 / 1000.0;
@@ -261,11 +302,7 @@ pub fn evaluate(
             .map(|(&(lo, hi), a)| {
                 let n = a[0].max(1.0);
                 Bucket {
-                    horizon: if lo == hi {
-                        lo.to_string()
-                    } else {
-                        format!("{lo}-{hi}")
-                    },
+                    horizon: label(lo, hi),
                     n: a[0] as u64,
                     mae_s: a[1] / n,
                     bias_s: a[2] / n,
@@ -280,6 +317,8 @@ pub fn evaluate(
         pings: fed,
         buckets: under_way,
         buckets_all: all,
+        published: scorer.finish(),
+        skipped_rows: Vec::new(),
     }
 }
 
@@ -368,6 +407,7 @@ mod tests {
             dwell_s: 0.0,
             schedule_weight: None,
             json: None,
+            published: true,
         };
         let pings = gtfs::read_realtime(&args.realtime).unwrap();
         let routes = load_routes(&args, &pings).unwrap();
@@ -379,6 +419,16 @@ mod tests {
             assert!(b.n > 100, "{b:?}");
             assert!(b.mae_s < b.schedule_mae_s, "{b:?}");
         }
+        // What recipients were sent: never an estimate already past, windows that hold the
+        // arrival, arrivals detected where the bus stopped.
+        let p = &table.published;
+        eprintln!("{}", crate::tools::eval_published::render(p));
+        for b in &p.buckets {
+            assert!(b.n > 100, "{b:?}");
+            assert_eq!(b.past_share, 0.0, "{b:?}");
+            assert!(b.window_coverage > 0.9, "{b:?}");
+        }
+        assert!(p.arrival_precision > 0.85, "{p:?}");
 
         // The file path gives the same routes: convert to a directory, read it back.
         let out = tempfile::tempdir().unwrap();

@@ -139,8 +139,21 @@ pub fn parse_utc_offset(s: &str) -> anyhow::Result<i64> {
 /// timestamps dropped.
 ///
 /// # Errors
-/// Unreadable file or missing columns; malformed rows are skipped.
+/// Unreadable file or missing columns; malformed rows are skipped (see
+/// [`read_realtime_checked`] for which).
 pub fn read_realtime(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Ping>>> {
+    Ok(read_realtime_checked(path)?.0)
+}
+
+/// Pings by trip, and the rows skipped: (row number, 1 = the first data row; why).
+pub type Realtime = (BTreeMap<String, Vec<Ping>>, Vec<(u64, String)>);
+
+/// Like [`read_realtime`], also naming every row that was skipped: its number (1 = the
+/// first data row) and why.
+///
+/// # Errors
+/// Unreadable file or missing columns.
+pub fn read_realtime_checked(path: &Path) -> anyhow::Result<Realtime> {
     let mut rdr =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let headers = rdr.headers()?.clone();
@@ -165,8 +178,16 @@ pub fn read_realtime(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Ping>>>
     let c_vehicle = col("vehicle.vehicle.id").ok();
     let c_date = col("vehicle.trip.start_date").ok();
     let mut out: BTreeMap<String, Vec<Ping>> = BTreeMap::new();
-    for rec in rdr.records() {
-        let Ok(rec) = rec else { continue };
+    let mut skipped = Vec::new();
+    for (row, rec) in rdr.records().enumerate() {
+        let row = row as u64 + 1;
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                skipped.push((row, format!("unreadable: {e}")));
+                continue;
+            }
+        };
         let num = |c: usize| rec.get(c).and_then(|v| v.trim().parse::<f64>().ok());
         let opt = |c: Option<usize>| c.and_then(num).map(|v| v as f32);
         let (Some(trip), Some(lat), Some(lon), Some(seq), Some(t)) = (
@@ -176,6 +197,10 @@ pub fn read_realtime(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Ping>>>
             num(c_seq),
             num(c_t),
         ) else {
+            skipped.push((
+                row,
+                "a trip id, position, stop sequence or timestamp is missing or not a number".into(),
+            ));
             continue;
         };
         if trip.is_empty()
@@ -184,6 +209,7 @@ pub fn read_realtime(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Ping>>>
             || lat.abs() > 90.0
             || lon.abs() > 180.0
         {
+            skipped.push((row, "no trip id, or a position off the globe".into()));
             continue;
         }
         out.entry(trip.to_owned()).or_default().push(Ping {
@@ -202,7 +228,7 @@ pub fn read_realtime(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Ping>>>
         pings.sort_by_key(|p| p.t_ms);
         pings.dedup_by_key(|p| p.t_ms);
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// A trace CSV of pings: `t_ms,lat,lon,speed_mps,bearing_deg,stop_sequence,status`.
@@ -455,6 +481,29 @@ fn read_shapes(path: &Path) -> anyhow::Result<HashMap<String, Vec<Point>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_rows_are_named_not_dropped_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vp.csv");
+        let cols = "vehicle.trip.trip_id,vehicle.position.latitude,vehicle.position.longitude,\
+                    vehicle.current_stop_sequence,vehicle.current_status,vehicle.timestamp";
+        let rows = [
+            "T1,38.9,-77.0,1,1,1771243200",
+            "T1,38.9,-77.0,2,2,1771243200", // same time: kept once
+            "T1,north,-77.0,2,2,1771243230",
+            "T1,95.0,-77.0,2,2,1771243260",
+            ",38.9,-77.0,2,2,1771243290",
+            "T1,38.91,-77.0,3,1,1771243320",
+        ];
+        std::fs::write(&path, format!("{cols}\n{}\n", rows.join("\n"))).unwrap();
+        let (trips, skipped) = read_realtime_checked(&path).unwrap();
+        assert_eq!(trips["T1"].len(), 2);
+        let rows: Vec<u64> = skipped.iter().map(|(r, _)| *r).collect();
+        assert_eq!(rows, vec![3, 4, 5]);
+        assert!(skipped[0].1.contains("not a number"), "{skipped:?}");
+        assert!(skipped[1].1.contains("off the globe"), "{skipped:?}");
+    }
 
     #[test]
     fn offsets_and_times() {

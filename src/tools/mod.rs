@@ -5,9 +5,11 @@
 //!
 //! - [`gtfs`]: GTFS + recorded GTFS-realtime to Milepost route files and traces.
 //! - [`eval_eta`]: replays recorded trips through the fleet core and scores its ETAs against
-//!   observed arrivals, next to the timetable.
+//!   observed arrivals, next to the timetable; [`eval_published`] scores what recipients
+//!   were sent on the same replay.
 
 pub mod demo;
 pub mod eval_eta;
+pub mod eval_published;
 pub mod gtfs;
 pub mod watch;
