@@ -8,6 +8,10 @@
 //! The two sides talk over the script's stdio: it prints `STEP <name>` when the page is ready
 //! for the next event, this test makes it happen and answers `DONE`.
 //!
+//! A second test runs a sped-up `milepost demo` day while `tests/browser/demo.mjs` watches the
+//! last stop's tracking page and the dispatcher map: "Out for delivery", "Arriving soon", "The
+//! driver is at your door", "Delivered", in that order, and the driver moving.
+//!
 //! Needs node, `npm ci` in tests/browser and /usr/bin/chromium, so it only runs with
 //! `MILEPOST_BROWSER_TESTS=1` (which `tests/browser/run.sh` sets after installing them);
 //! otherwise it says it was skipped.
@@ -44,6 +48,58 @@ fn artifacts_dir() -> PathBuf {
     target.join("browser-artifacts")
 }
 
+/// A browser script run by node: its stdin, and its stdout's lines.
+struct Script {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+/// Starts `tests/browser/<script>` with the web address, the browser and the artifacts
+/// directory, and `env`.
+fn script(script: &str, web: std::net::SocketAddr, env: &[(&str, String)]) -> Script {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} missing: apt-get install chromium"
+    );
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "run `npm ci` in tests/browser"
+    );
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let mut child = Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .current_dir(&root)
+        .env("WEB", format!("http://{web}"))
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node on PATH");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Script {
+        child,
+        stdin,
+        lines,
+    }
+}
+
 /// A second driver of the depot without a route, roaming near the route.
 struct Roamer {
     seq: u64,
@@ -72,18 +128,6 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
         eprintln!("browser test skipped: run tests/browser/run.sh (sets MILEPOST_BROWSER_TESTS=1)");
         return;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "{chromium} missing: apt-get install chromium"
-    );
-    assert!(
-        root.join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "run `npm ci` in tests/browser"
-    );
-
     let mut w = World::with_web(|c| {
         c.web.brand.name = "Parcelo".into();
         c.web.brand.logo_svg = Some(LOGO.into());
@@ -124,37 +168,25 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
         lon: lon0 - 0.01,
     };
 
+    let Script {
+        mut child,
+        mut stdin,
+        lines: mut rx,
+    } = script(
+        "e2e.mjs",
+        web,
+        &[
+            (
+                "TRACK",
+                format!("/t/{T4}?token={}", World::recipient_token(T4)),
+            ),
+            (
+                "DISPATCH",
+                format!("/dispatch?token={}", World::dispatcher_token("north")),
+            ),
+        ],
+    );
     let artifacts = artifacts_dir();
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let mut child = Command::new("node")
-        .arg(root.join("tests/browser/e2e.mjs"))
-        .current_dir(&root)
-        .env("WEB", format!("http://{web}"))
-        .env(
-            "TRACK",
-            format!("/t/{T4}?token={}", World::recipient_token(T4)),
-        )
-        .env(
-            "DISPATCH",
-            format!("/dispatch?token={}", World::dispatcher_token("north")),
-        )
-        .env("ARTIFACTS", &artifacts)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node on PATH");
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
 
     let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
@@ -225,4 +257,90 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
     );
     assert!(status.success());
     println!("screenshots and metrics.json in {}", artifacts.display());
+}
+
+/// `milepost demo` watched in Chromium (`tests/browser/demo.mjs`): the day sped up, the
+/// recipient of the last stop's parcel and the dispatcher's map followed live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_day_in_chromium() {
+    use milepost::tools::demo::{self, plan, DriveOptions};
+    if std::env::var("MILEPOST_BROWSER_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("browser test skipped: run tests/browser/run.sh (sets MILEPOST_BROWSER_TESTS=1)");
+        return;
+    }
+    let t = common::start_with(|c| {
+        c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.core.dwell_ms = 1_000;
+        c.validation.max_speed_mps = 1_000.0;
+    })
+    .await;
+    // A drive north, 50 m every 10 s, sped up (as in tests/demo.rs), but slow enough for
+    // every state to be on screen for a moment.
+    let t0 = common::now_ms() - 3_600_000;
+    let points: Vec<_> = (0..30)
+        .map(|i| {
+            milepost::replay::trace::TracePoint::new(
+                t0 + i * 10_000,
+                45.27 + i as f64 * 0.00045,
+                13.71,
+            )
+        })
+        .collect();
+    let day = plan::plan(
+        &points,
+        &plan::PlanOptions {
+            stops: 6,
+            speedup: 40.0,
+            dwell_ms: 3_000,
+            start_ms: common::now_ms(),
+            route_id: "DEMO-B".into(),
+            max_shown_mps: 150.0,
+        },
+    )
+    .unwrap();
+    let web = t.gw.web_addr.unwrap();
+    let (driver, links) = demo::links(&t.gw, &day, web, 3600);
+    demo::assign(&t.gw, &day).await.unwrap();
+    let (_, track) = links.parcels.last().unwrap().clone();
+    let base = format!("http://{web}");
+    let Script {
+        mut child,
+        mut stdin,
+        lines: mut rx,
+    } = script(
+        "demo.mjs",
+        web,
+        &[
+            ("TRACK", track.trim_start_matches(&base).to_owned()),
+            (
+                "DISPATCH",
+                links.dispatcher.trim_start_matches(&base).to_owned(),
+            ),
+            ("DRIVER", plan::DRIVER.to_owned()),
+        ],
+    );
+    let mut result = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        println!("{line}");
+        if let Some(r) = line.strip_prefix("RESULT ") {
+            result = Some(r.to_owned());
+            continue;
+        }
+        if line == "STEP go" {
+            let opts = DriveOptions {
+                dwell_ms: 3_000,
+                dwell_fix_ms: 500,
+            };
+            let answer = match demo::drive_day(&t.gw, &day, &points, &driver, &opts, |_| {}).await {
+                Ok(()) => "DONE".to_string(),
+                Err(e) => format!("FAIL {e}"),
+            };
+            writeln!(stdin, "{answer}").unwrap();
+            stdin.flush().unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
+    assert!(status.success());
 }

@@ -44,6 +44,7 @@ async fn a_demo_day_is_delivered_and_the_recipients_see_it_happen() {
     assert!(day.stops.len() >= 4, "{}", day.stops.len());
     let web = t.gw.web_addr.unwrap();
     let (driver, links) = demo::links(&t.gw, &day, web, 3600);
+    demo::assign(&t.gw, &day).await.unwrap();
     let opts = DriveOptions {
         dwell_ms: 2_000,
         dwell_fix_ms: 250,

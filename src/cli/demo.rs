@@ -95,6 +95,9 @@ pub(crate) async fn demo(a: DemoArgs) -> Result<()> {
     let gw = Gateway::start(cfg).await.context("starting the gateway")?;
     let web = gw.web_addr.context("the web listener did not start")?;
     let (driver, links) = demo::links(&gw, &day, web, 12 * 3600);
+    demo::assign(&gw, &day)
+        .await
+        .context("assigning the demo route")?;
 
     let km = plan::length_m(&trace.points) / 1000.0;
     println!(

@@ -9,17 +9,15 @@
 // (/dispatch?token=...), ARTIFACTS (screenshots and metrics.json go there), CHROMIUM (default
 // /usr/bin/chromium).
 
-import { chromium } from 'playwright-core';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { launch, recordStatusLines } from './browser.mjs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const WEB = process.env.WEB;
 const TRACK = process.env.TRACK;
 const DISPATCH = process.env.DISPATCH;
 const ARTIFACTS = process.env.ARTIFACTS || 'target/browser-artifacts';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT = 20_000;
 
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -78,15 +76,7 @@ async function shot(page, name) {
   log('screenshot', path);
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'milepost-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 360, height: 740 },
-  deviceScaleFactor: 1,
-});
+const { context, close } = await launch();
 const metrics = {};
 try {
   // The tracking page on a phone-sized screen.
@@ -121,15 +111,7 @@ try {
   log('tracking page metrics', JSON.stringify(metrics));
   check(!/[?&]token=/.test(track.url()), `token removed from the address bar (${track.url().replace(/\?.*/, '?...')})`);
   await statusMatches(track, /^Planned for delivery$/, 'before the route starts');
-  await track.evaluate(() => {
-    window.__noReload = 'still the same page';
-    // Every status line the page shows, in order.
-    const line = document.getElementById('status-line');
-    window.__history = [line.textContent];
-    new MutationObserver(() => {
-      if (window.__history[window.__history.length - 1] !== line.textContent) window.__history.push(line.textContent);
-    }).observe(line, { childList: true, characterData: true, subtree: true });
-  });
+  await recordStatusLines(track);
   await shot(track, 'track-360-planned.png');
 
   // The dispatcher map on a desktop screen.
@@ -234,8 +216,7 @@ try {
   log('ERROR', e && e.stack ? e.stack : String(e));
 } finally {
   writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify(metrics, null, 2));
-  await context.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 console.log(failures ? `RESULT fail ${failures}` : 'RESULT ok');
 process.exit(failures ? 1 : 0);

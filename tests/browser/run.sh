@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests of the web pages: installs what they need (Debian's Chromium, node and npm,
 # playwright-core pinned by package-lock.json), then runs tests/browser.rs, which starts an
-# in-process gateway, drives the example route and runs e2e.mjs in headless Chromium.
+# in-process gateway, drives the example route and runs e2e.mjs in headless Chromium, then
+# runs a sped-up `milepost demo` day watched by demo.mjs.
 # Screenshots and metrics.json land in target/browser-artifacts/ (or $CARGO_TARGET_DIR/...).
 # Exits non-zero on any failure.
 #

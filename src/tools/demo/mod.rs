@@ -106,11 +106,47 @@ pub fn links(gw: &Gateway, plan: &Plan, web: SocketAddr, ttl_s: i64) -> (String,
     (mint(Role::Driver, plan::DRIVER), links)
 }
 
-/// Assigns the plan's route (as the depot's dispatcher would) and drives the day over QUIC,
+/// Assigns the plan's route, as the depot's dispatcher would, over QUIC: its parcels exist
+/// (and their tracking links open) from here on.
+///
+/// # Errors
+/// The gateway refused the route, or the connection failed.
+pub async fn assign(gw: &Gateway, plan: &Plan) -> anyhow::Result<()> {
+    let ep = endpoint(gw)?;
+    let now = chrono::Utc::now().timestamp();
+    let dispatcher = gw.mint(&Claims {
+        role: Role::Dispatcher,
+        sub: plan::DEPOT.into(),
+        depot: plan::DEPOT.into(),
+        exp: now + 3600,
+        iat: now,
+    });
+    let mut office = open(&ep, gw.local_addr, &dispatcher, plan::DEPOT).await?;
+    office
+        .command(1, CommandKind::AssignRoute(plan.route.clone()))
+        .await?;
+    office.close();
+    ep.quinn().wait_idle().await;
+    Ok(())
+}
+
+/// A client endpoint trusting the gateway's development CA.
+fn endpoint(gw: &Gateway) -> anyhow::Result<ClientEndpoint> {
+    let ca = gw
+        .dev_ca
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the demo gateway has no development CA"))?;
+    Ok(ClientEndpoint::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &ca,
+    )?)
+}
+
+/// Drives the day of an assigned plan ([`assign`]) over the driver's own QUIC session,
 /// telling `step` as it goes. Returns when the trace ends.
 ///
 /// # Errors
-/// The gateway refused the route, a fix batch or an outcome, or the connection failed.
+/// The gateway refused a fix batch, an upload or an outcome, or the connection failed.
 pub async fn drive_day(
     gw: &Gateway,
     plan: &Plan,
@@ -119,23 +155,7 @@ pub async fn drive_day(
     o: &DriveOptions,
     mut step: impl FnMut(Step),
 ) -> anyhow::Result<()> {
-    let ca = gw
-        .dev_ca
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("the demo gateway has no development CA"))?;
-    let ep = ClientEndpoint::new(SocketAddr::from(([127, 0, 0, 1], 0)), &ca)?;
-    let dispatcher = gw.mint(&Claims {
-        role: Role::Dispatcher,
-        sub: plan::DEPOT.into(),
-        depot: plan::DEPOT.into(),
-        exp: chrono::Utc::now().timestamp() + 3600,
-        iat: chrono::Utc::now().timestamp(),
-    });
-    let mut office = open(&ep, gw.local_addr, &dispatcher, plan::DEPOT).await?;
-    office
-        .command(1, CommandKind::AssignRoute(plan.route.clone()))
-        .await?;
-    office.close();
+    let ep = endpoint(gw)?;
     let mut phone = Phone {
         session: open(&ep, gw.local_addr, driver_token, plan::DRIVER).await?,
         seq: 0,
