@@ -128,9 +128,10 @@ pub fn parcel_status(
 ) -> Option<ParcelStatus> {
     let p = run.parcels.iter().find(|p| &p.tracking == tracking)?;
     let st = &run.stops[p.stop];
-    // A stop the driver left without an outcome has no ETA and no place in the count: the
-    // driver is not coming there next (or may come back: then it is ahead again).
-    let left = st.progress.phase == crate::fleet::progress::StopPhase::Departed;
+    // A stop the driver left, or drove past, without an outcome has no ETA and no place in the
+    // count: the driver is not coming there next (or may come back: then it is ahead again).
+    let left =
+        st.progress.passed || st.progress.phase == crate::fleet::progress::StopPhase::Departed;
     let open = !crate::fleet::run::is_final(p.state) && !left;
     let eta = if open {
         run.fresh_eta(cfg, p.stop).or(st.eta)

@@ -399,10 +399,10 @@ impl RouteRun {
         let mut before = 0u32;
         for q in 0..self.order.len() {
             let i = self.order[q];
-            let served = matches!(
-                self.stops[i].progress.phase,
-                StopPhase::Done | StopPhase::Departed
-            );
+            // Served, left, or driven past without stopping: not a stop the driver will serve
+            // before the ones after it (a passed stop counts again if the driver turns back).
+            let p = &self.stops[i].progress;
+            let served = p.passed || matches!(p.phase, StopPhase::Done | StopPhase::Departed);
             if served {
                 self.stops[i].stops_away = None;
                 continue;

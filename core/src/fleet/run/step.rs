@@ -77,7 +77,9 @@ impl RouteRun {
 
         self.check_off_route(cfg, &located, acc, t, out);
         self.check_fences(cfg, geom, xy, acc, t, out);
-        self.advance_pointer(cfg, geom, loc.along_m, jumped, t, out);
+        if self.advance_pointer(cfg, geom, loc.along_m, jumped, t, out) {
+            self.refresh_stops_away(cfg, t, out);
+        }
         self.check_movement(cfg, xy, t, out);
         self.update_etas(cfg, geom, &loc, t, out);
     }
@@ -371,17 +373,16 @@ impl RouteRun {
                     stop: self.plan.stops[i].id.clone(),
                 },
             ));
-            for k in open {
-                self.parcels[k].state = ParcelState::OutForDelivery;
-                self.emit_parcel(k, t, ParcelEvent::OutForDelivery, out);
-            }
+            self.back_to_out_for_delivery(i, t, out);
         }
         self.refresh_service(cfg);
         self.refresh_stops_away(cfg, t, out);
     }
 
     /// Moves the "first stop not behind the driver" pointer; stops skipped by continuous
-    /// movement without an arrival are marked passed.
+    /// movement without an arrival are marked passed: their recipients are told the parcel is
+    /// still out for delivery (no longer "arriving soon"), and they stop counting as stops
+    /// away for the stops after them. True if a stop became passed or ahead again.
     fn advance_pointer(
         &mut self,
         cfg: &CoreConfig,
@@ -390,7 +391,7 @@ impl RouteRun {
         jumped: bool,
         t: i64,
         out: &mut Vec<Update>,
-    ) {
+    ) -> bool {
         if jumped {
             self.eta_dirty = true;
             let exit = cfg.default_radius_m * cfg.exit_factor;
@@ -399,11 +400,15 @@ impl RouteRun {
                 .partition_point(|&i| geom.stop_pos_m[i] + exit < along);
             // Stops ahead of the new position are ahead again, even if passed before (the
             // driver turned back for them).
+            let mut changed = false;
             for q in self.next_seq..self.order.len() {
-                self.stops[self.order[q]].progress.passed = false;
+                let p = &mut self.stops[self.order[q]].progress;
+                changed |= p.passed;
+                p.passed = false;
             }
-            return;
+            return changed;
         }
+        let mut changed = false;
         while let Some(&i) = self.order.get(self.next_seq) {
             let exit = self.stops[i].radius_m * cfg.exit_factor;
             if geom.stop_pos_m[i] + exit >= along {
@@ -412,14 +417,30 @@ impl RouteRun {
             let p = &self.stops[i].progress;
             if p.ahead() && p.inside_since_ms.is_none() {
                 self.stops[i].progress.passed = true;
+                changed = true;
                 out.push(self.dispatch(
                     t,
                     DispatchEvent::StopPassed {
                         stop: self.plan.stops[i].id.clone(),
                     },
                 ));
+                self.back_to_out_for_delivery(i, t, out);
             }
             self.next_seq += 1;
+        }
+        changed
+    }
+
+    /// The stop's open parcels are out for delivery again (the driver left or drove past it
+    /// without an outcome), and their recipients are told.
+    fn back_to_out_for_delivery(&mut self, i: usize, t: i64, out: &mut Vec<Update>) {
+        let open: Vec<usize> = self
+            .parcel_range(i)
+            .filter(|&k| !is_final(self.parcels[k].state))
+            .collect();
+        for k in open {
+            self.parcels[k].state = ParcelState::OutForDelivery;
+            self.emit_parcel(k, t, ParcelEvent::OutForDelivery, out);
         }
     }
 
