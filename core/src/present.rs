@@ -100,7 +100,11 @@ pub fn status_line_at(s: &ParcelStatus, at: &Moment) -> String {
 
 fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String) -> String {
     let window = match (s.earliest_ms, s.latest_ms) {
-        (Some(a), Some(b)) => format!(" - arriving {}-{}", time(a), hhmm(b)),
+        // The end carries its own date only when it falls on another day than the start.
+        (Some(a), Some(b)) if a.div_euclid(86_400_000) == b.div_euclid(86_400_000) => {
+            format!(" - arriving {}-{}", time(a), hhmm(b))
+        }
+        (Some(a), Some(b)) => format!(" - arriving {}-{}", time(a), time(b)),
         _ => String::new(),
     };
     match s.state {

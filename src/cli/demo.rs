@@ -81,21 +81,65 @@ pub(crate) async fn demo(a: DemoArgs) -> Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
 
-    let (data_dir, temporary) = match a.data_dir {
-        Some(d) => (d, false),
-        None => (demo::fresh_dir().context("a data directory")?, true),
-    };
+    // Signals first: a Ctrl-C from here on shuts the gateway down and removes its data.
+    let stop = crate::cli::serve::shutdown_signal()?;
+    let dir = DataDir::new(a.data_dir.clone())?;
     let mut cfg = Config {
         listen: a.listen,
-        data_dir: data_dir.clone(),
+        data_dir: dir.path.clone(),
         admin: false,
         ..Config::default()
     };
     cfg.web.listen = Some(a.web_listen);
     let gw = Gateway::start(cfg).await.context("starting the gateway")?;
+    let result = show(&gw, &a, &day, trace, &dir.path, dwell_ms, stop).await;
+    gw.shutdown().await;
+    result
+}
+
+/// Where the demo keeps its data: a fresh temporary directory, removed when this is dropped
+/// (on every way out), unless the user named one.
+struct DataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DataDir {
+    fn new(named: Option<PathBuf>) -> Result<DataDir> {
+        Ok(match named {
+            Some(path) => DataDir {
+                path,
+                temporary: false,
+            },
+            None => DataDir {
+                path: demo::fresh_dir().context("a data directory")?,
+                temporary: true,
+            },
+        })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            demo::remove_dir(&self.path);
+        }
+    }
+}
+
+/// Assigns the day, prints the links, drives it; then waits for `stop`.
+async fn show(
+    gw: &Gateway,
+    a: &DemoArgs,
+    day: &plan::Plan,
+    trace: &milepost::replay::trace::Trace,
+    data_dir: &std::path::Path,
+    dwell_ms: i64,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let web = gw.web_addr.context("the web listener did not start")?;
-    let (driver, links) = demo::links(&gw, &day, web, 12 * 3600);
-    demo::assign(&gw, &day)
+    let (driver, links) = demo::links(gw, day, web, 12 * 3600);
+    demo::assign(gw, day)
         .await
         .context("assigning the demo route")?;
 
@@ -145,7 +189,7 @@ pub(crate) async fn demo(a: DemoArgs) -> Result<()> {
         dwell_ms,
         dwell_fix_ms: 1_000,
     };
-    let driving = demo::drive_day(&gw, &day, &trace.points, &driver, &opts, |s| match s {
+    let driving = demo::drive_day(gw, day, &trace.points, &driver, &opts, |s| match s {
         Step::Started => println!("{} the driver leaves the depot", at()),
         Step::AtStop { stop } => println!("{} stopped at {stop}", at()),
         Step::Outcome {
@@ -155,19 +199,17 @@ pub(crate) async fn demo(a: DemoArgs) -> Result<()> {
         } => println!("{} {stop} {tracking}: {what}", at()),
         Step::Finished => println!("{} back at the depot: the day is done", at()),
     });
-    let stop = crate::cli::serve::shutdown_signal()?;
     tokio::pin!(stop);
-    let outcome = tokio::select! {
-        r = driving => r,
-        _ = &mut stop => Ok(()),
+    let interrupted = tokio::select! {
+        r = driving => {
+            r?;
+            false
+        }
+        _ = &mut stop => true,
     };
-    if outcome.is_ok() {
+    if !interrupted {
         println!("Pages stay up until Ctrl-C.");
         stop.await;
     }
-    gw.shutdown().await;
-    if temporary {
-        demo::remove_dir(&data_dir);
-    }
-    outcome
+    Ok(())
 }

@@ -74,7 +74,12 @@ db_errors!(
 
 /// The history database.
 pub struct History {
-    db: Database,
+    /// The open database: swapped for a fresh handle after a failed write (redb refuses every
+    /// write after an I/O error until the file is opened again).
+    db: std::sync::RwLock<Database>,
+    path: PathBuf,
+    /// A write failed: reopen before the next one.
+    reopen: std::sync::atomic::AtomicBool,
     retention_ms: AtomicI64,
     /// Writes that failed, waiting to be retried in order.
     backlog: backlog::Backlog<HistoryWrite>,
@@ -134,17 +139,10 @@ impl History {
 
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, cfg: &HistoryConfig) -> Result<History, HistoryError> {
-        let db = Database::create(path)?;
-        // Create the tables, so that readers never meet a missing one.
-        let tx = db.begin_write()?;
-        tx.open_table(PARCELS)?;
-        tx.open_table(ROUTES)?;
-        tx.open_table(ROUTE_DAYS)?;
-        tx.open_table(CLOSED)?;
-        tx.open_table(ALERTS)?;
-        tx.commit()?;
         Ok(History {
-            db,
+            db: std::sync::RwLock::new(open_db(path)?),
+            path: path.to_owned(),
+            reopen: Default::default(),
             retention_ms: AtomicI64::new(retention_ms(cfg)),
             backlog: Default::default(),
             fail_writes: Default::default(),
@@ -157,7 +155,7 @@ impl History {
         if closings.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         {
             let mut parcels = tx.open_table(PARCELS)?;
             let mut routes = tx.open_table(ROUTES)?;
@@ -220,7 +218,7 @@ impl History {
         offset: u64,
         handling: &AlertHandling,
     ) -> Result<(), HistoryError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         {
             let mut t = tx.open_table(ALERTS)?;
             let key = format!("{depot}{SEP}{offset:020}");
@@ -236,7 +234,7 @@ impl History {
         depot: &str,
         offsets: impl Iterator<Item = u64>,
     ) -> Result<BTreeMap<u64, AlertHandling>, HistoryError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(ALERTS)?;
         let mut out = BTreeMap::new();
         for o in offsets {
@@ -249,7 +247,7 @@ impl History {
 
     /// A parcel's history, if it has one.
     pub fn parcel(&self, t: &TrackingNumber) -> Result<Option<ParcelHistory>, HistoryError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(PARCELS)?;
         let v = table.get(t.0.as_str())?;
         Ok(match v {
@@ -260,7 +258,7 @@ impl History {
 
     /// A closed route's history, if it has one.
     pub fn route(&self, id: &RouteId) -> Result<Option<RouteHistory>, HistoryError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(ROUTES)?;
         let v = table.get(id.0.as_str())?;
         Ok(match v {
@@ -277,7 +275,7 @@ impl History {
         day: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RouteId>, HistoryError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(ROUTE_DAYS)?;
         let prefix = match day {
             Some(d) => format!("{}{SEP}{d}{SEP}", depot.0),
@@ -302,7 +300,7 @@ impl History {
     pub fn purge(&self, now_ms: i64) -> Result<usize, HistoryError> {
         let retention = self.retention_ms.load(Ordering::Relaxed);
         let horizon = format!("{:020}", (now_ms - retention).max(0));
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let mut n = 0;
         {
             let mut closed = tx.open_table(CLOSED)?;
@@ -410,8 +408,34 @@ impl History {
     fn write(&self, w: &HistoryWrite) -> Result<(), HistoryError> {
         if self.fail_writes.load(Ordering::Relaxed) {
             let e = std::io::Error::other("history writes made to fail");
+            self.reopen.store(true, Ordering::Relaxed);
             return Err(HistoryError::Db(Box::new(redb::Error::Io(e))));
         }
+        if self.reopen.load(Ordering::Relaxed) {
+            // The old handle goes first: the file cannot be open twice.
+            let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+            let fresh = std::mem::replace(
+                &mut *db,
+                Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?,
+            );
+            drop(fresh);
+            *db = open_db(&self.path)?;
+            self.reopen.store(false, Ordering::Relaxed);
+            tracing::info!(path = %self.path.display(), "history database reopened");
+        }
+        let written = self.write_once(w);
+        if written.is_err() {
+            self.reopen.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    /// The open database, for one transaction.
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_once(&self, w: &HistoryWrite) -> Result<(), HistoryError> {
         match w {
             HistoryWrite::Closings(c) => self.record(c),
             HistoryWrite::Alert {
@@ -421,6 +445,20 @@ impl History {
             } => self.record_alert(depot, *offset, handling),
         }
     }
+}
+
+/// Opens (or creates) the database at `path` with every table, so that readers never meet a
+/// missing one.
+fn open_db(path: &Path) -> Result<Database, HistoryError> {
+    let db = Database::create(path)?;
+    let tx = db.begin_write()?;
+    tx.open_table(PARCELS)?;
+    tx.open_table(ROUTES)?;
+    tx.open_table(ROUTE_DAYS)?;
+    tx.open_table(CLOSED)?;
+    tx.open_table(ALERTS)?;
+    tx.commit()?;
+    Ok(db)
 }
 
 #[cfg(test)]

@@ -172,6 +172,7 @@ async fn accept_hello<'a>(
                 conn: conn.clone(),
                 ack_stream: AsyncMutex::new(None),
                 confirmed,
+                upload: AsyncMutex::new(()),
             };
             Ok((peer, (send, recv), registration))
         }

@@ -21,6 +21,9 @@ pub(super) struct Peer {
     /// True once the TLS handshake is complete: until then the peer may be speaking 0-RTT
     /// data, which an attacker can replay, so only idempotent fix batches are served.
     pub(super) confirmed: watch::Receiver<bool>,
+    /// Held while one of this connection's uploads is received: a connection takes one of the
+    /// gateway's upload places at a time, so a few phones cannot hold them all.
+    pub(super) upload: AsyncMutex<()>,
 }
 
 /// Writes a message on the server-opened push stream (live-fix acks and driver pushes),

@@ -67,30 +67,39 @@ async fn receive(
     if up.size == 0 || up.size > limit {
         return Err(refused(format!("size must be 1 to {limit} bytes")));
     }
-    // Bounded memory: at most `max_concurrent_uploads` files are being held at once.
-    let Some(_slot) = store.upload_slot().await else {
-        return Err((ErrorCode::StorageFailure, "uploads are closed".into()));
+    // One upload per connection at a time, then one of the gateway's places (bounded
+    // memory: at most `max_concurrent_uploads` files held at once); the wait counts against
+    // the upload's time.
+    let timeout = store.upload_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let too_slow = || refused(format!("not finished within {} s", timeout.as_secs()));
+    let _mine = tokio::time::timeout_at(deadline, peer.upload.lock())
+        .await
+        .map_err(|_| too_slow())?;
+    let Ok(Some(_slot)) = tokio::time::timeout_at(deadline, store.upload_slot()).await else {
+        return Err(too_slow());
     };
-    // One byte more than announced is enough to tell an over-long upload.
+    // Read in order into one buffer of the announced size (out-of-order reads would keep
+    // every received packet's buffer alive), then make sure nothing follows.
     let want = up.size as usize;
-    let bytes = match tokio::time::timeout(store.upload_timeout(), recv.read_to_end(want + 1)).await
-    {
-        Err(_) => {
-            return Err(refused(format!(
-                "not finished within {} s",
-                store.upload_timeout().as_secs()
-            )))
+    let mut bytes = vec![0u8; want];
+    let read = async {
+        recv.read_exact(&mut bytes).await?;
+        let mut more = [0u8; 1];
+        recv.read(&mut more)
+            .await
+            .map_err(quinn::ReadExactError::ReadError)
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Err(_) => return Err(too_slow()),
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(_))) => return Err(refused(format!("more than the announced {want} bytes"))),
+        Ok(Err(quinn::ReadExactError::FinishedEarly(n))) => {
+            return Err(refused(format!("{n} bytes, {want} announced")))
         }
-        Ok(Err(quinn::ReadToEndError::TooLong)) => {
-            return Err(refused(format!("more than the announced {want} bytes")))
-        }
-        Ok(Err(quinn::ReadToEndError::Read(e))) => {
+        Ok(Err(quinn::ReadExactError::ReadError(e))) => {
             return Err(refused(format!("the upload broke off: {e}")))
         }
-        Ok(Ok(b)) => b,
-    };
-    if bytes.len() != want {
-        return Err(refused(format!("{} bytes, {want} announced", bytes.len())));
     }
     let store = store.clone();
     let name = up.sha256.clone();

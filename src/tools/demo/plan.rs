@@ -188,13 +188,14 @@ pub fn tracking(k: usize) -> String {
     format!("MP-DEMO-{:02}", k + 1)
 }
 
-/// What happens at stop `k` of `n`: mostly photos, the second to a named person, one with a
-/// code, and one attempt fails (late enough in the day for a recipient to follow it).
+/// What happens at stop `k` of `n`: mostly photos, the second to a named person, the fourth
+/// with a code, and from three stops on one attempt fails, in the second half of the day.
 fn action(k: usize, n: usize) -> Action {
+    let fails = (n / 2..n).find(|&i| i != 1 && i != 3);
     match k {
         1 => Action::HandedTo("Ana Novak"),
         3 => Action::Code,
-        _ if k == n / 2 + 1 && n >= 4 => Action::Fail(FailureReason::RecipientAbsent),
+        _ if Some(k) == fails => Action::Fail(FailureReason::RecipientAbsent),
         _ => Action::Photo,
     }
 }
@@ -280,6 +281,16 @@ mod tests {
         let shown = haversine_m(pts[0].lat, pts[0].lon, pts[1].lat, pts[1].lon) / gap * 1000.0;
         assert!((shown - MAX_SHOWN_MPS).abs() < 0.5, "{shown}");
         assert_eq!(timeline(&pts, 2.0, MAX_SHOWN_MPS), vec![0, 5_000, 10_000]);
+    }
+
+    #[test]
+    fn every_day_of_three_stops_or_more_has_one_failed_attempt() {
+        for n in 3..=30 {
+            let fails = (0..n)
+                .filter(|&k| matches!(action(k, n), Action::Fail(_)))
+                .count();
+            assert_eq!(fails, 1, "{n} stops");
+        }
     }
 
     #[test]
