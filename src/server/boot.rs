@@ -50,6 +50,7 @@ use crate::server::shared::{Shared, Stats};
 use crate::server::tls::{endpoint_config, persistent_key, server_config};
 use crate::server::tls::{ADDRESS_KEY, RESET_KEY, TICKET_KEY};
 use crate::store::log::RecoveryStats;
+use crate::web::runtime::Served;
 
 /// Receive and send buffer asked for the gateway's UDP socket: about 25,000 handshake
 /// Initials (the kernel may cap it, see [`crate::udp`]).
@@ -83,6 +84,8 @@ pub(super) struct Running {
     applier: JoinHandle<()>,
     webhooks: Arc<Webhooks>,
     webhook_stop: Arc<AtomicBool>,
+    /// Resolves once the web listener has stopped serving.
+    web_served: Option<Served>,
 }
 
 /// Recovers state from the log in `cfg.data_dir`, binds the endpoint and starts serving.
@@ -144,7 +147,8 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     });
     let (webhooks, webhook_stop) = start_webhooks(&shared)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (admin_addr, web_addr) = start_listeners(admin, &shared, &shutdown_rx).await?;
+    let (admin_addr, web) = start_listeners(admin, &shared, &shutdown_rx).await?;
+    let (web_addr, web_served) = web.unzip();
     let accept = start_tasks(&endpoint, &shared, &shutdown_rx);
     if let Some(c) = &cluster {
         start_cluster_parts(c, &shared, stop_cluster_rx, shutdown_rx);
@@ -165,6 +169,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
             applier: applier.join,
             webhooks,
             webhook_stop,
+            web_served,
         },
     })
 }
@@ -309,12 +314,12 @@ async fn start_listeners(
     admin: Option<AdminServer>,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
-) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ServerError> {
+) -> Result<(Option<SocketAddr>, Option<(SocketAddr, Served)>), ServerError> {
     let admin_addr = admin.as_ref().map(|a| a.local_addr);
     if let Some(a) = admin {
         a.ready(shared.clone(), stop.clone());
     }
-    let web_addr = match shared.cfg.web.listen {
+    let web = match shared.cfg.web.listen {
         Some(addr) => Some(
             crate::web::start(addr, shared.clone(), stop.clone())
                 .await
@@ -322,7 +327,7 @@ async fn start_listeners(
         ),
         None => None,
     };
-    Ok((admin_addr, web_addr))
+    Ok((admin_addr, web))
 }
 
 /// Spawns the gateway's tasks: the accept loop (returned), the deny-list watcher, the driver
@@ -395,6 +400,7 @@ impl Running {
             applier,
             webhooks,
             webhook_stop,
+            web_served,
         } = self;
         let _ = shutdown.send(true);
         endpoint.close(
@@ -402,6 +408,11 @@ impl Running {
             b"shutting down",
         );
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut accept).await;
+        // The web listener lets its requests finish (event streams end on the same signal);
+        // bounded, like the rest.
+        if let Some(served) = web_served {
+            let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
+        }
         // Stopping the writer closes the applier's queue; the applier then writes a final
         // snapshot and exits.
         webhook_stop.store(true, Ordering::Relaxed);

@@ -107,12 +107,13 @@ use crate::web::state::WebState;
 /// Largest request body accepted (instructions are at most 1,000 bytes of text).
 const MAX_BODY: usize = 16 * 1024;
 
-/// Binds `addr` and serves the pages until `stop` fires; returns the bound address.
+/// Binds `addr` and serves the pages until `stop` fires; returns the bound address and what
+/// resolves once the listener has stopped.
 pub async fn start(
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, runtime::Served)> {
     shared
         .cfg
         .web
@@ -132,7 +133,7 @@ pub async fn start(
     let mut stop = stop;
     // The listener moves to the runtime it is served on (a tokio socket belongs to one).
     let listener = listener.into_std()?;
-    runtime::spawn_serving(threads, nice, async move {
+    let served = runtime::spawn_serving(threads, nice, async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -150,7 +151,7 @@ pub async fn start(
             tracing::error!(error = %e, "web listener failed");
         }
     })?;
-    Ok(local_addr)
+    Ok((local_addr, served))
 }
 
 /// The router: every route of the listener, in one place (public for tests that want to

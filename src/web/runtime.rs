@@ -10,19 +10,26 @@
 
 use std::future::Future;
 
+/// Resolves once the listener has stopped serving (its runtime is gone).
+pub type Served = tokio::sync::oneshot::Receiver<()>;
+
 /// Runs `serve` to completion on a runtime of `threads` threads at CPU priority `nice`, in a
-/// thread of its own; returns at once. With `threads == 0` it is spawned on the current
-/// runtime instead.
+/// thread of its own; returns at once, with what tells when it is done. With `threads == 0`
+/// it is spawned on the current runtime instead.
 ///
 /// # Errors
 /// The runtime or its thread could not be started.
-pub fn spawn_serving<F>(threads: usize, nice: i32, serve: F) -> std::io::Result<()>
+pub fn spawn_serving<F>(threads: usize, nice: i32, serve: F) -> std::io::Result<Served>
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let (done, served) = tokio::sync::oneshot::channel();
     if threads == 0 {
-        tokio::spawn(serve);
-        return Ok(());
+        tokio::spawn(async move {
+            serve.await;
+            let _ = done.send(());
+        });
+        return Ok(served);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -33,11 +40,15 @@ where
     std::thread::Builder::new()
         .name("milepost-web-main".into())
         .spawn(move || {
+            // This thread runs the accept loop (the future given to block_on): it gives way
+            // too.
+            lower_priority(nice);
             rt.block_on(serve);
             // The listener's leftover tasks (streams being closed) are not waited for.
             rt.shutdown_background();
+            let _ = done.send(());
         })?;
-    Ok(())
+    Ok(served)
 }
 
 /// Lowers the calling thread's CPU priority to `nice` (Linux: a thread's nice value is its
@@ -82,12 +93,13 @@ mod tests {
     fn the_listener_runs_on_its_own_threads_at_the_lower_priority() {
         let base = own_nice();
         let (tx, rx) = std::sync::mpsc::channel();
-        spawn_serving(1, 7, async move {
+        let served = spawn_serving(1, 7, async move {
             // A spawned task runs on a worker thread, like every connection's.
             let nice = tokio::spawn(async { own_nice() }).await.unwrap();
             tx.send(nice).unwrap();
         })
         .unwrap();
+        assert_eq!(served.blocking_recv(), Ok(()));
         let nice = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         // Nice is set, not added; lowering it below the process's own (a test run niced
         // above 7) needs a privilege, and then the threads keep the process's value.
