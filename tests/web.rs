@@ -578,3 +578,47 @@ async fn streams_end_when_the_gateway_shuts_down() {
         .unwrap();
     let _ = t.dir;
 }
+
+/// A page left open while the driver goes quiet is told so without any new event (the
+/// stream looks every second).
+#[tokio::test]
+async fn an_open_page_learns_that_the_driver_went_quiet() {
+    let mut w = World::with_web(|c| c.feed.stale_after_s = 4).await;
+    // Fix times up to the wall clock, as a live phone's are: the leg ends 3 s from now (a
+    // phone's clock may run a little ahead), so the view is fresh for 7 s from here, which
+    // sending the leg and the first look fit in with seconds to spare.
+    let mut probe = 0;
+    let span = common::leg(
+        common::route_point(0),
+        common::route_point(1),
+        &mut probe,
+        0,
+    )
+    .last()
+    .map_or(0, |f| f.t_ms);
+    w.clock = common::now_ms() - span + 3_000;
+    let web = w.web();
+    w.drive(0, 1, 0).await;
+    let auth = format!("Bearer {}", World::recipient_token(T4));
+    let mut s = Sse::open(web, &format!("/t/{T4}/events"), &[("Authorization", &auth)]).await;
+    assert_eq!(s.status, 200);
+    let lines = |evs: &[web_support::SseEvent]| -> Vec<String> {
+        evs.iter()
+            .filter(|e| e.event == "status")
+            .map(|e| e.json()["status_line"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let fresh = lines(&s.drain(500).await);
+    assert!(
+        fresh.last().is_some_and(|l| l.contains("stops away")),
+        "{fresh:?}"
+    );
+    // No fix, no event: within a few seconds the page is told the driver went quiet.
+    let quiet = lines(&s.drain(8_000).await);
+    assert!(
+        quiet
+            .last()
+            .is_some_and(|l| l.contains("no news from the driver since")),
+        "{quiet:?}"
+    );
+}

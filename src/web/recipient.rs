@@ -196,6 +196,9 @@ pub struct ParcelStream {
     driver_key: Option<DriverId>,
     shown: Shown,
     status_due: bool,
+    /// The status line last sent: a line that changes without an event (the driver went
+    /// quiet, the day turned) is sent too, within the stream's one-second look.
+    last_line: Option<String>,
 }
 
 impl ParcelStream {
@@ -206,6 +209,7 @@ impl ParcelStream {
             driver_key: None,
             shown: Shown::Nothing,
             status_due: true,
+            last_line: None,
         }
     }
 }
@@ -247,13 +251,14 @@ impl Audience for ParcelStream {
         mailbox: &Arc<Mailbox>,
     ) -> Result<Next, End> {
         let status = lock(&shared.state.core).parcel_status(&self.t);
-        if self.status_due {
-            if let Some(s) = &status {
-                let v = status_view(shared, s);
+        if let Some(s) = &status {
+            let v = status_view(shared, s);
+            if self.status_due || self.last_line.as_deref() != Some(v.status_line.as_str()) {
+                self.last_line = Some(v.status_line.clone());
                 send(tx, Event::default().event("status").data(data(&v))).await?;
             }
-            self.status_due = false;
         }
+        self.status_due = false;
         // The driver's position, under the same privacy rule as the QUIC feed.
         let visible = status.as_ref().and_then(|s| visible_position(shared, s));
         match visible {

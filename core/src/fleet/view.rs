@@ -133,7 +133,9 @@ pub fn parcel_status(
     let left =
         st.progress.passed || st.progress.phase == crate::fleet::progress::StopPhase::Departed;
     let open = !crate::fleet::run::is_final(p.state) && !left;
-    let eta = if open {
+    // Far off the planned path the estimate along it means little: none is shown rather than
+    // a confident window (it is back once the driver is).
+    let eta = if open && !run.off_route {
         run.fresh_eta(cfg, p.stop).or(st.eta)
     } else {
         None

@@ -441,8 +441,23 @@ fn stall_and_off_route() {
             .count(),
         1
     );
+    // Far off the path: no estimate is shown, and none is published while it lasts.
+    assert_eq!(s.status("T0").eta_ms, None);
+    for _ in 0..30 {
+        s.t += 2_000;
+        let f = Fix::from_degrees(s.t, LAT + 600.0 / M_PER_DEG, dlon(250.0), 5.0);
+        s.core.on_fix(&"d1".into(), &f, &mut s.out);
+    }
+    let meanwhile = s.take();
+    assert!(
+        !parcel_events(&meanwhile, "T0")
+            .iter()
+            .any(|e| matches!(e, ParcelEvent::EtaChanged { .. })),
+        "{meanwhile:?}"
+    );
     s.at(1, 260.0);
     assert!(dispatch_events(&s.take()).contains(&DispatchEvent::BackOnRoute));
+    assert!(s.status("T0").eta_ms.is_some());
 }
 
 #[test]

@@ -475,6 +475,12 @@ impl RouteRun {
         if !self.eta_dirty && t.saturating_sub(self.near_checked_ms) < cfg.eta_near_interval_ms {
             return;
         }
+        // Off route: nothing confident is published (reads show no estimate); the first fix
+        // back on the route re-estimates every stop.
+        if self.off_route {
+            self.eta_dirty = true;
+            return;
+        }
         self.eta_dirty = false;
         self.near_checked_ms = t;
         let full = t.saturating_sub(self.far_checked_ms) >= cfg.eta_far_interval_ms;
