@@ -59,10 +59,15 @@ pub struct AlertView {
     pub driver: String,
     /// `DriverStalled`, `RunningLate`, `AttemptFailed`, `OffRoute`, `StopPassed`...
     pub kind: String,
-    /// In words.
+    /// In words, as of its newest update.
     pub text: String,
     /// When it was raised, UTC ms.
     pub at_ms: i64,
+    /// How many times it was updated since (a route running later and later for the same
+    /// stop is one alert, updated; not a new one every few minutes).
+    pub updates: u32,
+    /// When it was last updated, UTC ms.
+    pub updated_ms: Option<i64>,
     /// Its condition still holds.
     pub active: bool,
     /// Its handling.
@@ -91,24 +96,61 @@ pub struct AlertQuery {
     pub limit: Option<u32>,
 }
 
-/// The depot's alert events, newest first, with offsets below `before`.
-fn alert_events(st: &WebState, depot: &DepotId, before: u64) -> Vec<(u64, DispatchUpdate)> {
+/// One alert: the event that raised it (its offset is the alert's id) and the newest one
+/// that updated it.
+struct Raised {
+    id: u64,
+    first: DispatchUpdate,
+    latest: DispatchUpdate,
+    updates: u32,
+}
+
+/// The depot's alerts, newest first, with ids below `before`.
+fn alert_events(st: &WebState, depot: &DepotId, before: u64) -> Vec<Raised> {
     let feed = lock(&st.shared.state.feed);
     let last = feed.depot_last(depot);
     let kept = st.shared.cfg.feed.depot_events_kept.max(1) as u64;
     let from = last.saturating_sub(kept);
-    let mut v: Vec<(u64, DispatchUpdate)> = feed
+    let events: Vec<(u64, DispatchUpdate)> = feed
         .depot_after(depot, from, kept as usize)
         .unwrap_or_default()
         .into_iter()
-        .filter(|(o, _)| *o < before)
         .filter_map(|(o, u)| match u {
             Update::Dispatch(d) if dispatch_text(&d.kind).2 => Some((o, d)),
             _ => None,
         })
         .collect();
+    drop(feed);
+    let mut v = fold_repeats(events);
+    v.retain(|r| r.id < before);
     v.reverse();
     v
+}
+
+/// Folds repeats into the alert they update: a `RunningLate` for a route and stop that
+/// already has one (the core says it again every few more minutes late). `events` oldest
+/// first; so is the result.
+fn fold_repeats(events: Vec<(u64, DispatchUpdate)>) -> Vec<Raised> {
+    let mut out: Vec<Raised> = Vec::new();
+    let mut late: HashMap<(RouteId, milepost_proto::route::StopId), usize> = HashMap::new();
+    for (id, d) in events {
+        if let DispatchEvent::RunningLate { stop, .. } = &d.kind {
+            let key = (d.route_id.clone(), stop.clone());
+            if let Some(&i) = late.get(&key) {
+                out[i].latest = d;
+                out[i].updates += 1;
+                continue;
+            }
+            late.insert(key, out.len());
+        }
+        out.push(Raised {
+            id,
+            first: d.clone(),
+            latest: d,
+            updates: 0,
+        });
+    }
+    out
 }
 
 /// Whether an alert's condition still holds, given its route's view (none: the route left).
@@ -139,14 +181,10 @@ fn state_of(h: Option<&AlertHandling>) -> AlertState {
 }
 
 /// The views of `events`, with their handling and whether they still hold.
-fn views(
-    st: &WebState,
-    depot: &DepotId,
-    events: &[(u64, DispatchUpdate)],
-) -> Result<Vec<AlertView>, ApiError> {
+fn views(st: &WebState, depot: &DepotId, events: &[Raised]) -> Result<Vec<AlertView>, ApiError> {
     let handled = match &st.shared.state.history {
         Some(h) => h
-            .alerts(&depot.0, events.iter().map(|(o, _)| *o))
+            .alerts(&depot.0, events.iter().map(|r| r.id))
             .map_err(|e| ApiError::internal(e.to_string()))?,
         None => Default::default(),
     };
@@ -154,19 +192,22 @@ fn views(
     let core = lock(&st.shared.state.core);
     Ok(events
         .iter()
-        .map(|(o, d)| {
+        .map(|r| {
+            let d = &r.latest;
             let view = routes
                 .entry(d.route_id.clone())
                 .or_insert_with(|| core.route_view(&d.route_id));
             let (kind, text, _) = dispatch_text(&d.kind);
-            let h = handled.get(o);
+            let h = handled.get(&r.id);
             AlertView {
-                id: *o,
+                id: r.id,
                 route_id: d.route_id.0.clone(),
                 driver: d.driver.0.clone(),
                 kind: kind.to_owned(),
                 text,
-                at_ms: d.fix_t_ms,
+                at_ms: r.first.fix_t_ms,
+                updates: r.updates,
+                updated_ms: (r.updates > 0).then_some(d.fix_t_ms),
                 active: active(d, view.as_ref()),
                 state: state_of(h),
                 handled_by: h.map(|h| h.by.clone()),
@@ -274,7 +315,7 @@ async fn handle(
             let find = |st: &WebState| -> Result<AlertView, ApiError> {
                 let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
                     .into_iter()
-                    .filter(|(o, _)| *o == id)
+                    .filter(|r| r.id == id)
                     .collect();
                 views(st, &d, &ev)?
                     .pop()
@@ -373,5 +414,51 @@ pub async fn resolve(
     match id.parse() {
         Ok(id) => handle(st, caller, headers, depot, id, AlertAction::Resolved, body).await,
         Err(_) => not_an_id(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn late(route: &str, stop: &str, minutes: u32) -> DispatchUpdate {
+        DispatchUpdate {
+            route_id: route.into(),
+            driver: "d1".into(),
+            fix_t_ms: i64::from(minutes) * 60_000,
+            kind: DispatchEvent::RunningLate {
+                stop: stop.into(),
+                minutes,
+            },
+        }
+    }
+
+    #[test]
+    fn a_route_running_later_and_later_is_one_alert_updated() {
+        let stalled = DispatchUpdate {
+            kind: DispatchEvent::DriverStalled {
+                idle_s: 400,
+                no_fix: true,
+            },
+            ..late("R1", "S1", 0)
+        };
+        let events = vec![
+            (3, late("R1", "S1", 10)),
+            (5, late("R1", "S2", 11)),
+            (8, late("R1", "S1", 15)),
+            (9, stalled),
+            (12, late("R1", "S1", 20)),
+            (13, late("R2", "S1", 10)),
+        ];
+        let raised = fold_repeats(events);
+        let ids: Vec<u64> = raised.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![3, 5, 9, 13]);
+        let s1 = &raised[0];
+        assert_eq!(s1.updates, 2);
+        assert_eq!(s1.first.fix_t_ms, 10 * 60_000);
+        assert!(matches!(
+            s1.latest.kind,
+            DispatchEvent::RunningLate { minutes: 20, .. }
+        ));
     }
 }
