@@ -128,6 +128,45 @@ async fn a_driver_uploads_its_proof_files_and_hands_the_parcel_to_a_named_person
         }
     }
     assert!(!cfg_store.has(&sha256_hex(b"longer")));
+    // One upload at a time per connection: a second, while the first still waits for its
+    // bytes, is refused at once; the first then completes.
+    let slow = b"a photo sent slowly".to_vec();
+    let (mut send1, mut recv1) = conn.open_bi().await.unwrap();
+    milepost::wire::write_msg(
+        &mut send1,
+        &ClientMsg::Upload(Upload {
+            id: 16,
+            sha256: sha256_hex(&slow),
+            size: slow.len() as u64,
+        }),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = raw_upload(
+        &conn,
+        Upload {
+            id: 17,
+            sha256: sha256_hex(b"x"),
+            size: 1,
+        },
+        b"x",
+    )
+    .await;
+    assert_eq!(
+        refused_with(&second),
+        Some(ErrorCode::UploadRefused),
+        "{second:?}"
+    );
+    send1.write_all(&slow).await.unwrap();
+    send1.finish().unwrap();
+    let first = milepost::wire::read_msg::<ServerMsg>(&mut recv1, MAX_FRAME_HARD)
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Some(ServerMsg::Done { id: 16 })),
+        "{first:?}"
+    );
     let recipient = w.t.recipient("MP100000001").await;
     let e = recipient.upload(20, &photo).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::WrongRole));

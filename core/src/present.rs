@@ -78,14 +78,7 @@ pub fn status_line(s: &ParcelStatus) -> String {
 /// a parcel on its way whose driver has sent no fix for longer than `at.stale_after_ms` says
 /// so instead of repeating an estimate made before the silence.
 pub fn status_line_at(s: &ParcelStatus, at: &Moment) -> String {
-    let on_way = matches!(
-        s.state,
-        ParcelState::OutForDelivery | ParcelState::ArrivingSoon
-    );
-    if let Some(f) = at
-        .last_fix_ms
-        .filter(|f| on_way && at.now_ms - f > at.stale_after_ms)
-    {
+    if let Some(f) = at.last_fix_ms.filter(|_| is_stale(s, at)) {
         let head = match s.state {
             ParcelState::ArrivingSoon => "Arriving soon",
             _ => "Out for delivery",
@@ -96,6 +89,19 @@ pub fn status_line_at(s: &ParcelStatus, at: &Moment) -> String {
         );
     }
     status_words(s, &|ms| clock_text(ms, at.now_ms))
+}
+
+/// True when a parcel on its way has had no fix from its driver for longer than
+/// `at.stale_after_ms`.
+pub fn is_stale(s: &ParcelStatus, at: &Moment) -> bool {
+    let on_way = matches!(
+        s.state,
+        ParcelState::OutForDelivery | ParcelState::ArrivingSoon
+    );
+    on_way
+        && at
+            .last_fix_ms
+            .is_some_and(|f| at.now_ms.saturating_sub(f) > at.stale_after_ms)
 }
 
 fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String) -> String {

@@ -298,6 +298,15 @@ impl History {
     /// Removes what closed more than the retention period before `now_ms`; returns how many
     /// parcels and routes it removed.
     pub fn purge(&self, now_ms: i64) -> Result<usize, HistoryError> {
+        let purged = self.purge_once(now_ms);
+        if purged.is_err() {
+            // Like a failed write: the next write opens the file again first.
+            self.reopen.store(true, Ordering::Relaxed);
+        }
+        purged
+    }
+
+    fn purge_once(&self, now_ms: i64) -> Result<usize, HistoryError> {
         let retention = self.retention_ms.load(Ordering::Relaxed);
         let horizon = format!("{:020}", (now_ms - retention).max(0));
         let tx = self.db().begin_write()?;
@@ -412,22 +421,41 @@ impl History {
             return Err(HistoryError::Db(Box::new(redb::Error::Io(e))));
         }
         if self.reopen.load(Ordering::Relaxed) {
-            // The old handle goes first: the file cannot be open twice.
-            let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
-            let fresh = std::mem::replace(
-                &mut *db,
-                Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?,
-            );
-            drop(fresh);
-            *db = open_db(&self.path)?;
-            self.reopen.store(false, Ordering::Relaxed);
-            tracing::info!(path = %self.path.display(), "history database reopened");
+            self.reopen_db()?;
         }
         let written = self.write_once(w);
         if written.is_err() {
             self.reopen.store(true, Ordering::Relaxed);
         }
         written
+    }
+
+    /// Opens the file again after a failed write. The old handle goes first (the file cannot
+    /// be open twice); meanwhile readers see an empty stand-in with every table, not an
+    /// error. A read that began before may hold the file a moment longer: a few tries.
+    fn reopen_db(&self) -> Result<(), HistoryError> {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        let stand_in = with_tables(
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?,
+        )?;
+        drop(std::mem::replace(&mut *db, stand_in));
+        let mut tries = 0;
+        loop {
+            // The tables exist since the first open: opening writes nothing.
+            match Database::create(&self.path) {
+                Ok(fresh) => {
+                    *db = fresh;
+                    self.reopen.store(false, Ordering::Relaxed);
+                    tracing::info!(path = %self.path.display(), "history database reopened");
+                    return Ok(());
+                }
+                Err(e) if tries >= 20 => return Err(e.into()),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+            }
+        }
     }
 
     /// The open database, for one transaction.
@@ -450,7 +478,11 @@ impl History {
 /// Opens (or creates) the database at `path` with every table, so that readers never meet a
 /// missing one.
 fn open_db(path: &Path) -> Result<Database, HistoryError> {
-    let db = Database::create(path)?;
+    with_tables(Database::create(path)?)
+}
+
+/// `db` with every table created.
+fn with_tables(db: Database) -> Result<Database, HistoryError> {
     let tx = db.begin_write()?;
     tx.open_table(PARCELS)?;
     tx.open_table(ROUTES)?;

@@ -14,7 +14,8 @@ use axum::response::sse::Event;
 use axum::response::Response;
 use axum::Json;
 use milepost_core::feed::{FeedKey, TooOld};
-use milepost_proto::route::{TrackingNumber, Update};
+use milepost_core::present::is_stale;
+use milepost_proto::route::{ParcelState, TrackingNumber, Update};
 use milepost_proto::{Command, CommandKind, DriverId, Seq, ServerMsg};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -28,6 +29,7 @@ use crate::web::pages::{error_page, html, render_tracking};
 use crate::web::respond::{json, with_headers, NOSNIFF, NO_STORE};
 use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next, StreamQuery};
 use crate::web::state::WebState;
+use crate::web::views::common::moment;
 use crate::web::views::parcel::{parcel_view, status_view, visible_position, MilestoneView};
 
 /// `GET /t/{tracking}`: the recipient's tracking page.
@@ -196,9 +198,10 @@ pub struct ParcelStream {
     driver_key: Option<DriverId>,
     shown: Shown,
     status_due: bool,
-    /// The status line last sent: a line that changes without an event (the driver went
-    /// quiet, the day turned) is sent too, within the stream's one-second look.
-    last_line: Option<String>,
+    /// What the status last sent said, in short (state, stops away, driver quiet): a change
+    /// without an event (the driver went quiet, or spoke again) is sent too, within the
+    /// stream's one-second look. ETA refreshes come as events, under the core's threshold.
+    last_sent: Option<(ParcelState, Option<u32>, bool)>,
 }
 
 impl ParcelStream {
@@ -209,7 +212,7 @@ impl ParcelStream {
             driver_key: None,
             shown: Shown::Nothing,
             status_due: true,
-            last_line: None,
+            last_sent: None,
         }
     }
 }
@@ -250,11 +253,19 @@ impl Audience for ParcelStream {
         tx: &mpsc::Sender<Event>,
         mailbox: &Arc<Mailbox>,
     ) -> Result<Next, End> {
-        let status = lock(&shared.state.core).parcel_status(&self.t);
+        let (status, key) = {
+            let core = lock(&shared.state.core);
+            let status = core.parcel_status(&self.t);
+            let key = status.as_ref().map(|s| {
+                let at = moment(shared, &core, &s.route_id);
+                (s.state, s.stops_away, is_stale(s, &at))
+            });
+            (status, key)
+        };
         if let Some(s) = &status {
-            let v = status_view(shared, s);
-            if self.status_due || self.last_line.as_deref() != Some(v.status_line.as_str()) {
-                self.last_line = Some(v.status_line.clone());
+            if self.status_due || self.last_sent != key {
+                self.last_sent = key;
+                let v = status_view(shared, s);
                 send(tx, Event::default().event("status").data(data(&v))).await?;
             }
         }

@@ -21,8 +21,8 @@ pub(super) struct Peer {
     /// True once the TLS handshake is complete: until then the peer may be speaking 0-RTT
     /// data, which an attacker can replay, so only idempotent fix batches are served.
     pub(super) confirmed: watch::Receiver<bool>,
-    /// Held while one of this connection's uploads is received: a connection takes one of the
-    /// gateway's upload places at a time, so a few phones cannot hold them all.
+    /// Held while one of this connection's uploads is received: a connection uploads one file
+    /// at a time (another is refused), so a few phones cannot hold every upload place.
     pub(super) upload: AsyncMutex<()>,
 }
 

@@ -67,15 +67,20 @@ async fn receive(
     if up.size == 0 || up.size > limit {
         return Err(refused(format!("size must be 1 to {limit} bytes")));
     }
-    // One upload per connection at a time, then one of the gateway's places (bounded
-    // memory: at most `max_concurrent_uploads` files held at once); the wait counts against
-    // the upload's time.
+    // One upload per connection at a time, and one of the gateway's places (bounded memory:
+    // at most `max_concurrent_uploads` files held at once); the wait for a place counts
+    // against the upload's time.
     let timeout = store.upload_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
     let too_slow = || refused(format!("not finished within {} s", timeout.as_secs()));
-    let _mine = tokio::time::timeout_at(deadline, peer.upload.lock())
-        .await
-        .map_err(|_| too_slow())?;
+    // A second upload on the same connection is refused at once rather than queued: its
+    // unread bytes would fill the connection's receive window and stall the first upload
+    // and the phone's fixes with it.
+    let Ok(_mine) = peer.upload.try_lock() else {
+        return Err(refused(
+            "one upload at a time per connection: send the next when this one is answered".into(),
+        ));
+    };
     let Ok(Some(_slot)) = tokio::time::timeout_at(deadline, store.upload_slot()).await else {
         return Err(too_slow());
     };

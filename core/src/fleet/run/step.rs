@@ -78,6 +78,7 @@ impl RouteRun {
         self.check_off_route(cfg, &located, acc, t, out);
         self.check_fences(cfg, geom, xy, acc, t, out);
         if self.advance_pointer(cfg, geom, loc.along_m, jumped, t, out) {
+            self.refresh_service(cfg);
             self.refresh_stops_away(cfg, t, out);
         }
         self.check_movement(cfg, xy, t, out);
@@ -321,7 +322,7 @@ impl RouteRun {
         out: &mut Vec<Update>,
     ) {
         self.at_stop = Some(i);
-        self.stops[i].progress.passed = false;
+        let was_passed = std::mem::replace(&mut self.stops[i].progress.passed, false);
         out.push(self.dispatch(
             t,
             DispatchEvent::StopArrived {
@@ -336,6 +337,9 @@ impl RouteRun {
         }
         self.emit_stop(i, t, &ParcelEvent::Arrived, out);
         self.refresh_service(cfg);
+        if was_passed {
+            self.refresh_stops_away(cfg, t, out);
+        }
     }
 
     fn on_departed(
@@ -434,11 +438,18 @@ impl RouteRun {
     /// The stop's open parcels are out for delivery again (the driver left or drove past it
     /// without an outcome), and their recipients are told.
     fn back_to_out_for_delivery(&mut self, i: usize, t: i64, out: &mut Vec<Update>) {
-        let open: Vec<usize> = self
+        // A later approach is announced again.
+        self.stops[i].soon_sent = false;
+        let changed: Vec<usize> = self
             .parcel_range(i)
-            .filter(|&k| !is_final(self.parcels[k].state))
+            .filter(|&k| {
+                matches!(
+                    self.parcels[k].state,
+                    ParcelState::ArrivingSoon | ParcelState::Arrived
+                )
+            })
             .collect();
-        for k in open {
+        for k in changed {
             self.parcels[k].state = ParcelState::OutForDelivery;
             self.emit_parcel(k, t, ParcelEvent::OutForDelivery, out);
         }
@@ -473,12 +484,6 @@ impl RouteRun {
         // near stops every `eta_near_interval_ms` (and at once after a stop event), all stops
         // every `eta_far_interval_ms`. Reads always compute fresh estimates.
         if !self.eta_dirty && t.saturating_sub(self.near_checked_ms) < cfg.eta_near_interval_ms {
-            return;
-        }
-        // Off route: nothing confident is published (reads show no estimate); the first fix
-        // back on the route re-estimates every stop.
-        if self.off_route {
-            self.eta_dirty = true;
             return;
         }
         self.eta_dirty = false;
@@ -517,6 +522,14 @@ impl RouteRun {
         out: &mut Vec<Update>,
     ) {
         let to_go_s = w.eta_ms.saturating_sub(t) as f64 / 1000.0;
+        // Off route, recipients are told nothing new (reads show no estimate): an estimate
+        // along a path the driver is not on is no promise. The dispatcher's lateness check
+        // below still runs; the first fix back on the route publishes again.
+        if self.off_route {
+            self.eta_dirty = true;
+            self.late_check(cfg, i, w, first, t, out);
+            return;
+        }
         let threshold_ms =
             (cfg.eta_threshold_s.max(cfg.eta_threshold_rel * to_go_s) * 1000.0) as i64;
         if self.stops[i]
@@ -560,6 +573,19 @@ impl RouteRun {
                 self.stops[i].delayed_sent = false;
             }
         }
+        self.late_check(cfg, i, w, first, t, out);
+    }
+
+    /// `RunningLate` for the next stop when its estimate is far past its plan.
+    fn late_check(
+        &mut self,
+        cfg: &CoreConfig,
+        i: usize,
+        w: &EtaWindow,
+        first: bool,
+        t: i64,
+        out: &mut Vec<Update>,
+    ) {
         if first {
             let stop = &self.plan.stops[i];
             let reference = stop.planned_arrival_ms.or(stop.window.map(|w| w.end_ms));
