@@ -121,22 +121,37 @@ fn alert_events(st: &WebState, depot: &DepotId, before: u64) -> Vec<Raised> {
         })
         .collect();
     drop(feed);
-    let mut v = fold_repeats(events);
+    // A repeat never folds into an alert already resolved: it raises a new one.
+    let late_ids = events
+        .iter()
+        .filter(|(_, d)| matches!(d.kind, DispatchEvent::RunningLate { .. }))
+        .map(|(o, _)| *o);
+    let resolved: std::collections::HashSet<u64> = match &st.shared.state.history {
+        Some(h) => h
+            .alerts(&depot.0, late_ids)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, h)| h.action == AlertAction::Resolved)
+            .map(|(o, _)| o)
+            .collect(),
+        None => Default::default(),
+    };
+    let mut v = fold_repeats(events, |id| resolved.contains(&id));
     v.retain(|r| r.id < before);
     v.reverse();
     v
 }
 
 /// Folds repeats into the alert they update: a `RunningLate` for a route and stop that
-/// already has one (the core says it again every few more minutes late). `events` oldest
-/// first; so is the result.
-fn fold_repeats(events: Vec<(u64, DispatchUpdate)>) -> Vec<Raised> {
+/// already has one not yet resolved (the core says it again every few more minutes late).
+/// `events` oldest first; so is the result.
+fn fold_repeats(events: Vec<(u64, DispatchUpdate)>, resolved: impl Fn(u64) -> bool) -> Vec<Raised> {
     let mut out: Vec<Raised> = Vec::new();
     let mut late: HashMap<(RouteId, milepost_proto::route::StopId), usize> = HashMap::new();
     for (id, d) in events {
         if let DispatchEvent::RunningLate { stop, .. } = &d.kind {
             let key = (d.route_id.clone(), stop.clone());
-            if let Some(&i) = late.get(&key) {
+            if let Some(&i) = late.get(&key).filter(|&&i| !resolved(out[i].id)) {
                 out[i].latest = d;
                 out[i].updates += 1;
                 continue;
@@ -450,7 +465,7 @@ mod tests {
             (12, late("R1", "S1", 20)),
             (13, late("R2", "S1", 10)),
         ];
-        let raised = fold_repeats(events);
+        let raised = fold_repeats(events.clone(), |_| false);
         let ids: Vec<u64> = raised.iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![3, 5, 9, 13]);
         let s1 = &raised[0];
@@ -460,5 +475,10 @@ mod tests {
             s1.latest.kind,
             DispatchEvent::RunningLate { minutes: 20, .. }
         ));
+        // Once resolved, a new repeat raises a new alert.
+        let raised = fold_repeats(events, |id| id == 3);
+        let ids: Vec<u64> = raised.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![3, 5, 8, 9, 13]);
+        assert_eq!(raised[2].updates, 1);
     }
 }
