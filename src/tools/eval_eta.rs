@@ -256,13 +256,12 @@ pub fn evaluate(
             let base = c_idx.map(|c| c as i64 - i64::from(p.status != 1));
             let under_way = p.stop_sequence > first_seq;
             scorer.on_updates(p.t_ms, base.filter(|_| under_way), &out);
-            let Some(c_idx) = c_idx else {
+            let Some(base) = base else {
                 continue;
             };
             let Some(view) = core.route_view(&route.id) else {
                 continue;
             };
-            let base = c_idx as i64 - i64::from(p.status != 1);
             for sv in &view.stops {
                 let (Some(eta), Some(planned)) = (sv.eta, sv.planned_arrival_ms) else {
                     continue;
@@ -281,7 +280,6 @@ pub fn evaluate(
                 };
                 let e = (eta.eta_ms - obs) as f64 / 1000.0;
                 let es = (planned - obs) as f64 / 1000.0;
-                let under_way = p.stop_sequence > first_seq;
                 for (k, a) in acc.iter_mut().enumerate() {
                     if k == 1 || under_way {
                         let a = &mut a[b];

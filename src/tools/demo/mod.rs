@@ -71,16 +71,7 @@ pub struct Links {
 
 /// Tokens for the day, valid for `ttl_s`: the driver's, and the links' with their tokens.
 pub fn links(gw: &Gateway, plan: &Plan, web: SocketAddr, ttl_s: i64) -> (String, Links) {
-    let now = chrono::Utc::now().timestamp();
-    let mint = |role, sub: &str| {
-        gw.mint(&Claims {
-            role,
-            sub: sub.to_owned(),
-            depot: plan::DEPOT.to_owned(),
-            exp: now + ttl_s,
-            iat: now,
-        })
-    };
+    let mint = |role, sub: &str| token(gw, role, sub, ttl_s);
     let base = format!("http://{web}");
     let parcels = plan
         .route
@@ -113,14 +104,7 @@ pub fn links(gw: &Gateway, plan: &Plan, web: SocketAddr, ttl_s: i64) -> (String,
 /// The gateway refused the route, or the connection failed.
 pub async fn assign(gw: &Gateway, plan: &Plan) -> anyhow::Result<()> {
     let ep = endpoint(gw)?;
-    let now = chrono::Utc::now().timestamp();
-    let dispatcher = gw.mint(&Claims {
-        role: Role::Dispatcher,
-        sub: plan::DEPOT.into(),
-        depot: plan::DEPOT.into(),
-        exp: now + 3600,
-        iat: now,
-    });
+    let dispatcher = token(gw, Role::Dispatcher, plan::DEPOT, 3600);
     let mut office = open(&ep, gw.local_addr, &dispatcher, plan::DEPOT).await?;
     office
         .command(1, CommandKind::AssignRoute(plan.route.clone()))
@@ -128,6 +112,18 @@ pub async fn assign(gw: &Gateway, plan: &Plan) -> anyhow::Result<()> {
     office.close();
     ep.quinn().wait_idle().await;
     Ok(())
+}
+
+/// A token of the demo depot for `role` and `sub`, valid `ttl_s` from now.
+fn token(gw: &Gateway, role: Role, sub: &str, ttl_s: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    gw.mint(&Claims {
+        role,
+        sub: sub.to_owned(),
+        depot: plan::DEPOT.to_owned(),
+        exp: now + ttl_s,
+        iat: now,
+    })
 }
 
 /// A client endpoint trusting the gateway's development CA.
@@ -240,22 +236,21 @@ impl Phone {
             Action::Photo => {
                 let sha = self.session.upload(1, &photo()).await?;
                 let what = format!("delivered, photo {}…", &sha[..10]);
-                (delivered(Some(sha), None), what)
+                let proof = proof(Some(sha), None);
+                (Outcome::Delivered { proof }, what)
             }
             Action::HandedTo(name) => {
                 let sha = self.session.upload(2, &photo()).await?;
-                let proof = match delivered(Some(sha), None) {
-                    Outcome::Delivered { proof } => proof,
-                    _ => Proof::default(),
-                };
                 let o = Outcome::DeliveredTo {
-                    proof,
+                    proof: proof(Some(sha), None),
                     received_by: (*name).to_owned(),
                 };
                 (o, format!("delivered to {name}, photo"))
             }
             Action::Code => (
-                delivered(None, Some(plan::OTP.to_owned())),
+                Outcome::Delivered {
+                    proof: proof(None, Some(plan::OTP.to_owned())),
+                },
                 "delivered against the one-time code".into(),
             ),
             Action::Fail(reason) => (
@@ -272,13 +267,11 @@ impl Phone {
     }
 }
 
-fn delivered(photo_sha256: Option<String>, otp: Option<String>) -> Outcome {
-    Outcome::Delivered {
-        proof: Proof {
-            photo_sha256,
-            signature_sha256: None,
-            otp,
-        },
+fn proof(photo_sha256: Option<String>, otp: Option<String>) -> Proof {
+    Proof {
+        photo_sha256,
+        signature_sha256: None,
+        otp,
     }
 }
 

@@ -305,10 +305,14 @@ async fn handle(
     caller: Caller,
     headers: HeaderMap,
     depot: String,
-    id: u64,
+    id: &str,
     action: AlertAction,
     body: ApiJson<HandleBody>,
 ) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        use axum::response::IntoResponse;
+        return ApiError::not_found("an alert's id is a number").into_response();
+    };
     let verb = match action {
         AlertAction::Acknowledged => "acknowledge",
         AlertAction::Resolved => "resolve",
@@ -364,11 +368,6 @@ async fn handle(
     .await
 }
 
-fn not_an_id() -> Response {
-    use axum::response::IntoResponse;
-    ApiError::not_found("an alert's id is a number").into_response()
-}
-
 /// Acknowledge an alert
 #[utoipa::path(
     post,
@@ -389,21 +388,16 @@ pub async fn acknowledge(
     headers: HeaderMap,
     body: ApiJson<HandleBody>,
 ) -> Response {
-    match id.parse() {
-        Ok(id) => {
-            handle(
-                st,
-                caller,
-                headers,
-                depot,
-                id,
-                AlertAction::Acknowledged,
-                body,
-            )
-            .await
-        }
-        Err(_) => not_an_id(),
-    }
+    handle(
+        st,
+        caller,
+        headers,
+        depot,
+        &id,
+        AlertAction::Acknowledged,
+        body,
+    )
+    .await
 }
 
 /// Resolve an alert
@@ -426,10 +420,7 @@ pub async fn resolve(
     headers: HeaderMap,
     body: ApiJson<HandleBody>,
 ) -> Response {
-    match id.parse() {
-        Ok(id) => handle(st, caller, headers, depot, id, AlertAction::Resolved, body).await,
-        Err(_) => not_an_id(),
-    }
+    handle(st, caller, headers, depot, &id, AlertAction::Resolved, body).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub fn moment(
 ) -> milepost_core::present::Moment {
     milepost_core::present::Moment {
         now_ms: shared.now_ms(),
-        last_fix_ms: core.route_view(route).and_then(|v| v.last_fix_t_ms),
+        last_fix_ms: core.run(route).and_then(|r| r.last_fix_t_ms),
         stale_after_ms: shared.cfg.feed.stale_after_s as i64 * 1000,
     }
 }

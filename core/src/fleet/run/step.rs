@@ -366,18 +366,11 @@ impl RouteRun {
         // Left without an outcome: the driver is no longer at the recipient's door (nor is
         // the position theirs to see); the parcel is still out for delivery, and the
         // dispatcher hears that the stop was left open.
-        let open: Vec<usize> = self
+        if self
             .parcel_range(i)
-            .filter(|&k| !is_final(self.parcels[k].state))
-            .collect();
-        if !open.is_empty() {
-            out.push(self.dispatch(
-                t,
-                DispatchEvent::StopPassed {
-                    stop: self.plan.stops[i].id.clone(),
-                },
-            ));
-            self.back_to_out_for_delivery(i, t, out);
+            .any(|k| !is_final(self.parcels[k].state))
+        {
+            self.left_open(i, t, out);
         }
         self.refresh_service(cfg);
         self.refresh_stops_away(cfg, t, out);
@@ -422,22 +415,23 @@ impl RouteRun {
             if p.ahead() && p.inside_since_ms.is_none() {
                 self.stops[i].progress.passed = true;
                 changed = true;
-                out.push(self.dispatch(
-                    t,
-                    DispatchEvent::StopPassed {
-                        stop: self.plan.stops[i].id.clone(),
-                    },
-                ));
-                self.back_to_out_for_delivery(i, t, out);
+                self.left_open(i, t, out);
             }
             self.next_seq += 1;
         }
         changed
     }
 
-    /// The stop's open parcels are out for delivery again (the driver left or drove past it
-    /// without an outcome), and their recipients are told.
-    fn back_to_out_for_delivery(&mut self, i: usize, t: i64, out: &mut Vec<Update>) {
+    /// The driver left or drove past stop `i` without an outcome: the dispatcher hears it
+    /// (`StopPassed`), and its parcels shown as arriving or at the door are out for delivery
+    /// again, their recipients told.
+    fn left_open(&mut self, i: usize, t: i64, out: &mut Vec<Update>) {
+        out.push(self.dispatch(
+            t,
+            DispatchEvent::StopPassed {
+                stop: self.plan.stops[i].id.clone(),
+            },
+        ));
         // A later approach is announced again.
         self.stops[i].soon_sent = false;
         let changed: Vec<usize> = self
