@@ -1,11 +1,12 @@
 //! Configuration, assembled: every part owns its own section (`[limits]` the QUIC server's,
 //! `[validation]` and `[core]` the fleet core's, `[feed]` the feeds', `[log]` the store's,
-//! `[web]` the web listener's, `[cluster]` the cluster's, `[history]` and `[proofs]` theirs); this file only puts them together with
+//! `[web]` the web listener's, `[cluster]` the cluster's, `[history]` and `[proofs]` theirs, `[notify]` the notifications'); this file only puts them together with
 //! the gateway-wide settings. Sources, later ones winning: the built-in defaults, a TOML file
 //! (`serve --config milepost.toml`), environment variables (`MILEPOST_LISTEN`,
 //! `MILEPOST_DATA_DIR`, `MILEPOST_SECRET`, `MILEPOST_CLUSTER`...), then command-line flags.
 
 use crate::history::HistoryConfig;
+use crate::notify::NotifyConfig;
 use crate::proofs::ProofsConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,9 @@ pub struct Config {
     pub history: HistoryConfig,
     /// Proof-of-delivery files: size limit, uploads at once.
     pub proofs: ProofsConfig,
+    /// Messages to recipients (e-mail, SMS, WhatsApp) and dispatchers (off unless
+    /// `notify.enabled`).
+    pub notify: NotifyConfig,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             history: HistoryConfig::default(),
             proofs: ProofsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -182,6 +187,32 @@ impl Config {
                 "cert and key must be given together".into(),
             ));
         }
+        self.validate_notify()
+    }
+
+    /// Notifications: their own values, a base URL for links, no cluster (not built yet: the
+    /// outbox is one gateway's), and every template compiled and rendered once.
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let n = &self.notify;
+        n.validate().map_err(ConfigError::Invalid)?;
+        if !n.enabled {
+            return Ok(());
+        }
+        if n.public_url.is_none() && self.web.public_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "notifications need a base URL for their links: notify.public_url or \
+                 web.public_url"
+                    .into(),
+            ));
+        }
+        if self.cluster.url.is_some() {
+            return Err(ConfigError::Invalid(
+                "notifications are not available in a cluster yet (the outbox is one \
+                 gateway's): turn notify.enabled off or run one gateway"
+                    .into(),
+            ));
+        }
+        crate::notify::templates::Templates::new(n).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

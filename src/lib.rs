@@ -9,7 +9,7 @@
 //! records, the feed store, the fold, the words people see) <- this crate, the shell: threads,
 //! files, sockets, the clock, listeners. Inside the shell, from the top: `main.rs` and the CLI;
 //! the listeners and tools (`server`, `web`, `cluster`, `replay`, `tools`, `client`); the shared
-//! machinery (`config`, `state`, `store`, `history`, `proofs`, `apikeys`, `feed`, `auth`,
+//! machinery (`config`, `state`, `store`, `history`, `proofs`, `apikeys`, `feed`, `notify`, `auth`,
 //! `certs`, `metrics`, `wire`, `udp`);
 //! and each part's own configuration section (`*/config.rs`, `server/limits.rs`) at the
 //! bottom. `tests/layers.rs` checks the rule and that no import goes round in a circle.
@@ -28,6 +28,8 @@
 //!   kept for `history.retention_days`.
 //! - [`proofs`]: proof-of-delivery files, content-addressed by SHA-256.
 //! - [`feed`]: the subscription hub, feed lag, webhooks.
+//! - [`notify`]: messages to recipients (e-mail, SMS, WhatsApp) and dispatchers: contacts,
+//!   templates, the durable outbox, the providers' adapters.
 //! - [`state`]: the fleet state (the core's fold) behind locks, shared by every listener.
 //! - [`metrics`]: counters and latency histograms in the Prometheus text format.
 //! - [`server`]: the tokio/quinn shell: endpoint, per-connection sessions, dispatcher queries.
@@ -50,6 +52,7 @@ pub mod config;
 pub mod feed;
 pub mod history;
 pub mod metrics;
+pub mod notify;
 pub mod proofs;
 pub mod replay;
 pub mod server;

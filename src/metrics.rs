@@ -41,15 +41,26 @@ impl Histogram {
     /// Appends the histogram in Prometheus text format.
     pub fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.samples(name, "", out);
+    }
+
+    /// The bucket, sum and count lines, each with `labels` (`k="v",` or empty) first.
+    fn samples(&self, name: &str, labels: &str, out: &mut String) {
         let mut cum = 0;
         for (i, b) in BOUNDS_S.iter().enumerate() {
             cum += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cum}");
         }
         cum += self.buckets[BOUNDS_S.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cum}");
+        let plain = labels.trim_end_matches(',');
+        let set = if plain.is_empty() {
+            String::new()
+        } else {
+            format!("{{{plain}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{set} {sum}\n{name}_count{set} {cum}");
     }
 }
 
@@ -84,6 +95,20 @@ pub fn render_labelled_kind(
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (l, v) in values {
         let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {v}");
+    }
+}
+
+/// Appends a family of histograms, one per value of `label`.
+pub fn render_labelled_histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, &Histogram)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (l, h) in values {
+        h.samples(name, &format!("{label}=\"{l}\","), out);
     }
 }
 

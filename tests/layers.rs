@@ -66,8 +66,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "middle",
         &[
-            "config", "state", "store", "history", "proofs", "apikeys", "feed", "auth", "certs",
-            "metrics", "wire", "udp",
+            "config", "state", "store", "history", "proofs", "apikeys", "feed", "notify", "auth",
+            "certs", "metrics", "wire", "udp",
         ],
     ),
     ("parts' config", &["*/config.rs", "*/limits.rs"]),

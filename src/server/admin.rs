@@ -251,6 +251,9 @@ fn render(sh: &Shared, out: &mut String) {
             c(&w.skipped),
         );
     }
+    if sh.cfg.notify.enabled {
+        sh.notify.stats.render(out);
+    }
     render_value(
         out,
         "milepost_tls_resumptions_total",

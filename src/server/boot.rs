@@ -33,8 +33,13 @@ use crate::cluster::node::default_node;
 use crate::cluster::revoke::{self, RevokeParts};
 use crate::cluster::tick::{self, TickParts};
 use crate::config::Config;
+use crate::config::ConfigError;
 use crate::feed::registry::Webhooks;
 use crate::feed::webhook::{self, FileCursors, WebhookStats};
+use crate::notify::adapters::set::Adapters;
+use crate::notify::compose::Composer;
+use crate::notify::handle::Notify;
+use crate::notify::templates::Templates;
 use crate::proofs::ProofStore;
 use crate::server::accept::{accept_loop, watch_deny_list};
 use crate::server::admin::AdminServer;
@@ -84,6 +89,7 @@ pub(super) struct Running {
     applier: JoinHandle<()>,
     webhooks: Arc<Webhooks>,
     webhook_stop: Arc<AtomicBool>,
+    notify: Arc<Notify>,
     /// Resolves once the web listener has stopped serving.
     web_served: Option<Served>,
 }
@@ -121,11 +127,16 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));
     let api_keys = Arc::new(KeyStore::new(&cfg.data_dir));
     let proofs = ProofStore::new(&cfg.data_dir, &cfg.proofs);
+    let notify = Arc::new(
+        Notify::open(&cfg.data_dir, keys.secret())
+            .map_err(|e| ServerError::Config(ConfigError::Invalid(e)))?,
+    );
     let shared = Arc::new(Shared {
         cfg,
         keys,
         api_keys,
         proofs,
+        notify,
         ledger,
         state: recovered.state,
         applied: applier.link,
@@ -146,6 +157,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
         cluster: cluster.clone(),
     });
     let (webhooks, webhook_stop) = start_webhooks(&shared)?;
+    start_notify(&shared)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_addr, web) = start_listeners(admin, &shared, &shutdown_rx).await?;
     let (web_addr, web_served) = web.unzip();
@@ -153,6 +165,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     if let Some(c) = &cluster {
         start_cluster_parts(c, &shared, stop_cluster_rx, shutdown_rx);
     }
+    let notify = shared.notify.clone();
     Ok(Started {
         local_addr,
         admin_addr,
@@ -169,6 +182,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
             applier: applier.join,
             webhooks,
             webhook_stop,
+            notify,
             web_served,
         },
     })
@@ -308,6 +322,50 @@ fn start_webhooks(shared: &Shared) -> Result<(Arc<Webhooks>, Arc<AtomicBool>), S
     Ok((hooks, stop))
 }
 
+/// Starts the notification threads when `notify.enabled` (the templates were checked with
+/// the configuration).
+fn start_notify(shared: &Shared) -> Result<(), ServerError> {
+    let cfg = &shared.cfg;
+    if !cfg.notify.enabled {
+        return Ok(());
+    }
+    let n = &cfg.notify;
+    let invalid = |e: String| ServerError::Config(ConfigError::Invalid(e));
+    let public_url = n
+        .public_url
+        .clone()
+        .or_else(|| cfg.web.public_url.clone())
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    let composer = Composer {
+        templates: Templates::new(n).map_err(invalid)?,
+        tz: n
+            .time_zone
+            .parse()
+            .map_err(|_| invalid("notify.time_zone".into()))?,
+        carrier: n
+            .carrier
+            .clone()
+            .unwrap_or_else(|| cfg.web.brand.name.clone()),
+        public_url,
+        drivers: cfg
+            .web
+            .drivers
+            .iter()
+            .map(|(id, d)| (id.clone(), d.first_name.clone()))
+            .collect(),
+        keys: shared.keys.clone(),
+        state: shared.state.clone(),
+        store: shared.notify.store.clone(),
+        clock: shared.clock.clone(),
+        retention_ms: i64::from(cfg.history.retention_days) * 86_400_000,
+        cfg: n.clone(),
+    };
+    let adapters = Adapters::new(n).map_err(invalid)?;
+    crate::notify::run::start(&shared.notify, composer, adapters).map_err(invalid)
+}
+
 /// Tells the admin listener the gateway is ready, and starts the web listener when
 /// `web.listen` is set. Returns their addresses.
 async fn start_listeners(
@@ -400,6 +458,7 @@ impl Running {
             applier,
             webhooks,
             webhook_stop,
+            notify,
             web_served,
         } = self;
         let _ = shutdown.send(true);
@@ -416,8 +475,10 @@ impl Running {
         // Stopping the writer closes the applier's queue; the applier then writes a final
         // snapshot and exits.
         webhook_stop.store(true, Ordering::Relaxed);
+        notify.stop.store(true, Ordering::Relaxed);
         let closing = backend.close(&stop_cluster).await;
         let _ = tokio::task::spawn_blocking(move || {
+            notify.shutdown();
             closing.join();
             let _ = applier.join();
             webhooks.join();

@@ -18,6 +18,7 @@ use crate::feed::lag::FeedLag;
 use crate::feed::registry::Webhooks;
 use crate::feed::webhook::WebhookStats;
 use crate::metrics::Histogram;
+use crate::notify::handle::Notify;
 use crate::proofs::ProofStore;
 use crate::server::applier::{ApplierLink, ApplierStats};
 use crate::server::clock::Clock;
@@ -65,6 +66,9 @@ pub struct Shared {
     pub api_keys: Arc<KeyStore>,
     /// Proof-of-delivery files (photos, signatures), uploaded over QUIC or HTTP.
     pub proofs: ProofStore,
+    /// Notifications: recipients' contacts, the outbox, its counters (threads running only
+    /// with `notify.enabled`).
+    pub notify: Arc<Notify>,
     /// Admission dedupe state: runs ahead of the durable ledger in `state` by the batches in
     /// flight.
     pub ledger: Arc<Ledger>,

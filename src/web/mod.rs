@@ -23,6 +23,7 @@
 //! | [`sse`] | event streams: stream slots, the starting cursor, the one producer loop |
 //! | [`recipient`] | the recipient's handlers: tracking page, status, instructions, parcel stream |
 //! | [`dispatch`] | the dispatcher's handlers: map page, state, route, nearby, depot stream |
+//! | [`optout`] | the opt-out page of notification messages, `/n/optout/{token}` |
 //! | [`api`] | the back-office API `/api/v1`: its own map, errors, keys and OpenAPI document |
 //!
 //! Imports run one way: the handlers (`recipient`, `dispatch`) use `views`, `pages`, `sse` and
@@ -81,6 +82,7 @@ pub mod auth;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod optout;
 pub mod pages;
 pub mod recipient;
 pub mod respond;
@@ -164,6 +166,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/t/{tracking}/events", get(recipient::parcel_events))
         .route("/t/{tracking}/instructions", post(recipient::instructions))
         .route("/t/{tracking}/proof/{sha256}", get(recipient::parcel_proof))
+        .route("/n/optout/{token}", get(optout::show).post(optout::confirm))
         .route("/dispatch", get(dispatch::dispatch))
         .route("/dispatch/state", get(dispatch::depot_state))
         .route("/dispatch/routes/{route}", get(dispatch::route_detail))

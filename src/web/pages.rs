@@ -115,6 +115,34 @@ pub fn error_page(brand: Option<&BrandConfig>, e: &WebError) -> Response {
     html(e.status(), out, None)
 }
 
+/// A plain branded page: a title, a line of text, and optionally a form with one button that
+/// POSTs to `action` (same origin).
+pub fn notice_page(
+    brand: &BrandConfig,
+    title: &str,
+    text: &str,
+    button: Option<(&str, &str)>,
+) -> String {
+    let mut out = String::with_capacity(2048);
+    head(&mut out, brand, title, "notice");
+    let _ = write!(
+        out,
+        "<main class=\"card\"><h1>{}</h1><p>{}</p>",
+        escape(title),
+        escape(text)
+    );
+    if let Some((action, label)) = button {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"{}\"><button type=\"submit\">{}</button></form>",
+            escape(action),
+            escape(label)
+        );
+    }
+    out.push_str("</main></body></html>");
+    out
+}
+
 /// The bootstrap state the tracking script starts from.
 #[derive(Serialize)]
 struct TrackingBoot<'a> {

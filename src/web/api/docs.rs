@@ -53,6 +53,13 @@ use crate::web::respond::with_headers;
         crate::web::api::webhooks::list_webhooks,
         crate::web::api::webhooks::add_webhook,
         crate::web::api::webhooks::remove_webhook,
+        crate::web::api::recipients::put_recipient,
+        crate::web::api::recipients::get_recipient,
+        crate::web::api::recipients::delete_recipient,
+        crate::web::api::recipients::parcel_notifications,
+        crate::web::api::recipients::list_dead,
+        crate::web::api::recipients::retry_dead,
+        crate::web::api::recipients::dismiss_dead,
     ),
     modifiers(&Common),
     tags(
@@ -62,6 +69,7 @@ use crate::web::respond::with_headers;
         (name = "proofs", description = "Proof-of-delivery photos and signatures"),
         (name = "alerts", description = "A depot's exceptions: list, acknowledge, resolve"),
         (name = "webhooks", description = "Endpoints that receive every milestone, signed"),
+        (name = "recipients", description = "Recipients' contacts, the messages they were sent, dead letters"),
     )
 )]
 pub struct ApiDoc;

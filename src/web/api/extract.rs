@@ -18,6 +18,8 @@ pub struct ApiJson<T> {
     pub value: T,
     /// SHA-256 of the raw body.
     pub digest: [u8; 32],
+    /// The raw body (for a part another type reads, like a route's `recipients`).
+    pub raw: Bytes,
 }
 
 /// The raw body of a request, refused with a 413 over the router's limit.
@@ -79,6 +81,7 @@ where
         Ok(ApiJson {
             value,
             digest: Sha256::digest(&bytes).into(),
+            raw: bytes,
         })
     }
 }

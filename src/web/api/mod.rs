@@ -51,6 +51,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod parcels;
 pub mod proofs;
+pub mod recipients;
 pub mod routes;
 pub mod state;
 pub mod views;
@@ -103,6 +104,28 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         .route(
             "/api/v1/parcels/{tracking}/outcome",
             post(parcels::record_outcome),
+        )
+        .route(
+            "/api/v1/parcels/{tracking}/recipient",
+            put(recipients::put_recipient)
+                .get(recipients::get_recipient)
+                .delete(recipients::delete_recipient),
+        )
+        .route(
+            "/api/v1/parcels/{tracking}/notifications",
+            get(recipients::parcel_notifications),
+        )
+        .route(
+            "/api/v1/depots/{depot}/notifications/dead",
+            get(recipients::list_dead),
+        )
+        .route(
+            "/api/v1/depots/{depot}/notifications/dead/{id}/retry",
+            post(recipients::retry_dead),
+        )
+        .route(
+            "/api/v1/depots/{depot}/notifications/dead/{id}",
+            axum::routing::delete(recipients::dismiss_dead),
         )
         .route("/api/v1/drivers/{driver}", get(drivers::get_driver))
         .route(

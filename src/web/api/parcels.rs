@@ -41,7 +41,11 @@ fn check_tracking(t: &str) -> Result<(), ApiError> {
 }
 
 /// The parcel's detail if the caller may read its depot.
-fn readable(st: &WebState, caller: &Caller, t: &str) -> Result<Option<ParcelDetail>, ApiError> {
+pub(crate) fn readable(
+    st: &WebState,
+    caller: &Caller,
+    t: &str,
+) -> Result<Option<ParcelDetail>, ApiError> {
     if !valid_tracking(t) {
         return Ok(None);
     }

@@ -6,6 +6,7 @@
 //! to its answer, so two edits never start from the same version; an edit starts from the
 //! plan as assigned (`plan_in_order`), so recipients' instructions stay theirs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -19,11 +20,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::apikeys::KeyRole;
 use crate::auth::{Claims, Role};
+use crate::notify::contact::Contact;
 use crate::server::commands::handle;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::web::api::extract::{parse_json, ApiJson, ApiPath, ApiQuery};
+use crate::web::api::recipients::{check_contact, store_contacts};
 use crate::web::api::views::{
     cursor_id, cursor_of, page_limit, route_detail, RouteDetail, RoutePage,
 };
@@ -65,11 +68,71 @@ fn live_route(st: &WebState, caller: &Caller, id: &RouteId) -> Result<Route, Api
 }
 
 /// Assigns (or replaces) `route` and answers its detail.
+/// A route as the API takes it: the route JSON of docs/ROUTES.md, and the recipients' contacts
+/// of its parcels (personal data: kept only for notifications, never in the log). The route
+/// is parsed on its own (its errors name their field as for a plain route), then
+/// `recipients` from the same body ([`recipients_of`]).
+#[derive(Clone, Debug, ToSchema)]
+pub struct RouteBody {
+    /// The route.
+    #[serde(flatten)]
+    pub route: Route,
+    /// Recipients' contacts by tracking number (each a parcel of this route).
+    pub recipients: BTreeMap<String, Contact>,
+}
+
+impl RouteBody {
+    /// A route edited by the API (its recipients are set already).
+    fn plain(route: Route) -> RouteBody {
+        RouteBody {
+            route,
+            recipients: BTreeMap::new(),
+        }
+    }
+}
+
+/// The `recipients` of a route body.
+#[derive(Deserialize)]
+struct Recipients {
+    #[serde(default)]
+    recipients: BTreeMap<String, Contact>,
+}
+
+/// A route body from its parsed route and its raw bytes.
+fn route_body(body: ApiJson<Route>) -> Result<RouteBody, ApiError> {
+    let r: Recipients = parse_json(&body.raw)?;
+    Ok(RouteBody {
+        route: body.value,
+        recipients: r.recipients,
+    })
+}
+
+/// Checks the contacts of a route's body: each names a parcel of the route and is well formed.
+fn check_recipients(body: &RouteBody) -> Result<(), ApiError> {
+    for (t, c) in &body.recipients {
+        let on_route = body
+            .route
+            .stops
+            .iter()
+            .flat_map(|s| &s.parcels)
+            .any(|p| &p.tracking.0 == t);
+        if !on_route {
+            return Err(
+                ApiError::bad_request(format!("{t} is not a parcel of this route"))
+                    .field(format!("recipients.{t}")),
+            );
+        }
+        check_contact(c, &format!("recipients.{t}."))?;
+    }
+    Ok(())
+}
+
 async fn assign(
     st: &WebState,
     caller: &Caller,
-    route: Route,
+    body: RouteBody,
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    let RouteBody { route, recipients } = body;
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     milepost_core::fleet::route::validate(&route)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
@@ -78,6 +141,7 @@ async fn assign(
     let id = route.id.clone();
     let depot = route.depot.0.clone();
     run_command(st, caller, &depot, CommandKind::AssignRoute(route)).await?;
+    store_contacts(st, &depot, &recipients)?;
     let detail = route_detail(&st.shared, &id)?
         .ok_or_else(|| ApiError::internal("the route vanished after it was assigned"))?;
     let status = if existed {
@@ -104,7 +168,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
         ("route_id" = String, Path, description = "The route's id (the body's `id`)"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe"),
     ),
-    request_body = Route,
+    request_body = RouteBody,
     responses(
         (status = 200, description = "Replaced", body = RouteDetail),
         (status = 201, description = "Created", body = RouteDetail),
@@ -126,12 +190,14 @@ pub async fn put_route(
         body.digest,
         |st2, caller| async move {
             let _edit = st2.api.route_edits.lock().await;
-            if body.value.id.0 != route_id {
+            let body = route_body(body)?;
+            if body.route.id.0 != route_id {
                 return Err(
                     ApiError::bad_request("the body's id is not the path's route id").field("id"),
                 );
             }
-            assign(&st2, &caller, body.value).await
+            check_recipients(&body)?;
+            assign(&st2, &caller, body).await
         },
     )
     .await
@@ -146,7 +212,7 @@ pub async fn put_route(
     path = "/api/v1/routes",
     tag = "routes",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried write safe")),
-    request_body = Route,
+    request_body = RouteBody,
     responses((status = 201, description = "Created", body = RouteDetail))
 )]
 pub async fn create_route(
@@ -163,14 +229,16 @@ pub async fn create_route(
         body.digest,
         |st2, caller| async move {
             let _edit = st2.api.route_edits.lock().await;
-            if lock(&st2.shared.state.core).run(&body.value.id).is_some() {
+            let body = route_body(body)?;
+            let id = &body.route.id;
+            if lock(&st2.shared.state.core).run(id).is_some() {
                 return Err(ApiError::conflict(format!(
-                    "route {} exists: PUT /api/v1/routes/{} replaces it",
-                    body.value.id, body.value.id
+                    "route {id} exists: PUT /api/v1/routes/{id} replaces it"
                 ))
                 .field("id"));
             }
-            assign(&st2, &caller, body.value).await
+            check_recipients(&body)?;
+            assign(&st2, &caller, body).await
         },
     )
     .await
@@ -417,7 +485,7 @@ pub async fn add_stop(
                 .field("id"));
             }
             route.stops.push(body.value);
-            assign(&st2, &caller, route)
+            assign(&st2, &caller, RouteBody::plain(route))
                 .await
                 .map(|(_, v)| (StatusCode::OK, v))
         },
@@ -488,7 +556,7 @@ pub async fn remove_stop(
                 ));
             }
             route.stops.remove(k);
-            assign(&st2, &caller, route)
+            assign(&st2, &caller, RouteBody::plain(route))
                 .await
                 .map(|(_, v)| (StatusCode::OK, v))
         },

@@ -1,0 +1,111 @@
+//! The opt-out page of notification messages, `/n/optout/{token}` (the token from
+//! [`crate::notify::optout`]): `GET` shows what will stop and a button (mail scanners follow
+//! links, so a `GET` changes nothing); `POST`, from that button or a mail client's one-click
+//! `List-Unsubscribe-Post`, stops that channel for the parcel's address on every later parcel.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::notify::contact::address_key;
+use crate::notify::optout;
+use crate::web::pages::{html, notice_page};
+use crate::web::state::WebState;
+
+fn page(
+    st: &WebState,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    button: Option<(&str, &str)>,
+) -> Response {
+    html(
+        status,
+        notice_page(&st.cfg().brand, title, text, button),
+        None,
+    )
+}
+
+fn invalid(st: &WebState) -> Response {
+    page(
+        st,
+        StatusCode::NOT_FOUND,
+        "Link not valid",
+        "This opt-out link is not valid. Please use the link from your latest message.",
+        None,
+    )
+}
+
+/// `GET /n/optout/{token}`: what will stop, and the button.
+pub async fn show(State(st): State<Arc<WebState>>, Path(token): Path<String>) -> Response {
+    let Some((channel, tracking)) = optout::verify(st.shared.notify.secret(), &token) else {
+        return invalid(&st);
+    };
+    let action = format!("/n/optout/{token}");
+    page(
+        &st,
+        StatusCode::OK,
+        "Stop messages",
+        &format!(
+            "Stop {} messages from {} about your deliveries (this parcel: {tracking})?",
+            channel.name(),
+            st.cfg().brand.name
+        ),
+        Some((&action, "Stop these messages")),
+    )
+}
+
+/// `POST /n/optout/{token}`: opts the address out.
+pub async fn confirm(State(st): State<Arc<WebState>>, Path(token): Path<String>) -> Response {
+    let notify = &st.shared.notify;
+    let Some((channel, tracking)) = optout::verify(notify.secret(), &token) else {
+        return invalid(&st);
+    };
+    let address = match notify.store.contact(&tracking) {
+        Ok(Some(c)) => c.contact.address(channel).map(str::to_owned),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "opt-out: contact not read");
+            return page(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "We could not record this just now. Please try again in a minute.",
+                None,
+            );
+        }
+    };
+    let Some(address) = address else {
+        return page(
+            &st,
+            StatusCode::OK,
+            "Nothing to stop",
+            "We no longer hold contact details for this parcel, so no more messages will be sent about it.",
+            None,
+        );
+    };
+    let key = address_key(notify.secret(), channel, &address);
+    if let Err(e) = notify.store.opt_out(&key, st.shared.now_ms()) {
+        tracing::error!(error = %e, "opt-out not recorded");
+        return page(
+            &st,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Please try again",
+            "We could not record this just now. Please try again in a minute.",
+            None,
+        );
+    }
+    page(
+        &st,
+        StatusCode::OK,
+        "Messages stopped",
+        &format!(
+            "You will get no more {} messages from {}.",
+            channel.name(),
+            st.cfg().brand.name
+        ),
+        None,
+    )
+}

@@ -1,0 +1,632 @@
+//! Notifications end to end, in-process over real QUIC and HTTP on loopback: recipients'
+//! contacts set through the API, a route driven, and the messages checked where they land:
+//! a real SMTP server (aiosmtpd, STARTTLS and AUTH) and a local HTTP server checking each
+//! request against Twilio's and WhatsApp's documented shapes. Each milestone is told once per
+//! channel; links work (the tracking page opens, the opt-out stops later messages); provider
+//! errors are retried, dead-lettered and retried again from the API; a hanging provider holds
+//! up no ack; bad contacts and bad templates get clear errors.
+
+mod common;
+mod notify_support;
+mod web_support;
+
+use std::time::Duration;
+
+use milepost::apikeys::{KeyFile, Scope, FILE};
+use milepost::config::Config;
+use milepost::notify::config::{EmailConfig, SmsConfig, WhatsappConfig};
+use milepost_proto::route::{FailureReason, Outcome};
+use notify_support::{
+    eventually, Answer, Providers, Smtp, PHONE_ID, SID, SMS_FROM, SMTP_PASSWORD, SMTP_USER,
+    TWILIO_TOKEN, WA_TOKEN,
+};
+use serde_json::{json, Value};
+use web_support::{request, Resp, World};
+
+const PUBLIC: &str = "http://milepost.test";
+
+fn notify_cfg(c: &mut Config, p: &Providers, smtp: Option<&Smtp>) {
+    c.web.public_url = Some(PUBLIC.into());
+    let n = &mut c.notify;
+    n.enabled = true;
+    n.carrier = Some("Acme Parcels".into());
+    n.retry_base_ms = 100;
+    n.retry_max_ms = 1000;
+    n.max_attempts = 3;
+    n.timeout_s = 2;
+    n.sms = Some(SmsConfig::Twilio {
+        base_url: p.url(),
+        account_sid: SID.into(),
+        auth_token: TWILIO_TOKEN.into(),
+        from: Some(SMS_FROM.into()),
+        messaging_service_sid: None,
+    });
+    n.whatsapp = Some(WhatsappConfig::Cloud {
+        base_url: p.url(),
+        api_version: "v21.0".into(),
+        phone_number_id: PHONE_ID.into(),
+        access_token: WA_TOKEN.into(),
+    });
+    n.email = Some(match smtp {
+        Some(s) => EmailConfig::Smtp {
+            host: "localhost".into(),
+            port: s.port,
+            tls: "starttls".into(),
+            username: Some(SMTP_USER.into()),
+            password: Some(SMTP_PASSWORD.into()),
+            from: "Acme Parcels <noreply@acme.example>".into(),
+            ca_file: Some(s.ca.clone()),
+        },
+        None => EmailConfig::Log,
+    });
+}
+
+fn key(w: &World) -> String {
+    let path = w.t.dir.path().join(FILE);
+    let mut f = KeyFile::read(&path).unwrap();
+    let scopes = vec![Scope::parse("backoffice:north").unwrap()];
+    let (_, key) = f.create("orders", scopes, common::now_ms()).unwrap();
+    f.write(&path).unwrap();
+    key
+}
+
+async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Resp {
+    let auth = format!("Bearer {key}");
+    let text = body.map(|b| b.to_string());
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if text.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    request(w.web(), method, path, &headers, text.as_deref()).await
+}
+
+async fn set_contact(w: &World, key: &str, tracking: &str, c: Value) {
+    let path = format!("/api/v1/parcels/{tracking}/recipient");
+    let r = call(w, "PUT", &path, key, Some(&c)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A parcel's message log from the API: (milestone, channel, state).
+async fn log(w: &World, key: &str, tracking: &str) -> Vec<(String, String, String)> {
+    let r = call(
+        w,
+        "GET",
+        &format!("/api/v1/parcels/{tracking}/notifications"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+            (s("milestone"), s("channel"), s("state"))
+        })
+        .collect()
+}
+
+/// Polls a parcel's log until `f` holds.
+async fn log_until(
+    w: &World,
+    key: &str,
+    tracking: &str,
+    what: &str,
+    f: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    for _ in 0..600 {
+        let l = log(w, key, tracking).await;
+        if f(&l) {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{tracking}: timed out waiting for {what}: {:?}",
+        log(w, key, tracking).await
+    );
+}
+
+fn has(l: &[(String, String, String)], m: &str, c: &str, state: &str) -> bool {
+    l.iter()
+        .any(|(a, b, s)| a == m && b == c && s.starts_with(state))
+}
+
+/// No milestone went out twice on a channel.
+fn once_each(tracking: &str, l: &[(String, String, String)]) {
+    let sent: Vec<_> = l.iter().filter(|(_, _, s)| s == "sent").collect();
+    for (i, a) in sent.iter().enumerate() {
+        for b in &sent[i + 1..] {
+            assert!(
+                !(a.0 == b.0 && a.1 == b.1),
+                "{tracking}: {} on {} sent twice: {l:?}",
+                a.0,
+                a.1
+            );
+        }
+    }
+}
+
+/// The path and query of one of our links, to request from the test's web listener.
+fn local(link: &str) -> String {
+    link.strip_prefix(PUBLIC)
+        .unwrap_or_else(|| panic!("{link} is not under {PUBLIC}"))
+        .to_owned()
+}
+
+fn link_in(text: &str, prefix: &str) -> String {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    text[at..]
+        .split(|c: char| c.is_whitespace() || c == '>')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_are_told_each_milestone_once_on_the_channels_they_chose() {
+    let smtp = Smtp::start();
+    let p = Providers::start().await;
+    let mut w = World::with_web(|c| notify_cfg(c, &p, smtp.as_ref())).await;
+    let k = key(&w);
+    set_contact(
+        &w,
+        &k,
+        "MP100000001",
+        json!({"name": "Ana Horvat", "email": "ana@example.com",
+        "phone": "+385911234567", "channels": ["email", "sms"]}),
+    )
+    .await;
+    set_contact(
+        &w,
+        &k,
+        "MP100000002",
+        json!({"phone": "+385921234567", "channels": ["whatsapp"]}),
+    )
+    .await;
+    set_contact(&w, &k, "MP100000003", json!({"phone": "+385931234567"})).await;
+    set_contact(
+        &w,
+        &k,
+        "MP100000004",
+        json!({"email": "ivo@example.com", "locale": "hr"}),
+    )
+    .await;
+    // The contact reads back; no address is in the gateway's log records.
+    let r = call(&w, "GET", "/api/v1/parcels/MP100000001/recipient", &k, None).await;
+    assert_eq!(r.json()["email"], "ana@example.com");
+
+    // Out for delivery: everyone is told on their channel.
+    w.drive(0, 1, 0).await;
+    let l4 = log_until(&w, &k, "MP100000004", "out for delivery", |l| {
+        has(l, "out_for_delivery", "email", "sent")
+    })
+    .await;
+    assert!(has(&l4, "out_for_delivery", "email", "sent"));
+
+    // Ivo opts out of e-mail from his first message's link: GET shows a button and changes
+    // nothing, POST (what the button and a mail client's one-click do) stops e-mail.
+    if let Some(s) = &smtp {
+        let mail = s
+            .messages()
+            .into_iter()
+            .find(|m| m["rcpt_tos"][0] == "ivo@example.com")
+            .expect("Ivo's e-mail");
+        let h = &mail["headers"];
+        assert!(mail["tls"].as_bool().unwrap() && mail["authenticated"].as_bool().unwrap());
+        assert_eq!(h["from"], "Acme Parcels <noreply@acme.example>");
+        assert_eq!(h["list-unsubscribe-post"], "List-Unsubscribe=One-Click");
+        assert!(h["message-id"]
+            .as_str()
+            .unwrap()
+            .ends_with("@acme.example>"));
+        let optout = h["list-unsubscribe"]
+            .as_str()
+            .unwrap()
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_owned();
+        assert!(mail["body"].as_str().unwrap().contains(&optout), "{mail}");
+        let page = request(w.web(), "GET", &local(&optout), &[], None).await;
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("<form method=\"post\""));
+        let done = request(
+            w.web(),
+            "POST",
+            &local(&optout),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some("List-Unsubscribe=One-Click"),
+        )
+        .await;
+        assert_eq!(done.status, 200, "{}", done.text());
+        assert!(done.text().contains("no more email messages"));
+        // A forged token changes nothing.
+        let forged = request(w.web(), "POST", "/n/optout/ZW1haWw6TVAx.AAAA", &[], None).await;
+        assert_eq!(forged.status, 404);
+    } else {
+        let t = milepost::notify::optout::token(
+            w.t.gw.shared().notify.secret(),
+            milepost::notify::contact::Channel::Email,
+            "MP100000004",
+        );
+        let done = request(w.web(), "POST", &format!("/n/optout/{t}"), &[], None).await;
+        assert_eq!(done.status, 200);
+    }
+
+    // The day goes on: S1 delivered, S2 failed, S3 delivered.
+    let stand = common::leg(
+        common::route_point(1),
+        common::route_point(1),
+        &mut w.clock,
+        90,
+    );
+    w.send(stand).await;
+    w.deliver("S1").await;
+    w.drive(1, 2, 90).await;
+    common::report(
+        &mut w.driver,
+        3,
+        "S2",
+        None,
+        Outcome::Failed {
+            reason: FailureReason::RecipientAbsent,
+            note: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    w.drive(2, 3, 90).await;
+    w.deliver("S3").await;
+
+    let l1 = log_until(&w, &k, "MP100000001", "delivered on both channels", |l| {
+        has(l, "delivered", "sms", "sent") && has(l, "delivered", "email", "sent")
+    })
+    .await;
+    let l2 = log_until(&w, &k, "MP100000002", "delivered on WhatsApp", |l| {
+        has(l, "delivered", "whatsapp", "sent")
+    })
+    .await;
+    let l3 = log_until(&w, &k, "MP100000003", "the failed attempt", |l| {
+        has(l, "attempt_failed", "sms", "sent")
+    })
+    .await;
+    let l4 = log_until(&w, &k, "MP100000004", "the delivery dropped", |l| {
+        has(l, "delivered", "email", "dropped: opted out")
+    })
+    .await;
+    for (t, l) in [
+        ("MP100000001", &l1),
+        ("MP100000002", &l2),
+        ("MP100000003", &l3),
+        ("MP100000004", &l4),
+    ] {
+        once_each(t, l);
+        assert!(
+            has(l, "out_for_delivery", "", "") || l.iter().any(|m| m.0 == "out_for_delivery"),
+            "{t}: {l:?}"
+        );
+    }
+    assert!(has(&l1, "arriving_soon", "sms", "sent"), "{l1:?}");
+    // After the opt-out, nothing more reached Ivo by e-mail.
+    assert!(
+        l4.iter()
+            .filter(|m| m.2 == "sent")
+            .all(|m| m.0 == "out_for_delivery" || m.0 == "stops_away"),
+        "{l4:?}"
+    );
+
+    // What the providers got: their documented shapes, one message per milestone.
+    p.assert_shapes();
+    let sms = p.accepted("sms");
+    let to_ana: Vec<&str> = sms
+        .iter()
+        .filter(|r| r.to == "+385911234567")
+        .map(|r| r.text.as_str())
+        .collect();
+    assert!(
+        to_ana
+            .iter()
+            .any(|t| t.starts_with("Acme Parcels: parcel MP100000001 is out for delivery")),
+        "{to_ana:?}"
+    );
+    assert!(to_ana.iter().any(|t| t.contains("delivered")), "{to_ana:?}");
+    let failed: Vec<&str> = sms
+        .iter()
+        .filter(|r| r.to == "+385931234567")
+        .map(|r| r.text.as_str())
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|t| t.contains("(recipient absent). We will try again on the next delivery day.")),
+        "{failed:?}"
+    );
+    let wa = p.accepted("whatsapp");
+    assert!(wa.iter().all(|r| r.to == "385921234567"), "{wa:?}");
+    assert!(
+        wa.iter().any(|r| r.text.contains("out for delivery")),
+        "{wa:?}"
+    );
+
+    // The tracking link in a message opens the recipient's page.
+    let link = link_in(to_ana[0], PUBLIC);
+    let page = request(w.web(), "GET", &local(&link), &[], None).await;
+    assert_eq!(page.status, 200, "{link}");
+
+    if let Some(s) = &smtp {
+        let to_ana: Vec<Value> = s
+            .messages()
+            .into_iter()
+            .filter(|m| m["rcpt_tos"][0] == "ana@example.com")
+            .collect();
+        let subjects: Vec<&str> = to_ana
+            .iter()
+            .map(|m| m["headers"]["subject"].as_str().unwrap())
+            .collect();
+        assert!(
+            subjects.contains(&"Your Acme Parcels parcel MP100000001 was delivered"),
+            "{subjects:?}"
+        );
+        let mut sorted = subjects.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            subjects.len(),
+            "a subject twice: {subjects:?}"
+        );
+        assert_eq!(to_ana[0]["headers"]["to"], "Ana Horvat <ana@example.com>");
+    }
+    let stats = &w.t.gw.shared().notify.stats;
+    assert!(stats.sent[1].load(std::sync::atomic::Ordering::Relaxed) >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_are_retried_then_dead_lettered_and_retried_from_the_api() {
+    let p = Providers::start().await;
+    {
+        let mut s = p.script.lock().unwrap();
+        s.sms.push_back(Answer::Status(
+            429,
+            r#"{"code":20429,"message":"Too Many Requests","status":429}"#,
+            Some(1),
+        ));
+        s.refuse.insert("+15005550001".into());
+    }
+    let mut w = World::with_web(|c| {
+        notify_cfg(c, &p, None);
+        // Only the first milestone: a retried "out for delivery" is not overtaken by newer news.
+        c.notify.milestones = vec![milepost::notify::plan::Milestone::OutForDelivery];
+    })
+    .await;
+    let k = key(&w);
+    set_contact(&w, &k, "MP100000001", json!({"phone": "+385911234567"})).await;
+    set_contact(&w, &k, "MP100000002", json!({"phone": "+15005550001"})).await;
+    w.drive(0, 1, 0).await;
+    // The 429 is retried after its Retry-After, and the message goes once.
+    log_until(&w, &k, "MP100000001", "the retried message", |l| {
+        has(l, "out_for_delivery", "sms", "sent")
+    })
+    .await;
+    let ana: Vec<_> = p
+        .all("sms")
+        .into_iter()
+        .filter(|r| r.to == "+385911234567")
+        .collect();
+    assert_eq!(ana.iter().filter(|r| r.status == 201).count(), 1, "{ana:?}");
+    assert_eq!(ana[0].status, 429);
+    // The refused number is a dead letter at once (a 400 is permanent), shown masked.
+    log_until(&w, &k, "MP100000002", "the dead letter", |l| {
+        has(l, "out_for_delivery", "sms", "dead")
+    })
+    .await;
+    let dead = call(
+        &w,
+        "GET",
+        "/api/v1/depots/north/notifications/dead",
+        &k,
+        None,
+    )
+    .await;
+    assert_eq!(dead.status, 200);
+    let d = dead.json()[0].clone();
+    assert_eq!(d["tracking"], "MP100000002");
+    assert_eq!(d["to"], "+150****0001");
+    assert!(d["error"].as_str().unwrap().contains("21211"), "{d}");
+    assert!(!dead.text().contains("+15005550001"));
+    // Fixed at the provider, retried from the API: it goes.
+    p.script.lock().unwrap().refuse.clear();
+    let id = d["id"].as_u64().unwrap();
+    let r = call(
+        &w,
+        "POST",
+        &format!("/api/v1/depots/north/notifications/dead/{id}/retry"),
+        &k,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    log_until(&w, &k, "MP100000002", "the retried dead letter", |l| {
+        has(l, "out_for_delivery", "sms", "sent")
+    })
+    .await;
+    let dead = call(
+        &w,
+        "GET",
+        "/api/v1/depots/north/notifications/dead",
+        &k,
+        None,
+    )
+    .await;
+    assert_eq!(dead.json(), json!([]));
+    // Another depot's dispatcher sees nothing of it.
+    let r = call(
+        &w,
+        "POST",
+        &format!("/api/v1/depots/south/notifications/dead/{id}/retry"),
+        &k,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    p.assert_shapes();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_provider_holds_up_no_ack_and_bad_contacts_change_nothing() {
+    let p = Providers::start().await;
+    for _ in 0..4 {
+        p.script
+            .lock()
+            .unwrap()
+            .sms
+            .push_back(Answer::Hang(Duration::from_secs(30)));
+    }
+    let mut w = World::with_web(|c| notify_cfg(c, &p, None)).await;
+    let k = key(&w);
+    set_contact(&w, &k, "MP100000001", json!({"phone": "+385911234567"})).await;
+    // Every fix of the whole route is acked while the provider hangs (send waits for acks).
+    w.drive(0, 1, 60).await;
+    w.drive(1, 2, 60).await;
+    w.drive(2, 3, 60).await;
+    // The hung request timed out and was retried.
+    let stats = w.t.gw.shared().notify.stats.clone();
+    eventually("a failed attempt after the timeout", || {
+        stats.failed[1].load(std::sync::atomic::Ordering::Relaxed) >= 1
+    })
+    .await;
+
+    // Bad contacts: a clear error naming the field, nothing stored.
+    for (body, field) in [
+        (
+            json!({"email": "ana@example.com\r\nBcc: x@evil.example"}),
+            "email",
+        ),
+        (json!({"phone": "0911234567"}), "phone"),
+        (
+            json!({"name": "Ana\nBcc: x", "email": "a@b.example"}),
+            "name",
+        ),
+        (
+            json!({"email": "a@b.example", "channels": ["sms"]}),
+            "channels",
+        ),
+        (json!({"email": "a@b.example", "fax": "1"}), ""),
+    ] {
+        let r = call(
+            &w,
+            "PUT",
+            "/api/v1/parcels/MP100000003/recipient",
+            &k,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        if !field.is_empty() {
+            assert_eq!(r.json()["field"], field, "{}", r.text());
+        }
+    }
+    let r = call(&w, "GET", "/api/v1/parcels/MP100000003/recipient", &k, None).await;
+    assert_eq!(r.status, 404);
+    let r = call(
+        &w,
+        "PUT",
+        "/api/v1/parcels/NOPE1/recipient",
+        &k,
+        Some(&json!({"phone": "+385911234567"})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // Erasure removes the contact and the message log.
+    let r = call(
+        &w,
+        "DELETE",
+        "/api/v1/parcels/MP100000001/recipient",
+        &k,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        call(&w, "GET", "/api/v1/parcels/MP100000001/recipient", &k, None)
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn template_errors_stop_the_start_with_the_template_and_line() {
+    let mut cfg = common::config(tempfile::tempdir().unwrap().path());
+    cfg.web.public_url = Some(PUBLIC.into());
+    cfg.notify.enabled = true;
+    cfg.notify.sms = Some(SmsConfig::Log);
+    cfg.notify.templates.entry("hr".into()).or_default().insert(
+        milepost::notify::plan::Milestone::ArrivingSoon,
+        milepost::notify::config::TemplateSet {
+            sms: Some("Dostavljač\n{{ driver_firstname }} stiže".into()),
+            ..Default::default()
+        },
+    );
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("hr.arriving_soon.sms line 2"), "{e}");
+    assert!(e.contains("undefined"), "{e}");
+    // Without a base URL for links, notifications refuse to start.
+    let mut cfg = common::config(tempfile::tempdir().unwrap().path());
+    cfg.notify.enabled = true;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("public_url"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_brings_its_recipients_and_a_bad_one_refuses_the_route() {
+    let p = Providers::start().await;
+    let w = World::with_web(|c| notify_cfg(c, &p, None)).await;
+    let k = key(&w);
+    let mut route = common::example_route();
+    route.id = "R-CONTACTS".into();
+    route.driver = "D7".into();
+    for (i, s) in route.stops.iter_mut().enumerate() {
+        for (j, parcel) in s.parcels.iter_mut().enumerate() {
+            parcel.tracking = format!("RC{i}{j}").as_str().into();
+        }
+    }
+    let mut body = serde_json::to_value(&route).unwrap();
+    // A contact for a parcel not on the route: 400 naming it, no route assigned.
+    body["recipients"] = json!({"NOT-ON-ROUTE": {"email": "a@b.example"}});
+    let r = call(&w, "POST", "/api/v1/routes", &k, Some(&body)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "recipients.NOT-ON-ROUTE");
+    // A malformed one: the field path inside it.
+    body["recipients"] = json!({"RC00": {"email": "a@b.example", "phone": "12"}});
+    let r = call(&w, "POST", "/api/v1/routes", &k, Some(&body)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "recipients.RC00.phone");
+    body["recipients"] = json!({"RC00": {"email": 7}});
+    let r = call(&w, "POST", "/api/v1/routes", &k, Some(&body)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "recipients.RC00.email");
+    assert_eq!(
+        call(&w, "GET", "/api/v1/routes/R-CONTACTS", &k, None)
+            .await
+            .status,
+        404
+    );
+    // A good one: the route and its contacts.
+    body["recipients"] =
+        json!({"RC00": {"email": "ana@example.com"}, "RC10": {"phone": "+385911234567"}});
+    let r = call(&w, "POST", "/api/v1/routes", &k, Some(&body)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let c = call(&w, "GET", "/api/v1/parcels/RC10/recipient", &k, None).await;
+    assert_eq!(c.json(), json!({"phone": "+385911234567"}));
+    // The contacts are in no log record.
+    let log = std::fs::read_dir(w.t.dir.path().join("log")).map(|d| {
+        d.filter_map(|e| e.ok())
+            .map(|e| std::fs::read(e.path()).unwrap_or_default())
+            .any(|b| b.windows(15).any(|x| x == b"ana@example.com"))
+    });
+    assert!(!log.unwrap_or(false), "a contact reached the log");
+}
