@@ -187,6 +187,7 @@ impl Config {
                 "cert and key must be given together".into(),
             ));
         }
+        self.core.ndr.validate().map_err(ConfigError::Invalid)?;
         self.validate_notify()
     }
 

@@ -38,6 +38,24 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The upper bound, seconds, of the bucket holding quantile `q` (0..=1): the quantile is
+    /// at most this (infinity past the last bucket, 0 with no observation).
+    pub fn quantile_bound(&self, q: f64) -> f64 {
+        let n = self.count();
+        if n == 0 {
+            return 0.0;
+        }
+        let want = (q * n as f64).ceil().max(1.0) as u64;
+        let mut cum = 0;
+        for (i, b) in BOUNDS_S.iter().enumerate() {
+            cum += self.buckets[i].load(Ordering::Relaxed);
+            if cum >= want {
+                return *b;
+            }
+        }
+        f64::INFINITY
+    }
+
     /// Appends the histogram in Prometheus text format.
     pub fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -115,6 +133,20 @@ pub fn render_labelled_histograms(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantile_bounds_come_from_the_buckets() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile_bound(0.99), 0.0);
+        for ms in [1, 2, 3, 40, 400] {
+            h.observe(Duration::from_millis(ms));
+        }
+        assert_eq!(h.quantile_bound(0.5), 0.005);
+        assert_eq!(h.quantile_bound(0.8), 0.05);
+        assert_eq!(h.quantile_bound(0.99), 0.5);
+        h.observe(Duration::from_secs(9));
+        assert_eq!(h.quantile_bound(1.0), f64::INFINITY);
+    }
 
     #[test]
     fn histogram_renders_cumulative_buckets() {

@@ -12,7 +12,6 @@ mod web_support;
 
 use std::time::Duration;
 
-use milepost::apikeys::{KeyFile, Scope, FILE};
 use milepost::config::Config;
 use milepost::notify::config::{EmailConfig, SmsConfig, WhatsappConfig};
 use milepost_proto::route::{FailureReason, Outcome};
@@ -62,12 +61,7 @@ fn notify_cfg(c: &mut Config, p: &Providers, smtp: Option<&Smtp>) {
 }
 
 fn key(w: &World) -> String {
-    let path = w.t.dir.path().join(FILE);
-    let mut f = KeyFile::read(&path).unwrap();
-    let scopes = vec![Scope::parse("backoffice:north").unwrap()];
-    let (_, key) = f.create("orders", scopes, common::now_ms()).unwrap();
-    f.write(&path).unwrap();
-    key
+    w.backoffice_key()
 }
 
 async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Resp {
@@ -171,7 +165,16 @@ fn link_in(text: &str, prefix: &str) -> String {
 async fn recipients_are_told_each_milestone_once_on_the_channels_they_chose() {
     let smtp = Smtp::start();
     let p = Providers::start().await;
-    let mut w = World::with_web(|c| notify_cfg(c, &p, smtp.as_ref())).await;
+    let mut w = World::with_web(|c| {
+        notify_cfg(c, &p, smtp.as_ref());
+        // The depot's operations mailbox hears of failed attempts.
+        c.notify.alerts = vec![milepost::notify::config::AlertRoute {
+            depot: "north".into(),
+            email: "ops@acme.example".into(),
+            kinds: vec!["attempt_failed".into()],
+        }];
+    })
+    .await;
     let k = key(&w);
     set_contact(
         &w,
@@ -379,6 +382,21 @@ async fn recipients_are_told_each_milestone_once_on_the_channels_they_chose() {
             "a subject twice: {subjects:?}"
         );
         assert_eq!(to_ana[0]["headers"]["to"], "Ana Horvat <ana@example.com>");
+        // The dispatcher's alert: one e-mail for the failed attempt, nothing else.
+        eventually("the dispatcher's alert", || {
+            s.messages()
+                .iter()
+                .any(|m| m["rcpt_tos"][0] == "ops@acme.example")
+        })
+        .await;
+        let ops: Vec<Value> = s
+            .messages()
+            .into_iter()
+            .filter(|m| m["rcpt_tos"][0] == "ops@acme.example")
+            .collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        let subject = ops[0]["headers"]["subject"].as_str().unwrap();
+        assert!(subject.contains("north R-2026-02-16-017"), "{subject}");
     }
     let stats = &w.t.gw.shared().notify.stats;
     assert!(stats.sent[1].load(std::sync::atomic::Ordering::Relaxed) >= 3);
@@ -437,6 +455,30 @@ async fn provider_errors_are_retried_then_dead_lettered_and_retried_from_the_api
     assert_eq!(d["to"], "+150****0001");
     assert!(d["error"].as_str().unwrap().contains("21211"), "{d}");
     assert!(!dead.text().contains("+15005550001"));
+    // The dispatcher's page lists it too, masked; another depot's does not.
+    let auth = format!("Bearer {}", World::dispatcher_token("north"));
+    let st = request(
+        w.web(),
+        "GET",
+        "/dispatch/state",
+        &[("Authorization", auth.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(st.status, 200);
+    let undelivered = &st.json()["undelivered"][0];
+    assert_eq!(undelivered["about"], "MP100000002: out for delivery");
+    assert_eq!(undelivered["to"], "+150****0001");
+    let auth = format!("Bearer {}", World::dispatcher_token("south"));
+    let st = request(
+        w.web(),
+        "GET",
+        "/dispatch/state",
+        &[("Authorization", auth.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(st.json()["undelivered"], json!([]));
     // Fixed at the provider, retried from the API: it goes.
     p.script.lock().unwrap().refuse.clear();
     let id = d["id"].as_u64().unwrap();

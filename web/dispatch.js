@@ -132,6 +132,17 @@
     });
   }
 
+  // Messages no provider took (dead letters): retried or dismissed through the API.
+  function renderUndelivered(list) {
+    var card = $('undelivered-card');
+    card.hidden = !list.length;
+    var ol = clearList('undelivered');
+    list.forEach(function (u) {
+      var item = li(ol);
+      text(item, u.about + ' · ' + u.channel + ' to ' + u.to + ' · ' + u.error);
+    });
+  }
+
   function renderRoute() {
     var card = $('route-card');
     var r = routes[selected];
@@ -209,6 +220,7 @@
       st.drivers.forEach(function (d) { drivers[d.id] = d; });
       st.routes.forEach(setRoute);
       alerts = st.alerts.slice(0, ALERTS_MAX);
+      renderUndelivered(st.undelivered || []);
       Object.keys(markers).forEach(function (id) { markers[id].remove(); });
       markers = {};
       if (!fitted) fit();

@@ -111,8 +111,28 @@ impl Parts<'_> {
             self.feed.route_assigned(&route.id, &route.depot);
         }
         let mut keys = Vec::new();
-        for u in &out[start..] {
-            self.feed.record(u, &mut keys);
+        let mut i = start;
+        while i < out.len() {
+            // A failed attempt is followed by its next step (the NDR policy), decided from the
+            // parcel's earlier updates before this one is recorded.
+            if let Update::Parcel(p) = &out[i] {
+                if matches!(p.kind, milepost_proto::route::ParcelEvent::Failed { .. }) {
+                    let earlier: Vec<_> = self
+                        .feed
+                        .parcel_after(&p.tracking, 0, usize::MAX)
+                        .into_iter()
+                        .filter_map(|(_, u)| match u {
+                            Update::Parcel(e) => Some(e),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(next) = self.core.config().ndr.after(p, &earlier) {
+                        out.insert(i + 1, Update::Parcel(next));
+                    }
+                }
+            }
+            self.feed.record(&out[i], &mut keys);
+            i += 1;
         }
         touched.extend(keys.into_iter().map(|k| (k, None)));
         result

@@ -165,6 +165,21 @@ pub fn event_kind(e: &ParcelEvent) -> &'static str {
         ParcelEvent::Failed { .. } => "Failed",
         ParcelEvent::Delayed { .. } => "Delayed",
         ParcelEvent::Returned { .. } => "Returned",
+        ParcelEvent::NextStep { .. } => "NextStep",
+    }
+}
+
+/// What happens after a failed attempt, in words: "We will try again on a later delivery",
+/// "Held for you at the depot's pickup counter", "Going back to the sender (3 attempts)".
+pub fn next_step_text(next: &milepost_proto::route::NextStep, attempt: u32) -> String {
+    use milepost_proto::route::NextStep;
+    match next {
+        NextStep::Reattempt => "We will try again on a later delivery".into(),
+        NextStep::Hold { place } => format!("Held for you at {place}"),
+        NextStep::Return if attempt > 1 => {
+            format!("Going back to the sender after {attempt} attempts")
+        }
+        NextStep::Return => "Going back to the sender".into(),
     }
 }
 
@@ -225,6 +240,7 @@ pub fn event_text(e: &ParcelEvent) -> String {
         ParcelEvent::Delayed { eta_ms, .. } => format!("Delayed, now expected {}", hhmm(*eta_ms)),
         ParcelEvent::Returned { note } if note.trim().is_empty() => "Returning to sender".into(),
         ParcelEvent::Returned { note } => format!("Returning to sender: {}", note.trim()),
+        ParcelEvent::NextStep { next, attempt, .. } => next_step_text(next, *attempt),
     }
 }
 

@@ -241,6 +241,21 @@ pub enum FailureReason {
     Other,
 }
 
+/// What happens to a parcel after a failed attempt, by the carrier's policy (`core.ndr`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NextStep {
+    /// Another attempt, on a later route.
+    Reattempt,
+    /// Held for collection.
+    Hold {
+        /// Where, in words (a pickup point, the depot's counter).
+        place: String,
+    },
+    /// Back to the sender.
+    Return,
+}
+
 /// An update the fleet core emits: for a recipient, a dispatcher or a driver.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Update {
@@ -321,6 +336,16 @@ pub enum ParcelEvent {
         at_ms: i64,
         /// Who took the parcel.
         received_by: String,
+    },
+    /// What happens after a failed attempt (follows its `Failed`), by the carrier's policy.
+    /// Appended last, like `DeliveredTo`.
+    NextStep {
+        /// Why the attempt failed.
+        reason: FailureReason,
+        /// Failed attempts so far, this one included.
+        attempt: u32,
+        /// What happens now.
+        next: NextStep,
     },
 }
 

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use milepost_core::present::{dispatch_text, reason_text};
+use milepost_core::present::{dispatch_text, next_step_text, reason_text};
 use milepost_proto::route::{
-    DispatchEvent, DispatchUpdate, FailureReason, ParcelEvent, ParcelStatus, ParcelUpdate,
+    DispatchEvent, DispatchUpdate, NextStep, ParcelEvent, ParcelStatus, ParcelUpdate,
 };
 
 use crate::auth::{Claims, Role, TokenKey};
@@ -39,6 +39,8 @@ pub struct Composer {
     pub drivers: BTreeMap<String, String>,
     /// Signs tracking links.
     pub keys: TokenKey,
+    /// Signs opt-out links (the notifications' own secret, [`crate::notify::Notify::secret`]).
+    pub optout_secret: Vec<u8>,
     /// The fleet state.
     pub state: Arc<FleetState>,
     /// The store (contacts, once-keys).
@@ -47,17 +49,6 @@ pub struct Composer {
     pub clock: Clock,
     /// How long a contact is kept after it was set, ms (`history.retention_days`).
     pub retention_ms: i64,
-}
-
-fn reason_name(r: FailureReason) -> &'static str {
-    match r {
-        FailureReason::RecipientAbsent => "recipient_absent",
-        FailureReason::AddressNotFound => "address_not_found",
-        FailureReason::AccessProblem => "access_problem",
-        FailureReason::Refused => "refused",
-        FailureReason::Damaged => "damaged",
-        FailureReason::Other => "other",
-    }
 }
 
 /// The route, depot and driver of a parcel, and its status, as the state has them now.
@@ -146,14 +137,21 @@ impl Composer {
                 v.delivered_at = Some(t(*at_ms));
                 v.received_by = Some(received_by.clone());
             }
-            ParcelEvent::Failed { reason, .. } => {
+            ParcelEvent::NextStep {
+                reason,
+                attempt,
+                next,
+            } => {
                 v.reason = Some(reason_text(*reason).to_owned());
-                v.next_step = self
-                    .cfg
-                    .next_step
-                    .get(reason_name(*reason))
-                    .or_else(|| self.cfg.next_step.get("default"))
-                    .cloned();
+                let (action, place) = match next {
+                    NextStep::Reattempt => ("reattempt", ""),
+                    NextStep::Hold { place } => ("hold", place.as_str()),
+                    NextStep::Return => ("return", ""),
+                };
+                v.next_step = Some(match self.cfg.next_step.get(action) {
+                    Some(text) => text.replace("{place}", place),
+                    None => format!("{}.", next_step_text(next, *attempt)),
+                });
             }
             ParcelEvent::Delayed { eta_ms, .. } => v.eta = Some(t(*eta_ms)),
             _ => {}
@@ -182,7 +180,7 @@ impl Composer {
         let Some(w) = self.locate(&u.tracking) else {
             return Ok(());
         };
-        let key = once_key(&u.tracking.0, &w.route, m, &u.kind);
+        let key = once_key(&u.tracking.0, &w.route, m, &u.kind, u.fix_t_ms);
         if taken.contains(&key) || self.store.once_taken(&key)? {
             return Ok(());
         }
@@ -202,7 +200,7 @@ impl Composer {
             let unsubscribe = format!(
                 "{}/n/optout/{}",
                 self.public_url,
-                optout::token(self.keys.secret(), c, &u.tracking.0)
+                optout::token(&self.optout_secret, c, &u.tracking.0)
             );
             vars.optout_link = unsubscribe.clone();
             let rendered = match self.templates.render(&locale, m, c, &vars) {

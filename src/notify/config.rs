@@ -181,9 +181,8 @@ pub struct NotifyConfig {
     pub timeout_s: u64,
     /// Lifetime of the tracking link in a message, days.
     pub link_ttl_days: u32,
-    /// What a recipient is told happens next after a failed attempt, per failure reason
-    /// (`recipient_absent`, `address_not_found`, `access_problem`, `refused`, `damaged`,
-    /// `other`); `default` for the rest.
+    /// What a recipient is told happens next after a failed attempt, per next step of the
+    /// policy (`core.ndr`): `reattempt`, `hold` (`{place}` is where), `return`.
     pub next_step: BTreeMap<String, String>,
     /// E-mail adapter.
     pub email: Option<EmailConfig>,
@@ -199,11 +198,14 @@ pub struct NotifyConfig {
 
 impl Default for NotifyConfig {
     fn default() -> Self {
-        let mut next_step = BTreeMap::new();
-        next_step.insert(
-            "default".into(),
-            "We will try again on the next delivery day.".into(),
-        );
+        let next_step = [
+            ("reattempt", "We will try again on the next delivery day."),
+            ("hold", "Your parcel waits for you at {place}."),
+            ("return", "Your parcel goes back to the sender."),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
         NotifyConfig {
             enabled: false,
             carrier: None,
@@ -412,6 +414,18 @@ impl NotifyConfig {
         }
         if self.workers == 0 || self.workers > 64 {
             return Err("notify.workers must be 1 to 64".into());
+        }
+        if let Some(k) = self
+            .next_step
+            .keys()
+            .find(|k| !["reattempt", "hold", "return"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "notify.next_step: unknown step {k:?} (reattempt, hold or return)"
+            ));
+        }
+        if self.rate_per_hour == 0 {
+            return Err("notify.rate_per_hour must be at least 1".into());
         }
         if self.max_attempts == 0 {
             return Err("notify.max_attempts must be at least 1".into());

@@ -94,8 +94,12 @@ impl Contact {
     /// The channels messages go out on, in preference order.
     pub fn channels(&self) -> Vec<Channel> {
         if !self.channels.is_empty() {
-            let mut v = self.channels.clone();
-            v.dedup();
+            let mut v: Vec<Channel> = Vec::new();
+            for c in &self.channels {
+                if !v.contains(c) {
+                    v.push(*c);
+                }
+            }
             return v;
         }
         if self.email.is_some() {

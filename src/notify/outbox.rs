@@ -23,14 +23,16 @@ use crate::notify::adapters::provider::SendError;
 use crate::notify::compose::Composer;
 use crate::notify::contact::{address_key, mask, Channel};
 use crate::notify::handle::{Command, Job, JobDone, Notify};
-use crate::notify::plan::{backoff_ms, Quiet};
+use crate::notify::plan::{backoff_ms, milestone_of, Quiet};
 use crate::notify::store::{Batch, Dead, MessageLog, Queued};
 use crate::state::lock;
 
-/// Milestones read per page.
-const PAGE: usize = 2000;
+/// Milestones visited per page (most are ETA refreshes, skipped without a copy).
+const PAGE: usize = 20_000;
 /// Longest sleep between rounds when nothing happens, ms.
 const IDLE_MS: u64 = 50;
+/// How long answers are gathered before a round commits them.
+const GATHER: Duration = Duration::from_millis(5);
 /// Cursor name of the parcel milestones.
 const MILESTONES: &str = "milestones";
 
@@ -40,7 +42,12 @@ type Lane = (String, Channel);
 fn lane_of(q: &Queued) -> Lane {
     let who = match &q.tracking {
         Some(t) => format!("p:{t}"),
-        None => format!("a:{}", q.depot),
+        None => format!(
+            "a:{}:{}:{}",
+            q.depot,
+            q.route,
+            q.alert.as_deref().unwrap_or("")
+        ),
     };
     (who, q.channel)
 }
@@ -134,7 +141,18 @@ impl Outbox {
         while !stop.load(Ordering::Relaxed) {
             let wait = self.round();
             match self.done.recv_timeout(Duration::from_millis(wait)) {
-                Ok(d) => self.answered(d),
+                Ok(d) => {
+                    self.answered(d);
+                    // Answers come one by one: gather those of the next few milliseconds, so
+                    // one commit (one fsync) records many.
+                    let until = std::time::Instant::now() + GATHER;
+                    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                        match self.done.recv_timeout(left) {
+                            Ok(d) => self.answered(d),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -190,6 +208,8 @@ impl Outbox {
             return;
         }
         self.next_sweep = now + 3_600_000;
+        self.rate
+            .retain(|_, sent| sent.back().is_some_and(|t| *t > now - 3_600_000));
         match self.notify.store.sweep(now - self.composer.retention_ms) {
             Ok(0) => {}
             Ok(n) => tracing::info!(contacts = n, "contacts past their retention erased"),
@@ -213,6 +233,18 @@ impl Outbox {
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "notification outbox not written; retrying");
                     if self.notify.stop.load(Ordering::Relaxed) {
+                        // Kept for the last try at the end of `run`.
+                        let mut b = b;
+                        let later = std::mem::take(&mut self.carry);
+                        b.retry.extend(later.retry);
+                        b.finished.extend(later.finished);
+                        b.dead.extend(later.dead);
+                        b.undead.extend(later.undead);
+                        b.enqueue.clear();
+                        b.once.clear();
+                        b.cursors.clear();
+                        b.next_id = None;
+                        self.carry = b;
                         return false;
                     }
                     std::thread::sleep(Duration::from_secs(1));
@@ -237,11 +269,20 @@ impl Outbox {
         for c in cmds {
             match c {
                 Command::Retry(id) => {
-                    let dead = self.notify.store.dead().unwrap_or_default();
+                    let dead = match self.notify.store.dead() {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::error!(error = %e, "dead letters not read; retry kept");
+                            lock(&self.notify.commands).push(Command::Retry(id));
+                            continue;
+                        }
+                    };
                     if let Some(d) = dead.into_iter().find(|d| d.message.id == id) {
                         let mut q = d.message;
                         q.attempts = 0;
                         q.next_ms = self.now();
+                        // Retried by a person: news again from now.
+                        q.queued_ms = q.next_ms;
                         q.last_error = None;
                         b.undead.push(id);
                         b.retry.push(q.clone());
@@ -258,40 +299,55 @@ impl Outbox {
         let mut next_id = self.next_id;
         let mut taken = HashSet::new();
         let mut more = false;
+        // Only milestones worth a message are copied out of the ring (most of it is ETA
+        // refreshes), under the feed's lock for one page.
+        let stops_away_at = self.composer.cfg.stops_away_at;
         let page = {
             let feed = lock(&state.feed);
             match self.cursor {
                 // First start: from now on, never the past.
                 None => Err(Some(feed.milestones_last())),
-                Some(c) => match feed.milestones_after(c, PAGE) {
-                    Ok(p) => Ok(p),
-                    Err(_) => {
-                        let first = feed.milestones_first();
-                        let lost = first.saturating_sub(1).saturating_sub(c);
-                        self.notify.stats.skipped.fetch_add(lost, Ordering::Relaxed);
-                        tracing::error!(
-                            lost,
-                            "notification outbox fell behind the milestone ring; milestones \
-                             skipped (raise feed.milestones_kept)"
-                        );
-                        Err(Some(first.saturating_sub(1)))
+                Some(c) => {
+                    let mut wanted = Vec::new();
+                    let visited = feed.visit_milestones_after(c, PAGE, |off, u| {
+                        if milestone_of(&u.kind, stops_away_at).is_some() {
+                            wanted.push((off, u.clone()));
+                        }
+                    });
+                    match visited {
+                        Ok(last) => Ok((c, last, wanted)),
+                        Err(_) => {
+                            let first = feed.milestones_first();
+                            let lost = first.saturating_sub(1).saturating_sub(c);
+                            self.notify.stats.skipped.fetch_add(lost, Ordering::Relaxed);
+                            tracing::error!(
+                                lost,
+                                "notification outbox fell behind the milestone ring; \
+                                 milestones skipped (raise feed.milestones_kept)"
+                            );
+                            Err(Some(first.saturating_sub(1)))
+                        }
                     }
-                },
+                }
             }
         };
         match page {
             Err(Some(c)) => b.cursors.push((MILESTONES.into(), c)),
             Err(None) => {}
-            Ok(page) => {
-                more = page.len() == PAGE;
-                if let Some((last, _)) = page.last() {
-                    let last = *last;
-                    for (_, u) in &page {
-                        if let Err(e) = self.composer.parcel(u, &mut next_id, &mut taken, b) {
-                            tracing::error!(error = %e, "notification not composed");
-                        }
+            Ok((from, last, wanted)) => {
+                more = last - from == PAGE as u64;
+                let mut done = last;
+                for (off, u) in &wanted {
+                    if let Err(e) = self.composer.parcel(u, &mut next_id, &mut taken, b) {
+                        // Read again next round: the cursor stops before it.
+                        tracing::error!(error = %e, "notification not composed; retrying");
+                        more = false;
+                        done = off - 1;
+                        break;
                     }
-                    b.cursors.push((MILESTONES.into(), last));
+                }
+                if done > from {
+                    b.cursors.push((MILESTONES.into(), done));
                 }
             }
         }
@@ -398,14 +454,26 @@ impl Outbox {
             (None, None) => return Decision::Drop("no address"),
         };
         let key = address_key(self.notify.secret(), q.channel, &to);
-        if self.notify.store.opted_out(&key).unwrap_or(false) {
-            return Decision::Drop("opted out");
+        match self.notify.store.opted_out(&key) {
+            Ok(true) => return Decision::Drop("opted out"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "opt-out not read");
+                return Decision::Wait(now + 1000);
+            }
+        }
+        if q.milestone.is_none() {
+            // A dispatcher's alert: no quiet hours, no rate limit, never superseded.
+            return Decision::Send { to, name, key };
         }
         let timely = q.timely();
-        // News that already failed once is not sent late over newer news; fresh news goes in
-        // order, even in a burst.
-        if timely && q.attempts > 0 && lane_len > 1 {
-            return Decision::Drop("superseded by a newer message");
+        // News is not sent just before a newer outcome (delivered, failed, returned), nor late
+        // over any newer news once it failed; fresh news goes in order, even in a burst.
+        if timely && lane_len > 1 {
+            let behind_final = self.lane_has_final(q);
+            if behind_final || q.attempts > 0 {
+                return Decision::Drop("superseded by a newer message");
+            }
         }
         if timely && now - q.queued_ms > cfg.timely_max_age_s as i64 * 1000 {
             return Decision::Drop("too old to be news");
@@ -434,6 +502,16 @@ impl Outbox {
         Decision::Send { to, name, key }
     }
 
+    /// Whether a message that is not news (delivered, failed, returned) waits behind `q`.
+    fn lane_has_final(&self, q: &Queued) -> bool {
+        self.lanes.get(&lane_of(q)).is_some_and(|l| {
+            l.iter()
+                .filter(|id| **id != q.id)
+                .filter_map(|id| self.items.get(id))
+                .any(|m| !m.timely())
+        })
+    }
+
     fn finish(&mut self, q: Queued, state: String, provider_id: Option<String>, now: i64) {
         if state.starts_with("dropped") {
             self.notify.stats.dropped[q.channel.index()].fetch_add(1, Ordering::Relaxed);
@@ -458,7 +536,14 @@ impl Outbox {
             Err(e) => {
                 stats.failed[c].fetch_add(1, Ordering::Relaxed);
                 let mut q = q;
-                q.last_error = Some(e.text().to_owned());
+                // Providers quote the address in their errors: masked before it is kept.
+                let mut text = e.text().to_owned();
+                if let Some(to) = &d.to {
+                    for form in [to.as_str(), to.trim_start_matches('+')] {
+                        text = text.replace(form, &mask(form));
+                    }
+                }
+                q.last_error = Some(text.clone());
                 let cfg = &self.composer.cfg;
                 let retry_after = match &e {
                     SendError::Retry { after_ms, .. } if q.attempts < cfg.max_attempts => {
@@ -481,7 +566,7 @@ impl Outbox {
                         tracing::warn!(
                             id = q.id,
                             channel = q.channel.name(),
-                            error = e.text(),
+                            error = %text,
                             "notification dead-lettered"
                         );
                         let to_masked = d.to.as_deref().map(mask).unwrap_or_default();

@@ -16,23 +16,26 @@ pub fn milestone_of(e: &ParcelEvent, stops_away_at: u32) -> Option<Milestone> {
         ParcelEvent::StopsAway { n } if *n >= 1 && *n <= stops_away_at => Milestone::StopsAway,
         ParcelEvent::ArrivingSoon => Milestone::ArrivingSoon,
         ParcelEvent::Delivered { .. } | ParcelEvent::DeliveredTo { .. } => Milestone::Delivered,
-        ParcelEvent::Failed { .. } => Milestone::AttemptFailed,
+        // A failed attempt is told with its next step (the NDR policy's decision, which
+        // follows it in the same fold).
+        ParcelEvent::NextStep { .. } => Milestone::AttemptFailed,
         ParcelEvent::Returned { .. } => Milestone::Returned,
         ParcelEvent::Delayed { .. } => Milestone::Delayed,
-        ParcelEvent::StopsAway { .. } | ParcelEvent::EtaChanged { .. } | ParcelEvent::Arrived => {
-            return None
-        }
+        ParcelEvent::StopsAway { .. }
+        | ParcelEvent::EtaChanged { .. }
+        | ParcelEvent::Arrived
+        | ParcelEvent::Failed { .. } => return None,
     })
 }
 
 /// The key under which a milestone goes out once: per parcel, per route (a re-attempt on a
 /// later route is told again), per milestone. Failed attempts and deliveries are keyed by
 /// their time too, so a second attempt on the same route is told as well.
-pub fn once_key(tracking: &str, route: &str, m: Milestone, e: &ParcelEvent) -> String {
+pub fn once_key(tracking: &str, route: &str, m: Milestone, e: &ParcelEvent, at_ms: i64) -> String {
     let sep = '\u{1}';
     match e {
-        ParcelEvent::Failed { .. } | ParcelEvent::Returned { .. } => {
-            format!("p{sep}{tracking}{sep}{route}{sep}{}{sep}{:?}", m.name(), e)
+        ParcelEvent::NextStep { .. } | ParcelEvent::Returned { .. } => {
+            format!("p{sep}{tracking}{sep}{route}{sep}{}{sep}{at_ms}", m.name())
         }
         _ => format!("p{sep}{tracking}{sep}{route}{sep}{}", m.name()),
     }
@@ -131,21 +134,21 @@ mod tests {
     fn a_milestone_is_told_once_per_route_and_failures_each_time() {
         let soon = ParcelEvent::ArrivingSoon;
         assert_eq!(
-            once_key("T", "R1", Milestone::ArrivingSoon, &soon),
-            once_key("T", "R1", Milestone::ArrivingSoon, &soon)
+            once_key("T", "R1", Milestone::ArrivingSoon, &soon, 1),
+            once_key("T", "R1", Milestone::ArrivingSoon, &soon, 2)
         );
         assert_ne!(
-            once_key("T", "R1", Milestone::ArrivingSoon, &soon),
-            once_key("T", "R2", Milestone::ArrivingSoon, &soon)
+            once_key("T", "R1", Milestone::ArrivingSoon, &soon, 1),
+            once_key("T", "R2", Milestone::ArrivingSoon, &soon, 1)
         );
-        let f = |note: &str| ParcelEvent::Failed {
+        let f = ParcelEvent::NextStep {
             reason: FailureReason::RecipientAbsent,
-            note: note.into(),
+            attempt: 1,
+            next: milepost_proto::route::NextStep::Reattempt,
         };
-        assert_ne!(
-            once_key("T", "R1", Milestone::AttemptFailed, &f("first")),
-            once_key("T", "R1", Milestone::AttemptFailed, &f("second"))
-        );
+        let first = once_key("T", "R1", Milestone::AttemptFailed, &f, 1);
+        assert_ne!(first, once_key("T", "R1", Milestone::AttemptFailed, &f, 2));
+        assert!(!first.contains("driver"));
     }
 
     #[test]

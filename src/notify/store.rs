@@ -263,11 +263,26 @@ impl NotifyStore {
         })
     }
 
-    /// Erases a parcel's contact and message log; true if there was a contact. Its queued
-    /// messages find no address and are dropped.
+    /// Erases a parcel's contact, message log and dead letters; true if there was a contact.
+    /// Its queued messages find no address and are dropped.
     pub fn erase(&self, tracking: &str) -> Result<bool, StoreError> {
         let tx = self.begin_write()?;
         let had = tx.open_table(CONTACTS)?.remove(tracking)?.is_some();
+        {
+            // Dead letters hold the rendered text (a name, a tracking link): they go too.
+            let mut dead = tx.open_table(DEAD)?;
+            let mut ids = Vec::new();
+            for r in dead.iter()? {
+                let (k, v) = r?;
+                let d: Dead = serde_json::from_slice(v.value())?;
+                if d.message.tracking.as_deref() == Some(tracking) {
+                    ids.push(k.value());
+                }
+            }
+            for id in ids {
+                dead.remove(id)?;
+            }
+        }
         {
             let mut m = tx.open_table(MESSAGES)?;
             let from = format!("{tracking}{SEP}");
@@ -530,11 +545,24 @@ mod tests {
         s.set_contact("NEW", &c(1000)).unwrap();
         s.commit(&Batch {
             finished: vec![(q(1, "OLD"), Some(log(1, "sent")))],
+            dead: vec![(
+                Dead {
+                    message: q(2, "OLD"),
+                    to_masked: "+385*****4567".into(),
+                    at_ms: 10,
+                },
+                Some(log(2, "dead")),
+            )],
             once: vec![("old-key".into(), 10), ("new-key".into(), 1000)],
             ..Batch::default()
         })
         .unwrap();
+        assert_eq!(s.dead().unwrap().len(), 1);
         assert_eq!(s.sweep(500).unwrap(), 1);
+        assert!(
+            s.dead().unwrap().is_empty(),
+            "dead letters hold personal data too"
+        );
         assert!(s.contact("OLD").unwrap().is_none());
         assert!(s.messages("OLD").unwrap().is_empty());
         assert!(s.contact("NEW").unwrap().is_some());

@@ -127,8 +127,12 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));
     let api_keys = Arc::new(KeyStore::new(&cfg.data_dir));
     let proofs = ProofStore::new(&cfg.data_dir, &cfg.proofs);
+    // Opt-outs and their links are keyed with a secret of their own, so rotating the token
+    // secret lifts no opt-out.
+    let notify_key =
+        TokenKey::load_or_create(&cfg.data_dir.join("notify.key")).map_err(io_err("notify.key"))?;
     let notify = Arc::new(
-        Notify::open(&cfg.data_dir, keys.secret())
+        Notify::open(&cfg.data_dir, notify_key.secret())
             .map_err(|e| ServerError::Config(ConfigError::Invalid(e)))?,
     );
     let shared = Arc::new(Shared {
@@ -326,11 +330,17 @@ fn start_webhooks(shared: &Shared) -> Result<(Arc<Webhooks>, Arc<AtomicBool>), S
 /// the configuration).
 fn start_notify(shared: &Shared) -> Result<(), ServerError> {
     let cfg = &shared.cfg;
+    let invalid = |e: String| ServerError::Config(ConfigError::Invalid(e));
+    let retention_ms = i64::from(cfg.history.retention_days) * 86_400_000;
     if !cfg.notify.enabled {
-        return Ok(());
+        return crate::notify::run::start_sweeper(
+            &shared.notify,
+            retention_ms,
+            shared.clock.clone(),
+        )
+        .map_err(invalid);
     }
     let n = &cfg.notify;
-    let invalid = |e: String| ServerError::Config(ConfigError::Invalid(e));
     let public_url = n
         .public_url
         .clone()
@@ -356,10 +366,11 @@ fn start_notify(shared: &Shared) -> Result<(), ServerError> {
             .map(|(id, d)| (id.clone(), d.first_name.clone()))
             .collect(),
         keys: shared.keys.clone(),
+        optout_secret: shared.notify.secret().to_vec(),
         state: shared.state.clone(),
         store: shared.notify.store.clone(),
         clock: shared.clock.clone(),
-        retention_ms: i64::from(cfg.history.retention_days) * 86_400_000,
+        retention_ms,
         cfg: n.clone(),
     };
     let adapters = Adapters::new(n).map_err(invalid)?;

@@ -37,6 +37,18 @@ impl World {
         common::token(Role::Recipient, tracking, "north")
     }
 
+    /// A new API key with a back-office scope on depot "north", written to the gateway's key
+    /// file (picked up within a second).
+    pub fn backoffice_key(&self) -> String {
+        use milepost::apikeys::{KeyFile, Scope, FILE};
+        let path = self.t.dir.path().join(FILE);
+        let mut f = KeyFile::read(&path).unwrap();
+        let scopes = vec![Scope::parse("backoffice:north").unwrap()];
+        let (_, key) = f.create("orders", scopes, common::now_ms()).unwrap();
+        f.write(&path).unwrap();
+        key
+    }
+
     /// A dispatcher token for `depot`.
     pub fn dispatcher_token(depot: &str) -> String {
         common::token(Role::Dispatcher, depot, depot)

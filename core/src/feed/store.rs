@@ -54,6 +54,26 @@ impl<T: Clone> Ring<T> {
         self.first + self.events.len() as u64 - 1
     }
 
+    /// Visits the events after `after`, at most `max`, without copying them; returns the
+    /// offset of the last one visited (`after` if none).
+    pub fn visit_after(
+        &self,
+        after: u64,
+        max: usize,
+        mut f: impl FnMut(u64, &T),
+    ) -> Result<u64, TooOld> {
+        if after + 1 < self.first {
+            return Err(TooOld(after));
+        }
+        let skip = (after + 1 - self.first) as usize;
+        let mut last = after;
+        for (i, e) in self.events.iter().enumerate().skip(skip).take(max) {
+            last = self.first + i as u64;
+            f(last, e);
+        }
+        Ok(last)
+    }
+
     /// Up to `max` events after offset `after`, with their offsets.
     pub fn after(&self, after: u64, max: usize) -> Result<Vec<(u64, T)>, TooOld> {
         if after + 1 < self.first {
@@ -203,6 +223,18 @@ impl FeedStore {
         max: usize,
     ) -> Result<Vec<(u64, ParcelUpdate)>, TooOld> {
         self.milestones.after(after, max)
+    }
+
+    /// Visits the milestones of all parcels after `after`, at most `max`, without copying
+    /// them (a reader that wants few of them, like the notification outbox); returns the
+    /// offset of the last one visited.
+    pub fn visit_milestones_after(
+        &self,
+        after: u64,
+        max: usize,
+        f: impl FnMut(u64, &ParcelUpdate),
+    ) -> Result<u64, TooOld> {
+        self.milestones.visit_after(after, max, f)
     }
 
     /// The offset of the oldest milestone of all parcels still kept.

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::eta::EtaConfig;
+use crate::fleet::ndr::NdrPolicy;
 
 /// Every knob of the core, with defaults for delivery vans in a city (1 Hz fixes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,8 @@ pub struct CoreConfig {
     pub move_m: f64,
     /// The ETA model.
     pub eta: EtaConfig,
+    /// What happens after a failed attempt (`[core.ndr]`).
+    pub ndr: NdrPolicy,
 }
 
 impl Default for CoreConfig {
@@ -102,6 +105,7 @@ impl Default for CoreConfig {
             stall_no_move_ms: 600_000,
             move_m: 30.0,
             eta: EtaConfig::default(),
+            ndr: NdrPolicy::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod eta;
 pub mod geo_util;
+pub mod ndr;
 pub mod outcome;
 pub mod path;
 pub mod positions;

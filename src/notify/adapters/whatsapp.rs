@@ -141,10 +141,8 @@ impl Adapter for Cloud {
             .ok()
             .and_then(|s| s.messages.into_iter().next())
             .map(|m| m.id)
-            .ok_or_else(|| SendError::Retry {
-                error: "WhatsApp answered 2xx without a message id".into(),
-                after_ms: None,
-            })
+            // A 2xx means Meta took it: never sent again, even without a readable id.
+            .map_or_else(|| Ok("unknown".into()), Ok)
     }
 }
 

@@ -37,6 +37,22 @@ fn depot_of(st: &WebState, caller: &Caller, tracking: &str) -> Result<String, Ap
         .depot)
 }
 
+/// The stored contact of a parcel of `depot` (one stored by another depot, for a tracking
+/// number it used before, is not this parcel's: none).
+fn contact_of(
+    st: &WebState,
+    tracking: &str,
+    depot: &str,
+) -> Result<Option<StoredContact>, ApiError> {
+    Ok(st
+        .shared
+        .notify
+        .store
+        .contact(tracking)
+        .map_err(store_err)?
+        .filter(|c| c.depot == depot))
+}
+
 /// Checks a contact; the error names the field.
 pub fn check_contact(c: &Contact, field: &str) -> Result<(), ApiError> {
     c.check()
@@ -111,12 +127,7 @@ pub async fn get_recipient(
 ) -> Result<Response, ApiError> {
     let depot = depot_of(&st, &caller, &tracking)?;
     caller.require(KeyRole::Backoffice, &depot)?;
-    let c = st
-        .shared
-        .notify
-        .store
-        .contact(&tracking)
-        .map_err(store_err)?
+    let c = contact_of(&st, &tracking, &depot)?
         .ok_or_else(|| ApiError::not_found(format!("no contact for {tracking}")))?;
     Ok(json(c.contact))
 }
@@ -138,7 +149,9 @@ pub async fn delete_recipient(
 ) -> Result<Response, ApiError> {
     let depot = depot_of(&st, &caller, &tracking)?;
     caller.require(KeyRole::Backoffice, &depot)?;
-    st.shared.notify.store.erase(&tracking).map_err(store_err)?;
+    if contact_of(&st, &tracking, &depot)?.is_some() {
+        st.shared.notify.store.erase(&tracking).map_err(store_err)?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -155,7 +168,10 @@ pub async fn parcel_notifications(
     ApiPath(tracking): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    depot_of(&st, &caller, &tracking)?;
+    let depot = depot_of(&st, &caller, &tracking)?;
+    if contact_of(&st, &tracking, &depot)?.is_none() {
+        return Ok(json(Vec::<MessageLog>::new()));
+    }
     let v = st
         .shared
         .notify

@@ -264,7 +264,7 @@ pub struct FailureView {
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Milestone {
     /// `OutForDelivery`, `StopsAway`, `ArrivingSoon`, `Arrived`, `Delivered`, `Failed`,
-    /// `Delayed`, `Returned`.
+    /// `NextStep` (after a failed attempt: what happens now), `Delayed`, `Returned`.
     pub kind: String,
     /// In words.
     pub text: String,

@@ -133,6 +133,56 @@ pub struct DepotState {
     pub routes: Vec<RouteSummary>,
     /// The newest alerts, newest first.
     pub alerts: Vec<DispatchItem>,
+    /// Messages to recipients or the depot that no provider took (dead letters), oldest
+    /// first; addresses masked.
+    pub undelivered: Vec<Undelivered>,
+}
+
+/// A message no provider took, as the dispatcher's page lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Undelivered {
+    /// Its id (retry or dismiss it through the API).
+    pub id: u64,
+    /// What it was about: the parcel and milestone, or the alert.
+    pub about: String,
+    /// The channel.
+    pub channel: &'static str,
+    /// The address, masked.
+    pub to: String,
+    /// The provider's last answer.
+    pub error: String,
+    /// When it was given up, UTC ms.
+    pub at_ms: i64,
+}
+
+/// Most dead letters the page shows.
+const UNDELIVERED_MAX: usize = 50;
+
+fn undelivered(shared: &Shared, depot: &DepotId) -> Vec<Undelivered> {
+    let dead = shared.notify.store.dead().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "dead letters not read");
+        Vec::new()
+    });
+    dead.into_iter()
+        .filter(|d| d.message.depot == depot.0)
+        .take(UNDELIVERED_MAX)
+        .map(|d| {
+            let m = d.message;
+            let about = match (&m.tracking, m.milestone, &m.alert) {
+                (Some(t), Some(ms), _) => format!("{t}: {}", ms.name().replace('_', " ")),
+                (_, _, Some(a)) => format!("{}: {}", m.route, a.replace('_', " ")),
+                _ => m.route.clone(),
+            };
+            Undelivered {
+                id: m.id,
+                about,
+                channel: m.channel.name(),
+                to: d.to_masked,
+                error: m.last_error.unwrap_or_default(),
+                at_ms: d.at_ms,
+            }
+        })
+        .collect()
 }
 
 /// The state of a depot's map.
@@ -150,6 +200,7 @@ pub fn depot_state_of(shared: &Shared, depot: &DepotId) -> DepotState {
             .collect(),
         routes: depot_routes(shared, depot),
         alerts: recent_alerts(shared, depot),
+        undelivered: undelivered(shared, depot),
     }
 }
 

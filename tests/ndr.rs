@@ -1,0 +1,115 @@
+//! The failed-delivery (NDR) policy end to end, over the back-office API on loopback: each
+//! failed attempt is followed by the carrier's decision (`core.ndr`: by reason, and back to the
+//! sender after `max_attempts` failures), counted across the re-attempt routes the parcel moves
+//! to, and shown in the parcel's history; a bad policy stops the start with a clear error.
+
+mod common;
+mod web_support;
+
+use milepost_proto::route::Route;
+use serde_json::{json, Value};
+use web_support::{request, World};
+
+fn key(w: &World) -> String {
+    w.backoffice_key()
+}
+
+async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Value {
+    let auth = format!("Bearer {key}");
+    let text = body.map(|b| b.to_string());
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if text.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let r = request(w.web(), method, path, &headers, text.as_deref()).await;
+    assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.text());
+    r.json()
+}
+
+/// A one-stop route of driver `driver` carrying parcel `tracking`.
+fn route(id: &str, driver: &str, tracking: &str) -> Route {
+    let mut r = common::example_route();
+    r.id = id.into();
+    r.driver = driver.into();
+    r.stops.truncate(1);
+    r.stops[0].parcels.truncate(1);
+    r.stops[0].parcels[0].tracking = tracking.into();
+    r
+}
+
+/// The parcel's next steps so far, in words.
+async fn next_steps(w: &World, k: &str, tracking: &str) -> Vec<String> {
+    let p = call(w, "GET", &format!("/api/v1/parcels/{tracking}"), k, None).await;
+    p["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "NextStep")
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failed_attempt_gets_the_policys_next_step_across_reattempt_routes() {
+    let w = World::with_web(|c| c.core.ndr.hold_place = "Depot North, gate 2".into()).await;
+    let k = key(&w);
+    let absent = json!({"outcome": "failed", "reason": "recipient_absent", "note": "no answer"});
+    // Attempt 1 and 2 on two routes: re-attempted; attempt 3: back to the sender.
+    for (i, (route_id, driver)) in [("R-N1", "D5"), ("R-N2", "D6"), ("R-N3", "D7")]
+        .into_iter()
+        .enumerate()
+    {
+        let r = serde_json::to_value(route(route_id, driver, "NDR-1")).unwrap();
+        call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+        call(
+            &w,
+            "POST",
+            "/api/v1/parcels/NDR-1/outcome",
+            &k,
+            Some(&absent),
+        )
+        .await;
+        assert_eq!(next_steps(&w, &k, "NDR-1").await.len(), i + 1);
+    }
+    assert_eq!(
+        next_steps(&w, &k, "NDR-1").await,
+        vec![
+            "We will try again on a later delivery",
+            "We will try again on a later delivery",
+            "Going back to the sender after 3 attempts",
+        ]
+    );
+    // An address not found is held where the policy says; a refusal goes back at once.
+    let r = serde_json::to_value(route("R-N4", "D8", "NDR-2")).unwrap();
+    call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+    let not_found = json!({"outcome": "failed", "reason": "address_not_found"});
+    call(
+        &w,
+        "POST",
+        "/api/v1/parcels/NDR-2/outcome",
+        &k,
+        Some(&not_found),
+    )
+    .await;
+    assert_eq!(
+        next_steps(&w, &k, "NDR-2").await,
+        vec!["Held for you at Depot North, gate 2"]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_policy_stops_the_start() {
+    let mut cfg = common::config(tempfile::tempdir().unwrap().path());
+    cfg.core.ndr.max_attempts = 0;
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("max_attempts"));
+    let mut cfg = common::config(tempfile::tempdir().unwrap().path());
+    cfg.core
+        .ndr
+        .on
+        .insert("absent".into(), milepost_core::fleet::ndr::Action::Hold);
+    assert!(cfg.validate().unwrap_err().to_string().contains("absent"));
+}
