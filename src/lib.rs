@@ -10,7 +10,7 @@
 //! files, sockets, the clock, listeners. Inside the shell, from the top: `main.rs` and the CLI;
 //! the listeners and tools (`server`, `web`, `cluster`, `replay`, `tools`, `client`); the shared
 //! machinery (`config`, `state`, `store`, `history`, `proofs`, `apikeys`, `feed`, `notify`, `auth`,
-//! `certs`, `metrics`, `wire`, `udp`);
+//! `certs`, `metrics`, `wire`, `udp`, `priority`);
 //! and each part's own configuration section (`*/config.rs`, `server/limits.rs`) at the
 //! bottom. `tests/layers.rs` checks the rule and that no import goes round in a circle.
 //!
@@ -41,6 +41,7 @@
 //!   server-sent events from the same feeds as QUIC, and the back-office API (`/api/v1`).
 //! - [`wire`]: reading and writing protocol frames on quinn streams.
 //! - [`udp`]: UDP socket buffer sizes for the gateway and the load generator.
+//! - [`priority`]: lower CPU priority for threads that must not slow ingest.
 #![deny(missing_docs)]
 
 pub mod apikeys;
@@ -53,6 +54,7 @@ pub mod feed;
 pub mod history;
 pub mod metrics;
 pub mod notify;
+pub mod priority;
 pub mod proofs;
 pub mod replay;
 pub mod server;

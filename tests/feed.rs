@@ -485,3 +485,51 @@ async fn a_dispatcher_that_stops_reading_fills_only_its_own_stream() {
     assert_eq!(behind, 0);
     fast_reader.abort();
 }
+
+#[tokio::test]
+async fn a_version_1_feed_passes_over_the_next_step_of_a_failed_attempt() {
+    let mut w = World::new().await;
+    let rec = w.t.recipient("MP100000001").await;
+    let mut feed = rec
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+        .unwrap();
+    w.drive(0, 1, 60).await;
+    common::report(
+        &mut w.driver,
+        3,
+        "S1",
+        None,
+        milepost_proto::route::Outcome::Failed {
+            reason: milepost_proto::route::FailureReason::RecipientAbsent,
+            note: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    // The gateway's feed holds the decision after the failure...
+    let kept = milepost::state::lock(&w.t.gw.shared().state.feed)
+        .parcel_after(&"MP100000001".into(), 0, 1_000)
+        .into_iter()
+        .filter_map(|(_, u)| match u {
+            Update::Parcel(p) => Some(p.kind),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        matches!(kept.last(), Some(ParcelEvent::NextStep { attempt: 1, .. })),
+        "{kept:?}"
+    );
+    // ...which a version-1 subscriber never receives (its enums are closed): it ends on the
+    // failure, and resuming after it skips the decision too.
+    let evs = events(&drain(&mut feed, 500).await);
+    assert!(evs.iter().all(|e| e.1.in_version_1()), "{evs:?}");
+    let (last_offset, last) = evs.last().unwrap().clone();
+    assert!(matches!(last, ParcelEvent::Failed { .. }), "{evs:?}");
+    let mut again = rec
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(last_offset))
+        .await
+        .unwrap();
+    let rest = events(&drain(&mut again, 300).await);
+    assert!(rest.is_empty(), "{rest:?}");
+}

@@ -67,7 +67,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "middle",
         &[
             "config", "state", "store", "history", "proofs", "apikeys", "feed", "notify", "auth",
-            "certs", "metrics", "wire", "udp",
+            "certs", "metrics", "wire", "udp", "priority",
         ],
     ),
     ("parts' config", &["*/config.rs", "*/limits.rs"]),

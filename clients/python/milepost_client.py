@@ -85,8 +85,7 @@ FAILURE_REASONS = ["RecipientAbsent", "AddressNotFound", "AccessProblem", "Refus
 PARCEL_STATES = ["Planned", "OutForDelivery", "ArrivingSoon", "Arrived", "Delivered", "Failed",
                  "Returned"]
 PARCEL_EVENTS = ["OutForDelivery", "StopsAway", "EtaChanged", "ArrivingSoon", "Arrived",
-                 "Delivered", "Failed", "Delayed", "Returned", "DeliveredTo", "NextStep"]
-NEXT_STEPS = ["Reattempt", "Hold", "Return"]
+                 "Delivered", "Failed", "Delayed", "Returned", "DeliveredTo"]
 DISPATCH_EVENTS = ["RouteStarted", "RouteFinished", "DriverStalled", "RunningLate",
                    "AttemptFailed", "OffRoute", "BackOnRoute", "StopArrived", "StopDeparted",
                    "StopPassed", "DriverMoving"]
@@ -626,12 +625,6 @@ def read_parcel_update(r: Reader) -> ParcelUpdate:
         f["eta_ms"], f["window_end_ms"] = r.signed(64), r.signed(64)
     elif kind == "Returned":
         f["note"] = r.string()
-    elif kind == "NextStep":
-        f["reason"] = FAILURE_REASONS[r.enum_index(FAILURE_REASONS, "FailureReason")]
-        f["attempt"] = r.varint(32)
-        f["next"] = NEXT_STEPS[r.enum_index(NEXT_STEPS, "NextStep")]
-        if f["next"] == "Hold":
-            f["place"] = r.string()
     return ParcelUpdate(tracking, fix_t_ms, kind, f)
 
 
@@ -1282,11 +1275,7 @@ def check_spec_vectors(protocol_md: str) -> list:
                                 {"proof": {"photo_sha256": None, "signature_sha256": None,
                                            "otp_verified": True},
                                  "at_ms": 1717000000000, "received_by": "Ana"})
-    next_step = ParcelUpdate("T1", 1717000000000, "NextStep",
-                             {"reason": "RecipientAbsent", "attempt": 2, "next": "Hold",
-                              "place": "Depot"})
-    for name, want in (("update-eta", eta), ("update-delivered-to", delivered_to),
-                       ("update-next-step", next_step)):
+    for name, want in (("update-eta", eta), ("update-delivered-to", delivered_to)):
         try:
             r = Reader(blocks[name])
             got = read_update(r)

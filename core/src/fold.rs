@@ -117,16 +117,8 @@ impl Parts<'_> {
             // parcel's earlier updates before this one is recorded.
             if let Update::Parcel(p) = &out[i] {
                 if matches!(p.kind, milepost_proto::route::ParcelEvent::Failed { .. }) {
-                    let earlier: Vec<_> = self
-                        .feed
-                        .parcel_after(&p.tracking, 0, usize::MAX)
-                        .into_iter()
-                        .filter_map(|(_, u)| match u {
-                            Update::Parcel(e) => Some(e),
-                            _ => None,
-                        })
-                        .collect();
-                    if let Some(next) = self.core.config().ndr.after(p, &earlier) {
+                    let before = self.feed.parcel_failures(&p.tracking);
+                    if let Some(next) = self.core.config().ndr.after(p, before) {
                         out.insert(i + 1, Update::Parcel(next));
                     }
                 }

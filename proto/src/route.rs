@@ -338,7 +338,9 @@ pub enum ParcelEvent {
         received_by: String,
     },
     /// What happens after a failed attempt (follows its `Failed`), by the carrier's policy.
-    /// Appended last, like `DeliveredTo`.
+    /// Not part of protocol version 1 (every version-1 enum is closed, PROTOCOL.md): never sent
+    /// on a version-1 QUIC feed ([`ParcelEvent::in_version_1`]); the JSON surfaces (web pages,
+    /// the API, webhooks) carry it. Declared last, so a later version appends it as index 10.
     NextStep {
         /// Why the attempt failed.
         reason: FailureReason,
@@ -347,6 +349,13 @@ pub enum ParcelEvent {
         /// What happens now.
         next: NextStep,
     },
+}
+
+impl ParcelEvent {
+    /// Whether protocol version 1 has this event (a version-1 server sends no other).
+    pub fn in_version_1(&self) -> bool {
+        !matches!(self, ParcelEvent::NextStep { .. })
+    }
 }
 
 /// A delivery as a recipient or dispatcher is told of it.

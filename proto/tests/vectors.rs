@@ -257,21 +257,6 @@ fn update_delivered_to() -> Update {
     })
 }
 
-/// The second failed attempt (recipient absent) of "T1", held at "Depot".
-fn update_next_step() -> Update {
-    Update::Parcel(ParcelUpdate {
-        tracking: "T1".into(),
-        fix_t_ms: 1_717_000_000_000,
-        kind: ParcelEvent::NextStep {
-            reason: FailureReason::RecipientAbsent,
-            attempt: 2,
-            next: milepost_proto::route::NextStep::Hold {
-                place: "Depot".into(),
-            },
-        },
-    })
-}
-
 /// The header of a 5-byte upload, the bytes `photo`.
 fn upload() -> ClientMsg {
     ClientMsg::Upload(Upload {
@@ -561,7 +546,6 @@ fn vectors() -> BTreeMap<&'static str, Expected> {
             "update-delivered-to",
             Expected::Update(update_delivered_to()),
         ),
-        ("update-next-step", Expected::Update(update_next_step())),
         ("upload", Expected::Client(upload())),
         (
             "command-assign-route",

@@ -177,6 +177,9 @@ pub struct NotifyConfig {
     pub retry_max_ms: u64,
     /// Threads talking to providers.
     pub workers: usize,
+    /// CPU priority (nice) of the outbox and worker threads: above the gateway's, so that
+    /// messages never slow fix ingest (0 keeps the gateway's).
+    pub nice: i32,
     /// Timeout of one provider request, seconds.
     pub timeout_s: u64,
     /// Lifetime of the tracking link in a message, days.
@@ -221,6 +224,7 @@ impl Default for NotifyConfig {
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
             workers: 4,
+            nice: 10,
             timeout_s: 10,
             link_ttl_days: 14,
             next_step,
@@ -411,6 +415,9 @@ impl NotifyConfig {
             .map_err(|_| format!("notify.time_zone {:?} is not an IANA zone", self.time_zone))?;
         if let Some(q) = &self.quiet_hours {
             q.minutes()?;
+        }
+        if !(0..=19).contains(&self.nice) {
+            return Err("notify.nice must be 0 to 19".into());
         }
         if self.workers == 0 || self.workers > 64 {
             return Err("notify.workers must be 1 to 64".into());

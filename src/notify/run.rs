@@ -10,6 +10,7 @@ use crate::notify::adapters::set::Adapters;
 use crate::notify::compose::Composer;
 use crate::notify::handle::{Job, JobDone, Notify};
 use crate::notify::outbox::Outbox;
+use crate::priority::lower_priority;
 use crate::state::lock;
 
 /// Starts the outbox thread and `composer.cfg.workers` workers.
@@ -18,6 +19,7 @@ pub fn start(notify: &Arc<Notify>, composer: Composer, adapters: Adapters) -> Re
     // Room for a round's worth of messages per worker: a round (one commit) hands out many.
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(workers * 64);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<JobDone>();
+    let nice = composer.cfg.nice;
     let outbox = Outbox::new(notify.clone(), composer, jobs_tx, done_rx)?;
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let adapters = Arc::new(adapters);
@@ -28,14 +30,20 @@ pub fn start(notify: &Arc<Notify>, composer: Composer, adapters: Adapters) -> Re
         threads.push(
             std::thread::Builder::new()
                 .name("milepost-notify-worker".into())
-                .spawn(move || work(&rx, &tx, &ad, &stop))
+                .spawn(move || {
+                    lower_priority(nice);
+                    work(&rx, &tx, &ad, &stop)
+                })
                 .map_err(|e| e.to_string())?,
         );
     }
     threads.push(
         std::thread::Builder::new()
             .name("milepost-notify".into())
-            .spawn(move || outbox.run())
+            .spawn(move || {
+                lower_priority(nice);
+                outbox.run()
+            })
             .map_err(|e| e.to_string())?,
     );
     Ok(())

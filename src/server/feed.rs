@@ -179,7 +179,15 @@ impl Feed {
                 Ok(events) => {
                     let full = events.len() == READ_BATCH;
                     for (offset, update) in events {
-                        write_msg(send, &ServerMsg::FeedEvent { offset, update }).await?;
+                        // Version 1 has no event outside its closed enums (PROTOCOL.md): the
+                        // others are passed over, the cursor moving on.
+                        let v1 = match &update {
+                            Update::Parcel(p) => p.kind.in_version_1(),
+                            _ => true,
+                        };
+                        if v1 {
+                            write_msg(send, &ServerMsg::FeedEvent { offset, update }).await?;
+                        }
                         cursor = offset;
                         self.lag.set(cursor);
                     }

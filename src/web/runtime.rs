@@ -8,6 +8,7 @@
 //! run on this runtime; what they share with the gateway (the fleet state, the log writer's
 //! queue, the feeds) is runtime-agnostic.
 
+use crate::priority::lower_priority;
 use std::future::Future;
 
 /// Resolves once the listener has stopped serving (its runtime is gone).
@@ -49,31 +50,6 @@ where
             let _ = done.send(());
         })?;
     Ok(served)
-}
-
-/// Lowers the calling thread's CPU priority to `nice` (Linux: a thread's nice value is its
-/// own). Best effort: a failure is logged, and the thread runs at the gateway's priority.
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-        let rc = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if rc != 0 {
-            tracing::warn!(
-                nice,
-                error = %std::io::Error::last_os_error(),
-                "web threads keep the gateway's CPU priority"
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    tracing::debug!(nice, "thread priorities are only set on Linux");
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -188,6 +188,15 @@ impl FeedStore {
             .unwrap_or_default()
     }
 
+    /// How many failed attempts a parcel's feed holds.
+    pub fn parcel_failures(&self, t: &TrackingNumber) -> u32 {
+        self.parcels.get(t).map_or(0, |v| {
+            v.iter()
+                .filter(|u| matches!(u.kind, milepost_proto::route::ParcelEvent::Failed { .. }))
+                .count() as u32
+        })
+    }
+
     /// The offset of a parcel's newest milestone (0 if none).
     pub fn parcel_last(&self, t: &TrackingNumber) -> u64 {
         self.parcels.get(t).map_or(0, |v| v.len() as u64)
