@@ -172,7 +172,19 @@ fn fake_twilio(count: Arc<AtomicU64>) -> String {
     format!("http://{addr}")
 }
 
+/// CPU seconds this process has used (user + system).
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass and nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 struct Run {
+    /// CPU seconds of the whole process (gateway, drivers, fake provider) from the first fix
+    /// to the last message.
+    cpu: f64,
     fixes: u64,
     secs: f64,
     acks: Histogram<u64>,
@@ -259,6 +271,7 @@ async fn run(notify: bool, drivers: usize, stops: usize, speedup: u64) -> Run {
 
     let acks = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let fixes = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_s();
     let began = Instant::now();
     let mut tasks = Vec::new();
     for d in 0..drivers {
@@ -344,6 +357,7 @@ async fn run(notify: bool, drivers: usize, stops: usize, speedup: u64) -> Run {
             last = now;
         }
     }
+    let cpu = cpu_s() - cpu0;
     let h = &stats.latency[1];
     let latency = (h.quantile_bound(0.5), h.quantile_bound(0.99));
     let outbox = [
@@ -361,6 +375,7 @@ async fn run(notify: bool, drivers: usize, stops: usize, speedup: u64) -> Run {
         send_secs,
         latency,
         outbox,
+        cpu,
     }
 }
 
@@ -379,9 +394,11 @@ async fn main() {
             format!("{speedup}x")
         }
     );
+    let mut cpu = [0.0f64; 2];
     for which in order.split(',') {
         let on = which.trim() == "on";
         let r = run(on, drivers, stops, speedup).await;
+        cpu[on as usize] = r.cpu;
         println!(
             "notifications {:3}: {} fixes in {:.1} s = {:.0} fixes/s; ack p50 {:.2} ms p99 {:.2} ms",
             if on { "on" } else { "off" },
@@ -405,5 +422,15 @@ async fn main() {
                 r.outbox[0], r.outbox[1], r.outbox[2]
             );
         }
+        println!("  process CPU: {:.1} s", r.cpu);
+        if cpu[0] > 0.0 && cpu[1] > 0.0 && on {
+            println!(
+                "  CPU per message sent (on - off): {:.0} us",
+                (cpu[1] - cpu[0]) * 1e6 / r.sent.max(1) as f64
+            );
+        }
+    }
+    if cpu[0] > 0.0 && cpu[1] > 0.0 {
+        println!("  CPU with notifications / without: {:.2}", cpu[1] / cpu[0]);
     }
 }
