@@ -51,7 +51,14 @@ async fn next_steps(w: &World, k: &str, tracking: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_failed_attempt_gets_the_policys_next_step_across_reattempt_routes() {
-    let w = World::with_web(|c| c.core.ndr.hold_place = "Depot North, gate 2".into()).await;
+    let w = World::with_web(|c| {
+        c.core.ndr.hold_place = "Depot North, gate 2".into();
+        // The recipient is told by SMS (the log adapter).
+        c.web.public_url = Some("http://milepost.test".into());
+        c.notify.enabled = true;
+        c.notify.sms = Some(milepost::notify::config::SmsConfig::Log);
+    })
+    .await;
     let k = key(&w);
     let absent = json!({"outcome": "failed", "reason": "recipient_absent", "note": "no answer"});
     // Attempt 1 and 2 on two routes: re-attempted; attempt 3: back to the sender.
@@ -59,7 +66,8 @@ async fn each_failed_attempt_gets_the_policys_next_step_across_reattempt_routes(
         .into_iter()
         .enumerate()
     {
-        let r = serde_json::to_value(route(route_id, driver, "NDR-1")).unwrap();
+        let mut r = serde_json::to_value(route(route_id, driver, "NDR-1")).unwrap();
+        r["recipients"] = json!({"NDR-1": {"phone": "+385911234567"}});
         call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
         call(
             &w,
@@ -79,6 +87,43 @@ async fn each_failed_attempt_gets_the_policys_next_step_across_reattempt_routes(
             "Going back to the sender after 3 attempts",
         ]
     );
+    // The recipient was told each attempt with its next step; the back office's return after
+    // the third is not told twice.
+    let returned = json!({"outcome": "returned", "note": "back to the shop"});
+    call(
+        &w,
+        "POST",
+        "/api/v1/parcels/NDR-1/outcome",
+        &k,
+        Some(&returned),
+    )
+    .await;
+    let mut told = Vec::new();
+    for _ in 0..200 {
+        let log = call(&w, "GET", "/api/v1/parcels/NDR-1/notifications", &k, None).await;
+        told = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}",
+                    m["milestone"].as_str().unwrap(),
+                    m["state"].as_str().unwrap()
+                )
+            })
+            // (Its "out for delivery" was overtaken by the failure behind it.)
+            .filter(|m| !m.starts_with("out_for_delivery"))
+            .collect();
+        if told.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = call(&w, "GET", "/api/v1/parcels/NDR-1/notifications", &k, None).await;
+    assert!(!log.to_string().contains("\"returned\""), "{log}");
+    assert_eq!(told, vec!["attempt_failed sent"; 3], "{log}");
     // An address not found is held where the policy says; a refusal goes back at once.
     let r = serde_json::to_value(route("R-N4", "D8", "NDR-2")).unwrap();
     call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;

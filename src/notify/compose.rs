@@ -159,6 +159,25 @@ impl Composer {
         v
     }
 
+    /// Whether the parcel's failed-attempt decision already said it goes back to the sender.
+    fn told_returning(&self, t: &milepost_proto::route::TrackingNumber) -> bool {
+        lock(&self.state.feed)
+            .parcel_after(t, 0, usize::MAX)
+            .iter()
+            .any(|(_, u)| {
+                matches!(
+                    u,
+                    milepost_proto::route::Update::Parcel(ParcelUpdate {
+                        kind: ParcelEvent::NextStep {
+                            next: NextStep::Return,
+                            ..
+                        },
+                        ..
+                    })
+                )
+            })
+    }
+
     /// Queues the messages of one parcel update, if it is a milestone the recipient is told
     /// of and was not told yet. `taken` holds the once-keys of this round.
     pub fn parcel(
@@ -180,6 +199,10 @@ impl Composer {
         let Some(w) = self.locate(&u.tracking) else {
             return Ok(());
         };
+        if m == Milestone::Returned && self.told_returning(&u.tracking) {
+            // The failed attempt's message said so already.
+            return Ok(());
+        }
         let key = once_key(&u.tracking.0, &w.route, m, &u.kind, u.fix_t_ms);
         if taken.contains(&key) || self.store.once_taken(&key)? {
             return Ok(());
