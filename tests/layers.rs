@@ -66,8 +66,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "middle",
         &[
-            "config", "state", "store", "history", "proofs", "apikeys", "feed", "notify", "auth",
-            "certs", "metrics", "wire", "udp", "priority",
+            "config", "state", "store", "history", "proofs", "apikeys", "drivers", "feed",
+            "notify", "auth", "certs", "metrics", "wire", "udp", "priority",
         ],
     ),
     ("parts' config", &["*/config.rs", "*/limits.rs"]),

@@ -35,8 +35,10 @@ pub struct Composer {
     pub carrier: String,
     /// Base URL of links, no trailing slash.
     pub public_url: String,
-    /// Drivers' first names, by driver id.
+    /// Drivers' first names from `[web.drivers]`, by driver id (the fallback).
     pub drivers: BTreeMap<String, String>,
+    /// Drivers' profiles set over the API (first).
+    pub profiles: Arc<crate::drivers::DriverProfiles>,
     /// Signs tracking links.
     pub keys: TokenKey,
     /// Signs opt-out links (the notifications' own secret, [`crate::notify::Notify::secret`]).
@@ -121,11 +123,12 @@ impl Composer {
             window,
             eta: s.and_then(|s| s.eta_ms).map(t),
             stops_away: s.and_then(|s| s.stops_away),
-            driver_first_name: w
-                .driver
-                .as_ref()
-                .filter(|_| on_the_way)
-                .and_then(|d| self.drivers.get(d).cloned()),
+            driver_first_name: w.driver.as_ref().filter(|_| on_the_way).and_then(|d| {
+                self.profiles
+                    .get(d)
+                    .map(|p| p.first_name)
+                    .or_else(|| self.drivers.get(d).cloned())
+            }),
             ..Vars::default()
         };
         match &u.kind {

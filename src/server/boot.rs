@@ -135,11 +135,15 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
         Notify::open(&cfg.data_dir, notify_key.secret())
             .map_err(|e| ServerError::Config(ConfigError::Invalid(e)))?,
     );
+    let drivers = Arc::new(
+        crate::drivers::DriverProfiles::open(&cfg.data_dir).map_err(io_err("drivers.json"))?,
+    );
     let shared = Arc::new(Shared {
         cfg,
         keys,
         api_keys,
         proofs,
+        drivers,
         notify,
         ledger,
         state: recovered.state,
@@ -365,6 +369,7 @@ fn start_notify(shared: &Shared) -> Result<(), ServerError> {
             .iter()
             .map(|(id, d)| (id.clone(), d.first_name.clone()))
             .collect(),
+        profiles: shared.drivers.clone(),
         keys: shared.keys.clone(),
         optout_secret: shared.notify.secret().to_vec(),
         state: shared.state.clone(),

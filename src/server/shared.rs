@@ -66,6 +66,8 @@ pub struct Shared {
     pub api_keys: Arc<KeyStore>,
     /// Proof-of-delivery files (photos, signatures), uploaded over QUIC or HTTP.
     pub proofs: ProofStore,
+    /// Drivers' profiles set over the API (the `[web.drivers]` table is their fallback).
+    pub drivers: Arc<crate::drivers::DriverProfiles>,
     /// Notifications: recipients' contacts, the outbox, its counters (threads running only
     /// with `notify.enabled`).
     pub notify: Arc<Notify>,

@@ -1,18 +1,21 @@
 //! `/api/v1/drivers` and `/api/v1/depots/{depot}/drivers`: live positions and current routes,
-//! for callers with any scope on the driver's depot.
+//! for callers with any scope on the driver's depot; and drivers' profiles (first name,
+//! vehicle, photo) that recipients see, set by a back office.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use milepost_proto::DriverId;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::apikeys::KeyRole;
+use crate::drivers::DriverProfile;
 use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::{ApiPath, ApiQuery};
+use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::web::api::views::{
     cursor_id, cursor_of, page_limit, DriverDetail, DriverPage, PositionDetail,
 };
@@ -117,4 +120,95 @@ pub async fn depot_drivers(
         _ => None,
     };
     Ok(json(DriverPage { items, next_cursor }))
+}
+
+/// The depot of a driver's current (or last) route, if any.
+fn depot_of_driver(st: &WebState, driver: &str) -> Option<String> {
+    let core = lock(&st.shared.state.core);
+    core.route_of_driver(&DriverId(driver.to_owned()))
+        .and_then(|r| core.run(r))
+        .map(|r| r.plan.depot.0.clone())
+}
+
+/// A back-office scope on the driver's depot, or on any depot for a driver without a route.
+fn may_edit(st: &WebState, caller: &Caller, driver: &str) -> Result<(), ApiError> {
+    match depot_of_driver(st, driver) {
+        Some(depot) => caller.require(KeyRole::Backoffice, &depot),
+        None if caller.any_backoffice() => Ok(()),
+        None => Err(ApiError::forbidden("this needs a backoffice scope")),
+    }
+}
+
+/// Set a driver's profile
+///
+/// First name, vehicle and photo as recipients see them once the driver is on the way to
+/// their stop (instead of the `[web.drivers]` table of the configuration).
+#[utoipa::path(
+    put,
+    path = "/api/v1/drivers/{driver}/profile",
+    tag = "drivers",
+    params(("driver" = String, Path, description = "Driver id")),
+    request_body = DriverProfile,
+    responses((status = 200, description = "Stored", body = DriverProfile))
+)]
+pub async fn put_profile(
+    State(st): St,
+    ApiPath(driver): ApiPath<String>,
+    caller: Caller,
+    body: ApiJson<DriverProfile>,
+) -> Result<Response, ApiError> {
+    may_edit(&st, &caller, &driver)?;
+    body.value
+        .check()
+        .map_err(|(f, why)| ApiError::bad_request(why).field(f))?;
+    let mut p = body.value;
+    p.first_name = p.first_name.trim().to_owned();
+    st.shared
+        .drivers
+        .put(&driver, Some(p.clone()))
+        .map_err(|e| ApiError::internal(format!("drivers.json: {e}")))?;
+    Ok(json(p))
+}
+
+/// Get a driver's profile
+#[utoipa::path(
+    get,
+    path = "/api/v1/drivers/{driver}/profile",
+    tag = "drivers",
+    params(("driver" = String, Path, description = "Driver id")),
+    responses((status = 200, description = "The profile", body = DriverProfile))
+)]
+pub async fn get_profile(
+    State(st): St,
+    ApiPath(driver): ApiPath<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    may_edit(&st, &caller, &driver)?;
+    let p = st
+        .shared
+        .drivers
+        .get(&driver)
+        .ok_or_else(|| ApiError::not_found(format!("no profile for {driver}")))?;
+    Ok(json(p))
+}
+
+/// Remove a driver's profile
+#[utoipa::path(
+    delete,
+    path = "/api/v1/drivers/{driver}/profile",
+    tag = "drivers",
+    params(("driver" = String, Path, description = "Driver id")),
+    responses((status = 204, description = "Removed"))
+)]
+pub async fn delete_profile(
+    State(st): St,
+    ApiPath(driver): ApiPath<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    may_edit(&st, &caller, &driver)?;
+    st.shared
+        .drivers
+        .put(&driver, None)
+        .map_err(|e| ApiError::internal(format!("drivers.json: {e}")))?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

@@ -129,6 +129,12 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         )
         .route("/api/v1/drivers/{driver}", get(drivers::get_driver))
         .route(
+            "/api/v1/drivers/{driver}/profile",
+            put(drivers::put_profile)
+                .get(drivers::get_profile)
+                .delete(drivers::delete_profile),
+        )
+        .route(
             "/api/v1/depots/{depot}/drivers",
             get(drivers::depot_drivers),
         )

@@ -52,8 +52,12 @@ impl PositionView {
     }
 }
 
-/// A driver's display name for dispatchers: the configured first name, else the id.
+/// A driver's display name for dispatchers: the profile's first name, else the configured
+/// one, else the id.
 pub fn driver_name(shared: &Shared, d: &DriverId) -> String {
+    if let Some(p) = shared.drivers.get(&d.0) {
+        return p.first_name;
+    }
     shared
         .cfg
         .web

@@ -63,13 +63,17 @@ impl MilestoneView {
     }
 }
 
-/// What a recipient is told about the driver (from `web.drivers`; nothing when not configured).
+/// What a recipient is told about the driver (the profile set over the API, else
+/// `web.drivers`; nothing when neither has one), once the driver is on the way to this stop.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DriverCard {
     /// First name.
     pub first_name: String,
     /// Vehicle.
     pub vehicle: Option<String>,
+    /// Photo, `https://` (profiles only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
 }
 
 /// The parcel's current state, without the timeline (sent on every change).
@@ -131,11 +135,18 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
     });
     let (driver, at) = {
         let core = lock(&shared.state.core);
-        let driver = match s.state {
-            ParcelState::Planned => None,
-            _ => core
-                .route_view(&s.route_id)
-                .and_then(|v| driver_card(shared, &v.driver)),
+        // Who the driver is shows once the driver is on the way to this stop (next, soon,
+        // there) or has been (delivered, failed), not while serving other customers before.
+        let on_the_way = match s.state {
+            ParcelState::Planned => false,
+            ParcelState::OutForDelivery => s.stops_away == Some(0),
+            _ => true,
+        };
+        let driver = if on_the_way {
+            core.route_view(&s.route_id)
+                .and_then(|v| driver_card(shared, &v.driver))
+        } else {
+            None
         };
         (driver, moment(shared, &core, &s.route_id))
     };
@@ -158,11 +169,19 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
     }
 }
 
-/// The configured presentation of a driver.
+/// The presentation of a driver: the profile set over the API, else `web.drivers`.
 pub fn driver_card(shared: &Shared, d: &DriverId) -> Option<DriverCard> {
+    if let Some(p) = shared.drivers.get(&d.0) {
+        return Some(DriverCard {
+            first_name: p.first_name,
+            vehicle: p.vehicle,
+            photo_url: p.photo_url,
+        });
+    }
     shared.cfg.web.drivers.get(&d.0).map(|c| DriverCard {
         first_name: c.first_name.clone(),
         vehicle: c.vehicle.clone(),
+        photo_url: None,
     })
 }
 
