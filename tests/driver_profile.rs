@@ -6,16 +6,10 @@ mod common;
 mod web_support;
 
 use serde_json::{json, Value};
-use web_support::{get, request, Resp, World};
+use web_support::{get, Resp, World};
 
 async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Resp {
-    let auth = format!("Bearer {key}");
-    let text = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if text.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    request(w.web(), method, path, &headers, text.as_deref()).await
+    web_support::api(w, method, path, key, body).await
 }
 
 /// The driver card a recipient of `tracking` sees now.

@@ -8,20 +8,14 @@ mod web_support;
 
 use milepost_proto::route::Route;
 use serde_json::{json, Value};
-use web_support::{request, World};
+use web_support::World;
 
 fn key(w: &World) -> String {
     w.backoffice_key()
 }
 
 async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Value {
-    let auth = format!("Bearer {key}");
-    let text = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if text.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    let r = request(w.web(), method, path, &headers, text.as_deref()).await;
+    let r = web_support::api(w, method, path, key, body).await;
     assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.text());
     r.json()
 }

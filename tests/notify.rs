@@ -65,13 +65,7 @@ fn key(w: &World) -> String {
 }
 
 async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Resp {
-    let auth = format!("Bearer {key}");
-    let text = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if text.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    request(w.web(), method, path, &headers, text.as_deref()).await
+    web_support::api(w, method, path, key, body).await
 }
 
 async fn set_contact(w: &World, key: &str, tracking: &str, c: Value) {

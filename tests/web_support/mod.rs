@@ -55,6 +55,23 @@ impl World {
     }
 }
 
+/// An API call to `w`'s web listener with `key` as the bearer, and a JSON body if given.
+pub async fn api(
+    w: &World,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&serde_json::Value>,
+) -> Resp {
+    let auth = format!("Bearer {key}");
+    let text = body.map(|b| b.to_string());
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if text.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    request(w.web(), method, path, &headers, text.as_deref()).await
+}
+
 /// An HTTP answer.
 #[derive(Debug)]
 pub struct Resp {
