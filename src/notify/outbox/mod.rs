@@ -1,19 +1,14 @@
 //! The outbox thread: reads parcel milestones (and the alerts of configured depots) from the
-//! feed store by cursor, has them composed, commits the new messages with the moved cursor
-//! and their once-keys in one transaction, and hands due messages to the worker threads that
-//! talk to providers; their answers come back here and are committed the same way (sent,
-//! retried with backoff, or dead-lettered).
+//! feed store by cursor ([`intake`]), has them composed, commits the new messages with the
+//! moved cursor and their once-keys in one transaction, and hands due messages that pass the
+//! rules ([`rules`]) to the worker threads that talk to providers; their answers come back here
+//! and are committed the same way (sent, retried with backoff, or dead-lettered). Messages of
+//! one parcel and channel go out one at a time, in order.
 //!
-//! Rules applied when a message falls due, in order: the recipient's contact still exists
-//! and has the channel's address; the address has not opted out; a timely message
-//! ([`Milestone::timely`]) is dropped when it failed before and a newer one for the same parcel
-//! waits behind it, when older than `timely_max_age_s`, in quiet hours or past the rate limit, where the others
-//! wait. Messages of one parcel and channel go out one at a time, in order.
-//!
-//! Nothing here blocks ingest: the feed store is read under its lock for a copy of a page of
+//! Nothing here blocks ingest: the feed store is read under its lock for one page of
 //! milestones, and providers are only ever waited on by the workers.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -21,57 +16,17 @@ use std::time::Duration;
 
 use crate::notify::adapters::provider::SendError;
 use crate::notify::compose::Composer;
-use crate::notify::contact::{address_key, mask, Channel};
-use crate::notify::handle::{Command, Job, JobDone, Notify};
-use crate::notify::plan::{backoff_ms, milestone_of, Quiet};
+use crate::notify::contact::mask;
+use crate::notify::handle::{Job, JobDone, Notify};
+use crate::notify::plan::{backoff_ms, Quiet};
 use crate::notify::store::{Batch, Dead, MessageLog, Queued};
-use crate::state::lock;
+mod intake;
+mod rules;
+mod state;
 
-/// Milestones visited per page (most are ETA refreshes, skipped without a copy).
-const PAGE: usize = 20_000;
-/// Longest sleep between rounds when nothing happens, ms.
-const IDLE_MS: u64 = 50;
-/// How long answers are gathered before a round commits them.
-const GATHER: Duration = Duration::from_millis(5);
-/// Cursor name of the parcel milestones.
-const MILESTONES: &str = "milestones";
-
-/// A parcel's (or a depot's alerts') messages on one channel go out in order.
-type Lane = (String, Channel);
-
-fn lane_of(q: &Queued) -> Lane {
-    let who = match &q.tracking {
-        Some(t) => format!("p:{t}"),
-        None => format!(
-            "a:{}:{}:{}",
-            q.depot,
-            q.route,
-            q.alert.as_deref().unwrap_or("")
-        ),
-    };
-    (who, q.channel)
-}
-
-/// The outbox's state, owned by its thread.
-pub struct Outbox {
-    notify: Arc<Notify>,
-    composer: Composer,
-    quiet: Option<Quiet>,
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<JobDone>,
-    items: BTreeMap<u64, Queued>,
-    lanes: HashMap<Lane, VecDeque<u64>>,
-    in_flight: HashSet<Lane>,
-    /// Send times per address key in the last hour.
-    rate: HashMap<String, VecDeque<i64>>,
-    cursor: Option<u64>,
-    depot_cursors: HashMap<String, u64>,
-    next_id: u64,
-    /// Written next round (drops decided while dispatching).
-    carry: Batch,
-    /// When contacts past their retention are next erased, UTC ms.
-    next_sweep: i64,
-}
+use rules::Decision;
+pub use state::Outbox;
+use state::{depot_cursor, lane_of, Lane, GATHER, IDLE_MS, MILESTONES};
 
 impl Outbox {
     /// The outbox over the queue as stored (messages queued before a restart go out first).
@@ -264,127 +219,6 @@ impl Outbox {
         true
     }
 
-    fn commands(&mut self, b: &mut Batch) {
-        let cmds: Vec<Command> = std::mem::take(&mut *lock(&self.notify.commands));
-        for c in cmds {
-            match c {
-                Command::Retry(id) => {
-                    let dead = match self.notify.store.dead() {
-                        Ok(d) => d,
-                        Err(e) => {
-                            tracing::error!(error = %e, "dead letters not read; retry kept");
-                            lock(&self.notify.commands).push(Command::Retry(id));
-                            continue;
-                        }
-                    };
-                    if let Some(d) = dead.into_iter().find(|d| d.message.id == id) {
-                        let mut q = d.message;
-                        q.attempts = 0;
-                        q.next_ms = self.now();
-                        // Retried by a person: news again from now.
-                        q.queued_ms = q.next_ms;
-                        q.last_error = None;
-                        b.undead.push(id);
-                        b.retry.push(q.clone());
-                        self.insert(q);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads milestones and alerts into `b`; true if more are waiting.
-    fn read(&mut self, b: &mut Batch) -> bool {
-        let state = self.composer.state.clone();
-        let mut next_id = self.next_id;
-        let mut taken = HashSet::new();
-        let mut more = false;
-        // Only milestones worth a message are copied out of the ring (most of it is ETA
-        // refreshes), under the feed's lock for one page.
-        let stops_away_at = self.composer.cfg.stops_away_at;
-        let page = {
-            let feed = lock(&state.feed);
-            match self.cursor {
-                // First start: from now on, never the past.
-                None => Err(Some(feed.milestones_last())),
-                Some(c) => {
-                    let mut wanted = Vec::new();
-                    let visited = feed.visit_milestones_after(c, PAGE, |off, u| {
-                        if milestone_of(&u.kind, stops_away_at).is_some() {
-                            wanted.push((off, u.clone()));
-                        }
-                    });
-                    match visited {
-                        Ok(last) => Ok((c, last, wanted)),
-                        Err(_) => {
-                            let first = feed.milestones_first();
-                            let lost = first.saturating_sub(1).saturating_sub(c);
-                            self.notify.stats.skipped.fetch_add(lost, Ordering::Relaxed);
-                            tracing::error!(
-                                lost,
-                                "notification outbox fell behind the milestone ring; \
-                                 milestones skipped (raise feed.milestones_kept)"
-                            );
-                            Err(Some(first.saturating_sub(1)))
-                        }
-                    }
-                }
-            }
-        };
-        match page {
-            Err(Some(c)) => b.cursors.push((MILESTONES.into(), c)),
-            Err(None) => {}
-            Ok((from, last, wanted)) => {
-                more = last - from == PAGE as u64;
-                let mut done = last;
-                for (off, u) in &wanted {
-                    if let Err(e) = self.composer.parcel(u, &mut next_id, &mut taken, b) {
-                        // Read again next round: the cursor stops before it.
-                        tracing::error!(error = %e, "notification not composed; retrying");
-                        more = false;
-                        done = off - 1;
-                        break;
-                    }
-                }
-                if done > from {
-                    b.cursors.push((MILESTONES.into(), done));
-                }
-            }
-        }
-        for a in self.composer.cfg.alerts.clone() {
-            let depot = milepost_proto::route::DepotId(a.depot.clone());
-            let page = {
-                let feed = lock(&state.feed);
-                match self.depot_cursors.get(&a.depot) {
-                    None => Err(feed.depot_last(&depot)),
-                    Some(c) => feed
-                        .depot_after(&depot, *c, PAGE)
-                        .map_err(|_| feed.depot_last(&depot)),
-                }
-            };
-            match page {
-                Err(c) => b.cursors.push((depot_cursor(&a.depot), c)),
-                Ok(page) => {
-                    more |= page.len() == PAGE;
-                    for (off, u) in &page {
-                        if let milepost_proto::route::Update::Dispatch(d) = u {
-                            if let Err(e) = self.composer.alert(&a, d, &mut next_id, &mut taken, b)
-                            {
-                                tracing::error!(error = %e, "alert not composed");
-                            }
-                        }
-                        b.cursors.retain(|(k, _)| *k != depot_cursor(&a.depot));
-                        b.cursors.push((depot_cursor(&a.depot), *off));
-                    }
-                }
-            }
-        }
-        if next_id != self.next_id {
-            b.next_id = Some(next_id);
-        }
-        more
-    }
-
     /// Hands due messages to the workers; returns the next due time of those waiting.
     fn dispatch(&mut self) -> Option<i64> {
         let now = self.now();
@@ -434,82 +268,6 @@ impl Outbox {
             }
         }
         next_due
-    }
-
-    fn decide(&mut self, q: &Queued, lane_len: usize, now: i64) -> Decision {
-        let cfg = &self.composer.cfg;
-        let (to, name) = match (&q.tracking, &q.to) {
-            (_, Some(to)) => (to.clone(), None),
-            (Some(t), None) => match self.notify.store.contact(t) {
-                Ok(Some(c)) => match c.contact.address(q.channel) {
-                    Some(a) => (a.to_owned(), c.contact.name.clone()),
-                    None => return Decision::Drop("no address for the channel"),
-                },
-                Ok(None) => return Decision::Drop("no contact"),
-                Err(e) => {
-                    tracing::error!(error = %e, "contact not read");
-                    return Decision::Wait(now + 1000);
-                }
-            },
-            (None, None) => return Decision::Drop("no address"),
-        };
-        let key = address_key(self.notify.secret(), q.channel, &to);
-        match self.notify.store.opted_out(&key) {
-            Ok(true) => return Decision::Drop("opted out"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "opt-out not read");
-                return Decision::Wait(now + 1000);
-            }
-        }
-        if q.milestone.is_none() {
-            // A dispatcher's alert: no quiet hours, no rate limit, never superseded.
-            return Decision::Send { to, name, key };
-        }
-        let timely = q.timely();
-        // News is not sent just before a newer outcome (delivered, failed, returned), nor late
-        // over any newer news once it failed; fresh news goes in order, even in a burst.
-        if timely && lane_len > 1 {
-            let behind_final = self.lane_has_final(q);
-            if behind_final || q.attempts > 0 {
-                return Decision::Drop("superseded by a newer message");
-            }
-        }
-        if timely && now - q.queued_ms > cfg.timely_max_age_s as i64 * 1000 {
-            return Decision::Drop("too old to be news");
-        }
-        if let Some(end) = self
-            .quiet
-            .and_then(|qh| qh.ends_after(self.composer.tz, now))
-        {
-            return if timely {
-                Decision::Drop("quiet hours")
-            } else {
-                Decision::Wait(end)
-            };
-        }
-        let sent = self.rate.entry(key.clone()).or_default();
-        while sent.front().is_some_and(|t| *t <= now - 3_600_000) {
-            sent.pop_front();
-        }
-        if sent.len() >= cfg.rate_per_hour as usize {
-            return if timely {
-                Decision::Drop("rate limited")
-            } else {
-                Decision::Wait(sent.front().map_or(now, |t| t + 3_600_000))
-            };
-        }
-        Decision::Send { to, name, key }
-    }
-
-    /// Whether a message that is not news (delivered, failed, returned) waits behind `q`.
-    fn lane_has_final(&self, q: &Queued) -> bool {
-        self.lanes.get(&lane_of(q)).is_some_and(|l| {
-            l.iter()
-                .filter(|id| **id != q.id)
-                .filter_map(|id| self.items.get(id))
-                .any(|m| !m.timely())
-        })
     }
 
     fn finish(&mut self, q: Queued, state: String, provider_id: Option<String>, now: i64) {
@@ -587,16 +345,6 @@ impl Outbox {
     }
 }
 
-enum Decision {
-    Drop(&'static str),
-    Wait(i64),
-    Send {
-        to: String,
-        name: Option<String>,
-        key: String,
-    },
-}
-
 /// The line a parcel's message log gets (alerts keep none).
 fn log_of(
     q: &Queued,
@@ -612,8 +360,4 @@ fn log_of(
         provider_id,
         at_ms,
     })
-}
-
-fn depot_cursor(depot: &str) -> String {
-    format!("depot:{depot}")
 }

@@ -1,0 +1,64 @@
+//! The outbox's state (queue in memory, lanes, rate windows, cursors) and the names its parts
+//! share; [`super`] runs it, [`super::intake`] fills it, [`super::rules`] judges its messages.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::notify::compose::Composer;
+use crate::notify::contact::Channel;
+use crate::notify::handle::{Job, JobDone, Notify};
+use crate::notify::plan::Quiet;
+use crate::notify::store::{Batch, Queued};
+
+/// Milestones visited per page (most are ETA refreshes, skipped without a copy).
+pub(super) const PAGE: usize = 20_000;
+/// Longest sleep between rounds when nothing happens, ms.
+pub(super) const IDLE_MS: u64 = 50;
+/// How long answers are gathered before a round commits them.
+pub(super) const GATHER: Duration = Duration::from_millis(5);
+/// Cursor name of the parcel milestones.
+pub(super) const MILESTONES: &str = "milestones";
+
+/// A parcel's (or a depot's alerts') messages on one channel go out in order.
+pub(super) type Lane = (String, Channel);
+
+pub(super) fn lane_of(q: &Queued) -> Lane {
+    let who = match &q.tracking {
+        Some(t) => format!("p:{t}"),
+        None => format!(
+            "a:{}:{}:{}",
+            q.depot,
+            q.route,
+            q.alert.as_deref().unwrap_or("")
+        ),
+    };
+    (who, q.channel)
+}
+
+/// The outbox's state, owned by its thread.
+pub struct Outbox {
+    pub(super) notify: Arc<Notify>,
+    pub(super) composer: Composer,
+    pub(super) quiet: Option<Quiet>,
+    pub(super) jobs: Option<SyncSender<Job>>,
+    pub(super) done: Receiver<JobDone>,
+    pub(super) items: BTreeMap<u64, Queued>,
+    pub(super) lanes: HashMap<Lane, VecDeque<u64>>,
+    pub(super) in_flight: HashSet<Lane>,
+    /// Send times per address key in the last hour.
+    pub(super) rate: HashMap<String, VecDeque<i64>>,
+    pub(super) cursor: Option<u64>,
+    pub(super) depot_cursors: HashMap<String, u64>,
+    pub(super) next_id: u64,
+    /// Written next round (drops decided while dispatching).
+    pub(super) carry: Batch,
+    /// When contacts past their retention are next erased, UTC ms.
+    pub(super) next_sweep: i64,
+}
+
+/// The cursor name of a depot's alerts.
+pub(super) fn depot_cursor(depot: &str) -> String {
+    format!("depot:{depot}")
+}
