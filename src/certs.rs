@@ -149,13 +149,17 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// connection).
 pub const TICKETS_PER_HANDSHAKE: usize = 4;
 
-/// A TLS 1.3 server configuration with the Milepost ALPN.
+/// A TLS 1.3 server configuration offering every Milepost ALPN, newest first.
 pub fn server_tls(id: ServerIdentity) -> Result<rustls::ServerConfig, CertError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(id.chain, id.key)?;
-    cfg.alpn_protocols = vec![milepost_proto::ALPN.to_vec()];
+    cfg.alpn_protocols = milepost_proto::VERSIONS
+        .iter()
+        .filter_map(|&v| milepost_proto::alpn(v))
+        .map(<[u8]>::to_vec)
+        .collect();
     // Our order (AES-128-GCM-SHA256 first, see `provider`), whatever the phone prefers.
     cfg.ignore_client_order = true;
     // A TLS 1.3 ticket is used up by the attempt that offers it, even one that fails: phones
@@ -168,6 +172,11 @@ pub fn server_tls(id: ServerIdentity) -> Result<rustls::ServerConfig, CertError>
 
 /// A TLS 1.3 client configuration trusting the certificates in `ca_pem`.
 pub fn client_tls(ca_pem: &Path) -> Result<rustls::ClientConfig, CertError> {
+    client_tls_speaking(ca_pem, milepost_proto::PROTOCOL_VERSION)
+}
+
+/// Like [`client_tls`], offering the ALPN of protocol `version` only (a version-1 phone).
+pub fn client_tls_speaking(ca_pem: &Path, version: u16) -> Result<rustls::ClientConfig, CertError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in load_certs(ca_pem)? {
         roots.add(cert)?;
@@ -176,6 +185,7 @@ pub fn client_tls(ca_pem: &Path) -> Result<rustls::ClientConfig, CertError> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![milepost_proto::ALPN.to_vec()];
+    let alpn = milepost_proto::alpn(version).unwrap_or(milepost_proto::ALPN);
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(cfg)
 }

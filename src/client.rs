@@ -61,6 +61,15 @@ impl ClientError {
     }
 }
 
+/// The protocol version a connection's ALPN negotiated (the newest if it names none).
+pub fn negotiated_version(conn: &quinn::Connection) -> u16 {
+    conn.handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol)
+        .and_then(|p| milepost_proto::version_of_alpn(&p))
+        .unwrap_or(PROTOCOL_VERSION)
+}
+
 /// A client endpoint: one UDP socket that many connections (simulated drivers) can share.
 #[derive(Clone)]
 pub struct ClientEndpoint {
@@ -87,7 +96,16 @@ const PHONE_TICKETS: usize = 8;
 impl ClientEndpoint {
     /// Binds a client endpoint on `bind` (e.g. `127.0.0.1:0`) trusting the CA in `ca_pem`.
     pub fn new(bind: SocketAddr, ca_pem: &Path) -> Result<ClientEndpoint, ClientError> {
-        let mut tls = crate::certs::client_tls(ca_pem)?;
+        ClientEndpoint::speaking(bind, ca_pem, PROTOCOL_VERSION)
+    }
+
+    /// Like [`ClientEndpoint::new`], for phones that speak protocol `version` (1 or 2).
+    pub fn speaking(
+        bind: SocketAddr,
+        ca_pem: &Path,
+        version: u16,
+    ) -> Result<ClientEndpoint, ClientError> {
+        let mut tls = crate::certs::client_tls_speaking(ca_pem, version)?;
         // Resume TLS sessions (cheap reconnects) and allow 0-RTT, which `connect_0rtt` uses.
         tls.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
         tls.enable_early_data = true;
@@ -210,7 +228,7 @@ impl Session {
     ) -> Result<Session, ClientError> {
         let (mut send, mut recv) = conn.open_bi().await?;
         let hello = ClientMsg::Hello(Hello {
-            version: PROTOCOL_VERSION,
+            version: negotiated_version(&conn),
             token: token.to_owned(),
             subject: subject.to_owned(),
             device,

@@ -64,6 +64,8 @@ pub struct Config {
     /// Messages to recipients (e-mail, SMS, WhatsApp) and dispatchers (off unless
     /// `notify.enabled`).
     pub notify: NotifyConfig,
+    /// What recipients may change about a delivery (`[self_service]`).
+    pub self_service: crate::selfservice::SelfServiceConfig,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             proofs: ProofsConfig::default(),
             notify: NotifyConfig::default(),
+            self_service: Default::default(),
         }
     }
 }
@@ -194,6 +197,7 @@ impl Config {
     /// Notifications: their own values, a base URL for links, no cluster (not built yet: the
     /// outbox is one gateway's), and every template compiled and rendered once.
     fn validate_notify(&self) -> Result<(), ConfigError> {
+        self.self_service.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         n.validate().map_err(ConfigError::Invalid)?;
         if !n.enabled {

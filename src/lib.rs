@@ -60,6 +60,7 @@ pub mod notify;
 pub mod priority;
 pub mod proofs;
 pub mod replay;
+pub mod selfservice;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -489,7 +489,19 @@ async fn a_dispatcher_that_stops_reading_fills_only_its_own_stream() {
 #[tokio::test]
 async fn a_version_1_feed_passes_over_the_next_step_of_a_failed_attempt() {
     let mut w = World::new().await;
-    let rec = w.t.recipient("MP100000001").await;
+    let ep = milepost::client::ClientEndpoint::speaking("127.0.0.1:0".parse().unwrap(), &w.t.ca, 1)
+        .unwrap();
+    let conn = ep.connect(w.t.gw.local_addr, "localhost").await.unwrap();
+    let token = common::token(milepost::auth::Role::Recipient, "MP100000001", "north");
+    let rec = milepost::client::Session::open(conn, &token, "MP100000001", Default::default())
+        .await
+        .unwrap();
+    // A version-2 subscriber, beside it, receives the decision.
+    let rec2 = w.t.recipient("MP100000001").await;
+    let mut feed2 = rec2
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+        .unwrap();
     let mut feed = rec
         .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
         .await
@@ -532,4 +544,12 @@ async fn a_version_1_feed_passes_over_the_next_step_of_a_failed_attempt() {
         .unwrap();
     let rest = events(&drain(&mut again, 300).await);
     assert!(rest.is_empty(), "{rest:?}");
+    let evs2 = events(&drain(&mut feed2, 300).await);
+    assert!(
+        matches!(
+            evs2.last(),
+            Some((_, ParcelEvent::NextStep { attempt: 1, .. }))
+        ),
+        "{evs2:?}"
+    );
 }

@@ -60,10 +60,12 @@ impl Fleet {
         for p in &snap.positions {
             positions.update(&p.driver, &p.depot, p.seq, &p.fix);
         }
+        let mut core = FleetCore::restore(cfg, snap.core);
+        core.restore_service(snap.service);
         Fleet {
             ledger: Ledger::import(snap.ledger),
             positions,
-            core: FleetCore::restore(cfg, snap.core),
+            core,
             feed: snap.feed,
         }
     }
@@ -148,6 +150,7 @@ impl Parts<'_> {
                 .collect(),
             core: self.core.snapshot(),
             feed: self.feed,
+            service: Some(self.core.service_book()),
         }
     }
 
@@ -272,6 +275,30 @@ impl Parts<'_> {
             // Kept by the shell beside the history (what was done about an alert is not part of
             // the live fleet state); the fold has nothing to change.
             LogRecord::AlertHandled { .. } => Some(CommandResult::Applied),
+            LogRecord::DeliveryChanged {
+                tracking,
+                change,
+                at_ms,
+                ..
+            } => match self.core.change_delivery(tracking, change, *at_ms) {
+                Ok(u) => {
+                    out.extend(u);
+                    Some(CommandResult::Applied)
+                }
+                Err(e) => refused(&e),
+            },
+            LogRecord::MessagePosted {
+                tracking,
+                from,
+                text,
+                at_ms,
+            } => match self.core.post_message(tracking, *from, text, *at_ms) {
+                Ok(u) => {
+                    out.extend(u);
+                    Some(CommandResult::Applied)
+                }
+                Err(e) => refused(&e),
+            },
             LogRecord::InstructionsSet { tracking, text, .. } => {
                 match self.core.set_instructions(tracking, text) {
                     Ok(u) => {

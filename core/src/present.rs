@@ -166,7 +166,35 @@ pub fn event_kind(e: &ParcelEvent) -> &'static str {
         ParcelEvent::Delayed { .. } => "Delayed",
         ParcelEvent::Returned { .. } => "Returned",
         ParcelEvent::NextStep { .. } => "NextStep",
+        ParcelEvent::DeliveryChanged { .. } => "DeliveryChanged",
+        ParcelEvent::Message { .. } => "Message",
     }
+}
+
+/// A recipient's delivery change in words: "Rescheduled to 2026-12-08 09:00-13:00 (UTC)",
+/// "Leave with a neighbour: Ana, no. 14", "Safe place: behind the gate".
+pub fn change_text(c: &milepost_proto::route::DeliveryChange) -> String {
+    use milepost_proto::route::DeliveryChange;
+    match c {
+        DeliveryChange::Reschedule { window } => format!(
+            "Rescheduled to {} {}-{} (UTC)",
+            day(window.start_ms),
+            hhmm(window.start_ms),
+            hhmm(window.end_ms)
+        ),
+        DeliveryChange::Neighbour { name, address } => {
+            format!("Leave with a neighbour: {name}, {address}")
+        }
+        DeliveryChange::PickupPoint { name, .. } => format!("Take to the pickup point {name}"),
+        DeliveryChange::SafePlace { place } => format!("Safe place: {place}"),
+    }
+}
+
+/// "2026-12-08": the UTC day of a time.
+pub fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 /// What happens after a failed attempt, in words: "We will try again on a later delivery",
@@ -241,6 +269,12 @@ pub fn event_text(e: &ParcelEvent) -> String {
         ParcelEvent::Returned { note } if note.trim().is_empty() => "Returning to sender".into(),
         ParcelEvent::Returned { note } => format!("Returning to sender: {}", note.trim()),
         ParcelEvent::NextStep { next, attempt, .. } => next_step_text(next, *attempt),
+        ParcelEvent::DeliveryChanged { change } => change_text(change),
+        ParcelEvent::Message {
+            from: milepost_proto::route::MessageFrom::Recipient,
+            ..
+        } => "You wrote to the driver".into(),
+        ParcelEvent::Message { .. } => "The driver wrote to you".into(),
     }
 }
 

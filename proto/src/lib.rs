@@ -13,6 +13,7 @@
 //!   rejection reasons.
 //! - [`frame`]: length-prefixed framing with a hard size limit.
 //! - [`route`]: routes, stops, delivery outcomes and fleet updates.
+//! - [`service`]: what version 2 adds: recipients' delivery changes and the message thread.
 //! - [`codec`]: the single place that names the encoder (bincode 2.0.1, standard config).
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod error;
 pub mod frame;
 pub mod msg;
 pub mod route;
+pub mod service;
 pub mod types;
 
 pub use codec::{decode, encode, encode_into, CodecError};
@@ -29,12 +31,33 @@ pub use frame::{FrameError, FRAME_HEADER_LEN};
 pub use msg::*;
 pub use types::*;
 
-/// The ALPN protocol identifier negotiated in the TLS handshake.
-pub const ALPN: &[u8] = b"milepost/1";
+/// The ALPN protocol identifier of the newest version, negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"milepost/2";
 
-/// The protocol version a client puts in its [`Hello`]; the server refuses others with
+/// The ALPN protocol identifier of version 1 (still served).
+pub const ALPN_V1: &[u8] = b"milepost/1";
+
+/// The newest protocol version, which a client puts in its [`Hello`]; the server refuses a
+/// version it does not speak, or one that is not its connection's ALPN, with
 /// [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Every version a server speaks, newest first (its ALPN list, in this order).
+pub const VERSIONS: [u16; 2] = [2, 1];
+
+/// The ALPN identifier of a protocol version (`None` for a version nobody speaks).
+pub fn alpn(version: u16) -> Option<&'static [u8]> {
+    match version {
+        1 => Some(ALPN_V1),
+        2 => Some(ALPN),
+        _ => None,
+    }
+}
+
+/// The protocol version an ALPN identifier names.
+pub fn version_of_alpn(alpn: &[u8]) -> Option<u16> {
+    VERSIONS.into_iter().find(|&v| self::alpn(v) == Some(alpn))
+}
 
 /// Hard upper bound on one frame's payload, whatever a server is configured to accept. The codec
 /// refuses to allocate past this, so a hostile length prefix cannot make a peer allocate.

@@ -296,6 +296,33 @@ pub enum CommandKind {
     /// (after a `RouteAssigned` or `Resequenced` push, or on reconnect). Answered by
     /// [`ServerMsg::Route`].
     MyRoute,
+    /// Version 2. Recipient of the parcel, or driver of its route: a message for the other
+    /// side of the parcel's thread (at most [`crate::service::MAX_MESSAGE`] bytes;
+    /// rate-limited per parcel and side).
+    SendMessage {
+        /// The parcel.
+        tracking: TrackingNumber,
+        /// The text.
+        text: String,
+    },
+    /// Version 2. Recipient of the parcel: a change to its delivery, among what the server
+    /// offers.
+    ChangeDelivery {
+        /// The parcel (must be the token's subject).
+        tracking: TrackingNumber,
+        /// The change.
+        change: crate::service::DeliveryChange,
+    },
+}
+
+impl CommandKind {
+    /// Whether protocol version 1 has this command (a version-1 session refuses others).
+    pub fn in_version_1(&self) -> bool {
+        !matches!(
+            self,
+            CommandKind::SendMessage { .. } | CommandKind::ChangeDelivery { .. }
+        )
+    }
 }
 
 /// Frames the server sends on a bidirectional stream.

@@ -13,6 +13,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::service::{DeliveryChange, MessageFrom};
+
 use crate::types::DriverId;
 
 macro_rules! string_id {
@@ -349,12 +351,31 @@ pub enum ParcelEvent {
         /// What happens now.
         next: NextStep,
     },
+    /// The recipient changed the delivery (version 2).
+    DeliveryChanged {
+        /// The change.
+        change: DeliveryChange,
+    },
+    /// A message of the recipient-driver thread (version 2).
+    Message {
+        /// Who wrote it.
+        from: MessageFrom,
+        /// The text.
+        text: String,
+        /// When it was posted, UTC ms.
+        at_ms: i64,
+    },
 }
 
 impl ParcelEvent {
     /// Whether protocol version 1 has this event (a version-1 server sends no other).
     pub fn in_version_1(&self) -> bool {
-        !matches!(self, ParcelEvent::NextStep { .. })
+        !matches!(
+            self,
+            ParcelEvent::NextStep { .. }
+                | ParcelEvent::DeliveryChanged { .. }
+                | ParcelEvent::Message { .. }
+        )
     }
 }
 
@@ -499,6 +520,37 @@ pub enum DriverEvent {
         /// The text.
         text: String,
     },
+    /// The recipient wrote to the driver (version 2).
+    Message {
+        /// The stop.
+        stop: StopId,
+        /// The parcel.
+        tracking: TrackingNumber,
+        /// The text.
+        text: String,
+        /// When it was posted, UTC ms.
+        at_ms: i64,
+    },
+    /// The recipient changed the parcel's delivery (version 2). A change that
+    /// [`DeliveryChange::withdraws`] the parcel means: do not deliver it at the door today.
+    DeliveryChanged {
+        /// The stop.
+        stop: StopId,
+        /// The parcel.
+        tracking: TrackingNumber,
+        /// The change.
+        change: DeliveryChange,
+    },
+}
+
+impl DriverEvent {
+    /// Whether protocol version 1 has this event (a version-1 server sends no other).
+    pub fn in_version_1(&self) -> bool {
+        !matches!(
+            self,
+            DriverEvent::Message { .. } | DriverEvent::DeliveryChanged { .. }
+        )
+    }
 }
 
 /// Where a parcel is in its journey, as its recipient sees it.

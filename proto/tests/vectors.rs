@@ -20,8 +20,9 @@ use std::fmt::Debug;
 
 use milepost_proto::frame;
 use milepost_proto::route::{
-    DriverEvent, DriverUpdate, FailureReason, Outcome, Parcel, ParcelEvent, ParcelState,
-    ParcelStatus, ParcelUpdate, Point, Proof, Route, Stop, TimeWindow, Update,
+    DeliveryChange, DriverEvent, DriverUpdate, FailureReason, MessageFrom, Outcome, Parcel,
+    ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, Proof, Route, Stop, TimeWindow,
+    Update,
 };
 use milepost_proto::*;
 use serde::de::DeserializeOwned;
@@ -55,8 +56,12 @@ fn fix_full() -> Fix {
 }
 
 fn hello() -> ClientMsg {
+    hello_speaking(1)
+}
+
+fn hello_speaking(version: u16) -> ClientMsg {
     ClientMsg::Hello(Hello {
-        version: PROTOCOL_VERSION,
+        version,
         token: "mp1.eyJyIjoiZHJpdmVyIn0.c2lnbmF0dXJl".into(),
         subject: "drv-42".into(),
         device: DeviceInfo {
@@ -424,6 +429,83 @@ fn push_instructions() -> ServerMsg {
     })
 }
 
+fn v2_send_message() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 20,
+        kind: CommandKind::SendMessage {
+            tracking: "T1".into(),
+            text: "gate 42".into(),
+        },
+    })
+}
+
+fn v2_change_delivery() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 21,
+        kind: CommandKind::ChangeDelivery {
+            tracking: "T1".into(),
+            change: DeliveryChange::SafePlace {
+                place: "porch".into(),
+            },
+        },
+    })
+}
+
+fn v2_push_message() -> ServerMsg {
+    ServerMsg::Push(DriverUpdate {
+        driver: "drv-42".into(),
+        route_id: "R-17".into(),
+        kind: DriverEvent::Message {
+            stop: "S1".into(),
+            tracking: "T1".into(),
+            text: "gate 42".into(),
+            at_ms: 1_700_000_000_000,
+        },
+    })
+}
+
+fn v2_push_delivery_changed() -> ServerMsg {
+    ServerMsg::Push(DriverUpdate {
+        driver: "drv-42".into(),
+        route_id: "R-17".into(),
+        kind: DriverEvent::DeliveryChanged {
+            stop: "S1".into(),
+            tracking: "T1".into(),
+            change: DeliveryChange::Reschedule {
+                window: TimeWindow {
+                    start_ms: 1_700_000_000_000,
+                    end_ms: 1_700_014_400_000,
+                },
+            },
+        },
+    })
+}
+
+fn v2_update_message() -> Update {
+    Update::Parcel(ParcelUpdate {
+        tracking: "T1".into(),
+        fix_t_ms: 1_700_000_000_000,
+        kind: ParcelEvent::Message {
+            from: MessageFrom::Driver,
+            text: "5 min".into(),
+            at_ms: 1_700_000_000_000,
+        },
+    })
+}
+
+fn v2_update_delivery_changed() -> Update {
+    Update::Parcel(ParcelUpdate {
+        tracking: "T1".into(),
+        fix_t_ms: 1_700_000_000_000,
+        kind: ParcelEvent::DeliveryChanged {
+            change: DeliveryChange::Neighbour {
+                name: "Ana".into(),
+                address: "no. 14".into(),
+            },
+        },
+    })
+}
+
 fn push_route_assigned() -> ServerMsg {
     ServerMsg::Push(DriverUpdate {
         driver: "drv-42".into(),
@@ -521,6 +603,22 @@ fn vectors() -> BTreeMap<&'static str, Expected> {
         ("fix-minimal", Expected::Fix(fix_minimal())),
         ("fix-full", Expected::Fix(fix_full())),
         ("hello", Expected::Client(hello())),
+        ("v2-hello", Expected::Client(hello_speaking(2))),
+        ("v2-cmd-send-message", Expected::Client(v2_send_message())),
+        (
+            "v2-cmd-change-delivery",
+            Expected::Client(v2_change_delivery()),
+        ),
+        ("v2-push-message", Expected::Server(v2_push_message())),
+        (
+            "v2-push-delivery-changed",
+            Expected::Server(v2_push_delivery_changed()),
+        ),
+        ("v2-update-message", Expected::Update(v2_update_message())),
+        (
+            "v2-update-delivery-changed",
+            Expected::Update(v2_update_delivery_changed()),
+        ),
         ("fixbatch", Expected::Client(fix_batch())),
         ("query-within", Expected::Client(query_within())),
         ("query-nearby", Expected::Client(query_nearby())),
@@ -1298,8 +1396,11 @@ fn frame_header_is_u32_le_length() {
     assert!(decode::<ClientMsg>(&[]).is_err());
     assert_eq!(MAX_FRAME_HARD, 1 << 20);
     assert_eq!(DEFAULT_MAX_FRAME, 65536);
-    assert_eq!(ALPN, b"milepost/1");
-    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(ALPN, b"milepost/2");
+    assert_eq!(ALPN_V1, b"milepost/1");
+    assert_eq!(PROTOCOL_VERSION, 2);
+    assert_eq!(version_of_alpn(b"milepost/1"), Some(1));
+    assert_eq!(version_of_alpn(b"milepost/3"), None);
 }
 
 /// Worst-case sizes quoted in the document.

@@ -24,7 +24,9 @@ pub fn milestone_of(e: &ParcelEvent, stops_away_at: u32) -> Option<Milestone> {
         ParcelEvent::StopsAway { .. }
         | ParcelEvent::EtaChanged { .. }
         | ParcelEvent::Arrived
-        | ParcelEvent::Failed { .. } => return None,
+        | ParcelEvent::Failed { .. }
+        | ParcelEvent::DeliveryChanged { .. }
+        | ParcelEvent::Message { .. } => return None,
     })
 }
 

@@ -1,5 +1,7 @@
 //! Commands over QUIC: dispatchers assign and re-sequence routes, drivers report outcomes,
-//! recipients leave instructions, and recipients or dispatchers ask a parcel's status.
+//! recipients leave instructions (and, in version 2, change the delivery and write to the
+//! driver, who writes back: [`crate::server::service`]), and recipients or dispatchers ask a
+//! parcel's status.
 //!
 //! Every command is checked against the token (role and scope) and statically (a route is
 //! validated before it is logged), then appended to the log, and answered only once the applier
@@ -8,13 +10,14 @@
 
 use std::sync::Arc;
 
-use milepost_proto::route::{DriverUpdate, Update};
+use milepost_proto::route::{DriverUpdate, MessageFrom, Update};
 use milepost_proto::{Command, CommandKind, DriverId, ErrorCode, ErrorFrame, ServerMsg};
 
 use crate::auth::{Claims, Role};
+pub use crate::server::commit::commit;
+use crate::server::service;
 use crate::server::shared::Shared;
 use crate::state::lock;
-use crate::store::LogError;
 use milepost_core::fold::CommandResult;
 use milepost_core::store::LogRecord;
 
@@ -179,6 +182,43 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 ErrorCode::OutcomeRefused,
             )
         }
+        CommandKind::SendMessage { tracking, text } => {
+            let from = match claims.role {
+                Role::Recipient if claims.sub == tracking.0 => MessageFrom::Recipient,
+                Role::Recipient => {
+                    return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel")
+                }
+                Role::Driver
+                    if service::drives(shared, &DriverId(claims.sub.clone()), &tracking) =>
+                {
+                    MessageFrom::Driver
+                }
+                Role::Driver => return refuse(ErrorCode::OutOfScope, "not a parcel of your route"),
+                Role::Dispatcher => {
+                    return refuse(
+                        ErrorCode::WrongRole,
+                        "the thread is the recipient's and the driver's",
+                    )
+                }
+            };
+            return answer(
+                id,
+                service::send_message(shared, tracking, from, text).await,
+            );
+        }
+        CommandKind::ChangeDelivery { tracking, change } => {
+            if let Err(e) = role(Role::Recipient, "changing a delivery") {
+                return *e;
+            }
+            if tracking.0 != claims.sub {
+                return refuse(ErrorCode::OutOfScope, "a recipient token covers one parcel");
+            }
+            let by = "recipient".to_owned();
+            return answer(
+                id,
+                service::change_delivery(shared, tracking, change, by).await,
+            );
+        }
         CommandKind::MyRoute => {
             if let Err(e) = role(Role::Driver, "asking for one's route") {
                 return *e;
@@ -244,26 +284,12 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
     }
 }
 
-/// Appends a command record to the log and waits until the applier has folded it: what the
-/// core made of it, or why it was not stored. The QUIC commands and the HTTP API both go
-/// through here, so a command is the same log record whichever way it came.
-pub async fn commit(
-    shared: &Shared,
-    record: LogRecord,
-) -> Result<CommandResult, (ErrorCode, String)> {
-    let lsn = match shared.log.append(Arc::new(record)).await {
-        Ok(lsn) => lsn,
-        Err(LogError::DiskFull) => {
-            return Err((ErrorCode::DiskFull, "disk full: retry later".into()))
-        }
-        Err(_) => return Err((ErrorCode::StorageFailure, "not stored".into())),
-    };
-    // `None`: a record that answers nothing (or whose answer was already dropped): applied.
-    Ok(shared
-        .applied
-        .result(lsn)
-        .await
-        .unwrap_or(CommandResult::Applied))
+/// `Done`, or the refusal as an `Error` frame.
+fn answer(id: u32, r: Result<(), service::Refusal>) -> ServerMsg {
+    match r {
+        Ok(()) => ServerMsg::Done { id },
+        Err((code, message)) => refuse(code, message),
+    }
 }
 
 /// Routes driver updates from the applier to the driver's live session, if any. Best effort:

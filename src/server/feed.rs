@@ -42,6 +42,7 @@ pub async fn serve(
     claims: &Claims,
     shared: &Shared,
     sub: Subscribe,
+    version: u16,
 ) {
     let target = match authorize(claims, shared, &sub.target) {
         Ok(t) => t,
@@ -84,6 +85,7 @@ pub async fn serve(
         sent: HashMap::new(),
         driver: None,
         last_flush: Instant::now(),
+        version,
     };
     let client_gone = async {
         // The client sends nothing after Subscribe; the stream ending means it left.
@@ -159,6 +161,8 @@ struct Feed {
     last_flush: Instant,
     /// The cursor as the lag metrics see it.
     lag: LagHandle,
+    /// The session's protocol version (a version-1 feed carries only version-1 events).
+    version: u16,
 }
 
 impl Feed {
@@ -180,12 +184,12 @@ impl Feed {
                     let full = events.len() == READ_BATCH;
                     for (offset, update) in events {
                         // Version 1 has no event outside its closed enums (PROTOCOL.md): the
-                        // others are passed over, the cursor moving on.
-                        let v1 = match &update {
-                            Update::Parcel(p) => p.kind.in_version_1(),
+                        // others are passed over on a version-1 feed, the cursor moving on.
+                        let spoken = match &update {
+                            Update::Parcel(p) => self.version > 1 || p.kind.in_version_1(),
                             _ => true,
                         };
-                        if v1 {
+                        if spoken {
                             write_msg(send, &ServerMsg::FeedEvent { offset, update }).await?;
                         }
                         cursor = offset;

@@ -21,7 +21,10 @@ pub use milepost_core::store::image::{PositionEntry, Snapshot, SnapshotRef};
 
 use crate::store::log::LogError;
 
-const MAGIC: &[u8; 8] = b"MPSNAP01";
+/// The file's magic: `MPSNAP02` holds the snapshot image followed by the core's service book;
+/// `MPSNAP01` (written before the service book existed) only the image, and is still read.
+const MAGIC: &[u8; 8] = b"MPSNAP02";
+const MAGIC_V1: &[u8; 8] = b"MPSNAP01";
 
 /// Snapshots kept on disk (the newest ones).
 pub const KEEP: usize = 2;
@@ -29,7 +32,9 @@ pub const KEEP: usize = 2;
 /// Encodes a snapshot (the part that needs the state; [`persist`] is the part that waits on
 /// the disk). `dir` only names the error.
 pub fn encode(dir: &Path, snap: &SnapshotRef<'_>) -> Result<Vec<u8>, LogError> {
-    milepost_proto::encode(snap).map_err(|e| LogError::Corrupt {
+    let none = milepost_core::fleet::engine::ServiceBook::default();
+    let service = snap.service.unwrap_or(&none);
+    milepost_proto::encode(&(snap, service)).map_err(|e| LogError::Corrupt {
         path: dir.to_owned(),
         offset: 0,
         what: format!("snapshot does not encode: {e}"),
@@ -92,7 +97,7 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(LogError::io(path))?;
-    if bytes.len() < 20 || &bytes[..8] != MAGIC {
+    if bytes.len() < 20 || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_V1) {
         return Err(corrupt("not a snapshot"));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().map_err(|_| corrupt("header"))?) as usize;
@@ -103,8 +108,14 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     if crc32fast::hash(payload) != crc {
         return Err(corrupt("CRC mismatch"));
     }
-    milepost_proto::codec::decode_trusted(payload)
-        .map_err(|e| corrupt(&format!("undecodable: {e}")))
+    let undecodable = |e: milepost_proto::CodecError| corrupt(&format!("undecodable: {e}"));
+    if &bytes[..8] == MAGIC_V1 {
+        return milepost_proto::codec::decode_trusted(payload).map_err(undecodable);
+    }
+    let (mut snap, service): (Snapshot, _) =
+        milepost_proto::codec::decode_trusted(payload).map_err(undecodable)?;
+    snap.service = service;
+    Ok(snap)
 }
 
 /// The newest readable snapshot in `dir`, skipping damaged ones (with a warning).

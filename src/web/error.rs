@@ -35,6 +35,9 @@ pub enum WebError {
     /// Too many event streams, or the log cannot take more now.
     #[error("{0}")]
     Busy(String),
+    /// Over a per-parcel limit (messages an hour): 429.
+    #[error("{0}")]
+    TooMany(String),
     /// Storage failed.
     #[error("{0}")]
     Internal(String),
@@ -50,6 +53,7 @@ impl WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +69,7 @@ impl WebError {
             WebError::BadRequest(_) => "bad_request",
             WebError::Refused(_) => "refused",
             WebError::Busy(_) => "busy",
+            WebError::TooMany(_) => "rate_limited",
             WebError::Internal(_) => "internal",
         }
     }
@@ -80,10 +85,10 @@ impl WebError {
             ErrorCode::NotFound => WebError::NotFound(message),
             ErrorCode::OutcomeRefused | ErrorCode::RouteRefused => WebError::Refused(message),
             ErrorCode::BadQuery | ErrorCode::FrameTooLarge => WebError::BadRequest(message),
-            ErrorCode::DiskFull
-            | ErrorCode::ServerBusy
-            | ErrorCode::RateLimited
-            | ErrorCode::ShuttingDown => WebError::Busy(message),
+            ErrorCode::RateLimited => WebError::TooMany(message),
+            ErrorCode::DiskFull | ErrorCode::ServerBusy | ErrorCode::ShuttingDown => {
+                WebError::Busy(message)
+            }
             _ => WebError::Internal(message),
         }
     }

@@ -87,6 +87,7 @@ pub mod pages;
 pub mod recipient;
 pub mod respond;
 pub mod runtime;
+pub mod selfservice;
 pub mod sse;
 pub mod state;
 pub mod views;
@@ -165,6 +166,14 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/t/{tracking}/status", get(recipient::parcel_status))
         .route("/t/{tracking}/events", get(recipient::parcel_events))
         .route("/t/{tracking}/instructions", post(recipient::instructions))
+        .route(
+            "/t/{tracking}/delivery",
+            get(selfservice::get_delivery).post(selfservice::post_delivery),
+        )
+        .route(
+            "/t/{tracking}/messages",
+            get(selfservice::get_messages).post(selfservice::post_message),
+        )
         .route("/t/{tracking}/proof/{sha256}", get(recipient::parcel_proof))
         .route("/n/optout/{token}", get(optout::show).post(optout::confirm))
         .route("/dispatch", get(dispatch::dispatch))

@@ -30,7 +30,9 @@ use crate::web::respond::{json, with_headers, NOSNIFF, NO_STORE};
 use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next, StreamQuery};
 use crate::web::state::WebState;
 use crate::web::views::common::moment;
-use crate::web::views::parcel::{parcel_view, status_view, visible_position, MilestoneView};
+use crate::web::views::parcel::{
+    parcel_view, status_view, visible_position, MessageView, MilestoneView,
+};
 
 /// `GET /t/{tracking}`: the recipient's tracking page.
 pub async fn tracking(
@@ -244,6 +246,9 @@ impl Audience for ParcelStream {
             return None;
         };
         self.status_due = true;
+        if let Some(m) = MessageView::of(offset, u) {
+            return Some(("message", data(&m)));
+        }
         Some(("milestone", data(&MilestoneView::of(offset, p))))
     }
 

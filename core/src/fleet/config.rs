@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::engine::MessageLimits;
 use crate::fleet::eta::EtaConfig;
 use crate::fleet::ndr::NdrPolicy;
 
@@ -72,6 +73,8 @@ pub struct CoreConfig {
     pub eta: EtaConfig,
     /// What happens after a failed attempt (`[core.ndr]`).
     pub ndr: NdrPolicy,
+    /// How often a recipient and a driver may write to each other (`[core.messages]`).
+    pub messages: MessageLimits,
 }
 
 impl Default for CoreConfig {
@@ -106,6 +109,7 @@ impl Default for CoreConfig {
             move_m: 30.0,
             eta: EtaConfig::default(),
             ndr: NdrPolicy::default(),
+            messages: MessageLimits::default(),
         }
     }
 }

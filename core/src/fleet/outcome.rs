@@ -13,7 +13,7 @@ use milepost_proto::DriverId;
 
 use crate::fleet::config::CoreConfig;
 use crate::fleet::progress::StopPhase;
-use crate::fleet::run::{is_final, RouteRun};
+use crate::fleet::run::RouteRun;
 
 /// What an outcome is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,7 +128,20 @@ impl RouteRun {
                 },
             ));
         }
-        if self.stop_parcels(stop).iter().all(|p| is_final(p.state)) {
+        self.after_close(cfg, stop, t_ms, out);
+        Ok(())
+    }
+
+    /// After parcels of `stop` were closed (an outcome, or taken off the route): the stop is
+    /// done once all its parcels are, and the route finished once every parcel is.
+    pub(crate) fn after_close(
+        &mut self,
+        cfg: &CoreConfig,
+        stop: usize,
+        t_ms: i64,
+        out: &mut Vec<Update>,
+    ) {
+        if self.stop_parcels(stop).iter().all(|p| p.closed()) {
             self.stops[stop].progress.phase = StopPhase::Done;
             self.stops[stop].progress.inside_since_ms = None;
             if self.at_stop == Some(stop) {
@@ -137,7 +150,7 @@ impl RouteRun {
             self.refresh_service(cfg);
             self.refresh_stops_away(cfg, t_ms, out);
         }
-        if self.finished_ms.is_none() && self.parcels.iter().all(|p| is_final(p.state)) {
+        if self.finished_ms.is_none() && self.parcels.iter().all(|p| p.closed()) {
             self.finished_ms = Some(t_ms);
             let delivered = self
                 .parcels
@@ -153,7 +166,6 @@ impl RouteRun {
                 },
             ));
         }
-        Ok(())
     }
 
     /// The stop index and the open parcel indices a target names; with `returning`, parcels
@@ -163,7 +175,10 @@ impl RouteRun {
         target: &OutcomeTarget,
         returning: bool,
     ) -> Result<(usize, Vec<usize>), OutcomeError> {
-        let closed = |s: ParcelState| is_final(s) && !(returning && s == ParcelState::Failed);
+        let closed = |k: usize| {
+            let p = &self.parcels[k];
+            p.closed() && !(returning && p.state == ParcelState::Failed && !p.withdrawn)
+        };
         match target {
             OutcomeTarget::Stop(id) => {
                 let i = self
@@ -172,10 +187,7 @@ impl RouteRun {
                     .iter()
                     .position(|s| &s.id == id)
                     .ok_or_else(|| OutcomeError::UnknownStop(id.clone()))?;
-                let open: Vec<usize> = self
-                    .parcel_range(i)
-                    .filter(|&k| !closed(self.parcels[k].state))
-                    .collect();
+                let open: Vec<usize> = self.parcel_range(i).filter(|&k| !closed(k)).collect();
                 match open.is_empty() {
                     true => Err(OutcomeError::AlreadyReported(
                         self.parcels[self.parcel_range(i).start].tracking.clone(),
@@ -189,7 +201,7 @@ impl RouteRun {
                     .iter()
                     .position(|p| &p.tracking == tn)
                     .ok_or_else(|| OutcomeError::UnknownParcel(tn.clone()))?;
-                if closed(self.parcels[k].state) {
+                if closed(k) {
                     return Err(OutcomeError::AlreadyReported(tn.clone()));
                 }
                 Ok((self.parcels[k].stop, vec![k]))

@@ -132,7 +132,7 @@ pub fn parcel_status(
     // count: the driver is not coming there next (or may come back: then it is ahead again).
     let left =
         st.progress.passed || st.progress.phase == crate::fleet::progress::StopPhase::Departed;
-    let open = !crate::fleet::run::is_final(p.state) && !left;
+    let open = !p.closed() && !left;
     // Far off the planned path the estimate along it means little: none is shown rather than
     // a confident window (it is back once the driver is).
     let eta = if open && !run.off_route {

@@ -6,7 +6,7 @@ use milepost_proto::{DriverId, Fix, Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::feed::FeedStore;
-use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef};
+use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef, ServiceBook};
 use crate::store::ledger::LedgerEntry;
 
 /// One driver's live position in a snapshot.
@@ -37,6 +37,10 @@ pub struct SnapshotRef<'a> {
     pub core: CoreSnapshotRef<'a>,
     /// The feeds.
     pub feed: &'a FeedStore,
+    /// The recipients' changes and threads: a section of its own after the rest (older
+    /// snapshots end before it), written and read by the shell's snapshot file.
+    #[serde(skip)]
+    pub service: Option<&'a ServiceBook>,
 }
 
 /// A snapshot read back.
@@ -54,4 +58,7 @@ pub struct Snapshot {
     pub core: CoreSnapshot,
     /// The feeds.
     pub feed: FeedStore,
+    /// The recipients' changes and threads (see [`SnapshotRef::service`]).
+    #[serde(skip)]
+    pub service: ServiceBook,
 }

@@ -2,7 +2,9 @@
 //! encoding; the framing around it (length, CRC) is in [`crate::store::log`]. Variants are only
 //! ever appended, so old logs stay readable.
 
-use milepost_proto::route::{Outcome, Route, RouteId, StopId, TrackingNumber};
+use milepost_proto::route::{
+    DeliveryChange, MessageFrom, Outcome, Route, RouteId, StopId, TrackingNumber,
+};
 use milepost_proto::{DriverId, Fix, RejectReason, Seq};
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +102,28 @@ pub enum LogRecord {
         by: String,
         /// A note, at most 500 bytes.
         note: String,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
+    /// A parcel's recipient (or the back office on their behalf) changed its delivery.
+    DeliveryChanged {
+        /// The parcel.
+        tracking: TrackingNumber,
+        /// The change.
+        change: DeliveryChange,
+        /// Who: `recipient`, or an API key's name.
+        by: String,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
+    /// A message of a parcel's recipient-driver thread.
+    MessagePosted {
+        /// The parcel.
+        tracking: TrackingNumber,
+        /// Who wrote it.
+        from: MessageFrom,
+        /// The text.
+        text: String,
         /// Server time, UTC ms.
         at_ms: i64,
     },

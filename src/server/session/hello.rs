@@ -5,9 +5,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use milepost_proto::{
-    ClientMsg, DriverId, ErrorCode, Hello, Limits, Seq, ServerMsg, Welcome, PROTOCOL_VERSION,
-};
+use milepost_proto::{version_of_alpn, VERSIONS};
+use milepost_proto::{ClientMsg, DriverId, ErrorCode, Hello, Limits, Seq, ServerMsg, Welcome};
 use tokio::sync::{watch, Mutex as AsyncMutex};
 
 use crate::auth::{Claims, Role};
@@ -136,7 +135,8 @@ async fn accept_hello<'a>(
         return Err(ErrorCode::ProtocolViolation);
     };
     let limit = shared.cfg.limits.max_connections_per_subject;
-    let admitted = check_hello(&hello, shared).and_then(|claims| {
+    let hello_version = hello.version;
+    let admitted = check_hello(&hello, conn, shared).and_then(|claims| {
         let reg = shared
             .registry
             .register(&claims, &hello.token, conn, limit)?;
@@ -170,6 +170,7 @@ async fn accept_hello<'a>(
                 claims,
                 driver,
                 conn: conn.clone(),
+                version: hello_version,
                 ack_stream: AsyncMutex::new(None),
                 confirmed,
                 upload: AsyncMutex::new(()),
@@ -188,8 +189,18 @@ async fn accept_hello<'a>(
 }
 
 /// Checks version, token and claimed subject.
-fn check_hello(hello: &Hello, shared: &Shared) -> Result<Claims, ErrorCode> {
-    if hello.version != PROTOCOL_VERSION {
+fn check_hello(
+    hello: &Hello,
+    conn: &quinn::Connection,
+    shared: &Shared,
+) -> Result<Claims, ErrorCode> {
+    // The version must be one the server speaks, and the one the ALPN negotiated.
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol)
+        .and_then(|p| version_of_alpn(&p));
+    if !VERSIONS.contains(&hello.version) || alpn.is_some_and(|v| v != hello.version) {
         return Err(ErrorCode::UnsupportedVersion);
     }
     let claims = shared

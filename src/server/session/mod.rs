@@ -88,6 +88,7 @@ async fn run_session(
         let (tx, mut rx) = mpsc::channel::<Box<ServerMsg>>(64);
         shared.pushes.insert(peer.driver.clone(), tx.clone());
         let p = peer.clone();
+        let sh = shared.clone();
         streams.spawn(async move {
             loop {
                 let msg = tokio::select! {
@@ -101,7 +102,12 @@ async fn run_session(
                             break;
                         }
                     },
-                    Some(msg) = rx.recv() => *msg,
+                    Some(msg) = rx.recv() => {
+                        match crate::server::service::push_for(&sh, p.version, *msg) {
+                            Some(msg) => msg,
+                            None => continue,
+                        }
+                    }
                     else => break,
                 };
                 if !send_push(&p, &msg).await {

@@ -16,6 +16,8 @@ pub(super) struct Peer {
     pub(super) driver: DriverId,
     /// The connection.
     pub(super) conn: quinn::Connection,
+    /// The protocol version spoken (its `Hello`, matching the connection's ALPN).
+    pub(super) version: u16,
     /// The server-opened stream carrying acks of live-fix datagrams, opened on first use.
     pub(super) ack_stream: AsyncMutex<Option<quinn::SendStream>>,
     /// True once the TLS handshake is complete: until then the peer may be speaking 0-RTT

@@ -52,7 +52,15 @@ pub(super) async fn serve_stream(
             Ok(Some(ClientMsg::Subscribe(sub))) => {
                 if handshake_confirmed(&peer).await {
                     // Boxed: a feed stream's state must not size every stream's future.
-                    Box::pin(serve_feed(send, recv, &peer.claims, &shared, sub)).await;
+                    Box::pin(serve_feed(
+                        send,
+                        recv,
+                        &peer.claims,
+                        &shared,
+                        sub,
+                        peer.version,
+                    ))
+                    .await;
                 }
                 return;
             }
@@ -110,7 +118,15 @@ pub(super) async fn serve_stream(
                 if !handshake_confirmed(&peer).await {
                     break;
                 }
-                Pending::Command(Box::new(c))
+                if peer.version == 1 && !c.kind.in_version_1() {
+                    // A version-1 client never sends it (PROTOCOL.md, "Version 2").
+                    Pending::Ready(Box::new(ServerMsg::Error(ErrorFrame {
+                        code: ErrorCode::ProtocolViolation,
+                        message: "a version-2 command on a version-1 session".into(),
+                    })))
+                } else {
+                    Pending::Command(Box::new(c))
+                }
             }
             ClientMsg::Query(q) => {
                 if !handshake_confirmed(&peer).await {

@@ -63,6 +63,9 @@ use crate::web::respond::with_headers;
         crate::web::api::recipients::list_dead,
         crate::web::api::recipients::retry_dead,
         crate::web::api::recipients::dismiss_dead,
+        crate::web::api::service::get_delivery,
+        crate::web::api::service::post_delivery,
+        crate::web::api::service::get_messages,
     ),
     modifiers(&Common),
     tags(

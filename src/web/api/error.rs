@@ -146,6 +146,9 @@ impl From<WebError> for ApiError {
             WebError::BadRequest(_) => ApiError::bad_request(message),
             WebError::Refused(_) => ApiError::conflict(message),
             WebError::Busy(_) => ApiError::busy(message),
+            WebError::TooMany(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            }
             WebError::Internal(_) => ApiError::internal(message),
         }
     }

@@ -53,6 +53,7 @@ pub mod parcels;
 pub mod proofs;
 pub mod recipients;
 pub mod routes;
+pub mod service;
 pub mod state;
 pub mod views;
 pub mod webhooks;
@@ -104,6 +105,14 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         .route(
             "/api/v1/parcels/{tracking}/outcome",
             post(parcels::record_outcome),
+        )
+        .route(
+            "/api/v1/parcels/{tracking}/delivery",
+            get(service::get_delivery).post(service::post_delivery),
+        )
+        .route(
+            "/api/v1/parcels/{tracking}/messages",
+            get(service::get_messages),
         )
         .route(
             "/api/v1/parcels/{tracking}/recipient",

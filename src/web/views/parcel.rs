@@ -1,14 +1,15 @@
 //! The recipient's views: a parcel's status in words ([`StatusView`]), its timeline of
 //! milestones ([`MilestoneView`]), the driver card, the driver's position under the privacy
-//! rule ([`visible_position`]), and all of it together for the tracking page ([`ParcelView`]).
+//! rule ([`visible_position`]), the recipient-driver thread ([`MessageView`]), and all of it
+//! together for the tracking page ([`ParcelView`]).
 
 use milepost_core::present::{
-    clock_text, event_kind, event_text, event_time, reason_text, shown_outcome, status_line_at,
-    visible_driver,
+    change_text, clock_text, event_kind, event_text, event_time, reason_text, shown_outcome,
+    status_line_at, visible_driver,
 };
 use milepost_proto::route::{
-    ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary, TimeWindow,
-    TrackingNumber, Update,
+    MessageFrom, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary,
+    TimeWindow, TrackingNumber, Update,
 };
 use milepost_proto::DriverId;
 use serde::Serialize;
@@ -58,9 +59,59 @@ impl MilestoneView {
             text,
             at_ms,
             time: hhmm(at_ms),
-            milestone: !matches!(p.kind, ParcelEvent::EtaChanged { .. }),
+            // Messages are the thread's, beside the timeline.
+            milestone: !matches!(
+                p.kind,
+                ParcelEvent::EtaChanged { .. } | ParcelEvent::Message { .. }
+            ),
         }
     }
+}
+
+/// One message of a parcel's thread.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    /// Its feed offset.
+    pub offset: u64,
+    /// `recipient` or `driver`.
+    pub from: &'static str,
+    /// The text.
+    pub text: String,
+    /// When, UTC ms.
+    pub at_ms: i64,
+    /// When, `HH:MM` UTC.
+    pub time: String,
+}
+
+impl MessageView {
+    /// The view of a feed entry, if it is a message.
+    pub fn of(offset: u64, u: &Update) -> Option<MessageView> {
+        let Update::Parcel(ParcelUpdate {
+            kind: ParcelEvent::Message { from, text, at_ms },
+            ..
+        }) = u
+        else {
+            return None;
+        };
+        Some(MessageView {
+            offset,
+            from: match from {
+                MessageFrom::Recipient => "recipient",
+                MessageFrom::Driver => "driver",
+            },
+            text: text.clone(),
+            at_ms: *at_ms,
+            time: hhmm(*at_ms),
+        })
+    }
+}
+
+/// The messages among a parcel's feed entries, oldest first.
+pub fn thread(entries: &[(u64, Update)]) -> Vec<MessageView> {
+    entries
+        .iter()
+        .filter_map(|(o, u)| MessageView::of(*o, u))
+        .collect()
 }
 
 /// What a recipient is told about the driver (the profile set over the API, else
@@ -105,6 +156,8 @@ pub struct StatusView {
     pub failure: Option<String>,
     /// The driver, when configured and the route has started.
     pub driver: Option<DriverCard>,
+    /// The recipient's change to the delivery, in words ("Safe place: porch").
+    pub change: Option<String>,
 }
 
 /// Everything the tracking page shows.
@@ -122,6 +175,8 @@ pub struct ParcelView {
     pub position: Option<PositionView>,
     /// Instructions this recipient left, if any.
     pub instructions: Option<String>,
+    /// The messages between recipient and driver, oldest first.
+    pub messages: Vec<MessageView>,
 }
 
 /// The current status of a parcel, in words.
@@ -133,7 +188,7 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         "" => reason_text(reason).to_owned(),
         note => format!("{}: {note}", reason_text(reason)),
     });
-    let (driver, at) = {
+    let (driver, at, change) = {
         let core = lock(&shared.state.core);
         // Who the driver is shows once the driver is on the way to this stop (next, soon,
         // there) or has been (delivered, failed), not while serving other customers before.
@@ -148,12 +203,26 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         } else {
             None
         };
-        (driver, moment(shared, &core, &s.route_id))
+        let change = core.delivery_change(&s.tracking).map(|(c, _)| c.clone());
+        (driver, moment(shared, &core, &s.route_id), change)
+    };
+    // A parcel its recipient took off the route says where it went instead.
+    let status_line = match &change {
+        Some(c)
+            if c.withdraws()
+                && matches!(
+                    s.state,
+                    ParcelState::OutForDelivery | ParcelState::Planned | ParcelState::ArrivingSoon
+                ) =>
+        {
+            change_text(c)
+        }
+        _ => status_line_at(s, &at),
     };
     StatusView {
         tracking: s.tracking.0.clone(),
         state: s.state,
-        status_line: status_line_at(s, &at),
+        status_line,
         stops_away: s.stops_away,
         eta_ms: s.eta_ms,
         earliest_ms: s.earliest_ms,
@@ -166,6 +235,7 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         received_by,
         failure,
         driver,
+        change: change.as_ref().map(change_text),
     }
 }
 
@@ -246,6 +316,7 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
         destination,
         position,
         instructions,
+        messages: thread(&tail),
     })
 }
 
@@ -272,5 +343,12 @@ fn closed_parcel_view(shared: &Shared, t: &TrackingNumber, offset: u64) -> Optio
         destination: None,
         position: None,
         instructions: None,
+        messages: thread(
+            &h.milestones
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as u64 + 1, Update::Parcel(p.clone())))
+                .collect::<Vec<_>>(),
+        ),
     })
 }

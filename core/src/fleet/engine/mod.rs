@@ -20,6 +20,10 @@ use crate::fleet::route::{validate, RouteError};
 use crate::fleet::run::RouteRun;
 use crate::fleet::view::RouteView;
 
+pub use service::{MessageLimits, ParcelService, ServiceBook, ServiceError};
+
+mod service;
+
 /// The fleet core.
 #[derive(Debug, Default)]
 pub struct FleetCore {
@@ -27,6 +31,7 @@ pub struct FleetCore {
     routes: FastMap<RouteId, RouteRun>,
     by_driver: FastMap<DriverId, RouteId>,
     by_tracking: FastMap<TrackingNumber, RouteId>,
+    service: ServiceBook,
 }
 
 /// The serializing side of [`CoreSnapshot`]: borrows the routes, clones nothing.
@@ -126,6 +131,7 @@ impl FleetCore {
         if self.by_driver.get(&run.plan.driver) == Some(id) {
             self.by_driver.remove(&run.plan.driver);
         }
+        self.forget_service(&run.plan);
         Some(run.plan)
     }
 
@@ -143,7 +149,8 @@ impl FleetCore {
     }
 
     /// A route as the driver should now drive it: the plan with its stops in the current order
-    /// and each parcel's latest instructions (the recipient's, if any, replace the stop's).
+    /// and each parcel's latest instructions (the recipient's, if any, replace the stop's),
+    /// followed by what the recipients changed (a safe place, another slot...).
     pub fn route_in_order(&self, id: &RouteId) -> Option<Route> {
         let run = self.routes.get(id)?;
         let mut route = self.plan_in_order(id)?;
@@ -158,6 +165,16 @@ impl FleetCore {
                 .collect();
             if !extra.is_empty() {
                 stop.instructions = extra.join("\n");
+            }
+            for note in stop
+                .parcels
+                .iter()
+                .filter_map(|p| self.driver_note(id, &p.tracking))
+            {
+                if !stop.instructions.is_empty() {
+                    stop.instructions.push('\n');
+                }
+                stop.instructions.push_str(&note);
             }
         }
         Some(route)
@@ -272,15 +289,13 @@ impl FleetCore {
         tracking: &TrackingNumber,
         text: &str,
     ) -> Result<Update, OutcomeError> {
-        let unknown = || OutcomeError::UnknownParcel(tracking.clone());
-        let id = self.by_tracking.get(tracking).ok_or_else(unknown)?;
-        let run = self.routes.get_mut(id).ok_or_else(unknown)?;
-        let k = run
-            .parcels
-            .iter()
-            .position(|p| &p.tracking == tracking)
-            .ok_or_else(unknown)?;
-        if crate::fleet::run::is_final(run.parcels[k].state) {
+        let (id, k) = self
+            .locate(tracking)
+            .ok_or_else(|| OutcomeError::UnknownParcel(tracking.clone()))?;
+        let Some(run) = self.routes.get_mut(&id) else {
+            return Err(OutcomeError::UnknownParcel(tracking.clone()));
+        };
+        if run.parcels[k].closed() {
             return Err(OutcomeError::AlreadyReported(tracking.clone()));
         }
         run.parcels[k].instructions = Some(text.to_owned());
@@ -290,6 +305,18 @@ impl FleetCore {
             tracking: tracking.clone(),
             text: text.to_owned(),
         }))
+    }
+
+    /// The live route a parcel is on, and its index among the route's parcels.
+    fn locate(&self, tracking: &TrackingNumber) -> Option<(RouteId, usize)> {
+        let id = self.by_tracking.get(tracking)?;
+        let k = self
+            .routes
+            .get(id)?
+            .parcels
+            .iter()
+            .position(|p| &p.tracking == tracking)?;
+        Some((id.clone(), k))
     }
 
     /// Time-driven checks (stalled drivers); call every few seconds.

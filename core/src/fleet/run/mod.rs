@@ -66,6 +66,18 @@ pub struct ParcelRun {
     pub instructions: Option<String>,
     /// The last update emitted for it.
     pub last_event: Option<ParcelUpdate>,
+    /// Taken off the route by its recipient (another slot, a pickup point): the driver does
+    /// not deliver it here. Not in the snapshot's route image: the core's service book (its
+    /// own snapshot section) holds the change, and sets this again on restore.
+    #[serde(skip)]
+    pub withdrawn: bool,
+}
+
+impl ParcelRun {
+    /// No fix or outcome changes it any more: it has an outcome, or it was taken off the route.
+    pub fn closed(&self) -> bool {
+        is_final(self.state) || self.withdrawn
+    }
 }
 
 /// Where the driver is on the polyline.
@@ -159,6 +171,7 @@ impl RouteRun {
                 stop: i,
                 state: ParcelState::Planned,
                 instructions: None,
+                withdrawn: false,
                 last_event: None,
             }));
             stops.push(StopRun {
@@ -233,12 +246,13 @@ impl RouteRun {
             if let Some(o) = old.parcels.iter().find(|o| o.tracking == p.tracking) {
                 p.state = o.state;
                 p.instructions = o.instructions.clone();
+                p.withdrawn = o.withdrawn;
                 p.last_event = o.last_event.clone();
             }
         }
         // A stop whose parcels all have outcomes is done, whatever the old stop said.
         for i in 0..self.stops.len() {
-            if self.stop_parcels(i).iter().all(|p| is_final(p.state)) {
+            if self.stop_parcels(i).iter().all(|p| p.closed()) {
                 self.stops[i].progress.phase = StopPhase::Done;
             }
         }
@@ -411,7 +425,7 @@ impl RouteRun {
             if before <= cfg.stops_away_horizon && self.stops[i].stops_away_sent != Some(before) {
                 self.stops[i].stops_away_sent = Some(before);
                 for k in self.parcel_range(i) {
-                    if !is_final(self.parcels[k].state) {
+                    if !self.parcels[k].closed() {
                         self.emit_parcel(k, t_ms, ParcelEvent::StopsAway { n: before }, out);
                     }
                 }
@@ -440,7 +454,7 @@ impl RouteRun {
     /// Emits `kind` for every parcel of stop `i` without an outcome.
     fn emit_stop(&mut self, i: usize, t_ms: i64, kind: &ParcelEvent, out: &mut Vec<Update>) {
         for k in self.parcel_range(i) {
-            if !is_final(self.parcels[k].state) {
+            if !self.parcels[k].closed() {
                 self.emit_parcel(k, t_ms, kind.clone(), out);
             }
         }

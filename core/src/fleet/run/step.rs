@@ -7,7 +7,7 @@
 use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, Update};
 use milepost_proto::Fix;
 
-use super::{is_final, Loc, RouteRun};
+use super::{Loc, RouteRun};
 use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::{EtaNow, EtaWindow, Remaining};
 use crate::fleet::path::{dist, Located, RouteGeom};
@@ -331,7 +331,7 @@ impl RouteRun {
             },
         ));
         for k in self.parcel_range(i) {
-            if !is_final(self.parcels[k].state) {
+            if !self.parcels[k].closed() {
                 self.parcels[k].state = ParcelState::Arrived;
             }
         }
@@ -366,10 +366,7 @@ impl RouteRun {
         // Left without an outcome: the driver is no longer at the recipient's door (nor is
         // the position theirs to see); the parcel is still out for delivery, and the
         // dispatcher hears that the stop was left open.
-        if self
-            .parcel_range(i)
-            .any(|k| !is_final(self.parcels[k].state))
-        {
+        if self.parcel_range(i).any(|k| !self.parcels[k].closed()) {
             self.left_open(i, t, out);
         }
         self.refresh_service(cfg);
