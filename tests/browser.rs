@@ -27,11 +27,12 @@ use std::time::Duration;
 use common::{leg, route_point};
 use milepost::state::lock;
 use milepost::web::DriverDisplay;
-use milepost_proto::route::TrackingNumber;
-use milepost_proto::{Fix, Seq};
+use milepost_proto::route::{DeliveryChange, DriverEvent, DriverUpdate, TrackingNumber};
+use milepost_proto::{CommandKind, Fix, Seq, ServerMsg};
 use web_support::World;
 
 const T4: &str = "MP100000004";
+const T2: &str = "MP100000002";
 
 const LOGO: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#fff"/><path d="M6 21h14V10H6zm14-7h4l3 4v3h-7z" fill="#0f766e"/><circle cx="10" cy="22" r="2.6" fill="#134e4a"/><circle cx="23" cy="22" r="2.6" fill="#134e4a"/></svg>"##;
 
@@ -184,6 +185,10 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
                 "DISPATCH",
                 format!("/dispatch?token={}", World::dispatcher_token("north")),
             ),
+            (
+                "TRACK2",
+                format!("/t/{T2}?token={}", World::recipient_token(T2)),
+            ),
         ],
     );
     let artifacts = artifacts_dir();
@@ -214,6 +219,38 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
                 match got.as_deref() {
                     Some("Gate code 4711 <b>not bold</b>") => "DONE".into(),
                     other => format!("FAIL instructions are {other:?}"),
+                }
+            }
+            "reply" => {
+                // The recipient's message is on D1's push stream; D1 answers.
+                let mut pushes = common::push_stream(&w.driver).await;
+                let mut heard = false;
+                while let Some(msg) = common::next_push(&mut pushes).await {
+                    if let ServerMsg::Push(DriverUpdate {
+                        kind: DriverEvent::Message { text, .. },
+                        ..
+                    }) = msg
+                    {
+                        heard = text == "Is the side gate fine? <i>x</i>";
+                        break;
+                    }
+                }
+                let reply = CommandKind::SendMessage {
+                    tracking: T4.into(),
+                    text: "Yes, the side gate is fine".into(),
+                };
+                match (heard, w.driver.command(40, reply).await) {
+                    (true, Ok(ServerMsg::Done { .. })) => "DONE".into(),
+                    (heard, r) => format!("FAIL heard {heard}, reply {r:?}"),
+                }
+            }
+            "check-reschedule" => {
+                let got = lock(&w.t.gw.shared().state.core)
+                    .delivery_change(&TrackingNumber(T2.into()))
+                    .map(|(c, _)| c.clone());
+                match got {
+                    Some(DeliveryChange::Reschedule { .. }) => "DONE".into(),
+                    other => format!("FAIL the change is {other:?}"),
                 }
             }
             "s1" => {

@@ -53,7 +53,45 @@
     }
     $('failure').hidden = !s.failure;
     setText('failure-text', s.failure);
-    $('instr').hidden = s.state === 'Delivered' || s.state === 'Failed';
+    var closed = s.withdrawn || s.state === 'Delivered' || s.state === 'Failed' || s.state === 'Returned';
+    $('instr').hidden = closed;
+    // After a failed attempt, a change is the recipient's wish for the next one.
+    $('change').hidden = closed && s.state !== 'Failed';
+    $('msg-form').hidden = closed;
+    $('change-text').hidden = !s.change;
+    setText('change-text', s.change);
+  }
+
+  // The thread with the driver: messages come from the event stream and from our own posts.
+  var said = {};
+  function addMessage(m) {
+    if (said[m.offset]) return;
+    said[m.offset] = true;
+    var li = document.createElement('li'), t = document.createElement('time'), span = document.createElement('span');
+    li.className = 'from-' + m.from;
+    t.textContent = m.time;
+    span.textContent = m.text;
+    li.appendChild(t);
+    li.appendChild(document.createTextNode(' '));
+    li.appendChild(span);
+    $('messages').appendChild(li);
+    $('thread').hidden = false;
+  }
+  (view.messages || []).forEach(function (m) { said[m.offset] = true; });
+
+  function post(path, body, status, done) {
+    status.textContent = 'Sending…';
+    fetch(base + path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+      credentials: 'same-origin'
+    }).then(function (r) {
+      return r.json().then(function (j) { return { ok: r.ok, j: j }; }, function () { return { ok: r.ok, j: {} }; });
+    }).then(function (res) {
+      if (!res.ok) { status.textContent = 'Not sent: ' + (res.j.message || 'please try again'); return; }
+      done(res.j);
+    }, function () { status.textContent = 'Not sent: no connection.'; });
   }
 
   function addMilestone(m) {
@@ -130,6 +168,11 @@
       if (m.offset > offset) offset = m.offset;
       addMilestone(m);
     });
+    es.addEventListener('message', function (e) {
+      var m = JSON.parse(e.data);
+      if (m.offset > offset) offset = m.offset;
+      addMessage(m);
+    });
     es.addEventListener('position', function (e) { position = JSON.parse(e.data); renderMap(); });
     es.addEventListener('auth', function () {
       es.close();
@@ -137,6 +180,68 @@
     });
   }
   connect();
+
+  // Messages to the driver: logged, pushed to the driver's app; the answer is the thread.
+  $('msg-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var input = $('msg-text'), st = $('msg-status');
+    post('/messages', { text: input.value }, st, function (j) {
+      (j.messages || []).forEach(addMessage);
+      input.value = '';
+      st.textContent = 'Sent.';
+    });
+  });
+
+  // Changing the delivery: the choices on offer come from the gateway.
+  var kind = $('change-kind'), slot = $('change-slot'), point = $('change-point');
+  var nameIn = $('change-name'), whereIn = $('change-where');
+  function option(sel, value, label) {
+    var o = document.createElement('option');
+    o.value = value;
+    o.textContent = label;
+    sel.appendChild(o);
+  }
+  fetch(base + '/delivery', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
+    if (!d) return;
+    var o = d.offers;
+    if (o.slots.length) {
+      option(kind, 'reschedule', 'Another day or time');
+      o.slots.forEach(function (sl) { option(slot, sl.start_ms + '-' + sl.end_ms, sl.label); });
+    }
+    if (o.safe_place) option(kind, 'safe_place', 'Leave it in a safe place');
+    if (o.neighbour) option(kind, 'neighbour', 'Leave it with a neighbour');
+    if (o.pickup_points.length) {
+      option(kind, 'pickup_point', 'Collect it from a pickup point');
+      o.pickup_points.forEach(function (p) { option(point, p.id, p.name + (p.address ? ', ' + p.address : '')); });
+    }
+  }, function () {});
+  kind.addEventListener('change', function () {
+    var k = kind.value;
+    slot.hidden = k !== 'reschedule';
+    point.hidden = k !== 'pickup_point';
+    nameIn.hidden = k !== 'neighbour';
+    whereIn.hidden = k !== 'neighbour' && k !== 'safe_place';
+    whereIn.placeholder = k === 'neighbour' ? "Neighbour's address" : 'Where (e.g. behind the gate)';
+  });
+  $('change-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var k = kind.value, body = {}, st = $('change-msg');
+    if (k === 'reschedule') {
+      var w = slot.value.split('-');
+      body.reschedule = { start_ms: Number(w[0]), end_ms: Number(w[1]) };
+    } else if (k === 'safe_place') {
+      body.safe_place = { place: whereIn.value };
+    } else if (k === 'neighbour') {
+      body.neighbour = { name: nameIn.value, address: whereIn.value };
+    } else if (k === 'pickup_point') {
+      body.pickup_point = { id: point.value };
+    } else { st.textContent = 'Choose an option first.'; return; }
+    post('/delivery', body, st, function (j) {
+      st.textContent = 'Done: your driver has been told.';
+      $('change-text').hidden = !j.change;
+      setText('change-text', j.change);
+    });
+  });
 
   // Instructions for the driver: logged by the gateway and pushed to the driver's app.
   $('instr-form').addEventListener('submit', function (ev) {

@@ -250,7 +250,10 @@ pub fn render_tracking(
     }
     out.push_str("</ol></section>");
     // Instructions for the driver.
-    let open = !matches!(s.state, ParcelState::Delivered | ParcelState::Failed);
+    let open = !matches!(
+        s.state,
+        ParcelState::Delivered | ParcelState::Failed | ParcelState::Returned
+    ) && !s.withdrawn;
     let _ = write!(
         out,
         "<section id=\"instr\" class=\"card\"{h}><h2>Instructions for the driver</h2>\
@@ -260,6 +263,7 @@ pub fn render_tracking(
         h = if open { "" } else { " hidden" },
         txt = escape(view.instructions.as_deref().unwrap_or("")),
     );
+    service_cards(&mut out, view, open);
     let boot = TrackingBoot {
         base: base.to_owned(),
         view,
@@ -273,6 +277,50 @@ pub fn render_tracking(
         script_json(&boot)
     );
     out
+}
+
+/// The cards a recipient acts in beside instructions: change the delivery (the choices are
+/// fetched by the page from `/delivery`) and the thread with the driver.
+fn service_cards(out: &mut String, view: &ParcelView, open: bool) {
+    let change = view.status.change.as_deref();
+    // After a failed attempt the choice is the recipient's wish for the next one.
+    let change_open = open || view.status.state == ParcelState::Failed;
+    let _ = write!(
+        out,
+        "<section id=\"change\" class=\"card\"{h}><h2>Change the delivery</h2>\
+         <p id=\"change-text\"{ch}>{c}</p>\
+         <form id=\"change-form\"><label for=\"change-kind\" class=\"muted\">What would suit you better?</label>\
+         <select id=\"change-kind\"><option value=\"\">Choose...</option></select>\
+         <select id=\"change-slot\" hidden></select><select id=\"change-point\" hidden></select>\
+         <input id=\"change-name\" maxlength=\"200\" placeholder=\"Neighbour's name\" hidden>\
+         <input id=\"change-where\" maxlength=\"200\" placeholder=\"Where\" hidden>\
+         <button type=\"submit\">Confirm</button> <span id=\"change-msg\" class=\"muted\" role=\"status\"></span></form></section>",
+        h = if change_open { "" } else { " hidden" },
+        ch = if change.is_some() { "" } else { " hidden" },
+        c = escape(change.unwrap_or("")),
+    );
+    let _ = write!(
+        out,
+        "<section id=\"thread\" class=\"card\"{h}><h2>Messages with your driver</h2><ol id=\"messages\" class=\"thread\">",
+        h = if open || !view.messages.is_empty() { "" } else { " hidden" },
+    );
+    for m in &view.messages {
+        let _ = write!(
+            out,
+            "<li class=\"from-{f}\" data-offset=\"{o}\"><time>{t}</time> <span>{x}</span></li>",
+            f = m.from,
+            o = m.offset,
+            t = escape(&m.time),
+            x = escape(&m.text),
+        );
+    }
+    let _ = write!(
+        out,
+        "</ol><form id=\"msg-form\"{h}><label for=\"msg-text\" class=\"muted\">Your number stays private.</label>\
+         <input id=\"msg-text\" maxlength=\"500\" autocomplete=\"off\">\
+         <button type=\"submit\">Send</button> <span id=\"msg-status\" class=\"muted\" role=\"status\"></span></form></section>",
+        h = if open { "" } else { " hidden" },
+    );
 }
 
 fn proof_items(out: &mut String, p: &ProofSummary, received_by: Option<&str>) {

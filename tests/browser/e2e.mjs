@@ -121,6 +121,22 @@ try {
   await disp.waitForFunction(() => document.getElementById('conn').textContent === 'live', null, { timeout: STEP_TIMEOUT });
   check(await disp.$$eval('circle.stop', (c) => c.length) === 3, 'dispatcher map shows the route\'s 3 stops');
 
+  // Before the route starts, another recipient (a parcel of S1) moves its delivery to another
+  // slot from the page.
+  const other = await context.newPage();
+  await other.goto(WEB + process.env.TRACK2);
+  log('second page', await other.title());
+  await other.waitForFunction(() => document.querySelectorAll('#change-kind option').length > 1, null, { timeout: STEP_TIMEOUT });
+  await other.selectOption('#change-kind', 'reschedule');
+  const slotLabel = await other.$eval('#change-slot option', (o) => o.textContent);
+  await other.click('#change-form button');
+  await other.waitForFunction(() => /^Done/.test(document.getElementById('change-msg').textContent), null, { timeout: STEP_TIMEOUT });
+  await statusMatches(other, /^Rescheduled to /, 'a rescheduled parcel');
+  await step('check-reschedule');
+  check(true, `rescheduled from the page to "${slotLabel}", and the driver's app was told`);
+  await shot(other, 'track-360-rescheduled.png');
+  await other.close();
+
   // The route starts: D1 leaves the depot and reaches S1; D2 roams.
   await step('start');
   await statusMatches(track, /^2 stops away/, 'route started');
@@ -145,6 +161,15 @@ try {
   check(await again.$eval('#instr-text', (e) => e.value) === 'Gate code 4711 <b>not bold</b>', 'instructions shown back as plain text');
   check(await again.$('#instr b') === null, 'no markup injected by instructions');
   await again.close();
+
+  // The recipient writes to the driver from the page, and sees the driver's reply live.
+  await track.fill('#msg-text', 'Is the side gate fine? <i>x</i>');
+  await track.click('#msg-form button');
+  await track.waitForFunction(() => [...document.querySelectorAll('#messages li.from-recipient span')].some((e) => e.textContent === 'Is the side gate fine? <i>x</i>'), null, { timeout: STEP_TIMEOUT });
+  await step('reply');
+  await track.waitForFunction(() => [...document.querySelectorAll('#messages li.from-driver span')].some((e) => e.textContent === 'Yes, the side gate is fine'), null, { timeout: STEP_TIMEOUT });
+  check(true, 'a message from the page reached the driver\'s app, and the reply showed without a reload');
+  check(await track.$('#messages i') === null, 'no markup injected by messages');
 
   // S1 served, D1 drives on to S2.
   await step('s1');

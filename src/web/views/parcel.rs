@@ -158,6 +158,9 @@ pub struct StatusView {
     pub driver: Option<DriverCard>,
     /// The recipient's change to the delivery, in words ("Safe place: porch").
     pub change: Option<String>,
+    /// The change took the parcel off its route (another slot, a pickup point): no window,
+    /// no instructions, no thread on this route.
+    pub withdrawn: bool,
 }
 
 /// Everything the tracking page shows.
@@ -207,16 +210,13 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         (driver, moment(shared, &core, &s.route_id), change)
     };
     // A parcel its recipient took off the route says where it went instead.
+    let withdrawn = change.as_ref().is_some_and(|c| c.withdraws())
+        && matches!(
+            s.state,
+            ParcelState::OutForDelivery | ParcelState::Planned | ParcelState::ArrivingSoon
+        );
     let status_line = match &change {
-        Some(c)
-            if c.withdraws()
-                && matches!(
-                    s.state,
-                    ParcelState::OutForDelivery | ParcelState::Planned | ParcelState::ArrivingSoon
-                ) =>
-        {
-            change_text(c)
-        }
+        Some(c) if withdrawn => change_text(c),
         _ => status_line_at(s, &at),
     };
     StatusView {
@@ -230,12 +230,14 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         window: s.window,
         window_text: s
             .window
+            .filter(|_| !withdrawn)
             .map(|w| format!("{}-{}", clock_text(w.start_ms, at.now_ms), hhmm(w.end_ms))),
         proof,
         received_by,
         failure,
         driver,
         change: change.as_ref().map(change_text),
+        withdrawn,
     }
 }
 
