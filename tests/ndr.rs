@@ -152,3 +152,77 @@ async fn a_bad_policy_stops_the_start() {
         .insert("absent".into(), milepost_core::fleet::ndr::Action::Hold);
     assert!(cfg.validate().unwrap_err().to_string().contains("absent"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_form_an_exception_queue_with_the_recipients_wish() {
+    let w = World::with_web(|_| {}).await;
+    let k = key(&w);
+    let r = serde_json::to_value(route("R-X1", "D5", "EXC-1")).unwrap();
+    call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+    let absent = json!({"outcome": "failed", "reason": "recipient_absent"});
+    call(
+        &w,
+        "POST",
+        "/api/v1/parcels/EXC-1/outcome",
+        &k,
+        Some(&absent),
+    )
+    .await;
+    let queue = |state: &'static str| {
+        let w = &w;
+        let k = k.clone();
+        async move {
+            let path = format!("/api/v1/depots/north/exceptions?state={state}");
+            call(w, "GET", &path, &k, None).await["items"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let open = queue("open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let x = &open[0];
+    assert_eq!(x["tracking"], "EXC-1");
+    assert_eq!(x["reason"], "recipient absent");
+    assert_eq!(x["attempt"], 1);
+    assert_eq!(x["next_step"], "We will try again on a later delivery");
+    assert_eq!(x["state"], "open");
+    assert!(x["wish"].is_null());
+
+    // The recipient, following the failed-attempt message's link, asks for a safe place.
+    let token = World::recipient_token("EXC-1");
+    let wish = json!({"safe_place": {"place": "the garage"}});
+    let r = web_support::api(&w, "POST", "/t/EXC-1/delivery", &token, Some(&wish)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(queue("open").await[0]["wish"], "Safe place: the garage");
+
+    // The dispatcher page acknowledges, then resolves it (the same record as the API's).
+    let id = x["alert_id"].as_u64().unwrap();
+    let disp = World::dispatcher_token("north");
+    let page_post = |path: String| {
+        let w = &w;
+        let disp = disp.clone();
+        async move {
+            let auth = format!("Bearer {disp}");
+            web_support::request(w.web(), "POST", &path, &[("Authorization", &auth)], None).await
+        }
+    };
+    let r = page_post(format!("/dispatch/alerts/{id}/acknowledge")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["handled_by"], "dispatcher:north");
+    let r = page_post(format!("/dispatch/alerts/{id}/acknowledge")).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let page = web_support::get(w.web(), "/dispatch/exceptions", Some(&disp)).await;
+    assert_eq!(page.json()["items"][0]["state"], "acknowledged");
+    assert_eq!(queue("acknowledged").await.len(), 1);
+    let r = page_post(format!("/dispatch/alerts/{id}/resolve")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(queue("open").await.is_empty());
+    assert_eq!(queue("resolved").await.len(), 1);
+    let r = page_post(format!("/dispatch/alerts/{id}/shrug")).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Another depot's dispatcher sees none of it.
+    let south = World::dispatcher_token("south");
+    let page = web_support::get(w.web(), "/dispatch/exceptions", Some(&south)).await;
+    assert_eq!(page.json()["items"].as_array().unwrap().len(), 0);
+}

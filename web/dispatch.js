@@ -132,6 +132,40 @@
     });
   }
 
+  // The exception queue: failed deliveries, with the policy's next step and the recipient's
+  // wish; acknowledged or resolved here (a log record, like the API's).
+  function loadExceptions() {
+    return fetch('/dispatch/exceptions', { credentials: 'same-origin' }).then(function (r) {
+      return r.ok ? r.json() : { items: [] };
+    }).then(function (x) { renderExceptions(x.items); }, function () {});
+  }
+  function renderExceptions(list) {
+    $('exceptions-card').hidden = !list.length;
+    var ol = clearList('exceptions');
+    list.forEach(function (x) {
+      var item = li(ol, 'ex-' + x.state);
+      item.setAttribute('data-tracking', x.tracking);
+      text(item.appendChild(document.createElement('time')), hhmm(x.at_ms));
+      var words = x.tracking + ' (' + x.route_id + ', ' + x.stop + '): ' + x.reason;
+      if (x.next_step) words += ' · ' + x.next_step;
+      if (x.wish) words += ' · recipient: ' + x.wish;
+      if (x.state === 'acknowledged') words += ' · acknowledged by ' + x.handled_by;
+      item.appendChild(document.createTextNode(' ' + words + ' '));
+      var actions = x.state === 'open' ? ['acknowledge', 'resolve'] : ['resolve'];
+      actions.forEach(function (a) {
+        var b = item.appendChild(document.createElement('button'));
+        b.type = 'button';
+        b.className = 'act-' + a;
+        text(b, a === 'acknowledge' ? 'Acknowledge' : 'Resolve');
+        b.addEventListener('click', function () {
+          b.disabled = true;
+          fetch('/dispatch/alerts/' + x.alert_id + '/' + a, { method: 'POST', credentials: 'same-origin' })
+            .then(loadExceptions, loadExceptions);
+        });
+      });
+    });
+  }
+
   // Messages no provider took (dead letters): retried or dismissed through the API.
   function renderUndelivered(list) {
     var card = $('undelivered-card');
@@ -228,6 +262,7 @@
       renderDrivers();
       renderAlerts();
       renderRoute();
+      loadExceptions();
     });
   }
 
@@ -261,6 +296,7 @@
       alerts.unshift(a);
       if (alerts.length > ALERTS_MAX) alerts.length = ALERTS_MAX;
       renderAlerts();
+      if (a.kind === 'AttemptFailed') loadExceptions();
     });
     es.addEventListener('resync', function (e) {
       offset = +e.lastEventId || offset;

@@ -22,6 +22,10 @@ use tokio::sync::mpsc;
 use crate::feed::{LagTarget, Mailbox};
 use crate::server::shared::Shared;
 use crate::state::lock;
+use crate::web::api::alerts::wanted;
+use crate::web::api::caller::Caller;
+use crate::web::api::error::ApiError;
+use crate::web::api::exceptions::ExceptionList;
 use crate::web::auth::{authorize_dispatcher, check_dispatcher, page_auth, PageQuery};
 use crate::web::error::WebError;
 use crate::web::pages::{error_page, html, render_dispatch};
@@ -30,6 +34,7 @@ use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next
 use crate::web::state::WebState;
 use crate::web::views::depot::{depot_state_of, DispatchItem, DriverDot, NearbyAnswer};
 use crate::web::views::route::{depot_route, depot_routes};
+use milepost_core::store::record::AlertAction;
 
 /// How often a dispatcher stream re-reads the depot's routes to catch changes that emit no
 /// route event (a delivery, an ETA moving).
@@ -65,6 +70,41 @@ pub async fn depot_state(
 ) -> Result<Response, WebError> {
     let (claims, _) = authorize_dispatcher(&st.shared, &headers)?;
     Ok(json(depot_state_of(&st.shared, &DepotId(claims.depot))))
+}
+
+/// `GET /dispatch/exceptions`: the depot's open failed deliveries (the exception queue).
+pub async fn exceptions(
+    State(st): State<Arc<WebState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (claims, _) = authorize_dispatcher(&st.shared, &headers)?;
+    let open = wanted(Some("open"))?;
+    let items = crate::web::api::exceptions::exceptions(&st, &claims.depot, open, 100)?;
+    Ok(json(ExceptionList { items }))
+}
+
+/// `POST /dispatch/alerts/{id}/{action}` (`acknowledge` or `resolve`): the dispatcher page's
+/// handling of an alert, the same record as the API's.
+pub async fn handle_alert(
+    State(st): State<Arc<WebState>>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (claims, token) = authorize_dispatcher(&st.shared, &headers)?;
+    let action = match action.as_str() {
+        "acknowledge" => AlertAction::Acknowledged,
+        "resolve" => AlertAction::Resolved,
+        _ => return Err(ApiError::not_found("acknowledge or resolve")),
+    };
+    let id = id
+        .parse::<u64>()
+        .map_err(|_| ApiError::not_found("an alert's id is a number"))?;
+    let caller = Caller::dispatcher(&claims.depot, &token);
+    let depot = claims.depot.clone();
+    let after =
+        crate::web::api::alerts::handle_alert(&st, &caller, &depot, id, action, String::new())
+            .await?;
+    Ok(json(after))
 }
 
 /// `GET /dispatch/routes/{route}`: one route's progress and ETAs.

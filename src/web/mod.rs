@@ -180,6 +180,11 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/dispatch/state", get(dispatch::depot_state))
         .route("/dispatch/routes/{route}", get(dispatch::route_detail))
         .route("/dispatch/nearby", get(dispatch::nearby))
+        .route("/dispatch/exceptions", get(dispatch::exceptions))
+        .route(
+            "/dispatch/alerts/{id}/{action}",
+            post(dispatch::handle_alert),
+        )
         .route("/dispatch/events", get(dispatch::depot_events))
         .route("/assets/{file}", get(assets::asset))
         .route("/brand.css", get(assets::brand_css))

@@ -375,6 +375,7 @@ pub fn render_dispatch(brand: &BrandConfig, depot: &str) -> String {
          <i class=\"st-passed\"></i>passed · click the map: who is near here</p></section>\
          <aside class=\"side\">\
          <section class=\"card\"><h2>Alerts</h2><ol id=\"alerts\" class=\"alerts\"><li class=\"muted empty\">No alerts.</li></ol></section>\
+         <section id=\"exceptions-card\" class=\"card\" hidden><h2>Failed deliveries</h2><ol id=\"exceptions\" class=\"alerts\"></ol></section>\
          <section id=\"undelivered-card\" class=\"card\" hidden><h2>Messages not delivered</h2><ol id=\"undelivered\" class=\"alerts\"></ol></section>\
          <section class=\"card\"><h2>Drivers</h2><ul id=\"drivers\" class=\"drivers\"></ul></section>\
          <section id=\"route-card\" class=\"card\" hidden><h2>Route <span id=\"route-id\"></span></h2><p id=\"route-meta\" class=\"muted\"></p>\

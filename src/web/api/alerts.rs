@@ -98,15 +98,15 @@ pub struct AlertQuery {
 
 /// One alert: the event that raised it (its offset is the alert's id) and the newest one
 /// that updated it.
-struct Raised {
-    id: u64,
-    first: DispatchUpdate,
-    latest: DispatchUpdate,
-    updates: u32,
+pub(crate) struct Raised {
+    pub(crate) id: u64,
+    pub(crate) first: DispatchUpdate,
+    pub(crate) latest: DispatchUpdate,
+    pub(crate) updates: u32,
 }
 
 /// The depot's alerts, newest first, with ids below `before`.
-fn alert_events(st: &WebState, depot: &DepotId, before: u64) -> Vec<Raised> {
+pub(crate) fn alert_events(st: &WebState, depot: &DepotId, before: u64) -> Vec<Raised> {
     let feed = lock(&st.shared.state.feed);
     let last = feed.depot_last(depot);
     let kept = st.shared.cfg.feed.depot_events_kept.max(1) as u64;
@@ -196,7 +196,11 @@ fn state_of(h: Option<&AlertHandling>) -> AlertState {
 }
 
 /// The views of `events`, with their handling and whether they still hold.
-fn views(st: &WebState, depot: &DepotId, events: &[Raised]) -> Result<Vec<AlertView>, ApiError> {
+pub(crate) fn views(
+    st: &WebState,
+    depot: &DepotId,
+    events: &[Raised],
+) -> Result<Vec<AlertView>, ApiError> {
     let handled = match &st.shared.state.history {
         Some(h) => h
             .alerts(&depot.0, events.iter().map(|r| r.id))
@@ -233,6 +237,26 @@ fn views(st: &WebState, depot: &DepotId, events: &[Raised]) -> Result<Vec<AlertV
         .collect())
 }
 
+/// The alert states a `state` query names (`open`: open or acknowledged, the default).
+pub fn wanted(state: Option<&str>) -> Result<&'static [AlertState], ApiError> {
+    Ok(match state.unwrap_or("open") {
+        "open" => &[AlertState::Open, AlertState::Acknowledged],
+        "acknowledged" => &[AlertState::Acknowledged],
+        "resolved" => &[AlertState::Resolved],
+        "all" => &[
+            AlertState::Open,
+            AlertState::Acknowledged,
+            AlertState::Resolved,
+        ],
+        _ => {
+            return Err(
+                ApiError::bad_request("state is open, acknowledged, resolved or all")
+                    .field("state"),
+            )
+        }
+    })
+}
+
 /// List a depot's alerts
 ///
 /// Newest first, with what was done about each.
@@ -252,22 +276,7 @@ pub async fn list_alerts(
     if !caller.reads(&depot) {
         return Err(ApiError::forbidden(format!("no scope for depot {depot}")));
     }
-    let wanted: &[AlertState] = match q.state.as_deref().unwrap_or("open") {
-        "open" => &[AlertState::Open, AlertState::Acknowledged],
-        "acknowledged" => &[AlertState::Acknowledged],
-        "resolved" => &[AlertState::Resolved],
-        "all" => &[
-            AlertState::Open,
-            AlertState::Acknowledged,
-            AlertState::Resolved,
-        ],
-        _ => {
-            return Err(
-                ApiError::bad_request("state is open, acknowledged, resolved or all")
-                    .field("state"),
-            )
-        }
-    };
+    let wanted = wanted(q.state.as_deref())?;
     let limit = page_limit(q.limit)?;
     let before = match q.cursor.as_deref().map(cursor_id).transpose()? {
         Some(c) => c
@@ -300,6 +309,56 @@ pub struct HandleBody {
     pub note: Option<String>,
 }
 
+/// Acknowledges or resolves alert `id` of `depot` for `caller` (a dispatcher of the depot):
+/// the `AlertHandled` record, then the alert as it is now.
+///
+/// # Errors
+/// No scope, a note over 500 bytes, no such alert, one already resolved (or acknowledged
+/// again), or the log's refusal.
+pub async fn handle_alert(
+    st: &WebState,
+    caller: &Caller,
+    depot: &str,
+    id: u64,
+    action: AlertAction,
+    note: String,
+) -> Result<AlertView, ApiError> {
+    caller.require(KeyRole::Dispatcher, depot)?;
+    if note.len() > 500 {
+        return Err(ApiError::too_large("note over 500 bytes").field("note"));
+    }
+    let d = DepotId(depot.to_owned());
+    let find = |st: &WebState| -> Result<AlertView, ApiError> {
+        let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
+            .into_iter()
+            .filter(|r| r.id == id)
+            .collect();
+        views(st, &d, &ev)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("no alert {id} in depot {depot}")))
+    };
+    let now = find(st)?;
+    match (now.state, action) {
+        (AlertState::Resolved, _) => {
+            return Err(ApiError::conflict("the alert is resolved already"))
+        }
+        (AlertState::Acknowledged, AlertAction::Acknowledged) => {
+            return Err(ApiError::conflict("the alert is acknowledged already"))
+        }
+        _ => {}
+    }
+    let rec = LogRecord::AlertHandled {
+        depot: depot.to_owned(),
+        offset: id,
+        action,
+        by: caller.name.clone(),
+        note,
+        at_ms: st.shared.now_ms(),
+    };
+    commit(&st.shared, rec, ApiError::conflict).await?;
+    find(st)
+}
+
 async fn handle(
     st: Arc<WebState>,
     caller: Caller,
@@ -325,41 +384,8 @@ async fn handle(
         &what,
         body.digest,
         |st2, caller| async move {
-            caller.require(KeyRole::Dispatcher, &depot)?;
             let note = body.value.note.unwrap_or_default();
-            if note.len() > 500 {
-                return Err(ApiError::too_large("note over 500 bytes").field("note"));
-            }
-            let d = DepotId(depot.clone());
-            let find = |st: &WebState| -> Result<AlertView, ApiError> {
-                let ev: Vec<_> = alert_events(st, &d, id.saturating_add(1))
-                    .into_iter()
-                    .filter(|r| r.id == id)
-                    .collect();
-                views(st, &d, &ev)?
-                    .pop()
-                    .ok_or_else(|| ApiError::not_found(format!("no alert {id} in depot {depot}")))
-            };
-            let now = find(&st2)?;
-            match (now.state, action) {
-                (AlertState::Resolved, _) => {
-                    return Err(ApiError::conflict("the alert is resolved already"))
-                }
-                (AlertState::Acknowledged, AlertAction::Acknowledged) => {
-                    return Err(ApiError::conflict("the alert is acknowledged already"))
-                }
-                _ => {}
-            }
-            let rec = LogRecord::AlertHandled {
-                depot: depot.clone(),
-                offset: id,
-                action,
-                by: caller.name.clone(),
-                note,
-                at_ms: st2.shared.now_ms(),
-            };
-            commit(&st2.shared, rec, ApiError::conflict).await?;
-            let after = find(&st2)?;
+            let after = handle_alert(&st2, &caller, &depot, id, action, note).await?;
             serde_json::to_value(&after)
                 .map(|v| (StatusCode::OK, v))
                 .map_err(|e| ApiError::internal(e.to_string()))

@@ -29,6 +29,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A dispatcher of `depot`, by its token.
+    pub fn dispatcher(depot: &str, token: &str) -> Caller {
+        Caller {
+            id: format!("token:{}", fingerprint(token)),
+            name: format!("dispatcher:{depot}"),
+            scopes: vec![Scope {
+                role: KeyRole::Dispatcher,
+                depot: depot.to_owned(),
+            }],
+        }
+    }
+
     /// Allowed to act as `role` in `depot`, or 403.
     pub fn require(&self, role: KeyRole, depot: &str) -> Result<(), ApiError> {
         let ok = self
@@ -97,14 +109,7 @@ impl FromRequestParts<std::sync::Arc<WebState>> for Caller {
                     "the API takes API keys and dispatcher tokens",
                 ));
             }
-            Caller {
-                id: format!("token:{}", fingerprint(presented)),
-                name: format!("dispatcher:{}", claims.depot),
-                scopes: vec![Scope {
-                    role: KeyRole::Dispatcher,
-                    depot: claims.depot,
-                }],
-            }
+            Caller::dispatcher(&claims.depot, presented)
         };
         st.api
             .limits

@@ -53,6 +53,7 @@ use crate::web::respond::with_headers;
         crate::web::api::alerts::list_alerts,
         crate::web::api::alerts::acknowledge,
         crate::web::api::alerts::resolve,
+        crate::web::api::exceptions::list_exceptions,
         crate::web::api::webhooks::list_webhooks,
         crate::web::api::webhooks::add_webhook,
         crate::web::api::webhooks::remove_webhook,

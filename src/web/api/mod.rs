@@ -46,6 +46,7 @@ pub mod caller;
 pub mod docs;
 pub mod drivers;
 pub mod error;
+pub mod exceptions;
 pub mod extract;
 pub mod idempotency;
 pub mod limits;
@@ -113,6 +114,10 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         .route(
             "/api/v1/parcels/{tracking}/messages",
             get(service::get_messages),
+        )
+        .route(
+            "/api/v1/depots/{depot}/exceptions",
+            get(exceptions::list_exceptions),
         )
         .route(
             "/api/v1/parcels/{tracking}/recipient",
