@@ -226,3 +226,83 @@ async fn failed_deliveries_form_an_exception_queue_with_the_recipients_wish() {
     let page = web_support::get(w.web(), "/dispatch/exceptions", Some(&south)).await;
     assert_eq!(page.json()["items"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_are_counted_across_a_cancelled_route_and_a_restart() {
+    let w = World::with_web(|_| {}).await;
+    let k = key(&w);
+    let absent = json!({"outcome": "failed", "reason": "recipient_absent"});
+    // Attempt 1 on R-C1, which the back office then cancels (its feed goes with it).
+    let r = serde_json::to_value(route("R-C1", "D5", "CNT-1")).unwrap();
+    call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+    call(
+        &w,
+        "POST",
+        "/api/v1/parcels/CNT-1/outcome",
+        &k,
+        Some(&absent),
+    )
+    .await;
+    call(
+        &w,
+        "POST",
+        "/api/v1/routes/R-C1/cancel",
+        &k,
+        Some(&json!({})),
+    )
+    .await;
+    // Attempt 2 on R-C2 is counted as the second.
+    let r = serde_json::to_value(route("R-C2", "D6", "CNT-1")).unwrap();
+    call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+    call(
+        &w,
+        "POST",
+        "/api/v1/parcels/CNT-1/outcome",
+        &k,
+        Some(&absent),
+    )
+    .await;
+    // (The parcel's history spans its routes; its feed, since R-C1 was cancelled, this one.)
+    assert_eq!(
+        next_steps(&w, &k, "CNT-1").await,
+        vec!["We will try again on a later delivery"]
+    );
+    call(
+        &w,
+        "POST",
+        "/api/v1/routes/R-C2/cancel",
+        &k,
+        Some(&json!({})),
+    )
+    .await;
+    // After a restart (snapshot), attempt 3 is the policy's last: back to the sender.
+    let World { t, driver, .. } = w;
+    driver.conn.close(0u32.into(), b"bye");
+    let t = t
+        .restart_with(|c| c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
+        .await;
+    let w = World::on(t).await;
+    let r = serde_json::to_value(route("R-C3", "D7", "CNT-1")).unwrap();
+    call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+    call(
+        &w,
+        "POST",
+        "/api/v1/parcels/CNT-1/outcome",
+        &k,
+        Some(&absent),
+    )
+    .await;
+    let p = call(&w, "GET", "/api/v1/parcels/CNT-1", &k, None).await;
+    let last = p["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["kind"] == "NextStep")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        last["text"], "Going back to the sender after 3 attempts",
+        "{p}"
+    );
+}

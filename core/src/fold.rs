@@ -119,8 +119,14 @@ impl Parts<'_> {
             // parcel's earlier updates before this one is recorded.
             if let Update::Parcel(p) = &out[i] {
                 if matches!(p.kind, milepost_proto::route::ParcelEvent::Failed { .. }) {
-                    let before = self.feed.parcel_failures(&p.tracking);
+                    // Counted in the parcel's feed, and in the core's book, which outlives
+                    // the feed of an archived or cancelled route.
+                    let before = self
+                        .feed
+                        .parcel_failures(&p.tracking)
+                        .max(self.core.failed_attempts(&p.tracking));
                     if let Some(next) = self.core.config().ndr.after(p, before) {
+                        self.core.count_failure(&p.tracking, before + 1, p.fix_t_ms);
                         out.insert(i + 1, Update::Parcel(next));
                     }
                 }

@@ -32,11 +32,21 @@ impl Default for MessageLimits {
     }
 }
 
-/// The recipients' changes and the threads' recent messages, per live parcel.
+/// The recipients' changes and the threads' recent messages, per live parcel; and the failed
+/// attempts of every parcel that failed in the last [`ATTEMPTS_KEPT_MS`], whatever route it is
+/// on now (the NDR policy counts attempts across a parcel's routes, also once a failed route
+/// was archived or cancelled).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceBook {
     parcels: BTreeMap<TrackingNumber, ParcelService>,
+    /// Failed attempts so far, and the time of the newest.
+    attempts: BTreeMap<TrackingNumber, (u32, i64)>,
+    /// When `attempts` was last pruned.
+    pruned_ms: i64,
 }
+
+/// How long a parcel's failed attempts are remembered after its last one, ms (90 days).
+pub const ATTEMPTS_KEPT_MS: i64 = 90 * 86_400_000;
 
 /// One parcel's entry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -232,6 +242,8 @@ impl FleetCore {
     /// Puts back a snapshot's service book: the entries of live parcels, with the parcels
     /// their changes took off a route marked so again.
     pub fn restore_service(&mut self, book: ServiceBook) {
+        self.service.attempts = book.attempts;
+        self.service.pruned_ms = book.pruned_ms;
         for (tracking, entry) in book.parcels {
             let Some(run) = self
                 .by_tracking
@@ -271,6 +283,22 @@ impl FleetCore {
                 format!("{tracking}: the recipient authorises leaving it at: {place}")
             }
         })
+    }
+
+    /// The failed attempts remembered for a parcel.
+    pub fn failed_attempts(&self, tracking: &TrackingNumber) -> u32 {
+        self.service.attempts.get(tracking).map_or(0, |a| a.0)
+    }
+
+    /// Remembers that a parcel's attempt failed at `at_ms` (now `attempt` failures in all).
+    pub fn count_failure(&mut self, tracking: &TrackingNumber, attempt: u32, at_ms: i64) {
+        let book = &mut self.service;
+        book.attempts.insert(tracking.clone(), (attempt, at_ms));
+        if at_ms - book.pruned_ms > 86_400_000 {
+            book.attempts
+                .retain(|_, (_, last)| *last > at_ms - ATTEMPTS_KEPT_MS);
+            book.pruned_ms = at_ms;
+        }
     }
 
     /// Forgets the service entries of a route's parcels (the route left the live state; what
