@@ -97,6 +97,18 @@ async fn a_profile_from_the_api_shows_once_the_driver_is_on_the_way() {
     assert_eq!(c["first_name"], "Marko", "{c}");
     assert_eq!(c["vehicle"], "white van ZG-123");
     assert_eq!(c["photo_url"], "https://cdn.example/marko.jpg");
+    // The tracking page draws the photo.
+    let page = web_support::get(
+        w.web(),
+        "/t/MP100000004",
+        Some(&World::recipient_token("MP100000004")),
+    )
+    .await
+    .text();
+    assert!(
+        page.contains("id=\"driver-photo\" alt=\"\" src=\"https://cdn.example/marko.jpg\">"),
+        "{page}"
+    );
 
     // Kept across a restart; removed on request.
     let web = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

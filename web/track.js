@@ -31,6 +31,9 @@
     if (s.driver) {
       setText('driver-name', s.driver.first_name);
       setText('driver-vehicle', s.driver.vehicle || '');
+      var photo = $('driver-photo');
+      photo.hidden = !s.driver.photo_url;
+      if (s.driver.photo_url && photo.getAttribute('src') !== s.driver.photo_url) photo.src = s.driver.photo_url;
     }
     var list = $('proof-list');
     while (list.firstChild) list.removeChild(list.firstChild);

@@ -16,9 +16,9 @@ use std::fmt::Debug;
 
 use milepost_proto::frame::{self, FrameError};
 use milepost_proto::route::{
-    DispatchEvent, DispatchUpdate, DriverEvent, DriverUpdate, FailureReason, Outcome, Parcel,
-    ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, Proof, ProofSummary, Route, Stop,
-    TimeWindow, Update,
+    DeliveryChange, DispatchEvent, DispatchUpdate, DriverEvent, DriverUpdate, FailureReason,
+    MessageFrom, Outcome, Parcel, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point,
+    Proof, ProofSummary, Route, Stop, TimeWindow, Update,
 };
 use milepost_proto::*;
 use proptest::collection::vec;
@@ -341,6 +341,20 @@ fn arb_outcome() -> BoxedStrategy<Outcome> {
     .boxed()
 }
 
+fn arb_change() -> BoxedStrategy<DeliveryChange> {
+    (prop_oneof![
+        (arb_i64(), arb_i64()).prop_map(|(start_ms, end_ms)| DeliveryChange::Reschedule {
+            window: TimeWindow { start_ms, end_ms }
+        }),
+        (arb_string(), arb_string())
+            .prop_map(|(name, address)| DeliveryChange::Neighbour { name, address }),
+        (arb_string(), arb_string())
+            .prop_map(|(id, name)| DeliveryChange::PickupPoint { id, name }),
+        arb_string().prop_map(|place| DeliveryChange::SafePlace { place }),
+    ])
+    .boxed()
+}
+
 fn arb_parcel_event() -> BoxedStrategy<ParcelEvent> {
     (prop_oneof![
         Just(ParcelEvent::OutForDelivery),
@@ -391,6 +405,18 @@ fn arb_parcel_event() -> BoxedStrategy<ParcelEvent> {
                     }
                 }
             ),
+        arb_change().prop_map(|change| ParcelEvent::DeliveryChanged { change }),
+        (any::<bool>(), arb_string(), arb_i64()).prop_map(|(d, text, at_ms)| {
+            ParcelEvent::Message {
+                from: if d {
+                    MessageFrom::Driver
+                } else {
+                    MessageFrom::Recipient
+                },
+                text,
+                at_ms,
+            }
+        }),
     ])
     .boxed()
 }
@@ -450,6 +476,21 @@ fn arb_driver_update() -> BoxedStrategy<DriverUpdate> {
                 stop: s.as_str().into(),
                 tracking: t.as_str().into(),
                 text,
+            }
+        }),
+        (arb_string(), arb_string(), arb_string(), arb_i64()).prop_map(|(s, t, text, at_ms)| {
+            DriverEvent::Message {
+                stop: s.as_str().into(),
+                tracking: t.as_str().into(),
+                text,
+                at_ms,
+            }
+        }),
+        (arb_string(), arb_string(), arb_change()).prop_map(|(s, t, change)| {
+            DriverEvent::DeliveryChanged {
+                stop: s.as_str().into(),
+                tracking: t.as_str().into(),
+                change,
             }
         }),
     ];
@@ -543,6 +584,14 @@ fn arb_command_kind() -> BoxedStrategy<CommandKind> {
         }),
         arb_string().prop_map(|t| CommandKind::ParcelStatus {
             tracking: t.as_str().into()
+        }),
+        (arb_string(), arb_string()).prop_map(|(t, text)| CommandKind::SendMessage {
+            tracking: t.as_str().into(),
+            text,
+        }),
+        (arb_string(), arb_change()).prop_map(|(t, change)| CommandKind::ChangeDelivery {
+            tracking: t.as_str().into(),
+            change,
         }),
     ])
     .boxed()

@@ -198,11 +198,16 @@ pub fn render_tracking(
         ),
         None => (String::new(), String::new()),
     };
+    // A profile's photo is an https URL (checked when set); the page's CSP allows https images.
+    let photo = s.driver.as_ref().and_then(|d| d.photo_url.as_deref());
     let _ = write!(
         out,
-        "<section id=\"driver\" class=\"card driver-card\"{h}><p>Your driver: <strong id=\"driver-name\">{dn}</strong>\
+        "<section id=\"driver\" class=\"card driver-card\"{h}><img id=\"driver-photo\" alt=\"\" src=\"{ph}\"{phh}>\
+         <p>Your driver: <strong id=\"driver-name\">{dn}</strong>\
          <span id=\"driver-vehicle\" class=\"muted\">{dv}</span></p></section>",
         h = if s.driver.is_some() { "" } else { " hidden" },
+        ph = escape(photo.unwrap_or("")),
+        phh = if photo.is_some() { "" } else { " hidden" },
     );
     // The map: filled by the script, only with a position the privacy rule allows.
     let _ = write!(

@@ -435,4 +435,6 @@ impl FleetCore {
 }
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;

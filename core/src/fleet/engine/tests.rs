@@ -12,7 +12,7 @@ use crate::fleet::geo_util::M_PER_DEG;
 use crate::fleet::progress::StopPhase;
 
 const LAT: f64 = 38.9;
-const T0: i64 = 1_771_243_200_000;
+pub(super) const T0: i64 = 1_771_243_200_000;
 
 /// Degrees of longitude per metre at `LAT`.
 fn dlon(m: f64) -> f64 {
@@ -20,7 +20,7 @@ fn dlon(m: f64) -> f64 {
 }
 
 /// Stops every 300 m along an east-west street, the start 300 m before the first.
-fn street(n: usize) -> Route {
+pub(super) fn street(n: usize) -> Route {
     Route {
         id: "R1".into(),
         depot: "D1".into(),
@@ -48,7 +48,7 @@ fn street(n: usize) -> Route {
     }
 }
 
-fn fix_at(t_ms: i64, x_m: f64) -> Fix {
+pub(super) fn fix_at(t_ms: i64, x_m: f64) -> Fix {
     Fix::from_degrees(t_ms, LAT, dlon(x_m), 5.0)
 }
 
