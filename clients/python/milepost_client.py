@@ -9,7 +9,9 @@ Library:
 
 - ``Writer`` / ``Reader``: the value encoding (spec 3): raw ``u8``, varints, zigzag, ``f32``,
   options, strings, vectors, enums.
-- dataclasses for the messages (spec 4) with ``encode`` / ``decode`` functions.
+- dataclasses for the messages (spec 4) with ``encode`` / ``decode`` functions, and the values
+  version 2 appends (spec 12: delivery changes, the recipient-driver thread), which this
+  version-1 client only meets in the spec's vectors.
 - ``MilepostClient``: one QUIC connection (ALPN ``milepost/1``, DATAGRAM extension, server
   certificate verified against a given CA): ``hello``, ``send_batch``, ``send_live`` +
   ``next_live_ack`` (the server-opened push stream), ``next_push``, ``query``, ``command``,
@@ -85,11 +87,18 @@ FAILURE_REASONS = ["RecipientAbsent", "AddressNotFound", "AccessProblem", "Refus
 PARCEL_STATES = ["Planned", "OutForDelivery", "ArrivingSoon", "Arrived", "Delivered", "Failed",
                  "Returned"]
 PARCEL_EVENTS = ["OutForDelivery", "StopsAway", "EtaChanged", "ArrivingSoon", "Arrived",
-                 "Delivered", "Failed", "Delayed", "Returned", "DeliveredTo"]
+                 "Delivered", "Failed", "Delayed", "Returned", "DeliveredTo",
+                 # Version 2 (spec 12): never sent to this version-1 client.
+                 "NextStep", "DeliveryChanged", "Message"]
 DISPATCH_EVENTS = ["RouteStarted", "RouteFinished", "DriverStalled", "RunningLate",
                    "AttemptFailed", "OffRoute", "BackOnRoute", "StopArrived", "StopDeparted",
                    "StopPassed", "DriverMoving"]
-DRIVER_EVENTS = ["RouteAssigned", "Resequenced", "Instructions"]
+DRIVER_EVENTS = ["RouteAssigned", "Resequenced", "Instructions",
+                 # Version 2 (spec 12).
+                 "Message", "DeliveryChanged"]
+NEXT_STEPS = ["Reattempt", "Hold", "Return"]
+DELIVERY_CHANGES = ["Reschedule", "Neighbour", "PickupPoint", "SafePlace"]
+MESSAGE_FROM = ["Recipient", "Driver"]
 SERVER_MSGS = ["Welcome", "Ack", "Error", "QueryResult", "Done", "ParcelStatus", "Push",
                "FeedSnapshot", "FeedEvent", "FeedPosition", "FeedResync"]
 
@@ -602,6 +611,32 @@ def _read_window(r: Reader) -> TimeWindow:
     return TimeWindow(r.signed(64), r.signed(64))
 
 
+def read_delivery_change(r: Reader) -> dict:
+    """Decodes a version-2 ``DeliveryChange`` (spec 12) as a dict with its ``kind``."""
+    kind = DELIVERY_CHANGES[r.enum_index(DELIVERY_CHANGES, "DeliveryChange")]
+    if kind == "Reschedule":
+        return {"kind": kind, "window": _read_window(r)}
+    if kind == "Neighbour":
+        return {"kind": kind, "name": r.string(), "address": r.string()}
+    if kind == "PickupPoint":
+        return {"kind": kind, "id": r.string(), "name": r.string()}
+    return {"kind": kind, "place": r.string()}
+
+
+def write_delivery_change(w: Writer, c: dict) -> None:
+    """Encodes a version-2 ``DeliveryChange`` given as ``read_delivery_change`` returns it."""
+    kind = c["kind"]
+    w.varint(DELIVERY_CHANGES.index(kind))
+    if kind == "Reschedule":
+        w.signed(c["window"].start_ms, 64).signed(c["window"].end_ms, 64)
+    elif kind == "Neighbour":
+        w.string(c["name"]).string(c["address"])
+    elif kind == "PickupPoint":
+        w.string(c["id"]).string(c["name"])
+    else:
+        w.string(c["place"])
+
+
 def read_parcel_update(r: Reader) -> ParcelUpdate:
     """Decodes a ``ParcelUpdate``."""
     tracking, fix_t_ms = r.string(), r.signed(64)
@@ -625,6 +660,16 @@ def read_parcel_update(r: Reader) -> ParcelUpdate:
         f["eta_ms"], f["window_end_ms"] = r.signed(64), r.signed(64)
     elif kind == "Returned":
         f["note"] = r.string()
+    elif kind == "NextStep":
+        f["reason"] = FAILURE_REASONS[r.enum_index(FAILURE_REASONS, "FailureReason")]
+        f["attempt"] = r.varint(32)
+        step = NEXT_STEPS[r.enum_index(NEXT_STEPS, "NextStep")]
+        f["next"] = {"kind": step, "place": r.string()} if step == "Hold" else {"kind": step}
+    elif kind == "DeliveryChanged":
+        f["change"] = read_delivery_change(r)
+    elif kind == "Message":
+        f["from"] = MESSAGE_FROM[r.enum_index(MESSAGE_FROM, "MessageFrom")]
+        f["text"], f["at_ms"] = r.string(), r.signed(64)
     return ParcelUpdate(tracking, fix_t_ms, kind, f)
 
 
@@ -662,6 +707,12 @@ def read_driver_update(r: Reader) -> DriverUpdate:
         f["order"] = r.vec(Reader.string)
     elif kind == "Instructions":
         f["stop"], f["tracking"], f["text"] = r.string(), r.string(), r.string()
+    elif kind == "Message":
+        f["stop"], f["tracking"], f["text"] = r.string(), r.string(), r.string()
+        f["at_ms"] = r.signed(64)
+    elif kind == "DeliveryChanged":
+        f["stop"], f["tracking"] = r.string(), r.string()
+        f["change"] = read_delivery_change(r)
     return DriverUpdate(driver, route_id, kind, f)
 
 
@@ -787,6 +838,18 @@ def encode_set_instructions(cid: int, tracking: str, text: str) -> bytes:
 def encode_parcel_status(cid: int, tracking: str) -> bytes:
     """``ClientMsg::Command`` / ``ParcelStatus`` (4)."""
     return _command(cid, 4).string(tracking).bytes()
+
+
+def encode_send_message(cid: int, tracking: str, text: str) -> bytes:
+    """Version 2 (spec 12): ``CommandKind::SendMessage`` (index 6)."""
+    return _command(cid, 6).string(tracking).string(text).bytes()
+
+
+def encode_change_delivery(cid: int, tracking: str, change: dict) -> bytes:
+    """Version 2 (spec 12): ``CommandKind::ChangeDelivery`` (index 7)."""
+    w = _command(cid, 7).string(tracking)
+    write_delivery_change(w, change)
+    return w.bytes()
 
 
 def encode_upload(uid: int, sha256: str, size: int) -> bytes:
@@ -1241,6 +1304,13 @@ def check_spec_vectors(protocol_md: str) -> list:
         "outcome-returned": enc_outcome(Returned("refused")),
         "outcome-delivered-to": enc_outcome(DeliveredTo(Proof(otp="4711"), "Ana")),
         "upload": encode_upload(12, hashlib.sha256(b"photo").hexdigest(), 5),
+        # Version 2 (spec 12).
+        "v2-hello": encode_hello("mp1.eyJyIjoiZHJpdmVyIn0.c2lnbmF0dXJl", "drv-42",
+                                 DeviceInfo("a1b2c3", "milepost-driver/3.2.1", "Android 14"),
+                                 version=2),
+        "v2-cmd-send-message": encode_send_message(20, "T1", "gate 42"),
+        "v2-cmd-change-delivery": encode_change_delivery(
+            21, "T1", {"kind": "SafePlace", "place": "porch"}),
     }
     decoded = {
         "welcome": Welcome(1717000005000, Limits(65536, 1000, 10), 999),
@@ -1259,6 +1329,12 @@ def check_spec_vectors(protocol_md: str) -> list:
         "feed-resync": FeedResync(),
         "push": Push(instructions),
         "push-route-assigned": Push(DriverUpdate("drv-42", "R-17", "RouteAssigned")),
+        "v2-push-message": Push(DriverUpdate("drv-42", "R-17", "Message", {
+            "stop": "S1", "tracking": "T1", "text": "gate 42", "at_ms": 1700000000000})),
+        "v2-push-delivery-changed": Push(DriverUpdate("drv-42", "R-17", "DeliveryChanged", {
+            "stop": "S1", "tracking": "T1",
+            "change": {"kind": "Reschedule",
+                       "window": TimeWindow(1700000000000, 1700014400000)}})),
     }
     out = []
     for name, got in encoded.items():
@@ -1275,7 +1351,14 @@ def check_spec_vectors(protocol_md: str) -> list:
                                 {"proof": {"photo_sha256": None, "signature_sha256": None,
                                            "otp_verified": True},
                                  "at_ms": 1717000000000, "received_by": "Ana"})
-    for name, want in (("update-eta", eta), ("update-delivered-to", delivered_to)):
+    v2_message = ParcelUpdate("T1", 1700000000000, "Message",
+                              {"from": "Driver", "text": "5 min", "at_ms": 1700000000000})
+    v2_changed = ParcelUpdate("T1", 1700000000000, "DeliveryChanged",
+                              {"change": {"kind": "Neighbour", "name": "Ana",
+                                          "address": "no. 14"}})
+    for name, want in (("update-eta", eta), ("update-delivered-to", delivered_to),
+                       ("v2-update-message", v2_message),
+                       ("v2-update-delivery-changed", v2_changed)):
         try:
             r = Reader(blocks[name])
             got = read_update(r)

@@ -62,6 +62,7 @@ impl Fleet {
         }
         let mut core = FleetCore::restore(cfg, snap.core);
         core.restore_service(snap.service);
+        core.restore_calibration(snap.calibration);
         Fleet {
             ledger: Ledger::import(snap.ledger),
             positions,
@@ -157,6 +158,7 @@ impl Parts<'_> {
             core: self.core.snapshot(),
             feed: self.feed,
             service: Some(self.core.service_book()),
+            calibration: Some(self.core.calibration()),
         }
     }
 

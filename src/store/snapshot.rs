@@ -21,7 +21,8 @@ pub use milepost_core::store::image::{PositionEntry, Snapshot, SnapshotRef};
 
 use crate::store::log::LogError;
 
-/// The file's magic: `MPSNAP02` holds the snapshot image followed by the core's service book;
+/// The file's magic: `MPSNAP02` holds the snapshot image followed by the core's service book
+/// and its ETA calibration;
 /// `MPSNAP01` (written before the service book existed) only the image, and is still read.
 const MAGIC: &[u8; 8] = b"MPSNAP02";
 const MAGIC_V1: &[u8; 8] = b"MPSNAP01";
@@ -34,7 +35,9 @@ pub const KEEP: usize = 2;
 pub fn encode(dir: &Path, snap: &SnapshotRef<'_>) -> Result<Vec<u8>, LogError> {
     let none = milepost_core::fleet::engine::ServiceBook::default();
     let service = snap.service.unwrap_or(&none);
-    milepost_proto::encode(&(snap, service)).map_err(|e| LogError::Corrupt {
+    let uncalibrated = milepost_core::fleet::calibrate::Calibration::default();
+    let calibration = snap.calibration.unwrap_or(&uncalibrated);
+    milepost_proto::encode(&(snap, service, calibration)).map_err(|e| LogError::Corrupt {
         path: dir.to_owned(),
         offset: 0,
         what: format!("snapshot does not encode: {e}"),
@@ -112,9 +115,10 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     if &bytes[..8] == MAGIC_V1 {
         return milepost_proto::codec::decode_trusted(payload).map_err(undecodable);
     }
-    let (mut snap, service): (Snapshot, _) =
+    let (mut snap, service, calibration): (Snapshot, _, _) =
         milepost_proto::codec::decode_trusted(payload).map_err(undecodable)?;
     snap.service = service;
+    snap.calibration = calibration;
     Ok(snap)
 }
 

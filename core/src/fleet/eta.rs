@@ -21,6 +21,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::calibrate::Windows;
+
 /// Knobs of the ETA model (defaults suit a delivery van in a city).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -62,10 +64,22 @@ pub struct EtaConfig {
     pub default_service_s: f64,
     /// Weight of each observed dwell in the learned service time (EWMA alpha).
     pub service_alpha: f64,
-    /// Width of the window around the ETA at zero horizon, seconds.
+    /// Width of the window around the ETA at zero horizon, seconds (with `window_rel`, tuned
+    /// on the shared C53 day for 90 % coverage: docs/ROUTES.md).
     pub window_min_s: f64,
     /// Growth of the window with the time to go (fraction of it).
     pub window_rel: f64,
+    /// Calibrate windows from the fleet's own errors ([`crate::fleet::calibrate`]); the two
+    /// knobs above are then the prior. Off by default: see that module for why.
+    pub calibrate: bool,
+    /// Share of arrivals a calibrated window should hold.
+    pub window_coverage: f64,
+    /// Errors at a horizon before its calibration fully replaces the formula.
+    pub calibration_samples: f64,
+    /// Errors after which an older one weighs half.
+    pub calibration_half_life: f64,
+    /// Narrowest window published, seconds.
+    pub window_floor_s: f64,
     /// Samples over gaps longer than this are not learned from, ms (the phone was off).
     pub gap_ms: i64,
 }
@@ -90,8 +104,13 @@ impl Default for EtaConfig {
             delay_recovery_s: 0.0,
             default_service_s: 120.0,
             service_alpha: 0.2,
-            window_min_s: 600.0,
-            window_rel: 0.15,
+            window_min_s: 360.0,
+            window_rel: 0.11,
+            calibrate: false,
+            window_coverage: 0.9,
+            calibration_samples: 50.0,
+            calibration_half_life: 2_000.0,
+            window_floor_s: 120.0,
             gap_ms: 180_000,
         }
     }
@@ -264,8 +283,14 @@ impl EtaLearner {
     }
 
     /// The estimate for a stop at `rem` from a driver seen at `t_ms`.
-    pub fn estimate(&self, cfg: &EtaConfig, rem: &Remaining, t_ms: i64) -> EtaWindow {
-        self.current(cfg).estimate(cfg, rem, t_ms)
+    pub fn estimate(
+        &self,
+        cfg: &EtaConfig,
+        rem: &Remaining,
+        t_ms: i64,
+        windows: &Windows,
+    ) -> EtaWindow {
+        self.current(cfg).estimate(cfg, rem, t_ms, windows)
     }
 }
 
@@ -282,7 +307,13 @@ pub struct EtaNow {
 
 impl EtaNow {
     /// The estimate for a stop at `rem` from a driver seen at `t_ms`.
-    pub fn estimate(&self, cfg: &EtaConfig, rem: &Remaining, t_ms: i64) -> EtaWindow {
+    pub fn estimate(
+        &self,
+        cfg: &EtaConfig,
+        rem: &Remaining,
+        t_ms: i64,
+        windows: &Windows,
+    ) -> EtaWindow {
         let eff_m = rem.path_m.max(0.0) + (self.detour - 1.0) * rem.straight_m.max(0.0);
         let by_distance = eff_m / self.speed_mps + rem.service_s.max(0.0);
         let to_go_s = match rem.planned_s {
@@ -302,13 +333,31 @@ impl EtaNow {
         } + rem.wait_s.max(0.0);
         // `as` saturates a float; the sums saturate too: no input can overflow here.
         let eta_ms = t_ms.saturating_add((to_go_s * 1000.0) as i64);
+        // The fixed formula: the prior of a calibrated window, or the window itself.
         let half = cfg.window_min_s / 2.0;
-        let early = ((half + 0.5 * cfg.window_rel * to_go_s) * 1000.0) as i64;
-        let late = ((half + cfg.window_rel * to_go_s) * 1000.0) as i64;
+        let formula = (
+            half + 0.5 * cfg.window_rel * to_go_s,
+            half + cfg.window_rel * to_go_s,
+        );
+        let (earliest_ms, latest_ms) = if cfg.calibrate {
+            windows.around(
+                eta_ms,
+                to_go_s,
+                t_ms,
+                formula,
+                cfg.calibration_samples,
+                cfg.window_floor_s,
+            )
+        } else {
+            (
+                eta_ms.saturating_sub((formula.0 * 1000.0) as i64).max(t_ms),
+                eta_ms.saturating_add((formula.1 * 1000.0) as i64),
+            )
+        };
         EtaWindow {
             eta_ms,
-            earliest_ms: eta_ms.saturating_sub(early).max(t_ms),
-            latest_ms: eta_ms.saturating_add(late),
+            earliest_ms,
+            latest_ms,
         }
     }
 }
@@ -379,12 +428,12 @@ mod tests {
             delay_s: 0.0,
             wait_s: 0.0,
         };
-        let near = l.estimate(&cfg, &rem(60.0), 0);
+        let near = l.estimate(&cfg, &rem(60.0), 0, &Windows::default());
         assert!(
             (near.eta_ms as f64 - 60_000.0 * pace).abs() < 3_000.0,
             "{near:?}"
         );
-        let far = l.estimate(&cfg, &rem(20_000.0), 0);
+        let far = l.estimate(&cfg, &rem(20_000.0), 0, &Windows::default());
         assert!((far.eta_ms as f64 / 20_000_000.0) < 1.1);
         assert!(near.earliest_ms <= near.eta_ms && near.eta_ms <= near.latest_ms);
     }

@@ -14,6 +14,7 @@
 //! - [`engine`]: [`engine::FleetCore`], the routes of the fleet behind one API.
 //! - [`config`]: [`config::CoreConfig`], every knob of the above.
 
+pub mod calibrate;
 pub mod config;
 pub mod engine;
 pub mod eta;

@@ -6,6 +6,7 @@ use milepost_proto::{DriverId, Fix, Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::feed::FeedStore;
+use crate::fleet::calibrate::Calibration;
 use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef, ServiceBook};
 use crate::store::ledger::LedgerEntry;
 
@@ -41,6 +42,9 @@ pub struct SnapshotRef<'a> {
     /// snapshots end before it), written and read by the shell's snapshot file.
     #[serde(skip)]
     pub service: Option<&'a ServiceBook>,
+    /// The fleet's ETA calibration: a section after the service book (likewise).
+    #[serde(skip)]
+    pub calibration: Option<&'a Calibration>,
 }
 
 /// A snapshot read back.
@@ -61,4 +65,7 @@ pub struct Snapshot {
     /// The recipients' changes and threads (see [`SnapshotRef::service`]).
     #[serde(skip)]
     pub service: ServiceBook,
+    /// The fleet's ETA calibration (see [`SnapshotRef::calibration`]).
+    #[serde(skip)]
+    pub calibration: Calibration,
 }

@@ -14,6 +14,7 @@ use milepost_proto::route::{
 use milepost_proto::{DriverId, Fix};
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::calibrate::{Calibration, Windows};
 use crate::fleet::config::CoreConfig;
 use crate::fleet::outcome::{OutcomeError, OutcomeTarget};
 use crate::fleet::route::{validate, RouteError};
@@ -32,6 +33,9 @@ pub struct FleetCore {
     by_driver: FastMap<DriverId, RouteId>,
     by_tracking: FastMap<TrackingNumber, RouteId>,
     service: ServiceBook,
+    /// The fleet's ETA errors, by horizon, and the windows made from them.
+    calibration: Calibration,
+    windows: Windows,
 }
 
 /// The serializing side of [`CoreSnapshot`]: borrows the routes, clones nothing.
@@ -252,7 +256,17 @@ impl FleetCore {
             return;
         };
         if let Some(run) = self.routes.get_mut(id) {
+            run.windows = self.windows;
             run.on_fix(&self.cfg, fix, out);
+            // Arrivals scored the estimates published for them: the fleet's calibration.
+            if !run.errors.is_empty() {
+                let eta = &self.cfg.eta;
+                for (b, e) in run.errors.drain(..) {
+                    self.calibration.add(b, e, eta.calibration_half_life);
+                }
+                self.windows = self.calibration.windows(eta.window_coverage);
+                run.windows = self.windows;
+            }
         }
     }
 
@@ -410,6 +424,20 @@ impl FleetCore {
     pub fn snapshot(&self) -> CoreSnapshotRef<'_> {
         CoreSnapshotRef {
             routes: self.routes.values().collect(),
+        }
+    }
+
+    /// The fleet's ETA calibration, for a snapshot.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// Puts back a snapshot's ETA calibration.
+    pub fn restore_calibration(&mut self, c: Calibration) {
+        self.windows = c.windows(self.cfg.eta.window_coverage);
+        self.calibration = c;
+        for run in self.routes.values_mut() {
+            run.windows = self.windows;
         }
     }
 

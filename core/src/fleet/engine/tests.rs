@@ -505,7 +505,9 @@ fn instructions_status_snapshot_and_replace() {
     // Snapshot round trip through JSON.
     let json = serde_json::to_string(&s.core.snapshot()).unwrap();
     let snap: CoreSnapshot = serde_json::from_str(&json).unwrap();
-    let restored = FleetCore::restore(CoreConfig::default(), snap);
+    let mut restored = FleetCore::restore(CoreConfig::default(), snap);
+    let calibration = serde_json::to_string(s.core.calibration()).unwrap();
+    restored.restore_calibration(serde_json::from_str(&calibration).unwrap());
     assert_eq!(restored.route_view(&"R1".into()), Some(s.view()));
     assert_eq!(restored.parcel_status(&"T2".into()), Some(s.status("T2")));
 

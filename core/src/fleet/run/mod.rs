@@ -23,6 +23,7 @@ use milepost_proto::route::{
 use milepost_proto::Fix;
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::calibrate::Windows;
 use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::{EtaLearner, EtaWindow};
 use crate::fleet::path::RouteGeom;
@@ -45,6 +46,10 @@ pub struct StopRun {
     pub eta: Option<EtaWindow>,
     /// ETA last sent in an `EtaChanged`.
     eta_sent_ms: Option<i64>,
+    /// The estimates published for it, waiting for its arrival to be scored (horizon bucket,
+    /// ETA, seconds to go): the calibration's samples. Not in snapshots (a restart loses a few).
+    #[serde(skip)]
+    pub(crate) published: Vec<(usize, i64, f64)>,
     /// `ArrivingSoon` was sent.
     soon_sent: bool,
     /// `Delayed` was sent (re-armed when the estimate comes back inside the window).
@@ -130,6 +135,13 @@ pub struct RouteRun {
     pub(crate) at_stop: Option<usize>,
     /// Stops whose fence state needs every fix (dwell clock running, or arrived).
     active: Vec<usize>,
+    /// The fleet's calibrated windows, as of this route's latest fix (the core's, copied).
+    #[serde(skip)]
+    pub(crate) windows: Windows,
+    /// Scaled errors of published estimates whose arrival was just observed (horizon bucket,
+    /// error), for the core's calibration to take.
+    #[serde(skip)]
+    pub(crate) errors: Vec<(usize, f64)>,
     /// `OffRoute` was sent and not cleared.
     pub off_route: bool,
     /// Consecutive off-route fixes.
@@ -181,6 +193,7 @@ impl RouteRun {
                 stops_away_sent: None,
                 eta: None,
                 eta_sent_ms: None,
+                published: Vec::new(),
                 soon_sent: false,
                 delayed_sent: false,
                 stamp: 0,
@@ -205,6 +218,8 @@ impl RouteRun {
             svc_prefix: Vec::new(),
             at_stop: None,
             active: Vec::new(),
+            windows: Windows::default(),
+            errors: Vec::new(),
             off_route: false,
             off_run: 0,
             stalled: false,
@@ -381,7 +396,8 @@ impl RouteRun {
             return None;
         }
         let now = self.learner.current(&cfg.eta);
-        Some(now.estimate(&cfg.eta, &self.remaining(cfg, geom, &loc, q, t), t))
+        let rem = self.remaining(cfg, geom, &loc, q, t);
+        Some(now.estimate(&cfg.eta, &rem, t, &self.windows))
     }
 
     /// Recomputes the service prefix sums (after a stop is served, arrived at, or a dwell is

@@ -8,6 +8,7 @@ use milepost_proto::route::{DispatchEvent, ParcelEvent, ParcelState, Update};
 use milepost_proto::Fix;
 
 use super::{Loc, RouteRun};
+use crate::fleet::calibrate;
 use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::{EtaNow, EtaWindow, Remaining};
 use crate::fleet::path::{dist, Located, RouteGeom};
@@ -322,6 +323,7 @@ impl RouteRun {
         out: &mut Vec<Update>,
     ) {
         self.at_stop = Some(i);
+        self.score_published(i, at_ms);
         let was_passed = std::mem::replace(&mut self.stops[i].progress.passed, false);
         out.push(self.dispatch(
             t,
@@ -410,6 +412,10 @@ impl RouteRun {
             }
             let p = &self.stops[i].progress;
             if p.ahead() && p.inside_since_ms.is_none() {
+                // Driven past: it was reached about when the driver was level with it.
+                let speed = self.learner.speed_mps(&cfg.eta).max(1.0);
+                let behind_s = (along - geom.stop_pos_m[i]).max(0.0) / speed;
+                self.score_published(i, t.saturating_sub((behind_s * 1000.0) as i64));
                 self.stops[i].progress.passed = true;
                 changed = true;
                 self.left_open(i, t, out);
@@ -417,6 +423,15 @@ impl RouteRun {
             self.next_seq += 1;
         }
         changed
+    }
+
+    /// Scores every estimate published for stop `i` against its arrival at `at_ms` (reached, or
+    /// driven past): the samples of the fleet's window calibration.
+    fn score_published(&mut self, i: usize, at_ms: i64) {
+        for (b, eta_ms, to_go_s) in std::mem::take(&mut self.stops[i].published) {
+            self.errors
+                .push((b, calibrate::scaled_error(at_ms, eta_ms, to_go_s)));
+        }
     }
 
     /// The driver left or drove past stop `i` without an outcome: the dispatcher hears it
@@ -495,7 +510,7 @@ impl RouteRun {
                 break;
             }
             let rem = self.remaining(cfg, geom, loc, q, t);
-            let w = now.estimate(&cfg.eta, &rem, t);
+            let w = now.estimate(&cfg.eta, &rem, t, &self.windows);
             self.stops[i].eta = Some(w);
             self.emit_eta_events(cfg, i, &rem, &w, rank == 1, t, out);
         }
@@ -528,6 +543,15 @@ impl RouteRun {
             .is_none_or(|e| e.saturating_sub(w.eta_ms).saturating_abs() > threshold_ms)
         {
             self.stops[i].eta_sent_ms = Some(w.eta_ms);
+            // Kept to be scored once the arrival is seen: the calibration's sample. Not while
+            // the driver has not left (waiting at the depot is another kind of error).
+            if self.started_ms.is_some() && self.hold_until_ms.is_none() {
+                let published = &mut self.stops[i].published;
+                if published.len() >= calibrate::KEPT_PER_STOP {
+                    published.remove(0);
+                }
+                published.push((calibrate::bucket(to_go_s), w.eta_ms, to_go_s));
+            }
             let kind = ParcelEvent::EtaChanged {
                 eta_ms: w.eta_ms,
                 earliest_ms: w.earliest_ms,
