@@ -204,7 +204,11 @@ async fn failed_deliveries_form_an_exception_queue_with_the_recipients_wish() {
         let disp = disp.clone();
         async move {
             let auth = format!("Bearer {disp}");
-            web_support::request(w.web(), "POST", &path, &[("Authorization", &auth)], None).await
+            let headers = [
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ];
+            web_support::request(w.web(), "POST", &path, &headers, Some("{}")).await
         }
     };
     let r = page_post(format!("/dispatch/alerts/{id}/acknowledge")).await;
@@ -221,6 +225,32 @@ async fn failed_deliveries_form_an_exception_queue_with_the_recipients_wish() {
     assert_eq!(queue("resolved").await.len(), 1);
     let r = page_post(format!("/dispatch/alerts/{id}/shrug")).await;
     assert_eq!(r.status, 404, "{}", r.text());
+    // The wish outlives the failed route: cancelled, then a re-attempt route for the parcel,
+    // whose driver reads it and whose page shows it.
+    call(
+        &w,
+        "POST",
+        "/api/v1/routes/R-X1/cancel",
+        &k,
+        Some(&json!({})),
+    )
+    .await;
+    let r = serde_json::to_value(route("R-X2", "D6", "EXC-1")).unwrap();
+    call(&w, "POST", "/api/v1/routes", &k, Some(&r)).await;
+    let st = web_support::recipient_status(w.web(), "EXC-1").await;
+    assert_eq!(st["status"]["change"], "Safe place: the garage", "{st}");
+    let mut d6 = w.t.driver("D6", "north").await;
+    match d6
+        .command(1, milepost_proto::CommandKind::MyRoute)
+        .await
+        .unwrap()
+    {
+        milepost_proto::ServerMsg::Route { route, .. } => {
+            let text = &route.stops[0].instructions;
+            assert!(text.contains("leaving it at: the garage"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Another depot's dispatcher sees none of it.
     let south = World::dispatcher_token("south");
     let page = web_support::get(w.web(), "/dispatch/exceptions", Some(&south)).await;

@@ -190,6 +190,19 @@ async fn changes_and_messages_reach_the_driver_and_come_back() {
     }
     let r = as_recipient(&w, "GET", &dpath, T1, None).await;
     assert_eq!(r.json()["change"], "Safe place: behind the blue gate");
+    // A dispatcher's token opens the page but does not write as the recipient.
+    let disp = World::dispatcher_token("north");
+    let r = web_support::api(&w, "POST", &path, &disp, Some(&json!({"text": "hi"}))).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = web_support::api(
+        &w,
+        "POST",
+        &dpath,
+        &disp,
+        Some(&json!({"safe_place": {"place": "x"}})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
     // Another parcel's token covers nothing here.
     let r = as_recipient(&w, "POST", &path, T3, Some(json!({"text": "hi"}))).await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -275,6 +288,44 @@ async fn another_slot_takes_the_parcel_off_the_route_and_survives_a_restart() {
     assert_eq!(
         after_restart["status"]["stops_away"],
         after["status"]["stops_away"]
+    );
+
+    // The back office puts it on the chosen day's route (while the first is still under
+    // way): there it is an ordinary parcel again, and its driver is not told to skip it.
+    let w = World::on(t).await;
+    let key = w.backoffice_key();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut r2 = common::example_route();
+    r2.id = "R-LATER".into();
+    r2.driver = "D7".into();
+    r2.stops.retain(|s| s.id.0 == "S2");
+    let r = web_support::api(
+        &w,
+        "POST",
+        "/api/v1/routes",
+        &key,
+        Some(&serde_json::to_value(&r2).unwrap()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let st = web_support::recipient_status(web, T3).await;
+    assert!(
+        !st["status"]["status_line"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rescheduled"),
+        "{st}"
+    );
+    assert_eq!(st["status"]["withdrawn"], false);
+    let mut d7 = w.t.driver("D7", "north").await;
+    let route = match d7.command(1, CommandKind::MyRoute).await.unwrap() {
+        ServerMsg::Route { route, .. } => route,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        !route.stops[0].instructions.contains("do not deliver"),
+        "{}",
+        route.stops[0].instructions
     );
 }
 

@@ -159,7 +159,10 @@
         text(b, a === 'acknowledge' ? 'Acknowledge' : 'Resolve');
         b.addEventListener('click', function () {
           b.disabled = true;
-          fetch('/dispatch/alerts/' + x.alert_id + '/' + a, { method: 'POST', credentials: 'same-origin' })
+          fetch('/dispatch/alerts/' + x.alert_id + '/' + a, {
+            method: 'POST', credentials: 'same-origin',
+            headers: { 'Content-Type': 'application/json' }, body: '{}'
+          })
             .then(loadExceptions, loadExceptions);
         });
       });

@@ -89,8 +89,9 @@ pub fn drives(shared: &Shared, driver: &DriverId, tracking: &TrackingNumber) -> 
 }
 
 /// A push as a session of protocol `version` receives it: a version-1 app is told a delivery
-/// change as the stop's instructions (the text the route gives it on `MyRoute`), and does not
-/// receive the thread's messages (it cannot answer them).
+/// change as the stop's instructions (the whole text the route gives it on `MyRoute`: the
+/// recipient's instructions and the change), and does not receive the thread's messages (it
+/// cannot answer them).
 pub fn push_for(shared: &Shared, version: u16, msg: ServerMsg) -> Option<ServerMsg> {
     let ServerMsg::Push(d) = &msg else {
         return Some(msg);
@@ -101,7 +102,14 @@ pub fn push_for(shared: &Shared, version: u16, msg: ServerMsg) -> Option<ServerM
     let DriverEvent::DeliveryChanged { stop, tracking, .. } = &d.kind else {
         return None;
     };
-    let text = lock(&shared.state.core).driver_note(&d.route_id, tracking)?;
+    // The stop's whole text as `MyRoute` gives it (the recipient's instructions and the
+    // change), since a version-1 app replaces the parcel's instructions with it.
+    let text = lock(&shared.state.core)
+        .route_in_order(&d.route_id)?
+        .stops
+        .into_iter()
+        .find(|s| &s.id == stop)?
+        .instructions;
     Some(ServerMsg::Push(DriverUpdate {
         driver: d.driver.clone(),
         route_id: d.route_id.clone(),

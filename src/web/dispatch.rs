@@ -83,14 +83,22 @@ pub async fn exceptions(
     Ok(json(ExceptionList { items }))
 }
 
-/// `POST /dispatch/alerts/{id}/{action}` (`acknowledge` or `resolve`): the dispatcher page's
-/// handling of an alert, the same record as the API's.
+/// `POST /dispatch/alerts/{id}/{action}` (`acknowledge` or `resolve`, a JSON body): the
+/// dispatcher page's handling of an alert, the same record as the API's.
 pub async fn handle_alert(
     State(st): State<Arc<WebState>>,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (claims, token) = authorize_dispatcher(&st.shared, &headers)?;
+    // A cross-site form cannot send JSON: with the cookie's SameSite, no forged click.
+    let json_body = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return Err(ApiError::bad_request("send Content-Type: application/json"));
+    }
     let action = match action.as_str() {
         "acknowledge" => AlertAction::Acknowledged,
         "resolve" => AlertAction::Resolved,

@@ -109,6 +109,17 @@ pub fn options(shared: &Shared, t: &TrackingNumber) -> DeliveryOptions {
     }
 }
 
+/// Only the recipient changes their delivery or writes as the recipient (a dispatcher, whose
+/// token also opens the page, reads; the back office acts through the API, by name).
+fn recipient_only(claims: &crate::auth::Claims) -> Result<(), WebError> {
+    match claims.role {
+        crate::auth::Role::Recipient => Ok(()),
+        _ => Err(WebError::WrongRole(
+            "only the parcel's recipient does this here".into(),
+        )),
+    }
+}
+
 /// `GET /t/{tracking}/delivery`: the choices on offer and the change in force.
 pub async fn get_delivery(
     State(st): State<Arc<WebState>>,
@@ -128,7 +139,7 @@ pub async fn post_delivery(
     body: Result<Json<ChangeBody>, JsonRejection>,
 ) -> Result<Response, WebError> {
     check_tracking(&tracking)?;
-    authorize_parcel(&st.shared, &headers, &tracking)?;
+    recipient_only(&authorize_parcel(&st.shared, &headers, &tracking)?.0)?;
     let Json(body) = body.map_err(|e| WebError::BadRequest(e.body_text()))?;
     let t = TrackingNumber(tracking);
     let change = body.into_change(&st.shared);
@@ -181,7 +192,7 @@ pub async fn post_message(
     body: Result<Json<MessageBody>, JsonRejection>,
 ) -> Result<Response, WebError> {
     check_tracking(&tracking)?;
-    authorize_parcel(&st.shared, &headers, &tracking)?;
+    recipient_only(&authorize_parcel(&st.shared, &headers, &tracking)?.0)?;
     let Json(body) = body.map_err(|e| WebError::BadRequest(e.body_text()))?;
     let t = TrackingNumber(tracking.clone());
     service::send_message(&st.shared, t.clone(), MessageFrom::Recipient, body.text)

@@ -122,9 +122,10 @@ pub fn exceptions(
             .collect();
         for t in failed {
             let ms = milestones(shared, &t);
-            // The decision that followed this attempt, and any wish made after it.
+            // The decision that followed this attempt (the first after it), and the newest wish
+            // made since.
             let at = r.first.fix_t_ms;
-            let decided = ms.iter().rev().find_map(|m| match &m.kind {
+            let decided = ms.iter().find_map(|m| match &m.kind {
                 ParcelEvent::NextStep { next, attempt, .. } if m.fix_t_ms >= at => {
                     Some((*attempt, next_step_text(next, *attempt)))
                 }

@@ -191,7 +191,7 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         "" => reason_text(reason).to_owned(),
         note => format!("{}: {note}", reason_text(reason)),
     });
-    let (driver, at, change) = {
+    let (driver, at, change, withdrawn) = {
         let core = lock(&shared.state.core);
         // Who the driver is shows once the driver is on the way to this stop (next, soon,
         // there) or has been (delivered, failed), not while serving other customers before.
@@ -207,14 +207,15 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
             None
         };
         let change = core.delivery_change(&s.tracking).map(|(c, _)| c.clone());
-        (driver, moment(shared, &core, &s.route_id), change)
+        let withdrawn = core.is_withdrawn(&s.tracking);
+        (
+            driver,
+            moment(shared, &core, &s.route_id),
+            change,
+            withdrawn,
+        )
     };
     // A parcel its recipient took off the route says where it went instead.
-    let withdrawn = change.as_ref().is_some_and(|c| c.withdraws())
-        && matches!(
-            s.state,
-            ParcelState::OutForDelivery | ParcelState::Planned | ParcelState::ArrivingSoon
-        );
     let status_line = match &change {
         Some(c) if withdrawn => change_text(c),
         _ => status_line_at(s, &at),

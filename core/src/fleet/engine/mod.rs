@@ -86,12 +86,15 @@ impl FleetCore {
         }
         for p in route.stops.iter().flat_map(|s| &s.parcels) {
             if let Some(other) = self.by_tracking.get(&p.tracking) {
-                if *other != route.id
-                    && self
-                        .routes
-                        .get(other)
-                        .is_some_and(|r| r.finished_ms.is_none())
-                {
+                // A parcel its recipient took off its route may go on another.
+                let held = self.routes.get(other).is_some_and(|r| {
+                    r.finished_ms.is_none()
+                        && !r
+                            .parcels
+                            .iter()
+                            .any(|q| q.tracking == p.tracking && q.withdrawn)
+                });
+                if *other != route.id && held {
                     return Err(RouteError::TrackingOnOtherRoute(
                         p.tracking.clone(),
                         other.clone(),
@@ -135,7 +138,13 @@ impl FleetCore {
         if self.by_driver.get(&run.plan.driver) == Some(id) {
             self.by_driver.remove(&run.plan.driver);
         }
-        self.forget_service(&run.plan);
+        let failed: Vec<TrackingNumber> = run
+            .parcels
+            .iter()
+            .filter(|p| p.state == milepost_proto::route::ParcelState::Failed && !p.withdrawn)
+            .map(|p| p.tracking.clone())
+            .collect();
+        self.forget_service(&run.plan, &failed);
         Some(run.plan)
     }
 

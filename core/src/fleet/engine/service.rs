@@ -234,6 +234,12 @@ impl FleetCore {
         self.service.parcels.get(tracking)?.change.as_ref()
     }
 
+    /// Whether a live parcel was taken off the route it is on now by its recipient's change.
+    pub fn is_withdrawn(&self, tracking: &TrackingNumber) -> bool {
+        self.locate(tracking)
+            .is_some_and(|(id, k)| self.routes[&id].parcels[k].withdrawn)
+    }
+
     /// The service book, for a snapshot.
     pub fn service_book(&self) -> &ServiceBook {
         &self.service
@@ -245,14 +251,11 @@ impl FleetCore {
         self.service.attempts = book.attempts;
         self.service.pruned_ms = book.pruned_ms;
         for (tracking, entry) in book.parcels {
-            let Some(run) = self
+            let run = self
                 .by_tracking
                 .get(&tracking)
-                .and_then(|id| self.routes.get_mut(id))
-            else {
-                continue;
-            };
-            if entry.withdrew.as_ref() == Some(&run.plan.id) {
+                .and_then(|id| self.routes.get_mut(id));
+            if let Some(run) = run.filter(|r| entry.withdrew.as_ref() == Some(&r.plan.id)) {
                 if let Some(p) = run.parcels.iter_mut().find(|p| p.tracking == tracking) {
                     p.withdrawn = true;
                 }
@@ -267,7 +270,9 @@ impl FleetCore {
         let entry = self.service.parcels.get(tracking)?;
         let (change, _) = entry.change.as_ref()?;
         Some(match change {
-            _ if entry.withdrew.as_ref().is_some_and(|r| r != route) => return None,
+            // Taken off another route, or asked for after a failed attempt: the back office
+            // put it on this route for it.
+            _ if change.withdraws() && entry.withdrew.as_ref() != Some(route) => return None,
             DeliveryChange::Reschedule { .. } => {
                 format!("{tracking}: do not deliver today, the recipient chose another slot")
             }
@@ -297,16 +302,36 @@ impl FleetCore {
         if at_ms - book.pruned_ms > 86_400_000 {
             book.attempts
                 .retain(|_, (_, last)| *last > at_ms - ATTEMPTS_KEPT_MS);
+            book.parcels.retain(|_, e| {
+                e.change
+                    .as_ref()
+                    .is_none_or(|(_, made)| *made > at_ms - ATTEMPTS_KEPT_MS)
+            });
             book.pruned_ms = at_ms;
         }
     }
 
     /// Forgets the service entries of a route's parcels (the route left the live state; what
     /// was said and changed stays in the parcels' feeds and history).
-    pub(super) fn forget_service(&mut self, route: &milepost_proto::route::Route) {
+    /// A parcel whose attempt failed keeps its recipient's wish for the next one (and the
+    /// wish is forgotten [`ATTEMPTS_KEPT_MS`] after it was made, if no route takes it).
+    pub(super) fn forget_service(
+        &mut self,
+        route: &milepost_proto::route::Route,
+        failed: &[TrackingNumber],
+    ) {
         for p in route.stops.iter().flat_map(|s| &s.parcels) {
-            if !self.by_tracking.contains_key(&p.tracking) {
-                self.service.parcels.remove(&p.tracking);
+            if self.by_tracking.contains_key(&p.tracking) {
+                continue;
+            }
+            match self.service.parcels.get_mut(&p.tracking) {
+                Some(e) if failed.contains(&p.tracking) && e.change.is_some() => {
+                    e.sent.clear();
+                    e.withdrew = None;
+                }
+                _ => {
+                    self.service.parcels.remove(&p.tracking);
+                }
             }
         }
     }
