@@ -156,8 +156,13 @@ pub fn token_cookie(
     max_age_s: i64,
 ) -> Option<HeaderValue> {
     let secure = if cfg.secure_cookies { "; Secure" } else { "" };
+    // A tracking page framed by an allowed origin reads its cookie in a third-party context.
+    let same_site = match path.starts_with("/t/") && !cfg.embed_origins.is_empty() {
+        true => "None",
+        false => "Lax",
+    };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        "{COOKIE}={token}; Path={path}; Max-Age={}; HttpOnly; SameSite={same_site}{secure}",
         max_age_s.max(0)
     ))
     .ok()

@@ -33,6 +33,10 @@ pub struct WebConfig {
     pub public_url: Option<String>,
     /// The back-office API (`/api/v1`).
     pub api: ApiConfig,
+    /// Origins (`https://shop.example`) that may frame the tracking page and read the status
+    /// widget (`/t/{tracking}/widget`, with CORS). Needs `secure_cookies` (a framed page's
+    /// cookie is a third-party one: `SameSite=None; Secure`, so HTTPS).
+    pub embed_origins: Vec<String>,
     /// Threads of the listener's own runtime, apart from the gateway's (fix ingest, acks);
     /// 0 serves it on the gateway's runtime.
     pub threads: usize,
@@ -82,6 +86,7 @@ impl Default for WebConfig {
             brand: BrandConfig::default(),
             drivers: BTreeMap::new(),
             secure_cookies: false,
+            embed_origins: Vec::new(),
             max_streams: 10_000,
             max_nearby_radius_m: 50_000.0,
             public_url: None,
@@ -165,6 +170,19 @@ impl WebConfig {
                 ));
             }
         }
+        for o in &self.embed_origins {
+            if !is_origin(o) {
+                return Err(format!(
+                    "web.embed_origins: {o:?} is not an origin (http(s)://host[:port], no path)"
+                ));
+            }
+        }
+        if !self.embed_origins.is_empty() && !self.secure_cookies {
+            return Err(
+                "web.embed_origins needs web.secure_cookies = true (a framed page's cookie must be SameSite=None; Secure, so HTTPS)"
+                    .into(),
+            );
+        }
         if !(0..=19).contains(&self.nice) {
             return Err(format!("web.nice must be 0 to 19, not {}", self.nice));
         }
@@ -194,6 +212,27 @@ impl WebConfig {
 fn is_colour(c: &str) -> bool {
     c.strip_prefix('#')
         .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `http(s)://host[:port]`: a scheme, a host of letters, digits, dots and dashes, an optional
+/// port; nothing after.
+pub fn is_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod dispatch;
+pub mod embed;
 pub mod error;
 pub mod optout;
 pub mod pages;
@@ -164,6 +165,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .merge(api::router(&state))
         .route("/t/{tracking}", get(recipient::tracking))
         .route("/t/{tracking}/status", get(recipient::parcel_status))
+        .route(
+            "/t/{tracking}/widget",
+            get(embed::widget).options(embed::preflight),
+        )
         .route("/t/{tracking}/events", get(recipient::parcel_events))
         .route("/t/{tracking}/instructions", post(recipient::instructions))
         .route(

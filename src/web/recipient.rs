@@ -61,11 +61,17 @@ pub async fn tracking(
             &WebError::NotFound(format!("no parcel {tracking}")),
         );
     };
-    html(
+    let mut page = html(
         StatusCode::OK,
         render_tracking(brand, &tracking, &base, &view),
         auth.cookie,
-    )
+    );
+    // Origins the carrier allows may frame it (`web.embed_origins`).
+    if let Some(csp) = crate::web::embed::tracking_csp(st.cfg()) {
+        page.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    page
 }
 
 /// `GET /t/{tracking}/status`: the parcel view.
