@@ -10,7 +10,7 @@
 //! against its own arrival detection have heavier tails than those against the observed
 //! arrivals, and the calibrated windows came out wider than the tuned formula's for less
 //! coverage (docs/ROUTES.md has the figures). Drivers who dwell at every stop make the core's
-//! arrivals the truth; that is where it is meant to be turned on.
+//! arrivals the truth; that is where it is meant to be turned on. It learns only while on.
 //!
 //! Sans-IO and deterministic: the histograms are fed by the fold (arrivals), so every gateway and
 //! every replay calibrates the same; they are in the snapshot.
@@ -28,8 +28,8 @@ pub const SCALE_PAD_S: f64 = 120.0;
 const RANGE: f64 = 2.0;
 const STEP: f64 = 0.01;
 const BINS: usize = (2.0 * RANGE / STEP) as usize + 1;
-/// Published estimates kept per stop, waiting for its arrival.
-pub const KEPT_PER_STOP: usize = 48;
+/// Published estimates kept per stop, waiting for its arrival (the newest).
+pub const KEPT_PER_STOP: usize = 12;
 
 /// The horizon bucket of an estimate `to_go_s` ahead.
 pub fn bucket(to_go_s: f64) -> usize {

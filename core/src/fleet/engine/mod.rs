@@ -265,7 +265,9 @@ impl FleetCore {
             return;
         };
         if let Some(run) = self.routes.get_mut(id) {
-            run.windows = self.windows;
+            if self.cfg.eta.calibrate {
+                run.windows = self.windows;
+            }
             run.on_fix(&self.cfg, fix, out);
             // Arrivals scored the estimates published for them: the fleet's calibration.
             if !run.errors.is_empty() {

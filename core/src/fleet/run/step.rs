@@ -545,7 +545,7 @@ impl RouteRun {
             self.stops[i].eta_sent_ms = Some(w.eta_ms);
             // Kept to be scored once the arrival is seen: the calibration's sample. Not while
             // the driver has not left (waiting at the depot is another kind of error).
-            if self.started_ms.is_some() && self.hold_until_ms.is_none() {
+            if cfg.eta.calibrate && self.started_ms.is_some() && self.hold_until_ms.is_none() {
                 let published = &mut self.stops[i].published;
                 if published.len() >= calibrate::KEPT_PER_STOP {
                     published.remove(0);
