@@ -249,17 +249,9 @@
   // Instructions for the driver: logged by the gateway and pushed to the driver's app.
   $('instr-form').addEventListener('submit', function (ev) {
     ev.preventDefault();
-    var msg = $('instr-msg'), text = $('instr-text').value;
-    msg.textContent = 'Sending…';
-    fetch(base + '/instructions', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ text: text }),
-      credentials: 'same-origin'
-    }).then(function (r) {
-      return r.json().then(function (j) { return { ok: r.ok, j: j }; }, function () { return { ok: r.ok, j: {} }; });
-    }).then(function (res) {
-      msg.textContent = res.ok ? 'Sent to your driver.' : ('Not sent: ' + (res.j.message || 'please try again'));
-    }, function () { msg.textContent = 'Not sent: no connection.'; });
+    var msg = $('instr-msg');
+    post('/instructions', { text: $('instr-text').value }, msg, function () {
+      msg.textContent = 'Sent to your driver.';
+    });
   });
 })();

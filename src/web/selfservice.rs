@@ -11,7 +11,9 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
+use milepost_core::fleet::engine::ServiceError;
 use milepost_proto::route::{DeliveryChange, MessageFrom, TrackingNumber};
+use milepost_proto::service::{valid_text, MAX_MESSAGE};
 use serde::{Deserialize, Serialize};
 
 use crate::selfservice::{offers, Offers};
@@ -194,15 +196,13 @@ pub async fn post_message(
     check_tracking(&tracking)?;
     recipient_only(&authorize_parcel(&st.shared, &headers, &tracking)?.0)?;
     let Json(body) = body.map_err(|e| WebError::BadRequest(e.body_text()))?;
+    // A message that is not text is the request's fault, not the state's.
+    if !valid_text(body.text.trim(), MAX_MESSAGE) {
+        return Err(WebError::BadRequest(ServiceError::BadText.to_string()));
+    }
     let t = TrackingNumber(tracking.clone());
-    service::send_message(&st.shared, t.clone(), MessageFrom::Recipient, body.text)
+    service::send_message(&st.shared, t, MessageFrom::Recipient, body.text)
         .await
-        .map_err(|(code, why)| match code {
-            // A message that is not text is the request's fault, not the state's.
-            milepost_proto::ErrorCode::OutcomeRefused if why.starts_with("a message is") => {
-                WebError::BadRequest(why)
-            }
-            code => WebError::from_code(code, why),
-        })?;
+        .map_err(|(code, why)| WebError::from_code(code, why))?;
     Ok(json(thread_of(&st.shared, &tracking)?))
 }

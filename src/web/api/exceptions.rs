@@ -5,13 +5,15 @@
 //! acknowledged, resolved; acknowledging and resolving is the alert's). The dispatcher page
 //! shows the same queue (`/dispatch/exceptions`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
+use milepost_core::fleet::view::RouteView;
 use milepost_core::present::{change_text, next_step_text, reason_text};
 use milepost_proto::route::{
-    DepotId, DispatchEvent, ParcelEvent, ParcelState, ParcelUpdate, TrackingNumber, Update,
+    DepotId, DispatchEvent, ParcelEvent, ParcelState, ParcelUpdate, RouteId, TrackingNumber, Update,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -99,6 +101,7 @@ pub fn exceptions(
         .collect();
     let alerts = views(st, &d, &raised)?;
     let shared = &st.shared;
+    let mut routes: HashMap<RouteId, Option<RouteView>> = HashMap::new();
     let mut out = Vec::new();
     for (r, a) in raised.iter().zip(alerts) {
         if !wanted.contains(&a.state) {
@@ -107,12 +110,15 @@ pub fn exceptions(
         let DispatchEvent::AttemptFailed { stop, reason } = &r.first.kind else {
             continue;
         };
-        let view = lock(&shared.state.core)
-            .route_view(&r.first.route_id)
-            .or_else(|| {
-                let h = shared.state.history.as_ref()?;
-                h.route(&r.first.route_id).ok().flatten().map(|h| h.view)
-            });
+        // One view per route, however many of its stops failed (live, else from the history).
+        let view = routes.entry(r.first.route_id.clone()).or_insert_with(|| {
+            lock(&shared.state.core)
+                .route_view(&r.first.route_id)
+                .or_else(|| {
+                    let h = shared.state.history.as_ref()?;
+                    h.route(&r.first.route_id).ok().flatten().map(|h| h.view)
+                })
+        });
         let failed: Vec<TrackingNumber> = view
             .iter()
             .flat_map(|v| v.stops.iter().filter(|s| &s.id == stop))
