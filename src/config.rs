@@ -66,6 +66,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// What recipients may change about a delivery (`[self_service]`).
     pub self_service: crate::selfservice::SelfServiceConfig,
+    /// The carriers above the depots (`[carriers.<id>]`): analytics group by them.
+    pub carriers: crate::analytics::Carriers,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             proofs: ProofsConfig::default(),
             notify: NotifyConfig::default(),
             self_service: Default::default(),
+            carriers: Default::default(),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Config {
     /// outbox is one gateway's), and every template compiled and rendered once.
     fn validate_notify(&self) -> Result<(), ConfigError> {
         self.self_service.validate().map_err(ConfigError::Invalid)?;
+        self.carriers.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         n.validate().map_err(ConfigError::Invalid)?;
         if !n.enabled {

@@ -9,7 +9,7 @@
 //! records, the feed store, the fold, the words people see) <- this crate, the shell: threads,
 //! files, sockets, the clock, listeners. Inside the shell, from the top: `main.rs` and the CLI;
 //! the listeners and tools (`server`, `web`, `cluster`, `replay`, `tools`, `client`); the shared
-//! machinery (`config`, `state`, `store`, `history`, `proofs`, `apikeys`, `drivers`, `feed`, `notify`, `auth`,
+//! machinery (`config`, `state`, `store`, `history`, `analytics`, `proofs`, `apikeys`, `drivers`, `feed`, `notify`, `auth`,
 //! `certs`, `metrics`, `wire`, `udp`, `priority`);
 //! and each part's own configuration section (`*/config.rs`, `server/limits.rs`) at the
 //! bottom. `tests/layers.rs` checks the rule and that no import goes round in a circle.
@@ -26,6 +26,8 @@
 //!   recovery) and snapshot files.
 //! - [`history`]: closed routes' and their parcels' history in an embedded database (redb),
 //!   kept for `history.retention_days`.
+//! - [`analytics`]: the numbers carriers are judged by, per carrier, depot, driver and local
+//!   day (`[carriers]`), as JSON, CSV, Prometheus gauges and Parquet exports.
 //! - [`drivers`]: drivers' profiles recipients see (first name, vehicle, photo), set over the
 //!   API.
 //! - [`proofs`]: proof-of-delivery files, content-addressed by SHA-256.
@@ -46,6 +48,7 @@
 //! - [`priority`]: lower CPU priority for threads that must not slow ingest.
 #![deny(missing_docs)]
 
+pub mod analytics;
 pub mod apikeys;
 pub mod auth;
 pub mod certs;

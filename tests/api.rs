@@ -11,23 +11,13 @@ mod web_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use milepost::apikeys::{KeyFile, Scope, FILE};
+use milepost::apikeys::{KeyFile, FILE};
 use milepost_proto::route::Route;
 use serde_json::{json, Value};
 use web_support::{request, Resp, World};
 
 /// The world's route (`examples/route.json`).
 const R1: &str = "R-2026-02-16-017";
-
-/// Creates an API key with `scopes` in the gateway's data directory; returns it.
-fn key(w: &World, name: &str, scopes: &[&str]) -> String {
-    let path = w.t.dir.path().join(FILE);
-    let mut f = KeyFile::read(&path).unwrap();
-    let scopes = scopes.iter().map(|s| Scope::parse(s).unwrap()).collect();
-    let (_, key) = f.create(name, scopes, common::now_ms()).unwrap();
-    f.write(&path).unwrap();
-    key
-}
 
 async fn call(w: &World, method: &str, path: &str, key: &str, body: Option<&Value>) -> Resp {
     web_support::api(w, method, path, key, body).await
@@ -76,7 +66,7 @@ fn assert_error(r: &Resp, status: u16, code: &str) -> Value {
 #[tokio::test]
 async fn a_back_office_assigns_follows_changes_and_cancels_a_route() {
     let w = World::with_web(|_| {}).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     let r = route("R-API-1", "north", "D7", &["API-T1", "API-T2", "API-T3"]);
     let body = serde_json::to_value(&r).unwrap();
 
@@ -198,8 +188,8 @@ async fn every_refusal_has_one_shape_and_changes_nothing_in_the_log() {
         c.proofs.max_bytes = 64;
     })
     .await;
-    let k = key(&w, "orders", &["backoffice:north"]);
-    let reader = key(&w, "viewer", &["dispatcher:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
+    let reader = w.key_with("viewer", &["dispatcher:north"]);
     let before = records(&w);
     let r = route("R-BAD", "north", "D8", &["BAD-1", "BAD-2"]);
 
@@ -419,7 +409,7 @@ async fn requests_over_the_key_rate_get_429_with_retry_after() {
         c.web.api.burst = 3;
     })
     .await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     for _ in 0..3 {
         assert_eq!(
             call(&w, "GET", &format!("/api/v1/routes/{R1}"), &k, None)
@@ -432,7 +422,7 @@ async fn requests_over_the_key_rate_get_429_with_retry_after() {
     assert_error(&r, 429, "rate_limited");
     assert!(r.header("retry-after").is_some());
     // Another key has its own budget.
-    let other = key(&w, "other", &["dispatcher:north"]);
+    let other = w.key_with("other", &["dispatcher:north"]);
     assert_eq!(
         call(&w, "GET", &format!("/api/v1/routes/{R1}"), &other, None)
             .await
@@ -444,7 +434,7 @@ async fn requests_over_the_key_rate_get_429_with_retry_after() {
 #[tokio::test]
 async fn a_retried_write_with_the_same_idempotency_key_changes_nothing_twice() {
     let w = World::with_web(|_| {}).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     let body = serde_json::to_value(route("R-IDEM", "north", "D5", &["IDEM-1"]))
         .unwrap()
         .to_string();
@@ -480,7 +470,7 @@ async fn a_retried_write_with_the_same_idempotency_key_changes_nothing_twice() {
 #[tokio::test]
 async fn outcomes_and_proof_files_from_the_back_office() {
     let w = World::with_web(|c| c.proofs.max_bytes = 1 << 20).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     let auth = format!("Bearer {k}");
     let photo = "a photo of a parcel on a doorstep";
     let sha = milepost::proofs::sha256_hex(photo.as_bytes());
@@ -644,8 +634,8 @@ async fn outcomes_and_proof_files_from_the_back_office() {
 async fn bulk_status_tracking_links_and_drivers() {
     let mut w = World::with_web(|_| {}).await;
     w.drive(0, 1, 0).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
-    let south_key = key(&w, "south", &["backoffice:south"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
+    let south_key = w.key_with("south", &["backoffice:south"]);
     let south = route("R-S", "south", "X2", &["SOUTH-1"]);
     assert_eq!(
         call(
@@ -730,7 +720,7 @@ async fn bulk_status_tracking_links_and_drivers() {
 #[tokio::test]
 async fn a_revoked_key_is_refused_within_a_second() {
     let w = World::with_web(|_| {}).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     assert_eq!(
         call(&w, "GET", &format!("/api/v1/routes/{R1}"), &k, None)
             .await
@@ -762,7 +752,7 @@ async fn a_revoked_key_is_refused_within_a_second() {
 #[tokio::test]
 async fn a_parcel_archived_after_moving_to_a_reattempt_route_keeps_its_feed_and_history() {
     let w = World::with_web(|c| c.log.archive_routes_after_s = 0).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     let first = route("R-A", "north", "D3", &["RE-1", "RE-2"]);
     assert_eq!(
         call(
@@ -903,7 +893,7 @@ fn cli(args: &[&str]) -> (bool, String) {
 #[tokio::test]
 async fn the_cli_records_outcomes_and_cancels_routes_through_the_api() {
     let w = World::with_web(|_| {}).await;
-    let k = key(&w, "cli", &["backoffice:north"]);
+    let k = w.key_with("cli", &["backoffice:north"]);
     let api = format!("http://{}", w.web());
     let dir = tempfile::tempdir().unwrap();
     let photo = dir.path().join("door.jpg");
@@ -960,7 +950,7 @@ async fn the_cli_records_outcomes_and_cancels_routes_through_the_api() {
 #[tokio::test]
 async fn alerts_are_listed_acknowledged_and_resolved_and_stay_so_after_a_restart() {
     let w = World::with_web(|_| {}).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     let disp = World::dispatcher_token("north");
     let failed = json!({"outcome": "failed", "reason": "access_problem", "note": "gate locked"});
     let r = post_outcome(&w, &k, "MP100000003", &failed).await;
@@ -1177,8 +1167,8 @@ async fn hook_receiver(got: Hooked) -> String {
 async fn webhook_endpoints_are_added_listed_and_removed_at_run_time() {
     let w =
         World::with_web(|c| c.feed.webhooks = vec!["http://127.0.0.1:9/configured".into()]).await;
-    let k = key(&w, "ops", &["backoffice:*"]);
-    let narrow = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("ops", &["backoffice:*"]);
+    let narrow = w.key_with("orders", &["backoffice:north"]);
     let got: Hooked = Default::default();
     let url = hook_receiver(got.clone()).await;
 
@@ -1324,8 +1314,8 @@ async fn webhook_endpoints_are_added_listed_and_removed_at_run_time() {
 #[tokio::test]
 async fn one_depot_cannot_take_over_or_see_another_depots_routes_and_parcels() {
     let w = World::with_web(|_| {}).await;
-    let north = key(&w, "north-orders", &["backoffice:north"]);
-    let south = key(&w, "south-orders", &["backoffice:south"]);
+    let north = w.key_with("north-orders", &["backoffice:north"]);
+    let south = w.key_with("south-orders", &["backoffice:south"]);
     let theirs = route("R-SHARED", "south", "S1", &["SOUTH-P1"]);
     let r = call(
         &w,
@@ -1439,7 +1429,7 @@ async fn one_depot_cannot_take_over_or_see_another_depots_routes_and_parcels() {
 #[tokio::test]
 async fn concurrent_edits_of_a_route_all_land() {
     let w = World::with_web(|_| {}).await;
-    let k = key(&w, "orders", &["backoffice:north"]);
+    let k = w.key_with("orders", &["backoffice:north"]);
     let r = route("R-EDIT", "north", "E1", &["EDIT-0"]);
     assert_eq!(
         call(

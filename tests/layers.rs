@@ -70,6 +70,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "state",
             "store",
             "history",
+            "analytics",
             "proofs",
             "apikeys",
             "drivers",

@@ -63,6 +63,7 @@ impl Fleet {
         let mut core = FleetCore::restore(cfg, snap.core);
         core.restore_service(snap.service);
         core.restore_calibration(snap.calibration);
+        core.restore_tally(snap.tally);
         Fleet {
             ledger: Ledger::import(snap.ledger),
             positions,
@@ -116,6 +117,8 @@ impl Parts<'_> {
         let mut keys = Vec::new();
         let mut i = start;
         while i < out.len() {
+            let feed = &*self.feed;
+            self.core.observe(&out[i], |t| feed.parcel_failures(t));
             // A failed attempt is followed by its next step (the NDR policy), decided from the
             // parcel's earlier updates before this one is recorded.
             if let Update::Parcel(p) = &out[i] {
@@ -159,6 +162,7 @@ impl Parts<'_> {
             feed: self.feed,
             service: Some(self.core.service_book()),
             calibration: Some(self.core.calibration()),
+            tally: Some(self.core.tally()),
         }
     }
 

@@ -13,6 +13,7 @@ use milepost_proto::route::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::analytics::RouteFacts;
 use crate::feed::FeedStore;
 use crate::fleet::engine::FleetCore;
 use crate::fleet::view::RouteView;
@@ -97,6 +98,8 @@ pub struct Closing {
     pub route: RouteHistory,
     /// Its parcels.
     pub parcels: Vec<ParcelHistory>,
+    /// Its numbers, for analytics.
+    pub facts: RouteFacts,
 }
 
 /// The histories `rec` leaves behind, read off the state *before* `rec` is folded in (after
@@ -116,6 +119,7 @@ pub fn closing(core: &FleetCore, feed: &FeedStore, rec: &LogRecord) -> Vec<Closi
         .filter_map(|id| {
             let view = core.route_view(id)?;
             let plan = core.route_in_order(id)?;
+            let facts = core.route_facts(id)?;
             let parcels = plan
                 .stops
                 .iter()
@@ -141,6 +145,7 @@ pub fn closing(core: &FleetCore, feed: &FeedStore, rec: &LogRecord) -> Vec<Closi
                     closed_ms: at_ms,
                 },
                 parcels,
+                facts,
             })
         })
         .collect()

@@ -16,6 +16,8 @@
 //!   surface shows (status lines, event and reason texts).
 //! - [`history`]: what a parcel and a route leave behind when the route is archived or
 //!   cancelled (kept by the shell for months).
+//! - [`analytics`]: the numbers a carrier is judged by (on time, first attempts, failures,
+//!   time per stop, distance, published-ETA accuracy), folded from the log.
 //! - [`hash`]: the hash maps of the per-fix path.
 //!
 //! # Layers
@@ -23,6 +25,7 @@
 //! server, web, cluster, replay, tools). Arrows only point down.
 #![deny(missing_docs)]
 
+pub mod analytics;
 pub mod feed;
 pub mod fleet;
 pub mod fold;

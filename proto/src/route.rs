@@ -243,6 +243,18 @@ pub enum FailureReason {
     Other,
 }
 
+impl FailureReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::RecipientAbsent,
+        FailureReason::AddressNotFound,
+        FailureReason::AccessProblem,
+        FailureReason::Refused,
+        FailureReason::Damaged,
+        FailureReason::Other,
+    ];
+}
+
 /// What happens to a parcel after a failed attempt, by the carrier's policy (`core.ndr`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

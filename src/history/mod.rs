@@ -18,7 +18,9 @@
 //! [`RouteHistory`]), `route_days` (`depot 0x1 YYYY-MM-DD 0x1 route` for listings) and
 //! `closed` (`closed_ms 0x1 p|r 0x1 id`, for the retention sweep), and `alerts` (`depot 0x1
 //! offset` to JSON [`AlertHandling`]: what was done about an alert, folded from
-//! `AlertHandled` records the same way).
+//! `AlertHandled` records the same way), and `facts` (route id to JSON
+//! [`milepost_core::analytics::RouteFacts`], the route's analytics, written and purged with
+//! it).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 pub mod backlog;
 pub mod config;
+pub mod facts;
 
 pub use config::HistoryConfig;
 
@@ -40,6 +43,9 @@ const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
 const ROUTE_DAYS: TableDefinition<&str, ()> = TableDefinition::new("route_days");
 const CLOSED: TableDefinition<&str, ()> = TableDefinition::new("closed");
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+/// A closed route's analytics facts (route id to JSON [`RouteFacts`]), kept and purged with
+/// its history; read by [`facts`].
+const FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("facts");
 
 /// Separates the parts of an index key (never in an id: ids are checked printable).
 const SEP: char = '\u{1}';
@@ -161,6 +167,7 @@ impl History {
             let mut routes = tx.open_table(ROUTES)?;
             let mut days = tx.open_table(ROUTE_DAYS)?;
             let mut closed = tx.open_table(CLOSED)?;
+            let mut facts = tx.open_table(FACTS)?;
             for c in closings {
                 let r = &c.route;
                 let id = r.view.route_id.0.as_str();
@@ -174,6 +181,7 @@ impl History {
                     days.remove(format!("{}{SEP}{day}{SEP}{id}", o.view.depot.0).as_str())?;
                 }
                 routes.insert(id, serde_json::to_vec(r)?.as_slice())?;
+                facts.insert(id, serde_json::to_vec(&c.facts)?.as_slice())?;
                 let day = day_of(r.planned_start_ms);
                 days.insert(
                     format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str(),
@@ -316,6 +324,7 @@ impl History {
             let mut parcels = tx.open_table(PARCELS)?;
             let mut routes = tx.open_table(ROUTES)?;
             let mut days = tx.open_table(ROUTE_DAYS)?;
+            let mut facts = tx.open_table(FACTS)?;
             let due: Vec<String> = closed
                 .range(..horizon.as_str())?
                 .map(|e| e.map(|(k, _)| k.value().to_owned()))
@@ -351,6 +360,7 @@ impl History {
                         // keeps its newer record until that one is due).
                         if let Some(r) = old.filter(|r| r.closed_ms == at) {
                             routes.remove(id)?;
+                            facts.remove(id)?;
                             let day = day_of(r.planned_start_ms);
                             days.remove(format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str())?;
                             n += 1;
@@ -489,6 +499,7 @@ fn with_tables(db: Database) -> Result<Database, HistoryError> {
     tx.open_table(ROUTE_DAYS)?;
     tx.open_table(CLOSED)?;
     tx.open_table(ALERTS)?;
+    tx.open_table(FACTS)?;
     tx.commit()?;
     Ok(db)
 }

@@ -314,4 +314,5 @@ fn render(sh: &Shared, out: &mut String) {
         "1 if the log writer failed (no more acks)",
         sh.log.has_failed() as u64,
     );
+    crate::analytics::gauges::render(&sh.state, &sh.cfg.carriers, sh.now_ms(), out);
 }

@@ -21,10 +21,11 @@ pub use milepost_core::store::image::{PositionEntry, Snapshot, SnapshotRef};
 
 use crate::store::log::LogError;
 
-/// The file's magic: `MPSNAP02` holds the snapshot image followed by the core's service book
-/// and its ETA calibration;
-/// `MPSNAP01` (written before the service book existed) only the image, and is still read.
-const MAGIC: &[u8; 8] = b"MPSNAP02";
+/// The file's magic: `MPSNAP03` holds the snapshot image followed by the core's service book,
+/// its ETA calibration and its analytics tally. Older files are still read: `MPSNAP02` (no
+/// tally: the live routes' analytics start from there) and `MPSNAP01` (only the image).
+const MAGIC: &[u8; 8] = b"MPSNAP03";
+const MAGIC_V2: &[u8; 8] = b"MPSNAP02";
 const MAGIC_V1: &[u8; 8] = b"MPSNAP01";
 
 /// Snapshots kept on disk (the newest ones).
@@ -37,7 +38,9 @@ pub fn encode(dir: &Path, snap: &SnapshotRef<'_>) -> Result<Vec<u8>, LogError> {
     let service = snap.service.unwrap_or(&none);
     let uncalibrated = milepost_core::fleet::calibrate::Calibration::default();
     let calibration = snap.calibration.unwrap_or(&uncalibrated);
-    milepost_proto::encode(&(snap, service, calibration)).map_err(|e| LogError::Corrupt {
+    let untallied = milepost_core::analytics::Tally::default();
+    let tally = snap.tally.unwrap_or(&untallied);
+    milepost_proto::encode(&(snap, service, calibration, tally)).map_err(|e| LogError::Corrupt {
         path: dir.to_owned(),
         offset: 0,
         what: format!("snapshot does not encode: {e}"),
@@ -100,7 +103,8 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(LogError::io(path))?;
-    if bytes.len() < 20 || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_V1) {
+    let magic = &bytes[..8.min(bytes.len())];
+    if bytes.len() < 20 || ![MAGIC, MAGIC_V2, MAGIC_V1].iter().any(|m| &m[..] == magic) {
         return Err(corrupt("not a snapshot"));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().map_err(|_| corrupt("header"))?) as usize;
@@ -115,10 +119,18 @@ pub fn read(path: &Path) -> Result<Snapshot, LogError> {
     if &bytes[..8] == MAGIC_V1 {
         return milepost_proto::codec::decode_trusted(payload).map_err(undecodable);
     }
-    let (mut snap, service, calibration): (Snapshot, _, _) =
+    if &bytes[..8] == MAGIC_V2 {
+        let (mut snap, service, calibration): (Snapshot, _, _) =
+            milepost_proto::codec::decode_trusted(payload).map_err(undecodable)?;
+        snap.service = service;
+        snap.calibration = calibration;
+        return Ok(snap);
+    }
+    let (mut snap, service, calibration, tally): (Snapshot, _, _, _) =
         milepost_proto::codec::decode_trusted(payload).map_err(undecodable)?;
     snap.service = service;
     snap.calibration = calibration;
+    snap.tally = tally;
     Ok(snap)
 }
 

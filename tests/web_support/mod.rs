@@ -40,11 +40,17 @@ impl World {
     /// A new API key with a back-office scope on depot "north", written to the gateway's key
     /// file (picked up within a second).
     pub fn backoffice_key(&self) -> String {
+        self.key_with("orders", &["backoffice:north"])
+    }
+
+    /// A new API key named `name` with `scopes` (`backoffice:north`, `dispatcher:*`), written
+    /// to the gateway's key file (picked up within a second).
+    pub fn key_with(&self, name: &str, scopes: &[&str]) -> String {
         use milepost::apikeys::{KeyFile, Scope, FILE};
         let path = self.t.dir.path().join(FILE);
         let mut f = KeyFile::read(&path).unwrap();
-        let scopes = vec![Scope::parse("backoffice:north").unwrap()];
-        let (_, key) = f.create("orders", scopes, common::now_ms()).unwrap();
+        let scopes = scopes.iter().map(|s| Scope::parse(s).unwrap()).collect();
+        let (_, key) = f.create(name, scopes, common::now_ms()).unwrap();
         f.write(&path).unwrap();
         key
     }

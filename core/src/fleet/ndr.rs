@@ -74,15 +74,7 @@ impl NdrPolicy {
         if self.max_attempts == 0 {
             return Err("core.ndr.max_attempts must be at least 1".into());
         }
-        let known = [
-            FailureReason::RecipientAbsent,
-            FailureReason::AddressNotFound,
-            FailureReason::AccessProblem,
-            FailureReason::Refused,
-            FailureReason::Damaged,
-            FailureReason::Other,
-        ]
-        .map(reason_name);
+        let known = FailureReason::ALL.map(reason_name);
         if let Some(k) = self.on.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(format!(
                 "core.ndr.on: unknown reason {k:?} (one of {})",

@@ -5,6 +5,7 @@
 use milepost_proto::{DriverId, Fix, Seq};
 use serde::{Deserialize, Serialize};
 
+use crate::analytics::Tally;
 use crate::feed::FeedStore;
 use crate::fleet::calibrate::Calibration;
 use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef, ServiceBook};
@@ -45,6 +46,9 @@ pub struct SnapshotRef<'a> {
     /// The fleet's ETA calibration: a section after the service book (likewise).
     #[serde(skip)]
     pub calibration: Option<&'a Calibration>,
+    /// The analytics tally of the live routes: a section after the calibration (likewise).
+    #[serde(skip)]
+    pub tally: Option<&'a Tally>,
 }
 
 /// A snapshot read back.
@@ -68,4 +72,7 @@ pub struct Snapshot {
     /// The fleet's ETA calibration (see [`SnapshotRef::calibration`]).
     #[serde(skip)]
     pub calibration: Calibration,
+    /// The analytics tally (see [`SnapshotRef::tally`]).
+    #[serde(skip)]
+    pub tally: Tally,
 }

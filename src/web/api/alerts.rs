@@ -265,7 +265,7 @@ pub fn wanted(state: Option<&str>) -> Result<&'static [AlertState], ApiError> {
     path = "/api/v1/depots/{depot}/alerts",
     tag = "alerts",
     params(("depot" = String, Path, description = "Depot"), AlertQuery),
-    responses((status = 200, description = "A page of alerts", body = AlertPage))
+    responses((status = 200, description = "A page of alerts", body = Page<AlertView>))
 )]
 pub async fn list_alerts(
     State(st): St,

@@ -65,6 +65,11 @@ impl Caller {
         self.scopes.iter().any(|s| s.covers(depot))
     }
 
+    /// Reads every depot (a `*` scope).
+    pub fn reads_every_depot(&self) -> bool {
+        self.scopes.iter().any(|s| s.depot == "*")
+    }
+
     /// Has a back-office scope on some depot.
     pub fn any_backoffice(&self) -> bool {
         self.scopes.iter().any(|s| s.role == KeyRole::Backoffice)

@@ -67,6 +67,8 @@ use crate::web::respond::with_headers;
         crate::web::api::service::get_delivery,
         crate::web::api::service::post_delivery,
         crate::web::api::service::get_messages,
+        crate::web::api::analytics::get_analytics,
+        crate::web::api::analytics::get_export,
     ),
     modifiers(&Common),
     tags(
@@ -77,6 +79,7 @@ use crate::web::respond::with_headers;
         (name = "alerts", description = "A depot's exceptions: list, acknowledge, resolve"),
         (name = "webhooks", description = "Endpoints that receive every milestone, signed"),
         (name = "recipients", description = "Recipients' contacts, the messages they were sent, dead letters"),
+        (name = "analytics", description = "On-time, first-attempt, failure and ETA figures; Parquet exports"),
     )
 )]
 pub struct ApiDoc;

@@ -17,7 +17,7 @@ use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::web::api::views::{
-    cursor_id, cursor_of, page_limit, DriverDetail, DriverPage, PositionDetail,
+    cursor_id, cursor_of, page_limit, DriverDetail, DriverPage, Page, PositionDetail,
 };
 use crate::web::respond::json;
 use crate::web::state::WebState;
@@ -84,7 +84,7 @@ pub struct PageQuery {
     path = "/api/v1/depots/{depot}/drivers",
     tag = "drivers",
     params(("depot" = String, Path, description = "Depot"), PageQuery),
-    responses((status = 200, description = "A page of drivers", body = DriverPage))
+    responses((status = 200, description = "A page of drivers", body = Page<DriverDetail>))
 )]
 pub async fn depot_drivers(
     State(st): St,

@@ -42,6 +42,7 @@
 //! task).
 
 pub mod alerts;
+pub mod analytics;
 pub mod caller;
 pub mod docs;
 pub mod drivers;
@@ -140,6 +141,11 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         .route(
             "/api/v1/depots/{depot}/notifications/dead/{id}",
             axum::routing::delete(recipients::dismiss_dead),
+        )
+        .route("/api/v1/analytics", get(analytics::get_analytics))
+        .route(
+            "/api/v1/exports/{carrier}/{day}/{file}",
+            get(analytics::get_export),
         )
         .route("/api/v1/drivers/{driver}", get(drivers::get_driver))
         .route(

@@ -28,7 +28,7 @@ use crate::web::api::error::ApiError;
 use crate::web::api::extract::{parse_json, ApiJson, ApiPath, ApiQuery};
 use crate::web::api::recipients::{check_contact, store_contacts};
 use crate::web::api::views::{
-    cursor_id, cursor_of, page_limit, route_detail, RouteDetail, RoutePage,
+    cursor_id, cursor_of, page_limit, route_detail, Page, RouteDetail, RoutePage,
 };
 use crate::web::api::write::{commit, write};
 use crate::web::respond::json;
@@ -266,7 +266,7 @@ pub struct ListQuery {
     path = "/api/v1/routes",
     tag = "routes",
     params(ListQuery),
-    responses((status = 200, description = "A page of routes", body = RoutePage))
+    responses((status = 200, description = "A page of routes", body = Page<RouteDetail>))
 )]
 pub async fn list_routes(
     State(st): St,

@@ -40,7 +40,7 @@ impl Default for MessageLimits {
 pub struct ServiceBook {
     parcels: BTreeMap<TrackingNumber, ParcelService>,
     /// Failed attempts so far, and the time of the newest.
-    attempts: BTreeMap<TrackingNumber, (u32, i64)>,
+    pub(super) attempts: BTreeMap<TrackingNumber, (u32, i64)>,
     /// When `attempts` was last pruned.
     pruned_ms: i64,
 }

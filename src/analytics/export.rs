@@ -1,0 +1,342 @@
+//! Exports for BI tools: one carrier's closed routes of one local day as three Parquet files
+//! (the `parquet` crate's column writer, Snappy-compressed), laid out by carrier and day:
+//! `carrier=<id>/day=<YYYY-MM-DD>/{routes,stops,parcel_events}.parquet`. The schema is in
+//! `docs/ANALYTICS.md`; a day with no routes gives files with the schema and no rows.
+//!
+//! Routes still live are not exported (their numbers are not final): export a day once its
+//! routes are archived (`log.archive_routes_after_s` after they finish) or cancelled.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use milepost_core::analytics::RouteFacts;
+use milepost_core::history::{Closed, RouteHistory};
+use milepost_core::present::event_kind;
+use milepost_proto::route::{ParcelEvent, ParcelState};
+use parquet::basic::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+
+use super::{local_day, Carriers};
+use crate::history::{History, HistoryError};
+
+/// The tables of a day's export, in file-name order.
+pub const TABLES: [&str; 3] = ["routes", "stops", "parcel_events"];
+
+/// A failure of an export.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the history failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// Writing Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+/// One column's values (`None`: null).
+enum Values {
+    Str(Vec<Option<String>>),
+    I64(Vec<Option<i64>>),
+    I32(Vec<Option<i32>>),
+    F64(Vec<Option<f64>>),
+}
+
+/// A table being built: columns in schema order.
+struct Table {
+    schema: &'static str,
+    cols: Vec<Values>,
+}
+
+impl Table {
+    fn new(schema: &'static str) -> Table {
+        let cols = schema
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("optional"))
+            .map(|l| {
+                if l.contains("binary") {
+                    Values::Str(Vec::new())
+                } else if l.contains("int64") {
+                    Values::I64(Vec::new())
+                } else if l.contains("int32") {
+                    Values::I32(Vec::new())
+                } else {
+                    Values::F64(Vec::new())
+                }
+            })
+            .collect();
+        Table { schema, cols }
+    }
+
+    fn s(&mut self, i: usize, v: Option<&str>) {
+        if let Values::Str(c) = &mut self.cols[i] {
+            c.push(v.map(str::to_owned));
+        }
+    }
+    fn i(&mut self, i: usize, v: Option<i64>) {
+        match &mut self.cols[i] {
+            Values::I64(c) => c.push(v),
+            Values::I32(c) => c.push(v.map(|v| v.clamp(i32::MIN.into(), i32::MAX.into()) as i32)),
+            _ => {}
+        }
+    }
+    fn f(&mut self, i: usize, v: Option<f64>) {
+        if let Values::F64(c) = &mut self.cols[i] {
+            c.push(v);
+        }
+    }
+
+    /// The table as a Parquet file.
+    fn write(self) -> Result<Vec<u8>, ExportError> {
+        let schema = Arc::new(parse_message_type(self.schema)?);
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_created_by("milepost".into())
+                .build(),
+        );
+        let mut w = SerializedFileWriter::new(Vec::new(), schema, props)?;
+        let mut rg = w.next_row_group()?;
+        let mut cols = self.cols.into_iter();
+        while let Some(mut cw) = rg.next_column()? {
+            let Some(values) = cols.next() else { break };
+            match values {
+                Values::Str(v) => {
+                    let def = levels(&v);
+                    let vals: Vec<ByteArray> = v
+                        .into_iter()
+                        .flatten()
+                        .map(|s| ByteArray::from(s.into_bytes()))
+                        .collect();
+                    cw.typed::<ByteArrayType>()
+                        .write_batch(&vals, Some(&def), None)?;
+                }
+                Values::I64(v) => {
+                    let def = levels(&v);
+                    let vals: Vec<i64> = v.into_iter().flatten().collect();
+                    cw.typed::<Int64Type>()
+                        .write_batch(&vals, Some(&def), None)?;
+                }
+                Values::I32(v) => {
+                    let def = levels(&v);
+                    let vals: Vec<i32> = v.into_iter().flatten().collect();
+                    cw.typed::<Int32Type>()
+                        .write_batch(&vals, Some(&def), None)?;
+                }
+                Values::F64(v) => {
+                    let def = levels(&v);
+                    let vals: Vec<f64> = v.into_iter().flatten().collect();
+                    cw.typed::<DoubleType>()
+                        .write_batch(&vals, Some(&def), None)?;
+                }
+            }
+            cw.close()?;
+        }
+        rg.close()?;
+        Ok(w.into_inner()?)
+    }
+}
+
+fn levels<T>(v: &[Option<T>]) -> Vec<i16> {
+    v.iter().map(|x| i16::from(x.is_some())).collect()
+}
+
+const ROUTES: &str = "message routes {
+  optional binary carrier (STRING);
+  optional binary day (STRING);
+  optional binary route_id (STRING);
+  optional binary depot (STRING);
+  optional binary driver (STRING);
+  optional binary closed (STRING);
+  optional int64 planned_start (TIMESTAMP(MILLIS,true));
+  optional int64 started (TIMESTAMP(MILLIS,true));
+  optional int64 finished (TIMESTAMP(MILLIS,true));
+  optional int32 stops;
+  optional int32 stops_served;
+  optional int32 stops_with_window;
+  optional int32 on_time;
+  optional int32 early;
+  optional int32 late;
+  optional int32 parcels;
+  optional int32 delivered;
+  optional int32 failed;
+  optional int32 first_attempts;
+  optional int32 first_attempt_delivered;
+  optional int64 working_s;
+  optional double driven_m;
+  optional int32 stalls;
+  optional int32 late_alerts;
+}";
+
+const STOPS: &str = "message stops {
+  optional binary carrier (STRING);
+  optional binary day (STRING);
+  optional binary route_id (STRING);
+  optional binary stop_id (STRING);
+  optional int32 position;
+  optional int64 window_start (TIMESTAMP(MILLIS,true));
+  optional int64 window_end (TIMESTAMP(MILLIS,true));
+  optional int64 planned_arrival (TIMESTAMP(MILLIS,true));
+  optional int64 arrived (TIMESTAMP(MILLIS,true));
+  optional int64 departed (TIMESTAMP(MILLIS,true));
+  optional int32 parcels;
+  optional int32 delivered;
+  optional int32 failed;
+}";
+
+const PARCEL_EVENTS: &str = "message parcel_events {
+  optional binary carrier (STRING);
+  optional binary day (STRING);
+  optional binary route_id (STRING);
+  optional binary tracking (STRING);
+  optional int64 at (TIMESTAMP(MILLIS,true));
+  optional binary event (STRING);
+  optional binary reason (STRING);
+}";
+
+/// One carrier's export of one local day: each table's Parquet file, in [`TABLES`] order.
+pub struct DayExport {
+    /// `(table name, file bytes)`.
+    pub files: Vec<(&'static str, Vec<u8>)>,
+    /// Routes exported.
+    pub routes: usize,
+    /// Parcel events exported.
+    pub parcel_events: usize,
+}
+
+/// Exports `carrier`'s closed routes planned on local `day`, from `depots` (those the caller
+/// may read; the carrier's others are left out).
+pub fn export_day(
+    history: &History,
+    carriers: &Carriers,
+    depots: &[String],
+    carrier: &str,
+    day: NaiveDate,
+) -> Result<DayExport, ExportError> {
+    let tz = carriers.tz(carrier);
+    let day_s = day.format("%Y-%m-%d").to_string();
+    let before = day.pred_opt().unwrap_or(day).format("%Y-%m-%d").to_string();
+    let after = day.succ_opt().unwrap_or(day).format("%Y-%m-%d").to_string();
+    let mut closed: Vec<(RouteFacts, RouteHistory)> = Vec::new();
+    for depot in depots.iter().filter(|d| carriers.carrier_of(d) == carrier) {
+        for f in history.facts(
+            &milepost_proto::route::DepotId(depot.clone()),
+            &before,
+            &after,
+        )? {
+            if local_day(f.planned_start_ms, tz) != day_s {
+                continue;
+            }
+            if let Some(r) = history.route(&f.route_id)? {
+                closed.push((f, r));
+            }
+        }
+    }
+    closed.sort_by(|a, b| a.0.route_id.cmp(&b.0.route_id));
+    let mut routes = Table::new(ROUTES);
+    let mut stops = Table::new(STOPS);
+    let mut events = Table::new(PARCEL_EVENTS);
+    let mut n_events = 0;
+    for (f, r) in &closed {
+        let id = f.route_id.0.as_str();
+        let closed_s = match r.closed {
+            Closed::Archived => "archived",
+            Closed::Cancelled => "cancelled",
+        };
+        routes.s(0, Some(carrier));
+        routes.s(1, Some(&day_s));
+        routes.s(2, Some(id));
+        routes.s(3, Some(&f.depot.0));
+        routes.s(4, Some(&f.driver.0));
+        routes.s(5, Some(closed_s));
+        routes.i(6, Some(f.planned_start_ms));
+        routes.i(7, f.started_ms);
+        routes.i(8, f.finished_ms);
+        for (k, v) in [
+            f.counts.stops,
+            f.counts.stops_served,
+            f.counts.with_window,
+            f.counts.on_time,
+            f.counts.early,
+            f.counts.late,
+            f.counts.parcels,
+            f.counts.delivered,
+            f.counts.failed,
+            f.counts.first_attempts,
+            f.counts.first_attempt_delivered,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            routes.i(9 + k, Some(i64::from(v)));
+        }
+        routes.i(20, Some(f.counts.working_s as i64));
+        routes.f(21, Some(f.counts.driven_m));
+        routes.i(22, Some(i64::from(f.counts.stalls)));
+        routes.i(23, Some(i64::from(f.counts.late_alerts)));
+        for (pos, s) in r.view.stops.iter().enumerate() {
+            stops.s(0, Some(carrier));
+            stops.s(1, Some(&day_s));
+            stops.s(2, Some(id));
+            stops.s(3, Some(&s.id.0));
+            stops.i(4, Some(pos as i64));
+            stops.i(5, s.window.map(|w| w.start_ms));
+            stops.i(6, s.window.map(|w| w.end_ms));
+            stops.i(7, s.planned_arrival_ms);
+            stops.i(8, s.arrived_ms);
+            stops.i(9, s.departed_ms);
+            let count = |st: &[ParcelState]| {
+                Some(s.parcels.iter().filter(|(_, p)| st.contains(p)).count() as i64)
+            };
+            stops.i(10, Some(s.parcels.len() as i64));
+            stops.i(11, count(&[ParcelState::Delivered]));
+            stops.i(12, count(&[ParcelState::Failed, ParcelState::Returned]));
+            for (t, _) in &s.parcels {
+                let Some(h) = history.parcel(t)? else {
+                    continue;
+                };
+                // A parcel's history spans its routes: this route's part of it is what came
+                // after the route before it closed, until this one closed.
+                let since = match h.routes.iter().position(|x| x == &f.route_id) {
+                    Some(k) if k > 0 => history
+                        .route(&h.routes[k - 1])?
+                        .map_or(i64::MIN, |p| p.closed_ms),
+                    _ => i64::MIN,
+                };
+                for m in h
+                    .milestones
+                    .iter()
+                    .filter(|m| m.fix_t_ms > since && m.fix_t_ms <= r.closed_ms)
+                {
+                    let reason = match &m.kind {
+                        ParcelEvent::Failed { reason, .. }
+                        | ParcelEvent::NextStep { reason, .. } => {
+                            Some(milepost_core::fleet::ndr::reason_name(*reason))
+                        }
+                        _ => None,
+                    };
+                    events.s(0, Some(carrier));
+                    events.s(1, Some(&day_s));
+                    events.s(2, Some(id));
+                    events.s(3, Some(&t.0));
+                    events.i(4, Some(m.fix_t_ms));
+                    events.s(5, Some(event_kind(&m.kind)));
+                    events.s(6, reason);
+                    n_events += 1;
+                }
+            }
+        }
+    }
+    Ok(DayExport {
+        files: vec![
+            ("routes", routes.write()?),
+            ("stops", stops.write()?),
+            ("parcel_events", events.write()?),
+        ],
+        routes: closed.len(),
+        parcel_events: n_events,
+    })
+}
