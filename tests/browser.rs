@@ -15,6 +15,9 @@
 //! Needs node, `npm ci` in tests/browser and /usr/bin/chromium, so it only runs with
 //! `MILEPOST_BROWSER_TESTS=1` (which `tests/browser/run.sh` sets after installing them);
 //! otherwise it says it was skipped.
+//!
+//! A third test opens the depot's dashboard (`tests/browser/dashboard.mjs`) on a day scripted
+//! here and checks its figures and its uPlot chart.
 
 mod common;
 mod web_support;
@@ -375,6 +378,82 @@ async fn the_demo_day_in_chromium() {
             };
             writeln!(stdin, "{answer}").unwrap();
             stdin.flush().unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
+    assert!(status.success());
+}
+
+/// The depot's dashboard in Chromium (`tests/browser/dashboard.mjs`): a route scripted here
+/// (one stop on time and delivered, one late and failed for lack of access), and the page
+/// shows its figures and draws them with the bundled uPlot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium() {
+    if std::env::var("MILEPOST_BROWSER_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("browser test skipped: run tests/browser/run.sh (sets MILEPOST_BROWSER_TESTS=1)");
+        return;
+    }
+    let w = World::with_web(|_| {}).await;
+    let key = w.backoffice_key();
+    let now = common::now_ms();
+    let mut r = common::example_route();
+    r.id = "DASH-1".into();
+    r.driver = "D5".into();
+    r.stops.truncate(2);
+    for (i, s) in r.stops.iter_mut().enumerate() {
+        s.parcels.truncate(1);
+        s.parcels[0].tracking = format!("DASH-P{i}").as_str().into();
+        s.parcels[0].otp = None;
+        s.otp_required = false;
+        let (a, b) = if i == 0 {
+            (-3_600, 3_600)
+        } else {
+            (-7_200, -3_600)
+        };
+        s.window = Some(milepost_proto::route::TimeWindow {
+            start_ms: now + a * 1000,
+            end_ms: now + b * 1000,
+        });
+    }
+    let calls = [
+        ("/api/v1/routes", serde_json::to_value(&r).unwrap()),
+        (
+            "/api/v1/parcels/DASH-P0/outcome",
+            serde_json::json!({"outcome": "delivered", "signature_sha256": "ef".repeat(32)}),
+        ),
+        (
+            "/api/v1/parcels/DASH-P1/outcome",
+            serde_json::json!({"outcome": "failed", "reason": "access_problem"}),
+        ),
+    ];
+    for (path, body) in calls {
+        let a = web_support::api(&w, "POST", path, &key, Some(&body)).await;
+        assert!(a.status < 300, "{path}: {}", a.text());
+    }
+    let Script {
+        mut child,
+        lines: mut rx,
+        ..
+    } = script(
+        "dashboard.mjs",
+        w.web(),
+        &[
+            (
+                "DASH",
+                format!("/dashboard?token={}", World::dispatcher_token("north")),
+            ),
+            // The world's own example route is in "north" too, with nothing reached yet: it
+            // adds no stop with a window, so on time is this route's 1 of 2.
+            ("ON_TIME", "50%".into()),
+        ],
+    );
+    let mut result = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        println!("{line}");
+        if let Some(r) = line.strip_prefix("RESULT ") {
+            result = Some(r.to_owned());
         }
     }
     let status = child.wait().unwrap();

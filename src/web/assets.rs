@@ -47,6 +47,22 @@ const ASSETS: &[Asset] = &[
         mime: "text/javascript; charset=utf-8",
         body: include_str!("../../web/map.js"),
     },
+    Asset {
+        name: "dashboard.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/dashboard.js"),
+    },
+    // uPlot (MIT), the dashboard's charts: see web/vendor/README.md.
+    Asset {
+        name: "uPlot.iife.min.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/vendor/uPlot.iife.min.js"),
+    },
+    Asset {
+        name: "uPlot.min.css",
+        mime: "text/css; charset=utf-8",
+        body: include_str!("../../web/vendor/uPlot.min.css"),
+    },
 ];
 
 /// Version tag of the embedded assets (a hash of their bytes): pages link `?v=TAG`, so assets

@@ -23,6 +23,7 @@
 //! | [`sse`] | event streams: stream slots, the starting cursor, the one producer loop |
 //! | [`recipient`] | the recipient's handlers: tracking page, status, instructions, parcel stream |
 //! | [`dispatch`] | the dispatcher's handlers: map page, state, route, nearby, depot stream |
+//! | [`dashboard`] | a depot's numbers over the last days (uPlot charts and tables), `/dashboard` |
 //! | [`optout`] | the opt-out page of notification messages, `/n/optout/{token}` |
 //! | [`api`] | the back-office API `/api/v1`: its own map, errors, keys and OpenAPI document |
 //!
@@ -80,6 +81,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod dispatch;
 pub mod embed;
 pub mod error;
@@ -181,6 +183,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         )
         .route("/t/{tracking}/proof/{sha256}", get(recipient::parcel_proof))
         .route("/n/optout/{token}", get(optout::show).post(optout::confirm))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/dashboard/data", get(dashboard::data))
         .route("/dispatch", get(dispatch::dispatch))
         .route("/dispatch/state", get(dispatch::depot_state))
         .route("/dispatch/routes/{route}", get(dispatch::route_detail))

@@ -49,7 +49,7 @@ pub fn script_json<T: Serialize>(v: &T) -> String {
 }
 
 /// The page head and branded header.
-fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str) {
+pub fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str) {
     let v = asset_version();
     let _ = write!(
         out,
