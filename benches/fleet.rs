@@ -1,6 +1,7 @@
 //! Criterion bench of the fleet core's per-fix cost: one driver on a 150-stop route (planned
 //! paths between stops), fed a synthetic 1 Hz drive at ~8 m/s with GPS noise, stopping 30 s at
-//! every stop. Reports fixes per second (`Throughput::Elements`).
+//! every stop. Reports fixes per second (`Throughput::Elements`), with the analytics tally on
+//! (the default) and off, in the same run.
 //!
 //! Why this shape: it is the hot path of the gateway (every accepted fix goes through
 //! `FleetCore::on_fix`), with the realistic mix of windowed path matching, geofence checks,
@@ -148,23 +149,37 @@ fn bench_on_fix(c: &mut Criterion) {
     let mut g = c.benchmark_group("fleet");
     g.throughput(Throughput::Elements(fixes.len() as u64));
     g.sample_size(20);
-    g.bench_function("on_fix_150_stops", |b| {
-        b.iter_batched(
-            || {
-                let mut core = FleetCore::new(CoreConfig::default());
-                core.assign_route(route.clone(), T0).expect("valid route");
-                (core, Vec::with_capacity(1024))
-            },
-            |(mut core, mut out)| {
-                for f in &fixes {
-                    core.on_fix(&driver, f, &mut out);
-                    out.clear();
-                }
-                core
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    // As the fold runs it: every fix, then every update it produced shown to the analytics
+    // tally (`core.analytics`, on by default); and with analytics off, in the same run.
+    for (name, analytics) in [
+        ("on_fix_150_stops", true),
+        ("on_fix_150_stops_analytics_off", false),
+    ] {
+        let cfg = CoreConfig {
+            analytics,
+            ..CoreConfig::default()
+        };
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let mut core = FleetCore::new(cfg.clone());
+                    core.assign_route(route.clone(), T0).expect("valid route");
+                    (core, Vec::with_capacity(1024))
+                },
+                |(mut core, mut out)| {
+                    for f in &fixes {
+                        core.on_fix(&driver, f, &mut out);
+                        for u in &out {
+                            core.observe(u, |_| 0);
+                        }
+                        out.clear();
+                    }
+                    core
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -13,7 +13,10 @@
 //! latency p50/p99 (from the outbox's reading of the milestone to the provider's 201, by the
 //! gateway's histogram buckets).
 //!
-//! Run: `cargo bench --bench notify` (env `DRIVERS`, `STOPS`, `ORDER`; `SPEEDUP`: fix time
+//! `COMPARE=analytics` runs the same drive with the analytics tally (`core.analytics`) off and
+//! on instead, notifications off in both.
+//!
+//! Run: `cargo bench --bench notify` (env `DRIVERS`, `STOPS`, `ORDER`, `COMPARE`; `SPEEDUP`: fix time
 //! runs this many times faster than the wall clock, the drivers spread evenly over the first
 //! fix interval; 0, the default, sends as fast as acks come). Everything shares the two cores
 //! (gateway, drivers, fake provider): compare the two runs of one invocation, not figures across
@@ -195,7 +198,7 @@ struct Run {
     outbox: [u64; 3],
 }
 
-async fn run(notify: bool, drivers: usize, stops: usize, speedup: u64) -> Run {
+async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedup: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let count = Arc::new(AtomicU64::new(0));
     let mut cfg = Config {
@@ -206,6 +209,7 @@ async fn run(notify: bool, drivers: usize, stops: usize, speedup: u64) -> Run {
         ..Config::default()
     };
     cfg.limits.max_connections = drivers as u32 + 100;
+    cfg.core.analytics = analytics;
     if notify {
         cfg.web.public_url = Some("https://track.example".into());
         cfg.notify.enabled = true;
@@ -385,6 +389,14 @@ async fn main() {
     let stops = env_num("STOPS", 20) as usize;
     let speedup = env_num("SPEEDUP", 0);
     let order = std::env::var("ORDER").unwrap_or_else(|_| "off,on".into());
+    // COMPARE=analytics: the same drive with the analytics tally off and on (notifications
+    // off in both), for issue 22's "analytics must not slow ingest".
+    let analytics_only = std::env::var("COMPARE").is_ok_and(|c| c == "analytics");
+    let what = if analytics_only {
+        "analytics"
+    } else {
+        "notifications"
+    };
     println!(
         "notify bench: {drivers} drivers x {stops} stops = {} parcels with a phone, speedup {}",
         drivers * stops,
@@ -397,10 +409,14 @@ async fn main() {
     let mut cpu = [0.0f64; 2];
     for which in order.split(',') {
         let on = which.trim() == "on";
-        let r = run(on, drivers, stops, speedup).await;
+        let r = if analytics_only {
+            run(false, on, drivers, stops, speedup).await
+        } else {
+            run(on, true, drivers, stops, speedup).await
+        };
         cpu[on as usize] = r.cpu;
         println!(
-            "notifications {:3}: {} fixes in {:.1} s = {:.0} fixes/s; ack p50 {:.2} ms p99 {:.2} ms",
+            "{what} {:3}: {} fixes in {:.1} s = {:.0} fixes/s; ack p50 {:.2} ms p99 {:.2} ms",
             if on { "on" } else { "off" },
             r.fixes,
             r.secs,
@@ -408,7 +424,7 @@ async fn main() {
             r.acks.value_at_quantile(0.5) as f64 / 1000.0,
             r.acks.value_at_quantile(0.99) as f64 / 1000.0,
         );
-        if on {
+        if on && !analytics_only {
             println!(
                 "  messages: {} sent in {:.1} s = {:.0}/s; milestone to provider p50 <= {} s, p99 <= {} s",
                 r.sent,
@@ -423,7 +439,7 @@ async fn main() {
             );
         }
         println!("  process CPU: {:.1} s", r.cpu);
-        if cpu[0] > 0.0 && cpu[1] > 0.0 && on {
+        if cpu[0] > 0.0 && cpu[1] > 0.0 && on && !analytics_only {
             println!(
                 "  CPU per message sent (on - off): {:.0} us",
                 (cpu[1] - cpu[0]) * 1e6 / r.sent.max(1) as f64
@@ -431,6 +447,6 @@ async fn main() {
         }
     }
     if cpu[0] > 0.0 && cpu[1] > 0.0 {
-        println!("  CPU with notifications / without: {:.2}", cpu[1] / cpu[0]);
+        println!("  CPU with {what} / without: {:.2}", cpu[1] / cpu[0]);
     }
 }

@@ -251,4 +251,32 @@ mod tests {
         assert!(read(&path).is_err());
         assert!(newest(dir.path()).unwrap().is_none());
     }
+
+    #[test]
+    fn a_snapshot_keeps_the_live_routes_analytics() {
+        use milepost_proto::route::{DispatchEvent, DispatchUpdate, Update};
+        let state = FleetState::new(CoreConfig::default(), &FeedConfig::default());
+        let route = crate::history::tests::route("R1", "d1", &["T-1"]);
+        let t0 = route.planned_start_ms;
+        state.apply(
+            &LogRecord::RouteAssigned { route, at_ms: t0 },
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        let stalled = Update::Dispatch(DispatchUpdate {
+            route_id: "R1".into(),
+            driver: "d1".into(),
+            fix_t_ms: t0,
+            kind: DispatchEvent::DriverStalled {
+                idle_s: 600,
+                no_fix: true,
+            },
+        });
+        lock(&state.core).observe(&stalled, |_| 0);
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = state.snapshot(dir.path(), 1, t0).unwrap();
+        let back = FleetState::restore(CoreConfig::default(), read(&path).unwrap());
+        let facts = lock(&back.core).route_facts(&"R1".into()).unwrap();
+        assert_eq!(facts.counts.stalls, 1);
+    }
 }

@@ -38,8 +38,7 @@ pub fn encode(dir: &Path, snap: &SnapshotRef<'_>) -> Result<Vec<u8>, LogError> {
     let service = snap.service.unwrap_or(&none);
     let uncalibrated = milepost_core::fleet::calibrate::Calibration::default();
     let calibration = snap.calibration.unwrap_or(&uncalibrated);
-    let untallied = milepost_core::analytics::Tally::default();
-    let tally = snap.tally.unwrap_or(&untallied);
+    let tally = snap.tally.as_deref().unwrap_or_default();
     milepost_proto::encode(&(snap, service, calibration, tally)).map_err(|e| LogError::Corrupt {
         path: dir.to_owned(),
         offset: 0,

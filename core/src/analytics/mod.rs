@@ -4,8 +4,8 @@
 //! off its view and its tally, live or at close) and how facts add up per carrier, depot,
 //! driver or day ([`Summary`], [`Figures`]).
 //!
-//! Pure like the rest of the core: the fold feeds the tally ([`crate::fold`]), the tally is a
-//! section of the snapshot, and the shell stores each closed route's facts beside its history
+//! Pure like the rest of the core: the fold feeds the tally ([`crate::fold`]), each route keeps
+//! its own, and the snapshot carries them in a section of their own, and the shell stores each closed route's facts beside its history
 //! and serves the sums.
 //!
 //! Definitions (also in `docs/ANALYTICS.md`):
@@ -19,12 +19,13 @@
 //!   earlier than shown).
 
 use milepost_proto::route::{
-    DispatchEvent, FailureReason, ParcelEvent, RouteId, TrackingNumber, Update,
+    DispatchEvent, DispatchUpdate, FailureReason, ParcelEvent, ParcelUpdate, RouteId,
+    TrackingNumber,
 };
 use milepost_proto::Fix;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::geo_util::haversine_m;
+use crate::fleet::geo_util::M_PER_DEG;
 use crate::hash::FastMap;
 
 mod facts;
@@ -61,6 +62,8 @@ pub struct RouteTally {
     pub driven_m: f64,
     /// The last fix counted (lat, lon in degrees).
     last: Option<(f64, f64)>,
+    /// Cosine of the first fix's latitude (the flat projection's scale for longitude).
+    cos_lat: f64,
     /// `DriverStalled` alerts raised.
     pub stalls: u32,
     /// `RunningLate` alerts raised.
@@ -97,96 +100,68 @@ impl ParcelTally {
     }
 }
 
-/// The fold's running tallies of every live route (and its parcels).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Tally {
-    routes: FastMap<RouteId, RouteTally>,
-}
-
-impl Tally {
-    fn of(&mut self, route: &RouteId) -> &mut RouteTally {
-        if !self.routes.contains_key(route) {
-            self.routes.insert(route.clone(), RouteTally::default());
-        }
-        self.routes.get_mut(route).expect("inserted above")
-    }
-
-    /// One fix of a route under way (not before its start, not after its finish).
-    pub fn on_fix(&mut self, route: &RouteId, fix: &Fix) {
+impl RouteTally {
+    /// One fix of the route under way (not before its start, not after its finish): the step
+    /// from the previous one, on a local flat projection (fixes are metres apart).
+    pub fn on_fix(&mut self, fix: &Fix) {
         let (lat, lon) = (fix.lat_e7 as f64 * 1e-7, fix.lon_e7 as f64 * 1e-7);
-        let t = self.of(route);
-        if let Some((la, lo)) = t.last {
-            t.driven_m += haversine_m(la, lo, lat, lon);
+        if let Some((la, lo)) = self.last {
+            let dy = (lat - la) * M_PER_DEG;
+            let dx = (lon - lo) * M_PER_DEG * self.cos_lat;
+            self.driven_m += (dx * dx + dy * dy).sqrt();
+        } else {
+            self.cos_lat = lat.to_radians().cos();
         }
-        t.last = Some((lat, lon));
+        self.last = Some((lat, lon));
     }
 
-    /// One update the fold produced; `route_of` is the route a parcel's update belongs to (the
-    /// parcel's current one). `earlier_failures` counts a parcel's failed attempts so far; it is
-    /// asked once, when the parcel is first seen on a route.
-    pub fn observe(
+    /// One update of one of the route's parcels. `earlier_failures` counts the parcel's failed
+    /// attempts so far; it is asked once, when the parcel is first seen on this route.
+    pub fn observe_parcel(
         &mut self,
-        u: &Update,
-        route_of: Option<&RouteId>,
+        p: &ParcelUpdate,
         earlier_failures: impl FnOnce(&TrackingNumber) -> u32,
     ) {
-        match u {
-            Update::Parcel(p) => {
-                let Some(route) = route_of else { return };
-                let parcels = &mut self.of(route).parcels;
-                let e = match parcels.get_mut(&p.tracking) {
-                    Some(e) => e,
-                    None => parcels.entry(p.tracking.clone()).or_insert(ParcelTally {
-                        earlier_failures: earlier_failures(&p.tracking),
-                        ..ParcelTally::default()
-                    }),
-                };
-                match &p.kind {
-                    ParcelEvent::StopsAway { n } => {
-                        e.away = Some(*n);
-                        e.show();
-                    }
-                    ParcelEvent::EtaChanged { eta_ms, .. } => {
-                        e.eta_ms = Some(*eta_ms);
-                        e.show();
-                    }
-                    ParcelEvent::Delivered { at_ms, .. }
-                    | ParcelEvent::DeliveredTo { at_ms, .. } => {
-                        e.outcome_ms.get_or_insert(*at_ms);
-                    }
-                    ParcelEvent::Failed { reason, .. } => {
-                        e.failure = Some(*reason);
-                        e.outcome_ms.get_or_insert(p.fix_t_ms);
-                    }
-                    _ => {}
-                }
+        let e = match self.parcels.get_mut(&p.tracking) {
+            Some(e) => e,
+            None => self
+                .parcels
+                .entry(p.tracking.clone())
+                .or_insert(ParcelTally {
+                    earlier_failures: earlier_failures(&p.tracking),
+                    ..ParcelTally::default()
+                }),
+        };
+        match &p.kind {
+            ParcelEvent::StopsAway { n } => {
+                e.away = Some(*n);
+                e.show();
             }
-            Update::Dispatch(d) => match d.kind {
-                DispatchEvent::DriverStalled { .. } => self.of(&d.route_id).stalls += 1,
-                DispatchEvent::RunningLate { .. } => self.of(&d.route_id).late_alerts += 1,
-                _ => {}
-            },
-            Update::Driver(_) => {}
+            ParcelEvent::EtaChanged { eta_ms, .. } => {
+                e.eta_ms = Some(*eta_ms);
+                e.show();
+            }
+            ParcelEvent::Delivered { at_ms, .. } | ParcelEvent::DeliveredTo { at_ms, .. } => {
+                e.outcome_ms.get_or_insert(*at_ms);
+            }
+            ParcelEvent::Failed { reason, .. } => {
+                e.failure = Some(*reason);
+                e.outcome_ms.get_or_insert(p.fix_t_ms);
+            }
+            _ => {}
         }
     }
 
-    /// The tally of a route.
-    pub fn route(&self, id: &RouteId) -> Option<&RouteTally> {
-        self.routes.get(id)
-    }
-
-    /// Forgets a route that left the live state.
-    pub fn forget(&mut self, id: &RouteId) {
-        self.routes.remove(id);
-    }
-
-    /// Routes tallied.
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    /// Nothing tallied.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+    /// One of the route's dispatcher events.
+    pub fn observe_dispatch(&mut self, d: &DispatchUpdate) {
+        match d.kind {
+            DispatchEvent::DriverStalled { .. } => self.stalls += 1,
+            DispatchEvent::RunningLate { .. } => self.late_alerts += 1,
+            _ => {}
+        }
     }
 }
+
+/// The live routes' tallies, as the snapshot carries them (each route keeps its own while it
+/// runs: [`crate::fleet::run::RouteRun::tally`]).
+pub type Tally = Vec<(RouteId, RouteTally)>;

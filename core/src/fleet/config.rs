@@ -75,6 +75,10 @@ pub struct CoreConfig {
     pub ndr: NdrPolicy,
     /// How often a recipient and a driver may write to each other (`[core.messages]`).
     pub messages: MessageLimits,
+    /// Tally analytics as the fold goes (distance driven, stall and late alerts, the ETAs
+    /// recipients were shown: `docs/ANALYTICS.md`). Off saves that per-fix work; the figures
+    /// that come from the route's view (on time, attempts, reasons, time per stop) remain.
+    pub analytics: bool,
 }
 
 impl Default for CoreConfig {
@@ -109,6 +113,7 @@ impl Default for CoreConfig {
             move_m: 30.0,
             eta: EtaConfig::default(),
             ndr: NdrPolicy::default(),
+            analytics: true,
             messages: MessageLimits::default(),
         }
     }

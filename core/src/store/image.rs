@@ -2,10 +2,11 @@
 //! ledger, the live positions, the fleet core and the feeds), as serde types. The file around
 //! it (magic, length, CRC, fsync and rename) is the shell's `milepost::store::snapshot`.
 
+use milepost_proto::route::RouteId;
 use milepost_proto::{DriverId, Fix, Seq};
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::Tally;
+use crate::analytics::{RouteTally, Tally};
 use crate::feed::FeedStore;
 use crate::fleet::calibrate::Calibration;
 use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef, ServiceBook};
@@ -48,7 +49,7 @@ pub struct SnapshotRef<'a> {
     pub calibration: Option<&'a Calibration>,
     /// The analytics tally of the live routes: a section after the calibration (likewise).
     #[serde(skip)]
-    pub tally: Option<&'a Tally>,
+    pub tally: Option<Vec<(&'a RouteId, &'a RouteTally)>>,
 }
 
 /// A snapshot read back.

@@ -14,7 +14,6 @@ use milepost_proto::route::{
 use milepost_proto::{DriverId, Fix};
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::Tally;
 use crate::fleet::calibrate::{Calibration, Windows};
 use crate::fleet::config::CoreConfig;
 use crate::fleet::outcome::{OutcomeError, OutcomeTarget};
@@ -38,8 +37,6 @@ pub struct FleetCore {
     /// The fleet's ETA errors, by horizon, and the windows made from them.
     calibration: Calibration,
     windows: Windows,
-    /// What analytics need of the live routes (distance, alerts, the ETAs shown).
-    tally: Tally,
 }
 
 /// The serializing side of [`CoreSnapshot`]: borrows the routes, clones nothing.
@@ -149,7 +146,6 @@ impl FleetCore {
             .map(|p| p.tracking.clone())
             .collect();
         self.forget_service(&run.plan, &failed);
-        self.tally.forget(id);
         Some(run.plan)
     }
 
@@ -274,11 +270,12 @@ impl FleetCore {
                 run.windows = self.windows;
             }
             run.on_fix(&self.cfg, fix, out);
-            if run.last_fix_t_ms == Some(fix.t_ms)
+            if self.cfg.analytics
+                && run.last_fix_t_ms == Some(fix.t_ms)
                 && run.started_ms.is_some_and(|s| s <= fix.t_ms)
                 && run.finished_ms.is_none_or(|f| fix.t_ms <= f)
             {
-                self.tally.on_fix(id, fix);
+                run.tally.on_fix(fix);
             }
             // Arrivals scored the estimates published for them: the fleet's calibration.
             if !run.errors.is_empty() {

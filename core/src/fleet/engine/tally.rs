@@ -1,25 +1,39 @@
-//! The core's analytics tally ([`crate::analytics::Tally`]): fed by every fix of a route under
-//! way and every update the fold produces, read as [`RouteFacts`], and a snapshot section of
-//! its own.
+//! The core's analytics: each route's tally ([`crate::analytics::RouteTally`], kept in its
+//! [`RouteRun`](crate::fleet::run::RouteRun)) fed by the fold's updates, read as
+//! [`RouteFacts`], and carried by the snapshot as a section of its own.
 
-use milepost_proto::route::{RouteId, TrackingNumber, Update};
+use milepost_proto::route::{DepotId, RouteId, TrackingNumber, Update};
 
 use super::FleetCore;
-use crate::analytics::{RouteFacts, Tally};
+use crate::analytics::{RouteFacts, RouteTally, Tally};
 
 impl FleetCore {
     /// Observes one update the fold produced (before the feeds record it); `feed_failures`
     /// counts a parcel's failed attempts in its feed (the core's book counts them too, for
     /// parcels whose feed is gone).
     pub fn observe(&mut self, u: &Update, feed_failures: impl FnOnce(&TrackingNumber) -> u32) {
-        let route = match u {
-            Update::Parcel(p) => self.by_tracking.get(&p.tracking),
-            _ => None,
-        };
-        let (service, tally) = (&self.service, &mut self.tally);
-        tally.observe(u, route, |t| {
-            feed_failures(t).max(service.attempts.get(t).map_or(0, |a| a.0))
-        });
+        if !self.cfg.analytics {
+            return;
+        }
+        match u {
+            Update::Parcel(p) => {
+                let Some(id) = self.by_tracking.get(&p.tracking) else {
+                    return;
+                };
+                let Some(run) = self.routes.get_mut(id) else {
+                    return;
+                };
+                let book = &self.service.attempts;
+                run.tally
+                    .observe_parcel(p, |t| feed_failures(t).max(book.get(t).map_or(0, |a| a.0)));
+            }
+            Update::Dispatch(d) => {
+                if let Some(run) = self.routes.get_mut(&d.route_id) {
+                    run.tally.observe_dispatch(d);
+                }
+            }
+            Update::Driver(_) => {}
+        }
     }
 
     /// The facts of a live route so far (or of a route about to close).
@@ -29,25 +43,30 @@ impl FleetCore {
         Some(RouteFacts::of(
             &view,
             run.plan.planned_start_ms,
-            self.tally.route(id),
+            Some(&run.tally),
             |t| self.is_withdrawn(t),
         ))
     }
 
-    /// The tally, for a snapshot.
-    pub fn tally(&self) -> &Tally {
-        &self.tally
+    /// The live routes' tallies, for a snapshot (in route id order).
+    pub fn tally(&self) -> Vec<(&RouteId, &RouteTally)> {
+        let mut v: Vec<(&RouteId, &RouteTally)> =
+            self.routes.iter().map(|(id, r)| (id, &r.tally)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
     }
 
-    /// Puts back a snapshot's tally.
+    /// Puts back a snapshot's tallies (of routes still live).
     pub fn restore_tally(&mut self, t: Tally) {
-        self.tally = t;
+        for (id, tally) in t {
+            if let Some(run) = self.routes.get_mut(&id) {
+                run.tally = tally;
+            }
+        }
     }
-}
 
-impl FleetCore {
     /// The depots of the live routes.
-    pub fn depots(&self) -> std::collections::BTreeSet<milepost_proto::route::DepotId> {
+    pub fn depots(&self) -> std::collections::BTreeSet<DepotId> {
         self.routes.values().map(|r| r.plan.depot.clone()).collect()
     }
 }

@@ -23,6 +23,7 @@ use milepost_proto::route::{
 use milepost_proto::Fix;
 use serde::{Deserialize, Serialize};
 
+use crate::analytics::RouteTally;
 use crate::fleet::calibrate::Windows;
 use crate::fleet::config::CoreConfig;
 use crate::fleet::eta::{EtaLearner, EtaWindow};
@@ -142,6 +143,10 @@ pub struct RouteRun {
     /// error), for the core's calibration to take.
     #[serde(skip)]
     pub(crate) errors: Vec<(usize, f64)>,
+    /// What analytics need of this route (distance, alerts, the ETAs shown): not in the
+    /// route's image; the core's snapshot carries it as a section of its own.
+    #[serde(skip)]
+    pub tally: RouteTally,
     /// `OffRoute` was sent and not cleared.
     pub off_route: bool,
     /// Consecutive off-route fixes.
@@ -220,6 +225,7 @@ impl RouteRun {
             active: Vec::new(),
             windows: Windows::default(),
             errors: Vec::new(),
+            tally: RouteTally::default(),
             off_route: false,
             off_run: 0,
             stalled: false,
@@ -244,6 +250,7 @@ impl RouteRun {
         self.started_ms = old.started_ms;
         self.last_fix_t_ms = old.last_fix_t_ms;
         self.learner = old.learner;
+        self.tally = old.tally;
         self.last_moved_ms = old.last_moved_ms;
         self.move_anchor = old.move_anchor;
         for (i, s) in self.plan.stops.iter().enumerate() {
