@@ -55,6 +55,8 @@ enum Cmd {
     /// API keys for back-office systems: create, list, revoke.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Write a day's analytics exports (Parquet, by carrier and day) from a data directory.
+    Export(cli::export::ExportArgs),
     /// Print an example configuration file with every knob at its default.
     ConfigExample,
 }
@@ -106,6 +108,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Watch(a) => cli::watch::watch(a).await,
         Cmd::GtfsToRoute(a) => milepost::tools::gtfs::run(a),
         Cmd::EvalEta(a) => milepost::tools::eval_eta::run(a),
+        Cmd::Export(a) => cli::export::export(a),
         Cmd::ConfigExample => {
             print!("{}", Config::example_toml());
             Ok(())

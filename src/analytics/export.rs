@@ -1,7 +1,9 @@
 //! Exports for BI tools: one carrier's closed routes of one local day as three Parquet files
 //! (the `parquet` crate's column writer, Snappy-compressed), laid out by carrier and day:
-//! `carrier=<id>/day=<YYYY-MM-DD>/{routes,stops,parcel_events}.parquet`. The schema is in
-//! `docs/ANALYTICS.md`; a day with no routes gives files with the schema and no rows.
+//! `carrier=<id>/day=<YYYY-MM-DD>/{routes,stops,parcel_events}.parquet`. The carrier and the
+//! day are in that path only, not in the files (Hive-partitioned readers take them from the
+//! path and refuse a file column of the same name). The schema is in `docs/ANALYTICS.md`; a
+//! day with no routes gives files with the schema and no rows.
 //!
 //! Routes still live are not exported (their numbers are not final): export a day once its
 //! routes are archived (`log.archive_routes_after_s` after they finish) or cancelled.
@@ -145,8 +147,6 @@ fn levels<T>(v: &[Option<T>]) -> Vec<i16> {
 }
 
 const ROUTES: &str = "message routes {
-  optional binary carrier (STRING);
-  optional binary day (STRING);
   optional binary route_id (STRING);
   optional binary depot (STRING);
   optional binary driver (STRING);
@@ -172,8 +172,6 @@ const ROUTES: &str = "message routes {
 }";
 
 const STOPS: &str = "message stops {
-  optional binary carrier (STRING);
-  optional binary day (STRING);
   optional binary route_id (STRING);
   optional binary stop_id (STRING);
   optional int32 position;
@@ -188,14 +186,59 @@ const STOPS: &str = "message stops {
 }";
 
 const PARCEL_EVENTS: &str = "message parcel_events {
-  optional binary carrier (STRING);
-  optional binary day (STRING);
   optional binary route_id (STRING);
   optional binary tracking (STRING);
   optional int64 at (TIMESTAMP(MILLIS,true));
   optional binary event (STRING);
   optional binary reason (STRING);
 }";
+
+/// When a route's parcels' part of their history ends: its finish (its close, if it never
+/// finished).
+fn finish(r: &RouteHistory) -> i64 {
+    r.view.finished_ms.unwrap_or(r.closed_ms).min(r.closed_ms)
+}
+
+/// Where a parcel's history passes from route `prev` to route `next`: `next`'s beginning (its
+/// planned start, or its start if earlier), but never before `prev` finished (a parcel is on
+/// one unfinished route at a time, so nothing of `next` comes before that).
+fn boundary(prev: Option<&RouteHistory>, next: &RouteHistory) -> i64 {
+    let began = next
+        .view
+        .started_ms
+        .map_or(next.planned_start_ms, |s| s.min(next.planned_start_ms));
+    prev.map_or(began, |p| began.max(finish(p) + 1))
+}
+
+/// The part `[since, until]` of a parcel's history (it spans the parcel's routes, `routes`,
+/// oldest first) that belongs to route `f`/`r`: from the boundary with the route before (from
+/// the first event, for the parcel's first route) to the boundary with the next one when that
+/// route is in the history too, else to this route's finish. So a retry's events never land
+/// in an earlier route's rows, whenever the earlier route was archived.
+fn part_of(
+    history: &History,
+    routes: &[milepost_proto::route::RouteId],
+    f: &RouteFacts,
+    r: &RouteHistory,
+) -> Result<(i64, i64), ExportError> {
+    let k = routes.iter().position(|x| x == &f.route_id);
+    let since = match k {
+        Some(k) if k > 0 => {
+            let prev = history.route(&routes[k - 1])?;
+            boundary(prev.as_ref(), r)
+        }
+        _ => i64::MIN,
+    };
+    let next = match k.and_then(|k| routes.get(k + 1)) {
+        Some(n) => history.route(n)?,
+        None => None,
+    };
+    let until = match next {
+        Some(n) => boundary(Some(r), &n) - 1,
+        None => finish(r),
+    };
+    Ok((since, until))
+}
 
 /// One carrier's export of one local day: each table's Parquet file, in [`TABLES`] order.
 pub struct DayExport {
@@ -246,15 +289,13 @@ pub fn export_day(
             Closed::Archived => "archived",
             Closed::Cancelled => "cancelled",
         };
-        routes.s(0, Some(carrier));
-        routes.s(1, Some(&day_s));
-        routes.s(2, Some(id));
-        routes.s(3, Some(&f.depot.0));
-        routes.s(4, Some(&f.driver.0));
-        routes.s(5, Some(closed_s));
-        routes.i(6, Some(f.planned_start_ms));
-        routes.i(7, f.started_ms);
-        routes.i(8, f.finished_ms);
+        routes.s(0, Some(id));
+        routes.s(1, Some(&f.depot.0));
+        routes.s(2, Some(&f.driver.0));
+        routes.s(3, Some(closed_s));
+        routes.i(4, Some(f.planned_start_ms));
+        routes.i(5, f.started_ms);
+        routes.i(6, f.finished_ms);
         for (k, v) in [
             f.counts.stops,
             f.counts.stops_served,
@@ -271,45 +312,36 @@ pub fn export_day(
         .into_iter()
         .enumerate()
         {
-            routes.i(9 + k, Some(i64::from(v)));
+            routes.i(7 + k, Some(i64::from(v)));
         }
-        routes.i(20, Some(f.counts.working_s as i64));
-        routes.f(21, Some(f.counts.driven_m));
-        routes.i(22, Some(i64::from(f.counts.stalls)));
-        routes.i(23, Some(i64::from(f.counts.late_alerts)));
+        routes.i(18, Some(f.counts.working_s as i64));
+        routes.f(19, Some(f.counts.driven_m));
+        routes.i(20, Some(i64::from(f.counts.stalls)));
+        routes.i(21, Some(i64::from(f.counts.late_alerts)));
         for (pos, s) in r.view.stops.iter().enumerate() {
-            stops.s(0, Some(carrier));
-            stops.s(1, Some(&day_s));
-            stops.s(2, Some(id));
-            stops.s(3, Some(&s.id.0));
-            stops.i(4, Some(pos as i64));
-            stops.i(5, s.window.map(|w| w.start_ms));
-            stops.i(6, s.window.map(|w| w.end_ms));
-            stops.i(7, s.planned_arrival_ms);
-            stops.i(8, s.arrived_ms);
-            stops.i(9, s.departed_ms);
+            stops.s(0, Some(id));
+            stops.s(1, Some(&s.id.0));
+            stops.i(2, Some(pos as i64));
+            stops.i(3, s.window.map(|w| w.start_ms));
+            stops.i(4, s.window.map(|w| w.end_ms));
+            stops.i(5, s.planned_arrival_ms);
+            stops.i(6, s.arrived_ms);
+            stops.i(7, s.departed_ms);
             let count = |st: &[ParcelState]| {
                 Some(s.parcels.iter().filter(|(_, p)| st.contains(p)).count() as i64)
             };
-            stops.i(10, Some(s.parcels.len() as i64));
-            stops.i(11, count(&[ParcelState::Delivered]));
-            stops.i(12, count(&[ParcelState::Failed, ParcelState::Returned]));
+            stops.i(8, Some(s.parcels.len() as i64));
+            stops.i(9, count(&[ParcelState::Delivered]));
+            stops.i(10, count(&[ParcelState::Failed, ParcelState::Returned]));
             for (t, _) in &s.parcels {
                 let Some(h) = history.parcel(t)? else {
                     continue;
                 };
-                // A parcel's history spans its routes: this route's part of it is what came
-                // after the route before it closed, until this one closed.
-                let since = match h.routes.iter().position(|x| x == &f.route_id) {
-                    Some(k) if k > 0 => history
-                        .route(&h.routes[k - 1])?
-                        .map_or(i64::MIN, |p| p.closed_ms),
-                    _ => i64::MIN,
-                };
+                let (since, until) = part_of(history, &h.routes, f, r)?;
                 for m in h
                     .milestones
                     .iter()
-                    .filter(|m| m.fix_t_ms > since && m.fix_t_ms <= r.closed_ms)
+                    .filter(|m| m.fix_t_ms >= since && m.fix_t_ms <= until)
                 {
                     let reason = match &m.kind {
                         ParcelEvent::Failed { reason, .. }
@@ -318,13 +350,11 @@ pub fn export_day(
                         }
                         _ => None,
                     };
-                    events.s(0, Some(carrier));
-                    events.s(1, Some(&day_s));
-                    events.s(2, Some(id));
-                    events.s(3, Some(&t.0));
-                    events.i(4, Some(m.fix_t_ms));
-                    events.s(5, Some(event_kind(&m.kind)));
-                    events.s(6, reason);
+                    events.s(0, Some(id));
+                    events.s(1, Some(&t.0));
+                    events.i(2, Some(m.fix_t_ms));
+                    events.s(3, Some(event_kind(&m.kind)));
+                    events.s(4, reason);
                     n_events += 1;
                 }
             }

@@ -83,18 +83,20 @@ pub fn routes(
     let utc_from = day_of_date(from.checked_sub_days(Days::new(1)).unwrap_or(from));
     let utc_to = day_of_date(to.checked_add_days(Days::new(1)).unwrap_or(to));
     let (from_s, to_s) = (day_of_date(from), day_of_date(to));
-    let mut by_id: BTreeMap<String, RouteFacts> = BTreeMap::new();
+    // By id and planned start: a live route that reuses a closed one's id (another day) is
+    // another route.
+    let mut by_id: BTreeMap<(String, i64), RouteFacts> = BTreeMap::new();
     for depot in &depots {
         if let Some(h) = &state.history {
             for f in h.facts(depot, &utc_from, &utc_to)? {
-                by_id.insert(f.route_id.0.clone(), f);
+                by_id.insert((f.route_id.0.clone(), f.planned_start_ms), f);
             }
         }
         let core = lock(&state.core);
         for id in core.routes_of_depot(depot) {
             if let Some(f) = core.route_facts(&id) {
-                // Live wins over a closed route of the same id (an id reused).
-                by_id.insert(f.route_id.0.clone(), f);
+                // Live wins over a closed route of the same id and start (closed meanwhile).
+                by_id.insert((f.route_id.0.clone(), f.planned_start_ms), f);
             }
         }
     }

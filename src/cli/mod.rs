@@ -10,6 +10,7 @@
 //! - [`query`]: a dispatcher's spatial queries.
 //! - [`route`]: checking, loading and cancelling routes.
 //! - [`watch`]: following a feed in the terminal.
+//! - [`export`]: a day's Parquet exports from a data directory, by carrier and day.
 //! - [`connect`]: what the client commands share (gateway address, CA, token).
 //!
 //! `replay`, `gtfs-to-route` and `eval-eta` live in the library (`milepost::replay::load`,
@@ -18,6 +19,7 @@
 pub(crate) mod connect;
 pub(crate) mod demo;
 pub(crate) mod drive;
+pub(crate) mod export;
 pub(crate) mod key;
 pub(crate) mod office;
 pub(crate) mod query;

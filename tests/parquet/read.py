@@ -1,12 +1,15 @@
 """Reads Parquet files with pyarrow (an independent reader) and prints, as one JSON object per
 file and line, each file's columns with their Arrow types and its rows (timestamps as UTC ms).
+With --hive BASE, the files are read as one Hive-partitioned dataset under BASE instead
+(`carrier=<id>/day=<day>/...`: the partition columns come from the path), printed as one object.
 
 Usage: python read.py FILE...
+       python read.py --hive BASE FILE...
 """
 import json
 import sys
 
-import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 
@@ -16,9 +19,18 @@ def value(v):
     return v
 
 
-for path in sys.argv[1:]:
-    table = pq.read_table(path)
+def dump(table, **extra):
     columns = [{"name": f.name, "type": str(f.type)} for f in table.schema]
     rows = [{k: value(v) for k, v in row.items()} for row in table.to_pylist()]
-    meta = pq.ParquetFile(path).metadata
-    print(json.dumps({"path": path, "columns": columns, "rows": rows, "created_by": meta.created_by}))
+    print(json.dumps({"columns": columns, "rows": rows, **extra}))
+
+
+args = sys.argv[1:]
+if args[:1] == ["--hive"]:
+    base, files = args[1], args[2:]
+    dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=base)
+    dump(dataset.to_table())
+else:
+    for path in args:
+        f = pq.ParquetFile(path)
+        dump(f.read(), path=path, created_by=f.metadata.created_by)

@@ -170,7 +170,8 @@ impl RouteFacts {
                         c.first_attempts += u32::from(first);
                         c.first_attempt_delivered += u32::from(first);
                     }
-                    ParcelState::Failed | ParcelState::Returned => {
+                    // A return to the sender is not an attempt at the door.
+                    ParcelState::Failed => {
                         c.failed += 1;
                         c.first_attempts += u32::from(first);
                         let reason = p.and_then(|p| p.failure).map_or("other", reason_name);

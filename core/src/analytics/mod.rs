@@ -18,6 +18,8 @@
 //!   `7-10`, `11-20`); its error is that ETA less the stop's arrival (positive: the driver came
 //!   earlier than shown).
 
+use std::collections::BTreeMap;
+
 use milepost_proto::route::{
     DispatchEvent, DispatchUpdate, FailureReason, ParcelEvent, ParcelUpdate, RouteId,
     TrackingNumber,
@@ -26,7 +28,6 @@ use milepost_proto::Fix;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::geo_util::M_PER_DEG;
-use crate::hash::FastMap;
 
 mod facts;
 mod summary;
@@ -69,7 +70,7 @@ pub struct RouteTally {
     /// `RunningLate` alerts raised.
     pub late_alerts: u32,
     /// Its parcels.
-    pub parcels: FastMap<TrackingNumber, ParcelTally>,
+    pub parcels: BTreeMap<TrackingNumber, ParcelTally>,
 }
 
 /// What the fold saw of one parcel on its current route.

@@ -28,7 +28,8 @@ pub const MAX_DAYS: i64 = 366;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
-    /// First local day, `YYYY-MM-DD` (default: today, in the carrier's time zone or UTC).
+    /// First local day, `YYYY-MM-DD` (default: today, in the time zone of `carrier`, or of
+    /// `depot`'s carrier; UTC when neither is given).
     pub from: Option<String>,
     /// Last local day, `YYYY-MM-DD` (default: `from`); at most 366 days after `from`.
     pub to: Option<String>,
@@ -45,19 +46,23 @@ pub struct AnalyticsQuery {
     pub format: Option<String>,
 }
 
-/// 403 unless the caller reads some depot of `carrier` (or every depot): a carrier's numbers
-/// are not for another carrier's keys, not even as an empty answer.
+/// The carrier must be known and the caller's: a key that reads every depot learns that a
+/// carrier does not exist (404); any other key gets 403 for a carrier it has no depot of,
+/// known or not, so that carriers' ids are not learned by trying.
 fn check_carrier(st: &WebState, caller: &Caller, carrier: &str) -> Result<(), ApiError> {
-    if caller.reads_every_depot() {
-        return Ok(());
-    }
     let carriers = &st.shared.cfg.carriers;
-    let depots =
-        known_depots(&st.shared.state, carriers).map_err(|e| ApiError::internal(e.to_string()))?;
-    if depots
+    if caller.reads_every_depot() {
+        return if carriers.knows(carrier) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("no carrier {carrier:?}")).field("carrier"))
+        };
+    }
+    let own = caller
+        .scopes
         .iter()
-        .any(|d| carriers.carrier_of(&d.0) == carrier && caller.reads(&d.0))
-    {
+        .any(|s| carriers.carrier_of(&s.depot) == carrier);
+    if own && carriers.knows(carrier) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!("no scope for carrier {carrier}")).field("carrier"))
@@ -91,9 +96,6 @@ pub async fn get_analytics(
 ) -> Result<Response, ApiError> {
     let carriers = &st.shared.cfg.carriers;
     if let Some(c) = &q.carrier {
-        if !carriers.knows(c) {
-            return Err(ApiError::not_found(format!("no carrier {c:?}")).field("carrier"));
-        }
         check_carrier(&st, &caller, c)?;
     }
     if let Some(d) = &q.depot {
@@ -179,10 +181,6 @@ pub async fn get_export(
     ApiPath((carrier, day, file)): ApiPath<(String, String, String)>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let carriers = &st.shared.cfg.carriers;
-    if !carriers.knows(&carrier) {
-        return Err(ApiError::not_found(format!("no carrier {carrier:?}")).field("carrier"));
-    }
     check_carrier(&st, &caller, &carrier)?;
     let day = date(&day, "day")?;
     let table = file

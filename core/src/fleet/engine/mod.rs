@@ -269,9 +269,12 @@ impl FleetCore {
             if self.cfg.eta.calibrate {
                 run.windows = self.windows;
             }
+            let before = run.last_fix_t_ms;
             run.on_fix(&self.cfg, fix, out);
+            // Counted once it was taken (a fix no newer than the last one is not), while the
+            // route is under way.
             if self.cfg.analytics
-                && run.last_fix_t_ms == Some(fix.t_ms)
+                && run.last_fix_t_ms != before
                 && run.started_ms.is_some_and(|s| s <= fix.t_ms)
                 && run.finished_ms.is_none_or(|f| fix.t_ms <= f)
             {

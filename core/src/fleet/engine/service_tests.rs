@@ -39,6 +39,9 @@ fn another_slot_takes_the_parcel_off_and_can_finish_the_route() {
     )));
     // The stop is served: T1 is now the next stop's only parcel ahead.
     assert_eq!(c.parcel_status(&"T1".into()).unwrap().stops_away, Some(0));
+    // The route's numbers leave it out (its own flag, whatever route it goes on next).
+    let facts = c.route_facts(&"R1".into()).unwrap();
+    assert_eq!((facts.counts.parcels, facts.counts.stops), (1, 1));
     assert!(c.parcel_status(&t0).unwrap().eta_ms.is_none());
     // Nothing more about it: no outcome, no other change, no message.
     let again = DeliveryChange::SafePlace {

@@ -40,11 +40,18 @@ impl FleetCore {
     pub fn route_facts(&self, id: &RouteId) -> Option<RouteFacts> {
         let run = self.routes.get(id)?;
         let view = self.route_view(id)?;
+        // This route's own flags: a parcel taken off it may be on another route by now.
+        let withdrawn: std::collections::BTreeSet<&TrackingNumber> = run
+            .parcels
+            .iter()
+            .filter(|p| p.withdrawn)
+            .map(|p| &p.tracking)
+            .collect();
         Some(RouteFacts::of(
             &view,
             run.plan.planned_start_ms,
             Some(&run.tally),
-            |t| self.is_withdrawn(t),
+            |t| withdrawn.contains(t),
         ))
     }
 
