@@ -622,3 +622,64 @@ async fn an_open_page_learns_that_the_driver_went_quiet() {
         "{quiet:?}"
     );
 }
+
+/// Times on the pages are in the zone of the depot's carrier (`[carriers.<id>] time_zone`):
+/// the status line's and the window's times, their label, the pages' footers.
+#[tokio::test]
+async fn pages_show_times_in_the_carriers_zone() {
+    let w = World::with_web(|c| {
+        c.carriers.0.insert(
+            "acme".into(),
+            milepost::analytics::CarrierConfig {
+                name: "Acme".into(),
+                time_zone: "Asia/Kolkata".into(),
+                depots: vec!["north".into()],
+            },
+        );
+    })
+    .await;
+    let route = common::example_route();
+    let stop = route
+        .stops
+        .iter()
+        .find(|s| s.window.is_some())
+        .expect("a stop with a window");
+    let t = stop.parcels[0].tracking.0.clone();
+    let view = web_support::recipient_status(w.web(), &t).await;
+    let s = &view["status"];
+    let end_ms = s["window"]["end_ms"].as_i64().unwrap();
+    assert_eq!(s["time_zone"], "Asia/Kolkata", "{s}");
+    assert_eq!(s["zone_label"], "IST", "{s}");
+    let local = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .with_timezone(&chrono_tz::Asia::Kolkata)
+            .format("%H:%M")
+            .to_string()
+    };
+    let text = s["window_text"].as_str().unwrap();
+    assert!(
+        text.ends_with(&format!("-{}", local(end_ms))),
+        "{text} is not in IST (window ends {})",
+        local(end_ms)
+    );
+    let page = web_support::get(
+        w.web(),
+        &format!("/t/{t}?token={}", World::recipient_token(&t)),
+        None,
+    )
+    .await
+    .text();
+    assert!(
+        page.contains("Times are <span class=\"zone\">IST</span>."),
+        "{page}"
+    );
+    let dispatch = web_support::get(
+        w.web(),
+        &format!("/dispatch?token={}", World::dispatcher_token("north")),
+        None,
+    )
+    .await
+    .text();
+    assert!(dispatch.contains("Times are IST."), "{dispatch}");
+}

@@ -22,7 +22,21 @@
 
   function setText(id, text) { $(id).textContent = text == null ? '' : text; }
 
+  // The zone the page's times are in (the depot's carrier's), from the latest status.
+  var zone = (view.status && view.status.time_zone) || 'UTC';
+
+  /** `HH:MM:SS` of `ms` in the page's zone. */
+  function clock(ms) {
+    try {
+      return new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }).format(new Date(ms));
+    } catch (e) {
+      return new Date(ms).toISOString().slice(11, 19);
+    }
+  }
+
   function renderStatus(s) {
+    if (s.time_zone) zone = s.time_zone;
+    document.querySelectorAll('.zone').forEach(function (z) { if (s.zone_label) z.textContent = s.zone_label; });
     setText('status-line', s.status_line);
     document.body.className = 'track state-' + (STATE_CLASS[s.state] || 'out');
     $('window').hidden = !s.window_text;
@@ -137,8 +151,7 @@
       el('path', { 'class': 'route', d: 'M' + p[0] + ' ' + p[1] + 'L' + q[0] + ' ' + q[1] }, g);
     }
     el('circle', { 'class': 'van', cx: p[0], cy: p[1], r: 8 * k }, g);
-    var t = new Date(position.t_ms);
-    setText('map-note', 'Driver position at ' + t.toISOString().slice(11, 19) + ' UTC · grid squares ' + map.gridStep + ' m');
+    setText('map-note', 'Driver position at ' + clock(position.t_ms) + ' · grid squares ' + map.gridStep + ' m');
   }
 
   renderMap();

@@ -3,6 +3,7 @@
 //! feed, the web pages and API, `milepost watch` and webhooks all call these, so every surface
 //! says the same thing. Dispatcher alerts are worded here too ([`dispatch_text`]).
 
+use chrono_tz::Tz;
 use milepost_proto::route::{Delivery, DispatchEvent, ParcelEvent, ParcelState, ParcelStatus};
 use milepost_proto::DriverId;
 
@@ -44,20 +45,49 @@ pub fn hhmm(ms: i64) -> String {
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
-/// A time as a person reads it on `now_ms`'s day: `14:05` that day (UTC), `Mon 7 Dec 14:05`
-/// on any other.
-pub fn clock_text(ms: i64, now_ms: i64) -> String {
-    if ms.div_euclid(86_400_000) == now_ms.div_euclid(86_400_000) {
+/// Formats a UTC ms timestamp as `HH:MM` in `zone`.
+pub fn hhmm_in(ms: i64, zone: Tz) -> String {
+    if zone == Tz::UTC {
         return hhmm(ms);
     }
     match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.format("%a %-d %b %H:%M").to_string(),
+        Some(t) => t.with_timezone(&zone).format("%H:%M").to_string(),
         None => hhmm(ms),
     }
 }
 
+/// A time as a person reads it on `now_ms`'s day: `14:05` that day (UTC), `Mon 7 Dec 14:05`
+/// on any other.
+pub fn clock_text(ms: i64, now_ms: i64) -> String {
+    clock_text_in(ms, now_ms, Tz::UTC)
+}
+
+/// [`clock_text`] in `zone`: the day is `zone`'s, and so is the time.
+pub fn clock_text_in(ms: i64, now_ms: i64, zone: Tz) -> String {
+    let (Some(t), Some(now)) = (
+        chrono::DateTime::from_timestamp_millis(ms),
+        chrono::DateTime::from_timestamp_millis(now_ms),
+    ) else {
+        return hhmm(ms);
+    };
+    let (t, now) = (t.with_timezone(&zone), now.with_timezone(&zone));
+    if t.date_naive() == now.date_naive() {
+        t.format("%H:%M").to_string()
+    } else {
+        t.format("%a %-d %b %H:%M").to_string()
+    }
+}
+
+/// The short name of `zone` at `ms` (`UTC`, `CET`, `CEST`, `EST`...), for "Times are ..." and
+/// "(UTC)" beside a time; an offset like `+0530` where the zone has no abbreviation.
+pub fn zone_label(zone: Tz, ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&zone).format("%Z").to_string())
+        .unwrap_or_else(|| "UTC".into())
+}
+
 /// When a status is read: now, and the driver's newest fix with the age past which the
-/// view is stale.
+/// view is stale, and the zone times are shown in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Moment {
     /// Now, UTC ms.
@@ -66,12 +96,25 @@ pub struct Moment {
     pub last_fix_ms: Option<i64>,
     /// A parcel on its way whose driver has been silent longer than this is shown as stale.
     pub stale_after_ms: i64,
+    /// The zone of the times shown (the depot's carrier's).
+    pub zone: Tz,
 }
 
 /// The recipient's one-line status, e.g. `3 stops away - arriving 14:05-14:15`, with times of
 /// day only (see [`status_line_at`] for what a page shows).
 pub fn status_line(s: &ParcelStatus) -> String {
-    status_words(s, &hhmm)
+    status_words(s, &hhmm, Tz::UTC)
+}
+
+/// `a` and `b` fall on one day in `zone`.
+fn same_day(a: i64, b: i64, zone: Tz) -> bool {
+    if zone == Tz::UTC {
+        return a.div_euclid(86_400_000) == b.div_euclid(86_400_000);
+    }
+    let day = |ms| {
+        chrono::DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&zone).date_naive())
+    };
+    day(a) == day(b)
 }
 
 /// The recipient's one-line status as of `at`: times carry a date when not on `at`'s day, and
@@ -85,10 +128,10 @@ pub fn status_line_at(s: &ParcelStatus, at: &Moment) -> String {
         };
         return format!(
             "{head} - no news from the driver since {}",
-            clock_text(f, at.now_ms)
+            clock_text_in(f, at.now_ms, at.zone)
         );
     }
-    status_words(s, &|ms| clock_text(ms, at.now_ms))
+    status_words(s, &|ms| clock_text_in(ms, at.now_ms, at.zone), at.zone)
 }
 
 /// True when a parcel on its way has had no fix from its driver for longer than
@@ -104,11 +147,12 @@ pub fn is_stale(s: &ParcelStatus, at: &Moment) -> bool {
             .is_some_and(|f| at.now_ms.saturating_sub(f) > at.stale_after_ms)
 }
 
-fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String) -> String {
+/// `time` writes a time with its date when needed, `zone` is the reader's.
+fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String, zone: Tz) -> String {
     let window = match (s.earliest_ms, s.latest_ms) {
         // The end carries its own date only when it falls on another day than the start.
-        (Some(a), Some(b)) if a.div_euclid(86_400_000) == b.div_euclid(86_400_000) => {
-            format!(" - arriving {}-{}", time(a), hhmm(b))
+        (Some(a), Some(b)) if same_day(a, b, zone) => {
+            format!(" - arriving {}-{}", time(a), hhmm_in(b, zone))
         }
         (Some(a), Some(b)) => format!(" - arriving {}-{}", time(a), time(b)),
         _ => String::new(),
@@ -393,6 +437,31 @@ mod tests {
     }
 
     #[test]
+    fn times_are_read_in_the_readers_zone_with_its_days() {
+        let now = 1_764_079_800_000; // 2025-11-25 14:10 UTC, 15:10 in Zagreb (CET)
+        let zg = chrono_tz::Europe::Zagreb;
+        assert_eq!(hhmm_in(now, zg), "15:10");
+        assert_eq!(clock_text_in(now - 60_000, now, zg), "15:09");
+        assert_eq!(zone_label(zg, now), "CET");
+        assert_eq!(zone_label(Tz::UTC, now), "UTC");
+        // 23:30 UTC is already tomorrow in Zagreb: it carries its date there, not in UTC.
+        let late = now + (9 * 60 + 20) * 60_000;
+        assert_eq!(clock_text_in(late, now, Tz::UTC), "23:30");
+        assert_eq!(clock_text_in(late, now, zg), "Wed 26 Nov 00:30");
+        let s = on_the_way(now + 3_600_000, None);
+        let at = Moment {
+            now_ms: now,
+            last_fix_ms: Some(now - 30_000),
+            stale_after_ms: 180_000,
+            zone: zg,
+        };
+        assert_eq!(
+            status_line_at(&s, &at),
+            "3 stops away - arriving 16:10-16:20"
+        );
+    }
+
+    #[test]
     fn pages_put_a_date_on_other_days_and_say_when_the_driver_went_quiet() {
         let now = 1_764_079_800_000; // 2025-11-25 14:10 UTC
         assert_eq!(clock_text(now - 60_000, now), "14:09");
@@ -402,6 +471,7 @@ mod tests {
             now_ms: now,
             last_fix_ms: Some(now - 30_000),
             stale_after_ms: 180_000,
+            zone: Tz::UTC,
         };
         assert_eq!(
             status_line_at(&s, &at),

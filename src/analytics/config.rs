@@ -80,6 +80,11 @@ impl Carriers {
             .unwrap_or(chrono_tz::UTC)
     }
 
+    /// The time zone of `depot`'s carrier: the zone its pages show times in.
+    pub fn zone_of_depot(&self, depot: &str) -> chrono_tz::Tz {
+        self.tz(self.carrier_of(depot))
+    }
+
     /// Known: configured, or the default carrier.
     pub fn knows(&self, carrier: &str) -> bool {
         carrier == DEFAULT_CARRIER || self.0.contains_key(carrier)

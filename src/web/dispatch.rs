@@ -58,7 +58,14 @@ pub async fn dispatch(
     };
     html(
         StatusCode::OK,
-        render_dispatch(brand, &auth.claims.depot),
+        render_dispatch(
+            brand,
+            &auth.claims.depot,
+            &milepost_core::present::zone_label(
+                st.shared.cfg.carriers.zone_of_depot(&auth.claims.depot),
+                st.shared.now_ms(),
+            ),
+        ),
         auth.cookie,
     )
 }
@@ -309,7 +316,8 @@ impl Audience for DepotStream {
             return None;
         };
         self.touched.insert(d.route_id.clone());
-        Some(("dispatch", data(&DispatchItem::of(shared, offset, d))))
+        let zone = shared.cfg.carriers.zone_of_depot(&self.depot.0);
+        Some(("dispatch", data(&DispatchItem::of(shared, offset, d, zone))))
     }
 
     async fn state(

@@ -183,12 +183,13 @@ pub fn render_tracking(
          <section class=\"card status-card\" aria-live=\"polite\">\
          <p class=\"tracking\">Parcel <strong id=\"tracking\">{t}</strong></p>\
          <h1 id=\"status-line\">{line}</h1>\
-         <p id=\"window\" class=\"muted\"{wh}>Promised window: <span id=\"window-text\">{w}</span> (UTC)</p>\
+         <p id=\"window\" class=\"muted\"{wh}>Promised window: <span id=\"window-text\">{w}</span> (<span class=\"zone\">{z}</span>)</p>\
          <p id=\"conn\" class=\"conn\" hidden></p></section>",
         t = escape(tracking),
         line = escape(&s.status_line),
         w = escape(s.window_text.as_deref().unwrap_or("")),
         wh = if s.window_text.is_some() { "" } else { " hidden" },
+        z = escape(&s.zone_label),
     );
     // The driver card.
     let (dn, dv) = match &s.driver {
@@ -276,10 +277,11 @@ pub fn render_tracking(
     let v = asset_version();
     let _ = write!(
         out,
-        "</main><footer class=\"muted\">Times are UTC.</footer>\
+        "</main><footer class=\"muted\">Times are <span class=\"zone\">{z}</span>.</footer>\
          <script id=\"boot\" type=\"application/json\">{}</script>\
          <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/track.js?v={v}\"></script></body></html>",
-        script_json(&boot)
+        script_json(&boot),
+        z = escape(&s.zone_label),
     );
     out
 }
@@ -360,7 +362,7 @@ fn proof_items(out: &mut String, p: &ProofSummary, received_by: Option<&str>) {
 }
 
 /// The dispatcher page's HTML (the state is fetched by the script: it can be large).
-pub fn render_dispatch(brand: &BrandConfig, depot: &str) -> String {
+pub fn render_dispatch(brand: &BrandConfig, depot: &str, zone_label: &str) -> String {
     let mut out = String::with_capacity(4 * 1024);
     head(&mut out, brand, &format!("Depot {depot}"), "dispatch");
     let v = asset_version();
@@ -386,9 +388,10 @@ pub fn render_dispatch(brand: &BrandConfig, depot: &str) -> String {
          <section id=\"route-card\" class=\"card\" hidden><h2>Route <span id=\"route-id\"></span></h2><p id=\"route-meta\" class=\"muted\"></p>\
          <ol id=\"route-stops\" class=\"stops\"></ol></section>\
          <section id=\"near-card\" class=\"card\" hidden><h2>Near here</h2><ol id=\"near\" class=\"near\"></ol></section>\
-         </aside></main><footer class=\"muted\">Times are UTC.</footer>\
+         </aside></main><footer class=\"muted\">Times are {z}.</footer>\
          <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/dispatch.js?v={v}\"></script></body></html>",
         d = escape(depot),
+        z = escape(zone_label),
     );
     out
 }

@@ -31,7 +31,7 @@ use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next
 use crate::web::state::WebState;
 use crate::web::views::common::moment;
 use crate::web::views::parcel::{
-    parcel_view, status_view, visible_position, MessageView, MilestoneView,
+    parcel_view, status_view, visible_position, zone_of_parcel, MessageView, MilestoneView,
 };
 
 /// `GET /t/{tracking}`: the recipient's tracking page.
@@ -247,15 +247,16 @@ impl Audience for ParcelStream {
         (0, None)
     }
 
-    fn event(&mut self, _shared: &Shared, offset: u64, u: &Update) -> Option<Named> {
+    fn event(&mut self, shared: &Shared, offset: u64, u: &Update) -> Option<Named> {
         let Update::Parcel(p) = u else {
             return None;
         };
         self.status_due = true;
-        if let Some(m) = MessageView::of(offset, u) {
+        let zone = zone_of_parcel(shared, &self.t);
+        if let Some(m) = MessageView::of(offset, u, zone) {
             return Some(("message", data(&m)));
         }
-        Some(("milestone", data(&MilestoneView::of(offset, p))))
+        Some(("milestone", data(&MilestoneView::of(offset, p, zone))))
     }
 
     async fn state(

@@ -11,16 +11,20 @@ use serde::Serialize;
 use crate::server::shared::Shared;
 
 /// The moment a parcel of `route` is shown: now, the route's newest fix (none for a route no
-/// longer live), and the feed's staleness age.
+/// longer live), the feed's staleness age, and the zone of the route's depot's carrier.
 pub fn moment(
     shared: &Shared,
     core: &FleetCore,
     route: &RouteId,
 ) -> milepost_core::present::Moment {
+    let run = core.run(route);
     milepost_core::present::Moment {
         now_ms: shared.now_ms(),
-        last_fix_ms: core.run(route).and_then(|r| r.last_fix_t_ms),
+        last_fix_ms: run.and_then(|r| r.last_fix_t_ms),
         stale_after_ms: shared.cfg.feed.stale_after_s as i64 * 1000,
+        zone: run.map_or(chrono_tz::UTC, |r| {
+            shared.cfg.carriers.zone_of_depot(&r.plan.depot.0)
+        }),
     }
 }
 

@@ -2,7 +2,7 @@
 //! driver on the map ([`DriverDot`]), a depot's newest alerts, everything the map starts from
 //! ([`DepotState`]) and the answer of "who is near here" ([`NearbyAnswer`]).
 
-use milepost_core::present::{dispatch_text, hhmm};
+use milepost_core::present::dispatch_text;
 use milepost_proto::route::{DepotId, DispatchUpdate, Update};
 use milepost_proto::DriverPosition;
 use serde::Serialize;
@@ -41,8 +41,13 @@ pub struct DispatchItem {
 }
 
 impl DispatchItem {
-    /// The view of route event `offset`.
-    pub fn of(shared: &Shared, offset: u64, d: &DispatchUpdate) -> DispatchItem {
+    /// The view of route event `offset`, its time in `zone` (the depot's carrier's).
+    pub fn of(
+        shared: &Shared,
+        offset: u64,
+        d: &DispatchUpdate,
+        zone: chrono_tz::Tz,
+    ) -> DispatchItem {
         let (kind, text, alert) = dispatch_text(&d.kind);
         DispatchItem {
             offset,
@@ -50,7 +55,7 @@ impl DispatchItem {
             driver: d.driver.0.clone(),
             driver_name: driver_name(shared, &d.driver),
             at_ms: d.fix_t_ms,
-            time: hhmm(d.fix_t_ms),
+            time: milepost_core::present::hhmm_in(d.fix_t_ms, zone),
             kind,
             text,
             alert,
@@ -96,6 +101,7 @@ impl DriverDot {
 
 /// The newest alerts of a depot, newest first.
 pub fn recent_alerts(shared: &Shared, depot: &DepotId) -> Vec<DispatchItem> {
+    let zone = shared.cfg.carriers.zone_of_depot(&depot.0);
     let events = {
         let feed = lock(&shared.state.feed);
         let last = feed.depot_last(depot);
@@ -109,7 +115,7 @@ pub fn recent_alerts(shared: &Shared, depot: &DepotId) -> Vec<DispatchItem> {
         .iter()
         .rev()
         .filter_map(|(o, u)| match u {
-            Update::Dispatch(d) => Some(DispatchItem::of(shared, *o, d)),
+            Update::Dispatch(d) => Some(DispatchItem::of(shared, *o, d, zone)),
             _ => None,
         })
         .filter(|i| i.alert)

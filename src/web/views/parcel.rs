@@ -3,9 +3,10 @@
 //! rule ([`visible_position`]), the recipient-driver thread ([`MessageView`]), and all of it
 //! together for the tracking page ([`ParcelView`]).
 
+use chrono_tz::Tz;
 use milepost_core::present::{
-    change_text, clock_text, event_kind, event_text, event_time, reason_text, shown_outcome,
-    status_line_at, visible_driver,
+    change_text, clock_text_in, event_kind, event_text, event_time, hhmm_in, reason_text,
+    shown_outcome, status_line_at, visible_driver, zone_label,
 };
 use milepost_proto::route::{
     MessageFrom, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary,
@@ -17,7 +18,6 @@ use serde::Serialize;
 use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::views::common::{moment, run_of, PositionView};
-use milepost_core::present::hhmm;
 
 /// Milestones shown in a parcel's timeline (the newest ones).
 const TIMELINE_MAX: usize = 40;
@@ -43,7 +43,7 @@ pub struct MilestoneView {
 
 impl MilestoneView {
     /// The view of milestone `offset`.
-    pub fn of(offset: u64, p: &ParcelUpdate) -> MilestoneView {
+    pub fn of(offset: u64, p: &ParcelUpdate, zone: Tz) -> MilestoneView {
         let at_ms = event_time(p);
         let text = match &p.kind {
             // Said the way the status line says it ("1 stop away", "Next stop").
@@ -58,7 +58,7 @@ impl MilestoneView {
             kind: event_kind(&p.kind),
             text,
             at_ms,
-            time: hhmm(at_ms),
+            time: hhmm_in(at_ms, zone),
             // Messages are the thread's, beside the timeline.
             milestone: !matches!(
                 p.kind,
@@ -85,7 +85,7 @@ pub struct MessageView {
 
 impl MessageView {
     /// The view of a feed entry, if it is a message.
-    pub fn of(offset: u64, u: &Update) -> Option<MessageView> {
+    pub fn of(offset: u64, u: &Update, zone: Tz) -> Option<MessageView> {
         let Update::Parcel(ParcelUpdate {
             kind: ParcelEvent::Message { from, text, at_ms },
             ..
@@ -101,17 +101,32 @@ impl MessageView {
             },
             text: text.clone(),
             at_ms: *at_ms,
-            time: hhmm(*at_ms),
+            time: hhmm_in(*at_ms, zone),
         })
     }
 }
 
 /// The messages among a parcel's feed entries, oldest first.
-pub fn thread(entries: &[(u64, Update)]) -> Vec<MessageView> {
+pub fn thread(entries: &[(u64, Update)], zone: Tz) -> Vec<MessageView> {
     entries
         .iter()
-        .filter_map(|(o, u)| MessageView::of(*o, u))
+        .filter_map(|(o, u)| MessageView::of(*o, u, zone))
         .collect()
+}
+
+/// The zone a parcel's times are shown in: its depot's carrier's (the live route's depot,
+/// else its history's; UTC for a parcel the gateway does not know).
+pub fn zone_of_parcel(shared: &Shared, t: &TrackingNumber) -> Tz {
+    let live = {
+        let core = lock(&shared.state.core);
+        core.parcel_status(t)
+            .and_then(|s| core.run(&s.route_id).map(|r| r.plan.depot.0.clone()))
+    };
+    let depot = live.or_else(|| {
+        let h = shared.state.history.as_ref()?.parcel(t).ok()??;
+        Some(h.depot.0)
+    });
+    depot.map_or(Tz::UTC, |d| shared.cfg.carriers.zone_of_depot(&d))
 }
 
 /// What a recipient is told about the driver (the profile set over the API, else
@@ -161,6 +176,10 @@ pub struct StatusView {
     /// The change took the parcel off its route (another slot, a pickup point): no window,
     /// no instructions, no thread on this route.
     pub withdrawn: bool,
+    /// The IANA zone the times are in (the depot's carrier's), e.g. `Europe/Zagreb`.
+    pub time_zone: String,
+    /// Its short name now, e.g. `CET`, for "Times are CET".
+    pub zone_label: String,
 }
 
 /// Everything the tracking page shows.
@@ -229,16 +248,21 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         earliest_ms: s.earliest_ms,
         latest_ms: s.latest_ms,
         window: s.window,
-        window_text: s
-            .window
-            .filter(|_| !withdrawn)
-            .map(|w| format!("{}-{}", clock_text(w.start_ms, at.now_ms), hhmm(w.end_ms))),
+        window_text: s.window.filter(|_| !withdrawn).map(|w| {
+            format!(
+                "{}-{}",
+                clock_text_in(w.start_ms, at.now_ms, at.zone),
+                hhmm_in(w.end_ms, at.zone)
+            )
+        }),
         proof,
         received_by,
         failure,
         driver,
         change: change.as_ref().map(change_text),
         withdrawn,
+        time_zone: at.zone.name().to_owned(),
+        zone_label: zone_label(at.zone, at.now_ms),
     }
 }
 
@@ -294,16 +318,19 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
             let instructions = run
                 .and_then(|r| r.parcel(t))
                 .and_then(|p| p.instructions.clone());
-            (status, destination, instructions)
+            let zone = run.map_or(Tz::UTC, |r| {
+                shared.cfg.carriers.zone_of_depot(&r.plan.depot.0)
+            });
+            (status, destination, instructions, zone)
         })
     };
-    let Some((status, destination, instructions)) = live else {
+    let Some((status, destination, instructions, zone)) = live else {
         return closed_parcel_view(shared, t, offset);
     };
     let mut timeline: Vec<MilestoneView> = tail
         .iter()
         .filter_map(|(o, u)| match u {
-            Update::Parcel(p) => Some(MilestoneView::of(*o, p)),
+            Update::Parcel(p) => Some(MilestoneView::of(*o, p, zone)),
             _ => None,
         })
         .filter(|m| m.milestone)
@@ -319,7 +346,7 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
         destination,
         position,
         instructions,
-        messages: thread(&tail),
+        messages: thread(&tail, zone),
     })
 }
 
@@ -327,11 +354,12 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
 /// `history.retention_days`): its final status and milestones, no map and no driver.
 fn closed_parcel_view(shared: &Shared, t: &TrackingNumber, offset: u64) -> Option<ParcelView> {
     let h = shared.state.history.as_ref()?.parcel(t).ok()??;
+    let zone = shared.cfg.carriers.zone_of_depot(&h.depot.0);
     let mut timeline: Vec<MilestoneView> = h
         .milestones
         .iter()
         .enumerate()
-        .map(|(i, p)| MilestoneView::of(i as u64 + 1, p))
+        .map(|(i, p)| MilestoneView::of(i as u64 + 1, p, zone))
         .filter(|m| m.milestone)
         .collect();
     if timeline.len() > TIMELINE_MAX {
@@ -352,6 +380,7 @@ fn closed_parcel_view(shared: &Shared, t: &TrackingNumber, offset: u64) -> Optio
                 .enumerate()
                 .map(|(i, p)| (i as u64 + 1, Update::Parcel(p.clone())))
                 .collect::<Vec<_>>(),
+            zone,
         ),
     })
 }

@@ -14,7 +14,7 @@ use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::web::error::WebError;
 use crate::web::views::common::{driver_name, run_of};
-use milepost_core::present::hhmm;
+use milepost_core::present::hhmm_in;
 
 /// One stop on the dispatcher map.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -98,6 +98,7 @@ fn stop_state(s: &StopView) -> &'static str {
 
 /// The summary of route `view` with the coordinates from its plan.
 pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> RouteSummary {
+    let zone = shared.cfg.carriers.zone_of_depot(&run.plan.depot.0);
     let coords: HashMap<&str, (f64, f64)> = run
         .plan
         .stops
@@ -118,9 +119,13 @@ pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> Route
                 eta_ms: s.eta.map(|e| e.eta_ms),
                 earliest_ms: s.eta.map(|e| e.earliest_ms),
                 latest_ms: s.eta.map(|e| e.latest_ms),
-                eta_text: s
-                    .eta
-                    .map(|e| format!("{}-{}", hhmm(e.earliest_ms), hhmm(e.latest_ms))),
+                eta_text: s.eta.map(|e| {
+                    format!(
+                        "{}-{}",
+                        hhmm_in(e.earliest_ms, zone),
+                        hhmm_in(e.latest_ms, zone)
+                    )
+                }),
                 arrived_ms: s.arrived_ms,
                 planned_arrival_ms: s.planned_arrival_ms,
                 parcels: s.parcels.len(),
