@@ -666,3 +666,51 @@ async fn a_route_brings_its_recipients_and_a_bad_one_refuses_the_route() {
     });
     assert!(!log.unwrap_or(false), "a contact reached the log");
 }
+
+/// A depot that a carrier lists (`[carriers.<id>]`) is spoken for in the carrier's name, with
+/// times in the carrier's zone; `[notify]`'s name and zone stay for the other depots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carriers_depot_is_told_in_its_name_and_zone() {
+    let p = Providers::start().await;
+    let mut w = World::with_web(|c| {
+        notify_cfg(c, &p, None);
+        c.carriers.0.insert(
+            "kx".into(),
+            milepost::analytics::CarrierConfig {
+                name: "Kolkata Express".into(),
+                time_zone: "Asia/Kolkata".into(),
+                depots: vec!["north".into()],
+            },
+        );
+    })
+    .await;
+    let k = key(&w);
+    set_contact(&w, &k, "MP100000001", json!({"phone": "+385911234567"})).await;
+    w.drive(0, 1, 30).await;
+    w.deliver("S1").await;
+    let delivered = |p: &Providers| {
+        p.accepted("sms")
+            .into_iter()
+            .find(|r| r.text.contains("delivered at"))
+    };
+    eventually("the delivered SMS", || delivered(&p).is_some()).await;
+    let sms = delivered(&p).unwrap();
+    assert!(sms.text.starts_with("Kolkata Express: "), "{}", sms.text);
+    let detail = call(&w, "GET", "/api/v1/parcels/MP100000001", &k, None)
+        .await
+        .json();
+    let at = detail["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "Delivered")
+        .and_then(|m| m["at_ms"].as_i64())
+        .expect("the delivery's time");
+    let ist = milepost_core::present::clock_text_in(at, common::now_ms(), chrono_tz::Asia::Kolkata);
+    assert!(
+        sms.text.contains(&format!("delivered at {ist}")),
+        "{} (expected {ist}, IST)",
+        sms.text
+    );
+    p.assert_shapes();
+}

@@ -29,10 +29,13 @@ pub struct Composer {
     pub cfg: NotifyConfig,
     /// Compiled templates.
     pub templates: Templates,
-    /// The time zone of messages.
+    /// The time zone of messages (`notify.time_zone`), for depots no carrier lists.
     pub tz: chrono_tz::Tz,
-    /// The carrier's name.
+    /// The carrier's name (`notify.carrier`, else the brand's), for depots no carrier lists.
     pub carrier: String,
+    /// The carriers (`[carriers]`): a listed depot's messages carry its carrier's name and
+    /// times in its carrier's zone.
+    pub carriers: crate::analytics::Carriers,
     /// Base URL of links, no trailing slash.
     pub public_url: String,
     /// Drivers' first names from `[web.drivers]`, by driver id (the fallback).
@@ -103,9 +106,27 @@ impl Composer {
         )
     }
 
+    /// The zone and the name messages about `depot` use: its carrier's when `[carriers]`
+    /// lists it, else the `[notify]` section's.
+    fn voice(&self, depot: &str) -> (chrono_tz::Tz, String) {
+        let id = self.carriers.carrier_of(depot);
+        match self.carriers.0.get(id) {
+            Some(c) => (
+                self.carriers.tz(id),
+                if c.name.is_empty() {
+                    self.carrier.clone()
+                } else {
+                    c.name.clone()
+                },
+            ),
+            None => (self.tz, self.carrier.clone()),
+        }
+    }
+
     fn vars(&self, u: &ParcelUpdate, m: Milestone, w: &Where) -> Vars {
         let now = self.now();
-        let t = |ms: i64| local_time(self.tz, ms, now);
+        let (tz, carrier) = self.voice(&w.depot);
+        let t = |ms: i64| local_time(tz, ms, now);
         let s = w.status.as_ref();
         let window = match s.map(|s| (s.earliest_ms, s.latest_ms, s.window)) {
             Some((Some(a), Some(b), _)) => Some(format!("{}-{}", t(a), t(b))),
@@ -117,7 +138,7 @@ impl Composer {
             Milestone::StopsAway | Milestone::ArrivingSoon | Milestone::Delivered
         );
         let mut v = Vars {
-            carrier: self.carrier.clone(),
+            carrier,
             tracking: u.tracking.0.clone(),
             tracking_link: self.link(&u.tracking.0, &w.depot),
             window,

@@ -97,17 +97,7 @@ impl Quiet {
 /// A time as a message reads it in `tz`: `14:05` on `now_ms`'s local day, `Mon 7 Dec 14:05`
 /// on another.
 pub fn local_time(tz: chrono_tz::Tz, ms: i64, now_ms: i64) -> String {
-    let (Some(t), Some(now)) = (
-        tz.timestamp_millis_opt(ms).single(),
-        tz.timestamp_millis_opt(now_ms).single(),
-    ) else {
-        return milepost_core::present::hhmm(ms);
-    };
-    if t.date_naive() == now.date_naive() {
-        t.format("%H:%M").to_string()
-    } else {
-        t.format("%a %-d %b %H:%M").to_string()
-    }
+    milepost_core::present::clock_text_in(ms, now_ms, tz)
 }
 
 #[cfg(test)]

@@ -362,6 +362,7 @@ fn start_notify(shared: &Shared) -> Result<(), ServerError> {
             .carrier
             .clone()
             .unwrap_or_else(|| cfg.web.brand.name.clone()),
+        carriers: cfg.carriers.clone(),
         public_url,
         drivers: cfg
             .web
