@@ -279,4 +279,51 @@ mod tests {
         let facts = lock(&back.core).route_facts(&"R1".into()).unwrap();
         assert_eq!(facts.counts.stalls, 1);
     }
+
+    #[test]
+    fn snapshots_of_earlier_releases_are_still_read() {
+        use milepost_core::fold::Parts;
+        let state = FleetState::new(CoreConfig::default(), &FeedConfig::default());
+        let route = crate::history::tests::route("R1", "d1", &["T-1"]);
+        let t0 = route.planned_start_ms;
+        state.apply(
+            &LogRecord::RouteAssigned { route, at_ms: t0 },
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        let mut positions = lock(&state.positions);
+        let mut core = lock(&state.core);
+        let mut feed = lock(&state.feed);
+        let parts = Parts {
+            ledger: &state.ledger,
+            positions: &mut positions,
+            core: &mut core,
+            feed: &mut feed,
+        };
+        let image = parts.image(1, t0);
+        let service = image.service.expect("the service book");
+        let calibration = image.calibration.expect("the calibration");
+        // The files as MPSNAP01 (the image alone) and MPSNAP02 (with the service book and
+        // the calibration, no tally) wrote them.
+        let v1 = milepost_proto::encode(&image).unwrap();
+        let v2 = milepost_proto::encode(&(&image, service, calibration)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (magic, payload) in [(b"MPSNAP01", v1), (b"MPSNAP02", v2)] {
+            let mut bytes = magic.to_vec();
+            bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+            let path = dir
+                .path()
+                .join(format!("{}.snap", String::from_utf8_lossy(magic)));
+            std::fs::write(&path, bytes).unwrap();
+            let snap = read(&path).unwrap();
+            assert_eq!(snap.lsn_next, 1);
+            assert_eq!(snap.core.routes.len(), 1);
+            assert!(snap.tally.is_empty());
+            let back = FleetState::restore(CoreConfig::default(), snap);
+            let facts = lock(&back.core).route_facts(&"R1".into()).unwrap();
+            assert_eq!(facts.counts.parcels, 1);
+        }
+    }
 }
