@@ -252,9 +252,8 @@ mod tests {
         assert!(newest(dir.path()).unwrap().is_none());
     }
 
-    #[test]
-    fn a_snapshot_keeps_the_live_routes_analytics() {
-        use milepost_proto::route::{DispatchEvent, DispatchUpdate, Update};
+    /// A state with route R1 (driver d1, parcel T-1) assigned, and its planned start.
+    fn one_route() -> (FleetState, i64) {
         let state = FleetState::new(CoreConfig::default(), &FeedConfig::default());
         let route = crate::history::tests::route("R1", "d1", &["T-1"]);
         let t0 = route.planned_start_ms;
@@ -263,6 +262,13 @@ mod tests {
             &mut Vec::new(),
             &mut Vec::new(),
         );
+        (state, t0)
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_live_routes_analytics() {
+        use milepost_proto::route::{DispatchEvent, DispatchUpdate, Update};
+        let (state, t0) = one_route();
         let stalled = Update::Dispatch(DispatchUpdate {
             route_id: "R1".into(),
             driver: "d1".into(),
@@ -283,14 +289,7 @@ mod tests {
     #[test]
     fn snapshots_of_earlier_releases_are_still_read() {
         use milepost_core::fold::Parts;
-        let state = FleetState::new(CoreConfig::default(), &FeedConfig::default());
-        let route = crate::history::tests::route("R1", "d1", &["T-1"]);
-        let t0 = route.planned_start_ms;
-        state.apply(
-            &LogRecord::RouteAssigned { route, at_ms: t0 },
-            &mut Vec::new(),
-            &mut Vec::new(),
-        );
+        let (state, t0) = one_route();
         let mut positions = lock(&state.positions);
         let mut core = lock(&state.core);
         let mut feed = lock(&state.feed);

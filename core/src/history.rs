@@ -119,7 +119,7 @@ pub fn closing(core: &FleetCore, feed: &FeedStore, rec: &LogRecord) -> Vec<Closi
         .filter_map(|id| {
             let view = core.route_view(id)?;
             let plan = core.route_in_order(id)?;
-            let facts = core.route_facts(id)?;
+            let facts = core.route_facts_of(id, &view)?;
             let parcels = plan
                 .stops
                 .iter()

@@ -297,14 +297,7 @@ fn arb_route() -> BoxedStrategy<Route> {
 }
 
 fn arb_failure_reason() -> impl Strategy<Value = FailureReason> {
-    proptest::sample::select(vec![
-        FailureReason::RecipientAbsent,
-        FailureReason::AddressNotFound,
-        FailureReason::AccessProblem,
-        FailureReason::Refused,
-        FailureReason::Damaged,
-        FailureReason::Other,
-    ])
+    proptest::sample::select(FailureReason::ALL.to_vec())
 }
 
 fn arb_outcome() -> BoxedStrategy<Outcome> {

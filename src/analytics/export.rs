@@ -8,13 +8,14 @@
 //! Routes still live are not exported (their numbers are not final): export a day once its
 //! routes are archived (`log.archive_routes_after_s` after they finish) or cancelled.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use milepost_core::analytics::RouteFacts;
 use milepost_core::history::{Closed, RouteHistory};
 use milepost_core::present::event_kind;
-use milepost_proto::route::{ParcelEvent, ParcelState};
+use milepost_proto::route::{ParcelEvent, ParcelState, RouteId};
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
@@ -193,51 +194,76 @@ const PARCEL_EVENTS: &str = "message parcel_events {
   optional binary reason (STRING);
 }";
 
-/// When a route's parcels' part of their history ends: its finish (its close, if it never
-/// finished).
-fn finish(r: &RouteHistory) -> i64 {
-    r.view.finished_ms.unwrap_or(r.closed_ms).min(r.closed_ms)
+/// Where a route's part of its parcels' histories may start and ends: it began at its planned
+/// start, or its start if earlier; it ends at its finish (its close, if it never finished).
+#[derive(Clone, Copy)]
+struct Span {
+    began: i64,
+    finish: i64,
 }
 
-/// Where a parcel's history passes from route `prev` to route `next`: `next`'s beginning (its
-/// planned start, or its start if earlier), but never before `prev` finished (a parcel is on
-/// one unfinished route at a time, so nothing of `next` comes before that).
-fn boundary(prev: Option<&RouteHistory>, next: &RouteHistory) -> i64 {
-    let began = next
-        .view
-        .started_ms
-        .map_or(next.planned_start_ms, |s| s.min(next.planned_start_ms));
-    prev.map_or(began, |p| began.max(finish(p) + 1))
-}
-
-/// The part `[since, until]` of a parcel's history (it spans the parcel's routes, `routes`,
-/// oldest first) that belongs to route `f`/`r`: from the boundary with the route before (from
-/// the first event, for the parcel's first route) to the boundary with the next one when that
-/// route is in the history too, else to this route's finish. So a retry's events never land
-/// in an earlier route's rows, whenever the earlier route was archived.
-fn part_of(
-    history: &History,
-    routes: &[milepost_proto::route::RouteId],
-    f: &RouteFacts,
-    r: &RouteHistory,
-) -> Result<(i64, i64), ExportError> {
-    let k = routes.iter().position(|x| x == &f.route_id);
-    let since = match k {
-        Some(k) if k > 0 => {
-            let prev = history.route(&routes[k - 1])?;
-            boundary(prev.as_ref(), r)
+impl Span {
+    fn of(r: &RouteHistory) -> Span {
+        Span {
+            began: r
+                .view
+                .started_ms
+                .map_or(r.planned_start_ms, |s| s.min(r.planned_start_ms)),
+            finish: r.view.finished_ms.unwrap_or(r.closed_ms).min(r.closed_ms),
         }
-        _ => i64::MIN,
-    };
-    let next = match k.and_then(|k| routes.get(k + 1)) {
-        Some(n) => history.route(n)?,
-        None => None,
-    };
-    let until = match next {
-        Some(n) => boundary(Some(r), &n) - 1,
-        None => finish(r),
-    };
-    Ok((since, until))
+    }
+}
+
+/// Where a parcel's history passes from route `prev` to route `next`: `next`'s beginning,
+/// but never before `prev` finished (a parcel is on one unfinished route at a time, so nothing
+/// of `next` comes before that).
+fn boundary(prev: Option<Span>, next: Span) -> i64 {
+    prev.map_or(next.began, |p| next.began.max(p.finish + 1))
+}
+
+/// The spans of the routes an export meets, each read from the history once.
+struct Spans<'a> {
+    history: &'a History,
+    known: HashMap<RouteId, Option<Span>>,
+}
+
+impl Spans<'_> {
+    fn get(&mut self, id: &RouteId) -> Result<Option<Span>, ExportError> {
+        if let Some(s) = self.known.get(id) {
+            return Ok(*s);
+        }
+        let s = self.history.route(id)?.as_ref().map(Span::of);
+        self.known.insert(id.clone(), s);
+        Ok(s)
+    }
+
+    /// The part `[since, until]` of a parcel's history (it spans the parcel's routes,
+    /// `routes`, oldest first) that belongs to route `id` (span `own`): from the boundary with
+    /// the route before (from the first event, for the parcel's first route) to the boundary
+    /// with the next one when that route is in the history too, else to this route's finish.
+    /// So a retry's events never land in an earlier route's rows, whenever the earlier route
+    /// was archived.
+    fn part_of(
+        &mut self,
+        routes: &[RouteId],
+        id: &RouteId,
+        own: Span,
+    ) -> Result<(i64, i64), ExportError> {
+        let k = routes.iter().position(|x| x == id);
+        let since = match k {
+            Some(k) if k > 0 => boundary(self.get(&routes[k - 1])?, own),
+            _ => i64::MIN,
+        };
+        let next = match k.and_then(|k| routes.get(k + 1)) {
+            Some(n) => self.get(n)?,
+            None => None,
+        };
+        let until = match next {
+            Some(n) => boundary(Some(own), n) - 1,
+            None => own.finish,
+        };
+        Ok((since, until))
+    }
 }
 
 /// One carrier's export of one local day: each table's Parquet file, in [`TABLES`] order.
@@ -283,6 +309,13 @@ pub fn export_day(
     let mut stops = Table::new(STOPS);
     let mut events = Table::new(PARCEL_EVENTS);
     let mut n_events = 0;
+    let mut spans = Spans {
+        history,
+        known: closed
+            .iter()
+            .map(|(f, r)| (f.route_id.clone(), Some(Span::of(r))))
+            .collect(),
+    };
     for (f, r) in &closed {
         let id = f.route_id.0.as_str();
         let closed_s = match r.closed {
@@ -337,7 +370,7 @@ pub fn export_day(
                 let Some(h) = history.parcel(t)? else {
                     continue;
                 };
-                let (since, until) = part_of(history, &h.routes, f, r)?;
+                let (since, until) = spans.part_of(&h.routes, &f.route_id, Span::of(r))?;
                 for m in h
                     .milestones
                     .iter()

@@ -1,15 +1,16 @@
 //! Today's figures as Prometheus gauges, per carrier and depot (each carrier's today, in its
 //! time zone): bounded label sets, no drivers, no days.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::NaiveDate;
 use milepost_core::analytics::{horizon_label, HORIZONS};
 use milepost_core::fleet::ndr::reason_name;
-use milepost_proto::route::FailureReason;
+use milepost_proto::route::{DepotId, FailureReason};
 
 use super::report::{build, Dim, Row};
-use super::{known_depots, routes, today, Carriers, Filter};
+use super::{known_depots, routes_in, today, Carriers};
 use crate::state::FleetState;
 
 /// A gauge of one row: name, help, value.
@@ -102,20 +103,17 @@ fn today_rows(
     carriers: &Carriers,
     now_ms: i64,
 ) -> Result<Vec<Row>, crate::history::HistoryError> {
-    let mut ids: Vec<String> = known_depots(state, carriers)?
-        .iter()
-        .map(|d| carriers.carrier_of(&d.0).to_owned())
-        .collect();
-    ids.sort();
-    ids.dedup();
+    let mut by_carrier: BTreeMap<&str, Vec<DepotId>> = BTreeMap::new();
+    for d in known_depots(state, carriers)? {
+        by_carrier
+            .entry(carriers.carrier_of(&d.0))
+            .or_default()
+            .push(d);
+    }
     let mut rows = Vec::new();
-    for carrier in ids {
-        let day: NaiveDate = today(carriers, &carrier, now_ms);
-        let filter = Filter {
-            carrier: Some(carrier.clone()),
-            ..Filter::default()
-        };
-        let placed = routes(state, carriers, day, day, &filter, |_| true)?;
+    for (carrier, depots) in by_carrier {
+        let day: NaiveDate = today(carriers, carrier, now_ms);
+        let placed = routes_in(state, carriers, &depots, day, day, None)?;
         let d = day.format("%Y-%m-%d").to_string();
         rows.extend(build(&d, &d, &[Dim::Carrier, Dim::Depot], &placed).rows);
     }

@@ -79,6 +79,19 @@ pub fn routes(
             .is_none_or(|c| carriers.carrier_of(&d.0) == c)
     })
     .collect();
+    routes_in(state, carriers, &depots, from, to, filter.driver.as_deref())
+}
+
+/// The routes of `depots` planned on local days `from..=to` (of `driver` only, if given), each
+/// placed in its carrier and day.
+pub fn routes_in(
+    state: &FleetState,
+    carriers: &Carriers,
+    depots: &[DepotId],
+    from: NaiveDate,
+    to: NaiveDate,
+    driver: Option<&str>,
+) -> Result<Vec<Placed>, HistoryError> {
     // Local days span UTC days on either side.
     let utc_from = day_of_date(from.checked_sub_days(Days::new(1)).unwrap_or(from));
     let utc_to = day_of_date(to.checked_add_days(Days::new(1)).unwrap_or(to));
@@ -86,7 +99,7 @@ pub fn routes(
     // By id and planned start: a live route that reuses a closed one's id (another day) is
     // another route.
     let mut by_id: BTreeMap<(String, i64), RouteFacts> = BTreeMap::new();
-    for depot in &depots {
+    for depot in depots {
         if let Some(h) = &state.history {
             for f in h.facts(depot, &utc_from, &utc_to)? {
                 by_id.insert((f.route_id.0.clone(), f.planned_start_ms), f);
@@ -102,7 +115,7 @@ pub fn routes(
     }
     Ok(by_id
         .into_values()
-        .filter(|f| filter.driver.as_ref().is_none_or(|d| &f.driver.0 == d))
+        .filter(|f| driver.is_none_or(|d| f.driver.0 == d))
         .filter_map(|f| {
             let carrier = carriers.carrier_of(&f.depot.0).to_owned();
             let day = local_day(f.planned_start_ms, carriers.tz(&carrier));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use milepost_core::analytics::{Figures, RouteFacts, Summary, HORIZONS};
+use milepost_core::analytics::{horizon_label, Figures, RouteFacts, Summary, HORIZONS};
 use milepost_core::fleet::ndr::reason_name;
 use milepost_proto::route::FailureReason;
 use serde::Serialize;
@@ -129,8 +129,6 @@ pub fn build(from: &str, to: &str, by: &[Dim], routes: &[Placed]) -> Report {
     }
 }
 
-const REASONS: [FailureReason; 6] = FailureReason::ALL;
-
 /// The CSV columns, in order.
 pub fn csv_header() -> Vec<String> {
     let mut h: Vec<String> = [
@@ -161,16 +159,12 @@ pub fn csv_header() -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     h.extend(
-        REASONS
+        FailureReason::ALL
             .iter()
             .map(|r| format!("failed_{}", reason_name(*r))),
     );
-    for (lo, hi) in HORIZONS {
-        let l = if lo == hi {
-            lo.to_string()
-        } else {
-            format!("{lo}_{hi}")
-        };
+    for b in 0..HORIZONS.len() {
+        let l = horizon_label(b).replace('-', "_");
         h.push(format!("eta_n_{l}"));
         h.push(format!("eta_mae_s_{l}"));
         h.push(format!("eta_bias_s_{l}"));
@@ -209,7 +203,7 @@ fn csv_record(r: &Row) -> Vec<String> {
         f.stalls.to_string(),
         f.late_alerts.to_string(),
     ];
-    rec.extend(REASONS.iter().map(|r| {
+    rec.extend(FailureReason::ALL.iter().map(|r| {
         f.failed_by_reason
             .get(reason_name(*r))
             .copied()

@@ -20,7 +20,7 @@ use milepost_proto::route::Route;
 use milepost_proto::Fix;
 use serde::Serialize;
 
-use crate::tools::eval_published::{bucket_of, label, Published, Scorer};
+use crate::tools::eval_published::{bucket_of, Published, Scorer};
 use crate::tools::gtfs::{self, Ping};
 use milepost_core::fleet::config::CoreConfig;
 use milepost_core::fleet::engine::FleetCore;
@@ -95,7 +95,7 @@ pub struct EvalTable {
     pub skipped_rows: Vec<(u64, String)>,
 }
 
-use crate::tools::eval_published::BUCKETS;
+use milepost_core::analytics::{horizon_label, HORIZONS};
 
 /// The core configuration used for buses: geofence from the route, no dwell by default, and
 /// ETA priors for a city bus.
@@ -199,7 +199,7 @@ pub fn evaluate(
     cfg: &CoreConfig,
 ) -> EvalTable {
     // Per bucket: n, sum |e|, sum e, sum |e_sched|, sum e_sched; under way, then all.
-    let mut acc = [[[0.0f64; 5]; BUCKETS.len()]; 2];
+    let mut acc = [[[0.0f64; 5]; HORIZONS.len()]; 2];
     let (mut trips, mut fed) = (0, 0);
     let mut out = Vec::new();
     let mut scorer = Scorer::default();
@@ -299,13 +299,12 @@ pub fn evaluate(
         calibration = core.calibration().clone();
     }
     let [under_way, all] = acc.map(|acc| {
-        BUCKETS
-            .iter()
-            .zip(acc)
-            .map(|(&(lo, hi), a)| {
+        acc.iter()
+            .enumerate()
+            .map(|(b, a)| {
                 let n = a[0].max(1.0);
                 Bucket {
-                    horizon: label(lo, hi),
+                    horizon: horizon_label(b),
                     n: a[0] as u64,
                     mae_s: a[1] / n,
                     bias_s: a[2] / n,

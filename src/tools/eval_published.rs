@@ -17,11 +17,9 @@
 
 use std::collections::HashMap;
 
+use milepost_core::analytics::{horizon_label, horizon_of, HORIZONS};
 use milepost_proto::route::{DispatchEvent, ParcelEvent, Update};
 use serde::Serialize;
-
-/// Horizon buckets (inclusive stop counts), as in the core table.
-pub const BUCKETS: [(u32, u32); 5] = [(1, 1), (2, 3), (4, 6), (7, 10), (11, 20)];
 
 /// A detected arrival counts if it is this close to an observed one, ms.
 const ARRIVAL_MATCH_MS: i64 = 60_000;
@@ -81,7 +79,7 @@ struct Acc {
 /// Scores one trip at a time, then the whole run.
 #[derive(Default)]
 pub struct Scorer {
-    acc: [Acc; BUCKETS.len()],
+    acc: [Acc; HORIZONS.len()],
     /// The current trip: observed arrival per stop index, and the stop index of a tracking
     /// number.
     observed: Vec<Option<i64>>,
@@ -225,13 +223,14 @@ impl Scorer {
     pub fn finish(mut self) -> Published {
         self.finish_trip();
         let share = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let buckets = BUCKETS
-            .iter()
-            .zip(self.acc.iter_mut())
-            .map(|(&(lo, hi), a)| {
+        let buckets = self
+            .acc
+            .iter_mut()
+            .enumerate()
+            .map(|(b, a)| {
                 let n = a.n.max(1) as f64;
                 PublishedBucket {
-                    horizon: label(lo, hi),
+                    horizon: horizon_label(b),
                     n: a.n,
                     mae_s: a.abs / n,
                     bias_s: a.signed / n,
@@ -288,20 +287,9 @@ pub fn render(p: &Published) -> String {
     s
 }
 
-/// A bucket's label: "1", "2-3".
-pub fn label(lo: u32, hi: u32) -> String {
-    if lo == hi {
-        lo.to_string()
-    } else {
-        format!("{lo}-{hi}")
-    }
-}
-
-/// The bucket of a horizon of `h` stops ahead.
+/// The bucket ([`HORIZONS`], the core's) of a horizon of `h` stops ahead.
 pub fn bucket_of(h: i64) -> Option<usize> {
-    BUCKETS
-        .iter()
-        .position(|&(lo, hi)| h >= i64::from(lo) && h <= i64::from(hi))
+    u32::try_from(h).ok().and_then(horizon_of)
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {

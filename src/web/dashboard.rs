@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::Days;
 use serde::Deserialize;
@@ -18,10 +18,11 @@ use crate::analytics::report::{build, Dim};
 use crate::analytics::{routes, today, Filter};
 use crate::web::api::caller::Caller;
 use crate::web::assets::asset_version;
-use crate::web::auth::{authorize_dispatcher, check_dispatcher, page_auth, PageQuery};
+use crate::web::auth::{authorize_dispatcher, PageQuery};
 use crate::web::config::BrandConfig;
+use crate::web::dispatch::dispatcher_page;
 use crate::web::error::WebError;
-use crate::web::pages::{error_page, escape, head, html};
+use crate::web::pages::{escape, head};
 use crate::web::respond::json;
 use crate::web::state::WebState;
 
@@ -34,21 +35,9 @@ pub async fn dashboard(
     headers: HeaderMap,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    let brand = &st.cfg().brand;
-    let Ok(Query(q)) = q else {
-        return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
-    };
-    let auth = match page_auth(&st, &headers, &q, "/dashboard")
-        .and_then(|a| check_dispatcher(&a.claims).map(|_| a))
-    {
-        Ok(a) => a,
-        Err(e) => return error_page(Some(brand), &e),
-    };
-    html(
-        StatusCode::OK,
-        render_dashboard(brand, &auth.claims.depot),
-        auth.cookie,
-    )
+    dispatcher_page(&st, &headers, q, "/dashboard", |depot| {
+        render_dashboard(&st.cfg().brand, depot)
+    })
 }
 
 fn render_dashboard(brand: &BrandConfig, depot: &str) -> String {

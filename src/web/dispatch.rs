@@ -46,28 +46,37 @@ pub async fn dispatch(
     headers: HeaderMap,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
+    dispatcher_page(&st, &headers, q, "/dispatch", |depot| {
+        let zone = st.shared.cfg.carriers.zone_of_depot(depot);
+        render_dispatch(
+            &st.cfg().brand,
+            depot,
+            &milepost_core::present::zone_label(zone, st.shared.now_ms()),
+        )
+    })
+}
+
+/// A page for a depot's dispatcher at `path`: the link's token (then kept in a cookie for
+/// `path`) or the cookie must be a dispatcher's; `render` draws the page of its depot. A bad
+/// link or token gets the error page.
+pub fn dispatcher_page(
+    st: &WebState,
+    headers: &HeaderMap,
+    q: Result<Query<PageQuery>, QueryRejection>,
+    path: &str,
+    render: impl FnOnce(&str) -> String,
+) -> Response {
     let brand = &st.cfg().brand;
     let Ok(Query(q)) = q else {
         return error_page(Some(brand), &WebError::BadRequest("bad link".into()));
     };
-    let auth = match page_auth(&st, &headers, &q, "/dispatch")
+    let auth = match page_auth(st, headers, &q, path)
         .and_then(|a| check_dispatcher(&a.claims).map(|_| a))
     {
         Ok(a) => a,
         Err(e) => return error_page(Some(brand), &e),
     };
-    html(
-        StatusCode::OK,
-        render_dispatch(
-            brand,
-            &auth.claims.depot,
-            &milepost_core::present::zone_label(
-                st.shared.cfg.carriers.zone_of_depot(&auth.claims.depot),
-                st.shared.now_ms(),
-            ),
-        ),
-        auth.cookie,
-    )
+    html(StatusCode::OK, render(&auth.claims.depot), auth.cookie)
 }
 
 /// `GET /dispatch/state`.

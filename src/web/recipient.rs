@@ -210,6 +210,8 @@ pub struct ParcelStream {
     /// without an event (the driver went quiet, or spoke again) is sent too, within the
     /// stream's one-second look. ETA refreshes come as events, under the core's threshold.
     last_sent: Option<(ParcelState, Option<u32>, bool)>,
+    /// The zone of the parcel's times, looked up at its first event.
+    zone: Option<chrono_tz::Tz>,
 }
 
 impl ParcelStream {
@@ -221,6 +223,7 @@ impl ParcelStream {
             shown: Shown::Nothing,
             status_due: true,
             last_sent: None,
+            zone: None,
         }
     }
 }
@@ -252,7 +255,8 @@ impl Audience for ParcelStream {
             return None;
         };
         self.status_due = true;
-        let zone = zone_of_parcel(shared, &self.t);
+        let t = &self.t;
+        let zone = *self.zone.get_or_insert_with(|| zone_of_parcel(shared, t));
         if let Some(m) = MessageView::of(offset, u, zone) {
             return Some(("message", data(&m)));
         }

@@ -40,9 +40,16 @@ impl Default for MessageLimits {
 pub struct ServiceBook {
     parcels: BTreeMap<TrackingNumber, ParcelService>,
     /// Failed attempts so far, and the time of the newest.
-    pub(super) attempts: BTreeMap<TrackingNumber, (u32, i64)>,
+    attempts: BTreeMap<TrackingNumber, (u32, i64)>,
     /// When `attempts` was last pruned.
     pruned_ms: i64,
+}
+
+impl ServiceBook {
+    /// The failed attempts remembered for a parcel.
+    pub fn failed_attempts(&self, tracking: &TrackingNumber) -> u32 {
+        self.attempts.get(tracking).map_or(0, |a| a.0)
+    }
 }
 
 /// How long a parcel's failed attempts are remembered after its last one, ms (90 days).
@@ -292,7 +299,7 @@ impl FleetCore {
 
     /// The failed attempts remembered for a parcel.
     pub fn failed_attempts(&self, tracking: &TrackingNumber) -> u32 {
-        self.service.attempts.get(tracking).map_or(0, |a| a.0)
+        self.service.failed_attempts(tracking)
     }
 
     /// Remembers that a parcel's attempt failed at `at_ms` (now `attempt` failures in all).

@@ -6,6 +6,7 @@ use milepost_proto::route::{DepotId, RouteId, TrackingNumber, Update};
 
 use super::FleetCore;
 use crate::analytics::{RouteFacts, RouteTally, Tally};
+use crate::fleet::view::RouteView;
 
 impl FleetCore {
     /// Observes one update the fold produced (before the feeds record it); `feed_failures`
@@ -23,9 +24,9 @@ impl FleetCore {
                 let Some(run) = self.routes.get_mut(id) else {
                     return;
                 };
-                let book = &self.service.attempts;
+                let book = &self.service;
                 run.tally
-                    .observe_parcel(p, |t| feed_failures(t).max(book.get(t).map_or(0, |a| a.0)));
+                    .observe_parcel(p, |t| feed_failures(t).max(book.failed_attempts(t)));
             }
             Update::Dispatch(d) => {
                 if let Some(run) = self.routes.get_mut(&d.route_id) {
@@ -38,8 +39,12 @@ impl FleetCore {
 
     /// The facts of a live route so far (or of a route about to close).
     pub fn route_facts(&self, id: &RouteId) -> Option<RouteFacts> {
+        self.route_facts_of(id, &self.route_view(id)?)
+    }
+
+    /// [`FleetCore::route_facts`] with the route's view already at hand.
+    pub fn route_facts_of(&self, id: &RouteId, view: &RouteView) -> Option<RouteFacts> {
         let run = self.routes.get(id)?;
-        let view = self.route_view(id)?;
         // This route's own flags: a parcel taken off it may be on another route by now.
         let withdrawn: std::collections::BTreeSet<&TrackingNumber> = run
             .parcels
@@ -48,7 +53,7 @@ impl FleetCore {
             .map(|p| &p.tracking)
             .collect();
         Some(RouteFacts::of(
-            &view,
+            view,
             run.plan.planned_start_ms,
             Some(&run.tally),
             |t| withdrawn.contains(t),
