@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reconnect storm: N simulated drivers stream fixes at 1 Hz; the gateway is restarted (SIGTERM,
-# then started again on the same port and data directory) in the middle of the run. Prints how
+# or SIGKILL with SIGNAL=KILL: a crash, which closes no connection; then started again on the
+# same port and data directory) in the middle of the run. Prints how
 # long after the restarted gateway was ready (its "listening" log line) all drivers were
 # connected again, and connected and acked again (each driver's new session had an ack), from
 # the load generator's own timestamps; the CPU both processes spent in that time; how many TLS
@@ -44,7 +45,7 @@ taskset -c "$LG_CPU" "$BIN" replay --trace "$TRACE" --format geolife --server "1
     --drivers "$DRIVERS" --rate 1 --duration 60s --ramp "${RAMP}s" --reconnect-for 60s >"$OUT/replay.txt" 2>"$OUT/replay.log" &
 RP=$!
 sleep $(( RAMP + 20 ))
-kill -TERM "$GW"; wait "$GW" || true
+kill -"${SIGNAL:-TERM}" "$GW"; wait "$GW" || true
 start_gw 2
 # Ready: the restarted gateway's "listening" line (logged after recovery, once it serves).
 READY_MS=$(grep "addr=" "$OUT/gateway.log" | tail -1 | cut -d' ' -f1 | xargs -I{} date -d {} +%s%3N)

@@ -77,14 +77,24 @@ async fn drivers_with_offline_periods_and_migrations_store_every_fix_once() {
     assert!(r.latency.count > 0 && r.window.acked > 0);
 
     let stats = &gw.shared().stats;
-    assert_eq!(stats.fixes_accepted.load(Ordering::Relaxed), r.acked);
-    assert_eq!(stats.fixes_duplicate.load(Ordering::Relaxed), r.duplicates);
     // Every driver's fixes are settled without a gap.
     let mut total = 0;
     for i in 1..=20 {
         let id = DriverId(format!("sim-{i:05}"));
         total += gw.shared().ledger.watermark(&id).0;
     }
+    let seen = (
+        stats.fixes_accepted.load(Ordering::Relaxed),
+        stats.fixes_rejected.load(Ordering::Relaxed),
+        stats.fixes_duplicate.load(Ordering::Relaxed),
+        total,
+    );
+    assert_eq!(
+        stats.fixes_accepted.load(Ordering::Relaxed),
+        r.acked,
+        "{seen:?}"
+    );
+    assert_eq!(stats.fixes_duplicate.load(Ordering::Relaxed), r.duplicates);
     assert_eq!(total, r.sent);
     t.gw.shutdown().await;
 }

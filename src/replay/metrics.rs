@@ -41,6 +41,12 @@ pub struct Counters {
     pub connect_errors: AtomicU64,
     /// Sessions lost while in use (closed by the gateway, timed out, broken).
     pub conn_lost: AtomicU64,
+    /// Of `conn_lost`: ended by a stateless reset (the gateway restarted and no longer knew
+    /// the connection).
+    pub conn_reset: AtomicU64,
+    /// Of `conn_lost`: ended by the idle timeout (nothing heard from the gateway for that
+    /// long).
+    pub conn_timed_out: AtomicU64,
     /// Sessions opened again after a loss or an offline period.
     pub reconnects: AtomicU64,
     /// Drivers currently holding an open session.
@@ -452,6 +458,10 @@ pub struct ReplayReport {
     pub connect_errors: u64,
     /// Sessions lost while in use.
     pub conn_lost: u64,
+    /// Of `conn_lost`: ended by a stateless reset.
+    pub conn_reset: u64,
+    /// Of `conn_lost`: ended by the idle timeout.
+    pub conn_timed_out: u64,
     /// Sessions reopened after a loss or an offline period.
     pub reconnects: u64,
     /// Most drivers connected at once.
@@ -515,10 +525,12 @@ impl ReplayReport {
         );
         let _ = writeln!(
             o,
-            "conns   opened {}  failed {}  lost {}  reconnects {}  migrations {} ({} failed)  offline {}",
+            "conns   opened {}  failed {}  lost {} (reset {}, timed out {})  reconnects {}  migrations {} ({} failed)  offline {}",
             self.connects,
             self.connect_errors,
             self.conn_lost,
+            self.conn_reset,
+            self.conn_timed_out,
             self.reconnects,
             self.migrations,
             self.migration_errors,

@@ -31,6 +31,7 @@ pub mod applier;
 pub mod archive;
 pub mod backend;
 pub mod boot;
+pub mod cids;
 pub mod clock;
 pub mod commands;
 pub mod commit;

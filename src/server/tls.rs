@@ -13,6 +13,7 @@ use crate::cluster::cid::{server_id_for, QuicLbCids};
 use crate::cluster::nats::Cluster;
 use crate::cluster::node::derive_key;
 use crate::config::{Config, ConfigError};
+use crate::server::cids::KeyedCids;
 use crate::server::error::{io_err, ServerError};
 use crate::server::keys::load_or_create_key;
 
@@ -82,6 +83,11 @@ pub(super) fn endpoint_config(
         };
         tracing::info!(node = %c.node, server_id, "cluster connection IDs (QUIC-LB)");
         endpoint_cfg.cid_generator(move || Box::new(QuicLbCids::new(server_id)));
+    } else {
+        // IDs a restart still validates, so that it resets the phones of before the restart
+        // (see `cids`); QuicLbCids above validate every ID of their shape.
+        let key = *reset_key;
+        endpoint_cfg.cid_generator(move || Box::new(KeyedCids::new(&key)));
     }
     endpoint_cfg
 }

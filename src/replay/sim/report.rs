@@ -121,6 +121,8 @@ pub(super) fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> Rep
         connects: g(&c.connects),
         connect_errors: g(&c.connect_errors),
         conn_lost: g(&c.conn_lost),
+        conn_reset: g(&c.conn_reset),
+        conn_timed_out: g(&c.conn_timed_out),
         reconnects: g(&c.reconnects),
         connected_peak: g(&c.connected_peak),
         migrations: g(&c.migrations),

@@ -137,6 +137,7 @@ impl DriverTask {
         for (first, fixes) in self.driver.take_batches(upload.sched) {
             let count = fixes.len() as u32;
             if link.send_batch(first, fixes).await.is_err() {
+                self.note_loss();
                 self.driver.connection_lost(self.run.now_us());
                 self.act();
                 return;
@@ -160,6 +161,7 @@ impl DriverTask {
                 tracing::debug!(driver = %self.driver.id(), msg = ?other, "unexpected message");
             }
             Event::Session(Ok(None)) | Event::Session(Err(_)) | Event::AckStream(Err(_)) => {
+                self.note_loss();
                 self.driver.connection_lost(now);
             }
             Event::LiveAck(Ok(Some(ServerMsg::Ack(ack)))) => self.driver.on_live_ack(&ack, now),
@@ -177,6 +179,19 @@ impl DriverTask {
             }
         }
         self.act();
+    }
+
+    /// Counts why the open session's connection ended, when QUIC says.
+    fn note_loss(&self) {
+        let Some(l) = &self.link else {
+            return;
+        };
+        let c = &self.run.c;
+        match l.conn.close_reason() {
+            Some(quinn::ConnectionError::Reset) => Counters::add(&c.conn_reset, 1),
+            Some(quinn::ConnectionError::TimedOut) => Counters::add(&c.conn_timed_out, 1),
+            _ => {}
+        }
     }
 
     /// Carries out the driver's actions, in order.
