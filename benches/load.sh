@@ -23,6 +23,7 @@
 #   OUT          where logs and per-step JSON reports go       (target/load)
 #   REPLAY_ARGS  extra `milepost replay` flags, e.g. "--no-live --batch 5"
 #   GW_CONFIG    a gateway config file (milepost config-example) to try other knobs
+#   EXTRA_WAIT   seconds the step may run past ramp + duration + 90 (long dead zones) (0)
 #   NO_BUILD=1   use target/release/milepost as it is
 #   SOCKBUF      raise net.core.rmem_max/wmem_max to this many bytes if lower (33554432; 0: no)
 #
@@ -53,9 +54,9 @@ if [[ -z ${NO_BUILD:-} ]]; then
 fi
 BIN=target/release/milepost
 mkdir -p "$OUT"
-# The load generator needs few descriptors (drivers share sockets), but raise the soft limit
-# to the hard one anyway.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# The load generator needs few descriptors (drivers share sockets), but with --network every
+# driver has a relay of two sockets: raise the limit (as root past the hard limit).
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # Socket buffers: the gateway and the load generator ask for 32 MiB per UDP socket, which the
 # kernel caps at net.core.rmem_max/wmem_max. Raise the caps if we may (root, or a network
@@ -134,7 +135,7 @@ for N in $STEPS; do
     echo "== $N drivers (ramp ${RAMP}s, run ${DURATION}s)" >&2
     DROPS0=$(udp_drops)
     # shellcheck disable=SC2086 # REPLAY_ARGS is a list of flags
-    if timeout $(( RAMP + DURATION + 90 )) taskset -c "$CLIENT_CORE" "$BIN" replay \
+    if timeout $(( RAMP + DURATION + 90 + ${EXTRA_WAIT:-0} )) taskset -c "$CLIENT_CORE" "$BIN" replay \
         --trace "$TRACE" --format "$FORMAT" --server "127.0.0.1:$PORT" --data-dir "$DATA" \
         --drivers "$N" --rate "$RATE" --duration "${DURATION}s" --ramp "${RAMP}s" \
         --gateway-pid "$GW_PID" --json "$OUT/step-$N.json" $REPLAY_ARGS \

@@ -93,6 +93,26 @@ pub struct Phone {
 /// of each per connection, `crate::certs::TICKETS_PER_HANDSHAKE`; rustls keeps at most eight).
 const PHONE_TICKETS: usize = 8;
 
+/// A phone's QUIC timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timers {
+    /// Send a PING after this long without sending anything (`None`: never).
+    pub keep_alive: Option<Duration>,
+    /// The connection dies after this long without hearing from the server (the effective
+    /// timeout is the smaller of this and the server's).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Timers {
+    /// A PING after 15 s of silence, a 30 s idle timeout (quinn's default).
+    fn default() -> Self {
+        Timers {
+            keep_alive: Some(Duration::from_secs(15)),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 impl ClientEndpoint {
     /// Binds a client endpoint on `bind` (e.g. `127.0.0.1:0`) trusting the CA in `ca_pem`.
     pub fn new(bind: SocketAddr, ca_pem: &Path) -> Result<ClientEndpoint, ClientError> {
@@ -105,14 +125,36 @@ impl ClientEndpoint {
         ca_pem: &Path,
         version: u16,
     ) -> Result<ClientEndpoint, ClientError> {
+        ClientEndpoint::build(bind, ca_pem, version, Timers::default())
+    }
+
+    /// Like [`ClientEndpoint::new`], with the phone's QUIC timers `timers` (what PROTOCOL.md's
+    /// guidance for client authors discusses: keep-alives against battery and NAT timeouts).
+    pub fn with_timers(
+        bind: SocketAddr,
+        ca_pem: &Path,
+        timers: Timers,
+    ) -> Result<ClientEndpoint, ClientError> {
+        ClientEndpoint::build(bind, ca_pem, PROTOCOL_VERSION, timers)
+    }
+
+    fn build(
+        bind: SocketAddr,
+        ca_pem: &Path,
+        version: u16,
+        timers: Timers,
+    ) -> Result<ClientEndpoint, ClientError> {
         let mut tls = crate::certs::client_tls_speaking(ca_pem, version)?;
         // Resume TLS sessions (cheap reconnects) and allow 0-RTT, which `connect_0rtt` uses.
         tls.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
         tls.enable_early_data = true;
         let tls = Arc::new(tls);
         let mut transport = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(timers.idle_timeout)
+            .map_err(|e| ClientError::Unexpected(format!("idle timeout: {e}")))?;
         transport
-            .keep_alive_interval(Some(Duration::from_secs(15)))
+            .keep_alive_interval(timers.keep_alive)
+            .max_idle_timeout(Some(idle))
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
             .max_concurrent_uni_streams(quinn::VarInt::from_u32(2))
             // Like the server: no path MTU probes (PROTOCOL.md, "No path MTU discovery").

@@ -12,20 +12,6 @@ use std::time::{Duration, Instant};
 use common::SECRET;
 use milepost::auth::TokenKey;
 use milepost::replay::sim::{replay, Pace, ReplayConfig};
-use milepost::replay::trace::{Trace, TracePoint};
-
-/// A synthetic drive: 10 m/s due north, one point a second.
-fn trace(lon: f64) -> Trace {
-    let points = (0..600)
-        .map(|i| {
-            let mut p = TracePoint::new(1_700_000_000_000 + i * 1000, 38.9 + i as f64 * 9e-5, lon);
-            p.accuracy_m = Some(5.0);
-            p.speed_mps = Some(10.0);
-            p
-        })
-        .collect();
-    Trace::new("t", points)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_every_phone_is_reset_at_once_not_timed_out() {
@@ -50,7 +36,13 @@ async fn after_a_kill_9_every_phone_is_reset_at_once_not_timed_out() {
     cfg.duration = Duration::from_secs(12);
     cfg.drain = Duration::from_secs(10);
     cfg.reconnect_for = Duration::from_secs(60);
-    let run = tokio::spawn(replay(cfg, vec![trace(-77.03), trace(-77.0)]));
+    let run = tokio::spawn(replay(
+        cfg,
+        vec![
+            common::north_trace("a", -77.03),
+            common::north_trace("b", -77.0),
+        ],
+    ));
 
     tokio::time::sleep(Duration::from_secs(6)).await;
     child.kill().unwrap(); // SIGKILL: no CONNECTION_CLOSE reaches any phone

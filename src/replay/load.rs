@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::auth::TokenKey;
+use crate::client::Timers;
 use crate::replay::playback::split_at_gaps;
-use crate::replay::sim::{replay, Pace, ReplayConfig};
+use crate::replay::sim::{replay, NetParams, Pace, ReplayConfig, PROFILES};
 use crate::replay::trace::{read_traces_with, ReadOptions, TraceFormat};
 
 /// Arguments of `milepost replay`.
@@ -114,6 +115,12 @@ pub struct ReplayArgs {
     /// Seed for the random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The phones' QUIC keep-alive: a PING after this long without sending ("off": none).
+    #[arg(long, default_value = "15s")]
+    keep_alive: String,
+    /// The phones' QUIC idle timeout (the smaller of it and the gateway's applies).
+    #[arg(long, default_value = "30s")]
+    idle_timeout: humantime::Duration,
     /// The gateway's process id: measure its CPU per fix and memory per driver from /proc.
     #[arg(long)]
     gateway_pid: Option<u32>,
@@ -123,6 +130,107 @@ pub struct ReplayArgs {
     /// No progress line.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// The phones' mobile network (`--network` and its overrides). Any of these puts a
+/// user-space relay with the model between every phone and the gateway (docs/NETWORK.md).
+#[derive(Args, Debug, Default)]
+pub struct NetArgs {
+    /// A named network: clean, lte-good, lte-urban, 3g-poor, rural-edge.
+    #[arg(long)]
+    network: Option<String>,
+    /// Stationary packet loss per direction, 0..1 (Gilbert burst model).
+    #[arg(long)]
+    net_loss: Option<f64>,
+    /// Mean length of a loss burst, packets.
+    #[arg(long)]
+    net_burst: Option<f64>,
+    /// Round trip the network adds (e.g. 80ms).
+    #[arg(long)]
+    net_rtt: Option<humantime::Duration>,
+    /// Standard deviation of that round trip (e.g. 40ms).
+    #[arg(long)]
+    net_jitter: Option<humantime::Duration>,
+    /// Bottleneck rate per direction, bits per second.
+    #[arg(long)]
+    net_bandwidth: Option<u64>,
+    /// The bottleneck's buffer, bytes.
+    #[arg(long)]
+    net_queue: Option<u64>,
+    /// Mean time between dead zones (no packets either way; the phone keeps recording).
+    #[arg(long)]
+    dead_zone_every: Option<humantime::Duration>,
+    /// Shortest dead zone.
+    #[arg(long)]
+    dead_zone_min: Option<humantime::Duration>,
+    /// Longest dead zone.
+    #[arg(long)]
+    dead_zone_max: Option<humantime::Duration>,
+    /// Mean time between spontaneous NAT rebindings (a new public port).
+    #[arg(long)]
+    nat_rebind_every: Option<humantime::Duration>,
+    /// The NAT forgets a mapping idle this long (the next packet gets a new port).
+    #[arg(long)]
+    nat_timeout: Option<humantime::Duration>,
+    /// Mean time between app suspensions (no packets either way, the app does nothing).
+    #[arg(long)]
+    suspend_every: Option<humantime::Duration>,
+    /// Shortest suspension.
+    #[arg(long)]
+    suspend_min: Option<humantime::Duration>,
+    /// Longest suspension.
+    #[arg(long)]
+    suspend_max: Option<humantime::Duration>,
+}
+
+impl NetArgs {
+    /// The network asked for: `None` when no flag names one.
+    pub fn params(&self) -> anyhow::Result<Option<NetParams>> {
+        let any = self.net_loss.is_some()
+            || self.net_burst.is_some()
+            || self.net_rtt.is_some()
+            || self.net_jitter.is_some()
+            || self.net_bandwidth.is_some()
+            || self.net_queue.is_some()
+            || self.dead_zone_every.is_some()
+            || self.nat_rebind_every.is_some()
+            || self.nat_timeout.is_some()
+            || self.suspend_every.is_some();
+        if self.network.is_none() && !any {
+            return Ok(None);
+        }
+        let name = self.network.as_deref().unwrap_or("clean");
+        let Some(mut p) = NetParams::profile(name) else {
+            bail!("--network {name}: unknown (known: {})", PROFILES.join(", "));
+        };
+        let d = |v: Option<humantime::Duration>| v.map(Duration::from);
+        let ms = |v: humantime::Duration| Duration::from(v).as_secs_f64() * 1000.0;
+        if any {
+            p.name = format!("{name}+flags");
+        }
+        p.loss = self.net_loss.unwrap_or(p.loss);
+        p.burst = self.net_burst.unwrap_or(p.burst);
+        p.rtt_ms = self.net_rtt.map_or(p.rtt_ms, ms);
+        p.jitter_ms = self.net_jitter.map_or(p.jitter_ms, ms);
+        p.bandwidth_bps = self.net_bandwidth.or(p.bandwidth_bps);
+        p.queue_bytes = self.net_queue.unwrap_or(p.queue_bytes);
+        p.dead_every = d(self.dead_zone_every).or(p.dead_every);
+        p.dead_for = (
+            d(self.dead_zone_min).unwrap_or(p.dead_for.0),
+            d(self.dead_zone_max).unwrap_or(p.dead_for.1),
+        );
+        p.rebind_every = d(self.nat_rebind_every).or(p.rebind_every);
+        p.nat_timeout = d(self.nat_timeout).or(p.nat_timeout);
+        p.suspend_every = d(self.suspend_every).or(p.suspend_every);
+        p.suspend_for = (
+            d(self.suspend_min).unwrap_or(p.suspend_for.0),
+            d(self.suspend_max).unwrap_or(p.suspend_for.1),
+        );
+        p.check().map_err(|e| anyhow::anyhow!("--network: {e}"))?;
+        Ok(Some(p))
+    }
 }
 
 /// Runs the load generator.
@@ -217,6 +325,17 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.seed = args.seed;
     cfg.progress = !args.quiet;
     cfg.gateway_pid = args.gateway_pid;
+    cfg.net = args.net.params()?;
+    cfg.timers = Timers {
+        keep_alive: match args.keep_alive.as_str() {
+            "off" | "none" => None,
+            v => Some(
+                humantime::parse_duration(v)
+                    .with_context(|| format!("--keep-alive {v}: a duration or \"off\""))?,
+            ),
+        },
+        idle_timeout: args.idle_timeout.into(),
+    };
 
     eprintln!(
         "replaying {} traces ({} points) as {} drivers against {} for {} after a {:?} ramp",

@@ -109,6 +109,8 @@ pub enum Kind {
     Backlog,
     /// Time to open a session (QUIC + TLS handshake, Hello, Welcome).
     Handshake,
+    /// QUIC's smoothed round-trip estimate, sampled at every upload (with a network model).
+    Rtt,
 }
 
 /// The shared histograms.
@@ -119,6 +121,7 @@ pub struct Histograms {
     interval: Histogram<u64>,
     backlog: Histogram<u64>,
     handshake: Histogram<u64>,
+    rtt: Histogram<u64>,
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -135,6 +138,7 @@ impl Default for Histograms {
             interval: new_hist(),
             backlog: new_hist(),
             handshake: new_hist(),
+            rtt: new_hist(),
         }
     }
 }
@@ -162,6 +166,7 @@ impl Latencies {
             }
             Kind::Backlog => h.backlog.saturating_record_n(us, n),
             Kind::Handshake => h.handshake.saturating_record_n(us, n),
+            Kind::Rtt => h.rtt.saturating_record_n(us, n),
         }
     }
 
@@ -182,6 +187,13 @@ impl Latencies {
             Summary::of(&h.backlog),
             Summary::of(&h.handshake),
         )
+    }
+}
+
+impl Latencies {
+    /// The round trips sampled (`Kind::Rtt`).
+    pub fn rtt(&self) -> Summary {
+        Summary::of(&self.lock().rtt)
     }
 }
 
@@ -484,6 +496,8 @@ pub struct ReplayReport {
     pub window: WindowReport,
     /// UDP datagrams dropped by the kernel over the whole run.
     pub udp_drops: UdpDrops,
+    /// What the network model did and what the phones' radios spent (with `--network`).
+    pub net: Option<crate::replay::netreport::NetReport>,
 }
 
 impl ReplayReport {
@@ -564,6 +578,9 @@ impl ReplayReport {
             n(self.udp_drops.client),
             n(self.udp_drops.machine)
         );
+        if let Some(net) = &self.net {
+            o.push_str(&net.table());
+        }
         if let Some(g) = &w.gateway {
             let _ = writeln!(
                 o,

@@ -7,6 +7,7 @@
 //!   state machine (unit tested) and the tokio task and QUIC link that carry it out, the
 //!   `/proc` probes and the report; its module doc has the map.
 //! - [`metrics`]: what the load generator measures and its report.
+//! - [`netreport`]: what the network model did and the phones' radio budget, in the report.
 //! - [`playback`]: a trace played back and forth as an endless route.
 //! - [`trace`]: recorded traces and their readers, one file per format: GPX, CSV (with presets)
 //!   and GeoJSON.
@@ -14,6 +15,7 @@
 pub mod drive;
 pub mod load;
 pub mod metrics;
+pub mod netreport;
 pub mod playback;
 pub mod sim;
 pub mod trace;

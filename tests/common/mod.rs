@@ -514,3 +514,18 @@ pub async fn parcel_events_until(
     }
     got
 }
+
+/// A synthetic drive for the load generator: 10 m/s due north from (38.9, `lon`), one point a
+/// second for 10 minutes, 5 m accuracy.
+pub fn north_trace(id: &str, lon: f64) -> milepost::replay::trace::Trace {
+    use milepost::replay::trace::{Trace, TracePoint};
+    let points = (0..600)
+        .map(|i| {
+            let mut p = TracePoint::new(1_700_000_000_000 + i * 1000, 38.9 + i as f64 * 9e-5, lon);
+            p.accuracy_m = Some(5.0);
+            p.speed_mps = Some(10.0);
+            p
+        })
+        .collect();
+    Trace::new(id, points)
+}

@@ -6,8 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::net::NetParams;
 use crate::auth::TokenKey;
-use crate::client::ClientError;
+use crate::client::{ClientError, Timers};
 
 /// How fast drivers produce fixes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,6 +96,12 @@ pub struct ReplayConfig {
     pub progress: bool,
     /// The gateway's process id, to measure its CPU time and memory from `/proc`.
     pub gateway_pid: Option<u32>,
+    /// The phones' mobile network, played by a user-space relay per driver (`None`: straight
+    /// to the gateway). With one, a driver waits out its longest outage before giving up, and
+    /// the drain is as long.
+    pub net: Option<NetParams>,
+    /// The phones' QUIC keep-alive and idle timeout.
+    pub timers: Timers,
 }
 
 impl ReplayConfig {
@@ -133,6 +140,8 @@ impl ReplayConfig {
             seed: 1,
             progress: false,
             gateway_pid: None,
+            net: None,
+            timers: Timers::default(),
         }
     }
 }
@@ -173,6 +182,10 @@ pub(super) fn check(cfg: &ReplayConfig) -> Result<(), ReplayError> {
         if !(0.0..=1.0).contains(&p) {
             return Err(ReplayError::Config(format!("{what} must be in [0, 1]")));
         }
+    }
+    if let Some(net) = &cfg.net {
+        net.check()
+            .map_err(|e| ReplayError::Config(format!("network: {e}")))?;
     }
     if !(cfg.spread_m.is_finite() && cfg.spread_m >= 0.0) {
         return bad("spread must be a non-negative number of metres");

@@ -119,6 +119,11 @@ impl Driver {
         std::mem::take(&mut self.out)
     }
 
+    /// The end of the app suspension `now` falls in, if any (the network model's plan).
+    pub fn suspended_until(&self, now: u64) -> Option<u64> {
+        self.plan.schedule.suspended_until(now)
+    }
+
     /// The driver starts at `now`: it connects at once.
     pub fn start(&mut self, now: u64) {
         self.retry_at = Some(now);

@@ -15,7 +15,7 @@ use tokio::time::Sleep;
 
 use super::config::ReplayConfig;
 use crate::auth::{Claims, Role};
-use crate::client::{ClientEndpoint, ClientError, Phone};
+use crate::client::{ClientEndpoint, ClientError, Phone, Timers};
 use crate::replay::metrics::Wire;
 use crate::wire::{write_msg, WireError};
 
@@ -34,9 +34,13 @@ pub(super) fn big_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocke
     Ok(sock)
 }
 
-/// A client endpoint trusting `ca`, moved onto a [`big_socket`].
-pub(super) fn endpoint(bind: SocketAddr, ca: &Path) -> Result<ClientEndpoint, ClientError> {
-    let ep = ClientEndpoint::new(bind, ca)?;
+/// A client endpoint trusting `ca` with the phones' QUIC `timers`, moved onto a [`big_socket`].
+pub(super) fn endpoint(
+    bind: SocketAddr,
+    ca: &Path,
+    timers: Timers,
+) -> Result<ClientEndpoint, ClientError> {
+    let ep = ClientEndpoint::with_timers(bind, ca, timers)?;
     ep.quinn().rebind(big_socket(bind)?)?;
     Ok(ep)
 }
@@ -165,15 +169,16 @@ pub(super) async fn next_event(link: Option<&mut Link>, mut sleep: Pin<&mut Slee
     }
 }
 
-/// Opens a session as driver `id`: QUIC + TLS, then Hello/Welcome on the first bidirectional
+/// Opens a session as driver `id` at `server` (the gateway or the driver's relay): QUIC + TLS, then Hello/Welcome on the first bidirectional
 /// stream.
 pub(super) async fn open_link(
     cfg: &ReplayConfig,
+    server: SocketAddr,
     ep: &ClientEndpoint,
     phone: &Phone,
     id: &str,
 ) -> Result<(Link, Welcome), ClientError> {
-    let conn = ep.connect_as(phone, cfg.server, &cfg.server_name).await?;
+    let conn = ep.connect_as(phone, server, &cfg.server_name).await?;
     let (mut send, recv) = conn.open_bi().await?;
     let now_s = chrono::Utc::now().timestamp();
     let token = cfg.key.mint(&Claims {

@@ -41,15 +41,21 @@
 //! - `queue`: a phone's queue of unsettled fixes and where each stands.
 //! - `task`: a phone's tokio task, carrying the driver's decisions out over its link.
 //! - `link`: the QUIC side: sockets, opening a session, frames, live fixes and batches.
+//! - `net`: a phone's mobile network, sans IO (burst loss, delay and jitter, a bottleneck,
+//!   dead zones, NAT rebinding, suspensions), drawn from the seed. Unit tested.
+//! - `relay`: the user-space UDP relay per driver that plays `net` on every packet, and
+//!   counts the phone's radio use.
 //! - `probe`: samples at the window's edges (`/proc`) and UDP drops over the run.
 //! - `report`: the progress line and the [`ReplayReport`].
 
 mod config;
 mod driver;
 mod link;
+mod net;
 mod plan;
 mod probe;
 mod queue;
+mod relay;
 mod report;
 mod rng;
 mod run;
@@ -61,6 +67,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{Pace, ReplayConfig, ReplayError};
+pub use net::{NetParams, PROFILES};
+pub use relay::WAKE_GAP_US;
 
 use crate::client::ClientEndpoint;
 use crate::replay::metrics::{proc_sample, ReplayReport};
@@ -68,13 +76,24 @@ use crate::replay::trace::Trace;
 use link::endpoint;
 use plan::{plan_drivers, usable_traces};
 use probe::{window_probe, DropProbe};
+use relay::Relay;
 use report::{progress_loop, report};
 use run::{Run, Timeline};
 use task::DriverTask;
 
 /// Replays `traces` as `cfg.drivers` simulated drivers and reports what was measured.
-pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayReport, ReplayError> {
+pub async fn replay(
+    mut cfg: ReplayConfig,
+    traces: Vec<Trace>,
+) -> Result<ReplayReport, ReplayError> {
     config::check(&cfg)?;
+    if let Some(net) = &cfg.net {
+        // A phone waits out a dead zone or a suspension before giving up, and the run waits
+        // for the backlog of one at the end.
+        let outage = net.longest_outage();
+        cfg.reconnect_for = cfg.reconnect_for.max(outage + Duration::from_secs(60));
+        cfg.drain = cfg.drain.max(outage + Duration::from_secs(30));
+    }
     let traces = usable_traces(&cfg, traces)?;
     let tl = Timeline::new(&cfg);
     let gw_pid = cfg.gateway_pid.map(|p| p.to_string());
@@ -88,13 +107,13 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
     let bind = SocketAddr::new(cfg.bind, 0);
     let mut shared_eps = Vec::new();
     for _ in 0..shared_count.div_ceil(per_ep) {
-        shared_eps.push(endpoint(bind, &cfg.ca)?);
+        shared_eps.push(endpoint(bind, &cfg.ca, cfg.timers)?);
     }
     let mut drivers = Vec::with_capacity(plans.len());
     let mut shared_i = 0u64;
     for plan in plans {
         let ep = if plan.migrate_at.is_some() {
-            endpoint(bind, &cfg.ca)?
+            endpoint(bind, &cfg.ca, cfg.timers)?
         } else {
             let ep = shared_eps[(shared_i / per_ep) as usize].clone();
             shared_i += 1;
@@ -106,10 +125,32 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
 
     let run = Arc::new(Run::start(cfg, traces, tl));
     let all_eps: Vec<ClientEndpoint> = drivers.iter().map(|d| d.1.clone()).collect();
-    let handles: Vec<_> = drivers
-        .into_iter()
-        .map(|(plan, ep, phone)| tokio::spawn(DriverTask::new(run.clone(), plan, ep, phone).run()))
-        .collect();
+    // Each driver's network: a relay of its own, or the gateway itself.
+    let mut relays = Vec::new();
+    let mut tasks = Vec::with_capacity(drivers.len());
+    for (plan, ep, phone) in drivers {
+        let server = match (&run.cfg.net, &run.net) {
+            (Some(p), Some(counters)) => {
+                let relay = Relay::bind(
+                    run.clone(),
+                    bind,
+                    run.cfg.server,
+                    Arc::new(p.clone()),
+                    Arc::new(plan.schedule.clone()),
+                    counters.clone(),
+                    plan.net_seed,
+                )
+                .await
+                .map_err(|e| ReplayError::Client(e.into()))?;
+                let addr = relay.addr().map_err(|e| ReplayError::Client(e.into()))?;
+                relays.push(AbortOnDrop(tokio::spawn(relay.run())));
+                addr
+            }
+            _ => run.cfg.server,
+        };
+        tasks.push(DriverTask::new(run.clone(), plan, ep, phone, server));
+    }
+    let handles: Vec<_> = tasks.into_iter().map(|t| tokio::spawn(t.run())).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let progress = run
         .cfg
@@ -138,8 +179,18 @@ pub async fn replay(cfg: ReplayConfig, traces: Vec<Trace>) -> Result<ReplayRepor
         }
     })
     .await;
+    drop(relays);
     Ok(ReplayReport {
         udp_drops,
         ..report(&run, probes, gw_before)
     })
+}
+
+/// A task aborted when this is dropped (the relays live until the replay ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

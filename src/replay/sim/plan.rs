@@ -3,6 +3,7 @@
 //! period, network switch and random stream), drawn from the seed alone.
 
 use super::config::{Pace, ReplayConfig, ReplayError};
+use super::net::Schedule;
 use super::rng::{between, mix, unit};
 use super::run::Timeline;
 use crate::replay::trace::Trace;
@@ -28,6 +29,11 @@ pub(super) struct DriverPlan {
     pub migrate_at: Option<u64>,
     /// Its random stream (back-off and schedule jitter).
     pub rng: u64,
+    /// Its network's planned events (empty without a network model).
+    pub schedule: Schedule,
+    /// Its network's random stream (a stream of its own, so that a network model leaves every
+    /// other choice of the seed as it was).
+    pub net_seed: u64,
 }
 
 /// The traces a driver can replay at `cfg.pace`: recorded pace needs two distinct times, a
@@ -101,6 +107,11 @@ pub(super) fn plan_drivers(cfg: &ReplayConfig, traces: &[Trace], tl: &Timeline) 
         });
         let migrate_at = migrating[i as usize]
             .then(|| between(&mut r, start_us + span / 5, end_us.saturating_sub(span / 5)));
+        let mut net_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i + 1) ^ 0x4E_4554;
+        mix(&mut net_seed);
+        let schedule = cfg.net.as_ref().map_or_else(Schedule::default, |p| {
+            Schedule::plan(p, &mut net_seed, start_us, end_us)
+        });
         plans.push(DriverPlan {
             id: format!("{}{:05}", cfg.driver_prefix, cfg.first_driver as u64 + i),
             trace,
@@ -111,6 +122,8 @@ pub(super) fn plan_drivers(cfg: &ReplayConfig, traces: &[Trace], tl: &Timeline) 
             offline,
             migrate_at,
             rng: r,
+            schedule,
+            net_seed,
         });
     }
     plans

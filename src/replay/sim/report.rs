@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::probe::Probes;
+use super::relay::DirCounters;
 use super::run::{Run, US};
 use crate::replay::metrics::{
     Counters, GatewayUsage, ProcSample, ReplayReport, UdpDrops, WindowReport,
 };
+use crate::replay::netreport::{DirReport, NetReport};
 
 /// One line per second on stderr (`\r`-rewritten on a terminal), until `stop`.
 pub(super) async fn progress_loop(run: Arc<Run>, stop: Arc<AtomicBool>) {
@@ -104,7 +106,45 @@ pub(super) fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> Rep
         }
         _ => 0.0,
     };
+    let net = run.net.as_ref().zip(run.cfg.net.as_ref()).map(|(c, p)| {
+        let dir = |d: &DirCounters| {
+            let packets = g(&d.packets);
+            let lost = g(&d.lost);
+            DirReport {
+                packets,
+                lost,
+                queue_drops: g(&d.queue),
+                down_drops: g(&d.down),
+                delivered: g(&d.delivered),
+                loss: if packets == 0 {
+                    0.0
+                } else {
+                    lost as f64 / packets as f64
+                },
+            }
+        };
+        let hours = g(&c.phone_us) as f64 / 3.6e9;
+        let per_h = |v: u64| if hours > 0.0 { v as f64 / hours } else { 0.0 };
+        NetReport {
+            profile: p.name.clone(),
+            up: dir(&c.up),
+            down: dir(&c.down),
+            no_mapping: g(&c.no_mapping),
+            rtt: run.lat.rtt(),
+            rebinds: g(&c.rebinds),
+            nat_expiries: g(&c.expiries),
+            dead_zones: g(&c.dead_zones),
+            suspensions: g(&c.suspensions),
+            phone_hours: hours,
+            bytes_up_per_h: per_h(g(&c.up.bytes)),
+            bytes_down_per_h: per_h(g(&c.down.delivered_bytes)),
+            packets_up_per_h: per_h(g(&c.up.packets)),
+            packets_down_per_h: per_h(g(&c.down.delivered)),
+            wakeups_per_h: per_h(g(&c.wakeups)),
+        }
+    });
     ReplayReport {
+        net,
         drivers: run.cfg.drivers as u64,
         traces: run.traces.len() as u64,
         elapsed_s: run.t0.elapsed().as_secs_f64(),

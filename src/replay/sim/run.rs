@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::ReplayConfig;
+use super::relay::NetCounters;
 use crate::replay::metrics::{Counters, Kind, Latencies, WireMarks};
 use crate::replay::trace::Trace;
 
@@ -59,6 +60,8 @@ pub(super) struct Run {
     pub c: Counters,
     pub lat: Latencies,
     pub wire: WireMarks,
+    /// What the relays count, with a network model.
+    pub net: Option<std::sync::Arc<NetCounters>>,
 }
 
 impl Run {
@@ -73,6 +76,7 @@ impl Run {
             c: Counters::default(),
             lat: Latencies::default(),
             wire: WireMarks::default(),
+            net: cfg.net.as_ref().map(|_| Default::default()),
             cfg,
         }
     }

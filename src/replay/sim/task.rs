@@ -14,7 +14,7 @@ use super::link::{big_socket, fatal, next_event, open_link, Event, FrameRx, Link
 use super::plan::DriverPlan;
 use super::run::Run;
 use crate::client::{ClientEndpoint, Phone};
-use crate::replay::metrics::{Counters, Wire};
+use crate::replay::metrics::{Counters, Kind, Wire};
 
 /// Notes on stderr, with the wall-clock time, the moment every driver is in a state (the
 /// reconnect storm bench reads these lines).
@@ -34,12 +34,21 @@ pub(super) struct DriverTask {
     link: Option<Link>,
     /// Traffic of this driver's closed connections.
     wire_closed: Wire,
+    /// Where it connects: the gateway, or its network's relay.
+    server: SocketAddr,
 }
 
 impl DriverTask {
     /// The task of the driver planned as `plan`, on `ep`.
-    pub fn new(run: Arc<Run>, plan: DriverPlan, ep: ClientEndpoint, phone: Phone) -> DriverTask {
+    pub fn new(
+        run: Arc<Run>,
+        plan: DriverPlan,
+        ep: ClientEndpoint,
+        phone: Phone,
+        server: SocketAddr,
+    ) -> DriverTask {
         DriverTask {
+            server,
             driver: Driver::new(run.clone(), plan),
             run,
             ep,
@@ -53,11 +62,18 @@ impl DriverTask {
     pub async fn run(mut self) {
         let run = self.run.clone();
         tokio::time::sleep_until(run.at(self.driver.start_us())).await;
-        self.driver.start(run.now_us());
+        let started = run.now_us();
+        self.driver.start(started);
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
         loop {
-            let now = run.now_us();
+            let mut now = run.now_us();
+            if let Some(until) = self.driver.suspended_until(now) {
+                // The operating system suspended the app: it does nothing until it resumes
+                // (its QUIC connection's timers run on; the relay passes nothing meanwhile).
+                tokio::time::sleep_until(run.at(until)).await;
+                now = run.now_us();
+            }
             self.tick(now).await;
             if self.driver.done() {
                 break;
@@ -69,6 +85,9 @@ impl DriverTask {
         }
         self.driver.finish();
         self.act();
+        if let Some(net) = &run.net {
+            Counters::add(&net.phone_us, run.now_us().saturating_sub(started));
+        }
     }
 
     /// Does everything that is due at `now`.
@@ -96,7 +115,7 @@ impl DriverTask {
         let id = self.driver.id();
         let attempt = tokio::time::timeout(
             Duration::from_millis(attempt_ms),
-            open_link(&run.cfg, &self.ep, &self.phone, id),
+            open_link(&run.cfg, self.server, &self.ep, &self.phone, id),
         )
         .await;
         match attempt {
@@ -129,6 +148,10 @@ impl DriverTask {
         let Some(link) = self.link.as_mut() else {
             return;
         };
+        if self.run.net.is_some() {
+            let rtt = link.conn.rtt().as_micros() as u64;
+            self.run.lat.record(Kind::Rtt, rtt, 1);
+        }
         if let Some((seq, fix)) = upload.live {
             if link.send_live(seq, fix) {
                 self.driver.sent_live(upload.sched, now);

@@ -45,6 +45,8 @@ fn plan() -> DriverPlan {
         offline: None,
         migrate_at: None,
         rng: 7,
+        schedule: Default::default(),
+        net_seed: 8,
     }
 }
 
