@@ -120,6 +120,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The smallest `limits.max_frame` a gateway may be configured with (PROTOCOL.md 6.1).
+pub const MIN_MAX_FRAME: u32 = 4096;
+
 impl Config {
     /// Reads a TOML file on top of the defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -136,9 +139,11 @@ impl Config {
     /// Checks the values that would make the gateway misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        if l.max_frame == 0 || l.max_frame as usize > milepost_proto::MAX_FRAME_HARD {
+        // A Hello must fit before the client knows the limit (PROTOCOL.md 6.1).
+        if l.max_frame < MIN_MAX_FRAME || l.max_frame as usize > milepost_proto::MAX_FRAME_HARD {
             return Err(ConfigError::Invalid(format!(
-                "limits.max_frame must be 1..={}",
+                "limits.max_frame must be {MIN_MAX_FRAME}..={} (a Hello must fit before the \
+                 client knows the limit)",
                 milepost_proto::MAX_FRAME_HARD
             )));
         }
@@ -241,6 +246,19 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, Config::default());
         back.validate().unwrap();
+    }
+
+    #[test]
+    fn a_frame_limit_too_small_for_a_hello_is_refused() {
+        let mut c = Config::default();
+        c.limits.max_frame = 1_000;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_frame must be 4096"));
+        c.limits.max_frame = MIN_MAX_FRAME;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -18,6 +18,12 @@ use milepost::store::LogReader;
 use milepost_core::store::{BatchEntry, LogRecord};
 use milepost_proto::DriverId;
 
+/// One replay at a time: each is a few thousand packets a second through the relays, and the
+/// machine has two cores. (Run side by side, the 3g-poor test once ended with one fix unsettled
+/// after its 30 s drain on a live connection: a load generator or gateway bug under CPU
+/// starvation, not found yet; see docs/NETWORK.md, "Known problems".)
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config(t: &TestGateway, drivers: u32, per_s: f64, secs: u64, net: NetParams) -> ReplayConfig {
     let mut cfg = ReplayConfig::new(
         t.gw.local_addr,
@@ -93,6 +99,7 @@ fn stored(dir: &std::path::Path) -> (BTreeMap<String, BTreeMap<u64, u32>>, bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lossy_slow_network_still_settles_every_fix_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = common::start().await;
     let net = NetParams::profile("3g-poor").unwrap();
     let cfg = config(&t, 20, 5.0, 8, net);
@@ -130,6 +137,7 @@ async fn a_lossy_slow_network_still_settles_every_fix_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nat_rebindings_in_the_middle_of_batches_lose_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = common::start().await;
     let mut net = NetParams::profile("lte-urban").unwrap();
     // A new public port every 700 ms on average, while batches of 10 are on their way.
@@ -150,6 +158,7 @@ async fn nat_rebindings_in_the_middle_of_batches_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_zones_and_suspensions_longer_than_the_idle_timeout_lose_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = common::start().await;
     let mut net = NetParams::profile("lte-good").unwrap();
     // 35 s outages (longer than the 30 s idle timeout): 175 fixes of backlog each at 5 fixes/s.
@@ -182,6 +191,39 @@ async fn dead_zones_and_suspensions_longer_than_the_idle_timeout_lose_nothing() 
     assert!(in_order, "every backlog was uploaded oldest first");
     let expected: BTreeSet<u64> = seen.values().flat_map(|m| m.keys().copied()).collect();
     assert!(!expected.is_empty());
+    for (driver, m) in &seen {
+        assert!(m.values().all(|&n| n == 1), "{driver} stored a fix twice");
+        let max = m.keys().next_back().copied().unwrap_or(0);
+        assert_eq!(m.len() as u64, max, "{driver}: a gap in what was stored");
+    }
+}
+
+/// The check at full length: a 3-minute dead zone (900 fixes of backlog at 5 fixes/s)
+/// arrives complete, in order and once. About 3.5 minutes: not in the default run;
+/// `cargo test --test network -- --ignored` runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "3.5 minutes; run with --ignored"]
+async fn a_three_minute_dead_zone_delivers_its_backlog_complete_in_order_and_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let t = common::start().await;
+    let mut net = NetParams::profile("lte-good").unwrap();
+    // One zone a couple of seconds in, lasting past the end of the run's measuring (no second
+    // one can start), then the drain.
+    net.dead_every = Some(Duration::from_secs(2));
+    net.dead_for = (Duration::from_secs(180), Duration::from_secs(180));
+    let cfg = config(&t, 2, 5.0, 181, net);
+    let r = replay(cfg, vec![common::north_trace("a", -77.03)])
+        .await
+        .unwrap();
+    eprintln!("{}", r.table());
+    let n = r.net.as_ref().expect("a network report");
+    assert!(n.dead_zones >= 2, "every driver went through one: {n:?}");
+    assert!(r.conn_timed_out >= 2, "{r:?}");
+    assert!(r.backlog_age.count >= 1_000 || r.latency.max_us > 170_000_000);
+    assert_stored_once(&t, &r).await;
+    let dir = t.stop().await;
+    let (seen, in_order) = stored(dir.path());
+    assert!(in_order, "every backlog was uploaded oldest first");
     for (driver, m) in &seen {
         assert!(m.values().all(|&n| n == 1), "{driver} stored a fix twice");
         let max = m.keys().next_back().copied().unwrap_or(0);

@@ -54,7 +54,8 @@ pub struct NetReport {
     pub packets_up_per_h: f64,
     /// Per phone and hour: packets received.
     pub packets_down_per_h: f64,
-    /// Per phone and hour: radio wake-ups (activity after more than 10 s of quiet).
+    /// Per phone and hour: radio wake-ups (activity after more than 10 s of quiet; a phone's
+    /// first activity is not counted).
     pub wakeups_per_h: f64,
 }
 

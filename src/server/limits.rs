@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Largest frame payload accepted, bytes (hard cap 1 MiB).
+    /// Largest frame payload accepted, bytes (4096 to 1 MiB).
     pub max_frame: u32,
     /// Most fixes in one batch.
     pub max_batch: u32,

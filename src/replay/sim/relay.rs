@@ -8,7 +8,10 @@
 //! (not what a dead zone or a suspension swallowed) and the radio's wake-ups (a packet more
 //! than [`WAKE_GAP_US`] after the previous one), for the battery and data budget.
 //!
-//! Two sockets per driver: a run of N drivers needs 2N file descriptors (`ulimit -n`).
+//! One socket per driver, until the driver's first NAT rebinding: until then the relay's one
+//! socket is both the address the phone sends to and the phone's public address (packets from
+//! the gateway's address go down, all others up); a rebinding gives the public side a socket of
+//! its own. A run of N drivers needs N to 2N file descriptors (`ulimit -n`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -46,7 +49,7 @@ pub struct NetCounters {
     pub dead_zones: AtomicU64,
     /// Suspensions entered.
     pub suspensions: AtomicU64,
-    /// The phones' radio wake-ups.
+    /// The phones' radio wake-ups (after their first activity).
     pub wakeups: AtomicU64,
     /// Time the phones ran, us (each driver from its start to its end).
     pub phone_us: AtomicU64,
@@ -98,6 +101,23 @@ impl DirCounters {
 /// A packet on its way: (arrival, order of arrival at the relay, direction, bytes).
 type InFlight = Reverse<(u64, u64, Dir, Vec<u8>)>;
 
+/// Receives on `sock`, or waits forever without one.
+async fn recv_on(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The loopback address of `bind`'s family.
+fn loopback(bind: SocketAddr) -> std::net::IpAddr {
+    if bind.is_ipv4() {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    }
+}
+
 /// Which way a packet goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Dir {
@@ -114,10 +134,11 @@ pub(super) struct Relay {
     p: Arc<NetParams>,
     up: Pipe,
     down: Pipe,
-    /// Phone-facing socket (the address the phone connects to).
+    /// Phone-facing socket (the address the phone connects to), also the phone's public
+    /// address until the first rebinding.
     phone_side: UdpSocket,
-    /// Gateway-facing socket: the phone's public address.
-    public: UdpSocket,
+    /// The phone's public address after a rebinding.
+    public: Option<UdpSocket>,
     /// The phone's address, once it sent something.
     phone: Option<SocketAddr>,
     /// Packets on their way, earliest arrival first.
@@ -146,7 +167,7 @@ impl Relay {
             up: Pipe::new(&p, seed ^ 0x0A),
             down: Pipe::new(&p, seed ^ 0x0B),
             phone_side: UdpSocket::bind(bind).await?,
-            public: UdpSocket::bind(bind).await?,
+            public: None,
             run,
             gateway,
             counters,
@@ -162,9 +183,15 @@ impl Relay {
         })
     }
 
-    /// The address the phone sends to.
+    /// The address the phone sends to (on loopback when bound to every interface: the phones
+    /// live in this process).
     pub fn addr(&self) -> std::io::Result<SocketAddr> {
-        self.phone_side.local_addr()
+        let a = self.phone_side.local_addr()?;
+        Ok(if a.ip().is_unspecified() {
+            SocketAddr::new(loopback(a), a.port())
+        } else {
+            a
+        })
     }
 
     /// Relays until dropped (the run aborts the task at its end).
@@ -180,12 +207,21 @@ impl Relay {
             sleep.as_mut().reset(self.run.at(wake.max(now)));
             tokio::select! {
                 r = self.phone_side.recv_from(&mut from_phone) => {
-                    if let Ok((n, phone)) = r {
-                        self.phone = Some(phone);
-                        self.uplink(&from_phone[..n]).await;
+                    match r {
+                        // The gateway, answering the public address before any rebinding.
+                        Ok((n, from)) if from == self.gateway => {
+                            if self.public.is_none() {
+                                self.downlink(&from_phone[..n]);
+                            }
+                        }
+                        Ok((n, phone)) => {
+                            self.phone = Some(phone);
+                            self.uplink(&from_phone[..n]).await;
+                        }
+                        Err(_) => {}
                     }
                 }
-                r = self.public.recv_from(&mut from_gw) => {
+                r = recv_on(self.public.as_ref(), &mut from_gw) => {
                     if let Ok((n, _)) = r {
                         self.downlink(&from_gw[..n]);
                     }
@@ -245,7 +281,8 @@ impl Relay {
             add(&c.delivered_bytes, bytes.len() as u64);
             match dir {
                 Dir::Up => {
-                    let _ = self.public.send_to(&bytes, self.gateway).await;
+                    let public = self.public.as_ref().unwrap_or(&self.phone_side);
+                    let _ = public.send_to(&bytes, self.gateway).await;
                 }
                 Dir::Down => {
                     if let Some(phone) = self.phone {
@@ -259,12 +296,12 @@ impl Relay {
 
     /// A new public address: the old mapping is gone, packets to it are lost.
     async fn rebind(&mut self) -> bool {
-        let Ok(bind) = self.public.local_addr() else {
+        let Ok(bind) = self.phone_side.local_addr() else {
             return false;
         };
         match UdpSocket::bind(std::net::SocketAddr::new(bind.ip(), 0)).await {
             Ok(s) => {
-                self.public = s;
+                self.public = Some(s);
                 true
             }
             Err(_) => false,
@@ -288,11 +325,12 @@ impl Relay {
         true
     }
 
-    /// Counts radio activity, and a wake-up after a quiet gap.
+    /// Counts radio activity, and a wake-up after a quiet gap (the phone's first activity is
+    /// not one: a run of minutes would count it as dozens per hour).
     fn radio(&mut self, now: u64) {
         if self
             .last_radio
-            .is_none_or(|t| now.saturating_sub(t) > WAKE_GAP_US)
+            .is_some_and(|t| now.saturating_sub(t) > WAKE_GAP_US)
         {
             add(&self.counters.wakeups, 1);
         }
