@@ -35,7 +35,7 @@ for p in $PROFILES; do
           def ms: . / 1000 | (. * 10 | round) / 10;
           "\($n) drivers: conns lost \(.conn_lost) (reset \(.conn_reset), timed out \(.conn_timed_out)), reconnects \(.reconnects), duplicates \(.duplicates), unsettled \(.unsettled); backlog age p99 \(.backlog_age.p99_us | ms) ms",
           (if .net then
-            "  network: loss up \(.net.up.loss | pct) % down \(.net.down.loss | pct) %, queue drops \(.net.up.queue_drops)/\(.net.down.queue_drops), rtt p50 \(.net.rtt.p50_us | ms) p99 \(.net.rtt.p99_us | ms) ms, rebinds \(.net.rebinds) + \(.net.nat_expiries) expired, dead zones \(.net.dead_zones)",
+            "  network: loss up \(.net.up.loss | pct) % down \(.net.down.loss | pct) %, queue drops \(.net.up.queue_drops)/\(.net.down.queue_drops), rtt p50 \(.net.rtt_p50_us | ms) p99 \(.net.rtt_p99_us | ms) ms, rebinds \(.net.rebinds) + \(.net.nat_expiries) expired, dead zones \(.net.dead_zones)",
             "  radio per phone-hour: \((.net.bytes_up_per_h + .net.bytes_down_per_h) / 1e6 * 100 | round / 100) MB (\(.net.bytes_up_per_h / 1e3 | round) KB up), \(.net.packets_up_per_h | round) packets up, \(.net.packets_down_per_h | round) down, \(.net.wakeups_per_h | round) wake-ups"
           else empty end)' "$f"
     done

@@ -4,8 +4,6 @@
 
 use serde::Serialize;
 
-use crate::replay::metrics::Summary;
-
 /// One direction's realised figures.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DirReport {
@@ -34,8 +32,10 @@ pub struct NetReport {
     pub down: DirReport,
     /// Downlink packets lost to an expired NAT mapping.
     pub no_mapping: u64,
-    /// QUIC's smoothed round trip, sampled at every upload.
-    pub rtt: Summary,
+    /// QUIC's smoothed round trip sampled at every upload: median, us.
+    pub rtt_p50_us: u64,
+    /// Its 99th percentile, us.
+    pub rtt_p99_us: u64,
     /// Spontaneous NAT rebindings.
     pub rebinds: u64,
     /// Idle NAT mappings that expired and were replaced.
@@ -85,8 +85,8 @@ impl NetReport {
         let _ = writeln!(
             o,
             "        QUIC rtt p50 {:.1} ms p99 {:.1} ms; NAT rebinds {} + {} expired mappings; dead zones {}; suspensions {}",
-            ms(self.rtt.p50_us),
-            ms(self.rtt.p99_us),
+            ms(self.rtt_p50_us),
+            ms(self.rtt_p99_us),
             self.rebinds,
             self.nat_expiries,
             self.dead_zones,

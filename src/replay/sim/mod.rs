@@ -43,6 +43,7 @@
 //! - `link`: the QUIC side: sockets, opening a session, frames, live fixes and batches.
 //! - `net`: a phone's mobile network, sans IO (burst loss, delay and jitter, a bottleneck,
 //!   dead zones, NAT rebinding, suspensions), drawn from the seed. Unit tested.
+//! - `netcount`: what the relays count (shared atomics).
 //! - `relay`: the user-space UDP relay per driver that plays `net` on every packet, and
 //!   counts the phone's radio use.
 //! - `probe`: samples at the window's edges (`/proc`) and UDP drops over the run.
@@ -52,6 +53,7 @@ mod config;
 mod driver;
 mod link;
 mod net;
+mod netcount;
 mod plan;
 mod probe;
 mod queue;

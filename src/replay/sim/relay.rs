@@ -16,12 +16,12 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 
 use super::net::{Drop, NetParams, Pipe, Schedule};
+use super::netcount::{add, NetCounters};
 use super::run::Run;
 
 /// A gap between radio activity longer than this, us, means the radio went idle and woke up
@@ -30,73 +30,6 @@ pub const WAKE_GAP_US: u64 = 10_000_000;
 
 /// Largest datagram relayed (QUIC's are at most 1,500 bytes here: no path MTU discovery).
 const MAX_DATAGRAM: usize = 2_048;
-
-/// What every relay of a run counts.
-#[derive(Debug, Default)]
-pub struct NetCounters {
-    /// Packets the phone sent / that passed / lost (random) / dropped by the full bottleneck /
-    /// swallowed while the link was down, towards the gateway.
-    pub up: DirCounters,
-    /// The same towards the phone, plus `no_mapping` (the NAT had forgotten the phone).
-    pub down: DirCounters,
-    /// Downlink packets dropped because the NAT mapping had expired.
-    pub no_mapping: AtomicU64,
-    /// Spontaneous NAT rebindings done.
-    pub rebinds: AtomicU64,
-    /// NAT mappings that expired (idle) and were replaced by the phone's next packet.
-    pub expiries: AtomicU64,
-    /// Dead zones entered.
-    pub dead_zones: AtomicU64,
-    /// Suspensions entered.
-    pub suspensions: AtomicU64,
-    /// The phones' radio wake-ups (after their first activity).
-    pub wakeups: AtomicU64,
-    /// Time the phones ran, us (each driver from its start to its end).
-    pub phone_us: AtomicU64,
-}
-
-/// One direction's packet counts.
-#[derive(Debug, Default)]
-pub struct DirCounters {
-    /// Packets offered while the link was up (the radio sent or received them).
-    pub packets: AtomicU64,
-    /// Their bytes (UDP payload).
-    pub bytes: AtomicU64,
-    /// Of `packets`: delivered.
-    pub passed: AtomicU64,
-    /// Of `packets`: lost at random.
-    pub lost: AtomicU64,
-    /// Of `packets`: dropped by a full bottleneck buffer.
-    pub queue: AtomicU64,
-    /// Packets swallowed while the link was down (not counted in `packets`), on the way in or
-    /// in flight when it went down.
-    pub down: AtomicU64,
-    /// Packets that reached the other end, and their bytes.
-    pub delivered: AtomicU64,
-    /// Bytes of `delivered`.
-    pub delivered_bytes: AtomicU64,
-}
-
-fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
-impl DirCounters {
-    fn count(&self, size: usize, verdict: Result<u64, Drop>) {
-        if verdict == Err(Drop::Down) {
-            add(&self.down, 1);
-            return;
-        }
-        add(&self.packets, 1);
-        add(&self.bytes, size as u64);
-        match verdict {
-            Ok(_) => add(&self.passed, 1),
-            Err(Drop::Loss) => add(&self.lost, 1),
-            Err(Drop::Queue) => add(&self.queue, 1),
-            Err(Drop::Down) => {}
-        }
-    }
-}
 
 /// A packet on its way: (arrival, order of arrival at the relay, direction, bytes).
 type InFlight = Reverse<(u64, u64, Dir, Vec<u8>)>;

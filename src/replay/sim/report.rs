@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::netcount::DirCounters;
 use super::probe::Probes;
-use super::relay::DirCounters;
 use super::run::{Run, US};
 use crate::replay::metrics::{
     Counters, GatewayUsage, ProcSample, ReplayReport, UdpDrops, WindowReport,
@@ -130,7 +130,8 @@ pub(super) fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> Rep
             up: dir(&c.up),
             down: dir(&c.down),
             no_mapping: g(&c.no_mapping),
-            rtt: run.lat.rtt(),
+            rtt_p50_us: run.lat.rtt().p50_us,
+            rtt_p99_us: run.lat.rtt().p99_us,
             rebinds: g(&c.rebinds),
             nat_expiries: g(&c.expiries),
             dead_zones: g(&c.dead_zones),

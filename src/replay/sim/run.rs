@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::ReplayConfig;
-use super::relay::NetCounters;
+use super::netcount::NetCounters;
 use crate::replay::metrics::{Counters, Kind, Latencies, WireMarks};
 use crate::replay::trace::Trace;
 
