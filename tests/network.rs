@@ -218,7 +218,9 @@ async fn a_three_minute_dead_zone_delivers_its_backlog_complete_in_order_and_onc
     eprintln!("{}", r.table());
     let n = r.net.as_ref().expect("a network report");
     assert!(n.dead_zones >= 2, "every driver went through one: {n:?}");
-    assert!(r.conn_timed_out >= 2, "{r:?}");
+    // A zone that began before a driver's first connection shows as failed connection
+    // attempts rather than a timed-out connection.
+    assert!(r.conn_timed_out >= 1 && r.connect_errors >= 1, "{r:?}");
     assert!(r.backlog_age.count >= 1_000 || r.latency.max_us > 170_000_000);
     assert_stored_once(&t, &r).await;
     let dir = t.stop().await;
