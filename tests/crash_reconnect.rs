@@ -9,26 +9,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::SECRET;
-use milepost::auth::TokenKey;
-use milepost::replay::sim::{replay, Pace, ReplayConfig};
+use milepost::replay::sim::replay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_every_phone_is_reset_at_once_not_timed_out() {
     const DRIVERS: u32 = 300;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = common::spawn_binary(dir.path(), "127.0.0.1:0", &[]);
-    let mut cfg = ReplayConfig::new(
-        addr,
-        dir.path().join("certs/ca.pem"),
-        TokenKey::new(SECRET.as_bytes()),
-    );
-    cfg.bind = "127.0.0.1".parse().unwrap();
+    let mut cfg = common::replay_config(addr, dir.path().join("certs/ca.pem"), 1.0);
     cfg.drivers = DRIVERS;
-    cfg.pace = Pace::Rate {
-        per_s: 1.0,
-        speedup: 1.0,
-    };
     cfg.ramp = Duration::from_secs(3);
     cfg.warmup = Duration::from_millis(500);
     // Long enough after the restart for every phone to come back, far shorter than the idle

@@ -10,12 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{TestGateway, SECRET};
-use milepost::auth::TokenKey;
+use common::TestGateway;
 use milepost::replay::metrics::ReplayReport;
-use milepost::replay::sim::{replay, NetParams, Pace, ReplayConfig};
-use milepost::store::LogReader;
-use milepost_core::store::{BatchEntry, LogRecord};
+use milepost::replay::sim::{replay, NetParams, ReplayConfig};
+use milepost_core::store::BatchEntry;
 use milepost_proto::DriverId;
 
 /// One replay at a time: each is a few thousand packets a second through the relays, and the
@@ -25,17 +23,8 @@ use milepost_proto::DriverId;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn config(t: &TestGateway, drivers: u32, per_s: f64, secs: u64, net: NetParams) -> ReplayConfig {
-    let mut cfg = ReplayConfig::new(
-        t.gw.local_addr,
-        t.ca.clone(),
-        TokenKey::new(SECRET.as_bytes()),
-    );
-    cfg.bind = "127.0.0.1".parse().expect("an IP");
+    let mut cfg = common::replay_config(t.gw.local_addr, t.ca.clone(), per_s);
     cfg.drivers = drivers;
-    cfg.pace = Pace::Rate {
-        per_s,
-        speedup: 1.0,
-    };
     cfg.duration = Duration::from_secs(secs);
     cfg.ramp = Duration::from_millis(500);
     cfg.warmup = Duration::from_millis(200);
@@ -74,27 +63,34 @@ fn stored(dir: &std::path::Path) -> (BTreeMap<String, BTreeMap<u64, u32>>, bool)
     let mut seen: BTreeMap<String, BTreeMap<u64, u32>> = BTreeMap::new();
     let mut last_batch: BTreeMap<String, u64> = BTreeMap::new();
     let mut in_order = true;
-    LogReader::new(&dir.join("log"))
-        .replay(|_, rec| {
-            if let LogRecord::Batch {
-                driver, entries, ..
-            } = rec
-            {
-                let first = entries.first().map(|e| e.seq().0);
-                if entries.len() > 1 {
-                    let prev = last_batch.insert(driver.0.clone(), first.unwrap_or(0));
-                    in_order &= prev.is_none_or(|p| p < first.unwrap_or(0));
-                }
-                let m = seen.entry(driver.0).or_default();
-                for e in entries {
-                    if let BatchEntry::Accepted { seq, .. } = e {
-                        *m.entry(seq.0).or_default() += 1;
-                    }
-                }
+    for (driver, entries) in common::batches_in_log(dir) {
+        let first = entries.first().map(|e| e.seq().0);
+        if entries.len() > 1 {
+            let prev = last_batch.insert(driver.0.clone(), first.unwrap_or(0));
+            in_order &= prev.is_none_or(|p| p < first.unwrap_or(0));
+        }
+        let m = seen.entry(driver.0).or_default();
+        for e in entries {
+            if let BatchEntry::Accepted { seq, .. } = e {
+                *m.entry(seq.0).or_default() += 1;
             }
-        })
-        .expect("the log reads back");
+        }
+    }
     (seen, in_order)
+}
+
+/// The log of `dir` holds every driver's fixes once each, without a gap, its backlogs
+/// uploaded oldest first.
+fn assert_complete_in_order_once(dir: &std::path::Path) {
+    let (seen, in_order) = stored(dir);
+    assert!(in_order, "every backlog was uploaded oldest first");
+    let expected: BTreeSet<u64> = seen.values().flat_map(|m| m.keys().copied()).collect();
+    assert!(!expected.is_empty());
+    for (driver, m) in &seen {
+        assert!(m.values().all(|&n| n == 1), "{driver} stored a fix twice");
+        let max = m.keys().next_back().copied().unwrap_or(0);
+        assert_eq!(m.len() as u64, max, "{driver}: a gap in what was stored");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,15 +183,7 @@ async fn dead_zones_and_suspensions_longer_than_the_idle_timeout_lose_nothing() 
     assert!(r.backlog_age.count > 0 || r.latency.max_us > 30_000_000);
     assert_stored_once(&t, &r).await;
     let dir = t.stop().await;
-    let (seen, in_order) = stored(dir.path());
-    assert!(in_order, "every backlog was uploaded oldest first");
-    let expected: BTreeSet<u64> = seen.values().flat_map(|m| m.keys().copied()).collect();
-    assert!(!expected.is_empty());
-    for (driver, m) in &seen {
-        assert!(m.values().all(|&n| n == 1), "{driver} stored a fix twice");
-        let max = m.keys().next_back().copied().unwrap_or(0);
-        assert_eq!(m.len() as u64, max, "{driver}: a gap in what was stored");
-    }
+    assert_complete_in_order_once(dir.path());
 }
 
 /// The check at full length: a 3-minute dead zone (900 fixes of backlog at 5 fixes/s)
@@ -224,11 +212,5 @@ async fn a_three_minute_dead_zone_delivers_its_backlog_complete_in_order_and_onc
     assert!(r.backlog_age.count >= 1_000 || r.latency.max_us > 170_000_000);
     assert_stored_once(&t, &r).await;
     let dir = t.stop().await;
-    let (seen, in_order) = stored(dir.path());
-    assert!(in_order, "every backlog was uploaded oldest first");
-    for (driver, m) in &seen {
-        assert!(m.values().all(|&n| n == 1), "{driver} stored a fix twice");
-        let max = m.keys().next_back().copied().unwrap_or(0);
-        assert_eq!(m.len() as u64, max, "{driver}: a gap in what was stored");
-    }
+    assert_complete_in_order_once(dir.path());
 }

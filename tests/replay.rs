@@ -7,19 +7,12 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{TestGateway, SECRET};
-use milepost::auth::TokenKey;
-use milepost::replay::sim::{replay, Pace, ReplayConfig};
+use common::TestGateway;
+use milepost::replay::sim::{replay, ReplayConfig};
 use milepost_proto::DriverId;
 
 fn replay_config(t: &TestGateway) -> ReplayConfig {
-    let ca = t.ca.clone();
-    let mut cfg = ReplayConfig::new(t.gw.local_addr, ca, TokenKey::new(SECRET.as_bytes()));
-    cfg.bind = "127.0.0.1".parse().expect("an IP");
-    cfg.pace = Pace::Rate {
-        per_s: 10.0,
-        speedup: 1.0,
-    };
+    let mut cfg = common::replay_config(t.gw.local_addr, t.ca.clone(), 10.0);
     cfg.ramp = Duration::from_millis(500);
     cfg.warmup = Duration::from_millis(200);
     cfg.drain = Duration::from_secs(10);
@@ -97,18 +90,11 @@ async fn drivers_with_offline_periods_and_migrations_store_every_fix_once() {
     );
     let dir = t.stop().await;
     let mut stored: std::collections::BTreeMap<(String, u64), u32> = Default::default();
-    milepost::store::LogReader::new(&dir.path().join("log"))
-        .replay(|_, rec| {
-            if let milepost_core::store::LogRecord::Batch {
-                driver, entries, ..
-            } = rec
-            {
-                for e in entries {
-                    *stored.entry((driver.0.clone(), e.seq().0)).or_default() += 1;
-                }
-            }
-        })
-        .unwrap();
+    for (driver, entries) in common::batches_in_log(dir.path()) {
+        for e in entries {
+            *stored.entry((driver.0.clone(), e.seq().0)).or_default() += 1;
+        }
+    }
     assert_eq!(stored.len() as u64, r.sent, "every fix is in the log");
     assert!(stored.values().all(|&n| n == 1), "none twice");
     assert_eq!(seen.0, r.acked, "accepted/rejected/duplicate {seen:?}");
@@ -227,18 +213,10 @@ async fn fixes_whose_session_ends_before_they_are_durable_are_stored_and_counted
     assert_eq!(shared.stats.fixes_duplicate.load(Ordering::Relaxed), 0);
     drop(s);
     let dir = t.stop().await;
-    let mut stored = 0;
-    milepost::store::LogReader::new(&dir.path().join("log"))
-        .replay(|_, rec| {
-            if let milepost_core::store::LogRecord::Batch {
-                driver, entries, ..
-            } = rec
-            {
-                if driver == id {
-                    stored += entries.len();
-                }
-            }
-        })
-        .unwrap();
+    let stored: usize = common::batches_in_log(dir.path())
+        .into_iter()
+        .filter(|(driver, _)| *driver == id)
+        .map(|(_, entries)| entries.len())
+        .sum();
     assert_eq!(stored, 5, "stored once");
 }

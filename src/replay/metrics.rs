@@ -170,6 +170,11 @@ impl Latencies {
         }
     }
 
+    /// The round trips sampled (`Kind::Rtt`).
+    pub fn rtt(&self) -> Summary {
+        Summary::of(&self.lock().rtt)
+    }
+
     /// The ack latency since the last call (for the progress line), then resets it.
     pub fn take_interval(&self) -> Summary {
         let mut h = self.lock();
@@ -187,13 +192,6 @@ impl Latencies {
             Summary::of(&h.backlog),
             Summary::of(&h.handshake),
         )
-    }
-}
-
-impl Latencies {
-    /// The round trips sampled (`Kind::Rtt`).
-    pub fn rtt(&self) -> Summary {
-        Summary::of(&self.lock().rtt)
     }
 }
 

@@ -529,3 +529,41 @@ pub fn north_trace(id: &str, lon: f64) -> milepost::replay::trace::Trace {
         .collect();
     Trace::new(id, points)
 }
+
+/// A load-generator configuration for tests: `server` trusted through `ca`, tokens signed with
+/// the test secret, phones on 127.0.0.1 sending `per_s` fixes a second in real time.
+pub fn replay_config(
+    server: SocketAddr,
+    ca: PathBuf,
+    per_s: f64,
+) -> milepost::replay::sim::ReplayConfig {
+    use milepost::replay::sim::{Pace, ReplayConfig};
+    let mut cfg = ReplayConfig::new(server, ca, milepost::auth::TokenKey::new(SECRET.as_bytes()));
+    cfg.bind = "127.0.0.1".parse().expect("an IP");
+    cfg.pace = Pace::Rate {
+        per_s,
+        speedup: 1.0,
+    };
+    cfg
+}
+
+/// Every fix batch record in a data directory's log, in log order: its driver and entries.
+pub fn batches_in_log(
+    dir: &std::path::Path,
+) -> Vec<(
+    milepost_proto::DriverId,
+    Vec<milepost_core::store::BatchEntry>,
+)> {
+    let mut out = Vec::new();
+    milepost::store::LogReader::new(&dir.join("log"))
+        .replay(|_, rec| {
+            if let milepost_core::store::LogRecord::Batch {
+                driver, entries, ..
+            } = rec
+            {
+                out.push((driver, entries));
+            }
+        })
+        .expect("the log reads back");
+    out
+}

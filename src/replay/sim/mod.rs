@@ -130,15 +130,16 @@ pub async fn replay(
     // Each driver's network: a relay of its own, or the gateway itself.
     let mut relays = Vec::new();
     let mut tasks = Vec::with_capacity(drivers.len());
+    let params = run.cfg.net.clone().map(Arc::new);
     for (plan, ep, phone) in drivers {
-        let server = match (&run.cfg.net, &run.net) {
+        let server = match (&params, &run.net) {
             (Some(p), Some(counters)) => {
                 let relay = Relay::bind(
                     run.clone(),
                     bind,
                     run.cfg.server,
-                    Arc::new(p.clone()),
-                    Arc::new(plan.schedule.clone()),
+                    p.clone(),
+                    plan.schedule.clone(),
                     counters.clone(),
                     plan.net_seed,
                 )

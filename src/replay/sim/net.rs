@@ -160,18 +160,6 @@ impl NetParams {
         Ok(())
     }
 
-    /// True when every packet passes at once: no relay is needed.
-    pub fn is_clean(&self) -> bool {
-        self.loss == 0.0
-            && self.rtt_ms == 0.0
-            && self.jitter_ms == 0.0
-            && self.bandwidth_bps.is_none()
-            && self.dead_every.is_none()
-            && self.rebind_every.is_none()
-            && self.nat_timeout.is_none()
-            && self.suspend_every.is_none()
-    }
-
     /// The longest time the link can be down at once (dead zone or suspension).
     pub fn longest_outage(&self) -> Duration {
         let dead = self.dead_every.map_or(Duration::ZERO, |_| self.dead_for.1);
@@ -495,7 +483,6 @@ mod tests {
         for name in PROFILES {
             let p = NetParams::profile(name).unwrap();
             assert_eq!(p.check(), Ok(()), "{name}");
-            assert_eq!(p.is_clean(), name == "clean");
         }
         assert!(NetParams::profile("5g-dream").is_none());
         assert!(params(1.0, 2.0).check().is_err());

@@ -9,10 +9,9 @@ use super::net::Drop;
 /// What every relay of a run counts.
 #[derive(Debug, Default)]
 pub struct NetCounters {
-    /// Packets the phone sent / that passed / lost (random) / dropped by the full bottleneck /
-    /// swallowed while the link was down, towards the gateway.
+    /// Towards the gateway: packets the phone sent and what became of them.
     pub up: DirCounters,
-    /// The same towards the phone, plus `no_mapping` (the NAT had forgotten the phone).
+    /// The same towards the phone.
     pub down: DirCounters,
     /// Downlink packets dropped because the NAT mapping had expired.
     pub no_mapping: AtomicU64,
@@ -37,8 +36,6 @@ pub struct DirCounters {
     pub packets: AtomicU64,
     /// Their bytes (UDP payload).
     pub bytes: AtomicU64,
-    /// Of `packets`: delivered.
-    pub passed: AtomicU64,
     /// Of `packets`: lost at random.
     pub lost: AtomicU64,
     /// Of `packets`: dropped by a full bottleneck buffer.
@@ -67,10 +64,9 @@ impl DirCounters {
         add(&self.packets, 1);
         add(&self.bytes, size as u64);
         match verdict {
-            Ok(_) => add(&self.passed, 1),
+            Ok(_) | Err(Drop::Down) => {}
             Err(Drop::Loss) => add(&self.lost, 1),
             Err(Drop::Queue) => add(&self.queue, 1),
-            Err(Drop::Down) => {}
         }
     }
 }

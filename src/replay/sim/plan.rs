@@ -2,6 +2,8 @@
 //! driver's [`DriverPlan`] (its id, trace, phase and offset along it, start time, offline
 //! period, network switch and random stream), drawn from the seed alone.
 
+use std::sync::Arc;
+
 use super::config::{Pace, ReplayConfig, ReplayError};
 use super::net::Schedule;
 use super::rng::{between, mix, unit};
@@ -30,7 +32,7 @@ pub(super) struct DriverPlan {
     /// Its random stream (back-off and schedule jitter).
     pub rng: u64,
     /// Its network's planned events (empty without a network model).
-    pub schedule: Schedule,
+    pub schedule: Arc<Schedule>,
     /// Its network's random stream (a stream of its own, so that a network model leaves every
     /// other choice of the seed as it was).
     pub net_seed: u64,
@@ -109,9 +111,9 @@ pub(super) fn plan_drivers(cfg: &ReplayConfig, traces: &[Trace], tl: &Timeline) 
             .then(|| between(&mut r, start_us + span / 5, end_us.saturating_sub(span / 5)));
         let mut net_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i + 1) ^ 0x4E_4554;
         mix(&mut net_seed);
-        let schedule = cfg.net.as_ref().map_or_else(Schedule::default, |p| {
+        let schedule = Arc::new(cfg.net.as_ref().map_or_else(Schedule::default, |p| {
             Schedule::plan(p, &mut net_seed, start_us, end_us)
-        });
+        }));
         plans.push(DriverPlan {
             id: format!("{}{:05}", cfg.driver_prefix, cfg.first_driver as u64 + i),
             trace,

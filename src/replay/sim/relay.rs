@@ -270,6 +270,14 @@ impl Relay {
         self.last_radio = Some(now);
     }
 
+    /// Whether the NAT has forgotten the phone's mapping by `now` (idle past its timeout).
+    fn mapping_expired(&self, now: u64) -> bool {
+        match (self.mapped_at, self.p.nat_timeout) {
+            (Some(t), Some(timeout)) => now.saturating_sub(t) > timeout.as_micros() as u64,
+            _ => false,
+        }
+    }
+
     /// A packet from the phone.
     async fn uplink(&mut self, bytes: &[u8]) {
         let now = self.run.now_us();
@@ -279,10 +287,8 @@ impl Relay {
         }
         self.radio(now);
         // An idle mapping expired: the phone's packet opens a new one (a new public port).
-        if let (Some(t), Some(timeout)) = (self.mapped_at, self.p.nat_timeout) {
-            if now.saturating_sub(t) > timeout.as_micros() as u64 && self.rebind().await {
-                add(&self.counters.expiries, 1);
-            }
+        if self.mapping_expired(now) && self.rebind().await {
+            add(&self.counters.expiries, 1);
         }
         self.mapped_at = Some(now);
         let verdict = self.up.offer(now, bytes.len());
@@ -299,11 +305,9 @@ impl Relay {
             self.counters.down.count(bytes.len(), Err(Drop::Down));
             return;
         }
-        if let (Some(t), Some(timeout)) = (self.mapped_at, self.p.nat_timeout) {
-            if now.saturating_sub(t) > timeout.as_micros() as u64 {
-                add(&self.counters.no_mapping, 1);
-                return;
-            }
+        if self.mapping_expired(now) {
+            add(&self.counters.no_mapping, 1);
+            return;
         }
         self.mapped_at = Some(now);
         let verdict = self.down.offer(now, bytes.len());

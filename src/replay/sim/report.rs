@@ -124,14 +124,15 @@ pub(super) fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> Rep
             }
         };
         let hours = g(&c.phone_us) as f64 / 3.6e9;
+        let rtt = run.lat.rtt();
         let per_h = |v: u64| if hours > 0.0 { v as f64 / hours } else { 0.0 };
         NetReport {
             profile: p.name.clone(),
             up: dir(&c.up),
             down: dir(&c.down),
             no_mapping: g(&c.no_mapping),
-            rtt_p50_us: run.lat.rtt().p50_us,
-            rtt_p99_us: run.lat.rtt().p99_us,
+            rtt_p50_us: rtt.p50_us,
+            rtt_p99_us: rtt.p99_us,
             rebinds: g(&c.rebinds),
             nat_expiries: g(&c.expiries),
             dead_zones: g(&c.dead_zones),
