@@ -12,8 +12,9 @@ use milepost_core::fleet::engine::FleetCore;
 use milepost_core::fleet::positions::Positions;
 use milepost_core::fold::{CommandResult, Fleet, Parts, Touched};
 use milepost_core::store::image::Snapshot;
-use milepost_core::store::{Ledger, LogRecord};
-use milepost_proto::route::Update;
+use milepost_core::store::{BatchEntry, Ledger, LogRecord};
+use milepost_proto::route::{RouteId, Update};
+use milepost_proto::DriverId;
 
 use crate::history::{AlertHandling, History, HistoryWrite};
 use crate::store::LogError;
@@ -22,6 +23,14 @@ use crate::store::LogError;
 /// not make it unusable).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The route whose trail a fix of `driver` extends: its route, once started and until
+/// finished.
+fn trail_route(core: &FleetCore, driver: &DriverId) -> Option<RouteId> {
+    let id = core.route_of_driver(driver)?;
+    let run = core.run(id)?;
+    (run.started_ms.is_some() && run.finished_ms.is_none()).then(|| id.clone())
 }
 
 /// Durable state: dedupe ledger, live positions, the fleet core and the feeds, each shared.
@@ -79,7 +88,7 @@ impl FleetState {
         out: &mut Vec<Update>,
         touched: &mut Touched,
     ) -> Option<CommandResult> {
-        let (closings, result) = {
+        let (closings, result, trail) = {
             let mut positions = lock(&self.positions);
             let mut core = lock(&self.core);
             let mut feed = lock(&self.feed);
@@ -94,13 +103,39 @@ impl FleetState {
                 feed: &mut feed,
             }
             .apply(rec, out, touched);
-            (closings, result)
+            let trail = match (&self.history, rec) {
+                (Some(_), LogRecord::Batch { driver, .. }) => trail_route(&core, driver),
+                _ => None,
+            };
+            (closings, result, trail)
         };
         // Written once the locks are released (a commit is an fsync), before the record counts
         // as applied: a reader told "applied" finds the history there (unless the write
         // failed: then it waits in the backlog and is retried).
         if let Some(h) = &self.history {
+            if let (Some(route), LogRecord::Batch { entries, .. }) = (&trail, rec) {
+                for e in entries {
+                    if let BatchEntry::Accepted { fix, .. } = e {
+                        h.trail_fix(route, fix);
+                    }
+                }
+            }
+            if !closings.is_empty() {
+                // A closing route's trail is written with it.
+                h.submit_trail();
+            }
             h.submit(HistoryWrite::Closings(closings));
+            if let LogRecord::StopAddresses {
+                route_id,
+                addresses,
+                ..
+            } = rec
+            {
+                h.submit(HistoryWrite::Addresses {
+                    route: route_id.clone(),
+                    set: addresses.clone(),
+                });
+            }
             if let LogRecord::AlertHandled {
                 depot,
                 offset,

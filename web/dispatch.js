@@ -1,30 +1,65 @@
-/* The dispatcher map of one depot: live drivers (positions coalesced by the server to a few
-   updates a second), each route's stops coloured by state, an alert list, a route's progress
-   with ETAs on click, and "who is near here" on a click on the map. State comes from
-   /dispatch/state, then live from /dispatch/events (ids are feed offsets; a dropped connection
-   resumes with Last-Event-ID; `resync` means reload the state). Text goes in via textContent. */
+/* The dispatcher console of one depot: live drivers on the map (positions coalesced by the
+   server to a few updates a second), each route's stops coloured by state (the selected
+   route's labelled with their order and address), alerts grouped per driver and acknowledged
+   or resolved here (each a log record), the failed-delivery queue, search by driver, route or
+   tracking number, a route's progress with ETAs, its trail played back on the map, and "who is
+   near here" on a click on the map. State comes from /dispatch/state, then live from the
+   depot's stream (MilepostLive: ids are feed offsets; `resync` means reload the state). Every
+   list is made of buttons, so the keyboard reaches everything. Text goes in via textContent. */
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
-  var el = MilepostMap.el;
   if (/[?&]token=/.test(location.search)) history.replaceState(null, '', location.pathname);
 
-  var map = new MilepostMap.MapView($('map'), { interactive: true });
+  var mapNote = $('map-note');
+  var map = MilepostMap.create($('map'), {
+    interactive: true,
+    onfallback: function (msg) { text(mapNote, msg); mapNote.hidden = false; }
+  });
   var drivers = {};      // id -> dot
   var routes = {};       // route id -> summary
   var driverRoute = {};  // driver id -> route id
-  var markers = {};      // driver id -> <g>
-  var alerts = [];
   var selected = null;   // route id
-  var near = null;       // {lat, lon, r, list}
+  var near = null;       // {lat, lon, r}
   var offset = 0;
   var fitted = false;
-  var ALERTS_MAX = 100;
+  var zone = 'UTC';
+  var STATE_WORDS = { pending: 'to do', next: 'next', arrived: 'driver there', departed: 'left, no outcome', delivered: 'delivered', failed: 'failed', passed: 'passed' };
 
   function text(node, t) { node.textContent = t == null ? '' : t; return node; }
   function li(parent, cls) { var e = document.createElement('li'); if (cls) e.className = cls; parent.appendChild(e); return e; }
   function clearList(id) { var n = $(id); while (n.firstChild) n.removeChild(n.firstChild); return n; }
-  function hhmm(ms) { return ms ? new Date(ms).toISOString().slice(11, 16) : ''; }
+  function stateWord(s) { return STATE_WORDS[s] || s; }
+  /* A list entry that is a button: reached and pressed with the keyboard. */
+  function action(parent, label, onpress, cls) {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'linkish' + (cls ? ' ' + cls : '');
+    text(b, label);
+    b.addEventListener('click', onpress);
+    parent.appendChild(b);
+    return b;
+  }
+  /* HH:MM of `ms` in the depot's zone. */
+  function hhmm(ms) {
+    if (!ms) return '';
+    try {
+      return new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(ms));
+    } catch (e) {
+      return new Date(ms).toISOString().slice(11, 16);
+    }
+  }
+  function km(m) { return m < 1000 ? Math.round(m) + ' m' : (m / 1000).toFixed(1) + ' km'; }
+  function ago(ms) {
+    var s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    return s < 120 ? s + ' s ago' : s < 7200 ? Math.round(s / 60) + ' min ago' : Math.round(s / 3600) + ' h ago';
+  }
+  /* The learned pace (actual / planned time) as a person says it. */
+  function paceWords(p) {
+    if (!p || Math.abs(p - 1) < 0.05) return 'on the planned pace';
+    var pct = Math.round(Math.abs(p - 1) * 100);
+    return p > 1 ? pct + '% slower than planned' : pct + '% faster than planned';
+  }
 
   function allPoints() {
     var pts = [];
@@ -40,62 +75,45 @@
   function fit() {
     var pts = allPoints();
     if (!pts.length) return;
-    map.origin = null;
     map.fit(pts, 1000);
     fitted = true;
   }
 
-  // Drawing. Marker sizes are in screen pixels (k = map units per pixel).
+  // The scene: each route's line, start and stops; drivers; the "near here" ring.
   function drawRoutes() {
-    if (!map.origin) return;
-    var k = map.upp();
-    var gr = map.clear('routes'), gs = map.clear('stops');
+    var lines = {}, stops = {};
     Object.keys(routes).sort().forEach(function (id) {
-      var r = routes[id];
-      if (r.path.length > 1) {
-        var d = r.path.map(function (p, i) { var q = map.project(p[0], p[1]); return (i ? 'L' : 'M') + q[0].toFixed(1) + ' ' + q[1].toFixed(1); }).join('');
-        el('path', { 'class': 'route' + (id === selected ? ' sel' : ''), d: d }, gr);
-      }
-      if (r.start) {
-        var o = map.project(r.start.lat, r.start.lon), h = 6 * k;
-        text(el('title', null, el('rect', { 'class': 'depot', x: o[0] - h, y: o[1] - h, width: 2 * h, height: 2 * h, rx: h / 3 }, gs)), 'Start of ' + r.route_id);
-      }
-      r.stops.forEach(function (s) {
-        var q = map.project(s.lat, s.lon);
-        var c = el('circle', { 'class': 'stop st-' + s.state, cx: q[0].toFixed(1), cy: q[1].toFixed(1), r: (id === selected ? 7 : 5.5) * k, 'data-route': id, 'data-stop': s.id }, gs);
-        text(el('title', null, c), r.route_id + ' ' + s.id + ': ' + s.state + (s.eta_text ? ', ETA ' + s.eta_text : ''));
+      var r = routes[id], sel = id === selected;
+      lines[id] = { type: 'line', cls: 'route' + (sel ? ' sel' : ''), pts: r.path };
+      if (r.start) stops[id + '/start'] = { type: 'square', cls: 'depot', lat: r.start.lat, lon: r.start.lon, title: 'Start of ' + r.route_id };
+      r.stops.forEach(function (s, i) {
+        stops[id + '/' + s.id] = {
+          type: 'dot', cls: 'stop st-' + s.state, r: sel ? 7 : 5.5, lat: s.lat, lon: s.lon,
+          data: { route: id, stop: s.id },
+          title: r.route_id + ' ' + s.id + (s.address ? ', ' + s.address : '') + ': ' + stateWord(s.state) + (s.eta_text ? ', ETA ' + s.eta_text : ''),
+          // The selected route's stops are labelled: their order and address.
+          label: sel ? (i + 1) + ' · ' + (s.address || s.id) : null,
+          onclick: function () { selectRoute(id); }
+        };
       });
     });
+    map.replace('routes', lines);
+    map.replace('stops', stops);
   }
 
   function drawDriver(id) {
-    var d = drivers[id], g = markers[id], k = map.upp();
-    if (!map.origin) return;
-    if (!g) {
-      g = markers[id] = el('g', { 'class': 'drv', 'data-driver': id }, map.layers.markers);
-      el('circle', { cx: 0, cy: 0 }, g);
-      el('text', { x: 0, y: 0 }, g);
-      g.addEventListener('click', function (ev) { ev.stopPropagation(); selectDriver(id); });
-    }
-    var c = g.firstChild, t = g.lastChild;
-    c.setAttribute('r', 8 * k);
-    t.setAttribute('x', 11 * k);
-    t.setAttribute('y', 4 * k);
-    t.setAttribute('font-size', 12 * k);
-    text(t, d.name);
-    g.setAttribute('class', 'drv' + (driverRoute[id] && driverRoute[id] === selected ? ' sel' : ''));
-    var q = map.project(d.position.lat, d.position.lon);
-    // CSS transform in SVG user units: the position change is animated by a transition.
-    g.style.transform = 'translate(' + q[0].toFixed(1) + 'px,' + q[1].toFixed(1) + 'px)';
-    g.setAttribute('data-x', q[0].toFixed(1));
-    g.setAttribute('data-y', q[1].toFixed(1));
+    var d = drivers[id];
+    map.set('markers', id, {
+      type: 'driver', name: d.name, lat: d.position.lat, lon: d.position.lon,
+      cls: driverRoute[id] && driverRoute[id] === selected ? 'sel' : '',
+      data: { driver: id },
+      onclick: function () { selectDriver(id); }
+    });
   }
 
   function drawNear() {
-    var g = map.clear('overlay');
-    if (!near || !map.origin) return;
-    var q = map.project(near.lat, near.lon);
-    el('circle', { 'class': 'near', cx: q[0], cy: q[1], r: near.r }, g);
+    if (!near) { map.remove('overlay', 'near'); return; }
+    map.set('overlay', 'near', { type: 'ring', cls: 'near', lat: near.lat, lon: near.lon, radius_m: near.r });
   }
 
   function drawAll() {
@@ -103,32 +121,67 @@
     Object.keys(drivers).forEach(drawDriver);
     drawNear();
   }
-  map.onview = function () { drawAll(); };
 
   function renderDrivers() {
     var ul = clearList('drivers');
     var ids = Object.keys(drivers).sort();
     if (!ids.length) text(li(ul, 'muted empty'), 'No driver has sent a position yet.');
-    var now = Date.now();
     ids.forEach(function (id) {
       var d = drivers[id], r = routes[driverRoute[id]];
       var item = li(ul, driverRoute[id] && driverRoute[id] === selected ? 'sel' : '');
       item.setAttribute('data-driver', id);
-      var age = Math.max(0, Math.round((now - d.position.t_ms) / 1000));
       var speed = d.speed_mps != null ? ' · ' + Math.round(d.speed_mps * 3.6) + ' km/h' : '';
-      var prog = r ? ' · ' + r.route_id + ' ' + r.done + '/' + r.stops.length + (r.stalled ? ' · stalled' : '') + (r.off_route ? ' · off route' : '') : '';
-      text(item, d.name + (d.vehicle ? ' (' + d.vehicle + ')' : '') + prog + speed + ' · ' + (age < 120 ? age + ' s ago' : Math.round(age / 60) + ' min ago'));
-      item.addEventListener('click', function () { selectDriver(id); });
+      var prog = r ? ' · ' + r.route_id + ', ' + r.done + ' of ' + r.stops.length + ' stops done' + (r.stalled ? ' · stalled' : '') + (r.off_route ? ' · off route' : '') : '';
+      action(item, d.name + (d.vehicle ? ' (' + d.vehicle + ')' : '') + prog + speed + ' · seen ' + ago(d.position.t_ms), function () { selectDriver(id); });
     });
   }
 
-  function renderAlerts() {
-    var ol = clearList('alerts');
-    if (!alerts.length) text(li(ol, 'muted empty'), 'No alerts.');
-    alerts.forEach(function (a) {
-      var item = li(ol);
-      text(item.appendChild(document.createElement('time')), a.time);
-      item.appendChild(document.createTextNode(a.driver_name + ' (' + a.route_id + '): ' + a.text));
+  // Alerts, grouped per driver, newest first; each acknowledged or resolved here.
+  function loadAlerts() {
+    return fetch('/dispatch/alerts', { credentials: 'same-origin' }).then(function (r) {
+      return r.ok ? r.json() : { items: [] };
+    }).then(function (x) { renderAlerts(x.items); }, function () {});
+  }
+  var alertTimer = null;
+  function alertsSoon() {
+    if (!alertTimer) alertTimer = setTimeout(function () { alertTimer = null; loadAlerts(); }, 300);
+  }
+  function handle(id, verb, button, then) {
+    button.disabled = true;
+    fetch('/dispatch/alerts/' + id + '/' + verb, {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' }, body: '{}'
+    }).then(then, then);
+  }
+  function renderAlerts(list) {
+    var box = $('alerts');
+    while (box.firstChild) box.removeChild(box.firstChild);
+    text($('alert-count'), list.length ? '(' + list.length + ')' : '');
+    if (!list.length) { text(box.appendChild(document.createElement('p')), 'No open alerts.').className = 'muted empty'; return; }
+    var groups = {}, order = [];
+    list.forEach(function (a) {
+      if (!groups[a.driver]) { groups[a.driver] = []; order.push(a.driver); }
+      groups[a.driver].push(a);
+    });
+    order.forEach(function (d) {
+      var g = box.appendChild(document.createElement('section'));
+      g.className = 'alert-group';
+      g.setAttribute('data-driver', d);
+      var h = g.appendChild(document.createElement('h3'));
+      action(h, groups[d][0].driver_name + ' · ' + groups[d].length + ' alert' + (groups[d].length > 1 ? 's' : ''), function () { selectDriver(d); });
+      var ol = g.appendChild(document.createElement('ol'));
+      ol.className = 'alerts';
+      groups[d].forEach(function (a) {
+        var item = li(ol, 'al-' + a.state + (a.active ? '' : ' al-over'));
+        item.setAttribute('data-alert', a.id);
+        text(item.appendChild(document.createElement('time')), a.time);
+        var words = a.text + ' (' + a.route_id + ')';
+        if (!a.active) words += ' · no longer the case';
+        if (a.state === 'acknowledged') words += ' · acknowledged by ' + a.handled_by;
+        item.appendChild(document.createTextNode(words + ' '));
+        if (a.state === 'open') action(item, 'Acknowledge', function (ev) { handle(a.id, 'acknowledge', ev.target, loadAlerts); }, 'act-acknowledge');
+        action(item, 'Resolve', function (ev) { handle(a.id, 'resolve', ev.target, loadAlerts); }, 'act-resolve');
+      });
     });
   }
 
@@ -151,65 +204,56 @@
       if (x.wish) words += ' · recipient: ' + x.wish;
       if (x.state === 'acknowledged') words += ' · acknowledged by ' + x.handled_by;
       item.appendChild(document.createTextNode(' ' + words + ' '));
-      var actions = x.state === 'open' ? ['acknowledge', 'resolve'] : ['resolve'];
-      actions.forEach(function (a) {
-        var b = item.appendChild(document.createElement('button'));
-        b.type = 'button';
-        b.className = 'act-' + a;
-        text(b, a === 'acknowledge' ? 'Acknowledge' : 'Resolve');
-        b.addEventListener('click', function () {
-          b.disabled = true;
-          fetch('/dispatch/alerts/' + x.alert_id + '/' + a, {
-            method: 'POST', credentials: 'same-origin',
-            headers: { 'Content-Type': 'application/json' }, body: '{}'
-          })
-            .then(loadExceptions, loadExceptions);
-        });
-      });
+      var then = function () { loadExceptions(); loadAlerts(); };
+      if (x.state === 'open') action(item, 'Acknowledge', function (ev) { handle(x.alert_id, 'acknowledge', ev.target, then); }, 'act-acknowledge');
+      action(item, 'Resolve', function (ev) { handle(x.alert_id, 'resolve', ev.target, then); }, 'act-resolve');
     });
   }
 
   // Messages no provider took (dead letters): retried or dismissed through the API.
   function renderUndelivered(list) {
-    var card = $('undelivered-card');
-    card.hidden = !list.length;
+    $('undelivered-card').hidden = !list.length;
     var ol = clearList('undelivered');
-    list.forEach(function (u) {
-      var item = li(ol);
-      text(item, u.about + ' · ' + u.channel + ' to ' + u.to + ' · ' + u.error);
-    });
+    list.forEach(function (u) { text(li(ol), u.about + ' · ' + u.channel + ' to ' + u.to + ' · ' + u.error); });
   }
 
   function renderRoute() {
-    var card = $('route-card');
     var r = routes[selected];
-    card.hidden = !r;
+    $('route-card').hidden = !r;
     if (!r) return;
     text($('route-id'), r.route_id + ' · ' + r.driver_name);
     var meta = r.finished_ms ? 'Finished ' + hhmm(r.finished_ms) : r.started_ms ? 'Started ' + hhmm(r.started_ms) : 'Not started';
-    meta += ' · ' + r.done + '/' + r.stops.length + ' stops served';
-    if (r.progress_m != null) meta += ' · ' + (r.progress_m / 1000).toFixed(1) + ' km along';
-    if (r.pace) meta += ' · pace ' + r.pace.toFixed(2);
+    meta += ' · ' + r.done + ' of ' + r.stops.length + ' stops done';
+    if (r.progress_m != null) meta += ' · ' + km(r.progress_m) + ' along';
+    if (r.started_ms) meta += ' · ' + paceWords(r.pace);
     if (r.off_route) meta += ' · off route';
     if (r.stalled) meta += ' · stalled';
     text($('route-meta'), meta);
     var ol = clearList('route-stops');
-    r.stops.forEach(function (s) {
+    r.stops.forEach(function (s, i) {
       var item = li(ol);
       item.appendChild(document.createElement('i')).className = 'st-' + s.state;
       var when = s.arrived_ms ? 'arrived ' + hhmm(s.arrived_ms) : s.eta_text ? 'ETA ' + s.eta_text : '';
-      item.appendChild(document.createTextNode(s.id + ' · ' + s.state + (when ? ' · ' + when : '') + (s.parcels ? ' · ' + s.parcels + ' parcel' + (s.parcels > 1 ? 's' : '') : '')));
+      var what = (i + 1) + '. ' + (s.address ? s.address + ' (' + s.id + ')' : s.id) + ' · ' + stateWord(s.state) + (when ? ' · ' + when : '') + (s.parcels ? ' · ' + s.parcels + ' parcel' + (s.parcels > 1 ? 's' : '') : '');
+      item.appendChild(document.createTextNode(what));
     });
+  }
+
+  function selectRoute(id) {
+    selected = id;
+    stopPlayback();
+    // Fresh progress and ETAs for the route (the stream's summaries may be a few seconds old).
+    fetch('/dispatch/routes/' + encodeURIComponent(id), { credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) { if (r) setRoute(r); renderRoute(); drawAll(); renderDrivers(); });
   }
 
   function selectDriver(id) {
     var rid = driverRoute[id];
+    var d = drivers[id];
+    if (d) map.fit([[d.position.lat, d.position.lon]], 800);
     if (!rid) { selected = null; renderRoute(); drawAll(); renderDrivers(); return; }
-    selected = rid;
-    // Fresh progress and ETAs for the route (the stream's summaries may be a few seconds old).
-    fetch('/dispatch/routes/' + encodeURIComponent(rid), { credentials: 'same-origin' })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (r) { if (r) setRoute(r); renderRoute(); drawAll(); renderDrivers(); });
+    selectRoute(rid);
   }
 
   function setRoute(r) {
@@ -217,12 +261,81 @@
     driverRoute[r.driver] = r.route_id;
   }
 
-  function onMapClick(lat, lon, target) {
-    if (target && target.getAttribute && target.getAttribute('data-route')) {
-      selected = target.getAttribute('data-route');
-      selectDriver(routes[selected].driver);
-      return;
-    }
+  // Playback: the selected route's trail drawn on the map, a marker moving along it.
+  var play = null;  // {points, i, timer, route}
+  function stopPlayback() {
+    if (play && play.timer) clearInterval(play.timer);
+    play = null;
+    map.remove('overlay', 'trail');
+    map.remove('markers', 'playback');
+    $('play-pos').hidden = true;
+    text($('play-time'), '');
+    text($('play'), 'Play back the route');
+  }
+  function showPlayback(i) {
+    var p = play.points[i];
+    play.i = i;
+    $('play-pos').value = i;
+    map.set('markers', 'playback', { type: 'dot', cls: 'play-dot', r: 7, lat: p[1], lon: p[2], title: 'Played back: ' + hhmm(p[0]) });
+    text($('play-time'), hhmm(p[0]) + ' (' + (i + 1) + ' of ' + play.points.length + ')');
+  }
+  function startPlayback(routeId) {
+    stopPlayback();
+    text($('play-time'), 'Loading…');
+    fetch('/dispatch/routes/' + encodeURIComponent(routeId) + '/trail', { credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (t) {
+        if (!t || !t.points.length) { text($('play-time'), 'No trail recorded for this route.'); return; }
+        play = { points: t.points, i: 0, route: routeId };
+        var pts = t.points.map(function (p) { return [p[1], p[2]]; });
+        map.set('overlay', 'trail', { type: 'line', cls: 'trail', pts: pts });
+        map.fit(pts, 500);
+        var slider = $('play-pos');
+        slider.max = t.points.length - 1;
+        slider.hidden = false;
+        text($('play'), 'Stop playback');
+        showPlayback(0);
+        var step = Math.max(1, Math.round(t.points.length / 150));
+        play.timer = setInterval(function () {
+          if (!play) return;
+          if (play.i >= play.points.length - 1) { clearInterval(play.timer); play.timer = null; return; }
+          showPlayback(Math.min(play.points.length - 1, play.i + step));
+        }, 100);
+      });
+  }
+  $('play').addEventListener('click', function () {
+    if (play) stopPlayback(); else if (selected) startPlayback(selected);
+  });
+  $('play-pos').addEventListener('input', function (ev) {
+    if (!play) return;
+    if (play.timer) { clearInterval(play.timer); play.timer = null; }
+    showPlayback(+ev.target.value);
+  });
+
+  // Search: drivers, routes and parcels of the depot.
+  $('search-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var q = $('search').value.trim();
+    var ol = clearList('search-results');
+    $('search-card').hidden = false;
+    if (q.length < 2) { text(li(ol, 'muted'), 'Type at least 2 characters.'); return; }
+    fetch('/dispatch/search?q=' + encodeURIComponent(q), { credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.json() : { items: [] }; })
+      .then(function (x) {
+        if (!x.items.length) text(li(ol, 'muted'), 'Nothing found for “' + q + '”.');
+        x.items.forEach(function (f) {
+          var item = li(ol);
+          item.setAttribute('data-kind', f.kind);
+          action(item, f.label, function () {
+            if (f.kind === 'driver' && !f.route_id) { selectDriver(f.id); return; }
+            if (f.live) selectRoute(f.route_id);
+            else if (f.route_id) { selected = null; renderRoute(); startPlayback(f.route_id); }
+          });
+        });
+      });
+  });
+
+  function onMapClick(lat, lon) {
     var r = +$('radius').value;
     near = { lat: lat, lon: lon, r: r };
     drawNear();
@@ -230,19 +343,17 @@
     fetch(q, { credentials: 'same-origin' }).then(function (x) { return x.json(); }).then(function (ans) {
       $('near-card').hidden = false;
       var ol = clearList('near');
-      if (!ans.drivers || !ans.drivers.length) text(li(ol, 'muted'), 'No driver within ' + r + ' m.');
+      if (!ans.drivers || !ans.drivers.length) text(li(ol, 'muted'), 'No driver within ' + km(r) + '.');
       (ans.drivers || []).forEach(function (d) {
-        var item = li(ol);
-        text(item, d.name + ' · ' + Math.round(d.distance_m) + ' m');
-        item.addEventListener('click', function () { selectDriver(d.id); });
+        action(li(ol), d.name + ' · ' + km(d.distance_m) + ' away', function () { selectDriver(d.id); });
       });
       if (ans.truncated) text(li(ol, 'muted'), 'More drivers not listed.');
     });
   }
   map.onclick = onMapClick;
 
-  $('zoom-in').addEventListener('click', function () { map.zoom(0.7); });
-  $('zoom-out').addEventListener('click', function () { map.zoom(1.4); });
+  $('zoom-in').addEventListener('click', function () { map.zoomBy(0.7); });
+  $('zoom-out').addEventListener('click', function () { map.zoomBy(1.4); });
   $('fit').addEventListener('click', fit);
 
   function load() {
@@ -251,63 +362,48 @@
       return r.json();
     }).then(function (st) {
       offset = st.offset;
+      zone = st.time_zone || zone;
       drivers = {};
       routes = {};
       driverRoute = {};
       st.drivers.forEach(function (d) { drivers[d.id] = d; });
       st.routes.forEach(setRoute);
-      alerts = st.alerts.slice(0, ALERTS_MAX);
       renderUndelivered(st.undelivered || []);
-      Object.keys(markers).forEach(function (id) { markers[id].remove(); });
-      markers = {};
+      map.replace('markers', play ? { playback: map.items.markers.playback } : {});
       if (!fitted) fit();
       drawAll();
       renderDrivers();
-      renderAlerts();
       renderRoute();
+      loadAlerts();
       loadExceptions();
     });
   }
 
   var conn = $('conn');
-  function showConn(t, ok) { text(conn, t); conn.className = ok ? 'conn ok' : 'conn'; }
-  var es = null;
-  function connect() {
-    es = new EventSource('/dispatch/events?after=' + offset);
-    es.onopen = function () { showConn('live', true); };
-    es.onerror = function () {
-      showConn('reconnecting…');
-      if (es.readyState === EventSource.CLOSED) setTimeout(function () { load().then(connect, function () { setTimeout(connect, 10000); }); }, 5000);
-    };
-    es.addEventListener('positions', function (e) {
-      var list = JSON.parse(e.data), fresh = false;
-      list.forEach(function (d) { if (!drivers[d.id]) fresh = true; drivers[d.id] = d; });
-      if (fresh && !fitted) fit();
-      if (fresh) drawAll(); else list.forEach(function (d) { drawDriver(d.id); });
-      renderDrivers();
-    });
-    es.addEventListener('route', function (e) {
-      setRoute(JSON.parse(e.data));
-      drawRoutes();
-      if (selected) renderRoute();
-      renderDrivers();
-    });
-    es.addEventListener('dispatch', function (e) {
-      var a = JSON.parse(e.data);
-      if (a.offset > offset) offset = a.offset;
-      if (!a.alert) return;
-      alerts.unshift(a);
-      if (alerts.length > ALERTS_MAX) alerts.length = ALERTS_MAX;
-      renderAlerts();
-      if (a.kind === 'AttemptFailed') loadExceptions();
-    });
-    es.addEventListener('resync', function (e) {
-      offset = +e.lastEventId || offset;
-      load();
-    });
-    es.addEventListener('auth', function () { es.close(); showConn('This link has expired.'); });
-  }
+  function showConn(t, ok) { text(conn, ok ? 'live' : t); conn.className = ok ? 'conn ok' : 'conn'; }
 
   setInterval(renderDrivers, 5000);
-  load().then(connect, function (err) { showConn(err.message); });
+  load().then(function () {
+    MilepostLive.open('/dispatch/events', offset, {
+      positions: function (list) {
+        var fresh = false;
+        list.forEach(function (d) { if (!drivers[d.id]) fresh = true; drivers[d.id] = d; });
+        if (fresh && !fitted) fit();
+        if (fresh) drawAll(); else list.forEach(function (d) { drawDriver(d.id); });
+        renderDrivers();
+      },
+      route: function (r) {
+        setRoute(r);
+        drawRoutes();
+        if (selected) renderRoute();
+        renderDrivers();
+      },
+      dispatch: function (a) {
+        if (!a.alert) return;
+        alertsSoon();
+        if (a.kind === 'AttemptFailed') loadExceptions();
+      },
+      resync: function () { load(); }
+    }, showConn);
+  }, function (err) { showConn(err.message); });
 })();

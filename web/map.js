@@ -1,6 +1,15 @@
-/* Milepost maps: plain SVG on a plain background. No tile server, no CDN, nothing fetched:
-   a local equirectangular projection in metres around an origin (accurate to well under a
-   percent across a city), a metric grid for scale, and markers sized in screen pixels. */
+/* Milepost maps: one drawing API over two views.
+
+   A page draws a *scene*: items (route lines, stops, drivers, rings) by layer and key, set,
+   replaced and removed as the state changes (MilepostMap.create). The scene is drawn by
+   - the plain view (PlainView): SVG on a plain background, nothing fetched: a local
+     equirectangular projection in metres around an origin (accurate to well under a percent
+     across a city), a metric grid for scale, markers sized in screen pixels;
+   - the street view (StreetView): Leaflet (vendored, web/vendor) over the raster tiles the
+     page's map element names (data-tiles, data-attribution, data-max-zoom: `[web.map]`).
+   With no tile source the plain view is used. A tile source that fails before any tile has
+   loaded (or loads none within TILE_PATIENCE_MS) makes the scene fall back to the plain view,
+   and the page is told (opts.onfallback) so it can say so. */
 (function (global) {
   'use strict';
   var NS = 'http://www.w3.org/2000/svg';
@@ -172,5 +181,283 @@
     svg.addEventListener('pointercancel', function () { drag = null; });
   };
 
-  global.MilepostMap = { MapView: MapView, el: el };
+
+  var LAYERS = ['routes', 'overlay', 'stops', 'markers'];
+  var TILE_PATIENCE_MS = 8000;
+
+  function setData(node, data) {
+    if (!data) return;
+    for (var k in data) {
+      if (Object.prototype.hasOwnProperty.call(data, k)) node.setAttribute('data-' + k, data[k]);
+    }
+  }
+
+  /* The plain view of a scene: an <svg> in the box, redrawn on every change of view. */
+  function PlainView(box, scene) {
+    var svg = el('svg', { 'class': 'map-svg', role: 'img', 'aria-label': box.getAttribute('data-label') || 'Map' });
+    box.appendChild(svg);
+    this.box = box;
+    this.scene = scene;
+    this.map = new MapView(svg, { interactive: scene.opts.interactive });
+    this.nodes = {};   // layer \u0001 key -> the item's SVG nodes (a driver's <g> is kept: moves animate)
+    var self = this;
+    this.map.onview = function () { self.redraw(); };
+    this.map.onclick = function (lat, lon) { if (scene.onclick) scene.onclick(lat, lon); };
+  }
+
+  PlainView.prototype.fit = function (points, minSpan) { this.map.origin = null; this.map.fit(points, minSpan); };
+  PlainView.prototype.zoomBy = function (f) { if (this.map.origin) this.map.zoom(f); };
+  PlainView.prototype.note = function () { return this.map.gridStep ? 'grid squares ' + this.map.gridStep + ' m' : ''; };
+  PlainView.prototype.destroy = function () { this.box.removeChild(this.map.svg); };
+
+  PlainView.prototype.redraw = function () {
+    var self = this;
+    if (!this.map.origin) return;
+    LAYERS.forEach(function (layer) {
+      var items = self.scene.items[layer];
+      Object.keys(items).sort().forEach(function (key) { self.draw(layer, key, items[key]); });
+    });
+  };
+
+  /* Draws one item anew (a driver is moved instead: its move is animated). */
+  PlainView.prototype.draw = function (layer, key, it) {
+    var map = this.map, id = layer + '\u0001' + key;
+    if (!map.origin) return;
+    var g = map.layers[layer], k = map.upp(), q, node;
+    if (it.type === 'driver') { this.drawDriver(id, it, k); return; }
+    this.forget(id);
+    var made = this.nodes[id] = [];
+    if (it.type === 'line') {
+      if (it.pts.length < 2) return;
+      var d = it.pts.map(function (p, i) { var r = map.project(p[0], p[1]); return (i ? 'L' : 'M') + r[0].toFixed(1) + ' ' + r[1].toFixed(1); }).join('');
+      node = el('path', { 'class': it.cls, d: d }, g);
+    } else {
+      q = map.project(it.lat, it.lon);
+      if (it.type === 'ring') {
+        node = el('circle', { 'class': it.cls, cx: q[0], cy: q[1], r: it.radius_m }, g);
+      } else if (it.type === 'square') {
+        var h = (it.size || 6) * k;
+        node = el('rect', { 'class': it.cls, x: q[0] - h, y: q[1] - h, width: 2 * h, height: 2 * h, rx: h / 3 }, g);
+      } else if (it.type === 'home') {
+        var s = 9 * k;
+        node = el('path', { 'class': it.cls, d: 'M' + (q[0] - s) + ' ' + (q[1] + s) + 'h' + 2 * s + 'v' + (-1.1 * s) + 'l' + (-s) + ' ' + (-s) + 'l' + (-s) + ' ' + s + 'z' }, g);
+      } else {
+        node = el('circle', { 'class': it.cls, cx: q[0].toFixed(1), cy: q[1].toFixed(1), r: (it.r || 5.5) * k }, g);
+      }
+      if (it.label) {
+        var t = el('text', { 'class': 'label', x: q[0] + ((it.r || 5.5) + 3) * k, y: q[1] + 4 * k, 'font-size': 11 * k }, g);
+        t.textContent = it.label;
+        made.push(t);
+      }
+    }
+    made.push(node);
+    setData(node, it.data);
+    if (it.title) el('title', null, node).textContent = it.title;
+    if (it.onclick) {
+      node.style.cursor = 'pointer';
+      node.addEventListener('pointerup', function (ev) { ev.stopPropagation(); it.onclick(); });
+      node.addEventListener('pointerdown', function (ev) { ev.stopPropagation(); });
+    }
+  };
+
+  PlainView.prototype.forget = function (id) {
+    (this.nodes[id] || []).forEach(function (n) { n.remove(); });
+    delete this.nodes[id];
+  };
+
+  PlainView.prototype.drawDriver = function (id, it, k) {
+    var map = this.map, g = (this.nodes[id] || [])[0];
+    if (!g) {
+      g = el('g', null, map.layers.markers);
+      this.nodes[id] = [g];
+      el('circle', { cx: 0, cy: 0 }, g);
+      el('text', { x: 0, y: 0 }, g);
+      g.addEventListener('pointerdown', function (ev) { ev.stopPropagation(); });
+      g.addEventListener('pointerup', function (ev) { ev.stopPropagation(); if (g._click) g._click(); });
+    }
+    g._click = it.onclick;
+    var c = g.firstChild, t = g.lastChild;
+    c.setAttribute('r', 8 * k);
+    t.setAttribute('x', 11 * k);
+    t.setAttribute('y', 4 * k);
+    t.setAttribute('font-size', 12 * k);
+    t.textContent = it.name || '';
+    g.setAttribute('class', 'drv' + (it.cls ? ' ' + it.cls : ''));
+    setData(g, it.data);
+    var q = map.project(it.lat, it.lon);
+    // CSS transform in SVG user units: the position change is animated by a transition.
+    g.style.transform = 'translate(' + q[0].toFixed(1) + 'px,' + q[1].toFixed(1) + 'px)';
+    g.setAttribute('data-x', q[0].toFixed(1));
+    g.setAttribute('data-y', q[1].toFixed(1));
+  };
+
+  PlainView.prototype.remove = function (layer, key) { this.forget(layer + '\u0001' + key); };
+
+  /* The street view: Leaflet over raster tiles. */
+  function StreetView(box, scene, src) {
+    var L = global.L;
+    this.box = box;
+    this.scene = scene;
+    this.layers = {};  // layer -> key -> Leaflet layer
+    var inter = !!scene.opts.interactive;
+    this.host = document.createElement('div');
+    this.host.className = 'map-leaflet';
+    box.appendChild(this.host);
+    this.map = L.map(this.host, {
+      zoomControl: false, attributionControl: true, dragging: inter, scrollWheelZoom: inter,
+      doubleClickZoom: inter, boxZoom: inter, keyboard: inter, touchZoom: inter, tap: inter
+    });
+    this.map.attributionControl.setPrefix(false);
+    this.tiles = L.tileLayer(src.url, { maxZoom: src.maxZoom, attribution: src.attribution, crossOrigin: false });
+    var self = this;
+    this.loaded = 0;
+    this.failed = 0;
+    this.tiles.on('tileload', function () { self.loaded++; box.setAttribute('data-tiles-loaded', self.loaded); });
+    this.tiles.on('tileerror', function () {
+      self.failed++;
+      if (!self.loaded && self.failed >= 2) scene.fallback();
+    });
+    this.tiles.addTo(this.map);
+    this.patience = setTimeout(function () { if (!self.loaded) scene.fallback(); }, TILE_PATIENCE_MS);
+    this.map.on('click', function (e) { if (scene.onclick) scene.onclick(e.latlng.lat, e.latlng.lng); });
+    this.map.setView([0, 0], 2);
+    LAYERS.forEach(function (l) { self.layers[l] = {}; });
+  }
+
+  StreetView.prototype.fit = function (points, minSpan) {
+    if (!points.length) return;
+    var L = global.L, b = L.latLngBounds(points), c = b.getCenter();
+    var half = (minSpan || 300) / 2, dlat = half / M_PER_DEG_LAT, dlon = half / (M_PER_DEG_LON * Math.cos(c.lat * Math.PI / 180));
+    b.extend([c.lat - dlat, c.lng - dlon]).extend([c.lat + dlat, c.lng + dlon]);
+    this.map.fitBounds(b.pad(0.12), { animate: false });
+  };
+  StreetView.prototype.zoomBy = function (f) { if (f < 1) this.map.zoomIn(); else this.map.zoomOut(); };
+  StreetView.prototype.note = function () { return ''; };
+  StreetView.prototype.destroy = function () {
+    clearTimeout(this.patience);
+    this.map.remove();
+    this.box.removeChild(this.host);
+  };
+  StreetView.prototype.redraw = function () {
+    var self = this;
+    LAYERS.forEach(function (layer) {
+      var items = self.scene.items[layer];
+      Object.keys(items).sort().forEach(function (key) { self.draw(layer, key, items[key]); });
+    });
+  };
+
+  function driverIcon(it) {
+    var L = global.L, box = document.createElement('div'), dot = document.createElement('span'), name = document.createElement('span');
+    dot.className = 'dot';
+    name.className = 'name';
+    name.textContent = it.name || '';
+    box.appendChild(dot);
+    box.appendChild(name);
+    return L.divIcon({ className: 'drv-icon' + (it.cls ? ' ' + it.cls : ''), html: box, iconSize: [18, 18], iconAnchor: [9, 9] });
+  }
+
+  StreetView.prototype.draw = function (layer, key, it) {
+    var L = global.L, old = this.layers[layer][key], lay;
+    if (it.type === 'driver' && old) {
+      old.setLatLng([it.lat, it.lon]);
+      old.setIcon(driverIcon(it));
+      setData(old.getElement(), it.data);
+      old._click = it.onclick;
+      return;
+    }
+    if (old) this.map.removeLayer(old);
+    var style = { className: it.cls, interactive: !!it.onclick, fillOpacity: 1, opacity: 1 };
+    if (it.type === 'line') {
+      if (it.pts.length < 2) { delete this.layers[layer][key]; return; }
+      style.interactive = false;
+      lay = L.polyline(it.pts, style);
+    } else if (it.type === 'ring') {
+      style.interactive = false;
+      style.fillOpacity = 0.04;
+      lay = L.circle([it.lat, it.lon], Object.assign(style, { radius: it.radius_m }));
+    } else if (it.type === 'driver') {
+      lay = L.marker([it.lat, it.lon], { icon: driverIcon(it), keyboard: true, title: it.name || '' });
+      lay.on('click', function () { if (lay._click) lay._click(); });
+      lay._click = it.onclick;
+    } else if (it.type === 'home') {
+      lay = L.marker([it.lat, it.lon], { icon: L.divIcon({ className: 'home-icon', iconSize: [18, 18] }), keyboard: false, interactive: false });
+    } else {
+      lay = L.circleMarker([it.lat, it.lon], Object.assign(style, { radius: it.type === 'square' ? (it.size || 6) : (it.r || 5.5) }));
+    }
+    if (it.onclick && it.type !== 'driver') lay.on('click', function (e) { L.DomEvent.stopPropagation(e); it.onclick(); });
+    if (it.title) lay.bindTooltip(it.title);
+    if (it.label && it.type !== 'driver') lay.bindTooltip(it.label, { permanent: true, direction: 'right', className: 'stop-label', offset: [6, 0] });
+    lay.addTo(this.map);
+    setData(lay.getElement ? lay.getElement() : null, it.data);
+    this.layers[layer][key] = lay;
+  };
+
+  StreetView.prototype.remove = function (layer, key) {
+    var lay = this.layers[layer][key];
+    if (lay) { this.map.removeLayer(lay); delete this.layers[layer][key]; }
+  };
+
+  /* A scene in `box` (an element; data-tiles etc. name the tile source). opts.interactive:
+     pan, zoom and click; opts.onfallback(message): the street map failed, the plain one is
+     shown. scene.onclick(lat, lon): a click on the map, not on an item. */
+  function Scene(box, opts) {
+    this.box = box;
+    this.opts = opts || {};
+    this.items = {};
+    this.onclick = null;
+    this.last = null;  // the last fit, replayed by a fallback
+    var self = this;
+    LAYERS.forEach(function (l) { self.items[l] = {}; });
+    var url = box.getAttribute('data-tiles');
+    if (url && global.L) {
+      this.kind = 'street';
+      this.view = new StreetView(box, this, {
+        url: url,
+        attribution: box.getAttribute('data-attribution') || '',
+        maxZoom: +(box.getAttribute('data-max-zoom') || 19)
+      });
+    } else {
+      this.kind = 'plain';
+      this.view = new PlainView(box, this);
+    }
+    box.setAttribute('data-view', this.kind);
+  }
+
+  /* The street map failed: draw the same scene on the plain view. */
+  Scene.prototype.fallback = function () {
+    if (this.kind !== 'street') return;
+    this.view.destroy();
+    this.kind = 'plain';
+    this.box.setAttribute('data-view', 'plain');
+    this.view = new PlainView(this.box, this);
+    if (this.last) this.view.fit(this.last[0], this.last[1]);
+    this.view.redraw();
+    if (this.opts.onfallback) this.opts.onfallback('The street map is not available: showing the plain map.');
+  };
+
+  Scene.prototype.set = function (layer, key, item) {
+    this.items[layer][key] = item;
+    this.view.draw(layer, key, item);
+  };
+  Scene.prototype.remove = function (layer, key) {
+    if (!(key in this.items[layer])) return;
+    delete this.items[layer][key];
+    this.view.remove(layer, key);
+  };
+  /* Replaces a whole layer with `items` (key -> item). */
+  Scene.prototype.replace = function (layer, items) {
+    var self = this;
+    Object.keys(this.items[layer]).forEach(function (k) { if (!(k in items)) self.remove(layer, k); });
+    Object.keys(items).forEach(function (k) { self.set(layer, k, items[k]); });
+  };
+  Scene.prototype.fit = function (points, minSpan) {
+    if (!points.length) return;
+    this.last = [points, minSpan];
+    this.view.fit(points, minSpan);
+  };
+  Scene.prototype.zoomBy = function (f) { this.view.zoomBy(f); };
+  /* A line about the map for its caption (the grid's scale on the plain view). */
+  Scene.prototype.note = function () { return this.view.note(); };
+
+  global.MilepostMap = { MapView: MapView, el: el, create: function (box, opts) { return new Scene(box, opts); } };
 })(window);

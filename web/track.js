@@ -128,30 +128,27 @@
     while (ol.children.length > TIMELINE_MAX) ol.removeChild(ol.lastChild);
   }
 
-  var map = null;
+  var map = null, mapNote = '';
   function renderMap() {
     var card = $('map-card');
     if (!position) { card.hidden = true; return; }
     card.hidden = false;
-    if (!map) map = new MilepostMap.MapView($('map'), { interactive: false });
+    if (!map) {
+      map = MilepostMap.create($('map'), {
+        interactive: false,
+        onfallback: function (msg) { mapNote = msg; renderMap(); }
+      });
+    }
     var pts = [[position.lat, position.lon]];
     if (dest) pts.push([dest.lat, dest.lon]);
-    map.origin = null;
     map.fit(pts, 400);
-    var k = map.upp(), el = MilepostMap.el;
-    var g = map.clear('markers');
     if (dest) {
-      var d = map.project(dest.lat, dest.lon), s = 9 * k;
-      // A house: a square with a roof.
-      el('path', { 'class': 'home', d: 'M' + (d[0] - s) + ' ' + (d[1] + s) + 'h' + 2 * s + 'v' + (-1.1 * s) + 'l' + (-s) + ' ' + (-s) + 'l' + (-s) + ' ' + s + 'z' }, g);
+      map.set('stops', 'home', { type: 'home', cls: 'home', lat: dest.lat, lon: dest.lon, title: 'Your address' });
+      map.set('routes', 'line', { type: 'line', cls: 'route', pts: [[position.lat, position.lon], [dest.lat, dest.lon]] });
     }
-    var p = map.project(position.lat, position.lon);
-    if (dest) {
-      var q = map.project(dest.lat, dest.lon);
-      el('path', { 'class': 'route', d: 'M' + p[0] + ' ' + p[1] + 'L' + q[0] + ' ' + q[1] }, g);
-    }
-    el('circle', { 'class': 'van', cx: p[0], cy: p[1], r: 8 * k }, g);
-    setText('map-note', 'Driver position at ' + clock(position.t_ms) + ' · grid squares ' + map.gridStep + ' m');
+    map.set('markers', 'van', { type: 'dot', cls: 'van', r: 8, lat: position.lat, lon: position.lon, title: 'Your driver' });
+    var note = map.note();
+    setText('map-note', 'Driver position at ' + clock(position.t_ms) + (note ? ' · ' + note : '') + (mapNote ? ' · ' + mapNote : ''));
   }
 
   renderMap();
@@ -164,38 +161,12 @@
     conn.textContent = text || '';
     conn.className = ok ? 'conn ok' : 'conn';
   }
-  var es = null, retryTimer = null;
-  function connect() {
-    es = new EventSource(base + '/events?after=' + offset);
-    es.onopen = function () { showConn(''); };
-    es.onerror = function () {
-      if (es.readyState === EventSource.CLOSED) {
-        // The server refused (expired link) or went away for good: try again later, from the
-        // newest offset this page has.
-        showConn('Live updates paused. Retrying…');
-        if (!retryTimer) retryTimer = setTimeout(function () { retryTimer = null; connect(); }, 10000);
-      } else {
-        showConn('Reconnecting…');
-      }
-    };
-    es.addEventListener('status', function (e) { renderStatus(JSON.parse(e.data)); });
-    es.addEventListener('milestone', function (e) {
-      var m = JSON.parse(e.data);
-      if (m.offset > offset) offset = m.offset;
-      addMilestone(m);
-    });
-    es.addEventListener('message', function (e) {
-      var m = JSON.parse(e.data);
-      if (m.offset > offset) offset = m.offset;
-      addMessage(m);
-    });
-    es.addEventListener('position', function (e) { position = JSON.parse(e.data); renderMap(); });
-    es.addEventListener('auth', function () {
-      es.close();
-      showConn('This link has expired: please open the latest one from your message.');
-    });
-  }
-  connect();
+  MilepostLive.open(base + '/events', offset, {
+    status: function (s) { renderStatus(s); },
+    milestone: function (m) { if (m.offset > offset) offset = m.offset; addMilestone(m); },
+    message: function (m) { if (m.offset > offset) offset = m.offset; addMessage(m); },
+    position: function (p) { position = p; renderMap(); }
+  }, function (text) { showConn(text); });
 
   // Messages to the driver: logged, pushed to the driver's app; the answer is the thread.
   $('msg-form').addEventListener('submit', function (ev) {

@@ -286,7 +286,9 @@ impl Parts<'_> {
             }
             // Kept by the shell beside the history (what was done about an alert is not part of
             // the live fleet state); the fold has nothing to change.
-            LogRecord::AlertHandled { .. } => Some(CommandResult::Applied),
+            LogRecord::AlertHandled { .. } | LogRecord::StopAddresses { .. } => {
+                Some(CommandResult::Applied)
+            }
             LogRecord::DeliveryChanged {
                 tracking,
                 change,

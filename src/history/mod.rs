@@ -35,6 +35,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 pub mod backlog;
 pub mod config;
 pub mod facts;
+pub mod places;
+pub mod trail;
 
 pub use config::HistoryConfig;
 
@@ -91,6 +93,8 @@ pub struct History {
     backlog: backlog::Backlog<HistoryWrite>,
     /// Test hook: every write fails ([`History::fail_writes`]).
     fail_writes: std::sync::atomic::AtomicBool,
+    /// Trail points not written yet ([`trail`]).
+    trail: Mutex<trail::TrailBuffer>,
 }
 
 impl std::fmt::Debug for History {
@@ -152,6 +156,7 @@ impl History {
             retention_ms: AtomicI64::new(retention_ms(cfg)),
             backlog: Default::default(),
             fail_writes: Default::default(),
+            trail: Default::default(),
         })
     }
 
@@ -361,6 +366,8 @@ impl History {
                         if let Some(r) = old.filter(|r| r.closed_ms == at) {
                             routes.remove(id)?;
                             facts.remove(id)?;
+                            places::purge(&tx, id)?;
+                            trail::purge(&tx, id)?;
                             let day = day_of(r.planned_start_ms);
                             days.remove(format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str())?;
                             n += 1;
@@ -388,6 +395,15 @@ pub enum HistoryWrite {
         /// What was done.
         handling: AlertHandling,
     },
+    /// The addresses of a route's stops.
+    Addresses {
+        /// The route.
+        route: RouteId,
+        /// Stops and addresses (empty: removed).
+        set: Vec<(milepost_proto::route::StopId, String)>,
+    },
+    /// Points of routes' trails.
+    Trail(Vec<trail::TrailPoint>),
 }
 
 impl History {
@@ -409,6 +425,7 @@ impl History {
     /// # Errors
     /// The first write that failed again (it and those after it keep waiting).
     pub fn flush(&self) -> Result<(), HistoryError> {
+        self.submit_trail();
         self.backlog.submit(None, |w| self.write(w))
     }
 
@@ -481,6 +498,8 @@ impl History {
                 offset,
                 handling,
             } => self.record_alert(depot, *offset, handling),
+            HistoryWrite::Addresses { route, set } => self.record_addresses(route, set),
+            HistoryWrite::Trail(points) => self.record_trail(points),
         }
     }
 }
@@ -500,6 +519,8 @@ fn with_tables(db: Database) -> Result<Database, HistoryError> {
     tx.open_table(CLOSED)?;
     tx.open_table(ALERTS)?;
     tx.open_table(FACTS)?;
+    tx.open_table(places::ADDRESSES)?;
+    tx.open_table(trail::TRAILS)?;
     tx.commit()?;
     Ok(db)
 }

@@ -48,9 +48,25 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../web/map.js"),
     },
     Asset {
+        name: "live.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/live.js"),
+    },
+    Asset {
         name: "dashboard.js",
         mime: "text/javascript; charset=utf-8",
         body: include_str!("../../web/dashboard.js"),
+    },
+    // Leaflet (BSD-2-Clause), the street map: see web/vendor/README.md.
+    Asset {
+        name: "leaflet.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/vendor/leaflet.js"),
+    },
+    Asset {
+        name: "leaflet.css",
+        mime: "text/css; charset=utf-8",
+        body: include_str!("../../web/vendor/leaflet.css"),
     },
     // uPlot (MIT), the dashboard's charts: see web/vendor/README.md.
     Asset {

@@ -37,6 +37,8 @@ pub struct WebConfig {
     /// widget (`/t/{tracking}/widget`, with CORS). Needs `secure_cookies` (a framed page's
     /// cookie is a third-party one: `SameSite=None; Secure`, so HTTPS).
     pub embed_origins: Vec<String>,
+    /// The street map under the pages' drawings (`[web.map]`).
+    pub map: crate::web::map::MapConfig,
     /// Threads of the listener's own runtime, apart from the gateway's (fix ingest, acks);
     /// 0 serves it on the gateway's runtime.
     pub threads: usize,
@@ -87,6 +89,7 @@ impl Default for WebConfig {
             drivers: BTreeMap::new(),
             secure_cookies: false,
             embed_origins: Vec::new(),
+            map: Default::default(),
             max_streams: 10_000,
             max_nearby_radius_m: 50_000.0,
             public_url: None,
@@ -183,6 +186,7 @@ impl WebConfig {
                     .into(),
             );
         }
+        self.map.validate()?;
         if !(0..=19).contains(&self.nice) {
             return Err(format!("web.nice must be 0 to 19, not {}", self.nice));
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::Event;
+
 use axum::response::Response;
 use milepost_core::feed::{FeedKey, TooOld};
 use milepost_proto::route::{DepotId, RouteId, Update};
@@ -30,7 +30,9 @@ use crate::web::auth::{authorize_dispatcher, check_dispatcher, page_auth, PageQu
 use crate::web::error::WebError;
 use crate::web::pages::{error_page, html, render_dispatch};
 use crate::web::respond::json;
-use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next, StreamQuery};
+use crate::web::sse::{
+    self, data, send, start_cursor, Audience, End, Ev, Named, Next, StreamQuery,
+};
 use crate::web::state::WebState;
 use crate::web::views::depot::{depot_state_of, DispatchItem, DriverDot, NearbyAnswer};
 use crate::web::views::route::{depot_route, depot_routes};
@@ -50,6 +52,7 @@ pub async fn dispatch(
         let zone = st.shared.cfg.carriers.zone_of_depot(depot);
         render_dispatch(
             &st.cfg().brand,
+            &st.cfg().map,
             depot,
             &milepost_core::present::zone_label(zone, st.shared.now_ms()),
         )
@@ -76,7 +79,14 @@ pub fn dispatcher_page(
         Ok(a) => a,
         Err(e) => return error_page(Some(brand), &e),
     };
-    html(StatusCode::OK, render(&auth.claims.depot), auth.cookie)
+    let mut page = html(StatusCode::OK, render(&auth.claims.depot), auth.cookie);
+    // Tiles come from the map's source.
+    let csp = crate::web::map::page_csp(&st.cfg().map, "'none'");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&csp) {
+        page.headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    page
 }
 
 /// `GET /dispatch/state`.
@@ -200,11 +210,12 @@ pub async fn depot_events(
     State(st): State<Arc<WebState>>,
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
+    up: sse::Upgrade,
 ) -> Result<Response, WebError> {
     let (claims, token) = authorize_dispatcher(&st.shared, &headers)?;
     let after = start_cursor(&headers, q)?;
     let stream = DepotStream::new(&st.shared, DepotId(claims.depot.clone()));
-    sse::open(st, claims, token, after, stream)
+    sse::open(st, claims, token, after, stream, up, &headers)
 }
 
 /// A stable digest of a route summary, to send only the ones that changed.
@@ -247,7 +258,7 @@ impl DepotStream {
     }
 
     /// The summaries of the routes that changed, each sent once per change.
-    async fn send_routes(&mut self, shared: &Shared, tx: &mpsc::Sender<Event>) -> Result<(), End> {
+    async fn send_routes(&mut self, shared: &Shared, tx: &mpsc::Sender<Ev>) -> Result<(), End> {
         // The ones events touched now, all of them now and then.
         let refresh_all = self
             .last_refresh
@@ -270,7 +281,7 @@ impl DepotStream {
             let h = digest(&json);
             if self.sent_routes.get(&r.route_id) != Some(&h) {
                 self.sent_routes.insert(r.route_id.clone(), h);
-                send(tx, Event::default().event("route").data(json)).await?;
+                send(tx, Ev::new("route", json)).await?;
             }
         }
         Ok(())
@@ -299,17 +310,14 @@ impl Audience for DepotStream {
 
     /// No cursor, one from a store that has since been reset, or one older than the depot's
     /// ring: start from now and tell the page to reload its state.
-    fn start_over(&mut self, last: u64) -> (u64, Option<Event>) {
+    fn start_over(&mut self, last: u64) -> (u64, Option<Ev>) {
         self.sent_routes.clear();
-        let e = Event::default()
-            .id(last.to_string())
-            .event("resync")
-            .data("{}");
+        let e = Ev::new("resync", "{}").id(last);
         (last, Some(e))
     }
 
     /// Every driver once at (re)connection: they are state, not events.
-    fn first(&mut self, shared: &Shared, mailbox: &Mailbox) -> Option<Event> {
+    fn first(&mut self, shared: &Shared, mailbox: &Mailbox) -> Option<Ev> {
         lock(&mailbox.moved).clear();
         let all = lock(&shared.state.positions).of_depot(&self.depot.0);
         let dots: Vec<DriverDot> = all
@@ -317,7 +325,7 @@ impl Audience for DepotStream {
             .map(|p| DriverDot::of(shared, p, false))
             .collect();
         self.last_flush = Instant::now();
-        Some(Event::default().event("positions").data(data(&dots)))
+        Some(Ev::new("positions", data(&dots)))
     }
 
     fn event(&mut self, shared: &Shared, offset: u64, u: &Update) -> Option<Named> {
@@ -332,7 +340,7 @@ impl Audience for DepotStream {
     async fn state(
         &mut self,
         shared: &Shared,
-        tx: &mpsc::Sender<Event>,
+        tx: &mpsc::Sender<Ev>,
         mailbox: &Arc<Mailbox>,
     ) -> Result<Next, End> {
         self.send_routes(shared, tx).await?;
@@ -356,7 +364,7 @@ impl Audience for DepotStream {
                 .collect()
         };
         if !dots.is_empty() {
-            send(tx, Event::default().event("positions").data(data(&dots))).await?;
+            send(tx, Ev::new("positions", data(&dots))).await?;
         }
         // More may have moved while we slept: look again before sleeping.
         Ok(Next::Again)

@@ -20,18 +20,14 @@ use crate::web::respond::json;
 use crate::web::state::WebState;
 use crate::web::views::parcel::parcel_view;
 
-/// The tracking page's content security policy when origins may frame it (`None`: the
-/// default, no framing at all).
+/// The tracking page's content security policy: framed by `web.embed_origins` only (none by
+/// default), tiles from the map's source.
 pub fn tracking_csp(cfg: &WebConfig) -> Option<HeaderValue> {
-    if cfg.embed_origins.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
-         connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors {}",
-        cfg.embed_origins.join(" ")
-    ))
-    .ok()
+    let frame = match cfg.embed_origins.is_empty() {
+        true => "'none'".to_owned(),
+        false => cfg.embed_origins.join(" "),
+    };
+    HeaderValue::from_str(&crate::web::map::page_csp(&cfg.map, &frame)).ok()
 }
 
 /// The request's `Origin`, if it is one of `web.embed_origins`.

@@ -81,10 +81,12 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dashboard;
 pub mod dispatch;
 pub mod embed;
 pub mod error;
+pub mod map;
 pub mod optout;
 pub mod pages;
 pub mod recipient;
@@ -94,6 +96,7 @@ pub mod selfservice;
 pub mod sse;
 pub mod state;
 pub mod views;
+pub mod ws;
 
 pub use config::{ApiConfig, BrandConfig, DriverDisplay, WebConfig};
 
@@ -188,6 +191,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/dispatch", get(dispatch::dispatch))
         .route("/dispatch/state", get(dispatch::depot_state))
         .route("/dispatch/routes/{route}", get(dispatch::route_detail))
+        .route("/dispatch/routes/{route}/trail", get(console::trail))
+        .route("/dispatch/alerts", get(console::alerts))
+        .route("/dispatch/search", get(console::search))
         .route("/dispatch/nearby", get(dispatch::nearby))
         .route("/dispatch/exceptions", get(dispatch::exceptions))
         .route(

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::web::assets::{asset_version, logo_src};
 use crate::web::config::BrandConfig;
 use crate::web::error::WebError;
+use crate::web::map::MapConfig;
 use crate::web::respond::page_headers;
 use crate::web::views::parcel::ParcelView;
 
@@ -165,6 +166,7 @@ fn state_class(s: ParcelState) -> &'static str {
 /// The tracking page's HTML.
 pub fn render_tracking(
     brand: &BrandConfig,
+    map: &MapConfig,
     tracking: &str,
     base: &str,
     view: &ParcelView,
@@ -214,9 +216,10 @@ pub fn render_tracking(
     let _ = write!(
         out,
         "<section id=\"map-card\" class=\"card map-card\"{h}><h2>Where is my driver?</h2>\
-         <svg id=\"map\" class=\"map small\" viewBox=\"0 0 400 220\" role=\"img\" aria-label=\"Map of the driver and your address\"></svg>\
+         <div id=\"map\" class=\"map small\" data-label=\"Map of the driver and your address\"{a}></div>\
          <p id=\"map-note\" class=\"muted\"></p></section>",
         h = if view.position.is_some() { "" } else { " hidden" },
+        a = map.attributes(),
     );
     // Proof of delivery.
     let mut proof_html = String::new();
@@ -278,9 +281,10 @@ pub fn render_tracking(
     let _ = write!(
         out,
         "</main><footer class=\"muted\">Times are <span class=\"zone\">{z}</span>.</footer>\
-         <script id=\"boot\" type=\"application/json\">{}</script>\
-         <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/track.js?v={v}\"></script></body></html>",
+         <script id=\"boot\" type=\"application/json\">{}</script>{leaflet}\
+         <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/live.js?v={v}\"></script><script src=\"/assets/track.js?v={v}\"></script></body></html>",
         script_json(&boot),
+        leaflet = map.head(v),
         z = escape(&s.zone_label),
     );
     out
@@ -362,7 +366,12 @@ fn proof_items(out: &mut String, p: &ProofSummary, received_by: Option<&str>) {
 }
 
 /// The dispatcher page's HTML (the state is fetched by the script: it can be large).
-pub fn render_dispatch(brand: &BrandConfig, depot: &str, zone_label: &str) -> String {
+pub fn render_dispatch(
+    brand: &BrandConfig,
+    map: &MapConfig,
+    depot: &str,
+    zone_label: &str,
+) -> String {
     let mut out = String::with_capacity(4 * 1024);
     head(&mut out, brand, &format!("Depot {depot}"), "dispatch");
     let v = asset_version();
@@ -373,24 +382,34 @@ pub fn render_dispatch(brand: &BrandConfig, depot: &str, zone_label: &str) -> St
          <span id=\"conn\" class=\"conn\">connecting…</span>\
          <label class=\"muted\">Near here: <select id=\"radius\"><option value=\"500\">500 m</option>\
          <option value=\"1000\" selected>1 km</option><option value=\"2000\">2 km</option><option value=\"5000\">5 km</option></select></label>\
+         <form id=\"search-form\" role=\"search\" class=\"search\"><label for=\"search\" class=\"muted\">Find</label>\
+         <input id=\"search\" type=\"search\" maxlength=\"64\" placeholder=\"Driver, route or parcel\" autocomplete=\"off\">\
+         <button type=\"submit\">Search</button></form>\
          <span class=\"tools\"><button id=\"zoom-in\" type=\"button\" aria-label=\"Zoom in\">+</button>\
          <button id=\"zoom-out\" type=\"button\" aria-label=\"Zoom out\">−</button>\
          <button id=\"fit\" type=\"button\">Fit</button></span></div>\
-         <svg id=\"map\" class=\"map big\" role=\"img\" aria-label=\"Map of the depot's drivers and stops\"></svg>\
+         <div id=\"map\" class=\"map big\" data-label=\"Map of the depot's drivers and stops\"{a}></div>\
+         <p id=\"map-note\" class=\"notice\" role=\"status\" hidden></p>\
          <p class=\"legend muted\"><i class=\"drv-key\"></i>driver <i class=\"st-pending\"></i>pending <i class=\"st-next\"></i>next <i class=\"st-arrived\"></i>at stop \
          <i class=\"st-departed\"></i>left, no outcome <i class=\"st-delivered\"></i>delivered <i class=\"st-failed\"></i>failed \
          <i class=\"st-passed\"></i>passed · click the map: who is near here</p></section>\
          <aside class=\"side\">\
-         <section class=\"card\"><h2>Alerts</h2><ol id=\"alerts\" class=\"alerts\"><li class=\"muted empty\">No alerts.</li></ol></section>\
+         <section id=\"search-card\" class=\"card\" hidden><h2>Found</h2><ol id=\"search-results\" class=\"near\" aria-live=\"polite\"></ol></section>\
+         <section class=\"card\"><h2>Alerts <span id=\"alert-count\" class=\"muted\"></span></h2><div id=\"alerts\" class=\"alert-groups\"><p class=\"muted empty\">No open alerts.</p></div></section>\
          <section id=\"exceptions-card\" class=\"card\" hidden><h2>Failed deliveries</h2><ol id=\"exceptions\" class=\"alerts\"></ol></section>\
          <section id=\"undelivered-card\" class=\"card\" hidden><h2>Messages not delivered</h2><ol id=\"undelivered\" class=\"alerts\"></ol></section>\
          <section class=\"card\"><h2>Drivers</h2><ul id=\"drivers\" class=\"drivers\"></ul></section>\
          <section id=\"route-card\" class=\"card\" hidden><h2>Route <span id=\"route-id\"></span></h2><p id=\"route-meta\" class=\"muted\"></p>\
+         <div class=\"playback\"><button id=\"play\" type=\"button\">Play back the route</button>\
+         <input id=\"play-pos\" type=\"range\" min=\"0\" max=\"0\" value=\"0\" aria-label=\"Playback position\" hidden>\
+         <span id=\"play-time\" class=\"muted\" role=\"status\"></span></div>\
          <ol id=\"route-stops\" class=\"stops\"></ol></section>\
          <section id=\"near-card\" class=\"card\" hidden><h2>Near here</h2><ol id=\"near\" class=\"near\"></ol></section>\
-         </aside></main><footer class=\"muted\">Times are {z}.</footer>\
-         <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/dispatch.js?v={v}\"></script></body></html>",
+         </aside></main><footer class=\"muted\">Times are {z}.</footer>{leaflet}\
+         <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/live.js?v={v}\"></script><script src=\"/assets/dispatch.js?v={v}\"></script></body></html>",
         d = escape(depot),
+        a = map.attributes(),
+        leaflet = map.head(v),
         z = escape(zone_label),
     );
     out

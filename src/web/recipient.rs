@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::Event;
+
 use axum::response::Response;
 use axum::Json;
 use milepost_core::feed::{FeedKey, TooOld};
@@ -27,7 +27,9 @@ use crate::web::auth::{authorize_parcel, check_parcel, check_tracking, page_auth
 use crate::web::error::WebError;
 use crate::web::pages::{error_page, html, render_tracking};
 use crate::web::respond::{json, with_headers, NOSNIFF, NO_STORE};
-use crate::web::sse::{self, data, send, start_cursor, Audience, End, Named, Next, StreamQuery};
+use crate::web::sse::{
+    self, data, send, start_cursor, Audience, End, Ev, Named, Next, StreamQuery,
+};
 use crate::web::state::WebState;
 use crate::web::views::common::moment;
 use crate::web::views::parcel::{
@@ -63,10 +65,11 @@ pub async fn tracking(
     };
     let mut page = html(
         StatusCode::OK,
-        render_tracking(brand, &tracking, &base, &view),
+        render_tracking(brand, &st.cfg().map, &tracking, &base, &view),
         auth.cookie,
     );
-    // Origins the carrier allows may frame it (`web.embed_origins`).
+    // Origins the carrier allows may frame it (`web.embed_origins`); tiles come from the map's
+    // source.
     if let Some(csp) = crate::web::embed::tracking_csp(st.cfg()) {
         page.headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, csp);
@@ -169,6 +172,7 @@ pub async fn parcel_events(
     Path(tracking): Path<String>,
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
+    up: sse::Upgrade,
 ) -> Result<Response, WebError> {
     check_tracking(&tracking)?;
     let (claims, token) = authorize_parcel(&st.shared, &headers, &tracking)?;
@@ -187,7 +191,7 @@ pub async fn parcel_events(
     if !live && !closed() {
         return Err(WebError::NotFound(format!("no parcel {t}")));
     }
-    sse::open(st, claims, token, after, ParcelStream::new(t))
+    sse::open(st, claims, token, after, ParcelStream::new(t), up, &headers)
 }
 
 /// What a parcel stream last told the browser about the driver's position.
@@ -246,7 +250,7 @@ impl Audience for ParcelStream {
     }
 
     /// A parcel's feed is kept whole: a browser that lost its place is sent all of it.
-    fn start_over(&mut self, _last: u64) -> (u64, Option<Event>) {
+    fn start_over(&mut self, _last: u64) -> (u64, Option<Ev>) {
         (0, None)
     }
 
@@ -266,7 +270,7 @@ impl Audience for ParcelStream {
     async fn state(
         &mut self,
         shared: &Shared,
-        tx: &mpsc::Sender<Event>,
+        tx: &mpsc::Sender<Ev>,
         mailbox: &Arc<Mailbox>,
     ) -> Result<Next, End> {
         let (status, key) = {
@@ -282,7 +286,7 @@ impl Audience for ParcelStream {
             if self.status_due || self.last_sent != key {
                 self.last_sent = key;
                 let v = status_view(shared, s);
-                send(tx, Event::default().event("status").data(data(&v))).await?;
+                send(tx, Ev::new("status", data(&v))).await?;
             }
         }
         self.status_due = false;
@@ -299,12 +303,12 @@ impl Audience for ParcelStream {
                 let seq = lock(&shared.state.positions).get(&driver).map(|(s, _)| s);
                 let now = seq.map_or(Shown::Hidden, Shown::At);
                 if now != self.shown {
-                    send(tx, Event::default().event("position").data(data(&pos))).await?;
+                    send(tx, Ev::new("position", data(&pos))).await?;
                     self.shown = now;
                 }
             }
             None if self.shown != Shown::Hidden => {
-                send(tx, Event::default().event("position").data("null")).await?;
+                send(tx, Ev::new("position", "null")).await?;
                 self.shown = Shown::Hidden;
             }
             None => {}

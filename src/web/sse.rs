@@ -13,6 +13,9 @@
 //! it waits. The task ends when the browser leaves, when the token expires or is revoked, or
 //! when the gateway shuts down.
 //!
+//! The same streams go over a WebSocket for the pages (`crate::web::ws`): a request that is a
+//! handshake gets one.
+//!
 //! This file is the machinery every stream shares: the stream slot, the starting cursor, the
 //! answer's headers, and `run`, the one loop (check the token, read after the cursor, send,
 //! send the audience's state, wait). What differs between audiences is an [`Audience`]: the
@@ -27,6 +30,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderName};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -55,9 +60,55 @@ const RETRY_MS: u64 = 1_000;
 /// Tells buffering reverse proxies (nginx) to pass events through at once.
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
-/// A stream of events fed by a producer task through a bounded channel.
+/// One event of a live stream, whatever carries it (an SSE event, a WebSocket message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ev {
+    /// Its name (`status`, `milestone`, `positions`...).
+    pub name: &'static str,
+    /// Its feed offset, for events that are not state.
+    pub id: Option<u64>,
+    /// Its data, JSON.
+    pub data: String,
+}
+
+impl Ev {
+    /// Event `name` with `data` (JSON) and no id.
+    pub fn new(name: &'static str, data: impl Into<String>) -> Ev {
+        Ev {
+            name,
+            id: None,
+            data: data.into(),
+        }
+    }
+
+    /// The same event with id `offset`.
+    pub fn id(mut self, offset: u64) -> Ev {
+        self.id = Some(offset);
+        self
+    }
+
+    /// As a server-sent event.
+    fn sse(self) -> Event {
+        let e = Event::default().event(self.name).data(self.data);
+        match self.id {
+            Some(id) => e.id(id.to_string()),
+            None => e,
+        }
+    }
+
+    /// As a WebSocket text message: `{"event": name, "id": offset or null, "data": data}`.
+    pub fn json(&self) -> String {
+        let id = self.id.map_or("null".to_owned(), |i| i.to_string());
+        let name = serde_json::to_string(self.name).unwrap_or_else(|_| "\"\"".into());
+        format!("{{\"event\":{name},\"id\":{id},\"data\":{}}}", self.data)
+    }
+}
+
+/// A stream of events fed by a producer task through a bounded channel, as SSE: a `retry`
+/// first, then the producer's events.
 pub struct EventStream {
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<Ev>,
+    hello: bool,
     _guard: StreamGuard,
 }
 
@@ -65,7 +116,14 @@ impl futures_core::Stream for EventStream {
     type Item = Result<Event, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|e| e.map(Ok))
+        if !self.hello {
+            self.hello = true;
+            let e = Event::default()
+                .retry(Duration::from_millis(RETRY_MS))
+                .comment("milepost");
+            return Poll::Ready(Some(Ok(e)));
+        }
+        self.rx.poll_recv(cx).map(|e| e.map(|e| Ok(e.sse())))
     }
 }
 
@@ -118,9 +176,13 @@ pub fn start_cursor(
     Ok(q.after)
 }
 
-fn respond(rx: mpsc::Receiver<Event>, guard: StreamGuard) -> Response {
-    let sse = Sse::new(EventStream { rx, _guard: guard })
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+fn respond(rx: mpsc::Receiver<Ev>, guard: StreamGuard) -> Response {
+    let sse = Sse::new(EventStream {
+        rx,
+        hello: false,
+        _guard: guard,
+    })
+    .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     with_headers(sse, &[NO_STORE, (X_ACCEL_BUFFERING, "no")])
 }
 
@@ -137,26 +199,19 @@ pub enum End {
 }
 
 /// Sends one event; `Err` when the browser has gone.
-pub async fn send(tx: &mpsc::Sender<Event>, e: Event) -> Result<(), End> {
+pub async fn send(tx: &mpsc::Sender<Ev>, e: Ev) -> Result<(), End> {
     tx.send(e).await.map_err(|_| End::Gone)
 }
 
 /// Tells the page its token expired or was revoked; the stream then ends.
-async fn end_for_auth(tx: &mpsc::Sender<Event>) -> Result<(), End> {
-    let e = Event::default()
-        .event("auth")
-        .data("{\"error\":\"token expired or revoked\"}");
+async fn end_for_auth(tx: &mpsc::Sender<Ev>) -> Result<(), End> {
+    let e = Ev::new("auth", "{\"error\":\"token expired or revoked\"}");
     send(tx, e).await
 }
 
 /// Waits for a wake-up, the timeout, the browser leaving or shutdown. Returns false when the
 /// stream should end.
-async fn wait(
-    st: &WebState,
-    tx: &mpsc::Sender<Event>,
-    mailbox: &Mailbox,
-    timeout: Duration,
-) -> bool {
+async fn wait(st: &WebState, tx: &mpsc::Sender<Ev>, mailbox: &Mailbox, timeout: Duration) -> bool {
     let mut stop = st.stop.clone();
     if *stop.borrow() {
         return false;
@@ -192,9 +247,9 @@ pub trait Audience: Send + 'static {
     fn read(&self, shared: &Shared, cursor: u64, max: usize) -> Result<Vec<(u64, Update)>, TooOld>;
     /// Where to go on when the browser's cursor is unknown (absent, past `last`, or too old),
     /// and the event that tells the page so, if any.
-    fn start_over(&mut self, last: u64) -> (u64, Option<Event>);
+    fn start_over(&mut self, last: u64) -> (u64, Option<Ev>);
     /// What to send once the cursor is set, at every (re)connection (nothing by default).
-    fn first(&mut self, _shared: &Shared, _mailbox: &Mailbox) -> Option<Event> {
+    fn first(&mut self, _shared: &Shared, _mailbox: &Mailbox) -> Option<Ev> {
         None
     }
     /// The name and data of the event for the update at `offset`, if the page wants it (its id
@@ -204,26 +259,38 @@ pub trait Audience: Send + 'static {
     fn state(
         &mut self,
         shared: &Shared,
-        tx: &mpsc::Sender<Event>,
+        tx: &mpsc::Sender<Ev>,
         mailbox: &Arc<Mailbox>,
     ) -> impl Future<Output = Result<Next, End>> + Send;
 }
 
-/// Opens an event stream for `audience`, starting after `after`: reserves a stream slot and
-/// spawns the producer task.
+/// A request's WebSocket handshake, if it is one (else the stream is server-sent events).
+pub type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+/// Opens a live stream for `audience`, starting after `after`: reserves a stream slot and
+/// spawns the producer task; the events go out over the WebSocket of `up` when the request
+/// is a handshake (from this listener's own pages), else as server-sent events.
 pub fn open<A: Audience>(
     st: Arc<WebState>,
     claims: Claims,
     token: String,
     after: Option<u64>,
     audience: A,
+    up: Upgrade,
+    headers: &HeaderMap,
 ) -> Result<Response, WebError> {
+    if up.is_ok() {
+        crate::web::ws::check_origin(headers)?;
+    }
     let guard = reserve(&st)?;
     let (tx, rx) = mpsc::channel(CHANNEL);
     tokio::spawn(async move {
         let _ = run(st, claims, token, after, audience, tx).await;
     });
-    Ok(respond(rx, guard))
+    Ok(match up {
+        Ok(up) => crate::web::ws::respond(up, rx, guard),
+        Err(_) => respond(rx, guard),
+    })
 }
 
 /// The producer loop of every stream: check the token, send what is after the cursor, send
@@ -234,20 +301,13 @@ async fn run<A: Audience>(
     token: String,
     after: Option<u64>,
     mut aud: A,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Ev>,
 ) -> Result<(), End> {
     let shared = &st.shared;
     let mailbox = Arc::new(Mailbox::default());
     for key in aud.keys() {
         shared.hub.register(key, &mailbox);
     }
-    send(
-        &tx,
-        Event::default()
-            .retry(Duration::from_millis(RETRY_MS))
-            .comment("milepost"),
-    )
-    .await?;
     let last = aud.last(shared);
     // A cursor past the end (the browser saw a store that has since been reset) starts over.
     let mut cursor = match after.filter(|a| *a <= last) {
@@ -267,11 +327,7 @@ async fn run<A: Audience>(
                 let full = events.len() == READ_BATCH;
                 for (offset, u) in events {
                     if let Some((name, data)) = aud.event(shared, offset, &u) {
-                        let e = Event::default()
-                            .id(offset.to_string())
-                            .event(name)
-                            .data(data);
-                        send(&tx, e).await?;
+                        send(&tx, Ev::new(name, data).id(offset)).await?;
                     }
                     cursor = offset;
                     lag.set(cursor);
@@ -299,7 +355,7 @@ async fn run<A: Audience>(
 /// The audience's new cursor, after sending the event that tells the page, if any.
 async fn start_over<A: Audience>(
     aud: &mut A,
-    tx: &mpsc::Sender<Event>,
+    tx: &mpsc::Sender<Ev>,
     last: u64,
 ) -> Result<u64, End> {
     let (cursor, e) = aud.start_over(last);

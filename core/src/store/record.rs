@@ -127,6 +127,19 @@ pub enum LogRecord {
         /// Server time, UTC ms.
         at_ms: i64,
     },
+    /// The back office named the street addresses of a route's stops (with the route, or
+    /// later), for the dispatcher's map and lists. Kept beside the history, like
+    /// `AlertHandled`; a stop not named keeps the address it had.
+    StopAddresses {
+        /// The route.
+        route_id: RouteId,
+        /// Its depot.
+        depot: String,
+        /// The stops and their addresses (an empty address removes one).
+        addresses: Vec<(StopId, String)>,
+        /// Server time, UTC ms.
+        at_ms: i64,
+    },
 }
 
 /// What was done about an alert.

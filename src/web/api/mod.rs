@@ -41,6 +41,7 @@
 //! [`docs::Common`]. A write runs through [`write::write`] (its `Idempotency-Key`, its own
 //! task).
 
+pub mod addresses;
 pub mod alerts;
 pub mod analytics;
 pub mod caller;

@@ -79,6 +79,10 @@ pub struct RouteBody {
     pub route: Route,
     /// Recipients' contacts by tracking number (each a parcel of this route).
     pub recipients: BTreeMap<String, Contact>,
+    /// The stops' street addresses (`stops[i].address` in the body, at most 200 characters):
+    /// shown to the depot's dispatchers, never sent to phones.
+    #[schema(ignore)]
+    pub addresses: Vec<(StopId, String)>,
 }
 
 impl RouteBody {
@@ -87,6 +91,7 @@ impl RouteBody {
         RouteBody {
             route,
             recipients: BTreeMap::new(),
+            addresses: Vec::new(),
         }
     }
 }
@@ -101,9 +106,11 @@ struct Recipients {
 /// A route body from its parsed route and its raw bytes.
 fn route_body(body: ApiJson<Route>) -> Result<RouteBody, ApiError> {
     let r: Recipients = parse_json(&body.raw)?;
+    let addresses = crate::web::api::addresses::addresses_of(&body.raw, &body.value)?;
     Ok(RouteBody {
         route: body.value,
         recipients: r.recipients,
+        addresses,
     })
 }
 
@@ -132,7 +139,11 @@ async fn assign(
     caller: &Caller,
     body: RouteBody,
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-    let RouteBody { route, recipients } = body;
+    let RouteBody {
+        route,
+        recipients,
+        addresses,
+    } = body;
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     milepost_core::fleet::route::validate(&route)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
@@ -140,8 +151,12 @@ async fn assign(
     let existed = lock(&st.shared.state.core).run(&route.id).is_some();
     let id = route.id.clone();
     let depot = route.depot.0.clone();
+    let plan = route.clone();
     run_command(st, caller, &depot, CommandKind::AssignRoute(route)).await?;
     store_contacts(st, &depot, &recipients)?;
+    if !addresses.is_empty() {
+        crate::web::api::addresses::record(st, &plan, addresses).await?;
+    }
     let detail = route_detail(&st.shared, &id)?
         .ok_or_else(|| ApiError::internal("the route vanished after it was assigned"))?;
     let status = if existed {

@@ -133,6 +133,8 @@ pub struct DepotState {
     pub offset: u64,
     /// Server time, UTC ms (for "last seen" ages).
     pub now_ms: i64,
+    /// The depot's time zone (its carrier's, IANA name): the page's times are in it.
+    pub time_zone: String,
     /// The depot's drivers with a live position.
     pub drivers: Vec<DriverDot>,
     /// The depot's routes.
@@ -200,6 +202,12 @@ pub fn depot_state_of(shared: &Shared, depot: &DepotId) -> DepotState {
         depot: depot.0.clone(),
         offset,
         now_ms: shared.now_ms(),
+        time_zone: shared
+            .cfg
+            .carriers
+            .zone_of_depot(&depot.0)
+            .name()
+            .to_owned(),
         drivers: positions
             .iter()
             .map(|p| DriverDot::of(shared, p, false))

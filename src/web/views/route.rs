@@ -43,6 +43,8 @@ pub struct StopDot {
     pub planned_arrival_ms: Option<i64>,
     /// Parcels on the stop.
     pub parcels: usize,
+    /// Its street address, when the back office gave one.
+    pub address: Option<String>,
 }
 
 /// A route on the dispatcher map, with its progress.
@@ -129,6 +131,7 @@ pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> Route
                 arrived_ms: s.arrived_ms,
                 planned_arrival_ms: s.planned_arrival_ms,
                 parcels: s.parcels.len(),
+                address: None,
             }
         })
         .collect();
@@ -173,13 +176,36 @@ pub fn depot_routes(shared: &Shared, depot: &DepotId) -> Vec<RouteSummary> {
         .filter(|r| &r.plan.depot == depot)
         .map(|r| (&r.plan.id, r))
         .collect();
-    ids.iter()
+    let mut all: Vec<RouteSummary> = ids
+        .iter()
         .filter_map(|id| {
             let run = runs.get(id)?;
             let view = core.route_view(id)?;
             Some(route_summary(shared, run, &view))
         })
-        .collect()
+        .collect();
+    drop(runs);
+    drop(core);
+    for r in &mut all {
+        add_addresses(shared, r);
+    }
+    all
+}
+
+/// Fills in the stops' addresses (read from the history, outside the core's lock).
+fn add_addresses(shared: &Shared, r: &mut RouteSummary) {
+    let Some(h) = &shared.state.history else {
+        return;
+    };
+    let Ok(found) = h.addresses(&RouteId(r.route_id.clone())) else {
+        return;
+    };
+    if found.is_empty() {
+        return;
+    }
+    for s in &mut r.stops {
+        s.address = found.get(&s.id).cloned();
+    }
 }
 
 /// One route's summary if it belongs to `depot`.
@@ -198,5 +224,8 @@ pub fn depot_route(
     let view = core
         .route_view(id)
         .ok_or_else(|| WebError::NotFound(format!("no route {id}")))?;
-    Ok(route_summary(shared, run, &view))
+    let mut r = route_summary(shared, run, &view);
+    drop(core);
+    add_addresses(shared, &mut r);
+    Ok(r)
 }
