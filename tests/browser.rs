@@ -16,6 +16,10 @@
 //! `MILEPOST_BROWSER_TESTS=1` (which `tests/browser/run.sh` sets after installing them);
 //! otherwise it says it was skipped.
 //!
+//! A fourth (`tests/browser/console.mjs`) works in the dispatcher console over a street map
+//! from a local tile server; a fifth checks that both pages finish loading under Chromium's
+//! `--virtual-time-budget` and fall back to the plain map when the tile source is down.
+//!
 //! A third test opens the depot's dashboard (`tests/browser/dashboard.mjs`) on a day scripted
 //! here and checks its figures and its uPlot chart.
 
@@ -25,12 +29,16 @@ mod web_support;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{leg, route_point};
 use milepost::state::lock;
 use milepost::web::DriverDisplay;
-use milepost_proto::route::{DeliveryChange, DriverEvent, DriverUpdate, TrackingNumber};
+use milepost_proto::route::{
+    DeliveryChange, DriverEvent, DriverUpdate, FailureReason, Outcome, TrackingNumber,
+};
 use milepost_proto::{CommandKind, Fix, Seq, ServerMsg};
 use web_support::World;
 
@@ -450,6 +458,281 @@ async fn the_dashboard_in_chromium() {
     );
     let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        println!("{line}");
+        if let Some(r) = line.strip_prefix("RESULT ") {
+            result = Some(r.to_owned());
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
+    assert!(status.success());
+}
+
+/// A 1x1 grey PNG: every tile of the tile server fixture.
+const TILE_PNG: [u8; 69] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53,
+    0xde, 0x00, 0x00, 0x00, 0x0c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xb8, 0xfb, 0xe4, 0x0e,
+    0x00, 0x05, 0x3f, 0x02, 0x9e, 0x20, 0x17, 0xca, 0x56, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// A raster tile server on 127.0.0.1:0 (`/tiles/{z}/{x}/{y}.png`), counting the tiles asked.
+async fn tile_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().route(
+        "/tiles/{z}/{x}/{y}",
+        axum::routing::get(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::Relaxed);
+                ([(axum::http::header::CONTENT_TYPE, "image/png")], TILE_PNG)
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (addr, hits)
+}
+
+/// A shop's site on 127.0.0.1:0 whose `/order?src=URL` frames `URL`: the embedding origin of
+/// the console test (`http://127.0.0.1:PORT`; the same server as `http://localhost:PORT` is
+/// another origin, which may not frame the page).
+async fn shop_server() -> std::net::SocketAddr {
+    use std::collections::HashMap;
+    let app = axum::Router::new().route(
+        "/order",
+        axum::routing::get(
+            |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| async move {
+                let src = q.get("src").cloned().unwrap_or_default().replace('"', "%22");
+                axum::response::Html(format!(
+                    "<!doctype html><title>Shop</title><h1>Your order</h1>\
+                     <iframe id=\"f\" title=\"Parcel tracking\" src=\"{src}\" width=\"400\" height=\"600\"></iframe>"
+                ))
+            },
+        ),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    addr
+}
+
+/// The console's world: the example route assigned again through the API with its stops'
+/// addresses, D1 named Ana, tiles from `tiles` (a URL template), the tracking page framed by
+/// `embed` if given.
+async fn console_world(tiles: String, embed: Option<String>) -> World {
+    let mut w = World::with_web(|c| {
+        c.web.map.tiles = Some(tiles);
+        c.web.map.attribution = "Test tiles".into();
+        if let Some(origin) = embed {
+            c.web.embed_origins = vec![origin];
+            c.web.secure_cookies = true;
+        }
+        c.web.drivers.insert(
+            "D1".into(),
+            DriverDisplay {
+                first_name: "Ana".into(),
+                vehicle: None,
+            },
+        );
+    })
+    .await;
+    w.clock = common::now_ms() - 400_000;
+    let key = w.backoffice_key();
+    let mut route = serde_json::to_value(common::example_route()).unwrap();
+    for (i, a) in ["Ilica 12", "Vlaška 40", "Savska 9"].iter().enumerate() {
+        route["stops"][i]["address"] = (*a).into();
+    }
+    let path = format!("/api/v1/routes/{}", route["id"].as_str().unwrap());
+    // The key file is picked up within a second.
+    let mut status = 0;
+    for _ in 0..30 {
+        status = web_support::api(&w, "PUT", &path, &key, Some(&route))
+            .await
+            .status;
+        if status != 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "the route with addresses was not taken");
+    w.drive(0, 1, 60).await;
+    w
+}
+
+/// The dispatcher console and the street map in Chromium (`tests/browser/console.mjs`): tiles
+/// from a local tile server, addresses, alerts handled from the page, search, playback,
+/// framing by an allowed origin only, axe-core, 320 px and 200 % zoom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_street_map_in_chromium() {
+    if std::env::var("MILEPOST_BROWSER_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("browser test skipped: run tests/browser/run.sh (sets MILEPOST_BROWSER_TESTS=1)");
+        return;
+    }
+    let (tiles, hits) = tile_server().await;
+    let shop = shop_server().await;
+    let mut w = console_world(
+        format!("http://{tiles}/tiles/{{z}}/{{x}}/{{y}}.png"),
+        Some(format!("http://{shop}")),
+    )
+    .await;
+    let Script {
+        mut child,
+        mut stdin,
+        lines: mut rx,
+    } = script(
+        "console.mjs",
+        w.web(),
+        &[
+            (
+                "TRACK",
+                format!("/t/{T4}?token={}", World::recipient_token(T4)),
+            ),
+            (
+                "DISPATCH",
+                format!("/dispatch?token={}", World::dispatcher_token("north")),
+            ),
+            ("SHOP", format!("{}", shop.port())),
+        ],
+    );
+    let mut result = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        println!("{line}");
+        if let Some(r) = line.strip_prefix("RESULT ") {
+            result = Some(r.to_owned());
+            continue;
+        }
+        let Some(step) = line.strip_prefix("STEP ") else {
+            continue;
+        };
+        let answer = match step {
+            "start" => "DONE".to_string(),
+            "fail" => {
+                w.drive(1, 2, 60).await;
+                let failed = Outcome::Failed {
+                    reason: FailureReason::RecipientAbsent,
+                    note: String::new(),
+                };
+                match common::report(&mut w.driver, 3, "S2", None, failed).await {
+                    Ok(_) => "DONE".into(),
+                    Err(e) => format!("FAIL the failed attempt: {e:?}"),
+                }
+            }
+            other => format!("FAIL unknown step {other}"),
+        };
+        writeln!(stdin, "{answer}").unwrap();
+        stdin.flush().unwrap();
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
+    assert!(status.success());
+    assert!(
+        hits.load(Ordering::Relaxed) > 0,
+        "no tile was asked of the tile server"
+    );
+}
+
+/// Runs Chromium's own headless mode on `url` with a virtual time budget (what screenshot
+/// tools and link previewers do) and returns the page's DOM; `None` if it did not finish.
+async fn dump_dom(url: &str) -> Option<String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let profile = tempfile::tempdir().unwrap();
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+            s
+        });
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return reader.join().ok();
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Both pages load completely with their live stream open (Chromium's `--virtual-time-budget`
+/// finishes and the DOM holds the status), and a tile source that is down leaves the plain
+/// map, saying so (`tests/browser/fallback.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_finish_loading_and_fall_back_to_the_plain_map() {
+    if std::env::var("MILEPOST_BROWSER_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("browser test skipped: run tests/browser/run.sh (sets MILEPOST_BROWSER_TESTS=1)");
+        return;
+    }
+    // A port nothing listens on: every tile fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let w = console_world(format!("http://{closed}/tiles/{{z}}/{{x}}/{{y}}.png"), None).await;
+    let web = w.web();
+    let track = format!("http://{web}/t/{T4}?token={}", World::recipient_token(T4));
+    let dom = dump_dom(&track)
+        .await
+        .expect("the tracking page never finished loading");
+    assert!(dom.contains("id=\"status-line\""), "{dom}");
+    let disp = format!(
+        "http://{web}/dispatch?token={}",
+        World::dispatcher_token("north")
+    );
+    let dom = dump_dom(&disp)
+        .await
+        .expect("the dispatcher page never finished loading");
+    assert!(
+        dom.contains("Depot <span id=\"depot\">north</span>"),
+        "{dom}"
+    );
+
+    let Script {
+        mut child,
+        lines: mut rx,
+        ..
+    } = script(
+        "fallback.mjs",
+        web,
+        &[(
+            "DISPATCH",
+            format!("/dispatch?token={}", World::dispatcher_token("north")),
+        )],
+    );
+    let mut result = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
         println!("{line}");
         if let Some(r) = line.strip_prefix("RESULT ") {

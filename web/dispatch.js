@@ -156,6 +156,7 @@
   function renderAlerts(list) {
     var box = $('alerts');
     while (box.firstChild) box.removeChild(box.firstChild);
+    box.setAttribute('data-loaded', '1');
     text($('alert-count'), list.length ? '(' + list.length + ')' : '');
     if (!list.length) { text(box.appendChild(document.createElement('p')), 'No open alerts.').className = 'muted empty'; return; }
     var groups = {}, order = [];

@@ -385,8 +385,10 @@
       lay = L.circleMarker([it.lat, it.lon], Object.assign(style, { radius: it.type === 'square' ? (it.size || 6) : (it.r || 5.5) }));
     }
     if (it.onclick && it.type !== 'driver') lay.on('click', function (e) { L.DomEvent.stopPropagation(e); it.onclick(); });
-    if (it.title) lay.bindTooltip(it.title);
+    // One tooltip per layer (Leaflet keeps the first one's handlers): a permanent label, or
+    // the title on hover.
     if (it.label && it.type !== 'driver') lay.bindTooltip(it.label, { permanent: true, direction: 'right', className: 'stop-label', offset: [6, 0] });
+    else if (it.title) lay.bindTooltip(it.title);
     lay.addTo(this.map);
     setData(lay.getElement ? lay.getElement() : null, it.data);
     this.layers[layer][key] = lay;
