@@ -20,7 +20,8 @@
 //! offset` to JSON [`AlertHandling`]: what was done about an alert, folded from
 //! `AlertHandled` records the same way), and `facts` (route id to JSON
 //! [`milepost_core::analytics::RouteFacts`], the route's analytics, written and purged with
-//! it).
+//! it), `addresses` (a route's stops' street addresses, [`places`]) and `trails` (where a
+//! route's driver went, for playback, [`trail`]), both purged with the route.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
