@@ -65,11 +65,13 @@ fn carriers(c: &mut milepost::config::Config) {
         name: "Acme".into(),
         time_zone: "UTC".into(),
         depots: vec!["east".into()],
+        ..Default::default()
     };
     let zeta = CarrierConfig {
         name: "Zeta".into(),
         time_zone: "UTC".into(),
         depots: vec!["west".into()],
+        ..Default::default()
     };
     c.carriers.0.insert("acme".into(), acme);
     c.carriers.0.insert("zeta".into(), zeta);

@@ -536,6 +536,16 @@ async fn console_world(tiles: String, embed: Option<String>) -> World {
             c.web.embed_origins = vec![origin];
             c.web.secure_cookies = true;
         }
+        // The depot's carrier works in India: the pages' times are IST.
+        c.carriers.0.insert(
+            "acme".into(),
+            milepost::analytics::CarrierConfig {
+                name: "Acme".into(),
+                time_zone: "Asia/Kolkata".into(),
+                depots: vec!["north".into()],
+                ..Default::default()
+            },
+        );
         c.web.drivers.insert(
             "D1".into(),
             DriverDisplay {

@@ -286,3 +286,37 @@ async fn the_live_stream_over_a_websocket() {
     let (name, _, data) = next_event(&mut d).await;
     assert_eq!(name, "positions", "{data}");
 }
+
+#[tokio::test]
+async fn a_us_carrier_reads_a_12_hour_clock() {
+    let w = World::with_web(|c| {
+        c.carriers.0.insert(
+            "acme-us".into(),
+            milepost::analytics::CarrierConfig {
+                name: "Acme".into(),
+                time_zone: "America/Chicago".into(),
+                depots: vec!["north".into()],
+                locale: "en-US".into(),
+            },
+        );
+    })
+    .await;
+    let view = web_support::recipient_status(w.web(), T4).await;
+    let s = &view["status"];
+    assert_eq!(s["hour12"], true, "{s}");
+    let window = s["window_text"].as_str().unwrap_or_default();
+    assert!(window.contains("AM") || window.contains("PM"), "{s}");
+    let state = get(w.web(), "/dispatch/state", Some(&dispatcher("north")))
+        .await
+        .json();
+    assert_eq!(state["hour12"], true);
+    assert_eq!(state["time_zone"], "America/Chicago");
+    let page = get(
+        w.web(),
+        &format!("/t/{T4}?token={}", World::recipient_token(T4)),
+        None,
+    )
+    .await
+    .text();
+    assert!(page.contains(" AM") || page.contains(" PM"), "{page}");
+}

@@ -680,6 +680,7 @@ async fn a_carriers_depot_is_told_in_its_name_and_zone() {
                 name: "Kolkata Express".into(),
                 time_zone: "Asia/Kolkata".into(),
                 depots: vec!["north".into()],
+                ..Default::default()
             },
         );
     })

@@ -541,7 +541,7 @@ async fn assets_are_embedded_compressed_and_cacheable() {
     assert!(r.header("cache-control").unwrap().contains("immutable"));
     let plain = get(web, "/assets/track.js", None).await;
     assert!(plain.body.len() > r.body.len());
-    assert!(plain.text().contains("EventSource"));
+    assert!(plain.text().contains("MilepostLive.open"));
     assert_eq!(get_status(web, "/assets/../Cargo.toml", None).await, 404);
     assert_eq!(get_status(web, "/assets/nope.js", None).await, 404);
     let css = get(web, "/brand.css", None).await;
@@ -634,6 +634,7 @@ async fn pages_show_times_in_the_carriers_zone() {
                 name: "Acme".into(),
                 time_zone: "Asia/Kolkata".into(),
                 depots: vec!["north".into()],
+                ..Default::default()
             },
         );
     })

@@ -24,6 +24,7 @@
   var offset = 0;
   var fitted = false;
   var zone = 'UTC';
+  var hour12 = false;  // the carrier's locale reads a 12-hour clock
   var STATE_WORDS = { pending: 'to do', next: 'next', arrived: 'driver there', departed: 'left, no outcome', delivered: 'delivered', failed: 'failed', passed: 'passed' };
 
   function text(node, t) { node.textContent = t == null ? '' : t; return node; }
@@ -44,7 +45,7 @@
   function hhmm(ms) {
     if (!ms) return '';
     try {
-      return new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(ms));
+      return new Intl.DateTimeFormat(hour12 ? 'en-US' : 'en-GB', { timeZone: zone, hour: hour12 ? 'numeric' : '2-digit', minute: '2-digit', hour12: hour12 }).format(new Date(ms));
     } catch (e) {
       return new Date(ms).toISOString().slice(11, 16);
     }
@@ -364,6 +365,7 @@
     }).then(function (st) {
       offset = st.offset;
       zone = st.time_zone || zone;
+      hour12 = !!st.hour12;
       drivers = {};
       routes = {};
       driverRoute = {};

@@ -24,11 +24,13 @@
 
   // The zone the page's times are in (the depot's carrier's), from the latest status.
   var zone = (view.status && view.status.time_zone) || 'UTC';
+  // And its clock: 12-hour (`2:05:03 PM`) where the carrier's locale reads one.
+  var hour12 = !!(view.status && view.status.hour12);
 
   /** `HH:MM:SS` of `ms` in the page's zone. */
   function clock(ms) {
     try {
-      return new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }).format(new Date(ms));
+      return new Intl.DateTimeFormat(hour12 ? 'en-US' : 'en-GB', { timeZone: zone, hour: hour12 ? 'numeric' : '2-digit', minute: '2-digit', second: '2-digit', hour12: hour12 }).format(new Date(ms));
     } catch (e) {
       return new Date(ms).toISOString().slice(11, 19);
     }
@@ -36,6 +38,7 @@
 
   function renderStatus(s) {
     if (s.time_zone) zone = s.time_zone;
+    hour12 = !!s.hour12;
     document.querySelectorAll('.zone').forEach(function (z) { if (s.zone_label) z.textContent = s.zone_label; });
     setText('status-line', s.status_line);
     document.body.className = 'track state-' + (STATE_CLASS[s.state] || 'out');

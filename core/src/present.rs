@@ -45,13 +45,80 @@ pub fn hhmm(ms: i64) -> String {
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
-/// Formats a UTC ms timestamp as `HH:MM` in `zone`.
-pub fn hhmm_in(ms: i64, zone: Tz) -> String {
-    if zone == Tz::UTC {
+/// How a reader's times are written: their zone, and their locale's clock (24-hour `14:05`
+/// or 12-hour `2:05 PM`) and date order (`Mon 7 Dec` or `Mon, Dec 7`). A bare zone is read
+/// with a 24-hour clock, day before month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalClock {
+    /// The zone.
+    pub zone: Tz,
+    /// A 12-hour clock with AM/PM.
+    pub hour12: bool,
+    /// The month before the day.
+    pub month_first: bool,
+}
+
+/// Regions whose everyday clock is the 12-hour one (the locale's region, as in `en-US`).
+const HOUR12_REGIONS: &[&str] = &[
+    "US", "CA", "AU", "NZ", "IN", "PH", "PK", "BD", "EG", "SA", "MX", "CO",
+];
+
+impl LocalClock {
+    /// The clock of `locale` (a BCP 47 tag such as `en-GB`, `en-US`, `de`) in `zone`: the
+    /// region decides the hour's style and the date's order; without one, 24 hours and day
+    /// first.
+    pub fn of_locale(zone: Tz, locale: &str) -> LocalClock {
+        let region = locale
+            .split(['-', '_'])
+            .skip(1)
+            .find(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_alphabetic()))
+            .map(str::to_ascii_uppercase);
+        let region = region.as_deref().unwrap_or("");
+        LocalClock {
+            zone,
+            hour12: HOUR12_REGIONS.contains(&region),
+            month_first: region == "US",
+        }
+    }
+
+    fn time_format(&self) -> &'static str {
+        if self.hour12 {
+            "%-I:%M %p"
+        } else {
+            "%H:%M"
+        }
+    }
+
+    fn date_format(&self) -> &'static str {
+        if self.month_first {
+            "%a, %b %-d"
+        } else {
+            "%a %-d %b"
+        }
+    }
+}
+
+impl From<Tz> for LocalClock {
+    fn from(zone: Tz) -> LocalClock {
+        LocalClock {
+            zone,
+            hour12: false,
+            month_first: false,
+        }
+    }
+}
+
+/// Formats a UTC ms timestamp as a time of day on `at`'s clock: `HH:MM` (or `h:MM AM`).
+pub fn hhmm_in(ms: i64, at: impl Into<LocalClock>) -> String {
+    let at = at.into();
+    if at.zone == Tz::UTC && !at.hour12 {
         return hhmm(ms);
     }
     match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.with_timezone(&zone).format("%H:%M").to_string(),
+        Some(t) => t
+            .with_timezone(&at.zone)
+            .format(at.time_format())
+            .to_string(),
         None => hhmm(ms),
     }
 }
@@ -62,25 +129,31 @@ pub fn clock_text(ms: i64, now_ms: i64) -> String {
     clock_text_in(ms, now_ms, Tz::UTC)
 }
 
-/// [`clock_text`] in `zone`: the day is `zone`'s, and so is the time.
-pub fn clock_text_in(ms: i64, now_ms: i64, zone: Tz) -> String {
+/// [`clock_text`] on `at`'s clock: the day is its zone's, and so is the time.
+pub fn clock_text_in(ms: i64, now_ms: i64, at: impl Into<LocalClock>) -> String {
+    let at = at.into();
     let (Some(t), Some(now)) = (
         chrono::DateTime::from_timestamp_millis(ms),
         chrono::DateTime::from_timestamp_millis(now_ms),
     ) else {
         return hhmm(ms);
     };
-    let (t, now) = (t.with_timezone(&zone), now.with_timezone(&zone));
+    let (t, now) = (t.with_timezone(&at.zone), now.with_timezone(&at.zone));
     if t.date_naive() == now.date_naive() {
-        t.format("%H:%M").to_string()
+        t.format(at.time_format()).to_string()
     } else {
-        t.format("%a %-d %b %H:%M").to_string()
+        format!(
+            "{} {}",
+            t.format(at.date_format()),
+            t.format(at.time_format())
+        )
     }
 }
 
-/// The short name of `zone` at `ms` (`UTC`, `CET`, `CEST`, `EST`...), for "Times are ..." and
-/// "(UTC)" beside a time; an offset like `+0530` where the zone has no abbreviation.
-pub fn zone_label(zone: Tz, ms: i64) -> String {
+/// The short name of `at`'s zone at `ms` (`UTC`, `CET`, `CEST`, `EST`...), for "Times are
+/// ..." and "(UTC)" beside a time; an offset like `+0530` where the zone has no abbreviation.
+pub fn zone_label(at: impl Into<LocalClock>, ms: i64) -> String {
+    let zone = at.into().zone;
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.with_timezone(&zone).format("%Z").to_string())
         .unwrap_or_else(|| "UTC".into())
@@ -96,18 +169,19 @@ pub struct Moment {
     pub last_fix_ms: Option<i64>,
     /// A parcel on its way whose driver has been silent longer than this is shown as stale.
     pub stale_after_ms: i64,
-    /// The zone of the times shown (the depot's carrier's).
-    pub zone: Tz,
+    /// The clock of the times shown (the depot's carrier's zone and locale).
+    pub zone: LocalClock,
 }
 
 /// The recipient's one-line status, e.g. `3 stops away - arriving 14:05-14:15`, with times of
 /// day only (see [`status_line_at`] for what a page shows).
 pub fn status_line(s: &ParcelStatus) -> String {
-    status_words(s, &hhmm, Tz::UTC)
+    status_words(s, &hhmm, Tz::UTC.into())
 }
 
-/// `a` and `b` fall on one day in `zone`.
-fn same_day(a: i64, b: i64, zone: Tz) -> bool {
+/// `a` and `b` fall on one day in `at`'s zone.
+fn same_day(a: i64, b: i64, at: LocalClock) -> bool {
+    let zone = at.zone;
     if zone == Tz::UTC {
         return a.div_euclid(86_400_000) == b.div_euclid(86_400_000);
     }
@@ -148,7 +222,7 @@ pub fn is_stale(s: &ParcelStatus, at: &Moment) -> bool {
 }
 
 /// `time` writes a time with its date when needed, `zone` is the reader's.
-fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String, zone: Tz) -> String {
+fn status_words(s: &ParcelStatus, time: &dyn Fn(i64) -> String, zone: LocalClock) -> String {
     let window = match (s.earliest_ms, s.latest_ms) {
         // The end carries its own date only when it falls on another day than the start.
         (Some(a), Some(b)) if same_day(a, b, zone) => {
@@ -448,12 +522,19 @@ mod tests {
         let late = now + (9 * 60 + 20) * 60_000;
         assert_eq!(clock_text_in(late, now, Tz::UTC), "23:30");
         assert_eq!(clock_text_in(late, now, zg), "Wed 26 Nov 00:30");
+        // A US carrier's locale: 12-hour clock, month before day.
+        let us = LocalClock::of_locale(zg, "en-US");
+        assert_eq!(hhmm_in(now, us), "3:10 PM");
+        assert_eq!(clock_text_in(late, now, us), "Wed, Nov 26 12:30 AM");
+        assert_eq!(LocalClock::of_locale(zg, "de"), LocalClock::from(zg));
+        assert_eq!(LocalClock::of_locale(zg, "en-GB"), LocalClock::from(zg));
+        assert!(LocalClock::of_locale(Tz::UTC, "en-AU").hour12);
         let s = on_the_way(now + 3_600_000, None);
         let at = Moment {
             now_ms: now,
             last_fix_ms: Some(now - 30_000),
             stale_after_ms: 180_000,
-            zone: zg,
+            zone: zg.into(),
         };
         assert_eq!(
             status_line_at(&s, &at),
@@ -471,7 +552,7 @@ mod tests {
             now_ms: now,
             last_fix_ms: Some(now - 30_000),
             stale_after_ms: 180_000,
-            zone: Tz::UTC,
+            zone: Tz::UTC.into(),
         };
         assert_eq!(
             status_line_at(&s, &at),

@@ -20,6 +20,10 @@ pub struct CarrierConfig {
     pub time_zone: String,
     /// The depots it owns.
     pub depots: Vec<String>,
+    /// How its pages and messages write times: a BCP 47 locale (`en-GB`: `14:05`, `Mon 7
+    /// Dec`; `en-US`: `2:05 PM`, `Mon, Dec 7`). The region decides the clock; the words stay
+    /// English.
+    pub locale: String,
 }
 
 impl Default for CarrierConfig {
@@ -28,6 +32,7 @@ impl Default for CarrierConfig {
             name: String::new(),
             time_zone: "UTC".into(),
             depots: Vec::new(),
+            locale: "en-GB".into(),
         }
     }
 }
@@ -51,6 +56,12 @@ impl Carriers {
                 return Err(format!(
                     "carriers.{id}.time_zone: unknown time zone {:?}",
                     c.time_zone
+                ));
+            }
+            if !is_locale(&c.locale) {
+                return Err(format!(
+                    "carriers.{id}.locale: {:?} is not a locale (a BCP 47 tag such as en-GB or en-US)",
+                    c.locale
                 ));
             }
             for d in &c.depots {
@@ -85,10 +96,31 @@ impl Carriers {
         self.tz(self.carrier_of(depot))
     }
 
+    /// How `depot`'s carrier writes times: its zone and its locale's clock.
+    pub fn clock_of_depot(&self, depot: &str) -> milepost_core::present::LocalClock {
+        let carrier = self.carrier_of(depot);
+        let zone = self.tz(carrier);
+        match self.0.get(carrier) {
+            Some(c) => milepost_core::present::LocalClock::of_locale(zone, &c.locale),
+            None => zone.into(),
+        }
+    }
+
     /// Known: configured, or the default carrier.
     pub fn knows(&self, carrier: &str) -> bool {
         carrier == DEFAULT_CARRIER || self.0.contains_key(carrier)
     }
+}
+
+/// `en`, `en-GB`, `zh-Hant-TW`: 2-3 letters, then parts of 2-8 letters or digits.
+fn is_locale(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let lang_ok = parts
+        .next()
+        .is_some_and(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()));
+    lang_ok
+        && s.len() <= 35
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 fn is_id(s: &str) -> bool {
@@ -125,5 +157,24 @@ mod tests {
         assert!(zone.validate().unwrap_err().contains("unknown time zone"));
         let id = carriers("[\"a b\"]\n");
         assert!(id.validate().is_err());
+        let locale = carriers("[a]\nlocale = \"en_US!\"\n");
+        assert!(locale
+            .validate()
+            .unwrap_err()
+            .starts_with("carriers.a.locale"));
+    }
+
+    #[test]
+    fn a_carriers_locale_sets_its_clock() {
+        let c = carriers(
+            "[us]\ntime_zone = \"America/Chicago\"\nlocale = \"en-US\"\ndepots = [\"dallas\"]\n[eu]\ndepots = [\"north\"]\n",
+        );
+        c.validate().unwrap();
+        let us = c.clock_of_depot("dallas");
+        assert!(us.hour12 && us.month_first);
+        assert_eq!(us.zone, chrono_tz::America::Chicago);
+        let eu = c.clock_of_depot("north");
+        assert!(!eu.hour12 && !eu.month_first);
+        assert_eq!(c.clock_of_depot("elsewhere"), chrono_tz::UTC.into());
     }
 }

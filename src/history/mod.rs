@@ -37,7 +37,10 @@ pub mod backlog;
 pub mod config;
 pub mod facts;
 pub mod places;
+pub mod stores;
 pub mod trail;
+
+use stores::SEP;
 
 pub use config::HistoryConfig;
 
@@ -49,9 +52,6 @@ const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 /// A closed route's analytics facts (route id to JSON [`RouteFacts`]), kept and purged with
 /// its history; read by [`facts`].
 const FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("facts");
-
-/// Separates the parts of an index key (never in an id: ids are checked printable).
-const SEP: char = '\u{1}';
 
 /// A failure of the history database.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,7 @@ pub struct History {
     /// Test hook: every write fails ([`History::fail_writes`]).
     fail_writes: std::sync::atomic::AtomicBool,
     /// Trail points not written yet ([`trail`]).
-    trail: Mutex<trail::TrailBuffer>,
+    trail: Mutex<stores::TrailBuffer>,
 }
 
 impl std::fmt::Debug for History {
@@ -367,8 +367,7 @@ impl History {
                         if let Some(r) = old.filter(|r| r.closed_ms == at) {
                             routes.remove(id)?;
                             facts.remove(id)?;
-                            places::purge(&tx, id)?;
-                            trail::purge(&tx, id)?;
+                            stores::purge(&tx, id).map_err(HistoryError::Db)?;
                             let day = day_of(r.planned_start_ms);
                             days.remove(format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str())?;
                             n += 1;
@@ -404,7 +403,7 @@ pub enum HistoryWrite {
         set: Vec<(milepost_proto::route::StopId, String)>,
     },
     /// Points of routes' trails.
-    Trail(Vec<trail::TrailPoint>),
+    Trail(Vec<stores::TrailPoint>),
 }
 
 impl History {
@@ -520,8 +519,8 @@ fn with_tables(db: Database) -> Result<Database, HistoryError> {
     tx.open_table(CLOSED)?;
     tx.open_table(ALERTS)?;
     tx.open_table(FACTS)?;
-    tx.open_table(places::ADDRESSES)?;
-    tx.open_table(trail::TRAILS)?;
+    tx.open_table(stores::ADDRESSES)?;
+    tx.open_table(stores::TRAILS)?;
     tx.commit()?;
     Ok(db)
 }

@@ -1,16 +1,15 @@
 //! The street addresses of a route's stops (table `addresses`: route id to JSON
 //! `{stop id: address}`), folded from `StopAddresses` records like `AlertHandled` ones, read by
-//! the dispatcher's map and lists, and purged with the route's history.
+//! the dispatcher's map and lists, and purged with the route's history (the table and the
+//! purge are in [`super::stores`]).
 
 use std::collections::BTreeMap;
 
 use milepost_proto::route::{RouteId, StopId};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::ReadableTable;
 
+use crate::history::stores::ADDRESSES;
 use crate::history::{History, HistoryError};
-
-/// Route id to JSON `{stop id: address}`.
-pub(crate) const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses");
 
 impl History {
     /// Sets the addresses of `route`'s stops in `set` (an empty one removes the stop's); the
@@ -56,10 +55,4 @@ impl History {
             None => BTreeMap::new(),
         })
     }
-}
-
-/// Removes route `id`'s addresses (its history is purged).
-pub(crate) fn purge(tx: &WriteTransaction, id: &str) -> Result<(), HistoryError> {
-    tx.open_table(ADDRESSES)?.remove(id)?;
-    Ok(())
 }

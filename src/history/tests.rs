@@ -175,6 +175,18 @@ fn routes_are_listed_by_depot_and_day_and_purged_after_retention() {
         },
     );
     h.record(&closings).unwrap();
+    // R1's stops' addresses and trail go with it; R2 has neither.
+    let r1 = RouteId::from("R1");
+    h.record_addresses(&r1, &[("S1".into(), "Ilica 12".into())])
+        .unwrap();
+    for (i, lat) in [45.80, 45.81, 45.81].into_iter().enumerate() {
+        let fix = milepost_proto::Fix::from_degrees(T0 + i as i64 * 1_000, lat, 15.97, 5.0);
+        h.trail_fix(&r1, &fix);
+    }
+    h.flush().unwrap();
+    assert_eq!(h.addresses(&r1).unwrap()["S1"], "Ilica 12");
+    // The third fix is where the second was, a second later: thinned away.
+    assert_eq!(h.trail(&r1).unwrap().len(), 2);
     let north = DepotId::from("north");
     assert_eq!(
         h.route_ids(&north, Some("2026-02-16"), 10).unwrap(),
@@ -194,6 +206,8 @@ fn routes_are_listed_by_depot_and_day_and_purged_after_retention() {
     assert!(h.parcel(&"T1".into()).unwrap().is_none());
     assert!(h.route(&"R2".into()).unwrap().is_none());
     assert!(h.route_ids(&north, None, 10).unwrap().is_empty());
+    assert!(h.addresses(&r1).unwrap().is_empty());
+    assert!(h.trail(&r1).unwrap().is_empty());
 }
 
 #[test]

@@ -106,20 +106,20 @@ impl Composer {
         )
     }
 
-    /// The zone and the name messages about `depot` use: its carrier's when `[carriers]`
-    /// lists it, else the `[notify]` section's.
-    fn voice(&self, depot: &str) -> (chrono_tz::Tz, String) {
+    /// The clock (zone and locale) and the name messages about `depot` use: its carrier's
+    /// when `[carriers]` lists it, else the `[notify]` section's zone.
+    fn voice(&self, depot: &str) -> (milepost_core::present::LocalClock, String) {
         let id = self.carriers.carrier_of(depot);
         match self.carriers.0.get(id) {
             Some(c) => (
-                self.carriers.tz(id),
+                self.carriers.clock_of_depot(depot),
                 if c.name.is_empty() {
                     self.carrier.clone()
                 } else {
                     c.name.clone()
                 },
             ),
-            None => (self.tz, self.carrier.clone()),
+            None => (self.tz.into(), self.carrier.clone()),
         }
     }
 

@@ -94,10 +94,15 @@ impl Quiet {
     }
 }
 
-/// A time as a message reads it in `tz`: `14:05` on `now_ms`'s local day, `Mon 7 Dec 14:05`
-/// on another.
-pub fn local_time(tz: chrono_tz::Tz, ms: i64, now_ms: i64) -> String {
-    milepost_core::present::clock_text_in(ms, now_ms, tz)
+/// A time as a message reads it on `clock` (a zone, or a carrier's zone and locale): `14:05`
+/// on `now_ms`'s local day, `Mon 7 Dec 14:05` on another (`2:05 PM`, `Mon, Dec 7 2:05 PM` in
+/// `en-US`).
+pub fn local_time(
+    clock: impl Into<milepost_core::present::LocalClock>,
+    ms: i64,
+    now_ms: i64,
+) -> String {
+    milepost_core::present::clock_text_in(ms, now_ms, clock)
 }
 
 #[cfg(test)]

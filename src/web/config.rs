@@ -38,7 +38,7 @@ pub struct WebConfig {
     /// cookie is a third-party one: `SameSite=None; Secure`, so HTTPS).
     pub embed_origins: Vec<String>,
     /// The street map under the pages' drawings (`[web.map]`).
-    pub map: crate::web::map::MapConfig,
+    pub map: MapConfig,
     /// Threads of the listener's own runtime, apart from the gateway's (fix ingest, acks);
     /// 0 serves it on the gateway's runtime.
     pub threads: usize,
@@ -237,6 +237,89 @@ pub fn is_origin(o: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         && port
             .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `[web.map]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MapConfig {
+    /// The raster tiles: an XYZ URL template with `{z}`, `{x}` and `{y}`, such as
+    /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png` (mind the provider's usage policy).
+    /// Unset: the plain map.
+    pub tiles: Option<String>,
+    /// Shown on the map, as the tiles' licence asks (`© OpenStreetMap contributors`).
+    /// Required with `tiles`.
+    pub attribution: String,
+    /// The highest zoom level the source serves.
+    pub max_zoom: u8,
+}
+
+impl Default for MapConfig {
+    fn default() -> Self {
+        MapConfig {
+            tiles: None,
+            attribution: String::new(),
+            max_zoom: 19,
+        }
+    }
+}
+
+impl MapConfig {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let Some(url) = &self.tiles else {
+            return Ok(());
+        };
+        if tile_origin(url).is_none() {
+            return Err(format!(
+                "web.map.tiles must be an http(s)://host[:port]/... URL, not {url:?}"
+            ));
+        }
+        for part in ["{z}", "{x}", "{y}"] {
+            if !url.contains(part) {
+                return Err(format!("web.map.tiles has no {part}: {url:?}"));
+            }
+        }
+        if url.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '\\')
+        }) {
+            return Err(format!(
+                "web.map.tiles has a character a URL may not: {url:?}"
+            ));
+        }
+        let a = self.attribution.trim();
+        if a.is_empty() {
+            return Err("web.map.attribution is required with web.map.tiles (the tiles' licence asks for it)".into());
+        }
+        if a.chars().count() > 300 {
+            return Err("web.map.attribution is longer than 300 characters".into());
+        }
+        if !(1..=22).contains(&self.max_zoom) {
+            return Err(format!(
+                "web.map.max_zoom must be 1 to 22, not {}",
+                self.max_zoom
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where tiles come from, for the pages' `img-src` (`None`: no source, or an https one,
+    /// which `https:` already allows).
+    pub fn img_origin(&self) -> Option<&str> {
+        self.tiles
+            .as_deref()
+            .and_then(tile_origin)
+            .filter(|o| !o.starts_with("https://"))
+    }
+}
+
+/// `scheme://host[:port]` of a tile URL template.
+fn tile_origin(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let end = scheme_end + rest.find('/')?;
+    let origin = &url[..end];
+    is_origin(origin).then_some(origin)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub async fn alerts(
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wanted = wanted(q.get("state").map(String::as_str))?;
     let depot = DepotId(claims.depot);
-    let zone = st.shared.cfg.carriers.zone_of_depot(&depot.0);
+    let zone = st.shared.cfg.carriers.clock_of_depot(&depot.0);
     let events = alert_events(&st, &depot, u64::MAX);
     let items: Vec<ConsoleAlert> = views(&st, &depot, &events)?
         .into_iter()

@@ -49,7 +49,7 @@ pub async fn dispatch(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
     dispatcher_page(&st, &headers, q, "/dispatch", |depot| {
-        let zone = st.shared.cfg.carriers.zone_of_depot(depot);
+        let zone = st.shared.cfg.carriers.clock_of_depot(depot);
         render_dispatch(
             &st.cfg().brand,
             &st.cfg().map,
@@ -333,7 +333,7 @@ impl Audience for DepotStream {
             return None;
         };
         self.touched.insert(d.route_id.clone());
-        let zone = shared.cfg.carriers.zone_of_depot(&self.depot.0);
+        let zone = shared.cfg.carriers.clock_of_depot(&self.depot.0);
         Some(("dispatch", data(&DispatchItem::of(shared, offset, d, zone))))
     }
 

@@ -86,6 +86,7 @@ pub mod dashboard;
 pub mod dispatch;
 pub mod embed;
 pub mod error;
+pub mod event;
 pub mod map;
 pub mod optout;
 pub mod pages;

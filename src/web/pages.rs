@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::web::assets::{asset_version, logo_src};
 use crate::web::config::BrandConfig;
+use crate::web::config::MapConfig;
 use crate::web::error::WebError;
-use crate::web::map::MapConfig;
 use crate::web::respond::page_headers;
 use crate::web::views::parcel::ParcelView;
 
@@ -166,7 +166,7 @@ fn state_class(s: ParcelState) -> &'static str {
 /// The tracking page's HTML.
 pub fn render_tracking(
     brand: &BrandConfig,
-    map: &MapConfig,
+    map_cfg: &MapConfig,
     tracking: &str,
     base: &str,
     view: &ParcelView,
@@ -219,7 +219,7 @@ pub fn render_tracking(
          <div id=\"map\" class=\"map small\" data-label=\"Map of the driver and your address\"{a}></div>\
          <p id=\"map-note\" class=\"muted\"></p></section>",
         h = if view.position.is_some() { "" } else { " hidden" },
-        a = map.attributes(),
+        a = map_attributes(map_cfg),
     );
     // Proof of delivery.
     let mut proof_html = String::new();
@@ -284,7 +284,7 @@ pub fn render_tracking(
          <script id=\"boot\" type=\"application/json\">{}</script>{leaflet}\
          <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/live.js?v={v}\"></script><script src=\"/assets/track.js?v={v}\"></script></body></html>",
         script_json(&boot),
-        leaflet = map.head(v),
+        leaflet = map_head(map_cfg, v),
         z = escape(&s.zone_label),
     );
     out
@@ -365,10 +365,36 @@ fn proof_items(out: &mut String, p: &ProofSummary, received_by: Option<&str>) {
     }
 }
 
+/// The attributes of a page's map element that name the source to `web/map.js`
+/// (empty without one). The attribution is text: Leaflet shows it as markup, so it is
+/// escaped twice, once for the attribute and once for Leaflet.
+fn map_attributes(map: &MapConfig) -> String {
+    match &map.tiles {
+        Some(url) => format!(
+            " data-tiles=\"{}\" data-attribution=\"{}\" data-max-zoom=\"{}\"",
+            escape(url),
+            escape(&escape(&map.attribution)),
+            map.max_zoom
+        ),
+        None => String::new(),
+    }
+}
+
+/// The style sheet and script a page with a street map loads before `map.js`.
+fn map_head(map: &MapConfig, version: &str) -> String {
+    match map.tiles {
+        Some(_) => format!(
+            "<link rel=\"stylesheet\" href=\"/assets/leaflet.css?v={version}\">\
+             <script src=\"/assets/leaflet.js?v={version}\"></script>"
+        ),
+        None => String::new(),
+    }
+}
+
 /// The dispatcher page's HTML (the state is fetched by the script: it can be large).
 pub fn render_dispatch(
     brand: &BrandConfig,
-    map: &MapConfig,
+    map_cfg: &MapConfig,
     depot: &str,
     zone_label: &str,
 ) -> String {
@@ -408,8 +434,8 @@ pub fn render_dispatch(
          </aside></main><footer class=\"muted\">Times are {z}.</footer>{leaflet}\
          <script src=\"/assets/map.js?v={v}\"></script><script src=\"/assets/live.js?v={v}\"></script><script src=\"/assets/dispatch.js?v={v}\"></script></body></html>",
         d = escape(depot),
-        a = map.attributes(),
-        leaflet = map.head(v),
+        a = map_attributes(map_cfg),
+        leaflet = map_head(map_cfg, v),
         z = escape(zone_label),
     );
     out
@@ -429,5 +455,17 @@ mod tests {
             script_json(&"</script><b>"),
             "\"\\u003c/script\\u003e\\u003cb\\u003e\""
         );
+    }
+
+    #[test]
+    fn attributes_are_escaped() {
+        let mut c = MapConfig {
+            tiles: Some("https://tile.example/{z}/{x}/{y}.png?a=1&b=2".into()),
+            ..Default::default()
+        };
+        c.attribution = "<b>x</b>".into();
+        let a = map_attributes(&c);
+        assert!(a.contains("data-tiles=\"https://tile.example/{z}/{x}/{y}.png?a=1&amp;b=2\""));
+        assert!(a.contains("data-attribution=\"&amp;lt;b&amp;gt;x&amp;lt;/b&amp;gt;\""));
     }
 }

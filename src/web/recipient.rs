@@ -215,7 +215,7 @@ pub struct ParcelStream {
     /// stream's one-second look. ETA refreshes come as events, under the core's threshold.
     last_sent: Option<(ParcelState, Option<u32>, bool)>,
     /// The zone of the parcel's times, looked up at its first event.
-    zone: Option<chrono_tz::Tz>,
+    zone: Option<milepost_core::present::LocalClock>,
 }
 
 impl ParcelStream {

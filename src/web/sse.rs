@@ -49,6 +49,8 @@ use crate::web::error::WebError;
 use crate::web::respond::{with_headers, NO_STORE};
 use crate::web::state::WebState;
 
+pub use crate::web::event::Ev;
+
 /// Events read from the store per batch (bounds the work between two sends).
 const READ_BATCH: usize = 256;
 /// Events buffered per stream before its task waits for the browser.
@@ -59,50 +61,6 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 const RETRY_MS: u64 = 1_000;
 /// Tells buffering reverse proxies (nginx) to pass events through at once.
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
-
-/// One event of a live stream, whatever carries it (an SSE event, a WebSocket message).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ev {
-    /// Its name (`status`, `milestone`, `positions`...).
-    pub name: &'static str,
-    /// Its feed offset, for events that are not state.
-    pub id: Option<u64>,
-    /// Its data, JSON.
-    pub data: String,
-}
-
-impl Ev {
-    /// Event `name` with `data` (JSON) and no id.
-    pub fn new(name: &'static str, data: impl Into<String>) -> Ev {
-        Ev {
-            name,
-            id: None,
-            data: data.into(),
-        }
-    }
-
-    /// The same event with id `offset`.
-    pub fn id(mut self, offset: u64) -> Ev {
-        self.id = Some(offset);
-        self
-    }
-
-    /// As a server-sent event.
-    fn sse(self) -> Event {
-        let e = Event::default().event(self.name).data(self.data);
-        match self.id {
-            Some(id) => e.id(id.to_string()),
-            None => e,
-        }
-    }
-
-    /// As a WebSocket text message: `{"event": name, "id": offset or null, "data": data}`.
-    pub fn json(&self) -> String {
-        let id = self.id.map_or("null".to_owned(), |i| i.to_string());
-        let name = serde_json::to_string(self.name).unwrap_or_else(|_| "\"\"".into());
-        format!("{{\"event\":{name},\"id\":{id},\"data\":{}}}", self.data)
-    }
-}
 
 /// A stream of events fed by a producer task through a bounded channel, as SSE: a `retry`
 /// first, then the producer's events.

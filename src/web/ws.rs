@@ -1,6 +1,6 @@
 //! The live streams over a WebSocket: the same producer as the server-sent events
 //! (`sse::run`, one per stream), its events sent as text messages
-//! (`{"event": name, "id": offset or null, "data": ...}`, [`crate::web::sse::Ev::json`]).
+//! (`{"event": name, "id": offset or null, "data": ...}`, [`crate::web::event::Ev::json`]).
 //!
 //! The pages use this transport: a WebSocket does not hold a page's load open, where an
 //! `EventSource` does (headless Chromium's `--virtual-time-budget` waits for every pending
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
 use crate::web::error::WebError;
-use crate::web::sse::Ev;
+use crate::web::event::Ev;
 
 /// A ping this often keeps proxies and NATs from closing a quiet connection.
 const PING_EVERY: Duration = Duration::from_secs(20);

@@ -62,6 +62,8 @@ try {
   await disp.waitForFunction(() => [...document.querySelectorAll('.leaflet-tooltip.stop-label')].some((e) => e.textContent.includes('Ilica 12')), null, { timeout: T });
   check(true, 'the selected route\'s stops are labelled with their addresses on the map');
   check(await disp.$eval('#route-stops', (e) => e.textContent.includes('Ilica 12')), 'the route\'s stop list gives the address');
+  const footer = await disp.$eval('footer', (e) => e.textContent);
+  check(/IST/.test(footer), `the dispatcher page's times are the carrier's zone: "${footer}"`);
   const meta = await disp.$eval('#route-meta', (e) => e.textContent);
   check(!/pace \d/.test(meta) && /km along|m along/.test(meta), `the route's figures read as words: "${meta}"`);
   await shot(disp, 'console-1366-street.png');
@@ -78,6 +80,12 @@ try {
     return Math.abs(r.left - b[0]) + Math.abs(r.top - b[1]) > 3;
   }, ['D1', before], { timeout: T }).then(() => check(true, 'the driver moved on the street map'), () => check(false, 'the driver moved on the street map'));
   const alertId = await disp.$eval('.alert-group[data-driver="D1"] li[data-alert]', (e) => e.getAttribute('data-alert'));
+  // Acknowledged: it stays, saying so, after a reload; resolved: it is gone, after one too.
+  await disp.click(`li[data-alert="${alertId}"] .act-acknowledge`);
+  await disp.waitForFunction((id) => /acknowledged by/.test((document.querySelector(`li[data-alert="${id}"]`) || {}).textContent || ''), alertId, { timeout: T });
+  await disp.reload();
+  await disp.waitForSelector('#alerts[data-loaded]', { timeout: T });
+  check(/acknowledged by/.test(await disp.$eval(`li[data-alert="${alertId}"]`, (e) => e.textContent).catch(() => '')), 'an acknowledged alert says so after a reload');
   await disp.click(`li[data-alert="${alertId}"] .act-resolve`);
   await disp.waitForFunction((id) => !document.querySelector(`li[data-alert="${id}"]`), alertId, { timeout: T });
   check(true, 'the resolved alert left the list');

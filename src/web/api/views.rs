@@ -399,7 +399,7 @@ pub fn parcel_detail(
                 now_ms: shared.now_ms(),
                 last_fix_ms: None,
                 stale_after_ms: i64::MAX,
-                zone: shared.cfg.carriers.zone_of_depot(&h.depot.0),
+                zone: shared.cfg.carriers.clock_of_depot(&h.depot.0),
             };
             detail(
                 &h.status,

@@ -22,8 +22,8 @@ pub fn moment(
         now_ms: shared.now_ms(),
         last_fix_ms: run.and_then(|r| r.last_fix_t_ms),
         stale_after_ms: shared.cfg.feed.stale_after_s as i64 * 1000,
-        zone: run.map_or(chrono_tz::UTC, |r| {
-            shared.cfg.carriers.zone_of_depot(&r.plan.depot.0)
+        zone: run.map_or(chrono_tz::UTC.into(), |r| {
+            shared.cfg.carriers.clock_of_depot(&r.plan.depot.0)
         }),
     }
 }

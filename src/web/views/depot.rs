@@ -46,7 +46,7 @@ impl DispatchItem {
         shared: &Shared,
         offset: u64,
         d: &DispatchUpdate,
-        zone: chrono_tz::Tz,
+        zone: milepost_core::present::LocalClock,
     ) -> DispatchItem {
         let (kind, text, alert) = dispatch_text(&d.kind);
         DispatchItem {
@@ -101,7 +101,7 @@ impl DriverDot {
 
 /// The newest alerts of a depot, newest first.
 pub fn recent_alerts(shared: &Shared, depot: &DepotId) -> Vec<DispatchItem> {
-    let zone = shared.cfg.carriers.zone_of_depot(&depot.0);
+    let zone = shared.cfg.carriers.clock_of_depot(&depot.0);
     let events = {
         let feed = lock(&shared.state.feed);
         let last = feed.depot_last(depot);
@@ -135,6 +135,8 @@ pub struct DepotState {
     pub now_ms: i64,
     /// The depot's time zone (its carrier's, IANA name): the page's times are in it.
     pub time_zone: String,
+    /// Its carrier's locale writes times on a 12-hour clock.
+    pub hour12: bool,
     /// The depot's drivers with a live position.
     pub drivers: Vec<DriverDot>,
     /// The depot's routes.
@@ -208,6 +210,7 @@ pub fn depot_state_of(shared: &Shared, depot: &DepotId) -> DepotState {
             .zone_of_depot(&depot.0)
             .name()
             .to_owned(),
+        hour12: shared.cfg.carriers.clock_of_depot(&depot.0).hour12,
         drivers: positions
             .iter()
             .map(|p| DriverDot::of(shared, p, false))

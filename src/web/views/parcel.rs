@@ -6,7 +6,7 @@
 use chrono_tz::Tz;
 use milepost_core::present::{
     change_text, clock_text_in, event_kind, event_text, event_time, hhmm_in, reason_text,
-    shown_outcome, status_line_at, visible_driver, zone_label,
+    shown_outcome, status_line_at, visible_driver, zone_label, LocalClock,
 };
 use milepost_proto::route::{
     MessageFrom, ParcelEvent, ParcelState, ParcelStatus, ParcelUpdate, Point, ProofSummary,
@@ -43,7 +43,7 @@ pub struct MilestoneView {
 
 impl MilestoneView {
     /// The view of milestone `offset`.
-    pub fn of(offset: u64, p: &ParcelUpdate, zone: Tz) -> MilestoneView {
+    pub fn of(offset: u64, p: &ParcelUpdate, zone: LocalClock) -> MilestoneView {
         let at_ms = event_time(p);
         let text = match &p.kind {
             // Said the way the status line says it ("1 stop away", "Next stop").
@@ -85,7 +85,7 @@ pub struct MessageView {
 
 impl MessageView {
     /// The view of a feed entry, if it is a message.
-    pub fn of(offset: u64, u: &Update, zone: Tz) -> Option<MessageView> {
+    pub fn of(offset: u64, u: &Update, zone: LocalClock) -> Option<MessageView> {
         let Update::Parcel(ParcelUpdate {
             kind: ParcelEvent::Message { from, text, at_ms },
             ..
@@ -107,7 +107,7 @@ impl MessageView {
 }
 
 /// The messages among a parcel's feed entries, oldest first.
-pub fn thread(entries: &[(u64, Update)], zone: Tz) -> Vec<MessageView> {
+pub fn thread(entries: &[(u64, Update)], zone: LocalClock) -> Vec<MessageView> {
     entries
         .iter()
         .filter_map(|(o, u)| MessageView::of(*o, u, zone))
@@ -116,7 +116,7 @@ pub fn thread(entries: &[(u64, Update)], zone: Tz) -> Vec<MessageView> {
 
 /// The zone a parcel's times are shown in: its depot's carrier's (the live route's depot,
 /// else its history's; UTC for a parcel the gateway does not know).
-pub fn zone_of_parcel(shared: &Shared, t: &TrackingNumber) -> Tz {
+pub fn zone_of_parcel(shared: &Shared, t: &TrackingNumber) -> LocalClock {
     let live = {
         let core = lock(&shared.state.core);
         core.parcel_status(t)
@@ -126,7 +126,7 @@ pub fn zone_of_parcel(shared: &Shared, t: &TrackingNumber) -> Tz {
         let h = shared.state.history.as_ref()?.parcel(t).ok()??;
         Some(h.depot.0)
     });
-    depot.map_or(Tz::UTC, |d| shared.cfg.carriers.zone_of_depot(&d))
+    depot.map_or(Tz::UTC.into(), |d| shared.cfg.carriers.clock_of_depot(&d))
 }
 
 /// What a recipient is told about the driver (the profile set over the API, else
@@ -180,6 +180,9 @@ pub struct StatusView {
     pub time_zone: String,
     /// Its short name now, e.g. `CET`, for "Times are CET".
     pub zone_label: String,
+    /// Whether the carrier's locale writes times on a 12-hour clock (`2:05 PM`), for the
+    /// page's own clock.
+    pub hour12: bool,
 }
 
 /// Everything the tracking page shows.
@@ -261,8 +264,9 @@ pub fn status_view(shared: &Shared, s: &ParcelStatus) -> StatusView {
         driver,
         change: change.as_ref().map(change_text),
         withdrawn,
-        time_zone: at.zone.name().to_owned(),
+        time_zone: at.zone.zone.name().to_owned(),
         zone_label: zone_label(at.zone, at.now_ms),
+        hour12: at.zone.hour12,
     }
 }
 
@@ -318,8 +322,8 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
             let instructions = run
                 .and_then(|r| r.parcel(t))
                 .and_then(|p| p.instructions.clone());
-            let zone = run.map_or(Tz::UTC, |r| {
-                shared.cfg.carriers.zone_of_depot(&r.plan.depot.0)
+            let zone = run.map_or(Tz::UTC.into(), |r| {
+                shared.cfg.carriers.clock_of_depot(&r.plan.depot.0)
             });
             (status, destination, instructions, zone)
         })
@@ -354,7 +358,7 @@ pub fn parcel_view(shared: &Shared, t: &TrackingNumber) -> Option<ParcelView> {
 /// `history.retention_days`): its final status and milestones, no map and no driver.
 fn closed_parcel_view(shared: &Shared, t: &TrackingNumber, offset: u64) -> Option<ParcelView> {
     let h = shared.state.history.as_ref()?.parcel(t).ok()??;
-    let zone = shared.cfg.carriers.zone_of_depot(&h.depot.0);
+    let zone = shared.cfg.carriers.clock_of_depot(&h.depot.0);
     let mut timeline: Vec<MilestoneView> = h
         .milestones
         .iter()

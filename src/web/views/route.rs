@@ -100,7 +100,7 @@ fn stop_state(s: &StopView) -> &'static str {
 
 /// The summary of route `view` with the coordinates from its plan.
 pub fn route_summary(shared: &Shared, run: &RouteRun, view: &RouteView) -> RouteSummary {
-    let zone = shared.cfg.carriers.zone_of_depot(&run.plan.depot.0);
+    let zone = shared.cfg.carriers.clock_of_depot(&run.plan.depot.0);
     let coords: HashMap<&str, (f64, f64)> = run
         .plan
         .stops
