@@ -125,16 +125,22 @@ impl FleetState {
                 h.submit_trail();
             }
             h.submit(HistoryWrite::Closings(closings));
-            if let LogRecord::StopAddresses {
-                route_id,
-                addresses,
-                ..
-            } = rec
-            {
-                h.submit(HistoryWrite::Addresses {
+            match rec {
+                LogRecord::StopAddresses {
+                    route_id,
+                    addresses,
+                    at_ms,
+                    ..
+                } => h.submit(HistoryWrite::Addresses {
                     route: route_id.clone(),
                     set: addresses.clone(),
-                });
+                    at_ms: *at_ms,
+                }),
+                LogRecord::RouteAssigned { route, .. } => h.submit(HistoryWrite::KeepAddresses {
+                    route: route.id.clone(),
+                    stops: route.stops.iter().map(|s| s.id.clone()).collect(),
+                }),
+                _ => {}
             }
             if let LogRecord::AlertHandled {
                 depot,

@@ -5,7 +5,8 @@
    tracking number, a route's progress with ETAs, its trail played back on the map, and "who is
    near here" on a click on the map. State comes from /dispatch/state, then live from the
    depot's stream (MilepostLive: ids are feed offsets; `resync` means reload the state). Every
-   list is made of buttons, so the keyboard reaches everything. Text goes in via textContent. */
+   list is made of buttons, so the keyboard reaches everything. Text goes in via textContent
+   (and as text nodes into the map's labels). */
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -88,7 +89,7 @@
       lines[id] = { type: 'line', cls: 'route' + (sel ? ' sel' : ''), pts: r.path };
       if (r.start) stops[id + '/start'] = { type: 'square', cls: 'depot', lat: r.start.lat, lon: r.start.lon, title: 'Start of ' + r.route_id };
       r.stops.forEach(function (s, i) {
-        stops[id + '/' + s.id] = {
+        stops[id + '/stop/' + s.id] = {
           type: 'dot', cls: 'stop st-' + s.state, r: sel ? 7 : 5.5, lat: s.lat, lon: s.lon,
           data: { route: id, stop: s.id },
           title: r.route_id + ' ' + s.id + (s.address ? ', ' + s.address : '') + ': ' + stateWord(s.state) + (s.eta_text ? ', ETA ' + s.eta_text : ''),
@@ -104,7 +105,7 @@
 
   function drawDriver(id) {
     var d = drivers[id];
-    map.set('markers', id, {
+    map.set('markers', 'd:' + id, {
       type: 'driver', name: d.name, lat: d.position.lat, lon: d.position.lon,
       cls: driverRoute[id] && driverRoute[id] === selected ? 'sel' : '',
       data: { driver: id },
@@ -221,7 +222,14 @@
 
   function renderRoute() {
     var r = routes[selected];
-    $('route-card').hidden = !r;
+    $('route-card').hidden = !r && !closed;
+    if (!r && closed) {
+      // A closed route: its trail can be played back; its stops are in the history.
+      text($('route-id'), closed + ' (closed)');
+      text($('route-meta'), 'Closed: its trail can be played back.');
+      clearList('route-stops');
+      return;
+    }
     if (!r) return;
     text($('route-id'), r.route_id + ' · ' + r.driver_name);
     var meta = r.finished_ms ? 'Finished ' + hhmm(r.finished_ms) : r.started_ms ? 'Started ' + hhmm(r.started_ms) : 'Not started';
@@ -243,6 +251,7 @@
 
   function selectRoute(id) {
     selected = id;
+    closed = null;
     stopPlayback();
     // Fresh progress and ETAs for the route (the stream's summaries may be a few seconds old).
     fetch('/dispatch/routes/' + encodeURIComponent(id), { credentials: 'same-origin' })
@@ -254,7 +263,7 @@
     var rid = driverRoute[id];
     var d = drivers[id];
     if (d) map.fit([[d.position.lat, d.position.lon]], 800);
-    if (!rid) { selected = null; renderRoute(); drawAll(); renderDrivers(); return; }
+    if (!rid) { selected = null; closed = null; stopPlayback(); renderRoute(); drawAll(); renderDrivers(); return; }
     selectRoute(rid);
   }
 
@@ -263,13 +272,18 @@
     driverRoute[r.driver] = r.route_id;
   }
 
-  // Playback: the selected route's trail drawn on the map, a marker moving along it.
+  // Playback: the selected route's trail drawn on the map, a marker moving along it. Each
+  // start is a generation: an answer or a timer of an older one does nothing.
   var play = null;  // {points, i, timer, route}
+  var generation = 0;
+  var closed = null;  // a closed route found by search: only its playback is shown
   function stopPlayback() {
+    generation++;
     if (play && play.timer) clearInterval(play.timer);
     play = null;
+    $('play').disabled = false;
     map.remove('overlay', 'trail');
-    map.remove('markers', 'playback');
+    map.remove('markers', 'play');
     $('play-pos').hidden = true;
     text($('play-time'), '');
     text($('play'), 'Play back the route');
@@ -278,17 +292,21 @@
     var p = play.points[i];
     play.i = i;
     $('play-pos').value = i;
-    map.set('markers', 'playback', { type: 'dot', cls: 'play-dot', r: 7, lat: p[1], lon: p[2], title: 'Played back: ' + hhmm(p[0]) });
+    map.set('markers', 'play', { type: 'dot', cls: 'play-dot', r: 7, lat: p[1], lon: p[2], title: 'Played back: ' + hhmm(p[0]) });
     text($('play-time'), hhmm(p[0]) + ' (' + (i + 1) + ' of ' + play.points.length + ')');
   }
   function startPlayback(routeId) {
     stopPlayback();
+    var gen = generation;
+    $('play').disabled = true;
     text($('play-time'), 'Loading…');
     fetch('/dispatch/routes/' + encodeURIComponent(routeId) + '/trail', { credentials: 'same-origin' })
-      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) { return r.ok ? r.json() : null; }, function () { return null; })
       .then(function (t) {
+        if (gen !== generation) return;
+        $('play').disabled = false;
         if (!t || !t.points.length) { text($('play-time'), 'No trail recorded for this route.'); return; }
-        play = { points: t.points, i: 0, route: routeId };
+        var mine = play = { points: t.points, i: 0, route: routeId };
         var pts = t.points.map(function (p) { return [p[1], p[2]]; });
         map.set('overlay', 'trail', { type: 'line', cls: 'trail', pts: pts });
         map.fit(pts, 500);
@@ -298,15 +316,14 @@
         text($('play'), 'Stop playback');
         showPlayback(0);
         var step = Math.max(1, Math.round(t.points.length / 150));
-        play.timer = setInterval(function () {
-          if (!play) return;
-          if (play.i >= play.points.length - 1) { clearInterval(play.timer); play.timer = null; return; }
-          showPlayback(Math.min(play.points.length - 1, play.i + step));
+        mine.timer = setInterval(function () {
+          if (play !== mine || mine.i >= mine.points.length - 1) { clearInterval(mine.timer); mine.timer = null; return; }
+          showPlayback(Math.min(mine.points.length - 1, mine.i + step));
         }, 100);
       });
   }
   $('play').addEventListener('click', function () {
-    if (play) stopPlayback(); else if (selected) startPlayback(selected);
+    if (play) stopPlayback(); else if (selected || closed) startPlayback(selected || closed);
   });
   $('play-pos').addEventListener('input', function (ev) {
     if (!play) return;
@@ -331,7 +348,7 @@
           action(item, f.label, function () {
             if (f.kind === 'driver' && !f.route_id) { selectDriver(f.id); return; }
             if (f.live) selectRoute(f.route_id);
-            else if (f.route_id) { selected = null; renderRoute(); startPlayback(f.route_id); }
+            else if (f.route_id) { selected = null; closed = f.route_id; renderRoute(); drawAll(); startPlayback(f.route_id); }
           });
         });
       });
@@ -372,7 +389,7 @@
       st.drivers.forEach(function (d) { drivers[d.id] = d; });
       st.routes.forEach(setRoute);
       renderUndelivered(st.undelivered || []);
-      map.replace('markers', play ? { playback: map.items.markers.playback } : {});
+      map.replace('markers', play ? { play: map.items.markers.play } : {});
       if (!fitted) fit();
       drawAll();
       renderDrivers();
@@ -407,6 +424,6 @@
         if (a.kind === 'AttemptFailed') loadExceptions();
       },
       resync: function () { load(); }
-    }, showConn);
+    }, showConn, '/dispatch/state');
   }, function (err) { showConn(err.message); });
 })();

@@ -308,7 +308,10 @@
       doubleClickZoom: inter, boxZoom: inter, keyboard: inter, touchZoom: inter, tap: inter
     });
     this.map.attributionControl.setPrefix(false);
-    this.tiles = L.tileLayer(src.url, { maxZoom: src.maxZoom, attribution: src.attribution, crossOrigin: false });
+    // The page's address holds no secret once the script runs (the token is taken out of it),
+    // but only the origin goes out with tile requests; some providers (OpenStreetMap's) refuse
+    // requests with no Referer at all.
+    this.tiles = L.tileLayer(src.url, { maxZoom: src.maxZoom, attribution: src.attribution, crossOrigin: false, referrerPolicy: 'strict-origin-when-cross-origin' });
     var self = this;
     this.loaded = 0;
     this.failed = 0;
@@ -317,10 +320,11 @@
       self.failed++;
       if (!self.loaded && self.failed >= 2) scene.fallback();
     });
-    this.tiles.addTo(this.map);
-    this.patience = setTimeout(function () { if (!self.loaded) scene.fallback(); }, TILE_PATIENCE_MS);
+    this.patience = null;
     this.map.on('click', function (e) { if (scene.onclick) scene.onclick(e.latlng.lat, e.latlng.lng); });
-    this.map.setView([0, 0], 2);
+    // No view (and no tile asked) until the first fit: a world view would fetch tiles a
+    // regional source does not have.
+    this.map.setView([0, 0], 2, { animate: false });
     LAYERS.forEach(function (l) { self.layers[l] = {}; });
   }
 
@@ -330,6 +334,11 @@
     var half = (minSpan || 300) / 2, dlat = half / M_PER_DEG_LAT, dlon = half / (M_PER_DEG_LON * Math.cos(c.lat * Math.PI / 180));
     b.extend([c.lat - dlat, c.lng - dlon]).extend([c.lat + dlat, c.lng + dlon]);
     this.map.fitBounds(b.pad(0.12), { animate: false });
+    if (!this.patience) {
+      var self = this, scene = this.scene;
+      this.tiles.addTo(this.map);
+      this.patience = setTimeout(function () { if (!self.loaded) scene.fallback(); }, TILE_PATIENCE_MS);
+    }
   };
   StreetView.prototype.zoomBy = function (f) { if (f < 1) this.map.zoomIn(); else this.map.zoomOut(); };
   StreetView.prototype.note = function () { return ''; };
@@ -346,6 +355,13 @@
     });
   };
 
+  /* `t` as an element holding only text (Leaflet takes an element as a tooltip's content). */
+  function textNode(t) {
+    var s = document.createElement('span');
+    s.textContent = t;
+    return s;
+  }
+
   function driverIcon(it) {
     var L = global.L, box = document.createElement('div'), dot = document.createElement('span'), name = document.createElement('span');
     dot.className = 'dot';
@@ -360,7 +376,9 @@
     var L = global.L, old = this.layers[layer][key], lay;
     if (it.type === 'driver' && old) {
       old.setLatLng([it.lat, it.lon]);
-      old.setIcon(driverIcon(it));
+      // A new icon is a new element (keyboard focus would be lost): only when the look changes.
+      var look = (it.name || '') + '\u0001' + (it.cls || '');
+      if (old._look !== look) { old.setIcon(driverIcon(it)); old._look = look; }
       setData(old.getElement(), it.data);
       old._click = it.onclick;
       return;
@@ -377,6 +395,7 @@
       lay = L.circle([it.lat, it.lon], Object.assign(style, { radius: it.radius_m }));
     } else if (it.type === 'driver') {
       lay = L.marker([it.lat, it.lon], { icon: driverIcon(it), keyboard: true, title: it.name || '' });
+      lay._look = (it.name || '') + '\u0001' + (it.cls || '');
       lay.on('click', function () { if (lay._click) lay._click(); });
       lay._click = it.onclick;
     } else if (it.type === 'home') {
@@ -387,8 +406,9 @@
     if (it.onclick && it.type !== 'driver') lay.on('click', function (e) { L.DomEvent.stopPropagation(e); it.onclick(); });
     // One tooltip per layer (Leaflet keeps the first one's handlers): a permanent label, or
     // the title on hover.
-    if (it.label && it.type !== 'driver') lay.bindTooltip(it.label, { permanent: true, direction: 'right', className: 'stop-label', offset: [6, 0] });
-    else if (it.title) lay.bindTooltip(it.title);
+    // Leaflet writes a string tooltip as markup: the text goes in as a text node instead.
+    if (it.label && it.type !== 'driver') lay.bindTooltip(textNode(it.label), { permanent: true, direction: 'right', className: 'stop-label', offset: [6, 0] });
+    else if (it.title) lay.bindTooltip(textNode(it.title));
     lay.addTo(this.map);
     setData(lay.getElement ? lay.getElement() : null, it.data);
     this.layers[layer][key] = lay;

@@ -169,7 +169,7 @@
     milestone: function (m) { if (m.offset > offset) offset = m.offset; addMilestone(m); },
     message: function (m) { if (m.offset > offset) offset = m.offset; addMessage(m); },
     position: function (p) { position = p; renderMap(); }
-  }, function (text) { showConn(text); });
+  }, function (text) { showConn(text); }, base + '/status');
 
   // Messages to the driver: logged, pushed to the driver's app; the answer is the thread.
   $('msg-form').addEventListener('submit', function (ev) {

@@ -309,6 +309,30 @@ impl History {
         Ok(out)
     }
 
+    /// The ids of a depot's closed routes, newest day first (an id closed on several days
+    /// comes once per day).
+    pub fn route_ids_newest(
+        &self,
+        depot: &DepotId,
+        limit: usize,
+    ) -> Result<Vec<RouteId>, HistoryError> {
+        let tx = self.db().begin_read()?;
+        let table = tx.open_table(ROUTE_DAYS)?;
+        let from = format!("{}{SEP}", depot.0);
+        let to = format!("{}\u{2}", depot.0);
+        let mut out = Vec::new();
+        for entry in table.range(from.as_str()..to.as_str())?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = entry?;
+            if let Some(id) = k.value().rsplit(SEP).next() {
+                out.push(RouteId(id.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes what closed more than the retention period before `now_ms`; returns how many
     /// parcels and routes it removed.
     pub fn purge(&self, now_ms: i64) -> Result<usize, HistoryError> {
@@ -367,7 +391,7 @@ impl History {
                         if let Some(r) = old.filter(|r| r.closed_ms == at) {
                             routes.remove(id)?;
                             facts.remove(id)?;
-                            stores::purge(&tx, id).map_err(HistoryError::Db)?;
+                            stores::purge(&tx, id, r.closed_ms).map_err(HistoryError::Db)?;
                             let day = day_of(r.planned_start_ms);
                             days.remove(format!("{}{SEP}{day}{SEP}{id}", r.view.depot.0).as_str())?;
                             n += 1;
@@ -395,12 +419,21 @@ pub enum HistoryWrite {
         /// What was done.
         handling: AlertHandling,
     },
-    /// The addresses of a route's stops.
+    /// The addresses of a route's stops, all of them.
     Addresses {
         /// The route.
         route: RouteId,
-        /// Stops and addresses (empty: removed).
+        /// Stops and addresses (empty: none).
         set: Vec<(milepost_proto::route::StopId, String)>,
+        /// When, server time, UTC ms.
+        at_ms: i64,
+    },
+    /// A route assigned again: the addresses of stops it no longer has go.
+    KeepAddresses {
+        /// The route.
+        route: RouteId,
+        /// Its stops now.
+        stops: Vec<milepost_proto::route::StopId>,
     },
     /// Points of routes' trails.
     Trail(Vec<stores::TrailPoint>),
@@ -498,7 +531,10 @@ impl History {
                 offset,
                 handling,
             } => self.record_alert(depot, *offset, handling),
-            HistoryWrite::Addresses { route, set } => self.record_addresses(route, set),
+            HistoryWrite::Addresses { route, set, at_ms } => {
+                self.record_addresses(route, set, *at_ms)
+            }
+            HistoryWrite::KeepAddresses { route, stops } => self.keep_addresses(route, stops),
             HistoryWrite::Trail(points) => self.record_trail(points),
         }
     }

@@ -99,22 +99,35 @@ fn step_m(a: (i32, i32), b: (i32, i32)) -> f64 {
     dx.hypot(dy)
 }
 
-/// Removes route `id`'s addresses and trail (its history is purged).
-pub fn purge(tx: &WriteTransaction, id: &str) -> Result<(), Box<redb::Error>> {
+/// How far past a closing its trail is purged with it: fix times come from phones, whose
+/// clocks may run ahead of the gateway's.
+const CLOCK_SLACK_MS: i64 = 86_400_000;
+
+/// Removes what route `id` left up to `upto_ms` (its closing being purged): its trail up to
+/// then (and a day beyond, for phones' clocks), and its addresses if set before (a route id
+/// used again since keeps the newer ones).
+pub fn purge(tx: &WriteTransaction, id: &str, upto_ms: i64) -> Result<(), Box<redb::Error>> {
     fn boxed<E: Into<redb::Error>>(e: E) -> Box<redb::Error> {
         Box::new(e.into())
     }
-    tx.open_table(ADDRESSES)
-        .map_err(boxed)?
-        .remove(id)
-        .map_err(boxed)?;
+    let mut a = tx.open_table(ADDRESSES).map_err(boxed)?;
+    let set_ms = a.get(id).map_err(boxed)?.map(|v| {
+        serde_json::from_slice::<serde_json::Value>(v.value())
+            .ok()
+            .and_then(|j| j["set_ms"].as_i64())
+            .unwrap_or(i64::MIN)
+    });
+    if set_ms.is_some_and(|s| s <= upto_ms) {
+        a.remove(id).map_err(boxed)?;
+    }
     let mut t = tx.open_table(TRAILS).map_err(boxed)?;
-    let prefix = format!("{id}{SEP}");
     let keys: Vec<String> = t
-        .range(trail_key(id, 0).as_str()..)
+        .range(
+            trail_key(id, 0).as_str()
+                ..=trail_key(id, upto_ms.saturating_add(CLOCK_SLACK_MS)).as_str(),
+        )
         .map_err(boxed)?
         .map(|e| e.map(|(k, _)| k.value().to_owned()))
-        .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
         .collect::<Result<_, _>>()
         .map_err(boxed)?;
     for k in keys {

@@ -177,7 +177,7 @@ fn routes_are_listed_by_depot_and_day_and_purged_after_retention() {
     h.record(&closings).unwrap();
     // R1's stops' addresses and trail go with it; R2 has neither.
     let r1 = RouteId::from("R1");
-    h.record_addresses(&r1, &[("S1".into(), "Ilica 12".into())])
+    h.record_addresses(&r1, &[("S1".into(), "Ilica 12".into())], T0)
         .unwrap();
     for (i, lat) in [45.80, 45.81, 45.81].into_iter().enumerate() {
         let fix = milepost_proto::Fix::from_degrees(T0 + i as i64 * 1_000, lat, 15.97, 5.0);
@@ -186,7 +186,20 @@ fn routes_are_listed_by_depot_and_day_and_purged_after_retention() {
     h.flush().unwrap();
     assert_eq!(h.addresses(&r1).unwrap()["S1"], "Ilica 12");
     // The third fix is where the second was, a second later: thinned away.
-    assert_eq!(h.trail(&r1).unwrap().len(), 2);
+    assert_eq!(h.trail(&r1, 0, i64::MAX).unwrap().len(), 2);
+    // One run's span only (a route id may be used again).
+    assert_eq!(h.trail(&r1, T0 + 500, i64::MAX).unwrap().len(), 1);
+    // Addresses: a record replaces them all; a route assigned again keeps its stops' only.
+    let two = [
+        ("S1".into(), "Ilica 12".into()),
+        ("S2".into(), "Vlaška 40".into()),
+    ];
+    h.record_addresses(&r1, &two, T0).unwrap();
+    h.keep_addresses(&r1, &["S2".into(), "S9".into()]).unwrap();
+    assert_eq!(h.addresses(&r1).unwrap().keys().collect::<Vec<_>>(), ["S2"]);
+    h.record_addresses(&r1, &[("S1".into(), "Ilica 12".into())], T0)
+        .unwrap();
+    assert_eq!(h.addresses(&r1).unwrap().keys().collect::<Vec<_>>(), ["S1"]);
     let north = DepotId::from("north");
     assert_eq!(
         h.route_ids(&north, Some("2026-02-16"), 10).unwrap(),
@@ -207,7 +220,7 @@ fn routes_are_listed_by_depot_and_day_and_purged_after_retention() {
     assert!(h.route(&"R2".into()).unwrap().is_none());
     assert!(h.route_ids(&north, None, 10).unwrap().is_empty());
     assert!(h.addresses(&r1).unwrap().is_empty());
-    assert!(h.trail(&r1).unwrap().is_empty());
+    assert!(h.trail(&r1, 0, i64::MAX).unwrap().is_empty());
 }
 
 #[test]

@@ -56,16 +56,23 @@ impl History {
         Ok(())
     }
 
-    /// `route`'s trail, oldest first: `(t_ms, lat, lon)`, at most [`MAX_ANSWER`] points
+    /// `route`'s trail from `from_ms` to `to_ms` (fix times: one run of the route, since an
+    /// id may be used again), oldest first: `(t_ms, lat, lon)`, at most [`MAX_ANSWER`] points
     /// (evenly thinned beyond, the first and last kept).
-    pub fn trail(&self, route: &RouteId) -> Result<Vec<(i64, f64, f64)>, HistoryError> {
+    pub fn trail(
+        &self,
+        route: &RouteId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, f64, f64)>, HistoryError> {
         let mut out: Vec<(i64, i32, i32)> = Vec::new();
         {
             let tx = self.db().begin_read()?;
             let t = tx.open_table(TRAILS)?;
-            let from = trail_key(&route.0, 0);
+            let from = trail_key(&route.0, from_ms);
+            let to = trail_key(&route.0, to_ms);
             let prefix = format!("{}{SEP}", route.0);
-            for e in t.range(from.as_str()..)? {
+            for e in t.range(from.as_str()..=to.as_str())? {
                 let (k, v) = e?;
                 let Some(ts) = k.value().strip_prefix(&prefix) else {
                     break;
@@ -80,7 +87,10 @@ impl History {
         }
         {
             let b = self.trail.lock().unwrap_or_else(|p| p.into_inner());
-            out.extend(b.pending_of(route));
+            out.extend(
+                b.pending_of(route)
+                    .filter(|p| (from_ms..=to_ms).contains(&p.0)),
+            );
         }
         out.sort_by_key(|p| p.0);
         out.dedup_by_key(|p| p.0);

@@ -27,9 +27,11 @@ use crate::web::views::common::driver_name;
 
 /// Alerts listed at most.
 const ALERTS_MAX: usize = 200;
+/// The newest alerts looked at for that list (resolved ones among them are left out).
+const ALERTS_SCAN: usize = 1_000;
 /// Search results at most.
 const RESULTS_MAX: usize = 20;
-/// Closed routes of the depot a search looks through, newest days last.
+/// Closed routes of the depot a search looks through, newest days first.
 const CLOSED_SCAN: usize = 5_000;
 
 /// An alert as the console shows it.
@@ -56,7 +58,10 @@ pub async fn alerts(
     let wanted = wanted(q.get("state").map(String::as_str))?;
     let depot = DepotId(claims.depot);
     let zone = st.shared.cfg.carriers.clock_of_depot(&depot.0);
-    let events = alert_events(&st, &depot, u64::MAX);
+    // The newest alerts only: each page reloads this list when an alert comes, and a view
+    // costs a history read and a route view.
+    let mut events = alert_events(&st, &depot, u64::MAX);
+    events.truncate(ALERTS_SCAN);
     let items: Vec<ConsoleAlert> = views(&st, &depot, &events)?
         .into_iter()
         .filter(|a| wanted.contains(&a.state))
@@ -128,7 +133,7 @@ fn live_matches(st: &WebState, depot: &DepotId, needle: &str) -> Vec<Found> {
         for id in core.routes_of_depot(depot) {
             let Some(run) = core.run(&id) else { continue };
             drivers.insert(run.plan.driver.0.clone(), Some(id.0.clone()));
-            if id.0.to_lowercase().contains(needle) {
+            if contains_ci(&id.0, needle) {
                 out.push(Found {
                     kind: "route",
                     id: id.0.clone(),
@@ -139,7 +144,7 @@ fn live_matches(st: &WebState, depot: &DepotId, needle: &str) -> Vec<Found> {
             }
             for s in &run.plan.stops {
                 for p in &s.parcels {
-                    if p.tracking.0.to_lowercase().starts_with(needle) {
+                    if starts_with_ci(&p.tracking.0, needle) {
                         out.push(Found {
                             kind: "parcel",
                             id: p.tracking.0.clone(),
@@ -179,8 +184,9 @@ fn closed_matches(st: &WebState, depot: &DepotId, needle: &str, live: &[Found]) 
     };
     let mut out = Vec::new();
     let known = |kind: &str, id: &str| live.iter().any(|f| f.kind == kind && f.id == id);
-    for id in h.route_ids(depot, None, CLOSED_SCAN).unwrap_or_default() {
-        if id.0.to_lowercase().contains(needle) && !known("route", &id.0) {
+    let mut seen = std::collections::HashSet::new();
+    for id in h.route_ids_newest(depot, CLOSED_SCAN).unwrap_or_default() {
+        if contains_ci(&id.0, needle) && !known("route", &id.0) && seen.insert(id.0.clone()) {
             out.push(Found {
                 kind: "route",
                 label: format!("Route {id} (closed)"),
@@ -204,6 +210,28 @@ fn closed_matches(st: &WebState, depot: &DepotId, needle: &str, live: &[Found]) 
         }
     }
     out
+}
+
+/// `hay` contains `needle` (lower case), ignoring case; no allocation for ASCII text (it runs
+/// under the core's lock for every parcel of the depot).
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    if hay.is_ascii() && needle.is_ascii() {
+        let n = needle.len();
+        return n == 0
+            || hay
+                .as_bytes()
+                .windows(n)
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
+    }
+    hay.to_lowercase().contains(needle)
+}
+
+/// `hay` starts with `needle` (lower case), ignoring case.
+fn starts_with_ci(hay: &str, needle: &str) -> bool {
+    match hay.get(..needle.len()) {
+        Some(head) if hay.is_ascii() => head.eq_ignore_ascii_case(needle),
+        _ => hay.to_lowercase().starts_with(needle),
+    }
 }
 
 /// A route's trail.
@@ -233,17 +261,20 @@ pub async fn trail(
         return Err(missing());
     }
     let id = RouteId(route);
-    let live = lock(&st.shared.state.core)
-        .run(&id)
-        .map(|r| (r.plan.depot.clone(), r.plan.driver.0.clone()));
-    let (depot, driver, is_live) = match live {
-        Some((d, driver)) => (d, driver, true),
+    // The run's span: a route id may be used again, and its trail is this run's only.
+    let live = lock(&st.shared.state.core).run(&id).map(|r| {
+        let span = (r.started_ms.unwrap_or(i64::MAX), i64::MAX);
+        (r.plan.depot.clone(), r.plan.driver.0.clone(), span)
+    });
+    let (depot, driver, is_live, (from_ms, to_ms)) = match live {
+        Some((d, driver, span)) => (d, driver, true, span),
         None => {
             let r = h
                 .route(&id)
                 .map_err(|e| WebError::Internal(e.to_string()))?
                 .ok_or_else(missing)?;
-            (r.view.depot, r.view.driver.0, false)
+            let span = (r.view.started_ms.unwrap_or(i64::MAX), r.closed_ms);
+            (r.view.depot, r.view.driver.0, false, span)
         }
     };
     // Another depot's route is not found, as if it did not exist.
@@ -251,7 +282,7 @@ pub async fn trail(
         return Err(missing());
     }
     let points = h
-        .trail(&id)
+        .trail(&id, from_ms, to_ms)
         .map_err(|e| WebError::Internal(e.to_string()))?;
     Ok(json(Trail {
         route_id: id.0,

@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | `mod.rs` | this map, [`start`], and [`router`]: the one route table |
 //! | [`runtime`] | the listener's own threads, at a lower CPU priority than fix ingest |
-//! | [`config`] | [`WebConfig`], the `[web]` section (brand, driver display, limits) |
+//! | [`config`] | [`WebConfig`], the `[web]` section (brand, driver display, limits, the map's tile source) |
 //! | [`state`] | [`state::WebState`], what every handler is given |
 //! | [`error`] | [`error::WebError`]: status, code, JSON answer |
 //! | [`respond`] | the one header helper, the header sets (no-store, page headers), JSON |
@@ -20,9 +20,14 @@
 //! | [`assets`] | embedded scripts and styles (gzip, versioning), brand style sheet and logo |
 //! | [`views`] | the JSON views and their builders: parcel, route, depot |
 //! | [`pages`] | the HTML of the tracking page, the dispatcher map and the error page |
-//! | [`sse`] | event streams: stream slots, the starting cursor, the one producer loop |
+//! | [`event`] | one event of a live stream, as SSE or as a WebSocket message |
+//! | [`sse`] | live streams: stream slots, the starting cursor, the one producer loop, SSE |
+//! | [`ws`] | the same streams over a WebSocket: the origin check, the pump, keep-alives |
+//! | [`map`] | the pages' content security policy, with the map's tile source |
 //! | [`recipient`] | the recipient's handlers: tracking page, status, instructions, parcel stream |
 //! | [`dispatch`] | the dispatcher's handlers: map page, state, route, nearby, depot stream |
+//! | [`console`] | the console's lookups: alerts with their handling, search, a route's trail |
+//! | [`embed`] | framing by allowed origins, the CORS status widget |
 //! | [`dashboard`] | a depot's numbers over the last days (uPlot charts and tables), `/dashboard` |
 //! | [`optout`] | the opt-out page of notification messages, `/n/optout/{token}` |
 //! | [`api`] | the back-office API `/api/v1`: its own map, errors, keys and OpenAPI document |
@@ -57,14 +62,18 @@
 //! | `GET /t/{tracking}?token=T` | recipient | stores T in an HttpOnly cookie, renders the page |
 //! | `GET /t/{tracking}` | recipient | the tracking page |
 //! | `GET /t/{tracking}/status` | recipient | the parcel view as JSON |
-//! | `GET /t/{tracking}/events?after=N` | recipient | SSE: `status`, `milestone` (id = offset), `position` |
+//! | `GET /t/{tracking}/events?after=N` | recipient | live (a WebSocket when the request is a handshake, else SSE): `status`, `milestone` (id = offset), `message`, `position` |
 //! | `POST /t/{tracking}/instructions` | recipient | `{"text": ...}` for the driver (logged) |
 //! | `GET /t/{tracking}/proof/{sha256}` | recipient | the delivery photo or signature (if allowed) |
-//! | `GET /dispatch?token=T`, `GET /dispatch` | dispatcher | the depot map |
+//! | `GET /dispatch?token=T`, `GET /dispatch` | dispatcher | the console: the depot map and its lists |
 //! | `GET /dispatch/state` | dispatcher | drivers, routes and stops, recent alerts, feed offset |
 //! | `GET /dispatch/routes/{route}` | dispatcher | one route's progress and ETAs |
 //! | `GET /dispatch/nearby?lat=&lon=&radius_m=` | dispatcher | drivers near a point |
-//! | `GET /dispatch/events?after=N` | dispatcher | SSE: `dispatch` (id = offset), `route`, `positions`, `resync` |
+//! | `GET /dispatch/alerts?state=open\|all` | dispatcher | the depot's alerts with their handling ([`console`]) |
+//! | `POST /dispatch/alerts/{id}/{acknowledge\|resolve}` | dispatcher | handles an alert (a log record) |
+//! | `GET /dispatch/search?q=` | dispatcher | drivers, routes and parcels of the depot ([`console`]) |
+//! | `GET /dispatch/routes/{route}/trail` | dispatcher | where the route's driver went, for playback ([`console`]) |
+//! | `GET /dispatch/events?after=N` | dispatcher | live (WebSocket or SSE): `dispatch` (id = offset), `route`, `positions`, `resync` |
 //! | `GET /assets/{file}`, `/brand.css`, `/brand/logo.svg` | anyone | static files, branding |
 //! | `/api/v1/...` | back office, dispatcher tools | the API: see [`api`] and `/api/v1/docs` |
 //!

@@ -238,7 +238,7 @@ pub fn open<A: Audience>(
     headers: &HeaderMap,
 ) -> Result<Response, WebError> {
     if up.is_ok() {
-        crate::web::ws::check_origin(headers)?;
+        crate::web::ws::check_origin(headers, st.cfg().public_url.as_deref())?;
     }
     let guard = reserve(&st)?;
     let (tx, rx) = mpsc::channel(CHANNEL);

@@ -21,25 +21,37 @@ use tokio::sync::mpsc;
 use crate::web::error::WebError;
 use crate::web::event::Ev;
 
-/// A ping this often keeps proxies and NATs from closing a quiet connection.
+/// A ping and a `keepalive` message this often keep proxies and NATs from closing a quiet
+/// connection; the page takes a connection silent for much longer for dead and opens another.
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// A peer that has answered nothing (not even a pong) for this long is gone: its stream ends
+/// and frees its slot.
+const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// The application-level keep-alive (browsers do not show pings to the page).
+const KEEPALIVE: &str = "{\"event\":\"keepalive\",\"id\":null,\"data\":{}}";
 
 /// Refuses a handshake from a page of another site: its `Origin` must name this listener's
-/// host (as the request's `Host` header does). A handshake without `Origin` is not a
-/// browser's: the token decides.
-pub fn check_origin(headers: &HeaderMap) -> Result<(), WebError> {
+/// host (as the request's `Host` header does) or be the origin of `web.public_url` (a proxy
+/// in front may rewrite `Host`). A handshake without `Origin` is not a browser's: the token
+/// decides.
+pub fn check_origin(headers: &HeaderMap, public_url: Option<&str>) -> Result<(), WebError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
+    let origin = origin.to_str().unwrap_or("");
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, h)| h);
-    match (origin_host, host) {
-        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
-        _ => Err(WebError::OutOfScope(
+    let same_host = origin
+        .split_once("://")
+        .zip(host)
+        .is_some_and(|((_, o), h)| o.eq_ignore_ascii_case(h));
+    let public = public_url.is_some_and(|u| {
+        let end = u.find("://").map_or(0, |i| i + 3);
+        let u_origin = u[end..].find('/').map_or(u, |i| &u[..end + i]);
+        !origin.is_empty() && u_origin.eq_ignore_ascii_case(origin)
+    });
+    match same_host || public {
+        true => Ok(()),
+        false => Err(WebError::OutOfScope(
             "a live connection from another site".into(),
         )),
     }
@@ -62,6 +74,7 @@ pub fn respond<G: Send + 'static>(
 async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<Ev>) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             ev = rx.recv() => {
@@ -71,12 +84,17 @@ async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<Ev>) {
                 }
             }
             msg = socket.recv() => match msg {
-                // The page sends nothing: anything but a close (or a pong) is ignored.
+                // The page sends nothing: anything but a close (a pong) only shows it is there.
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
             },
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if heard.elapsed() > DEAD_AFTER {
+                    break;
+                }
+                let ping = socket.send(Message::Ping(Default::default())).await;
+                let keepalive = socket.send(Message::Text(KEEPALIVE.into())).await;
+                if ping.is_err() || keepalive.is_err() {
                     break;
                 }
             }
@@ -94,19 +112,29 @@ mod tests {
     fn only_the_listeners_own_pages_may_open_one() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("track.example:8080"));
-        check_origin(&h).unwrap();
+        check_origin(&h, None).unwrap();
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://track.example:8080"),
         );
-        check_origin(&h).unwrap();
+        check_origin(&h, None).unwrap();
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(check_origin(&h).is_err());
+        assert!(check_origin(&h, None).is_err());
+        assert!(check_origin(&h, Some("https://track.example/base")).is_err());
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(check_origin(&h).is_err());
+        assert!(check_origin(&h, None).is_err());
+        // Behind a proxy that rewrites Host, the public URL's origin is the page's.
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://track.example"),
+        );
+        assert!(check_origin(&h, None).is_err());
+        check_origin(&h, Some("https://track.example/base")).unwrap();
+        check_origin(&h, Some("https://track.example")).unwrap();
     }
 
     #[test]

@@ -15,6 +15,15 @@ try {
   check(/not available/.test(note), `the page says so: "${note}"`);
   await page.waitForSelector('g.drv[data-driver="D1"]', { timeout: 20_000 })
     .then(() => check(true, 'the driver is on the plain map'), () => check(false, 'the driver is on the plain map'));
+
+  // A tab that learnt WebSockets do not get through (a proxy) uses the event stream.
+  const sse = await context.newPage();
+  let sockets = 0;
+  sse.on('websocket', () => { sockets += 1; });
+  await sse.addInitScript(() => sessionStorage.setItem('milepost-live', 'sse'));
+  await sse.goto(process.env.WEB + process.env.DISPATCH);
+  await sse.waitForFunction(() => document.getElementById('conn').textContent === 'live', null, { timeout: 20_000 })
+    .then(() => check(sockets === 0, `live over the event stream, no WebSocket (${sockets})`), () => check(false, 'live over the event stream'));
 } catch (e) {
   fail(e && e.stack ? e.stack : String(e));
 } finally {

@@ -174,7 +174,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
 /// Create or replace a route
 ///
 /// The body is the route JSON of docs/ROUTES.md; its `id` must be the path's. Replacing a
-/// live route keeps the outcomes of parcels still on it.
+/// live route keeps the outcomes of parcels still on it. Each stop may carry `address` (at
+/// most 200 characters), shown to the depot's dispatchers and never sent to phones.
 #[utoipa::path(
     put,
     path = "/api/v1/routes/{route_id}",
@@ -221,7 +222,8 @@ pub async fn put_route(
 /// Create a route
 ///
 /// The body is the route JSON of docs/ROUTES.md. A route whose id is live already is
-/// refused (409): replace it with `PUT /api/v1/routes/{route_id}`.
+/// refused (409): replace it with `PUT /api/v1/routes/{route_id}`. Each stop may carry
+/// `address` (at most 200 characters), shown to the depot's dispatchers.
 #[utoipa::path(
     post,
     path = "/api/v1/routes",
