@@ -25,6 +25,8 @@
 #   GW_CONFIG    a gateway config file (milepost config-example) to try other knobs
 #   EXTRA_WAIT   seconds the step may run past ramp + duration + 90 (long dead zones) (0)
 #   NO_BUILD=1   use target/release/milepost as it is
+#   GW_BIN       another gateway binary (an older build, for before/after), driven by this
+#                build's replay
 #   SOCKBUF      raise net.core.rmem_max/wmem_max to this many bytes if lower (33554432; 0: no)
 #
 # Bounded: every step stops by itself (the replay has a fixed duration and a drain; a timeout
@@ -53,6 +55,7 @@ if [[ -z ${NO_BUILD:-} ]]; then
     cargo build --release --quiet --bin milepost
 fi
 BIN=target/release/milepost
+GW_BIN=${GW_BIN:-$BIN}
 mkdir -p "$OUT"
 # The load generator needs few descriptors (drivers share sockets), but with --network every
 # driver has a relay of two sockets: raise the limit (as root past the hard limit).
@@ -123,7 +126,7 @@ for N in $STEPS; do
         echo 'admin_listen = "127.0.0.1:0"' >"$DATA/bench.toml"
         GW_ARGS+=(--config "$DATA/bench.toml")
     fi
-    RUST_LOG=${GW_LOG:-warn} taskset -c "$GW_CORE" "$BIN" "${GW_ARGS[@]}" >"$OUT/gateway-$N.log" 2>&1 &
+    RUST_LOG=${GW_LOG:-warn} taskset -c "$GW_CORE" "$GW_BIN" "${GW_ARGS[@]}" >"$OUT/gateway-$N.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 100); do
         [[ -s $DATA/secret.key && -s $DATA/certs/ca.pem ]] && break
