@@ -114,11 +114,11 @@ impl FleetState {
         // failed: then it waits in the backlog and is retried).
         if let Some(h) = &self.history {
             if let (Some(route), LogRecord::Batch { entries, .. }) = (&trail, rec) {
-                for e in entries {
-                    if let BatchEntry::Accepted { fix, .. } = e {
-                        h.trail_fix(route, fix);
-                    }
-                }
+                let fixes = entries.iter().filter_map(|e| match e {
+                    BatchEntry::Accepted { fix, .. } => Some(fix),
+                    BatchEntry::Rejected { .. } => None,
+                });
+                h.trail_fixes(route, fixes);
             }
             if !closings.is_empty() {
                 // A closing route's trail is written with it.

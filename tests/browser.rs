@@ -60,11 +60,44 @@ fn artifacts_dir() -> PathBuf {
     target.join("browser-artifacts")
 }
 
-/// A browser script run by node: its stdin, and its stdout's lines.
+/// A browser script run by node: its stdin, its stdout's lines, and the `RESULT` it printed.
 struct Script {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    result: Option<String>,
+}
+
+impl Script {
+    /// The next step the script asks for (`STEP <name>`), every line printed and a `RESULT`
+    /// kept on the way; `None` once its output ends or `deadline` passes.
+    async fn next_step(&mut self, deadline: tokio::time::Instant) -> Option<String> {
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            println!("{line}");
+            if let Some(r) = line.strip_prefix("RESULT ") {
+                self.result = Some(r.to_owned());
+                continue;
+            }
+            if let Some(step) = line.strip_prefix("STEP ") {
+                return Some(step.to_owned());
+            }
+        }
+        None
+    }
+
+    /// Answers the step asked for (`DONE`, or `FAIL <why>`).
+    fn answer(&mut self, answer: &str) {
+        writeln!(self.stdin, "{answer}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Reads the script's output to its end (or `deadline`) and waits for it: its `RESULT`
+    /// and whether it exited well.
+    async fn finish(mut self, deadline: tokio::time::Instant) -> (Option<String>, bool) {
+        while self.next_step(deadline).await.is_some() {}
+        let status = self.child.wait().unwrap();
+        (self.result, status.success())
+    }
 }
 
 /// Starts `tests/browser/<script>` with the web address, the browser and the artifacts
@@ -109,6 +142,7 @@ fn script(script: &str, web: std::net::SocketAddr, env: &[(&str, String)]) -> Sc
         child,
         stdin,
         lines,
+        result: None,
     }
 }
 
@@ -180,11 +214,7 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
         lon: lon0 - 0.01,
     };
 
-    let Script {
-        mut child,
-        mut stdin,
-        lines: mut rx,
-    } = script(
+    let mut s = script(
         "e2e.mjs",
         web,
         &[
@@ -204,18 +234,9 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
     );
     let artifacts = artifacts_dir();
 
-    let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        println!("{line}");
-        if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(r.to_owned());
-            continue;
-        }
-        let Some(step) = line.strip_prefix("STEP ") else {
-            continue;
-        };
-        let answer = match step {
+    while let Some(step) = s.next_step(deadline).await {
+        let answer = match step.as_str() {
             "start" => {
                 w.drive(0, 1, 60).await;
                 let f = roam.step();
@@ -293,17 +314,16 @@ async fn tracking_page_and_dispatcher_map_in_chromium() {
             }
             other => format!("FAIL unknown step {other}"),
         };
-        writeln!(stdin, "{answer}").unwrap();
-        stdin.flush().unwrap();
+        s.answer(&answer);
     }
-    let status = child.wait().unwrap();
+    let (result, ok) = s.finish(deadline).await;
     assert_eq!(
         result.as_deref(),
         Some("ok"),
         "browser checks failed (see the # lines above); artifacts in {}",
         artifacts.display()
     );
-    assert!(status.success());
+    assert!(ok);
     println!("screenshots and metrics.json in {}", artifacts.display());
 }
 
@@ -351,11 +371,7 @@ async fn the_demo_day_in_chromium() {
     demo::assign(&t.gw, &day).await.unwrap();
     let (_, track) = links.parcels.last().unwrap().clone();
     let base = format!("http://{web}");
-    let Script {
-        mut child,
-        mut stdin,
-        lines: mut rx,
-    } = script(
+    let mut s = script(
         "demo.mjs",
         web,
         &[
@@ -367,15 +383,9 @@ async fn the_demo_day_in_chromium() {
             ("DRIVER", plan::DRIVER.to_owned()),
         ],
     );
-    let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        println!("{line}");
-        if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(r.to_owned());
-            continue;
-        }
-        if line == "STEP go" {
+    while let Some(step) = s.next_step(deadline).await {
+        if step == "go" {
             let opts = DriveOptions {
                 dwell_ms: 3_000,
                 dwell_fix_ms: 500,
@@ -384,13 +394,12 @@ async fn the_demo_day_in_chromium() {
                 Ok(()) => "DONE".to_string(),
                 Err(e) => format!("FAIL {e}"),
             };
-            writeln!(stdin, "{answer}").unwrap();
-            stdin.flush().unwrap();
+            s.answer(&answer);
         }
     }
-    let status = child.wait().unwrap();
+    let (result, ok) = s.finish(deadline).await;
     assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
-    assert!(status.success());
+    assert!(ok);
 }
 
 /// The depot's dashboard in Chromium (`tests/browser/dashboard.mjs`): a route scripted here
@@ -439,11 +448,7 @@ async fn the_dashboard_in_chromium() {
         let a = web_support::api(&w, "POST", path, &key, Some(&body)).await;
         assert!(a.status < 300, "{path}: {}", a.text());
     }
-    let Script {
-        mut child,
-        lines: mut rx,
-        ..
-    } = script(
+    let s = script(
         "dashboard.mjs",
         w.web(),
         &[
@@ -456,17 +461,10 @@ async fn the_dashboard_in_chromium() {
             ("ON_TIME", "50%".into()),
         ],
     );
-    let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        println!("{line}");
-        if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(r.to_owned());
-        }
-    }
-    let status = child.wait().unwrap();
+    let (result, ok) = s.finish(deadline).await;
     assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
-    assert!(status.success());
+    assert!(ok);
 }
 
 /// A 1x1 grey PNG: every tile of the tile server fixture.
@@ -594,11 +592,7 @@ async fn the_console_and_street_map_in_chromium() {
         Some(format!("http://{shop}")),
     )
     .await;
-    let Script {
-        mut child,
-        mut stdin,
-        lines: mut rx,
-    } = script(
+    let mut s = script(
         "console.mjs",
         w.web(),
         &[
@@ -613,18 +607,9 @@ async fn the_console_and_street_map_in_chromium() {
             ("SHOP", format!("{}", shop.port())),
         ],
     );
-    let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        println!("{line}");
-        if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(r.to_owned());
-            continue;
-        }
-        let Some(step) = line.strip_prefix("STEP ") else {
-            continue;
-        };
-        let answer = match step {
+    while let Some(step) = s.next_step(deadline).await {
+        let answer = match step.as_str() {
             "start" => "DONE".to_string(),
             "fail" => {
                 w.drive(1, 2, 60).await;
@@ -639,12 +624,11 @@ async fn the_console_and_street_map_in_chromium() {
             }
             other => format!("FAIL unknown step {other}"),
         };
-        writeln!(stdin, "{answer}").unwrap();
-        stdin.flush().unwrap();
+        s.answer(&answer);
     }
-    let status = child.wait().unwrap();
+    let (result, ok) = s.finish(deadline).await;
     assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
-    assert!(status.success());
+    assert!(ok);
     assert!(
         hits.load(Ordering::Relaxed) > 0,
         "no tile was asked of the tile server"
@@ -729,11 +713,7 @@ async fn pages_finish_loading_and_fall_back_to_the_plain_map() {
         "{dom}"
     );
 
-    let Script {
-        mut child,
-        lines: mut rx,
-        ..
-    } = script(
+    let s = script(
         "fallback.mjs",
         web,
         &[(
@@ -741,15 +721,8 @@ async fn pages_finish_loading_and_fall_back_to_the_plain_map() {
             format!("/dispatch?token={}", World::dispatcher_token("north")),
         )],
     );
-    let mut result = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        println!("{line}");
-        if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(r.to_owned());
-        }
-    }
-    let status = child.wait().unwrap();
+    let (result, ok) = s.finish(deadline).await;
     assert_eq!(result.as_deref(), Some("ok"), "see the # lines above");
-    assert!(status.success());
+    assert!(ok);
 }

@@ -137,12 +137,6 @@
     this.gridStep = step;
   };
 
-  MapView.prototype.clear = function (layer) {
-    var g = this.layers[layer];
-    while (g.firstChild) g.removeChild(g.firstChild);
-    return g;
-  };
-
   /* The map point under a pointer event. */
   MapView.prototype.pointAt = function (ev) {
     var r = this.svg.getBoundingClientRect(), vb = this.vb;
@@ -481,5 +475,5 @@
   /* A line about the map for its caption (the grid's scale on the plain view). */
   Scene.prototype.note = function () { return this.view.note(); };
 
-  global.MilepostMap = { MapView: MapView, el: el, create: function (box, opts) { return new Scene(box, opts); } };
+  global.MilepostMap = { create: function (box, opts) { return new Scene(box, opts); } };
 })(window);

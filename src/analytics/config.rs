@@ -100,10 +100,8 @@ impl Carriers {
     pub fn clock_of_depot(&self, depot: &str) -> milepost_core::present::LocalClock {
         let carrier = self.carrier_of(depot);
         let zone = self.tz(carrier);
-        match self.0.get(carrier) {
-            Some(c) => milepost_core::present::LocalClock::of_locale(zone, &c.locale),
-            None => zone.into(),
-        }
+        let locale = self.0.get(carrier).map_or("", |c| c.locale.as_str());
+        milepost_core::present::LocalClock::of_locale(zone, locale)
     }
 
     /// Known: configured, or the default carrier.

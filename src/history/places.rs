@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use milepost_proto::route::{RouteId, StopId};
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::history::stores::ADDRESSES;
@@ -60,14 +59,25 @@ impl History {
         route: &RouteId,
         f: impl FnOnce(Option<StopAddresses>) -> Option<StopAddresses>,
     ) -> Result<(), HistoryError> {
+        let old: Option<StopAddresses> = {
+            let tx = self.db().begin_read()?;
+            let t = tx.open_table(ADDRESSES)?;
+            let v = t.get(route.0.as_str())?;
+            match v {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            }
+        };
+        let had = old.is_some();
+        let new = f(old).filter(|a| !a.stops.is_empty());
+        // Most routes have no addresses: assigning one again writes (and syncs) nothing.
+        if !had && new.is_none() {
+            return Ok(());
+        }
         let tx = self.db().begin_write()?;
         {
             let mut t = tx.open_table(ADDRESSES)?;
-            let old: Option<StopAddresses> = match t.get(route.0.as_str())? {
-                Some(v) => Some(serde_json::from_slice(v.value())?),
-                None => None,
-            };
-            match f(old).filter(|a| !a.stops.is_empty()) {
+            match new {
                 Some(a) => {
                     t.insert(route.0.as_str(), serde_json::to_vec(&a)?.as_slice())?;
                 }

@@ -181,7 +181,7 @@ fn routes_are_listed_by_depot_and_day_and_purged_after_retention() {
         .unwrap();
     for (i, lat) in [45.80, 45.81, 45.81].into_iter().enumerate() {
         let fix = milepost_proto::Fix::from_degrees(T0 + i as i64 * 1_000, lat, 15.97, 5.0);
-        h.trail_fix(&r1, &fix);
+        h.trail_fixes(&r1, [&fix]);
     }
     h.flush().unwrap();
     assert_eq!(h.addresses(&r1).unwrap()["S1"], "Ilica 12");

@@ -3,7 +3,7 @@
 //! longitude in 1e-7 degrees, little-endian), purged with the route's history.
 //!
 //! Points come from the fold (every stored fix of a driver whose route has started and not
-//! finished, [`History::trail_fix`]), thinned to one per 15 m or minute and buffered
+//! finished, [`History::trail_fixes`]), thinned to one per 15 m or minute and buffered
 //! ([`super::stores::TrailBuffer`]). A buffer is written in one transaction once it holds
 //! 512 points, by [`History::flush`] (before every snapshot: the log is never cut past a
 //! point not yet written, a restart folds those again) and when a route closes. Reads see the
@@ -13,21 +13,22 @@ use milepost_proto::route::RouteId;
 use milepost_proto::Fix;
 
 use crate::history::stores::{trail_key, TrailPoint, SEP, TRAILS};
+#[cfg(doc)]
+use crate::history::stores::{MAX_GAP_MS, MIN_STEP_M};
 use crate::history::{History, HistoryError, HistoryWrite};
 
 /// Most points a playback answer holds (the trail is thinned further beyond).
 pub const MAX_ANSWER: usize = 5_000;
 
 impl History {
-    /// A stored fix of `route`'s driver: kept in the trail unless it is within
-    /// [`MIN_STEP_M`] and [`MAX_GAP_MS`] of the last point kept.
-    pub fn trail_fix(&self, route: &RouteId, fix: &Fix) {
-        let full = self
-            .trail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(route, fix);
-        if let Some(points) = full {
+    /// Stored fixes of `route`'s driver (one batch): each kept in the trail unless it is
+    /// within [`MIN_STEP_M`] and [`MAX_GAP_MS`] of the last point kept.
+    pub fn trail_fixes<'a>(&self, route: &RouteId, fixes: impl IntoIterator<Item = &'a Fix>) {
+        let full: Vec<Vec<TrailPoint>> = {
+            let mut b = self.trail.lock().unwrap_or_else(|p| p.into_inner());
+            fixes.into_iter().filter_map(|f| b.push(route, f)).collect()
+        };
+        for points in full {
             self.submit(HistoryWrite::Trail(points));
         }
     }

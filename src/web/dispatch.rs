@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-
 use axum::response::Response;
 use milepost_core::feed::{FeedKey, TooOld};
 use milepost_proto::route::{DepotId, RouteId, Update};
@@ -81,10 +80,9 @@ pub fn dispatcher_page(
     };
     let mut page = html(StatusCode::OK, render(&auth.claims.depot), auth.cookie);
     // Tiles come from the map's source.
-    let csp = crate::web::map::page_csp(&st.cfg().map, "'none'");
-    if let Ok(v) = axum::http::HeaderValue::from_str(&csp) {
+    if let Some(csp) = crate::web::map::csp_header(&st.cfg().map, "'none'") {
         page.headers_mut()
-            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, csp);
     }
     page
 }

@@ -27,7 +27,7 @@ pub fn tracking_csp(cfg: &WebConfig) -> Option<HeaderValue> {
         true => "'none'".to_owned(),
         false => cfg.embed_origins.join(" "),
     };
-    HeaderValue::from_str(&crate::web::map::page_csp(&cfg.map, &frame)).ok()
+    crate::web::map::csp_header(&cfg.map, &frame)
 }
 
 /// The request's `Origin`, if it is one of `web.embed_origins`.

@@ -7,7 +7,14 @@
 //! attributes and the page's extra head are drawn in `web::pages`; this file owns the pages'
 //! content security policy, which must let the tiles in.
 
+use axum::http::HeaderValue;
+
 use crate::web::config::MapConfig;
+
+/// [`page_csp`] as a header value.
+pub fn csp_header(map: &MapConfig, frame_ancestors: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&page_csp(map, frame_ancestors)).ok()
+}
 
 /// A page's content security policy: scripts and styles only from this listener, no inline
 /// script; images from here, https, data URLs and the map's tile source; framing by
@@ -26,7 +33,6 @@ pub fn page_csp(map: &MapConfig, frame_ancestors: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::config::MapConfig;
 
     fn with(url: &str) -> MapConfig {
         MapConfig {

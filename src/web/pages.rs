@@ -18,8 +18,7 @@ use milepost_proto::route::{ParcelState, ProofSummary};
 use serde::Serialize;
 
 use crate::web::assets::{asset_version, logo_src};
-use crate::web::config::BrandConfig;
-use crate::web::config::MapConfig;
+use crate::web::config::{BrandConfig, MapConfig};
 use crate::web::error::WebError;
 use crate::web::respond::page_headers;
 use crate::web::views::parcel::ParcelView;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-
 use axum::response::Response;
 use axum::Json;
 use milepost_core::feed::{FeedKey, TooOld};

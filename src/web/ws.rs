@@ -27,8 +27,6 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 /// A peer that has answered nothing (not even a pong) for this long is gone: its stream ends
 /// and frees its slot.
 const DEAD_AFTER: Duration = Duration::from_secs(60);
-/// The application-level keep-alive (browsers do not show pings to the page).
-const KEEPALIVE: &str = "{\"event\":\"keepalive\",\"id\":null,\"data\":{}}";
 
 /// Refuses a handshake from a page of another site: its `Origin` must name this listener's
 /// host (as the request's `Host` header does) or be the origin of `web.public_url` (a proxy
@@ -75,6 +73,8 @@ async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<Ev>) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut heard = tokio::time::Instant::now();
+    // The application-level keep-alive (browsers do not show pings to the page).
+    let keepalive = Ev::new("keepalive", "{}").json();
     loop {
         tokio::select! {
             ev = rx.recv() => {
@@ -93,8 +93,8 @@ async fn pump(mut socket: WebSocket, mut rx: mpsc::Receiver<Ev>) {
                     break;
                 }
                 let ping = socket.send(Message::Ping(Default::default())).await;
-                let keepalive = socket.send(Message::Text(KEEPALIVE.into())).await;
-                if ping.is_err() || keepalive.is_err() {
+                let alive = socket.send(Message::Text(keepalive.as_str().into())).await;
+                if ping.is_err() || alive.is_err() {
                     break;
                 }
             }

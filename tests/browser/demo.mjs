@@ -8,22 +8,15 @@
 //
 // Environment: WEB, TRACK, DISPATCH, DRIVER (the driver id on the map), ARTIFACTS, CHROMIUM.
 
-import { launch, recordStatusLines } from './browser.mjs';
+import { launch, recordStatusLines, stepper } from './browser.mjs';
 import { mkdirSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 
 const { WEB, TRACK, DISPATCH, DRIVER } = process.env;
 const ARTIFACTS = process.env.ARTIFACTS || 'target/browser-artifacts';
 mkdirSync(ARTIFACTS, { recursive: true });
 
-const lines = createInterface({ input: process.stdin });
-const next = () => new Promise((resolve) => lines.once('line', resolve));
-const log = (...a) => console.log('#', ...a);
-let failures = 0;
-function check(cond, what) {
-  if (cond) log('ok  ', what); else { failures += 1; log('FAIL', what); }
-}
+const { step, check, log, fail, result } = await stepper();
 
 const { context, close } = await launch();
 try {
@@ -45,9 +38,7 @@ try {
       if (window.__moves[window.__moves.length - 1] !== p) window.__moves.push(p);
     }, 100);
   }, DRIVER);
-  console.log('STEP go');
-  const answer = await next();
-  if (answer !== 'DONE') throw new Error(`the demo failed: ${answer}`);
+  await step('go');
   await track.waitForFunction(() => /^(Delivered|Attempt failed)/.test(document.getElementById('status-line').textContent), null, { timeout: 30_000 });
   const history = await track.evaluate(() => window.__history);
   log('the recipient saw', JSON.stringify(history));
@@ -66,8 +57,7 @@ try {
   await track.screenshot({ path: join(ARTIFACTS, 'demo-track-360.png'), fullPage: true });
   await disp.screenshot({ path: join(ARTIFACTS, 'demo-dispatch-1280.png') });
 } catch (e) {
-  failures += 1;
-  log('ERROR', e && e.stack ? e.stack : String(e));
+  fail(e && e.stack ? e.stack : String(e));
   for (const p of context.pages()) {
     const body = await p.evaluate(() => document.body ? document.body.innerText.slice(0, 300) : '').catch(() => '?');
     log('page', p.url().replace(/token=[^&]*/, 'token=...'), JSON.stringify(body));
@@ -75,5 +65,4 @@ try {
 } finally {
   await close();
 }
-console.log(failures ? `RESULT fail ${failures}` : 'RESULT ok');
-process.exit(failures ? 1 : 0);
+process.exit(result());

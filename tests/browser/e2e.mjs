@@ -9,9 +9,8 @@
 // (/dispatch?token=...), ARTIFACTS (screenshots and metrics.json go there), CHROMIUM (default
 // /usr/bin/chromium).
 
-import { launch, recordStatusLines } from './browser.mjs';
+import { launch, recordStatusLines, stepper } from './browser.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 
 const WEB = process.env.WEB;
@@ -22,30 +21,7 @@ const STEP_TIMEOUT = 20_000;
 
 mkdirSync(ARTIFACTS, { recursive: true });
 
-const lines = createInterface({ input: process.stdin });
-const answers = [];
-let waiter = null;
-lines.on('line', (l) => {
-  if (waiter) { const w = waiter; waiter = null; w(l); } else answers.push(l);
-});
-function nextAnswer() {
-  if (answers.length) return Promise.resolve(answers.shift());
-  return new Promise((resolve) => { waiter = resolve; });
-}
-
-/** Asks the gateway side to do `name` and waits until it is done. */
-async function step(name) {
-  console.log(`STEP ${name}`);
-  const a = await nextAnswer();
-  if (a !== 'DONE') throw new Error(`step ${name} failed: ${a}`);
-}
-
-function log(...args) { console.log('#', ...args); }
-
-let failures = 0;
-function check(cond, what) {
-  if (cond) { log('ok  ', what); } else { failures += 1; log('FAIL', what); }
-}
+const { step, check, log, fail, result } = await stepper();
 
 const statusText = (page) => page.$eval('#status-line', (e) => e.textContent);
 
@@ -237,11 +213,9 @@ try {
   await shot(phone, 'dispatch-360.png');
 
 } catch (e) {
-  failures += 1;
-  log('ERROR', e && e.stack ? e.stack : String(e));
+  fail(e && e.stack ? e.stack : String(e));
 } finally {
   writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify(metrics, null, 2));
   await close();
 }
-console.log(failures ? `RESULT fail ${failures}` : 'RESULT ok');
-process.exit(failures ? 1 : 0);
+process.exit(result());

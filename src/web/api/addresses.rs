@@ -5,40 +5,35 @@
 //! phones are not sent it.
 
 use milepost_core::store::LogRecord;
-use milepost_proto::route::{Route, StopId};
+use milepost_proto::route::{Route, RouteId, StopId};
 use serde::Deserialize;
 
 use crate::web::api::error::ApiError;
-use crate::web::api::extract::parse_json;
 use crate::web::api::write::commit;
 use crate::web::state::WebState;
 
 /// The longest address, characters.
 pub const MAX_ADDRESS: usize = 200;
 
+/// A stop of a route body as far as its address goes (the rest is the route's).
 #[derive(Deserialize)]
-struct Stops {
-    #[serde(default)]
-    stops: Vec<StopAddress>,
-}
-
-#[derive(Deserialize)]
-struct StopAddress {
+pub struct StopAddress {
     #[serde(default)]
     address: Option<String>,
 }
 
-/// The addresses of a route body's stops, in the order of `route.stops` (empty where a stop
-/// has none), from the body's raw bytes. Errors name the field.
-pub fn addresses_of(raw: &[u8], route: &Route) -> Result<Vec<(StopId, String)>, ApiError> {
-    let parsed: Stops = parse_json(raw)?;
+/// The addresses of a route body's stops (`stops`, as parsed beside the route), in the order
+/// of `route.stops` (empty where a stop has none). Errors name the field.
+pub fn addresses_of(
+    stops: &[StopAddress],
+    route: &Route,
+) -> Result<Vec<(StopId, String)>, ApiError> {
     route
         .stops
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let a = parsed
-                .stops
+            let a = stops
                 .get(i)
                 .and_then(|p| p.address.as_deref())
                 .unwrap_or("")
@@ -55,16 +50,17 @@ pub fn addresses_of(raw: &[u8], route: &Route) -> Result<Vec<(StopId, String)>, 
         .collect()
 }
 
-/// Logs `route`'s addresses (every stop: one without an address loses any it had), unless
-/// no stop has one and none had.
+/// Logs the addresses of route `id` of `depot` (every stop: one without an address loses
+/// any it had), unless no stop has one and none had.
 pub async fn record(
     st: &WebState,
-    route: &Route,
+    id: &RouteId,
+    depot: &str,
     addresses: Vec<(StopId, String)>,
 ) -> Result<(), ApiError> {
     let had = match &st.shared.state.history {
         Some(h) => !h
-            .addresses(&route.id)
+            .addresses(id)
             .map_err(|e| ApiError::internal(e.to_string()))?
             .is_empty(),
         None => return Ok(()),
@@ -73,8 +69,8 @@ pub async fn record(
         return Ok(());
     }
     let rec = LogRecord::StopAddresses {
-        route_id: route.id.clone(),
-        depot: route.depot.0.clone(),
+        route_id: id.clone(),
+        depot: depot.to_owned(),
         addresses,
         at_ms: st.shared.now_ms(),
     };

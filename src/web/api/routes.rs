@@ -67,11 +67,10 @@ fn live_route(st: &WebState, caller: &Caller, id: &RouteId) -> Result<Route, Api
     Ok(route)
 }
 
-/// Assigns (or replaces) `route` and answers its detail.
 /// A route as the API takes it: the route JSON of docs/ROUTES.md, and the recipients' contacts
 /// of its parcels (personal data: kept only for notifications, never in the log). The route
 /// is parsed on its own (its errors name their field as for a plain route), then
-/// `recipients` from the same body ([`recipients_of`]).
+/// `recipients` and the stops' addresses from the same body (`route_body`).
 #[derive(Clone, Debug, ToSchema)]
 pub struct RouteBody {
     /// The route.
@@ -96,20 +95,22 @@ impl RouteBody {
     }
 }
 
-/// The `recipients` of a route body.
+/// What a route body holds beside the route: the recipients, and the stops' addresses.
 #[derive(Deserialize)]
-struct Recipients {
+struct Extras {
     #[serde(default)]
     recipients: BTreeMap<String, Contact>,
+    #[serde(default)]
+    stops: Vec<crate::web::api::addresses::StopAddress>,
 }
 
 /// A route body from its parsed route and its raw bytes.
 fn route_body(body: ApiJson<Route>) -> Result<RouteBody, ApiError> {
-    let r: Recipients = parse_json(&body.raw)?;
-    let addresses = crate::web::api::addresses::addresses_of(&body.raw, &body.value)?;
+    let extras: Extras = parse_json(&body.raw)?;
+    let addresses = crate::web::api::addresses::addresses_of(&extras.stops, &body.value)?;
     Ok(RouteBody {
         route: body.value,
-        recipients: r.recipients,
+        recipients: extras.recipients,
         addresses,
     })
 }
@@ -134,6 +135,7 @@ fn check_recipients(body: &RouteBody) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Assigns (or replaces) `route` and answers its detail.
 async fn assign(
     st: &WebState,
     caller: &Caller,
@@ -151,11 +153,10 @@ async fn assign(
     let existed = lock(&st.shared.state.core).run(&route.id).is_some();
     let id = route.id.clone();
     let depot = route.depot.0.clone();
-    let plan = route.clone();
     run_command(st, caller, &depot, CommandKind::AssignRoute(route)).await?;
     store_contacts(st, &depot, &recipients)?;
     if !addresses.is_empty() {
-        crate::web::api::addresses::record(st, &plan, addresses).await?;
+        crate::web::api::addresses::record(st, &id, &depot, addresses).await?;
     }
     let detail = route_detail(&st.shared, &id)?
         .ok_or_else(|| ApiError::internal("the route vanished after it was assigned"))?;

@@ -200,17 +200,13 @@ pub fn depot_state_of(shared: &Shared, depot: &DepotId) -> DepotState {
     // Offset first (see `parcel_view`).
     let offset = lock(&shared.state.feed).depot_last(depot);
     let positions = lock(&shared.state.positions).of_depot(&depot.0);
+    let clock = shared.cfg.carriers.clock_of_depot(&depot.0);
     DepotState {
         depot: depot.0.clone(),
         offset,
         now_ms: shared.now_ms(),
-        time_zone: shared
-            .cfg
-            .carriers
-            .zone_of_depot(&depot.0)
-            .name()
-            .to_owned(),
-        hour12: shared.cfg.carriers.clock_of_depot(&depot.0).hour12,
+        time_zone: clock.zone.name().to_owned(),
+        hour12: clock.hour12,
         drivers: positions
             .iter()
             .map(|p| DriverDot::of(shared, p, false))
