@@ -13,7 +13,9 @@
 //! By default the gateway runs in this process and everything shares the two cores. With
 //! `GATEWAY=127.0.0.1:4499 DATA_DIR=dir` it drives a gateway running apart (e.g. the release
 //! binary pinned to one core with `taskset`), reading its token secret and development CA from
-//! `dir`: see docs/BENCHMARKS.md.
+//! `dir`: see docs/BENCHMARKS.md. With `GW_PID` (the gateway's process) it also prints the
+//! gateway's CPU per fix over the measured window, read from `/proc`; with `RECIPIENTS=0`
+//! nobody follows the parcels, for the CPU per fix without a recipient update.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +84,8 @@ async fn main() {
     let secs = env_num("SECS", 20);
     let ramp_ms = env_num("RAMP", (drivers as u64 / 500).max(1)) * 1000;
     let warmup_ms = env_num("WARMUP", 5) * 1000;
+    let recipients = env_num("RECIPIENTS", 1) > 0;
+    let gw_pid = std::env::var("GW_PID").ok();
     let dir = tempfile::tempdir().unwrap();
     let (gw, addr, ca, key) = match (std::env::var("GATEWAY"), std::env::var("DATA_DIR")) {
         (Ok(addr), Ok(data)) => {
@@ -139,11 +143,25 @@ async fn main() {
     let measure_from = t0 + Duration::from_millis(ramp_ms + 2000 + warmup_ms);
     let stop_at = measure_from + Duration::from_secs(secs);
     let deadline = stop_at + Duration::from_secs(5);
+    let fixes_in_window = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // The gateway's CPU time at the window's start and end.
+    let cpu = gw_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let a = milepost::replay::metrics::proc_sample(&pid)?;
+            tokio::time::sleep_until(stop_at.into()).await;
+            let b = milepost::replay::metrics::proc_sample(&pid)?;
+            Some(b.cpu_us.saturating_sub(a.cpu_us))
+        })
+    });
     let mut tasks = Vec::new();
     for i in 0..drivers {
         let (rep, hist, rsent, rkey) = (ep_for(2 * i), hist.clone(), sent.clone(), key.clone());
         // The recipient.
         tasks.push(tokio::spawn(async move {
+            if !recipients {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(i as u64 * ramp_ms / drivers as u64)).await;
             let t = format!("T{i}");
             let Some(s) = open(&rep, addr, &rkey, Role::Recipient, &t).await else {
@@ -169,6 +187,7 @@ async fn main() {
         // The driver: 1 Hz, moving 8 m/s north from the depot (the route starts on the first
         // fix past 150 m), from 2 s after its recipient.
         let (ep, sent, key) = (ep_for(2 * i + 1), sent.clone(), key.clone());
+        let counted = fixes_in_window.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(
                 i as u64 * ramp_ms / drivers as u64 + 2000,
@@ -193,7 +212,11 @@ async fn main() {
                     lon,
                     5.0,
                 );
-                sent[i].lock().unwrap().insert(k, Instant::now());
+                let now = Instant::now();
+                if (measure_from..stop_at).contains(&now) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                sent[i].lock().unwrap().insert(k, now);
                 if s.batch(Seq(k), vec![f]).await.is_err() {
                     break;
                 }
@@ -212,6 +235,22 @@ async fn main() {
         h.value_at_quantile(0.999) as f64 / 1000.0,
         h.max() as f64 / 1000.0
     );
+    if let Some(cpu) = cpu {
+        let fixes = fixes_in_window.load(std::sync::atomic::Ordering::Relaxed);
+        match cpu.await.ok().flatten() {
+            Some(us) if fixes > 0 => println!(
+                "gateway CPU {:.1} us per fix ({} fixes in the window, {})",
+                us as f64 / fixes as f64,
+                fixes,
+                if recipients {
+                    "a recipient following every route"
+                } else {
+                    "no recipients"
+                }
+            ),
+            _ => println!("gateway CPU: not measured (no /proc for GW_PID, or no fix)"),
+        }
+    }
     if let Some(gw) = gw {
         gw.shutdown().await;
     }

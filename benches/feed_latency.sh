@@ -5,7 +5,10 @@
 #   benches/feed_latency.sh                       # 5k, 10k, 20k drivers (+ as many recipients)
 #   STEPS="2000" SECS=10 benches/feed_latency.sh  # a quick run
 #
-# Environment: STEPS (5000 10000 20000), SECS measured per step (20), GW_CORE/CLIENT_CORE (0/1),
+# It prints the latency and the gateway's CPU per fix over the measured window (from /proc).
+# RECIPIENTS=0 runs the drivers alone (no parcel followed): the CPU per fix without updates.
+#
+# Environment: GW_BIN (another gateway binary, for before/after runs), STEPS (5000 10000 20000), SECS measured per step (20), GW_CORE/CLIENT_CORE (0/1),
 # PORT (4498), ADMIN_PORT (TCP, 4497), GW_LOG (the gateway's RUST_LOG, warn), OUT
 # (target/feed-latency: results, the gateway's log and its /metrics at the end of each step).
 # Take the shared bench lock around it on a shared box.
@@ -37,7 +40,7 @@ trap cleanup EXIT INT TERM
 for N in $STEPS; do
     DATA=$(mktemp -d -t milepost-feed.XXXXXX)
     echo "admin_listen = \"127.0.0.1:$ADMIN_PORT\"" >"$DATA/bench.toml"
-    RUST_LOG=${GW_LOG:-warn} taskset -c "$GW_CORE" target/release/milepost serve --listen "127.0.0.1:$PORT" \
+    RUST_LOG=${GW_LOG:-warn} taskset -c "$GW_CORE" "${GW_BIN:-target/release/milepost}" serve --listen "127.0.0.1:$PORT" \
         --data-dir "$DATA" --config "$DATA/bench.toml" >"$OUT/gateway-$N.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 100); do
@@ -46,7 +49,7 @@ for N in $STEPS; do
     done
     sleep 0.5
     echo "== $N drivers and $N recipients" >&2
-    GATEWAY="127.0.0.1:$PORT" DATA_DIR="$DATA" DRIVERS=$N SECS=$SECS \
+    GATEWAY="127.0.0.1:$PORT" DATA_DIR="$DATA" GW_PID=$GW_PID DRIVERS=$N SECS=$SECS \
         timeout $(( N / 250 + SECS + 120 )) taskset -c "$CLIENT_CORE" \
         cargo bench --quiet --bench feed_latency 2>"$OUT/bench-$N.log" | tee -a "$OUT/results.txt"
     # The gateway's own view of the run (fsync latency, feed lag...), for when p99 looks odd.

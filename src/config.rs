@@ -152,6 +152,11 @@ impl Config {
                 "limits.max_batch, max_streams and seq_window must be positive".into(),
             ));
         }
+        if l.phone_ack_delay_ms > 10_000 {
+            return Err(ConfigError::Invalid(
+                "limits.phone_ack_delay_ms must be 0..=10000".into(),
+            ));
+        }
         if l.max_handshakes_in_flight == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_handshakes_in_flight must be positive".into(),

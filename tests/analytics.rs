@@ -29,6 +29,10 @@ fn route(id: &str, depot: &str, driver: &str, parcels: &[(&str, Option<(i64, i64
     r.depot = depot.into();
     r.driver = driver.into();
     let now = common::now_ms();
+    // Planned to start now, not ten minutes ago like the example: a route's day is its planned
+    // start's, and the reports default to today, so in the first ten minutes after midnight
+    // the example's routes fell on yesterday and every report came back empty.
+    r.planned_start_ms = now;
     let template = r.stops[0].clone();
     r.stops = parcels
         .iter()
@@ -78,6 +82,25 @@ fn carriers(c: &mut milepost::config::Config) {
     c.log.archive_routes_after_s = 3600;
 }
 
+/// The test world (the web listener on, two carriers), its example route planned to start now:
+/// a route's day is its planned start's, and the reports and gauges default to today, so the
+/// example's start ten minutes ago fell on yesterday in the first ten minutes after midnight.
+async fn world() -> World {
+    let t = common::start_with(|c| {
+        c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        carriers(c);
+    })
+    .await;
+    let mut r = common::example_route();
+    r.planned_start_ms = common::now_ms();
+    t.dispatcher("north")
+        .await
+        .command(1, milepost_proto::CommandKind::AssignRoute(r))
+        .await
+        .unwrap();
+    World::on(t).await
+}
+
 /// The one row of `report` (grouped so that there is one).
 fn only_row(report: &Value) -> &Value {
     let rows = report["rows"].as_array().unwrap();
@@ -87,7 +110,7 @@ fn only_row(report: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_day_gives_the_figures_it_was_built_with() {
-    let w = World::with_web(carriers).await;
+    let w = world().await;
     let all = w.key_with("bi", &["backoffice:*"]);
     // Acme's north: stop 0 inside its window, stop 1 after its window (failed: no access),
     // stop 2 without a window (a re-attempt of a parcel that failed on an earlier route).
@@ -391,7 +414,7 @@ async fn a_scripted_day_gives_the_figures_it_was_built_with() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_day_exports_the_schema() {
-    let w = World::with_web(carriers).await;
+    let w = world().await;
     let all = w.key_with("bi", &["backoffice:*"]);
     // A day with no routes: files with the schema and no rows.
     let r = web_support::api(
@@ -413,7 +436,7 @@ async fn an_empty_day_exports_the_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_never_sees_another_carriers_numbers() {
-    let w = World::with_web(carriers).await;
+    let w = world().await;
     let all = w.key_with("ops", &["backoffice:*"]);
     let east = w.key_with("acme-bi", &["backoffice:east"]);
     post(

@@ -501,9 +501,11 @@ impl Running {
             webhooks.join();
         })
         .await;
-        // Let the closes go out. Bounded: the log is synced and the snapshot written by now,
-        // and connections whose phones have gone (or are still half-way through a handshake
-        // after a reconnect storm) would otherwise hold the exit for minutes.
+        // Let the closes go out, and the closed connections drain (the endpoint's socket is
+        // released only then: a gateway started again in the same process binds the same
+        // port). Bounded: the log is synced and the snapshot written by now, and connections
+        // whose phones have gone (or are still half-way through a handshake after a reconnect
+        // storm) would otherwise hold the exit for minutes.
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         drop((shutdown, stop_cluster));
     }

@@ -37,6 +37,13 @@ pub struct LimitsConfig {
     pub handshake_timeout_s: u64,
     /// Seconds of silence after which a connection is dropped (phones send keep-alives).
     pub idle_timeout_s: u64,
+    /// How long a phone may wait before acknowledging the gateway's QUIC packets, ms, asked
+    /// of phones whose QUIC stack has the ACK frequency extension (quinn's has; others ignore
+    /// it). Longer than the interval between fixes, so a phone's next fix carries the
+    /// acknowledgement of the last ack: two datagrams per fix instead of three. The cost: a
+    /// lost packet of the gateway's (an ack, a push) is probed this much later. 0: ask for
+    /// every packet to be acknowledged at once. At most 10,000.
+    pub phone_ack_delay_ms: u64,
     /// Most concurrent connections to the gateway.
     pub max_connections: u32,
     /// How far above a driver's watermark a seq may be (bounds dedupe state per driver).
@@ -58,6 +65,7 @@ impl Default for LimitsConfig {
             max_handshakes_in_flight: 1_000,
             handshake_timeout_s: 10,
             idle_timeout_s: 60,
+            phone_ack_delay_ms: 1_500,
             max_connections: 100_000,
             seq_window: 1 << 20,
             max_query_results: 1000,

@@ -34,7 +34,7 @@ use crate::auth::Role;
 use crate::server::session::fixes::{on_datagram, settle, Settling};
 use crate::server::session::hello::open;
 use crate::server::session::peer::{close, send_push, Peer};
-use crate::server::session::stream::serve_stream;
+use crate::server::session::stream::{read_next, serve_stream, Opening};
 use crate::server::shared::Shared;
 
 /// Runs one connection to completion. `slot` is its place among the handshakes in flight,
@@ -74,13 +74,20 @@ async fn run_session(
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
     let mut streams = tokio::task::JoinSet::new();
-    streams.spawn(serve_stream(
-        first.0,
-        first.1,
-        peer.clone(),
-        shared.clone(),
-        true,
-    ));
+    // The session stream's first request is awaited here, not in a task of its own: most
+    // phones send live fixes as datagrams and never use it, and a waiting task (with the
+    // stream's writer and queue) cost each of them about 3 KiB. Its service starts with it.
+    let (first_send, mut first_recv) = first;
+    let mut first_send = Some(first_send);
+    let first_request = {
+        let (peer, shared) = (peer.clone(), shared.clone());
+        async move {
+            let max = shared.cfg.limits.max_frame as usize;
+            let msg = read_next(&mut first_recv, max, &peer, &shared).await;
+            (msg, first_recv)
+        }
+    };
+    tokio::pin!(first_request);
     // A driver's push task: live-fix acks (each datagram settled in turn: a task per
     // datagram would cost a spawn per fix) and pushes from the applier.
     let (live_tx, mut live_rx) = mpsc::channel::<Box<Settling>>(16);
@@ -128,7 +135,8 @@ async fn run_session(
         tokio::select! {
             bi = &mut accept => match bi {
                 Ok((send, recv)) => {
-                    streams.spawn(serve_stream(send, recv, peer.clone(), shared.clone(), false));
+                    let open = Opening::New;
+                    streams.spawn(serve_stream(send, recv, peer.clone(), shared.clone(), open));
                     accept.set(conn.accept_bi());
                 }
                 Err(_) => break,
@@ -137,6 +145,19 @@ async fn run_session(
                 Ok(bytes) => on_datagram(&bytes, &peer, &shared, &live_tx),
                 Err(_) => break,
             },
+            (msg, recv) = &mut first_request, if first_send.is_some() => {
+                if let Some(mut send) = first_send.take() {
+                    match msg {
+                        Some(msg) => {
+                            let open = Opening::Session(msg);
+                            streams.spawn(serve_stream(send, recv, peer.clone(), shared.clone(), open));
+                        }
+                        None => {
+                            let _ = send.finish();
+                        }
+                    }
+                }
+            }
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
             _ = &mut expiry => {
                 // A session does not outlive its token: the phone reconnects with a fresh one.

@@ -35,6 +35,17 @@ enum Pending {
     Ready(Box<ServerMsg>),
 }
 
+/// How a stream's service begins.
+pub(super) enum Opening {
+    /// The session's first stream (the Hello's), whose first request the session has read
+    /// (it waits for it itself: most phones never send one, and a task waiting for each would
+    /// cost every phone its memory).
+    Session(ClientMsg),
+    /// A stream the client opened later: a Subscribe or an Upload makes it a feed or an upload
+    /// stream, anything else a request stream like the session's.
+    New,
+}
+
 /// Serves one bidirectional stream: a reader admitting requests, a writer answering them in
 /// order.
 pub(super) async fn serve_stream(
@@ -42,12 +53,14 @@ pub(super) async fn serve_stream(
     mut recv: quinn::RecvStream,
     peer: Arc<Peer>,
     shared: Arc<Shared>,
-    session_stream: bool,
+    opening: Opening,
 ) {
     let max = shared.cfg.limits.max_frame as usize;
-    // A new stream whose first frame is a Subscribe becomes a feed stream.
-    let mut first = None;
-    if !session_stream {
+    let mut first = match opening {
+        Opening::Session(msg) => Some(msg),
+        Opening::New => None,
+    };
+    if first.is_none() {
         match read_msg::<ClientMsg>(&mut recv, max).await {
             Ok(Some(ClientMsg::Subscribe(sub))) => {
                 if handshake_confirmed(&peer).await {
@@ -79,24 +92,16 @@ pub(super) async fn serve_stream(
             }
         }
     }
+    // The first request is read: the writer and its queue start only for a stream that carries
+    // requests.
     let (tx, rx) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
     let writer = tokio::spawn(answer_stream(send, rx, peer.clone(), shared.clone()));
     loop {
         let next = match first.take() {
-            Some(msg) => Ok(Some(msg)),
-            None => read_msg::<ClientMsg>(&mut recv, max).await,
+            Some(msg) => Some(msg),
+            None => read_next(&mut recv, max, &peer, &shared).await,
         };
-        let msg = match next {
-            Ok(Some(msg)) => msg,
-            Ok(None) => break,
-            Err(WireError::Read(_)) => break,
-            Err(e) => {
-                tracing::debug!(error = %e, "bad frame");
-                shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
-                close(&peer.conn, e.code());
-                break;
-            }
-        };
+        let Some(msg) = next else { break };
         let pending = match msg {
             ClientMsg::Hello(_) => {
                 close(&peer.conn, ErrorCode::ProtocolViolation);
@@ -141,6 +146,25 @@ pub(super) async fn serve_stream(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// The next request on the stream, or `None` once it ends (a bad frame closes the connection).
+pub(super) async fn read_next(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+    peer: &Peer,
+    shared: &Shared,
+) -> Option<ClientMsg> {
+    match read_msg::<ClientMsg>(recv, max).await {
+        Ok(Some(msg)) => Some(msg),
+        Ok(None) | Err(WireError::Read(_)) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad frame");
+            shared.stats.refusals.fetch_add(1, Ordering::Relaxed);
+            close(&peer.conn, e.code());
+            None
+        }
+    }
 }
 
 /// Admits a batch, or answers with a request-level error.

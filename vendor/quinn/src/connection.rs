@@ -1040,7 +1040,13 @@ impl State {
                             };
                             t
                         }
-                        None => break,
+                        None => {
+                            // Milepost patch: nothing more to send, so give the buffer back
+                            // instead of keeping an MTU (or a GSO burst's worth) per connection
+                            // between packets; a phone sends a packet a second.
+                            self.send_buffer = Vec::new();
+                            break;
+                        }
                     }
                 }
             };

@@ -488,9 +488,25 @@ pub struct AckFrequencyConfig {
     pub(crate) ack_eliciting_threshold: VarInt,
     pub(crate) max_ack_delay: Option<Duration>,
     pub(crate) reordering_threshold: VarInt,
+    /// Milepost patch: ask for `max_ack_delay` as configured even above the RTT.
+    pub(crate) above_rtt: bool,
 }
 
 impl AckFrequencyConfig {
+    /// Milepost patch: ask the peer for the configured [`Self::max_ack_delay`] even when it is
+    /// above the path's RTT (by default it is clamped to at most the greater of the RTT or
+    /// 25 ms).
+    ///
+    /// For a peer that sends one small message every second or so and receives one answer to
+    /// each: asked to wait longer than that interval, it acknowledges the answer in its next
+    /// message instead of in a packet of its own. The cost: this endpoint's probe timeout
+    /// grows by the same delay (RFC 9002 adds the peer's `max_ack_delay`), so a lost packet
+    /// of ours is probed that much later.
+    pub fn max_ack_delay_above_rtt(&mut self, value: bool) -> &mut Self {
+        self.above_rtt = value;
+        self
+    }
+
     /// The ack-eliciting threshold we will request the peer to use
     ///
     /// This threshold represents the number of ack-eliciting packets an endpoint may receive
@@ -546,6 +562,7 @@ impl Default for AckFrequencyConfig {
             ack_eliciting_threshold: VarInt(1),
             max_ack_delay: None,
             reordering_threshold: VarInt(2),
+            above_rtt: false,
         }
     }
 }

@@ -46,6 +46,13 @@ impl AckFrequencyState {
         // Use the peer's max_ack_delay if no custom max_ack_delay was provided in the config
         let candidate = config.max_ack_delay.unwrap_or(self.peer_max_ack_delay);
 
+        // Milepost patch: a delay the config allows above the RTT is asked for as it is (a
+        // phone sending one fix a second then acknowledges on its next fix, see
+        // `AckFrequencyConfig::max_ack_delay_above_rtt`).
+        if config.above_rtt && config.max_ack_delay.is_some() {
+            return Ord::max(candidate, min_ack_delay);
+        }
+
         // Must be no smaller than the `min_ack_delay` advertised by the peer
         Ord::max(
             // Should be less than the RTT (itself at least `MIN_AUTOMATIC_ACK_DELAY`)

@@ -3492,8 +3492,16 @@ impl Connection {
     }
 
     fn set_close_timer(&mut self, now: Instant) {
-        self.timers
-            .set(Timer::Close, now + 3 * self.pto(self.highest_space));
+        // Milepost patch: the closing and draining period (three PTOs, RFC 9000 section 10.2)
+        // counts the peer's own `max_ack_delay`, not a longer one we asked of it with
+        // ACK_FREQUENCY (`AckFrequencyConfig::max_ack_delay_above_rtt`): the period is there
+        // for packets still in flight, which an ACK delay does not hold back, and a gateway's
+        // closed connections would otherwise hold its UDP port for seconds after a stop.
+        let pto = match self.highest_space {
+            SpaceId::Data => self.path.rtt.pto_base() + get_max_ack_delay(&self.peer_params),
+            space => self.pto(space),
+        };
+        self.timers.set(Timer::Close, now + 3 * pto);
     }
 
     /// Handle transport parameters received from the peer
