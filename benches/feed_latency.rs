@@ -227,7 +227,8 @@ async fn main() {
         let _ = t.await;
     }
     let h = hist.lock().await;
-    println!(
+    if recipients {
+        println!(
         "fix -> recipient update, {drivers} drivers at 1 Hz, {} samples over {secs} s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         h.len(),
         h.value_at_quantile(0.5) as f64 / 1000.0,
@@ -235,6 +236,7 @@ async fn main() {
         h.value_at_quantile(0.999) as f64 / 1000.0,
         h.max() as f64 / 1000.0
     );
+    }
     if let Some(cpu) = cpu {
         let fixes = fixes_in_window.load(std::sync::atomic::Ordering::Relaxed);
         match cpu.await.ok().flatten() {

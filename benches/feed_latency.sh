@@ -8,8 +8,9 @@
 # It prints the latency and the gateway's CPU per fix over the measured window (from /proc).
 # RECIPIENTS=0 runs the drivers alone (no parcel followed): the CPU per fix without updates.
 #
-# Environment: GW_BIN (another gateway binary, for before/after runs), STEPS (5000 10000 20000), SECS measured per step (20), GW_CORE/CLIENT_CORE (0/1),
-# PORT (4498), ADMIN_PORT (TCP, 4497), GW_LOG (the gateway's RUST_LOG, warn), OUT
+# Environment: GW_BIN (another gateway binary, for before/after runs), GW_EXTRA (config lines
+# added to the gateway's, e.g. "[limits]\nphone_ack_delay_ms = 0"), STEPS (5000 10000 20000),
+# SECS measured per step (20), GW_CORE/CLIENT_CORE (0/1), PORT (4498), ADMIN_PORT (TCP, 4497), GW_LOG (the gateway's RUST_LOG, warn), OUT
 # (target/feed-latency: results, the gateway's log and its /metrics at the end of each step).
 # Take the shared bench lock around it on a shared box.
 set -euo pipefail
@@ -40,6 +41,8 @@ trap cleanup EXIT INT TERM
 for N in $STEPS; do
     DATA=$(mktemp -d -t milepost-feed.XXXXXX)
     echo "admin_listen = \"127.0.0.1:$ADMIN_PORT\"" >"$DATA/bench.toml"
+    # GW_EXTRA: more lines for the gateway's config (another knob, for before/after runs).
+    if [[ -n ${GW_EXTRA:-} ]]; then printf '%b\n' "$GW_EXTRA" >>"$DATA/bench.toml"; fi
     RUST_LOG=${GW_LOG:-warn} taskset -c "$GW_CORE" "${GW_BIN:-target/release/milepost}" serve --listen "127.0.0.1:$PORT" \
         --data-dir "$DATA" --config "$DATA/bench.toml" >"$OUT/gateway-$N.log" 2>&1 &
     GW_PID=$!
@@ -48,7 +51,7 @@ for N in $STEPS; do
         sleep 0.1
     done
     sleep 0.5
-    echo "== $N drivers and $N recipients" >&2
+    if [[ ${RECIPIENTS:-1} == 0 ]]; then echo "== $N drivers, no recipients" >&2; else echo "== $N drivers and $N recipients" >&2; fi
     GATEWAY="127.0.0.1:$PORT" DATA_DIR="$DATA" GW_PID=$GW_PID DRIVERS=$N SECS=$SECS \
         timeout $(( N / 250 + SECS + 120 )) taskset -c "$CLIENT_CORE" \
         cargo bench --quiet --bench feed_latency 2>"$OUT/bench-$N.log" | tee -a "$OUT/results.txt"

@@ -10,6 +10,7 @@
 # pinned to core 0 and the load generator to core 1 (set GW_CPU / LG_CPU to change that).
 #
 #   DRIVERS=10000 benches/storm.sh
+#   GW_ARGS="--config FILE" DRIVERS=10000 benches/storm.sh   # the gateway with other knobs
 #
 # Take the shared bench lock on a shared machine: flock /tmp/milepost-bench.lock benches/storm.sh
 set -euo pipefail
@@ -27,7 +28,8 @@ DATA=$(mktemp -d)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 export MILEPOST_ADMIN_LISTEN=127.0.0.1:0
 start_gw() {
-    taskset -c "$GW_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >>"$OUT/gateway.log" 2>&1 &
+    # shellcheck disable=SC2086 # GW_ARGS is a list of flags
+    taskset -c "$GW_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" ${GW_ARGS:-} >>"$OUT/gateway.log" 2>&1 &
     GW=$!
     for _ in $(seq 1 300); do grep -q "addr=" "$OUT/gateway.log" 2>/dev/null && [[ $(grep -c "addr=" "$OUT/gateway.log") -ge $1 ]] && return; sleep 0.05; done
     echo "gateway did not start" >&2; exit 1

@@ -181,12 +181,26 @@ impl ClientEndpoint {
 
     /// Settings for one more phone on this endpoint, with a session store of its own.
     pub fn phone(&self) -> Result<Phone, ClientError> {
+        self.phone_keeping(true, true)
+    }
+
+    /// Like [`ClientEndpoint::phone`], keeping TLS tickets (resumption) and QUIC address
+    /// tokens only as asked: the handshake paths a phone can take (`benches/handshake.rs`).
+    pub fn phone_keeping(&self, tickets: bool, tokens: bool) -> Result<Phone, ClientError> {
         let mut tls = (*self.tls).clone();
-        tls.resumption = rustls::client::Resumption::store(Arc::new(
-            rustls::client::ClientSessionMemoryCache::new(PHONE_TICKETS),
-        ));
+        tls.resumption = if tickets {
+            rustls::client::Resumption::store(Arc::new(
+                rustls::client::ClientSessionMemoryCache::new(PHONE_TICKETS),
+            ))
+        } else {
+            rustls::client::Resumption::disabled()
+        };
         let mut cfg = quic_client_config(Arc::new(tls), self.transport.clone())?;
-        cfg.token_store(Arc::new(quinn::TokenMemoryCache::new(4, PHONE_TICKETS)));
+        if tokens {
+            cfg.token_store(Arc::new(quinn::TokenMemoryCache::new(4, PHONE_TICKETS)));
+        } else {
+            cfg.token_store(Arc::new(quinn::NoneTokenStore));
+        }
         Ok(Phone { cfg })
     }
 

@@ -21,7 +21,7 @@ use crate::feed::{FeedClass, LagHandle, LagTarget, Mailbox};
 use crate::server::shared::Shared;
 use crate::state::lock;
 use crate::wire::{write_msg, WireError};
-use milepost_core::feed::{FeedKey, TooOld};
+use milepost_core::feed::{FeedKey, PositionPace, TooOld};
 
 /// Events written per store read.
 const READ_BATCH: usize = 256;
@@ -84,6 +84,7 @@ pub async fn serve(
         mailbox,
         sent: HashMap::new(),
         driver: None,
+        pace: PositionPace::default(),
         last_flush: Instant::now(),
         version,
     };
@@ -158,6 +159,8 @@ struct Feed {
     sent: HashMap<DriverId, Seq>,
     /// For a parcel feed: the driver whose position key we are registered under.
     driver: Option<DriverId>,
+    /// For a parcel feed: at most one position per `feed.recipient_position_ms`.
+    pace: PositionPace,
     last_flush: Instant,
     /// The cursor as the lag metrics see it.
     lag: LagHandle,
@@ -295,10 +298,20 @@ impl Feed {
         let fresh: Vec<DriverPosition> = match &self.target {
             Target::Parcel(t) => {
                 let status = lock(&shared.state.core).parcel_status(t);
-                status
-                    .and_then(|s| self.visible_driver(shared, &s))
-                    .into_iter()
-                    .collect()
+                let (now, every) = (shared.now_ms(), shared.cfg.feed.recipient_position_ms);
+                let p = status.and_then(|s| self.visible_driver(shared, &s));
+                // Not yet due: left unsent (`sent` keeps the older seq), so the newest goes
+                // out at a later look (the loop looks at least once a second).
+                match p {
+                    Some(p)
+                        if self.sent.get(&p.driver) != Some(&p.seq)
+                            && self.pace.due(p.fix.t_ms, now, every) =>
+                    {
+                        self.pace.sent(p.fix.t_ms, now);
+                        vec![p]
+                    }
+                    _ => Vec::new(),
+                }
             }
             Target::Depot(_, area) => {
                 // Dispatcher maps want a few updates a second, not one per fix.

@@ -38,11 +38,12 @@ pub struct LimitsConfig {
     /// Seconds of silence after which a connection is dropped (phones send keep-alives).
     pub idle_timeout_s: u64,
     /// How long a phone may wait before acknowledging the gateway's QUIC packets, ms, asked
-    /// of phones whose QUIC stack has the ACK frequency extension (quinn's has; others ignore
-    /// it). Longer than the interval between fixes, so a phone's next fix carries the
-    /// acknowledgement of the last ack: two datagrams per fix instead of three. The cost: a
-    /// lost packet of the gateway's (an ack, a push) is probed this much later. 0: ask for
-    /// every packet to be acknowledged at once. At most 10,000.
+    /// of phones whose QUIC stack has the ACK frequency extension (quinn's has; stacks without
+    /// it ignore the request). Longer than the interval between fixes, so a phone's next fix
+    /// carries the acknowledgement of the last ack: two datagrams per fix instead of three.
+    /// The cost: a lost packet of the gateway's (an ack, a push) is probed this much later
+    /// (more with each backoff). 0: ask for every packet to be acknowledged at once. At most
+    /// 10,000.
     pub phone_ack_delay_ms: u64,
     /// Most concurrent connections to the gateway.
     pub max_connections: u32,

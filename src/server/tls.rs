@@ -145,16 +145,17 @@ pub(super) fn server_config(
 }
 
 /// What the gateway asks of phones whose QUIC stack has the ACK frequency extension (quinn's
-/// has; others ignore it), from `limits.phone_ack_delay_ms`.
+/// has; stacks without it ignore the frame), from `limits.phone_ack_delay_ms`.
 ///
 /// A phone sends a fix a second and gets one ack back for each. Asked to wait longer than a
 /// second before acknowledging, it acknowledges that ack in its next fix's packet: a fix
 /// costs two datagrams on the wire (the fix; the QUIC ACK and the application ack together),
 /// not three, and the gateway reads one datagram per fix instead of two. Bursts (a backlog
-/// resent after a dead zone) still get an ACK every other packet (threshold 1), and a packet
-/// out of order still gets one at once (reordering threshold 2, the draft's default). The
-/// price: the gateway's probe timeout grows by the same delay, so a lost ack or push is sent
-/// again about that much later (the next ack carries the watermark anyway).
+/// resent after a dead zone) still get an ACK every other packet (threshold 1); a gap large
+/// enough to declare a loss gets one at once (reordering threshold 2, quinn's default). The
+/// price: the gateway's probe timeout grows by the same delay (and doubles with each backoff),
+/// so a lost ack or push is probed about that much later (the next ack carries the watermark
+/// anyway); the probe itself asks for an immediate ACK.
 ///
 /// 0 asks for every packet to be acknowledged at once (what the gateway asked before: 10%
 /// less CPU per fix than quinn's default 25 ms delay, which sent the ACK on its own too).

@@ -208,6 +208,8 @@ pub struct ParcelStream {
     /// The driver whose moves also wake the stream (registered once visible).
     driver_key: Option<DriverId>,
     shown: Shown,
+    /// At most one position per `feed.recipient_position_ms`.
+    pace: milepost_core::feed::PositionPace,
     status_due: bool,
     /// What the status last sent said, in short (state, stops away, driver quiet): a change
     /// without an event (the driver went quiet, or spoke again) is sent too, within the
@@ -224,6 +226,7 @@ impl ParcelStream {
             t,
             driver_key: None,
             shown: Shown::Nothing,
+            pace: Default::default(),
             status_due: true,
             last_sent: None,
             zone: None,
@@ -299,10 +302,17 @@ impl Audience for ParcelStream {
                         .register(FeedKey::Driver(driver.clone()), mailbox);
                     self.driver_key = Some(driver.clone());
                 }
-                let seq = lock(&shared.state.positions).get(&driver).map(|(s, _)| s);
-                let now = seq.map_or(Shown::Hidden, Shown::At);
-                if now != self.shown {
+                let seq = lock(&shared.state.positions).get(&driver);
+                let now = seq.as_ref().map_or(Shown::Hidden, |(s, _)| Shown::At(*s));
+                // The newest position at most once per `feed.recipient_position_ms` (one
+                // withheld now goes out at a later look: at least one a second).
+                let fix_ms = seq.map_or(0, |(_, f)| f.t_ms);
+                let (clock, every) = (shared.now_ms(), shared.cfg.feed.recipient_position_ms);
+                let first = matches!(self.shown, Shown::Nothing | Shown::Hidden);
+                let due = first || self.pace.due(fix_ms, clock, every);
+                if now != self.shown && due {
                     send(tx, Ev::new("position", data(&pos))).await?;
+                    self.pace.sent(fix_ms, clock);
                     self.shown = now;
                 }
             }

@@ -5,6 +5,7 @@
 //! - [`store`]: the event store, part of the snapshotted fleet state: every milestone of every
 //!   parcel, a bounded ring of route events per depot, and a global ring of milestones for
 //!   webhooks.
+//! - [`pace`]: [`PositionPace`], at most one driver position a second to a recipient.
 //! - [`FeedKey`]: names one feed (what an applied record touched).
 //! - [`FeedConfig`]: the `[feed]` section.
 
@@ -12,8 +13,10 @@ use milepost_proto::route::{DepotId, TrackingNumber};
 use milepost_proto::DriverId;
 use serde::{Deserialize, Serialize};
 
+pub mod pace;
 pub mod store;
 
+pub use pace::PositionPace;
 pub use store::{FeedStore, Ring, TooOld};
 
 /// A feed (or position source) that changed.
@@ -46,6 +49,9 @@ pub struct FeedConfig {
     pub position_minutes: u32,
     /// Dispatcher position updates are coalesced to at most one flush per this many ms.
     pub position_flush_ms: u64,
+    /// A recipient is sent the driver's position (when the rule above lets it see it) at most
+    /// once per this many ms, the newest (0: every fix).
+    pub recipient_position_ms: u64,
     /// A parcel on its way whose driver has sent no fix for this many seconds is shown as
     /// "no news from the driver since 14:02" instead of an estimate made before the silence.
     pub stale_after_s: u64,
@@ -64,6 +70,7 @@ impl Default for FeedConfig {
             position_stops: 0,
             position_minutes: 10,
             position_flush_ms: 250,
+            recipient_position_ms: 1000,
             stale_after_s: 180,
             webhooks: Vec::new(),
             webhook_secret: None,
