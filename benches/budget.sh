@@ -10,6 +10,7 @@
 #
 #   benches/budget.sh                      # 200 phones, 150 s each, lte-urban
 #   DRIVERS=100 DURATION=60 NETWORK=3g-poor benches/budget.sh
+#   ONLY="5s/30s" GW_EXTRA='[limits]\nphone_ack_delay_ms = 0' benches/budget.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRIVERS=${DRIVERS:-200}
@@ -34,8 +35,12 @@ trap cleanup EXIT INT TERM
 run() {
     local name=$1
     shift
+    # ONLY: run just the settings named (space separated), e.g. ONLY="live 5s/30s".
+    if [[ -n ${ONLY:-} && " $ONLY " != *" $name "* ]]; then return; fi
     DATA=$(mktemp -d -t milepost-budget.XXXXXX)
     echo 'admin_listen = "127.0.0.1:0"' >"$DATA/bench.toml"
+    # GW_EXTRA: more config lines for the gateway (another knob, for before/after runs).
+    if [[ -n ${GW_EXTRA:-} ]]; then printf '%b\n' "$GW_EXTRA" >>"$DATA/bench.toml"; fi
     RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" --config "$DATA/bench.toml" >"$OUT/gateway-${name//\//-}.log" 2>&1 &
     GW=$!
     for _ in $(seq 100); do [[ -s $DATA/secret.key && -s $DATA/certs/ca.pem ]] && break; sleep 0.1; done
