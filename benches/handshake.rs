@@ -77,13 +77,20 @@ fn start_gateway() -> (GatewayProcess, SocketAddr, std::path::PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {bin} (build it first): {e}"));
-    let gw = GatewayProcess { child, _dir: dir };
+    let mut gw = GatewayProcess { child, _dir: dir };
     for _ in 0..100 {
         if data.join("secret.key").exists() && data.join("certs/ca.pem").exists() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    if let Ok(Some(status)) = gw.child.try_wait() {
+        panic!("the gateway ({bin}) exited at start: {status}");
+    }
+    assert!(
+        data.join("certs/ca.pem").exists(),
+        "the gateway ({bin}) made no data directory within 10 s"
+    );
     std::thread::sleep(Duration::from_millis(500));
     (gw, addr, data)
 }

@@ -262,6 +262,10 @@ impl Feed {
         for p in &positions {
             self.sent.insert(p.driver.clone(), p.seq);
         }
+        // A parcel's snapshot is its first position: the pace counts from it.
+        if let (Target::Parcel(_), Some(p)) = (&self.target, positions.first()) {
+            self.pace.sent(p.fix.t_ms, shared.now_ms());
+        }
         lock(&self.mailbox.moved).clear();
         write_msg(
             send,

@@ -15,7 +15,7 @@ use axum::Json;
 use milepost_core::feed::{FeedKey, TooOld};
 use milepost_core::present::is_stale;
 use milepost_proto::route::{ParcelState, TrackingNumber, Update};
-use milepost_proto::{Command, CommandKind, DriverId, Seq, ServerMsg};
+use milepost_proto::{Command, CommandKind, DriverId, ServerMsg};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -198,7 +198,8 @@ pub async fn parcel_events(
 enum Shown {
     Nothing,
     Hidden,
-    At(Seq),
+    /// The position of the fix taken at this time, UTC ms.
+    At(i64),
 }
 
 /// A parcel's event stream: every milestone (id = offset), the status after any of them, and
@@ -302,11 +303,13 @@ impl Audience for ParcelStream {
                         .register(FeedKey::Driver(driver.clone()), mailbox);
                     self.driver_key = Some(driver.clone());
                 }
-                let seq = lock(&shared.state.positions).get(&driver);
-                let now = seq.as_ref().map_or(Shown::Hidden, |(s, _)| Shown::At(*s));
+                // Known by its fix time (a driver's positions only move forward in time),
+                // read with the view itself: a fix landing in between cannot make the stream
+                // believe it sent a newer position than it did.
+                let fix_ms = pos.t_ms;
+                let now = Shown::At(fix_ms);
                 // The newest position at most once per `feed.recipient_position_ms` (one
                 // withheld now goes out at a later look: at least one a second).
-                let fix_ms = seq.map_or(0, |(_, f)| f.t_ms);
                 let (clock, every) = (shared.now_ms(), shared.cfg.feed.recipient_position_ms);
                 let first = matches!(self.shown, Shown::Nothing | Shown::Hidden);
                 let due = first || self.pace.due(fix_ms, clock, every);

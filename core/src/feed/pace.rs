@@ -18,11 +18,15 @@ impl PositionPace {
     /// True when a position whose fix was taken at `fix_ms` may be sent at `now_ms`, with at
     /// most one per `min_ms` (0: every one).
     pub fn due(&self, fix_ms: i64, now_ms: i64, min_ms: u64) -> bool {
+        if min_ms == 0 {
+            return true;
+        }
         let min = i64::try_from(min_ms).unwrap_or(i64::MAX);
         match self.last {
             None => true,
+            // A clock that stepped back since the last send does not hold the newest back.
             Some((fix, at)) => {
-                fix_ms.saturating_sub(fix) >= min || now_ms.saturating_sub(at) >= min
+                fix_ms.saturating_sub(fix) >= min || now_ms < at || now_ms.saturating_sub(at) >= min
             }
         }
     }
@@ -64,6 +68,16 @@ mod tests {
         // last send, at the next look.
         assert!(!p.due(1250, 1300, 1000));
         assert!(p.due(1250, 2000, 1000));
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_hold_the_newest() {
+        let mut p = PositionPace::default();
+        p.sent(10_000, 50_000);
+        assert!(!p.due(10_100, 50_100, 1000));
+        assert!(p.due(10_100, 40_000, 1000));
+        // With 0, every one, whatever the times.
+        assert!(p.due(0, 0, 0));
     }
 
     #[test]
