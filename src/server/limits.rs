@@ -42,8 +42,9 @@ pub struct LimitsConfig {
     /// it ignore the request). Longer than the interval between fixes, so a phone's next fix
     /// carries the acknowledgement of the last ack: two datagrams per fix instead of three.
     /// The cost: a lost packet of the gateway's (an ack, a push) is probed this much later
-    /// (more with each backoff). 0: ask for every packet to be acknowledged at once. At most
-    /// 10,000.
+    /// (more with each backoff), which lengthens the ack tail on lossy links. 0 (the default):
+    /// ask for every packet to be acknowledged at once. 1,500 suits phones sending a fix a
+    /// second on clean links (docs/BENCHMARKS.md, "Cost per unit"). At most 10,000.
     pub phone_ack_delay_ms: u64,
     /// Most concurrent connections to the gateway.
     pub max_connections: u32,
@@ -66,7 +67,7 @@ impl Default for LimitsConfig {
             max_handshakes_in_flight: 1_000,
             handshake_timeout_s: 10,
             idle_timeout_s: 60,
-            phone_ack_delay_ms: 1_500,
+            phone_ack_delay_ms: 0,
             max_connections: 100_000,
             seq_window: 1 << 20,
             max_query_results: 1000,
