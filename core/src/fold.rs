@@ -15,7 +15,7 @@ use crate::fleet::engine::FleetCore;
 use crate::fleet::outcome::OutcomeTarget;
 use crate::fleet::positions::{Positions, UpdateOutcome};
 use crate::store::image::{PositionEntry, Snapshot, SnapshotRef};
-use crate::store::record::partition_of;
+use crate::store::record::{partition_of, partition_of_depot};
 use crate::store::{BatchEntry, Ledger, LogRecord, SeqState};
 
 /// The answer to a command record (route assignment, outcome...): what the issuer is told.
@@ -279,8 +279,18 @@ impl Parts<'_> {
                 partitions,
                 now_ms,
             } => {
-                self.core.tick_where(*now_ms, out, |d| {
+                self.core.tick_where(*now_ms, out, |d, _| {
                     owned.binary_search(&partition_of(d, *partitions)).is_ok()
+                });
+                None
+            }
+            LogRecord::DepotTick {
+                partition,
+                partitions,
+                now_ms,
+            } => {
+                self.core.tick_where(*now_ms, out, |_, depot| {
+                    partition_of_depot(&depot.0, *partitions) == *partition
                 });
                 None
             }
@@ -327,6 +337,32 @@ impl Parts<'_> {
 }
 
 impl Parts<'_> {
+    /// Forgets everything of the partitions of depots `released` (of `partitions`,
+    /// [`partition_of_depot`]): their routes and what the core keeps
+    /// of their parcels, their feeds, their drivers' live positions and dedupe ledgers. A
+    /// cluster gateway that folds only the partitions it owns does this when a partition
+    /// passes to another gateway; if it takes the partition back later, it folds it again from
+    /// the stream. Returns how many routes and drivers were dropped.
+    pub fn release(&mut self, released: &[u32], partitions: u32) -> (usize, usize) {
+        let gone = |d: &str| released.contains(&partition_of_depot(d, partitions));
+        self.core.forget_calibration(|g| released.contains(&g));
+        let plans = self.core.release_depots(|d| gone(&d.0));
+        let parcels: Vec<_> = plans
+            .iter()
+            .flat_map(|r| r.stops.iter().flat_map(|s| &s.parcels))
+            .map(|p| p.tracking.clone())
+            .collect();
+        self.feed.release_depots(|d| gone(&d.0), &parcels);
+        let mut drivers: std::collections::HashSet<DriverId> = self
+            .positions
+            .retain_depots(|d| !gone(d))
+            .into_iter()
+            .collect();
+        drivers.extend(plans.iter().map(|r| r.driver.clone()));
+        self.ledger.forget(|d| drivers.contains(d));
+        (plans.len(), drivers.len())
+    }
+
     /// Removes a route from the live state with its parcels' feeds, except the feeds of parcels
     /// that moved to a newer route that is still live. False if the route is unknown.
     fn close_route(&mut self, id: &milepost_proto::route::RouteId) -> bool {
@@ -349,3 +385,7 @@ pub fn local_tick(now_ms: i64) -> LogRecord {
         now_ms,
     }
 }
+
+#[cfg(test)]
+#[path = "fold_tests.rs"]
+mod tests;

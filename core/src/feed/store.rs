@@ -140,6 +140,22 @@ impl FeedStore {
         self.route_depot.remove(&route.id);
     }
 
+    /// Drops the feeds of the depots `gone` selects: their route events, their routes' depot
+    /// entries and the feeds of `parcels` (a cluster gateway handing the depots' partition
+    /// over). The milestones for webhooks are left as they are (they are a log of what this
+    /// gateway folded).
+    pub fn release_depots<'a>(
+        &mut self,
+        gone: impl Fn(&DepotId) -> bool,
+        parcels: impl IntoIterator<Item = &'a TrackingNumber>,
+    ) {
+        self.depots.retain(|d, _| !gone(d));
+        self.route_depot.retain(|_, d| !gone(d));
+        for t in parcels {
+            self.parcels.remove(t);
+        }
+    }
+
     /// The depot of a route.
     pub fn depot_of(&self, route: &RouteId) -> Option<&DepotId> {
         self.route_depot.get(route)

@@ -81,6 +81,13 @@ pub struct CoreConfig {
     /// every failure reads `other`, every outcome a first attempt, and a stop is reached only
     /// at a detected arrival.
     pub analytics: bool,
+    /// ETA windows are calibrated per partition of depots when this is above 1 (one calibration
+    /// per [`crate::store::record::partition_of_depot`] modulo this), else fleet-wide. Not a
+    /// setting: a cluster whose gateways fold only the partitions they own sets it to its
+    /// partition count, so that what a partition's recipients are shown depends on that
+    /// partition's records alone, whichever gateway folds it.
+    #[serde(skip)]
+    pub calibration_groups: u32,
 }
 
 impl Default for CoreConfig {
@@ -117,6 +124,7 @@ impl Default for CoreConfig {
             ndr: NdrPolicy::default(),
             analytics: true,
             messages: MessageLimits::default(),
+            calibration_groups: 0,
         }
     }
 }

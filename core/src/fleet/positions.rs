@@ -123,6 +123,23 @@ impl Positions {
         UpdateOutcome::Moved
     }
 
+    /// Keeps only the drivers whose depot `keep` selects; returns the drivers removed. The
+    /// store is rebuilt (a rare operation: a cluster gateway handing a partition over).
+    pub fn retain_depots(&mut self, keep: impl Fn(&str) -> bool) -> Vec<DriverId> {
+        let mut removed = Vec::new();
+        let mut kept = Positions::new();
+        for s in std::mem::take(&mut self.slots) {
+            let depot = &self.depots[s.depot as usize].name;
+            if keep(depot) {
+                kept.insert(&s.driver, depot, s.seq, &s.fix);
+            } else {
+                removed.push(s.driver);
+            }
+        }
+        *self = kept;
+        removed
+    }
+
     /// Every driver's live position: (driver, depot, seq, fix).
     pub fn entries(&self) -> impl Iterator<Item = (&DriverId, &str, Seq, &Fix)> {
         self.slots.iter().map(|s| {

@@ -143,6 +143,11 @@ impl Ledger {
         Seq(self.drivers.get(driver).map_or(0, |l| l.watermark))
     }
 
+    /// Forgets the drivers `gone` selects (a cluster gateway handing their partition over).
+    pub fn forget(&self, gone: impl Fn(&DriverId) -> bool) {
+        self.drivers.retain(|d, _| !gone(d));
+    }
+
     /// Number of drivers known.
     pub fn len(&self) -> usize {
         self.drivers.len()

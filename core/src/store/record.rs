@@ -140,6 +140,34 @@ pub enum LogRecord {
         /// Server time, UTC ms.
         at_ms: i64,
     },
+    /// The clock moved on for the routes of one partition of depots (a cluster whose gateways
+    /// fold only the partitions they own: the partition's owner logs it once a second on the
+    /// partition's subject, so that whoever folds the partition, now or after a takeover, runs
+    /// stall detection at the same point).
+    DepotTick {
+        /// The partition of depots ([`partition_of_depot`]).
+        partition: u32,
+        /// The number of partitions.
+        partitions: u32,
+        /// The owner's time, UTC ms.
+        now_ms: i64,
+    },
+}
+
+impl LogRecord {
+    /// The depot the record is about, when it names one (a fix batch, an assignment, an alert,
+    /// addresses). Commands that name only a route, a parcel or a driver return `None`: the
+    /// fold knows their depot.
+    pub fn depot(&self) -> Option<&str> {
+        match self {
+            LogRecord::Batch { depot, .. } => Some(depot),
+            LogRecord::RouteAssigned { route, .. } => Some(&route.depot.0),
+            LogRecord::AlertHandled { depot, .. } | LogRecord::StopAddresses { depot, .. } => {
+                Some(depot)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What was done about an alert.
@@ -155,12 +183,25 @@ pub enum AlertAction {
 /// The partition a driver belongs to when drivers are spread over `partitions` (FNV-1a of its
 /// id; stable across versions and machines, since it decides subjects and ownership).
 pub fn partition_of(driver: &DriverId, partitions: u32) -> u32 {
+    fnv1a(driver.0.as_bytes()) % partitions.max(1)
+}
+
+/// The partition a depot belongs to when depots are spread over `partitions` (FNV-1a of its
+/// name, like [`partition_of`]). A cluster whose gateways fold only what they own partitions
+/// by depot: a depot's drivers, routes, parcels and feed then live in one partition, so a
+/// dispatcher's view of a depot is whole on its owner and feed offsets never depend on how
+/// partitions are spread.
+pub fn partition_of_depot(depot: &str, partitions: u32) -> u32 {
+    fnv1a(depot.as_bytes()) % partitions.max(1)
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in driver.0.as_bytes() {
+    for b in bytes {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    h % partitions.max(1)
+    h
 }
 
 /// One seq of a [`LogRecord::Batch`].

@@ -26,6 +26,15 @@ pub use service::{MessageLimits, ParcelService, ServiceBook, ServiceError};
 mod service;
 mod tally;
 
+/// The calibration group of a depot's routes (see [`CoreConfig::calibration_groups`]).
+fn calibration_group(cfg: &CoreConfig, depot: &DepotId) -> u32 {
+    if cfg.calibration_groups > 1 {
+        crate::store::record::partition_of_depot(&depot.0, cfg.calibration_groups)
+    } else {
+        0
+    }
+}
+
 /// The fleet core.
 #[derive(Debug, Default)]
 pub struct FleetCore {
@@ -34,9 +43,9 @@ pub struct FleetCore {
     by_driver: FastMap<DriverId, RouteId>,
     by_tracking: FastMap<TrackingNumber, RouteId>,
     service: ServiceBook,
-    /// The fleet's ETA errors, by horizon, and the windows made from them.
-    calibration: Calibration,
-    windows: Windows,
+    /// The fleet's ETA errors, by horizon, and the windows made from them: one fleet-wide, or
+    /// one per partition of depots ([`CoreConfig::calibration_groups`]), by group.
+    calibration: FastMap<u32, (Calibration, Windows)>,
 }
 
 /// The serializing side of [`CoreSnapshot`]: borrows the routes, clones nothing.
@@ -147,6 +156,35 @@ impl FleetCore {
             .collect();
         self.forget_service(&run.plan, &failed);
         Some(run.plan)
+    }
+
+    /// Removes every route whose depot `gone` selects, finished or not, with what the core
+    /// keeps of their parcels: a cluster gateway hands the depots' partition to another gateway,
+    /// which folds it from the stream. Returns the plans removed, in route id order.
+    pub fn release_depots(&mut self, gone: impl Fn(&DepotId) -> bool) -> Vec<Route> {
+        let mut ids: Vec<RouteId> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| gone(&r.plan.depot))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids.iter().filter_map(|id| self.remove_route(id)).collect()
+    }
+
+    /// The depot of a route the core holds.
+    pub fn depot_of_route(&self, id: &RouteId) -> Option<&DepotId> {
+        self.routes.get(id).map(|r| &r.plan.depot)
+    }
+
+    /// The depot of the route holding a parcel.
+    pub fn depot_of_parcel(&self, tracking: &TrackingNumber) -> Option<&DepotId> {
+        self.depot_of_route(self.by_tracking.get(tracking)?)
+    }
+
+    /// The depot of a driver's current route.
+    pub fn depot_of_driver(&self, driver: &DriverId) -> Option<&DepotId> {
+        self.depot_of_route(self.by_driver.get(driver)?)
     }
 
     /// A route's plan with its stops in the current order, as it was assigned otherwise (the
@@ -266,8 +304,13 @@ impl FleetCore {
             return;
         };
         if let Some(run) = self.routes.get_mut(id) {
+            let group = calibration_group(&self.cfg, &run.plan.depot);
             if self.cfg.eta.calibrate {
-                run.windows = self.windows;
+                run.windows = self
+                    .calibration
+                    .get(&group)
+                    .map(|c| c.1)
+                    .unwrap_or_default();
             }
             let before = run.last_fix_t_ms;
             run.on_fix(&self.cfg, fix, out);
@@ -283,11 +326,12 @@ impl FleetCore {
             // Arrivals scored the estimates published for them: the fleet's calibration.
             if !run.errors.is_empty() {
                 let eta = &self.cfg.eta;
+                let (calibration, windows) = self.calibration.entry(group).or_default();
                 for (b, e) in run.errors.drain(..) {
-                    self.calibration.add(b, e, eta.calibration_half_life);
+                    calibration.add(b, e, eta.calibration_half_life);
                 }
-                self.windows = self.calibration.windows(eta.window_coverage);
-                run.windows = self.windows;
+                *windows = calibration.windows(eta.window_coverage);
+                run.windows = *windows;
             }
         }
     }
@@ -357,23 +401,23 @@ impl FleetCore {
 
     /// Time-driven checks (stalled drivers); call every few seconds.
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Update>) {
-        self.tick_where(now_ms, out, |_| true);
+        self.tick_where(now_ms, out, |_, _| true);
     }
 
-    /// Like [`FleetCore::tick`], for the routes whose driver `owned` selects (a cluster ticks
-    /// each partition of drivers from the gateway that owns it).
+    /// Like [`FleetCore::tick`], for the routes `owned` selects by driver and depot (a cluster
+    /// ticks each partition from the gateway that owns it).
     pub fn tick_where(
         &mut self,
         now_ms: i64,
         out: &mut Vec<Update>,
-        owned: impl Fn(&DriverId) -> bool,
+        owned: impl Fn(&DriverId, &DepotId) -> bool,
     ) {
         // In route id order: the events' order must not depend on the map's (a cluster's
         // gateways must all fold them into the same feed offsets).
         let mut ids: Vec<&RouteId> = self
             .routes
             .iter()
-            .filter(|(_, r)| r.finished_ms.is_none() && owned(&r.plan.driver))
+            .filter(|(_, r)| r.finished_ms.is_none() && owned(&r.plan.driver, &r.plan.depot))
             .map(|(id, _)| id)
             .collect();
         ids.sort();
@@ -449,17 +493,29 @@ impl FleetCore {
         }
     }
 
-    /// The fleet's ETA calibration, for a snapshot.
+    /// The fleet's ETA calibration, for a snapshot (the fleet-wide one; per-partition
+    /// calibrations are not in local snapshots: a cluster gateway that keeps them rebuilds
+    /// them from the stream).
     pub fn calibration(&self) -> &Calibration {
-        &self.calibration
+        static NONE: std::sync::LazyLock<Calibration> =
+            std::sync::LazyLock::new(Calibration::default);
+        self.calibration.get(&0).map_or(&*NONE, |c| &c.0)
     }
 
     /// Puts back a snapshot's ETA calibration.
     pub fn restore_calibration(&mut self, c: Calibration) {
-        self.windows = c.windows(self.cfg.eta.window_coverage);
-        self.calibration = c;
+        let windows = c.windows(self.cfg.eta.window_coverage);
+        self.calibration.insert(0, (c, windows));
         for run in self.routes.values_mut() {
-            run.windows = self.windows;
+            run.windows = windows;
+        }
+    }
+
+    /// Forgets the calibrations of the partitions `gone` selects (their partition passed to
+    /// another gateway).
+    pub fn forget_calibration(&mut self, gone: impl Fn(u32) -> bool) {
+        if self.cfg.calibration_groups > 1 {
+            self.calibration.retain(|g, _| !gone(*g));
         }
     }
 
