@@ -70,6 +70,22 @@ impl FleetState {
         Fleet::restore(cfg, snap).into()
     }
 
+    /// Forgets the state of the partitions of depots `released` (of `partitions`): a cluster
+    /// gateway that folds only what it owns lost their leases. Returns how many routes and
+    /// drivers went.
+    pub fn release(&self, released: &[u32], partitions: u32) -> (usize, usize) {
+        let mut positions = lock(&self.positions);
+        let mut core = lock(&self.core);
+        let mut feed = lock(&self.feed);
+        Parts {
+            ledger: &self.ledger,
+            positions: &mut positions,
+            core: &mut core,
+            feed: &mut feed,
+        }
+        .release(released, partitions)
+    }
+
     /// The same state, writing closed routes' history to `history`.
     pub fn with_history(mut self, history: Arc<History>) -> FleetState {
         self.history = Some(history);

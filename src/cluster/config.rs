@@ -1,5 +1,5 @@
 //! [`ClusterConfig`]: the `[cluster]` section: NATS URL, node name, partitions, leases and
-//! the stream's retention. Off unless `url` is set.
+//! the stream's retention, and what each gateway folds ([`FoldMode`]). Off unless `url` is set.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,23 @@ pub struct ClusterConfig {
     /// After the first record of a group, wait this long for more before publishing, µs (group
     /// commit: one JetStream message, store and ack per subject for every record waiting).
     pub group_linger_us: u64,
+    /// What each gateway folds: `all` (every gateway folds the whole stream, the default) or
+    /// `owned` (each folds only the partitions of depots it leases, so adding gateways adds
+    /// capacity; see `docs/CLUSTER.md`). Fixed for the life of the stream, like `partitions`.
+    pub fold: FoldMode,
+}
+
+/// What a cluster gateway folds (`cluster.fold`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoldMode {
+    /// The whole stream: every gateway holds the whole fleet.
+    #[default]
+    All,
+    /// Only the partitions of depots this gateway leases. Records go to one subject per
+    /// partition (`PREFIX.p.P`, by depot), and a partition taken over is folded from its
+    /// subject.
+    Owned,
 }
 
 impl Default for ClusterConfig {
@@ -48,6 +65,7 @@ impl Default for ClusterConfig {
             max_age_s: 7 * 24 * 3600,
             max_bytes: -1,
             group_linger_us: 1000,
+            fold: FoldMode::All,
         }
     }
 }

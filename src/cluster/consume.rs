@@ -1,7 +1,8 @@
 //! Reading the cluster's log: an ordered JetStream consumer over the whole stream, from the
 //! sequence this gateway's state has reached, handing records to the applier in stream order
 //! (the same queue a single box's log writer feeds). Every gateway reads every record, so every
-//! gateway folds the same state.
+//! gateway folds the same state. (With `cluster.fold = "owned"` a gateway reads only the
+//! partitions it owns instead: [`crate::cluster::handover`].)
 //!
 //! It runs on a thread of its own with a small runtime: handing a group to the applier blocks
 //! when the applier lags (backpressure), and that must not stall the gateway's async workers.
@@ -116,43 +117,17 @@ async fn read(
             };
             if seq >= *next {
                 *next = seq + 1;
-                match milepost_proto::codec::decode_trusted::<Vec<LogRecord>>(&m.payload) {
-                    Ok(records) => group.extend(records.into_iter().enumerate().map(
-                        |(i, record)| Committed {
-                            lsn: lsn_of(seq, i),
-                            record: Arc::new(record),
-                        },
-                    )),
-                    // Every gateway skips the same message the same way, so the fold stays
-                    // equal; a tick of no partition stands in for it, so that the applier's
-                    // position (which acks and readiness wait on) still moves past it.
-                    Err(e) => {
-                        tracing::error!(seq, error = %e, "undecodable message in the stream");
-                        group.push(Committed {
-                            lsn: lsn_of(seq, 0),
-                            record: Arc::new(LogRecord::Tick {
-                                owned: Vec::new(),
-                                partitions: 1,
-                                now_ms: 0,
-                            }),
-                        });
-                    }
-                }
+                decode_into(seq, &m.payload, &mut group);
             }
             if group.len() >= GROUP {
                 break;
             }
-            msg = match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => Some(m),
-                Some(Some(Err(e))) => {
-                    failed = Some(e.to_string());
+            msg = match ready(&mut messages) {
+                Ok(m) => m,
+                Err(e) => {
+                    failed = Some(e);
                     None
                 }
-                Some(None) => {
-                    failed = Some("the consumer ended".into());
-                    None
-                }
-                None => None,
             };
         }
         if !group.is_empty() {
@@ -165,5 +140,51 @@ async fn read(
         if let Some(e) = failed {
             return Err(e);
         }
+    }
+}
+
+/// Decodes the message at stream sequence `seq` into `group`. Every gateway skips an
+/// undecodable message the same way, so the fold stays equal; a tick of no partition stands in
+/// for it, so that the applier's position (which acks and readiness wait on) still moves past
+/// it.
+pub(crate) fn decode_into(seq: u64, payload: &[u8], group: &mut Vec<Committed>) {
+    match milepost_proto::codec::decode_trusted::<Vec<LogRecord>>(payload) {
+        Ok(records) => group.extend(
+            records
+                .into_iter()
+                .enumerate()
+                .map(|(i, record)| Committed {
+                    lsn: lsn_of(seq, i),
+                    record: Arc::new(record),
+                }),
+        ),
+        Err(e) => {
+            tracing::error!(seq, error = %e, "undecodable message in the stream");
+            group.push(Committed {
+                lsn: lsn_of(seq, 0),
+                record: Arc::new(LogRecord::Tick {
+                    owned: Vec::new(),
+                    partitions: 1,
+                    now_ms: 0,
+                }),
+            });
+        }
+    }
+}
+
+/// The consumer's next message if one is ready now (`Ok(None)`: none is); an error when the
+/// consumer failed or ended.
+pub(crate) fn ready<S, E>(
+    messages: &mut S,
+) -> Result<Option<async_nats::jetstream::Message>, String>
+where
+    S: futures_util::Stream<Item = Result<async_nats::jetstream::Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    match messages.next().now_or_never() {
+        Some(Some(Ok(m))) => Ok(Some(m)),
+        Some(Some(Err(e))) => Err(e.to_string()),
+        Some(None) => Err("the consumer ended".into()),
+        None => Ok(None),
     }
 }

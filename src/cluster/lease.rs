@@ -23,17 +23,31 @@ use tokio::sync::watch;
 
 use crate::cluster::nats::Cluster;
 
-/// The partitions this gateway owns now.
+/// The partitions this gateway owns now, and (when gateways fold only what they own) those
+/// whose state it holds.
 #[derive(Debug)]
 pub struct Owned {
     bits: Vec<AtomicBool>,
+    /// Partitions folded here: `None` when the gateway folds everything (a single box, or
+    /// `cluster.fold = "all"`); else set by the consumer once a leased partition is caught up,
+    /// cleared when it is released.
+    folded: Option<Vec<AtomicBool>>,
 }
 
 impl Owned {
-    /// None owned, of `partitions`.
+    /// None owned, of `partitions`; every partition folded.
     pub fn new(partitions: u32) -> Owned {
         Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+            folded: None,
+        }
+    }
+
+    /// None owned and none folded, of `partitions`: a gateway that folds only what it owns.
+    pub fn folding_owned(partitions: u32) -> Owned {
+        Owned {
+            bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+            folded: Some((0..partitions).map(|_| AtomicBool::new(false)).collect()),
         }
     }
 
@@ -41,6 +55,38 @@ impl Owned {
     pub fn all(partitions: u32) -> Owned {
         Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
+            folded: None,
+        }
+    }
+
+    /// The number of partitions.
+    pub fn partitions(&self) -> u32 {
+        self.bits.len() as u32
+    }
+
+    /// True when this gateway folds only the partitions it owns.
+    pub fn folds_owned_only(&self) -> bool {
+        self.folded.is_some()
+    }
+
+    /// True when the state of partition `p` is held here (always, unless the gateway folds
+    /// only what it owns).
+    pub fn holds(&self, p: u32) -> bool {
+        match &self.folded {
+            None => true,
+            Some(f) => f.get(p as usize).is_some_and(|b| b.load(Ordering::Acquire)),
+        }
+    }
+
+    /// The partitions whose state is held here, ascending.
+    pub fn held(&self) -> Vec<u32> {
+        (0..self.partitions()).filter(|&p| self.holds(p)).collect()
+    }
+
+    /// Marks partition `p` as held (caught up) or not (released).
+    pub fn set_held(&self, p: u32, held: bool) {
+        if let Some(b) = self.folded.as_ref().and_then(|f| f.get(p as usize)) {
+            b.store(held, Ordering::Release);
         }
     }
 
@@ -63,7 +109,7 @@ impl Owned {
             .collect()
     }
 
-    fn set(&self, p: u32, owned: bool) {
+    pub(crate) fn set(&self, p: u32, owned: bool) {
         if let Some(b) = self.bits.get(p as usize) {
             b.store(owned, Ordering::Relaxed);
         }

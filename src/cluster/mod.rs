@@ -35,6 +35,7 @@
 //! - [`seq`]: record numbers from stream sequences and back.
 //! - [`publish`]: the log writer of a cluster (records to JetStream, group commit).
 //! - [`consume`]: the log reader feeding the applier, in stream order.
+//! - [`handover`]: partitions changing hands when gateways fold only what they own.
 //! - [`lease`]: partition leases (who does the once-per-fleet work).
 //! - [`tick`]: the owners' ticks, logged so every gateway folds them alike.
 //! - [`revoke`]: token revocations shared through the KV bucket.
@@ -53,6 +54,7 @@ pub mod cid;
 pub mod config;
 pub mod consume;
 pub mod cursors;
+pub mod handover;
 pub mod hooks;
 pub mod keys;
 pub mod lease;

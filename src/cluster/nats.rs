@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 
-use crate::cluster::config::ClusterConfig;
+use crate::cluster::config::{ClusterConfig, FoldMode};
 use milepost_core::store::record::partition_of;
 use milepost_core::store::LogRecord;
 
@@ -41,6 +41,19 @@ pub enum ClusterError {
         /// Partitions configured.
         configured: u32,
     },
+    /// The stream's subjects are laid out for another `cluster.fold`.
+    #[error(
+        "stream {stream} was made for cluster.fold = {found} but this gateway has {configured}: \
+         every gateway of a fleet must fold alike"
+    )]
+    FoldMode {
+        /// The stream.
+        stream: String,
+        /// What it was made for.
+        found: String,
+        /// What is configured.
+        configured: String,
+    },
 }
 
 fn setup_err(what: impl Into<String>) -> impl FnOnce(String) -> ClusterError {
@@ -72,6 +85,12 @@ impl Names {
         }
     }
 
+    /// The subject of partition `p` when gateways fold only what they own: every record about
+    /// the partition's depots, in stream order.
+    pub fn partition_subject(&self, p: u32) -> String {
+        format!("{}.p.{p}", self.prefix)
+    }
+
     /// The subject a record is published to.
     pub fn subject(&self, rec: &LogRecord, partitions: u32) -> String {
         match rec {
@@ -94,6 +113,9 @@ impl Names {
                 format!("{driver}:{first}-{last}")
             }
             LogRecord::Tick { now_ms, .. } => format!("t:{node}:{now_ms}"),
+            LogRecord::DepotTick {
+                partition, now_ms, ..
+            } => format!("t:{node}:{partition}:{now_ms}"),
             // Commands are not retried by the publisher: a per-gateway counter is unique
             // enough (the node's start time keeps it unique across restarts).
             _ => format!("c:{node}:{n}"),
@@ -142,7 +164,12 @@ impl Cluster {
             .max_ack_inflight(16_384)
             .build(client);
         let names = Names::new(&cfg.prefix);
-        let description = format!("milepost log; partitions={}", cfg.partitions);
+        // The subjects' layout is in the description: a gateway of another fold mode is
+        // refused (it would publish where the others do not read).
+        let description = match cfg.fold {
+            FoldMode::All => format!("milepost log; partitions={}", cfg.partitions),
+            FoldMode::Owned => format!("milepost log; fold=owned; partitions={}", cfg.partitions),
+        };
         let mut st = js
             .get_or_create_stream(stream::Config {
                 name: names.stream.clone(),
@@ -167,6 +194,19 @@ impl Cluster {
             .as_deref()
             .and_then(|d| d.rsplit("partitions=").next())
             .and_then(|n| n.parse::<u32>().ok());
+        let owned = info
+            .config
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("fold=owned"));
+        if owned != (cfg.fold == FoldMode::Owned) {
+            let name = |o: bool| if o { "owned" } else { "all" }.to_string();
+            return Err(ClusterError::FoldMode {
+                stream: names.stream.clone(),
+                found: name(owned),
+                configured: name(!owned),
+            });
+        }
         if let Some(found) = found.filter(|&f| f != cfg.partitions) {
             return Err(ClusterError::Partitions {
                 stream: names.stream.clone(),

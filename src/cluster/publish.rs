@@ -23,10 +23,14 @@ use std::sync::Arc;
 use async_nats::jetstream::message::PublishMessage;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
+use crate::cluster::handover::Positions;
+use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
 use crate::cluster::seq::lsn_of;
 use crate::store::writer::{Answer, Queued, RefusedHook, RequestQueue};
 use crate::store::LogError;
+use milepost_core::fleet::engine::FleetCore;
+use milepost_core::store::record::partition_of_depot;
 use milepost_core::store::LogRecord;
 
 /// Messages in flight at most (JetStream acks pipeline; more only queues in NATS).
@@ -37,6 +41,25 @@ const GROUP_MAX: usize = 256;
 const GROUP_BYTES: usize = 256 * 1024;
 
 type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The depot of a record that does not name it (a command about a route, a parcel or a
+/// driver), from this gateway's fold: where a gateway that folds only the partitions it owns
+/// publishes it. `None`: not held here.
+pub type DepotResolver = Arc<dyn Fn(&LogRecord) -> Option<String> + Send + Sync>;
+
+/// What the publisher of a gateway that folds only the partitions it owns uses: each record
+/// goes to its partition's subject; a command about a partition not held here is refused
+/// (its owner takes it); a record of a held partition is answered once folded here, one of
+/// another partition once JetStream has it.
+#[derive(Clone)]
+pub struct OwnedFold {
+    /// Depots of commands that do not name theirs.
+    pub resolve: DepotResolver,
+    /// The partitions held here.
+    pub owned: Arc<Owned>,
+    /// Each partition's position.
+    pub positions: Arc<Positions>,
+}
 type Entry = (Arc<LogRecord>, Answer);
 
 /// What became of one message (or barrier).
@@ -44,11 +67,31 @@ enum Outcome {
     Stored(u64, Vec<Answer>),
     Failed(Vec<Entry>, String),
     Barrier(Answer),
+    /// Not published: its depot is not known here (see [`DepotResolver`]).
+    NotOwned(Arc<LogRecord>, Answer, String),
+}
+
+/// What a record is about, for a refusal.
+fn describe(rec: &LogRecord) -> String {
+    match rec {
+        LogRecord::RouteResequenced { route_id, .. }
+        | LogRecord::RouteCancelled { route_id, .. } => {
+            format!("route {route_id}")
+        }
+        LogRecord::OutcomeReported { driver, .. } => format!("a route of driver {driver}"),
+        LogRecord::InstructionsSet { tracking, .. }
+        | LogRecord::DeliveryChanged { tracking, .. }
+        | LogRecord::MessagePosted { tracking, .. } => format!("parcel {tracking}"),
+        LogRecord::RoutesArchived { .. } => "those routes".into(),
+        _ => "the record's depot".into(),
+    }
 }
 
 /// Records bound for one subject, in submission order.
 struct Group {
     subject: String,
+    /// Its partition, when gateways fold only what they own.
+    partition: Option<u32>,
     entries: Vec<Entry>,
     bytes: usize,
 }
@@ -63,6 +106,8 @@ fn estimate(rec: &LogRecord) -> usize {
 
 struct Publisher {
     cluster: Cluster,
+    /// Set when gateways fold only what they own (`cluster.fold = "owned"`).
+    owned: Option<OwnedFold>,
     node: String,
     n: u64,
     records: u64,
@@ -85,7 +130,35 @@ impl Publisher {
                         .push_back(Box::pin(async move { Outcome::Barrier(done) }));
                 }
                 Queued::Append { record, done } => {
-                    let subject = self.cluster.names.subject(&record, partitions);
+                    let (subject, partition) = match &self.owned {
+                        None => (self.cluster.names.subject(&record, partitions), None),
+                        Some(o) => {
+                            let depot = match record.depot() {
+                                Some(_) => None,
+                                None => (o.resolve)(&record),
+                            };
+                            let p = match &*record {
+                                LogRecord::DepotTick { partition, .. } => Some(*partition),
+                                r => r
+                                    .depot()
+                                    .or(depot.as_deref())
+                                    .map(|d| partition_of_depot(d, partitions)),
+                            };
+                            // Phones may land anywhere; everything else about a partition
+                            // is done by the gateway that holds it.
+                            let batch = matches!(*record, LogRecord::Batch { .. });
+                            match p.filter(|&p| batch || o.owned.holds(p)) {
+                                Some(p) => (self.cluster.names.partition_subject(p), Some(p)),
+                                None => {
+                                    let what = describe(&record);
+                                    self.pending.push_back(Box::pin(async move {
+                                        Outcome::NotOwned(record, done, what)
+                                    }));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     let size = estimate(&record);
                     let alone =
                         !matches!(*record, LogRecord::Batch { .. } | LogRecord::Tick { .. });
@@ -101,6 +174,7 @@ impl Publisher {
                         }
                         _ => groups.push(Group {
                             subject,
+                            partition,
                             entries: vec![(record, done)],
                             bytes: size,
                         }),
@@ -134,13 +208,24 @@ impl Publisher {
         let publish = PublishMessage::build()
             .payload(payload.into())
             .message_id(id);
+        // A record of a partition held here is answered once folded here.
+        let fold = match (&self.owned, g.partition) {
+            (Some(o), Some(p)) if o.owned.holds(p) => Some((o.clone(), p)),
+            _ => None,
+        };
         match self.cluster.js.send_publish(g.subject, publish).await {
             Ok(ack) => self.pending.push_back(Box::pin(async move {
                 match ack.await {
-                    Ok(a) => Outcome::Stored(
-                        a.sequence,
-                        g.entries.into_iter().map(|(_, done)| done).collect(),
-                    ),
+                    Ok(a) => {
+                        if let Some((o, p)) = fold {
+                            let last = lsn_of(a.sequence, g.entries.len().saturating_sub(1));
+                            o.positions.folded(p, last, || !o.owned.holds(p)).await;
+                        }
+                        Outcome::Stored(
+                            a.sequence,
+                            g.entries.into_iter().map(|(_, done)| done).collect(),
+                        )
+                    }
                     Err(e) => Outcome::Failed(g.entries, e.to_string()),
                 }
             })),
@@ -162,9 +247,15 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// Runs until every handle is gone or a shutdown is asked for, then answers what is in flight.
-pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused: RefusedHook) {
+pub async fn run_publisher(
+    cluster: Cluster,
+    owned: Option<OwnedFold>,
+    mut queue: RequestQueue,
+    on_refused: RefusedHook,
+) {
     let started = chrono::Utc::now().timestamp_millis();
     let mut p = Publisher {
+        owned,
         node: format!("{}@{started}", cluster.node),
         cluster,
         n: 0,
@@ -218,6 +309,10 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
                     }
                 }
                 Outcome::Barrier(done) => done.send(Ok(last_lsn + 1)),
+                Outcome::NotOwned(record, done, what) => {
+                    on_refused(&record);
+                    done.send(Err(LogError::NotOwned(what)));
+                }
                 Outcome::Failed(entries, reason) => {
                     tracing::warn!(error = %reason, records = entries.len(),
                         "JetStream publish failed; the phones will resend");
@@ -242,4 +337,24 @@ pub async fn run_publisher(cluster: Cluster, mut queue: RequestQueue, on_refused
         records = p.records,
         "cluster publisher stopped"
     );
+}
+
+/// The [`DepotResolver`] of a gateway whose fold is `core`.
+pub fn depot_resolver(core: Arc<std::sync::Mutex<FleetCore>>) -> DepotResolver {
+    Arc::new(move |rec| {
+        let core = crate::state::lock(&core);
+        let depot = match rec {
+            LogRecord::RouteResequenced { route_id, .. }
+            | LogRecord::RouteCancelled { route_id, .. } => core.depot_of_route(route_id),
+            LogRecord::OutcomeReported { driver, .. } => core.depot_of_driver(driver),
+            LogRecord::InstructionsSet { tracking, .. }
+            | LogRecord::DeliveryChanged { tracking, .. }
+            | LogRecord::MessagePosted { tracking, .. } => core.depot_of_parcel(tracking),
+            LogRecord::RoutesArchived { routes, .. } => {
+                routes.first().and_then(|r| core.depot_of_route(r))
+            }
+            _ => None,
+        };
+        depot.map(|d| d.0.clone())
+    })
 }

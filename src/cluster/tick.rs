@@ -2,7 +2,9 @@
 //! [`milepost_core::store::LogRecord::Tick`] for the partitions it owns. Stall detection then runs in
 //! every gateway's fold at the same point of the stream with the same time, so every gateway
 //! emits the same `DriverStalled` events at the same feed offsets (a single box ticks from its
-//! applier's clock instead; nothing else reads the clock in the fold).
+//! applier's clock instead; nothing else reads the clock in the fold). A gateway that folds
+//! only what it owns logs a [`milepost_core::store::LogRecord::DepotTick`] per partition
+//! instead, on the partition's subject.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,14 +45,31 @@ pub async fn run(parts: TickParts, mut stop: watch::Receiver<bool>) {
         if owned.is_empty() || lock(&parts.core).is_idle() {
             continue;
         }
-        let record = Arc::new(LogRecord::Tick {
-            owned,
-            partitions: parts.partitions,
-            now_ms: (parts.clock)(),
-        });
-        // A tick is not worth waiting for: with the queue full it is skipped.
-        if let Some(permit) = parts.log.try_reserve() {
-            drop(permit.append(record));
+        let now_ms = (parts.clock)();
+        let records = if parts.owned.folds_owned_only() {
+            // One per partition, on its subject: whoever folds the partition later (after a
+            // takeover) folds the same ticks. Only partitions caught up here are ticked.
+            owned
+                .into_iter()
+                .filter(|&p| parts.owned.holds(p))
+                .map(|partition| LogRecord::DepotTick {
+                    partition,
+                    partitions: parts.partitions,
+                    now_ms,
+                })
+                .collect()
+        } else {
+            vec![LogRecord::Tick {
+                owned,
+                partitions: parts.partitions,
+                now_ms,
+            }]
+        };
+        for record in records {
+            // A tick is not worth waiting for: with the queue full it is skipped.
+            if let Some(permit) = parts.log.try_reserve() {
+                drop(permit.append(Arc::new(record)));
+            }
         }
     }
 }

@@ -57,9 +57,13 @@ pub struct ReplayArgs {
     /// Prefix of the driver ids.
     #[arg(long, default_value = "sim-")]
     driver_prefix: String,
-    /// Depot of every simulated driver.
+    /// Depot of every simulated driver (with `--depots`, the prefix of their depots' names).
     #[arg(long, default_value = "sim")]
     depot: String,
+    /// Spread the drivers over this many depots, `DEPOT-0` to `DEPOT-(N-1)` by a hash of the
+    /// driver id (a cluster that folds only what it owns partitions by depot).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    depots: u32,
     /// Fixed fixes per second per driver (positions interpolated along the trace) instead of
     /// one fix per recorded point.
     #[arg(long)]
@@ -293,6 +297,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.first_driver = args.first_driver;
     cfg.driver_prefix = args.driver_prefix;
     cfg.depot = args.depot;
+    cfg.depots = args.depots;
     cfg.pace = match args.rate {
         Some(per_s) => Pace::Rate {
             per_s,

@@ -87,6 +87,9 @@ pub struct ApplierParts {
     /// Run stall detection from this thread's clock (a single box). A cluster gateway does
     /// not: ticks come through the stream as records, so every gateway folds the same ones.
     pub tick_locally: bool,
+    /// Where each partition's position goes, when a cluster gateway folds only the partitions
+    /// it owns (each read on its own, so there is no single position).
+    pub positions: Option<Arc<crate::cluster::handover::Positions>>,
 }
 
 /// Applier counters.
@@ -145,7 +148,18 @@ fn run(
             Ok(CommitGroup {
                 records: group,
                 answers,
+                partition,
+                release,
             }) => {
+                if let Some((released, partitions)) = release {
+                    let (routes, drivers) = p.state.release(&released, partitions);
+                    tracing::info!(
+                        ?released,
+                        routes,
+                        drivers,
+                        "partitions handed over: their state is forgotten here"
+                    );
+                }
                 for c in &group {
                     if let Some(r) = p.state.apply(&c.record, &mut out, &mut touched) {
                         let mut results = lock(&results);
@@ -157,9 +171,16 @@ fn run(
                         }
                     }
                     publish(&mut out);
-                    next = c.lsn + 1;
+                    // A partition caught up after a takeover folds records older than the
+                    // position: it never moves back.
+                    next = next.max(c.lsn + 1);
                 }
                 wake(&p.hub, &mut touched);
+                if let (Some(positions), Some(part), Some(last)) =
+                    (&p.positions, partition, group.last())
+                {
+                    positions.advance(part, last.lsn + 1);
+                }
                 since_snapshot += group.len() as u64;
                 p.stats.records.fetch_add(group.len() as u64, Relaxed);
                 let _ = applied_tx.send(next);
@@ -189,7 +210,8 @@ fn run(
             last_snapshot = Instant::now();
         }
     }
-    if since_snapshot > 0 {
+    // A gateway folding only the partitions it owns takes no snapshot (see `start_applier`).
+    if since_snapshot > 0 && p.positions.is_none() {
         snapshots.take(&p, next);
     }
     // The final snapshot is on disk before the thread ends (the gateway joins it at shutdown).

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::server::shared::Shared;
 use crate::state::lock;
+use milepost_core::store::record::partition_of_depot;
 use milepost_core::store::LogRecord;
 
 /// Runs until `stop` fires.
@@ -32,8 +33,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             purge_history(shared.clone()).await;
         }
         minutes += 1;
-        // In a cluster one gateway archives for the fleet: the owner of partition 0.
-        if !shared.owned.is_leader() {
+        // In a cluster one gateway archives for the fleet: the owner of partition 0; or, when
+        // gateways fold only what they own, each gateway for the partitions it holds.
+        if !shared.owned.is_leader() && !shared.owned.folds_owned_only() {
             continue;
         }
         if let Err(e) = archive_once(&shared).await {
@@ -80,17 +82,28 @@ pub async fn archive_once(shared: &Shared) -> std::io::Result<usize> {
         writeln!(f, "{line}")?;
     }
     f.sync_all()?;
-    let routes: Vec<_> = views.into_iter().map(|v| v.route_id).collect();
-    let n = routes.len();
-    let lsn = shared
-        .log
-        .append(Arc::new(LogRecord::RoutesArchived {
-            routes,
-            at_ms: shared.now_ms(),
-        }))
-        .await
-        .map_err(std::io::Error::other)?;
-    shared.applied.applied(lsn).await;
+    let n = views.len();
+    // One record per partition of depots, when gateways fold only what they own: each goes
+    // to its partition's subject.
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<_>> = Default::default();
+    for v in views {
+        let p = match shared.owned.folds_owned_only() {
+            true => partition_of_depot(&v.depot.0, shared.owned.partitions()),
+            false => 0,
+        };
+        by_partition.entry(p).or_default().push(v.route_id);
+    }
+    for routes in by_partition.into_values() {
+        let lsn = shared
+            .log
+            .append(Arc::new(LogRecord::RoutesArchived {
+                routes,
+                at_ms: shared.now_ms(),
+            }))
+            .await
+            .map_err(std::io::Error::other)?;
+        shared.applied.applied(lsn).await;
+    }
     tracing::info!(routes = n, "archived finished routes");
     Ok(n)
 }

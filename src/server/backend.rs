@@ -13,8 +13,10 @@ use milepost_core::store::{Ledger, LogRecord};
 use tokio::sync::watch;
 
 use crate::cluster::consume::start_consumer;
+use crate::cluster::handover::{self, Positions};
+use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
-use crate::cluster::publish::run_publisher;
+use crate::cluster::publish::{depot_resolver, run_publisher, OwnedFold};
 use crate::cluster::seq::{lsn_of, resume_seq};
 use crate::config::Config;
 use crate::feed::hub::FeedHub;
@@ -71,11 +73,22 @@ pub(super) fn refused_hook(ledger: Arc<Ledger>) -> RefusedHook {
     })
 }
 
+/// What the cluster's log needs: the connection, the partitions held here and, when the
+/// gateway folds only what it owns, each partition's position.
+pub(super) struct ClusterLog<'a> {
+    /// The connection.
+    pub(super) cluster: &'a Cluster,
+    /// The partitions owned and held here.
+    pub(super) owned: &'a Arc<Owned>,
+    /// Each partition's position (`cluster.fold = "owned"`).
+    pub(super) positions: Option<&'a Arc<Positions>>,
+}
+
 /// Starts the log: this box's writer on its own segments, or the cluster's publisher (to
 /// JetStream) and consumer (from it). Either way durable records go to `commits`.
 pub(super) fn start_log(
     cfg: &Config,
-    cluster: Option<&Cluster>,
+    cluster: Option<ClusterLog<'_>>,
     recovered: &Recovered,
     commits: CommitSink,
     fsync_latency: Arc<Histogram>,
@@ -96,11 +109,39 @@ pub(super) fn start_log(
             let handle = writer.handle();
             Ok((Backend::Local(writer), handle))
         }
-        Some(c) => {
+        Some(ClusterLog {
+            cluster: c,
+            owned,
+            positions,
+        }) => {
             let (handle, queue) = RequestQueue::new(8192);
-            let publisher = tokio::spawn(run_publisher(c.clone(), queue, on_refused));
-            let consumer = start_consumer(c.clone(), next_lsn, commits, stop_cluster)
-                .map_err(io_err("cluster consumer thread"))?;
+            let (publisher, consumer) = match positions {
+                // A gateway that folds only what it owns reads each partition it leases on
+                // its own, and finds the depot of a command in its fold.
+                Some(positions) => {
+                    let fold = OwnedFold {
+                        resolve: depot_resolver(recovered.state.core.clone()),
+                        owned: owned.clone(),
+                        positions: positions.clone(),
+                    };
+                    let publisher =
+                        tokio::spawn(run_publisher(c.clone(), Some(fold), queue, on_refused));
+                    let consumer = handover::start(
+                        c.clone(),
+                        owned.clone(),
+                        positions.clone(),
+                        commits,
+                        stop_cluster,
+                    );
+                    (publisher, consumer)
+                }
+                None => {
+                    let publisher = tokio::spawn(run_publisher(c.clone(), None, queue, on_refused));
+                    let consumer = start_consumer(c.clone(), next_lsn, commits, stop_cluster);
+                    (publisher, consumer)
+                }
+            };
+            let consumer = consumer.map_err(io_err("cluster consumer thread"))?;
             let backend = Backend::Cluster {
                 handle: handle.clone(),
                 publisher,
@@ -119,15 +160,30 @@ pub(super) fn start_applier(
     log: &WriterHandle,
     clock: &Clock,
     tick_locally: bool,
+    positions: Option<Arc<Positions>>,
 ) -> Result<Applier, ServerError> {
+    let folds_owned_only = positions.is_some();
     let stats = Arc::new(ApplierStats::default());
+    let mut log_cfg = cfg.log.clone();
+    if folds_owned_only {
+        // Its state is not the fold of a prefix of the stream (partitions come and go), so a
+        // local snapshot could not be resumed from: it starts from the stream (see
+        // `recover`), and takes none.
+        log_cfg.snapshot_every_records = u64::MAX;
+        log_cfg.snapshot_every_s = u64::MAX;
+    }
     let hub = Arc::new(FeedHub::default());
     let (link, join) = applier::spawn(ApplierParts {
         state: recovered.state.clone(),
         commits,
-        next_lsn: recovered.stats.next_lsn,
+        // Folding only what it owns, it has no single position: each partition has its own
+        // (`positions`), and the publisher waits on those.
+        next_lsn: match folds_owned_only {
+            true => u64::MAX,
+            false => recovered.stats.next_lsn,
+        },
         replayed: recovered.stats.records,
-        cfg: cfg.log.clone(),
+        cfg: log_cfg,
         snapshot_dir: recovered.snapshot_dir.clone(),
         log_dir: recovered.log_dir.clone(),
         writer: log.clone(),
@@ -135,6 +191,7 @@ pub(super) fn start_applier(
         stats: stats.clone(),
         hub: hub.clone(),
         tick_locally,
+        positions,
     })
     .map_err(io_err("applier thread"))?;
     Ok(Applier {

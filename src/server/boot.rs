@@ -24,7 +24,9 @@ use tokio::sync::watch;
 use crate::apikeys::KeyStore;
 use crate::auth::{DenyList, TokenKey};
 use crate::certs::{load, load_or_create_dev, server_tls, ServerIdentity};
+use crate::cluster::config::FoldMode;
 use crate::cluster::cursors::KvCursors;
+use crate::cluster::handover::Positions;
 use crate::cluster::hooks::{self as cluster_hooks, HookParts};
 use crate::cluster::keys::{self as cluster_keys, KeyParts};
 use crate::cluster::lease::{self, Owned};
@@ -44,7 +46,9 @@ use crate::proofs::ProofStore;
 use crate::server::accept::{accept_loop, watch_deny_list};
 use crate::server::admin::AdminServer;
 use crate::server::archive;
-use crate::server::backend::{catch_up, refused_hook, start_applier, start_log, Backend};
+use crate::server::backend::{
+    catch_up, refused_hook, start_applier, start_log, Backend, ClusterLog,
+};
 use crate::server::clock::Clock;
 use crate::server::commands::push_hub;
 use crate::server::error::{io_err, ServerError};
@@ -107,21 +111,37 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     // Admission starts from the durable state.
     let ledger = Arc::new(Ledger::import(recovered.state.ledger.export()));
     let (stop_cluster, stop_cluster_rx) = watch::channel(false);
+    let owned = Arc::new(match &cluster {
+        Some(c) if c.cfg.fold == FoldMode::Owned => Owned::folding_owned(c.cfg.partitions),
+        Some(c) => Owned::new(c.cfg.partitions),
+        None => Owned::all(1),
+    });
+    let positions = owned
+        .folds_owned_only()
+        .then(|| Arc::new(Positions::new(owned.partitions())));
     let (backend, log) = start_log(
         &cfg,
-        cluster.as_ref(),
+        cluster.as_ref().map(|cluster| ClusterLog {
+            cluster,
+            owned: &owned,
+            positions: positions.as_ref(),
+        }),
         &recovered,
         commit_tx,
         stats.fsync_latency.clone(),
         refused_hook(ledger.clone()),
         stop_cluster_rx.clone(),
     )?;
-    let applier = start_applier(&cfg, &recovered, commits, &log, &clock, cluster.is_none())?;
+    let applier = start_applier(
+        &cfg,
+        &recovered,
+        commits,
+        &log,
+        &clock,
+        cluster.is_none(),
+        positions.clone(),
+    )?;
     catch_up(&applier.link, &recovered).await;
-    let owned = Arc::new(match &cluster {
-        Some(c) => Owned::new(c.cfg.partitions),
-        None => Owned::all(1),
-    });
     let (endpoint, tickets) = bind_endpoint(&cfg, id, &keys, cluster.as_ref())?;
     let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
     let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use milepost_core::feed::FeedConfig;
 use milepost_core::fleet::config::CoreConfig;
 
+use crate::cluster::config::FoldMode;
 use crate::cluster::nats::Cluster;
 use crate::cluster::seq::{lsn_of, resume_seq};
 use crate::config::Config;
@@ -60,7 +61,24 @@ pub(super) async fn recover_state(
             cfg.core.clone(),
             cfg.feed.clone(),
         );
+        let owned_only = cluster.is_some_and(|c| c.cfg.fold == FoldMode::Owned);
+        let partitions = cluster.map_or(1, |c| c.cfg.partitions);
         tokio::task::spawn_blocking(move || match stream_bounds {
+            // Folding only what it owns, a gateway starts empty at the stream's end: each
+            // partition it then takes is caught up from its own subject
+            // (`crate::cluster::handover`), with windows calibrated per partition.
+            Some((_, last)) if owned_only => {
+                let core_cfg = CoreConfig {
+                    calibration_groups: partitions,
+                    ..core_cfg
+                };
+                let state = FleetState::new(core_cfg, &feed_cfg).with_history(history);
+                let stats = RecoveryStats {
+                    next_lsn: lsn_of(last + 1, 0),
+                    ..Default::default()
+                };
+                Ok((state, stats))
+            }
             Some(bounds) => recover_cluster(&snapshot_dir, bounds, core_cfg, &feed_cfg, history),
             None => recover(&log_dir, &snapshot_dir, core_cfg, &feed_cfg, history),
         })

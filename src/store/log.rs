@@ -55,6 +55,11 @@ pub enum LogError {
     /// The log is at its size bound or the disk is full: nothing was written.
     #[error("disk full: the log is at its size bound or the disk has no space left")]
     DiskFull,
+    /// A cluster gateway that folds only the partitions it owns was given a record about a
+    /// route, parcel or driver it does not hold: nothing was written; the gateway that owns
+    /// the record's partition takes it.
+    #[error("this gateway does not hold {0}: send it to the gateway that owns its partition")]
+    NotOwned(String),
 }
 
 impl LogError {

@@ -55,8 +55,12 @@ pub struct ReplayConfig {
     pub first_driver: u32,
     /// Prefix of driver ids.
     pub driver_prefix: String,
-    /// Depot every simulated driver belongs to.
+    /// Depot every simulated driver belongs to...
     pub depot: String,
+    /// ... or, above 1, the number of depots `{depot}-{k}` the drivers are spread over (by a
+    /// hash of the driver id), as a fleet of many depots would be (a cluster that folds only
+    /// what it owns partitions by depot).
+    pub depots: u32,
     /// How fast fixes are produced.
     pub pace: Pace,
     /// How long every driver sends after the ramp.
@@ -105,6 +109,16 @@ pub struct ReplayConfig {
 }
 
 impl ReplayConfig {
+    /// The depot of driver `id`.
+    pub fn depot_of(&self, id: &str) -> String {
+        if self.depots > 1 {
+            let k = milepost_core::store::record::partition_of(&id.into(), self.depots);
+            format!("{}-{k}", self.depot)
+        } else {
+            self.depot.clone()
+        }
+    }
+
     /// A configuration with defaults: 100 drivers at the recorded pace for 60 s, batches of 1
     /// with live datagrams, no offline periods or migrations.
     pub fn new(server: SocketAddr, ca: PathBuf, key: TokenKey) -> ReplayConfig {
@@ -117,6 +131,7 @@ impl ReplayConfig {
             first_driver: 1,
             driver_prefix: "sim-".into(),
             depot: "sim".into(),
+            depots: 1,
             pace: Pace::Recorded { speedup: 1.0 },
             duration: Duration::from_secs(60),
             ramp: Duration::from_secs(1),

@@ -184,7 +184,7 @@ pub(super) async fn open_link(
     let token = cfg.key.mint(&Claims {
         role: Role::Driver,
         sub: id.to_owned(),
-        depot: cfg.depot.clone(),
+        depot: cfg.depot_of(id),
         exp: now_s + 12 * 3600 + (cfg.ramp + cfg.duration + cfg.drain).as_secs() as i64,
         iat: now_s,
     });

@@ -25,13 +25,19 @@ pub struct CommitGroup {
     pub records: Vec<Committed>,
     /// The submitters of the group (appends and barriers).
     pub answers: Answers,
+    /// The partition of depots the records belong to, when a cluster gateway folds only the
+    /// partitions it owns (each read on its own): the applier moves that partition's position.
+    pub partition: Option<u32>,
+    /// Partitions of depots to forget before the records are folded, of how many: a cluster
+    /// gateway that folds only what it owns lost their leases.
+    pub release: Option<(Vec<u32>, u32)>,
 }
 
 impl From<Vec<Committed>> for CommitGroup {
     fn from(records: Vec<Committed>) -> CommitGroup {
         CommitGroup {
             records,
-            answers: Answers::default(),
+            ..CommitGroup::default()
         }
     }
 }
@@ -42,6 +48,16 @@ impl From<Vec<Committed>> for CommitGroup {
 pub struct Answers(pub(super) Vec<Waiter>);
 
 impl Answers {
+    /// One waiter, answered when the group it travels with is folded: someone who hands
+    /// records to the applier itself (a cluster's consumer) learns when they are applied.
+    pub fn waiter() -> (
+        Answers,
+        tokio::sync::oneshot::Receiver<Result<u64, crate::store::LogError>>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Answers(vec![(tx, 0)]), rx)
+    }
+
     /// Tells every submitter its records are durable (and, when called by the consumer of a
     /// [`CommitSink`], folded).
     pub fn complete(self) {

@@ -207,6 +207,7 @@ impl WriterThread {
             let group = CommitGroup {
                 records: std::mem::take(&mut committed),
                 answers: Answers(std::mem::take(&mut waiters)),
+                ..CommitGroup::default()
             };
             match &self.sink {
                 // The consumer answers the submitters once it has folded the records.

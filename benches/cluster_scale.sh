@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# What a gateway spends following the fleet, by fold mode and gateway count (issue 25): GATEWAYS
+# gateways over one nats-server; g0 takes every phone (DRIVERS at 1 fix/s, spread over DEPOTS
+# depots), g1.. take none and only follow the stream. With FOLD=owned each gateway folds only
+# the partitions of depots it leases (PARTITIONS of them, spread evenly), with FOLD=all the
+# whole stream. Prints, over a 10 s window in the steady state, each process's CPU and the
+# followers' CPU per fleet fix (µs): the follow cost. Run it for FOLD=all GATEWAYS=2 (the
+# whole fold, the 1-gateway follow cost) and FOLD=owned GATEWAYS=2,3,4. Needs nats-server and
+# jq; loopback only; stops only what it started. PERF=1 records a profile of g1 into
+# $OUT/perf.data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -n ${NO_BUILD:-} ]] || cargo build --release --quiet --bin milepost
+N=${GATEWAYS:-3}; DRIVERS=${DRIVERS:-3000}; FOLD=${FOLD:-owned}; PARTS=${PARTITIONS:-12}
+W=$(mktemp -d); OUT=${OUT:-target/cluster-scale}; mkdir -p "$OUT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+nats-server -a 127.0.0.1 -p -1 -js -sd "$W/nats" > "$OUT/nats.log" 2>&1 & NP=$!; PIDS+=($NP)
+for _ in $(seq 50); do grep -q 'client connections on' "$OUT/nats.log" && break; sleep 0.1; done
+URL=$(grep -o 'client connections on [0-9.:]*' "$OUT/nats.log" | awk '{print $4}')
+S=bench-secret-bench-secret-bench-secret
+G=()
+for i in $(seq 0 $((N-1))); do
+    mkdir -p "$W/g$i"
+    {
+        echo 'admin_listen = "127.0.0.1:0"'
+        if [ "$i" -gt 0 ]; then printf 'cert = "%s"\nkey = "%s"\n' "$W/g0/certs/server.pem" "$W/g0/certs/server.key"; fi
+        printf '[cluster]\nfold = "%s"\npartitions = %s\nlease_ttl_s = 3\n' "$FOLD" "$PARTS"
+    } > "$W/g$i/b.toml"
+    MILEPOST_SECRET=$S RUST_LOG=warn,milepost::cluster=info,milepost::cli=info target/release/milepost serve \
+        --config "$W/g$i/b.toml" --listen 127.0.0.1:0 --data-dir "$W/g$i" --cluster "nats://$URL" \
+        --node "g$i" > "$OUT/g$i.log" 2>&1 &
+    G+=($!); PIDS+=($!)
+    sleep 1.5
+done
+# Leases settle within a few renewals (lease_ttl_s / 3 each).
+sleep 4
+PORT=$(grep -o "addr=127.0.0.1:[0-9]*" "$OUT/g0.log" | head -1 | cut -d: -f2)
+[ -n "$PORT" ] || { echo "g0 did not start: $OUT/g0.log" >&2; exit 1; }
+target/release/milepost replay --trace ../shared/data/geolife_sample/geolife_sample.txt.gz \
+    --format geolife --server "127.0.0.1:$PORT" --ca "$W/g0/certs/ca.pem" --secret $S \
+    --drivers "$DRIVERS" --depots "${DEPOTS:-48}" --rate 1 --duration 25s --ramp 5s \
+    --gateway-pid "${G[0]}" --json "$OUT/r.json" > "$OUT/r.txt" 2>"$OUT/r.log" &
+RP=$!; PIDS+=($RP)
+t() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+sleep 12
+declare -A A B
+for p in "${G[@]}" $NP; do A[$p]=$(t "$p"); done
+if [ -n "${PERF:-}" ]; then perf record -e cpu-clock -g -p "${G[1]}" -o "$OUT/perf.data" -- sleep 10 2>/dev/null; else sleep 10; fi
+for p in "${G[@]}" $NP; do B[$p]=$(t "$p"); done
+wait $RP
+FPS=$(jq '.window.fixes_per_s' "$OUT/r.json")
+echo "fold=$FOLD gateways=$N partitions=$PARTS depots=${DEPOTS:-48}: ${FPS} fixes/s in the window; 10 s of CPU (100 ticks = 1 core-second):"
+for i in $(seq 0 $((N-1))); do
+    p=${G[$i]}; d=$(( B[$p] - A[$p] ))
+    role=follower; [ "$i" -eq 0 ] && role="phones"
+    held=$(grep -c "partition taken over" "$OUT/g$i.log" || true)
+    echo "  g$i ($role, took $held partitions): $d ticks = $(echo "$d * 10000 / ($FPS * 10)" | bc -l | xargs printf '%.1f') µs per fleet fix"
+done
+echo "  nats-server: $(( B[$NP] - A[$NP] )) ticks"
+jq -c '.window | {p50_us: .latency.p50_us, p99_us: .latency.p99_us}' "$OUT/r.json"

@@ -1,0 +1,182 @@
+//! Gateways that fold only the partitions of depots they own (`cluster.fold = "owned"`), over
+//! a real `nats-server -js`: each gateway holds its share of the partitions and none of the
+//! others' state; a phone may land on any gateway; a partition whose owner goes away is caught
+//! up by another from its subject and its recipients resume at the same offsets.
+//!
+//! Without nats-server these tests print SKIPPED and pass, unless `MILEPOST_REQUIRE_NATS` is
+//! set (CI sets it).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{example_route, leg, now_ms, route_point, Nats, TestGateway};
+use milepost::cluster::config::FoldMode;
+use milepost_core::store::record::partition_of_depot;
+use milepost_proto::route::ParcelEvent;
+use milepost_proto::{CommandKind, FeedTarget, Seq, ServerMsg};
+
+const PARTITIONS: u32 = 4;
+
+async fn gateway(nats: &Nats, node: &str, first: Option<&TestGateway>) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(dir.path());
+    cfg.cluster.url = Some(nats.url.clone());
+    cfg.cluster.node = Some(node.into());
+    cfg.cluster.prefix = "o".into();
+    cfg.cluster.partitions = PARTITIONS;
+    cfg.cluster.lease_ttl_s = 2;
+    cfg.cluster.fold = FoldMode::Owned;
+    if let Some(f) = first {
+        cfg.cert = Some(f.dir.path().join("certs/server.pem"));
+        cfg.key = Some(f.dir.path().join("certs/server.key"));
+    }
+    common::launch(dir, cfg, first.map(|f| f.ca.clone())).await
+}
+
+/// Waits until the gateways hold `shares` partitions each (10 s at most).
+async fn settle(gws: &[&TestGateway], shares: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Vec<Vec<u32>> = gws.iter().map(|g| g.gw.shared().owned.held()).collect();
+        let counts: Vec<usize> = held.iter().map(Vec::len).collect();
+        if counts == shares {
+            let mut all: Vec<u32> = held.concat();
+            all.sort();
+            all.dedup();
+            assert_eq!(
+                all.len(),
+                shares.iter().sum::<usize>(),
+                "held twice: {held:?}"
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "leases never settled: {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn holds(g: &TestGateway, depot: &str) -> bool {
+    g.gw.shared()
+        .owned
+        .holds(partition_of_depot(depot, PARTITIONS))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_offsets() {
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    let b = gateway(&nats, "b", Some(&a)).await;
+    settle(&[&a, &b], &[2, 2]).await;
+    let (owner, other) = if holds(&a, "north") { (a, b) } else { (b, a) };
+    assert!(!holds(&other, "north"));
+
+    // The route is assigned through its partition's owner; the other gateway holds none of it.
+    let mut dispatch = owner.dispatcher("north").await;
+    let r = dispatch
+        .command(1, CommandKind::AssignRoute(example_route()))
+        .await
+        .unwrap();
+    assert!(matches!(r, ServerMsg::Done { .. }), "{r:?}");
+    let route_id = example_route().id;
+    let recipient = owner.recipient("MP100000001").await;
+    let mut feed = recipient
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+        .unwrap();
+
+    // The phone lands on the other gateway: its fixes go to the partition's subject and are
+    // folded by the owner.
+    let mut driver = other.driver("D1", "north").await;
+    let mut clock = now_ms() - 3_000_000;
+    let mut seq = 1u64;
+    for chunk in leg(route_point(0), route_point(1), &mut clock, 120).chunks(8) {
+        let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        assert_eq!(ack.duplicates, 0);
+        seq += chunk.len() as u64;
+    }
+    let seen = common::parcel_events_until(
+        &mut feed,
+        |e| *e == ParcelEvent::Arrived,
+        10,
+        "parcel feed on the owner",
+    )
+    .await;
+    assert!(
+        seen.iter().any(|(_, e)| *e == ParcelEvent::OutForDelivery),
+        "{seen:?}"
+    );
+    {
+        let shared = other.gw.shared();
+        let core = shared.state.core.lock().unwrap();
+        assert!(
+            core.route_view(&route_id).is_none(),
+            "the other gateway folded the route"
+        );
+        let positions = shared.state.positions.lock().unwrap();
+        assert!(positions.get(&"D1".into()).is_none());
+    }
+    {
+        let shared = owner.gw.shared();
+        assert!(shared
+            .state
+            .core
+            .lock()
+            .unwrap()
+            .route_view(&route_id)
+            .is_some());
+        assert!(shared
+            .state
+            .positions
+            .lock()
+            .unwrap()
+            .get(&"D1".into())
+            .is_some());
+    }
+
+    // The owner goes away: the other gateway takes its partitions, catches them up from their
+    // subjects, and the recipient resumes there from its last offset.
+    let last = seen.last().map(|(o, _)| *o).unwrap();
+    drop((feed, recipient, dispatch));
+    owner.gw.shutdown().await;
+    settle(&[&other], &[PARTITIONS as usize]).await;
+    let recipient = other.recipient("MP100000001").await;
+    let mut from_start = recipient
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(0))
+        .await
+        .unwrap();
+    let again = common::parcel_events_until(
+        &mut from_start,
+        |e| *e == ParcelEvent::Arrived,
+        10,
+        "parcel feed after the takeover",
+    )
+    .await;
+    assert_eq!(
+        again, seen,
+        "the new owner's feed differs from the old one's"
+    );
+
+    // Driving on through the new owner: the stop is delivered, the offsets go on from there.
+    let delivered = common::report(&mut driver, 2, "S1", None, common::delivered("cd"))
+        .await
+        .unwrap();
+    assert!(matches!(delivered, ServerMsg::Done { .. }), "{delivered:?}");
+    let mut resumed = recipient
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(last))
+        .await
+        .unwrap();
+    let more = common::parcel_events_until(
+        &mut resumed,
+        |e| matches!(e, ParcelEvent::Delivered { .. }),
+        10,
+        "parcel feed resumed",
+    )
+    .await;
+    assert!(
+        more.first().is_some_and(|(o, _)| *o == last + 1),
+        "{more:?}"
+    );
+    drop((from_start, resumed, recipient, driver));
+    other.gw.shutdown().await;
+}
