@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{example_route, leg, now_ms, route_point, Nats, TestGateway};
 use milepost::cluster::config::FoldMode;
 use milepost_core::store::record::partition_of_depot;
-use milepost_proto::route::ParcelEvent;
+use milepost_proto::route::{FailureReason, Outcome, ParcelEvent};
 use milepost_proto::{CommandKind, FeedTarget, Seq, ServerMsg};
 
 const PARTITIONS: u32 = 4;
@@ -71,13 +71,30 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
     let (owner, other) = if holds(&a, "north") { (a, b) } else { (b, a) };
     assert!(!holds(&other, "north"));
 
-    // The route is assigned through its partition's owner; the other gateway holds none of it.
-    let mut dispatch = owner.dispatcher("north").await;
+    // A dispatcher on the other gateway assigns the route: the command is forwarded to the
+    // partition's owner, which folds it; the other gateway holds none of it.
+    let mut dispatch = other.dispatcher("north").await;
     let r = dispatch
         .command(1, CommandKind::AssignRoute(example_route()))
         .await
         .unwrap();
     assert!(matches!(r, ServerMsg::Done { .. }), "{r:?}");
+    // A refusal comes back from the owner's fold too (the driver is busy with it).
+    let mut busy = example_route();
+    busy.id = "R-other".into();
+    for (k, p) in busy
+        .stops
+        .iter_mut()
+        .flat_map(|s| &mut s.parcels)
+        .enumerate()
+    {
+        p.tracking = format!("MPX{k}").as_str().into();
+    }
+    let refused = dispatch.command(2, CommandKind::AssignRoute(busy)).await;
+    assert!(
+        format!("{refused:?}").contains("RouteRefused") && format!("{refused:?}").contains("D1"),
+        "{refused:?}"
+    );
     let route_id = example_route().id;
     let recipient = owner.recipient("MP100000001").await;
     let mut feed = recipient
@@ -134,9 +151,22 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
             .is_some());
     }
 
+    // The phone's outcome report, on the other gateway, is forwarded to the owner.
+    let delivered = common::report(&mut driver, 2, "S1", None, common::delivered("cd"))
+        .await
+        .unwrap();
+    assert!(matches!(delivered, ServerMsg::Done { .. }), "{delivered:?}");
+    let more = common::parcel_events_until(
+        &mut feed,
+        |e| matches!(e, ParcelEvent::Delivered { .. }),
+        10,
+        "parcel feed on the owner",
+    )
+    .await;
+    let seen: Vec<_> = seen.into_iter().chain(more).collect();
+
     // The owner goes away: the other gateway takes its partitions, catches them up from their
     // subjects, and the recipient resumes there from its last offset.
-    let last = seen.last().map(|(o, _)| *o).unwrap();
     drop((feed, recipient, dispatch));
     owner.gw.shutdown().await;
     settle(&[&other], &[PARTITIONS as usize]).await;
@@ -147,7 +177,7 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
         .unwrap();
     let again = common::parcel_events_until(
         &mut from_start,
-        |e| *e == ParcelEvent::Arrived,
+        |e| matches!(e, ParcelEvent::Delivered { .. }),
         10,
         "parcel feed after the takeover",
     )
@@ -157,26 +187,35 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
         "the new owner's feed differs from the old one's"
     );
 
-    // Driving on through the new owner: the stop is delivered, the offsets go on from there.
-    let delivered = common::report(&mut driver, 2, "S1", None, common::delivered("cd"))
+    // Driving on through the new owner, now local: a failed attempt at stop 2 reaches its
+    // parcel's feed, offsets in order.
+    for chunk in leg(route_point(1), route_point(2), &mut clock, 120).chunks(8) {
+        let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        assert_eq!(ack.duplicates, 0);
+        seq += chunk.len() as u64;
+    }
+    let failed = Outcome::Failed {
+        reason: FailureReason::Refused,
+        note: String::new(),
+    };
+    let r = common::report(&mut driver, 3, "S2", None, failed)
         .await
         .unwrap();
-    assert!(matches!(delivered, ServerMsg::Done { .. }), "{delivered:?}");
-    let mut resumed = recipient
-        .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(last))
+    assert!(matches!(r, ServerMsg::Done { .. }), "{r:?}");
+    let r3 = other.recipient("MP100000003").await;
+    let mut f3 = r3
+        .subscribe(FeedTarget::Parcel("MP100000003".into()), Some(0))
         .await
         .unwrap();
-    let more = common::parcel_events_until(
-        &mut resumed,
-        |e| matches!(e, ParcelEvent::Delivered { .. }),
+    let third = common::parcel_events_until(
+        &mut f3,
+        |e| matches!(e, ParcelEvent::Failed { .. }),
         10,
-        "parcel feed resumed",
+        "stop 2's parcel",
     )
     .await;
-    assert!(
-        more.first().is_some_and(|(o, _)| *o == last + 1),
-        "{more:?}"
-    );
-    drop((from_start, resumed, recipient, driver));
+    assert!(third.windows(2).all(|w| w[0].0 + 1 == w[1].0), "{third:?}");
+    drop((f3, r3));
+    drop((from_start, recipient, driver));
     other.gw.shutdown().await;
 }

@@ -36,6 +36,7 @@
 //! - [`publish`]: the log writer of a cluster (records to JetStream, group commit).
 //! - [`consume`]: the log reader feeding the applier, in stream order.
 //! - [`handover`]: partitions changing hands when gateways fold only what they own.
+//! - [`forward`]: commands sent to the gateway that holds their partition (likewise).
 //! - [`lease`]: partition leases (who does the once-per-fleet work).
 //! - [`tick`]: the owners' ticks, logged so every gateway folds them alike.
 //! - [`revoke`]: token revocations shared through the KV bucket.
@@ -54,6 +55,7 @@ pub mod cid;
 pub mod config;
 pub mod consume;
 pub mod cursors;
+pub mod forward;
 pub mod handover;
 pub mod hooks;
 pub mod keys;

@@ -26,12 +26,14 @@ use crate::auth::{DenyList, TokenKey};
 use crate::certs::{load, load_or_create_dev, server_tls, ServerIdentity};
 use crate::cluster::config::FoldMode;
 use crate::cluster::cursors::KvCursors;
+use crate::cluster::forward::{self, ForwardParts};
 use crate::cluster::handover::Positions;
 use crate::cluster::hooks::{self as cluster_hooks, HookParts};
 use crate::cluster::keys::{self as cluster_keys, KeyParts};
 use crate::cluster::lease::{self, Owned};
 use crate::cluster::nats::Cluster;
 use crate::cluster::node::default_node;
+use crate::cluster::publish::depot_resolver;
 use crate::cluster::revoke::{self, RevokeParts};
 use crate::cluster::tick::{self, TickParts};
 use crate::config::Config;
@@ -51,6 +53,7 @@ use crate::server::backend::{
 };
 use crate::server::clock::Clock;
 use crate::server::commands::push_hub;
+use crate::server::commit::{commit_here, Refusal};
 use crate::server::error::{io_err, ServerError};
 use crate::server::guard::{HandshakeMeter, Registry};
 use crate::server::keys::TicketKey;
@@ -60,6 +63,9 @@ use crate::server::tls::{endpoint_config, persistent_key, server_config};
 use crate::server::tls::{ADDRESS_KEY, RESET_KEY, TICKET_KEY};
 use crate::store::log::RecoveryStats;
 use crate::web::runtime::Served;
+use milepost_core::store::record::partition_of_depot;
+use milepost_core::store::LogRecord;
+use milepost_proto::ErrorCode;
 
 /// Receive and send buffer asked for the gateway's UDP socket: about 25,000 handshake
 /// Initials (the kernel may cap it, see [`crate::udp`]).
@@ -439,6 +445,40 @@ fn start_tasks(
     accept
 }
 
+/// What the responder to forwarded commands uses: whether a record's partition is held here
+/// (by the depot it names, or the one the fold knows for it), and a commit that never
+/// forwards again.
+fn forward_parts(cluster: &Cluster, shared: &Arc<Shared>) -> ForwardParts {
+    let resolve = depot_resolver(shared.state.core.clone());
+    let owned = shared.owned.clone();
+    let holds = move |rec: &LogRecord| {
+        let depot = match rec.depot() {
+            Some(d) => Some(d.to_owned()),
+            None => resolve(rec),
+        };
+        depot.is_some_and(|d| owned.holds(partition_of_depot(&d, owned.partitions())))
+    };
+    let here = shared.clone();
+    ForwardParts {
+        cluster: cluster.clone(),
+        holds: Arc::new(holds),
+        commit: Arc::new(move |rec| {
+            let shared = here.clone();
+            Box::pin(async move {
+                let r = match commit_here(&shared, Arc::new(rec)).await {
+                    Ok(r) => Ok(r),
+                    Err(Refusal::NotOwned(what)) => Err((
+                        ErrorCode::ServerBusy,
+                        format!("{what} changed hands: retry"),
+                    )),
+                    Err(Refusal::Failed(code, msg)) => Err((code, msg)),
+                };
+                forward::Answer::of(r)
+            })
+        }),
+    }
+}
+
 /// Spawns the cluster's parts, each with only the handles it uses: partition leases (until
 /// the cluster stops), ticks of the owned partitions and shared revocations (until the
 /// gateway stops).
@@ -461,6 +501,9 @@ fn start_cluster_parts(
         log: shared.log.clone(),
     };
     tokio::spawn(tick::run(ticks, stop.clone()));
+    if shared.owned.folds_owned_only() {
+        tokio::spawn(forward::run(forward_parts(cluster, shared), stop.clone()));
+    }
     let sessions = shared.clone();
     let revocations = RevokeParts {
         cluster: cluster.clone(),
