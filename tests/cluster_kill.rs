@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{example_route, leg, now_ms, spawn_binary, token, Nats};
-use futures_util::StreamExt;
+use common::{example_route, token, Nats};
 use milepost::auth::Role;
 use milepost::client::{ClientEndpoint, Session};
-use milepost_core::store::LogRecord;
 use milepost_proto::route::{ParcelEvent, Route};
 use milepost_proto::{CommandKind, FeedTarget, Fix, Seq, ServerMsg};
 
@@ -35,20 +33,6 @@ fn route_of(i: usize) -> Route {
         }
     }
     r
-}
-
-/// The fixes of driver `i`: depot to S1 to S2 to S3, standing a while at each stop.
-fn trip() -> Vec<Fix> {
-    let r = example_route();
-    let s = r.start.unwrap();
-    let mut pts = vec![(s.lat, s.lon)];
-    pts.extend(r.stops.iter().map(|s| (s.lat, s.lon)));
-    let mut clock = now_ms() - 3_000_000;
-    let mut out = Vec::new();
-    for w in pts.windows(2) {
-        out.extend(leg(w[0], w[1], &mut clock, 90));
-    }
-    out
 }
 
 async fn open(ep: &ClientEndpoint, addr: SocketAddr, role: Role, sub: &str) -> Option<Session> {
@@ -120,39 +104,10 @@ async fn follow(s: Session, tracking: String) -> Vec<(u64, ParcelEvent)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_gateway_loses_nothing_acked() {
     let Some(nats) = Nats::start() else { return };
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let certs = dirs[0].path().join("certs");
-    let mut children = Vec::new();
-    let mut addrs = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut toml =
-            "[cluster]\nprefix = \"kill\"\npartitions = 8\nlease_ttl_s = 2\n".to_string();
-        if i > 0 {
-            toml = format!(
-                "cert = {:?}\nkey = {:?}\n{toml}",
-                certs.join("server.pem"),
-                certs.join("server.key")
-            );
-        }
-        let cfg = dir.path().join("milepost.toml");
-        std::fs::write(&cfg, toml).unwrap();
-        let node = format!("g{i}");
-        let (child, addr) = spawn_binary(
-            dir.path(),
-            "127.0.0.1:0",
-            &[
-                "--config",
-                cfg.to_str().unwrap(),
-                "--cluster",
-                &nats.url,
-                "--node",
-                &node,
-            ],
-        );
-        children.push(child);
-        addrs.push(addr);
-    }
-    let ep = ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &certs.join("ca.pem")).unwrap();
+    let (mut children, addrs, ep, _dirs) = common::kill::spawn_three(
+        &nats.url,
+        "[cluster]\nprefix = \"kill\"\npartitions = 8\nlease_ttl_s = 2\n",
+    );
 
     // Routes for every driver, assigned through gateway 1.
     let mut dispatch = open(&ep, addrs[1], Role::Dispatcher, "north")
@@ -178,7 +133,7 @@ async fn killing_a_gateway_loses_nothing_acked() {
     }
 
     // Drivers spread over the three gateways; gateway 0 dies a third of the way through.
-    let fixes = trip();
+    let fixes = common::kill::trip();
     let total = (fixes.len() * DRIVERS) as u64;
     let progress = Arc::new(AtomicU64::new(0));
     let mut drivers = Vec::new();
@@ -228,42 +183,8 @@ async fn killing_a_gateway_loses_nothing_acked() {
     }
 
     // ... and in the stream, every seq of every driver.
-    let client = async_nats::connect(nats.url.as_str()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("KILL_LOG").await.unwrap();
-    // Up to the end as it is now (gateways keep logging ticks while routes are under way).
-    let last = stream.info().await.unwrap().state.last_sequence;
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .unwrap();
-    let mut msgs = consumer.messages().await.unwrap();
-    let mut seqs: Vec<Vec<u32>> = vec![vec![0; fixes.len() + 1]; DRIVERS];
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), msgs.next()).await {
-        let seq = m.info().unwrap().stream_sequence;
-        let records = milepost_proto::codec::decode_trusted::<Vec<LogRecord>>(&m.payload).unwrap();
-        for r in records {
-            if let LogRecord::Batch {
-                driver, entries, ..
-            } = r
-            {
-                let i: usize = driver.0[1..].parse().unwrap();
-                for e in entries {
-                    seqs[i][e.seq().0 as usize] += 1;
-                }
-            }
-        }
-        if seq >= last {
-            break;
-        }
-    }
-    for (i, s) in seqs.iter().enumerate() {
-        let missing: Vec<usize> = (1..s.len()).filter(|&q| s[q] == 0).collect();
-        assert!(
-            missing.is_empty(),
-            "D{i}: seqs missing from the stream: {missing:?}"
-        );
-    }
+    let seqs = common::kill::seq_counts(&nats.url, "KILL_LOG", DRIVERS, fixes.len()).await;
+    common::kill::assert_none_missing(&seqs);
     let twice: u32 = seqs.iter().flatten().map(|&c| c.saturating_sub(1)).sum();
     eprintln!("seqs logged twice (resends after the kill, folded once): {twice}");
 

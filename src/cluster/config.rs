@@ -37,6 +37,12 @@ pub struct ClusterConfig {
     /// `owned` (each folds only the partitions of depots it leases, so adding gateways adds
     /// capacity; see `docs/CLUSTER.md`). Fixed for the life of the stream, like `partitions`.
     pub fold: FoldMode,
+    /// The QUIC address other gateways name when they tell a client this gateway holds what
+    /// it asked for (`cluster.fold = "owned"`). Unset: the address it listens on.
+    pub advertise_quic: Option<String>,
+    /// The same for the web listener, a base URL (`https://gw-2.example.com`). Unset:
+    /// `http://` and the address it listens on.
+    pub advertise_web: Option<String>,
 }
 
 /// What a cluster gateway folds (`cluster.fold`).
@@ -66,6 +72,8 @@ impl Default for ClusterConfig {
             max_bytes: -1,
             group_linger_us: 1000,
             fold: FoldMode::All,
+            advertise_quic: None,
+            advertise_web: None,
         }
     }
 }

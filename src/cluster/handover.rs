@@ -35,7 +35,11 @@ use tokio::sync::watch;
 use crate::cluster::consume::{decode_into, ready};
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
+use crate::cluster::seq::lsn_of;
 use crate::store::writer::{Answers, CommitGroup, CommitSink};
+
+/// Where readers hand their groups.
+type Sender = tokio::sync::mpsc::Sender<CommitGroup>;
 
 /// How often the loop looks at the leases.
 const RECHECK: Duration = Duration::from_millis(200);
@@ -126,6 +130,10 @@ async fn run(
     sink: CommitSink,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Readers hand their groups to one forwarder, which passes everything ready at once to
+    // the applier as one group: one wake-up of the applier thread for many partitions.
+    let (tx, rx) = tokio::sync::mpsc::channel::<CommitGroup>(64);
+    let forwarder = tokio::spawn(forward(rx, sink));
     let mut readers: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut every = tokio::time::interval(RECHECK);
     loop {
@@ -152,20 +160,20 @@ async fn run(
                 released.push(p);
             }
         }
-        // Forgotten before anything else is folded (a group a reader sent is already queued:
-        // readers send synchronously, on this thread).
+        // Forgotten before anything folded after it (what the stopped reader sent is queued
+        // before this).
         if !released.is_empty() {
             let group = CommitGroup {
                 release: Some((released, owned.partitions())),
                 ..CommitGroup::default()
             };
-            if sink.send(group).is_err() {
+            if tx.send(group).await.is_err() {
                 break;
             }
         }
         for p in 0..owned.partitions() {
             if owned.owns(p) && !readers.contains_key(&p) {
-                let reader = read(cluster.clone(), p, owned.clone(), sink.clone());
+                let reader = read(cluster.clone(), p, owned.clone(), tx.clone());
                 readers.insert(p, tokio::spawn(reader));
             }
         }
@@ -174,16 +182,48 @@ async fn run(
         h.abort();
         let _ = h.await;
     }
+    // The forwarder ends once every sender is gone, closing the applier's queue.
+    drop(tx);
+    let _ = forwarder.await;
+}
+
+/// Passes the readers' groups to the applier, everything ready at once merged into one group
+/// (a release travels alone, in order).
+async fn forward(mut rx: tokio::sync::mpsc::Receiver<CommitGroup>, sink: CommitSink) {
+    while let Some(first) = rx.recv().await {
+        let mut merged = first;
+        let mut pending = None;
+        while merged.release.is_none() && merged.records.len() < GROUP * 4 {
+            match rx.try_recv() {
+                Ok(g) if g.release.is_some() => {
+                    pending = Some(g);
+                    break;
+                }
+                Ok(g) => {
+                    merged.records.extend(g.records);
+                    merged.answers.extend(g.answers);
+                    merged.positions.extend(g.positions);
+                }
+                Err(_) => break,
+            }
+        }
+        // Blocks while the applier is behind: the backpressure we want.
+        for g in std::iter::once(merged).chain(pending) {
+            if sink.send(g).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads partition `p` from its first message, for as long as it is leased here.
-async fn read(cluster: Cluster, p: u32, owned: Arc<Owned>, sink: CommitSink) {
+async fn read(cluster: Cluster, p: u32, owned: Arc<Owned>, sink: Sender) {
     if let Err(e) = follow(&cluster, p, &owned, &sink).await {
         tracing::warn!(partition = p, error = %e, "partition reader failed; starting it again");
     }
 }
 
-async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &CommitSink) -> Result<(), String> {
+async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &Sender) -> Result<(), String> {
     let started = Instant::now();
     let subject = cluster.names.partition_subject(p);
     let stream = cluster
@@ -253,7 +293,7 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &CommitSink) -> 
         if !group.is_empty() {
             records += group.len() as u64;
             let mut commit: CommitGroup = std::mem::take(&mut group).into();
-            commit.partition = Some(p);
+            commit.positions = vec![(p, lsn_of(last_seq + 1, 0))];
             let caught_up = catch_up_to.is_some_and(|to| last_seq >= to);
             let applied = if caught_up {
                 let (answers, applied) = Answers::waiter();
@@ -262,8 +302,8 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &CommitSink) -> 
             } else {
                 None
             };
-            // Blocks while the applier is behind: the backpressure we want.
             sink.send(commit)
+                .await
                 .map_err(|_| "the applier stopped".to_string())?;
             if let Some(applied) = applied {
                 // Held only once folded: a request served here then sees the whole partition.

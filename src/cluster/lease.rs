@@ -15,19 +15,35 @@
 //! webhooks are at least once, so that overlap is harmless.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::cluster::nats::Cluster;
 
+/// Where a gateway answers: what its heartbeat carries, so that another gateway can tell a
+/// client which gateway holds what it asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// The gateway's `cluster.node`.
+    pub node: String,
+    /// Its QUIC address.
+    pub quic: String,
+    /// Its web listener's base URL, if it has one.
+    pub web: Option<String>,
+}
+
 /// The partitions this gateway owns now, and (when gateways fold only what they own) those
 /// whose state it holds.
 #[derive(Debug)]
 pub struct Owned {
     bits: Vec<AtomicBool>,
+    /// Each partition's owner as last read from the lease bucket.
+    owners: Mutex<Vec<Option<Addresses>>>,
     /// Partitions folded here: `None` when the gateway folds everything (a single box, or
     /// `cluster.fold = "all"`); else set by the consumer once a leased partition is caught up,
     /// cleared when it is released.
@@ -39,6 +55,7 @@ impl Owned {
     pub fn new(partitions: u32) -> Owned {
         Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+            owners: Mutex::new(vec![None; partitions as usize]),
             folded: None,
         }
     }
@@ -47,6 +64,7 @@ impl Owned {
     pub fn folding_owned(partitions: u32) -> Owned {
         Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+            owners: Mutex::new(vec![None; partitions as usize]),
             folded: Some((0..partitions).map(|_| AtomicBool::new(false)).collect()),
         }
     }
@@ -55,6 +73,7 @@ impl Owned {
     pub fn all(partitions: u32) -> Owned {
         Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
+            owners: Mutex::new(vec![None; partitions as usize]),
             folded: None,
         }
     }
@@ -81,6 +100,15 @@ impl Owned {
     /// The partitions whose state is held here, ascending.
     pub fn held(&self) -> Vec<u32> {
         (0..self.partitions()).filter(|&p| self.holds(p)).collect()
+    }
+
+    /// The owner of partition `p` as last seen in the lease bucket (refreshed every
+    /// `lease_ttl_s / 3`).
+    pub fn owner_of(&self, p: u32) -> Option<Addresses> {
+        crate::state::lock(&self.owners)
+            .get(p as usize)
+            .cloned()
+            .flatten()
     }
 
     /// Marks partition `p` as held (caught up) or not (released).
@@ -116,11 +144,18 @@ impl Owned {
     }
 }
 
-/// Keeps this gateway's leases until `stop`, then gives them back.
-pub async fn run(cluster: Cluster, owned: Arc<Owned>, mut stop: watch::Receiver<bool>) {
+/// Keeps this gateway's leases until `stop`, then gives them back. Its heartbeat says where it
+/// answers (`addresses`).
+pub async fn run(
+    cluster: Cluster,
+    owned: Arc<Owned>,
+    addresses: Addresses,
+    mut stop: watch::Receiver<bool>,
+) {
     let kv = cluster.leases_kv.clone();
     let partitions = cluster.cfg.partitions;
     let me = cluster.node.clone();
+    let beat = serde_json::to_vec(&addresses).unwrap_or_default();
     let node_key = format!("node.{me}");
     let mut held: Vec<Option<u64>> = vec![None; partitions as usize];
     let period = Duration::from_millis(cluster.cfg.lease_ttl_s * 1000 / 3);
@@ -131,7 +166,7 @@ pub async fn run(cluster: Cluster, owned: Arc<Owned>, mut stop: watch::Receiver<
             _ = every.tick() => {}
             _ = stop.changed() => break,
         }
-        if let Err(e) = kv.put(&node_key, me.clone().into()).await {
+        if let Err(e) = kv.put(&node_key, beat.clone().into()).await {
             tracing::warn!(error = %e, "cluster heartbeat failed");
         }
         // Renew what is held; a failed compare-and-set means the lease is gone.
@@ -178,6 +213,7 @@ pub async fn run(cluster: Cluster, owned: Arc<Owned>, mut stop: watch::Receiver<
                 tracing::info!(partition = p, "lease taken");
             }
         }
+        refresh_owners(&kv, &owned).await;
     }
     for p in 0..partitions {
         if let Some(rev) = held[p as usize] {
@@ -186,6 +222,34 @@ pub async fn run(cluster: Cluster, owned: Arc<Owned>, mut stop: watch::Receiver<
         }
     }
     let _ = kv.delete(&node_key).await;
+}
+
+/// Reads every partition's owner and its addresses into `owned`.
+async fn refresh_owners(kv: &async_nats::jetstream::kv::Store, owned: &Owned) {
+    let mut nodes: std::collections::HashMap<String, Option<Addresses>> = Default::default();
+    let mut owners = Vec::with_capacity(owned.partitions() as usize);
+    for p in 0..owned.partitions() {
+        let node = match kv.get(part_key(p)).await {
+            Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+            _ => {
+                owners.push(None);
+                continue;
+            }
+        };
+        if !nodes.contains_key(&node) {
+            let addr = match kv.get(format!("node.{node}")).await {
+                Ok(Some(v)) => serde_json::from_slice::<Addresses>(&v).ok(),
+                _ => None,
+            };
+            nodes.insert(node.clone(), addr);
+        }
+        owners.push(nodes.get(&node).cloned().flatten().or(Some(Addresses {
+            node,
+            quic: String::new(),
+            web: None,
+        })));
+    }
+    *crate::state::lock(&owned.owners) = owners;
 }
 
 fn part_key(p: u32) -> String {

@@ -148,7 +148,7 @@ fn run(
             Ok(CommitGroup {
                 records: group,
                 answers,
-                partition,
+                positions,
                 release,
             }) => {
                 if let Some((released, partitions)) = release {
@@ -176,10 +176,10 @@ fn run(
                     next = next.max(c.lsn + 1);
                 }
                 wake(&p.hub, &mut touched);
-                if let (Some(positions), Some(part), Some(last)) =
-                    (&p.positions, partition, group.last())
-                {
-                    positions.advance(part, last.lsn + 1);
+                if let Some(at) = &p.positions {
+                    for (part, next) in positions {
+                        at.advance(part, next);
+                    }
                 }
                 since_snapshot += group.len() as u64;
                 p.stats.records.fetch_add(group.len() as u64, Relaxed);

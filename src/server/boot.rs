@@ -30,7 +30,7 @@ use crate::cluster::forward::{self, ForwardParts};
 use crate::cluster::handover::Positions;
 use crate::cluster::hooks::{self as cluster_hooks, HookParts};
 use crate::cluster::keys::{self as cluster_keys, KeyParts};
-use crate::cluster::lease::{self, Owned};
+use crate::cluster::lease::{self, Addresses, Owned};
 use crate::cluster::nats::Cluster;
 use crate::cluster::node::default_node;
 use crate::cluster::publish::depot_resolver;
@@ -197,7 +197,22 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let (web_addr, web_served) = web.unzip();
     let accept = start_tasks(&endpoint, &shared, &shutdown_rx);
     if let Some(c) = &cluster {
-        start_cluster_parts(c, &shared, stop_cluster_rx, shutdown_rx);
+        // Where this gateway answers, as other gateways tell clients (the addresses to
+        // advertise when set, else the bound ones).
+        let addresses = Addresses {
+            node: c.node.clone(),
+            quic: c
+                .cfg
+                .advertise_quic
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string()),
+            web: c
+                .cfg
+                .advertise_web
+                .clone()
+                .or_else(|| web_addr.map(|a| format!("http://{a}"))),
+        };
+        start_cluster_parts(c, &shared, addresses, stop_cluster_rx, shutdown_rx);
     }
     let notify = shared.notify.clone();
     Ok(Started {
@@ -485,12 +500,14 @@ fn forward_parts(cluster: &Cluster, shared: &Arc<Shared>) -> ForwardParts {
 fn start_cluster_parts(
     cluster: &Cluster,
     shared: &Arc<Shared>,
+    addresses: Addresses,
     stop_cluster: watch::Receiver<bool>,
     stop: watch::Receiver<bool>,
 ) {
     tokio::spawn(lease::run(
         cluster.clone(),
         shared.owned.clone(),
+        addresses,
         stop_cluster,
     ));
     let ticks = TickParts {

@@ -44,17 +44,16 @@ pub async fn serve(
     sub: Subscribe,
     version: u16,
 ) {
-    let target = match authorize(claims, shared, &sub.target) {
+    // Folding only the partitions it owns, a gateway serves the feeds of the depots it holds
+    // (the message names the gateway that holds this one).
+    let target = match shared.serves(&claims.depot) {
+        Ok(()) => authorize(claims, shared, &sub.target).map_err(|c| (c, c.to_string())),
+        Err(elsewhere) => Err((ErrorCode::ServerBusy, elsewhere.to_string())),
+    };
+    let target = match target {
         Ok(t) => t,
-        Err(code) => {
-            let _ = write_msg(
-                &mut send,
-                &ServerMsg::Error(ErrorFrame {
-                    code,
-                    message: code.to_string(),
-                }),
-            )
-            .await;
+        Err((code, message)) => {
+            let _ = write_msg(&mut send, &ServerMsg::Error(ErrorFrame { code, message })).await;
             let _ = send.finish();
             return;
         }

@@ -115,7 +115,54 @@ pub struct Shared {
     >,
 }
 
+/// What a gateway that folds only the partitions it owns says when asked about a depot held
+/// elsewhere: the partition and, when known, the gateway that holds it.
+#[derive(Clone, Debug)]
+pub struct HeldElsewhere {
+    /// The depot's partition.
+    pub partition: u32,
+    /// Its owner, as last read from the lease bucket (`None` while it changes hands).
+    pub owner: Option<crate::cluster::lease::Addresses>,
+}
+
+impl std::fmt::Display for HeldElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "this gateway does not hold partition {}", self.partition)?;
+        match &self.owner {
+            Some(o) if !o.quic.is_empty() => write!(
+                f,
+                "; gateway {} does (QUIC {}{}): connect there",
+                o.node,
+                o.quic,
+                o.web
+                    .as_deref()
+                    .map(|w| format!(", web {w}"))
+                    .unwrap_or_default()
+            ),
+            Some(o) => write!(f, "; gateway {} does: connect there", o.node),
+            None => write!(f, "; it is changing hands: retry in a few seconds"),
+        }
+    }
+}
+
 impl Shared {
+    /// `Err` when this gateway folds only the partitions it owns and `depot`'s is held by
+    /// another: reads about the depot (feeds, queries, pages) are served by its owner.
+    pub fn serves(&self, depot: &str) -> Result<(), HeldElsewhere> {
+        if !self.owned.folds_owned_only() {
+            return Ok(());
+        }
+        let partition =
+            milepost_core::store::record::partition_of_depot(depot, self.owned.partitions());
+        if self.owned.holds(partition) {
+            return Ok(());
+        }
+        Err(HeldElsewhere {
+            partition,
+            owner: self.owned.owner_of(partition),
+        })
+    }
+
     /// Current server time, UTC ms.
     pub fn now_ms(&self) -> i64 {
         (self.clock)()

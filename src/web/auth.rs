@@ -66,9 +66,13 @@ pub fn still_valid(shared: &Shared, claims: &Claims, token: &str) -> bool {
 }
 
 /// The request's token and its verified claims.
+/// On a cluster whose gateways fold only what they own, the token's depot must be held here.
 fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(Claims, String), WebError> {
     let token = request_token(headers).ok_or(WebError::NoToken)?;
     let claims = verify(shared, &token)?;
+    shared
+        .serves(&claims.depot)
+        .map_err(WebError::HeldElsewhere)?;
     Ok((claims, token))
 }
 

@@ -41,6 +41,10 @@ pub enum WebError {
     /// Storage failed.
     #[error("{0}")]
     Internal(String),
+    /// A cluster whose gateways fold only the partitions they own: the depot is held by
+    /// another gateway (421, with where to go).
+    #[error("{0}")]
+    HeldElsewhere(crate::server::shared::HeldElsewhere),
 }
 
 impl WebError {
@@ -55,6 +59,7 @@ impl WebError {
             WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::HeldElsewhere(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -71,6 +76,7 @@ impl WebError {
             WebError::Busy(_) => "busy",
             WebError::TooMany(_) => "rate_limited",
             WebError::Internal(_) => "internal",
+            WebError::HeldElsewhere(_) => "held_elsewhere",
         }
     }
 
@@ -95,9 +101,15 @@ impl WebError {
 }
 
 impl IntoResponse for WebError {
-    /// JSON `{"error": code, "message": text}` with the status; pages render their own.
+    /// JSON `{"error": code, "message": text}` with the status (plus `partition` and `owner`,
+    /// the gateway that holds it, for `held_elsewhere`); pages render their own.
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        // Where to go instead, for a client that follows it.
+        if let WebError::HeldElsewhere(h) = &self {
+            body["partition"] = h.partition.into();
+            body["owner"] = serde_json::to_value(&h.owner).unwrap_or_default();
+        }
         let answer = (self.status(), axum::Json(body));
         if matches!(self, WebError::NoToken | WebError::BadToken(_)) {
             with_headers(answer, &[(header::WWW_AUTHENTICATE, "Bearer"), NO_STORE])

@@ -2,6 +2,8 @@
 //! data directory, tokens, sessions, fixes, the example route and a driver driving it.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -17,6 +17,13 @@ pub(super) fn on_query(peer: &Peer, shared: &Shared, q: Query) -> ServerMsg {
         });
     }
     let depot = &peer.claims.depot;
+    // Folding only the partitions it owns, a gateway answers for the depots it holds.
+    if let Err(elsewhere) = shared.serves(depot) {
+        return ServerMsg::Error(ErrorFrame {
+            code: ErrorCode::ServerBusy,
+            message: elsewhere.to_string(),
+        });
+    }
     let limit = shared.cfg.limits.max_query_results as usize;
     let deg = |e7: i32| e7 as f64 * 1e-7;
     let bad = |what: &str| {

@@ -25,9 +25,10 @@ pub struct CommitGroup {
     pub records: Vec<Committed>,
     /// The submitters of the group (appends and barriers).
     pub answers: Answers,
-    /// The partition of depots the records belong to, when a cluster gateway folds only the
-    /// partitions it owns (each read on its own): the applier moves that partition's position.
-    pub partition: Option<u32>,
+    /// When a cluster gateway folds only the partitions it owns (each read on its own): the
+    /// partitions of depots the records belong to, each with its position after them, which
+    /// the applier publishes once they are folded.
+    pub positions: Vec<(u32, u64)>,
     /// Partitions of depots to forget before the records are folded, of how many: a cluster
     /// gateway that folds only what it owns lost their leases.
     pub release: Option<(Vec<u32>, u32)>,
@@ -48,6 +49,11 @@ impl From<Vec<Committed>> for CommitGroup {
 pub struct Answers(pub(super) Vec<Waiter>);
 
 impl Answers {
+    /// Adds `other`'s submitters to these.
+    pub fn extend(&mut self, other: Answers) {
+        self.0.extend(other.0);
+    }
+
     /// One waiter, answered when the group it travels with is folded: someone who hands
     /// records to the applier itself (a cluster's consumer) learns when they are applied.
     pub fn waiter() -> (

@@ -150,6 +150,9 @@ impl From<WebError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
             }
             WebError::Internal(_) => ApiError::internal(message),
+            WebError::HeldElsewhere(_) => {
+                ApiError::new(StatusCode::MISDIRECTED_REQUEST, "held_elsewhere", message)
+            }
         }
     }
 }
