@@ -151,6 +151,23 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
             .is_some());
     }
 
+    // The other gateway does not serve the depot's feeds: it names the one that does.
+    let elsewhere = match other
+        .recipient("MP100000001")
+        .await
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+    {
+        Ok(mut f) => format!("{:?}", f.next().await),
+        Err(e) => format!("{e:?}"),
+    };
+    let owner_node = owner.gw.shared().cluster.as_ref().unwrap().node.clone();
+    assert!(
+        elsewhere.contains("ServerBusy")
+            && elsewhere.contains(&format!("gateway {owner_node} does")),
+        "{elsewhere}"
+    );
+
     // The phone's outcome report, on the other gateway, is forwarded to the owner.
     let delivered = common::report(&mut driver, 2, "S1", None, common::delivered("cd"))
         .await
