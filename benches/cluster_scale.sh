@@ -6,8 +6,10 @@
 # whole stream. Prints, over a 10 s window in the steady state, each process's CPU and the
 # followers' CPU per fleet fix (µs): the follow cost. Run it for FOLD=all GATEWAYS=2 (the
 # whole fold, the 1-gateway follow cost) and FOLD=owned GATEWAYS=2,3,4. Needs nats-server and
-# jq; loopback only; stops only what it started. PERF=1 records a profile of g1 into
-# $OUT/perf.data.
+# jq; loopback only; stops only what it started. CLUSTER_TOML adds lines to the [cluster]
+# section, e.g. CLUSTER_TOML='group_linger_us = 10000' (bigger groups: fewer, fuller messages,
+# as a loaded gateway would publish). PERF=1 records a profile of g1 into
+# $OUT/perf.data. ROUTES=1 gives every driver a route first (benches/sim_routes.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n ${NO_BUILD:-} ]] || cargo build --release --quiet --bin milepost
@@ -26,7 +28,7 @@ for i in $(seq 0 $((N-1))); do
     {
         echo 'admin_listen = "127.0.0.1:0"'
         if [ "$i" -gt 0 ]; then printf 'cert = "%s"\nkey = "%s"\n' "$W/g0/certs/server.pem" "$W/g0/certs/server.key"; fi
-        printf '[cluster]\nfold = "%s"\npartitions = %s\nlease_ttl_s = 3\n' "$FOLD" "$PARTS"
+        printf '[cluster]\nfold = "%s"\npartitions = %s\nlease_ttl_s = 3\n%b\n' "$FOLD" "$PARTS" "${CLUSTER_TOML:-}"
     } > "$W/g$i/b.toml"
     MILEPOST_SECRET=$S RUST_LOG=warn,milepost::cluster=info,milepost::cli=info target/release/milepost serve \
         --config "$W/g$i/b.toml" --listen 127.0.0.1:0 --data-dir "$W/g$i" --cluster "nats://$URL" \
@@ -38,6 +40,18 @@ done
 sleep 4
 PORT=$(grep -o "addr=127.0.0.1:[0-9]*" "$OUT/g0.log" | head -1 | cut -d: -f2)
 [ -n "$PORT" ] || { echo "g0 did not start: $OUT/g0.log" >&2; exit 1; }
+TRACE=../shared/data/geolife_sample/geolife_sample.txt.gz
+if [ -n "${ROUTES:-}" ]; then
+    # A route per driver (10 stops along the trace), so that the fold does what it does on a
+    # delivery day: route progress and the ETAs of every remaining stop on every fix.
+    python3 benches/sim_routes.py --drivers "$DRIVERS" --depots "${DEPOTS:-48}" --trace $TRACE --out "$W/routes"
+    for d in "$W"/routes/*; do
+        T=$(target/release/milepost token --secret $S --role dispatcher --subject "$(basename "$d")" --ttl 1h)
+        target/release/milepost route load --server "127.0.0.1:$PORT" --ca "$W/g0/certs/ca.pem" \
+            --token "$T" "$d"/*.json > /dev/null
+    done
+    echo "routes assigned: $(ls "$W"/routes/*/*.json | wc -l)"
+fi
 target/release/milepost replay --trace ../shared/data/geolife_sample/geolife_sample.txt.gz \
     --format geolife --server "127.0.0.1:$PORT" --ca "$W/g0/certs/ca.pem" --secret $S \
     --drivers "$DRIVERS" --depots "${DEPOTS:-48}" --rate 1 --duration 25s --ramp 5s \

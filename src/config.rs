@@ -198,6 +198,17 @@ impl Config {
                     .into(),
             ));
         }
+        if c.url.is_some()
+            && c.fold == crate::cluster::config::FoldMode::Owned
+            && !self.feed.webhooks.is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "webhooks are not available with cluster.fold = \"owned\" yet (each gateway \
+                 holds only its partitions' milestones): remove [[feed.webhooks]] or use \
+                 cluster.fold = \"all\""
+                    .into(),
+            ));
+        }
         if self.cert.is_some() != self.key.is_some() {
             return Err(ConfigError::Invalid(
                 "cert and key must be given together".into(),

@@ -236,3 +236,34 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
     drop((from_start, recipient, driver));
     other.gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_another_secret_fold_mode_or_webhooks_is_refused() {
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    let refused = |edit: fn(&mut milepost::config::Config)| {
+        let url = nats.url.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = common::config(dir.path());
+            cfg.cluster.url = Some(url);
+            cfg.cluster.node = Some("b".into());
+            cfg.cluster.prefix = "o".into();
+            cfg.cluster.partitions = PARTITIONS;
+            cfg.cluster.fold = FoldMode::Owned;
+            edit(&mut cfg);
+            match milepost::server::Gateway::start(cfg).await {
+                Ok(_) => panic!("a misconfigured gateway joined the fleet"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let secret =
+        refused(|c| c.secret = Some("another-secret-another-secret-another!".into())).await;
+    assert!(secret.contains("another secret"), "{secret}");
+    let fold = refused(|c| c.cluster.fold = FoldMode::All).await;
+    assert!(fold.contains("cluster.fold"), "{fold}");
+    let hooks = refused(|c| c.feed.webhooks = vec!["http://127.0.0.1:9/hook".into()]).await;
+    assert!(hooks.contains("webhooks are not available"), "{hooks}");
+    a.gw.shutdown().await;
+}

@@ -41,6 +41,15 @@ pub enum ClusterError {
         /// Partitions configured.
         configured: u32,
     },
+    /// The fleet's gateways share another `secret`.
+    #[error(
+        "the gateways of this fleet (prefix {prefix}) share another secret: this gateway's \
+         tokens, TLS tickets and resets would not be theirs; give it the fleet's `secret`"
+    )]
+    Secret {
+        /// The fleet's prefix.
+        prefix: String,
+    },
     /// The stream's subjects are laid out for another `cluster.fold`.
     #[error(
         "stream {stream} was made for cluster.fold = {found} but this gateway has {configured}: \
@@ -236,6 +245,36 @@ impl Cluster {
             leases_kv,
             state_kv,
         })
+    }
+
+    /// Refuses to join a fleet whose gateways share another secret: the first gateway leaves
+    /// a check value derived from its secret in the state bucket (`secret-check`, not the
+    /// secret), every later one compares its own.
+    pub async fn check_secret(&self, secret: &[u8]) -> Result<(), ClusterError> {
+        let mine: String = crate::cluster::node::derive_key(secret, "secret check")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if self
+            .state_kv
+            .create("secret-check", mine.clone().into())
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let theirs = self
+            .state_kv
+            .get("secret-check")
+            .await
+            .map_err(|e| setup_err("secret check")(e.to_string()))?;
+        match theirs {
+            Some(v) if v.as_ref() == mine.as_bytes() => Ok(()),
+            Some(_) => Err(ClusterError::Secret {
+                prefix: self.names.prefix.clone(),
+            }),
+            None => Err(setup_err("secret check")("could not be written".into())),
+        }
     }
 
     /// The stream's last sequence number now (0 when empty) and its first.

@@ -111,6 +111,9 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let (keys, id) = open_data_dir(&cfg)?;
     let dev_ca = id.dev_ca.clone();
     let cluster = join_cluster(&cfg).await?;
+    if let Some(c) = &cluster {
+        c.check_secret(keys.secret()).await?;
+    }
     let recovered = recover_state(&cfg, cluster.as_ref()).await?;
     let stats = Stats::default();
     let (commit_tx, commits) = sync_channel(1024);

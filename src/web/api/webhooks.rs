@@ -106,6 +106,15 @@ pub async fn add_webhook(
         body.digest,
         |st2, caller| async move {
             caller.require(KeyRole::Backoffice, "*")?;
+            // Each gateway's milestones are those of its own partitions there: one leader
+            // cannot deliver the fleet's (not built yet).
+            if st2.shared.owned.folds_owned_only() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not_available",
+                    "webhooks are not available with cluster.fold = \"owned\" yet".to_string(),
+                ));
+            }
             let hooks = registry(&st2)?.clone();
             let now = st2.shared.now_ms();
             let url = body.value.url;
