@@ -231,8 +231,13 @@ async fn one_gateway_sends_the_webhooks_and_another_takes_over() {
     let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());
     let state = js.get_key_value("t-state").await.unwrap();
     for _ in 0..100 {
-        let mut keys = state.keys().await.unwrap();
-        if futures_util::StreamExt::next(&mut keys).await.is_some() {
+        let keys = state.keys().await.unwrap();
+        let names: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(keys)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if names.iter().any(|k| k.starts_with("webhook.")) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
