@@ -102,9 +102,15 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
         .await
         .unwrap();
 
-    // The phone lands on the other gateway: its fixes go to the partition's subject and are
-    // folded by the owner.
-    let mut driver = other.driver("D1", "north").await;
+    // A phone is taken by the gateway that holds its depot: the other one names it.
+    let refused = other
+        .session_as(milepost::auth::Role::Driver, "D1", "D1", "north")
+        .await
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    assert!(refused.contains("ServerBusy"), "{refused}");
+    let mut driver = owner.driver("D1", "north").await;
     let mut clock = now_ms() - 3_000_000;
     let mut seq = 1u64;
     for chunk in leg(route_point(0), route_point(1), &mut clock, 120).chunks(8) {
@@ -168,7 +174,6 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
         "{elsewhere}"
     );
 
-    // The phone's outcome report, on the other gateway, is forwarded to the owner.
     let delivered = common::report(&mut driver, 2, "S1", None, common::delivered("cd"))
         .await
         .unwrap();
@@ -204,8 +209,13 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
         "the new owner's feed differs from the old one's"
     );
 
-    // Driving on through the new owner, now local: a failed attempt at stop 2 reaches its
-    // parcel's feed, offsets in order.
+    // The phone moves to the new owner: its Welcome watermark is what the old one acked.
+    drop(driver);
+    let mut driver = other.driver("D1", "north").await;
+    assert_eq!(driver.welcome.watermark, Seq(seq - 1));
+
+    // Driving on through the new owner: a failed attempt at stop 2 reaches its parcel's feed,
+    // offsets in order.
     for chunk in leg(route_point(1), route_point(2), &mut clock, 120).chunks(8) {
         let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
         assert_eq!(ack.duplicates, 0);

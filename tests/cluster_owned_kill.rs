@@ -91,8 +91,8 @@ async fn drive(
             g = (g + 1) % gateways.len();
             continue;
         };
-        // A gateway that does not hold the depot knows no watermark (0): the phone resends
-        // what it still has, and the holder's fold keeps one copy.
+        // A gateway that does not hold the depot refuses the phone (ServerBusy, naming the
+        // holder): the loop moves on until it reaches the holder.
         let mut next = s.welcome.watermark.0.max(acked) + 1;
         while next <= n {
             let chunk: Vec<Fix> = fixes[(next - 1) as usize..(next + 3).min(n) as usize].to_vec();

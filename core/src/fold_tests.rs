@@ -2,7 +2,7 @@
 //! gateway that folds only the depots it owns reaches the same feeds as one that folds
 //! everything, and a released partition folded again from its records comes back the same.
 
-use milepost_proto::route::{DepotId, Outcome, Parcel, Point, Proof, Route, Stop};
+use milepost_proto::route::{DepotId, FailureReason, Outcome, Parcel, Point, Proof, Route, Stop};
 use milepost_proto::{DriverId, Fix, Seq};
 
 use super::*;
@@ -92,6 +92,20 @@ fn day(a: &str, b: &str) -> Vec<LogRecord> {
                     now_ms: t,
                 });
             }
+        }
+        // The second depot's first stop fails (an NDR next step follows, counted by the
+        // core's book), then its second is delivered.
+        if step == 160 {
+            recs.push(LogRecord::OutcomeReported {
+                driver: routes[1].driver.clone(),
+                stop: "S1".into(),
+                tracking: None,
+                outcome: Outcome::Failed {
+                    reason: FailureReason::Refused,
+                    note: String::new(),
+                },
+                at_ms: t,
+            });
         }
         if step == 100 {
             for r in &routes {
@@ -207,6 +221,13 @@ fn a_released_partition_folded_again_comes_back_the_same() {
     let mut fleet = Fleet::new(cfg(), &FeedConfig::default());
     fold(&recs, |_| true, &mut fleet);
     let (a_before, b_before) = (feeds(&fleet, &a, 3), feeds(&fleet, &b, 4));
+    assert!(
+        b_before[1]
+            .iter()
+            .any(|(_, u)| matches!(u, Update::Parcel(p) if matches!(p.kind, milepost_proto::route::ParcelEvent::Failed { .. }))),
+        "{:?}",
+        b_before[1]
+    );
     let db: DriverId = format!("d-{b}").as_str().into();
     assert!(fleet.positions.get(&db).is_some());
 

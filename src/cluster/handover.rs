@@ -82,13 +82,16 @@ impl Positions {
             .is_none_or(|n| n.load(Ordering::Acquire) > lsn)
     }
 
-    /// Waits until record `lsn` of partition `p` is folded, or `give_up` says the partition is
-    /// no longer held here.
-    pub async fn folded(&self, p: u32, lsn: u64, give_up: impl Fn() -> bool) {
+    /// Waits until record `lsn` of partition `p` is folded (true), or `give_up` says the
+    /// partition is no longer held here (false).
+    pub async fn folded(&self, p: u32, lsn: u64, give_up: impl Fn() -> bool) -> bool {
         let mut rx = self.changed.subscribe();
         loop {
-            if self.passed(p, lsn) || give_up() {
-                return;
+            if self.passed(p, lsn) {
+                return true;
+            }
+            if give_up() {
+                return false;
             }
             // Woken by any partition's progress; a release is seen within a recheck.
             let _ = tokio::time::timeout(RECHECK, rx.changed()).await;

@@ -64,7 +64,8 @@ type Entry = (Arc<LogRecord>, Answer);
 
 /// What became of one message (or barrier).
 enum Outcome {
-    Stored(u64, Vec<Answer>),
+    /// Stored at this stream sequence; each answer with whether its result is in doubt.
+    Stored(u64, Vec<(Answer, bool)>),
     Failed(Vec<Entry>, String),
     Barrier(Answer),
     /// Not published: its depot is not known here (see [`DepotResolver`]).
@@ -213,18 +214,33 @@ impl Publisher {
             (Some(o), Some(p)) if o.owned.holds(p) => Some((o.clone(), p)),
             _ => None,
         };
+        // A command checked as held when grouped but no longer held now: its result is not
+        // this gateway's to know.
+        let lost = self.owned.is_some() && g.partition.is_some() && fold.is_none();
         match self.cluster.js.send_publish(g.subject, publish).await {
             Ok(ack) => self.pending.push_back(Box::pin(async move {
                 match ack.await {
                     Ok(a) => {
+                        let mut in_doubt = lost;
                         if let Some((o, p)) = fold {
                             let last = lsn_of(a.sequence, g.entries.len().saturating_sub(1));
-                            o.positions.folded(p, last, || !o.owned.holds(p)).await;
+                            in_doubt = !o.positions.folded(p, last, || !o.owned.holds(p)).await;
                         }
-                        Outcome::Stored(
-                            a.sequence,
-                            g.entries.into_iter().map(|(_, done)| done).collect(),
-                        )
+                        // Stored, but the partition left this gateway before folding it: a
+                        // phone's batch is stored all the same (its ack is true), a command's
+                        // result is the new holder's and unknown here.
+                        let answers = g
+                            .entries
+                            .into_iter()
+                            .map(|(r, done)| {
+                                let command = !matches!(
+                                    *r,
+                                    LogRecord::Batch { .. } | LogRecord::DepotTick { .. }
+                                );
+                                (done, in_doubt && command)
+                            })
+                            .collect();
+                        Outcome::Stored(a.sequence, answers)
                     }
                     Err(e) => Outcome::Failed(g.entries, e.to_string()),
                 }
@@ -302,10 +318,13 @@ pub async fn run_publisher(
             }
             Some(outcome) = p.pending.next(), if !p.pending.is_empty() => match outcome {
                 Outcome::Stored(seq, answers) => {
-                    for (i, done) in answers.into_iter().enumerate() {
+                    for (i, (done, in_doubt)) in answers.into_iter().enumerate() {
                         let lsn = lsn_of(seq, i);
                         last_lsn = last_lsn.max(lsn);
-                        done.send(Ok(lsn));
+                        done.send(match in_doubt {
+                            false => Ok(lsn),
+                            true => Err(LogError::InDoubt),
+                        });
                     }
                 }
                 Outcome::Barrier(done) => done.send(Ok(last_lsn + 1)),

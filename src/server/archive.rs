@@ -66,6 +66,9 @@ pub async fn archive_once(shared: &Shared) -> std::io::Result<usize> {
         core.finished_before(horizon)
             .into_iter()
             .filter_map(|id| core.route_view(&id))
+            // Folding only what it owns, a gateway archives the partitions it holds (not one
+            // it is still catching up, nor one it has just handed over).
+            .filter(|v| shared.serves(&v.depot.0).is_ok())
             .collect()
     };
     if views.is_empty() {

@@ -469,12 +469,24 @@ fn start_tasks(
 fn forward_parts(cluster: &Cluster, shared: &Arc<Shared>) -> ForwardParts {
     let resolve = depot_resolver(shared.state.core.clone());
     let owned = shared.owned.clone();
+    // Commands only (a phone's batch or a tick never travels this way), and only while this
+    // gateway both leases and holds the partition: during a hand-over the old holder stops
+    // answering before the new one starts, so a command is not committed twice.
     let holds = move |rec: &LogRecord| {
+        if matches!(
+            rec,
+            LogRecord::Batch { .. } | LogRecord::Tick { .. } | LogRecord::DepotTick { .. }
+        ) {
+            return false;
+        }
         let depot = match rec.depot() {
             Some(d) => Some(d.to_owned()),
             None => resolve(rec),
         };
-        depot.is_some_and(|d| owned.holds(partition_of_depot(&d, owned.partitions())))
+        depot.is_some_and(|d| {
+            let p = partition_of_depot(&d, owned.partitions());
+            owned.owns(p) && owned.holds(p)
+        })
     };
     let here = shared.clone();
     ForwardParts {
@@ -483,6 +495,13 @@ fn forward_parts(cluster: &Cluster, shared: &Arc<Shared>) -> ForwardParts {
         commit: Arc::new(move |rec| {
             let shared = here.clone();
             Box::pin(async move {
+                // The asker could not check an assignment against this partition's routes
+                // and parcels: the holder does.
+                if let LogRecord::RouteAssigned { route, .. } = &rec {
+                    if let Err(why) = crate::server::commands::check_ownership(&shared, route) {
+                        return forward::Answer::of(Err((ErrorCode::OutOfScope, why)));
+                    }
+                }
                 let r = match commit_here(&shared, Arc::new(rec)).await {
                     Ok(r) => Ok(r),
                     Err(Refusal::NotOwned(what)) => Err((

@@ -49,7 +49,10 @@ pub fn check_ids(route: &milepost_proto::route::Route) -> Result<(), String> {
 /// parcel (live on another depot's route, or in another depot's history). Checked before the
 /// record is logged, with the same answer whatever the other depot has, so that the refusal
 /// says nothing about it.
-fn check_ownership(shared: &Shared, route: &milepost_proto::route::Route) -> Result<(), String> {
+pub(crate) fn check_ownership(
+    shared: &Shared,
+    route: &milepost_proto::route::Route,
+) -> Result<(), String> {
     let other = || "the route or one of its parcels belongs to another depot".to_string();
     {
         let core = lock(&shared.state.core);

@@ -54,6 +54,15 @@ pub async fn commit_here(
             ))
         }
         Err(LogError::NotOwned(what)) => return Err(Refusal::NotOwned(what)),
+        // Not forwarded: it is stored, and a resend would apply it twice.
+        Err(LogError::InDoubt) => {
+            return Err(Refusal::Failed(
+                ErrorCode::ServerBusy,
+                "stored, but its depot changed gateway before the result was known: check \
+                 before resending"
+                    .into(),
+            ))
+        }
         Err(_) => {
             return Err(Refusal::Failed(
                 ErrorCode::StorageFailure,

@@ -60,6 +60,12 @@ pub enum LogError {
     /// the record's partition takes it.
     #[error("this gateway does not hold {0}: send it to the gateway that owns its partition")]
     NotOwned(String),
+    /// A cluster gateway stored the record, but its partition passed to another gateway
+    /// before it was folded here: its result is the other gateway's, unknown here.
+    #[error(
+        "stored, but its partition changed hands before it was applied here: its result is unknown"
+    )]
+    InDoubt,
 }
 
 impl LogError {

@@ -136,7 +136,17 @@ async fn accept_hello<'a>(
     };
     let limit = shared.cfg.limits.max_connections_per_subject;
     let hello_version = hello.version;
+    // Folding only the partitions it owns, a gateway takes the phones of the depots it holds:
+    // their watermark and their acks come from its fold. Others are told which gateway holds
+    // theirs.
+    let mut elsewhere = None;
     let admitted = check_hello(&hello, conn, shared).and_then(|claims| {
+        if claims.role == Role::Driver {
+            if let Err(e) = shared.serves(&claims.depot) {
+                elsewhere = Some(e.to_string());
+                return Err(ErrorCode::ServerBusy);
+            }
+        }
         let reg = shared
             .registry
             .register(&claims, &hello.token, conn, limit)?;
@@ -179,7 +189,10 @@ async fn accept_hello<'a>(
         }
         Err(code) => {
             // Tell the client why in a frame too, then give it a moment to read it.
-            let err = error_msg(code);
+            let err = match elsewhere {
+                Some(message) => ServerMsg::Error(milepost_proto::ErrorFrame { code, message }),
+                None => error_msg(code),
+            };
             if write_msg(&mut send, &err).await.is_ok() && send.finish().is_ok() {
                 let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
             }

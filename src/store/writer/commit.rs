@@ -58,7 +58,7 @@ impl Answers {
     /// records to the applier itself (a cluster's consumer) learns when they are applied.
     pub fn waiter() -> (
         Answers,
-        tokio::sync::oneshot::Receiver<Result<u64, crate::store::LogError>>,
+        tokio::sync::oneshot::Receiver<Result<u64, crate::store::log::LogError>>,
     ) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         (Answers(vec![(tx, 0)]), rx)

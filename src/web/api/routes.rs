@@ -62,7 +62,14 @@ async fn run_command(
 fn live_route(st: &WebState, caller: &Caller, id: &RouteId) -> Result<Route, ApiError> {
     let route = lock(&st.shared.state.core)
         .plan_in_order(id)
-        .ok_or_else(|| ApiError::not_found(format!("no live route {id}")))?;
+        .ok_or_else(|| match st.shared.owned.folds_owned_only() {
+            false => ApiError::not_found(format!("no live route {id}")),
+            // The gateway holds only its partitions' routes.
+            true => ApiError::not_found(format!(
+                "no live route {id} on this gateway (cluster.fold = \"owned\": ask the \
+                 gateway that holds its depot)"
+            )),
+        })?;
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     Ok(route)
 }
@@ -147,6 +154,15 @@ async fn assign(
         addresses,
     } = body;
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
+    // Folding only what it owns, a gateway takes the routes of the depots it holds (their
+    // answer, the route as folded, is there).
+    st.shared.serves(&route.depot.0).map_err(|e| {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "held_elsewhere",
+            e.to_string(),
+        )
+    })?;
     milepost_core::fleet::route::validate(&route)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     crate::server::commands::check_ids(&route).map_err(ApiError::unprocessable)?;

@@ -169,7 +169,11 @@ impl FleetCore {
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort();
-        ids.iter().filter_map(|id| self.remove_route(id)).collect()
+        let plans: Vec<Route> = ids.iter().filter_map(|id| self.remove_route(id)).collect();
+        for plan in &plans {
+            self.drop_service(plan);
+        }
+        plans
     }
 
     /// The depot of a route the core holds.

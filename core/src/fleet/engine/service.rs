@@ -318,6 +318,15 @@ impl FleetCore {
         }
     }
 
+    /// Forgets everything the book keeps of a route's parcels, failed attempts and wishes
+    /// included (its partition passed to another gateway, which folds them again).
+    pub(super) fn drop_service(&mut self, route: &milepost_proto::route::Route) {
+        for p in route.stops.iter().flat_map(|s| &s.parcels) {
+            self.service.parcels.remove(&p.tracking);
+            self.service.attempts.remove(&p.tracking);
+        }
+    }
+
     /// Forgets the service entries of a route's parcels (the route left the live state; what
     /// was said and changed stays in the parcels' feeds and history).
     /// A parcel whose attempt failed keeps its recipient's wish for the next one (and the
