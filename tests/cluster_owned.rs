@@ -19,12 +19,21 @@ use milepost_proto::{CommandKind, FeedTarget, Seq, ServerMsg};
 const PARTITIONS: u32 = 4;
 
 async fn gateway(nats: &Nats, node: &str, first: Option<&TestGateway>) -> TestGateway {
+    gateway_of(nats, node, first, PARTITIONS).await
+}
+
+async fn gateway_of(
+    nats: &Nats,
+    node: &str,
+    first: Option<&TestGateway>,
+    partitions: u32,
+) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::config(dir.path());
     cfg.cluster.url = Some(nats.url.clone());
     cfg.cluster.node = Some(node.into());
     cfg.cluster.prefix = "o".into();
-    cfg.cluster.partitions = PARTITIONS;
+    cfg.cluster.partitions = partitions;
     cfg.cluster.lease_ttl_s = 2;
     cfg.cluster.fold = FoldMode::Owned;
     if let Some(f) = first {
@@ -276,4 +285,85 @@ async fn a_gateway_with_another_secret_fold_mode_or_webhooks_is_refused() {
     let hooks = refused(|c| c.feed.webhooks = vec!["http://127.0.0.1:9/hook".into()]).await;
     assert!(hooks.contains("webhooks are not available"), "{hooks}");
     a.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
+    const PARTS: u32 = 6;
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway_of(&nats, "a", None, PARTS).await;
+    let b = gateway_of(&nats, "b", Some(&a), PARTS).await;
+    settle(&[&a, &b], &[3, 3]).await;
+    // A depot in the highest partition its holder has: the one it gives back when a third
+    // gateway joins (above the fair share, highest first).
+    let highest = |g: &TestGateway| *g.gw.shared().owned.held().last().unwrap();
+    let depot = (0..)
+        .map(|i| format!("depot-{i}"))
+        .find(|d| {
+            let p = partition_of_depot(d, PARTS);
+            p == highest(&a) || p == highest(&b)
+        })
+        .unwrap();
+    let p = partition_of_depot(&depot, PARTS);
+    let (old, _) = if a.gw.shared().owned.holds(p) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let mut route = example_route();
+    route.depot = depot.as_str().into();
+    let mut dispatch = old.dispatcher(&depot).await;
+    let r = dispatch
+        .command(1, CommandKind::AssignRoute(route))
+        .await
+        .unwrap();
+    assert!(matches!(r, ServerMsg::Done { .. }), "{r:?}");
+    let mut driver = old.driver("D1", &depot).await;
+    let mut clock = now_ms() - 3_000_000;
+    let mut seq = 1u64;
+    let fixes = leg(route_point(0), route_point(1), &mut clock, 120);
+    let (before, after) = fixes.split_at(fixes.len() / 2);
+    for chunk in before.chunks(8) {
+        driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        seq += chunk.len() as u64;
+    }
+
+    // A third gateway joins: the depot's partition moves to it. The pause (no gateway holding
+    // it) is bounded.
+    let c = gateway_of(&nats, "c", Some(&a), PARTS).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while old.gw.shared().owned.holds(p) {
+        assert!(Instant::now() < deadline, "the partition never moved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = Instant::now();
+    while !c.gw.shared().owned.holds(p) {
+        assert!(
+            Instant::now() < deadline,
+            "the new gateway never held the partition"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pause = left.elapsed();
+    eprintln!("partition {p} held by no gateway for {pause:?}");
+    assert!(pause < Duration::from_secs(5), "{pause:?}");
+    settle(&[&a, &b, &c], &[2, 2, 2]).await;
+
+    // The phone moves to the new holder: everything acked is there, and driving on works.
+    drop(driver);
+    let mut driver = c.driver("D1", &depot).await;
+    assert_eq!(driver.welcome.watermark, Seq(seq - 1));
+    for chunk in after.chunks(8) {
+        let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
+        assert_eq!(ack.duplicates, 0);
+        seq += chunk.len() as u64;
+    }
+    assert_eq!(
+        c.gw.shared().state.ledger.watermark(&"D1".into()),
+        Seq(seq - 1)
+    );
+    drop((driver, dispatch));
+    for g in [c, b, a] {
+        g.gw.shutdown().await;
+    }
 }
