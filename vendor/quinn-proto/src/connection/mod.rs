@@ -1660,6 +1660,13 @@ impl Connection {
             return;
         }
 
+        // Nothing left to probe since the timer was armed (its acks came in, or the path
+        // changed under it, as after a NAT rebinding): re-arm, which stops the timer, rather
+        // than probe (and trip the debug assertion below in test builds).
+        if self.path.in_flight.ack_eliciting == 0 && self.peer_completed_address_validation() {
+            self.set_loss_detection_timer(now);
+            return;
+        }
         let (_, space) = match self.pto_time_and_space(now) {
             Some(x) => x,
             None => {
