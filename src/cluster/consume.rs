@@ -100,36 +100,10 @@ async fn read(
         let Some(first) = first else {
             return Err("the consumer ended".into());
         };
+        let first = first.map_err(|e| e.to_string())?;
         // A failure part-way through still hands over what was read before it: `next` has
         // moved past those messages, so dropping them would lose them from the fold.
-        let mut failed = None;
-        let mut msg = match first {
-            Ok(m) => Some(m),
-            Err(e) => return Err(e.to_string()),
-        };
-        while let Some(m) = msg.take() {
-            let seq = match m.info() {
-                Ok(info) => info.stream_sequence,
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            };
-            if seq >= *next {
-                *next = seq + 1;
-                decode_into(seq, &m.payload, &mut group);
-            }
-            if group.len() >= GROUP {
-                break;
-            }
-            msg = match ready(&mut messages) {
-                Ok(m) => m,
-                Err(e) => {
-                    failed = Some(e);
-                    None
-                }
-            };
-        }
+        let (_, failed) = take_ready(first, &mut messages, next, &mut group, GROUP);
         if !group.is_empty() {
             let batch = std::mem::replace(&mut group, Vec::with_capacity(GROUP));
             // Blocks while the applier is behind: that is the backpressure we want here.
@@ -170,6 +144,45 @@ pub(crate) fn decode_into(seq: u64, payload: &[u8], group: &mut Vec<Committed>) 
             });
         }
     }
+}
+
+/// Takes `first`, then every message ready now, into `group` until it holds `max` records,
+/// skipping messages below stream sequence `next` (a redelivery) and moving `next` past those
+/// taken. Returns the sequence of the last message taken (0: none) and the failure that
+/// stopped it, if any; what was read before a failure is in `group` all the same.
+pub(crate) fn take_ready<S, E>(
+    first: async_nats::jetstream::Message,
+    messages: &mut S,
+    next: &mut u64,
+    group: &mut Vec<Committed>,
+    max: usize,
+) -> (u64, Option<String>)
+where
+    S: futures_util::Stream<Item = Result<async_nats::jetstream::Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut last = 0;
+    let mut msg = Some(first);
+    while let Some(m) = msg.take() {
+        match m.info() {
+            Ok(info) if info.stream_sequence >= *next => {
+                let seq = info.stream_sequence;
+                *next = seq + 1;
+                last = seq;
+                decode_into(seq, &m.payload, group);
+            }
+            Ok(_) => {}
+            Err(e) => return (last, Some(e.to_string())),
+        }
+        if group.len() >= max {
+            break;
+        }
+        msg = match ready(messages) {
+            Ok(m) => m,
+            Err(e) => return (last, Some(e)),
+        };
+    }
+    (last, None)
 }
 
 /// The consumer's next message if one is ready now (`Ok(None)`: none is); an error when the

@@ -32,7 +32,7 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::cluster::consume::{decode_into, ready};
+use crate::cluster::consume::take_ready;
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
 use crate::cluster::seq::lsn_of;
@@ -264,35 +264,8 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &Sender) -> Resu
         let Some(first) = messages.next().await else {
             return Err("the consumer ended".into());
         };
-        let mut msg = Some(first.map_err(|e| e.to_string())?);
-        let mut last_seq = 0;
-        let mut failed = None;
-        // Takes what is ready at once, up to a group.
-        while let Some(m) = msg.take() {
-            match m.info() {
-                Ok(info) if info.stream_sequence >= next => {
-                    let seq = info.stream_sequence;
-                    next = seq + 1;
-                    last_seq = seq;
-                    decode_into(seq, &m.payload, &mut group);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-            if group.len() >= GROUP {
-                break;
-            }
-            msg = match ready(&mut messages) {
-                Ok(m) => m,
-                Err(e) => {
-                    failed = Some(e);
-                    None
-                }
-            };
-        }
+        let first = first.map_err(|e| e.to_string())?;
+        let (last_seq, failed) = take_ready(first, &mut messages, &mut next, &mut group, GROUP);
         if !group.is_empty() {
             records += group.len() as u64;
             let mut commit: CommitGroup = std::mem::take(&mut group).into();

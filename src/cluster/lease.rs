@@ -213,7 +213,10 @@ pub async fn run(
                 tracing::info!(partition = p, "lease taken");
             }
         }
-        refresh_owners(&kv, &owned).await;
+        // Only a gateway that folds what it owns tells clients where a partition is.
+        if owned.folds_owned_only() {
+            refresh_owners(&kv, &owned).await;
+        }
     }
     for p in 0..partitions {
         if let Some(rev) = held[p as usize] {

@@ -6,6 +6,8 @@
 //!
 //! - [`boot`]: starting a gateway as named steps (data dir, recovery, log, applier, endpoint,
 //!   listeners, tasks, cluster parts) and stopping it.
+//! - [`cluster_parts`]: joining a cluster, the addresses advertised, and the parts that run
+//!   beside a cluster gateway (leases, ticks, shared state, forwarded commands).
 //! - [`shared`]: [`Shared`], the state every session and task shares, and its [`Stats`].
 //! - [`clock`]: [`Clock`], the injectable clock the server reads.
 //! - [`recover`]: the fleet state from snapshot and log tail (or the cluster's stream).
@@ -33,6 +35,7 @@ pub mod backend;
 pub mod boot;
 pub mod cids;
 pub mod clock;
+pub mod cluster_parts;
 pub mod commands;
 pub mod commit;
 pub mod error;
