@@ -386,6 +386,9 @@ pub fn local_tick(now_ms: i64) -> LogRecord {
     }
 }
 
+#[path = "fold_part.rs"]
+mod part;
+
 #[cfg(test)]
 #[path = "fold_tests.rs"]
 mod tests;

@@ -252,3 +252,90 @@ fn a_released_partition_folded_again_comes_back_the_same() {
     assert_eq!(feeds(&fleet, &b, 4), b_before);
     assert_eq!(feeds(&fleet, &a, 3), a_before);
 }
+
+/// Partition `pb`'s image after its first `cut` records, through the codec, installed into a
+/// fleet that already folded the whole of the other partition; then `pb`'s later records
+/// folded on. `spoil` may damage the image first.
+fn taken_over_at(
+    recs: &[LogRecord],
+    (a, b): (&str, &str),
+    cut: usize,
+    spoil: impl Fn(&mut crate::store::image::PartImage),
+) -> Fleet {
+    let pb = partition_of_depot(b, PARTS);
+    let of_b: Vec<&LogRecord> = recs.iter().filter(|r| depot_of(r, a, b) == pb).collect();
+    let mut from = Fleet::new(cfg(), &FeedConfig::default());
+    // The gateway the image comes from folds both partitions.
+    let (mut out, mut touched) = (Vec::new(), Vec::new());
+    let mut seen = 0;
+    for r in recs {
+        let early = depot_of(r, a, b) != pb || {
+            seen += 1;
+            seen <= cut
+        };
+        if early {
+            from.parts().apply(r, &mut out, &mut touched);
+        }
+    }
+    let bytes = milepost_proto::encode(&from.parts().part_image(pb, PARTS, 7, 9)).unwrap();
+    let mut image: crate::store::image::PartImage =
+        milepost_proto::codec::decode_trusted(&bytes).unwrap();
+    assert_eq!(
+        (image.partition, image.lsn_next, image.taken_ms),
+        (pb, 7, 9)
+    );
+    spoil(&mut image);
+    let mut to = Fleet::new(cfg(), &FeedConfig::default());
+    fold(recs, |r| depot_of(r, a, b) != pb, &mut to);
+    to.parts().install(image);
+    for r in &of_b[cut..] {
+        to.parts().apply(r, &mut out, &mut touched);
+    }
+    to
+}
+
+#[test]
+fn a_partition_image_installed_and_folded_on_is_the_whole_fold() {
+    let (a, b) = two_depots();
+    let recs = day(&a, &b);
+    let pb = partition_of_depot(&b, PARTS);
+    let mut all = Fleet::new(cfg(), &FeedConfig::default());
+    fold(&recs, |_| true, &mut all);
+    let (whole_a, whole_b) = (feeds(&all, &a, 3), feeds(&all, &b, 4));
+    let db: DriverId = format!("d-{b}").as_str().into();
+    let rb = format!("R-{b}").as_str().into();
+    let n = recs.iter().filter(|r| depot_of(r, &a, &b) == pb).count();
+    let mut spoiled_differs = false;
+    // Before anything, at the start of the route, around each stop's dwell, after the failed
+    // attempt, and at the very end.
+    for cut in [0, 1, 40, 80, 120, 160, 200, 240, n - 1, n] {
+        let to = taken_over_at(&recs, (&a, &b), cut, |_| {});
+        assert_eq!(feeds(&to, &b, 4), whole_b, "cut at {cut}");
+        assert_eq!(feeds(&to, &a, 3), whole_a, "cut at {cut}");
+        assert_eq!(to.ledger.watermark(&db), all.ledger.watermark(&db));
+        assert_eq!(to.positions.get(&db), all.positions.get(&db));
+        assert_eq!(
+            to.core.route_view(&rb),
+            all.core.route_view(&rb),
+            "cut at {cut}"
+        );
+        assert_eq!(
+            to.core.failed_attempts(&format!("{b}-T1").as_str().into()),
+            1
+        );
+        // The test has teeth: without the partition's calibration and the routes' windows,
+        // the windows published after the cut differ.
+        let spoiled = taken_over_at(&recs, (&a, &b), cut, |i| {
+            i.core.calibration = None;
+            i.core
+                .windows
+                .iter_mut()
+                .for_each(|w| *w = Default::default());
+        });
+        spoiled_differs |= feeds(&spoiled, &b, 4) != whole_b;
+    }
+    assert!(
+        spoiled_differs,
+        "the calibration in the image changes nothing"
+    );
+}

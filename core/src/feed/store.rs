@@ -156,6 +156,41 @@ impl FeedStore {
         }
     }
 
+    /// A copy of the feeds of depots `keep` selects and of `parcels` (a partition's image;
+    /// the milestones for webhooks are not in it).
+    pub fn part<'a>(
+        &self,
+        keep: impl Fn(&DepotId) -> bool,
+        parcels: impl IntoIterator<Item = &'a TrackingNumber>,
+    ) -> FeedStore {
+        let mut part = FeedStore::new(self.depot_cap, self.milestones.cap);
+        part.depots = self
+            .depots
+            .iter()
+            .filter(|(d, _)| keep(d))
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        part.route_depot = self
+            .route_depot
+            .iter()
+            .filter(|(_, d)| keep(d))
+            .map(|(r, d)| (r.clone(), d.clone()))
+            .collect();
+        for t in parcels {
+            if let Some(v) = self.parcels.get(t) {
+                part.parcels.insert(t.clone(), v.clone());
+            }
+        }
+        part
+    }
+
+    /// Takes in the feeds of a partition's image ([`FeedStore::part`]).
+    pub fn absorb(&mut self, part: FeedStore) {
+        self.depots.extend(part.depots);
+        self.route_depot.extend(part.route_depot);
+        self.parcels.extend(part.parcels);
+    }
+
     /// The depot of a route.
     pub fn depot_of(&self, route: &RouteId) -> Option<&DepotId> {
         self.route_depot.get(route)

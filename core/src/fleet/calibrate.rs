@@ -59,7 +59,7 @@ impl Default for Calibration {
 
 /// What the windows are made from now: per horizon, the scaled error quantiles and how much
 /// they weigh. Small and `Copy`, so each route keeps the fleet's current one.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Windows {
     lo: [f64; N],
     hi: [f64; N],

@@ -1,5 +1,6 @@
 //! What a snapshot holds: the fold of every log record before `lsn_next` (the durable dedupe
-//! ledger, the live positions, the fleet core and the feeds), as serde types. The file around
+//! ledger, the live positions, the fleet core and the feeds), as serde types; and what the
+//! image of one partition of depots holds ([`PartImageRef`]). The file around
 //! it (magic, length, CRC, fsync and rename) is the shell's `milepost::store::snapshot`.
 
 use milepost_proto::route::RouteId;
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::analytics::{RouteTally, Tally};
 use crate::feed::FeedStore;
 use crate::fleet::calibrate::Calibration;
-use crate::fleet::engine::{CoreSnapshot, CoreSnapshotRef, ServiceBook};
+use crate::fleet::engine::{CorePart, CorePartRef, CoreSnapshot, CoreSnapshotRef, ServiceBook};
 use crate::store::ledger::LedgerEntry;
 
 /// One driver's live position in a snapshot.
@@ -76,4 +77,48 @@ pub struct Snapshot {
     /// The analytics tally (see [`SnapshotRef::tally`]).
     #[serde(skip)]
     pub tally: Tally,
+}
+
+/// The image of one partition of depots (a cluster gateway that folds only the partitions it
+/// owns keeps one per partition it holds): the fold of every record of the partition before
+/// `lsn_next`, and nothing of any other partition.
+#[derive(Serialize)]
+pub struct PartImageRef<'a> {
+    /// The partition.
+    pub partition: u32,
+    /// Of how many.
+    pub partitions: u32,
+    /// First record of the partition not folded into this image.
+    pub lsn_next: u64,
+    /// When it was taken, UTC ms.
+    pub taken_ms: i64,
+    /// The durable dedupe state of the partition's drivers.
+    pub ledger: Vec<LedgerEntry>,
+    /// Their live positions.
+    pub positions: Vec<PositionEntry>,
+    /// The partition's routes and what the core keeps of their parcels.
+    pub core: CorePartRef<'a>,
+    /// The feeds of the partition's depots and parcels.
+    pub feed: FeedStore,
+}
+
+/// A partition's image read back.
+#[derive(Deserialize)]
+pub struct PartImage {
+    /// The partition.
+    pub partition: u32,
+    /// Of how many.
+    pub partitions: u32,
+    /// First record of the partition not folded into this image.
+    pub lsn_next: u64,
+    /// When it was taken, UTC ms.
+    pub taken_ms: i64,
+    /// See [`PartImageRef::ledger`].
+    pub ledger: Vec<LedgerEntry>,
+    /// See [`PartImageRef::positions`].
+    pub positions: Vec<PositionEntry>,
+    /// See [`PartImageRef::core`].
+    pub core: CorePart,
+    /// See [`PartImageRef::feed`].
+    pub feed: FeedStore,
 }

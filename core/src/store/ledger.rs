@@ -206,10 +206,17 @@ impl Ledger {
         })
     }
 
-    /// Every driver's durable state, for a snapshot.
+    /// Every driver's durable state, for a snapshot (in driver order).
     pub fn export(&self) -> Vec<LedgerEntry> {
-        self.drivers
+        self.export_of(|_| true)
+    }
+
+    /// The durable state of the drivers `keep` selects (a partition's image).
+    pub fn export_of(&self, keep: impl Fn(&DriverId) -> bool) -> Vec<LedgerEntry> {
+        let mut v: Vec<LedgerEntry> = self
+            .drivers
             .iter()
+            .filter(|e| keep(e.key()))
             .map(|e| LedgerEntry {
                 driver: e.key().clone(),
                 watermark: e.watermark,
@@ -217,7 +224,16 @@ impl Ledger {
                 newest: e.newest,
                 last: e.last,
             })
-            .collect()
+            .collect();
+        v.sort_by(|a, b| a.driver.cmp(&b.driver));
+        v
+    }
+
+    /// Takes in drivers' durable state (a partition's image), replacing what was known of them.
+    pub fn absorb_entries(&self, entries: Vec<LedgerEntry>) {
+        for (driver, l) in Ledger::import(entries).drivers {
+            self.drivers.insert(driver, l);
+        }
     }
 
     /// Rebuilds a ledger from a snapshot.

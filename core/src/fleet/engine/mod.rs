@@ -21,8 +21,10 @@ use crate::fleet::route::{validate, RouteError};
 use crate::fleet::run::RouteRun;
 use crate::fleet::view::RouteView;
 
+pub use part::{AttemptEntry, CorePart, CorePartRef};
 pub use service::{MessageLimits, ParcelService, ServiceBook, ServiceError};
 
+mod part;
 mod service;
 mod tally;
 
@@ -173,6 +175,7 @@ impl FleetCore {
         for plan in &plans {
             self.drop_service(plan);
         }
+        self.forget_attempts(&gone);
         plans
     }
 

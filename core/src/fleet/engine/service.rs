@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use milepost_proto::route::{
-    DeliveryChange, DriverEvent, MessageFrom, ParcelEvent, ParcelState, ParcelUpdate, RouteId,
-    TrackingNumber, Update,
+    DeliveryChange, DepotId, DriverEvent, MessageFrom, ParcelEvent, ParcelState, ParcelUpdate,
+    RouteId, TrackingNumber, Update,
 };
 use milepost_proto::service::{valid_text, MAX_MESSAGE};
 use serde::{Deserialize, Serialize};
@@ -38,11 +38,16 @@ impl Default for MessageLimits {
 /// was archived or cancelled).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceBook {
-    parcels: BTreeMap<TrackingNumber, ParcelService>,
+    pub(super) parcels: BTreeMap<TrackingNumber, ParcelService>,
     /// Failed attempts so far, and the time of the newest.
-    attempts: BTreeMap<TrackingNumber, (u32, i64)>,
+    pub(super) attempts: BTreeMap<TrackingNumber, (u32, i64)>,
     /// When `attempts` was last pruned.
     pruned_ms: i64,
+    /// The depot each failed attempt was made for: a partition's image carries the attempts
+    /// of its depots, also of parcels whose route is gone. Not in the single box's snapshot
+    /// (it has one partition).
+    #[serde(skip)]
+    pub(super) depots: BTreeMap<TrackingNumber, DepotId>,
 }
 
 impl ServiceBook {
@@ -62,7 +67,7 @@ pub struct ParcelService {
     pub change: Option<(DeliveryChange, i64)>,
     /// The route the change took the parcel off, if it did (a later route for it, assigned
     /// by the back office, delivers it).
-    withdrew: Option<RouteId>,
+    pub(super) withdrew: Option<RouteId>,
     /// Times of the messages of the last hour, per side (for the rate limit).
     sent: Vec<(MessageFrom, i64)>,
 }
@@ -304,11 +309,17 @@ impl FleetCore {
 
     /// Remembers that a parcel's attempt failed at `at_ms` (now `attempt` failures in all).
     pub fn count_failure(&mut self, tracking: &TrackingNumber, attempt: u32, at_ms: i64) {
+        let depot = self.depot_of_parcel(tracking).cloned();
         let book = &mut self.service;
         book.attempts.insert(tracking.clone(), (attempt, at_ms));
+        if let Some(depot) = depot {
+            book.depots.insert(tracking.clone(), depot);
+        }
         if at_ms - book.pruned_ms > 86_400_000 {
             book.attempts
                 .retain(|_, (_, last)| *last > at_ms - ATTEMPTS_KEPT_MS);
+            let attempts = &book.attempts;
+            book.depots.retain(|t, _| attempts.contains_key(t));
             book.parcels.retain(|_, e| {
                 e.change
                     .as_ref()
@@ -324,6 +335,7 @@ impl FleetCore {
         for p in route.stops.iter().flat_map(|s| &s.parcels) {
             self.service.parcels.remove(&p.tracking);
             self.service.attempts.remove(&p.tracking);
+            self.service.depots.remove(&p.tracking);
         }
     }
 

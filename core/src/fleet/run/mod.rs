@@ -302,6 +302,15 @@ impl RouteRun {
         self.refresh_service(cfg);
     }
 
+    /// [`RouteRun::rebuild`] for a route moved whole from another core (a partition's image),
+    /// whose place on the route is as it was there: the next fix is located as it would have
+    /// been there, not on the whole route.
+    pub(crate) fn rebuild_moved(&mut self, cfg: &CoreConfig) {
+        let relocate = self.relocate;
+        self.rebuild(cfg);
+        self.relocate = relocate;
+    }
+
     /// Sets a new visiting order (a permutation of stop indices, checked by the caller).
     pub fn resequence(
         &mut self,
