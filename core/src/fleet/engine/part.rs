@@ -77,7 +77,7 @@ impl FleetCore {
             .collect();
         let book = &self.service;
         let ours =
-            |t: &TrackingNumber| parcels.contains(t) || book.depots.get(t).is_some_and(|d| keep(d));
+            |t: &TrackingNumber| parcels.contains(t) || book.depots.get(t).is_some_and(&keep);
         CorePartRef {
             routes: runs.iter().map(|(_, r)| *r).collect(),
             windows: runs.iter().map(|(_, r)| r.windows).collect(),
