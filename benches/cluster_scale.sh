@@ -18,9 +18,8 @@ W=$(mktemp -d); OUT=${OUT:-target/cluster-scale}; mkdir -p "$OUT"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-nats-server -a 127.0.0.1 -p -1 -js -sd "$W/nats" > "$OUT/nats.log" 2>&1 & NP=$!; PIDS+=($NP)
-for _ in $(seq 50); do grep -q 'client connections on' "$OUT/nats.log" && break; sleep 0.1; done
-URL=$(grep -o 'client connections on [0-9.:]*' "$OUT/nats.log" | awk '{print $4}')
+. benches/cluster_lib.sh
+start_nats
 S=bench-secret-bench-secret-bench-secret
 G=()
 for i in $(seq 0 $((N-1))); do
@@ -41,17 +40,7 @@ sleep 4
 PORT=$(grep -o "addr=127.0.0.1:[0-9]*" "$OUT/g0.log" | head -1 | cut -d: -f2)
 [ -n "$PORT" ] || { echo "g0 did not start: $OUT/g0.log" >&2; exit 1; }
 TRACE=../shared/data/geolife_sample/geolife_sample.txt.gz
-if [ -n "${ROUTES:-}" ]; then
-    # A route per driver (10 stops along the trace), so that the fold does what it does on a
-    # delivery day: route progress and the ETAs of every remaining stop on every fix.
-    python3 benches/sim_routes.py --drivers "$DRIVERS" --depots "${DEPOTS:-48}" --trace $TRACE --out "$W/routes"
-    for d in "$W"/routes/*; do
-        T=$(target/release/milepost token --secret $S --role dispatcher --subject "$(basename "$d")" --ttl 1h)
-        target/release/milepost route load --server "127.0.0.1:$PORT" --ca "$W/g0/certs/ca.pem" \
-            --token "$T" "$d"/*.json > /dev/null
-    done
-    echo "routes assigned: $(ls "$W"/routes/*/*.json | wc -l)"
-fi
+[ -z "${ROUTES:-}" ] || load_routes "$PORT" "$TRACE"
 target/release/milepost replay --trace ../shared/data/geolife_sample/geolife_sample.txt.gz \
     --format geolife --server "127.0.0.1:$PORT" --ca "$W/g0/certs/ca.pem" --secret $S \
     --drivers "$DRIVERS" --depots "${DEPOTS:-48}" --rate 1 --duration 25s --ramp 5s \

@@ -74,16 +74,41 @@ impl FleetState {
     /// gateway that folds only what it owns lost their leases. Returns how many routes and
     /// drivers went.
     pub fn release(&self, released: &[u32], partitions: u32) -> (usize, usize) {
+        self.with_parts(|p| p.release(released, partitions))
+    }
+
+    /// The encoded image of partition `partition` (of `partitions`) after records
+    /// `..lsn_next` (see [`Parts::part_image`]): what a cluster gateway that folds only what it
+    /// owns keeps in the cluster, so that a takeover starts from it.
+    pub fn part_image(
+        &self,
+        partition: u32,
+        partitions: u32,
+        lsn_next: u64,
+        taken_ms: i64,
+    ) -> Result<Vec<u8>, milepost_proto::CodecError> {
+        self.with_parts(|p| {
+            milepost_proto::encode(&p.part_image(partition, partitions, lsn_next, taken_ms))
+        })
+    }
+
+    /// Installs a partition's image (see [`Parts::install`]); returns how many routes and
+    /// drivers it brought.
+    pub fn install(&self, image: milepost_core::store::image::PartImage) -> (usize, usize) {
+        self.with_parts(|p| p.install(image))
+    }
+
+    /// Runs `f` on the parts, holding their locks in the fold's order.
+    fn with_parts<R>(&self, f: impl FnOnce(&mut Parts<'_>) -> R) -> R {
         let mut positions = lock(&self.positions);
         let mut core = lock(&self.core);
         let mut feed = lock(&self.feed);
-        Parts {
+        f(&mut Parts {
             ledger: &self.ledger,
             positions: &mut positions,
             core: &mut core,
             feed: &mut feed,
-        }
-        .release(released, partitions)
+        })
     }
 
     /// The same state, writing closed routes' history to `history`.

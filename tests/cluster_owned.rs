@@ -7,6 +7,7 @@
 //! set (CI sets it).
 
 mod common;
+mod web_support;
 
 use std::time::{Duration, Instant};
 
@@ -19,14 +20,17 @@ use milepost_proto::{CommandKind, FeedTarget, Seq, ServerMsg};
 const PARTITIONS: u32 = 4;
 
 async fn gateway(nats: &Nats, node: &str, first: Option<&TestGateway>) -> TestGateway {
-    gateway_of(nats, node, first, PARTITIONS).await
+    gateway_of(nats, node, first, PARTITIONS, 1).await
 }
 
+/// A gateway of `partitions` partitions writing partition images every `snapshot_s` seconds
+/// (0: never, so that a takeover reads the partition's subject from the start).
 async fn gateway_of(
     nats: &Nats,
     node: &str,
     first: Option<&TestGateway>,
     partitions: u32,
+    snapshot_s: u64,
 ) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::config(dir.path());
@@ -36,6 +40,8 @@ async fn gateway_of(
     cfg.cluster.partitions = partitions;
     cfg.cluster.lease_ttl_s = 2;
     cfg.cluster.fold = FoldMode::Owned;
+    cfg.cluster.partition_snapshot_s = snapshot_s;
+    cfg.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     if let Some(f) = first {
         cfg.cert = Some(f.dir.path().join("certs/server.pem"));
         cfg.key = Some(f.dir.path().join("certs/server.key"));
@@ -71,13 +77,23 @@ fn holds(g: &TestGateway, depot: &str) -> bool {
         .holds(partition_of_depot(depot, PARTITIONS))
 }
 
+/// Two gateways of [`PARTITIONS`] partitions, settled: the one that holds depot "north" and
+/// the other.
+async fn two_gateways(nats: &Nats) -> (TestGateway, TestGateway) {
+    let a = gateway(nats, "a", None).await;
+    let b = gateway(nats, "b", Some(&a)).await;
+    settle(&[&a, &b], &[2, 2]).await;
+    if holds(&a, "north") {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_offsets() {
     let Some(nats) = Nats::start() else { return };
-    let a = gateway(&nats, "a", None).await;
-    let b = gateway(&nats, "b", Some(&a)).await;
-    settle(&[&a, &b], &[2, 2]).await;
-    let (owner, other) = if holds(&a, "north") { (a, b) } else { (b, a) };
+    let (owner, other) = two_gateways(&nats).await;
     assert!(!holds(&other, "north"));
 
     // A dispatcher on the other gateway assigns the route: the command is forwarded to the
@@ -196,11 +212,41 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
     .await;
     let seen: Vec<_> = seen.into_iter().chain(more).collect();
 
-    // The owner goes away: the other gateway takes its partitions, catches them up from their
-    // subjects, and the recipient resumes there from its last offset.
+    // The owner keeps its partitions' images: two more rounds after the delivery, so that the
+    // newest holds it.
+    let written = || {
+        owner
+            .gw
+            .shared()
+            .owned
+            .takeover
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = written();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written() < before + 2 {
+        assert!(Instant::now() < deadline, "no partition image written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The owner goes away: the other gateway takes its partitions, starting from their images
+    // and catching up from their subjects after them, and the recipient resumes there from
+    // its last offset.
     drop((feed, recipient, dispatch));
     owner.gw.shutdown().await;
     settle(&[&other], &[PARTITIONS as usize]).await;
+    let takeover = &other.gw.shared().owned.takeover;
+    assert!(
+        takeover.loaded.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "no takeover started from an image"
+    );
+    assert_eq!(
+        takeover
+            .load_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     let recipient = other.recipient("MP100000001").await;
     let mut from_start = recipient
         .subscribe(FeedTarget::Parcel("MP100000001".into()), Some(0))
@@ -291,8 +337,8 @@ async fn a_gateway_with_another_secret_fold_mode_or_webhooks_is_refused() {
 async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
     const PARTS: u32 = 6;
     let Some(nats) = Nats::start() else { return };
-    let a = gateway_of(&nats, "a", None, PARTS).await;
-    let b = gateway_of(&nats, "b", Some(&a), PARTS).await;
+    let a = gateway_of(&nats, "a", None, PARTS, 0).await;
+    let b = gateway_of(&nats, "b", Some(&a), PARTS, 0).await;
     settle(&[&a, &b], &[3, 3]).await;
     // A depot in the highest partition its holder has: the one it gives back when a third
     // gateway joins (above the fair share, highest first).
@@ -327,10 +373,24 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
         driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
         seq += chunk.len() as u64;
     }
+    // A recipient follows a parcel of the route on its holder.
+    let recipient = old
+        .session_as(
+            milepost::auth::Role::Recipient,
+            "MP100000001",
+            "MP100000001",
+            &depot,
+        )
+        .await
+        .unwrap();
+    let mut feed = recipient
+        .subscribe(FeedTarget::Parcel("MP100000001".into()), None)
+        .await
+        .unwrap();
 
     // A third gateway joins: the depot's partition moves to it. The pause (no gateway holding
     // it) is bounded.
-    let c = gateway_of(&nats, "c", Some(&a), PARTS).await;
+    let c = gateway_of(&nats, "c", Some(&a), PARTS, 0).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while old.gw.shared().owned.holds(p) {
         assert!(Instant::now() < deadline, "the partition never moved");
@@ -349,6 +409,17 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
     assert!(pause < Duration::from_secs(5), "{pause:?}");
     settle(&[&a, &b, &c], &[2, 2, 2]).await;
 
+    // The recipient's feed on the old holder ends, telling it to go elsewhere.
+    let mut told = String::new();
+    while !told.contains("ServerBusy") {
+        match tokio::time::timeout(Duration::from_secs(5), feed.next()).await {
+            Ok(m) => told = format!("{m:?}"),
+            Err(_) => panic!("the feed of a released partition stayed open: {told}"),
+        }
+    }
+    assert!(told.contains("does not hold partition"), "{told}");
+    drop((feed, recipient));
+
     // The phone moves to the new holder: everything acked is there, and driving on works.
     drop(driver);
     let mut driver = c.driver("D1", &depot).await;
@@ -366,4 +437,119 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
     for g in [c, b, a] {
         g.gw.shutdown().await;
     }
+}
+
+/// `method path` on `g`'s web listener with `key`, and a JSON body.
+async fn api(
+    g: &TestGateway,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&serde_json::Value>,
+) -> web_support::Resp {
+    let auth = format!("Bearer {key}");
+    let text = body.map(|b| b.to_string());
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if text.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let addr = g.gw.web_addr.expect("web listener on");
+    web_support::request(addr, method, path, &headers, text.as_deref()).await
+}
+
+/// A new API key `name` with `scope`, written to `a`'s key file and copied to `b`'s (each picks
+/// it up within a second).
+async fn shared_key(a: &TestGateway, b: &TestGateway, name: &str, scope: &str) -> String {
+    use milepost::apikeys::{KeyFile, Scope, FILE};
+    let path = a.dir.path().join(FILE);
+    let mut f = KeyFile::read(&path).unwrap();
+    let scopes = vec![Scope::parse(scope).unwrap()];
+    let (_, key) = f.create(name, scopes, now_ms()).unwrap();
+    f.write(&path).unwrap();
+    std::fs::copy(&path, b.dir.path().join(FILE)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_back_office_api_reaches_the_gateway_that_holds_a_route_from_any_gateway() {
+    let Some(nats) = Nats::start() else { return };
+    let (owner, other) = two_gateways(&nats).await;
+    let owner_node = owner.gw.shared().cluster.as_ref().unwrap().node.clone();
+    // One back-office key, in both gateways' key files.
+    let key = shared_key(&owner, &other, "orders", "backoffice:north").await;
+
+    // Created through the gateway that does not hold the depot: the holder takes it.
+    let mut route = example_route();
+    route.id = "R-REL-1".into();
+    let body = serde_json::to_value(&route).unwrap();
+    let created = api(&other, "PUT", "/api/v1/routes/R-REL-1", &key, Some(&body)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(
+        created.header("x-milepost-served-by"),
+        Some(owner_node.as_str())
+    );
+    assert!(owner
+        .gw
+        .shared()
+        .state
+        .core
+        .lock()
+        .unwrap()
+        .route_view(&"R-REL-1".into())
+        .is_some());
+    assert!(other
+        .gw
+        .shared()
+        .state
+        .core
+        .lock()
+        .unwrap()
+        .route_view(&"R-REL-1".into())
+        .is_none());
+
+    // Read, re-sequenced and its parcel read, all through the other gateway.
+    let got = api(&other, "GET", "/api/v1/routes/R-REL-1", &key, None).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["route_id"], "R-REL-1");
+    let order: Vec<String> = route.stops.iter().rev().map(|s| s.id.0.clone()).collect();
+    let seq = serde_json::json!({ "order": order });
+    let s = api(
+        &other,
+        "POST",
+        "/api/v1/routes/R-REL-1/sequence",
+        &key,
+        Some(&seq),
+    )
+    .await;
+    assert_eq!(s.status, 200, "{}", s.text());
+    assert_eq!(s.json()["stops"][0]["id"], order[0].as_str());
+    let tracking = route.stops[0].parcels[0].tracking.0.clone();
+    let parcel = api(
+        &other,
+        "GET",
+        &format!("/api/v1/parcels/{tracking}"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(parcel.status, 200, "{}", parcel.text());
+    assert_eq!(parcel.json()["live"], true);
+    assert_eq!(
+        parcel.header("x-milepost-served-by"),
+        Some(owner_node.as_str())
+    );
+
+    // What no gateway holds is a plain 404, answered once every gateway said so.
+    let none = api(&other, "GET", "/api/v1/routes/R-NOWHERE", &key, None).await;
+    assert_eq!(none.status, 404, "{}", none.text());
+    assert_eq!(none.json()["code"], "not_found");
+    assert!(none.header("x-milepost-served-by").is_none());
+    // A key that does not cover the depot learns nothing from the holder either.
+    let outsider = shared_key(&owner, &other, "south", "backoffice:south").await;
+    let hidden = api(&other, "GET", "/api/v1/routes/R-REL-1", &outsider, None).await;
+    assert_eq!(hidden.status, 404, "{}", hidden.text());
+
+    owner.gw.shutdown().await;
+    other.gw.shutdown().await;
 }

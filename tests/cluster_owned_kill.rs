@@ -168,7 +168,7 @@ async fn killing_a_partition_owner_hands_its_depots_over_and_loses_nothing_acked
         &nats.url,
         &format!(
             "[cluster]\nprefix = \"okill\"\npartitions = {PARTITIONS}\nlease_ttl_s = 2\n\
-             fold = \"owned\"\n"
+             fold = \"owned\"\npartition_snapshot_s = 1\n"
         ),
     );
     let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());

@@ -37,6 +37,10 @@ pub struct ClusterConfig {
     /// `owned` (each folds only the partitions of depots it leases, so adding gateways adds
     /// capacity; see `docs/CLUSTER.md`). Fixed for the life of the stream, like `partitions`.
     pub fold: FoldMode,
+    /// With `fold = "owned"`: every this many seconds, the holder of a partition writes the
+    /// partition's image to the fleet's object store, and a takeover starts from the newest
+    /// one instead of the start of the stream (0: never; takeovers read the whole subject).
+    pub partition_snapshot_s: u64,
     /// The QUIC address other gateways name when they tell a client this gateway holds what
     /// it asked for (`cluster.fold = "owned"`). Unset: the address it listens on.
     pub advertise_quic: Option<String>,
@@ -72,6 +76,7 @@ impl Default for ClusterConfig {
             max_bytes: -1,
             group_linger_us: 1000,
             fold: FoldMode::All,
+            partition_snapshot_s: 30,
             advertise_quic: None,
             advertise_web: None,
         }

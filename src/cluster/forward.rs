@@ -116,12 +116,55 @@ pub async fn ask(
 }
 
 /// Answers the forwarded commands this gateway holds, until `stop`.
-pub async fn run(parts: ForwardParts, mut stop: watch::Receiver<bool>) {
+pub async fn run(parts: ForwardParts, stop: watch::Receiver<bool>) {
     let client = parts.cluster.js.client();
-    let mut sub = match client.subscribe(subject(&parts.cluster)).await {
+    let subject = subject(&parts.cluster);
+    each_request(
+        &parts.cluster,
+        subject,
+        "forwarded commands",
+        stop,
+        |msg, reply| {
+            let record = match milepost_proto::codec::decode::<LogRecord>(&msg.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "undecodable forwarded command ignored");
+                    return;
+                }
+            };
+            if !(parts.holds)(&record) {
+                return;
+            }
+            let (commit, client) = (parts.commit.clone(), client.clone());
+            tokio::spawn(async move {
+                let answer = commit(record).await;
+                match serde_json::to_vec(&answer) {
+                    Ok(body) => {
+                        if let Err(e) = client.publish(reply, body.into()).await {
+                            tracing::warn!(error = %e, "answer to a forwarded command lost");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unencodable answer"),
+                }
+            });
+        },
+    )
+    .await;
+}
+
+/// Takes the requests on `subject` (`what`, for the log) until `stop`, handing each with its
+/// reply subject to `each` (requests without one are dropped).
+pub async fn each_request(
+    cluster: &Cluster,
+    subject: String,
+    what: &str,
+    mut stop: watch::Receiver<bool>,
+    mut each: impl FnMut(async_nats::Message, async_nats::Subject),
+) {
+    let mut sub = match cluster.js.client().subscribe(subject).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot take forwarded commands");
+            tracing::error!(error = %e, "cannot take {what}");
             return;
         }
     };
@@ -131,30 +174,8 @@ pub async fn run(parts: ForwardParts, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         };
         let Some(msg) = msg else { return };
-        let Some(reply) = msg.reply.clone() else {
-            continue;
-        };
-        let record = match milepost_proto::codec::decode::<LogRecord>(&msg.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable forwarded command ignored");
-                continue;
-            }
-        };
-        if !(parts.holds)(&record) {
-            continue;
+        if let Some(reply) = msg.reply.clone() {
+            each(msg, reply);
         }
-        let (commit, client) = (parts.commit.clone(), client.clone());
-        tokio::spawn(async move {
-            let answer = commit(record).await;
-            match serde_json::to_vec(&answer) {
-                Ok(body) => {
-                    if let Err(e) = client.publish(reply, body.into()).await {
-                        tracing::warn!(error = %e, "answer to a forwarded command lost");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "unencodable answer"),
-            }
-        });
     }
 }

@@ -14,9 +14,10 @@
 //!
 //! A partition's state is a function of its own records alone (depots partition everything:
 //! drivers, routes, parcels, depot feeds and the ETA calibration), so a new owner reaches the
-//! same feeds, at the same offsets, as the old one. A takeover reads the partition from the
-//! start of the stream (bounded by `cluster.max_age_s`): per-partition snapshots, which would
-//! bound it further, are not built yet.
+//! same feeds, at the same offsets, as the old one. A takeover starts from the partition's
+//! newest image ([`crate::cluster::snapshots`], written every `cluster.partition_snapshot_s`
+//! by its holder) and reads only what follows it; without one, from the start of the stream
+//! (bounded by `cluster.max_age_s`).
 //!
 //! Each partition has its own position ([`Positions`]): the publisher answers a record of a
 //! held partition once that partition's position has passed it (so a phone's ack, or a
@@ -35,7 +36,8 @@ use tokio::sync::watch;
 use crate::cluster::consume::take_ready;
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
-use crate::cluster::seq::lsn_of;
+use crate::cluster::seq::{lsn_of, resume_seq};
+use crate::cluster::snapshots;
 use crate::store::writer::{Answers, CommitGroup, CommitSink};
 
 /// Where readers hand their groups.
@@ -191,14 +193,15 @@ async fn run(
 }
 
 /// Passes the readers' groups to the applier, everything ready at once merged into one group
-/// (a release travels alone, in order).
+/// (a release or an install travels alone, in order).
 async fn forward(mut rx: tokio::sync::mpsc::Receiver<CommitGroup>, sink: CommitSink) {
     while let Some(first) = rx.recv().await {
         let mut merged = first;
         let mut pending = None;
-        while merged.release.is_none() && merged.records.len() < GROUP * 4 {
+        let alone = |g: &CommitGroup| g.release.is_some() || g.install.is_some();
+        while !alone(&merged) && merged.records.len() < GROUP * 4 {
             match rx.try_recv() {
-                Ok(g) if g.release.is_some() => {
+                Ok(g) if alone(&g) => {
                     pending = Some(g);
                     break;
                 }
@@ -245,14 +248,53 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &Sender) -> Resu
         }
         Err(e) => return Err(e.to_string()),
     };
+    // Started from the partition's newest image when there is one: only what follows it is
+    // read.
+    let mut image = snapshots::load(cluster, p, &owned.takeover).await;
+    // An image ahead of the stream's end is of a stream since deleted: not this one's.
+    if let Some(i) = &image {
+        let (_, last) = cluster.stream_bounds().await.map_err(|e| e.to_string())?;
+        if resume_seq(i.lsn_next) > last + 1 {
+            tracing::warn!(
+                partition = p,
+                "partition image ahead of the stream's end: ignored"
+            );
+            owned.takeover.load_failures.fetch_add(1, Ordering::Relaxed);
+            image = None;
+        }
+    }
+    let from = image.as_ref().map_or(1, |i| resume_seq(i.lsn_next));
+    if catch_up_to.is_some_and(|to| to < from) {
+        catch_up_to = None;
+    }
     let mut records = 0u64;
+    if let Some(image) = image {
+        owned.takeover.loaded.fetch_add(1, Ordering::Relaxed);
+        let (answers, applied) = Answers::waiter();
+        let lsn_next = image.lsn_next;
+        let install = CommitGroup {
+            install: Some(Box::new(image)),
+            positions: vec![(p, lsn_next)],
+            answers,
+            ..CommitGroup::default()
+        };
+        sink.send(install)
+            .await
+            .map_err(|_| "the applier stopped".to_string())?;
+        if catch_up_to.is_none() {
+            let _ = applied.await;
+        }
+    }
     if catch_up_to.is_none() {
         held(owned, p, started, records);
     }
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             filter_subject: subject,
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy: match from {
+                1 => DeliverPolicy::All,
+                start_sequence => DeliverPolicy::ByStartSequence { start_sequence },
+            },
             ..Default::default()
         })
         .await
@@ -296,6 +338,10 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &Sender) -> Resu
 
 fn held(owned: &Owned, p: u32, started: Instant, records: u64) {
     owned.set_held(p, true);
+    owned
+        .takeover
+        .caught_up_records
+        .fetch_add(records, Ordering::Relaxed);
     tracing::info!(
         partition = p,
         records,

@@ -48,6 +48,8 @@ pub struct Owned {
     /// `cluster.fold = "all"`); else set by the consumer once a leased partition is caught up,
     /// cleared when it is released.
     folded: Option<Vec<AtomicBool>>,
+    /// Per-partition snapshots and takeovers, when folding only what it owns.
+    pub takeover: crate::cluster::snapshots::TakeoverStats,
 }
 
 impl Owned {
@@ -57,6 +59,7 @@ impl Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
             owners: Mutex::new(vec![None; partitions as usize]),
             folded: None,
+            takeover: Default::default(),
         }
     }
 
@@ -66,6 +69,7 @@ impl Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
             owners: Mutex::new(vec![None; partitions as usize]),
             folded: Some((0..partitions).map(|_| AtomicBool::new(false)).collect()),
+            takeover: Default::default(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Owned {
             bits: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
             owners: Mutex::new(vec![None; partitions as usize]),
             folded: None,
+            takeover: Default::default(),
         }
     }
 
@@ -100,6 +105,17 @@ impl Owned {
     /// The partitions whose state is held here, ascending.
     pub fn held(&self) -> Vec<u32> {
         (0..self.partitions()).filter(|&p| self.holds(p)).collect()
+    }
+
+    /// The partitions leased here but not held yet (being taken over); none when the gateway
+    /// folds everything.
+    pub fn taking_over(&self) -> Vec<u32> {
+        if !self.folds_owned_only() {
+            return Vec::new();
+        }
+        (0..self.partitions())
+            .filter(|&p| self.owns(p) && !self.holds(p))
+            .collect()
     }
 
     /// The owner of partition `p` as last seen in the lease bucket (refreshed every

@@ -63,8 +63,10 @@ pub mod lease;
 pub mod nats;
 pub mod node;
 pub mod publish;
+pub mod relay;
 pub mod revoke;
 pub mod seq;
+pub mod snapshots;
 pub mod tick;
 
 pub use consume::start_consumer;

@@ -81,6 +81,8 @@ pub struct Names {
     pub leases: String,
     /// The KV bucket of shared cursors (webhooks).
     pub state: String,
+    /// The object store of partition images (`cluster.fold = "owned"`).
+    pub snaps: String,
 }
 
 impl Names {
@@ -91,6 +93,7 @@ impl Names {
             prefix: prefix.to_owned(),
             leases: format!("{prefix}-leases"),
             state: format!("{prefix}-state"),
+            snaps: format!("{prefix}-snap"),
         }
     }
 
@@ -147,6 +150,9 @@ pub struct Cluster {
     pub leases_kv: kv::Store,
     /// The shared-cursor bucket.
     pub state_kv: kv::Store,
+    /// The partitions' images, when each gateway folds only what it owns (see
+    /// [`crate::cluster::snapshots`]).
+    pub snaps: Option<async_nats::jetstream::object_store::ObjectStore>,
 }
 
 impl Cluster {
@@ -237,6 +243,12 @@ impl Cluster {
         )
         .await?;
         let state_kv = open_bucket(&js, bucket(&names.state, Duration::ZERO)).await?;
+        let snaps = match cfg.fold {
+            FoldMode::Owned => {
+                Some(crate::cluster::snapshots::open_store(&js, &names.snaps, cfg.replicas).await?)
+            }
+            FoldMode::All => None,
+        };
         Ok(Cluster {
             js,
             names: Arc::new(names),
@@ -244,6 +256,7 @@ impl Cluster {
             cfg: cfg.clone(),
             leases_kv,
             state_kv,
+            snaps,
         })
     }
 

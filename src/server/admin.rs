@@ -61,9 +61,17 @@ impl AdminServer {
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     match s.shared.get() {
-        Some(shared) if !shared.log.has_failed() => (StatusCode::OK, "ready\n"),
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "log failed\n"),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "recovering\n"),
+        Some(shared) if shared.log.has_failed() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "log failed\n".to_string())
+        }
+        // Folding only what it owns: not ready while a partition it leases is being taken
+        // over (its phones and feeds are refused until it is held).
+        Some(shared) if !shared.owned.taking_over().is_empty() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("taking over partitions {:?}\n", shared.owned.taking_over()),
+        ),
+        Some(_) => (StatusCode::OK, "ready\n".to_string()),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "recovering\n".to_string()),
     }
 }
 
@@ -276,6 +284,9 @@ fn render(sh: &Shared, out: &mut String) {
             "Partitions of drivers whose ticks (and, for partition 0, webhooks) this gateway owns",
             sh.owned.list().len() as u64,
         );
+        if sh.owned.folds_owned_only() {
+            sh.owned.takeover.render(out);
+        }
     }
     let drivers = crate::state::lock(&sh.state.positions).len();
     render_value(

@@ -90,6 +90,9 @@ pub struct ApplierParts {
     /// Where each partition's position goes, when a cluster gateway folds only the partitions
     /// it owns (each read on its own, so there is no single position).
     pub positions: Option<Arc<crate::cluster::handover::Positions>>,
+    /// Where partition images go, when a cluster gateway folds only what it owns and keeps
+    /// per-partition snapshots.
+    pub part_snapshots: Option<crate::server::part_images::PartSnapshots>,
 }
 
 /// Applier counters.
@@ -137,6 +140,10 @@ fn run(
     let mut since_snapshot = p.replayed;
     let mut last_snapshot = Instant::now();
     let mut last_tick = Instant::now();
+    let mut imager = p
+        .part_snapshots
+        .clone()
+        .map(crate::server::part_images::PartImager::new);
     let publish = |out: &mut Vec<Update>| {
         p.stats.updates.fetch_add(out.len() as u64, Relaxed);
         for u in out.drain(..) {
@@ -150,14 +157,31 @@ fn run(
                 answers,
                 positions,
                 release,
+                install,
             }) => {
                 if let Some((released, partitions)) = release {
                     let (routes, drivers) = p.state.release(&released, partitions);
+                    if let Some(imager) = &mut imager {
+                        imager.released(&released);
+                    }
                     tracing::info!(
                         ?released,
                         routes,
                         drivers,
                         "partitions handed over: their state is forgotten here"
+                    );
+                }
+                if let Some(image) = install {
+                    let (part, lsn_next) = (image.partition, image.lsn_next);
+                    let (routes, drivers) = p.state.install(*image);
+                    if let Some(imager) = &mut imager {
+                        imager.installed(part, lsn_next);
+                    }
+                    tracing::info!(
+                        partition = part,
+                        routes,
+                        drivers,
+                        "partition installed from its image"
                     );
                 }
                 for c in &group {
@@ -176,6 +200,9 @@ fn run(
                     next = next.max(c.lsn + 1);
                 }
                 wake(&p.hub, &mut touched);
+                if let Some(imager) = &mut imager {
+                    imager.folded(&positions);
+                }
                 if let Some(at) = &p.positions {
                     for (part, next) in positions {
                         at.advance(part, next);
@@ -199,6 +226,9 @@ fn run(
                 wake(&p.hub, &mut touched);
                 publish(&mut out);
             }
+        }
+        if let Some(imager) = &mut imager {
+            imager.maybe_take(&p.state, (p.clock)());
         }
         let due = since_snapshot >= p.cfg.snapshot_every_records
             || (since_snapshot > 0

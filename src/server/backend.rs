@@ -152,6 +152,14 @@ pub(super) fn start_log(
     }
 }
 
+/// What the applier needs of a gateway that folds only the partitions it owns.
+pub(super) struct FoldOwned {
+    /// Each partition's position.
+    pub positions: Arc<Positions>,
+    /// Where its partition images go, if it takes them.
+    pub snapshots: Option<crate::server::part_images::PartSnapshots>,
+}
+
 /// Starts the applier thread, which folds `commits` into the recovered state.
 pub(super) fn start_applier(
     cfg: &Config,
@@ -160,9 +168,13 @@ pub(super) fn start_applier(
     log: &WriterHandle,
     clock: &Clock,
     tick_locally: bool,
-    positions: Option<Arc<Positions>>,
+    owned: Option<FoldOwned>,
 ) -> Result<Applier, ServerError> {
-    let folds_owned_only = positions.is_some();
+    let folds_owned_only = owned.is_some();
+    let (positions, part_snapshots) = match owned {
+        Some(o) => (Some(o.positions), o.snapshots),
+        None => (None, None),
+    };
     let stats = Arc::new(ApplierStats::default());
     let mut log_cfg = cfg.log.clone();
     if folds_owned_only {
@@ -192,6 +204,7 @@ pub(super) fn start_applier(
         hub: hub.clone(),
         tick_locally,
         positions,
+        part_snapshots,
     })
     .map_err(io_err("applier thread"))?;
     Ok(Applier {

@@ -43,7 +43,7 @@ use crate::server::accept::{accept_loop, watch_deny_list};
 use crate::server::admin::AdminServer;
 use crate::server::archive;
 use crate::server::backend::{
-    catch_up, refused_hook, start_applier, start_log, Backend, ClusterLog,
+    catch_up, refused_hook, start_applier, start_log, Backend, ClusterLog, FoldOwned,
 };
 use crate::server::clock::Clock;
 use crate::server::cluster_parts::{advertised, join_cluster, start_cluster_parts};
@@ -139,7 +139,10 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
         &log,
         &clock,
         cluster.is_none(),
-        positions.clone(),
+        positions.clone().map(|positions| FoldOwned {
+            positions,
+            snapshots: part_snapshots(cluster.as_ref(), &owned),
+        }),
     )?;
     catch_up(&applier.link, &recovered).await;
     let (endpoint, tickets) = bind_endpoint(&cfg, id, &keys, cluster.as_ref())?;
@@ -474,4 +477,21 @@ impl Running {
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         drop((shutdown, stop_cluster));
     }
+}
+
+/// Where the applier hands partition images, when the gateway folds only what it owns and
+/// `cluster.partition_snapshot_s` is set: the uploader task, started here.
+fn part_snapshots(
+    cluster: Option<&crate::cluster::nats::Cluster>,
+    owned: &Arc<Owned>,
+) -> Option<crate::server::part_images::PartSnapshots> {
+    let c = cluster.filter(|c| c.snaps.is_some() && c.cfg.partition_snapshot_s > 0)?;
+    // Room for an image of every partition: a round never leaves one out for lack of room.
+    let (images, rx) = tokio::sync::mpsc::channel(c.cfg.partitions.max(1) as usize);
+    crate::cluster::snapshots::spawn_uploader(c.clone(), owned.clone(), rx);
+    Some(crate::server::part_images::PartSnapshots {
+        partitions: c.cfg.partitions,
+        every: std::time::Duration::from_secs(c.cfg.partition_snapshot_s),
+        images,
+    })
 }

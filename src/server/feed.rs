@@ -78,6 +78,7 @@ pub async fn serve(
         .subscriptions
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut feed = Feed {
+        depot: claims.depot.clone(),
         lag: shared.lag.track(class, lag_target, sub.after.unwrap_or(0)),
         target,
         mailbox,
@@ -152,6 +153,9 @@ fn authorize(claims: &Claims, shared: &Shared, target: &FeedTarget) -> Result<Ta
 
 /// One subscription's state.
 struct Feed {
+    /// The depot of the subscriber's token (the feed's partition, when the gateway folds only
+    /// what it owns).
+    depot: String,
     target: Target,
     mailbox: Arc<Mailbox>,
     /// Seq of the last position sent, per driver (to send only changes).
@@ -213,6 +217,15 @@ impl Feed {
             // privacy rule also depends on time (an ETA coming closer).
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), self.mailbox.notify.notified()).await;
+            // Its partition passed to another gateway: the subscriber is told which, and
+            // resumes there from its cursor.
+            if let Err(elsewhere) = shared.serves(&self.depot) {
+                let message = elsewhere.to_string();
+                let code = ErrorCode::ServerBusy;
+                write_msg(send, &ServerMsg::Error(ErrorFrame { code, message })).await?;
+                let _ = send.finish();
+                return Ok(());
+            }
         }
     }
 

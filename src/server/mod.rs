@@ -44,6 +44,7 @@ pub mod guard;
 pub mod ingest;
 pub mod keys;
 pub mod limits;
+pub mod part_images;
 pub mod recover;
 pub mod service;
 pub mod session;

@@ -148,6 +148,13 @@ pub async fn start(
         api: api::state::ApiState::new(&shared_cfg),
     });
     let (threads, nice) = (shared_cfg.web.threads, shared_cfg.web.nice);
+    // Folding only what it owns, it answers the API calls other gateways relay to it.
+    if let Some(c) = state.shared.cluster.clone() {
+        if state.shared.owned.folds_owned_only() {
+            let handler = api::relay::responder(router(state.clone()));
+            tokio::spawn(crate::cluster::relay::serve(c, handler, stop.clone()));
+        }
+    }
     let app = router(state);
     let mut stop = stop;
     // The listener moves to the runtime it is served on (a tokio socket belongs to one).

@@ -280,6 +280,11 @@ async fn run<A: Audience>(
         if !still_valid(shared, &claims, &token) {
             return end_for_auth(&tx).await;
         }
+        // Its depot's partition passed to another gateway: the stream ends, and the browser's
+        // reconnection is told which gateway holds it (421).
+        if shared.serves(&claims.depot).is_err() {
+            return Ok(());
+        }
         match aud.read(shared, cursor, READ_BATCH) {
             Ok(events) => {
                 let full = events.len() == READ_BATCH;

@@ -103,7 +103,7 @@ pub struct PartImageRef<'a> {
 }
 
 /// A partition's image read back.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct PartImage {
     /// The partition.
     pub partition: u32,

@@ -32,6 +32,9 @@ pub struct CommitGroup {
     /// Partitions of depots to forget before the records are folded, of how many: a cluster
     /// gateway that folds only what it owns lost their leases.
     pub release: Option<(Vec<u32>, u32)>,
+    /// A partition's image to install after the release and before the records: a gateway
+    /// taking a partition over starts from its newest snapshot.
+    pub install: Option<Box<milepost_core::store::image::PartImage>>,
 }
 
 impl From<Vec<Committed>> for CommitGroup {

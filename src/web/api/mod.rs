@@ -55,6 +55,7 @@ pub mod limits;
 pub mod parcels;
 pub mod proofs;
 pub mod recipients;
+pub mod relay;
 pub mod routes;
 pub mod service;
 pub mod state;
@@ -192,4 +193,9 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
             "/api/v1/{*rest}",
             axum::routing::any(|| async { ApiError::not_found("no such API endpoint") }),
         )
+        // Folding only what it owns, a call about what another gateway holds goes there.
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            relay::to_owner,
+        ))
 }

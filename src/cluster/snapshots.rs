@@ -1,0 +1,304 @@
+//! Per-partition snapshots, for gateways that fold only the partitions they own
+//! (`cluster.fold = "owned"`): the holder of a partition keeps its image
+//! ([`milepost_core::store::image::PartImage`]) in the fleet's JetStream object store
+//! (bucket `PREFIX-snap`, object `p<P>`), and a gateway taking the partition over installs the
+//! newest image and reads the partition's subject only from the record after it. A takeover
+//! then costs the image plus at most `cluster.partition_snapshot_s` of the partition's records,
+//! however long the stream.
+//!
+//! The applier encodes an image of each partition it folded records of, every
+//! `cluster.partition_snapshot_s` ([`PartSnapshot`]); the uploader task here writes those of
+//! partitions this gateway holds. The object is framed:
+//!
+//! ```text
+//! "MPPART01" | partition: u32 LE | partitions: u32 LE | lsn_next: u64 LE | crc32: u32 LE | payload
+//! ```
+//!
+//! An image is the deterministic fold of the partition's records before `lsn_next`, so any
+//! holder's image is as good as another's; an image that is missing, damaged or of another
+//! partition layout is skipped (logged and counted), and the partition is read from the start
+//! of the stream as without snapshots.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, object_store::ObjectStore, stream};
+use milepost_core::store::image::PartImage;
+use tokio::io::AsyncReadExt;
+
+use crate::cluster::lease::Owned;
+use crate::cluster::nats::{Cluster, ClusterError};
+use crate::metrics::render_value;
+
+const MAGIC: &[u8; 8] = b"MPPART01";
+const HEADER: usize = 8 + 4 + 4 + 8 + 4;
+
+/// A partition's encoded image, from the applier to the uploader.
+#[derive(Debug)]
+pub struct PartSnapshot {
+    /// The partition.
+    pub partition: u32,
+    /// First record of the partition not in the image.
+    pub lsn_next: u64,
+    /// The encoded [`milepost_core::store::image::PartImageRef`].
+    pub payload: Vec<u8>,
+}
+
+/// Counters of per-partition snapshots and takeovers.
+#[derive(Debug, Default)]
+pub struct TakeoverStats {
+    /// Images written to the object store.
+    pub written: AtomicU64,
+    /// Bytes of the newest image written.
+    pub written_bytes: AtomicU64,
+    /// Images that could not be written.
+    pub write_failures: AtomicU64,
+    /// Takeovers that started from an image.
+    pub loaded: AtomicU64,
+    /// Images found but not usable (damaged, of another layout, unreadable).
+    pub load_failures: AtomicU64,
+    /// Records folded by takeovers before the partition was held.
+    pub caught_up_records: AtomicU64,
+}
+
+impl TakeoverStats {
+    /// Writes the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let rows: [(&str, &str, &str, &AtomicU64); 6] = [
+            (
+                "milepost_cluster_part_snapshots_total",
+                "counter",
+                "Partition images written to the cluster's object store",
+                &self.written,
+            ),
+            (
+                "milepost_cluster_part_snapshot_bytes",
+                "gauge",
+                "Size of the newest partition image written",
+                &self.written_bytes,
+            ),
+            (
+                "milepost_cluster_part_snapshot_failures_total",
+                "counter",
+                "Partition images that could not be written",
+                &self.write_failures,
+            ),
+            (
+                "milepost_cluster_takeovers_from_snapshot_total",
+                "counter",
+                "Partitions taken over starting from their image",
+                &self.loaded,
+            ),
+            (
+                "milepost_cluster_part_snapshot_load_failures_total",
+                "counter",
+                "Partition images found but not usable (the partition was read from the start)",
+                &self.load_failures,
+            ),
+            (
+                "milepost_cluster_takeover_records_total",
+                "counter",
+                "Records folded by takeovers before their partition was held",
+                &self.caught_up_records,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            render_value(out, name, kind, help, v.load(Relaxed));
+        }
+    }
+}
+
+/// Opens the fleet's image bucket (`PREFIX-snap`), creating its stream with the settings of
+/// the object store convention (ADR-20) when it does not exist.
+pub async fn open_store(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<ObjectStore, ClusterError> {
+    let setup = |e: String| ClusterError::Setup {
+        what: format!("object store {bucket}"),
+        reason: e,
+    };
+    js.get_or_create_stream(stream::Config {
+        name: format!("OBJ_{bucket}"),
+        description: Some("milepost partition images".into()),
+        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+        storage: stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| setup(e.to_string()))?;
+    js.get_object_store(bucket)
+        .await
+        .map_err(|e| setup(e.to_string()))
+}
+
+/// The object name of partition `p`'s image.
+fn object(p: u32) -> String {
+    format!("p{p}")
+}
+
+/// Frames an image for the object store.
+pub fn frame(partition: u32, partitions: u32, lsn_next: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + payload.len());
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&partition.to_le_bytes());
+    v.extend_from_slice(&partitions.to_le_bytes());
+    v.extend_from_slice(&lsn_next.to_le_bytes());
+    v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Checks a framed image of `partition` (of `partitions`) and decodes it.
+pub fn unframe(bytes: &[u8], partition: u32, partitions: u32) -> Result<PartImage, String> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err("not a partition image (bad magic or too short)".into());
+    }
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let (p, n) = (u32_at(8), u32_at(12));
+    if (p, n) != (partition, partitions) {
+        return Err(format!(
+            "the image is of partition {p} of {n}, not {partition} of {partitions}"
+        ));
+    }
+    let payload = &bytes[HEADER..];
+    if crc32fast::hash(payload) != u32_at(24) {
+        return Err("the image's checksum does not match".into());
+    }
+    let image: PartImage = milepost_proto::codec::decode_trusted(payload)
+        .map_err(|e| format!("the image does not decode: {e}"))?;
+    let mut lsn = [0u8; 8];
+    lsn.copy_from_slice(&bytes[16..24]);
+    if (image.partition, image.partitions, image.lsn_next) != (p, n, u64::from_le_bytes(lsn)) {
+        return Err("the image's header and contents disagree".into());
+    }
+    Ok(image)
+}
+
+/// The newest image of partition `p`, if there is a usable one (else the partition is read from
+/// the start of the stream; an unusable one is logged and counted).
+pub async fn load(cluster: &Cluster, p: u32, stats: &TakeoverStats) -> Option<PartImage> {
+    let store = cluster.snaps.as_ref()?;
+    let partitions = cluster.cfg.partitions;
+    let started = std::time::Instant::now();
+    let bytes = match store.get(object(p)).await {
+        Ok(mut obj) => {
+            let mut v = Vec::new();
+            match obj.read_to_end(&mut v).await {
+                Ok(_) => v,
+                Err(e) => {
+                    stats.load_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(partition = p, error = %e, "partition image unreadable");
+                    return None;
+                }
+            }
+        }
+        Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => return None,
+        Err(e) => {
+            stats.load_failures.fetch_add(1, Relaxed);
+            tracing::warn!(partition = p, error = %e, "partition image not fetched");
+            return None;
+        }
+    };
+    let size = bytes.len();
+    let decoded = tokio::task::spawn_blocking(move || unframe(&bytes, p, partitions)).await;
+    match decoded {
+        Ok(Ok(image)) => {
+            tracing::info!(
+                partition = p,
+                bytes = size,
+                ms = started.elapsed().as_millis() as u64,
+                "partition image fetched and decoded"
+            );
+            Some(image)
+        }
+        Ok(Err(e)) => {
+            stats.load_failures.fetch_add(1, Relaxed);
+            tracing::warn!(partition = p, error = %e, "partition image not usable");
+            None
+        }
+        Err(e) => {
+            stats.load_failures.fetch_add(1, Relaxed);
+            tracing::warn!(partition = p, error = %e, "partition image decoding failed");
+            None
+        }
+    }
+}
+
+/// Writes the images the applier hands over, of the partitions this gateway holds; ends when
+/// the applier drops its sender.
+pub fn spawn_uploader(
+    cluster: Cluster,
+    owned: Arc<Owned>,
+    mut images: tokio::sync::mpsc::Receiver<PartSnapshot>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(store) = cluster.snaps.clone() else {
+            return;
+        };
+        let partitions = cluster.cfg.partitions;
+        let stats = &owned.takeover;
+        while let Some(s) = images.recv().await {
+            if !(owned.owns(s.partition) && owned.holds(s.partition)) {
+                continue;
+            }
+            let framed = frame(s.partition, partitions, s.lsn_next, &s.payload);
+            let size = framed.len() as u64;
+            match store
+                .put(object(s.partition).as_str(), &mut framed.as_slice())
+                .await
+            {
+                Ok(_) => {
+                    stats.written.fetch_add(1, Relaxed);
+                    stats.written_bytes.store(size, Relaxed);
+                    tracing::debug!(
+                        partition = s.partition,
+                        bytes = size,
+                        "partition image written"
+                    );
+                }
+                Err(e) => {
+                    stats.write_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(partition = s.partition, error = %e, "partition image not written");
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_framed_image_is_checked_before_it_is_decoded() {
+        let mut fleet = milepost_core::fold::Fleet::new(Default::default(), &Default::default());
+        let payload = milepost_proto::encode(&fleet.parts().part_image(3, 8, 42, 7)).unwrap();
+        let framed = frame(3, 8, 42, &payload);
+        let image = unframe(&framed, 3, 8).unwrap();
+        assert_eq!(
+            (image.partition, image.lsn_next, image.taken_ms),
+            (3, 42, 7)
+        );
+        // Another partition, another layout, a flipped bit, a short or foreign object.
+        assert!(unframe(&framed, 2, 8)
+            .unwrap_err()
+            .contains("partition 3 of 8"));
+        assert!(unframe(&framed, 3, 16).is_err());
+        let mut bad = framed.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(unframe(&bad, 3, 8).unwrap_err().contains("checksum"));
+        assert!(unframe(&framed[..10], 3, 8).is_err());
+        assert!(unframe(b"MPSNAP03 something else entirely", 3, 8).is_err());
+        // A header that lies about the position is caught by the contents.
+        let mut lying = framed;
+        lying[16] ^= 1;
+        assert!(unframe(&lying, 3, 8).unwrap_err().contains("disagree"));
+    }
+}
