@@ -457,16 +457,18 @@ async fn api(
     web_support::request(addr, method, path, &headers, text.as_deref()).await
 }
 
-/// A new API key `name` with `scope`, written to `a`'s key file and copied to `b`'s (each picks
-/// it up within a second).
-async fn shared_key(a: &TestGateway, b: &TestGateway, name: &str, scope: &str) -> String {
+/// A new API key `name` with `scope`, written to the first gateway's key file and copied to
+/// the others' (each picks it up within a second).
+async fn shared_key(gws: &[&TestGateway], name: &str, scope: &str) -> String {
     use milepost::apikeys::{KeyFile, Scope, FILE};
-    let path = a.dir.path().join(FILE);
+    let path = gws[0].dir.path().join(FILE);
     let mut f = KeyFile::read(&path).unwrap();
     let scopes = vec![Scope::parse(scope).unwrap()];
     let (_, key) = f.create(name, scopes, now_ms()).unwrap();
     f.write(&path).unwrap();
-    std::fs::copy(&path, b.dir.path().join(FILE)).unwrap();
+    for g in &gws[1..] {
+        std::fs::copy(&path, g.dir.path().join(FILE)).unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     key
 }
@@ -477,7 +479,7 @@ async fn the_back_office_api_reaches_the_gateway_that_holds_a_route_from_any_gat
     let (owner, other) = two_gateways(&nats).await;
     let owner_node = owner.gw.shared().cluster.as_ref().unwrap().node.clone();
     // One back-office key, in both gateways' key files.
-    let key = shared_key(&owner, &other, "orders", "backoffice:north").await;
+    let key = shared_key(&[&owner, &other], "orders", "backoffice:north").await;
 
     // Created through the gateway that does not hold the depot: the holder takes it.
     let mut route = example_route();
@@ -546,10 +548,84 @@ async fn the_back_office_api_reaches_the_gateway_that_holds_a_route_from_any_gat
     assert_eq!(none.json()["code"], "not_found");
     assert!(none.header("x-milepost-served-by").is_none());
     // A key that does not cover the depot learns nothing from the holder either.
-    let outsider = shared_key(&owner, &other, "south", "backoffice:south").await;
+    let outsider = shared_key(&[&owner, &other], "south", "backoffice:south").await;
     let hidden = api(&other, "GET", "/api/v1/routes/R-REL-1", &outsider, None).await;
     assert_eq!(hidden.status, 404, "{}", hidden.text());
 
     owner.gw.shutdown().await;
     other.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_does_not_answer_gets_a_retryable_error_within_the_deadline() {
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    // A gateway that keeps its heartbeat and its leases but answers nothing (hung, or cut off
+    // from the others but not from NATS): it takes the partitions `a` gives back.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());
+    let kv = js.get_key_value("o-leases").await.unwrap();
+    let ghost = tokio::spawn(async move {
+        let mut mine: Vec<u32> = Vec::new();
+        loop {
+            let beat = br#"{"node":"ghost","quic":"127.0.0.1:9","web":null}"#;
+            let _ = kv.put("node.ghost", beat.to_vec().into()).await;
+            for p in &mine {
+                let _ = kv.put(format!("part.{p}"), "ghost".into()).await;
+            }
+            for p in 0..PARTITIONS {
+                if mine.len() < 2 && kv.create(format!("part.{p}"), "ghost".into()).await.is_ok() {
+                    mine.push(p);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ghosts = loop {
+        let owned = &a.gw.shared().owned;
+        let ghosts: Vec<u32> = (0..PARTITIONS)
+            .filter(|&p| owned.owner_of(p).is_some_and(|o| o.node == "ghost"))
+            .collect();
+        if owned.held().len() == 2 && ghosts.len() == 2 {
+            break ghosts;
+        }
+        assert!(Instant::now() < deadline, "the leases never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let depot = (0..)
+        .map(|i| format!("depot-{i}"))
+        .find(|d| ghosts.contains(&partition_of_depot(d, PARTITIONS)))
+        .unwrap();
+
+    // A back-office call about what `a` does not hold: the silent gateway may hold it, so the
+    // answer is "retry", not a 404.
+    let key = shared_key(&[&a], "orders", "backoffice:*").await;
+    let asked = Instant::now();
+    let r = api(&a, "GET", "/api/v1/routes/R-SOMEWHERE", &key, None).await;
+    let waited = asked.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], "owner_unreachable");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("ghost"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("retry-after"), Some("2"));
+    // Within the relay's deadline (3 s), with room for a loaded machine.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+
+    // A dispatcher's command for a depot of the silent gateway's: forwarded, unanswered, and
+    // refused as retryable within the forward deadline (5 s).
+    let mut dispatch = a.dispatcher(&depot).await;
+    let mut route = example_route();
+    route.depot = depot.as_str().into();
+    let asked = Instant::now();
+    let refused = dispatch.command(1, CommandKind::AssignRoute(route)).await;
+    let waited = asked.elapsed();
+    let refused = format!("{refused:?}");
+    assert!(refused.contains("ServerBusy"), "{refused}");
+    assert!(waited < Duration::from_secs(12), "{waited:?}");
+    drop(dispatch);
+    ghost.abort();
+    a.gw.shutdown().await;
 }
