@@ -121,6 +121,23 @@ async fn each_gateway_folds_its_partitions_and_a_takeover_resumes_at_the_same_of
         "{refused:?}"
     );
     let route_id = example_route().id;
+    // A command that reads the fold before it writes is answered by the holder only: the
+    // other gateway names it.
+    let order = example_route()
+        .stops
+        .iter()
+        .rev()
+        .map(|s| s.id.clone())
+        .collect();
+    let resequence = CommandKind::Resequence {
+        route_id: route_id.clone(),
+        order,
+    };
+    let elsewhere = format!("{:?}", dispatch.command(3, resequence).await);
+    assert!(
+        elsewhere.contains("ServerBusy") && elsewhere.contains("does not hold partition"),
+        "{elsewhere}"
+    );
     let recipient = owner.recipient("MP100000001").await;
     let mut feed = recipient
         .subscribe(FeedTarget::Parcel("MP100000001".into()), None)

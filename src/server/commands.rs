@@ -98,6 +98,22 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             )))
         }
     };
+    // Folding only what it owns, a gateway answers the commands that read its fold first only
+    // for the depots it holds; elsewhere the client is told which gateway holds the depot
+    // (those that only write are forwarded to it when committed).
+    let reads_first = matches!(
+        cmd.kind,
+        CommandKind::Resequence { .. }
+            | CommandKind::ParcelStatus { .. }
+            | CommandKind::ChangeDelivery { .. }
+            | CommandKind::SendMessage { .. }
+            | CommandKind::MyRoute
+    );
+    if reads_first {
+        if let Err(elsewhere) = shared.serves(&claims.depot) {
+            return refuse(ErrorCode::ServerBusy, elsewhere.to_string());
+        }
+    }
     let (record, refusal_code) = match cmd.kind {
         CommandKind::AssignRoute(route) => {
             if let Err(e) = role(Role::Dispatcher, "assigning a route") {
