@@ -352,27 +352,30 @@ async fn a_gateway_with_another_secret_fold_mode_or_webhooks_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
-    const PARTS: u32 = 6;
+    // Three gateways, then a fourth. Without partition images (`snapshot_s` 0): a takeover
+    // reads the partition's subject from the start, the path taken when no image is usable.
+    const PARTS: u32 = 8;
     let Some(nats) = Nats::start() else { return };
     let a = gateway_of(&nats, "a", None, PARTS, 0).await;
     let b = gateway_of(&nats, "b", Some(&a), PARTS, 0).await;
-    settle(&[&a, &b], &[3, 3]).await;
-    // A depot in the highest partition its holder has: the one it gives back when a third
-    // gateway joins (above the fair share, highest first).
+    let c = gateway_of(&nats, "c", Some(&a), PARTS, 0).await;
+    settle(&[&a, &b, &c], &[3, 3, 2]).await;
+    // A depot in the highest partition of a gateway holding three: the one it gives back when
+    // a fourth gateway joins (above the fair share, highest first).
+    let three: Vec<&TestGateway> = [&a, &b, &c]
+        .into_iter()
+        .filter(|g| g.gw.shared().owned.held().len() == 3)
+        .collect();
     let highest = |g: &TestGateway| *g.gw.shared().owned.held().last().unwrap();
     let depot = (0..)
         .map(|i| format!("depot-{i}"))
         .find(|d| {
             let p = partition_of_depot(d, PARTS);
-            p == highest(&a) || p == highest(&b)
+            three.iter().any(|g| highest(g) == p)
         })
         .unwrap();
     let p = partition_of_depot(&depot, PARTS);
-    let (old, _) = if a.gw.shared().owned.holds(p) {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let old = *three.iter().find(|g| g.gw.shared().owned.holds(p)).unwrap();
     let mut route = example_route();
     route.depot = depot.as_str().into();
     let mut dispatch = old.dispatcher(&depot).await;
@@ -405,16 +408,16 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
         .await
         .unwrap();
 
-    // A third gateway joins: the depot's partition moves to it. The pause (no gateway holding
-    // it) is bounded.
-    let c = gateway_of(&nats, "c", Some(&a), PARTS, 0).await;
+    // A fourth gateway joins: the depot's partition moves to it. The pause (no gateway
+    // holding it) is bounded.
+    let d = gateway_of(&nats, "d", Some(&a), PARTS, 0).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while old.gw.shared().owned.holds(p) {
         assert!(Instant::now() < deadline, "the partition never moved");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = Instant::now();
-    while !c.gw.shared().owned.holds(p) {
+    while !d.gw.shared().owned.holds(p) {
         assert!(
             Instant::now() < deadline,
             "the new gateway never held the partition"
@@ -424,7 +427,7 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
     let pause = left.elapsed();
     eprintln!("partition {p} held by no gateway for {pause:?}");
     assert!(pause < Duration::from_secs(5), "{pause:?}");
-    settle(&[&a, &b, &c], &[2, 2, 2]).await;
+    settle(&[&a, &b, &c, &d], &[2, 2, 2, 2]).await;
 
     // The recipient's feed on the old holder ends, telling it to go elsewhere.
     let mut told = String::new();
@@ -439,7 +442,7 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
 
     // The phone moves to the new holder: everything acked is there, and driving on works.
     drop(driver);
-    let mut driver = c.driver("D1", &depot).await;
+    let mut driver = d.driver("D1", &depot).await;
     assert_eq!(driver.welcome.watermark, Seq(seq - 1));
     for chunk in after.chunks(8) {
         let ack = driver.batch(Seq(seq), chunk.to_vec()).await.unwrap();
@@ -447,11 +450,11 @@ async fn a_gateway_that_joins_takes_partitions_and_loses_nothing_acked() {
         seq += chunk.len() as u64;
     }
     assert_eq!(
-        c.gw.shared().state.ledger.watermark(&"D1".into()),
+        d.gw.shared().state.ledger.watermark(&"D1".into()),
         Seq(seq - 1)
     );
     drop((driver, dispatch));
-    for g in [c, b, a] {
+    for g in [d, c, b, a] {
         g.gw.shutdown().await;
     }
 }
