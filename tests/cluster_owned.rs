@@ -633,6 +633,22 @@ async fn an_owner_that_does_not_answer_gets_a_retryable_error_within_the_deadlin
     assert_eq!(r.header("retry-after"), Some("2"));
     // Within the relay's deadline (3 s), with room for a loaded machine.
     assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // A write the silent gateway may have applied: its outcome is unknown, said so.
+    let mut ghost_route = example_route();
+    ghost_route.depot = depot.as_str().into();
+    ghost_route.id = "R-GHOST".into();
+    let body = serde_json::to_value(&ghost_route).unwrap();
+    let w = api(&a, "PUT", "/api/v1/routes/R-GHOST", &key, Some(&body)).await;
+    assert_eq!(w.status, 504, "{}", w.text());
+    assert_eq!(w.json()["code"], "outcome_unknown");
+    assert!(w.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("Idempotency-Key"));
+    // A caller that does not say who it is is answered here, not relayed.
+    let addr = a.gw.web_addr.unwrap();
+    let anonymous = web_support::request(addr, "GET", "/api/v1/routes/R-X", &[], None).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
 
     // A dispatcher's command for a depot of the silent gateway's: forwarded, unanswered, and
     // refused as retryable within the forward deadline (5 s).

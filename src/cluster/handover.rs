@@ -251,9 +251,10 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &Sender) -> Resu
     // Started from the partition's newest image when there is one: only what follows it is
     // read.
     let mut image = snapshots::load(cluster, p, &owned.takeover).await;
-    // An image ahead of the stream's end is of a stream since deleted: not this one's.
+    // An image ahead of the stream's end is of a stream since deleted (the frame names the
+    // stream too): not this one's.
     if let Some(i) = &image {
-        let (_, last) = cluster.stream_bounds().await.map_err(|e| e.to_string())?;
+        let (first, last) = cluster.stream_bounds().await.map_err(|e| e.to_string())?;
         if resume_seq(i.lsn_next) > last + 1 {
             tracing::warn!(
                 partition = p,
@@ -261,6 +262,15 @@ async fn follow(cluster: &Cluster, p: u32, owned: &Owned, sink: &Sender) -> Resu
             );
             owned.takeover.load_failures.fetch_add(1, Ordering::Relaxed);
             image = None;
+        } else if resume_seq(i.lsn_next) < first {
+            // Retention dropped records the image does not hold: what they changed is lost
+            // (as it would be without the image).
+            tracing::warn!(
+                partition = p,
+                image_next = resume_seq(i.lsn_next),
+                stream_first = first,
+                "records after the partition image were dropped by the stream's retention"
+            );
         }
     }
     let from = image.as_ref().map_or(1, |i| resume_seq(i.lsn_next));

@@ -153,6 +153,9 @@ pub struct Cluster {
     /// The partitions' images, when each gateway folds only what it owns (see
     /// [`crate::cluster::snapshots`]).
     pub snaps: Option<async_nats::jetstream::object_store::ObjectStore>,
+    /// When the stream was made, UTC ms: an image names the stream it was folded from, so
+    /// that one of a stream since deleted and made again is not taken for this one's.
+    pub stream_made_ms: u64,
 }
 
 impl Cluster {
@@ -257,6 +260,7 @@ impl Cluster {
             leases_kv,
             state_kv,
             snaps,
+            stream_made_ms: (info.created.unix_timestamp_nanos() / 1_000_000).max(0) as u64,
         })
     }
 

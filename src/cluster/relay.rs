@@ -61,6 +61,8 @@ pub enum Reply {
     },
     /// Found, but the response is larger than [`MAX_BODY`]: ask that gateway directly.
     TooLarge,
+    /// Cannot say now (taking a partition over, overloaded, failing): retry.
+    Busy,
 }
 
 /// What the asker made of its peers' answers.
@@ -146,9 +148,9 @@ pub async fn ask(cluster: &Cluster, owned: &Owned, call: &Call) -> Outcome {
             why: format!("NATS: {e}"),
         };
     }
-    let mut missed = BTreeSet::new();
+    let (mut missed, mut busy) = (BTreeSet::new(), BTreeSet::new());
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !peers.is_subset(&missed) {
+    loop {
         let Ok(Some(msg)) = tokio::time::timeout_at(deadline, answers.next()).await else {
             break;
         };
@@ -173,8 +175,27 @@ pub async fn ask(cluster: &Cluster, owned: &Owned, call: &Call) -> Outcome {
             Reply::Miss => {
                 missed.insert(node);
             }
+            Reply::Busy => {
+                busy.insert(node);
+            }
+        }
+        if peers.iter().all(|p| missed.contains(p) || busy.contains(p)) {
+            break;
         }
     }
+    if !busy.is_empty() {
+        return Outcome::Unreachable {
+            why: format!(
+                "gateway(s) {} cannot answer now (taking a partition over, or failing): retry \
+                 in a few seconds",
+                busy.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
+    let missed: BTreeSet<String> = missed;
     let silent: Vec<&String> = peers.difference(&missed).collect();
     if !silent.is_empty() {
         return Outcome::Unreachable {
@@ -191,6 +212,12 @@ pub async fn ask(cluster: &Cluster, owned: &Owned, call: &Call) -> Outcome {
     }
     if unowned > 0 {
         return changing();
+    }
+    // This gateway itself may be taking over the partition that holds it.
+    if !owned.taking_over().is_empty() {
+        return Outcome::Unreachable {
+            why: "this gateway is taking a partition over: retry in a few seconds".into(),
+        };
     }
     Outcome::Missed
 }

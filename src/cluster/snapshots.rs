@@ -11,7 +11,14 @@
 //! partitions this gateway holds. The object is framed:
 //!
 //! ```text
-//! "MPPART01" | partition: u32 LE | partitions: u32 LE | lsn_next: u64 LE | crc32: u32 LE | payload
+//! "MPPART01" | partition: u32 LE | partitions: u32 LE | lsn_next: u64 LE | stream: u64 LE
+//!            | crc32: u32 LE | payload
+//! ```
+//!
+//! where `stream` is the time the stream was made (UTC ms): an image of a stream since deleted
+//! and made again is not this one's.
+//!
+//! ```text
 //! ```
 //!
 //! An image is the deterministic fold of the partition's records before `lsn_next`, so any
@@ -31,7 +38,7 @@ use crate::cluster::nats::{Cluster, ClusterError};
 use crate::metrics::render_value;
 
 const MAGIC: &[u8; 8] = b"MPPART01";
-const HEADER: usize = 8 + 4 + 4 + 8 + 4;
+const HEADER: usize = 8 + 4 + 4 + 8 + 8 + 4;
 
 /// A partition's encoded image, from the applier to the uploader.
 #[derive(Debug)]
@@ -137,45 +144,76 @@ pub async fn open_store(
         .map_err(|e| setup(e.to_string()))
 }
 
+/// Where partition `p`'s images belong in `cluster`.
+fn layout(cluster: &Cluster, p: u32) -> Layout {
+    Layout {
+        partition: p,
+        partitions: cluster.cfg.partitions,
+        stream: cluster.stream_made_ms,
+    }
+}
+
 /// The object name of partition `p`'s image.
 fn object(p: u32) -> String {
     format!("p{p}")
 }
 
+/// Where an image belongs: its partition, of how many, of which stream (made when, UTC ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The partition.
+    pub partition: u32,
+    /// Of how many.
+    pub partitions: u32,
+    /// When the stream was made, UTC ms.
+    pub stream: u64,
+}
+
 /// Frames an image for the object store.
-pub fn frame(partition: u32, partitions: u32, lsn_next: u64, payload: &[u8]) -> Vec<u8> {
+pub fn frame(at: Layout, lsn_next: u64, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER + payload.len());
     v.extend_from_slice(MAGIC);
-    v.extend_from_slice(&partition.to_le_bytes());
-    v.extend_from_slice(&partitions.to_le_bytes());
+    v.extend_from_slice(&at.partition.to_le_bytes());
+    v.extend_from_slice(&at.partitions.to_le_bytes());
     v.extend_from_slice(&lsn_next.to_le_bytes());
+    v.extend_from_slice(&at.stream.to_le_bytes());
     v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     v.extend_from_slice(payload);
     v
 }
 
-/// Checks a framed image of `partition` (of `partitions`) and decodes it.
-pub fn unframe(bytes: &[u8], partition: u32, partitions: u32) -> Result<PartImage, String> {
+/// Checks a framed image of `at` and decodes it.
+pub fn unframe(bytes: &[u8], at: Layout) -> Result<PartImage, String> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err("not a partition image (bad magic or too short)".into());
     }
     let u32_at =
         |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    let (p, n) = (u32_at(8), u32_at(12));
-    if (p, n) != (partition, partitions) {
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (p, n, stream) = (u32_at(8), u32_at(12), u64_at(24));
+    if (p, n) != (at.partition, at.partitions) {
         return Err(format!(
-            "the image is of partition {p} of {n}, not {partition} of {partitions}"
+            "the image is of partition {p} of {n}, not {} of {}",
+            at.partition, at.partitions
+        ));
+    }
+    if stream != at.stream {
+        return Err(format!(
+            "the image is of a stream made at {stream} ms, not of this one (made at {} ms)",
+            at.stream
         ));
     }
     let payload = &bytes[HEADER..];
-    if crc32fast::hash(payload) != u32_at(24) {
+    if crc32fast::hash(payload) != u32_at(32) {
         return Err("the image's checksum does not match".into());
     }
     let image: PartImage = milepost_proto::codec::decode_trusted(payload)
         .map_err(|e| format!("the image does not decode: {e}"))?;
-    let mut lsn = [0u8; 8];
-    lsn.copy_from_slice(&bytes[16..24]);
-    if (image.partition, image.partitions, image.lsn_next) != (p, n, u64::from_le_bytes(lsn)) {
+    if (image.partition, image.partitions, image.lsn_next) != (p, n, u64_at(16)) {
         return Err("the image's header and contents disagree".into());
     }
     Ok(image)
@@ -185,7 +223,7 @@ pub fn unframe(bytes: &[u8], partition: u32, partitions: u32) -> Result<PartImag
 /// the start of the stream; an unusable one is logged and counted).
 pub async fn load(cluster: &Cluster, p: u32, stats: &TakeoverStats) -> Option<PartImage> {
     let store = cluster.snaps.as_ref()?;
-    let partitions = cluster.cfg.partitions;
+    let at = layout(cluster, p);
     let started = std::time::Instant::now();
     let bytes = match store.get(object(p)).await {
         Ok(mut obj) => {
@@ -207,7 +245,7 @@ pub async fn load(cluster: &Cluster, p: u32, stats: &TakeoverStats) -> Option<Pa
         }
     };
     let size = bytes.len();
-    let decoded = tokio::task::spawn_blocking(move || unframe(&bytes, p, partitions)).await;
+    let decoded = tokio::task::spawn_blocking(move || unframe(&bytes, at)).await;
     match decoded {
         Ok(Ok(image)) => {
             tracing::info!(
@@ -242,13 +280,12 @@ pub fn spawn_uploader(
         let Some(store) = cluster.snaps.clone() else {
             return;
         };
-        let partitions = cluster.cfg.partitions;
         let stats = &owned.takeover;
         while let Some(s) = images.recv().await {
             if !(owned.owns(s.partition) && owned.holds(s.partition)) {
                 continue;
             }
-            let framed = frame(s.partition, partitions, s.lsn_next, &s.payload);
+            let framed = frame(layout(&cluster, s.partition), s.lsn_next, &s.payload);
             let size = framed.len() as u64;
             match store
                 .put(object(s.partition).as_str(), &mut framed.as_slice())
@@ -280,25 +317,38 @@ mod tests {
     fn a_framed_image_is_checked_before_it_is_decoded() {
         let mut fleet = milepost_core::fold::Fleet::new(Default::default(), &Default::default());
         let payload = milepost_proto::encode(&fleet.parts().part_image(3, 8, 42, 7)).unwrap();
-        let framed = frame(3, 8, 42, &payload);
-        let image = unframe(&framed, 3, 8).unwrap();
+        let at = Layout {
+            partition: 3,
+            partitions: 8,
+            stream: 1_765_000_000_000,
+        };
+        let framed = frame(at, 42, &payload);
+        let image = unframe(&framed, at).unwrap();
         assert_eq!(
             (image.partition, image.lsn_next, image.taken_ms),
             (3, 42, 7)
         );
-        // Another partition, another layout, a flipped bit, a short or foreign object.
-        assert!(unframe(&framed, 2, 8)
-            .unwrap_err()
-            .contains("partition 3 of 8"));
-        assert!(unframe(&framed, 3, 16).is_err());
+        // Another partition, another layout, another stream, a flipped bit, a short or foreign
+        // object.
+        let other = |f: fn(&mut Layout)| {
+            let mut l = at;
+            f(&mut l);
+            unframe(&framed, l).unwrap_err()
+        };
+        assert!(other(|l| l.partition = 2).contains("partition 3 of 8"));
+        assert!(other(|l| l.partitions = 16).contains("not 3 of 16"));
+        assert!(
+            other(|l| l.stream += 1).contains("another stream")
+                || other(|l| l.stream += 1).contains("a stream made")
+        );
         let mut bad = framed.clone();
         *bad.last_mut().unwrap() ^= 1;
-        assert!(unframe(&bad, 3, 8).unwrap_err().contains("checksum"));
-        assert!(unframe(&framed[..10], 3, 8).is_err());
-        assert!(unframe(b"MPSNAP03 something else entirely", 3, 8).is_err());
+        assert!(unframe(&bad, at).unwrap_err().contains("checksum"));
+        assert!(unframe(&framed[..10], at).is_err());
+        assert!(unframe(b"MPSNAP03 something else entirely", at).is_err());
         // A header that lies about the position is caught by the contents.
         let mut lying = framed;
         lying[16] ^= 1;
-        assert!(unframe(&lying, 3, 8).unwrap_err().contains("disagree"));
+        assert!(unframe(&lying, at).unwrap_err().contains("disagree"));
     }
 }

@@ -493,5 +493,6 @@ fn part_snapshots(
         partitions: c.cfg.partitions,
         every: std::time::Duration::from_secs(c.cfg.partition_snapshot_s),
         images,
+        owned: owned.clone(),
     })
 }

@@ -184,6 +184,15 @@ impl Feed {
         };
         self.lag.set(cursor);
         loop {
+            // Its partition passed to another gateway (checked before reading what the release
+            // emptied): the subscriber is told which, and resumes there from its cursor.
+            if let Err(elsewhere) = shared.serves(&self.depot) {
+                let message = elsewhere.to_string();
+                let code = ErrorCode::ServerBusy;
+                write_msg(send, &ServerMsg::Error(ErrorFrame { code, message })).await?;
+                let _ = send.finish();
+                return Ok(());
+            }
             let events = self.read(shared, cursor);
             match events {
                 Ok(events) => {
@@ -217,15 +226,6 @@ impl Feed {
             // privacy rule also depends on time (an ETA coming closer).
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), self.mailbox.notify.notified()).await;
-            // Its partition passed to another gateway: the subscriber is told which, and
-            // resumes there from its cursor.
-            if let Err(elsewhere) = shared.serves(&self.depot) {
-                let message = elsewhere.to_string();
-                let code = ErrorCode::ServerBusy;
-                write_msg(send, &ServerMsg::Error(ErrorFrame { code, message })).await?;
-                let _ = send.finish();
-                return Ok(());
-            }
         }
     }
 

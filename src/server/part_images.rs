@@ -19,6 +19,9 @@ pub struct PartSnapshots {
     pub every: Duration,
     /// The uploader.
     pub images: tokio::sync::mpsc::Sender<PartSnapshot>,
+    /// What this gateway holds: only a held partition's image is taken (one being taken over
+    /// waits until it is held).
+    pub owned: std::sync::Arc<crate::cluster::lease::Owned>,
 }
 
 /// Each partition's position, whether it folded records since its last image, and when its
@@ -77,6 +80,14 @@ impl PartImager {
             let Some(&(lsn_next, _)) = self.at.get(&p) else {
                 continue;
             };
+            if !self.cfg.owned.holds(p) {
+                continue;
+            }
+            // No room: the rest wait for the next round, ahead of the others (encoding holds
+            // the state's locks, so nothing is encoded that would not be sent).
+            if self.cfg.images.capacity() == 0 {
+                break;
+            }
             let started = Instant::now();
             let payload = match state.part_image(p, self.cfg.partitions, lsn_next, now_ms) {
                 Ok(v) => v,

@@ -151,7 +151,7 @@ pub async fn start(
     // Folding only what it owns, it answers the API calls other gateways relay to it.
     if let Some(c) = state.shared.cluster.clone() {
         if state.shared.owned.folds_owned_only() {
-            let handler = api::relay::responder(router(state.clone()));
+            let handler = api::relay::responder(router(state.clone()), state.shared.owned.clone());
             tokio::spawn(crate::cluster::relay::serve(c, handler, stop.clone()));
         }
     }

@@ -116,10 +116,17 @@ impl FromRequestParts<std::sync::Arc<WebState>> for Caller {
             }
             Caller::dispatcher(&claims.depot, presented)
         };
-        st.api
-            .limits
-            .take(&caller.id, Instant::now())
-            .map_err(ApiError::rate_limited)?;
+        // A call relayed from another gateway was charged there.
+        if parts
+            .extensions
+            .get::<crate::web::api::relay::Relayed>()
+            .is_none()
+        {
+            st.api
+                .limits
+                .take(&caller.id, Instant::now())
+                .map_err(ApiError::rate_limited)?;
+        }
         Ok(caller)
     }
 }

@@ -4,7 +4,8 @@
 //! [`responder`] runs the other gateways' relayed calls through this gateway's router.
 //!
 //! A call the holder cannot be found for in time answers 503 `owner_unreachable` with
-//! `Retry-After`, never a false 404. A request body over [`MAX_BODY`] (or without a length) is
+//! `Retry-After` (504 `outcome_unknown` for a write, which the silent gateway may have
+//! applied), never a false 404. A request body over [`MAX_BODY`] (or without a length) is
 //! not relayed; a response over it answers 421 `held_elsewhere` naming the gateway to call.
 
 use std::sync::Arc;
@@ -20,8 +21,11 @@ use crate::cluster::relay::{self, Call, Outcome, Reply, MAX_BODY};
 use crate::web::api::error::ApiError;
 use crate::web::state::WebState;
 
-/// Marks a relayed call: it is answered here and never relayed again.
-const RELAYED: &str = "x-milepost-relayed";
+/// Marks a call relayed from another gateway (a request extension, which a client cannot
+/// set): it is answered here, never relayed again, and not charged to the caller's rate limit
+/// again.
+#[derive(Clone, Copy, Debug)]
+pub struct Relayed;
 /// Names the gateway that answered a relayed call.
 const SERVED_BY: &str = "x-milepost-served-by";
 
@@ -51,9 +55,13 @@ pub async fn to_owner(State(st): State<Arc<WebState>>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let bodyless = matches!(req.method().as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");
     let relayable = length.is_some_and(|n| n <= MAX_BODY) || (length.is_none() && bodyless);
-    if req.headers().contains_key(RELAYED) || !relayable {
+    // Only a caller that says who it is (each gateway checks it again): an anonymous 404 is
+    // answered here.
+    let authenticated = req.headers().contains_key("authorization");
+    if req.extensions().get::<Relayed>().is_some() || !relayable || !authenticated {
         return next.run(req).await;
     }
+    let writes = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
     let (parts, body) = req.into_parts();
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
         return ApiError::new(
@@ -117,6 +125,21 @@ pub async fn to_owner(State(st): State<Arc<WebState>>, req: Request, next: Next)
             )
             .into_response()
         }
+        // A write may have been applied by the gateway that did not answer in time.
+        Outcome::Unreachable { why } if writes => {
+            let mut resp = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!(
+                    "{why}; the write may or may not have been applied: retry with the same \
+                     Idempotency-Key, or read before writing again"
+                ),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("2"));
+            resp
+        }
         Outcome::Unreachable { why } => {
             let mut resp = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "owner_unreachable", why)
                 .into_response();
@@ -127,26 +150,44 @@ pub async fn to_owner(State(st): State<Arc<WebState>>, req: Request, next: Next)
     }
 }
 
-/// Runs the other gateways' relayed calls through `router` (this gateway's own, whole).
-pub fn responder(router: axum::Router) -> relay::Handler {
+/// Runs the other gateways' relayed calls through `router` (this gateway's own, whole): API
+/// calls only, a few at a time, each within the relay's deadline. A call not answered here
+/// (404, 421) is a miss; one that cannot be answered now (a 5xx, or a miss while this gateway
+/// is taking a partition over, which may hold it) is "busy", so that the asker says "retry"
+/// rather than a false 404.
+pub fn responder(router: axum::Router, owned: Arc<crate::cluster::lease::Owned>) -> relay::Handler {
+    let permits = Arc::new(tokio::sync::Semaphore::new(32));
     Arc::new(move |call: Call| {
-        let router = router.clone();
+        let (router, owned, permits) = (router.clone(), owned.clone(), permits.clone());
         Box::pin(async move {
+            if !call.uri.starts_with("/api/v1/") {
+                return Reply::Miss;
+            }
+            let Ok(_permit) = permits.try_acquire() else {
+                return Reply::Busy;
+            };
             let mut req = Request::builder()
                 .method(call.method.as_str())
                 .uri(&call.uri);
             for (k, v) in &call.headers {
                 req = req.header(k.as_str(), v.as_slice());
             }
-            let Ok(req) = req
-                .header(RELAYED, call.from.as_str())
-                .body(Body::from(call.body))
-            else {
+            let Ok(mut req) = req.body(Body::from(call.body)) else {
                 return Reply::Miss;
             };
-            let Ok(resp) = router.oneshot(req).await;
+            req.extensions_mut().insert(Relayed);
+            let Ok(Ok(resp)) = tokio::time::timeout(relay::DEADLINE, router.oneshot(req)).await
+            else {
+                return Reply::Busy;
+            };
+            if resp.status().is_server_error() {
+                return Reply::Busy;
+            }
             if elsewhere(resp.status()) {
-                return Reply::Miss;
+                return match owned.taking_over().is_empty() {
+                    true => Reply::Miss,
+                    false => Reply::Busy,
+                };
             }
             let status = resp.status().as_u16();
             let headers = resp

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use milepost_proto::route::{DepotId, RouteId, TrackingNumber};
+use milepost_proto::DriverId;
 use serde::{Deserialize, Serialize};
 
 use super::{calibration_group, FleetCore, ParcelService};
@@ -33,6 +34,12 @@ pub struct CorePartRef<'a> {
     /// Each route's estimates published and waiting for their stop's arrival to be scored,
     /// per stop (same order): the calibration's next samples.
     pub published: Vec<Vec<Published>>,
+    /// Each route's parcels taken off it by their recipients (same order).
+    pub withdrawn: Vec<Vec<&'a TrackingNumber>>,
+    /// The route each of the partition's parcels is on now (when it is one of the partition's).
+    pub by_tracking: Vec<(&'a TrackingNumber, &'a RouteId)>,
+    /// The route each of the partition's drivers is on now (likewise).
+    pub by_driver: Vec<(&'a DriverId, &'a RouteId)>,
     /// The recipients' changes and threads of the partition's parcels.
     pub service: Vec<(&'a TrackingNumber, &'a ParcelService)>,
     /// The failed attempts of the partition's parcels, also of parcels whose route is gone.
@@ -52,6 +59,12 @@ pub struct CorePart {
     pub tally: Vec<RouteTally>,
     /// See [`CorePartRef::published`].
     pub published: Vec<Vec<Published>>,
+    /// See [`CorePartRef::withdrawn`].
+    pub withdrawn: Vec<Vec<TrackingNumber>>,
+    /// See [`CorePartRef::by_tracking`].
+    pub by_tracking: Vec<(TrackingNumber, RouteId)>,
+    /// See [`CorePartRef::by_driver`].
+    pub by_driver: Vec<(DriverId, RouteId)>,
     /// See [`CorePartRef::service`].
     pub service: Vec<(TrackingNumber, ParcelService)>,
     /// See [`CorePartRef::attempts`].
@@ -75,6 +88,7 @@ impl FleetCore {
             .flat_map(|(_, r)| r.plan.stops.iter().flat_map(|s| &s.parcels))
             .map(|p| &p.tracking)
             .collect();
+        let ours_route = |id: &RouteId| self.routes.get(id).is_some_and(|r| keep(&r.plan.depot));
         let book = &self.service;
         let ours =
             |t: &TrackingNumber| parcels.contains(t) || book.depots.get(t).is_some_and(&keep);
@@ -85,6 +99,27 @@ impl FleetCore {
             published: runs
                 .iter()
                 .map(|(_, r)| r.stops.iter().map(|s| s.published.clone()).collect())
+                .collect(),
+            withdrawn: runs
+                .iter()
+                .map(|(_, r)| {
+                    let gone = r.parcels.iter().filter(|p| p.withdrawn);
+                    gone.map(|p| &p.tracking).collect()
+                })
+                .collect(),
+            // Only lookups that lead to the partition's own routes.
+            by_tracking: parcels
+                .iter()
+                .filter_map(|t| Some((*t, self.by_tracking.get(*t)?)))
+                .filter(|(_, r)| ours_route(r))
+                .collect(),
+            by_driver: runs
+                .iter()
+                .map(|(_, r)| &r.plan.driver)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter_map(|d| Some((d, self.by_driver.get(d)?)))
+                .filter(|(_, r)| ours_route(r))
                 .collect(),
             service: book.parcels.iter().filter(|(t, _)| ours(t)).collect(),
             attempts: book
@@ -108,26 +143,24 @@ impl FleetCore {
             self.calibration.insert(group, (c, windows));
         }
         let n = part.routes.len();
-        let mut withdrew = Vec::new();
         let runs = part.routes.into_iter().zip(part.windows).zip(part.tally);
-        for (((mut run, windows), tally), published) in runs.zip(part.published) {
-            run.rebuild_moved(&self.cfg);
+        let runs = runs.zip(part.published).zip(part.withdrawn);
+        for ((((mut run, windows), tally), published), withdrawn) in runs {
+            run.rebuild_moved();
             run.windows = windows;
             run.tally = tally;
             for (stop, p) in run.stops.iter_mut().zip(published) {
                 stop.published = p;
             }
-            for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
-                self.by_tracking
-                    .insert(p.tracking.clone(), run.plan.id.clone());
-            }
-            let unfinished = run.finished_ms.is_none();
-            if unfinished || !self.by_driver.contains_key(&run.plan.driver) {
-                self.by_driver
-                    .insert(run.plan.driver.clone(), run.plan.id.clone());
+            for p in run.parcels.iter_mut() {
+                p.withdrawn = withdrawn.contains(&p.tracking);
             }
             self.routes.insert(run.plan.id.clone(), run);
         }
+        // The lookups as they were where the image was taken (which route a parcel or a
+        // driver is on is history, not a function of the routes).
+        self.by_tracking.extend(part.by_tracking);
+        self.by_driver.extend(part.by_driver);
         let book = &mut self.service;
         for (t, n, at, depot) in part.attempts {
             if let Some(d) = depot {
@@ -135,25 +168,7 @@ impl FleetCore {
             }
             book.attempts.insert(t, (n, at));
         }
-        for (t, entry) in part.service {
-            if let Some(route) = entry.withdrew.clone() {
-                withdrew.push((t.clone(), route));
-            }
-            book.parcels.insert(t, entry);
-        }
-        // A change that took a parcel off its route marks it so again (as on restore).
-        for (t, route) in withdrew {
-            if self.by_tracking.get(&t) != Some(&route) {
-                continue;
-            }
-            if let Some(p) = self
-                .routes
-                .get_mut(&route)
-                .and_then(|r| r.parcels.iter_mut().find(|p| p.tracking == t))
-            {
-                p.withdrawn = true;
-            }
-        }
+        book.parcels.extend(part.service);
         n
     }
 

@@ -302,13 +302,11 @@ impl RouteRun {
         self.refresh_service(cfg);
     }
 
-    /// [`RouteRun::rebuild`] for a route moved whole from another core (a partition's image),
-    /// whose place on the route is as it was there: the next fix is located as it would have
-    /// been there, not on the whole route.
-    pub(crate) fn rebuild_moved(&mut self, cfg: &CoreConfig) {
-        let relocate = self.relocate;
-        self.rebuild(cfg);
-        self.relocate = relocate;
+    /// For a route moved whole from another core (a partition's image), whose every other
+    /// field is as it was there: only the geometry, which is not serialized, is built again
+    /// (not [`RouteRun::rebuild`], which also asks for a new estimate and a new location).
+    pub(crate) fn rebuild_moved(&mut self) {
+        self.geom = Some(Box::new(RouteGeom::build(&self.plan, &self.order)));
     }
 
     /// Sets a new visiting order (a permutation of stop indices, checked by the caller).
