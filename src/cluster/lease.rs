@@ -49,7 +49,7 @@ pub struct Owned {
     /// cleared when it is released.
     folded: Option<Vec<AtomicBool>>,
     /// Per-partition snapshots and takeovers, when folding only what it owns.
-    pub takeover: crate::cluster::snapshots::TakeoverStats,
+    pub takeover: crate::cluster::takeover::TakeoverStats,
 }
 
 impl Owned {

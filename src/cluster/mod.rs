@@ -67,6 +67,7 @@ pub mod relay;
 pub mod revoke;
 pub mod seq;
 pub mod snapshots;
+pub mod takeover;
 pub mod tick;
 
 pub use consume::start_consumer;

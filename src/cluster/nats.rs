@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv, object_store::ObjectStore, stream};
 
 use crate::cluster::config::{ClusterConfig, FoldMode};
 use milepost_core::store::record::partition_of;
@@ -247,9 +247,7 @@ impl Cluster {
         .await?;
         let state_kv = open_bucket(&js, bucket(&names.state, Duration::ZERO)).await?;
         let snaps = match cfg.fold {
-            FoldMode::Owned => {
-                Some(crate::cluster::snapshots::open_store(&js, &names.snaps, cfg.replicas).await?)
-            }
+            FoldMode::Owned => Some(open_object_store(&js, &names.snaps, cfg.replicas).await?),
             FoldMode::All => None,
         };
         Ok(Cluster {
@@ -337,6 +335,35 @@ async fn open_bucket(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Sto
     js.get_key_value(&name)
         .await
         .map_err(|e| setup_err(format!("bucket {name}"))(e.to_string()))
+}
+
+/// Opens the fleet's image bucket (`PREFIX-snap`), creating its stream with the settings of
+/// the object store convention (ADR-20) when it does not exist.
+pub async fn open_object_store(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<ObjectStore, ClusterError> {
+    let setup = |e: String| ClusterError::Setup {
+        what: format!("object store {bucket}"),
+        reason: e,
+    };
+    js.get_or_create_stream(stream::Config {
+        name: format!("OBJ_{bucket}"),
+        description: Some("milepost partition images".into()),
+        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+        storage: stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| setup(e.to_string()))?;
+    js.get_object_store(bucket)
+        .await
+        .map_err(|e| setup(e.to_string()))
 }
 
 #[cfg(test)]

@@ -26,16 +26,16 @@
 //! partition layout is skipped (logged and counted), and the partition is read from the start
 //! of the stream as without snapshots.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use async_nats::jetstream::{self, object_store::ObjectStore, stream};
+use async_nats::jetstream;
 use milepost_core::store::image::PartImage;
 use tokio::io::AsyncReadExt;
 
 use crate::cluster::lease::Owned;
-use crate::cluster::nats::{Cluster, ClusterError};
-use crate::metrics::render_value;
+use crate::cluster::nats::Cluster;
+use crate::cluster::takeover::TakeoverStats;
 
 const MAGIC: &[u8; 8] = b"MPPART01";
 const HEADER: usize = 8 + 4 + 4 + 8 + 8 + 4;
@@ -49,99 +49,6 @@ pub struct PartSnapshot {
     pub lsn_next: u64,
     /// The encoded [`milepost_core::store::image::PartImageRef`].
     pub payload: Vec<u8>,
-}
-
-/// Counters of per-partition snapshots and takeovers.
-#[derive(Debug, Default)]
-pub struct TakeoverStats {
-    /// Images written to the object store.
-    pub written: AtomicU64,
-    /// Bytes of the newest image written.
-    pub written_bytes: AtomicU64,
-    /// Images that could not be written.
-    pub write_failures: AtomicU64,
-    /// Takeovers that started from an image.
-    pub loaded: AtomicU64,
-    /// Images found but not usable (damaged, of another layout, unreadable).
-    pub load_failures: AtomicU64,
-    /// Records folded by takeovers before the partition was held.
-    pub caught_up_records: AtomicU64,
-}
-
-impl TakeoverStats {
-    /// Writes the counters in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, &AtomicU64); 6] = [
-            (
-                "milepost_cluster_part_snapshots_total",
-                "counter",
-                "Partition images written to the cluster's object store",
-                &self.written,
-            ),
-            (
-                "milepost_cluster_part_snapshot_bytes",
-                "gauge",
-                "Size of the newest partition image written",
-                &self.written_bytes,
-            ),
-            (
-                "milepost_cluster_part_snapshot_failures_total",
-                "counter",
-                "Partition images that could not be written",
-                &self.write_failures,
-            ),
-            (
-                "milepost_cluster_takeovers_from_snapshot_total",
-                "counter",
-                "Partitions taken over starting from their image",
-                &self.loaded,
-            ),
-            (
-                "milepost_cluster_part_snapshot_load_failures_total",
-                "counter",
-                "Partition images found but not usable (the partition was read from the start)",
-                &self.load_failures,
-            ),
-            (
-                "milepost_cluster_takeover_records_total",
-                "counter",
-                "Records folded by takeovers before their partition was held",
-                &self.caught_up_records,
-            ),
-        ];
-        for (name, kind, help, v) in rows {
-            render_value(out, name, kind, help, v.load(Relaxed));
-        }
-    }
-}
-
-/// Opens the fleet's image bucket (`PREFIX-snap`), creating its stream with the settings of
-/// the object store convention (ADR-20) when it does not exist.
-pub async fn open_store(
-    js: &jetstream::Context,
-    bucket: &str,
-    replicas: usize,
-) -> Result<ObjectStore, ClusterError> {
-    let setup = |e: String| ClusterError::Setup {
-        what: format!("object store {bucket}"),
-        reason: e,
-    };
-    js.get_or_create_stream(stream::Config {
-        name: format!("OBJ_{bucket}"),
-        description: Some("milepost partition images".into()),
-        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
-        storage: stream::StorageType::File,
-        num_replicas: replicas.max(1),
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        allow_direct: true,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| setup(e.to_string()))?;
-    js.get_object_store(bucket)
-        .await
-        .map_err(|e| setup(e.to_string()))
 }
 
 /// Where partition `p`'s images belong in `cluster`.

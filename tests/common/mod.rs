@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kill;
+pub mod owned;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
