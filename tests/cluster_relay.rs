@@ -104,6 +104,21 @@ async fn the_back_office_api_reaches_the_gateway_that_holds_a_route_from_any_gat
         Some(owner_node.as_str())
     );
 
+    // A depot's list, asked of the gateway that does not hold the depot, is the holder's.
+    let list = api(&other, "GET", "/api/v1/routes?depot=north", &key, None).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert_eq!(
+        list.header("x-milepost-served-by"),
+        Some(owner_node.as_str())
+    );
+    let ids: Vec<String> = list.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["route_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(ids.contains(&"R-REL-1".to_owned()), "{ids:?}");
+
     // What no gateway holds is a plain 404, answered once every gateway said so.
     let none = api(&other, "GET", "/api/v1/routes/R-NOWHERE", &key, None).await;
     assert_eq!(none.status, 404, "{}", none.text());

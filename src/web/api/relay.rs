@@ -37,6 +37,22 @@ fn end_to_end(name: &str) -> bool {
     )
 }
 
+/// The depot a call names: `/api/v1/depots/{depot}/...`, or a `depot` query parameter.
+fn depot_named(uri: &axum::http::Uri) -> Option<String> {
+    let decoded = |s: &str| {
+        form_urlencoded::parse(format!("d={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    if let Some(rest) = uri.path().strip_prefix("/api/v1/depots/") {
+        let d = rest.split('/').next().unwrap_or_default();
+        return decoded(d).filter(|d| !d.is_empty());
+    }
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "depot")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// Not answered here: not found (an id of a partition held elsewhere), or misdirected (a
 /// route whose depot is held elsewhere).
 fn elsewhere(status: StatusCode) -> bool {
@@ -55,10 +71,21 @@ pub async fn to_owner(State(st): State<Arc<WebState>>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let bodyless = matches!(req.method().as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");
     let relayable = length.is_some_and(|n| n <= MAX_BODY) || (length.is_none() && bodyless);
+    // A call about a depot (`/api/v1/depots/{depot}/...`, `?depot=`) is answered only by the
+    // gateway that holds it: anywhere else its lists would be empty, not missing.
+    let held_elsewhere = depot_named(req.uri())
+        .and_then(|d| st.shared.serves(&d).err())
+        .map(|h| ApiError::from(crate::web::error::WebError::HeldElsewhere(h)));
+    if req.extensions().get::<Relayed>().is_some() {
+        return match held_elsewhere {
+            Some(e) => e.into_response(),
+            None => next.run(req).await,
+        };
+    }
     // Only a caller that says who it is (each gateway checks it again): an anonymous 404 is
     // answered here.
     let authenticated = req.headers().contains_key("authorization");
-    if req.extensions().get::<Relayed>().is_some() || !relayable || !authenticated {
+    if !relayable || !authenticated {
         return next.run(req).await;
     }
     let writes = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
@@ -83,7 +110,10 @@ pub async fn to_owner(State(st): State<Arc<WebState>>, req: Request, next: Next)
             .collect(),
         body: body.to_vec(),
     };
-    let local = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let local = match held_elsewhere {
+        Some(e) => e.into_response(),
+        None => next.run(Request::from_parts(parts, Body::from(body))).await,
+    };
     if !elsewhere(local.status()) {
         return local;
     }
@@ -205,4 +235,23 @@ pub fn responder(router: axum::Router, owned: Arc<crate::cluster::lease::Owned>)
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_depot_a_call_names() {
+        let d = |u: &str| depot_named(&u.parse::<axum::http::Uri>().unwrap());
+        assert_eq!(d("/api/v1/depots/north/alerts").as_deref(), Some("north"));
+        assert_eq!(d("/api/v1/depots/dc%2D7/drivers").as_deref(), Some("dc-7"));
+        assert_eq!(
+            d("/api/v1/routes?limit=5&depot=south").as_deref(),
+            Some("south")
+        );
+        assert_eq!(d("/api/v1/routes/R-1"), None);
+        assert_eq!(d("/api/v1/depots/"), None);
+        assert_eq!(d("/api/v1/routes?depotx=a"), None);
+    }
 }
