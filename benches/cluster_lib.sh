@@ -17,8 +17,14 @@ load_routes() {
     python3 benches/sim_routes.py --drivers "$DRIVERS" --depots "${DEPOTS:-48}" --trace "$2" --out "$W/routes"
     for d in "$W"/routes/*; do
         T=$(target/release/milepost token --secret $S --role dispatcher --subject "$(basename "$d")" --ttl 1h)
-        target/release/milepost route load --server "127.0.0.1:$1" --ca "$W/g0/certs/ca.pem" \
-            --token "$T" "$d"/*.json > /dev/null
+        # A partition changing hands (leases still settling) answers "retry": the load is
+        # repeated (an assignment of the same route replaces it).
+        for try in 1 2 3 4 5; do
+            target/release/milepost route load --server "127.0.0.1:$1" --ca "$W/g0/certs/ca.pem" \
+                --token "$T" "$d"/*.json > /dev/null && break
+            [ "$try" -lt 5 ] || return 1
+            sleep 2
+        done
     done
     echo "routes assigned: $(ls "$W"/routes/*/*.json | wc -l)"
 }

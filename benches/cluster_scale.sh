@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # What a gateway spends following the fleet, by fold mode and gateway count (issue 25): GATEWAYS
-# gateways over one nats-server; g0 takes every phone (DRIVERS at 1 fix/s, spread over DEPOTS
-# depots), g1.. take none and only follow the stream. With FOLD=owned each gateway folds only
-# the partitions of depots it leases (PARTITIONS of them, spread evenly), with FOLD=all the
-# whole stream. Prints, over a 10 s window in the steady state, each process's CPU and the
-# followers' CPU per fleet fix (µs): the follow cost. Run it for FOLD=all GATEWAYS=2 (the
-# whole fold, the 1-gateway follow cost) and FOLD=owned GATEWAYS=2,3,4. Needs nats-server and
-# jq; loopback only; stops only what it started. CLUSTER_TOML adds lines to the [cluster]
-# section, e.g. CLUSTER_TOML='group_linger_us = 10000' (bigger groups: fewer, fuller messages,
-# as a loaded gateway would publish). PERF=1 records a profile of g1 into
+# gateways over one nats-server; every phone is sent to g0 (DRIVERS at 1 fix/s, spread over
+# DEPOTS depots). With FOLD=all, g1.. take none and only follow the stream: their CPU per fleet
+# fix is the follow cost. With FOLD=owned each gateway folds only the partitions of depots it
+# leases (PARTITIONS of them, spread evenly) and takes only their phones: g0 refuses the others
+# with ServerBusy naming the holder, and `replay` reconnects them there, so each gateway's CPU
+# per fleet fix is its whole share (its phones and its fold) of a fixed load. Run it for
+# FOLD=owned GATEWAYS=1 (everything on one) and GATEWAYS=2,3. Prints, over a 10 s window in
+# the steady state, each process's CPU and each gateway's CPU per fleet fix (µs). Needs
+# nats-server and jq; loopback only; stops only what it started. CLUSTER_TOML adds lines to the
+# [cluster] section, e.g. CLUSTER_TOML='group_linger_us = 10000' (bigger groups: fewer, fuller
+# messages, as a loaded gateway would publish). PERF=1 records a profile of g1 into
 # $OUT/perf.data. ROUTES=1 gives every driver a route first (benches/sim_routes.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."

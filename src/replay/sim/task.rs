@@ -126,6 +126,14 @@ impl DriverTask {
                     .connected(started, run.now_us(), watermark, max_batch);
             }
             Ok(Err(e)) => {
+                // A gateway that does not hold the driver's depot names the one that does
+                // (`cluster.fold = "owned"`): the next attempt goes there, as a phone app
+                // would (not through a relay of the network model, which is the driver's own).
+                if e.code() == Some(milepost_proto::ErrorCode::ServerBusy) && run.net.is_none() {
+                    if let Some(holder) = holder_named(&e.to_string()) {
+                        self.server = holder;
+                    }
+                }
                 let why = if fatal(e.code()) {
                     tracing::warn!(driver = %id, error = %e, "refused: giving up");
                     ConnectFailure::Fatal
@@ -259,5 +267,32 @@ impl DriverTask {
             Some(l) => self.wire_closed.plus(l.wire()),
             None => self.wire_closed,
         }
+    }
+}
+
+/// The QUIC address a `ServerBusy` message names ("... gateway g2 does (QUIC 10.0.0.2:4433,
+/// web ...): connect there"), if any.
+fn holder_named(message: &str) -> Option<SocketAddr> {
+    let rest = &message[message.find("(QUIC ")? + "(QUIC ".len()..];
+    let end = rest.find([',', ')'])?;
+    rest[..end].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::holder_named;
+
+    #[test]
+    fn the_holder_a_refusal_names() {
+        let m = "this gateway does not hold partition 3; gateway g2 does (QUIC 127.0.0.1:4433, \
+                 web http://127.0.0.1:8080): connect there";
+        assert_eq!(holder_named(m), Some("127.0.0.1:4433".parse().unwrap()));
+        let bare = "this gateway does not hold partition 3; gateway g2 does (QUIC [::1]:9)";
+        assert_eq!(holder_named(bare), Some("[::1]:9".parse().unwrap()));
+        assert_eq!(
+            holder_named("this gateway does not hold partition 3; it is changing hands"),
+            None
+        );
+        assert_eq!(holder_named("(QUIC not-an-address)"), None);
     }
 }
