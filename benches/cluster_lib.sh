@@ -1,6 +1,12 @@
-# Shared by the cluster benches (sourced, not run): a nats-server on loopback and the
-# simulated drivers' routes. The caller sets W (scratch dir), OUT (logs), PIDS (what it stops
-# on exit), S (the fleet's secret), DRIVERS and DEPOTS.
+# Shared by the cluster benches (sourced, not run): a scratch directory W, the fleet's secret
+# S, PIDS (everything started, stopped by PID on exit, then W removed), a nats-server on
+# loopback and the simulated drivers' routes. The caller sets OUT (logs), DRIVERS and DEPOTS.
+
+W=$(mktemp -d)
+S=bench-secret-bench-secret-bench-secret
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
 
 # Starts `nats-server -js` on a free loopback port: sets NP (its PID) and URL (host:port).
 start_nats() {

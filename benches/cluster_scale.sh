@@ -16,13 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n ${NO_BUILD:-} ]] || cargo build --release --quiet --bin milepost
 N=${GATEWAYS:-3}; DRIVERS=${DRIVERS:-3000}; FOLD=${FOLD:-owned}; PARTS=${PARTITIONS:-12}
-W=$(mktemp -d); OUT=${OUT:-target/cluster-scale}; mkdir -p "$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
+OUT=${OUT:-target/cluster-scale}; mkdir -p "$OUT"
 . benches/cluster_lib.sh
 start_nats
-S=bench-secret-bench-secret-bench-secret
 G=()
 for i in $(seq 0 $((N-1))); do
     mkdir -p "$W/g$i"

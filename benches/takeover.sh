@@ -12,13 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n ${NO_BUILD:-} ]] || cargo build --release --quiet --bin milepost
 DRIVERS=${DRIVERS:-3000}; PARTS=${PARTITIONS:-12}; SNAP=${SNAP:-10}; DURATION=${DURATION:-120s}
-W=$(mktemp -d); OUT=${OUT:-target/takeover}; mkdir -p "$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
+OUT=${OUT:-target/takeover}; mkdir -p "$OUT"
 . benches/cluster_lib.sh
 start_nats
-S=bench-secret-bench-secret-bench-secret
 gateway() {
     local i=$1
     mkdir -p "$W/g$i"

@@ -53,24 +53,12 @@ async fn the_back_office_api_reaches_the_gateway_that_holds_a_route_from_any_gat
         created.header("x-milepost-served-by"),
         Some(owner_node.as_str())
     );
-    assert!(owner
-        .gw
-        .shared()
-        .state
-        .core
-        .lock()
-        .unwrap()
-        .route_view(&"R-REL-1".into())
-        .is_some());
-    assert!(other
-        .gw
-        .shared()
-        .state
-        .core
-        .lock()
-        .unwrap()
-        .route_view(&"R-REL-1".into())
-        .is_none());
+    let folds = |g: &TestGateway| {
+        let core = g.gw.shared().state.core.lock().unwrap();
+        core.route_view(&"R-REL-1".into()).is_some()
+    };
+    assert!(folds(&owner));
+    assert!(!folds(&other));
 
     // Read, re-sequenced and its parcel read, all through the other gateway.
     let got = api(&other, "GET", "/api/v1/routes/R-REL-1", &key, None).await;

@@ -188,24 +188,15 @@ pub async fn ask(cluster: &Cluster, owned: &Owned, call: &Call) -> Outcome {
             why: format!(
                 "gateway(s) {} cannot answer now (taking a partition over, or failing): retry \
                  in a few seconds",
-                busy.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names(busy.iter())
             ),
         };
     }
-    let missed: BTreeSet<String> = missed;
-    let silent: Vec<&String> = peers.difference(&missed).collect();
-    if !silent.is_empty() {
+    if !peers.is_subset(&missed) {
         return Outcome::Unreachable {
             why: format!(
                 "gateway(s) {} did not answer within {} s: retry in a few seconds",
-                silent
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                names(peers.difference(&missed)),
                 DEADLINE.as_secs()
             ),
         };
@@ -220,6 +211,11 @@ pub async fn ask(cluster: &Cluster, owned: &Owned, call: &Call) -> Outcome {
         };
     }
     Outcome::Missed
+}
+
+/// Gateways' names, for a message.
+fn names<'a>(nodes: impl Iterator<Item = &'a String>) -> String {
+    nodes.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs a relayed call through this gateway's API (without relaying it again).

@@ -24,12 +24,19 @@ pub struct PartSnapshots {
     pub owned: std::sync::Arc<crate::cluster::lease::Owned>,
 }
 
-/// Each partition's position, whether it folded records since its last image, and when its
-/// last image was handed over.
+/// A partition's position, whether it folded records since its last image, and when its last
+/// image was handed over.
+#[derive(Default)]
+struct Part {
+    next: u64,
+    dirty: bool,
+    sent: Option<Instant>,
+}
+
+/// Each partition's [`Part`], and when the last round was.
 pub(super) struct PartImager {
     cfg: PartSnapshots,
-    at: HashMap<u32, (u64, bool)>,
-    sent: HashMap<u32, Instant>,
+    parts: HashMap<u32, Part>,
     last: Instant,
 }
 
@@ -37,8 +44,7 @@ impl PartImager {
     pub(super) fn new(cfg: PartSnapshots) -> PartImager {
         PartImager {
             cfg,
-            at: HashMap::new(),
-            sent: HashMap::new(),
+            parts: HashMap::new(),
             last: Instant::now(),
         }
     }
@@ -46,9 +52,10 @@ impl PartImager {
     /// The applier folded a group: each partition in it is now at its position.
     pub(super) fn folded(&mut self, positions: &[(u32, u64)]) {
         for &(p, next) in positions {
-            let e = self.at.entry(p).or_insert((0, false));
-            if next > e.0 {
-                *e = (next, true);
+            let e = self.parts.entry(p).or_default();
+            if next > e.next {
+                e.next = next;
+                e.dirty = true;
             }
         }
     }
@@ -56,14 +63,15 @@ impl PartImager {
     /// Partitions forgotten here.
     pub(super) fn released(&mut self, parts: &[u32]) {
         for p in parts {
-            self.at.remove(p);
-            self.sent.remove(p);
+            self.parts.remove(p);
         }
     }
 
     /// A partition installed from its image at `lsn_next`: nothing new to write yet.
     pub(super) fn installed(&mut self, p: u32, lsn_next: u64) {
-        self.at.insert(p, (lsn_next, false));
+        let e = self.parts.entry(p).or_default();
+        e.next = lsn_next;
+        e.dirty = false;
     }
 
     /// When due, encodes the image of every partition that folded records since its last one
@@ -74,12 +82,14 @@ impl PartImager {
             return;
         }
         self.last = Instant::now();
-        let mut dirty: Vec<u32> = self.at.iter().filter(|e| e.1 .1).map(|e| *e.0).collect();
-        dirty.sort_unstable_by_key(|p| (self.sent.get(p).copied(), *p));
-        for p in dirty {
-            let Some(&(lsn_next, _)) = self.at.get(&p) else {
-                continue;
-            };
+        let mut dirty: Vec<(Option<Instant>, u32, u64)> = self
+            .parts
+            .iter()
+            .filter(|(_, e)| e.dirty)
+            .map(|(p, e)| (e.sent, *p, e.next))
+            .collect();
+        dirty.sort_unstable();
+        for (_, p, lsn_next) in dirty {
             if !self.cfg.owned.holds(p) {
                 continue;
             }
@@ -103,8 +113,9 @@ impl PartImager {
                 payload,
             };
             if self.cfg.images.try_send(image).is_ok() {
-                self.at.insert(p, (lsn_next, false));
-                self.sent.insert(p, Instant::now());
+                let e = self.parts.entry(p).or_default();
+                e.dirty = false;
+                e.sent = Some(Instant::now());
                 tracing::debug!(
                     partition = p,
                     bytes,

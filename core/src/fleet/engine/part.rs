@@ -10,7 +10,7 @@ use milepost_proto::route::{DepotId, RouteId, TrackingNumber};
 use milepost_proto::DriverId;
 use serde::{Deserialize, Serialize};
 
-use super::{calibration_group, FleetCore, ParcelService};
+use super::{FleetCore, ParcelService};
 use crate::analytics::RouteTally;
 use crate::fleet::calibrate::{Calibration, Windows};
 use crate::fleet::run::RouteRun;
@@ -187,10 +187,5 @@ impl FleetCore {
             book.attempts.remove(&t);
             book.parcels.remove(&t);
         }
-    }
-
-    /// The calibration group of a depot.
-    pub fn calibration_group_of(&self, depot: &DepotId) -> u32 {
-        calibration_group(&self.cfg, depot)
     }
 }
