@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use milepost::analytics::export::export_day;
-use milepost::analytics::Carriers;
 use milepost::history::{History, HistoryConfig};
+use milepost::tenancy::Carriers;
 use milepost_core::analytics::RouteFacts;
 use milepost_core::fleet::progress::StopPhase;
 use milepost_core::fleet::view::{RouteView, StopView};

@@ -138,6 +138,7 @@ async fn main() {
                 depot: "dc".into(),
                 exp: now + 3600,
                 iat: now,
+                carrier: None,
             };
             (key.mint(&claims), sub)
         })

@@ -66,6 +66,7 @@ fn token(key: &TokenKey, role: Role, sub: &str) -> String {
         depot: "dc".into(),
         exp: now + 3600,
         iat: now,
+        carrier: None,
     })
 }
 

@@ -11,7 +11,11 @@
 //!
 //! A scope is `backoffice:DEPOT` (an order or routing system: writes routes, outcomes and
 //! tracking links, reads everything of the depot) or `dispatcher:DEPOT` (reads, and handles
-//! alerts); `DEPOT` may be `*` for every depot.
+//! alerts); `DEPOT` may be `*` for every depot. A key belongs to one carrier (`carrier`; see
+//! [`crate::tenancy`]): its depots, `*` included, are that carrier's only. A platform key
+//! (`*`, and every key made before carriers existed) spans carriers. A shipper's key
+//! (`shipper:CARRIER`, a platform key with only such scopes) follows parcels by tracking number
+//! at the carriers it names, and lists nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -33,14 +37,18 @@ pub enum KeyRole {
     Backoffice,
     /// A dispatcher's console or tool: reads, and acknowledges alerts.
     Dispatcher,
+    /// A shipper's system: looks parcels up by tracking number at the carriers its scopes
+    /// name (the scope's target is a carrier, not a depot), and lists nothing.
+    Shipper,
 }
 
-/// One scope of a key: a role in a depot (`*`: every depot).
+/// One scope of a key: a role in a depot (`*`: every depot of the key's carrier), or a
+/// shipper's carrier (`*`: every carrier).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Scope {
     /// The role.
     pub role: KeyRole,
-    /// The depot, or `*`.
+    /// The depot, or `*`; a shipper scope's carrier.
     pub depot: String,
 }
 
@@ -53,6 +61,7 @@ impl Scope {
         let role = match role {
             "backoffice" => KeyRole::Backoffice,
             "dispatcher" => KeyRole::Dispatcher,
+            "shipper" => KeyRole::Shipper,
             other => return Err(format!("scope {s:?}: unknown role {other:?}")),
         };
         if depot.is_empty() || depot.chars().any(|c| c.is_control() || c == ',') {
@@ -64,9 +73,14 @@ impl Scope {
         })
     }
 
-    /// True if this scope covers `depot`.
+    /// True if this scope covers `depot` (a shipper's scope covers no depot).
     pub fn covers(&self, depot: &str) -> bool {
-        self.depot == "*" || self.depot == depot
+        self.role != KeyRole::Shipper && (self.depot == "*" || self.depot == depot)
+    }
+
+    /// True if this is a shipper's scope at `carrier`.
+    pub fn follows_carrier(&self, carrier: &str) -> bool {
+        self.role == KeyRole::Shipper && (self.depot == "*" || self.depot == carrier)
     }
 }
 
@@ -75,6 +89,7 @@ impl std::fmt::Display for Scope {
         let role = match self.role {
             KeyRole::Backoffice => "backoffice",
             KeyRole::Dispatcher => "dispatcher",
+            KeyRole::Shipper => "shipper",
         };
         write!(f, "{role}:{}", self.depot)
     }
@@ -89,6 +104,10 @@ pub struct ApiKey {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// The carrier it belongs to; `*` or absent (keys made before carriers existed): the
+    /// platform, every carrier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
     /// SHA-256 of the whole key, hex.
     pub sha256: String,
     /// Created, UTC ms.
@@ -99,12 +118,17 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    /// True if the key may act as `role` in `depot` (a back-office key also reads as a
-    /// dispatcher).
+    /// True if the key may act as `role` in `depot` as far as its scopes go (a back-office
+    /// key also reads as a dispatcher); its carrier is checked by [`crate::tenancy::Tenant`].
     pub fn allows(&self, role: KeyRole, depot: &str) -> bool {
         self.scopes
             .iter()
             .any(|s| s.covers(depot) && (s.role == role || s.role == KeyRole::Backoffice))
+    }
+
+    /// Whom the key speaks for.
+    pub fn tenant(&self) -> crate::tenancy::Tenant {
+        crate::tenancy::Tenant::of_key(self.carrier.as_deref())
     }
 
     /// The deny-list entry that revokes this key.
@@ -116,6 +140,33 @@ impl ApiKey {
 /// The deny-list entry that revokes key `id`.
 pub fn deny_entry(id: &str) -> String {
     format!("key:{}", id.to_lowercase())
+}
+
+/// A shipper's scopes come alone, on a platform key (they name carriers); a carrier's key
+/// holds back-office and dispatcher scopes.
+fn check_carrier_scopes(carrier: &str, scopes: &[Scope]) -> Result<(), KeyError> {
+    let shipper = scopes.iter().filter(|s| s.role == KeyRole::Shipper).count();
+    if shipper > 0 && shipper < scopes.len() {
+        return Err(KeyError::Invalid(
+            "a shipper key has only shipper scopes: make another key for the rest".into(),
+        ));
+    }
+    if shipper > 0 && carrier != "*" {
+        return Err(KeyError::Invalid(format!(
+            "a shipper key follows parcels across carriers: make it with --carrier '*', not {carrier:?}"
+        )));
+    }
+    let id_ok = carrier == "*"
+        || ((1..=64).contains(&carrier.len())
+            && carrier
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    if !id_ok {
+        return Err(KeyError::Invalid(format!(
+            "carrier {carrier:?}: an id is 1-64 letters, digits, '-' or '_', or '*'"
+        )));
+    }
+    Ok(())
 }
 
 /// The key file's content.
@@ -204,10 +255,12 @@ impl KeyFile {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
-    /// Adds a new key; returns it with the key itself (shown once, never stored).
+    /// Adds a new key of `carrier` (`*`: the platform); returns it with the key itself (shown
+    /// once, never stored).
     pub fn create(
         &mut self,
         name: &str,
+        carrier: &str,
         scopes: Vec<Scope>,
         now_ms: i64,
     ) -> Result<(ApiKey, String), KeyError> {
@@ -219,6 +272,7 @@ impl KeyFile {
         if scopes.is_empty() {
             return Err(KeyError::Invalid("a key needs at least one scope".into()));
         }
+        check_carrier_scopes(carrier, &scopes)?;
         let mut rng = rand::thread_rng();
         let id = loop {
             let id = format!("{:08x}", rng.next_u32());
@@ -233,6 +287,7 @@ impl KeyFile {
             id,
             name: name.trim().to_owned(),
             scopes,
+            carrier: Some(carrier.to_owned()),
             sha256: sha256_hex(&key),
             created_ms: now_ms,
             revoked_ms: None,
@@ -404,7 +459,7 @@ mod tests {
     fn a_key_verifies_until_revoked_and_only_its_hash_is_kept() {
         let mut f = KeyFile::default();
         let scopes = vec![Scope::parse("backoffice:north").unwrap()];
-        let (stored, key) = f.create("orders", scopes, 1).unwrap();
+        let (stored, key) = f.create("orders", "*", scopes, 1).unwrap();
         assert!(key.starts_with(&format!("mpk_{}_", stored.id)));
         assert_eq!(id_of(&key), Some(stored.id.as_str()));
         let text = serde_json::to_string(&f).unwrap();
@@ -428,6 +483,7 @@ mod tests {
         let (k, _) = f
             .create(
                 "ops",
+                "acme",
                 vec![
                     Scope::parse("backoffice:north").unwrap(),
                     Scope::parse("dispatcher:south").unwrap(),
@@ -440,7 +496,41 @@ mod tests {
         assert!(k.allows(KeyRole::Dispatcher, "south"));
         assert!(!k.allows(KeyRole::Backoffice, "south"));
         assert!(!k.allows(KeyRole::Dispatcher, "east"));
-        assert!(f.create("", vec![], 1).is_err());
+        assert!(f.create("", "*", vec![], 1).is_err());
+        assert_eq!(k.tenant(), crate::tenancy::Tenant::Carrier("acme".into()));
+    }
+
+    #[test]
+    fn shipper_keys_are_platform_keys_with_only_shipper_scopes() {
+        let mut f = KeyFile::default();
+        let ship = |s: &str| Scope::parse(s).unwrap();
+        let (k, _) = f
+            .create(
+                "shop",
+                "*",
+                vec![ship("shipper:acme"), ship("shipper:zeta")],
+                1,
+            )
+            .unwrap();
+        assert_eq!(k.tenant(), crate::tenancy::Tenant::Platform);
+        assert!(k.scopes.iter().any(|s| s.follows_carrier("zeta")));
+        assert!(!k.scopes.iter().any(|s| s.follows_carrier("other")));
+        // A shipper scope covers no depot: it lists nothing.
+        assert!(!k.allows(KeyRole::Dispatcher, "acme") && !k.allows(KeyRole::Dispatcher, "*"));
+        let mixed = vec![ship("shipper:acme"), ship("backoffice:north")];
+        assert!(f.create("x", "*", mixed, 1).is_err());
+        assert!(f
+            .create("x", "acme", vec![ship("shipper:acme")], 1)
+            .is_err());
+        assert!(f
+            .create("x", "bad id", vec![ship("backoffice:*")], 1)
+            .is_err());
+        // Keys made before carriers existed speak for the platform.
+        let old: ApiKey = serde_json::from_str(
+            r#"{"id":"0000000a","name":"old","scopes":[{"role":"backoffice","depot":"*"}],"sha256":"x","created_ms":1}"#,
+        )
+        .unwrap();
+        assert_eq!(old.tenant(), crate::tenancy::Tenant::Platform);
     }
 
     #[test]
@@ -449,7 +539,12 @@ mod tests {
         let store = KeyStore::new(dir.path());
         let mut elsewhere = KeyFile::default();
         let (k, key) = elsewhere
-            .create("orders", vec![Scope::parse("backoffice:*").unwrap()], 1)
+            .create(
+                "orders",
+                "*",
+                vec![Scope::parse("backoffice:*").unwrap()],
+                1,
+            )
             .unwrap();
         assert!(store.verify(&key).is_none());
         store.set_shared(elsewhere.keys.clone());
@@ -465,7 +560,12 @@ mod tests {
         let path = dir.path().join(FILE);
         let mut f = KeyFile::default();
         let (k, key) = f
-            .create("orders", vec![Scope::parse("backoffice:*").unwrap()], 1)
+            .create(
+                "orders",
+                "*",
+                vec![Scope::parse("backoffice:*").unwrap()],
+                1,
+            )
             .unwrap();
         f.write(&path).unwrap();
         let store = KeyStore::new(dir.path());

@@ -45,6 +45,10 @@ pub struct Claims {
     pub exp: i64,
     /// Issue time, Unix seconds.
     pub iat: i64,
+    /// The carrier of the depot when the token was made (absent in tokens made before
+    /// carriers existed): a token whose depot now belongs to another carrier is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
 }
 
 /// Why a token was refused.
@@ -287,6 +291,7 @@ mod tests {
             depot: "north".into(),
             exp,
             iat: 0,
+            carrier: None,
         }
     }
 
@@ -327,6 +332,7 @@ mod tests {
             depot: "x".into(),
             exp: 1,
             iat: 0,
+            carrier: None,
         };
         assert!(!list.denies(&claims, "tok"));
         std::fs::write(

@@ -67,7 +67,7 @@ pub struct Config {
     /// What recipients may change about a delivery (`[self_service]`).
     pub self_service: crate::selfservice::SelfServiceConfig,
     /// The carriers above the depots (`[carriers.<id>]`): analytics group by them.
-    pub carriers: crate::analytics::Carriers,
+    pub carriers: crate::tenancy::Carriers,
 }
 
 impl Default for Config {

@@ -4,7 +4,8 @@
 //! table of the configuration stays as the fallback for drivers without a profile. A profile is
 //! shown to a recipient only once the driver is on the way to the recipient's stop
 //! ([`crate::web`]'s parcel view). One gateway's: in a cluster each gateway keeps the profiles
-//! set through it.
+//! set through it. Each profile remembers the carrier whose key set it (a platform key sets
+//! none), so that another carrier's key cannot read or change it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -64,10 +65,26 @@ impl DriverProfile {
     }
 }
 
+/// The file: profiles and the carriers that set them (the first form was the bare map of
+/// profiles).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct File {
+    profiles: BTreeMap<String, DriverProfile>,
+    #[serde(default)]
+    carriers: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyFile {
+    Now(File),
+    First(BTreeMap<String, DriverProfile>),
+}
+
 /// The profiles, in memory and in their file.
 pub struct DriverProfiles {
     path: PathBuf,
-    map: RwLock<BTreeMap<String, DriverProfile>>,
+    map: RwLock<File>,
 }
 
 impl DriverProfiles {
@@ -75,13 +92,19 @@ impl DriverProfiles {
     pub fn open(data_dir: &Path) -> std::io::Result<DriverProfiles> {
         let path = data_dir.join("drivers.json");
         let map = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            Ok(b) => match serde_json::from_slice(&b).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("{}: {e}", path.display()),
                 )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            })? {
+                AnyFile::Now(f) => f,
+                AnyFile::First(profiles) => File {
+                    profiles,
+                    carriers: BTreeMap::new(),
+                },
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
             Err(e) => return Err(e),
         };
         Ok(DriverProfiles {
@@ -95,17 +118,38 @@ impl DriverProfiles {
         self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .profiles
             .get(driver)
             .cloned()
     }
 
-    /// Sets (`Some`) or removes (`None`) a driver's profile, durably; true if one was there.
-    pub fn put(&self, driver: &str, p: Option<DriverProfile>) -> std::io::Result<bool> {
+    /// The carrier whose key set a driver's profile (none: no profile, or a platform key's).
+    pub fn carrier_of(&self, driver: &str) -> Option<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .carriers
+            .get(driver)
+            .cloned()
+    }
+
+    /// Sets (`Some`) or removes (`None`) a driver's profile, durably, as set by `carrier`
+    /// (none: the platform); true if one was there.
+    pub fn put(
+        &self,
+        driver: &str,
+        p: Option<DriverProfile>,
+        carrier: Option<&str>,
+    ) -> std::io::Result<bool> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         let mut next = map.clone();
         let had = match p {
-            Some(p) => next.insert(driver.to_owned(), p).is_some(),
-            None => next.remove(driver).is_some(),
+            Some(p) => next.profiles.insert(driver.to_owned(), p).is_some(),
+            None => next.profiles.remove(driver).is_some(),
+        };
+        match carrier.filter(|_| next.profiles.contains_key(driver)) {
+            Some(c) => next.carriers.insert(driver.to_owned(), c.to_owned()),
+            None => next.carriers.remove(driver),
         };
         let bytes = serde_json::to_vec_pretty(&next).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
@@ -134,13 +178,24 @@ mod tests {
     fn profiles_persist_and_bad_fields_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = DriverProfiles::open(dir.path()).unwrap();
-        assert!(!p.put("D1", Some(marko())).unwrap());
+        assert!(!p.put("D1", Some(marko()), Some("acme")).unwrap());
+        let again = DriverProfiles::open(dir.path()).unwrap();
+        assert_eq!(again.get("D1"), Some(marko()));
+        assert_eq!(again.carrier_of("D1").as_deref(), Some("acme"));
+        assert!(p.put("D1", None, Some("acme")).unwrap());
+        let again = DriverProfiles::open(dir.path()).unwrap();
+        assert_eq!((again.get("D1"), again.carrier_of("D1")), (None, None));
+        // A file of the first form (a bare map of profiles) still opens.
+        std::fs::write(
+            dir.path().join("drivers.json"),
+            serde_json::to_vec(&BTreeMap::from([("D2".to_owned(), marko())])).unwrap(),
+        )
+        .unwrap();
+        let first = DriverProfiles::open(dir.path()).unwrap();
         assert_eq!(
-            DriverProfiles::open(dir.path()).unwrap().get("D1"),
-            Some(marko())
+            (first.get("D2"), first.carrier_of("D2")),
+            (Some(marko()), None)
         );
-        assert!(p.put("D1", None).unwrap());
-        assert_eq!(DriverProfiles::open(dir.path()).unwrap().get("D1"), None);
         let bad = |f: fn(&mut DriverProfile)| {
             let mut m = marko();
             f(&mut m);

@@ -67,6 +67,7 @@ pub mod selfservice;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tenancy;
 pub mod tools;
 pub mod udp;
 pub mod web;

@@ -70,6 +70,18 @@ impl FleetState {
         Fleet::restore(cfg, snap).into()
     }
 
+    /// The depot of parcel `tracking`: its live route's, else its history's.
+    pub fn depot_of_parcel(
+        &self,
+        tracking: &milepost_proto::route::TrackingNumber,
+    ) -> Option<milepost_proto::route::DepotId> {
+        if let Some(d) = lock(&self.core).depot_of_parcel(tracking) {
+            return Some(d.clone());
+        }
+        let h = self.history.as_ref()?.parcel(tracking).ok()??;
+        Some(h.depot)
+    }
+
     /// Forgets the state of the partitions of depots `released` (of `partitions`): a cluster
     /// gateway that folds only what it owns lost their leases. Returns how many routes and
     /// drivers went.

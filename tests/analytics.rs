@@ -7,7 +7,7 @@
 mod common;
 mod web_support;
 
-use milepost::analytics::CarrierConfig;
+use milepost::tenancy::CarrierConfig;
 use milepost_proto::route::{Route, TimeWindow};
 use serde_json::{json, Value};
 use web_support::World;

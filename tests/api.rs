@@ -8,13 +8,12 @@
 mod common;
 mod web_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use milepost::apikeys::{KeyFile, FILE};
 use milepost_proto::route::Route;
 use serde_json::{json, Value};
-use web_support::{request, Resp, World};
+use web_support::{hook_receiver, request, Hooked, Resp, World};
 
 /// The world's route (`examples/route.json`).
 const R1: &str = "R-2026-02-16-017";
@@ -1102,65 +1101,6 @@ async fn alerts_are_listed_acknowledged_and_resolved_and_stay_so_after_a_restart
         (a["state"].clone(), a["note"].clone()),
         (json!("resolved"), json!("re-attempt tomorrow"))
     );
-}
-
-/// What a webhook receiver got: the secret to check with, and each body with whether its
-/// signature matched.
-type Hooked = Arc<std::sync::Mutex<(String, Vec<(bool, String)>)>>;
-
-/// A webhook receiver on 127.0.0.1:0 answering 200; the bodies it got with whether their
-/// signature matched `secret` (set once known).
-async fn hook_receiver(got: Hooked) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let got = got.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = text[..end].to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    let sig = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("x-milepost-signature:"))
-                        .unwrap_or("")
-                        .trim()
-                        .to_owned();
-                    {
-                        let mut g = got.lock().unwrap();
-                        let ok = sig
-                            == milepost::feed::webhook::signature(g.0.as_bytes(), body.as_bytes());
-                        g.1.push((ok, body));
-                    }
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                    buf.clear();
-                }
-            });
-        }
-    });
-    format!("http://{addr}/hook")
 }
 
 #[tokio::test]

@@ -94,7 +94,7 @@ async fn kill_9_during_api_writes_keeps_every_answered_write_once_and_no_refused
     let path = dir.path().join(FILE);
     let mut keys = KeyFile::default();
     let scopes = vec![Scope::parse("backoffice:north").unwrap()];
-    let (_, key) = keys.create("crash", scopes, common::now_ms()).unwrap();
+    let (_, key) = keys.create("crash", "*", scopes, common::now_ms()).unwrap();
     keys.write(&path).unwrap();
     let (mut child, web) = spawn(dir.path());
 

@@ -537,7 +537,7 @@ async fn console_world(tiles: String, embed: Option<String>) -> World {
         // The depot's carrier works in India: the pages' times are IST.
         c.carriers.0.insert(
             "acme".into(),
-            milepost::analytics::CarrierConfig {
+            milepost::tenancy::CarrierConfig {
                 name: "Acme".into(),
                 time_zone: "Asia/Kolkata".into(),
                 depots: vec!["north".into()],

@@ -325,7 +325,7 @@ async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
     let path = a.dir.path().join(FILE);
     let mut keys = KeyFile::default();
     let scopes = vec![Scope::parse("dispatcher:north").unwrap()];
-    let (k, key) = keys.create("orders", scopes, now_ms()).unwrap();
+    let (k, key) = keys.create("orders", "*", scopes, now_ms()).unwrap();
     keys.write(&path).unwrap();
     let status = |gw: &TestGateway| {
         let addr = gw.gw.web_addr.unwrap();
@@ -382,7 +382,12 @@ async fn a_webhook_added_on_one_gateway_is_known_to_all_and_removed_from_all() {
     let b = gateway_with(&nats, "b", Some(&a), web).await;
     let mut keys = KeyFile::default();
     let (_, key) = keys
-        .create("ops", vec![Scope::parse("backoffice:*").unwrap()], now_ms())
+        .create(
+            "ops",
+            "*",
+            vec![Scope::parse("backoffice:*").unwrap()],
+            now_ms(),
+        )
         .unwrap();
     // The same key beside both gateways (sharing keys has its own test).
     keys.write(&a.dir.path().join(FILE)).unwrap();

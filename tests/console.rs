@@ -292,11 +292,12 @@ async fn a_us_carrier_reads_a_12_hour_clock() {
     let w = World::with_web(|c| {
         c.carriers.0.insert(
             "acme-us".into(),
-            milepost::analytics::CarrierConfig {
+            milepost::tenancy::CarrierConfig {
                 name: "Acme".into(),
                 time_zone: "America/Chicago".into(),
                 depots: vec!["north".into()],
                 locale: "en-US".into(),
+                brand: None,
             },
         );
     })

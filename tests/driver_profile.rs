@@ -55,6 +55,7 @@ async fn a_profile_from_the_api_shows_once_the_driver_is_on_the_way() {
         let (_, key) = f
             .create(
                 "south",
+                "*",
                 vec![Scope::parse("backoffice:south").unwrap()],
                 common::now_ms(),
             )

@@ -56,7 +56,9 @@ use std::path::Path;
 ///   the server, the web listener or the cluster exist.
 /// - parts' config: each part's own configuration section (`web/config.rs`,
 ///   `cluster/config.rs`, `server/limits.rs`). `config.rs` (middle) assembles them, so they
-///   sit below it, and may refer to nothing of the shell above them.
+///   sit below it, and may refer to nothing of the shell above them. The carriers
+///   (`tenancy`: who owns which depot, their brands) sit here too: the web's configuration
+///   names a brand, and every layer above asks whose a depot is.
 const LAYERS: &[(&str, &[&str])] = &[
     ("top", &["main", "lib", "cli", "app"]),
     (
@@ -85,7 +87,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "priority",
         ],
     ),
-    ("parts' config", &["*/config.rs", "*/limits.rs"]),
+    ("parts' config", &["*/config.rs", "*/limits.rs", "tenancy"]),
 ];
 
 /// The library crate's name: `main.rs` reaches the library as `milepost::…`.

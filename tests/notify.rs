@@ -676,7 +676,7 @@ async fn a_carriers_depot_is_told_in_its_name_and_zone() {
         notify_cfg(c, &p, None);
         c.carriers.0.insert(
             "kx".into(),
-            milepost::analytics::CarrierConfig {
+            milepost::tenancy::CarrierConfig {
                 name: "Kolkata Express".into(),
                 time_zone: "Asia/Kolkata".into(),
                 depots: vec!["north".into()],

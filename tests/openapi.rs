@@ -56,7 +56,7 @@ async fn the_document_validates_and_the_api_keeps_to_it_under_generated_requests
     let mut keys = KeyFile::read(&path).unwrap();
     let scopes = vec![Scope::parse("backoffice:north").unwrap()];
     let (_, key) = keys
-        .create("schemathesis", scopes, common::now_ms())
+        .create("schemathesis", "*", scopes, common::now_ms())
         .unwrap();
     keys.write(&path).unwrap();
 

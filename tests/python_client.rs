@@ -39,6 +39,7 @@ fn claims(role: Role, sub: &str, depot: &str) -> Claims {
         depot: depot.into(),
         exp: now_s() + 3600,
         iat: now_s(),
+        carrier: None,
     }
 }
 

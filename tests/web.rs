@@ -630,7 +630,7 @@ async fn pages_show_times_in_the_carriers_zone() {
     let w = World::with_web(|c| {
         c.carriers.0.insert(
             "acme".into(),
-            milepost::analytics::CarrierConfig {
+            milepost::tenancy::CarrierConfig {
                 name: "Acme".into(),
                 time_zone: "Asia/Kolkata".into(),
                 depots: vec!["north".into()],

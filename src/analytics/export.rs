@@ -22,8 +22,9 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-use super::{local_day, Carriers};
+use super::local_day;
 use crate::history::{History, HistoryError};
+use crate::tenancy::Carriers;
 
 /// The tables of a day's export, in file-name order.
 pub const TABLES: [&str; 3] = ["routes", "stops", "parcel_events"];

@@ -10,8 +10,9 @@ use milepost_core::fleet::ndr::reason_name;
 use milepost_proto::route::{DepotId, FailureReason};
 
 use super::report::{build, Dim, Row};
-use super::{known_depots, routes_in, today, Carriers};
+use super::{known_depots, routes_in, today};
 use crate::state::FleetState;
+use crate::tenancy::Carriers;
 
 /// A gauge of one row: name, help, value.
 type Gauge = (&'static str, &'static str, fn(&Row) -> Option<f64>);

@@ -2,7 +2,7 @@
 //! driver and local day, from the core's route facts (live routes, from the fold's tally) and
 //! the history's (closed routes, stored when they closed). The definitions are the core's
 //! ([`milepost_core::analytics`]); this module finds the routes of a period, places them in
-//! their carrier and local day ([`config::Carriers`]), and hands them to [`report`] (JSON and
+//! their carrier and local day ([`crate::tenancy::Carriers`]), and hands them to [`report`] (JSON and
 //! CSV), the Prometheus gauges and the Parquet export ([`export`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,12 +14,11 @@ use milepost_proto::route::DepotId;
 use crate::history::HistoryError;
 use crate::state::{lock, FleetState};
 
-pub mod config;
 pub mod export;
 pub mod gauges;
 pub mod report;
 
-pub use config::{CarrierConfig, Carriers, DEFAULT_CARRIER};
+use crate::tenancy::Carriers;
 pub use report::{Dim, Placed, Report};
 
 /// Which routes a report covers.

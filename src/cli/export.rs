@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use clap::Args;
 use milepost::analytics::export::export_day;
-use milepost::analytics::DEFAULT_CARRIER;
 use milepost::config::Config;
 use milepost::history::History;
+use milepost::tenancy::DEFAULT_CARRIER;
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {

@@ -36,6 +36,14 @@ pub(crate) struct CreateArgs {
     /// A name for people, e.g. the system that holds it.
     #[arg(long)]
     name: String,
+    /// The carrier the key belongs to (`[carriers.<id>]`): its depots, `*` included, are that
+    /// carrier's only. `*` makes a platform key (every carrier; a shipper key is one).
+    #[arg(long, default_value = milepost::tenancy::DEFAULT_CARRIER)]
+    carrier: String,
+    /// The gateway's configuration file: when given, the carrier must be one of it and the
+    /// key's depots that carrier's.
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(flatten)]
     dir: DirArgs,
 }
@@ -46,6 +54,35 @@ pub(crate) struct RevokeKeyArgs {
     id: String,
     #[command(flatten)]
     dir: DirArgs,
+}
+
+/// The carrier is the configuration's, and every depot a scope names is that carrier's.
+fn check_against(
+    carriers: &milepost::tenancy::Carriers,
+    carrier: &str,
+    scopes: &[Scope],
+) -> Result<()> {
+    if carrier == "*" {
+        for s in scopes.iter().filter(|s| s.depot != "*") {
+            if s.role == milepost::apikeys::KeyRole::Shipper && !carriers.knows(&s.depot) {
+                anyhow::bail!("scope {s}: no carrier {:?} in the configuration", s.depot);
+            }
+        }
+        return Ok(());
+    }
+    if !carriers.knows(carrier) {
+        anyhow::bail!("no carrier {carrier:?} in the configuration ([carriers.{carrier}])");
+    }
+    for s in scopes.iter().filter(|s| s.depot != "*") {
+        let owner = carriers.carrier_of(&s.depot);
+        if owner != carrier {
+            anyhow::bail!(
+                "scope {s}: depot {:?} belongs to carrier {owner:?}, not {carrier:?}",
+                s.depot
+            );
+        }
+    }
+    Ok(())
 }
 
 fn data_dir(a: DirArgs) -> PathBuf {
@@ -63,16 +100,24 @@ pub(crate) fn key(cmd: KeyCmd) -> Result<()> {
                 .map(|s| Scope::parse(s.trim()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
+            if let Some(path) = &a.config {
+                let cfg = Config::from_file(path)?;
+                check_against(&cfg.carriers, &a.carrier, &scopes)?;
+            }
             let dir = data_dir(a.dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let path = dir.join(FILE);
             let mut file = KeyFile::read(&path)?;
-            let (stored, key) = file.create(&a.name, scopes, now)?;
+            let (stored, key) = file.create(&a.name, &a.carrier, scopes, now)?;
             file.write(&path)?;
             eprintln!(
-                "created key {} ({}) in {}; it is shown once:",
+                "created key {} ({}, {}) in {}; it is shown once:",
                 stored.id,
                 stored.name,
+                match a.carrier.as_str() {
+                    "*" => "platform: every carrier".to_owned(),
+                    c => format!("carrier {c}"),
+                },
                 path.display()
             );
             println!("{key}");
@@ -83,8 +128,8 @@ pub(crate) fn key(cmd: KeyCmd) -> Result<()> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "{:<8}  {:<20}  {:<32}  {:<20}  revoked",
-                "id", "name", "scopes", "created"
+                "{:<8}  {:<20}  {:<12}  {:<32}  {:<20}  revoked",
+                "id", "name", "carrier", "scopes", "created"
             )?;
             for k in &file.keys {
                 let scopes: Vec<String> = k.scopes.iter().map(|s| s.to_string()).collect();
@@ -95,9 +140,10 @@ pub(crate) fn key(cmd: KeyCmd) -> Result<()> {
                 };
                 writeln!(
                     out,
-                    "{:<8}  {:<20}  {:<32}  {:<20}  {}",
+                    "{:<8}  {:<20}  {:<12}  {:<32}  {:<20}  {}",
                     k.id,
                     k.name,
+                    k.tenant().to_string(),
                     scopes.join(","),
                     when(k.created_ms),
                     k.revoked_ms.map(when).unwrap_or_else(|| "-".into())

@@ -20,6 +20,10 @@ pub(crate) struct TokenArgs {
     /// Depot the holder belongs to (defaults to the subject for a dispatcher, else "default").
     #[arg(long)]
     depot: Option<String>,
+    /// The depot's carrier (`[carriers.<id>]`), written into the token: a gateway refuses it
+    /// once the depot belongs to another carrier. Without it the token names none.
+    #[arg(long)]
+    carrier: Option<String>,
     /// Lifetime, e.g. 12h, 30m, 7d.
     #[arg(long, default_value = "12h")]
     ttl: humantime::Duration,
@@ -72,6 +76,7 @@ pub(crate) fn token(a: TokenArgs) -> Result<()> {
         depot,
         exp: now + ttl,
         iat: now,
+        carrier: a.carrier,
     };
     println!("{}", key.mint(&claims));
     Ok(())

@@ -47,6 +47,7 @@ pub async fn run(parts: HookParts, mut stop: watch::Receiver<bool>) {
                 url: String::new(),
                 secret: String::new(),
                 created_ms: 0,
+                carrier: None,
                 removed: true,
             };
             let Ok(bytes) = serde_json::to_vec(&stone) else {

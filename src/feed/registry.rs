@@ -5,6 +5,10 @@
 //! then on); removing one stops it. Configured endpoints are listed but cannot be removed
 //! at run time: the file they come from is the operator's.
 //!
+//! An endpoint added by a carrier's key is that carrier's: it gets the milestones of its
+//! parcels only, and only that carrier's keys list or remove it. Configured endpoints and those
+//! added by a platform key get every carrier's.
+//!
 //! On a single box this gateway delivers to all of them. In a cluster deliveries are the
 //! leader's; endpoints added at run time are shared through the cluster's bucket
 //! (`crate::cluster::hooks`): each gateway adopts the others' ([`Webhooks::adopt`]) and a
@@ -43,6 +47,8 @@ pub struct WebhookInfo {
     pub source: Source,
     /// Added, UTC ms (0 for configured ones).
     pub created_ms: i64,
+    /// The carrier whose milestones it gets (absent: every carrier's).
+    pub carrier: Option<String>,
     /// Milestones delivered since the gateway started.
     pub delivered: u64,
     /// Failed attempts since the gateway started.
@@ -83,6 +89,9 @@ pub struct SharedHook {
     pub secret: String,
     /// Added, UTC ms.
     pub created_ms: i64,
+    /// The carrier whose milestones it gets (absent: every carrier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
     /// Removed: every gateway drops it.
     #[serde(default)]
     pub removed: bool,
@@ -96,6 +105,8 @@ struct Stored {
     /// Hex.
     secret: String,
     created_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    carrier: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -108,6 +119,7 @@ struct Registered {
     url: String,
     source: Source,
     created_ms: i64,
+    carrier: Option<String>,
     stats: Arc<EndpointStats>,
     removed: Arc<AtomicBool>,
 }
@@ -173,11 +185,11 @@ impl Webhooks {
         };
         for url in urls {
             let id = format!("cfg-{}", &short_digest(url)[..8]);
-            hooks.run(id, url.clone(), secret.to_vec(), Source::Config, 0)?;
+            hooks.run(id, url.clone(), secret.to_vec(), Source::Config, 0, None)?;
         }
         for s in stored.hooks {
             let secret = s.secret.into_bytes();
-            hooks.run(s.id, s.url, secret, Source::Api, s.created_ms)?;
+            hooks.run(s.id, s.url, secret, Source::Api, s.created_ms, s.carrier)?;
         }
         Ok(Arc::new(hooks))
     }
@@ -189,6 +201,7 @@ impl Webhooks {
         secret: Vec<u8>,
         source: Source,
         created_ms: i64,
+        carrier: Option<String>,
     ) -> std::io::Result<()> {
         let stats = Arc::new(EndpointStats::default());
         let removed = Arc::new(AtomicBool::new(false));
@@ -197,6 +210,7 @@ impl Webhooks {
             secret,
             stats: stats.clone(),
             removed: removed.clone(),
+            carrier: carrier.clone(),
         };
         let thread = spawn(spec, &self.common)?;
         let mut inner = lock(&self.inner);
@@ -206,6 +220,7 @@ impl Webhooks {
             url,
             source,
             created_ms,
+            carrier,
             stats,
             removed,
         });
@@ -222,6 +237,7 @@ impl Webhooks {
                 url: e.url.clone(),
                 source: e.source,
                 created_ms: e.created_ms,
+                carrier: e.carrier.clone(),
                 delivered: e.stats.delivered.load(Ordering::Relaxed),
                 failures: e.stats.failures.load(Ordering::Relaxed),
                 recent: e.stats.recent(),
@@ -229,9 +245,15 @@ impl Webhooks {
             .collect()
     }
 
-    /// Adds an endpoint delivering to `url`; returns it and its signing secret (shown once:
-    /// the receiver checks `X-Milepost-Signature` with it).
-    pub fn add(&self, url: &str, now_ms: i64) -> Result<(WebhookInfo, String), HookError> {
+    /// Adds an endpoint delivering to `url` the milestones of `carrier`'s parcels (none: every
+    /// carrier's); returns it and its signing secret (shown once: the receiver checks
+    /// `X-Milepost-Signature` with it).
+    pub fn add(
+        &self,
+        url: &str,
+        now_ms: i64,
+        carrier: Option<&str>,
+    ) -> Result<(WebhookInfo, String), HookError> {
         let url = url.trim();
         if !(url.starts_with("https://") || url.starts_with("http://"))
             || url.len() > 2000
@@ -254,6 +276,7 @@ impl Webhooks {
             url: url.to_owned(),
             secret: secret.clone(),
             created_ms: now_ms,
+            carrier: carrier.map(str::to_owned),
         });
         write(&self.file, &file)?;
         self.run(
@@ -262,6 +285,7 @@ impl Webhooks {
             secret.clone().into_bytes(),
             Source::Api,
             now_ms,
+            carrier.map(str::to_owned),
         )?;
         let info = self
             .list()
@@ -305,6 +329,7 @@ impl Webhooks {
                 url: h.url,
                 secret: h.secret,
                 created_ms: h.created_ms,
+                carrier: h.carrier,
                 removed: false,
             })
             .collect())
@@ -346,6 +371,7 @@ impl Webhooks {
                         url: h.url.clone(),
                         secret: h.secret.clone(),
                         created_ms: h.created_ms,
+                        carrier: h.carrier.clone(),
                     });
                     write(&self.file, &file)?;
                 }
@@ -355,6 +381,7 @@ impl Webhooks {
                     h.secret.clone().into_bytes(),
                     Source::Api,
                     h.created_ms,
+                    h.carrier.clone(),
                 )?;
                 tracing::info!(id = %h.id, "webhook added elsewhere in the cluster");
             }

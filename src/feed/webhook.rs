@@ -92,6 +92,8 @@ pub struct Common {
     pub lag: Arc<FeedLag>,
     /// Set when the gateway stops.
     pub stop: Arc<AtomicBool>,
+    /// The carriers (which depot is whose): a carrier's endpoint gets its parcels only.
+    pub carriers: Arc<crate::tenancy::Carriers>,
 }
 
 /// One endpoint to deliver to.
@@ -104,6 +106,8 @@ pub struct EndpointSpec {
     pub stats: Arc<EndpointStats>,
     /// Set when the endpoint is removed (its thread then ends).
     pub removed: Arc<AtomicBool>,
+    /// The carrier whose milestones it gets (none: every carrier's).
+    pub carrier: Option<String>,
 }
 
 /// Starts the delivery thread of one endpoint.
@@ -121,6 +125,8 @@ pub fn spawn(spec: EndpointSpec, common: &Common) -> std::io::Result<std::thread
         lag: common.lag.clone(),
         stop: common.stop.clone(),
         removed: spec.removed,
+        carrier: spec.carrier,
+        carriers: common.carriers.clone(),
     };
     std::thread::Builder::new()
         .name("milepost-webhook".into())
@@ -133,6 +139,9 @@ struct Body<'a> {
     /// Position in the gateway's milestone stream: dedupe on it.
     offset: u64,
     tracking: &'a str,
+    /// The parcel's depot and carrier (absent when no longer known).
+    depot: Option<&'a str>,
+    carrier: Option<&'a str>,
     fix_t_ms: i64,
     event: &'a milepost_proto::route::ParcelEvent,
 }
@@ -216,9 +225,18 @@ struct Endpoint {
     lag: Arc<FeedLag>,
     stop: Arc<AtomicBool>,
     removed: Arc<AtomicBool>,
+    carrier: Option<String>,
+    carriers: Arc<crate::tenancy::Carriers>,
 }
 
 impl Endpoint {
+    /// The parcel's depot and carrier, if known.
+    fn whose(&self, m: &ParcelUpdate) -> Option<(String, String)> {
+        let depot = self.state.depot_of_parcel(&m.tracking)?.0;
+        let carrier = self.carriers.carrier_of(&depot).to_owned();
+        Some((depot, carrier))
+    }
+
     /// The gateway stops or the endpoint was removed.
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.removed.load(Ordering::Relaxed)
@@ -287,7 +305,19 @@ impl Endpoint {
                 self.wait(Duration::from_secs(1), c);
                 continue;
             }
+            // Milestones of other carriers' parcels pass by this carrier's endpoint; its
+            // cursor moves over them and is saved once the batch is done.
+            let mut passed = None;
             'batch: for (offset, m) in batch {
+                let whose = self.whose(&m);
+                if let Some(mine) = &self.carrier {
+                    if whose.as_ref().is_none_or(|(_, c)| c != mine) {
+                        c = offset;
+                        cursor = Some(c);
+                        passed = Some(c);
+                        continue;
+                    }
+                }
                 loop {
                     if self.stopped() {
                         return;
@@ -295,7 +325,7 @@ impl Endpoint {
                     if !self.cursors.active() {
                         break 'batch;
                     }
-                    let result = self.deliver(&agent, offset, &m);
+                    let result = self.deliver(&agent, offset, &m, whose.as_ref());
                     self.own.note(Delivery {
                         offset,
                         at_ms: chrono::Utc::now().timestamp_millis(),
@@ -315,6 +345,7 @@ impl Endpoint {
                                 tracing::error!(error = %e, "webhook cursor not saved");
                             }
                             backoff = Duration::from_secs(1);
+                            passed = None;
                             break;
                         }
                         Err(why) => {
@@ -325,6 +356,14 @@ impl Endpoint {
                             backoff = (backoff * 2).min(Duration::from_secs(60));
                         }
                     }
+                }
+            }
+            if let Some(p) = passed.filter(|_| self.cursors.active()) {
+                if let Some(lag) = &lag {
+                    lag.set(p);
+                }
+                if let Err(e) = self.cursors.save(&self.key, p) {
+                    tracing::error!(error = %e, "webhook cursor not saved");
                 }
             }
         }
@@ -345,10 +384,18 @@ impl Endpoint {
         }
     }
 
-    fn deliver(&self, agent: &ureq::Agent, offset: u64, m: &ParcelUpdate) -> Result<(), String> {
+    fn deliver(
+        &self,
+        agent: &ureq::Agent,
+        offset: u64,
+        m: &ParcelUpdate,
+        whose: Option<&(String, String)>,
+    ) -> Result<(), String> {
         let body = serde_json::to_vec(&Body {
             offset,
             tracking: &m.tracking.0,
+            depot: whose.map(|(d, _)| d.as_str()),
+            carrier: whose.map(|(_, c)| c.as_str()),
             fix_t_ms: m.fix_t_ms,
             event: &m.kind,
         })

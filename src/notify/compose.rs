@@ -35,7 +35,7 @@ pub struct Composer {
     pub carrier: String,
     /// The carriers (`[carriers]`): a listed depot's messages carry its carrier's name and
     /// times in its carrier's zone.
-    pub carriers: crate::analytics::Carriers,
+    pub carriers: crate::tenancy::Carriers,
     /// Base URL of links, no trailing slash.
     pub public_url: String,
     /// Drivers' first names from `[web.drivers]`, by driver id (the fallback).
@@ -98,6 +98,7 @@ impl Composer {
             depot: depot.to_owned(),
             exp: now_s + i64::from(self.cfg.link_ttl_days) * 86_400,
             iat: now_s,
+            carrier: Some(self.carriers.carrier_of(depot).to_owned()),
         };
         format!(
             "{}/t/{tracking}?token={}",

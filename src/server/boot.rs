@@ -328,6 +328,7 @@ fn start_webhooks(shared: &Shared) -> Result<(Arc<Webhooks>, Arc<AtomicBool>), S
         stats: stats.clone(),
         lag: shared.lag.clone(),
         stop: stop.clone(),
+        carriers: Arc::new(shared.cfg.carriers.clone()),
     };
     let hooks = Webhooks::start(
         &shared.cfg.feed.webhooks,

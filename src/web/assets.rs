@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::web::config::BrandConfig;
+use crate::tenancy::BrandConfig;
 use crate::web::error::WebError;
 use crate::web::respond::{set_headers, with_headers, NOSNIFF};
 use crate::web::state::WebState;
@@ -163,10 +163,37 @@ pub fn brand_css_text(b: &BrandConfig) -> String {
     )
 }
 
+/// Which brand `/brand.css` and `/brand/logo.svg` serve: a carrier's own (`?carrier=ID`), else
+/// the gateway's.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct BrandQuery {
+    carrier: Option<String>,
+}
+
+/// The query that names `b`'s carrier on its style sheet and logo (empty for the gateway's).
+pub fn of_carrier(b: &BrandConfig) -> String {
+    b.carrier
+        .as_ref()
+        .map(|c| format!("?carrier={c}"))
+        .unwrap_or_default()
+}
+
+/// The brand a `?carrier=` names (an unknown one, or one without a brand: the gateway's).
+fn brand_of<'a>(st: &'a WebState, q: &BrandQuery) -> &'a BrandConfig {
+    q.carrier
+        .as_deref()
+        .and_then(|c| st.shared.cfg.carriers.brand(c))
+        .unwrap_or(&st.cfg().brand)
+}
+
 /// `GET /brand.css`: the brand colours.
-pub async fn brand_css(State(st): State<Arc<WebState>>) -> Response {
+pub async fn brand_css(
+    State(st): State<Arc<WebState>>,
+    q: Result<axum::extract::Query<BrandQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q.map(|q| q.0).unwrap_or_default();
     with_headers(
-        brand_css_text(&st.cfg().brand),
+        brand_css_text(brand_of(&st, &q)),
         &[
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, BRAND_CACHE),
@@ -175,8 +202,12 @@ pub async fn brand_css(State(st): State<Arc<WebState>>) -> Response {
 }
 
 /// `GET /brand/logo.svg`: the configured inline SVG logo.
-pub async fn brand_logo(State(st): State<Arc<WebState>>) -> Response {
-    let Some(svg) = st.cfg().brand.logo_svg.clone() else {
+pub async fn brand_logo(
+    State(st): State<Arc<WebState>>,
+    q: Result<axum::extract::Query<BrandQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = q.map(|q| q.0).unwrap_or_default();
+    let Some(svg) = brand_of(&st, &q).logo_svg.clone() else {
         return WebError::NotFound("no logo".into()).into_response();
     };
     with_headers(
@@ -198,7 +229,7 @@ pub async fn brand_logo(State(st): State<Arc<WebState>>) -> Response {
 pub fn logo_src(b: &BrandConfig) -> Option<String> {
     match (&b.logo_url, &b.logo_svg) {
         (Some(u), _) => Some(u.clone()),
-        (None, Some(_)) => Some("/brand/logo.svg".into()),
+        (None, Some(_)) => Some(format!("/brand/logo.svg{}", of_carrier(b))),
         (None, None) => None,
     }
 }

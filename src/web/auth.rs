@@ -56,6 +56,13 @@ pub fn verify(shared: &Shared, token: &str) -> Result<Claims, WebError> {
     if shared.deny.denies(&claims, token) {
         return Err(WebError::BadToken("this link was revoked"));
     }
+    if !shared
+        .cfg
+        .carriers
+        .token_fits(claims.carrier.as_deref(), &claims.depot)
+    {
+        return Err(WebError::BadToken("this link is not valid"));
+    }
     Ok(claims)
 }
 

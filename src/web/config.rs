@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tenancy::BrandConfig;
+
 /// The web listener's settings (`[web]` in the configuration file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,41 +102,6 @@ impl Default for WebConfig {
     }
 }
 
-/// Branding of the pages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BrandConfig {
-    /// Shown in the header and the title.
-    pub name: String,
-    /// Logo image URL (`https://...` or a path on this listener); shown left of the name.
-    pub logo_url: Option<String>,
-    /// Inline SVG logo, served at `/brand/logo.svg` (used when `logo_url` is unset). It is
-    /// shown through an `<img>`, where an SVG cannot run scripts.
-    pub logo_svg: Option<String>,
-    /// Header and button colour, `#rgb` or `#rrggbb`.
-    pub primary: String,
-    /// Text on the primary colour.
-    pub on_primary: String,
-    /// Page background.
-    pub background: String,
-    /// Body text.
-    pub text: String,
-}
-
-impl Default for BrandConfig {
-    fn default() -> Self {
-        BrandConfig {
-            name: "Milepost".into(),
-            logo_url: None,
-            logo_svg: None,
-            primary: "#0b5fff".into(),
-            on_primary: "#ffffff".into(),
-            background: "#f3f5f9".into(),
-            text: "#17202c".into(),
-        }
-    }
-}
-
 /// How a driver is presented.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,30 +116,7 @@ pub struct DriverDisplay {
 impl WebConfig {
     /// Checks the values that end up inside pages and style sheets.
     pub fn validate(&self) -> Result<(), String> {
-        let b = &self.brand;
-        for (what, c) in [
-            ("primary", &b.primary),
-            ("on_primary", &b.on_primary),
-            ("background", &b.background),
-            ("text", &b.text),
-        ] {
-            if !is_colour(c) {
-                return Err(format!(
-                    "web.brand.{what} must be #rgb or #rrggbb, not {c:?}"
-                ));
-            }
-        }
-        if let Some(u) = &b.logo_url {
-            // Only http(s) or a local path: a `javascript:` or `data:` URL has no place in a page.
-            if !(u.starts_with("https://")
-                || u.starts_with("http://")
-                || (u.starts_with('/') && !u.starts_with("//")))
-            {
-                return Err(format!(
-                    "web.brand.logo_url must be http(s):// or /path, not {u:?}"
-                ));
-            }
-        }
+        self.brand.validate("web.brand")?;
         for o in &self.embed_origins {
             if !is_origin(o) {
                 return Err(format!(
@@ -193,9 +137,6 @@ impl WebConfig {
         if self.threads > 64 {
             return Err(format!("web.threads must be 0 to 64, not {}", self.threads));
         }
-        if b.name.chars().count() > 80 {
-            return Err("web.brand.name is longer than 80 characters".into());
-        }
         if let Some(u) = &self.public_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(['?', '#']) {
                 return Err(format!(
@@ -211,11 +152,6 @@ impl WebConfig {
         }
         Ok(())
     }
-}
-
-fn is_colour(c: &str) -> bool {
-    c.strip_prefix('#')
-        .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// `http(s)://host[:port]`: a scheme, a host of letters, digits, dots and dashes, an optional

@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use crate::analytics::report::{build, Dim};
 use crate::analytics::{routes, today, Filter};
+use crate::tenancy::BrandConfig;
 use crate::web::api::caller::Caller;
 use crate::web::assets::asset_version;
 use crate::web::auth::{authorize_dispatcher, PageQuery};
-use crate::web::config::BrandConfig;
 use crate::web::dispatch::dispatcher_page;
 use crate::web::error::WebError;
 use crate::web::pages::{escape, head};
@@ -36,7 +36,13 @@ pub async fn dashboard(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
     dispatcher_page(&st, &headers, q, "/dashboard", |depot| {
-        render_dashboard(&st.cfg().brand, depot)
+        render_dashboard(
+            &st.shared
+                .cfg
+                .carriers
+                .brand_of_depot(depot, &st.cfg().brand),
+            depot,
+        )
     })
 }
 
@@ -98,7 +104,7 @@ pub async fn data(
         )));
     }
     let depot = claims.depot.clone();
-    let caller = Caller::dispatcher(&depot, &token);
+    let caller = Caller::dispatcher(st.api.carriers.clone(), &depot, &token);
     let st2 = st.clone();
     let report = tokio::task::spawn_blocking(move || {
         let carriers = &st2.shared.cfg.carriers;

@@ -50,7 +50,10 @@ pub async fn dispatch(
     dispatcher_page(&st, &headers, q, "/dispatch", |depot| {
         let zone = st.shared.cfg.carriers.clock_of_depot(depot);
         render_dispatch(
-            &st.cfg().brand,
+            &st.shared
+                .cfg
+                .carriers
+                .brand_of_depot(depot, &st.cfg().brand),
             &st.cfg().map,
             depot,
             &milepost_core::present::zone_label(zone, st.shared.now_ms()),
@@ -131,7 +134,7 @@ pub async fn handle_alert(
     let id = id
         .parse::<u64>()
         .map_err(|_| ApiError::not_found("an alert's id is a number"))?;
-    let caller = Caller::dispatcher(&claims.depot, &token);
+    let caller = Caller::dispatcher(st.api.carriers.clone(), &claims.depot, &token);
     let depot = claims.depot.clone();
     let after =
         crate::web::api::alerts::handle_alert(&st, &caller, &depot, id, action, String::new())

@@ -108,7 +108,7 @@ pub mod state;
 pub mod views;
 pub mod ws;
 
-pub use config::{ApiConfig, BrandConfig, DriverDisplay, WebConfig};
+pub use config::{ApiConfig, DriverDisplay, WebConfig};
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;

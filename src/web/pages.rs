@@ -17,8 +17,9 @@ use axum::response::{Html, IntoResponse, Response};
 use milepost_proto::route::{ParcelState, ProofSummary};
 use serde::Serialize;
 
+use crate::tenancy::BrandConfig;
 use crate::web::assets::{asset_version, logo_src};
-use crate::web::config::{BrandConfig, MapConfig};
+use crate::web::config::MapConfig;
 use crate::web::error::WebError;
 use crate::web::respond::page_headers;
 use crate::web::views::parcel::ParcelView;
@@ -58,10 +59,11 @@ pub fn head(out: &mut String, brand: &BrandConfig, title: &str, body_class: &str
          <meta name=\"referrer\" content=\"no-referrer\">\
          <title>{title} - {name}</title>\
          <link rel=\"icon\" href=\"data:,\">\
-         <link rel=\"stylesheet\" href=\"/assets/style.css?v={v}\"><link rel=\"stylesheet\" href=\"/brand.css\">\
+         <link rel=\"stylesheet\" href=\"/assets/style.css?v={v}\"><link rel=\"stylesheet\" href=\"/brand.css{of}\">\
          </head><body class=\"{body_class}\"><header class=\"brand\">",
         title = escape(title),
         name = escape(&brand.name),
+        of = escape(&crate::web::assets::of_carrier(brand)),
     );
     if let Some(src) = logo_src(brand) {
         let _ = write!(

@@ -56,6 +56,12 @@ pub async fn tracking(
         Ok(a) => a,
         Err(e) => return error_page(Some(brand), &e),
     };
+    // The page wears the brand of the parcel's carrier.
+    let brand = &st
+        .shared
+        .cfg
+        .carriers
+        .brand_of_depot(&auth.claims.depot, &st.cfg().brand);
     let Some(view) = parcel_view(&st.shared, &TrackingNumber(tracking.clone())) else {
         return error_page(
             Some(brand),

@@ -92,6 +92,7 @@ pub fn mint(secret: &[u8], role: Role, sub: &str, depot: &str, exp: i64, iat: i6
         depot: depot.into(),
         exp,
         iat,
+        carrier: None,
     })
 }
 

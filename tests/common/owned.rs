@@ -88,7 +88,7 @@ pub async fn shared_key(gws: &[&TestGateway], name: &str, scope: &str) -> String
     let path = gws[0].dir.path().join(FILE);
     let mut f = KeyFile::read(&path).unwrap();
     let scopes = vec![Scope::parse(scope).unwrap()];
-    let (_, key) = f.create(name, scopes, now_ms()).unwrap();
+    let (_, key) = f.create(name, "*", scopes, now_ms()).unwrap();
     f.write(&path).unwrap();
     for g in &gws[1..] {
         std::fs::copy(&path, g.dir.path().join(FILE)).unwrap();

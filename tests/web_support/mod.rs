@@ -46,11 +46,17 @@ impl World {
     /// A new API key named `name` with `scopes` (`backoffice:north`, `dispatcher:*`), written
     /// to the gateway's key file (picked up within a second).
     pub fn key_with(&self, name: &str, scopes: &[&str]) -> String {
+        self.key_of("*", name, scopes)
+    }
+
+    /// A new API key of carrier `carrier` (`*`: the platform) named `name` with `scopes`,
+    /// written to the gateway's key file.
+    pub fn key_of(&self, carrier: &str, name: &str, scopes: &[&str]) -> String {
         use milepost::apikeys::{KeyFile, Scope, FILE};
         let path = self.t.dir.path().join(FILE);
         let mut f = KeyFile::read(&path).unwrap();
         let scopes = scopes.iter().map(|s| Scope::parse(s).unwrap()).collect();
-        let (_, key) = f.create(name, scopes, common::now_ms()).unwrap();
+        let (_, key) = f.create(name, carrier, scopes, common::now_ms()).unwrap();
         f.write(&path).unwrap();
         key
     }
@@ -347,4 +353,63 @@ impl Sse {
             }
         }
     }
+}
+
+/// What a webhook receiver got: the secret to check with, and each body with whether its
+/// signature matched.
+pub type Hooked = std::sync::Arc<std::sync::Mutex<(String, Vec<(bool, String)>)>>;
+
+/// A webhook receiver on 127.0.0.1:0 answering 200; the bodies it got with whether their
+/// signature matched `secret` (set once known).
+pub async fn hook_receiver(got: Hooked) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let got = got.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = text[..end].to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    let sig = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-milepost-signature:"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    {
+                        let mut g = got.lock().unwrap();
+                        let ok = sig
+                            == milepost::feed::webhook::signature(g.0.as_bytes(), body.as_bytes());
+                        g.1.push((ok, body));
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    format!("http://{addr}/hook")
 }

@@ -187,6 +187,7 @@ pub(super) async fn open_link(
         depot: cfg.depot_of(id),
         exp: now_s + 12 * 3600 + (cfg.ramp + cfg.duration + cfg.drain).as_secs() as i64,
         iat: now_s,
+        carrier: None,
     });
     let hello = ClientMsg::Hello(Hello {
         version: PROTOCOL_VERSION,

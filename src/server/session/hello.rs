@@ -226,5 +226,13 @@ fn check_hello(
     if hello.subject != claims.sub {
         return Err(ErrorCode::OutOfScope);
     }
+    // A token made for another carrier's depot (the depot changed hands since).
+    if !shared
+        .cfg
+        .carriers
+        .token_fits(claims.carrier.as_deref(), &claims.depot)
+    {
+        return Err(ErrorCode::OutOfScope);
+    }
     Ok(claims)
 }

@@ -123,6 +123,7 @@ fn token(gw: &Gateway, role: Role, sub: &str, ttl_s: i64) -> String {
         depot: plan::DEPOT.to_owned(),
         exp: now + ttl_s,
         iat: now,
+        carrier: None,
     })
 }
 

@@ -46,9 +46,10 @@ pub struct AnalyticsQuery {
     pub format: Option<String>,
 }
 
-/// The carrier must be known and the caller's: a key that reads every depot learns that a
-/// carrier does not exist (404); any other key gets 403 for a carrier it has no depot of,
-/// known or not, so that carriers' ids are not learned by trying.
+/// The carrier must be known and the caller's: a platform key that reads every depot learns
+/// that a carrier does not exist (404); any other key gets 403 for a carrier that is not its
+/// own (a carrier's key) or that it has no depot of (a platform key), known or not, so that
+/// carriers' ids are not learned by trying.
 fn check_carrier(st: &WebState, caller: &Caller, carrier: &str) -> Result<(), ApiError> {
     let carriers = &st.shared.cfg.carriers;
     if caller.reads_every_depot() {
@@ -58,10 +59,13 @@ fn check_carrier(st: &WebState, caller: &Caller, carrier: &str) -> Result<(), Ap
             Err(ApiError::not_found(format!("no carrier {carrier:?}")).field("carrier"))
         };
     }
-    let own = caller
-        .scopes
-        .iter()
-        .any(|s| carriers.carrier_of(&s.depot) == carrier);
+    let own = match caller.tenant.carrier() {
+        Some(mine) => mine == carrier && caller.scopes.iter().any(|s| s.covers(&s.depot)),
+        None => caller
+            .scopes
+            .iter()
+            .any(|s| s.covers(&s.depot) && carriers.carrier_of(&s.depot) == carrier),
+    };
     if own && carriers.knows(carrier) {
         Ok(())
     } else {
@@ -116,7 +120,8 @@ pub async fn get_analytics(
         .carrier
         .clone()
         .or_else(|| q.depot.as_ref().map(|d| carriers.carrier_of(d).to_owned()))
-        .unwrap_or_else(|| crate::analytics::DEFAULT_CARRIER.to_owned());
+        .or_else(|| caller.tenant.carrier().map(str::to_owned))
+        .unwrap_or_else(|| crate::tenancy::DEFAULT_CARRIER.to_owned());
     let from = match &q.from {
         Some(f) => date(f, "from")?,
         None => crate::analytics::today(carriers, &zone_of, st.shared.now_ms()),

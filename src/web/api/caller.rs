@@ -1,9 +1,12 @@
 //! [`Caller`]: who is calling the API and what they may do. Credentials come only from
 //! `Authorization: Bearer` (never a cookie or the URL): an API key (`mpk_...`, see
 //! [`crate::apikeys`]) or a dispatcher token (`mp1...`, read-only for its depot). Each
+//! caller speaks for a tenant ([`crate::tenancy::Tenant`]): its key's carrier, or the carrier
+//! of its token's depot; every depot check here asks it first. Each
 //! caller has a token bucket (`web.api.rate_per_s`, burst `web.api.burst`); past it, 429 with
 //! `Retry-After` ([`crate::web::api::limits`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::FromRequestParts;
@@ -12,12 +15,13 @@ use axum::http::request::Parts;
 
 use crate::apikeys::{KeyRole, Scope};
 use crate::auth::{fingerprint, Role};
+use crate::tenancy::{Carriers, Tenant};
 use crate::web::api::error::ApiError;
 use crate::web::auth::verify;
 use crate::web::state::WebState;
 
 /// The authenticated caller of one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Caller {
     /// Stable id: the key's id, or `token:` and the token's fingerprint.
     pub id: String,
@@ -26,11 +30,15 @@ pub struct Caller {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// Whom it speaks for.
+    pub tenant: Tenant,
+    /// The gateway's carriers (which depot is whose).
+    pub carriers: Arc<Carriers>,
 }
 
 impl Caller {
-    /// A dispatcher of `depot`, by its token.
-    pub fn dispatcher(depot: &str, token: &str) -> Caller {
+    /// A dispatcher of `depot`, by its token (its carrier is the depot's).
+    pub fn dispatcher(carriers: Arc<Carriers>, depot: &str, token: &str) -> Caller {
         Caller {
             id: format!("token:{}", fingerprint(token)),
             name: format!("dispatcher:{depot}"),
@@ -38,21 +46,24 @@ impl Caller {
                 role: KeyRole::Dispatcher,
                 depot: depot.to_owned(),
             }],
+            tenant: Tenant::Carrier(carriers.carrier_of(depot).to_owned()),
+            carriers,
         }
     }
 
     /// Allowed to act as `role` in `depot`, or 403.
     pub fn require(&self, role: KeyRole, depot: &str) -> Result<(), ApiError> {
-        let ok = self
-            .scopes
-            .iter()
-            .any(|s| s.covers(depot) && (s.role == role || s.role == KeyRole::Backoffice));
+        let ok = self.tenant.admits(&self.carriers, depot)
+            && self
+                .scopes
+                .iter()
+                .any(|s| s.covers(depot) && (s.role == role || s.role == KeyRole::Backoffice));
         if ok {
             Ok(())
         } else {
             let what = match role {
                 KeyRole::Backoffice => "a backoffice",
-                KeyRole::Dispatcher => "a dispatcher or backoffice",
+                KeyRole::Dispatcher | KeyRole::Shipper => "a dispatcher or backoffice",
             };
             Err(ApiError::forbidden(format!(
                 "this needs {what} scope for depot {depot}"
@@ -60,14 +71,40 @@ impl Caller {
         }
     }
 
-    /// May read `depot` (any scope on it).
+    /// May read `depot`: it is the caller's carrier's, and a scope covers it.
     pub fn reads(&self, depot: &str) -> bool {
-        self.scopes.iter().any(|s| s.covers(depot))
+        self.tenant.admits(&self.carriers, depot) && self.scopes.iter().any(|s| s.covers(depot))
     }
 
-    /// Reads every depot (a `*` scope).
+    /// May look up one parcel of `depot` by its tracking number: reads the depot, or is a
+    /// shipper at its carrier.
+    pub fn follows_parcel_in(&self, depot: &str) -> bool {
+        self.reads(depot) || {
+            let carrier = self.carriers.carrier_of(depot);
+            self.scopes.iter().any(|s| s.follows_carrier(carrier))
+        }
+    }
+
+    /// Reads every depot of every carrier (a platform key with a `*` scope).
     pub fn reads_every_depot(&self) -> bool {
-        self.scopes.iter().any(|s| s.depot == "*")
+        self.tenant == Tenant::Platform && self.scopes.iter().any(|s| s.covers("*"))
+    }
+
+    /// Acts as `role` on every depot of its tenant (a `*` scope), or 403: what the tenant's
+    /// own settings (its webhooks) need.
+    pub fn require_everywhere(&self, role: KeyRole) -> Result<(), ApiError> {
+        let ok = self.scopes.iter().any(|s| {
+            s.depot == "*" && s.covers("*") && (s.role == role || s.role == KeyRole::Backoffice)
+        });
+        if ok {
+            Ok(())
+        } else {
+            let scope = Scope {
+                role,
+                depot: "*".into(),
+            };
+            Err(ApiError::forbidden(format!("this needs a {scope} scope")))
+        }
     }
 
     /// Has a back-office scope on some depot.
@@ -102,10 +139,19 @@ impl FromRequestParts<std::sync::Arc<WebState>> for Caller {
             if st.shared.deny.denies_entry(&key.deny_entry()) {
                 return Err(ApiError::unauthorized("unknown or revoked API key"));
             }
+            let tenant = key.tenant();
+            let carriers = st.api.carriers.clone();
+            if let Some(c) = tenant.carrier().filter(|c| !carriers.knows(c)) {
+                return Err(ApiError::forbidden(format!(
+                    "this key belongs to carrier {c:?}, which this gateway does not know ([carriers.{c}])"
+                )));
+            }
             Caller {
                 id: key.id.clone(),
                 name: key.name.clone(),
                 scopes: key.scopes.clone(),
+                tenant,
+                carriers,
             }
         } else {
             let claims = verify(&st.shared, presented).map_err(ApiError::from)?;
@@ -114,7 +160,7 @@ impl FromRequestParts<std::sync::Arc<WebState>> for Caller {
                     "the API takes API keys and dispatcher tokens",
                 ));
             }
-            Caller::dispatcher(&claims.depot, presented)
+            Caller::dispatcher(st.api.carriers.clone(), &claims.depot, presented)
         };
         // A call relayed from another gateway was charged there.
         if parts
@@ -144,6 +190,8 @@ mod tests {
                 Scope::parse("backoffice:north").unwrap(),
                 Scope::parse("dispatcher:south").unwrap(),
             ],
+            tenant: Tenant::Platform,
+            carriers: Arc::new(Carriers::default()),
         };
         c.require(KeyRole::Backoffice, "north").unwrap();
         c.require(KeyRole::Dispatcher, "south").unwrap();
@@ -152,5 +200,33 @@ mod tests {
             axum::http::StatusCode::FORBIDDEN
         );
         assert!(c.reads("north") && c.reads("south") && !c.reads("east"));
+    }
+
+    #[test]
+    fn a_carriers_key_reads_its_carriers_depots_only() {
+        let carriers: Carriers =
+            toml::from_str("[acme]\ndepots = [\"north\"]\n[zeta]\ndepots = [\"south\"]\n").unwrap();
+        let carriers = Arc::new(carriers);
+        let acme = Caller {
+            id: "k".into(),
+            name: "acme-orders".into(),
+            scopes: vec![Scope::parse("backoffice:*").unwrap()],
+            tenant: Tenant::Carrier("acme".into()),
+            carriers: carriers.clone(),
+        };
+        assert!(acme.reads("north") && !acme.reads("south") && !acme.reads("unlisted"));
+        assert!(acme.require(KeyRole::Backoffice, "south").is_err());
+        assert!(!acme.reads_every_depot());
+        let shipper = Caller {
+            id: "s".into(),
+            name: "shop".into(),
+            scopes: vec![Scope::parse("shipper:zeta").unwrap()],
+            tenant: Tenant::Platform,
+            carriers: carriers.clone(),
+        };
+        assert!(shipper.follows_parcel_in("south") && !shipper.follows_parcel_in("north"));
+        assert!(!shipper.reads("south") && !shipper.reads_every_depot());
+        let token = Caller::dispatcher(carriers, "north", "mp1.x");
+        assert_eq!(token.tenant, Tenant::Carrier("acme".into()));
     }
 }

@@ -130,11 +130,20 @@ fn depot_of_driver(st: &WebState, driver: &str) -> Option<String> {
         .map(|r| r.plan.depot.0.clone())
 }
 
-/// A back-office scope on the driver's depot, or on any depot for a driver without a route.
+/// A back-office scope on the driver's depot; for a driver without a route, a back-office
+/// scope on any depot, and no other carrier's profile of that driver.
 fn may_edit(st: &WebState, caller: &Caller, driver: &str) -> Result<(), ApiError> {
     match depot_of_driver(st, driver) {
         Some(depot) => caller.require(KeyRole::Backoffice, &depot),
-        None if caller.any_backoffice() => Ok(()),
+        None if caller.any_backoffice() => match (
+            caller.tenant.carrier(),
+            st.shared.drivers.carrier_of(driver),
+        ) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                Err(ApiError::not_found(format!("no profile for {driver}")))
+            }
+            _ => Ok(()),
+        },
         None => Err(ApiError::forbidden("this needs a backoffice scope")),
     }
 }
@@ -165,7 +174,7 @@ pub async fn put_profile(
     p.first_name = p.first_name.trim().to_owned();
     st.shared
         .drivers
-        .put(&driver, Some(p.clone()))
+        .put(&driver, Some(p.clone()), caller.tenant.carrier())
         .map_err(|e| ApiError::internal(format!("drivers.json: {e}")))?;
     Ok(json(p))
 }
@@ -208,7 +217,7 @@ pub async fn delete_profile(
     may_edit(&st, &caller, &driver)?;
     st.shared
         .drivers
-        .put(&driver, None)
+        .put(&driver, None, caller.tenant.carrier())
         .map_err(|e| ApiError::internal(format!("drivers.json: {e}")))?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

@@ -3,7 +3,8 @@
 //! a signed tracking link for its recipient, and recording its outcome from the back office.
 //!
 //! Parcels of depots the caller has no scope on are answered as unknown (404, or listed in
-//! `not_found`): a caller learns nothing about other depots' parcels.
+//! `not_found`): a caller learns nothing about other depots' parcels. A shipper's key
+//! (`shipper:CARRIER`) reads single parcels of the carriers it names, by tracking number.
 
 use std::sync::Arc;
 
@@ -40,7 +41,8 @@ fn check_tracking(t: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The parcel's detail if the caller may read its depot.
+/// The parcel's detail if the caller may read its depot (or follows its carrier's parcels,
+/// a shipper).
 pub(crate) fn readable(
     st: &WebState,
     caller: &Caller,
@@ -49,10 +51,8 @@ pub(crate) fn readable(
     if !valid_tracking(t) {
         return Ok(None);
     }
-    Ok(
-        parcel_detail(&st.shared, &TrackingNumber(t.to_owned()))?
-            .filter(|d| caller.reads(&d.depot)),
-    )
+    Ok(parcel_detail(&st.shared, &TrackingNumber(t.to_owned()))?
+        .filter(|d| caller.follows_parcel_in(&d.depot)))
 }
 
 /// Get a parcel's status and history
@@ -175,6 +175,7 @@ pub async fn tracking_link(
         depot: d.depot.clone(),
         exp: now_s + ttl as i64,
         iat: now_s,
+        carrier: Some(st.shared.cfg.carriers.carrier_of(&d.depot).to_owned()),
     };
     let token = st.shared.keys.mint(&claims);
     let base = st

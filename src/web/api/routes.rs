@@ -49,6 +49,7 @@ async fn run_command(
         depot: depot.to_owned(),
         exp: i64::MAX,
         iat: 0,
+        carrier: None,
     };
     match handle(&claims, &st.shared, Command { id: 0, kind }).await {
         ServerMsg::Done { .. } => Ok(()),
@@ -85,6 +86,10 @@ pub struct RouteBody {
     pub route: Route,
     /// Recipients' contacts by tracking number (each a parcel of this route).
     pub recipients: BTreeMap<String, Contact>,
+    /// The carrier the route is for (`[carriers.<id>]`), if the sender names it: it must be
+    /// the carrier of the route's depot (the depot decides; this catches a route sent to the
+    /// wrong carrier's depot).
+    pub carrier: Option<String>,
     /// The stops' street addresses (`stops[i].address` in the body, at most 200 characters):
     /// shown to the depot's dispatchers, never sent to phones.
     #[schema(ignore)]
@@ -97,6 +102,7 @@ impl RouteBody {
         RouteBody {
             route,
             recipients: BTreeMap::new(),
+            carrier: None,
             addresses: Vec::new(),
         }
     }
@@ -109,6 +115,8 @@ struct Extras {
     recipients: BTreeMap<String, Contact>,
     #[serde(default)]
     stops: Vec<crate::web::api::addresses::StopAddress>,
+    #[serde(default)]
+    carrier: Option<String>,
 }
 
 /// A route body from its parsed route and its raw bytes.
@@ -118,6 +126,7 @@ fn route_body(body: ApiJson<Route>) -> Result<RouteBody, ApiError> {
     Ok(RouteBody {
         route: body.value,
         recipients: extras.recipients,
+        carrier: extras.carrier,
         addresses,
     })
 }
@@ -151,8 +160,12 @@ async fn assign(
     let RouteBody {
         route,
         recipients,
+        carrier,
         addresses,
     } = body;
+    if let Some(c) = &carrier {
+        check_route_carrier(caller, c, &route.depot.0)?;
+    }
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     // Folding only what it owns, a gateway takes the routes of the depots it holds (their
     // answer, the route as folded, is there).
@@ -182,6 +195,25 @@ async fn assign(
         StatusCode::CREATED
     };
     Ok((status, to_json(&detail)?))
+}
+
+/// A route that names its carrier: the carrier is known and owns the route's depot. A carrier's
+/// key learns nothing of other carriers (an id not its own is refused as such).
+fn check_route_carrier(caller: &Caller, carrier: &str, depot: &str) -> Result<(), ApiError> {
+    let carriers = &caller.carriers;
+    let refuse = |why: String| Err(ApiError::unprocessable(why).field("carrier"));
+    match caller.tenant.carrier() {
+        Some(mine) if mine != carrier => refuse(format!(
+            "a key of carrier {mine} sends {mine}'s routes only"
+        )),
+        _ if !carriers.knows(carrier) => refuse(format!(
+            "no carrier {carrier:?} (a route's carrier is one of [carriers])"
+        )),
+        _ if carriers.carrier_of(depot) != carrier => refuse(format!(
+            "depot {depot} is not carrier {carrier}'s: check the route's depot or carrier"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {

@@ -1,8 +1,10 @@
 //! [`ApiState`]: what the back-office API keeps beside the gateway's shared state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::tenancy::Carriers;
 use crate::web::api::idempotency::Idempotency;
 use crate::web::api::limits::RateLimits;
 
@@ -16,6 +18,8 @@ pub struct ApiState {
     /// remove a stop, re-sequence, cancel), so two edits of a route never start from the same
     /// version and one of them is lost.
     pub route_edits: tokio::sync::Mutex<()>,
+    /// The carriers (`[carriers]`), shared by every caller of a request.
+    pub carriers: Arc<Carriers>,
 }
 
 impl ApiState {
@@ -29,6 +33,7 @@ impl ApiState {
             ),
             limits: RateLimits::new(api.rate_per_s, api.burst),
             route_edits: tokio::sync::Mutex::new(()),
+            carriers: Arc::new(cfg.carriers.clone()),
         }
     }
 }

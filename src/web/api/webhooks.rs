@@ -1,7 +1,8 @@
 //! `/api/v1/webhooks`: the gateway's webhook endpoints ([`crate::feed::registry`]): list them
 //! with their counters and newest deliveries, add one (its signing secret is answered once),
-//! remove one added here. Webhooks carry every depot's milestones, so this needs a
-//! `backoffice:*` scope.
+//! remove one added here. This needs a `backoffice:*` scope. A carrier's key sees and removes
+//! only its carrier's endpoints, and those it adds get its carrier's milestones only; a
+//! platform key's get every carrier's.
 
 use std::sync::Arc;
 
@@ -56,8 +57,8 @@ pub struct WebhookList {
     responses((status = 200, description = "The endpoints", body = WebhookList))
 )]
 pub async fn list_webhooks(State(st): St, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(KeyRole::Backoffice, "*")?;
-    let items = registry(&st)?.list();
+    caller.require_everywhere(KeyRole::Backoffice)?;
+    let items = visible(&st, &caller)?;
     Ok(json(WebhookList {
         items,
         next_cursor: None,
@@ -105,7 +106,7 @@ pub async fn add_webhook(
         "POST /api/v1/webhooks",
         body.digest,
         |st2, caller| async move {
-            caller.require(KeyRole::Backoffice, "*")?;
+            caller.require_everywhere(KeyRole::Backoffice)?;
             // Each gateway's milestones are those of its own partitions there: one leader
             // cannot deliver the fleet's (not built yet).
             if st2.shared.owned.folds_owned_only() {
@@ -118,10 +119,12 @@ pub async fn add_webhook(
             let hooks = registry(&st2)?.clone();
             let now = st2.shared.now_ms();
             let url = body.value.url;
-            let (webhook, secret) = tokio::task::spawn_blocking(move || hooks.add(&url, now))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(refused)?;
+            let carrier = caller.tenant.carrier().map(str::to_owned);
+            let (webhook, secret) =
+                tokio::task::spawn_blocking(move || hooks.add(&url, now, carrier.as_deref()))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(refused)?;
             serde_json::to_value(CreatedWebhook { webhook, secret })
                 .map(|v| (StatusCode::CREATED, v))
                 .map_err(|e| ApiError::internal(e.to_string()))
@@ -145,14 +148,26 @@ pub async fn remove_webhook(
     ApiPath(id): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(KeyRole::Backoffice, "*")?;
+    caller.require_everywhere(KeyRole::Backoffice)?;
+    if !visible(&st, &caller)?.iter().any(|h| h.id == id) {
+        return Err(ApiError::not_found(format!("no webhook {id}")));
+    }
     let hooks = registry(&st)?.clone();
     tokio::task::spawn_blocking(move || hooks.remove(&id))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(refused)?;
     Ok(json(WebhookList {
-        items: registry(&st)?.list(),
+        items: visible(&st, &caller)?,
         next_cursor: None,
     }))
+}
+
+/// The endpoints the caller may see: a carrier's key, its carrier's; a platform key, all.
+fn visible(st: &WebState, caller: &Caller) -> Result<Vec<WebhookInfo>, ApiError> {
+    let mut items = registry(st)?.list();
+    if let Some(mine) = caller.tenant.carrier() {
+        items.retain(|h| h.carrier.as_deref() == Some(mine));
+    }
+    Ok(items)
 }

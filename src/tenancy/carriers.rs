@@ -1,10 +1,13 @@
 //! `[carriers.<id>]`: the carriers above the depots (a name, a time zone that decides their
-//! days, and the depots they own). A depot no carrier lists belongs to the carrier `default`.
-//! Checked at start-up: a depot owned twice, an unknown zone or a bad id stops it.
+//! days, a locale, a brand, and the depots they own). A depot no carrier lists belongs to the
+//! carrier `default`. Checked at start-up: a depot owned twice, an unknown zone, a bad id or
+//! brand stops it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::brand::BrandConfig;
 
 /// The carrier of every depot no carrier lists.
 pub const DEFAULT_CARRIER: &str = "default";
@@ -24,6 +27,9 @@ pub struct CarrierConfig {
     /// Dec`; `en-US`: `2:05 PM`, `Mon, Dec 7`). The region decides the clock; the words stay
     /// English.
     pub locale: String,
+    /// Its recipients' pages (`[carriers.<id>.brand]`; absent: `[web.brand]` with this
+    /// carrier's name).
+    pub brand: Option<BrandConfig>,
 }
 
 impl Default for CarrierConfig {
@@ -33,6 +39,7 @@ impl Default for CarrierConfig {
             time_zone: "UTC".into(),
             depots: Vec::new(),
             locale: "en-GB".into(),
+            brand: None,
         }
     }
 }
@@ -63,6 +70,12 @@ impl Carriers {
                     "carriers.{id}.locale: {:?} is not a locale (a BCP 47 tag such as en-GB or en-US)",
                     c.locale
                 ));
+            }
+            if let Some(b) = &c.brand {
+                b.validate(&format!("carriers.{id}.brand"))?;
+            }
+            if c.name.chars().count() > 80 {
+                return Err(format!("carriers.{id}.name is longer than 80 characters"));
             }
             for d in &c.depots {
                 if let Some(other) = owner.insert(d, id) {
@@ -102,6 +115,35 @@ impl Carriers {
         let zone = self.tz(carrier);
         let locale = self.0.get(carrier).map_or("", |c| c.locale.as_str());
         milepost_core::present::LocalClock::of_locale(zone, locale)
+    }
+
+    /// The brand of `depot`'s pages: its carrier's own, else `fallback` (`[web.brand]`) under
+    /// the carrier's name when it has one.
+    pub fn brand_of_depot(&self, depot: &str, fallback: &BrandConfig) -> BrandConfig {
+        let id = self.carrier_of(depot);
+        match self.0.get(id) {
+            Some(CarrierConfig { brand: Some(b), .. }) => BrandConfig {
+                carrier: Some(id.to_owned()),
+                ..b.clone()
+            },
+            Some(c) if !c.name.is_empty() => BrandConfig {
+                name: c.name.clone(),
+                ..fallback.clone()
+            },
+            _ => fallback.clone(),
+        }
+    }
+
+    /// A carrier's own brand, if it has one.
+    pub fn brand(&self, carrier: &str) -> Option<&BrandConfig> {
+        self.0.get(carrier).and_then(|c| c.brand.as_ref())
+    }
+
+    /// True unless a token names a carrier other than its depot's now (tokens made before
+    /// carriers existed name none): a depot that changed hands takes its old tokens' rights
+    /// with it.
+    pub fn token_fits(&self, carrier: Option<&str>, depot: &str) -> bool {
+        carrier.is_none_or(|c| c == self.carrier_of(depot))
     }
 
     /// Known: configured, or the default carrier.
@@ -145,6 +187,8 @@ mod tests {
         assert_eq!(c.carrier_of("south"), DEFAULT_CARRIER);
         assert_eq!(c.tz("acme"), chrono_tz::Europe::Zagreb);
         assert!(c.knows("acme") && c.knows("default") && !c.knows("other"));
+        assert!(c.token_fits(None, "north") && c.token_fits(Some("acme"), "north"));
+        assert!(!c.token_fits(Some("default"), "north") && !c.token_fits(Some("acme"), "south"));
     }
 
     #[test]

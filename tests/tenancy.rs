@@ -1,0 +1,430 @@
+//! Carriers as tenants, end to end on loopback: two carriers on one gateway (Acme owns depot
+//! "north", Zeta owns "south"), each trying to reach the other's drivers, routes and parcels
+//! through every interface (the HTTP API's reads, lists, writes and exports, webhooks, the
+//! recipients' pages and their style sheets, QUIC Hello), expecting 403 or 404 and nothing
+//! leaked in lists or counts; a shipper's key across carriers; and bad input (an unknown
+//! carrier in a route or a key).
+
+mod common;
+mod web_support;
+
+use std::time::Duration;
+
+use milepost::auth::{Claims, Role};
+use milepost::tenancy::{BrandConfig, CarrierConfig};
+use milepost_proto::ErrorCode;
+use serde_json::{json, Value};
+use web_support::{api, hook_receiver, request, Hooked, Resp, World};
+
+/// Acme (north, with a brand of its own) and Zeta (south, its name only).
+fn two_carriers(c: &mut milepost::config::Config) {
+    c.carriers.0.insert(
+        "acme".into(),
+        CarrierConfig {
+            name: "Acme".into(),
+            depots: vec!["north".into()],
+            brand: Some(BrandConfig {
+                name: "Acme Parcels".into(),
+                primary: "#aa0011".into(),
+                logo_svg: Some("<svg xmlns=\"http://www.w3.org/2000/svg\"/>".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    c.carriers.0.insert(
+        "zeta".into(),
+        CarrierConfig {
+            name: "Zeta Express".into(),
+            depots: vec!["south".into()],
+            ..Default::default()
+        },
+    );
+}
+
+/// The world (Acme's example route in north, driver D1) with Zeta's route Z1 in south
+/// (driver Z9, parcel ZT-1) sent by a platform key; the platform key.
+async fn world() -> (World, String) {
+    let w = World::with_web(two_carriers).await;
+    let platform = w.key_with("ops", &["backoffice:*"]);
+    let mut r = common::example_route();
+    r.id = "Z1".into();
+    r.depot = "south".into();
+    r.driver = "Z9".into();
+    r.stops.truncate(1);
+    r.stops[0].parcels.truncate(1);
+    r.stops[0].parcels[0].tracking = "ZT-1".into();
+    let r = api(
+        &w,
+        "POST",
+        "/api/v1/routes",
+        &platform,
+        Some(&serde_json::to_value(&r).unwrap()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    (w, platform)
+}
+
+fn refused(r: &Resp, status: u16) -> Value {
+    assert_eq!(r.status, status, "{}", r.text());
+    let v = r.json();
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    v
+}
+
+async fn get(w: &World, key: &str, path: &str) -> Resp {
+    api(w, "GET", path, key, None).await
+}
+
+/// `key` reports a failed attempt at parcel `tracking`.
+async fn fail(w: &World, key: &str, tracking: &str) -> Resp {
+    let outcome = json!({"outcome": "failed", "reason": "recipient_absent"});
+    let path = format!("/api/v1/parcels/{tracking}/outcome");
+    api(w, "POST", &path, key, Some(&outcome)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carriers_key_never_reaches_another_carriers_data_through_the_api() {
+    let (w, platform) = world().await;
+    let acme = w.key_of("acme", "acme-orders", &["backoffice:*"]);
+    let zeta = w.key_of("zeta", "zeta-orders", &["backoffice:*"]);
+
+    // Its own carrier's data, yes.
+    assert_eq!(
+        get(&w, &acme, "/api/v1/parcels/MP100000001").await.status,
+        200
+    );
+    assert_eq!(get(&w, &zeta, "/api/v1/parcels/ZT-1").await.status, 200);
+    assert_eq!(
+        get(&w, &acme, "/api/v1/routes?depot=north").await.status,
+        200
+    );
+
+    // The other carrier's: unknown (404) for things named by id, forbidden (403) for a depot.
+    refused(&get(&w, &acme, "/api/v1/parcels/ZT-1").await, 404);
+    refused(&get(&w, &zeta, "/api/v1/parcels/MP100000001").await, 404);
+    refused(&get(&w, &acme, "/api/v1/drivers/Z9").await, 404);
+    for path in [
+        "/api/v1/routes?depot=south",
+        "/api/v1/depots/south/drivers",
+        "/api/v1/depots/south/alerts",
+        "/api/v1/depots/south/exceptions",
+        "/api/v1/depots/south/notifications/dead",
+        "/api/v1/analytics?carrier=zeta",
+        "/api/v1/analytics?depot=south",
+    ] {
+        refused(&get(&w, &acme, path).await, 403);
+    }
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    refused(
+        &get(
+            &w,
+            &acme,
+            &format!("/api/v1/exports/zeta/{day}/routes.parquet"),
+        )
+        .await,
+        403,
+    );
+
+    // A bulk status answers the other carrier's parcel as not found: not even its existence.
+    let bulk = api(
+        &w,
+        "POST",
+        "/api/v1/parcels/status",
+        &acme,
+        Some(&json!({"tracking": ["MP100000001", "ZT-1"]})),
+    )
+    .await;
+    assert_eq!(bulk.status, 200, "{}", bulk.text());
+    let b = bulk.json();
+    assert_eq!(b["not_found"], json!(["ZT-1"]), "{b}");
+    assert!(!bulk.text().contains("south"), "{b}");
+
+    // Analytics without a filter count its own carrier's routes only.
+    let a = get(&w, &acme, "/api/v1/analytics?by=carrier,depot").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let text = a.text();
+    assert!(text.contains("north") && !text.contains("south") && !text.contains("zeta"));
+    let p = get(&w, &platform, "/api/v1/analytics?by=carrier,depot")
+        .await
+        .text();
+    assert!(p.contains("north") && p.contains("south"), "{p}");
+
+    // Writes: not into the other carrier's depot, not its parcels' outcomes.
+    let mut r = common::example_route();
+    r.id = "A2".into();
+    r.depot = "south".into();
+    let body = serde_json::to_value(&r).unwrap();
+    refused(
+        &api(&w, "POST", "/api/v1/routes", &acme, Some(&body)).await,
+        403,
+    );
+    refused(&fail(&w, &acme, "ZT-1").await, 404);
+    refused(
+        &api(
+            &w,
+            "POST",
+            "/api/v1/routes/Z1/cancel",
+            &acme,
+            Some(&json!({})),
+        )
+        .await,
+        403,
+    );
+
+    // A driver's profile set by one carrier is unknown to the other's key.
+    let profile = json!({"first_name": "Ana"});
+    let put = api(
+        &w,
+        "PUT",
+        "/api/v1/drivers/NEW1/profile",
+        &zeta,
+        Some(&profile),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    refused(&get(&w, &acme, "/api/v1/drivers/NEW1/profile").await, 404);
+    let put = api(
+        &w,
+        "PUT",
+        "/api/v1/drivers/NEW1/profile",
+        &acme,
+        Some(&profile),
+    )
+    .await;
+    refused(&put, 404);
+    assert_eq!(
+        get(&w, &platform, "/api/v1/drivers/NEW1/profile")
+            .await
+            .status,
+        200
+    );
+
+    // A dispatcher's token speaks for its depot's carrier.
+    let north = World::dispatcher_token("north");
+    refused(&get(&w, &north, "/api/v1/parcels/ZT-1").await, 404);
+    assert_eq!(
+        get(&w, &north, "/api/v1/parcels/MP100000001").await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_keys_naming_a_carrier_are_checked() {
+    let (w, platform) = world().await;
+    let acme = w.key_of("acme", "acme-orders", &["backoffice:*"]);
+    let mut r = common::example_route();
+    r.id = "C1".into();
+    r.driver = "D5".into();
+    r.stops.truncate(1);
+    r.stops[0].parcels.truncate(1);
+    r.stops[0].parcels[0].tracking = "AC-1".into();
+    let with = |carrier: &str| {
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["carrier"] = json!(carrier);
+        v
+    };
+    // The right carrier: taken.
+    let ok = api(&w, "POST", "/api/v1/routes", &acme, Some(&with("acme"))).await;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    // An unknown carrier, or one that does not own the depot: 422 naming the field.
+    for (key, carrier) in [(&platform, "nope"), (&platform, "zeta"), (&acme, "zeta")] {
+        let mut v = with(carrier);
+        v["id"] = json!("C2");
+        let resp = api(&w, "POST", "/api/v1/routes", key, Some(&v)).await;
+        let e = refused(&resp, 422);
+        assert_eq!(e["field"], "carrier", "{e}");
+    }
+    // A carrier's key learns nothing of other carriers from the message.
+    let mut v = with("zeta");
+    v["id"] = json!("C3");
+    let e = api(&w, "POST", "/api/v1/routes", &acme, Some(&v))
+        .await
+        .text();
+    assert!(!e.contains("south") && !e.contains("Zeta"), "{e}");
+
+    // A key of a carrier this gateway does not know is refused, with a JSON error.
+    let ghost = w.key_of("ghost", "ghost", &["backoffice:*"]);
+    let e = refused(&get(&w, &ghost, "/api/v1/parcels/MP100000001").await, 403);
+    assert_eq!(e["code"], "forbidden", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipper_follows_parcels_of_the_carriers_it_names_and_lists_nothing() {
+    let (w, _) = world().await;
+    let shipper = w.key_of("*", "shop", &["shipper:zeta"]);
+    let d = get(&w, &shipper, "/api/v1/parcels/ZT-1").await;
+    assert_eq!(d.status, 200, "{}", d.text());
+    refused(&get(&w, &shipper, "/api/v1/parcels/MP100000001").await, 404);
+    refused(&get(&w, &shipper, "/api/v1/routes?depot=south").await, 403);
+    refused(
+        &get(&w, &shipper, "/api/v1/depots/south/drivers").await,
+        403,
+    );
+    refused(&get(&w, &shipper, "/api/v1/webhooks").await, 403);
+    refused(&fail(&w, &shipper, "ZT-1").await, 404);
+    let a = get(&w, &shipper, "/api/v1/analytics").await;
+    assert!(
+        a.status == 403 || !a.text().contains("south"),
+        "{}",
+        a.text()
+    );
+}
+
+/// Waits until `got` holds a delivery whose body contains `needle`.
+async fn delivered(got: &Hooked, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !got
+        .lock()
+        .unwrap()
+        .1
+        .iter()
+        .any(|(_, b)| b.contains(needle))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery with {needle}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carriers_webhook_gets_its_parcels_only() {
+    let (w, platform) = world().await;
+    let acme = w.key_of("acme", "acme-orders", &["backoffice:*"]);
+    let zeta = w.key_of("zeta", "zeta-orders", &["backoffice:*"]);
+    let mut hooks = Vec::new();
+    for key in [&acme, &zeta, &platform] {
+        let got: Hooked = Default::default();
+        let url = hook_receiver(got.clone()).await;
+        let added = api(
+            &w,
+            "POST",
+            "/api/v1/webhooks",
+            key,
+            Some(&json!({"url": url})),
+        )
+        .await;
+        assert_eq!(added.status, 201, "{}", added.text());
+        let v = added.json();
+        got.lock().unwrap().0 = v["secret"].as_str().unwrap().to_owned();
+        hooks.push((got, v["webhook"]["id"].as_str().unwrap().to_owned()));
+    }
+    let (acme_got, acme_id) = &hooks[0];
+    let (zeta_got, zeta_id) = &hooks[1];
+    let (all_got, _) = &hooks[2];
+
+    // Each carrier lists its own endpoint only, and cannot remove the other's.
+    let list = get(&w, &acme, "/api/v1/webhooks").await.json();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![acme_id.as_str()], "{list}");
+    let gone = api(
+        &w,
+        "DELETE",
+        &format!("/api/v1/webhooks/{zeta_id}"),
+        &acme,
+        None,
+    )
+    .await;
+    refused(&gone, 404);
+
+    // Milestones of both carriers, interleaved: Acme's, Zeta's, Acme's again. Deliveries are
+    // in order, so once each endpoint has its carrier's last one it has passed the other's.
+    for (key, t) in [
+        (&acme, "MP100000003"),
+        (&zeta, "ZT-1"),
+        (&acme, "MP100000004"),
+    ] {
+        let r = fail(&w, key, t).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    delivered(all_got, "MP100000004").await;
+    delivered(all_got, "ZT-1").await;
+    delivered(acme_got, "MP100000004").await;
+    delivered(zeta_got, "ZT-1").await;
+    let bodies = |g: &Hooked| -> Vec<String> {
+        g.lock()
+            .unwrap()
+            .1
+            .iter()
+            .map(|(ok, b)| {
+                assert!(ok, "signature");
+                b.clone()
+            })
+            .collect()
+    };
+    for b in bodies(acme_got) {
+        assert!(!b.contains("ZT-1") && !b.contains("south"), "{b}");
+        assert!(b.contains("\"carrier\":\"acme\""), "{b}");
+    }
+    for b in bodies(zeta_got) {
+        assert!(!b.contains("MP1000000") && !b.contains("north"), "{b}");
+        assert!(b.contains("\"carrier\":\"zeta\""), "{b}");
+    }
+}
+
+fn token_of_carrier(role: Role, sub: &str, depot: &str, carrier: &str) -> String {
+    let now = common::now_s();
+    milepost::auth::TokenKey::new(common::SECRET.as_bytes()).mint(&Claims {
+        role,
+        sub: sub.into(),
+        depot: depot.into(),
+        exp: now + 600,
+        iat: now,
+        carrier: Some(carrier.into()),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_wear_the_parcels_carrier_and_tokens_keep_to_their_carrier() {
+    let (w, _) = world().await;
+    let web = w.web();
+    let page = |tracking: &str, token: &str| {
+        let path = format!("/t/{tracking}?token={token}");
+        async move { request(web, "GET", &path, &[], None).await }
+    };
+    // Acme's parcel: Acme's own brand, its style sheet and logo under its id.
+    let north = token_of_carrier(Role::Recipient, "MP100000001", "north", "acme");
+    let p = page("MP100000001", &north).await;
+    assert_eq!(p.status, 200, "{}", p.text());
+    let html = p.text();
+    assert!(html.contains("Acme Parcels"), "{html}");
+    assert!(html.contains("/brand.css?carrier=acme"), "{html}");
+    assert!(html.contains("/brand/logo.svg?carrier=acme"), "{html}");
+    let css = request(web, "GET", "/brand.css?carrier=acme", &[], None).await;
+    assert!(css.text().contains("#aa0011"), "{}", css.text());
+    let plain = request(web, "GET", "/brand.css", &[], None).await;
+    assert!(!plain.text().contains("#aa0011"), "{}", plain.text());
+    // Zeta's parcel: the gateway's brand under Zeta's name, nothing of Acme's.
+    let south = common::token(Role::Recipient, "ZT-1", "south");
+    let html = page("ZT-1", &south).await.text();
+    assert!(
+        html.contains("Zeta Express") && !html.contains("Acme"),
+        "{html}"
+    );
+    assert!(!html.contains("carrier=acme"), "{html}");
+
+    // A token that names a carrier other than its depot's opens nothing: not the page, not
+    // the API, not a QUIC session.
+    let forged = token_of_carrier(Role::Recipient, "MP100000001", "north", "zeta");
+    let e = page("MP100000001", &forged).await;
+    assert!(e.status == 401 || e.status == 403, "{}", e.status);
+    let forged_dispatcher = token_of_carrier(Role::Dispatcher, "north", "north", "zeta");
+    refused(
+        &get(&w, &forged_dispatcher, "/api/v1/parcels/MP100000001").await,
+        401,
+    );
+    let forged_driver = token_of_carrier(Role::Driver, "D1", "north", "zeta");
+    let err = w.t.open(&forged_driver, "D1").await.err().unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::OutOfScope), "{err}");
+    // The same token naming the right carrier works.
+    let driver = token_of_carrier(Role::Driver, "D1", "north", "acme");
+    assert!(w.t.open(&driver, "D1").await.is_ok());
+}
