@@ -225,6 +225,11 @@ impl Config {
         self.carriers.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         n.validate().map_err(ConfigError::Invalid)?;
+        if let Some(c) = n.carrier_templates.keys().find(|c| !self.carriers.knows(c)) {
+            return Err(ConfigError::Invalid(format!(
+                "notify.carrier_templates.{c}: no carrier {c:?} ([carriers.{c}])"
+            )));
+        }
         if !n.enabled {
             return Ok(());
         }

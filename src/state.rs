@@ -70,16 +70,19 @@ impl FleetState {
         Fleet::restore(cfg, snap).into()
     }
 
-    /// The depot of parcel `tracking`: its live route's, else its history's.
+    /// The depot of parcel `tracking`: its live route's, else its history's (an error: the
+    /// history could not be read).
     pub fn depot_of_parcel(
         &self,
         tracking: &milepost_proto::route::TrackingNumber,
-    ) -> Option<milepost_proto::route::DepotId> {
+    ) -> Result<Option<milepost_proto::route::DepotId>, crate::history::HistoryError> {
         if let Some(d) = lock(&self.core).depot_of_parcel(tracking) {
-            return Some(d.clone());
+            return Ok(Some(d.clone()));
         }
-        let h = self.history.as_ref()?.parcel(tracking).ok()??;
-        Some(h.depot)
+        match &self.history {
+            Some(h) => Ok(h.parcel(tracking)?.map(|p| p.depot)),
+            None => Ok(None),
+        }
     }
 
     /// Forgets the state of the partitions of depots `released` (of `partitions`): a cluster

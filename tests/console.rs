@@ -297,7 +297,7 @@ async fn a_us_carrier_reads_a_12_hour_clock() {
                 time_zone: "America/Chicago".into(),
                 depots: vec!["north".into()],
                 locale: "en-US".into(),
-                brand: None,
+                ..Default::default()
             },
         );
     })

@@ -668,7 +668,8 @@ async fn a_route_brings_its_recipients_and_a_bad_one_refuses_the_route() {
 }
 
 /// A depot that a carrier lists (`[carriers.<id>]`) is spoken for in the carrier's name, with
-/// times in the carrier's zone; `[notify]`'s name and zone stay for the other depots.
+/// times in the carrier's zone and the carrier's own templates
+/// (`notify.carrier_templates.<id>`); `[notify]`'s name and zone stay for the other depots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carriers_depot_is_told_in_its_name_and_zone() {
     let p = Providers::start().await;
@@ -683,6 +684,20 @@ async fn a_carriers_depot_is_told_in_its_name_and_zone() {
                 ..Default::default()
             },
         );
+        let own = milepost::notify::config::TemplateSet {
+            sms: Some(
+                "{{ carrier }} (its own words): {{ tracking }} delivered at {{ delivered_at }}"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        c.notify
+            .carrier_templates
+            .entry("kx".into())
+            .or_default()
+            .entry("en".into())
+            .or_default()
+            .insert(milepost::notify::plan::Milestone::Delivered, own);
     })
     .await;
     let k = key(&w);
@@ -696,7 +711,11 @@ async fn a_carriers_depot_is_told_in_its_name_and_zone() {
     };
     eventually("the delivered SMS", || delivered(&p).is_some()).await;
     let sms = delivered(&p).unwrap();
-    assert!(sms.text.starts_with("Kolkata Express: "), "{}", sms.text);
+    assert!(
+        sms.text.starts_with("Kolkata Express (its own words): "),
+        "{}",
+        sms.text
+    );
     let detail = call(&w, "GET", "/api/v1/parcels/MP100000001", &k, None)
         .await
         .json();

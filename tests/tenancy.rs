@@ -170,7 +170,23 @@ async fn a_carriers_key_never_reaches_another_carriers_data_through_the_api() {
             Some(&json!({})),
         )
         .await,
-        403,
+        404,
+    );
+    // Nor a route for the other carrier's driver (busy on Z1 in south): refused without a
+    // word about it.
+    let mut r = common::example_route();
+    r.id = "A3".into();
+    r.driver = "Z9".into();
+    r.stops.truncate(1);
+    r.stops[0].parcels.truncate(1);
+    r.stops[0].parcels[0].tracking = "AC-3".into();
+    let body = serde_json::to_value(&r).unwrap();
+    let resp = api(&w, "POST", "/api/v1/routes", &acme, Some(&body)).await;
+    refused(&resp, 403);
+    assert!(
+        !resp.text().contains("Z1") && !resp.text().contains("south"),
+        "{}",
+        resp.text()
     );
 
     // A driver's profile set by one carrier is unknown to the other's key.
@@ -200,6 +216,19 @@ async fn a_carriers_key_never_reaches_another_carriers_data_through_the_api() {
             .status,
         200
     );
+    // A profile the platform set is no carrier's to take; another carrier's driver on a route
+    // is unknown too.
+    let put = api(
+        &w,
+        "PUT",
+        "/api/v1/drivers/OLD1/profile",
+        &platform,
+        Some(&profile),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    refused(&get(&w, &acme, "/api/v1/drivers/OLD1/profile").await, 404);
+    refused(&get(&w, &acme, "/api/v1/drivers/Z9/profile").await, 404);
 
     // A dispatcher's token speaks for its depot's carrier.
     let north = World::dispatcher_token("north");
@@ -263,6 +292,12 @@ async fn a_shipper_follows_parcels_of_the_carriers_it_names_and_lists_nothing() 
         403,
     );
     refused(&get(&w, &shipper, "/api/v1/webhooks").await, 403);
+    // Its status and history, never the recipient's thread, wishes or notifications.
+    for what in ["messages", "delivery", "notifications"] {
+        let path = format!("/api/v1/parcels/ZT-1/{what}");
+        let r = get(&w, &shipper, &path).await;
+        assert!(r.status == 404 || r.status == 403, "{path}: {}", r.text());
+    }
     refused(&fail(&w, &shipper, "ZT-1").await, 404);
     let a = get(&w, &shipper, "/api/v1/analytics").await;
     assert!(

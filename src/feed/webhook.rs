@@ -230,11 +230,16 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// The parcel's depot and carrier, if known.
-    fn whose(&self, m: &ParcelUpdate) -> Option<(String, String)> {
-        let depot = self.state.depot_of_parcel(&m.tracking)?.0;
-        let carrier = self.carriers.carrier_of(&depot).to_owned();
-        Some((depot, carrier))
+    /// The parcel's depot and carrier, if known (an error: the history could not be read).
+    fn whose(&self, m: &ParcelUpdate) -> Result<Option<(String, String)>, String> {
+        let depot = self
+            .state
+            .depot_of_parcel(&m.tracking)
+            .map_err(|e| e.to_string())?;
+        Ok(depot.map(|d| {
+            let carrier = self.carriers.carrier_of(&d.0).to_owned();
+            (d.0, carrier)
+        }))
     }
 
     /// The gateway stops or the endpoint was removed.
@@ -309,9 +314,21 @@ impl Endpoint {
             // cursor moves over them and is saved once the batch is done.
             let mut passed = None;
             'batch: for (offset, m) in batch {
-                let whose = self.whose(&m);
+                let whose = match self.whose(&m) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        // Not skipped on a read error: tried again from here.
+                        tracing::warn!(url = %self.url, offset, error = %e, "webhook: the parcel's depot could not be read; retrying");
+                        self.wait(Duration::from_secs(1), u64::MAX);
+                        break 'batch;
+                    }
+                };
                 if let Some(mine) = &self.carrier {
                     if whose.as_ref().is_none_or(|(_, c)| c != mine) {
+                        if whose.is_none() {
+                            // Its route and history are gone: whose it was is not known.
+                            tracing::warn!(url = %self.url, offset, "webhook: milestone of a parcel no longer known, not sent to a carrier's endpoint");
+                        }
                         c = offset;
                         cursor = Some(c);
                         passed = Some(c);

@@ -237,8 +237,8 @@ impl Composer {
         b.once.push((key, now));
         let mut vars = self.vars(u, m, &w);
         vars.recipient_name = contact.contact.name.clone();
-        let locale = self
-            .templates
+        let templates = self.templates.of(self.carriers.carrier_of(&w.depot));
+        let locale = templates
             .locale(contact.contact.locale.as_deref(), &self.cfg.default_locale)
             .to_owned();
         for c in contact.contact.channels() {
@@ -251,7 +251,7 @@ impl Composer {
                 optout::token(&self.optout_secret, c, &u.tracking.0)
             );
             vars.optout_link = unsubscribe.clone();
-            let rendered = match self.templates.render(&locale, m, c, &vars) {
+            let rendered = match templates.render(&locale, m, c, &vars) {
                 Ok(r) => r,
                 Err(e) => {
                     // Every template was rendered at start-up; a failure here is a bug.

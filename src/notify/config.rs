@@ -195,6 +195,9 @@ pub struct NotifyConfig {
     pub whatsapp: Option<WhatsappConfig>,
     /// Templates per locale and milestone, on top of the built-in English ones.
     pub templates: BTreeMap<String, BTreeMap<Milestone, TemplateSet>>,
+    /// A carrier's own templates (`[notify.carrier_templates.<carrier>.<locale>.<milestone>]`),
+    /// on top of `templates`, for messages about its parcels.
+    pub carrier_templates: BTreeMap<String, BTreeMap<String, BTreeMap<Milestone, TemplateSet>>>,
     /// Depots whose dispatcher alerts go out by e-mail.
     pub alerts: Vec<AlertRoute>,
 }
@@ -232,6 +235,7 @@ impl Default for NotifyConfig {
             sms: None,
             whatsapp: None,
             templates: BTreeMap::new(),
+            carrier_templates: BTreeMap::new(),
             alerts: Vec::new(),
         }
     }

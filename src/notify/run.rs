@@ -20,19 +20,20 @@ pub fn start(notify: &Arc<Notify>, composer: Composer, adapters: Adapters) -> Re
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(workers * 64);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<JobDone>();
     let nice = composer.cfg.nice;
+    let carriers = Arc::new(composer.carriers.clone());
     let outbox = Outbox::new(notify.clone(), composer, jobs_tx, done_rx)?;
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let adapters = Arc::new(adapters);
     let mut threads = lock(&notify.threads);
     for _ in 0..workers {
         let (rx, tx, ad) = (jobs_rx.clone(), done_tx.clone(), adapters.clone());
-        let stop = notify.stop.clone();
+        let (stop, carriers) = (notify.stop.clone(), carriers.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("milepost-notify-worker".into())
                 .spawn(move || {
                     lower_priority(nice);
-                    work(&rx, &tx, &ad, &stop)
+                    work(&rx, &tx, &ad, &carriers, &stop)
                 })
                 .map_err(|e| e.to_string())?,
         );
@@ -85,6 +86,7 @@ fn work(
     jobs: &Mutex<Receiver<Job>>,
     done: &Sender<JobDone>,
     adapters: &Adapters,
+    carriers: &crate::tenancy::Carriers,
     stop: &AtomicBool,
 ) {
     loop {
@@ -108,6 +110,7 @@ fn work(
                             name: job.name.as_deref(),
                             rendered: &q.rendered,
                             unsubscribe: q.unsubscribe.as_deref(),
+                            sender: carriers.sender_of_depot(&q.depot),
                         })
                     }));
                     sent.unwrap_or_else(|_| {

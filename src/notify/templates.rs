@@ -1,5 +1,7 @@
 //! Message templates per milestone, channel and locale ([minijinja]): the built-in English
-//! ones, overridden and extended by `notify.templates`. Every template is compiled and rendered
+//! ones, overridden and extended by `notify.templates`, and per carrier by
+//! `notify.carrier_templates.<carrier>` (a carrier's own first, then the platform's, then the
+//! built-in ones). Every template is compiled and rendered
 //! against sample values when the gateway starts, in strict mode, so a syntax error or an
 //! unknown variable is reported then, with the template's name and line, never at send time.
 
@@ -132,41 +134,93 @@ fn builtin(m: Milestone) -> TemplateSet {
     }
 }
 
-/// The gateway's templates, compiled and checked.
+/// Templates of one locale per milestone (`notify.templates`, or one carrier's).
+type Layer = BTreeMap<String, BTreeMap<Milestone, TemplateSet>>;
+
+/// The gateway's templates, compiled and checked: the platform's, and each carrier's that has
+/// templates of its own.
 pub struct Templates {
+    platform: Compiled,
+    carriers: BTreeMap<String, Compiled>,
+}
+
+impl Templates {
+    /// Compiles the built-in and configured templates and renders each against sample values;
+    /// the error names the template (`locale.milestone.field`, a carrier's prefixed with its
+    /// id) and the line.
+    pub fn new(cfg: &NotifyConfig) -> Result<Templates, String> {
+        let platform = Compiled::new(&cfg.templates, None, &cfg.default_locale, "")?;
+        let carriers = cfg
+            .carrier_templates
+            .iter()
+            .map(|(id, own)| {
+                let prefix = format!("{id}:");
+                let c = Compiled::new(own, Some(&cfg.templates), &cfg.default_locale, &prefix)?;
+                Ok((id.clone(), c))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Templates { platform, carriers })
+    }
+
+    /// The templates messages about carrier `carrier`'s parcels use.
+    pub fn of(&self, carrier: &str) -> &Compiled {
+        self.carriers.get(carrier).unwrap_or(&self.platform)
+    }
+}
+
+/// One set of templates (the platform's or a carrier's), compiled.
+pub struct Compiled {
     env: Environment<'static>,
     /// Locales with templates of their own (the default locale always among them).
     locales: Vec<String>,
     /// Per locale and milestone, the WhatsApp template name and language.
     whatsapp: BTreeMap<(String, Milestone), (String, String, usize)>,
+    /// What its templates' names start with.
+    prefix: String,
 }
 
 fn name(locale: &str, m: Milestone, field: &str) -> String {
     format!("{locale}.{}.{field}", m.name())
 }
 
-impl Templates {
-    /// Compiles the built-in and configured templates and renders each against sample values;
-    /// the error names the template (`locale.milestone.field`) and the line.
-    pub fn new(cfg: &NotifyConfig) -> Result<Templates, String> {
+impl Compiled {
+    /// `own` templates over `base` ones (a carrier's over the platform's), over the built-in
+    /// ones; names in errors start with `prefix`.
+    fn new(
+        own: &Layer,
+        base: Option<&Layer>,
+        default_locale: &str,
+        prefix: &str,
+    ) -> Result<Compiled, String> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        let mut locales: Vec<String> = cfg.templates.keys().cloned().collect();
-        if !locales.contains(&cfg.default_locale) {
-            locales.push(cfg.default_locale.clone());
+        let mut locales: Vec<String> = own.keys().cloned().collect();
+        for l in base.into_iter().flat_map(|b| b.keys()) {
+            if !locales.contains(l) {
+                locales.push(l.clone());
+            }
         }
+        if !locales.iter().any(|l| l == default_locale) {
+            locales.push(default_locale.to_owned());
+        }
+        let layers: Vec<&Layer> = std::iter::once(own).chain(base).collect();
         let mut whatsapp = BTreeMap::new();
         for locale in &locales {
             for m in Milestone::ALL {
+                // Each layer's locale, then its default locale; the first layer first.
+                let candidates: Vec<&TemplateSet> = layers
+                    .iter()
+                    .flat_map(|l| {
+                        [locale.as_str(), default_locale]
+                            .into_iter()
+                            .filter_map(|loc| l.get(loc).and_then(|t| t.get(&m)))
+                    })
+                    .collect();
                 let pick = |f: fn(&TemplateSet) -> Option<&String>| -> String {
-                    let own = cfg.templates.get(locale).and_then(|t| t.get(&m));
-                    let default = cfg
-                        .templates
-                        .get(&cfg.default_locale)
-                        .and_then(|t| t.get(&m));
-                    own.and_then(f)
-                        .or_else(|| default.and_then(f))
+                    candidates
+                        .iter()
+                        .find_map(|t| f(t))
                         .cloned()
                         .unwrap_or_else(|| f(&builtin(m)).cloned().unwrap_or_default())
                 };
@@ -175,15 +229,21 @@ impl Templates {
                     ("email", pick(|t| t.email.as_ref())),
                     ("sms", pick(|t| t.sms.as_ref())),
                 ];
+                let named = |n: String| format!("{prefix}{n}");
                 for (field, src) in fields {
-                    env.add_template_owned(name(locale, m, field), src)
+                    env.add_template_owned(named(name(locale, m, field)), src)
                         .map_err(|e| describe(&e))?;
                 }
-                let own = cfg.templates.get(locale).and_then(|t| t.get(&m));
-                if let Some(t) = own.filter(|t| t.whatsapp_template.is_some()) {
+                // A WhatsApp template of this very locale, the first layer's that has one.
+                let wa = layers
+                    .iter()
+                    .filter_map(|l| l.get(locale).and_then(|t| t.get(&m)))
+                    .find(|t| t.whatsapp_template.is_some());
+                if let Some(t) = wa {
                     let params = t.whatsapp_params.clone().unwrap_or_default();
                     for (i, p) in params.iter().enumerate() {
-                        env.add_template_owned(name(locale, m, &format!("whatsapp{i}")), p.clone())
+                        let n = named(name(locale, m, &format!("whatsapp{i}")));
+                        env.add_template_owned(n, p.clone())
                             .map_err(|e| describe(&e))?;
                     }
                     whatsapp.insert(
@@ -199,10 +259,11 @@ impl Templates {
                 }
             }
         }
-        let t = Templates {
+        let t = Compiled {
             env,
             locales,
             whatsapp,
+            prefix: prefix.to_owned(),
         };
         t.check()?;
         Ok(t)
@@ -253,7 +314,7 @@ impl Templates {
 
     fn one(&self, name: &str, v: &Vars) -> Result<String, String> {
         self.env
-            .get_template(name)
+            .get_template(&format!("{}{name}", self.prefix))
             .and_then(|t| t.render(v))
             .map_err(|e| describe(&e))
     }
@@ -330,7 +391,7 @@ mod tests {
 
     #[test]
     fn the_builtin_templates_check_and_read_well() {
-        let t = Templates::new(&NotifyConfig::default()).unwrap();
+        let t = Templates::new(&NotifyConfig::default()).unwrap().platform;
         let v = Vars {
             carrier: "Acme".into(),
             tracking: "MP7".into(),
@@ -395,7 +456,7 @@ mod tests {
             },
         );
         cfg.default_locale = "en".into();
-        let t = Templates::new(&cfg).unwrap();
+        let t = Templates::new(&cfg).unwrap().platform;
         let v = Vars {
             carrier: "Acme".into(),
             tracking: "MP7".into(),
@@ -433,7 +494,7 @@ mod tests {
                 ..TemplateSet::default()
             },
         );
-        let t = Templates::new(&cfg).unwrap();
+        let t = Templates::new(&cfg).unwrap().platform;
         let v = Vars {
             recipient_name: Some("Ana".into()),
             ..Vars::default()
@@ -442,5 +503,55 @@ mod tests {
             .render("en", Milestone::Delivered, Channel::Email, &v)
             .unwrap();
         assert_eq!(r.subject.as_deref(), Some("Ana  Bcc: x@evil.example"));
+    }
+
+    #[test]
+    fn a_carriers_templates_come_before_the_platforms_and_fall_back_to_them() {
+        let mut cfg = cfg_with(
+            "en",
+            Milestone::Delivered,
+            TemplateSet {
+                sms: Some("platform: {{ tracking }} delivered".into()),
+                ..TemplateSet::default()
+            },
+        );
+        let own = TemplateSet {
+            sms: Some("Zeta says {{ tracking }} is home".into()),
+            ..TemplateSet::default()
+        };
+        cfg.carrier_templates
+            .entry("zeta".into())
+            .or_default()
+            .entry("en".into())
+            .or_default()
+            .insert(Milestone::Delivered, own);
+        let t = Templates::new(&cfg).unwrap();
+        let v = Vars {
+            tracking: "MP1".into(),
+            ..Vars::default()
+        };
+        let sms = |c: &str, m| t.of(c).render("en", m, Channel::Sms, &v).unwrap().text;
+        assert_eq!(sms("zeta", Milestone::Delivered), "Zeta says MP1 is home");
+        assert_eq!(sms("acme", Milestone::Delivered), "platform: MP1 delivered");
+        // What Zeta did not write is the platform's (here the built-in one).
+        assert_eq!(
+            sms("zeta", Milestone::Returned),
+            sms("acme", Milestone::Returned)
+        );
+        // A carrier's broken template is named with its carrier.
+        cfg.carrier_templates
+            .get_mut("zeta")
+            .unwrap()
+            .get_mut("en")
+            .unwrap()
+            .insert(
+                Milestone::Delayed,
+                TemplateSet {
+                    sms: Some("{{ nope }}".into()),
+                    ..TemplateSet::default()
+                },
+            );
+        let e = Templates::new(&cfg).err().unwrap();
+        assert!(e.contains("zeta:en.delayed.sms"), "{e}");
     }
 }

@@ -45,21 +45,40 @@ pub fn check_ids(route: &milepost_proto::route::Route) -> Result<(), String> {
     Ok(())
 }
 
-/// A depot may not take over what belongs to another: a live route with the same id, or a
-/// parcel (live on another depot's route, or in another depot's history). Checked before the
-/// record is logged, with the same answer whatever the other depot has, so that the refusal
-/// says nothing about it.
+/// A depot may not take over what belongs to another: a live route with the same id, a
+/// parcel (live on another depot's route, or in another depot's history), or a driver of
+/// another carrier (on a live route of, or last seen in, another carrier's depot: driver ids
+/// are the platform's, and a carrier's route must not reach another carrier's phone).
+/// Checked before the record is logged, with the same answer whatever the other depot has, so
+/// that the refusal says nothing about it.
 pub(crate) fn check_ownership(
     shared: &Shared,
     route: &milepost_proto::route::Route,
 ) -> Result<(), String> {
-    let other = || "the route or one of its parcels belongs to another depot".to_string();
+    let other =
+        || "the route, its driver or one of its parcels belongs to another depot".to_string();
+    let carriers = &shared.cfg.carriers;
+    let mine = carriers.carrier_of(&route.depot.0);
+    let foreign = |depot: &str| carriers.carrier_of(depot) != mine;
+    if lock(&shared.state.positions)
+        .position_of(&route.driver)
+        .is_some_and(|(depot, _)| foreign(depot))
+    {
+        return Err(other());
+    }
     {
         let core = lock(&shared.state.core);
         if core
             .run(&route.id)
             .is_some_and(|r| r.plan.depot != route.depot)
         {
+            return Err(other());
+        }
+        let drives_elsewhere = core
+            .route_of_driver(&route.driver)
+            .and_then(|r| core.run(r))
+            .is_some_and(|r| foreign(&r.plan.depot.0));
+        if drives_elsewhere {
             return Err(other());
         }
         for p in route.stops.iter().flat_map(|s| &s.parcels) {
@@ -243,9 +262,12 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 return *e;
             }
             let core = lock(&shared.state.core);
+            // Only a route of the token's carrier (driver ids are the platform's).
+            let carriers = &shared.cfg.carriers;
             let route = core
                 .route_of_driver(&DriverId(claims.sub.clone()))
-                .and_then(|id| core.route_in_order(id));
+                .and_then(|id| core.route_in_order(id))
+                .filter(|r| carriers.carrier_of(&r.depot.0) == carriers.carrier_of(&claims.depot));
             return match route {
                 Some(route) => ServerMsg::Route { id, route },
                 None => refuse(ErrorCode::NotFound, "no route assigned"),

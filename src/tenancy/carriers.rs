@@ -30,6 +30,9 @@ pub struct CarrierConfig {
     /// Its recipients' pages (`[carriers.<id>.brand]`; absent: `[web.brand]` with this
     /// carrier's name).
     pub brand: Option<BrandConfig>,
+    /// The name its e-mails come from (`From: <sender_name> <notify.email.from's address>`;
+    /// absent: its `name`).
+    pub sender_name: Option<String>,
 }
 
 impl Default for CarrierConfig {
@@ -40,6 +43,7 @@ impl Default for CarrierConfig {
             depots: Vec::new(),
             locale: "en-GB".into(),
             brand: None,
+            sender_name: None,
         }
     }
 }
@@ -74,8 +78,15 @@ impl Carriers {
             if let Some(b) = &c.brand {
                 b.validate(&format!("carriers.{id}.brand"))?;
             }
-            if c.name.chars().count() > 80 {
-                return Err(format!("carriers.{id}.name is longer than 80 characters"));
+            for (what, v) in [
+                ("name", Some(&c.name)),
+                ("sender_name", c.sender_name.as_ref()),
+            ] {
+                if v.is_some_and(|v| v.chars().count() > 80 || v.chars().any(char::is_control)) {
+                    return Err(format!(
+                        "carriers.{id}.{what}: at most 80 characters, none of them control characters"
+                    ));
+                }
             }
             for d in &c.depots {
                 if let Some(other) = owner.insert(d, id) {
@@ -132,6 +143,15 @@ impl Carriers {
             },
             _ => fallback.clone(),
         }
+    }
+
+    /// The name e-mails about `depot`'s parcels come from: its carrier's `sender_name`, else
+    /// its `name` (none for a depot of no configured carrier, or a carrier without a name).
+    pub fn sender_of_depot(&self, depot: &str) -> Option<&str> {
+        let c = self.0.get(self.carrier_of(depot))?;
+        c.sender_name
+            .as_deref()
+            .or(Some(c.name.as_str()).filter(|n| !n.is_empty()))
     }
 
     /// A carrier's own brand, if it has one.

@@ -19,6 +19,9 @@ pub struct Envelope<'a> {
     pub rendered: &'a Rendered,
     /// The opt-out link (an e-mail's `List-Unsubscribe`).
     pub unsubscribe: Option<&'a str>,
+    /// The carrier's sender name (an e-mail's `From:` display name; the address stays the
+    /// configured one).
+    pub sender: Option<&'a str>,
 }
 
 /// Why a message did not go.

@@ -82,8 +82,12 @@ impl Smtp {
                 .map(|a| Mailbox::new(e.name.map(str::to_owned), a))
                 .map_err(|err| SendError::Permanent(format!("bad address: {err}")))?;
         let domain = self.from.email.domain().to_owned();
+        let from = match e.sender {
+            Some(name) => Mailbox::new(Some(name.to_owned()), self.from.email.clone()),
+            None => self.from.clone(),
+        };
         let mut m = Message::builder()
-            .from(self.from.clone())
+            .from(from)
             .to(to)
             .subject(e.rendered.subject.clone().unwrap_or_default())
             .message_id(Some(format!("<milepost.{}@{domain}>", e.id)))
@@ -150,6 +154,7 @@ mod tests {
             name: Some("Ana \"the boss\" Horvat"),
             rendered: &r,
             unsubscribe: Some("https://t.example/n/optout/abc"),
+            sender: None,
         };
         let text = String::from_utf8(s.message(&e).unwrap().formatted()).unwrap();
         assert!(
@@ -159,6 +164,20 @@ mod tests {
         assert!(text.contains("List-Unsubscribe: <https://t.example/n/optout/abc>"));
         assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
         assert!(text.contains("Subject: Your parcel"));
+        assert!(
+            text.contains("From: Acme Deliveries <noreply@acme.example>"),
+            "{text}"
+        );
+        // A carrier's sender name replaces the display name, never the address.
+        let zeta = Envelope {
+            sender: Some("Zeta Express"),
+            ..e
+        };
+        let text = String::from_utf8(s.message(&zeta).unwrap().formatted()).unwrap();
+        assert!(
+            text.contains("From: Zeta Express <noreply@acme.example>"),
+            "{text}"
+        );
         let bad = Envelope {
             to: "ana@example.com\r\nBcc: x@evil.example",
             ..e

@@ -122,28 +122,42 @@ pub async fn depot_drivers(
     Ok(json(DriverPage { items, next_cursor }))
 }
 
-/// The depot of a driver's current (or last) route, if any.
+/// The depot of a driver's current route, else of its live position, if any.
 fn depot_of_driver(st: &WebState, driver: &str) -> Option<String> {
-    let core = lock(&st.shared.state.core);
-    core.route_of_driver(&DriverId(driver.to_owned()))
-        .and_then(|r| core.run(r))
-        .map(|r| r.plan.depot.0.clone())
+    let id = DriverId(driver.to_owned());
+    let routed = {
+        let core = lock(&st.shared.state.core);
+        core.route_of_driver(&id)
+            .and_then(|r| core.run(r))
+            .map(|r| r.plan.depot.0.clone())
+    };
+    routed.or_else(|| {
+        lock(&st.shared.state.positions)
+            .position_of(&id)
+            .map(|(d, _)| d.to_owned())
+    })
 }
 
-/// A back-office scope on the driver's depot; for a driver without a route, a back-office
-/// scope on any depot, and no other carrier's profile of that driver.
+/// A back-office scope on the driver's depot; for a driver without a route or position, a
+/// back-office scope on some depot, and for a carrier's key a profile that is none yet or its
+/// carrier's (driver ids are the platform's: the first carrier to set a profile owns it).
+/// Another carrier's driver is unknown (404), not forbidden.
 fn may_edit(st: &WebState, caller: &Caller, driver: &str) -> Result<(), ApiError> {
+    let unknown = || ApiError::not_found(format!("no driver {driver}"));
     match depot_of_driver(st, driver) {
+        Some(depot) if !caller.tenant.admits(&caller.carriers, &depot) => Err(unknown()),
         Some(depot) => caller.require(KeyRole::Backoffice, &depot),
-        None if caller.any_backoffice() => match (
-            caller.tenant.carrier(),
-            st.shared.drivers.carrier_of(driver),
-        ) {
-            (Some(mine), Some(theirs)) if mine != theirs => {
-                Err(ApiError::not_found(format!("no profile for {driver}")))
+        None if caller.any_backoffice() => {
+            let Some(mine) = caller.tenant.carrier() else {
+                return Ok(());
+            };
+            let drivers = &st.shared.drivers;
+            match drivers.carrier_of(driver) {
+                Some(theirs) if theirs == mine => Ok(()),
+                None if drivers.get(driver).is_none() => Ok(()),
+                _ => Err(unknown()),
             }
-            _ => Ok(()),
-        },
+        }
         None => Err(ApiError::forbidden("this needs a backoffice scope")),
     }
 }

@@ -41,13 +41,18 @@ fn check_tracking(t: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The parcel's detail if the caller may read its depot (or follows its carrier's parcels,
-/// a shipper).
+/// The parcel's detail if the caller may read its depot.
 pub(crate) fn readable(
     st: &WebState,
     caller: &Caller,
     t: &str,
 ) -> Result<Option<ParcelDetail>, ApiError> {
+    Ok(followable(st, caller, t)?.filter(|d| caller.reads(&d.depot)))
+}
+
+/// The parcel's detail if the caller may read its depot or follows its carrier's parcels (a
+/// shipper: its status and history only, never the recipient's messages, contact or wishes).
+fn followable(st: &WebState, caller: &Caller, t: &str) -> Result<Option<ParcelDetail>, ApiError> {
     if !valid_tracking(t) {
         return Ok(None);
     }
@@ -69,7 +74,7 @@ pub async fn get_parcel(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     check_tracking(&tracking)?;
-    let d = readable(&st, &caller, &tracking)?
+    let d = followable(&st, &caller, &tracking)?
         .ok_or_else(|| ApiError::not_found(format!("no parcel {tracking}")))?;
     Ok(json(d))
 }
@@ -116,7 +121,7 @@ pub async fn bulk_status(
         not_found: Vec::new(),
     };
     for t in asked {
-        match readable(&st, &caller, &t)? {
+        match followable(&st, &caller, &t)? {
             Some(d) => answer.items.push(d),
             None => answer.not_found.push(t),
         }

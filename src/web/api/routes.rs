@@ -71,6 +71,10 @@ fn live_route(st: &WebState, caller: &Caller, id: &RouteId) -> Result<Route, Api
                  gateway that holds its depot)"
             )),
         })?;
+    // Another carrier's route is unknown here, as one that does not exist.
+    if !caller.tenant.admits(&caller.carriers, &route.depot.0) {
+        return Err(ApiError::not_found(format!("no live route {id}")));
+    }
     caller.require(KeyRole::Backoffice, &route.depot.0)?;
     Ok(route)
 }
