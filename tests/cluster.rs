@@ -316,8 +316,18 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_all() {
 async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
     use milepost::apikeys::{KeyFile, Scope, FILE};
     let Some(nats) = Nats::start() else { return };
+    // Two carriers, the same on every gateway: a carrier's key is held to its depots on all.
     let web = |c: &mut milepost::config::Config| {
         c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        for (id, depot) in [("acme", "north"), ("zeta", "south")] {
+            c.carriers.0.insert(
+                id.into(),
+                milepost::tenancy::CarrierConfig {
+                    depots: vec![depot.into()],
+                    ..Default::default()
+                },
+            );
+        }
     };
     let a = gateway_with(&nats, "a", None, web).await;
     let b = gateway_with(&nats, "b", Some(&a), web).await;
@@ -326,15 +336,17 @@ async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
     let mut keys = KeyFile::default();
     let scopes = vec![Scope::parse("dispatcher:north").unwrap()];
     let (k, key) = keys.create("orders", "*", scopes, now_ms()).unwrap();
+    let zeta_scopes = vec![Scope::parse("dispatcher:*").unwrap()];
+    let (_, zeta) = keys.create("zeta", "zeta", zeta_scopes, now_ms()).unwrap();
     keys.write(&path).unwrap();
-    let status = |gw: &TestGateway| {
+    let status_of = |gw: &TestGateway, key: &str, depot: &'static str| {
         let addr = gw.gw.web_addr.unwrap();
         let auth = format!("Bearer {key}");
         async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let req = format!(
-                "GET /api/v1/depots/north/drivers HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n"
+                "GET /api/v1/depots/{depot}/drivers HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n"
             );
             s.write_all(req.as_bytes()).await.unwrap();
             let mut buf = Vec::new();
@@ -346,11 +358,15 @@ async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
                 .to_owned()
         }
     };
+    let status = |gw| status_of(gw, &key, "north");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while status(&b).await != "200" {
         assert!(std::time::Instant::now() < deadline, "B never took A's key");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Zeta's key, shared with it, reads Zeta's depot on B and not Acme's.
+    assert_eq!(status_of(&b, &zeta, "south").await, "200");
+    assert_eq!(status_of(&b, &zeta, "north").await, "403");
     // `milepost key revoke` beside A: B refuses it too.
     keys.revoke(&k.id, now_ms()).unwrap();
     keys.write(&path).unwrap();

@@ -165,7 +165,7 @@ mod tests {
         assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
         assert!(text.contains("Subject: Your parcel"));
         assert!(
-            text.contains("From: Acme Deliveries <noreply@acme.example>"),
+            text.contains("From: \"Acme Deliveries\" <noreply@acme.example>"),
             "{text}"
         );
         // A carrier's sender name replaces the display name, never the address.
@@ -175,7 +175,7 @@ mod tests {
         };
         let text = String::from_utf8(s.message(&zeta).unwrap().formatted()).unwrap();
         assert!(
-            text.contains("From: Zeta Express <noreply@acme.example>"),
+            text.contains("From: \"Zeta Express\" <noreply@acme.example>"),
             "{text}"
         );
         let bad = Envelope {
