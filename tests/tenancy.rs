@@ -463,3 +463,137 @@ async fn pages_wear_the_parcels_carrier_and_tokens_keep_to_their_carrier() {
     let driver = token_of_carrier(Role::Driver, "D1", "north", "acme");
     assert!(w.t.open(&driver, "D1").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_queries_and_the_dispatch_stream_show_one_carrier_only() {
+    use milepost_proto::{deg_to_e7, QueryKind, Seq};
+    let (mut w, _) = world().await;
+    let web = w.web();
+    // Zeta's driver stands where Acme's drives.
+    let mut z9 = w.t.driver("Z9", "south").await;
+    z9.batch(Seq(1), vec![common::fix(1_000, 0)]).await.unwrap();
+    let north = World::dispatcher_token("north");
+    let auth = format!("Bearer {north}");
+    let mut s = web_support::Sse::open(web, "/dispatch/events", &[("Authorization", &auth)]).await;
+    assert_eq!(s.status, 200);
+    w.drive(0, 1, 30).await;
+    z9.batch(Seq(2), vec![common::fix(500, 1)]).await.unwrap();
+    let nearest = QueryKind::Nearest {
+        lat_e7: deg_to_e7(38.9),
+        lon_e7: deg_to_e7(-77.03),
+        k: 50,
+    };
+    let ids = |r: milepost_proto::QueryResult| -> Vec<String> {
+        r.drivers.iter().map(|d| d.driver.0.clone()).collect()
+    };
+    let mut acme = w.t.dispatcher("north").await;
+    let seen = ids(acme.query(1, nearest.clone()).await.unwrap());
+    assert!(
+        seen.contains(&"D1".to_owned()) && !seen.contains(&"Z9".to_owned()),
+        "{seen:?}"
+    );
+    let mut zeta = w.t.dispatcher("south").await;
+    assert_eq!(ids(zeta.query(1, nearest).await.unwrap()), vec!["Z9"]);
+    // Acme's dispatcher's stream carries Acme's driver, never Zeta's.
+    let evs = s.drain(500).await;
+    let text: String = evs.iter().map(|e| e.data.clone()).collect();
+    assert!(text.contains("\"D1\""), "{evs:#?}");
+    assert!(!text.contains("Z9") && !text.contains("ZT-1") && !text.contains("south"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_reads_itself_and_sets_its_brand_through_the_api() {
+    let (w, platform) = world().await;
+    let web = w.web();
+    let acme = w.key_of("acme", "acme-orders", &["backoffice:*"]);
+    let zeta = w.key_of("zeta", "zeta-orders", &["backoffice:*"]);
+    let me = get(&w, &zeta, "/api/v1/carriers/zeta").await;
+    assert_eq!(me.status, 200, "{}", me.text());
+    let v = me.json();
+    assert_eq!(
+        (&v["name"], &v["depots"], &v["brand_source"]),
+        (&json!("Zeta Express"), &json!(["south"]), &json!("gateway"))
+    );
+    assert_eq!(v["brand"]["name"], "Zeta Express");
+    // Another carrier is unknown to it; the platform sees both.
+    refused(&get(&w, &zeta, "/api/v1/carriers/acme").await, 404);
+    assert_eq!(
+        get(&w, &platform, "/api/v1/carriers/acme").await.json()["brand_source"],
+        "config"
+    );
+    refused(&get(&w, &platform, "/api/v1/carriers/nope").await, 404);
+
+    // Zeta sets its brand: its page and style sheet wear it.
+    let brand = json!({"name": "Zeta", "primary": "#00aa55"});
+    let put = api(
+        &w,
+        "PUT",
+        "/api/v1/carriers/zeta/brand",
+        &zeta,
+        Some(&brand),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(put.json()["brand_source"], "api");
+    let south = common::token(Role::Recipient, "ZT-1", "south");
+    let page = request(web, "GET", &format!("/t/ZT-1?token={south}"), &[], None).await;
+    assert!(
+        page.text().contains("/brand.css?carrier=zeta"),
+        "{}",
+        page.text()
+    );
+    let css = request(web, "GET", "/brand.css?carrier=zeta", &[], None).await;
+    assert!(css.text().contains("#00aa55"), "{}", css.text());
+    // Bad input, another carrier's brand, a reader's key: refused, nothing changed.
+    let bad = json!({"primary": "red;}body{display:none"});
+    let e = refused(
+        &api(&w, "PUT", "/api/v1/carriers/zeta/brand", &zeta, Some(&bad)).await,
+        422,
+    );
+    assert_eq!(e["field"], "primary", "{e}");
+    let unknown_field = json!({"carrier": "acme"});
+    let r = api(
+        &w,
+        "PUT",
+        "/api/v1/carriers/zeta/brand",
+        &zeta,
+        Some(&unknown_field),
+    )
+    .await;
+    assert!(r.status == 400 || r.status == 422, "{}", r.text());
+    refused(
+        &api(
+            &w,
+            "PUT",
+            "/api/v1/carriers/zeta/brand",
+            &acme,
+            Some(&brand),
+        )
+        .await,
+        404,
+    );
+    let reader = w.key_of("zeta", "zeta-screen", &["dispatcher:*"]);
+    refused(
+        &api(
+            &w,
+            "PUT",
+            "/api/v1/carriers/zeta/brand",
+            &reader,
+            Some(&brand),
+        )
+        .await,
+        403,
+    );
+    let css = request(web, "GET", "/brand.css?carrier=zeta", &[], None).await;
+    assert!(css.text().contains("#00aa55"), "{}", css.text());
+    // Removed: the page wears the gateway's brand under Zeta's name again.
+    let gone = api(&w, "DELETE", "/api/v1/carriers/zeta/brand", &zeta, None).await;
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    let html = request(web, "GET", &format!("/t/ZT-1?token={south}"), &[], None)
+        .await
+        .text();
+    assert!(
+        html.contains("Zeta Express") && !html.contains("carrier=zeta"),
+        "{html}"
+    );
+}

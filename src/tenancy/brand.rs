@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Branding of the pages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrandConfig {
     /// Shown in the header and the title.

@@ -178,14 +178,6 @@ pub fn of_carrier(b: &BrandConfig) -> String {
         .unwrap_or_default()
 }
 
-/// The brand a `?carrier=` names (an unknown one, or one without a brand: the gateway's).
-fn brand_of<'a>(st: &'a WebState, q: &BrandQuery) -> &'a BrandConfig {
-    q.carrier
-        .as_deref()
-        .and_then(|c| st.shared.cfg.carriers.brand(c))
-        .unwrap_or(&st.cfg().brand)
-}
-
 /// `GET /brand.css`: the brand colours.
 pub async fn brand_css(
     State(st): State<Arc<WebState>>,
@@ -193,7 +185,10 @@ pub async fn brand_css(
 ) -> Response {
     let q = q.map(|q| q.0).unwrap_or_default();
     with_headers(
-        brand_css_text(brand_of(&st, &q)),
+        brand_css_text(&crate::web::brands::brand_of_carrier(
+            &st,
+            q.carrier.as_deref(),
+        )),
         &[
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, BRAND_CACHE),
@@ -207,7 +202,8 @@ pub async fn brand_logo(
     q: Result<axum::extract::Query<BrandQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = q.map(|q| q.0).unwrap_or_default();
-    let Some(svg) = brand_of(&st, &q).logo_svg.clone() else {
+    let brand = crate::web::brands::brand_of_carrier(&st, q.carrier.as_deref());
+    let Some(svg) = brand.logo_svg else {
         return WebError::NotFound("no logo".into()).into_response();
     };
     with_headers(

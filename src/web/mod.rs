@@ -18,6 +18,7 @@
 //! | [`respond`] | the one header helper, the header sets (no-store, page headers), JSON |
 //! | [`auth`] | tokens from a request, verification, the audiences' rules, the page cookie |
 //! | [`assets`] | embedded scripts and styles (gzip, versioning), brand style sheet and logo |
+//! | [`brands`] | carriers' brands set through the API, and which brand a page wears |
 //! | [`views`] | the JSON views and their builders: parcel, route, depot |
 //! | [`pages`] | the HTML of the tracking page, the dispatcher map and the error page |
 //! | [`event`] | one event of a live stream, as SSE or as a WebSocket message |
@@ -89,6 +90,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod brands;
 pub mod config;
 pub mod console;
 pub mod dashboard;
@@ -141,11 +143,13 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     let shared_cfg = shared.cfg.clone();
+    let brands = brands::Brands::open(&shared_cfg.data_dir)?;
     let state = Arc::new(WebState {
         shared,
         stop: stop.clone(),
         streams: AtomicUsize::new(0),
         api: api::state::ApiState::new(&shared_cfg),
+        brands,
     });
     let (threads, nice) = (shared_cfg.web.threads, shared_cfg.web.nice);
     // Folding only what it owns, it answers the API calls other gateways relay to it.

@@ -1,6 +1,6 @@
 //! [`WebState`]: what every handler of the web listener is given (axum's `State`): the
-//! gateway's shared state, the shutdown signal, the count of open event streams and the
-//! back-office API's own state.
+//! gateway's shared state, the shutdown signal, the count of open event streams, the
+//! back-office API's own state and the carriers' brands set through it.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ pub struct WebState {
     pub streams: AtomicUsize,
     /// The back-office API's keys, proof files, idempotency answers and rate limits.
     pub api: ApiState,
+    /// Carriers' brands set through the API.
+    pub brands: crate::web::brands::Brands,
 }
 
 impl WebState {

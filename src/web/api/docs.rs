@@ -57,6 +57,9 @@ use crate::web::respond::with_headers;
         crate::web::api::webhooks::list_webhooks,
         crate::web::api::webhooks::add_webhook,
         crate::web::api::webhooks::remove_webhook,
+        crate::web::api::carriers::get_carrier,
+        crate::web::api::carriers::put_brand,
+        crate::web::api::carriers::delete_brand,
         crate::web::api::recipients::put_recipient,
         crate::web::api::recipients::get_recipient,
         crate::web::api::recipients::delete_recipient,
@@ -78,6 +81,7 @@ use crate::web::respond::with_headers;
         (name = "proofs", description = "Proof-of-delivery photos and signatures"),
         (name = "alerts", description = "A depot's exceptions: list, acknowledge, resolve"),
         (name = "webhooks", description = "Endpoints that receive every milestone, signed"),
+        (name = "carriers", description = "A carrier's settings and the brand of its pages"),
         (name = "recipients", description = "Recipients' contacts, the messages they were sent, dead letters"),
         (name = "analytics", description = "On-time, first-attempt, failure and ETA figures; Parquet exports"),
     )

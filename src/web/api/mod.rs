@@ -26,6 +26,7 @@
 //! | [`proofs`] | proof files: upload, download |
 //! | [`alerts`] | a depot's alerts: list, acknowledge, resolve |
 //! | [`webhooks`] | webhook endpoints: list with recent deliveries, add, remove |
+//! | [`carriers`] | a carrier: its settings, its brand set through the API |
 //! | [`docs`] | the OpenAPI document ([`docs::ApiDoc`]) and its reference page |
 //!
 //! Imports run one way: `mod.rs` uses the handlers; the handlers (`routes`, `parcels`,
@@ -45,6 +46,7 @@ pub mod addresses;
 pub mod alerts;
 pub mod analytics;
 pub mod caller;
+pub mod carriers;
 pub mod docs;
 pub mod drivers;
 pub mod error;
@@ -176,6 +178,11 @@ pub fn router(st: &Arc<WebState>) -> Router<Arc<WebState>> {
         .route(
             "/api/v1/webhooks/{id}",
             axum::routing::delete(webhooks::remove_webhook),
+        )
+        .route("/api/v1/carriers/{carrier}", get(carriers::get_carrier))
+        .route(
+            "/api/v1/carriers/{carrier}/brand",
+            put(carriers::put_brand).delete(carriers::delete_brand),
         )
         .layer(DefaultBodyLimit::max(api.max_body_bytes));
     let files = Router::new()

@@ -1,0 +1,110 @@
+//! Carriers' brands set through the API (`PUT /api/v1/carriers/{carrier}/brand`), kept in
+//! `DATA_DIR/brands.json` (a new file synced and renamed over the old), over the
+//! configuration's `[carriers.<id>.brand]`; and which brand a page wears ([`brand_of_depot`],
+//! [`brand_of_carrier`]). One gateway's file: a cluster's gateways take brands from their
+//! configuration (the API refuses to set one there).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use crate::tenancy::BrandConfig;
+use crate::web::state::WebState;
+
+/// The brands set through the API, by carrier.
+pub struct Brands {
+    path: PathBuf,
+    map: RwLock<BTreeMap<String, BrandConfig>>,
+}
+
+impl Brands {
+    /// Reads `DATA_DIR/brands.json` (none yet: no brands).
+    pub fn open(data_dir: &Path) -> std::io::Result<Brands> {
+        let path = data_dir.join("brands.json");
+        let map = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Brands {
+            path,
+            map: RwLock::new(map),
+        })
+    }
+
+    /// The brand set for `carrier`, if any.
+    pub fn get(&self, carrier: &str) -> Option<BrandConfig> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(carrier).cloned()
+    }
+
+    /// Sets (`Some`) or removes (`None`) `carrier`'s brand, durably.
+    pub fn put(&self, carrier: &str, brand: Option<BrandConfig>) -> std::io::Result<()> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = map.clone();
+        match brand {
+            Some(b) => next.insert(carrier.to_owned(), b),
+            None => next.remove(carrier),
+        };
+        let bytes = serde_json::to_vec_pretty(&next).map_err(std::io::Error::other)?;
+        let tmp = self.path.with_extension("json.new");
+        let _ = std::fs::remove_file(&tmp);
+        crate::auth::write_private(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &self.path)?;
+        std::fs::File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
+        *map = next;
+        Ok(())
+    }
+}
+
+/// The brand of `depot`'s pages: its carrier's brand set through the API, else the
+/// configuration's ([`crate::tenancy::Carriers::brand_of_depot`]).
+pub fn brand_of_depot(st: &WebState, depot: &str) -> BrandConfig {
+    let carriers = &st.shared.cfg.carriers;
+    let carrier = carriers.carrier_of(depot);
+    match st.brands.get(carrier) {
+        Some(b) => BrandConfig {
+            carrier: Some(carrier.to_owned()),
+            ..b
+        },
+        None => carriers.brand_of_depot(depot, &st.cfg().brand),
+    }
+}
+
+/// The brand a style sheet or logo names by carrier (`?carrier=`): its own (API, then
+/// configuration), else the gateway's.
+pub fn brand_of_carrier(st: &WebState, carrier: Option<&str>) -> BrandConfig {
+    carrier
+        .and_then(|c| {
+            st.brands
+                .get(c)
+                .or_else(|| st.shared.cfg.carriers.brand(c).cloned())
+        })
+        .unwrap_or_else(|| st.cfg().brand.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brands_persist_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Brands::open(dir.path()).unwrap();
+        let acme = BrandConfig {
+            name: "Acme".into(),
+            ..BrandConfig::default()
+        };
+        b.put("acme", Some(acme.clone())).unwrap();
+        assert_eq!(Brands::open(dir.path()).unwrap().get("acme"), Some(acme));
+        b.put("acme", None).unwrap();
+        assert_eq!(Brands::open(dir.path()).unwrap().get("acme"), None);
+        std::fs::write(dir.path().join("brands.json"), b"{not json").unwrap();
+        assert!(Brands::open(dir.path()).is_err());
+    }
+}
