@@ -185,10 +185,7 @@ pub async fn brand_css(
 ) -> Response {
     let q = q.map(|q| q.0).unwrap_or_default();
     with_headers(
-        brand_css_text(&crate::web::brands::brand_of_carrier(
-            &st,
-            q.carrier.as_deref(),
-        )),
+        brand_css_text(&st.brand_of_carrier(q.carrier.as_deref())),
         &[
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, BRAND_CACHE),
@@ -202,7 +199,7 @@ pub async fn brand_logo(
     q: Result<axum::extract::Query<BrandQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = q.map(|q| q.0).unwrap_or_default();
-    let brand = crate::web::brands::brand_of_carrier(&st, q.carrier.as_deref());
+    let brand = st.brand_of_carrier(q.carrier.as_deref());
     let Some(svg) = brand.logo_svg else {
         return WebError::NotFound("no logo".into()).into_response();
     };

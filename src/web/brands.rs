@@ -1,7 +1,7 @@
 //! Carriers' brands set through the API (`PUT /api/v1/carriers/{carrier}/brand`), kept in
 //! `DATA_DIR/brands.json` (a new file synced and renamed over the old), over the
-//! configuration's `[carriers.<id>.brand]`; and which brand a page wears ([`brand_of_depot`],
-//! [`brand_of_carrier`]). One gateway's file: a cluster's gateways take brands from their
+//! configuration's `[carriers.<id>.brand]` (which brand a page wears is
+//! [`crate::web::state::WebState::brand_of_depot`]'s to say). One gateway's file: a cluster's gateways take brands from their
 //! configuration (the API refuses to set one there).
 
 use std::collections::BTreeMap;
@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use crate::tenancy::BrandConfig;
-use crate::web::state::WebState;
 
 /// The brands set through the API, by carrier.
 pub struct Brands {
@@ -60,32 +59,6 @@ impl Brands {
         *map = next;
         Ok(())
     }
-}
-
-/// The brand of `depot`'s pages: its carrier's brand set through the API, else the
-/// configuration's ([`crate::tenancy::Carriers::brand_of_depot`]).
-pub fn brand_of_depot(st: &WebState, depot: &str) -> BrandConfig {
-    let carriers = &st.shared.cfg.carriers;
-    let carrier = carriers.carrier_of(depot);
-    match st.brands.get(carrier) {
-        Some(b) => BrandConfig {
-            carrier: Some(carrier.to_owned()),
-            ..b
-        },
-        None => carriers.brand_of_depot(depot, &st.cfg().brand),
-    }
-}
-
-/// The brand a style sheet or logo names by carrier (`?carrier=`): its own (API, then
-/// configuration), else the gateway's.
-pub fn brand_of_carrier(st: &WebState, carrier: Option<&str>) -> BrandConfig {
-    carrier
-        .and_then(|c| {
-            st.brands
-                .get(c)
-                .or_else(|| st.shared.cfg.carriers.brand(c).cloned())
-        })
-        .unwrap_or_else(|| st.cfg().brand.clone())
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub async fn dashboard(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
     dispatcher_page(&st, &headers, q, "/dashboard", |depot| {
-        render_dashboard(&crate::web::brands::brand_of_depot(&st, depot), depot)
+        render_dashboard(&st.brand_of_depot(depot), depot)
     })
 }
 

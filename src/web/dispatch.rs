@@ -50,7 +50,7 @@ pub async fn dispatch(
     dispatcher_page(&st, &headers, q, "/dispatch", |depot| {
         let zone = st.shared.cfg.carriers.clock_of_depot(depot);
         render_dispatch(
-            &crate::web::brands::brand_of_depot(&st, depot),
+            &st.brand_of_depot(depot),
             &st.cfg().map,
             depot,
             &milepost_core::present::zone_label(zone, st.shared.now_ms()),

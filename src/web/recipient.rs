@@ -57,7 +57,7 @@ pub async fn tracking(
         Err(e) => return error_page(Some(brand), &e),
     };
     // The page wears the brand of the parcel's carrier.
-    let brand = &crate::web::brands::brand_of_depot(&st, &auth.claims.depot);
+    let brand = &st.brand_of_depot(&auth.claims.depot);
     let Some(view) = parcel_view(&st.shared, &TrackingNumber(tracking.clone())) else {
         return error_page(
             Some(brand),
