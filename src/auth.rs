@@ -130,19 +130,20 @@ impl TokenKey {
 
     /// Checks a token's signature and expiry at `now_s` (Unix seconds).
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, AuthError> {
-        let rest = token.strip_prefix(PREFIX).ok_or(AuthError::Malformed)?;
-        let (payload, sig) = rest.rsplit_once('.').ok_or(AuthError::Malformed)?;
-        let sig = B64.decode(sig).map_err(|_| AuthError::Malformed)?;
-        let signed = &token[..PREFIX.len() + payload.len()];
-        self.mac(signed.as_bytes())
-            .verify_slice(&sig)
+        let parsed = Parsed::of(token)?;
+        self.check(&parsed, now_s)?;
+        Ok(parsed.claims)
+    }
+
+    /// Checks a parsed token's signature and expiry.
+    fn check(&self, p: &Parsed<'_>, now_s: i64) -> Result<(), AuthError> {
+        self.mac(p.signed.as_bytes())
+            .verify_slice(&p.sig)
             .map_err(|_| AuthError::BadSignature)?;
-        let json = B64.decode(payload).map_err(|_| AuthError::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
-        if claims.exp <= now_s {
+        if p.claims.exp <= now_s {
             return Err(AuthError::Expired);
         }
-        Ok(claims)
+        Ok(())
     }
 
     fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
@@ -151,6 +152,124 @@ impl TokenKey {
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(data);
         mac
+    }
+}
+
+/// A token taken apart, its signature not checked yet.
+struct Parsed<'a> {
+    /// What the signature covers.
+    signed: &'a str,
+    sig: Vec<u8>,
+    claims: Claims,
+}
+
+impl<'a> Parsed<'a> {
+    fn of(token: &'a str) -> Result<Parsed<'a>, AuthError> {
+        let rest = token.strip_prefix(PREFIX).ok_or(AuthError::Malformed)?;
+        let (payload, sig) = rest.rsplit_once('.').ok_or(AuthError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| AuthError::Malformed)?;
+        let signed = &token[..PREFIX.len() + payload.len()];
+        let json = B64.decode(payload).map_err(|_| AuthError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+        Ok(Parsed {
+            signed,
+            sig,
+            claims,
+        })
+    }
+}
+
+/// The gateway's token keys: the platform's secret, and the secrets of the carriers that have
+/// their own (`[carriers.<id>] token_secret_file`). A token of a depot is signed with its
+/// carrier's secret when the carrier has one, so a carrier that mints its own tokens can mint
+/// them for its depots only; the platform's secret signs every depot's.
+#[derive(Clone, Debug)]
+pub struct TokenKeys {
+    platform: TokenKey,
+    carriers: std::collections::BTreeMap<String, TokenKey>,
+    owners: crate::tenancy::Carriers,
+}
+
+impl TokenKeys {
+    /// The platform's key alone (no carrier has a secret of its own).
+    pub fn platform_only(platform: TokenKey) -> TokenKeys {
+        TokenKeys {
+            platform,
+            carriers: Default::default(),
+            owners: Default::default(),
+        }
+    }
+
+    /// The platform's key and the carriers' own, read from their `token_secret_file`s (each of
+    /// at least 32 bytes; a missing or short file is an error naming it).
+    pub fn load(
+        platform: TokenKey,
+        carriers: &crate::tenancy::Carriers,
+    ) -> std::io::Result<TokenKeys> {
+        let mut own = std::collections::BTreeMap::new();
+        for (id, c) in &carriers.0 {
+            let Some(path) = &c.token_secret_file else {
+                continue;
+            };
+            let bytes = std::fs::read(path).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("carriers.{id}.token_secret_file {}: {e}", path.display()),
+                )
+            })?;
+            if bytes.len() < 32 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "carriers.{id}.token_secret_file {} holds fewer than 32 bytes",
+                        path.display()
+                    ),
+                ));
+            }
+            own.insert(id.clone(), TokenKey::new(&bytes));
+        }
+        Ok(TokenKeys {
+            platform,
+            carriers: own,
+            owners: carriers.clone(),
+        })
+    }
+
+    /// The platform's secret bytes (the default webhook signing secret, the cluster's shared
+    /// secret).
+    pub fn secret(&self) -> &[u8] {
+        self.platform.secret()
+    }
+
+    /// The platform's key.
+    pub fn platform(&self) -> &TokenKey {
+        &self.platform
+    }
+
+    /// The key that signs tokens of `depot`: its carrier's own, else the platform's.
+    fn of_depot(&self, depot: &str) -> &TokenKey {
+        self.carriers
+            .get(self.owners.carrier_of(depot))
+            .unwrap_or(&self.platform)
+    }
+
+    /// Signs claims with the key of their depot.
+    pub fn mint(&self, claims: &Claims) -> String {
+        self.of_depot(&claims.depot).mint(claims)
+    }
+
+    /// Checks a token's signature (by its depot's carrier's key, or the platform's) and
+    /// expiry at `now_s`.
+    pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, AuthError> {
+        let parsed = Parsed::of(token)?;
+        let own = self.of_depot(&parsed.claims.depot);
+        match own.check(&parsed, now_s) {
+            Err(AuthError::BadSignature) if !std::ptr::eq(own, &self.platform) => {
+                self.platform.check(&parsed, now_s)?
+            }
+            other => other?,
+        }
+        Ok(parsed.claims)
     }
 }
 
@@ -301,6 +420,57 @@ mod tests {
         let t = key.mint(&claims(100));
         assert_eq!(key.verify(&t, 99).unwrap(), claims(100));
         assert_eq!(key.verify(&t, 100), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_carrier_with_its_own_secret_signs_its_depots_tokens_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("acme.key");
+        std::fs::write(&file, b"acme's own secret, 32 bytes long!").unwrap();
+        let carriers: crate::tenancy::Carriers = toml::from_str(&format!(
+            "[acme]\ndepots = [\"north\"]\ntoken_secret_file = {:?}\n[zeta]\ndepots = [\"south\"]\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let platform = TokenKey::new(b"0123456789abcdef0123456789abcdef");
+        let keys = TokenKeys::load(platform.clone(), &carriers).unwrap();
+        let acme = TokenKey::new(b"acme's own secret, 32 bytes long!");
+        let of = |depot: &str| Claims {
+            depot: depot.into(),
+            ..claims(100)
+        };
+        // Acme's key signs Acme's depots; the gateway mints them with it.
+        assert_eq!(
+            keys.verify(&acme.mint(&of("north")), 0).unwrap(),
+            of("north")
+        );
+        assert_eq!(
+            acme.verify(&keys.mint(&of("north")), 0).unwrap(),
+            of("north")
+        );
+        // Not Zeta's, nor a depot of no carrier.
+        for depot in ["south", "elsewhere"] {
+            let t = acme.mint(&of(depot));
+            assert_eq!(keys.verify(&t, 0), Err(AuthError::BadSignature), "{depot}");
+        }
+        // The platform's key signs every depot's.
+        for depot in ["north", "south", "elsewhere"] {
+            assert!(
+                keys.verify(&platform.mint(&of(depot)), 0).is_ok(),
+                "{depot}"
+            );
+        }
+        assert_eq!(
+            keys.verify(&acme.mint(&of("north")), 100),
+            Err(AuthError::Expired)
+        );
+        // A missing or short secret file stops the start, naming it.
+        std::fs::write(&file, b"short").unwrap();
+        let e = TokenKeys::load(platform, &carriers).unwrap_err();
+        assert!(
+            e.to_string().contains("carriers.acme.token_secret_file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -597,3 +597,60 @@ async fn a_carrier_reads_itself_and_sets_its_brand_through_the_api() {
         "{html}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_with_its_own_secret_mints_tokens_for_its_depots_only() {
+    const ACME_SECRET: &[u8] = b"acme's own token secret, 32 bytes+";
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("acme.key");
+    std::fs::write(&file, ACME_SECRET).unwrap();
+    let w = World::with_web(move |c| {
+        two_carriers(c);
+        c.carriers.0.get_mut("acme").unwrap().token_secret_file = Some(file);
+    })
+    .await;
+    let acme = milepost::auth::TokenKey::new(ACME_SECRET);
+    let now = common::now_s();
+    let driver = |sub: &str, depot: &str| Claims {
+        role: Role::Driver,
+        sub: sub.into(),
+        depot: depot.into(),
+        exp: now + 600,
+        iat: now,
+        carrier: None,
+    };
+    // Acme's own token for its depot opens a session; for Zeta's depot it is forged.
+    assert!(w
+        .t
+        .open(&acme.mint(&driver("D7", "north")), "D7")
+        .await
+        .is_ok());
+    let err =
+        w.t.open(&acme.mint(&driver("Z9", "south")), "Z9")
+            .await
+            .err()
+            .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::TokenInvalid), "{err}");
+    // The gateway signs Acme's tracking links with Acme's secret, and they open the page.
+    let ops = w.key_with("ops", &["backoffice:*"]);
+    let link = api(
+        &w,
+        "POST",
+        "/api/v1/parcels/MP100000001/link",
+        &ops,
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(link.status, 200, "{}", link.text());
+    let token = link.json()["token"].as_str().unwrap().to_owned();
+    assert!(acme.verify(&token, now).is_ok());
+    let page = request(
+        w.web(),
+        "GET",
+        &format!("/t/MP100000001?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+}

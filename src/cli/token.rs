@@ -33,6 +33,10 @@ pub(crate) struct TokenArgs {
     /// Secret, instead of the data directory's.
     #[arg(long, env = "MILEPOST_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// A file holding the secret (a carrier's own `token_secret_file`), instead of the data
+    /// directory's (and before `--secret`).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -53,9 +57,16 @@ pub(crate) struct RevokeArgs {
 
 /// Prints a token for `a`, signed with the given secret or the data directory's.
 pub(crate) fn token(a: TokenArgs) -> Result<()> {
-    let key = match a.secret {
-        Some(s) => TokenKey::new(s.as_bytes()),
-        None => {
+    let key = match (a.secret, a.secret_file) {
+        (_, Some(f)) => {
+            let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+            if bytes.len() < 32 {
+                anyhow::bail!("{} holds fewer than 32 bytes", f.display());
+            }
+            TokenKey::new(&bytes)
+        }
+        (Some(s), None) => TokenKey::new(s.as_bytes()),
+        (None, None) => {
             let dir = a.data_dir.unwrap_or_else(|| Config::default().data_dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             TokenKey::load_or_create(&dir.join("secret.key")).context("token secret")?

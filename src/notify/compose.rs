@@ -11,7 +11,7 @@ use milepost_proto::route::{
     DispatchEvent, DispatchUpdate, NextStep, ParcelEvent, ParcelStatus, ParcelUpdate,
 };
 
-use crate::auth::{Claims, Role, TokenKey};
+use crate::auth::{Claims, Role, TokenKeys};
 use crate::notify::config::{AlertRoute, NotifyConfig};
 use crate::notify::contact::Channel;
 use crate::notify::optout;
@@ -43,7 +43,7 @@ pub struct Composer {
     /// Drivers' profiles set over the API (first).
     pub profiles: Arc<crate::drivers::DriverProfiles>,
     /// Signs tracking links.
-    pub keys: TokenKey,
+    pub keys: TokenKeys,
     /// Signs opt-out links (the notifications' own secret, [`crate::notify::Notify::secret`]).
     pub optout_secret: Vec<u8>,
     /// The fleet state.

@@ -23,7 +23,7 @@ use milepost_core::store::Ledger;
 use tokio::sync::watch;
 
 use crate::apikeys::KeyStore;
-use crate::auth::{DenyList, TokenKey};
+use crate::auth::{DenyList, TokenKey, TokenKeys};
 use crate::certs::{load, load_or_create_dev, server_tls, ServerIdentity};
 use crate::cluster::config::FoldMode;
 use crate::cluster::cursors::KvCursors;
@@ -161,6 +161,8 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let drivers = Arc::new(
         crate::drivers::DriverProfiles::open(&cfg.data_dir).map_err(io_err("drivers.json"))?,
     );
+    // Carriers with token secrets of their own sign (and may mint) their depots' tokens.
+    let keys = TokenKeys::load(keys, &cfg.carriers).map_err(io_err("carrier token secret"))?;
     let shared = Arc::new(Shared {
         cfg,
         keys,

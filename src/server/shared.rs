@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use milepost_core::store::Ledger;
 
 use crate::apikeys::KeyStore;
-use crate::auth::{DenyList, TokenKey};
+use crate::auth::{DenyList, TokenKeys};
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
 use crate::config::Config;
@@ -61,7 +61,7 @@ pub struct Shared {
     /// Configuration in force.
     pub cfg: Config,
     /// Token key.
-    pub keys: TokenKey,
+    pub keys: TokenKeys,
     /// API keys of back-office systems (the data directory's, and a cluster's).
     pub api_keys: Arc<KeyStore>,
     /// Proof-of-delivery files (photos, signatures), uploaded over QUIC or HTTP.

@@ -33,6 +33,10 @@ pub struct CarrierConfig {
     /// The name its e-mails come from (`From: <sender_name> <notify.email.from's address>`;
     /// absent: its `name`).
     pub sender_name: Option<String>,
+    /// A file holding its own token secret (at least 32 bytes): tokens of its depots are
+    /// signed with it, so the carrier can mint its own, for its depots only. Absent: the
+    /// gateway's secret signs them.
+    pub token_secret_file: Option<std::path::PathBuf>,
 }
 
 impl Default for CarrierConfig {
@@ -44,6 +48,7 @@ impl Default for CarrierConfig {
             locale: "en-GB".into(),
             brand: None,
             sender_name: None,
+            token_secret_file: None,
         }
     }
 }

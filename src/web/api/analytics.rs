@@ -59,12 +59,13 @@ fn check_carrier(st: &WebState, caller: &Caller, carrier: &str) -> Result<(), Ap
             Err(ApiError::not_found(format!("no carrier {carrier:?}")).field("carrier"))
         };
     }
+    let reader = |s: &crate::apikeys::Scope| s.role != crate::apikeys::KeyRole::Shipper;
     let own = match caller.tenant.carrier() {
-        Some(mine) => mine == carrier && caller.scopes.iter().any(|s| s.covers(&s.depot)),
+        Some(mine) => mine == carrier && caller.scopes.iter().any(reader),
         None => caller
             .scopes
             .iter()
-            .any(|s| s.covers(&s.depot) && carriers.carrier_of(&s.depot) == carrier),
+            .any(|s| reader(s) && carriers.carrier_of(&s.depot) == carrier),
     };
     if own && carriers.knows(carrier) {
         Ok(())
