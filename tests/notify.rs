@@ -734,3 +734,53 @@ async fn a_carriers_depot_is_told_in_its_name_and_zone() {
     );
     p.assert_shapes();
 }
+
+/// An opt-out from a carrier's message stops that carrier's messages to the address, not
+/// another carrier's; the page speaks in the carrier's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_stops_the_carriers_messages_only() {
+    use milepost::notify::contact::{address_key, carrier_key, Channel};
+    let p = Providers::start().await;
+    let mut w = World::with_web(|c| {
+        notify_cfg(c, &p, None);
+        c.carriers.0.insert(
+            "kx".into(),
+            milepost::tenancy::CarrierConfig {
+                name: "Kolkata Express".into(),
+                depots: vec!["north".into()],
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let k = key(&w);
+    let phone = "+385911234567";
+    set_contact(&w, &k, "MP100000001", json!({"phone": phone})).await;
+    let shared = w.t.gw.shared();
+    let t = milepost::notify::optout::token(shared.notify.secret(), Channel::Sms, "MP100000001");
+    let page = request(w.web(), "GET", &format!("/n/optout/{t}"), &[], None).await;
+    assert!(page.text().contains("Kolkata Express"), "{}", page.text());
+    let done = request(w.web(), "POST", &format!("/n/optout/{t}"), &[], None).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(
+        done.text()
+            .contains("no more sms messages from Kolkata Express"),
+        "{}",
+        done.text()
+    );
+    let plain = address_key(shared.notify.secret(), Channel::Sms, phone);
+    let store = &shared.notify.store;
+    assert!(store.opted_out(&carrier_key(&plain, "kx")).unwrap());
+    assert!(
+        !store.opted_out(&plain).unwrap(),
+        "every carrier's messages stopped"
+    );
+    // Kolkata Express's next message to that number is dropped.
+    w.drive(0, 1, 30).await;
+    w.deliver("S1").await;
+    log_until(&w, &k, "MP100000001", "the delivery dropped", |l| {
+        has(l, "delivered", "sms", "dropped: opted out")
+    })
+    .await;
+    p.assert_shapes();
+}

@@ -135,6 +135,17 @@ pub fn mask(address: &str) -> String {
         .collect()
 }
 
+/// The key of an opt-out from one carrier's messages only (`carrier`'s, other than the
+/// default carrier, whose opt-outs keep the plain [`address_key`]: a gateway of one carrier
+/// keeps working as before). An opt-out under the plain key stops every carrier's.
+pub fn carrier_key(key: &str, carrier: &str) -> String {
+    if carrier == crate::tenancy::DEFAULT_CARRIER {
+        key.to_owned()
+    } else {
+        format!("{key}.{carrier}")
+    }
+}
+
 /// The key an opt-out is kept under: a keyed hash of the channel and the normalised address,
 /// so the opt-out list holds no address.
 pub fn address_key(secret: &[u8], channel: Channel, address: &str) -> String {

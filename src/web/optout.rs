@@ -1,7 +1,9 @@
 //! The opt-out page of notification messages, `/n/optout/{token}` (the token from
 //! [`crate::notify::optout`]): `GET` shows what will stop and a button (mail scanners follow
 //! links, so a `GET` changes nothing); `POST`, from that button or a mail client's one-click
-//! `List-Unsubscribe-Post`, stops that channel for the parcel's address on every later parcel.
+//! `List-Unsubscribe-Post`, stops that channel for the parcel's address on every later parcel
+//! of the parcel's carrier (whose brand the page wears). Where the parcel's depot is no longer
+//! known, or on a gateway of one carrier, it stops every carrier's.
 
 use std::sync::Arc;
 
@@ -9,28 +11,37 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::notify::contact::address_key;
+use crate::notify::contact::{address_key, carrier_key};
 use crate::notify::optout;
+use crate::tenancy::BrandConfig;
 use crate::web::pages::{html, notice_page};
 use crate::web::state::WebState;
 
 fn page(
-    st: &WebState,
+    brand: &BrandConfig,
     status: StatusCode,
     title: &str,
     text: &str,
     button: Option<(&str, &str)>,
 ) -> Response {
-    html(
-        status,
-        notice_page(&st.cfg().brand, title, text, button),
-        None,
-    )
+    html(status, notice_page(brand, title, text, button), None)
+}
+
+/// The parcel's carrier (none when its depot is no longer known) and the brand it speaks in.
+fn whose(st: &WebState, tracking: &str) -> (Option<String>, BrandConfig) {
+    let t = milepost_proto::route::TrackingNumber(tracking.to_owned());
+    match st.shared.state.depot_of_parcel(&t) {
+        Ok(Some(d)) => (
+            Some(st.shared.cfg.carriers.carrier_of(&d.0).to_owned()),
+            st.brand_of_depot(&d.0),
+        ),
+        _ => (None, st.cfg().brand.clone()),
+    }
 }
 
 fn invalid(st: &WebState) -> Response {
     page(
-        st,
+        &st.cfg().brand,
         StatusCode::NOT_FOUND,
         "Link not valid",
         "This opt-out link is not valid. Please use the link from your latest message.",
@@ -44,14 +55,15 @@ pub async fn show(State(st): State<Arc<WebState>>, Path(token): Path<String>) ->
         return invalid(&st);
     };
     let action = format!("/n/optout/{token}");
+    let (_, brand) = whose(&st, &tracking);
     page(
-        &st,
+        &brand,
         StatusCode::OK,
         "Stop messages",
         &format!(
             "Stop {} messages from {} about your deliveries (this parcel: {tracking})?",
             channel.name(),
-            st.cfg().brand.name
+            brand.name
         ),
         Some((&action, "Stop these messages")),
     )
@@ -63,13 +75,14 @@ pub async fn confirm(State(st): State<Arc<WebState>>, Path(token): Path<String>)
     let Some((channel, tracking)) = optout::verify(notify.secret(), &token) else {
         return invalid(&st);
     };
+    let (carrier, brand) = whose(&st, &tracking);
     let address = match notify.store.contact(&tracking) {
         Ok(Some(c)) => c.contact.address(channel).map(str::to_owned),
         Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, "opt-out: contact not read");
             return page(
-                &st,
+                &brand,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Please try again",
                 "We could not record this just now. Please try again in a minute.",
@@ -79,7 +92,7 @@ pub async fn confirm(State(st): State<Arc<WebState>>, Path(token): Path<String>)
     };
     let Some(address) = address else {
         return page(
-            &st,
+            &brand,
             StatusCode::OK,
             "Nothing to stop",
             "We no longer hold contact details for this parcel, so no more messages will be sent about it.",
@@ -87,10 +100,14 @@ pub async fn confirm(State(st): State<Arc<WebState>>, Path(token): Path<String>)
         );
     };
     let key = address_key(notify.secret(), channel, &address);
+    let key = match &carrier {
+        Some(c) => carrier_key(&key, c),
+        None => key,
+    };
     if let Err(e) = notify.store.opt_out(&key, st.shared.now_ms()) {
         tracing::error!(error = %e, "opt-out not recorded");
         return page(
-            &st,
+            &brand,
             StatusCode::SERVICE_UNAVAILABLE,
             "Please try again",
             "We could not record this just now. Please try again in a minute.",
@@ -98,13 +115,13 @@ pub async fn confirm(State(st): State<Arc<WebState>>, Path(token): Path<String>)
         );
     }
     page(
-        &st,
+        &brand,
         StatusCode::OK,
         "Messages stopped",
         &format!(
             "You will get no more {} messages from {}.",
             channel.name(),
-            st.cfg().brand.name
+            brand.name
         ),
         None,
     )

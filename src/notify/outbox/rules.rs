@@ -6,7 +6,7 @@
 //! wait.
 
 use super::state::{lane_of, Outbox};
-use crate::notify::contact::address_key;
+use crate::notify::contact::{address_key, carrier_key};
 use crate::notify::store::Queued;
 
 /// What happens to a due message.
@@ -39,7 +39,14 @@ impl Outbox {
             (None, None) => return Decision::Drop("no address"),
         };
         let key = address_key(self.notify.secret(), q.channel, &to);
-        match self.notify.store.opted_out(&key) {
+        // Out of every carrier's messages, or of this parcel's carrier's.
+        let carrier = self.composer.carriers.carrier_of(&q.depot);
+        let scoped = carrier_key(&key, carrier);
+        let opted = self.notify.store.opted_out(&key).and_then(|all| match all {
+            true => Ok(true),
+            false => self.notify.store.opted_out(&scoped),
+        });
+        match opted {
             Ok(true) => return Decision::Drop("opted out"),
             Ok(false) => {}
             Err(e) => {
