@@ -261,15 +261,35 @@ impl TokenKeys {
     /// Checks a token's signature (by its depot's carrier's key, or the platform's) and
     /// expiry at `now_s`.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Claims, AuthError> {
+        self.verify_signed(token, now_s).map(|(claims, _)| claims)
+    }
+
+    /// [`TokenKeys::verify`], and the carrier whose own key signed the token (none: the
+    /// platform's). A carrier's key vouches for its depots only, not for the token's subject:
+    /// the caller checks that the parcel or driver is that carrier's
+    /// (`Shared::subject_is_carriers`).
+    pub fn verify_signed(
+        &self,
+        token: &str,
+        now_s: i64,
+    ) -> Result<(Claims, Option<String>), AuthError> {
         let parsed = Parsed::of(token)?;
-        let own = self.of_depot(&parsed.claims.depot);
-        match own.check(&parsed, now_s) {
-            Err(AuthError::BadSignature) if !std::ptr::eq(own, &self.platform) => {
-                self.platform.check(&parsed, now_s)?
+        let carrier = self.owners.carrier_of(&parsed.claims.depot);
+        let signer = match self.carriers.get(carrier) {
+            Some(own) => match own.check(&parsed, now_s) {
+                Ok(()) => Some(carrier.to_owned()),
+                Err(AuthError::BadSignature) => {
+                    self.platform.check(&parsed, now_s)?;
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => {
+                self.platform.check(&parsed, now_s)?;
+                None
             }
-            other => other?,
-        }
-        Ok(parsed.claims)
+        };
+        Ok((parsed.claims, signer))
     }
 }
 

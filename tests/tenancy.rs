@@ -45,7 +45,16 @@ fn two_carriers(c: &mut milepost::config::Config) {
 /// The world (Acme's example route in north, driver D1) with Zeta's route Z1 in south
 /// (driver Z9, parcel ZT-1) sent by a platform key; the platform key.
 async fn world() -> (World, String) {
-    let w = World::with_web(two_carriers).await;
+    world_with(|_| {}).await
+}
+
+/// [`world`], its configuration also edited by `edit`.
+async fn world_with(edit: impl FnOnce(&mut milepost::config::Config)) -> (World, String) {
+    let w = World::with_web(|c| {
+        two_carriers(c);
+        edit(c);
+    })
+    .await;
     let platform = w.key_with("ops", &["backoffice:*"]);
     let mut r = common::example_route();
     r.id = "Z1".into();
@@ -604,8 +613,7 @@ async fn a_carrier_with_its_own_secret_mints_tokens_for_its_depots_only() {
     let secrets = tempfile::tempdir().unwrap();
     let file = secrets.path().join("acme.key");
     std::fs::write(&file, ACME_SECRET).unwrap();
-    let w = World::with_web(move |c| {
-        two_carriers(c);
+    let (w, _) = world_with(move |c| {
         c.carriers.0.get_mut("acme").unwrap().token_secret_file = Some(file);
     })
     .await;
@@ -653,4 +661,35 @@ async fn a_carrier_with_its_own_secret_mints_tokens_for_its_depots_only() {
     )
     .await;
     assert_eq!(page.status, 200, "{}", page.text());
+
+    // Acme's key vouches for Acme's depots, not for Zeta's parcel or driver named in a token
+    // of an Acme depot.
+    let as_recipient = Claims {
+        role: Role::Recipient,
+        ..driver("ZT-1", "north")
+    };
+    let forged = acme.mint(&as_recipient);
+    let page = request(
+        w.web(),
+        "GET",
+        &format!("/t/ZT-1?token={forged}"),
+        &[],
+        None,
+    )
+    .await;
+    assert!(page.status == 401 || page.status == 403, "{}", page.status);
+    let err = w.t.open(&forged, "ZT-1").await.err().unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::OutOfScope), "{err}");
+    let err =
+        w.t.open(&acme.mint(&driver("Z9", "north")), "Z9")
+            .await
+            .err()
+            .unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::OutOfScope), "{err}");
+    // Its own parcel, yes.
+    let own = Claims {
+        role: Role::Recipient,
+        ..driver("MP100000001", "north")
+    };
+    assert!(w.t.open(&acme.mint(&own), "MP100000001").await.is_ok());
 }

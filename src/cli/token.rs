@@ -57,6 +57,11 @@ pub(crate) struct RevokeArgs {
 
 /// Prints a token for `a`, signed with the given secret or the data directory's.
 pub(crate) fn token(a: TokenArgs) -> Result<()> {
+    if a.secret_file.is_some() && a.depot.is_none() && a.role != Role::Dispatcher {
+        anyhow::bail!(
+            "--secret-file signs the tokens of its carrier's depots only: name the depot (--depot)"
+        );
+    }
     let key = match (a.secret, a.secret_file) {
         (_, Some(f)) => {
             let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;

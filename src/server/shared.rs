@@ -146,6 +146,36 @@ impl std::fmt::Display for HeldElsewhere {
 }
 
 impl Shared {
+    /// A token signed by `carrier`'s own key speaks for that carrier's subjects only: a
+    /// recipient's parcel (live or in the history) must be in one of its depots; a driver
+    /// must not be on a route of, or last seen in, another carrier's depot; a dispatcher's
+    /// depot is its own already (its key was chosen by the depot).
+    pub fn subject_is_carriers(&self, claims: &crate::auth::Claims, carrier: &str) -> bool {
+        use crate::auth::Role;
+        let carriers = &self.cfg.carriers;
+        let ours = |depot: &str| carriers.carrier_of(depot) == carrier;
+        match claims.role {
+            Role::Dispatcher => ours(&claims.depot),
+            Role::Recipient => {
+                let t = milepost_proto::route::TrackingNumber(claims.sub.clone());
+                matches!(self.state.depot_of_parcel(&t), Ok(Some(d)) if ours(&d.0))
+            }
+            Role::Driver => {
+                let d = milepost_proto::DriverId(claims.sub.clone());
+                let seen = crate::state::lock(&self.state.positions)
+                    .position_of(&d)
+                    .map(|(depot, _)| depot.to_owned());
+                let routed = {
+                    let core = crate::state::lock(&self.state.core);
+                    core.route_of_driver(&d)
+                        .and_then(|r| core.run(r))
+                        .map(|r| r.plan.depot.0.clone())
+                };
+                seen.iter().chain(routed.iter()).all(|depot| ours(depot))
+            }
+        }
+    }
+
     /// `Err` when this gateway folds only the partitions it owns and `depot`'s is held by
     /// another: reads about the depot (feeds, queries, pages) are served by its owner.
     pub fn serves(&self, depot: &str) -> Result<(), HeldElsewhere> {

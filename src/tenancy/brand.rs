@@ -69,12 +69,27 @@ impl BrandConfig {
                 ));
             }
         }
-        if self.name.chars().count() > 80 {
-            return Err(format!("{at}.name is longer than 80 characters"));
+        if self.name.chars().count() > 80 || self.name.chars().any(char::is_control) {
+            return Err(format!(
+                "{at}.name: at most 80 characters, none of them control characters"
+            ));
+        }
+        if self
+            .logo_svg
+            .as_ref()
+            .is_some_and(|svg| svg.len() > MAX_SVG)
+        {
+            return Err(format!(
+                "{at}.logo_svg is larger than {} KiB",
+                MAX_SVG / 1024
+            ));
         }
         Ok(())
     }
 }
+
+/// The largest inline SVG logo, bytes.
+const MAX_SVG: usize = 64 * 1024;
 
 fn is_colour(c: &str) -> bool {
     c.strip_prefix('#')

@@ -80,6 +80,11 @@ impl Carriers {
                     c.locale
                 ));
             }
+            if id == DEFAULT_CARRIER && c.token_secret_file.is_some() {
+                return Err(format!(
+                    "carriers.{id}.token_secret_file: the default carrier has every depot no carrier lists, so its own secret would sign tokens for any depot name; give the depots to a carrier of their own"
+                ));
+            }
             if let Some(b) = &c.brand {
                 b.validate(&format!("carriers.{id}.brand"))?;
             }

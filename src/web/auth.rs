@@ -46,13 +46,16 @@ pub fn verify(shared: &Shared, token: &str) -> Result<Claims, WebError> {
     if token.len() > 4096 {
         return Err(WebError::BadToken("malformed token"));
     }
-    let claims = shared
+    let (claims, signer) = shared
         .keys
-        .verify(token, shared.now_ms().div_euclid(1000))
+        .verify_signed(token, shared.now_ms().div_euclid(1000))
         .map_err(|e| match e {
             AuthError::Expired => WebError::BadToken("this link has expired"),
             _ => WebError::BadToken("this link is not valid"),
         })?;
+    if signer.is_some_and(|c| !shared.subject_is_carriers(&claims, &c)) {
+        return Err(WebError::BadToken("this link is not valid"));
+    }
     if shared.deny.denies(&claims, token) {
         return Err(WebError::BadToken("this link was revoked"));
     }

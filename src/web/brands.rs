@@ -14,6 +14,8 @@ use crate::tenancy::BrandConfig;
 pub struct Brands {
     path: PathBuf,
     map: RwLock<BTreeMap<String, BrandConfig>>,
+    /// Held through a write (file, then map), so that readers wait only for the swap.
+    writing: std::sync::Mutex<()>,
 }
 
 impl Brands {
@@ -33,6 +35,7 @@ impl Brands {
         Ok(Brands {
             path,
             map: RwLock::new(map),
+            writing: std::sync::Mutex::new(()),
         })
     }
 
@@ -42,10 +45,12 @@ impl Brands {
         map.get(carrier).cloned()
     }
 
-    /// Sets (`Some`) or removes (`None`) `carrier`'s brand, durably.
+    /// Sets (`Some`) or removes (`None`) `carrier`'s brand, durably. The file is renamed into
+    /// place before the map changes: once it is, the brand holds (also after a restart) even
+    /// if syncing its directory then fails.
     pub fn put(&self, carrier: &str, brand: Option<BrandConfig>) -> std::io::Result<()> {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = map.clone();
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.map.read().unwrap_or_else(|p| p.into_inner()).clone();
         match brand {
             Some(b) => next.insert(carrier.to_owned(), b),
             None => next.remove(carrier),
@@ -55,9 +60,8 @@ impl Brands {
         let _ = std::fs::remove_file(&tmp);
         crate::auth::write_private(&tmp, &bytes)?;
         std::fs::rename(&tmp, &self.path)?;
-        std::fs::File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
-        *map = next;
-        Ok(())
+        *self.map.write().unwrap_or_else(|p| p.into_inner()) = next;
+        std::fs::File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()
     }
 }
 

@@ -216,10 +216,14 @@ fn check_hello(
     if !VERSIONS.contains(&hello.version) || alpn.is_some_and(|v| v != hello.version) {
         return Err(ErrorCode::UnsupportedVersion);
     }
-    let claims = shared
+    let (claims, signer) = shared
         .keys
-        .verify(&hello.token, shared.now_ms().div_euclid(1000))
+        .verify_signed(&hello.token, shared.now_ms().div_euclid(1000))
         .map_err(|e| e.code())?;
+    // A carrier's own key vouches for its own parcels and drivers only.
+    if signer.is_some_and(|c| !shared.subject_is_carriers(&claims, &c)) {
+        return Err(ErrorCode::OutOfScope);
+    }
     if shared.deny.denies(&claims, &hello.token) {
         return Err(ErrorCode::TokenRevoked);
     }

@@ -53,6 +53,10 @@ fn visible(caller: &Caller, id: &str) -> Result<(), ApiError> {
     }
     match caller.tenant.carrier() {
         Some(mine) if mine != id => Err(unknown()),
+        // A platform key sees every carrier only with a `*` scope.
+        None if !caller.reads_every_depot() => Err(ApiError::forbidden(
+            "a platform key needs a '*' scope to see carriers",
+        )),
         _ if !caller.carriers.knows(id) => Err(unknown()),
         _ => Ok(()),
     }
@@ -146,7 +150,7 @@ pub async fn put_brand(
     tokio::task::spawn_blocking(move || st2.brands.put(&id2, Some(brand)))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::busy(format!("brands.json not written: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("brands.json not written: {e}")))?;
     Ok(json(view(&st, &id)))
 }
 
@@ -170,6 +174,6 @@ pub async fn delete_brand(
     tokio::task::spawn_blocking(move || st2.brands.put(&id, None))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::busy(format!("brands.json not written: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("brands.json not written: {e}")))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
