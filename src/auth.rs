@@ -241,6 +241,16 @@ impl TokenKeys {
         self.platform.secret()
     }
 
+    /// Every configured carrier with its own secret's bytes, if it has one (for a cluster to
+    /// check that its gateways agree).
+    pub fn carrier_secrets(&self) -> Vec<(String, Option<&[u8]>)> {
+        self.owners
+            .0
+            .keys()
+            .map(|id| (id.clone(), self.carriers.get(id).map(TokenKey::secret)))
+            .collect()
+    }
+
     /// The platform's key.
     pub fn platform(&self) -> &TokenKey {
         &self.platform

@@ -474,3 +474,47 @@ async fn a_webhook_added_on_one_gateway_is_known_to_all_and_removed_from_all() {
     b.gw.shutdown().await;
     a.gw.shutdown().await;
 }
+
+/// Every gateway of a fleet must have the same token secret of a carrier (or none): one whose
+/// `[carriers.<id>] token_secret_file` differs is refused at start, naming the carrier.
+#[tokio::test]
+async fn a_gateway_with_another_carriers_secret_is_refused() {
+    let Some(nats) = Nats::start() else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        secrets.path().join("one.key"),
+        secrets.path().join("two.key"),
+    );
+    std::fs::write(&one, [1u8; 32]).unwrap();
+    std::fs::write(&two, [2u8; 32]).unwrap();
+    let acme = |file: Option<std::path::PathBuf>| {
+        move |c: &mut milepost::config::Config| {
+            c.carriers.0.insert(
+                "acme".into(),
+                milepost::tenancy::CarrierConfig {
+                    depots: vec!["north".into()],
+                    token_secret_file: file,
+                    ..Default::default()
+                },
+            );
+        }
+    };
+    let a = gateway_with(&nats, "a", None, acme(Some(one.clone()))).await;
+    for (node, file) in [("b", Some(two)), ("c", None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = common::config(dir.path());
+        acme(file)(&mut cfg);
+        cfg.cluster.url = Some(nats.url.clone());
+        cfg.cluster.node = Some(node.into());
+        cfg.cluster.prefix = "t".into();
+        cfg.cluster.partitions = 4;
+        match milepost::server::Gateway::start(cfg).await {
+            Ok(_) => panic!("gateway {node} joined with another secret of carrier acme"),
+            Err(e) => assert!(e.to_string().contains("carrier acme's token secret"), "{e}"),
+        }
+    }
+    // The same file joins.
+    let d = gateway_with(&nats, "d", Some(&a), acme(Some(one))).await;
+    d.gw.shutdown().await;
+    a.gw.shutdown().await;
+}

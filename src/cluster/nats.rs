@@ -50,6 +50,17 @@ pub enum ClusterError {
         /// The fleet's prefix.
         prefix: String,
     },
+    /// A carrier's own token secret (`[carriers.<id>] token_secret_file`) differs from the
+    /// other gateways', or one has it and another not.
+    #[error(
+        "carrier {carrier}'s token secret on this gateway is not the one the other gateways of          this fleet (prefix {prefix}) have: its tokens would open on some gateways only; give          every gateway the same [carriers.{carrier}] token_secret_file (or none)"
+    )]
+    CarrierSecret {
+        /// The fleet's prefix.
+        prefix: String,
+        /// The carrier.
+        carrier: String,
+    },
     /// The stream's subjects are laid out for another `cluster.fold`.
     #[error(
         "stream {stream} was made for cluster.fold = {found} but this gateway has {configured}: \
@@ -290,6 +301,53 @@ impl Cluster {
             }),
             None => Err(setup_err("secret check")("could not be written".into())),
         }
+    }
+
+    /// Every gateway of the fleet has the same token secrets of the carriers it knows: each
+    /// carrier's fingerprint (`none` for a carrier without a secret of its own) is written by
+    /// the first gateway and compared by the others.
+    pub async fn check_carrier_secrets(
+        &self,
+        carriers: &[(String, Option<&[u8]>)],
+    ) -> Result<(), ClusterError> {
+        for (id, secret) in carriers {
+            let mine: String = match secret {
+                Some(s) => crate::cluster::node::derive_key(s, "carrier secret check")
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                None => "none".into(),
+            };
+            let key = format!("secret-check-carrier-{id}");
+            if self
+                .state_kv
+                .create(&key, mine.clone().into())
+                .await
+                .is_ok()
+            {
+                continue;
+            }
+            let theirs = self
+                .state_kv
+                .get(&key)
+                .await
+                .map_err(|e| setup_err("carrier secret check")(e.to_string()))?;
+            match theirs {
+                Some(v) if v.as_ref() == mine.as_bytes() => {}
+                Some(_) => {
+                    return Err(ClusterError::CarrierSecret {
+                        prefix: self.names.prefix.clone(),
+                        carrier: id.clone(),
+                    })
+                }
+                None => {
+                    return Err(setup_err("carrier secret check")(
+                        "could not be written".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The stream's last sequence number now (0 when empty) and its first.

@@ -99,11 +99,15 @@ pub(super) struct Running {
 pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerError> {
     cfg.validate()?;
     let admin = start_admin(&cfg).await?;
-    let (keys, id) = open_data_dir(&cfg)?;
+    let (platform_key, id) = open_data_dir(&cfg)?;
+    // Carriers with token secrets of their own sign (and may mint) their depots' tokens.
+    let keys =
+        TokenKeys::load(platform_key, &cfg.carriers).map_err(io_err("carrier token secret"))?;
     let dev_ca = id.dev_ca.clone();
     let cluster = join_cluster(&cfg).await?;
     if let Some(c) = &cluster {
         c.check_secret(keys.secret()).await?;
+        c.check_carrier_secrets(&keys.carrier_secrets()).await?;
     }
     let recovered = recover_state(&cfg, cluster.as_ref()).await?;
     let stats = Stats::default();
@@ -145,7 +149,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
         }),
     )?;
     catch_up(&applier.link, &recovered).await;
-    let (endpoint, tickets) = bind_endpoint(&cfg, id, &keys, cluster.as_ref())?;
+    let (endpoint, tickets) = bind_endpoint(&cfg, id, keys.platform(), cluster.as_ref())?;
     let local_addr = endpoint.local_addr().map_err(io_err("local address"))?;
     let deny = Arc::new(DenyList::new(&cfg.data_dir.join("revoked.txt")));
     let api_keys = Arc::new(KeyStore::new(&cfg.data_dir));
@@ -161,8 +165,6 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let drivers = Arc::new(
         crate::drivers::DriverProfiles::open(&cfg.data_dir).map_err(io_err("drivers.json"))?,
     );
-    // Carriers with token secrets of their own sign (and may mint) their depots' tokens.
-    let keys = TokenKeys::load(keys, &cfg.carriers).map_err(io_err("carrier token secret"))?;
     let shared = Arc::new(Shared {
         cfg,
         keys,
