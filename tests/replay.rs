@@ -220,3 +220,59 @@ async fn fixes_whose_session_ends_before_they_are_durable_are_stored_and_counted
         .sum();
     assert_eq!(stored, 5, "stored once");
 }
+
+/// `replay --route`: every driver drives its own copy of a recorded route on the trace it was
+/// driven on, moved to the run's time base: the copies are assigned, planned for now (not for
+/// the recorded day), and their stops are reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_drive_their_copies_of_a_recorded_route_today() {
+    use milepost::replay::sim::Pace;
+    use milepost_core::fleet::route::RouteJson;
+    let t = common::start().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let traces = milepost::replay::trace::read_traces_with(
+        &root.join("examples/route-trace.gpx"),
+        None,
+        &milepost::replay::trace::ReadOptions::strict(),
+    )
+    .unwrap();
+    let route = milepost_proto::route::Route::from_json(
+        &std::fs::read_to_string(root.join("examples/route.json")).unwrap(),
+    )
+    .unwrap();
+    let mut cfg = replay_config(&t);
+    cfg.drivers = 3;
+    // The 12-minute drive in about 7 s.
+    cfg.pace = Pace::Recorded { speedup: 100.0 };
+    cfg.duration = Duration::from_secs(8);
+    cfg.ramp = Duration::from_millis(300);
+    cfg.depot = "DC-NE".into();
+    cfg.route = Some(route.clone());
+    let r = replay(cfg, traces).await.unwrap();
+    assert_eq!(
+        r.routes,
+        Some(milepost::replay::metrics::RoutesAssigned { ok: 3, failed: 0 })
+    );
+    let now = common::now_ms();
+    let core = milepost::state::lock(&t.gw.shared().state.core);
+    for n in 1..=3 {
+        let id = format!("{}.sim-{n:05}", route.id);
+        let plan = &core
+            .run(&id.as_str().into())
+            .expect("the driver's copy")
+            .plan;
+        assert_eq!(plan.driver.0, format!("sim-{n:05}"));
+        // Planned on the run's clock (the phones' clocks run 100x, ending now), not in February.
+        assert!(
+            (now - 20 * 60_000..=now).contains(&plan.planned_start_ms),
+            "{id}: {}",
+            plan.planned_start_ms
+        );
+        let view = core.route_view(&id.as_str().into()).unwrap();
+        assert!(
+            view.stops[0].arrived_ms.is_some(),
+            "{id}: {:?}",
+            view.stops[0]
+        );
+    }
+}

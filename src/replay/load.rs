@@ -119,6 +119,12 @@ pub struct ReplayArgs {
     /// Seed for the random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A route driven on the trace (route JSON, docs/ROUTES.md): every driver drives its own
+    /// copy (ids suffixed with the driver's, stops moved by its spread), moved in time with the
+    /// trace so its planned times and windows hold; assigned as the drivers start. Needs one
+    /// trace.
+    #[arg(long)]
+    route: Option<PathBuf>,
     /// The phones' QUIC keep-alive: a PING after this long without sending ("off": none).
     #[arg(long, default_value = "15s")]
     keep_alive: String,
@@ -331,6 +337,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.progress = !args.quiet;
     cfg.gateway_pid = args.gateway_pid;
     cfg.net = args.net.params()?;
+    if let Some(path) = &args.route {
+        use milepost_core::fleet::route::RouteJson;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let route = milepost_proto::route::Route::from_json(&text)
+            .with_context(|| format!("{}", path.display()))?;
+        cfg.route = Some(route);
+    }
     cfg.timers = Timers {
         keep_alive: match args.keep_alive.as_str() {
             "off" | "none" => None,

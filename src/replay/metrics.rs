@@ -496,6 +496,17 @@ pub struct ReplayReport {
     pub udp_drops: UdpDrops,
     /// What the network model did and what the phones' radios spent (with `--network`).
     pub net: Option<crate::replay::netreport::NetReport>,
+    /// The drivers' route copies (with `--route`).
+    pub routes: Option<RoutesAssigned>,
+}
+
+/// What `replay --route` assigned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RoutesAssigned {
+    /// Route copies the gateway took.
+    pub ok: u64,
+    /// Copies it refused, or that could not be sent.
+    pub failed: u64,
 }
 
 impl ReplayReport {
@@ -578,6 +589,13 @@ impl ReplayReport {
         );
         if let Some(net) = &self.net {
             o.push_str(&net.table());
+        }
+        if let Some(r) = &self.routes {
+            let _ = writeln!(
+                o,
+                "routes assigned {}, refused or not sent {}",
+                r.ok, r.failed
+            );
         }
         if let Some(g) = &w.gateway {
             let _ = writeln!(

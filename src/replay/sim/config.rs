@@ -104,6 +104,9 @@ pub struct ReplayConfig {
     /// to the gateway). With one, a driver waits out its longest outage before giving up, and
     /// the drain is as long.
     pub net: Option<NetParams>,
+    /// A recorded route on the one trace: every driver drives its own copy, in its time base
+    /// (`replay --route`; the drivers start at the trace's start, not at spread phases).
+    pub route: Option<milepost_proto::route::Route>,
     /// The phones' QUIC keep-alive and idle timeout.
     pub timers: Timers,
 }
@@ -156,6 +159,7 @@ impl ReplayConfig {
             progress: false,
             gateway_pid: None,
             net: None,
+            route: None,
             timers: Timers::default(),
         }
     }

@@ -36,6 +36,8 @@
 //! - `plan`: what is fixed before the run: usable traces, each driver's plan from the seed.
 //! - `rng`: splitmix64, the seeded randomness behind every plan and jitter.
 //! - `run`: what every driver shares: configuration, traces, timeline, counters.
+//! - `routes`: `--route`: each driver's copy of a recorded route, in its time base, and the
+//!   dispatcher sessions that assign them.
 //! - `driver`: a phone's decisions, sans IO: takes `now` and what the network said, says
 //!   what to do (connect, upload, resend, back off, go offline, finish). Unit tested.
 //! - `queue`: a phone's queue of unsettled fixes and where each stands.
@@ -60,6 +62,7 @@ mod queue;
 mod relay;
 mod report;
 mod rng;
+mod routes;
 mod run;
 mod task;
 
@@ -97,6 +100,12 @@ pub async fn replay(
         cfg.drain = cfg.drain.max(outage + Duration::from_secs(30));
     }
     let traces = usable_traces(&cfg, traces)?;
+    if cfg.route.is_some() && traces.len() != 1 {
+        return Err(ReplayError::Config(format!(
+            "--route needs the one trace its route was driven on, not {} (after splitting at gaps)",
+            traces.len()
+        )));
+    }
     let tl = Timeline::new(&cfg);
     let gw_pid = cfg.gateway_pid.map(|p| p.to_string());
     let gw_before = gw_pid.as_deref().and_then(proc_sample);
@@ -125,7 +134,19 @@ pub async fn replay(
         drivers.push((plan, ep, phone));
     }
 
+    // With a route, every driver's copy, in their time base, assigned as they start.
+    let route_plans: Vec<(plan::DriverPlan, String)> = match &cfg.route {
+        Some(_) => drivers
+            .iter()
+            .map(|(p, _, _)| (p.clone(), cfg.depot_of(&p.id)))
+            .collect(),
+        None => Vec::new(),
+    };
     let run = Arc::new(Run::start(cfg, traces, tl));
+    let assigning = run.cfg.route.clone().map(|route| {
+        let ep = drivers[0].1.clone();
+        tokio::spawn(routes::assign(run.clone(), route, route_plans, ep))
+    });
     let all_eps: Vec<ClientEndpoint> = drivers.iter().map(|d| d.1.clone()).collect();
     // Each driver's network: a relay of its own, or the gateway itself.
     let mut relays = Vec::new();
@@ -183,8 +204,13 @@ pub async fn replay(
     })
     .await;
     drop(relays);
+    let routes = match assigning {
+        Some(a) => a.await.ok(),
+        None => None,
+    };
     Ok(ReplayReport {
         udp_drops,
+        routes,
         ..report(&run, probes, gw_before)
     })
 }

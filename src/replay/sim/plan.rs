@@ -79,7 +79,8 @@ pub(super) fn plan_drivers(cfg: &ReplayConfig, traces: &[Trace], tl: &Timeline) 
         let round = i / traces.len() as u64;
         // Drivers sharing a trace start at golden-ratio phases of its back-and-forth cycle.
         let cycle = 2 * traces[trace].duration_ms();
-        let phase_ms = if round == 0 || cycle == 0 {
+        // With a route, every driver drives the trace from its start (the route's time base).
+        let phase_ms = if round == 0 || cycle == 0 || cfg.route.is_some() {
             0
         } else {
             ((round as f64 * 0.618_033_988_749_895).fract() * cycle as f64) as i64

@@ -147,6 +147,7 @@ pub(super) fn report(run: &Run, p: Probes, gw_before: Option<ProcSample>) -> Rep
     });
     ReplayReport {
         net,
+        routes: None,
         drivers: run.cfg.drivers as u64,
         traces: run.traces.len() as u64,
         elapsed_s: run.t0.elapsed().as_secs_f64(),
