@@ -667,6 +667,19 @@ async fn a_route_brings_its_recipients_and_a_bad_one_refuses_the_route() {
     assert!(!log.unwrap_or(false), "a contact reached the log");
 }
 
+/// The carrier `kx`, Kolkata Express (zone Asia/Kolkata), owning depot north.
+fn kolkata_express(c: &mut Config) {
+    c.carriers.0.insert(
+        "kx".into(),
+        milepost::tenancy::CarrierConfig {
+            name: "Kolkata Express".into(),
+            time_zone: "Asia/Kolkata".into(),
+            depots: vec!["north".into()],
+            ..Default::default()
+        },
+    );
+}
+
 /// A depot that a carrier lists (`[carriers.<id>]`) is spoken for in the carrier's name, with
 /// times in the carrier's zone and the carrier's own templates
 /// (`notify.carrier_templates.<id>`); `[notify]`'s name and zone stay for the other depots.
@@ -675,15 +688,7 @@ async fn a_carriers_depot_is_told_in_its_name_and_zone() {
     let p = Providers::start().await;
     let mut w = World::with_web(|c| {
         notify_cfg(c, &p, None);
-        c.carriers.0.insert(
-            "kx".into(),
-            milepost::tenancy::CarrierConfig {
-                name: "Kolkata Express".into(),
-                time_zone: "Asia/Kolkata".into(),
-                depots: vec!["north".into()],
-                ..Default::default()
-            },
-        );
+        kolkata_express(c);
         let own = milepost::notify::config::TemplateSet {
             sms: Some(
                 "{{ carrier }} (its own words): {{ tracking }} delivered at {{ delivered_at }}"
@@ -743,14 +748,7 @@ async fn an_opt_out_stops_the_carriers_messages_only() {
     let p = Providers::start().await;
     let mut w = World::with_web(|c| {
         notify_cfg(c, &p, None);
-        c.carriers.0.insert(
-            "kx".into(),
-            milepost::tenancy::CarrierConfig {
-                name: "Kolkata Express".into(),
-                depots: vec!["north".into()],
-                ..Default::default()
-            },
-        );
+        kolkata_express(c);
     })
     .await;
     let k = key(&w);
