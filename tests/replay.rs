@@ -253,6 +253,8 @@ async fn drivers_drive_their_copies_of_a_recorded_route_today() {
         r.routes,
         Some(milepost::replay::metrics::RoutesAssigned { ok: 3, failed: 0 })
     );
+    // Every live fix acked as it went: the route's push stream did not hide the ack stream.
+    assert_eq!((r.resent, r.duplicates, r.unsettled), (0, 0, 0), "{r:?}");
     let now = common::now_ms();
     let core = milepost::state::lock(&t.gw.shared().state.core);
     for n in 1..=3 {

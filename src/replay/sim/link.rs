@@ -108,8 +108,9 @@ async fn next_on(rx: &mut Option<FrameRx>) -> Result<Option<ServerMsg>, WireErro
 pub(super) enum Event {
     /// A message on the session stream, its end, or its failure.
     Session(Result<Option<ServerMsg>, WireError>),
-    /// A message on the gateway's ack stream, its end, or its failure.
-    LiveAck(Result<Option<ServerMsg>, WireError>),
+    /// A message on one of the gateway's streams to the phone (live acks, pushes), its end, or
+    /// its failure; the slot it came from.
+    LiveAck(usize, Result<Option<ServerMsg>, WireError>),
     /// The gateway opened its ack stream (or the connection failed while waiting for it).
     AckStream(Result<quinn::RecvStream, quinn::ConnectionError>),
     /// The driver's timer.
@@ -122,8 +123,10 @@ pub(super) struct Link {
     pub conn: quinn::Connection,
     send: quinn::SendStream,
     rx: FrameRx,
-    /// The gateway's ack stream for live fixes, once it has opened one.
-    pub acks: Option<FrameRx>,
+    /// The streams the gateway opened to the phone: its ack stream for live fixes and, once
+    /// the driver has a route, its push stream. Which is which shows in what they carry, so
+    /// both are read (a phone that took the first for the acks lost the acks behind a push).
+    pub acks: [Option<FrameRx>; 2],
 }
 
 impl Link {
@@ -155,13 +158,18 @@ impl Link {
 /// opening its ack stream, and `sleep`. Without a session, for `sleep`.
 pub(super) async fn next_event(link: Option<&mut Link>, mut sleep: Pin<&mut Sleep>) -> Event {
     match link {
-        Some(l) => tokio::select! {
-            biased;
-            r = l.rx.next() => Event::Session(r),
-            r = next_on(&mut l.acks) => Event::LiveAck(r),
-            r = l.conn.accept_uni(), if l.acks.is_none() => Event::AckStream(r),
-            _ = &mut sleep => Event::Timer,
-        },
+        Some(l) => {
+            let free = l.acks.iter().any(Option::is_none);
+            let [a, b] = &mut l.acks;
+            tokio::select! {
+                biased;
+                r = l.rx.next() => Event::Session(r),
+                r = next_on(a) => Event::LiveAck(0, r),
+                r = next_on(b) => Event::LiveAck(1, r),
+                r = l.conn.accept_uni(), if free => Event::AckStream(r),
+                _ = &mut sleep => Event::Timer,
+            }
+        }
         None => {
             sleep.as_mut().await;
             Event::Timer
@@ -207,7 +215,7 @@ pub(super) async fn open_link(
                 conn,
                 send,
                 rx,
-                acks: None,
+                acks: [None, None],
             },
             w,
         )),

@@ -195,17 +195,23 @@ impl DriverTask {
                 self.note_loss();
                 self.driver.connection_lost(now);
             }
-            Event::LiveAck(Ok(Some(ServerMsg::Ack(ack)))) => self.driver.on_live_ack(&ack, now),
-            Event::LiveAck(Ok(Some(_))) | Event::LiveAck(Ok(None)) | Event::LiveAck(Err(_)) => {
-                // The server ended its ack stream: it opens another when it needs one; a
-                // broken connection shows on the session stream.
+            Event::LiveAck(_, Ok(Some(ServerMsg::Ack(ack)))) => self.driver.on_live_ack(&ack, now),
+            // A push (the driver's route) is not the load generator's business.
+            Event::LiveAck(_, Ok(Some(_))) => {}
+            Event::LiveAck(slot, Ok(None)) | Event::LiveAck(slot, Err(_)) => {
+                // The server ended a stream: it opens another when it needs one; a broken
+                // connection shows on the session stream.
                 if let Some(l) = self.link.as_mut() {
-                    l.acks = None;
+                    l.acks[slot] = None;
                 }
             }
             Event::AckStream(Ok(recv)) => {
-                if let Some(l) = self.link.as_mut() {
-                    l.acks = Some(FrameRx::new(recv));
+                if let Some(free) = self
+                    .link
+                    .as_mut()
+                    .and_then(|l| l.acks.iter_mut().find(|a| a.is_none()))
+                {
+                    *free = Some(FrameRx::new(recv));
                 }
             }
         }
