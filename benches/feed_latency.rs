@@ -149,9 +149,9 @@ async fn main() {
     let cpu = gw_pid.map(|pid| {
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            let a = milepost::replay::metrics::proc_sample(&pid)?;
+            let a = milepost::replay::procfs::proc_sample(&pid)?;
             tokio::time::sleep_until(stop_at.into()).await;
-            let b = milepost::replay::metrics::proc_sample(&pid)?;
+            let b = milepost::replay::procfs::proc_sample(&pid)?;
             Some(b.cpu_us.saturating_sub(a.cpu_us))
         })
     });

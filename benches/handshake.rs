@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use milepost::auth::{Claims, Role, TokenKey};
 use milepost::client::{ClientEndpoint, Phone, Session};
-use milepost::replay::metrics::proc_sample;
+use milepost::replay::procfs::proc_sample;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -9,6 +9,7 @@
 //! - [`metrics`]: what the load generator measures and its report.
 //! - [`netreport`]: what the network model did and the phones' radio budget, in the report.
 //! - [`playback`]: a trace played back and forth as an endless route.
+//! - [`procfs`]: what `/proc` says of a process's CPU and memory and of dropped UDP datagrams.
 //! - [`trace`]: recorded traces and their readers, one file per format: GPX, CSV (with presets)
 //!   and GeoJSON.
 
@@ -17,5 +18,6 @@ pub mod load;
 pub mod metrics;
 pub mod netreport;
 pub mod playback;
+pub mod procfs;
 pub mod sim;
 pub mod trace;

@@ -76,7 +76,8 @@ pub use net::{NetParams, PROFILES};
 pub use relay::WAKE_GAP_US;
 
 use crate::client::ClientEndpoint;
-use crate::replay::metrics::{proc_sample, ReplayReport};
+use crate::replay::metrics::ReplayReport;
+use crate::replay::procfs::proc_sample;
 use crate::replay::trace::Trace;
 use link::endpoint;
 use plan::{plan_drivers, usable_traces};

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::run::Run;
 use crate::client::ClientEndpoint;
-use crate::replay::metrics::{
-    machine_busy_us, proc_sample, udp_buffer_errors, udp_socket_drops, Counters, ProcSample,
-    UdpDrops,
+use crate::replay::metrics::{Counters, UdpDrops};
+use crate::replay::procfs::{
+    machine_busy_us, proc_sample, udp_buffer_errors, udp_socket_drops, ProcSample,
 };
 
 /// Samples taken at one edge of the window.

@@ -9,10 +9,9 @@ use std::time::Duration;
 use super::netcount::DirCounters;
 use super::probe::Probes;
 use super::run::{Run, US};
-use crate::replay::metrics::{
-    Counters, GatewayUsage, ProcSample, ReplayReport, UdpDrops, WindowReport,
-};
+use crate::replay::metrics::{Counters, GatewayUsage, ReplayReport, UdpDrops, WindowReport};
 use crate::replay::netreport::{DirReport, NetReport};
+use crate::replay::procfs::ProcSample;
 
 /// One line per second on stderr (`\r`-rewritten on a terminal), until `stop`.
 pub(super) async fn progress_loop(run: Arc<Run>, stop: Arc<AtomicBool>) {

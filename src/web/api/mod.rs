@@ -21,6 +21,7 @@
 //! | [`write`] | how a write handler runs: under its key, in a task of its own |
 //! | [`views`] | the answers' types (route, stop, parcel, driver, lists) and their builders |
 //! | [`routes`] | routes: put, get, list, cancel, re-sequence, add and remove stops |
+//! | [`route_body`] | a route as the API takes it, with contacts, addresses, carrier; their checks |
 //! | [`parcels`] | parcels: status, bulk status, tracking links, outcomes |
 //! | [`drivers`] | drivers: one driver, a depot's drivers |
 //! | [`proofs`] | proof files: upload, download |
@@ -58,6 +59,7 @@ pub mod parcels;
 pub mod proofs;
 pub mod recipients;
 pub mod relay;
+pub mod route_body;
 pub mod routes;
 pub mod service;
 pub mod state;
