@@ -16,7 +16,8 @@
 //! `COMPARE=analytics` runs the same drive with the analytics tally (`core.analytics`) off and
 //! on instead, notifications off in both.
 //!
-//! Run: `cargo bench --bench notify` (env `DRIVERS`, `STOPS`, `ORDER`, `COMPARE`; `SPEEDUP`: fix time
+//! Run: `cargo bench --bench notify` (env `DRIVERS`, `STOPS`, `ORDER`, `COMPARE`, `SLOW_MS`,
+//! `SNAPSHOT_EVERY`, `RUST_LOG`; `SPEEDUP`: fix time
 //! runs this many times faster than the wall clock, the drivers spread evenly over the first
 //! fix interval; 0, the default, sends as fast as acks come). Everything shares the two cores
 //! (gateway, drivers, fake provider): compare the two runs of one invocation, not figures across
@@ -211,6 +212,18 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
     };
     cfg.limits.max_connections = drivers as u32 + 100;
     cfg.core.analytics = analytics;
+    // SNAPSHOT_EVERY=N: a snapshot every N records (0: none but the last), to see what they cost.
+    if let Some(n) = std::env::var("SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        cfg.log.snapshot_every_records = if n == 0 { u64::MAX } else { n };
+        cfg.log.snapshot_every_s = if n == 0 {
+            u64::MAX
+        } else {
+            cfg.log.snapshot_every_s
+        };
+    }
     if notify {
         cfg.web.public_url = Some("https://track.example".into());
         cfg.notify.enabled = true;
@@ -278,11 +291,14 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
     let fixes = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_s();
     let began = Instant::now();
+    // The slowest ack of each second of the run, us: when the slow ones came.
+    let slowest: Arc<Vec<AtomicU64>> = Arc::new((0..3600).map(|_| AtomicU64::new(0)).collect());
+    let began_utc = chrono::Utc::now();
     let mut tasks = Vec::new();
     for d in 0..drivers {
         let ep = eps[1 + d / PER_ENDPOINT].clone();
         let key = TokenKey::new(SECRET.as_bytes());
-        let (acks, fixes) = (acks.clone(), fixes.clone());
+        let (acks, fixes, slowest) = (acks.clone(), fixes.clone(), slowest.clone());
         tasks.push(tokio::spawn(async move {
             let sub = format!("D{d}");
             // Connect at departure (thousands of handshakes at once would time out).
@@ -316,7 +332,11 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
                     }
                     let t0 = Instant::now();
                     s.batch(Seq(seq), chunk.to_vec()).await.unwrap();
-                    local.record(t0.elapsed().as_micros() as u64).unwrap();
+                    let us = t0.elapsed().as_micros() as u64;
+                    local.record(us).unwrap();
+                    if let Some(s) = slowest.get((t0 - began).as_secs() as usize) {
+                        s.fetch_max(us, Ordering::Relaxed);
+                    }
                     seq += chunk.len() as u64;
                     fixes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
@@ -371,6 +391,27 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
         stats.dead[1].load(Ordering::Relaxed),
     ];
     let acks = acks.lock().await.clone();
+    // SLOW_MS=N: the seconds whose slowest ack took longer than N ms (to line up with the
+    // gateway's log, RUST_LOG=info: its snapshots).
+    if let Some(limit) = std::env::var("SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let slow: Vec<String> = slowest
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.load(Ordering::Relaxed) > limit * 1000)
+            .map(|(i, s)| {
+                let at = began_utc + chrono::Duration::seconds(i as i64);
+                format!(
+                    "{} {} ms",
+                    at.format("%H:%M:%S"),
+                    s.load(Ordering::Relaxed) / 1000
+                )
+            })
+            .collect();
+        println!("  seconds with an ack over {limit} ms: {}", slow.join(", "));
+    }
     gw.shutdown().await;
     Run {
         fixes: fixes.load(Ordering::Relaxed),
@@ -386,6 +427,13 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // RUST_LOG=info shows the gateway's own log (snapshots and their encode times).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let drivers = env_num("DRIVERS", 500) as usize;
     let stops = env_num("STOPS", 20) as usize;
     let speedup = env_num("SPEEDUP", 0);

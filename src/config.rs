@@ -215,6 +215,7 @@ impl Config {
             ));
         }
         self.core.ndr.validate().map_err(ConfigError::Invalid)?;
+        self.log.validate().map_err(ConfigError::Invalid)?;
         self.validate_notify()
     }
 

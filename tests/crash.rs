@@ -19,7 +19,11 @@ use milepost_proto::{Seq, ServerMsg};
 /// the kill is "newest snapshot + log tail".
 fn spawn_gateway(dir: &Path) -> (Child, SocketAddr) {
     let config = dir.join("milepost.toml");
-    std::fs::write(&config, "[log]\nsnapshot_every_records = 37\n").unwrap();
+    std::fs::write(
+        &config,
+        "[log]\nsnapshot_every_records = 37\nsnapshot_log_ratio = 0\n",
+    )
+    .unwrap();
     let config = config.to_string_lossy().to_string();
     common::spawn_binary(dir, "127.0.0.1:0", &["--config", &config])
 }

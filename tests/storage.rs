@@ -48,11 +48,53 @@ async fn a_full_log_refuses_fixes_and_loses_nothing() {
     assert_eq!((ack.duplicates, ack.watermark), (0, Seq(refused_at)));
 }
 
+/// Snapshots wait for the log to grow by `snapshot_log_ratio` times the last one's size:
+/// with a ratio no log reaches, only the first is taken; with 0, one every few records.
+#[tokio::test]
+async fn snapshots_wait_for_the_log_to_grow_by_their_own_size() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (ratio, more_than_one) in [(1_000.0, false), (0.0, true)] {
+        let t = start_with(move |c: &mut Config| {
+            c.log.snapshot_every_records = 4;
+            c.log.snapshot_log_ratio = ratio;
+        })
+        .await;
+        let mut d = t.driver("D1", "north").await;
+        for i in 0..40u64 {
+            d.batch(Seq(i + 1), vec![fix(100_000 - i as i64 * 1_000, 0)])
+                .await
+                .unwrap();
+            // One group per batch: the applier looks at the trigger after each.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stats = t.gw.shared().applier_stats.clone();
+        let mut taken = 0;
+        for _ in 0..100 {
+            taken = stats.snapshots.load(Relaxed);
+            if taken > 1 || (!more_than_one && taken == 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A last look: nothing more comes while the trigger holds it back.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let taken_then = stats.snapshots.load(Relaxed);
+        if more_than_one {
+            assert!(taken > 1, "ratio {ratio}: {taken} snapshots");
+        } else {
+            assert_eq!((taken, taken_then), (1, 1), "ratio {ratio}");
+        }
+        d.close();
+    }
+}
+
 #[tokio::test]
 async fn retention_deletes_covered_segments_and_recovery_stays_exact() {
     let small = |c: &mut Config| {
         c.log.segment_bytes = 300;
         c.log.snapshot_every_records = 4;
+        // Every 4 records, however small the log's growth beside the snapshot.
+        c.log.snapshot_log_ratio = 0.0;
         c.log.retention_s = 0;
     };
     let t = start_with(small).await;

@@ -106,6 +106,10 @@ pub struct ApplierStats {
     pub segments_deleted: std::sync::atomic::AtomicU64,
     /// Records applied.
     pub records: std::sync::atomic::AtomicU64,
+    /// Bytes of log segments retention deleted.
+    pub bytes_released: std::sync::atomic::AtomicU64,
+    /// Size of the newest snapshot written, bytes.
+    pub last_snapshot_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Starts the applier thread. It stops (after a final snapshot) when the writer closes the
@@ -139,6 +143,9 @@ fn run(
     let mut touched = Vec::new();
     let mut since_snapshot = p.replayed;
     let mut last_snapshot = Instant::now();
+    // Bytes ever appended to the log (what retention deleted counted back in).
+    let log_bytes = || p.writer.disk_bytes() + p.stats.bytes_released.load(Relaxed);
+    let mut log_at_snapshot = log_bytes();
     let mut last_tick = Instant::now();
     let mut imager = p
         .part_snapshots
@@ -233,11 +240,16 @@ fn run(
         let due = since_snapshot >= p.cfg.snapshot_every_records
             || (since_snapshot > 0
                 && last_snapshot.elapsed() >= Duration::from_secs(p.cfg.snapshot_every_s));
+        // Not before the log has grown by its share of the last snapshot (write amplification
+        // stays bounded however large the fleet's state).
+        let grown = log_bytes().saturating_sub(log_at_snapshot) as f64
+            >= p.cfg.snapshot_log_ratio * p.stats.last_snapshot_bytes.load(Relaxed) as f64;
         // While the previous snapshot is still being written, the next one waits.
-        if due && !snapshots.busy() {
+        if due && grown && !snapshots.busy() {
             snapshots.take(&p, next);
             since_snapshot = 0;
             last_snapshot = Instant::now();
+            log_at_snapshot = log_bytes();
         }
     }
     // A gateway folding only the partitions it owns takes no snapshot (see `start_applier`).
@@ -360,6 +372,7 @@ fn persist_and_retain(ctx: &Retention, job: SnapshotJob) {
     match crate::store::snapshot::persist(&ctx.snapshot_dir, next, &job.payload) {
         Ok((path, bytes)) => {
             ctx.stats.snapshots.fetch_add(1, Relaxed);
+            ctx.stats.last_snapshot_bytes.store(bytes, Relaxed);
             tracing::info!(path = %path.display(), bytes, lsn_next = next,
                 encode_ms = job.encode.as_millis() as u64,
                 write_ms = started.elapsed().as_millis() as u64, "snapshot written");
@@ -395,6 +408,7 @@ fn persist_and_retain(ctx: &Retention, job: SnapshotJob) {
         };
         if meta.modified().is_ok_and(|m| m < horizon) && std::fs::remove_file(path).is_ok() {
             ctx.writer.released(meta.len());
+            ctx.stats.bytes_released.fetch_add(meta.len(), Relaxed);
             ctx.stats.segments_deleted.fetch_add(1, Relaxed);
             tracing::info!(segment = %path.display(), "retention: deleted a log segment");
         }

@@ -18,8 +18,14 @@ pub struct LogConfig {
     pub group_commit_linger_us: u64,
     /// Take a snapshot after this many log records...
     pub snapshot_every_records: u64,
-    /// ... or this many seconds, whichever comes first (and at shutdown).
+    /// ... or this many seconds, whichever comes first (and at shutdown)...
     pub snapshot_every_s: u64,
+    /// ... once the log has grown by at least this fraction of the last snapshot's size.
+    /// Writing snapshots then costs at most 1/ratio times the bytes of the log itself, and
+    /// recovery replays at most that much log past the snapshot. At 10,000 drivers a snapshot
+    /// is 80-160 MB and pauses the applier 0.5-1 s: taken every 100,000 records, snapshots
+    /// wrote 20 times the log's bytes. 0 = the record and time triggers alone.
+    pub snapshot_log_ratio: f64,
     /// Log segments older than this many seconds are deleted once a snapshot covers them.
     pub retention_s: u64,
     /// Routes finished longer ago than this many seconds leave the live state: their final
@@ -40,9 +46,26 @@ impl Default for LogConfig {
             group_commit_linger_us: 1_500,
             snapshot_every_records: 100_000,
             snapshot_every_s: 300,
+            snapshot_log_ratio: 1.0,
             retention_s: 7 * 24 * 3600,
             archive_routes_after_s: 24 * 3600,
             max_disk_bytes: 64 << 30,
         }
+    }
+}
+
+impl LogConfig {
+    /// Checks what serde cannot.
+    ///
+    /// # Errors
+    /// A message naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.snapshot_log_ratio.is_finite() && self.snapshot_log_ratio >= 0.0) {
+            return Err(format!(
+                "log.snapshot_log_ratio must be a number of 0 or more, not {}",
+                self.snapshot_log_ratio
+            ));
+        }
+        Ok(())
     }
 }
