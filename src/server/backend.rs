@@ -184,6 +184,11 @@ pub(super) fn start_applier(
         log_cfg.snapshot_every_records = u64::MAX;
         log_cfg.snapshot_every_s = u64::MAX;
     }
+    if !tick_locally {
+        // A cluster gateway's records come from the stream, not from a log of its own: there
+        // are no log bytes to weigh its snapshots against, so records and time alone decide.
+        log_cfg.snapshot_log_ratio = 0.0;
+    }
     let hub = Arc::new(FeedHub::default());
     let (link, join) = applier::spawn(ApplierParts {
         state: recovered.state.clone(),

@@ -24,7 +24,8 @@ pub struct LogConfig {
     /// Writing snapshots then costs at most 1/ratio times the bytes of the log itself, and
     /// recovery replays at most that much log past the snapshot. At 10,000 drivers a snapshot
     /// is 80-160 MB and pauses the applier 0.5-1 s: taken every 100,000 records, snapshots
-    /// wrote 20 times the log's bytes. 0 = the record and time triggers alone.
+    /// wrote 20 times the log's bytes. 0 = the record and time triggers alone (as in a
+    /// cluster, where records come from the stream and the gateway has no log of its own).
     pub snapshot_log_ratio: f64,
     /// Log segments older than this many seconds are deleted once a snapshot covers them.
     pub retention_s: u64,
