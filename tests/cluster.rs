@@ -312,6 +312,38 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_all() {
     a.gw.shutdown().await;
 }
 
+/// A cluster gateway's records come from the stream and it has no log bytes of its own to
+/// weigh snapshots against: `log.snapshot_log_ratio` must not hold its snapshots back.
+#[tokio::test]
+async fn a_cluster_gateway_goes_on_taking_snapshots() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway_with(&nats, "a", None, |c| {
+        c.log.snapshot_every_records = 4;
+        c.log.snapshot_log_ratio = 1.0;
+    })
+    .await;
+    let mut d = a.driver("D1", "north").await;
+    for i in 0..40u64 {
+        d.batch(Seq(i + 1), vec![common::fix(100_000 - i as i64 * 1_000, 0)])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = a.gw.shared().applier_stats.clone();
+    let mut taken = 0;
+    for _ in 0..200 {
+        taken = stats.snapshots.load(Relaxed);
+        if taken > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(taken > 1, "{taken} snapshots");
+    d.close();
+    a.gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_api_key_created_beside_one_gateway_works_on_all_until_revoked() {
     use milepost::apikeys::{KeyFile, Scope, FILE};
