@@ -212,17 +212,17 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
     };
     cfg.limits.max_connections = drivers as u32 + 100;
     cfg.core.analytics = analytics;
-    // SNAPSHOT_EVERY=N: a snapshot every N records (0: none but the last), to see what they cost.
+    // SNAPSHOT_EVERY=N: a snapshot every N records whatever the log's growth (0: none but
+    // the last), to see what they cost.
     if let Some(n) = std::env::var("SNAPSHOT_EVERY")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
+        cfg.log.snapshot_log_ratio = 0.0;
         cfg.log.snapshot_every_records = if n == 0 { u64::MAX } else { n };
-        cfg.log.snapshot_every_s = if n == 0 {
-            u64::MAX
-        } else {
-            cfg.log.snapshot_every_s
-        };
+        if n == 0 {
+            cfg.log.snapshot_every_s = u64::MAX;
+        }
     }
     if notify {
         cfg.web.public_url = Some("https://track.example".into());

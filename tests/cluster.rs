@@ -316,7 +316,6 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_all() {
 /// weigh snapshots against: `log.snapshot_log_ratio` must not hold its snapshots back.
 #[tokio::test]
 async fn a_cluster_gateway_goes_on_taking_snapshots() {
-    use std::sync::atomic::Ordering::Relaxed;
     let Some(nats) = Nats::start() else { return };
     let a = gateway_with(&nats, "a", None, |c| {
         c.log.snapshot_every_records = 4;
@@ -324,21 +323,7 @@ async fn a_cluster_gateway_goes_on_taking_snapshots() {
     })
     .await;
     let mut d = a.driver("D1", "north").await;
-    for i in 0..40u64 {
-        d.batch(Seq(i + 1), vec![common::fix(100_000 - i as i64 * 1_000, 0)])
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let stats = a.gw.shared().applier_stats.clone();
-    let mut taken = 0;
-    for _ in 0..200 {
-        taken = stats.snapshots.load(Relaxed);
-        if taken > 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let taken = a.snapshots_after_batches(&mut d, 40, |n| n > 1).await;
     assert!(taken > 1, "{taken} snapshots");
     d.close();
     a.gw.shutdown().await;

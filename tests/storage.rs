@@ -60,25 +60,12 @@ async fn snapshots_wait_for_the_log_to_grow_by_their_own_size() {
         })
         .await;
         let mut d = t.driver("D1", "north").await;
-        for i in 0..40u64 {
-            d.batch(Seq(i + 1), vec![fix(100_000 - i as i64 * 1_000, 0)])
-                .await
-                .unwrap();
-            // One group per batch: the applier looks at the trigger after each.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let stats = t.gw.shared().applier_stats.clone();
-        let mut taken = 0;
-        for _ in 0..100 {
-            taken = stats.snapshots.load(Relaxed);
-            if taken > 1 || (!more_than_one && taken == 1) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let taken = t
+            .snapshots_after_batches(&mut d, 40, |n| n > 1 || (!more_than_one && n == 1))
+            .await;
         // A last look: nothing more comes while the trigger holds it back.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let taken_then = stats.snapshots.load(Relaxed);
+        let taken_then = t.gw.shared().applier_stats.snapshots.load(Relaxed);
         if more_than_one {
             assert!(taken > 1, "ratio {ratio}: {taken} snapshots");
         } else {

@@ -171,6 +171,32 @@ impl TestGateway {
         milepost::state::lock(&self.gw.shared().state.feed).milestones_last()
     }
 
+    /// D1's session sends `n` one-fix batches (seq 1 to `n`), a moment apart so that the
+    /// applier looks at its snapshot trigger after each; then the snapshots taken so far,
+    /// waiting up to 5 s for `enough` of them.
+    pub async fn snapshots_after_batches(
+        &self,
+        d: &mut Session,
+        n: u64,
+        enough: impl Fn(u64) -> bool,
+    ) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        for i in 0..n {
+            d.batch(Seq(i + 1), vec![fix(100_000 - i as i64 * 1_000, 0)])
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stats = self.gw.shared().applier_stats.clone();
+        for _ in 0..200 {
+            if enough(stats.snapshots.load(Relaxed)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        stats.snapshots.load(Relaxed)
+    }
+
     /// Shuts the gateway down cleanly; its data directory.
     pub async fn stop(self) -> tempfile::TempDir {
         self.gw.shutdown().await;
