@@ -17,7 +17,7 @@
 //! on instead, notifications off in both.
 //!
 //! Run: `cargo bench --bench notify` (env `DRIVERS`, `STOPS`, `ORDER`, `COMPARE`, `SLOW_MS`,
-//! `SNAPSHOT_EVERY`, `RUST_LOG`; `SPEEDUP`: fix time
+//! `SNAPSHOT_EVERY`, `RUST_LOG`, `THREADS` (CPU by thread name), `NOTIFY_STORE_SHM` (the outbox's store on tmpfs); `SPEEDUP`: fix time
 //! runs this many times faster than the wall clock, the drivers spread evenly over the first
 //! fix interval; 0, the default, sends as fast as acks come). Everything shares the two cores
 //! (gateway, drivers, fake provider): compare the two runs of one invocation, not figures across
@@ -149,7 +149,9 @@ fn departure(d: usize, drivers: usize, start_ms: i64) -> i64 {
     start_ms + (d as i64 * DEPARTURES_MS) / drivers as i64
 }
 
-/// A fake Twilio: answers every POST with 201 and a sid; counts them.
+/// A fake Twilio: reads each POST's form, as Twilio does, and answers 201 and a sid; counts
+/// them. (Answering before the body is read makes hyper close the connection, so every
+/// message would open a new one.)
 fn fake_twilio(count: Arc<AtomicU64>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -161,7 +163,7 @@ fn fake_twilio(count: Arc<AtomicU64>) -> String {
         rt.block_on(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().fallback(move || {
+            let app = axum::Router::new().fallback(move |_form: String| {
                 let n = count.fetch_add(1, Ordering::Relaxed);
                 async move {
                     (
@@ -184,6 +186,29 @@ fn cpu_s() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// CPU seconds per thread name of this process's live threads (from /proc/self/task).
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let tick = 100.0; // USER_HZ
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ... utime stime" (fields 14 and 15); comm may hold spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += (t(11) + t(12)) / tick;
+    }
+    out
 }
 
 struct Run {
@@ -237,6 +262,19 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
             messaging_service_sid: None,
         });
     }
+    // NOTIFY_STORE_SHM=1: the outbox's store on tmpfs (not durable!), to see what its disk
+    // writes cost ingest, whose log shares the disk.
+    let _shm = if notify && std::env::var_os("NOTIFY_STORE_SHM").is_some() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        std::os::unix::fs::symlink(
+            shm.path().join("notify.redb"),
+            dir.path().join("notify.redb"),
+        )
+        .unwrap();
+        Some(shm)
+    } else {
+        None
+    };
     let gw = Gateway::start(cfg).await.unwrap();
     let key = TokenKey::new(SECRET.as_bytes());
     let ca = gw.dev_ca.clone().unwrap();
@@ -290,6 +328,7 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
     let acks = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let fixes = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_s();
+    let threads0 = cpu_by_thread();
     let began = Instant::now();
     // The slowest ack of each second of the run, us: when the slow ones came.
     let slowest: Arc<Vec<AtomicU64>> = Arc::new((0..3600).map(|_| AtomicU64::new(0)).collect());
@@ -383,6 +422,17 @@ async fn run(notify: bool, analytics: bool, drivers: usize, stops: usize, speedu
         }
     }
     let cpu = cpu_s() - cpu0;
+    // THREADS=1: where the CPU went, by thread name (the gateway's threads started with it).
+    if std::env::var_os("THREADS").is_some() {
+        let now = cpu_by_thread();
+        let by: Vec<String> = now
+            .iter()
+            .map(|(k, v)| (k, v - threads0.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, v)| *v >= 0.1)
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        println!("  CPU s by thread: {}", by.join(", "));
+    }
     let h = &stats.latency[1];
     let latency = (h.quantile_bound(0.5), h.quantile_bound(0.99));
     let outbox = [

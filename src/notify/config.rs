@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{NaiveTime, Timelike};
 use serde::{Deserialize, Serialize};
 
+/// The most worker threads (`notify.workers`), so the most connections one adapter holds.
+pub const MAX_WORKERS: usize = 64;
+
 /// A milestone a recipient may be told of.
 #[derive(
     Clone,
@@ -175,7 +178,7 @@ pub struct NotifyConfig {
     pub retry_base_ms: u64,
     /// Longest retry delay, ms.
     pub retry_max_ms: u64,
-    /// Threads talking to providers.
+    /// Threads talking to providers, 1 to [`MAX_WORKERS`].
     pub workers: usize,
     /// CPU priority (nice) of the outbox and worker threads: above the gateway's, so that
     /// messages never slow fix ingest (0 keeps the gateway's).
@@ -423,7 +426,7 @@ impl NotifyConfig {
         if !(0..=19).contains(&self.nice) {
             return Err("notify.nice must be 0 to 19".into());
         }
-        if self.workers == 0 || self.workers > 64 {
+        if self.workers == 0 || self.workers > MAX_WORKERS {
             return Err("notify.workers must be 1 to 64".into());
         }
         if let Some(k) = self

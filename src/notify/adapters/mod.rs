@@ -4,6 +4,7 @@
 //! gateway's log (its text, never the address). Each answers the provider's id of the message,
 //! or says whether a failure is worth retrying.
 
+pub mod http;
 pub mod provider;
 pub mod set;
 pub mod smtp;

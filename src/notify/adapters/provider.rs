@@ -1,7 +1,5 @@
 //! What every adapter shares: the [`Adapter`] trait, the [`Envelope`] it sends, the
-//! [`SendError`] it answers, the `log` adapter, and the HTTP helpers of the HTTP providers.
-
-use std::time::Duration;
+//! [`SendError`] it answers, and the `log` adapter.
 
 use crate::notify::contact::Channel;
 use crate::notify::templates::Rendered;
@@ -68,51 +66,5 @@ impl Adapter for LogAdapter {
             "notification (log adapter)"
         );
         Ok(format!("log-{}", e.id))
-    }
-}
-
-/// An HTTP agent for a provider: errors as values (the status decides), a global timeout.
-pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
-    // ureq's rustls needs a process-wide provider; ours is ring (an error means one is set).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// Sorts an HTTP answer: 2xx is the body, 408/429/5xx are worth retrying (after
-/// `Retry-After` seconds if given), any other status is permanent. `what` names the
-/// provider's error from the body.
-pub(crate) fn classify(
-    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    what: fn(&str) -> String,
-) -> Result<String, SendError> {
-    let mut resp = resp.map_err(|e| SendError::Retry {
-        error: e.to_string(),
-        after_ms: None,
-    })?;
-    let status = resp.status().as_u16();
-    let after_ms = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| s.min(3600) * 1000);
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
-    if (200..300).contains(&status) {
-        return Ok(body);
-    }
-    let error = format!("HTTP {status}: {}", what(&body));
-    if status == 408 || status == 429 || status >= 500 {
-        Err(SendError::Retry { error, after_ms })
-    } else {
-        Err(SendError::Permanent(error))
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::notify::adapters::provider::{agent, classify, Adapter, Envelope, SendError};
+use crate::notify::adapters::http::{agent, classify};
+use crate::notify::adapters::provider::{Adapter, Envelope, SendError};
 use crate::notify::config::SmsConfig;
 
 /// The Twilio adapter.

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::notify::adapters::provider::{agent, classify, Adapter, Envelope, SendError};
+use crate::notify::adapters::http::{agent, classify};
+use crate::notify::adapters::provider::{Adapter, Envelope, SendError};
 use crate::notify::config::WhatsappConfig;
 use crate::notify::templates::Rendered;
 
