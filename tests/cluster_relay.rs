@@ -2,7 +2,7 @@
 //! `nats-server -js`: a call about a route or parcel another gateway holds is relayed to it and
 //! answered as if made there; what no gateway holds is a plain 404; an owner that keeps its
 //! lease but answers nothing gets a retryable error within the deadline, for API calls and for
-//! forwarded QUIC commands.
+//! forwarded QUIC commands; one that answers "busy" gets a retryable error naming it.
 //!
 //! Without nats-server these tests print SKIPPED and pass, unless `MILEPOST_REQUIRE_NATS` is
 //! set (CI sets it).
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::owned::{gateway, shared_key, two_gateways, PARTITIONS};
 use common::{example_route, Nats, TestGateway};
+use futures_util::StreamExt;
+use milepost::cluster::relay::Reply;
 use milepost_core::store::record::partition_of_depot;
 use milepost_proto::CommandKind;
 
@@ -121,12 +123,10 @@ async fn the_back_office_api_reaches_the_gateway_that_holds_a_route_from_any_gat
     other.gw.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_owner_that_does_not_answer_gets_a_retryable_error_within_the_deadline() {
-    let Some(nats) = Nats::start() else { return };
-    let a = gateway(&nats, "a", None).await;
-    // A gateway that keeps its heartbeat and its leases but answers nothing (hung, or cut off
-    // from the others but not from NATS): it takes the partitions `a` gives back.
+/// A gateway named "ghost" that keeps its heartbeat and its leases in the lease bucket, taking
+/// the partitions `a` gives back, and runs nothing else; once the leases settle, a depot of
+/// one of its partitions.
+async fn ghost(nats: &Nats, a: &TestGateway) -> (tokio::task::JoinHandle<()>, String) {
     let js = async_nats::jetstream::new(async_nats::connect(nats.url.as_str()).await.unwrap());
     let kv = js.get_key_value("o-leases").await.unwrap();
     let ghost = tokio::spawn(async move {
@@ -161,6 +161,16 @@ async fn an_owner_that_does_not_answer_gets_a_retryable_error_within_the_deadlin
         .map(|i| format!("depot-{i}"))
         .find(|d| ghosts.contains(&partition_of_depot(d, PARTITIONS)))
         .unwrap();
+    (ghost, depot)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_does_not_answer_gets_a_retryable_error_within_the_deadline() {
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    // A gateway that keeps its heartbeat and its leases but answers nothing (hung, or cut off
+    // from the others but not from NATS).
+    let (ghost, depot) = ghost(&nats, &a).await;
 
     // A back-office call about what `a` does not hold: the silent gateway may hold it, so the
     // answer is "retry", not a 404.
@@ -207,6 +217,39 @@ async fn an_owner_that_does_not_answer_gets_a_retryable_error_within_the_deadlin
     assert!(refused.contains("ServerBusy"), "{refused}");
     assert!(waited < Duration::from_secs(12), "{waited:?}");
     drop(dispatch);
+    ghost.abort();
+    a.gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_answers_busy_gets_a_retryable_error_naming_it() {
+    let Some(nats) = Nats::start() else { return };
+    let a = gateway(&nats, "a", None).await;
+    let (ghost, _) = ghost(&nats, &a).await;
+    // The ghost answers every relayed call "busy", as a gateway does while it takes a
+    // partition over, runs its fill of relayed calls, or fails (5xx).
+    let client = async_nats::connect(nats.url.as_str()).await.unwrap();
+    let mut calls = client.subscribe("o-api").await.unwrap();
+    let busy = tokio::spawn(async move {
+        while let Some(m) = calls.next().await {
+            let reply = milepost_proto::codec::encode(&("ghost".to_string(), Reply::Busy)).unwrap();
+            if let Some(inbox) = m.reply {
+                let _ = client.publish(inbox, reply.into()).await;
+            }
+        }
+    });
+    let key = shared_key(&[&a], "orders", "backoffice:*").await;
+    let r = api(&a, "GET", "/api/v1/routes/R-SOMEWHERE", &key, None).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], "owner_unreachable");
+    assert_eq!(r.header("retry-after"), Some("2"));
+    let why = r.json()["message"].as_str().unwrap().to_owned();
+    // Busy, not silent: the answer says so and names it.
+    assert!(
+        why.contains("ghost") && why.contains("cannot answer now"),
+        "{why}"
+    );
+    busy.abort();
     ghost.abort();
     a.gw.shutdown().await;
 }

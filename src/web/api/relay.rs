@@ -239,7 +239,88 @@ pub fn responder(router: axum::Router, owned: Arc<crate::cluster::lease::Owned>)
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::routing::get;
+
     use super::*;
+    use crate::cluster::lease::Owned;
+
+    fn call(uri: &str) -> Call {
+        Call {
+            from: "other".into(),
+            method: "GET".into(),
+            uri: uri.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `/api/v1/ok` 200, `/api/v1/broken` 500, anything else 404.
+    fn router() -> axum::Router {
+        axum::Router::new()
+            .route("/api/v1/ok", get(|| async { "here" }))
+            .route(
+                "/api/v1/broken",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+    }
+
+    #[tokio::test]
+    async fn a_peer_answers_hit_miss_or_busy() {
+        let owned = Arc::new(Owned::folding_owned(4));
+        let answer = responder(router(), owned.clone());
+        match answer(call("/api/v1/ok")).await {
+            Reply::Hit { status, body, .. } => {
+                assert_eq!((status, body.as_slice()), (200, b"here".as_slice()))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(answer(call("/api/v1/gone")).await, Reply::Miss));
+        // Not the API: never answered for another gateway.
+        assert!(matches!(answer(call("/t/X")).await, Reply::Miss));
+        // Failing here is not "not here": the asker must say retry, not 404.
+        assert!(matches!(answer(call("/api/v1/broken")).await, Reply::Busy));
+        // Leased but not caught up yet: what it misses may be in the partition it takes over.
+        owned.set(2, true);
+        assert_eq!(owned.taking_over(), vec![2]);
+        assert!(matches!(answer(call("/api/v1/gone")).await, Reply::Busy));
+        owned.set_held(2, true);
+        assert!(matches!(answer(call("/api/v1/gone")).await, Reply::Miss));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_running_its_fill_of_calls_answers_busy() {
+        let (inside, release) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(tokio::sync::Semaphore::new(0)),
+        );
+        let (i, r) = (inside.clone(), release.clone());
+        let slow = axum::Router::new().route(
+            "/api/v1/slow",
+            get(move || {
+                let (i, r) = (i.clone(), r.clone());
+                async move {
+                    i.fetch_add(1, Ordering::SeqCst);
+                    let _ = r.acquire().await.map(|p| p.forget());
+                    "done"
+                }
+            }),
+        );
+        let answer = responder(slow, Arc::new(Owned::new(4)));
+        let running: Vec<_> = (0..32)
+            .map(|_| tokio::spawn(answer(call("/api/v1/slow"))))
+            .collect();
+        while inside.load(Ordering::SeqCst) < 32 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The 33rd is not queued behind the others: "busy", at once.
+        assert!(matches!(answer(call("/api/v1/slow")).await, Reply::Busy));
+        release.add_permits(32);
+        for r in running {
+            assert!(matches!(r.await.unwrap(), Reply::Hit { status: 200, .. }));
+        }
+    }
 
     #[test]
     fn the_depot_a_call_names() {
