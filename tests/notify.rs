@@ -782,3 +782,84 @@ async fn an_opt_out_stops_the_carriers_messages_only() {
     .await;
     p.assert_shapes();
 }
+
+#[tokio::test]
+async fn a_driver_message_reaches_a_recipient_whose_page_is_closed_only() {
+    use milepost_core::feed::FeedKey;
+    use milepost_proto::{CommandKind, ServerMsg};
+    let p = Providers::start().await;
+    let mut w = World::with_web(|c| notify_cfg(c, &p, None)).await;
+    let k = key(&w);
+    set_contact(&w, &k, "MP100000003", json!({"phone": "+385931234567"})).await;
+    set_contact(&w, &k, "MP100000004", json!({"phone": "+385941234567"})).await;
+    async fn say(w: &mut World, id: u32, tracking: &str, text: &str) {
+        let c = CommandKind::SendMessage {
+            tracking: tracking.into(),
+            text: text.into(),
+        };
+        let done = w.driver.command(id, c).await.unwrap();
+        assert_eq!(done, ServerMsg::Done { id }, "{tracking}");
+    }
+    // No page open: the recipient gets the driver's words by SMS, with the way to answer.
+    say(&mut w, 1, "MP100000003", "At the gate: which floor?").await;
+    eventually("the driver's message by SMS", || {
+        p.accepted("sms")
+            .iter()
+            .any(|r| r.to == "+385931234567" && r.text.contains("At the gate: which floor?"))
+    })
+    .await;
+    let sms = p.accepted("sms");
+    let sms = sms.iter().find(|r| r.to == "+385931234567").unwrap();
+    assert!(
+        sms.text.contains("wrote about parcel MP100000003"),
+        "{}",
+        sms.text
+    );
+    assert!(
+        sms.text.contains(&format!("{PUBLIC}/t/MP100000003?token=")),
+        "{}",
+        sms.text
+    );
+    log_until(&w, &k, "MP100000003", "the message logged", |l| {
+        has(l, "driver_message", "sms", "sent")
+    })
+    .await;
+
+    // The page open: it shows the message itself; no SMS.
+    let token = World::recipient_token("MP100000003");
+    let auth = format!("Bearer {token}");
+    let page = web_support::Sse::open(
+        w.web(),
+        "/t/MP100000003/events",
+        &[("Authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let hub = w.t.gw.shared().hub.clone();
+    eventually("the page follows the parcel", || {
+        hub.watched(&FeedKey::Parcel("MP100000003".into()))
+    })
+    .await;
+    say(&mut w, 2, "MP100000003", "Never mind, found it").await;
+    // Another parcel's message after it: once that one is out, the outbox has passed the
+    // first (it reads them in order).
+    say(&mut w, 3, "MP100000004", "Parking behind the van").await;
+    eventually("the later message by SMS", || {
+        p.accepted("sms").iter().any(|r| r.to == "+385941234567")
+    })
+    .await;
+    assert!(
+        !p.all("sms").iter().any(|r| r.text.contains("Never mind")),
+        "a message the open page shows went by SMS too"
+    );
+    assert_eq!(
+        log(&w, &k, "MP100000003")
+            .await
+            .iter()
+            .filter(|(m, _, _)| m == "driver_message")
+            .count(),
+        1
+    );
+    drop(page);
+    p.assert_shapes();
+}

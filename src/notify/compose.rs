@@ -1,6 +1,7 @@
 //! Composing messages: a parcel milestone read from the feed store becomes one message per
 //! channel the recipient wants (rendered now, with the window, stops and driver as they are at
-//! the milestone), and a dispatcher alert becomes one e-mail. Reads the fleet state and the
+//! the milestone; a driver's message only when no page follows the parcel), and a dispatcher
+//! alert becomes one e-mail. Reads the fleet state and the
 //! store; writes nothing (the outbox commits what this returns).
 
 use std::collections::{BTreeMap, HashSet};
@@ -50,6 +51,9 @@ pub struct Composer {
     pub state: Arc<FleetState>,
     /// The store (contacts, once-keys).
     pub store: Arc<NotifyStore>,
+    /// Who follows which feed: a driver's message goes out only to a recipient whose tracking
+    /// page (or app) is closed.
+    pub hub: Arc<crate::feed::FeedHub>,
     /// The clock.
     pub clock: Clock,
     /// How long a contact is kept after it was set, ms (`history.retention_days`).
@@ -179,6 +183,7 @@ impl Composer {
                 });
             }
             ParcelEvent::Delayed { eta_ms, .. } => v.eta = Some(t(*eta_ms)),
+            ParcelEvent::Message { text, .. } => v.message = Some(text.clone()),
             _ => {}
         }
         v
@@ -216,6 +221,14 @@ impl Composer {
             return Ok(());
         };
         if !self.cfg.milestones.contains(&m) {
+            return Ok(());
+        }
+        if m == Milestone::DriverMessage
+            && self
+                .hub
+                .watched(&milepost_core::feed::FeedKey::Parcel(u.tracking.clone()))
+        {
+            // The open page shows it already.
             return Ok(());
         }
         let Some(contact) = self.store.contact(&u.tracking.0)? else {

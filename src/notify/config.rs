@@ -41,11 +41,13 @@ pub enum Milestone {
     Returned,
     /// The estimate is past the promised window.
     Delayed,
+    /// The driver wrote in the parcel's thread while the recipient's tracking page was closed.
+    DriverMessage,
 }
 
 impl Milestone {
     /// Every milestone.
-    pub const ALL: [Milestone; 7] = [
+    pub const ALL: [Milestone; 8] = [
         Milestone::OutForDelivery,
         Milestone::StopsAway,
         Milestone::ArrivingSoon,
@@ -53,6 +55,7 @@ impl Milestone {
         Milestone::AttemptFailed,
         Milestone::Returned,
         Milestone::Delayed,
+        Milestone::DriverMessage,
     ];
 
     /// Its name in config, templates and the API.
@@ -65,7 +68,17 @@ impl Milestone {
             Milestone::AttemptFailed => "attempt_failed",
             Milestone::Returned => "returned",
             Milestone::Delayed => "delayed",
+            Milestone::DriverMessage => "driver_message",
         }
+    }
+
+    /// An outcome of the delivery (delivered, failed, returned): news waiting before it is
+    /// stale.
+    pub fn is_outcome(self) -> bool {
+        matches!(
+            self,
+            Milestone::Delivered | Milestone::AttemptFailed | Milestone::Returned
+        )
     }
 
     /// Worth sending only while it is news: dropped in quiet hours, past the rate limit, when

@@ -4,7 +4,7 @@
 //! retry schedule.
 
 use chrono::{TimeZone, Timelike};
-use milepost_proto::route::ParcelEvent;
+use milepost_proto::route::{MessageFrom, ParcelEvent};
 
 pub use crate::notify::config::Milestone;
 use crate::notify::config::QuietHours;
@@ -21,6 +21,10 @@ pub fn milestone_of(e: &ParcelEvent, stops_away_at: u32) -> Option<Milestone> {
         ParcelEvent::NextStep { .. } => Milestone::AttemptFailed,
         ParcelEvent::Returned { .. } => Milestone::Returned,
         ParcelEvent::Delayed { .. } => Milestone::Delayed,
+        ParcelEvent::Message {
+            from: MessageFrom::Driver,
+            ..
+        } => Milestone::DriverMessage,
         ParcelEvent::StopsAway { .. }
         | ParcelEvent::EtaChanged { .. }
         | ParcelEvent::Arrived
@@ -36,7 +40,10 @@ pub fn milestone_of(e: &ParcelEvent, stops_away_at: u32) -> Option<Milestone> {
 pub fn once_key(tracking: &str, route: &str, m: Milestone, e: &ParcelEvent, at_ms: i64) -> String {
     let sep = '\u{1}';
     match e {
-        ParcelEvent::NextStep { .. } | ParcelEvent::Returned { .. } => {
+        // Each failed attempt, return and driver's message of a route once.
+        ParcelEvent::NextStep { .. }
+        | ParcelEvent::Returned { .. }
+        | ParcelEvent::Message { .. } => {
             format!("p{sep}{tracking}{sep}{route}{sep}{}{sep}{at_ms}", m.name())
         }
         _ => format!("p{sep}{tracking}{sep}{route}{sep}{}", m.name()),
@@ -146,6 +153,27 @@ mod tests {
         let first = once_key("T", "R1", Milestone::AttemptFailed, &f, 1);
         assert_ne!(first, once_key("T", "R1", Milestone::AttemptFailed, &f, 2));
         assert!(!first.contains("driver"));
+    }
+
+    #[test]
+    fn the_drivers_messages_are_told_each_once_and_the_recipients_never() {
+        let said = |from, at_ms| ParcelEvent::Message {
+            from,
+            text: "at the gate".into(),
+            at_ms,
+        };
+        let m = milestone_of(&said(MessageFrom::Driver, 5), 3);
+        assert_eq!(m, Some(Milestone::DriverMessage));
+        // What the recipient wrote goes to the driver, not back to the recipient.
+        assert_eq!(milestone_of(&said(MessageFrom::Recipient, 5), 3), None);
+        let dm = Milestone::DriverMessage;
+        let first = once_key("T", "R1", dm, &said(MessageFrom::Driver, 5), 5);
+        assert_ne!(
+            first,
+            once_key("T", "R1", dm, &said(MessageFrom::Driver, 6), 6)
+        );
+        // Not news that goes stale, and not an outcome that makes news before it stale.
+        assert!(!dm.timely() && !dm.is_outcome());
     }
 
     #[test]

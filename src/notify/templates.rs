@@ -43,10 +43,12 @@ pub struct Vars {
     pub received_by: Option<String>,
     /// When it was delivered, `14:09`.
     pub delivered_at: Option<String>,
+    /// What the driver wrote (`driver_message`).
+    pub message: Option<String>,
 }
 
 /// The variables' names, for the docs and the check.
-pub const VARIABLES: [&str; 13] = [
+pub const VARIABLES: [&str; 14] = [
     "carrier",
     "tracking",
     "tracking_link",
@@ -60,6 +62,7 @@ pub const VARIABLES: [&str; 13] = [
     "next_step",
     "received_by",
     "delivered_at",
+    "message",
 ];
 
 /// A WhatsApp template message, rendered.
@@ -117,6 +120,11 @@ fn builtin(m: Milestone) -> TemplateSet {
             "Your {{ carrier }} parcel {{ tracking }} is going back to the sender",
             "Your parcel {{ tracking }} is going back to the sender. The sender will contact you.",
             "{{ carrier }}: parcel {{ tracking }} is going back to the sender. {{ tracking_link }}",
+        ),
+        Milestone::DriverMessage => (
+            "A message from {% if driver_first_name %}{{ driver_first_name }}{% else %}your driver{% endif %} about your {{ carrier }} parcel",
+            "{% if driver_first_name %}{{ driver_first_name }}{% else %}Your driver{% endif %} wrote about your parcel {{ tracking }}:\n\n{{ message }}\n\nAnswer on the tracking page.",
+            "{{ carrier }}: {% if driver_first_name %}{{ driver_first_name }}{% else %}your driver{% endif %} wrote about parcel {{ tracking }}: {{ message }} Answer: {{ tracking_link }}",
         ),
         Milestone::Delayed => (
             "Your {{ carrier }} parcel {{ tracking }} is running late",
@@ -284,6 +292,7 @@ impl Compiled {
             next_step: Some("We will try again tomorrow.".into()),
             received_by: Some("Ivo".into()),
             delivered_at: Some("14:09".into()),
+            message: Some("I am at the gate: which floor?".into()),
         };
         let sparse = Vars {
             carrier: full.carrier.clone(),

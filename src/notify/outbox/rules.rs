@@ -6,6 +6,7 @@
 //! wait.
 
 use super::state::{lane_of, Outbox};
+use crate::notify::config::Milestone;
 use crate::notify::contact::{address_key, carrier_key};
 use crate::notify::store::Queued;
 
@@ -94,13 +95,14 @@ impl Outbox {
         Decision::Send { to, name, key }
     }
 
-    /// Whether a message that is not news (delivered, failed, returned) waits behind `q`.
+    /// Whether an outcome (delivered, failed, returned) waits behind `q`. A driver's message
+    /// is not one: news before it still goes.
     pub(super) fn lane_has_final(&self, q: &Queued) -> bool {
         self.lanes.get(&lane_of(q)).is_some_and(|l| {
             l.iter()
                 .filter(|id| **id != q.id)
                 .filter_map(|id| self.items.get(id))
-                .any(|m| !m.timely())
+                .any(|m| m.milestone.is_some_and(Milestone::is_outcome))
         })
     }
 }
