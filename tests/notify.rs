@@ -784,15 +784,24 @@ async fn an_opt_out_stops_the_carriers_messages_only() {
 }
 
 #[tokio::test]
-async fn a_driver_message_reaches_a_recipient_whose_page_is_closed_only() {
-    use milepost_core::feed::FeedKey;
+async fn a_drivers_message_goes_out_unless_the_recipient_answered_it_on_the_page() {
+    use milepost::notify::config::Milestone;
     use milepost_proto::{CommandKind, ServerMsg};
     let p = Providers::start().await;
-    let mut w = World::with_web(|c| notify_cfg(c, &p, None)).await;
+    let mut w = World::with_web(|c| {
+        notify_cfg(c, &p, None);
+        // Opt-in; and a short wait (60 s by default) for the recipient to answer on the page.
+        c.notify.milestones.push(Milestone::DriverMessage);
+        c.notify.driver_message_delay_s = 5;
+    })
+    .await;
     let k = key(&w);
     set_contact(&w, &k, "MP100000003", json!({"phone": "+385931234567"})).await;
     set_contact(&w, &k, "MP100000004", json!({"phone": "+385941234567"})).await;
-    async fn say(w: &mut World, id: u32, tracking: &str, text: &str) {
+    for (id, tracking, text) in [
+        (1, "MP100000003", "At the gate: which floor?"),
+        (2, "MP100000004", "Parking behind the van"),
+    ] {
         let c = CommandKind::SendMessage {
             tracking: tracking.into(),
             text: text.into(),
@@ -800,16 +809,29 @@ async fn a_driver_message_reaches_a_recipient_whose_page_is_closed_only() {
         let done = w.driver.command(id, c).await.unwrap();
         assert_eq!(done, ServerMsg::Done { id }, "{tracking}");
     }
-    // No page open: the recipient gets the driver's words by SMS, with the way to answer.
-    say(&mut w, 1, "MP100000003", "At the gate: which floor?").await;
-    eventually("the driver's message by SMS", || {
-        p.accepted("sms")
-            .iter()
-            .any(|r| r.to == "+385931234567" && r.text.contains("At the gate: which floor?"))
+    // The recipient of MP100000004 has the page open and answers there.
+    let r = web_support::api(
+        &w,
+        "POST",
+        "/t/MP100000004/messages",
+        &World::recipient_token("MP100000004"),
+        Some(&json!({"text": "Coming down"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The other one hears of it by SMS, with the text and the way to answer.
+    log_until(&w, &k, "MP100000003", "the driver's message sent", |l| {
+        has(l, "driver_message", "sms", "sent")
     })
     .await;
     let sms = p.accepted("sms");
     let sms = sms.iter().find(|r| r.to == "+385931234567").unwrap();
+    assert!(
+        sms.text.contains("At the gate: which floor?"),
+        "{}",
+        sms.text
+    );
     assert!(
         sms.text.contains("wrote about parcel MP100000003"),
         "{}",
@@ -820,46 +842,21 @@ async fn a_driver_message_reaches_a_recipient_whose_page_is_closed_only() {
         "{}",
         sms.text
     );
-    log_until(&w, &k, "MP100000003", "the message logged", |l| {
-        has(l, "driver_message", "sms", "sent")
-    })
-    .await;
-
-    // The page open: it shows the message itself; no SMS.
-    let token = World::recipient_token("MP100000003");
-    let auth = format!("Bearer {token}");
-    let page = web_support::Sse::open(
-        w.web(),
-        "/t/MP100000003/events",
-        &[("Authorization", auth.as_str())],
-    )
-    .await;
-    assert_eq!(page.status, 200);
-    let hub = w.t.gw.shared().hub.clone();
-    eventually("the page follows the parcel", || {
-        hub.watched(&FeedKey::Parcel("MP100000003".into()))
-    })
-    .await;
-    say(&mut w, 2, "MP100000003", "Never mind, found it").await;
-    // Another parcel's message after it: once that one is out, the outbox has passed the
-    // first (it reads them in order).
-    say(&mut w, 3, "MP100000004", "Parking behind the van").await;
-    eventually("the later message by SMS", || {
-        p.accepted("sms").iter().any(|r| r.to == "+385941234567")
+    // The one who answered gets nothing, and the log says why.
+    log_until(&w, &k, "MP100000004", "the answered message dropped", |l| {
+        has(
+            l,
+            "driver_message",
+            "sms",
+            "dropped: answered on the tracking page",
+        )
     })
     .await;
     assert!(
-        !p.all("sms").iter().any(|r| r.text.contains("Never mind")),
-        "a message the open page shows went by SMS too"
-    );
-    assert_eq!(
-        log(&w, &k, "MP100000003")
-            .await
+        !p.all("sms")
             .iter()
-            .filter(|(m, _, _)| m == "driver_message")
-            .count(),
-        1
+            .any(|r| r.text.contains("Parking behind")),
+        "a message answered on the page went by SMS too"
     );
-    drop(page);
     p.assert_shapes();
 }

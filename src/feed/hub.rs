@@ -56,13 +56,6 @@ impl FeedHub {
         }
     }
 
-    /// Whether a live subscription follows `key` (a recipient's page or app is open).
-    pub fn watched(&self, key: &FeedKey) -> bool {
-        self.boxes
-            .get(key)
-            .is_some_and(|v| v.iter().any(|w| w.strong_count() > 0))
-    }
-
     /// Number of keys with mailboxes (for metrics).
     pub fn keys(&self) -> usize {
         self.boxes.len()

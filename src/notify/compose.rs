@@ -1,7 +1,7 @@
 //! Composing messages: a parcel milestone read from the feed store becomes one message per
 //! channel the recipient wants (rendered now, with the window, stops and driver as they are at
-//! the milestone; a driver's message only when no page follows the parcel), and a dispatcher
-//! alert becomes one e-mail. Reads the fleet state and the
+//! the milestone; a driver's message after `driver_message_delay_s`), and a dispatcher alert
+//! becomes one e-mail. Reads the fleet state and the
 //! store; writes nothing (the outbox commits what this returns).
 
 use std::collections::{BTreeMap, HashSet};
@@ -51,9 +51,6 @@ pub struct Composer {
     pub state: Arc<FleetState>,
     /// The store (contacts, once-keys).
     pub store: Arc<NotifyStore>,
-    /// Who follows which feed: a driver's message goes out only to a recipient whose tracking
-    /// page (or app) is closed.
-    pub hub: Arc<crate::feed::FeedHub>,
     /// The clock.
     pub clock: Clock,
     /// How long a contact is kept after it was set, ms (`history.retention_days`).
@@ -189,23 +186,29 @@ impl Composer {
         v
     }
 
-    /// Whether the parcel's failed-attempt decision already said it goes back to the sender.
-    fn told_returning(&self, t: &milepost_proto::route::TrackingNumber) -> bool {
+    /// Whether any of the parcel's events kept in the feed store matches `f`.
+    fn any_event(
+        &self,
+        t: &milepost_proto::route::TrackingNumber,
+        f: impl Fn(&ParcelEvent) -> bool,
+    ) -> bool {
         lock(&self.state.feed)
             .parcel_after(t, 0, usize::MAX)
             .iter()
-            .any(|(_, u)| {
-                matches!(
-                    u,
-                    milepost_proto::route::Update::Parcel(ParcelUpdate {
-                        kind: ParcelEvent::NextStep {
-                            next: NextStep::Return,
-                            ..
-                        },
-                        ..
-                    })
-                )
-            })
+            .any(|(_, u)| matches!(u, milepost_proto::route::Update::Parcel(p) if f(&p.kind)))
+    }
+
+    /// Whether the parcel's failed-attempt decision already said it goes back to the sender.
+    fn told_returning(&self, t: &milepost_proto::route::TrackingNumber) -> bool {
+        self.any_event(t, |e| {
+            matches!(
+                e,
+                ParcelEvent::NextStep {
+                    next: NextStep::Return,
+                    ..
+                }
+            )
+        })
     }
 
     /// Queues the messages of one parcel update, if it is a milestone the recipient is told
@@ -223,14 +226,6 @@ impl Composer {
         if !self.cfg.milestones.contains(&m) {
             return Ok(());
         }
-        if m == Milestone::DriverMessage
-            && self
-                .hub
-                .watched(&milepost_core::feed::FeedKey::Parcel(u.tracking.clone()))
-        {
-            // The open page shows it already.
-            return Ok(());
-        }
         let Some(contact) = self.store.contact(&u.tracking.0)? else {
             return Ok(());
         };
@@ -246,6 +241,11 @@ impl Composer {
             return Ok(());
         }
         let now = self.now();
+        // A driver's message waits: answered on the page meanwhile, it is not sent.
+        let due = match m {
+            Milestone::DriverMessage => now + self.cfg.driver_message_delay_s as i64 * 1000,
+            _ => now,
+        };
         taken.insert(key.clone());
         b.once.push((key, now));
         let mut vars = self.vars(u, m, &w);
@@ -285,12 +285,32 @@ impl Composer {
                 unsubscribe: Some(unsubscribe),
                 queued_ms: now,
                 attempts: 0,
-                next_ms: now,
+                next_ms: due,
                 last_error: None,
+                event_ms: Some(u.fix_t_ms),
             });
             *next_id += 1;
         }
         Ok(())
+    }
+
+    /// Whether the recipient wrote in the parcel's thread at or after `since_ms` (so they saw
+    /// the driver's message on the page).
+    pub fn recipient_wrote_since(
+        &self,
+        tracking: &milepost_proto::route::TrackingNumber,
+        since_ms: i64,
+    ) -> bool {
+        self.any_event(tracking, |e| {
+            matches!(
+                e,
+                ParcelEvent::Message {
+                    from: milepost_proto::route::MessageFrom::Recipient,
+                    at_ms,
+                    ..
+                } if *at_ms >= since_ms
+            )
+        })
     }
 
     /// Queues the e-mail of one dispatcher alert, if `a` asks for its kind (a running-late
@@ -349,6 +369,7 @@ impl Composer {
             attempts: 0,
             next_ms: now,
             last_error: None,
+            event_ms: Some(d.fix_t_ms),
         });
         *next_id += 1;
         Ok(())

@@ -41,7 +41,8 @@ pub enum Milestone {
     Returned,
     /// The estimate is past the promised window.
     Delayed,
-    /// The driver wrote in the parcel's thread while the recipient's tracking page was closed.
+    /// The driver wrote in the parcel's thread, and the recipient did not answer on the page
+    /// within `driver_message_delay_s` (opt-in: not in the default `milestones`).
     DriverMessage,
 }
 
@@ -90,6 +91,7 @@ impl Milestone {
                 | Milestone::StopsAway
                 | Milestone::ArrivingSoon
                 | Milestone::Delayed
+                | Milestone::DriverMessage
         )
     }
 }
@@ -171,8 +173,12 @@ pub struct NotifyConfig {
     pub time_zone: String,
     /// Locale of recipients who name none.
     pub default_locale: String,
-    /// The milestones recipients are told of.
+    /// The milestones recipients are told of (every one but `driver_message`, which is
+    /// opt-in: a deployment whose templates are in other languages adds its own first).
     pub milestones: Vec<Milestone>,
+    /// A driver's message waits this long, seconds, and goes out only if the recipient did
+    /// not answer it on the tracking page meanwhile (they saw it there).
+    pub driver_message_delay_s: u64,
     /// "N stops away" goes out once, the first time the parcel is this many stops away or
     /// fewer (and not yet arriving soon).
     pub stops_away_at: u32,
@@ -234,7 +240,11 @@ impl Default for NotifyConfig {
             public_url: None,
             time_zone: "UTC".into(),
             default_locale: "en".into(),
-            milestones: Milestone::ALL.to_vec(),
+            milestones: Milestone::ALL
+                .into_iter()
+                .filter(|m| *m != Milestone::DriverMessage)
+                .collect(),
+            driver_message_delay_s: 60,
             stops_away_at: 3,
             quiet_hours: None,
             rate_per_hour: 10,
@@ -436,6 +446,13 @@ impl NotifyConfig {
         if let Some(q) = &self.quiet_hours {
             q.minutes()?;
         }
+        if self.driver_message_delay_s > self.timely_max_age_s {
+            return Err(format!(
+                "notify.driver_message_delay_s ({}) must not exceed notify.timely_max_age_s ({}): \
+                 the message would always be too old to send",
+                self.driver_message_delay_s, self.timely_max_age_s
+            ));
+        }
         if !(0..=19).contains(&self.nice) {
             return Err("notify.nice must be 0 to 19".into());
         }
@@ -505,5 +522,24 @@ impl NotifyConfig {
             return Err("notify.alerts need an e-mail adapter (notify.email)".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drivers_message_is_opt_in_and_its_wait_shorter_than_news_lasts() {
+        let mut c = NotifyConfig {
+            enabled: true,
+            ..NotifyConfig::default()
+        };
+        assert!(!c.milestones.contains(&Milestone::DriverMessage));
+        assert_eq!(c.milestones.len(), Milestone::ALL.len() - 1);
+        assert!(c.validate().is_ok());
+        c.driver_message_delay_s = c.timely_max_age_s + 1;
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("notify.driver_message_delay_s"), "{e}");
     }
 }

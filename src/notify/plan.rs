@@ -172,8 +172,8 @@ mod tests {
             first,
             once_key("T", "R1", dm, &said(MessageFrom::Driver, 6), 6)
         );
-        // Not news that goes stale, and not an outcome that makes news before it stale.
-        assert!(!dm.timely() && !dm.is_outcome());
+        // Stale once old (or once the stop is served), and not an outcome: news before it goes.
+        assert!(dm.timely() && !dm.is_outcome());
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub struct Queued {
     pub next_ms: i64,
     /// The last failure.
     pub last_error: Option<String>,
+    /// When what it tells of happened, UTC ms (a driver's message: when it was written; absent
+    /// in queues written before it was kept).
+    #[serde(default)]
+    pub event_ms: Option<i64>,
 }
 
 impl Queued {
@@ -485,6 +489,7 @@ mod tests {
             attempts: 0,
             next_ms: 1,
             last_error: None,
+            event_ms: None,
         }
     }
 

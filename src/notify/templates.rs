@@ -122,9 +122,9 @@ fn builtin(m: Milestone) -> TemplateSet {
             "{{ carrier }}: parcel {{ tracking }} is going back to the sender. {{ tracking_link }}",
         ),
         Milestone::DriverMessage => (
-            "A message from {% if driver_first_name %}{{ driver_first_name }}{% else %}your driver{% endif %} about your {{ carrier }} parcel",
-            "{% if driver_first_name %}{{ driver_first_name }}{% else %}Your driver{% endif %} wrote about your parcel {{ tracking }}:\n\n{{ message }}\n\nAnswer on the tracking page.",
-            "{{ carrier }}: {% if driver_first_name %}{{ driver_first_name }}{% else %}your driver{% endif %} wrote about parcel {{ tracking }}: {{ message }} Answer: {{ tracking_link }}",
+            "A message from your {{ carrier }} driver",
+            "Your driver wrote about your parcel {{ tracking }}:\n\n{{ message }}\n\nAnswer on the tracking page.",
+            "{{ carrier }}: your driver wrote about parcel {{ tracking }}: {{ message }} Answer: {{ tracking_link }}",
         ),
         Milestone::Delayed => (
             "Your {{ carrier }} parcel {{ tracking }} is running late",

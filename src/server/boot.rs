@@ -391,7 +391,6 @@ fn start_notify(shared: &Shared) -> Result<(), ServerError> {
         optout_secret: shared.notify.secret().to_vec(),
         state: shared.state.clone(),
         store: shared.notify.store.clone(),
-        hub: shared.hub.clone(),
         clock: shared.clock.clone(),
         retention_ms,
         cfg: n.clone(),

@@ -1,5 +1,6 @@
 //! The rules a due message meets before it goes out, in order: the recipient's contact still
-//! exists and has the channel's address; the address has not opted out; then, for recipients'
+//! exists and has the channel's address; the address has not opted out; a driver's message
+//! the recipient answered on the page is not sent; then, for recipients'
 //! messages (alerts skip these), a timely one ([`crate::notify::plan::Milestone::timely`]) is
 //! dropped when an outcome waits behind it or when it failed before and anything newer waits,
 //! when older than `timely_max_age_s`, in quiet hours or past the rate limit, where the others
@@ -58,6 +59,16 @@ impl Outbox {
         if q.milestone.is_none() {
             // A dispatcher's alert: no quiet hours, no rate limit, never superseded.
             return Decision::Send { to, name, key };
+        }
+        if q.milestone == Some(Milestone::DriverMessage) {
+            if let Some(t) = &q.tracking {
+                let t: milepost_proto::route::TrackingNumber = t.as_str().into();
+                // Since the driver wrote it (or, in a queue from before that was kept, read it).
+                let since = q.event_ms.unwrap_or(q.queued_ms);
+                if self.composer.recipient_wrote_since(&t, since) {
+                    return Decision::Drop("answered on the tracking page");
+                }
+            }
         }
         let timely = q.timely();
         // News is not sent just before a newer outcome (delivered, failed, returned), nor late
