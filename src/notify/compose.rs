@@ -1,8 +1,8 @@
 //! Composing messages: a parcel milestone read from the feed store becomes one message per
 //! channel the recipient wants (rendered now, with the window, stops and driver as they are at
 //! the milestone; a driver's message after `driver_message_delay_s`), and a dispatcher alert
-//! becomes one e-mail. Reads the fleet state and the
-//! store; writes nothing (the outbox commits what this returns).
+//! becomes one e-mail. Reads the fleet state and the store; writes nothing (the outbox commits
+//! what this returns).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

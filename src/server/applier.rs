@@ -106,8 +106,6 @@ pub struct ApplierStats {
     pub segments_deleted: std::sync::atomic::AtomicU64,
     /// Records applied.
     pub records: std::sync::atomic::AtomicU64,
-    /// Bytes of log segments retention deleted.
-    pub bytes_released: std::sync::atomic::AtomicU64,
     /// Size of the newest snapshot written, bytes.
     pub last_snapshot_bytes: std::sync::atomic::AtomicU64,
 }
@@ -143,9 +141,7 @@ fn run(
     let mut touched = Vec::new();
     let mut since_snapshot = p.replayed;
     let mut last_snapshot = Instant::now();
-    // Bytes ever appended to the log (what retention deleted counted back in).
-    let log_bytes = || p.writer.disk_bytes() + p.stats.bytes_released.load(Relaxed);
-    let mut log_at_snapshot = log_bytes();
+    let mut log_at_snapshot = p.writer.appended_bytes();
     let mut last_tick = Instant::now();
     let mut imager = p
         .part_snapshots
@@ -242,14 +238,14 @@ fn run(
                 && last_snapshot.elapsed() >= Duration::from_secs(p.cfg.snapshot_every_s));
         // Not before the log has grown by its share of the last snapshot (write amplification
         // stays bounded however large the fleet's state).
-        let grown = log_bytes().saturating_sub(log_at_snapshot) as f64
+        let grown = p.writer.appended_bytes().saturating_sub(log_at_snapshot) as f64
             >= p.cfg.snapshot_log_ratio * p.stats.last_snapshot_bytes.load(Relaxed) as f64;
         // While the previous snapshot is still being written, the next one waits.
         if due && grown && !snapshots.busy() {
             snapshots.take(&p, next);
             since_snapshot = 0;
             last_snapshot = Instant::now();
-            log_at_snapshot = log_bytes();
+            log_at_snapshot = p.writer.appended_bytes();
         }
     }
     // A gateway folding only the partitions it owns takes no snapshot (see `start_applier`).
@@ -408,7 +404,6 @@ fn persist_and_retain(ctx: &Retention, job: SnapshotJob) {
         };
         if meta.modified().is_ok_and(|m| m < horizon) && std::fs::remove_file(path).is_ok() {
             ctx.writer.released(meta.len());
-            ctx.stats.bytes_released.fetch_add(meta.len(), Relaxed);
             ctx.stats.segments_deleted.fetch_add(1, Relaxed);
             tracing::info!(segment = %path.display(), "retention: deleted a log segment");
         }

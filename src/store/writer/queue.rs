@@ -30,6 +30,8 @@ pub struct WriterHandle {
     pub(super) tx: mpsc::Sender<Request>,
     pub(super) failed: Arc<AtomicBool>,
     pub(super) disk_bytes: Arc<AtomicU64>,
+    /// Bytes retention deleted, in all.
+    pub(super) released: Arc<AtomicU64>,
 }
 
 /// A reserved place in the writer's queue. Taking it is the only step that may wait; sending
@@ -122,6 +124,13 @@ impl WriterHandle {
     pub fn released(&self, bytes: u64) {
         self.disk_bytes
             .fetch_sub(bytes.min(self.disk_bytes()), Ordering::Relaxed);
+        self.released.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes the log has grown by in all: what its segments hold, plus what retention deleted
+    /// (so it only grows, as snapshots' pacing needs).
+    pub fn appended_bytes(&self) -> u64 {
+        self.disk_bytes() + self.released.load(Ordering::Relaxed)
     }
 
     /// True once the writer has failed; nothing more will be acked.
@@ -176,6 +185,7 @@ impl RequestQueue {
             tx,
             failed: Arc::new(AtomicBool::new(false)),
             disk_bytes: Arc::new(AtomicU64::new(0)),
+            released: Arc::new(AtomicU64::new(0)),
         };
         (handle, RequestQueue(rx))
     }

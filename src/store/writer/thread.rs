@@ -72,6 +72,7 @@ impl LogWriter {
                 tx,
                 failed,
                 disk_bytes,
+                released: Arc::new(AtomicU64::new(0)),
             },
             join: Some(join),
         })
