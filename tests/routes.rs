@@ -134,8 +134,9 @@ async fn assign_drive_follow_instruct_deliver_restart() {
         ),
         "{s:?}"
     );
-    assert_eq!(s.stops_away, Some(1));
-    // Deliver S1 (no code needed); S2's parcel is then next.
+    // The driver is at S1: S2 is the next stop, nothing before it to reach.
+    assert_eq!(s.stops_away, Some(0));
+    // Deliver S1 (no code needed); S2's parcel is still next.
     let done = common::report(&mut driver, 5, "S1", None, common::delivered("ab"))
         .await
         .unwrap();

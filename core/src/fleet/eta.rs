@@ -67,7 +67,7 @@ pub struct EtaConfig {
     /// Width of the window around the ETA at zero horizon, seconds (with `window_rel`, tuned
     /// on the shared C53 day for 90 % coverage: docs/ROUTES.md).
     pub window_min_s: f64,
-    /// Growth of the window with the time to go (fraction of it).
+    /// Growth of the window on each side of the ETA with the time to go (fraction of it).
     pub window_rel: f64,
     /// Calibrate windows from the fleet's own errors ([`crate::fleet::calibrate`]); the two
     /// knobs above are then the prior. Off by default: see that module for why.
@@ -104,7 +104,7 @@ impl Default for EtaConfig {
             delay_recovery_s: 0.0,
             default_service_s: 120.0,
             service_alpha: 0.2,
-            window_min_s: 360.0,
+            window_min_s: 330.0,
             window_rel: 0.11,
             calibrate: false,
             window_coverage: 0.9,
@@ -334,11 +334,10 @@ impl EtaNow {
         // `as` saturates a float; the sums saturate too: no input can overflow here.
         let eta_ms = t_ms.saturating_add((to_go_s * 1000.0) as i64);
         // The fixed formula: the prior of a calibrated window, or the window itself.
-        let half = cfg.window_min_s / 2.0;
-        let formula = (
-            half + 0.5 * cfg.window_rel * to_go_s,
-            half + cfg.window_rel * to_go_s,
-        );
+        // Symmetric: on the C53 day early and late misses were about as many (an earlier
+        // shape with half the growth on the early side missed early as often as late).
+        let side = cfg.window_min_s / 2.0 + cfg.window_rel * to_go_s;
+        let formula = (side, side);
         let (earliest_ms, latest_ms) = if cfg.calibrate {
             windows.around(
                 eta_ms,

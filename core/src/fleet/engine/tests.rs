@@ -175,14 +175,21 @@ fn start_arrive_depart_deliver_finish() {
     assert_eq!(arrivals.len(), 1);
     assert!(parcel_events(&us, "T0").contains(&ParcelEvent::Arrived));
     assert_eq!(s.status("T0").state, ParcelState::Arrived);
+    // The stop the driver is at is no longer ahead of the others: stop 1 is the next stop.
+    assert!(parcel_events(&us, "T1").contains(&ParcelEvent::StopsAway { n: 0 }));
+    assert!(parcel_events(&us, "T2").contains(&ParcelEvent::StopsAway { n: 1 }));
+    assert_eq!(s.status("T1").stops_away, Some(0));
 
     let us = s.deliver("S0", None).unwrap();
     assert!(matches!(
         parcel_events(&us, "T0")[0],
         ParcelEvent::Delivered { .. }
     ));
-    assert!(parcel_events(&us, "T1").contains(&ParcelEvent::StopsAway { n: 0 }));
-    assert!(parcel_events(&us, "T2").contains(&ParcelEvent::StopsAway { n: 1 }));
+    // Delivering there changes no count: nothing is sent twice.
+    assert!(!parcel_events(&us, "T1")
+        .iter()
+        .any(|e| matches!(e, ParcelEvent::StopsAway { .. })));
+    assert_eq!(s.status("T2").stops_away, Some(1));
     assert_eq!(
         s.deliver("S0", None),
         Err(OutcomeError::AlreadyReported("T0".into()))
@@ -352,6 +359,74 @@ fn late_fixes_change_nothing() {
     assert_eq!(s.view(), before);
 }
 
+/// A timetabled trip (a bus): no start point, the first stop is the terminal, departing 10 min
+/// after `T0`, the next stops a minute apart.
+fn timetabled(n: usize) -> Route {
+    let mut r = street(n);
+    r.start = None;
+    for (k, s) in r.stops.iter_mut().enumerate() {
+        s.planned_arrival_ms = Some(T0 + 600_000 + k as i64 * 60_000);
+        s.service_s = Some(0);
+        s.otp_required = false;
+    }
+    r
+}
+
+#[test]
+fn a_bus_laid_over_on_its_route_has_not_begun_its_trip() {
+    let mut s = Sim::new(timetabled(5));
+    // Not yet at the terminal (stop 0): it is still a stop to reach before stop 1.
+    s.at(1, 100.0);
+    assert_eq!(s.status("T1").stops_away, Some(1));
+    // At the terminal, then on to lay over by stop 2, before the departure.
+    s.at(25, 300.0)
+        .wait(300.0, 25)
+        .drive(300.0, 900.0, 5)
+        .wait(900.0, 120);
+    let us = s.take();
+    let events = dispatch_events(&us);
+    // Only the terminal is reached: stops 1 and 2 are neither arrived at nor passed, and
+    // every one of them still comes before stop 3 (the terminal does not: the trip begins
+    // there).
+    assert!(!events.iter().any(|e| matches!(e,
+        DispatchEvent::StopArrived { stop, .. } if stop.0 != "S0")));
+    assert!(!events.iter().any(|e| matches!(e,
+        DispatchEvent::StopPassed { stop } if stop.0 != "S0")));
+    assert_eq!(s.status("T3").stops_away, Some(2));
+    // Close by, but the departure is minutes away: nobody is "arriving soon", and the
+    // estimates start from the departure.
+    for tn in ["T1", "T2", "T3"] {
+        assert!(
+            !parcel_events(&us, tn).contains(&ParcelEvent::ArrivingSoon),
+            "{tn}"
+        );
+    }
+    assert!(s.status("T2").eta_ms.is_some_and(|e| e >= T0 + 600_000));
+
+    // The departure time comes and goes while the bus still waits: it has not left.
+    s.wait(900.0, 500);
+    let us = s.take();
+    assert!(!dispatch_events(&us)
+        .iter()
+        .any(|e| matches!(e, DispatchEvent::StopPassed { .. })));
+    assert!(!parcel_events(&us, "T3").contains(&ParcelEvent::ArrivingSoon));
+    assert_eq!(s.status("T3").stops_away, Some(2));
+
+    // It comes back round to the terminal and does the trip: each stop is reached in turn.
+    s.at(60, 300.0).wait(300.0, 25);
+    for x in [600.0, 900.0, 1200.0] {
+        s.drive(x - 300.0, x, 2).wait(x, 25);
+    }
+    let arrived: Vec<String> = dispatch_events(&s.take())
+        .into_iter()
+        .filter_map(|e| match e {
+            DispatchEvent::StopArrived { stop, .. } => Some(stop.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(arrived, ["S0", "S1", "S2", "S3"]);
+}
+
 #[test]
 fn out_of_order_service() {
     let mut s = Sim::new(street(4));
@@ -365,9 +440,11 @@ fn out_of_order_service() {
     }));
     // The driver drove past stops 0 and 1: they are passed, and stay pending.
     assert!(dispatch_events(&us).contains(&DispatchEvent::StopPassed { stop: "S1".into() }));
-    let us = s.deliver("S2", None).unwrap();
-    // Stop 3's parcel: the passed stops 0 and 1 no longer come before it.
+    // Stop 3's parcel: the passed stops 0 and 1 no longer come before it, nor does stop 2
+    // where the driver is.
     assert!(parcel_events(&us, "T3").contains(&ParcelEvent::StopsAway { n: 0 }));
+    s.deliver("S2", None).unwrap();
+    assert_eq!(s.status("T3").stops_away, Some(0));
     assert_eq!(s.status("T0").stops_away, None);
     assert_eq!(s.status("T1").stops_away, None);
     assert!(s.view().stops[0].passed && s.view().stops[0].eta.is_none());
@@ -592,7 +669,7 @@ proptest! {
     /// sometimes left without one) and what a recipient is told keeps its rules on every fix:
     /// no estimate earlier than the fix it was made at, "Arriving soon" only with at most
     /// `arriving_soon_stops` stops to serve first, no "at your door" once the driver has left
-    /// the stop, "N stops away" equal to the stops still to serve before this one.
+    /// the stop, "N stops away" equal to the stops still to reach before this one.
     #[test]
     fn the_recipients_view_keeps_its_rules_on_a_noisy_day(
         n in 2usize..7,
@@ -646,8 +723,11 @@ proptest! {
                             );
                         }
                         ParcelEvent::StopsAway { n: away } => {
+                            // The stop the driver is at is not one to serve before the others.
+                            let at = core.route_view(&"R1".into()).unwrap().stops[s].phase;
+                            let here = |i: usize| i == s && at == StopPhase::Arrived;
                             let j: usize = p.tracking.0[1..].parse().unwrap();
-                            let before = (0..j).filter(|&i| !served[i]).count() as u32;
+                            let before = (0..j).filter(|&i| !served[i] && !here(i)).count() as u32;
                             prop_assert_eq!(away, before, "{:?}", p);
                         }
                         _ => {}

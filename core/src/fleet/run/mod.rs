@@ -441,17 +441,32 @@ impl RouteRun {
             return;
         }
         let mut before = 0u32;
+        // Before the trip's departure every stop is still to be served, wherever the vehicle
+        // waits (a bus laid over by its third stop will first go round to its terminal).
+        let holding = self.hold_until_ms.is_some();
         for q in 0..self.order.len() {
             let i = self.order[q];
             // Served, left, or driven past without stopping: not a stop the driver will serve
             // before the ones after it (a passed stop counts again if the driver turns back).
             let p = &self.stops[i].progress;
-            let served = p.passed || matches!(p.phase, StopPhase::Done | StopPhase::Departed);
+            let served =
+                !holding && (p.passed || matches!(p.phase, StopPhase::Done | StopPhase::Departed));
+            // While holding, an origin the vehicle has reached is where the trip begins: not a
+            // stop before the others.
+            let here = match holding {
+                true => q == 0 && p.phase != StopPhase::Pending,
+                false => p.phase == StopPhase::Arrived,
+            };
             if served {
                 self.stops[i].stops_away = None;
                 continue;
             }
             self.stops[i].stops_away = Some(before);
+            // The stop the driver is at is not ahead of the ones after it: theirs is the next
+            // stop ("0 stops away") while the driver serves it.
+            if here {
+                continue;
+            }
             if before <= cfg.stops_away_horizon && self.stops[i].stops_away_sent != Some(before) {
                 self.stops[i].stops_away_sent = Some(before);
                 for k in self.parcel_range(i) {

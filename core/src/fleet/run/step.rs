@@ -52,12 +52,14 @@ impl RouteRun {
         };
         self.loc = Some(loc);
 
-        // A vehicle at its origin before the planned departure is holding (a bus on layover):
-        // it will not leave early, and waiting there teaches nothing about speed or pace.
-        self.hold_until_ms = self
-            .origin_departure(cfg, geom, loc.along_m)
-            .filter(|&d| d > t);
+        // A vehicle before its origin's planned departure is holding (a bus on layover): it
+        // will not leave early, and waiting teaches nothing about speed or pace.
+        let held = self.hold_until_ms.is_some();
+        self.hold_until_ms = self.origin_departure(cfg, xy, t);
         let holding = self.hold_until_ms.is_some();
+        if holding != held {
+            self.refresh_stops_away(cfg, t, out);
+        }
         // Learning: only from continuous movement along the route.
         let sched_old = self.sched_pos_ms;
         self.sched_pos_ms = self.sched_at(geom, loc.along_m);
@@ -78,7 +80,7 @@ impl RouteRun {
 
         self.check_off_route(cfg, &located, acc, t, out);
         self.check_fences(cfg, geom, xy, acc, t, out);
-        if self.advance_pointer(cfg, geom, loc.along_m, jumped, t, out) {
+        if !holding && self.advance_pointer(cfg, geom, loc.along_m, jumped, t, out) {
             self.refresh_service(cfg);
             self.refresh_stops_away(cfg, t, out);
         }
@@ -132,21 +134,28 @@ impl RouteRun {
         (found, jumped)
     }
 
-    /// The planned departure from the route's origin if the driver is still there: the first
-    /// stop of a route without a start point (a bus terminal). Routes with a start point
-    /// start only when the driver leaves it, so they never hold here.
-    fn origin_departure(&self, cfg: &CoreConfig, geom: &RouteGeom, along_m: f64) -> Option<i64> {
+    /// The planned departure from the route's origin while it is still ahead: the first stop
+    /// of a route without a start point (a bus terminal), before its planned departure or
+    /// after it while the vehicle has not moved since, as long as no outcome says the work has
+    /// begun. Wherever the vehicle is: a bus waiting for its departure often lays over a few
+    /// hundred metres into its route, or loops round the block back to the terminal, and
+    /// neither is the trip. Routes with a start point start only when the driver leaves it, so
+    /// they never hold.
+    fn origin_departure(&self, cfg: &CoreConfig, xy: [f64; 2], t: i64) -> Option<i64> {
         if self.plan.start.is_some() {
             return None;
         }
         let &first = self.order.first()?;
-        let exit = self.stops[first].radius_m * cfg.exit_factor;
-        if along_m > geom.stop_pos_m[first] + exit || !self.stops[first].progress.open() {
-            return None;
-        }
         let stop = &self.plan.stops[first];
         let svc_ms = i64::from(stop.service_s.unwrap_or(0)) * 1000;
-        stop.planned_arrival_ms.map(|a| a.saturating_add(svc_ms))
+        let departure = stop.planned_arrival_ms?.saturating_add(svc_ms);
+        // A late departure: still where it waited when the departure time came.
+        let still = || {
+            self.move_anchor.is_some_and(|a| dist(a, xy) < cfg.move_m)
+                && self.last_moved_ms <= departure
+        };
+        let begun = || self.order.iter().any(|&i| !self.stops[i].progress.open());
+        ((departure > t || still()) && !begun()).then_some(departure)
     }
 
     /// The driver's planned time at `along_m`, interpolated between the stops around it.
@@ -287,6 +296,10 @@ impl RouteRun {
             if self.stops[i].stamp == stamp || !self.stops[i].progress.open() {
                 continue;
             }
+            // Before the trip begins, only its origin is served.
+            if self.hold_until_ms.is_some() && self.order.first() != Some(&i) {
+                continue;
+            }
             self.stops[i].stamp = stamp;
             let fence = self.fence(cfg, i);
             let d = dist(xy, geom.stop_xy[i]);
@@ -324,7 +337,7 @@ impl RouteRun {
     ) {
         self.at_stop = Some(i);
         self.score_published(i, at_ms);
-        let was_passed = std::mem::replace(&mut self.stops[i].progress.passed, false);
+        self.stops[i].progress.passed = false;
         out.push(self.dispatch(
             t,
             DispatchEvent::StopArrived {
@@ -339,9 +352,7 @@ impl RouteRun {
         }
         self.emit_stop(i, t, &ParcelEvent::Arrived, out);
         self.refresh_service(cfg);
-        if was_passed {
-            self.refresh_stops_away(cfg, t, out);
-        }
+        self.refresh_stops_away(cfg, t, out);
     }
 
     fn on_departed(
@@ -562,10 +573,10 @@ impl RouteRun {
         let near_in_stops = self.stops[i]
             .stops_away
             .is_none_or(|n| n <= cfg.arriving_soon_stops);
-        if !self.stops[i].soon_sent
-            && near_in_stops
-            && (to_go_s <= cfg.arriving_soon_s || rem.path_m <= cfg.arriving_soon_m)
-        {
+        // Close by but holding for a departure minutes away is not "arriving soon": the time
+        // decides then.
+        let close = rem.path_m <= cfg.arriving_soon_m && self.hold_until_ms.is_none();
+        if !self.stops[i].soon_sent && near_in_stops && (to_go_s <= cfg.arriving_soon_s || close) {
             self.stops[i].soon_sent = true;
             for k in self.parcel_range(i) {
                 if self.parcels[k].state == ParcelState::OutForDelivery {
