@@ -179,23 +179,22 @@ fn a_busy_port_and_a_token_born_expired_are_refused_with_a_message() {
     assert!(!ok && err.contains("--ttl"), "{err}");
 }
 
-/// `drive --route`: the recorded day's route and its trace move by the same offset, so the
-/// plan stays where it was against the drive (examples/route.json and the synthetic trace
-/// recorded on its planned day, 2026-02-16).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drive_with_its_route_replays_a_recorded_day_today() {
-    let t = common::start().await;
+/// `milepost drive` on the example trace at 100x, as driver-042 of DC-NE, with `--route ARG`.
+async fn drive_with_route(
+    t: &common::TestGateway,
+    route: std::ffi::OsString,
+) -> std::process::Output {
     let driver = common::token(milepost::auth::Role::Driver, "driver-042", "DC-NE");
     let dispatcher = common::token(milepost::auth::Role::Dispatcher, "DC-NE", "DC-NE");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let (server, ca) = (t.gw.local_addr.to_string(), t.ca.clone());
-    let run = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
             .args(["drive", "--server", &server, "--ca"])
             .arg(&ca)
             .args(["--token", &driver, "--dispatcher-token", &dispatcher])
             .arg("--route")
-            .arg(root.join("examples/route.json"))
+            .arg(route)
             .arg("--trace")
             .arg(root.join("examples/route-trace.gpx"))
             .args(["--speedup", "100"])
@@ -203,7 +202,11 @@ async fn drive_with_its_route_replays_a_recorded_day_today() {
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The example day replayed today: the route moved by the trace's offset, every stop reached.
+fn assert_replayed_today(t: &common::TestGateway, run: &std::process::Output) {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert!(err.contains("moved by"), "{err}");
@@ -228,4 +231,48 @@ async fn drive_with_its_route_replays_a_recorded_day_today() {
     for s in &view.stops {
         assert!(s.arrived_ms.is_some(), "{s:?}");
     }
+}
+
+/// `drive --route FILE`: the recorded day's route and its trace move by the same offset, so
+/// the plan stays where it was against the drive (examples/route.json and the synthetic trace
+/// recorded on its planned day, 2026-02-16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_with_its_route_replays_a_recorded_day_today() {
+    let t = common::start().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = drive_with_route(&t, root.join("examples/route.json").into()).await;
+    assert_replayed_today(&t, &run);
+}
+
+/// `drive --route ID`: a route the gateway has loaded (here with its February times) is read
+/// back from the gateway, moved with the trace and replaced; an id the depot has not loaded
+/// is refused with a message that says what `--route` takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_on_a_loaded_route_moves_it_with_the_trace() {
+    use milepost_core::fleet::route::RouteJson;
+    let t = common::start().await;
+    let mut dispatch = t.dispatcher("DC-NE").await;
+    let route =
+        milepost_proto::route::Route::from_json(include_str!("../examples/route.json")).unwrap();
+    dispatch
+        .command(1, milepost_proto::CommandKind::AssignRoute(route))
+        .await
+        .unwrap();
+    let run = drive_with_route(&t, "R-2026-02-16-017".into()).await;
+    assert_replayed_today(&t, &run);
+
+    let run = drive_with_route(&t, "R-nope".into()).await;
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("depot DC-NE has no route R-nope loaded"),
+        "{err}"
+    );
+    // Another depot's dispatcher is told the same: as if it did not exist.
+    let mut other = t.dispatcher("DC-SW").await;
+    let asked = milepost_proto::CommandKind::GetRoute {
+        route_id: "R-2026-02-16-017".into(),
+    };
+    let refused = other.command(1, asked).await.unwrap_err();
+    assert_eq!(refused.code(), Some(milepost_proto::ErrorCode::NotFound));
 }

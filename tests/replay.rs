@@ -278,3 +278,66 @@ async fn drivers_drive_their_copies_of_a_recorded_route_today() {
         );
     }
 }
+
+/// `milepost replay --route ID`: a route the gateway has loaded is the template of every
+/// driver's copy, read back from the gateway; the loaded route itself is left as it was. An id
+/// the depot has not loaded ends the run before it starts, with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_takes_a_loaded_route_as_its_template() {
+    use milepost_core::fleet::route::RouteJson;
+    let t = common::start().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let route =
+        milepost_proto::route::Route::from_json(include_str!("../examples/route.json")).unwrap();
+    let mut dispatch = t.dispatcher("DC-NE").await;
+    dispatch
+        .command(1, milepost_proto::CommandKind::AssignRoute(route.clone()))
+        .await
+        .unwrap();
+    let (server, ca) = (t.gw.local_addr.to_string(), t.ca.clone());
+    let replay_on = move |id: &'static str| {
+        let (server, ca) = (server.clone(), ca.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_milepost"))
+                .args(["replay", "--server", &server, "--ca"])
+                .arg(&ca)
+                .args(["--secret", common::SECRET, "--quiet"])
+                .arg("--trace")
+                .arg(root.join("examples/route-trace.gpx"))
+                .args(["--drivers", "2", "--speedup", "100", "--duration", "8s"])
+                .args(["--ramp", "300ms", "--depot", "DC-NE", "--route", id])
+                .output()
+                .unwrap()
+        })
+    };
+    let run = replay_on("R-2026-02-16-017").await.unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("routes assigned 2, refused or not sent 0"),
+        "{out}"
+    );
+    let now = common::now_ms();
+    {
+        let core = milepost::state::lock(&t.gw.shared().state.core);
+        for n in 1..=2 {
+            let id = format!("{}.sim-{n:05}", route.id);
+            let plan = &core.run(&id.as_str().into()).expect("a copy").plan;
+            assert!((now - 20 * 60_000..=now).contains(&plan.planned_start_ms));
+        }
+        // The template still has its February plan.
+        let loaded = &core.run(&route.id).unwrap().plan;
+        assert_eq!(loaded.planned_start_ms, route.planned_start_ms);
+    }
+
+    let run = replay_on("R-nope").await.unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("depot DC-NE has no route R-nope loaded"),
+        "{err}"
+    );
+}

@@ -313,6 +313,14 @@ pub enum CommandKind {
         /// The change.
         change: crate::service::DeliveryChange,
     },
+    /// Version 2 (added 2026-12-07; an earlier version-2 server cannot read it and closes
+    /// the stream with a protocol error). Dispatcher of the route's depot: the route's plan
+    /// as loaded, stops in the current order (a tool replays a recorded trace on it). Answered
+    /// by [`ServerMsg::Route`].
+    GetRoute {
+        /// The route.
+        route_id: RouteId,
+    },
 }
 
 impl CommandKind {
@@ -320,7 +328,9 @@ impl CommandKind {
     pub fn in_version_1(&self) -> bool {
         !matches!(
             self,
-            CommandKind::SendMessage { .. } | CommandKind::ChangeDelivery { .. }
+            CommandKind::SendMessage { .. }
+                | CommandKind::ChangeDelivery { .. }
+                | CommandKind::GetRoute { .. }
         )
     }
 }
@@ -366,7 +376,7 @@ pub enum ServerMsg {
     /// Feed: the subscriber fell further behind than the server keeps events for; a fresh
     /// `FeedSnapshot` follows.
     FeedResync,
-    /// Answer to [`CommandKind::MyRoute`].
+    /// Answer to [`CommandKind::MyRoute`] and [`CommandKind::GetRoute`].
     Route {
         /// The command's id.
         id: u32,

@@ -1,7 +1,7 @@
 //! `milepost drive`: replay one recorded trace as one driver, printing what the gateway acked.
-//! With `--route`, the recorded day's route is assigned first, moved in time by the same
-//! offset as the trace, so that its planned times and windows stay where they were against
-//! the drive.
+//! With `--route` (a route file, or the id of a route the gateway has loaded), the recorded
+//! day's route is assigned first, moved in time by the same offset as the trace, so that its
+//! planned times and windows stay where they were against the drive.
 
 use std::path::PathBuf;
 
@@ -35,10 +35,11 @@ pub(crate) struct DriveArgs {
     /// Keep reconnecting this long after losing the gateway.
     #[arg(long, default_value = "60s")]
     reconnect_for: humantime::Duration,
-    /// The route the trace drives (route JSON, docs/ROUTES.md): assigned first, shifted in
-    /// time by the trace's offset, so a recorded day replays today with its plan intact.
+    /// The route the trace drives: a route file (route JSON, docs/ROUTES.md), or the id of a
+    /// route the gateway has loaded. Assigned (or replaced) first, shifted in time by the
+    /// trace's offset, so a recorded day replays today with its plan intact.
     #[arg(long, requires = "dispatcher_token")]
-    route: Option<PathBuf>,
+    route: Option<String>,
     /// A dispatcher token of the route's depot, to assign `--route`.
     #[arg(long, env = "MILEPOST_DISPATCHER_TOKEN", hide_env_values = true)]
     dispatcher_token: Option<String>,
@@ -58,9 +59,9 @@ pub(crate) async fn drive(a: DriveArgs) -> Result<()> {
     let ep = endpoint(&a.conn)?;
     let driver = token_subject(&a.conn.token)?;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    if let (Some(path), Some(token)) = (&a.route, &a.dispatcher_token) {
+    if let (Some(arg), Some(token)) = (&a.route, &a.dispatcher_token) {
         let offset = milepost::replay::drive::time_offset(&trace.points, a.speedup, now_ms);
-        assign_shifted(&ep, &a.conn, token, path, &driver, offset).await?;
+        assign_shifted(&ep, &a.conn, token, arg, &driver, offset).await?;
     }
     let opts = milepost::replay::drive::DriveOptions {
         server: a.conn.server,
@@ -96,21 +97,34 @@ pub(crate) async fn drive(a: DriveArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads the route at `path`, moves it by `offset_ms` and assigns it with the dispatcher's
-/// `token`.
+/// Reads the route `arg` (a file, or a loaded route's id), moves it by `offset_ms` and
+/// assigns it (a loaded one is replaced) with the dispatcher's `token`.
 async fn assign_shifted(
     ep: &milepost::client::ClientEndpoint,
     conn: &ConnectArgs,
     token: &str,
-    path: &std::path::Path,
+    arg: &str,
     driver: &str,
     offset_ms: i64,
 ) -> Result<()> {
-    use milepost_core::fleet::route::{shift_route, RouteJson};
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut route = milepost_proto::route::Route::from_json(&text)
-        .with_context(|| format!("{}", path.display()))?;
+    use milepost::replay::route_source::{self, RouteSource};
+    use milepost_core::fleet::route::shift_route;
+    let source = RouteSource::parse(arg);
+    // Read a file before connecting: a bad one is said without a round trip.
+    let file = match &source {
+        RouteSource::File(path) => Some(route_source::read_file(path)?),
+        RouteSource::Loaded(_) => None,
+    };
+    let qc = ep.connect(conn.server, &conn.server_name).await?;
+    let depot = token_subject(token)?;
+    let mut s =
+        milepost::client::Session::open(qc, token, &depot, milepost_proto::DeviceInfo::default())
+            .await?;
+    let mut route = match (file, source) {
+        (Some(route), _) => route,
+        (None, RouteSource::Loaded(id)) => route_source::fetch(&mut s, &depot, &id).await?,
+        (None, RouteSource::File(path)) => route_source::read_file(&path)?,
+    };
     if route.driver.0 != driver {
         anyhow::bail!(
             "route {} is for driver {}, but the token drives as {driver}",
@@ -119,14 +133,9 @@ async fn assign_shifted(
         );
     }
     shift_route(&mut route, offset_ms);
-    let qc = ep.connect(conn.server, &conn.server_name).await?;
-    let depot = token_subject(token)?;
-    let mut s =
-        milepost::client::Session::open(qc, token, &depot, milepost_proto::DeviceInfo::default())
-            .await?;
     let id = route.id.clone();
     let start = milepost_core::present::hhmm(route.planned_start_ms);
-    s.command(1, milepost_proto::CommandKind::AssignRoute(route))
+    s.command(2, milepost_proto::CommandKind::AssignRoute(route))
         .await
         .with_context(|| format!("assigning route {id}"))?;
     s.close();

@@ -119,12 +119,15 @@ pub struct ReplayArgs {
     /// Seed for the random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// A route driven on the trace (route JSON, docs/ROUTES.md): every driver drives its own
-    /// copy (ids suffixed with the driver's, stops moved by its spread), moved in time with the
-    /// trace so its planned times and windows hold; assigned as the drivers start. Needs one
-    /// trace.
+    /// A route driven on the trace: a route file (route JSON, docs/ROUTES.md), or the id of a
+    /// route the gateway has loaded in `--route-depot`. Every driver drives its own copy (ids
+    /// suffixed with the driver's, stops moved by its spread), moved in time with the trace so
+    /// its planned times and windows hold; assigned as the drivers start. Needs one trace.
     #[arg(long)]
-    route: Option<PathBuf>,
+    route: Option<String>,
+    /// The depot of a loaded `--route` (default: `--depot`).
+    #[arg(long)]
+    route_depot: Option<String>,
     /// The phones' QUIC keep-alive: a PING after this long without sending ("off": none).
     #[arg(long, default_value = "15s")]
     keep_alive: String,
@@ -337,13 +340,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.progress = !args.quiet;
     cfg.gateway_pid = args.gateway_pid;
     cfg.net = args.net.params()?;
-    if let Some(path) = &args.route {
-        use milepost_core::fleet::route::RouteJson;
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let route = milepost_proto::route::Route::from_json(&text)
-            .with_context(|| format!("{}", path.display()))?;
-        cfg.route = Some(route);
+    if let Some(arg) = &args.route {
+        let depot = args.route_depot.as_deref().unwrap_or(&cfg.depot);
+        cfg.route = Some(route_of(&cfg, arg, depot).await?);
     }
     cfg.timers = Timers {
         keep_alive: match args.keep_alive.as_str() {
@@ -372,4 +371,34 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The `--route` of a replay: read from its file, or asked of the gateway with a dispatcher
+/// token of `depot` minted from the replay's key.
+async fn route_of(
+    cfg: &ReplayConfig,
+    arg: &str,
+    depot: &str,
+) -> anyhow::Result<milepost_proto::route::Route> {
+    use crate::replay::route_source::{self, RouteSource};
+    let id = match RouteSource::parse(arg) {
+        RouteSource::File(path) => return route_source::read_file(&path),
+        RouteSource::Loaded(id) => id,
+    };
+    let now_s = chrono::Utc::now().timestamp();
+    let token = cfg.key.mint(&crate::auth::Claims {
+        role: crate::auth::Role::Dispatcher,
+        sub: depot.to_owned(),
+        depot: depot.to_owned(),
+        exp: now_s + 600,
+        iat: now_s,
+        carrier: None,
+    });
+    let bind = SocketAddr::new(cfg.bind, 0);
+    let ep = crate::client::ClientEndpoint::new(bind, &cfg.ca)?;
+    let qc = ep.connect(cfg.server, &cfg.server_name).await?;
+    let mut s = crate::client::Session::open(qc, &token, depot, Default::default()).await?;
+    let route = route_source::fetch(&mut s, depot, &id).await;
+    s.close();
+    route
 }

@@ -10,6 +10,7 @@
 //! - [`netreport`]: what the network model did and the phones' radio budget, in the report.
 //! - [`playback`]: a trace played back and forth as an endless route.
 //! - [`procfs`]: what `/proc` says of a process's CPU and memory and of dropped UDP datagrams.
+//! - [`route_source`]: `--route`, a route file or a loaded route's id.
 //! - [`trace`]: recorded traces and their readers, one file per format: GPX, CSV (with presets)
 //!   and GeoJSON.
 
@@ -19,5 +20,6 @@ pub mod metrics;
 pub mod netreport;
 pub mod playback;
 pub mod procfs;
+pub mod route_source;
 pub mod sim;
 pub mod trace;

@@ -127,6 +127,7 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             | CommandKind::ChangeDelivery { .. }
             | CommandKind::SendMessage { .. }
             | CommandKind::MyRoute
+            | CommandKind::GetRoute { .. }
     );
     if reads_first {
         if let Err(elsewhere) = shared.serves(&claims.depot) {
@@ -271,6 +272,19 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
             return match route {
                 Some(route) => ServerMsg::Route { id, route },
                 None => refuse(ErrorCode::NotFound, "no route assigned"),
+            };
+        }
+        CommandKind::GetRoute { route_id } => {
+            if let Err(e) = role(Role::Dispatcher, "reading a route's plan") {
+                return *e;
+            }
+            // Another depot's route is answered as if it did not exist.
+            let route = lock(&shared.state.core)
+                .plan_in_order(&route_id)
+                .filter(|r| r.depot.0 == claims.depot);
+            return match route {
+                Some(route) => ServerMsg::Route { id, route },
+                None => refuse(ErrorCode::NotFound, format!("no route {route_id}")),
             };
         }
         CommandKind::ParcelStatus { tracking } => {
