@@ -526,15 +526,23 @@ impl FleetCore {
         }
     }
 
-    /// Rebuilds a core from a snapshot.
+    /// Rebuilds a core from a snapshot. A parcel on several routes (a failed attempt and its
+    /// re-attempt) follows the one it followed live, whatever the snapshot's order
+    /// ([`holds_rank`]): gateways restored from snapshots of one fold agree.
     pub fn restore(cfg: CoreConfig, snap: CoreSnapshot) -> FleetCore {
         let mut core = FleetCore::new(cfg);
+        let mut best: FastMap<TrackingNumber, (HoldsRank, RouteId)> = FastMap::default();
+        for run in &snap.routes {
+            for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
+                let rank = holds_rank(run, &p.tracking);
+                if best.get(&p.tracking).is_none_or(|(b, _)| rank > *b) {
+                    best.insert(p.tracking.clone(), (rank, run.plan.id.clone()));
+                }
+            }
+        }
+        core.by_tracking = best.into_iter().map(|(t, (_, id))| (t, id)).collect();
         for mut run in snap.routes {
             run.rebuild(&core.cfg);
-            for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
-                core.by_tracking
-                    .insert(p.tracking.clone(), run.plan.id.clone());
-            }
             let unfinished = run.finished_ms.is_none();
             let driver_free = !core.by_driver.contains_key(&run.plan.driver);
             if unfinished || driver_free {
@@ -545,6 +553,28 @@ impl FleetCore {
         }
         core
     }
+}
+
+/// See [`holds_rank`]: higher holds the parcel.
+type HoldsRank = (bool, bool, i64, RouteId);
+
+/// How strongly `run` holds `tracking`, as live assignment left it (the newest route to take a
+/// parcel is the one it follows, and a newer route can only take it from a finished route or
+/// one it was withdrawn from): an unfinished route it is not withdrawn from, then any
+/// unfinished one, then the one finished last; the route id breaks a tie, so that the answer
+/// does not depend on the snapshot's order.
+fn holds_rank(run: &RouteRun, tracking: &TrackingNumber) -> HoldsRank {
+    let unfinished = run.finished_ms.is_none();
+    let withdrawn = run
+        .parcels
+        .iter()
+        .any(|q| &q.tracking == tracking && q.withdrawn);
+    (
+        unfinished && !withdrawn,
+        unfinished,
+        run.finished_ms.unwrap_or(i64::MAX),
+        run.plan.id.clone(),
+    )
 }
 
 #[cfg(test)]

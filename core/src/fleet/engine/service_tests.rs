@@ -1,5 +1,6 @@
 //! Tests of the core's self-service and thread ([`super::service`]): changes that take a parcel
-//! off its route, the rate limit's hour, what a snapshot's service book puts back.
+//! off its route, the rate limit's hour, what a snapshot's service book puts back, and which
+//! route a parcel on several (withdrawn, re-attempted) follows after a restore.
 
 use milepost_proto::route::{
     DeliveryChange, DispatchEvent, MessageFrom, ParcelState, TimeWindow, TrackingNumber,
@@ -111,4 +112,55 @@ fn a_snapshot_puts_the_book_and_the_withdrawal_back() {
         back.parcel_status(&"T0".into()).unwrap().state,
         ParcelState::Delivered
     );
+}
+
+#[test]
+fn a_reattempted_parcel_follows_its_newest_route_after_a_restore_whatever_the_order() {
+    use crate::fleet::outcome::OutcomeTarget;
+    use milepost_proto::route::{FailureReason, Outcome};
+    // T0 fails on R1 (which finishes), then goes on R2 with another driver; T1 was withdrawn
+    // from R3 (still unfinished) and put on R4.
+    let mut c = core(1);
+    let failed = Outcome::Failed {
+        reason: FailureReason::RecipientAbsent,
+        note: String::new(),
+    };
+    c.report_outcome(
+        &"d1".into(),
+        &OutcomeTarget::Stop("S0".into()),
+        &failed,
+        T0 + 50_000,
+    )
+    .unwrap();
+    let mut r2 = street(1);
+    r2.id = "R2".into();
+    r2.driver = "d2".into();
+    c.assign_route(r2, T0 + 60_000).unwrap();
+    let mut r3 = street(2);
+    r3.id = "R3".into();
+    r3.driver = "d3".into();
+    r3.stops[0].parcels[0].tracking = "T1".into();
+    r3.stops[1].parcels[0].tracking = "T3".into();
+    c.assign_route(r3, T0 + 60_000).unwrap();
+    c.change_delivery(&"T1".into(), &slot(), T0 + 61_000)
+        .unwrap();
+    let mut r4 = street(1);
+    r4.id = "R4".into();
+    r4.driver = "d4".into();
+    r4.stops[0].parcels[0].tracking = "T1".into();
+    c.assign_route(r4, T0 + 62_000).unwrap();
+    let live = |c: &FleetCore, t: &str| c.parcel_status(&t.into()).unwrap().route_id;
+    assert_eq!((live(&c, "T0"), live(&c, "T1")), ("R2".into(), "R4".into()));
+
+    let json = serde_json::to_string(&c.snapshot()).unwrap();
+    for reversed in [false, true] {
+        let mut snap: CoreSnapshot = serde_json::from_str(&json).unwrap();
+        snap.routes.sort_by(|a, b| a.plan.id.cmp(&b.plan.id));
+        if reversed {
+            snap.routes.reverse();
+        }
+        let back = FleetCore::restore(CoreConfig::default(), snap);
+        assert_eq!(live(&back, "T0"), "R2".into(), "reversed: {reversed}");
+        assert_eq!(live(&back, "T1"), "R4".into(), "reversed: {reversed}");
+    }
 }
