@@ -258,8 +258,39 @@ async fn drive_on_a_loaded_route_moves_it_with_the_trace() {
         .command(1, milepost_proto::CommandKind::AssignRoute(route))
         .await
         .unwrap();
+    // The plan comes back without its one-time codes: nobody but a recipient sees one.
+    let asked = milepost_proto::CommandKind::GetRoute {
+        route_id: "R-2026-02-16-017".into(),
+    };
+    let milepost_proto::ServerMsg::Route { route: read, .. } =
+        dispatch.command(2, asked).await.unwrap()
+    else {
+        panic!("GetRoute answers a route");
+    };
+    assert!(read
+        .stops
+        .iter()
+        .flat_map(|s| &s.parcels)
+        .all(|p| p.otp.is_none()));
     let run = drive_with_route(&t, "R-2026-02-16-017".into()).await;
     assert_replayed_today(&t, &run);
+    // Put back moved, it kept the live codes the plan was read without.
+    {
+        let core = milepost::state::lock(&t.gw.shared().state.core);
+        let plan = &core.run(&"R-2026-02-16-017".into()).unwrap().plan;
+        let code = plan
+            .stops
+            .iter()
+            .flat_map(|s| &s.parcels)
+            .find(|p| p.tracking.0 == "MP100000003")
+            .and_then(|p| p.otp.clone());
+        assert_eq!(code.as_deref(), Some("4821"));
+    }
+    // Moved once, it is no longer on the trace's day: a second drive refuses to move it again.
+    let run = drive_with_route(&t, "R-2026-02-16-017".into()).await;
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("moved already"), "{err}");
 
     let run = drive_with_route(&t, "R-nope".into()).await;
     let err = String::from_utf8_lossy(&run.stderr);

@@ -77,6 +77,12 @@ async fn assign_drive_follow_instruct_deliver_restart() {
         ServerMsg::Route { route: r, .. } => {
             let ids: Vec<&str> = r.stops.iter().map(|s| s.id.0.as_str()).collect();
             assert_eq!(ids, ["S1", "S2", "S3"]);
+            // Without the one-time codes: the driver asks the recipient for one.
+            assert!(r
+                .stops
+                .iter()
+                .flat_map(|s| &s.parcels)
+                .all(|p| p.otp.is_none()));
         }
         other => panic!("{other:?}"),
     }

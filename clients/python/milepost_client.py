@@ -852,6 +852,12 @@ def encode_change_delivery(cid: int, tracking: str, change: dict) -> bytes:
     return w.bytes()
 
 
+def encode_get_route(cid: int, route_id: str) -> bytes:
+    """Version 2 (spec 12): ``CommandKind::GetRoute`` (index 8), a dispatcher's read of a
+    loaded route's plan (answered by ``ServerMsg::Route``, without one-time codes)."""
+    return _command(cid, 8).string(route_id).bytes()
+
+
 def encode_upload(uid: int, sha256: str, size: int) -> bytes:
     """``ClientMsg::Upload`` (5): the header of a proof-file upload stream (spec 6.11)."""
     return Writer().varint(5).varint(uid).string(sha256).varint(size).bytes()
@@ -1311,6 +1317,7 @@ def check_spec_vectors(protocol_md: str) -> list:
         "v2-cmd-send-message": encode_send_message(20, "T1", "gate 42"),
         "v2-cmd-change-delivery": encode_change_delivery(
             21, "T1", {"kind": "SafePlace", "place": "porch"}),
+        "v2-cmd-get-route": encode_get_route(22, "R-17"),
     }
     decoded = {
         "welcome": Welcome(1717000005000, Limits(65536, 1000, 10), 999),

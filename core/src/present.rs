@@ -11,7 +11,8 @@ use crate::feed::FeedConfig;
 use crate::fleet::engine::FleetCore;
 
 /// The privacy rule: the driver whose position the recipient of a parcel in `status` may see
-/// now, if any. Only while the parcel is on its way (not planned, delivered or failed), and only
+/// now, if any. Only while the parcel is on its way (not planned, delivered or failed), never
+/// while the driver is at another stop, and only
 /// once the stop is near, by stops (`feed.position_stops`) or by ETA (`feed.position_minutes`,
 /// counted from the driver's newest fix, the time the ETA was made at, or `now_ms` before the
 /// first fix).
@@ -28,6 +29,13 @@ pub fn visible_driver(
         return None;
     }
     let view = core.route_view(&status.route_id)?;
+    // Never while the driver is at another recipient's stop: where it is is theirs.
+    let elsewhere = |s: &crate::fleet::view::StopView| {
+        s.phase == crate::fleet::progress::StopPhase::Arrived && s.id != status.stop
+    };
+    if view.stops.iter().any(elsewhere) {
+        return None;
+    }
     let base_ms = view.last_fix_t_ms.unwrap_or(now_ms);
     let near_stops = status.stops_away.is_some_and(|n| n <= rule.position_stops);
     let near_time = status

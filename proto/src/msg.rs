@@ -313,10 +313,10 @@ pub enum CommandKind {
         /// The change.
         change: crate::service::DeliveryChange,
     },
-    /// Version 2 (added 2026-12-07; an earlier version-2 server cannot read it and closes
-    /// the stream with a protocol error). Dispatcher of the route's depot: the route's plan
-    /// as loaded, stops in the current order (a tool replays a recorded trace on it). Answered
-    /// by [`ServerMsg::Route`].
+    /// Version 2 (added 2026-12-07; an earlier version-2 server cannot decode it and closes
+    /// the connection with a protocol error). Dispatcher of the route's depot: the route's
+    /// plan as loaded, stops in the current order, without one-time codes (a tool replays a
+    /// recorded trace on it). Answered by [`ServerMsg::Route`].
     GetRoute {
         /// The route.
         route_id: RouteId,

@@ -586,6 +586,9 @@ fn arb_command_kind() -> BoxedStrategy<CommandKind> {
             tracking: t.as_str().into(),
             change,
         }),
+        arb_string().prop_map(|r| CommandKind::GetRoute {
+            route_id: r.as_str().into()
+        }),
     ])
     .boxed()
 }

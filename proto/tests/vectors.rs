@@ -451,6 +451,15 @@ fn v2_change_delivery() -> ClientMsg {
     })
 }
 
+fn v2_get_route() -> ClientMsg {
+    ClientMsg::Command(Command {
+        id: 22,
+        kind: CommandKind::GetRoute {
+            route_id: "R-17".into(),
+        },
+    })
+}
+
 fn v2_push_message() -> ServerMsg {
     ServerMsg::Push(DriverUpdate {
         driver: "drv-42".into(),
@@ -609,6 +618,7 @@ fn vectors() -> BTreeMap<&'static str, Expected> {
             "v2-cmd-change-delivery",
             Expected::Client(v2_change_delivery()),
         ),
+        ("v2-cmd-get-route", Expected::Client(v2_get_route())),
         ("v2-push-message", Expected::Server(v2_push_message())),
         (
             "v2-push-delivery-changed",

@@ -61,7 +61,8 @@ pub(crate) async fn drive(a: DriveArgs) -> Result<()> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     if let (Some(arg), Some(token)) = (&a.route, &a.dispatcher_token) {
         let offset = milepost::replay::drive::time_offset(&trace.points, a.speedup, now_ms);
-        assign_shifted(&ep, &a.conn, token, arg, &driver, offset).await?;
+        let start = trace.points.first().map(|p| p.t_ms);
+        assign_shifted(&ep, &a.conn, token, arg, &driver, (offset, start)).await?;
     }
     let opts = milepost::replay::drive::DriveOptions {
         server: a.conn.server,
@@ -98,14 +99,15 @@ pub(crate) async fn drive(a: DriveArgs) -> Result<()> {
 }
 
 /// Reads the route `arg` (a file, or a loaded route's id), moves it by `offset_ms` and
-/// assigns it (a loaded one is replaced) with the dispatcher's `token`.
+/// assigns it (a loaded one is replaced) with the dispatcher's `token`. `trace_start_ms`: the
+/// trace's first point, which a loaded route must still be on the day of.
 async fn assign_shifted(
     ep: &milepost::client::ClientEndpoint,
     conn: &ConnectArgs,
     token: &str,
     arg: &str,
     driver: &str,
-    offset_ms: i64,
+    (offset_ms, trace_start_ms): (i64, Option<i64>),
 ) -> Result<()> {
     use milepost::replay::route_source::{self, RouteSource};
     use milepost_core::fleet::route::shift_route;
@@ -122,7 +124,13 @@ async fn assign_shifted(
             .await?;
     let mut route = match (file, source) {
         (Some(route), _) => route,
-        (None, RouteSource::Loaded(id)) => route_source::fetch(&mut s, &depot, &id).await?,
+        (None, RouteSource::Loaded(id)) => {
+            let route = route_source::fetch(&mut s, &depot, &id).await?;
+            if let Some(start) = trace_start_ms {
+                route_source::on_the_traces_day(&route, start)?;
+            }
+            route
+        }
         (None, RouteSource::File(path)) => route_source::read_file(&path)?,
     };
     if route.driver.0 != driver {

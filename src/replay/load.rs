@@ -13,6 +13,7 @@ use clap::Args;
 use crate::auth::TokenKey;
 use crate::client::Timers;
 use crate::replay::playback::split_at_gaps;
+use crate::replay::route_source::RouteSource;
 use crate::replay::sim::{replay, NetParams, Pace, ReplayConfig, PROFILES};
 use crate::replay::trace::{read_traces_with, ReadOptions, TraceFormat};
 
@@ -125,7 +126,8 @@ pub struct ReplayArgs {
     /// its planned times and windows hold; assigned as the drivers start. Needs one trace.
     #[arg(long)]
     route: Option<String>,
-    /// The depot of a loaded `--route` (default: `--depot`).
+    /// The depot of a loaded `--route` (default: `--depot`; with `--depots`, name one of the
+    /// real depots).
     #[arg(long)]
     route_depot: Option<String>,
     /// The phones' QUIC keep-alive: a PING after this long without sending ("off": none).
@@ -342,7 +344,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.net = args.net.params()?;
     if let Some(arg) = &args.route {
         let depot = args.route_depot.as_deref().unwrap_or(&cfg.depot);
-        cfg.route = Some(route_of(&cfg, arg, depot).await?);
+        let route = route_of(&cfg, arg, depot).await?;
+        if let (RouteSource::Loaded(_), Some(p)) = (
+            RouteSource::parse(arg),
+            traces.first().and_then(|t| t.points.first()),
+        ) {
+            crate::replay::route_source::on_the_traces_day(&route, p.t_ms)?;
+        }
+        cfg.route = Some(route);
     }
     cfg.timers = Timers {
         keep_alive: match args.keep_alive.as_str() {
@@ -380,7 +389,7 @@ async fn route_of(
     arg: &str,
     depot: &str,
 ) -> anyhow::Result<milepost_proto::route::Route> {
-    use crate::replay::route_source::{self, RouteSource};
+    use crate::replay::route_source;
     let id = match RouteSource::parse(arg) {
         RouteSource::File(path) => return route_source::read_file(&path),
         RouteSource::Loaded(id) => id,

@@ -67,6 +67,29 @@ pub async fn fetch(s: &mut Session, depot: &str, id: &RouteId) -> anyhow::Result
     }
 }
 
+/// A loaded route moves with a trace only if it is still on the trace's day: one already
+/// moved (by an earlier `drive --route ID`) would be moved again, months away.
+///
+/// # Errors
+/// The route's planned start is more than a day from the trace's first point.
+pub fn on_the_traces_day(route: &Route, trace_start_ms: i64) -> anyhow::Result<()> {
+    const DAY_MS: i64 = 86_400_000;
+    if (route.planned_start_ms - trace_start_ms).abs() > DAY_MS {
+        let day = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%d").to_string())
+        };
+        bail!(
+            "--route {}: the loaded route starts on {}, not on the trace's day ({}); it was \
+             moved already. Give its route file, or load it again as recorded",
+            route.id,
+            day(route.planned_start_ms),
+            day(trace_start_ms)
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +114,15 @@ mod tests {
             RouteSource::Loaded(RouteId("R-2026-12-07".into()))
         );
         assert!(read_file(&file).is_err());
+    }
+
+    #[test]
+    fn a_route_moved_already_is_not_moved_again() {
+        use milepost_core::fleet::route::RouteJson;
+        let route = Route::from_json(include_str!("../../examples/route.json")).unwrap();
+        let start = route.planned_start_ms;
+        assert!(on_the_traces_day(&route, start + 3_600_000).is_ok());
+        let err = on_the_traces_day(&route, start + 40 * 86_400_000).unwrap_err();
+        assert!(err.to_string().contains("moved already"), "{err}");
     }
 }

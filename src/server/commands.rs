@@ -135,12 +135,19 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
         }
     }
     let (record, refusal_code) = match cmd.kind {
-        CommandKind::AssignRoute(route) => {
+        CommandKind::AssignRoute(mut route) => {
             if let Err(e) = role(Role::Dispatcher, "assigning a route") {
                 return *e;
             }
             if route.depot.0 != claims.depot {
                 return refuse(ErrorCode::OutOfScope, "the route belongs to another depot");
+            }
+            // A replacement read back without its codes (GetRoute) keeps the live ones.
+            if let Some(live) = lock(&shared.state.core)
+                .plan_in_order(&route.id)
+                .filter(|live| live.depot == route.depot)
+            {
+                milepost_core::fleet::route::keep_codes(&mut route, &live);
             }
             if let Err(e) = milepost_core::fleet::route::validate(&route) {
                 return refuse(ErrorCode::RouteRefused, e.to_string());
@@ -270,7 +277,10 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 .and_then(|id| core.route_in_order(id))
                 .filter(|r| carriers.carrier_of(&r.depot.0) == carriers.carrier_of(&claims.depot));
             return match route {
-                Some(route) => ServerMsg::Route { id, route },
+                Some(route) => ServerMsg::Route {
+                    id,
+                    route: milepost_core::fleet::route::without_codes(route),
+                },
                 None => refuse(ErrorCode::NotFound, "no route assigned"),
             };
         }
@@ -283,7 +293,10 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 .plan_in_order(&route_id)
                 .filter(|r| r.depot.0 == claims.depot);
             return match route {
-                Some(route) => ServerMsg::Route { id, route },
+                Some(route) => ServerMsg::Route {
+                    id,
+                    route: milepost_core::fleet::route::without_codes(route),
+                },
                 None => refuse(ErrorCode::NotFound, format!("no route {route_id}")),
             };
         }

@@ -110,6 +110,33 @@ pub fn shift_route(route: &mut Route, offset_ms: i64) {
     }
 }
 
+/// Takes every parcel's one-time code out of a route that leaves the server (to a driver's
+/// app or a dispatcher's tool): the code proves that the recipient was there, so nobody but
+/// the recipient may be shown it.
+pub fn without_codes(mut route: Route) -> Route {
+    for p in route.stops.iter_mut().flat_map(|s| &mut s.parcels) {
+        p.otp = None;
+    }
+    route
+}
+
+/// Gives each parcel of `route` without a one-time code the code the same parcel has in
+/// `live` (the route being replaced), so that a plan read without its codes
+/// ([`without_codes`]) can be put back in place of the live one.
+pub fn keep_codes(route: &mut Route, live: &Route) {
+    let codes: std::collections::HashMap<&TrackingNumber, &String> = live
+        .stops
+        .iter()
+        .flat_map(|s| &s.parcels)
+        .filter_map(|p| Some((&p.tracking, p.otp.as_ref()?)))
+        .collect();
+    for p in route.stops.iter_mut().flat_map(|s| &mut s.parcels) {
+        if p.otp.is_none() {
+            p.otp = codes.get(&p.tracking).map(|c| (*c).clone());
+        }
+    }
+}
+
 /// Checks everything the core relies on.
 ///
 /// # Errors

@@ -32,6 +32,13 @@ pub(super) fn copy_for(route: &Route, plan: &DriverPlan, depot: &str, offset_ms:
         s.lon += plan.dlon;
         for p in &mut s.parcels {
             p.tracking = own(&p.tracking.0).as_str().into();
+            // A template read from the gateway comes without its codes: the copy gets its own
+            // (the simulated drivers report no outcomes).
+            if p.otp.is_none() && s.otp_required {
+                let sum = (p.tracking.0.bytes())
+                    .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+                p.otp = Some(format!("{:04}", sum % 10_000));
+            }
         }
     }
     shift_route(&mut r, offset_ms);

@@ -428,6 +428,34 @@ fn a_bus_laid_over_on_its_route_has_not_begun_its_trip() {
 }
 
 #[test]
+fn a_route_without_a_start_is_not_held_where_its_driver_never_went() {
+    // A delivery route without a start point: the driver begins with stop 1, before stop 0's
+    // planned time and without going to stop 0. Nothing holds: the arrival is seen.
+    let mut s = Sim::new(timetabled(3));
+    s.at(1, 450.0).drive(450.0, 600.0, 2).wait(600.0, 25);
+    assert!(dispatch_events(&s.take()).iter().any(|e| matches!(e,
+        DispatchEvent::StopArrived { stop, .. } if stop.0 == "S1")));
+}
+
+#[test]
+fn the_next_recipient_does_not_see_the_driver_at_another_door() {
+    use crate::feed::FeedConfig;
+    use crate::present::visible_driver;
+    let rule = FeedConfig::default();
+    let mut s = Sim::new(street(3));
+    s.drive(0.0, 300.0, 1).wait(300.0, 30);
+    // At stop 0: stop 1 is next, but where the driver stands is stop 0's recipient's door.
+    let t1 = s.status("T1");
+    assert_eq!(t1.stops_away, Some(0));
+    assert_eq!(visible_driver(&s.core, &rule, &t1, s.t), None);
+    // Delivered and gone: the driver is on the road to stop 1, for its recipient to see.
+    s.deliver("S0", None).unwrap();
+    s.drive(300.0, 420.0, 1);
+    let seen = visible_driver(&s.core, &rule, &s.status("T1"), s.t);
+    assert_eq!(seen, Some("d1".into()));
+}
+
+#[test]
 fn out_of_order_service() {
     let mut s = Sim::new(street(4));
     s.drive(0.0, 200.0, 1);

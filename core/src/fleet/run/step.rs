@@ -55,7 +55,7 @@ impl RouteRun {
         // A vehicle before its origin's planned departure is holding (a bus on layover): it
         // will not leave early, and waiting teaches nothing about speed or pace.
         let held = self.hold_until_ms.is_some();
-        self.hold_until_ms = self.origin_departure(cfg, xy, t);
+        self.hold_until_ms = self.origin_departure(cfg, geom, loc.along_m, xy, t);
         let holding = self.hold_until_ms.is_some();
         if holding != held {
             self.refresh_stops_away(cfg, t, out);
@@ -134,18 +134,33 @@ impl RouteRun {
         (found, jumped)
     }
 
-    /// The planned departure from the route's origin while it is still ahead: the first stop
-    /// of a route without a start point (a bus terminal), before its planned departure or
+    /// The planned departure from the route's origin while the trip has not begun: the first
+    /// stop of a route without a start point (a bus terminal), before its planned departure or
     /// after it while the vehicle has not moved since, as long as no outcome says the work has
-    /// begun. Wherever the vehicle is: a bus waiting for its departure often lays over a few
-    /// hundred metres into its route, or loops round the block back to the terminal, and
-    /// neither is the trip. Routes with a start point start only when the driver leaves it, so
-    /// they never hold.
-    fn origin_departure(&self, cfg: &CoreConfig, xy: [f64; 2], t: i64) -> Option<i64> {
+    /// begun. At or before the origin, as any such route; and, on a timetabled route (planned
+    /// times in order) whose vehicle has reached its origin, wherever the vehicle is: a bus
+    /// waiting for its departure often lays over a few hundred metres into its route, or
+    /// loops round the block back to the terminal, and neither is the trip. Routes with a start
+    /// point start only when the driver leaves it, so they never hold.
+    fn origin_departure(
+        &self,
+        cfg: &CoreConfig,
+        geom: &RouteGeom,
+        along_m: f64,
+        xy: [f64; 2],
+        t: i64,
+    ) -> Option<i64> {
         if self.plan.start.is_some() {
             return None;
         }
         let &first = self.order.first()?;
+        let origin = &self.stops[first].progress;
+        let exit = self.stops[first].radius_m * cfg.exit_factor;
+        let at_or_before = along_m <= geom.stop_pos_m[first] + exit;
+        let laid_over = self.schedule_ok && origin.phase != StopPhase::Pending;
+        if !origin.open() || !(at_or_before || laid_over) {
+            return None;
+        }
         let stop = &self.plan.stops[first];
         let svc_ms = i64::from(stop.service_s.unwrap_or(0)) * 1000;
         let departure = stop.planned_arrival_ms?.saturating_add(svc_ms);
