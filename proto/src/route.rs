@@ -297,7 +297,8 @@ pub struct ParcelUpdate {
 pub enum ParcelEvent {
     /// The parcel's route has started.
     OutForDelivery,
-    /// `n` not-yet-served stops come before this parcel's stop.
+    /// `n` stops the driver has still to reach come before this parcel's stop (the stop the
+    /// driver is at does not count).
     StopsAway {
         /// Stops before this one.
         n: u32,

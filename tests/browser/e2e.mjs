@@ -115,7 +115,9 @@ try {
 
   // The route starts: D1 leaves the depot and reaches S1; D2 roams.
   await step('start');
-  await statusMatches(track, /^2 stops away/, 'route started');
+  // Two stops before the recipient's; one once the driver is at S1 (the stop being served
+  // does not count).
+  await statusMatches(track, /^(2 stops away|1 stop away)/, 'route started');
   await disp.waitForSelector('g.drv[data-driver="D1"]', { timeout: STEP_TIMEOUT });
   await disp.waitForSelector('g.drv[data-driver="D2"]', { timeout: STEP_TIMEOUT });
   check(true, 'dispatcher map shows drivers D1 and D2');
@@ -123,7 +125,7 @@ try {
   const d2a = await markerAt(disp, 'D2');
   await disp.waitForFunction(() => document.querySelector('circle.stop.st-arrived'), null, { timeout: STEP_TIMEOUT });
   check(true, 'stop S1 turns "arrived" on the map');
-  check(await track.$eval('#map-card', (e) => e.hidden), 'privacy: no driver position two stops away');
+  check(await track.$eval('#map-card', (e) => e.hidden), 'privacy: no driver position while the driver is at S1');
 
   // Instructions from the page reach the driver through the log.
   await track.fill('#instr-text', 'Gate code 4711 <b>not bold</b>');
@@ -147,11 +149,18 @@ try {
   check(true, 'a message from the page reached the driver\'s app, and the reply showed without a reload');
   check(await track.$('#messages i') === null, 'no markup injected by messages');
 
-  // S1 served, D1 drives on to S2.
+  // S1 served, D1 drives on to S2 and serves it: the recipient's stop (S3) is next, but where
+  // the driver stands is S2's door. The connection drops meanwhile: the page resumes from its
+  // last event id and misses no milestone.
+  // (Playwright's offline mode does not cut a WebSocket: the page's stream is dropped as a
+  // network loss would drop it, and held off for 4 s.)
+  await track.evaluate(() => MilepostLive.streams.forEach((s) => s.drop(4000)));
   await step('s1');
-  await statusMatches(track, /^1 stop away/, 'after S1');
+  await statusMatches(track, /^Next stop/, 'after S1, the driver at S2 (through a dropped connection)');
+  const timeline = await track.$$eval('#timeline li span', (s) => s.map((x) => x.textContent));
+  check(timeline[0] === 'Next stop' && timeline.includes('1 stop away'), `timeline caught up: ${JSON.stringify(timeline)}`);
   await track.waitForTimeout(1500);
-  check(await track.$eval('#map-card', (e) => e.hidden), 'privacy: no driver position one stop away');
+  check(await track.$eval('#map-card', (e) => e.hidden), 'privacy: no driver position while the driver is at another stop');
   await disp.waitForFunction(([x, y]) => {
     const g = document.querySelector('g.drv[data-driver="D1"]');
     return g && (Number(g.getAttribute('data-x')) !== x || Number(g.getAttribute('data-y')) !== y);
@@ -161,16 +170,9 @@ try {
   check(d1b[0] !== d1a[0] || d1b[1] !== d1a[1], `D1 moved on the map ${JSON.stringify(d1a)} -> ${JSON.stringify(d1b)}`);
   check(d2b[0] !== d2a[0] || d2b[1] !== d2a[1], `D2 moved on the map ${JSON.stringify(d2a)} -> ${JSON.stringify(d2b)}`);
 
-  // The connection drops while S2 is served and D1 heads for S3, the recipient's stop: the
-  // page resumes from its last event id and misses no milestone; the driver's position may be
-  // shown now.
-  // (Playwright's offline mode does not cut a WebSocket: the page's stream is dropped as a
-  // network loss would drop it, and held off for 4 s while S2 is served.)
-  await track.evaluate(() => MilepostLive.streams.forEach((s) => s.drop(4000)));
+  // S2 served, D1 heads for S3, the recipient's stop: the driver's position may be shown now.
   await step('s2');
-  await statusMatches(track, /^(Next stop|Arriving soon|The driver is at your door)/, 'recipient\'s stop is next (through a dropped connection)');
-  const timeline = await track.$$eval('#timeline li span', (s) => s.map((x) => x.textContent));
-  check(timeline[0] === 'Next stop' && timeline.includes('1 stop away'), `timeline caught up: ${JSON.stringify(timeline)}`);
+  await statusMatches(track, /^(Next stop|Arriving soon|The driver is at your door)/, 'recipient\'s stop is next');
   await track.waitForSelector('#map-card:not([hidden]) circle.van', { timeout: STEP_TIMEOUT });
   check(true, 'map with the driver\'s position shown once close');
   check(await track.$eval('#driver-name', (e) => e.textContent) === 'Ana', 'driver first name shown');
@@ -196,7 +198,7 @@ try {
   const history = await track.evaluate(() => window.__history);
   const counts = history.map((t) => { const m = /^(\d+) stops? away/.exec(t); return m ? Number(m[1]) : /^Next stop/.test(t) ? 0 : null; }).filter((n) => n !== null);
   const falling = counts.every((n, i) => i === 0 || n <= counts[i - 1]);
-  check(!!delivered && counts[0] === 2 && counts.includes(1) && falling && /^Delivered/.test(history[history.length - 1]),
+  check(!!delivered && counts[0] >= 1 && counts.includes(1) && counts.includes(0) && falling && /^Delivered/.test(history[history.length - 1]),
     `stops away fell, then Delivered, live: ${JSON.stringify(history)}`);
   await shot(track, 'track-360-delivered.png');
   await track.setViewportSize({ width: 1280, height: 800 });

@@ -56,7 +56,8 @@ pub struct StopView {
     /// Pending but behind the driver's position on the route (served out of order): no fresh
     /// ETA until the driver heads back or the route is re-sequenced.
     pub behind: bool,
-    /// Not-served stops before it.
+    /// Stops before it the driver has still to reach (not served, left or passed, and not
+    /// the one the driver is at).
     pub stops_away: Option<u32>,
     /// Latest arrival time detected.
     pub arrived_ms: Option<i64>,

@@ -56,7 +56,7 @@ pub struct StopDetail {
     /// `pending`, `next`, `arrived`, `departed`, `done` or `passed` (went by without an
     /// arrival and no outcome yet).
     pub state: String,
-    /// Not-served stops before it.
+    /// Stops before it the driver has still to reach (not the one the driver is at).
     pub stops_away: Option<u32>,
     /// Best estimate of the arrival, UTC ms.
     pub eta_ms: Option<i64>,
@@ -301,7 +301,7 @@ pub struct ParcelDetail {
     pub state: ParcelState,
     /// The recipient's one-line status.
     pub status_line: String,
-    /// Stops before its own.
+    /// Stops before its own the driver has still to reach (not the one the driver is at).
     pub stops_away: Option<u32>,
     /// Best estimate, UTC ms.
     pub eta_ms: Option<i64>,

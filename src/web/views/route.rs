@@ -27,7 +27,7 @@ pub struct StopDot {
     pub lon: f64,
     /// `pending`, `next`, `arrived`, `departed`, `delivered`, `failed` or `passed`.
     pub state: &'static str,
-    /// Not-served stops before it.
+    /// Stops before it the driver has still to reach (not the one the driver is at).
     pub stops_away: Option<u32>,
     /// The estimate, UTC ms, for stops ahead.
     pub eta_ms: Option<i64>,

@@ -39,7 +39,8 @@ pub struct StopRun {
     pub progress: StopProgress,
     /// Enter radius of the geofence, metres (the plan's or the configured default).
     pub radius_m: f64,
-    /// Not-served stops before this one in the current order (None once served).
+    /// Stops before this one in the current order the driver has still to reach (None once
+    /// served; the stop the driver is at does not count for the ones after it).
     pub stops_away: Option<u32>,
     /// Last `StopsAway` sent.
     stops_away_sent: Option<u32>,
