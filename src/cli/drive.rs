@@ -111,27 +111,26 @@ async fn assign_shifted(
 ) -> Result<()> {
     use milepost::replay::route_source::{self, RouteSource};
     use milepost_core::fleet::route::shift_route;
-    let source = RouteSource::parse(arg);
-    // Read a file before connecting: a bad one is said without a round trip.
-    let file = match &source {
-        RouteSource::File(path) => Some(route_source::read_file(path)?),
-        RouteSource::Loaded(_) => None,
+    // Read a file before connecting: a bad one is said without a round trip. `Err`: the id of
+    // a loaded route, asked for once connected.
+    let file = match RouteSource::parse(arg) {
+        RouteSource::File(path) => Ok(route_source::read_file(&path)?),
+        RouteSource::Loaded(id) => Err(id),
     };
     let qc = ep.connect(conn.server, &conn.server_name).await?;
     let depot = token_subject(token)?;
     let mut s =
         milepost::client::Session::open(qc, token, &depot, milepost_proto::DeviceInfo::default())
             .await?;
-    let mut route = match (file, source) {
-        (Some(route), _) => route,
-        (None, RouteSource::Loaded(id)) => {
+    let mut route = match file {
+        Ok(route) => route,
+        Err(id) => {
             let route = route_source::fetch(&mut s, &depot, &id).await?;
             if let Some(start) = trace_start_ms {
                 route_source::on_the_traces_day(&route, start)?;
             }
             route
         }
-        (None, RouteSource::File(path)) => route_source::read_file(&path)?,
     };
     if route.driver.0 != driver {
         anyhow::bail!(

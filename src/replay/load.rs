@@ -344,14 +344,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.net = args.net.params()?;
     if let Some(arg) = &args.route {
         let depot = args.route_depot.as_deref().unwrap_or(&cfg.depot);
-        let route = route_of(&cfg, arg, depot).await?;
-        if let (RouteSource::Loaded(_), Some(p)) = (
-            RouteSource::parse(arg),
-            traces.first().and_then(|t| t.points.first()),
-        ) {
-            crate::replay::route_source::on_the_traces_day(&route, p.t_ms)?;
-        }
-        cfg.route = Some(route);
+        let start = traces
+            .first()
+            .and_then(|t| t.points.first())
+            .map(|p| p.t_ms);
+        cfg.route = Some(route_of(&cfg, arg, depot, start).await?);
     }
     cfg.timers = Timers {
         keep_alive: match args.keep_alive.as_str() {
@@ -382,32 +379,26 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `--route` of a replay: read from its file, or asked of the gateway with a dispatcher
-/// token of `depot` minted from the replay's key.
+/// The `--route` of a replay: read from its file, or asked of the gateway over a dispatcher
+/// session of `depot` and checked to be on the day of the trace starting at `trace_start_ms`.
 async fn route_of(
     cfg: &ReplayConfig,
     arg: &str,
     depot: &str,
+    trace_start_ms: Option<i64>,
 ) -> anyhow::Result<milepost_proto::route::Route> {
     use crate::replay::route_source;
     let id = match RouteSource::parse(arg) {
         RouteSource::File(path) => return route_source::read_file(&path),
         RouteSource::Loaded(id) => id,
     };
-    let now_s = chrono::Utc::now().timestamp();
-    let token = cfg.key.mint(&crate::auth::Claims {
-        role: crate::auth::Role::Dispatcher,
-        sub: depot.to_owned(),
-        depot: depot.to_owned(),
-        exp: now_s + 600,
-        iat: now_s,
-        carrier: None,
-    });
-    let bind = SocketAddr::new(cfg.bind, 0);
-    let ep = crate::client::ClientEndpoint::new(bind, &cfg.ca)?;
-    let qc = ep.connect(cfg.server, &cfg.server_name).await?;
-    let mut s = crate::client::Session::open(qc, &token, depot, Default::default()).await?;
+    let ep = crate::client::ClientEndpoint::new(SocketAddr::new(cfg.bind, 0), &cfg.ca)?;
+    let mut s = crate::replay::sim::dispatcher(cfg, &ep, depot).await?;
     let route = route_source::fetch(&mut s, depot, &id).await;
     s.close();
-    route
+    let route = route?;
+    if let Some(start) = trace_start_ms {
+        route_source::on_the_traces_day(&route, start)?;
+    }
+    Ok(route)
 }

@@ -143,11 +143,18 @@ pub async fn handle(claims: &Claims, shared: &Shared, cmd: Command) -> ServerMsg
                 return refuse(ErrorCode::OutOfScope, "the route belongs to another depot");
             }
             // A replacement read back without its codes (GetRoute) keeps the live ones.
-            if let Some(live) = lock(&shared.state.core)
-                .plan_in_order(&route.id)
-                .filter(|live| live.depot == route.depot)
+            if route
+                .stops
+                .iter()
+                .flat_map(|s| &s.parcels)
+                .any(|p| p.otp.is_none())
             {
-                milepost_core::fleet::route::keep_codes(&mut route, &live);
+                let core = lock(&shared.state.core);
+                if let Some(live) = core.run(&route.id).map(|r| &r.plan) {
+                    if live.depot == route.depot {
+                        milepost_core::fleet::route::keep_codes(&mut route, live);
+                    }
+                }
             }
             if let Err(e) = milepost_core::fleet::route::validate(&route) {
                 return refuse(ErrorCode::RouteRefused, e.to_string());

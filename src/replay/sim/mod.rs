@@ -74,6 +74,7 @@ use std::time::Duration;
 pub use config::{Pace, ReplayConfig, ReplayError};
 pub use net::{NetParams, PROFILES};
 pub use relay::WAKE_GAP_US;
+pub(crate) use routes::dispatcher;
 
 use crate::client::ClientEndpoint;
 use crate::replay::metrics::ReplayReport;

@@ -12,6 +12,7 @@ use milepost_core::fleet::route::shift_route;
 use milepost_proto::route::Route;
 use milepost_proto::{CommandKind, DeviceInfo, ServerMsg};
 
+use super::config::ReplayConfig;
 use super::plan::DriverPlan;
 use super::run::Run;
 use crate::auth::{Claims, Role};
@@ -65,7 +66,7 @@ pub(super) async fn assign(
         let copy = copy_for(&route, &plan, &depot, offset_ms);
         let s = match sessions.get_mut(&depot) {
             Some(s) => s,
-            None => match dispatcher(&run, &ep, &depot).await {
+            None => match dispatcher(&run.cfg, &ep, &depot).await {
                 Ok(s) => sessions.entry(depot.clone()).or_insert(s),
                 Err(e) => {
                     tracing::warn!(%depot, error = %e, "replay --route: no dispatcher session");
@@ -96,14 +97,15 @@ pub(super) async fn assign(
     done
 }
 
-/// A dispatcher session of `depot`, its token minted with the run's key.
-async fn dispatcher(
-    run: &Run,
+/// A dispatcher session of `depot`, its token minted with the replay's key (also how
+/// `replay --route ID` reads a loaded route).
+pub(crate) async fn dispatcher(
+    cfg: &ReplayConfig,
     ep: &ClientEndpoint,
     depot: &str,
 ) -> Result<Session, crate::client::ClientError> {
     let now_s = chrono::Utc::now().timestamp();
-    let token = run.cfg.key.mint(&Claims {
+    let token = cfg.key.mint(&Claims {
         role: Role::Dispatcher,
         sub: depot.to_owned(),
         depot: depot.to_owned(),
@@ -111,7 +113,7 @@ async fn dispatcher(
         iat: now_s,
         carrier: None,
     });
-    let conn = ep.connect(run.cfg.server, &run.cfg.server_name).await?;
+    let conn = ep.connect(cfg.server, &cfg.server_name).await?;
     Session::open(conn, &token, depot, DeviceInfo::default()).await
 }
 

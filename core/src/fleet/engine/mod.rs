@@ -531,16 +531,17 @@ impl FleetCore {
     /// ([`holds_rank`]): gateways restored from snapshots of one fold agree.
     pub fn restore(cfg: CoreConfig, snap: CoreSnapshot) -> FleetCore {
         let mut core = FleetCore::new(cfg);
-        let mut best: FastMap<TrackingNumber, (HoldsRank, RouteId)> = FastMap::default();
+        let mut best: FastMap<TrackingNumber, HoldsRank> = FastMap::default();
         for run in &snap.routes {
             for p in run.plan.stops.iter().flat_map(|s| &s.parcels) {
                 let rank = holds_rank(run, &p.tracking);
-                if best.get(&p.tracking).is_none_or(|(b, _)| rank > *b) {
-                    best.insert(p.tracking.clone(), (rank, run.plan.id.clone()));
+                if best.get(&p.tracking).is_none_or(|b| rank > *b) {
+                    best.insert(p.tracking.clone(), rank);
                 }
             }
         }
-        core.by_tracking = best.into_iter().map(|(t, (_, id))| (t, id)).collect();
+        // The rank ends with the route's id.
+        core.by_tracking = best.into_iter().map(|(t, rank)| (t, rank.3)).collect();
         for mut run in snap.routes {
             run.rebuild(&core.cfg);
             let unfinished = run.finished_ms.is_none();
