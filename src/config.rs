@@ -219,8 +219,9 @@ impl Config {
         self.validate_notify()
     }
 
-    /// Notifications: their own values, a base URL for links, no cluster (not built yet: the
-    /// outbox is one gateway's), and every template compiled and rendered once.
+    /// Notifications: their own values, a base URL for links, a cluster whose gateways fold
+    /// everything (the sending gateway reads every parcel's milestones), and every template
+    /// compiled and rendered once.
     fn validate_notify(&self) -> Result<(), ConfigError> {
         self.self_service.validate().map_err(ConfigError::Invalid)?;
         self.carriers.validate().map_err(ConfigError::Invalid)?;
@@ -241,10 +242,13 @@ impl Config {
                     .into(),
             ));
         }
-        if self.cluster.url.is_some() {
+        if self.cluster.url.is_some()
+            && self.cluster.fold == crate::cluster::config::FoldMode::Owned
+        {
             return Err(ConfigError::Invalid(
-                "notifications are not available in a cluster yet (the outbox is one \
-                 gateway's): turn notify.enabled off or run one gateway"
+                "notifications need cluster.fold = \"all\": the gateway that sends them reads \
+                 every parcel's milestones, and with \"owned\" it holds only its own \
+                 partitions'; turn notify.enabled off or fold everything"
                     .into(),
             ));
         }
@@ -281,6 +285,19 @@ mod tests {
             .contains("max_frame must be 4096"));
         c.limits.max_frame = MIN_MAX_FRAME;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn notifications_in_a_cluster_need_every_gateway_to_fold_everything() {
+        let mut c = Config::default();
+        c.notify.enabled = true;
+        c.notify.public_url = Some("https://track.example".into());
+        c.cluster.url = Some("nats://127.0.0.1:4222".into());
+        c.secret = Some("a-fleet-secret-of-enough-length-0123456789".into());
+        c.validate().unwrap();
+        c.cluster.fold = crate::cluster::config::FoldMode::Owned;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cluster.fold = \"all\""), "{e}");
     }
 
     #[test]

@@ -14,47 +14,19 @@ use milepost::auth::Role;
 use milepost::client::{ClientEndpoint, Session};
 use milepost::notify::contact::Contact;
 use milepost::notify::store::{NotifyStore, StoredContact};
-use milepost_proto::route::{FailureReason, Outcome};
 use milepost_proto::CommandKind;
-use notify_support::{eventually, Providers, SID, SMS_FROM, TWILIO_TOKEN};
-
-/// Parcels of the example route and their recipients' phones.
-const PHONES: [(&str, &str); 4] = [
-    ("MP100000001", "+385911000001"),
-    ("MP100000002", "+385911000002"),
-    ("MP100000003", "+385911000003"),
-    ("MP100000004", "+385911000004"),
-];
+use notify_support::{
+    assert_one_message_each, crash_notify_toml, drive_the_day, eventually, every_phone_tried,
+    Providers, PHONES,
+};
 
 fn spawn(dir: &Path, providers: &Providers) -> (Child, SocketAddr) {
     let config = dir.join("milepost.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[web]
-public_url = "http://milepost.test"
-
-[notify]
-enabled = true
-# The milestones that never go stale, so none is dropped as superseded: every one must go.
-milestones = ["delivered", "attempt_failed", "returned"]
-retry_base_ms = 200
-retry_max_ms = 500
-max_attempts = 1000
-timeout_s = 2
-
-[notify.sms]
-adapter = "twilio"
-base_url = "{}"
-account_sid = "{SID}"
-auth_token = "{TWILIO_TOKEN}"
-from = "{SMS_FROM}"
-"#,
-            providers.url()
-        ),
-    )
-    .unwrap();
+    let text = format!(
+        "[web]\npublic_url = \"http://milepost.test\"\n\n{}",
+        crash_notify_toml(providers)
+    );
+    std::fs::write(&config, text).unwrap();
     let config = config.to_string_lossy().to_string();
     common::spawn_binary(dir, "127.0.0.1:0", &["--config", &config])
 }
@@ -104,37 +76,10 @@ async fn kill_9_with_messages_queued_sends_each_milestone_exactly_once_after_res
         .await
         .unwrap();
     let mut d = session(&ep, addr, Role::Driver, "D1").await;
-    let mut seq = 1;
-    let mut clock = common::now_ms() - 3_000_000;
-    let stops = ["S1", "S2", "S3"];
-    for (i, stop) in stops.iter().enumerate() {
-        let fixes = common::leg(
-            common::route_point(i),
-            common::route_point(i + 1),
-            &mut clock,
-            60,
-        );
-        common::send_in_batches(&mut d, &mut seq, &fixes, 8).await;
-        let outcome = if *stop == "S2" {
-            Outcome::Failed {
-                reason: FailureReason::RecipientAbsent,
-                note: String::new(),
-            }
-        } else {
-            common::delivered("cd")
-        };
-        common::report(&mut d, 2 + i as u32, stop, None, outcome)
-            .await
-            .unwrap();
-    }
+    drive_the_day(&mut d).await;
     // Every parcel's message has been tried (and refused with 503) at least once: they are
     // queued. Kill the gateway.
-    eventually("every message tried", || {
-        let tried: std::collections::HashSet<String> =
-            providers.all("sms").into_iter().map(|r| r.to).collect();
-        tried.len() == PHONES.len()
-    })
-    .await;
+    every_phone_tried(&providers).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(providers.accepted("sms").is_empty());
@@ -151,23 +96,5 @@ async fn kill_9_with_messages_queued_sends_each_milestone_exactly_once_after_res
     let _ = child.kill();
     let _ = child.wait();
 
-    providers.assert_shapes();
-    let accepted = providers.accepted("sms");
-    for (t, phone) in PHONES {
-        let got: Vec<&str> = accepted
-            .iter()
-            .filter(|r| r.to == phone)
-            .map(|r| r.text.as_str())
-            .collect();
-        assert_eq!(got.len(), 1, "{t}: {got:?}");
-        let expected = if t == "MP100000003" {
-            "we could not deliver"
-        } else {
-            "delivered"
-        };
-        assert!(
-            got[0].contains(expected) && got[0].contains(t),
-            "{t}: {got:?}"
-        );
-    }
+    assert_one_message_each(&providers);
 }

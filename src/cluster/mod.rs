@@ -42,6 +42,7 @@
 //! - [`revoke`]: token revocations shared through the KV bucket.
 //! - [`keys`]: API keys shared through the KV bucket.
 //! - [`hooks`]: webhook endpoints added at run time, shared through the KV bucket.
+//! - [`notify_journal`]: the notification store's journal, applied by every gateway.
 //! - [`cursors`]: the webhook cursors in the KV bucket.
 //! - [`node`]: this gateway's default name; keys derived from the shared secret.
 //! - [`cid`]: QUIC-LB connection IDs. [`config`]: the `[cluster]` section.
@@ -62,6 +63,7 @@ pub mod keys;
 pub mod lease;
 pub mod nats;
 pub mod node;
+pub mod notify_journal;
 pub mod publish;
 pub mod relay;
 pub mod revoke;

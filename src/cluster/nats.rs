@@ -94,6 +94,10 @@ pub struct Names {
     pub state: String,
     /// The object store of partition images (`cluster.fold = "owned"`).
     pub snaps: String,
+    /// The stream of the notification store's journal.
+    pub notify_stream: String,
+    /// Its subjects' root (outside the log's `PREFIX.>`: streams may not overlap).
+    pub notify_root: String,
 }
 
 impl Names {
@@ -105,6 +109,8 @@ impl Names {
             leases: format!("{prefix}-leases"),
             state: format!("{prefix}-state"),
             snaps: format!("{prefix}-snap"),
+            notify_stream: format!("{}_NOTIFY", prefix.to_ascii_uppercase().replace('-', "_")),
+            notify_root: format!("{prefix}-notify"),
         }
     }
 

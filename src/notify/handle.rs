@@ -1,15 +1,17 @@
-//! The running notifications as the rest of the gateway holds them ([`Notify`]): the store,
-//! the counters, the commands for the outbox thread, the stop flag and the threads; and what
-//! the outbox and its workers pass each other ([`Job`], [`JobDone`]).
+//! The running notifications as the rest of the gateway holds them ([`Notify`]): the store
+//! and how it is written (at once, or through a cluster's [`Journal`]), the counters, the
+//! commands for the outbox thread, the stop flag and the threads; and what the outbox and its
+//! workers pass each other ([`Job`], [`JobDone`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::metrics::Histogram;
 use crate::notify::adapters::provider::SendError;
 use crate::notify::contact;
-use crate::notify::store::{NotifyStore, Queued};
+use crate::notify::journal::{Journal, Op};
+use crate::notify::store::{NotifyStore, Queued, StoreError};
 use crate::state::lock;
 
 /// Counters per channel ([`contact::Channel::index`]).
@@ -127,6 +129,8 @@ pub struct Notify {
     secret: Vec<u8>,
     /// The outbox's and workers' threads (joined by [`Notify::shutdown`]).
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// A cluster's journal (set once, before the outbox starts); none on a single gateway.
+    journal: OnceLock<Arc<dyn Journal>>,
 }
 
 impl Notify {
@@ -145,7 +149,37 @@ impl Notify {
             stop: Arc::new(AtomicBool::new(false)),
             secret: secret.to_vec(),
             threads: Mutex::new(Vec::new()),
+            journal: OnceLock::new(),
         })
+    }
+
+    /// Writes through `journal` from now on (a cluster); false if one was set already.
+    pub fn set_journal(&self, journal: Arc<dyn Journal>) -> bool {
+        self.journal.set(journal).is_ok()
+    }
+
+    /// The cluster's journal, if any.
+    pub fn journal(&self) -> Option<&Arc<dyn Journal>> {
+        self.journal.get()
+    }
+
+    /// Writes `op`: through the cluster's journal (every gateway applies it), or at once.
+    /// Returns once this gateway's store holds it.
+    pub async fn write(&self, op: Op) -> Result<(), StoreError> {
+        match self.journal.get() {
+            Some(j) => j.write(op).await,
+            None => self.apply(&op, None),
+        }
+    }
+
+    /// Applies `op` to this gateway's store (`seq`: its place in the cluster's journal); a
+    /// dead letter to retry is handed to the outbox thread.
+    pub fn apply(&self, op: &Op, seq: Option<u64>) -> Result<(), StoreError> {
+        self.store.apply(op, seq)?;
+        if let Op::Retry(id) = op {
+            lock(&self.commands).push(Command::Retry(*id));
+        }
+        Ok(())
     }
 
     /// Stops the threads, letting messages in flight finish, waits for them, and closes the

@@ -10,6 +10,8 @@
 //! - [`templates`]: per milestone, channel and locale, checked at start-up;
 //! - [`compose`]: a milestone becomes messages; [`outbox`]: the durable queue's thread;
 //!   [`handle`]: what the gateway holds of it; [`run`]: its threads;
+//! - [`journal`]: every write to the store as an operation, and the journal that carries
+//!   them to every gateway of a cluster (where one gateway at a time sends);
 //! - [`adapters`]: SMTP, Twilio, WhatsApp Cloud, log; [`optout`]: signed opt-out links;
 //! - [`config`]: the `[notify]` section.
 //!
@@ -25,6 +27,7 @@ pub mod compose;
 pub mod config;
 pub mod contact;
 pub mod handle;
+pub mod journal;
 pub mod optout;
 pub mod outbox;
 pub mod plan;

@@ -30,6 +30,7 @@ use crate::cluster::cursors::KvCursors;
 use crate::cluster::handover::Positions;
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
+use crate::cluster::notify_journal;
 use crate::config::Config;
 use crate::config::ConfigError;
 use crate::feed::registry::Webhooks;
@@ -158,8 +159,13 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     // secret lifts no opt-out.
     let notify_key =
         TokenKey::load_or_create(&cfg.data_dir.join("notify.key")).map_err(io_err("notify.key"))?;
+    // In a cluster every gateway signs with the same one.
+    let notify_secret = match &cluster {
+        Some(c) => notify_journal::shared_secret(c, notify_key.secret()).await?,
+        None => notify_key.secret().to_vec(),
+    };
     let notify = Arc::new(
-        Notify::open(&cfg.data_dir, notify_key.secret())
+        Notify::open(&cfg.data_dir, &notify_secret)
             .map_err(|e| ServerError::Config(ConfigError::Invalid(e)))?,
     );
     let drivers = Arc::new(
@@ -192,6 +198,9 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
         cluster: cluster.clone(),
     });
     let (webhooks, webhook_stop) = start_webhooks(&shared)?;
+    if let Some(c) = &cluster {
+        start_notify_journal(c, &shared).await?;
+    }
     start_notify(&shared)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_addr, web) = start_listeners(admin, &shared, &shutdown_rx).await?;
@@ -344,6 +353,29 @@ fn start_webhooks(shared: &Shared) -> Result<(Arc<Webhooks>, Arc<AtomicBool>), S
     let _ = shared.webhook_stats.set(stats);
     let _ = shared.webhooks.set(hooks.clone());
     Ok((hooks, stop))
+}
+
+/// In a cluster, the notification store is written through the journal every gateway applies
+/// (see [`crate::cluster::notify_journal`]); its reader starts here, before the outbox.
+async fn start_notify_journal(cluster: &Cluster, shared: &Arc<Shared>) -> Result<(), ServerError> {
+    let days = u64::from(shared.cfg.history.retention_days) + 1;
+    notify_journal::open_stream(cluster, Duration::from_secs(days * 86_400)).await?;
+    let seeded = notify_journal::seed(cluster, &shared.notify).await?;
+    if seeded > 0 {
+        tracing::info!(
+            operations = seeded,
+            "the cluster's notification journal was seeded from this gateway's store"
+        );
+    }
+    let (applied_tx, applied) = watch::channel(0);
+    let journal = notify_journal::NatsJournal::new(cluster, shared.owned.clone(), applied);
+    shared.notify.set_journal(Arc::new(journal));
+    tokio::spawn(notify_journal::run_applier(
+        cluster.clone(),
+        shared.notify.clone(),
+        applied_tx,
+    ));
+    Ok(())
 }
 
 /// Starts the notification threads when `notify.enabled` (the templates were checked with

@@ -104,7 +104,11 @@ pub async fn confirm(State(st): State<Arc<WebState>>, Path(token): Path<String>)
         Some(c) => carrier_key(&key, c),
         None => key,
     };
-    if let Err(e) = notify.store.opt_out(&key, st.shared.now_ms()) {
+    let op = crate::notify::journal::Op::OptOut {
+        key,
+        at_ms: st.shared.now_ms(),
+    };
+    if let Err(e) = notify.write(op).await {
         tracing::error!(error = %e, "opt-out not recorded");
         return page(
             &brand,

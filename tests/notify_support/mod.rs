@@ -392,3 +392,97 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Parcels of the example route and their recipients' phones (the crash tests').
+pub const PHONES: [(&str, &str); 4] = [
+    ("MP100000001", "+385911000001"),
+    ("MP100000002", "+385911000002"),
+    ("MP100000003", "+385911000003"),
+    ("MP100000004", "+385911000004"),
+];
+
+/// The crash tests' day: driver `d` drives the example route, delivers S1 and S3 and fails S2
+/// (recipient absent: parcel MP100000003's attempt fails).
+pub async fn drive_the_day(d: &mut milepost::client::Session) {
+    use milepost_proto::route::{FailureReason, Outcome};
+    let mut seq = 1;
+    let mut clock = crate::common::now_ms() - 3_000_000;
+    for (i, stop) in ["S1", "S2", "S3"].iter().enumerate() {
+        let fixes = crate::common::leg(
+            crate::common::route_point(i),
+            crate::common::route_point(i + 1),
+            &mut clock,
+            60,
+        );
+        crate::common::send_in_batches(d, &mut seq, &fixes, 8).await;
+        let outcome = if *stop == "S2" {
+            Outcome::Failed {
+                reason: FailureReason::RecipientAbsent,
+                note: String::new(),
+            }
+        } else {
+            crate::common::delivered("cd")
+        };
+        crate::common::report(d, 2 + i as u32, stop, None, outcome)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until every phone of [`PHONES`] was tried at least once.
+pub async fn every_phone_tried(providers: &Providers) {
+    eventually("every message tried", || {
+        let tried: HashSet<String> = providers.all("sms").into_iter().map(|r| r.to).collect();
+        tried.len() == PHONES.len()
+    })
+    .await;
+}
+
+/// Checks that the provider accepted exactly one message per phone of [`PHONES`], the one its
+/// parcel's milestone of [`drive_the_day`] calls for, and every request had Twilio's shape.
+pub fn assert_one_message_each(providers: &Providers) {
+    providers.assert_shapes();
+    let accepted = providers.accepted("sms");
+    for (t, phone) in PHONES {
+        let got: Vec<&str> = accepted
+            .iter()
+            .filter(|r| r.to == phone)
+            .map(|r| r.text.as_str())
+            .collect();
+        assert_eq!(got.len(), 1, "{t}: {got:?}");
+        let expected = if t == "MP100000003" {
+            "we could not deliver"
+        } else {
+            "delivered"
+        };
+        assert!(
+            got[0].contains(expected) && got[0].contains(t),
+            "{t}: {got:?}"
+        );
+    }
+}
+
+/// The `[notify]` section of the crash tests: SMS through the fake Twilio of `providers`, only
+/// the milestones that never go stale (so none is dropped as superseded: every one must go),
+/// quick retries without end.
+pub fn crash_notify_toml(providers: &Providers) -> String {
+    format!(
+        r#"
+[notify]
+enabled = true
+milestones = ["delivered", "attempt_failed", "returned"]
+retry_base_ms = 200
+retry_max_ms = 500
+max_attempts = 1000
+timeout_s = 2
+
+[notify.sms]
+adapter = "twilio"
+base_url = "{}"
+account_sid = "{SID}"
+auth_token = "{TWILIO_TOKEN}"
+from = "{SMS_FROM}"
+"#,
+        providers.url()
+    )
+}

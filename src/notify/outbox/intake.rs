@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use super::state::{depot_cursor, Outbox, MILESTONES, PAGE};
+use super::state::{depot_cursor, Outbox, MILESTONES, PAGE, ROUND_MESSAGES};
 use crate::notify::handle::Command;
 use crate::notify::plan::milestone_of;
 use crate::notify::store::Batch;
@@ -53,8 +53,9 @@ impl Outbox {
         let page = {
             let feed = lock(&state.feed);
             match self.cursor {
-                // First start: from now on, never the past.
-                None => Err(Some(feed.milestones_last())),
+                // First start: from this gateway's start on, never the past (in a cluster the
+                // first gateway to lead may start to lead a while after it started).
+                None => Err(Some(self.start.0)),
                 Some(c) => {
                     let mut wanted = Vec::new();
                     let visited = feed.visit_milestones_after(c, PAGE, |off, u| {
@@ -93,6 +94,12 @@ impl Outbox {
                         done = off - 1;
                         break;
                     }
+                    if b.enqueue.len() >= ROUND_MESSAGES {
+                        // The rest next round (at once).
+                        more = true;
+                        done = *off;
+                        break;
+                    }
                 }
                 if done > from {
                     b.cursors.push((MILESTONES.into(), done));
@@ -104,7 +111,12 @@ impl Outbox {
             let page = {
                 let feed = lock(&state.feed);
                 match self.depot_cursors.get(&a.depot) {
-                    None => Err(feed.depot_last(&depot)),
+                    None => Err(self
+                        .start
+                        .1
+                        .get(&a.depot)
+                        .copied()
+                        .unwrap_or_else(|| feed.depot_last(&depot))),
                     Some(c) => feed
                         .depot_after(&depot, *c, PAGE)
                         .map_err(|_| feed.depot_last(&depot)),

@@ -7,6 +7,12 @@
 //!
 //! Nothing here blocks ingest: the feed store is read under its lock for one page of
 //! milestones, and providers are only ever waited on by the workers.
+//!
+//! In a cluster every gateway runs this thread, but only the one that leads
+//! ([`crate::notify::journal::Journal::lead`]) reads milestones and sends; its rounds go
+//! through the journal, which every gateway applies to its copy of the store. A gateway that
+//! starts to lead reads the queue, the cursors and the next id from its copy, which then holds
+//! every round the last leader wrote; one that stops leading forgets what it held in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -36,15 +42,14 @@ impl Outbox {
         jobs: SyncSender<Job>,
         done: Receiver<JobDone>,
     ) -> Result<Outbox, String> {
-        let store = &notify.store;
         let err = |e: crate::notify::store::StoreError| e.to_string();
         let quiet = match &composer.cfg.quiet_hours {
             Some(q) => Some(Quiet::parse(&q.start, &q.end)?),
             None => None,
         };
         let mut o = Outbox {
-            cursor: store.cursor(MILESTONES).map_err(err)?,
-            next_id: store.next_id().map_err(err)?,
+            cursor: None,
+            next_id: 1,
             depot_cursors: HashMap::new(),
             notify: notify.clone(),
             composer,
@@ -57,16 +62,90 @@ impl Outbox {
             rate: HashMap::new(),
             carry: Batch::default(),
             next_sweep: 0,
+            term: None,
+            start: (0, HashMap::new()),
         };
-        for a in &o.composer.cfg.alerts {
-            if let Some(c) = store.cursor(&depot_cursor(&a.depot)).map_err(err)? {
-                o.depot_cursors.insert(a.depot.clone(), c);
+        {
+            let feed = crate::state::lock(&o.composer.state.feed);
+            o.start.0 = feed.milestones_last();
+            for a in &o.composer.cfg.alerts {
+                let depot = milepost_proto::route::DepotId(a.depot.clone());
+                o.start.1.insert(a.depot.clone(), feed.depot_last(&depot));
             }
         }
-        for q in store.queued().map_err(err)? {
-            o.insert(q);
-        }
+        o.load().map_err(err)?;
         Ok(o)
+    }
+
+    /// Reads the cursors, the next id and the queue from the store, forgetting what was held.
+    fn load(&mut self) -> Result<(), crate::notify::store::StoreError> {
+        self.forget();
+        let store = self.notify.store.clone();
+        self.cursor = store.cursor(MILESTONES)?;
+        self.next_id = store.next_id()?;
+        for a in &self.composer.cfg.alerts {
+            if let Some(c) = store.cursor(&depot_cursor(&a.depot))? {
+                self.depot_cursors.insert(a.depot.clone(), c);
+            }
+        }
+        for q in store.queued()? {
+            self.insert(q);
+        }
+        Ok(())
+    }
+
+    /// Forgets the queue, the lanes and what was to be written (another gateway leads).
+    fn forget(&mut self) {
+        self.items.clear();
+        self.lanes.clear();
+        self.in_flight.clear();
+        self.depot_cursors.clear();
+        self.cursor = None;
+        self.carry = Batch::default();
+    }
+
+    /// Whether this gateway sends now: always on a single gateway; in a cluster, while it
+    /// leads, reading the store again when a new term starts.
+    fn leading(&mut self) -> bool {
+        let Some(journal) = self.notify.journal().cloned() else {
+            return true;
+        };
+        match journal.lead() {
+            Some(t) if self.term == Some(t) => true,
+            Some(t) => match self.load() {
+                Ok(()) => {
+                    tracing::info!(
+                        term = t,
+                        queued = self.items.len(),
+                        "this gateway now sends the notifications"
+                    );
+                    self.term = Some(t);
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "notification store not read; not leading");
+                    false
+                }
+            },
+            None => {
+                self.stand_down();
+                false
+            }
+        }
+    }
+
+    /// Stops leading (another gateway does, or the journal lost a round).
+    fn stand_down(&mut self) {
+        if self.term.take().is_some() {
+            tracing::info!("this gateway no longer sends the notifications");
+        }
+        self.forget();
+    }
+
+    /// True for a gateway of a cluster that does not lead: it ignores answers of messages
+    /// it sent while it led (the leader sends them again, see `crate::notify`).
+    fn follows(&self) -> bool {
+        self.term.is_none() && self.notify.journal().is_some()
     }
 
     fn insert(&mut self, q: Queued) {
@@ -132,6 +211,9 @@ impl Outbox {
             self.answered(d);
         }
         self.sweep();
+        if !self.leading() {
+            return 4 * IDLE_MS;
+        }
         let mut b = std::mem::take(&mut self.carry);
         self.commands(&mut b);
         let more = self.read(&mut b);
@@ -172,15 +254,46 @@ impl Outbox {
         }
     }
 
-    /// Commits a batch, retrying once a second while the gateway runs; false if it gave up
-    /// (the gateway is stopping). Cursors move in memory only once written.
+    /// Commits a batch: through the journal in a cluster (on failure this gateway stops
+    /// leading), else to the store, retrying once a second while the gateway runs; false if
+    /// not written. Cursors move in memory only once written.
     fn commit(&mut self, b: Batch) -> bool {
         if b.is_empty() {
             return true;
         }
+        let written = match self.notify.journal().cloned() {
+            Some(journal) => match journal.round(&b) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification round not written");
+                    self.stand_down();
+                    false
+                }
+            },
+            None => self.commit_here(&b),
+        };
+        if !written {
+            return false;
+        }
+        for (k, v) in &b.cursors {
+            if k == MILESTONES {
+                self.cursor = Some(*v);
+            } else if let Some(d) = k.strip_prefix("depot:") {
+                self.depot_cursors.insert(d.to_owned(), *v);
+            }
+        }
+        if let Some(n) = b.next_id {
+            self.next_id = n;
+        }
+        true
+    }
+
+    /// Commits to this gateway's store, retrying once a second while the gateway runs; false
+    /// if it gave up (the gateway is stopping: the answers are kept for the last try).
+    fn commit_here(&mut self, b: &Batch) -> bool {
         loop {
-            match self.notify.store.commit(&b) {
-                Ok(()) => break,
+            match self.notify.store.commit(b) {
+                Ok(()) => return true,
                 Err(e) => {
                     self.notify
                         .stats
@@ -189,7 +302,7 @@ impl Outbox {
                     tracing::error!(error = %e, "notification outbox not written; retrying");
                     if self.notify.stop.load(Ordering::Relaxed) {
                         // Kept for the last try at the end of `run`.
-                        let mut b = b;
+                        let mut b = b.clone();
                         let later = std::mem::take(&mut self.carry);
                         b.retry.extend(later.retry);
                         b.finished.extend(later.finished);
@@ -206,17 +319,6 @@ impl Outbox {
                 }
             }
         }
-        for (k, v) in &b.cursors {
-            if k == MILESTONES {
-                self.cursor = Some(*v);
-            } else if let Some(d) = k.strip_prefix("depot:") {
-                self.depot_cursors.insert(d.to_owned(), *v);
-            }
-        }
-        if let Some(n) = b.next_id {
-            self.next_id = n;
-        }
-        true
     }
 
     /// Hands due messages to the workers; returns the next due time of those waiting.
@@ -280,6 +382,9 @@ impl Outbox {
     }
 
     fn answered(&mut self, d: JobDone) {
+        if self.follows() {
+            return;
+        }
         let now = self.now();
         let q = d.message;
         self.in_flight.remove(&lane_of(&q));

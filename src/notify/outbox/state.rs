@@ -14,6 +14,9 @@ use crate::notify::store::{Batch, Queued};
 
 /// Milestones visited per page (most are ETA refreshes, skipped without a copy).
 pub(super) const PAGE: usize = 20_000;
+/// New messages per round at most: a cluster's round is one message of the journal, kept
+/// well under NATS's 1 MiB payload limit.
+pub(super) const ROUND_MESSAGES: usize = 256;
 /// Longest sleep between rounds when nothing happens, ms.
 pub(super) const IDLE_MS: u64 = 50;
 /// How long answers are gathered before a round commits them.
@@ -56,6 +59,11 @@ pub struct Outbox {
     pub(super) carry: Batch,
     /// When contacts past their retention are next erased, UTC ms.
     pub(super) next_sweep: i64,
+    /// The term this gateway leads in (a cluster's; `None` on a single gateway).
+    pub(super) term: Option<u64>,
+    /// Where the milestones and each alerting depot's updates stood when the gateway started:
+    /// where reading begins when the store has no cursor yet.
+    pub(super) start: (u64, HashMap<String, u64>),
 }
 
 /// The cursor name of a depot's alerts.

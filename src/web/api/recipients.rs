@@ -13,10 +13,9 @@ use utoipa::ToSchema;
 
 use crate::apikeys::KeyRole;
 use crate::notify::contact::{Channel, Contact};
-use crate::notify::handle::Command;
+use crate::notify::journal::Op;
 use crate::notify::plan::Milestone;
 use crate::notify::store::{MessageLog, StoredContact};
-use crate::state::lock;
 use crate::web::api::caller::Caller;
 use crate::web::api::error::ApiError;
 use crate::web::api::extract::{ApiJson, ApiPath};
@@ -59,14 +58,18 @@ pub fn check_contact(c: &Contact, field: &str) -> Result<(), ApiError> {
         .map_err(|(f, why)| ApiError::bad_request(why).field(format!("{field}{f}")))
 }
 
-/// Stores the contacts of a route's parcels (after the route was assigned).
-pub fn store_contacts(
+/// Stores the contacts of a route's parcels (after the route was assigned); in a cluster,
+/// through the journal every gateway applies.
+pub async fn store_contacts(
     st: &WebState,
     depot: &str,
     contacts: &std::collections::BTreeMap<String, Contact>,
 ) -> Result<(), ApiError> {
     let now = st.shared.now_ms();
-    let stored: Vec<(&str, StoredContact)> = contacts
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let stored: Vec<(String, StoredContact)> = contacts
         .iter()
         .map(|(t, c)| {
             let s = StoredContact {
@@ -75,14 +78,13 @@ pub fn store_contacts(
                 set_ms: now,
                 touched_ms: now,
             };
-            (t.as_str(), s)
+            (t.clone(), s)
         })
         .collect();
-    let refs: Vec<(&str, &StoredContact)> = stored.iter().map(|(t, c)| (*t, c)).collect();
     st.shared
         .notify
-        .store
-        .set_contacts(&refs)
+        .write(Op::Contacts(stored))
+        .await
         .map_err(store_err)
 }
 
@@ -108,7 +110,7 @@ pub async fn put_recipient(
     caller.require(KeyRole::Backoffice, &depot)?;
     check_contact(&body.value, "")?;
     let one = std::iter::once((tracking, body.value.clone())).collect();
-    store_contacts(&st, &depot, &one)?;
+    store_contacts(&st, &depot, &one).await?;
     Ok(json(body.value))
 }
 
@@ -150,7 +152,11 @@ pub async fn delete_recipient(
     let depot = depot_of(&st, &caller, &tracking)?;
     caller.require(KeyRole::Backoffice, &depot)?;
     if contact_of(&st, &tracking, &depot)?.is_some() {
-        st.shared.notify.store.erase(&tracking).map_err(store_err)?;
+        st.shared
+            .notify
+            .write(Op::Erase(tracking))
+            .await
+            .map_err(store_err)?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -287,8 +293,12 @@ pub async fn retry_dead(
         return Err(ApiError::conflict("notifications are off on this gateway"));
     }
     let d = find_dead(&st, &caller, &depot, id)?;
-    // The outbox moves it back to the queue in one transaction.
-    lock(&st.shared.notify.commands).push(Command::Retry(d.message.id));
+    // The sending gateway's outbox moves it back to the queue in one transaction.
+    st.shared
+        .notify
+        .write(Op::Retry(d.message.id))
+        .await
+        .map_err(store_err)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -309,6 +319,10 @@ pub async fn dismiss_dead(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     find_dead(&st, &caller, &depot, id)?;
-    st.shared.notify.store.take_dead(id).map_err(store_err)?;
+    st.shared
+        .notify
+        .write(Op::Dismiss(id))
+        .await
+        .map_err(store_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -110,7 +110,7 @@ async fn assign(
     let id = route.id.clone();
     let depot = route.depot.0.clone();
     run_command(st, caller, &depot, CommandKind::AssignRoute(route)).await?;
-    store_contacts(st, &depot, &recipients)?;
+    store_contacts(st, &depot, &recipients).await?;
     if !addresses.is_empty() {
         crate::web::api::addresses::record(st, &id, &depot, addresses).await?;
     }

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::notify::contact::{Channel, Contact};
@@ -25,6 +25,9 @@ const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const ONCE: TableDefinition<&str, i64> = TableDefinition::new("once");
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+
+/// The META entry of the journal's sequence applied last.
+const JOURNAL: &str = "journal";
 
 /// Separates the parts of a key (never in an id: ids are printable).
 const SEP: char = '\u{1}';
@@ -41,6 +44,9 @@ pub enum StoreError {
     /// The gateway is stopping and closed the database.
     #[error("notification database closed (the gateway is stopping)")]
     Closed,
+    /// A cluster's journal did not take or return the write in time.
+    #[error("notification journal: {0}")]
+    Journal(String),
 }
 
 macro_rules! db_errors {
@@ -149,7 +155,7 @@ pub struct MessageLog {
 }
 
 /// Everything one outbox round writes, in one transaction.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// New messages.
     pub enqueue: Vec<Queued>,
@@ -167,6 +173,9 @@ pub struct Batch {
     pub undead: Vec<u64>,
     /// The newest id handed out.
     pub next_id: Option<u64>,
+    /// Message log lines carried over as they are (a store seeding a cluster's journal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<(String, MessageLog)>,
 }
 
 impl Batch {
@@ -180,7 +189,37 @@ impl Batch {
             && self.dead.is_empty()
             && self.undead.is_empty()
             && self.next_id.is_none()
+            && self.logs.is_empty()
     }
+}
+
+/// One write to the notification store, as a cluster's journal carries it
+/// ([`crate::notify::journal`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Parcels' contacts set (a route's, or one through the API): personal data.
+    Contacts(Vec<(String, StoredContact)>),
+    /// A parcel's contact, message log and dead letters erased.
+    Erase(String),
+    /// An address key (a keyed hash, no address) opted out, at UTC ms.
+    OptOut {
+        /// The key.
+        key: String,
+        /// When.
+        at_ms: i64,
+    },
+    /// A dead letter dismissed.
+    Dismiss(u64),
+    /// A dead letter to queue again: the sending gateway's outbox does it.
+    Retry(u64),
+    /// One round of the sending gateway's outbox.
+    Round(Batch),
+    /// A gateway starts to lead (nothing is stored): written where rounds are, it fences off
+    /// the rounds of the gateway that led before, and once applied here every earlier write is.
+    Lead {
+        /// The gateway.
+        node: String,
+    },
 }
 
 /// The notification database. Closed when the gateway stops ([`NotifyStore::close`]), so
@@ -247,12 +286,7 @@ impl NotifyStore {
     /// Sets parcels' contacts, in one transaction (a route's, for one fsync).
     pub fn set_contacts(&self, contacts: &[(&str, &StoredContact)]) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
-        {
-            let mut t = tx.open_table(CONTACTS)?;
-            for (tracking, c) in contacts {
-                t.insert(*tracking, serde_json::to_vec(c)?.as_slice())?;
-            }
-        }
+        put_contacts(&tx, contacts.iter().copied())?;
         tx.commit()?;
         Ok(())
     }
@@ -271,34 +305,7 @@ impl NotifyStore {
     /// Its queued messages find no address and are dropped.
     pub fn erase(&self, tracking: &str) -> Result<bool, StoreError> {
         let tx = self.begin_write()?;
-        let had = tx.open_table(CONTACTS)?.remove(tracking)?.is_some();
-        {
-            // Dead letters hold the rendered text (a name, a tracking link): they go too.
-            let mut dead = tx.open_table(DEAD)?;
-            let mut ids = Vec::new();
-            for r in dead.iter()? {
-                let (k, v) = r?;
-                let d: Dead = serde_json::from_slice(v.value())?;
-                if d.message.tracking.as_deref() == Some(tracking) {
-                    ids.push(k.value());
-                }
-            }
-            for id in ids {
-                dead.remove(id)?;
-            }
-        }
-        {
-            let mut m = tx.open_table(MESSAGES)?;
-            let from = format!("{tracking}{SEP}");
-            let to = format!("{tracking}{}", char::from(2));
-            let keys: Vec<String> = m
-                .range(from.as_str()..to.as_str())?
-                .map(|r| r.map(|(k, _)| k.value().to_owned()))
-                .collect::<Result<_, _>>()?;
-            for k in keys {
-                m.remove(k.as_str())?;
-            }
-        }
+        let had = erase_in(&tx, tracking)?;
         tx.commit()?;
         Ok(had)
     }
@@ -345,6 +352,39 @@ impl NotifyStore {
         tx.open_table(OPTOUT)?.insert(key, at_ms)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Applies an operation of the cluster's journal (or of this gateway's API) in one
+    /// transaction; `seq`, its place in the journal, is kept in the same transaction, so a
+    /// restarted gateway reads the journal on from after it ([`NotifyStore::journal_seq`]).
+    pub fn apply(&self, op: &Op, seq: Option<u64>) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        match op {
+            Op::Contacts(c) => put_contacts(&tx, c.iter().map(|(t, c)| (t.as_str(), c)))?,
+            Op::Erase(t) => {
+                erase_in(&tx, t)?;
+            }
+            Op::OptOut { key, at_ms } => {
+                tx.open_table(OPTOUT)?.insert(key.as_str(), *at_ms)?;
+            }
+            Op::Dismiss(id) => {
+                tx.open_table(DEAD)?.remove(*id)?;
+            }
+            // The outbox's to do (`crate::notify::handle::Notify::apply`), and a marker:
+            // nothing stored.
+            Op::Retry(_) | Op::Lead { .. } => {}
+            Op::Round(b) => commit_in(&tx, b)?,
+        }
+        if let Some(seq) = seq {
+            tx.open_table(META)?.insert(JOURNAL, seq)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The journal's sequence number of the last operation applied (0: none).
+    pub fn journal_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.cursor(JOURNAL)?.unwrap_or(0))
     }
 
     /// Whether an address key opted out.
@@ -419,161 +459,109 @@ impl NotifyStore {
     /// Writes one round, atomically and durably.
     pub fn commit(&self, b: &Batch) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
-        {
-            let mut queue = tx.open_table(QUEUE)?;
-            let mut once = tx.open_table(ONCE)?;
-            let mut meta = tx.open_table(META)?;
-            let mut dead = tx.open_table(DEAD)?;
-            let mut msgs = tx.open_table(MESSAGES)?;
-            for q in b.enqueue.iter().chain(&b.retry) {
-                queue.insert(q.id, serde_json::to_vec(q)?.as_slice())?;
-            }
-            for (k, at) in &b.once {
-                once.insert(k.as_str(), *at)?;
-            }
-            for (k, v) in &b.cursors {
-                meta.insert(k.as_str(), *v)?;
-            }
-            if let Some(n) = b.next_id {
-                meta.insert("next_id", n)?;
-            }
-            for id in &b.undead {
-                dead.remove(*id)?;
-            }
-            for (q, log) in &b.finished {
-                queue.remove(q.id)?;
-                if let (Some(t), Some(log)) = (&q.tracking, log) {
-                    msgs.insert(
-                        msg_key(t, q.id).as_str(),
-                        serde_json::to_vec(log)?.as_slice(),
-                    )?;
-                }
-            }
-            for (d, log) in &b.dead {
-                queue.remove(d.message.id)?;
-                dead.insert(d.message.id, serde_json::to_vec(d)?.as_slice())?;
-                if let (Some(t), Some(log)) = (&d.message.tracking, log) {
-                    msgs.insert(
-                        msg_key(t, d.message.id).as_str(),
-                        serde_json::to_vec(log)?.as_slice(),
-                    )?;
-                }
-            }
-        }
+        commit_in(&tx, b)?;
         tx.commit()?;
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn q(id: u64, tracking: &str) -> Queued {
-        Queued {
-            id,
-            tracking: Some(tracking.into()),
-            depot: "D".into(),
-            route: "R".into(),
-            milestone: Some(Milestone::ArrivingSoon),
-            alert: None,
-            channel: Channel::Sms,
-            to: None,
-            rendered: Rendered {
-                subject: None,
-                text: "hi".into(),
-                whatsapp: None,
-            },
-            unsubscribe: None,
-            queued_ms: 1,
-            attempts: 0,
-            next_ms: 1,
-            last_error: None,
-            event_ms: None,
-        }
+/// Sets contacts within `tx`.
+fn put_contacts<'a>(
+    tx: &WriteTransaction,
+    contacts: impl Iterator<Item = (&'a str, &'a StoredContact)>,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(CONTACTS)?;
+    for (tracking, c) in contacts {
+        t.insert(tracking, serde_json::to_vec(c)?.as_slice())?;
     }
-
-    fn log(id: u64, state: &str) -> MessageLog {
-        MessageLog {
-            id,
-            milestone: Milestone::ArrivingSoon,
-            channel: Channel::Sms,
-            state: state.into(),
-            provider_id: None,
-            at_ms: 2,
-        }
-    }
-
-    #[test]
-    fn a_round_is_atomic_and_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = NotifyStore::open(dir.path()).unwrap();
-            let b = Batch {
-                enqueue: vec![q(1, "T1"), q(2, "T2")],
-                once: vec![("k1".into(), 5)],
-                cursors: vec![("milestones".into(), 42)],
-                next_id: Some(3),
-                ..Batch::default()
-            };
-            s.commit(&b).unwrap();
-            let done = Batch {
-                finished: vec![(q(1, "T1"), Some(log(1, "sent")))],
-                ..Batch::default()
-            };
-            s.commit(&done).unwrap();
-        }
-        let s = NotifyStore::open(dir.path()).unwrap();
-        assert_eq!(s.queued().unwrap(), vec![q(2, "T2")]);
-        assert!(s.once_taken("k1").unwrap());
-        assert!(!s.once_taken("k2").unwrap());
-        assert_eq!(s.cursor("milestones").unwrap(), Some(42));
-        assert_eq!(s.next_id().unwrap(), 3);
-        assert_eq!(s.messages("T1").unwrap(), vec![log(1, "sent")]);
-        assert!(s.messages("T2").unwrap().is_empty());
-    }
-
-    #[test]
-    fn erasing_and_sweeping_remove_personal_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = NotifyStore::open(dir.path()).unwrap();
-        let c = |touched_ms| StoredContact {
-            contact: Contact {
-                email: Some("a@b.example".into()),
-                ..Contact::default()
-            },
-            depot: "D".into(),
-            set_ms: 0,
-            touched_ms,
-        };
-        s.set_contact("OLD", &c(10)).unwrap();
-        s.set_contact("NEW", &c(1000)).unwrap();
-        s.commit(&Batch {
-            finished: vec![(q(1, "OLD"), Some(log(1, "sent")))],
-            dead: vec![(
-                Dead {
-                    message: q(2, "OLD"),
-                    to_masked: "+385*****4567".into(),
-                    at_ms: 10,
-                },
-                Some(log(2, "dead")),
-            )],
-            once: vec![("old-key".into(), 10), ("new-key".into(), 1000)],
-            ..Batch::default()
-        })
-        .unwrap();
-        assert_eq!(s.dead().unwrap().len(), 1);
-        assert_eq!(s.sweep(500).unwrap(), 1);
-        assert!(
-            s.dead().unwrap().is_empty(),
-            "dead letters hold personal data too"
-        );
-        assert!(s.contact("OLD").unwrap().is_none());
-        assert!(s.messages("OLD").unwrap().is_empty());
-        assert!(s.contact("NEW").unwrap().is_some());
-        assert!(!s.once_taken("old-key").unwrap());
-        assert!(s.once_taken("new-key").unwrap());
-        assert!(s.erase("NEW").unwrap());
-        assert!(!s.erase("NEW").unwrap());
-    }
+    Ok(())
 }
+
+/// Erases a parcel's contact, message log and dead letters within `tx`; true if there was a
+/// contact.
+fn erase_in(tx: &WriteTransaction, tracking: &str) -> Result<bool, StoreError> {
+    let had = tx.open_table(CONTACTS)?.remove(tracking)?.is_some();
+    {
+        // Dead letters hold the rendered text (a name, a tracking link): they go too.
+        let mut dead = tx.open_table(DEAD)?;
+        let mut ids = Vec::new();
+        for r in dead.iter()? {
+            let (k, v) = r?;
+            let d: Dead = serde_json::from_slice(v.value())?;
+            if d.message.tracking.as_deref() == Some(tracking) {
+                ids.push(k.value());
+            }
+        }
+        for id in ids {
+            dead.remove(id)?;
+        }
+    }
+    let mut m = tx.open_table(MESSAGES)?;
+    let from = format!("{tracking}{SEP}");
+    let to = format!("{tracking}{}", char::from(2));
+    let keys: Vec<String> = m
+        .range(from.as_str()..to.as_str())?
+        .map(|r| r.map(|(k, _)| k.value().to_owned()))
+        .collect::<Result<_, _>>()?;
+    for k in keys {
+        m.remove(k.as_str())?;
+    }
+    Ok(had)
+}
+
+/// Writes one round within `tx`. Writing the same round twice changes nothing the second
+/// time: every message is keyed by its id.
+fn commit_in(tx: &WriteTransaction, b: &Batch) -> Result<(), StoreError> {
+    {
+        let mut queue = tx.open_table(QUEUE)?;
+        let mut once = tx.open_table(ONCE)?;
+        let mut meta = tx.open_table(META)?;
+        let mut dead = tx.open_table(DEAD)?;
+        let mut msgs = tx.open_table(MESSAGES)?;
+        for q in b.enqueue.iter().chain(&b.retry) {
+            queue.insert(q.id, serde_json::to_vec(q)?.as_slice())?;
+        }
+        for (k, at) in &b.once {
+            once.insert(k.as_str(), *at)?;
+        }
+        for (k, v) in &b.cursors {
+            meta.insert(k.as_str(), *v)?;
+        }
+        if let Some(n) = b.next_id {
+            meta.insert("next_id", n)?;
+        }
+        for id in &b.undead {
+            dead.remove(*id)?;
+        }
+        for (q, log) in &b.finished {
+            queue.remove(q.id)?;
+            if let (Some(t), Some(log)) = (&q.tracking, log) {
+                msgs.insert(
+                    msg_key(t, q.id).as_str(),
+                    serde_json::to_vec(log)?.as_slice(),
+                )?;
+            }
+        }
+        for (t, log) in &b.logs {
+            msgs.insert(
+                msg_key(t, log.id).as_str(),
+                serde_json::to_vec(log)?.as_slice(),
+            )?;
+        }
+        for (d, log) in &b.dead {
+            queue.remove(d.message.id)?;
+            dead.insert(d.message.id, serde_json::to_vec(d)?.as_slice())?;
+            if let (Some(t), Some(log)) = (&d.message.tracking, log) {
+                msgs.insert(
+                    msg_key(t, d.message.id).as_str(),
+                    serde_json::to_vec(log)?.as_slice(),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+mod export;
+#[cfg(test)]
+mod tests;
