@@ -267,6 +267,26 @@ async fn the_survivor_sends_each_queued_milestone_once_after_the_sender_is_kille
             .collect();
         assert_eq!(states, ["sent"], "{t}: {log}");
     }
+    // Erasing a contact removes it from the journal's stream too, not only from the copies.
+    let (t, _) = PHONES[0];
+    let subject = format!(
+        "notify-notify.c.{}",
+        t.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let client = async_nats::connect(nats.url.as_str()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("NOTIFY_NOTIFY")
+        .await
+        .unwrap();
+    assert!(stream.get_last_raw_message_by_subject(&subject).await.is_ok());
+    let path = format!("/api/v1/parcels/{t}/recipient");
+    let erased = call(g[survivor].web, "DELETE", &path, &key, None).await;
+    assert_eq!(erased.status, 204, "{}", erased.text());
+    assert_eq!(call(g[survivor].web, "GET", &path, &key, None).await.status, 404);
+    assert!(
+        stream.get_last_raw_message_by_subject(&subject).await.is_err(),
+        "the erased contact is still in the journal's stream"
+    );
     let _ = g[survivor].child.kill();
     let _ = g[survivor].child.wait();
 }
