@@ -278,13 +278,22 @@ async fn the_survivor_sends_each_queued_milestone_once_after_the_sender_is_kille
         .get_stream("NOTIFY_NOTIFY")
         .await
         .unwrap();
-    assert!(stream.get_last_raw_message_by_subject(&subject).await.is_ok());
+    assert!(stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .is_ok());
     let path = format!("/api/v1/parcels/{t}/recipient");
     let erased = call(g[survivor].web, "DELETE", &path, &key, None).await;
     assert_eq!(erased.status, 204, "{}", erased.text());
-    assert_eq!(call(g[survivor].web, "GET", &path, &key, None).await.status, 404);
+    assert_eq!(
+        call(g[survivor].web, "GET", &path, &key, None).await.status,
+        404
+    );
     assert!(
-        stream.get_last_raw_message_by_subject(&subject).await.is_err(),
+        stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .is_err(),
         "the erased contact is still in the journal's stream"
     );
     let _ = g[survivor].child.kill();
@@ -323,7 +332,8 @@ fn queued(id: u64) -> milepost::notify::store::Queued {
 async fn a_gateway_that_lost_the_lead_has_its_rounds_refused() {
     use milepost::cluster::config::ClusterConfig;
     use milepost::cluster::lease::Owned;
-    use milepost::cluster::notify_journal::{open_stream, run_applier, NatsJournal};
+    use milepost::cluster::notify_apply::{run_applier, Progress};
+    use milepost::cluster::notify_journal::{open_stream, NatsJournal};
     use milepost::cluster::Cluster;
     use milepost::notify::journal::{Journal, RoundError};
     use milepost::notify::store::Batch;
@@ -346,10 +356,14 @@ async fn a_gateway_that_lost_the_lead_has_its_rounds_refused() {
             .await
             .unwrap();
         let notify = Arc::new(Notify::open(dir.path(), b"secret").unwrap());
-        let (tx, rx) = tokio::sync::watch::channel(0);
-        tokio::spawn(run_applier(cluster.clone(), notify.clone(), tx));
+        let progress = Progress::new();
+        tokio::spawn(run_applier(
+            cluster.clone(),
+            notify.clone(),
+            progress.clone(),
+        ));
         let owned = Arc::new(Owned::all(cfg.partitions));
-        journals.push(Arc::new(NatsJournal::new(&cluster, owned, rx)));
+        journals.push(Arc::new(NatsJournal::new(&cluster, owned, progress)));
         notifies.push(notify);
     }
     let round = |ids: &[u64]| Batch {
@@ -393,7 +407,9 @@ async fn a_gateway_that_lost_the_lead_has_its_rounds_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_ran_alone_seeds_the_journal_for_those_that_join() {
     use milepost::cluster::config::ClusterConfig;
-    use milepost::cluster::notify_journal::{open_stream, run_applier, seed};
+    use milepost::cluster::notify_apply::{run_applier, Progress};
+    use milepost::cluster::notify_journal::open_stream;
+    use milepost::cluster::notify_seed::{import_opt_outs, seed};
     use milepost::cluster::Cluster;
     use milepost::notify::contact::{Channel, Contact};
     use milepost::notify::store::{Batch, MessageLog, StoredContact};
@@ -449,15 +465,16 @@ async fn a_gateway_that_ran_alone_seeds_the_journal_for_those_that_join() {
     open_stream(&cluster, Duration::from_secs(3600))
         .await
         .unwrap();
-    let written = seed(&cluster, &old).await.unwrap();
+    let written = seed(&cluster, &old, true).await.unwrap();
     // The contact, the opt-out, and the outbox in two rounds (299 messages and a log line).
     assert_eq!(written, 4);
     // Seeding twice writes nothing more: the journal is not empty now.
-    assert_eq!(seed(&cluster, &old).await.unwrap(), 0);
+    assert_eq!(seed(&cluster, &old, true).await.unwrap(), 0);
 
     let new = Arc::new(Notify::open(joiner.path(), b"secret").unwrap());
-    let (tx, mut applied) = tokio::sync::watch::channel(0);
-    tokio::spawn(run_applier(cluster.clone(), new.clone(), tx));
+    let progress = Progress::new();
+    let mut applied = progress.applied.subscribe();
+    tokio::spawn(run_applier(cluster.clone(), new.clone(), progress.clone()));
     tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|a| *a >= 4))
         .await
         .expect("the joiner read the seed")
@@ -471,6 +488,13 @@ async fn a_gateway_that_ran_alone_seeds_the_journal_for_those_that_join() {
     assert_eq!(s.queued().unwrap(), old.store.queued().unwrap());
     assert_eq!(s.queued().unwrap().len(), 299);
     assert_eq!(s.messages("T1").unwrap(), vec![sent]);
-    new.shutdown();
-    old.shutdown();
+    // Opt-outs are also kept for good in the state bucket, which outlives the journal's
+    // retention: a gateway that starts later reads them from there.
+    let later = tempfile::tempdir().unwrap();
+    let third = Arc::new(Notify::open(later.path(), b"secret").unwrap());
+    assert_eq!(import_opt_outs(&cluster, &third).await.unwrap(), 1);
+    assert!(third.store.opted_out("addr-key").unwrap());
+    for n in [new, old, third] {
+        n.shutdown();
+    }
 }

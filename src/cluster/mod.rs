@@ -42,7 +42,8 @@
 //! - [`revoke`]: token revocations shared through the KV bucket.
 //! - [`keys`]: API keys shared through the KV bucket.
 //! - [`hooks`]: webhook endpoints added at run time, shared through the KV bucket.
-//! - [`notify_journal`]: the notification store's journal, applied by every gateway.
+//! - [`notify_journal`]: the notification store's journal; [`notify_apply`]: every gateway's
+//!   reader of it; [`notify_seed`]: the opt-out key, seeding, opt-outs kept for good.
 //! - [`cursors`]: the webhook cursors in the KV bucket.
 //! - [`node`]: this gateway's default name; keys derived from the shared secret.
 //! - [`cid`]: QUIC-LB connection IDs. [`config`]: the `[cluster]` section.
@@ -63,7 +64,9 @@ pub mod keys;
 pub mod lease;
 pub mod nats;
 pub mod node;
+pub mod notify_apply;
 pub mod notify_journal;
+pub mod notify_seed;
 pub mod publish;
 pub mod relay;
 pub mod revoke;

@@ -120,6 +120,13 @@ impl Names {
         format!("{}.p.{p}", self.prefix)
     }
 
+    /// The notification journal's subject of a parcel's contact (`HEX`: its tracking number
+    /// in hex, so any tracking number makes a valid subject).
+    pub fn notify_contact_subject(&self, tracking: &str) -> String {
+        let hex: String = tracking.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{}.c.{hex}", self.notify_root)
+    }
+
     /// The subject a record is published to.
     pub fn subject(&self, rec: &LogRecord, partitions: u32) -> String {
         match rec {

@@ -1,8 +1,10 @@
 //! The notification store's journal in a cluster ([`NatsJournal`]): a JetStream stream of its
 //! own (`PREFIX_NOTIFY`, subjects `PREFIX-notify.>`) that every gateway reads in order and
-//! applies to its copy of `notify.redb` ([`run_applier`]); see [`crate::notify::journal`].
+//! applies to its copy of `notify.redb` ([`crate::cluster::notify_apply`]); see
+//! [`crate::notify::journal`].
 //!
-//! - `ROOT.ops`: contacts erased, opt-outs, dead letters dismissed or retried;
+//! - `ROOT.ops`: contacts erased, opt-outs (also kept for good in the state bucket:
+//!   [`crate::cluster::notify_seed`]), dead letters dismissed or retried, late answers;
 //! - `ROOT.c.HEX`: one parcel's contact (`HEX`: its tracking number in hex), so that erasing
 //!   the contact also purges it from the stream, not only from every gateway's copy;
 //! - `ROOT.round`: the leader's rounds and the `Lead` markers. Each is published with
@@ -20,34 +22,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
-use futures_util::StreamExt;
-use tokio::sync::watch;
 
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::{Cluster, ClusterError};
-use crate::notify::handle::Notify;
+use crate::cluster::notify_apply::Progress;
 use crate::notify::journal::{Journal, JournalFuture, Op, RoundError};
 use crate::notify::store::{Batch, StoreError};
 use crate::state::lock;
 
 /// How long a write waits for the stream's acknowledgement and this gateway's copy.
 const WAIT: Duration = Duration::from_secs(10);
+/// How long the outbox waits for its copy to catch up before it reads milestones.
+const CATCH_UP: Duration = Duration::from_secs(2);
+/// A round larger than this, serialized, is written in parts (NATS takes 1 MiB at most).
+const ROUND_BYTES: usize = 768 * 1024;
+/// Answers per part of a round written in parts.
+const PART: usize = 128;
 
 /// The journal of a cluster's notification store.
 pub struct NatsJournal {
-    js: jetstream::Context,
-    stream: String,
-    root: String,
-    node: String,
+    cluster: Cluster,
     owned: Arc<Owned>,
-    /// The journal's sequence this gateway's copy has applied.
-    applied: watch::Receiver<u64>,
+    progress: Arc<Progress>,
     rt: tokio::runtime::Handle,
     lead: Mutex<Option<Lead>>,
     terms: AtomicU64,
+    /// This process's own, in every message id it writes: a restarted gateway of the same name
+    /// (and, in a container, the same pid) never collides with its last life's ids.
+    nonce: u64,
 }
 
 /// A term of leading.
@@ -56,8 +60,8 @@ struct Lead {
     term: u64,
     /// The sequence of the last round (or marker) on `ROOT.round`.
     last: u64,
-    /// Rounds written in this term (the message ids' counter).
-    rounds: u64,
+    /// Messages written in this term (the message ids' counter).
+    written: u64,
 }
 
 /// Creates (or opens) the journal's stream; its messages are kept `max_age`.
@@ -83,58 +87,125 @@ pub async fn open_stream(cluster: &Cluster, max_age: Duration) -> Result<(), Clu
         })
 }
 
+/// A round as the parts it is written in: itself when small enough, else its answers in parts
+/// of [`PART`] (each stands on its own), then the rest (at most the outbox's cap of new
+/// messages, their once-keys and the cursors: one part, so the cursor never moves without
+/// its messages).
+fn parts(b: &Batch) -> Vec<Batch> {
+    let size = serde_json::to_vec(b).map_or(usize::MAX, |v| v.len());
+    if size <= ROUND_BYTES {
+        return vec![b.clone()];
+    }
+    let mut out = Vec::new();
+    for c in b.retry.chunks(PART) {
+        out.push(Batch {
+            retry: c.to_vec(),
+            ..Batch::default()
+        });
+    }
+    for c in b.finished.chunks(PART) {
+        out.push(Batch {
+            finished: c.to_vec(),
+            ..Batch::default()
+        });
+    }
+    for c in b.dead.chunks(PART) {
+        out.push(Batch {
+            dead: c.to_vec(),
+            ..Batch::default()
+        });
+    }
+    for c in b.logs.chunks(PART) {
+        out.push(Batch {
+            logs: c.to_vec(),
+            ..Batch::default()
+        });
+    }
+    out.push(Batch {
+        enqueue: b.enqueue.clone(),
+        once: b.once.clone(),
+        cursors: b.cursors.clone(),
+        undead: b.undead.clone(),
+        next_id: b.next_id,
+        ..Batch::default()
+    });
+    out.retain(|p| !p.is_empty());
+    out
+}
+
 impl NatsJournal {
     /// The journal of `cluster`, leading while `owned` holds partition 0, waiting on
-    /// `applied` (fed by [`run_applier`]). Call from the runtime.
-    pub fn new(cluster: &Cluster, owned: Arc<Owned>, applied: watch::Receiver<u64>) -> Self {
+    /// `progress` (fed by [`crate::cluster::notify_apply::run_applier`]). Call from the
+    /// runtime.
+    pub fn new(cluster: &Cluster, owned: Arc<Owned>, progress: Arc<Progress>) -> Self {
         NatsJournal {
-            js: cluster.js.clone(),
-            stream: cluster.names.notify_stream.clone(),
-            root: cluster.names.notify_root.clone(),
-            node: cluster.node.clone(),
+            cluster: cluster.clone(),
             owned,
-            applied,
+            progress,
             rt: tokio::runtime::Handle::current(),
             lead: Mutex::new(None),
             terms: AtomicU64::new(0),
+            nonce: rand::random(),
         }
     }
 
+    fn root(&self) -> &str {
+        &self.cluster.names.notify_root
+    }
+
     fn round_subject(&self) -> String {
-        format!("{}.round", self.root)
+        format!("{}.round", self.root())
     }
 
     fn subject_of(&self, op: &Op) -> String {
         match op {
-            Op::Contacts(c) if c.len() == 1 => contact_subject(&self.root, &c[0].0),
+            Op::Contacts(c) if c.len() == 1 => self.cluster.names.notify_contact_subject(&c[0].0),
             Op::Round(_) | Op::Lead { .. } => self.round_subject(),
-            _ => format!("{}.ops", self.root),
+            _ => format!("{}.ops", self.root()),
         }
     }
 
-    /// Publishes `op`; its sequence once the stream has it.
-    async fn publish(&self, op: &Op, headers: Option<HeaderMap>) -> Result<u64, String> {
+    async fn stream(&self) -> Result<stream::Stream<stream::Info>, String> {
+        self.cluster
+            .js
+            .get_stream(&self.cluster.names.notify_stream)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends `op`; the acknowledgement to wait on.
+    async fn send(
+        &self,
+        op: &Op,
+        headers: Option<HeaderMap>,
+    ) -> Result<jetstream::context::PublishAckFuture, String> {
         let payload = serde_json::to_vec(op).map_err(|e| e.to_string())?;
         let subject = self.subject_of(op);
-        let ack = match headers {
-            Some(h) => {
-                self.js
-                    .publish_with_headers(subject, h, payload.into())
-                    .await
-            }
-            None => self.js.publish(subject, payload.into()).await,
+        let js = &self.cluster.js;
+        match headers {
+            Some(h) => js.publish_with_headers(subject, h, payload.into()).await,
+            None => js.publish(subject, payload.into()).await,
         }
-        .map_err(|e| e.to_string())?;
-        let ack = tokio::time::timeout(WAIT, ack)
+        .map_err(|e| e.to_string())
+    }
+
+    /// The sequence the stream gave a message (a duplicate of one stored before is refused:
+    /// what it was meant to say may not be what was stored).
+    async fn acked(ack: jetstream::context::PublishAckFuture) -> Result<u64, String> {
+        let ack = tokio::time::timeout(WAIT, std::future::IntoFuture::into_future(ack))
             .await
-            .map_err(|_| "no acknowledgement from JetStream".to_string())?;
-        ack.map(|a| a.sequence).map_err(|e| e.to_string())
+            .map_err(|_| "no acknowledgement from JetStream".to_string())?
+            .map_err(|e| e.to_string())?;
+        if ack.duplicate {
+            return Err(format!("message taken for a duplicate of {}", ack.sequence));
+        }
+        Ok(ack.sequence)
     }
 
     /// Waits until this gateway's copy has applied `seq`.
-    async fn applied(&self, seq: u64) -> Result<(), String> {
-        let mut rx = self.applied.clone();
-        let reached = tokio::time::timeout(WAIT, rx.wait_for(|a| *a >= seq))
+    async fn applied(&self, seq: u64, wait: Duration) -> Result<(), String> {
+        let mut rx = self.progress.applied.subscribe();
+        let reached = tokio::time::timeout(wait, rx.wait_for(|a| *a >= seq))
             .await
             .map(|r| r.is_ok());
         match reached {
@@ -146,28 +217,23 @@ impl NatsJournal {
 
     /// Publishes on `ROOT.round` after `last` (refused if another gateway wrote there since)
     /// and waits until applied here; the new last sequence.
-    async fn fenced(&self, op: &Op, last: u64, id: String) -> Result<u64, String> {
+    async fn fenced(&self, op: &Op, last: u64, n: u64, term: u64) -> Result<u64, String> {
         let mut h = HeaderMap::new();
         h.insert(
             async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
             last.to_string().as_str(),
         );
-        // A resend of a round whose acknowledgement was lost is answered with the first
-        // copy's sequence instead of being stored twice.
+        let id = format!("{}:{:016x}:{term}:{n}", self.cluster.node, self.nonce);
         h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        let seq = self.publish(op, Some(h)).await?;
-        self.applied(seq).await?;
+        let seq = Self::acked(self.send(op, Some(h)).await?).await?;
+        self.applied(seq, WAIT).await?;
         Ok(seq)
     }
 
     /// Becomes the leader: the last round's sequence, a marker after it, and the marker
     /// applied here.
     async fn start_lead(&self) -> Result<Lead, String> {
-        let stream = self
-            .js
-            .get_stream_no_info(&self.stream)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = self.stream().await?;
         let last = match stream
             .get_last_raw_message_by_subject(&self.round_subject())
             .await
@@ -183,186 +249,67 @@ impl NatsJournal {
         };
         let term = self.terms.fetch_add(1, Ordering::Relaxed) + 1;
         let marker = Op::Lead {
-            node: self.node.clone(),
+            node: self.cluster.node.clone(),
         };
-        let id = format!("{}:{}:{term}:lead", self.node, std::process::id());
-        let last = self.fenced(&marker, last, id).await?;
+        let last = self.fenced(&marker, last, 0, term).await?;
         Ok(Lead {
             term,
             last,
-            rounds: 0,
+            written: 0,
         })
     }
-}
 
-/// The secret opt-out links and address keys are signed with, the same on every gateway: the
-/// first gateway's own `notify.key` (a gateway that was alone before keeps its opt-outs), kept
-/// in the state bucket; every later gateway takes it from there.
-pub async fn shared_secret(cluster: &Cluster, mine: &[u8]) -> Result<Vec<u8>, ClusterError> {
-    let setup = |e: String| ClusterError::Setup {
-        what: "notification key".into(),
-        reason: e,
-    };
-    let hex: String = mine.iter().map(|b| format!("{b:02x}")).collect();
-    if cluster
-        .state_kv
-        .create("notify-key", hex.into())
-        .await
-        .is_ok()
-    {
-        return Ok(mine.to_vec());
+    /// Writes `op` (unfenced) and waits until applied here.
+    async fn write_one(&self, op: &Op) -> Result<(), String> {
+        let seq = Self::acked(self.send(op, None).await?).await?;
+        self.applied(seq, WAIT).await
     }
-    let theirs = cluster
-        .state_kv
-        .get("notify-key")
-        .await
-        .map_err(|e| setup(e.to_string()))?
-        .ok_or_else(|| setup("the state bucket lost its notify-key".into()))?;
-    let text = std::str::from_utf8(&theirs).map_err(|e| setup(e.to_string()))?;
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| setup("notify-key is not hex".into()))
-        })
-        .collect()
-}
 
-/// Seeds a new cluster's empty journal with what this gateway's store holds (a gateway that
-/// ran alone, joining a cluster on its data directory), so the gateways that join after it hold
-/// its contacts, opt-outs, queue, dead letters and message logs too. Does nothing when the
-/// journal has anything or this store has read it before. Returns the operations written.
-pub async fn seed(cluster: &Cluster, notify: &Arc<Notify>) -> Result<usize, ClusterError> {
-    let setup = |e: String| ClusterError::Setup {
-        what: format!("seeding {}", cluster.names.notify_stream),
-        reason: e,
-    };
-    let n = notify.clone();
-    let ops = tokio::task::spawn_blocking(move || -> Result<Vec<Op>, StoreError> {
-        if n.store.journal_seq()? != 0 {
-            return Ok(Vec::new());
-        }
-        n.store.export(PER_ROUND)
-    })
-    .await
-    .map_err(|e| setup(e.to_string()))?
-    .map_err(|e| setup(e.to_string()))?;
-    if ops.is_empty() {
-        return Ok(0);
-    }
-    let stream = cluster
-        .js
-        .get_stream_no_info(&cluster.names.notify_stream)
-        .await
-        .map_err(|e| setup(e.to_string()))?;
-    let info = stream.get_info().await.map_err(|e| setup(e.to_string()))?;
-    if info.state.last_sequence != 0 {
-        tracing::warn!(
-            "this gateway's notification store predates the cluster's journal, which holds \
-             other gateways' already: it follows theirs (see docs/NOTIFY.md, upgrading)"
-        );
-        return Ok(0);
-    }
-    let root = &cluster.names.notify_root;
-    let total = ops.len();
-    let mut acks = Vec::new();
-    let mut rounds = Vec::new();
-    for op in ops {
-        let subject = match &op {
-            Op::Round(_) => {
-                rounds.push(op);
-                continue;
+    async fn write_op(&self, op: Op) -> Result<(), String> {
+        match op {
+            // One message per parcel (erasing one purges its subject), sent all at once.
+            Op::Contacts(contacts) => {
+                let mut acks = Vec::with_capacity(contacts.len());
+                for c in contacts {
+                    acks.push(self.send(&Op::Contacts(vec![c]), None).await?);
+                }
+                let mut last = 0;
+                for a in acks {
+                    last = last.max(Self::acked(a).await?);
+                }
+                self.applied(last, WAIT).await
             }
-            Op::Contacts(c) => contact_subject(root, &c[0].0),
-            _ => format!("{root}.ops"),
-        };
-        let payload = serde_json::to_vec(&op).map_err(|e| setup(e.to_string()))?;
-        let ack = cluster.js.publish(subject, payload.into()).await;
-        acks.push(ack.map_err(|e| setup(e.to_string()))?);
-        if acks.len() >= 1024 {
-            for a in acks.drain(..) {
-                a.await.map_err(|e| setup(e.to_string()))?;
+            Op::Erase(tracking) => {
+                let op = Op::Erase(tracking.clone());
+                let seq = Self::acked(self.send(&op, None).await?).await?;
+                self.applied(seq, WAIT).await?;
+                // What was on the parcel's subject before the erasure (a contact set again
+                // after it stays).
+                self.stream()
+                    .await?
+                    .purge()
+                    .filter(self.cluster.names.notify_contact_subject(&tracking))
+                    .sequence(seq)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
+            Op::OptOut { key, at_ms } => {
+                crate::cluster::notify_seed::remember_opt_out(&self.cluster, &key, at_ms).await?;
+                self.write_one(&Op::OptOut { key, at_ms }).await
+            }
+            op => self.write_one(&op).await,
         }
     }
-    for a in acks.drain(..) {
-        a.await.map_err(|e| setup(e.to_string()))?;
-    }
-    // The rounds only where no round is yet: a gateway that already leads keeps its own.
-    let mut last = 0;
-    for (i, op) in rounds.into_iter().enumerate() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            last.to_string().as_str(),
-        );
-        let payload = serde_json::to_vec(&op).map_err(|e| setup(e.to_string()))?;
-        let ack = cluster
-            .js
-            .publish_with_headers(format!("{root}.round"), h, payload.into())
-            .await
-            .map_err(|e| setup(e.to_string()))?
-            .await;
-        match ack {
-            Ok(a) => last = a.sequence,
-            Err(e) if i == 0 => {
-                tracing::warn!(error = %e, "another gateway leads already; outbox not seeded");
-                return Ok(0);
-            }
-            Err(e) => return Err(setup(e.to_string())),
-        }
-    }
-    Ok(total)
-}
-
-/// Messages (or log lines) per round of a seed, as the outbox's rounds.
-const PER_ROUND: usize = 256;
-
-/// The subject of a parcel's contact.
-fn contact_subject(root: &str, tracking: &str) -> String {
-    let hex: String = tracking.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{root}.c.{hex}")
 }
 
 impl Journal for NatsJournal {
     fn write(&self, op: Op) -> JournalFuture<'_> {
-        Box::pin(async move {
-            let err = StoreError::Journal;
-            let mut last = 0;
-            match op {
-                // One message per parcel: erasing one purges its own subject.
-                Op::Contacts(contacts) => {
-                    for c in contacts {
-                        last = self
-                            .publish(&Op::Contacts(vec![c]), None)
-                            .await
-                            .map_err(err)?;
-                    }
-                }
-                Op::Erase(tracking) => {
-                    let op = Op::Erase(tracking.clone());
-                    last = self.publish(&op, None).await.map_err(err)?;
-                    self.applied(last).await.map_err(err)?;
-                    let stream = self
-                        .js
-                        .get_stream_no_info(&self.stream)
-                        .await
-                        .map_err(|e| err(e.to_string()))?;
-                    stream
-                        .purge()
-                        .filter(contact_subject(&self.root, &tracking))
-                        .await
-                        .map_err(|e| err(e.to_string()))?;
-                }
-                op => last = self.publish(&op, None).await.map_err(err)?,
-            }
-            self.applied(last).await.map_err(err)
-        })
+        Box::pin(async move { self.write_op(op).await.map_err(StoreError::Journal) })
     }
 
     fn lead(&self) -> Option<u64> {
-        if !self.owned.is_leader() {
+        if !self.owned.is_leader() || self.progress.gap.load(Ordering::Relaxed) {
             lock(&self.lead).take();
             return None;
         }
@@ -381,104 +328,130 @@ impl Journal for NatsJournal {
         }
     }
 
+    fn leads(&self) -> bool {
+        lock(&self.lead).is_some() && self.owned.is_leader()
+    }
+
+    fn caught_up(&self) -> bool {
+        let reached = self.rt.block_on(async {
+            let last = self
+                .stream()
+                .await?
+                .get_info()
+                .await
+                .map_err(|e| e.to_string())?
+                .state
+                .last_sequence;
+            self.applied(last, CATCH_UP).await
+        });
+        reached.is_ok()
+    }
+
     fn round(&self, b: &Batch) -> Result<(), RoundError> {
         let Some(mut l) = *lock(&self.lead) else {
             return Err(RoundError::Lost("not leading".into()));
         };
-        l.rounds += 1;
-        let id = format!(
-            "{}:{}:{}:{}",
-            self.node,
-            std::process::id(),
-            l.term,
-            l.rounds
-        );
-        let op = Op::Round(b.clone());
-        match self.rt.block_on(self.fenced(&op, l.last, id)) {
-            Ok(seq) => {
-                l.last = seq;
-                *lock(&self.lead) = Some(l);
-                Ok(())
-            }
-            Err(e) => {
-                lock(&self.lead).take();
-                Err(RoundError::Lost(e))
-            }
-        }
-    }
-}
-
-/// Reads the journal from after the sequence `notify`'s store records, applies every
-/// operation in order and publishes the sequence reached on `applied`. Runs until the store
-/// is closed (the gateway stops); reopens its consumer after a failure.
-pub async fn run_applier(cluster: Cluster, notify: Arc<Notify>, applied: watch::Sender<u64>) {
-    loop {
-        match read(&cluster, &notify, &applied).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "notification journal reader failed; reopening");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
-
-/// Reads until the store closes (`Ok`) or a failure (`Err`).
-async fn read(
-    cluster: &Cluster,
-    notify: &Arc<Notify>,
-    applied: &watch::Sender<u64>,
-) -> Result<(), String> {
-    let n = notify.clone();
-    let from = match tokio::task::spawn_blocking(move || n.store.journal_seq()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(StoreError::Closed)) => return Ok(()),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(e) => return Err(e.to_string()),
-    };
-    applied.send_if_modified(|a| {
-        let moved = from > *a;
-        *a = (*a).max(from);
-        moved
-    });
-    let stream = cluster
-        .js
-        .get_stream(&cluster.names.notify_stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from + 1,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(m) = messages.next().await {
-        let m = m.map_err(|e| e.to_string())?;
-        let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
-        if seq <= *applied.borrow() {
-            continue;
-        }
-        match serde_json::from_slice::<Op>(&m.payload) {
-            Ok(op) => {
-                let n = notify.clone();
-                let done = tokio::task::spawn_blocking(move || n.apply(&op, Some(seq)))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match done {
-                    Ok(()) => {}
-                    Err(StoreError::Closed) => return Ok(()),
-                    // Read again from the last applied one.
-                    Err(e) => return Err(e.to_string()),
+        for part in parts(b) {
+            l.written += 1;
+            let op = Op::Round(part);
+            match self
+                .rt
+                .block_on(self.fenced(&op, l.last, l.written, l.term))
+            {
+                Ok(seq) => {
+                    l.last = seq;
+                    *lock(&self.lead) = Some(l);
+                }
+                Err(e) => {
+                    lock(&self.lead).take();
+                    return Err(RoundError::Lost(e));
                 }
             }
-            // Every gateway skips it alike.
-            Err(e) => tracing::error!(seq, error = %e, "undecodable notification journal entry"),
         }
-        applied.send_replace(seq);
+        Ok(())
     }
-    Err("the consumer ended".into())
+
+    fn answers(&self, b: &Batch) -> Result<(), StoreError> {
+        self.rt
+            .block_on(async {
+                for part in parts(b) {
+                    self.write_one(&Op::Answers(part)).await?;
+                }
+                Ok(())
+            })
+            .map_err(StoreError::Journal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::contact::Channel;
+    use crate::notify::plan::Milestone;
+    use crate::notify::store::{MessageLog, Queued};
+    use crate::notify::templates::Rendered;
+
+    fn q(id: u64) -> Queued {
+        Queued {
+            id,
+            tracking: Some(format!("T{id}")),
+            depot: "D".into(),
+            route: "R".into(),
+            milestone: Some(Milestone::Delivered),
+            alert: None,
+            channel: Channel::Sms,
+            to: None,
+            rendered: Rendered {
+                subject: None,
+                text: "x".repeat(2_000),
+                whatsapp: None,
+            },
+            unsubscribe: None,
+            queued_ms: 1,
+            attempts: 1,
+            next_ms: 1,
+            last_error: None,
+            event_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_large_round_is_written_in_parts_each_under_the_limit_with_nothing_lost() {
+        let log = |id| MessageLog {
+            id,
+            milestone: Milestone::Delivered,
+            channel: Channel::Sms,
+            state: "dropped: too old".into(),
+            provider_id: None,
+            at_ms: 2,
+        };
+        let b = Batch {
+            enqueue: (1..=256).map(q).collect(),
+            once: (1..=256).map(|i| (format!("k{i}"), 1)).collect(),
+            cursors: vec![("milestones".into(), 99)],
+            next_id: Some(3_000),
+            finished: (1_000..2_000).map(|i| (q(i), Some(log(i)))).collect(),
+            retry: (2_000..2_300).map(q).collect(),
+            ..Batch::default()
+        };
+        let small = Batch {
+            enqueue: vec![q(1)],
+            ..Batch::default()
+        };
+        assert_eq!(parts(&small), vec![small.clone()]);
+        let p = parts(&b);
+        assert!(p.len() > 2);
+        for part in &p {
+            let size = serde_json::to_vec(part).unwrap().len();
+            assert!(size <= ROUND_BYTES, "a part of {size} bytes");
+        }
+        // The messages and the cursor that moved with them are one part, the last.
+        let last = p.last().unwrap();
+        assert_eq!(last.enqueue.len(), 256);
+        assert_eq!(last.cursors, b.cursors);
+        assert_eq!(last.next_id, b.next_id);
+        let finished: usize = p.iter().map(|x| x.finished.len()).sum();
+        let retry: usize = p.iter().map(|x| x.retry.len()).sum();
+        assert_eq!((finished, retry), (1_000, 300));
+    }
 }

@@ -94,6 +94,9 @@ impl NotifyStats {
 pub struct Job {
     /// The message.
     pub message: Queued,
+    /// The outbox's epoch when it was handed out ([`Notify::epoch`]): a worker sends nothing
+    /// for an older one.
+    pub epoch: u64,
     /// The address.
     pub to: String,
     /// The recipient's name.
@@ -108,6 +111,8 @@ pub struct JobDone {
     pub to: Option<String>,
     /// The provider's id, or why not.
     pub result: Result<String, SendError>,
+    /// False when no provider was asked (the job's epoch had passed): nothing happened.
+    pub tried: bool,
 }
 
 /// What the API asks of the outbox thread.
@@ -131,6 +136,9 @@ pub struct Notify {
     pub threads: Mutex<Vec<JoinHandle<()>>>,
     /// A cluster's journal (set once, before the outbox starts); none on a single gateway.
     journal: OnceLock<Arc<dyn Journal>>,
+    /// Moves on when the outbox stops leading (a cluster): jobs of an earlier epoch still
+    /// waiting for a worker are not sent, the gateway that leads now sends them.
+    pub epoch: Arc<AtomicU64>,
 }
 
 impl Notify {
@@ -150,6 +158,7 @@ impl Notify {
             secret: secret.to_vec(),
             threads: Mutex::new(Vec::new()),
             journal: OnceLock::new(),
+            epoch: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -173,11 +182,14 @@ impl Notify {
     }
 
     /// Applies `op` to this gateway's store (`seq`: its place in the cluster's journal); a
-    /// dead letter to retry is handed to the outbox thread.
+    /// dead letter to retry is handed to the outbox thread of the gateway that sends (in a
+    /// cluster, one that does not lead now ignores it: asked again, the leader queues it).
     pub fn apply(&self, op: &Op, seq: Option<u64>) -> Result<(), StoreError> {
         self.store.apply(op, seq)?;
         if let Op::Retry(id) = op {
-            lock(&self.commands).push(Command::Retry(*id));
+            if self.journal.get().is_none_or(|j| j.leads()) {
+                lock(&self.commands).push(Command::Retry(*id));
+            }
         }
         Ok(())
     }

@@ -44,4 +44,16 @@ pub trait Journal: Send + Sync {
     /// Writes a round of the outbox (blocking, on the outbox thread); `Ok` once this
     /// gateway's store holds it.
     fn round(&self, b: &Batch) -> Result<(), RoundError>;
+
+    /// Whether this gateway leads now (no waiting, no I/O).
+    fn leads(&self) -> bool;
+
+    /// Called by the outbox thread before it reads milestones (blocking, briefly): true once
+    /// this gateway's copy holds every operation written so far (a contact set through another
+    /// gateway just before its parcel's milestone), false if it could not tell in time.
+    fn caught_up(&self) -> bool;
+
+    /// Writes providers' answers that came back to a gateway after it stopped leading
+    /// (blocking), so that the one that leads now does not send those messages again.
+    fn answers(&self, b: &Batch) -> Result<(), StoreError>;
 }

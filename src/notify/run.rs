@@ -28,13 +28,14 @@ pub fn start(notify: &Arc<Notify>, composer: Composer, adapters: Adapters) -> Re
     for _ in 0..workers {
         let (rx, tx, ad) = (jobs_rx.clone(), done_tx.clone(), adapters.clone());
         let (stop, carriers) = (notify.stop.clone(), carriers.clone());
+        let epoch = notify.epoch.clone();
         threads.push(
             std::thread::Builder::new()
                 // Linux keeps 15 bytes of a thread's name: distinct from the outbox's in `top -H`.
                 .name("milepost-send".into())
                 .spawn(move || {
                     lower_priority(nice);
-                    work(&rx, &tx, &ad, &carriers, &stop)
+                    work(&rx, &tx, &ad, &carriers, &stop, &epoch)
                 })
                 .map_err(|e| e.to_string())?,
         );
@@ -81,7 +82,8 @@ pub fn start_sweeper(
 
 /// A worker: takes jobs until the outbox hangs up. Once the gateway stops, jobs still
 /// buffered are answered "not sent" at once (the outbox records them as waiting, so the next
-/// start sends them), and a panicking adapter answers a retry instead of leaving its message
+/// start sends them), jobs of an epoch that has passed (the outbox stopped leading) are
+/// answered untried, and a panicking adapter answers a retry instead of leaving its message
 /// in flight.
 fn work(
     jobs: &Mutex<Receiver<Job>>,
@@ -89,6 +91,7 @@ fn work(
     adapters: &Adapters,
     carriers: &crate::tenancy::Carriers,
     stop: &AtomicBool,
+    epoch: &std::sync::atomic::AtomicU64,
 ) {
     loop {
         let job = match lock(jobs).recv() {
@@ -96,7 +99,13 @@ fn work(
             Err(_) => return,
         };
         let q = &job.message;
-        let result = if stop.load(Ordering::Relaxed) {
+        let tried = job.epoch == epoch.load(Ordering::Relaxed);
+        let result = if !tried {
+            Err(SendError::Retry {
+                error: "not sent: another gateway sends now".into(),
+                after_ms: None,
+            })
+        } else if stop.load(Ordering::Relaxed) {
             Err(SendError::Retry {
                 error: "not sent: the gateway is stopping".into(),
                 after_ms: None,
@@ -132,6 +141,7 @@ fn work(
                 to: Some(job.to),
                 message: job.message,
                 result,
+                tried,
             })
             .is_err()
         {

@@ -30,7 +30,9 @@ use crate::cluster::cursors::KvCursors;
 use crate::cluster::handover::Positions;
 use crate::cluster::lease::Owned;
 use crate::cluster::nats::Cluster;
+use crate::cluster::notify_apply::{run_applier, Progress};
 use crate::cluster::notify_journal;
+use crate::cluster::notify_seed;
 use crate::config::Config;
 use crate::config::ConfigError;
 use crate::feed::registry::Webhooks;
@@ -160,9 +162,9 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     let notify_key =
         TokenKey::load_or_create(&cfg.data_dir.join("notify.key")).map_err(io_err("notify.key"))?;
     // In a cluster every gateway signs with the same one.
-    let notify_secret = match &cluster {
-        Some(c) => notify_journal::shared_secret(c, notify_key.secret()).await?,
-        None => notify_key.secret().to_vec(),
+    let (notify_secret, notify_key_mine) = match &cluster {
+        Some(c) => notify_seed::shared_secret(c, notify_key.secret()).await?,
+        None => (notify_key.secret().to_vec(), true),
     };
     let notify = Arc::new(
         Notify::open(&cfg.data_dir, &notify_secret)
@@ -199,7 +201,7 @@ pub(super) async fn start(cfg: Config, clock: Clock) -> Result<Started, ServerEr
     });
     let (webhooks, webhook_stop) = start_webhooks(&shared)?;
     if let Some(c) = &cluster {
-        start_notify_journal(c, &shared).await?;
+        start_notify_journal(c, &shared, notify_key_mine).await?;
     }
     start_notify(&shared)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -357,23 +359,29 @@ fn start_webhooks(shared: &Shared) -> Result<(Arc<Webhooks>, Arc<AtomicBool>), S
 
 /// In a cluster, the notification store is written through the journal every gateway applies
 /// (see [`crate::cluster::notify_journal`]); its reader starts here, before the outbox.
-async fn start_notify_journal(cluster: &Cluster, shared: &Arc<Shared>) -> Result<(), ServerError> {
+async fn start_notify_journal(
+    cluster: &Cluster,
+    shared: &Arc<Shared>,
+    key_is_mine: bool,
+) -> Result<(), ServerError> {
     let days = u64::from(shared.cfg.history.retention_days) + 1;
     notify_journal::open_stream(cluster, Duration::from_secs(days * 86_400)).await?;
-    let seeded = notify_journal::seed(cluster, &shared.notify).await?;
+    let seeded = notify_seed::seed(cluster, &shared.notify, key_is_mine).await?;
     if seeded > 0 {
         tracing::info!(
             operations = seeded,
             "the cluster's notification journal was seeded from this gateway's store"
         );
     }
-    let (applied_tx, applied) = watch::channel(0);
-    let journal = notify_journal::NatsJournal::new(cluster, shared.owned.clone(), applied);
+    // Opt-outs older than the journal's retention live only in the state bucket.
+    notify_seed::import_opt_outs(cluster, &shared.notify).await?;
+    let progress = Progress::new();
+    let journal = notify_journal::NatsJournal::new(cluster, shared.owned.clone(), progress.clone());
     shared.notify.set_journal(Arc::new(journal));
-    tokio::spawn(notify_journal::run_applier(
+    tokio::spawn(run_applier(
         cluster.clone(),
         shared.notify.clone(),
-        applied_tx,
+        progress,
     ));
     Ok(())
 }
@@ -497,10 +505,16 @@ impl Running {
         // Stopping the writer closes the applier's queue; the applier then writes a final
         // snapshot and exits.
         webhook_stop.store(true, Ordering::Relaxed);
-        notify.stop.store(true, Ordering::Relaxed);
+        // Notifications stop before the backend gives the leases back: in a cluster, the
+        // outbox's last round (the answers of the messages in flight) is written while this
+        // gateway still leads, so the next one does not send those messages again.
+        let _ = tokio::task::spawn_blocking({
+            let notify = notify.clone();
+            move || notify.shutdown()
+        })
+        .await;
         let closing = backend.close(&stop_cluster).await;
         let _ = tokio::task::spawn_blocking(move || {
-            notify.shutdown();
             closing.join();
             let _ = applier.join();
             webhooks.join();

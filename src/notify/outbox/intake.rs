@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use super::state::{depot_cursor, Outbox, MILESTONES, PAGE, ROUND_MESSAGES};
+use super::state::{depot_cursor, round_full, Outbox, MILESTONES, PAGE};
 use crate::notify::handle::Command;
 use crate::notify::plan::milestone_of;
 use crate::notify::store::Batch;
@@ -94,7 +94,7 @@ impl Outbox {
                         done = off - 1;
                         break;
                     }
-                    if b.enqueue.len() >= ROUND_MESSAGES {
+                    if round_full(b) {
                         // The rest next round (at once).
                         more = true;
                         done = *off;

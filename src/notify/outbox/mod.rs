@@ -27,12 +27,13 @@ use crate::notify::handle::{Job, JobDone, Notify};
 use crate::notify::plan::{backoff_ms, Quiet};
 use crate::notify::store::{Batch, Dead, MessageLog, Queued};
 mod intake;
+mod lead;
 mod rules;
 mod state;
 
 use rules::Decision;
 pub use state::Outbox;
-use state::{depot_cursor, lane_of, Lane, GATHER, IDLE_MS, MILESTONES};
+use state::{lane_of, Lane, GATHER, IDLE_MS, MILESTONES};
 
 impl Outbox {
     /// The outbox over the queue as stored (messages queued before a restart go out first).
@@ -75,77 +76,6 @@ impl Outbox {
         }
         o.load().map_err(err)?;
         Ok(o)
-    }
-
-    /// Reads the cursors, the next id and the queue from the store, forgetting what was held.
-    fn load(&mut self) -> Result<(), crate::notify::store::StoreError> {
-        self.forget();
-        let store = self.notify.store.clone();
-        self.cursor = store.cursor(MILESTONES)?;
-        self.next_id = store.next_id()?;
-        for a in &self.composer.cfg.alerts {
-            if let Some(c) = store.cursor(&depot_cursor(&a.depot))? {
-                self.depot_cursors.insert(a.depot.clone(), c);
-            }
-        }
-        for q in store.queued()? {
-            self.insert(q);
-        }
-        Ok(())
-    }
-
-    /// Forgets the queue, the lanes and what was to be written (another gateway leads).
-    fn forget(&mut self) {
-        self.items.clear();
-        self.lanes.clear();
-        self.in_flight.clear();
-        self.depot_cursors.clear();
-        self.cursor = None;
-        self.carry = Batch::default();
-    }
-
-    /// Whether this gateway sends now: always on a single gateway; in a cluster, while it
-    /// leads, reading the store again when a new term starts.
-    fn leading(&mut self) -> bool {
-        let Some(journal) = self.notify.journal().cloned() else {
-            return true;
-        };
-        match journal.lead() {
-            Some(t) if self.term == Some(t) => true,
-            Some(t) => match self.load() {
-                Ok(()) => {
-                    tracing::info!(
-                        term = t,
-                        queued = self.items.len(),
-                        "this gateway now sends the notifications"
-                    );
-                    self.term = Some(t);
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "notification store not read; not leading");
-                    false
-                }
-            },
-            None => {
-                self.stand_down();
-                false
-            }
-        }
-    }
-
-    /// Stops leading (another gateway does, or the journal lost a round).
-    fn stand_down(&mut self) {
-        if self.term.take().is_some() {
-            tracing::info!("this gateway no longer sends the notifications");
-        }
-        self.forget();
-    }
-
-    /// True for a gateway of a cluster that does not lead: it ignores answers of messages
-    /// it sent while it led (the leader sends them again, see `crate::notify`).
-    fn follows(&self) -> bool {
-        self.term.is_none() && self.notify.journal().is_some()
     }
 
     fn insert(&mut self, q: Queued) {
@@ -216,7 +146,10 @@ impl Outbox {
         }
         let mut b = std::mem::take(&mut self.carry);
         self.commands(&mut b);
-        let more = self.read(&mut b);
+        // In a cluster, a contact set through another gateway just before its parcel's
+        // milestone must be in this copy before the milestone is read.
+        let fresh = self.notify.journal().is_none_or(|j| j.caught_up());
+        let more = fresh && self.read(&mut b);
         let enqueued = b.enqueue.clone();
         if !self.commit(b) {
             // Not written: read the same milestones again next round.
@@ -266,8 +199,9 @@ impl Outbox {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, "notification round not written");
+                    self.keep_answers(b);
                     self.stand_down();
-                    false
+                    return false;
                 }
             },
             None => self.commit_here(&b),
@@ -349,11 +283,19 @@ impl Outbox {
                     self.items.insert(q.id, q);
                 }
                 Decision::Send { to, name, key } => {
+                    if self.notify.journal().is_some()
+                        && !self.notify.store.is_queued(q.id).unwrap_or(true)
+                    {
+                        // Answered on the gateway that led before, after this one took over.
+                        self.remove(&q);
+                        continue;
+                    }
                     let Some(jobs) = &self.jobs else { break };
                     let mut q = q;
                     q.attempts += 1;
                     let job = Job {
                         message: q.clone(),
+                        epoch: self.notify.epoch.load(Ordering::Relaxed),
                         to,
                         name,
                     };
@@ -382,12 +324,13 @@ impl Outbox {
     }
 
     fn answered(&mut self, d: JobDone) {
-        if self.follows() {
-            return;
-        }
         let now = self.now();
         let q = d.message;
         self.in_flight.remove(&lane_of(&q));
+        if !d.tried {
+            // No provider was asked (the lead changed): the message stays queued as it was.
+            return;
+        }
         let c = q.channel.index();
         let stats = &self.notify.stats;
         match d.result {

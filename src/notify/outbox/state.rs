@@ -14,9 +14,24 @@ use crate::notify::store::{Batch, Queued};
 
 /// Milestones visited per page (most are ETA refreshes, skipped without a copy).
 pub(super) const PAGE: usize = 20_000;
-/// New messages per round at most: a cluster's round is one message of the journal, kept
-/// well under NATS's 1 MiB payload limit.
-pub(super) const ROUND_MESSAGES: usize = 256;
+/// New messages per round at most, and their texts' bytes: a cluster's round is written with
+/// its new messages in one message of the journal, well under NATS's 1 MiB payload limit.
+const ROUND_MESSAGES: usize = 256;
+const ROUND_TEXT_BYTES: usize = 256 * 1024;
+
+/// True when a round holds as many new messages as one round takes.
+pub(super) fn round_full(b: &Batch) -> bool {
+    let text: usize = b
+        .enqueue
+        .iter()
+        .map(|q| {
+            let r = &q.rendered;
+            // JSON escaping and the other fields: a generous allowance.
+            2 * (r.text.len() + r.subject.as_ref().map_or(0, String::len)) + 512
+        })
+        .sum();
+    b.enqueue.len() >= ROUND_MESSAGES || text >= ROUND_TEXT_BYTES
+}
 /// Longest sleep between rounds when nothing happens, ms.
 pub(super) const IDLE_MS: u64 = 50;
 /// How long answers are gathered before a round commits them.

@@ -11,8 +11,8 @@ use super::{
 
 impl NotifyStore {
     /// Everything stored, as operations: one per contact, one per opt-out, then rounds of at
-    /// most `per_round` messages or log lines (the first also carries the cursors, the next id
-    /// and the once-keys).
+    /// most `per_round` once-keys, messages or log lines (the first also carries the cursors
+    /// and the next id).
     pub fn export(&self, per_round: usize) -> Result<Vec<Op>, StoreError> {
         let per_round = per_round.max(1);
         let tx = self.begin_read()?;
@@ -38,20 +38,21 @@ impl NotifyStore {
                 name => first.cursors.push((name.to_owned(), v.value())),
             }
         }
-        for r in tx.open_table(ONCE)?.iter()? {
-            let (k, v) = r?;
-            first.once.push((k.value().to_owned(), v.value()));
-        }
         let mut rounds = vec![first];
         let room = |rounds: &mut Vec<Batch>| {
-            let last = rounds
-                .last()
-                .map_or(0, |b| b.enqueue.len() + b.dead.len() + b.logs.len());
+            let last = rounds.last().map_or(0, |b| {
+                b.enqueue.len() + b.dead.len() + b.logs.len() + b.once.len()
+            });
             if last >= per_round {
                 rounds.push(Batch::default());
             }
             rounds.len() - 1
         };
+        for r in tx.open_table(ONCE)?.iter()? {
+            let (k, v) = r?;
+            let i = room(&mut rounds);
+            rounds[i].once.push((k.value().to_owned(), v.value()));
+        }
         for r in tx.open_table(QUEUE)?.iter()? {
             let q: Queued = serde_json::from_slice(r?.1.value())?;
             let i = room(&mut rounds);

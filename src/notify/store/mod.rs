@@ -214,6 +214,9 @@ pub enum Op {
     Retry(u64),
     /// One round of the sending gateway's outbox.
     Round(Batch),
+    /// Providers' answers that came back to a gateway after it stopped leading (written
+    /// outside the rounds: they are facts whoever leads).
+    Answers(Batch),
     /// A gateway starts to lead (nothing is stored): written where rounds are, it fences off
     /// the rounds of the gateway that led before, and once applied here every earlier write is.
     Lead {
@@ -354,6 +357,19 @@ impl NotifyStore {
         Ok(())
     }
 
+    /// Records opt-outs in one transaction (a cluster's, read from its state bucket).
+    pub fn set_opt_outs(&self, keys: &[(String, i64)]) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        {
+            let mut t = tx.open_table(OPTOUT)?;
+            for (key, at_ms) in keys {
+                t.insert(key.as_str(), *at_ms)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Applies an operation of the cluster's journal (or of this gateway's API) in one
     /// transaction; `seq`, its place in the journal, is kept in the same transaction, so a
     /// restarted gateway reads the journal on from after it ([`NotifyStore::journal_seq`]).
@@ -373,7 +389,7 @@ impl NotifyStore {
             // The outbox's to do (`crate::notify::handle::Notify::apply`), and a marker:
             // nothing stored.
             Op::Retry(_) | Op::Lead { .. } => {}
-            Op::Round(b) => commit_in(&tx, b)?,
+            Op::Round(b) | Op::Answers(b) => commit_in(&tx, b)?,
         }
         if let Some(seq) = seq {
             tx.open_table(META)?.insert(JOURNAL, seq)?;
@@ -403,6 +419,12 @@ impl NotifyStore {
     pub fn once_taken(&self, key: &str) -> Result<bool, StoreError> {
         let tx = self.begin_read()?;
         Ok(tx.open_table(ONCE)?.get(key)?.is_some())
+    }
+
+    /// Whether a message is queued (not yet answered for good).
+    pub fn is_queued(&self, id: u64) -> Result<bool, StoreError> {
+        let tx = self.begin_read()?;
+        Ok(tx.open_table(QUEUE)?.get(id)?.is_some())
     }
 
     /// Every queued message, in id order.

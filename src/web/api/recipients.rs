@@ -26,7 +26,12 @@ use crate::web::state::WebState;
 type St = State<Arc<WebState>>;
 
 fn store_err(e: crate::notify::store::StoreError) -> ApiError {
-    ApiError::internal(e.to_string())
+    use crate::notify::store::StoreError;
+    match e {
+        // A cluster's journal slow or away, or the gateway stopping: worth trying again.
+        StoreError::Journal(_) | StoreError::Closed => ApiError::busy(e.to_string()),
+        e => ApiError::internal(e.to_string()),
+    }
 }
 
 /// The depot of a parcel the caller may read, or 404.
@@ -151,13 +156,13 @@ pub async fn delete_recipient(
 ) -> Result<Response, ApiError> {
     let depot = depot_of(&st, &caller, &tracking)?;
     caller.require(KeyRole::Backoffice, &depot)?;
-    if contact_of(&st, &tracking, &depot)?.is_some() {
-        st.shared
-            .notify
-            .write(Op::Erase(tracking))
-            .await
-            .map_err(store_err)?;
-    }
+    // Written even with no contact here: a retry after a failure still erases everywhere (in
+    // a cluster, the journal's copy of the contact too).
+    st.shared
+        .notify
+        .write(Op::Erase(tracking))
+        .await
+        .map_err(store_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
