@@ -157,12 +157,17 @@ async fn call(
     web_support::request(web, method, path, &headers, text.as_deref()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_survivor_sends_each_queued_milestone_once_after_the_sender_is_killed() {
-    let Some(nats) = common::Nats::start() else {
-        return;
-    };
-    let providers = Providers::start().await;
+/// Two gateways of one cluster on `nats`, the example route assigned, its recipients' phones
+/// set through g1's API (and read back through g0's), and the day driven while the provider
+/// answers 503: every milestone's message is queued on the gateway that sends.
+struct QueuedDay {
+    g: Vec<Gateway>,
+    key: String,
+    sender: usize,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn queued_day(nats: &common::Nats, providers: &Providers) -> QueuedDay {
     providers.script.lock().unwrap().sms_down = true;
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     // One back-office key, known to both gateways.
@@ -230,8 +235,28 @@ async fn the_survivor_sends_each_queued_milestone_once_after_the_sender_is_kille
         .iter()
         .position(|g| g.sends.load(Ordering::SeqCst))
         .expect("one gateway said it sends");
+    assert!(!g[1 - sender].sends.load(Ordering::SeqCst));
+    QueuedDay {
+        g,
+        key,
+        sender,
+        _dirs: dirs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survivor_sends_each_queued_milestone_once_after_the_sender_is_killed() {
+    let Some(nats) = common::Nats::start() else {
+        return;
+    };
+    let providers = Providers::start().await;
+    let QueuedDay {
+        mut g,
+        key,
+        sender,
+        _dirs,
+    } = queued_day(&nats, &providers).await;
     let survivor = 1 - sender;
-    assert!(!g[survivor].sends.load(Ordering::SeqCst));
     g[sender].child.kill().unwrap(); // SIGKILL
     g[sender].child.wait().unwrap();
     assert!(providers.accepted("sms").is_empty());
@@ -298,6 +323,56 @@ async fn the_survivor_sends_each_queued_milestone_once_after_the_sender_is_kille
     );
     let _ = g[survivor].child.kill();
     let _ = g[survivor].child.wait();
+}
+
+/// A clean stop (SIGTERM) of the sender with requests in flight: it waits for their answers
+/// and writes them while it still holds the lease, so the gateway that takes over sends
+/// nothing again, and what was still queued goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_of_the_sender_repeats_nothing() {
+    let Some(nats) = common::Nats::start() else {
+        return;
+    };
+    let providers = Providers::start().await;
+    let QueuedDay {
+        mut g,
+        sender,
+        _dirs,
+        ..
+    } = queued_day(&nats, &providers).await;
+    // The provider is back but slow: the next two requests hang 1.5 s (in flight), then it
+    // answers at once.
+    {
+        let mut script = providers.script.lock().unwrap();
+        script.sms = (0..2)
+            .map(|_| notify_support::Answer::Hang(Duration::from_millis(1_500)))
+            .collect();
+        script.sms_down = false;
+    }
+    eventually("two requests in flight", || {
+        providers.script.lock().unwrap().sms.is_empty()
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &g[sender].child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(g[sender].child.wait().unwrap().success());
+    // Both hung requests were answered before the sender exited.
+    assert!(providers.accepted("sms").len() >= 2);
+    eventually("every message sent", || {
+        providers.accepted("sms").len() >= PHONES.len()
+    })
+    .await;
+    let taken_over = g[1 - sender].sends.clone();
+    eventually("the survivor sends", || taken_over.load(Ordering::SeqCst)).await;
+    // Give a repeat the time to show itself (several retry periods).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_one_message_each(&providers);
+    let survivor = &mut g[1 - sender].child;
+    let _ = survivor.kill();
+    let _ = survivor.wait();
 }
 
 /// A message of the fencing test.
