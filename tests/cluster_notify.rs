@@ -179,10 +179,10 @@ async fn queued_day(nats: &common::Nats, providers: &Providers) -> QueuedDay {
     for d in &dirs {
         keys.write(&d.path().join(FILE)).unwrap();
     }
-    let cfg0 = config(dirs[0].path(), &providers, None);
+    let cfg0 = config(dirs[0].path(), providers, None);
     let mut g = vec![spawn(dirs[0].path(), &cfg0, &nats.url, "g0")];
     let certs = dirs[0].path().join("certs");
-    let cfg1 = config(dirs[1].path(), &providers, Some(&certs));
+    let cfg1 = config(dirs[1].path(), providers, Some(&certs));
     g.push(spawn(dirs[1].path(), &cfg1, &nats.url, "g1"));
     let ep = ClientEndpoint::new("127.0.0.1:0".parse().unwrap(), &certs.join("ca.pem")).unwrap();
 
@@ -230,7 +230,7 @@ async fn queued_day(nats: &common::Nats, providers: &Providers) -> QueuedDay {
     drive_the_day(&mut d).await;
     // Every parcel's message has been tried (and refused with 503): they are queued on the
     // gateway that sends. Kill it.
-    every_phone_tried(&providers).await;
+    every_phone_tried(providers).await;
     let sender = g
         .iter()
         .position(|g| g.sends.load(Ordering::SeqCst))
