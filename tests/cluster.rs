@@ -492,6 +492,82 @@ async fn a_webhook_added_on_one_gateway_is_known_to_all_and_removed_from_all() {
     a.gw.shutdown().await;
 }
 
+/// A carrier's brand set through one gateway's API is worn by the pages of every gateway;
+/// removed through another, it is gone from all.
+#[tokio::test]
+async fn a_brand_set_on_one_gateway_is_worn_by_all_and_removed_from_all() {
+    use milepost::apikeys::{KeyFile, Scope, FILE};
+    let Some(nats) = Nats::start() else { return };
+    let web = |c: &mut milepost::config::Config| {
+        c.web.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.carriers.0.insert(
+            "zeta".into(),
+            milepost::tenancy::CarrierConfig {
+                name: "Zeta Express".into(),
+                depots: vec!["south".into()],
+                ..Default::default()
+            },
+        );
+    };
+    let a = gateway_with(&nats, "a", None, web).await;
+    let b = gateway_with(&nats, "b", Some(&a), web).await;
+    let mut keys = KeyFile::default();
+    let scopes = vec![Scope::parse("backoffice:*").unwrap()];
+    let (_, key) = keys.create("ops", "*", scopes, now_ms()).unwrap();
+    keys.write(&a.dir.path().join(FILE)).unwrap();
+    keys.write(&b.dir.path().join(FILE)).unwrap();
+    let call = |gw: &TestGateway, method: &'static str, path: &'static str, body: &str| {
+        let addr = gw.gw.web_addr.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf).to_string()
+        }
+    };
+    let css = |gw: &TestGateway| call(gw, "GET", "/brand.css?carrier=zeta", "");
+    let set = call(
+        &a,
+        "PUT",
+        "/api/v1/carriers/zeta/brand",
+        r##"{"name":"Zeta","primary":"#00aa55"}"##,
+    )
+    .await;
+    assert!(
+        set.starts_with("HTTP/1.0 200") || set.starts_with("HTTP/1.1 200"),
+        "{set}"
+    );
+    assert!(css(&a).await.contains("#00aa55"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !css(&b).await.contains("#00aa55") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never wore A's brand"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = call(&b, "DELETE", "/api/v1/carriers/zeta/brand", "").await;
+    assert!(gone.contains(" 204 "), "{gone}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while css(&a).await.contains("#00aa55") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A still wears the removed brand"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!css(&b).await.contains("#00aa55"));
+    b.gw.shutdown().await;
+    a.gw.shutdown().await;
+}
+
 /// Every gateway of a fleet must have the same token secret of a carrier (or none): one whose
 /// `[carriers.<id>] token_secret_file` differs is refused at start, naming the carrier.
 #[tokio::test]

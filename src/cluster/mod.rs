@@ -42,6 +42,7 @@
 //! - [`revoke`]: token revocations shared through the KV bucket.
 //! - [`keys`]: API keys shared through the KV bucket.
 //! - [`hooks`]: webhook endpoints added at run time, shared through the KV bucket.
+//! - [`brands`]: carriers' brands set through the API, shared through the KV bucket.
 //! - [`notify_journal`]: the notification store's journal; [`notify_apply`]: every gateway's
 //!   reader of it; [`notify_seed`]: the opt-out key, seeding, opt-outs kept for good.
 //! - [`cursors`]: the webhook cursors in the KV bucket.
@@ -53,6 +54,7 @@
 //! [`hooks::HookParts`]); nothing here reaches
 //! back into the server.
 
+pub mod brands;
 pub mod cid;
 pub mod config;
 pub mod consume;

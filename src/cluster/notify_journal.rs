@@ -165,10 +165,11 @@ impl NatsJournal {
         }
     }
 
-    async fn stream(&self) -> Result<stream::Stream<stream::Info>, String> {
+    /// The journal's stream (no request: its info is asked for where needed).
+    async fn stream(&self) -> Result<stream::Stream<()>, String> {
         self.cluster
             .js
-            .get_stream(&self.cluster.names.notify_stream)
+            .get_stream_no_info(&self.cluster.names.notify_stream)
             .await
             .map_err(|e| e.to_string())
     }

@@ -1,8 +1,9 @@
 //! Carriers' brands set through the API (`PUT /api/v1/carriers/{carrier}/brand`), kept in
 //! `DATA_DIR/brands.json` (a new file synced and renamed over the old), over the
 //! configuration's `[carriers.<id>.brand]` (which brand a page wears is
-//! [`crate::web::state::WebState::brand_of_depot`]'s to say). One gateway's file: a cluster's gateways take brands from their
-//! configuration (the API refuses to set one there).
+//! [`crate::web::state::WebState::brand_of_depot`]'s to say). In a cluster the state bucket
+//! holds them and every gateway keeps its file as the bucket says
+//! ([`crate::cluster::brands`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,12 @@ impl Brands {
             map: RwLock::new(map),
             writing: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Every brand set, by carrier.
+    pub fn all(&self) -> Vec<(String, BrandConfig)> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(c, b)| (c.clone(), b.clone())).collect()
     }
 
     /// The brand set for `carrier`, if any.

@@ -152,6 +152,14 @@ pub async fn start(
         brands,
     });
     let (threads, nice) = (shared_cfg.web.threads, shared_cfg.web.nice);
+    // In a cluster, brands set through any gateway's API are kept here too.
+    if let Some(c) = state.shared.cluster.clone() {
+        let held = state.brands.all();
+        let st = state.clone();
+        let apply: crate::cluster::brands::ApplyBrand =
+            Arc::new(move |carrier, brand| st.brands.put(carrier, brand));
+        tokio::spawn(crate::cluster::brands::follow(c, held, apply, stop.clone()));
+    }
     // Folding only what it owns, it answers the API calls other gateways relay to it.
     if let Some(c) = state.shared.cluster.clone() {
         if state.shared.owned.folds_owned_only() {

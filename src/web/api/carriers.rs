@@ -107,17 +107,25 @@ pub async fn get_carrier(
     Ok(json(view(&st, &id)))
 }
 
-/// The caller may set `id`'s brand: it sees the carrier, has a `backoffice:*` scope, and the
-/// gateway keeps brands (not a cluster's, whose gateways take them from their configuration).
-fn may_brand(st: &WebState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+/// The caller may set `id`'s brand: it sees the carrier and has a `backoffice:*` scope.
+fn may_brand(caller: &Caller, id: &str) -> Result<(), ApiError> {
     visible(caller, id)?;
-    caller.require_everywhere(KeyRole::Backoffice)?;
-    if st.shared.cluster.is_some() {
-        return Err(ApiError::conflict(
-            "a cluster's brands come from the configuration ([carriers.<id>.brand]) of every gateway",
-        ));
+    caller.require_everywhere(KeyRole::Backoffice)
+}
+
+/// Sets (`Some`) or removes a brand: in a cluster first for every gateway (the state bucket;
+/// a failure changes nothing and answers 503), then in this gateway's file.
+async fn keep(st: &Arc<WebState>, id: &str, brand: Option<BrandConfig>) -> Result<(), ApiError> {
+    if let Some(c) = &st.shared.cluster {
+        crate::cluster::brands::publish(c, id, brand.as_ref())
+            .await
+            .map_err(|e| ApiError::busy(format!("the brand was not shared: {e}")))?;
     }
-    Ok(())
+    let (st2, id2) = (st.clone(), id.to_owned());
+    tokio::task::spawn_blocking(move || st2.brands.put(&id2, brand))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("brands.json not written: {e}")))
 }
 
 /// Set a carrier's brand
@@ -138,19 +146,14 @@ pub async fn put_brand(
     caller: Caller,
     body: ApiJson<BrandConfig>,
 ) -> Result<Response, ApiError> {
-    may_brand(&st, &caller, &id)?;
+    may_brand(&caller, &id)?;
     let brand = body.value;
     brand.validate("brand").map_err(|e| {
         let first = e.split(' ').next().unwrap_or("brand");
         let field = first.strip_prefix("brand.").unwrap_or(first).to_owned();
         ApiError::unprocessable(e).field(field)
     })?;
-    let st2 = st.clone();
-    let id2 = id.clone();
-    tokio::task::spawn_blocking(move || st2.brands.put(&id2, Some(brand)))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("brands.json not written: {e}")))?;
+    keep(&st, &id, Some(brand)).await?;
     Ok(json(view(&st, &id)))
 }
 
@@ -169,11 +172,7 @@ pub async fn delete_brand(
     ApiPath(id): ApiPath<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    may_brand(&st, &caller, &id)?;
-    let st2 = st.clone();
-    tokio::task::spawn_blocking(move || st2.brands.put(&id, None))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("brands.json not written: {e}")))?;
+    may_brand(&caller, &id)?;
+    keep(&st, &id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
