@@ -87,6 +87,18 @@ pub async fn open_stream(cluster: &Cluster, max_age: Duration) -> Result<(), Clu
         })
 }
 
+/// A round as the journal carries it: a finished message needs only its id and parcel (its
+/// log line says the rest), so its text and links are left out (they were half a round's
+/// bytes).
+fn slim(b: &Batch) -> Batch {
+    let mut b = b.clone();
+    for (q, _) in &mut b.finished {
+        q.rendered = Default::default();
+        q.unsubscribe = None;
+    }
+    b
+}
+
 /// A round as the parts it is written in: itself when small enough, else its answers in parts
 /// of [`PART`] (each stands on its own), then the rest (at most the outbox's cap of new
 /// messages, their once-keys and the cursors: one part, so the cursor never moves without
@@ -352,7 +364,7 @@ impl Journal for NatsJournal {
         let Some(mut l) = *lock(&self.lead) else {
             return Err(RoundError::Lost("not leading".into()));
         };
-        for part in parts(b) {
+        for part in parts(&slim(b)) {
             l.written += 1;
             let op = Op::Round(part);
             match self
@@ -375,7 +387,7 @@ impl Journal for NatsJournal {
     fn answers(&self, b: &Batch) -> Result<(), StoreError> {
         self.rt
             .block_on(async {
-                for part in parts(b) {
+                for part in parts(&slim(b)) {
                     self.write_one(&Op::Answers(part)).await?;
                 }
                 Ok(())
@@ -451,6 +463,14 @@ mod tests {
         assert_eq!(last.enqueue.len(), 256);
         assert_eq!(last.cursors, b.cursors);
         assert_eq!(last.next_id, b.next_id);
+        // The journal carries a finished message without its text; the others whole.
+        let slimmed = slim(&b);
+        assert!(slimmed
+            .finished
+            .iter()
+            .all(|(q, _)| q.rendered.text.is_empty()));
+        assert_eq!(slimmed.retry, b.retry);
+        assert_eq!(slimmed.enqueue, b.enqueue);
         let finished: usize = p.iter().map(|x| x.finished.len()).sum();
         let retry: usize = p.iter().map(|x| x.retry.len()).sum();
         assert_eq!((finished, retry), (1_000, 300));

@@ -77,7 +77,7 @@ pub struct WhatsappTemplate {
 }
 
 /// One message, rendered for one channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Rendered {
     /// E-mail subject (e-mail only), one line.
     pub subject: Option<String>,

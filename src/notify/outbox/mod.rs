@@ -132,7 +132,24 @@ impl Outbox {
             }
         }
         let b = std::mem::take(&mut self.carry);
-        self.commit(b);
+        let Some(journal) = self.notify.journal().cloned() else {
+            self.commit(b);
+            return;
+        };
+        // A cluster's gateway writes its last answers in a round while it leads (a round
+        // refused puts them back in `carry`), else as they are, so that the gateway that sends
+        // next does not send those messages again.
+        let late = if self.term.is_some() {
+            self.commit(b);
+            std::mem::take(&mut self.carry)
+        } else {
+            b
+        };
+        if !late.is_empty() {
+            if let Err(e) = journal.answers(&late) {
+                tracing::warn!(error = %e, "last answers not written");
+            }
+        }
     }
 
     /// One round; returns how long to wait for an answer before the next, ms.

@@ -13,7 +13,7 @@ use crate::notify::plan::Quiet;
 use crate::notify::store::{Batch, Queued};
 
 /// Milestones visited per page (most are ETA refreshes, skipped without a copy).
-pub(super) const PAGE: usize = 20_000;
+pub(super) const PAGE: usize = 2_000;
 /// New messages per round at most, and their texts' bytes: a cluster's round is written with
 /// its new messages in one message of the journal, well under NATS's 1 MiB payload limit.
 const ROUND_MESSAGES: usize = 256;
