@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use milepost::apikeys::{KeyFile, Scope, FILE};
 use milepost::auth::Role;
-use milepost::client::{ClientEndpoint, Session};
+use milepost::client::ClientEndpoint;
 use milepost_proto::CommandKind;
 use notify_support::{
     assert_one_message_each, crash_notify_toml, drive_the_day, eventually, every_phone_tried,
-    Providers, PHONES,
+    session, Providers, PHONES,
 };
 use serde_json::json;
 
@@ -127,18 +127,6 @@ fn spawn(dir: &Path, cfg: &str, nats: &str, node: &str) -> Gateway {
         web: web.unwrap(),
         sends,
     }
-}
-
-async fn session(ep: &ClientEndpoint, addr: SocketAddr, role: Role, sub: &str) -> Session {
-    let conn = ep.connect(addr, "localhost").await.unwrap();
-    Session::open(
-        conn,
-        &common::token(role, sub, "north"),
-        sub,
-        Default::default(),
-    )
-    .await
-    .unwrap()
 }
 
 async fn call(

@@ -11,13 +11,13 @@ use std::process::Child;
 use std::time::Duration;
 
 use milepost::auth::Role;
-use milepost::client::{ClientEndpoint, Session};
+use milepost::client::ClientEndpoint;
 use milepost::notify::contact::Contact;
 use milepost::notify::store::{NotifyStore, StoredContact};
 use milepost_proto::CommandKind;
 use notify_support::{
     assert_one_message_each, crash_notify_toml, drive_the_day, eventually, every_phone_tried,
-    Providers, PHONES,
+    session, Providers, PHONES,
 };
 
 fn spawn(dir: &Path, providers: &Providers) -> (Child, SocketAddr) {
@@ -29,18 +29,6 @@ fn spawn(dir: &Path, providers: &Providers) -> (Child, SocketAddr) {
     std::fs::write(&config, text).unwrap();
     let config = config.to_string_lossy().to_string();
     common::spawn_binary(dir, "127.0.0.1:0", &["--config", &config])
-}
-
-async fn session(ep: &ClientEndpoint, addr: SocketAddr, role: Role, sub: &str) -> Session {
-    let conn = ep.connect(addr, "localhost").await.unwrap();
-    Session::open(
-        conn,
-        &common::token(role, sub, "north"),
-        sub,
-        Default::default(),
-    )
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

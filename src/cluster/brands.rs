@@ -33,9 +33,11 @@ pub async fn publish(
     match brand {
         Some(b) => {
             let bytes = serde_json::to_vec(b).map_err(|e| e.to_string())?;
-            kv.put(key(carrier), bytes.into()).await.map(|_| ())
+            kv.put(key(carrier), bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
-        .map_err(|e| e.to_string()),
         None => kv.delete(key(carrier)).await.map_err(|e| e.to_string()),
     }
 }
@@ -50,8 +52,8 @@ async fn apply_here(apply: &ApplyBrand, carrier: &str, brand: Option<BrandConfig
     }
 }
 
-/// Keeps this gateway's brands (`held`: the carriers whose brand its file holds; `get` reads
-/// one) as the bucket holds them, until `stop` fires; reopens its watch after a failure.
+/// Keeps this gateway's brands (`held`: those its file holds) as the bucket holds them, until
+/// `stop` fires; reopens its watch after a failure.
 pub async fn follow(
     cluster: Cluster,
     held: Vec<(String, BrandConfig)>,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, object_store::ObjectStore, stream};
 
 use crate::cluster::config::{ClusterConfig, FoldMode};
+use crate::notify::store::Op;
 use milepost_core::store::record::partition_of;
 use milepost_core::store::LogRecord;
 
@@ -76,6 +77,17 @@ pub enum ClusterError {
     },
 }
 
+/// Headers that have JetStream refuse a message unless the last one on its subject is at
+/// stream sequence `last` (0: none yet).
+pub fn after_on_subject(last: u64) -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(
+        async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        last.to_string().as_str(),
+    );
+    h
+}
+
 fn setup_err(what: impl Into<String>) -> impl FnOnce(String) -> ClusterError {
     let what = what.into();
     move |reason| ClusterError::Setup { what, reason }
@@ -125,6 +137,16 @@ impl Names {
     pub fn notify_contact_subject(&self, tracking: &str) -> String {
         let hex: String = tracking.bytes().map(|b| format!("{b:02x}")).collect();
         format!("{}.c.{hex}", self.notify_root)
+    }
+
+    /// The notification journal's subject of `op`: a contact's own, the rounds' (where the
+    /// fence is kept), or the others'.
+    pub fn notify_subject(&self, op: &Op) -> String {
+        match op {
+            Op::Contacts(c) if c.len() == 1 => self.notify_contact_subject(&c[0].0),
+            Op::Round(_) | Op::Lead { .. } => format!("{}.round", self.notify_root),
+            _ => format!("{}.ops", self.notify_root),
+        }
     }
 
     /// The subject a record is published to.

@@ -26,7 +26,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 
 use crate::cluster::lease::Owned;
-use crate::cluster::nats::{Cluster, ClusterError};
+use crate::cluster::nats::{after_on_subject, Cluster, ClusterError};
 use crate::cluster::notify_apply::Progress;
 use crate::notify::journal::{Journal, JournalFuture, Op, RoundError};
 use crate::notify::store::{Batch, StoreError};
@@ -108,31 +108,26 @@ fn parts(b: &Batch) -> Vec<Batch> {
     if size <= ROUND_BYTES {
         return vec![b.clone()];
     }
+    fn chunked<T: Clone>(out: &mut Vec<Batch>, items: &[T], part: impl Fn(Vec<T>) -> Batch) {
+        out.extend(items.chunks(PART).map(|c| part(c.to_vec())));
+    }
     let mut out = Vec::new();
-    for c in b.retry.chunks(PART) {
-        out.push(Batch {
-            retry: c.to_vec(),
-            ..Batch::default()
-        });
-    }
-    for c in b.finished.chunks(PART) {
-        out.push(Batch {
-            finished: c.to_vec(),
-            ..Batch::default()
-        });
-    }
-    for c in b.dead.chunks(PART) {
-        out.push(Batch {
-            dead: c.to_vec(),
-            ..Batch::default()
-        });
-    }
-    for c in b.logs.chunks(PART) {
-        out.push(Batch {
-            logs: c.to_vec(),
-            ..Batch::default()
-        });
-    }
+    chunked(&mut out, &b.retry, |retry| Batch {
+        retry,
+        ..Batch::default()
+    });
+    chunked(&mut out, &b.finished, |finished| Batch {
+        finished,
+        ..Batch::default()
+    });
+    chunked(&mut out, &b.dead, |dead| Batch {
+        dead,
+        ..Batch::default()
+    });
+    chunked(&mut out, &b.logs, |logs| Batch {
+        logs,
+        ..Batch::default()
+    });
     out.push(Batch {
         enqueue: b.enqueue.clone(),
         once: b.once.clone(),
@@ -161,20 +156,8 @@ impl NatsJournal {
         }
     }
 
-    fn root(&self) -> &str {
-        &self.cluster.names.notify_root
-    }
-
     fn round_subject(&self) -> String {
-        format!("{}.round", self.root())
-    }
-
-    fn subject_of(&self, op: &Op) -> String {
-        match op {
-            Op::Contacts(c) if c.len() == 1 => self.cluster.names.notify_contact_subject(&c[0].0),
-            Op::Round(_) | Op::Lead { .. } => self.round_subject(),
-            _ => format!("{}.ops", self.root()),
-        }
+        format!("{}.round", self.cluster.names.notify_root)
     }
 
     /// The journal's stream (no request: its info is asked for where needed).
@@ -193,7 +176,7 @@ impl NatsJournal {
         headers: Option<HeaderMap>,
     ) -> Result<jetstream::context::PublishAckFuture, String> {
         let payload = serde_json::to_vec(op).map_err(|e| e.to_string())?;
-        let subject = self.subject_of(op);
+        let subject = self.cluster.names.notify_subject(op);
         let js = &self.cluster.js;
         match headers {
             Some(h) => js.publish_with_headers(subject, h, payload.into()).await,
@@ -231,11 +214,7 @@ impl NatsJournal {
     /// Publishes on `ROOT.round` after `last` (refused if another gateway wrote there since)
     /// and waits until applied here; the new last sequence.
     async fn fenced(&self, op: &Op, last: u64, n: u64, term: u64) -> Result<u64, String> {
-        let mut h = HeaderMap::new();
-        h.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            last.to_string().as_str(),
-        );
+        let mut h = after_on_subject(last);
         let id = format!("{}:{:016x}:{term}:{n}", self.cluster.node, self.nonce);
         h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let seq = Self::acked(self.send(op, Some(h)).await?).await?;

@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use async_nats::HeaderMap;
 use futures_util::StreamExt;
 
-use crate::cluster::nats::{Cluster, ClusterError};
+use crate::cluster::nats::{after_on_subject, Cluster, ClusterError};
 use crate::notify::handle::Notify;
 use crate::notify::journal::Op;
 use crate::notify::store::StoreError;
@@ -107,21 +106,16 @@ pub async fn seed(
         );
         return Ok(0);
     }
-    let root = &cluster.names.notify_root;
     let total = ops.len();
     let (rounds, rest): (Vec<Op>, Vec<Op>) =
         ops.into_iter().partition(|op| matches!(op, Op::Round(_)));
     let mut last = 0;
     for (i, op) in rounds.into_iter().enumerate() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            last.to_string().as_str(),
-        );
         let payload = serde_json::to_vec(&op).map_err(|e| err(e.to_string()))?;
+        let subject = cluster.names.notify_subject(&op);
         let ack = cluster
             .js
-            .publish_with_headers(format!("{root}.round"), h, payload.into())
+            .publish_with_headers(subject, after_on_subject(last), payload.into())
             .await
             .map_err(|e| err(e.to_string()))?
             .await;
@@ -136,10 +130,7 @@ pub async fn seed(
     }
     let mut acks = Vec::new();
     for op in rest {
-        let subject = match &op {
-            Op::Contacts(c) if c.len() == 1 => cluster.names.notify_contact_subject(&c[0].0),
-            _ => format!("{root}.ops"),
-        };
+        let subject = cluster.names.notify_subject(&op);
         if let Op::OptOut { key, at_ms } = &op {
             remember_opt_out(cluster, key, *at_ms).await.map_err(&err)?;
         }

@@ -486,3 +486,21 @@ from = "{SMS_FROM}"
         providers.url()
     )
 }
+
+/// A session of `role` as `sub`, of depot "north", on the gateway at `addr`.
+pub async fn session(
+    ep: &milepost::client::ClientEndpoint,
+    addr: SocketAddr,
+    role: milepost::auth::Role,
+    sub: &str,
+) -> milepost::client::Session {
+    let conn = ep.connect(addr, "localhost").await.unwrap();
+    milepost::client::Session::open(
+        conn,
+        &crate::common::token(role, sub, "north"),
+        sub,
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}

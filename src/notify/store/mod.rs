@@ -281,15 +281,10 @@ impl NotifyStore {
         Ok(db.as_ref().ok_or(StoreError::Closed)?.begin_read()?)
     }
 
-    /// Sets a parcel's contact.
+    /// Sets a parcel's contact (contacts the API sets are [`Op::Contacts`]).
     pub fn set_contact(&self, tracking: &str, c: &StoredContact) -> Result<(), StoreError> {
-        self.set_contacts(&[(tracking, c)])
-    }
-
-    /// Sets parcels' contacts, in one transaction (a route's, for one fsync).
-    pub fn set_contacts(&self, contacts: &[(&str, &StoredContact)]) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
-        put_contacts(&tx, contacts.iter().copied())?;
+        put_contacts(&tx, std::iter::once((tracking, c)))?;
         tx.commit()?;
         Ok(())
     }
@@ -351,10 +346,7 @@ impl NotifyStore {
 
     /// Records an opt-out under its address key.
     pub fn opt_out(&self, key: &str, at_ms: i64) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        tx.open_table(OPTOUT)?.insert(key, at_ms)?;
-        tx.commit()?;
-        Ok(())
+        self.set_opt_outs(&[(key.to_owned(), at_ms)])
     }
 
     /// Records opt-outs in one transaction (a cluster's, read from its state bucket).
@@ -447,17 +439,6 @@ impl NotifyStore {
             v.push(serde_json::from_slice(r?.1.value())?);
         }
         Ok(v)
-    }
-
-    /// Takes a dead letter off the list (to retry it or dismiss it).
-    pub fn take_dead(&self, id: u64) -> Result<Option<Dead>, StoreError> {
-        let tx = self.begin_write()?;
-        let d = match tx.open_table(DEAD)?.remove(id)? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        };
-        tx.commit()?;
-        Ok(d)
     }
 
     /// A parcel's message log, oldest first.
